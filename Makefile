@@ -1,0 +1,41 @@
+# Front door: `make test` and `make run` work on a fresh Debian 12 machine (they install what is
+# missing first). BUILD_DIR, JOBS and CMAKE_ARGS can be overridden.
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build test test-asan run bench format clean
+
+all: build
+
+deps:
+	@bash scripts/install_deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# Core tests under AddressSanitizer + UndefinedBehaviorSanitizer (used by CI).
+test-asan: deps
+	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGOT_SANITIZE=address,undefined \
+	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
+	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
+
+run: build
+	@$(BUILD_DIR)/tools/cli/ingot demo
+
+bench: build
+	@$(BUILD_DIR)/bench/ingot_bench_core
+
+format:
+	@find src tests bench tools fuzz -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
+
+clean:
+	@rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,78 @@
+// Fused "fast" ops with one kernel per backend, each paired with a reference composition from
+// ops (namespace fast::ref) that is its test oracle and default VJP.
+#pragma once
+
+#include <optional>
+
+#include "core/array.h"
+
+namespace ingot::fast {
+
+/// Options of rms_norm.
+struct RmsNormOptions {
+  float eps = 1e-6f;
+  /// Scale by (1 + weight) instead of weight (Gemma); 1 + weight is computed in float32.
+  bool add_unit_offset = false;
+  /// true: multiply the float32 normalised x by the weight in float32 and round once (Gemma3).
+  /// false: round the normalised x to x's dtype first, then multiply by the weight and round
+  /// again (Hugging Face LlamaRMSNorm / Qwen2 / Qwen3 / Mistral). Same result for float32 x.
+  bool weight_in_float32 = true;
+};
+/// x / sqrt(mean(x^2, -1) + eps) * weight over the last axis; computed in float32, output in
+/// x's dtype. weight: [E] or absent.
+Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
+               StreamOrDevice s = {});
+
+/// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (float32 inside).
+Array layer_norm(const Array& x, const std::optional<Array>& weight,
+                 const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
+
+/// Options of rope.
+struct RopeOptions {
+  /// Interleaved pairs (x0,x1),(x2,x3)... when true; half-split (rotate_half, as Hugging Face
+  /// Llama/Qwen/Gemma) when false.
+  bool traditional = false;
+  float base = 10000.0f;
+  /// Positions are multiplied by scale (linear scaling uses 1/factor).
+  float scale = 1.0f;
+  /// Position of the first row along the sequence axis.
+  int64_t offset = 0;
+  /// Per-row offsets [B] (batched caches with different lengths); overrides `offset`.
+  std::optional<Array> offsets;
+  /// Custom inverse frequencies [dims/2] (e.g. Llama 3 scaled); overrides base.
+  std::optional<Array> freqs;
+};
+/// Rotary position embedding of the first `dims` features of x [B, H, L, D] (or [..., L, D]),
+/// position of row l = offset + l.
+Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});
+
+/// Options of scaled_dot_product_attention.
+struct SdpaOptions {
+  float scale = 1.0f;
+  /// Query i (at absolute position S - L + i) sees keys j <= S - L + i.
+  bool causal = false;
+  /// Additive float mask or boolean mask (true = keep), broadcastable to [B, H, L, S].
+  std::optional<Array> mask;
+  /// Sliding window: query at position p sees keys in (p - window, p]; 0 = none. Needs causal.
+  int window = 0;
+  /// tanh soft cap of the logits: cap * tanh(logits / cap); 0 = none.
+  float softcap = 0.0f;
+};
+/// softmax(q k^T * scale [+ mask]) v for q [B, H, L, D], k and v [B, Hkv, S, D] with H a
+/// multiple of Hkv (grouped-query attention). Softmax in float32; output [B, H, L, D] in q's
+/// dtype.
+Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
+                                   const SdpaOptions& opt = {}, StreamOrDevice s = {});
+
+/// Reference compositions from ops (oracles and default VJPs).
+namespace ref {
+Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
+               StreamOrDevice s = {});
+Array layer_norm(const Array& x, const std::optional<Array>& weight,
+                 const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
+Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});
+Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
+                                   const SdpaOptions& opt = {}, StreamOrDevice s = {});
+}  // namespace ref
+
+}  // namespace ingot::fast

@@ -1,0 +1,63 @@
+// Iterative topological evaluation with detach-after-use so intermediates free early.
+#include "core/transforms/eval.h"
+
+#include <unordered_set>
+#include <utility>
+
+#include "core/primitive.h"
+
+namespace ingot {
+
+void eval(const std::vector<Array>& arrays) {
+  // 1. Post-order DFS with an explicit stack over unevaluated nodes.
+  std::vector<Array> tape;
+  std::unordered_set<uintptr_t> visited;
+  std::vector<std::pair<Array, size_t>> stack;
+  for (const Array& root : arrays) {
+    if (!root.valid() || root.is_evaluated() || visited.count(root.id())) continue;
+    stack.emplace_back(root, 0);
+    visited.insert(root.id());
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      const auto& ins = node.inputs();
+      if (next < ins.size()) {
+        const Array& in = ins[next++];
+        if (!in.is_evaluated() && visited.insert(in.id()).second) stack.emplace_back(in, 0);
+        continue;
+      }
+      tape.push_back(std::move(node));
+      stack.pop_back();
+    }
+  }
+  // 2. Run primitives in order. The tape gives up its handle as each node runs, so a node's
+  //    storage is released once its last consumer has run and detached.
+  for (auto& slot : tape) {
+    Array node = std::move(slot);
+    if (node.is_evaluated()) continue;  // computed as a sibling
+    if (!node.has_primitive()) raise("[eval] array has neither data nor a primitive");
+    std::shared_ptr<Primitive> prim = node.primitive_ptr();
+    std::vector<Array> outputs = node.outputs();
+    // The inputs stay referenced by the node until detach, so kernels may check donation
+    // (use_count == 1 means no other consumer or user handle remains).
+    const std::vector<Array>& inputs = node.inputs();
+    for (const auto& in : inputs)
+      if (in.device().type != prim->device().type)
+        raise("[eval] {} runs on {} but an input lives on {}", prim->name(), prim->device().str(),
+              in.device().str());
+    if (prim->device().type == Device::Type::cpu)
+      prim->eval_cpu(inputs, outputs);
+    else
+      prim->eval_cuda(inputs, outputs);
+    for (auto& o : outputs) {
+      if (!o.valid()) continue;
+      o.set_evaluated();
+      o.detach();
+    }
+  }
+}
+
+void synchronize(Device d) {
+  if (d.type == Device::Type::cuda) gpu::synchronize(default_stream(d));
+}
+
+}  // namespace ingot
