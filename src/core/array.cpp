@@ -239,6 +239,7 @@ void Array::ensure_row_contiguous() const {
 }
 
 void convert_copy(const void* src, Dtype src_type, void* dst, Dtype dst_type, int64_t n) {
+  if (n <= 0) return;
   if (src_type == dst_type) {
     std::memcpy(dst, src, static_cast<size_t>(n) * size_of(src_type));
     return;

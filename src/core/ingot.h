@@ -7,4 +7,5 @@
 #include "core/dtype.h"
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
+#include "core/transforms/autodiff.h"
 #include "core/transforms/eval.h"

@@ -60,7 +60,8 @@ struct SdpaOptions {
 };
 /// softmax(q k^T * scale [+ mask]) v for q [B, H, L, D], k and v [B, Hkv, S, D] with H a
 /// multiple of Hkv (grouped-query attention). Softmax in float32; output [B, H, L, D] in q's
-/// dtype.
+/// dtype (v may have its own last dim Dv: output [B, H, L, Dv]). A query row whose keys are
+/// all masked gives zeros.
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
                                    const SdpaOptions& opt = {}, StreamOrDevice s = {});
 

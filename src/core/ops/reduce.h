@@ -37,9 +37,11 @@ Array stddev(const Array& a, const std::vector<int>& axes, bool keepdims = false
              StreamOrDevice s = {});
 Array all(const Array& a, const std::vector<int>& axes, bool keepdims = false,
           StreamOrDevice s = {});
+Array all(const Array& a, int axis, bool keepdims = false, StreamOrDevice s = {});
 Array all(const Array& a, bool keepdims = false, StreamOrDevice s = {});
 Array any(const Array& a, const std::vector<int>& axes, bool keepdims = false,
           StreamOrDevice s = {});
+Array any(const Array& a, int axis, bool keepdims = false, StreamOrDevice s = {});
 Array any(const Array& a, bool keepdims = false, StreamOrDevice s = {});
 /// Index (uint32) of the first maximum / minimum along an axis.
 Array argmax(const Array& a, int axis, bool keepdims = false, StreamOrDevice s = {});

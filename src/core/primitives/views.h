@@ -13,6 +13,11 @@ class Reshape : public UnaryPrimitive {
   INGOT_UNARY_PRIMITIVE(Reshape)
   INGOT_EQUIVALENT(Reshape, std::tie(p->shape_))
   std::vector<Shape> output_shapes(const std::vector<Array>&) override { return {shape_}; }
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                         const std::vector<int>& argnums) override;
 
  private:
   const Shape shape_;
@@ -29,6 +34,11 @@ class Transpose : public UnaryPrimitive {
     for (int a : axes_) out.push_back(in[0].shape()[a]);
     return {out};
   }
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                         const std::vector<int>& argnums) override;
   const std::vector<int>& axes() const { return axes_; }
 
  private:
@@ -42,6 +52,11 @@ class Broadcast : public UnaryPrimitive {
   INGOT_UNARY_PRIMITIVE(Broadcast)
   INGOT_EQUIVALENT(Broadcast, std::tie(p->shape_))
   std::vector<Shape> output_shapes(const std::vector<Array>&) override { return {shape_}; }
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                         const std::vector<int>& argnums) override;
 
  private:
   const Shape shape_;
@@ -59,6 +74,11 @@ class Slice : public UnaryPrimitive {
   INGOT_UNARY_PRIMITIVE(Slice)
   INGOT_EQUIVALENT(Slice, std::tie(p->start_, p->stop_, p->strides_))
   std::vector<Shape> output_shapes(const std::vector<Array>&) override { return {out_shape_}; }
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                         const std::vector<int>& argnums) override;
   const Shape& start() const { return start_; }
   const Shape& stop() const { return stop_; }
   const Shape& strides() const { return strides_; }

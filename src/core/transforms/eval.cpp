@@ -5,8 +5,15 @@
 #include <utility>
 
 #include "core/primitive.h"
+#include "core/transforms/autodiff.h"
 
 namespace ingot {
+
+namespace {
+thread_local int g_tracing = 0;
+}  // namespace
+bool is_tracing() { return g_tracing > 0; }
+void detail::set_tracing(int delta) { g_tracing += delta; }
 
 void eval(const std::vector<Array>& arrays) {
   // 1. Post-order DFS with an explicit stack over unevaluated nodes.
@@ -48,10 +55,12 @@ void eval(const std::vector<Array>& arrays) {
       prim->eval_cpu(inputs, outputs);
     else
       prim->eval_cuda(inputs, outputs);
+    // While a transform traces a function its graph must stay attached for differentiation.
+    const bool keep = is_tracing();
     for (auto& o : outputs) {
       if (!o.valid()) continue;
       o.set_evaluated();
-      o.detach();
+      if (!keep) o.detach();
     }
   }
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Bounded libFuzzer runs for CI: builds the fuzz targets with clang into build-fuzz/ and runs each
+# for FUZZ_SECONDS (default 20) seconds, seeded from the committed test data. Exit != 0 on a crash.
+# Usage: scripts/run_fuzz.sh [TARGET...]   (default: every target: tokenizer_load tokenizer_encode
+# tokenizer_template safetensors config). Seeds also come from fuzz/corpus/<target>/ when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
+BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
+JOBS=${FUZZ_JOBS:-2}
+targets=("$@")
+[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template safetensors config)
+
+CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$BUILD" -DINGOT_FUZZ=ON \
+  -DINGOT_TESTS=OFF -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-warning-option" \
+  >/dev/null
+# (libraries get coverage instrumentation + ASan/UBSan too, so the fuzzer sees inside them)
+cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]/#/fuzz_}"
+
+corpus_root="$BUILD/fuzz_corpus"
+seed() {  # seed corpora from committed data (copied: libFuzzer writes into the first dir)
+  local t=$1 dir="$corpus_root/$1"
+  mkdir -p "$dir"
+  if [[ -d fuzz/corpus/$t ]]; then cp fuzz/corpus/"$t"/* "$dir"/; fi
+  case $t in
+    tokenizer_encode)
+      python3 - "$dir" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+for i, line in enumerate(open("tests/data/tokenizer/corpus.jsonl", encoding="utf-8")):
+    c = json.loads(line)
+    b = bytes.fromhex(c["bytes_hex"]) if "bytes_hex" in c else c["text"].encode()
+    (out / f"seed{i}").write_bytes(b[:4096])
+PY
+      ;;
+    tokenizer_template)
+      python3 - "$dir" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+for i, c in enumerate(json.load(open("tests/data/tokenizer/jinja/features.json", encoding="utf-8"))):
+    (out / f"feat{i}").write_bytes(c["template"].encode() + b"\0" + json.dumps(c["context"]).encode())
+PY
+      ;;
+    tokenizer_load)
+      printf '%s' '{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"},"normalizer":{"type":"NFC"}}' >"$dir/seed0"
+      ;;
+  esac
+}
+
+for t in "${targets[@]}"; do
+  seed "$t"
+  echo "== fuzz_$t for ${SECONDS_PER_TARGET}s"
+  log="$BUILD/fuzz_$t.log"
+  if ! "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=8192 -timeout=10 \
+      -rss_limit_mb=2048 -print_final_stats=1 "$corpus_root/$t" >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzz_$t failed (crash input saved as ./crash-*; log $log)" >&2
+    exit 1
+  fi
+  tail -n 12 "$log"
+done
+echo "fuzz: all targets ran clean"

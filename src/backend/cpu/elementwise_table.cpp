@@ -1,0 +1,146 @@
+// Kernel table of the elementwise ops: one loop per (op, dtype), with contiguous and broadcast
+// fast paths the compiler can vectorise; 16-bit floats compute in float and round once.
+#include <type_traits>
+
+#include "backend/cpu/elementwise_kernels.h"
+#include "backend/cpu/elementwise_ops.h"
+#include "core/dtype.h"
+#include "util/error.h"
+
+namespace ingot::cpu {
+namespace {
+
+template <typename Op, typename T>
+using ew_out_t = std::conditional_t<Op::bool_out, bool, T>;
+
+template <typename Op, typename T, typename O>
+void unary_loop(const EwArg* in, void* out, int64_t n) {
+  using C = compute_t<T>;
+  const T* a = static_cast<const T*>(in[0].ptr);
+  O* o = static_cast<O*>(out);
+  const int64_t sa = in[0].stride;
+  Op op;
+  auto f = [&](T x) { return static_cast<O>(op(static_cast<C>(x))); };
+  if (sa == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+  } else if (sa == 0) {
+    const O v = f(a[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i * sa]);
+  }
+}
+
+template <typename Op, typename T, typename O>
+void binary_loop(const EwArg* in, void* out, int64_t n) {
+  using C = compute_t<T>;
+  const T* a = static_cast<const T*>(in[0].ptr);
+  const T* b = static_cast<const T*>(in[1].ptr);
+  O* o = static_cast<O*>(out);
+  const int64_t sa = in[0].stride, sb = in[1].stride;
+  Op op;
+  auto f = [&](C x, C y) { return static_cast<O>(op(x, y)); };
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(static_cast<C>(a[i]), static_cast<C>(b[i]));
+  } else if (sa == 0 && sb == 1) {
+    const C x = static_cast<C>(a[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x, static_cast<C>(b[i]));
+  } else if (sa == 1 && sb == 0) {
+    const C y = static_cast<C>(b[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = f(static_cast<C>(a[i]), y);
+  } else if (sa == 0 && sb == 0) {
+    const O v = f(static_cast<C>(a[0]), static_cast<C>(b[0]));
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(static_cast<C>(a[i * sa]), static_cast<C>(b[i * sb]));
+  }
+}
+
+template <typename T>
+void where_loop(const EwArg* in, void* out, int64_t n) {
+  const bool* c = static_cast<const bool*>(in[0].ptr);
+  const T* a = static_cast<const T*>(in[1].ptr);
+  const T* b = static_cast<const T*>(in[2].ptr);
+  T* o = static_cast<T*>(out);
+  const int64_t sc = in[0].stride, sa = in[1].stride, sb = in[2].stride;
+  if (sc == 1 && sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = c[i] ? a[i] : b[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = c[i * sc] ? a[i * sa] : b[i * sb];
+  }
+}
+
+template <typename S, typename D>
+void astype_loop(const EwArg* in, void* out, int64_t n) {
+  const S* a = static_cast<const S*>(in[0].ptr);
+  D* o = static_cast<D*>(out);
+  const int64_t sa = in[0].stride;
+  if (sa == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = convert<D>(a[i]);
+  } else if (sa == 0) {
+    const D v = convert<D>(a[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = convert<D>(a[i * sa]);
+  }
+}
+
+/// The unary or binary loop of Op for storage type T, or nullptr if Op rejects T.
+template <typename Op, int Arity, typename T>
+EwKernel pick(Dtype out) {
+  if constexpr (!accepts_v<Op::accepts, compute_t<T>>) {
+    return nullptr;
+  } else {
+    using O = ew_out_t<Op, T>;
+    if (out != dtype_of<O>()) return nullptr;
+    if constexpr (Arity == 1)
+      return &unary_loop<Op, T, O>;
+    else
+      return &binary_loop<Op, T, O>;
+  }
+}
+
+template <typename Op, int Arity>
+EwKernel pick_op(Dtype in, Dtype out) {
+  return dispatch_dtype(in, [&](auto t) { return pick<Op, Arity, decltype(t)>(out); });
+}
+
+EwKernel astype_kernel(Dtype in, Dtype out) {
+  return dispatch_dtype(in, [&](auto s) {
+    return dispatch_dtype(
+        out, [&](auto d) -> EwKernel { return &astype_loop<decltype(s), decltype(d)>; });
+  });
+}
+
+}  // namespace
+
+EwKernel ew_kernel(EwOp op, Dtype in, Dtype out) {
+  EwKernel k = nullptr;
+  switch (op) {
+#define INGOT_EW_CASE1(NAME)           \
+  case EwOp::NAME:                     \
+    k = pick_op<NAME##Op, 1>(in, out); \
+    break;
+#define INGOT_EW_CASE2(NAME)           \
+  case EwOp::NAME:                     \
+    k = pick_op<NAME##Op, 2>(in, out); \
+    break;
+    INGOT_EW_UNARY_OPS(INGOT_EW_CASE1)
+    INGOT_EW_BINARY_OPS(INGOT_EW_CASE2)
+#undef INGOT_EW_CASE1
+#undef INGOT_EW_CASE2
+    case EwOp::Where:
+      if (in == out)
+        k = dispatch_dtype(in, [](auto t) -> EwKernel { return &where_loop<decltype(t)>; });
+      break;
+    case EwOp::AsType:
+      k = astype_kernel(in, out);
+      break;
+  }
+  if (!k)
+    raise<Unsupported>("[{}] no CPU kernel from {} to {}", ew_name(op), dtype_name(in),
+                       dtype_name(out));
+  return k;
+}
+
+}  // namespace ingot::cpu

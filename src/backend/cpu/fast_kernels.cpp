@@ -1,0 +1,407 @@
+// SIMD inner loops of the fast-op kernels: AVX2+FMA versions and portable fallbacks, chosen
+// at run time (cpu::active_isa, so INGOT_CPU_ISA=portable forces the fallbacks).
+#include "backend/cpu/fast_kernels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/gemm_kernels.h"
+
+namespace ingot::backend::fastk {
+
+namespace {
+
+// ---- portable ----
+
+float sum_squares_portable(const float* x, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += x[i + k] * x[i + k];
+  float s = 0;
+  for (; i < n; ++i) s += x[i] * x[i];
+  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void qk_tile_portable(const float* q, int64_t ldq, int rows, const float* kp, int64_t D, float* s,
+                      int64_t lds) {
+  for (int r = 0; r < rows; ++r) {
+    float acc[16] = {};
+    const float* qr = q + r * ldq;
+    for (int64_t d = 0; d < D; ++d) {
+      const float qv = qr[d];
+      for (int j = 0; j < 16; ++j) acc[j] += qv * kp[d * 16 + j];
+    }
+    for (int j = 0; j < 16; ++j) s[r * lds + j] = acc[j];
+  }
+}
+
+void pv_tile_portable(const float* p, int64_t ldp, int rows, const float* v, int64_t ldv,
+                      int64_t nk, int64_t Dp, float* acc, int64_t lda) {
+  // Sum the block from zero, then add it (blocked summation, as the AVX2 tile).
+  constexpr int64_t kChunk = 256;
+  float blk[kChunk];
+  for (int r = 0; r < rows; ++r)
+    for (int64_t d0 = 0; d0 < Dp; d0 += kChunk) {
+      const int64_t nd = std::min(kChunk, Dp - d0);
+      std::fill(blk, blk + nd, 0.0f);
+      for (int64_t j = 0; j < nk; ++j) {
+        const float pj = p[r * ldp + j];
+        const float* vj = v + j * ldv + d0;
+        for (int64_t d = 0; d < nd; ++d) blk[d] += pj * vj[d];
+      }
+      for (int64_t d = 0; d < nd; ++d) acc[r * lda + d0 + d] += blk[d];
+    }
+}
+
+float exp_sub_sum_portable(float* x, int64_t n, float m) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = exp_nonpos(x[i] - m);
+    sum += x[i];
+  }
+  return sum;
+}
+
+void store_bf16_portable(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bfloat16_t::from_float(src[i]);
+}
+
+void store_f16_portable(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = float16_t::from_float(src[i]);
+}
+
+template <SrcKind K>
+inline float src_at(const void* p, int64_t i) {
+  if constexpr (K == SrcKind::f32)
+    return static_cast<const float*>(p)[i];
+  else if constexpr (K == SrcKind::bf16)
+    return bits_f32(static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16);
+  else
+    return float16_t::to_float(static_cast<const uint16_t*>(p)[i]);
+}
+
+template <SrcKind K>
+void qk_direct_portable(const float* q, int64_t ldq, int rows, const void* k, int64_t ks,
+                        int64_t nk, int64_t D, float* s, int64_t lds) {
+  float kr[256];
+  for (int64_t j = 0; j < nk; ++j) {
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t d0 = 0; d0 < D; d0 += 256) {
+      const int64_t nd = std::min<int64_t>(256, D - d0);
+      for (int64_t d = 0; d < nd; ++d) kr[d] = src_at<K>(k, j * ks + d0 + d);
+      for (int r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < nd; ++d) acc[r] += q[r * ldq + d0 + d] * kr[d];
+    }
+    for (int r = 0; r < rows; ++r) s[r * lds + j] = acc[r];
+  }
+}
+
+template <SrcKind K>
+void pv_direct_portable(const float* p, int64_t ldp, int rows, const void* v, int64_t vs,
+                        int64_t nk, int64_t Dv, float* acc, int64_t lda) {
+  constexpr int64_t kChunk = 256;
+  float blk[4][kChunk];
+  for (int64_t d0 = 0; d0 < Dv; d0 += kChunk) {
+    const int64_t nd = std::min(kChunk, Dv - d0);
+    for (int r = 0; r < rows; ++r) std::fill(blk[r], blk[r] + nd, 0.0f);
+    for (int64_t j = 0; j < nk; ++j)
+      for (int64_t d = 0; d < nd; ++d) {
+        const float vv = src_at<K>(v, j * vs + d0 + d);
+        for (int r = 0; r < rows; ++r) blk[r][d] += p[r * ldp + j] * vv;
+      }
+    for (int r = 0; r < rows; ++r)
+      for (int64_t d = 0; d < nd; ++d) acc[r * lda + d0 + d] += blk[r][d];
+  }
+}
+
+// ---- AVX2 + FMA ----
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+AVX2_FN inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+AVX2_FN float sum_squares_avx2(const float* x, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+    __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
+    a0 = _mm256_fmadd_ps(v0, v0, a0);
+    a1 = _mm256_fmadd_ps(v1, v1, a1);
+    a2 = _mm256_fmadd_ps(v2, v2, a2);
+    a3 = _mm256_fmadd_ps(v3, v3, a3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    a0 = _mm256_fmadd_ps(v, v, a0);
+  }
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+template <int R>
+AVX2_FN inline void qk_tile_avx2_r(const float* q, int64_t ldq, const float* kp, int64_t D,
+                                   float* s, int64_t lds) {
+  __m256 a[R][2];
+  for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    const __m256 k0 = _mm256_loadu_ps(kp + d * 16), k1 = _mm256_loadu_ps(kp + d * 16 + 8);
+    for (int r = 0; r < R; ++r) {
+      const __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
+      a[r][0] = _mm256_fmadd_ps(qb, k0, a[r][0]);
+      a[r][1] = _mm256_fmadd_ps(qb, k1, a[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(s + r * lds, a[r][0]);
+    _mm256_storeu_ps(s + r * lds + 8, a[r][1]);
+  }
+}
+
+AVX2_FN void qk_tile_avx2(const float* q, int64_t ldq, int rows, const float* kp, int64_t D,
+                          float* s, int64_t lds) {
+  switch (rows) {
+    case 4:
+      return qk_tile_avx2_r<4>(q, ldq, kp, D, s, lds);
+    case 3:
+      return qk_tile_avx2_r<3>(q, ldq, kp, D, s, lds);
+    case 2:
+      return qk_tile_avx2_r<2>(q, ldq, kp, D, s, lds);
+    default:
+      return qk_tile_avx2_r<1>(q, ldq, kp, D, s, lds);
+  }
+}
+
+template <int R>
+AVX2_FN inline void pv_tile_avx2_r(const float* p, int64_t ldp, const float* v, int64_t ldv,
+                                   int64_t nk, int64_t Dp, float* acc, int64_t lda) {
+  for (int64_t dc = 0; dc < Dp; dc += 16) {
+    // Sum the block from zero, then add it: blocked summation keeps long key ranges accurate.
+    __m256 a[R][2];
+    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nk; ++j) {
+      const __m256 v0 = _mm256_loadu_ps(v + j * ldv + dc);
+      const __m256 v1 = _mm256_loadu_ps(v + j * ldv + dc + 8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 pb = _mm256_broadcast_ss(p + r * ldp + j);
+        a[r][0] = _mm256_fmadd_ps(pb, v0, a[r][0]);
+        a[r][1] = _mm256_fmadd_ps(pb, v1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float* ar = acc + r * lda + dc;
+      _mm256_storeu_ps(ar, _mm256_add_ps(_mm256_loadu_ps(ar), a[r][0]));
+      _mm256_storeu_ps(ar + 8, _mm256_add_ps(_mm256_loadu_ps(ar + 8), a[r][1]));
+    }
+  }
+}
+
+AVX2_FN void pv_tile_avx2(const float* p, int64_t ldp, int rows, const float* v, int64_t ldv,
+                          int64_t nk, int64_t Dp, float* acc, int64_t lda) {
+  switch (rows) {
+    case 4:
+      return pv_tile_avx2_r<4>(p, ldp, v, ldv, nk, Dp, acc, lda);
+    case 3:
+      return pv_tile_avx2_r<3>(p, ldp, v, ldv, nk, Dp, acc, lda);
+    case 2:
+      return pv_tile_avx2_r<2>(p, ldp, v, ldv, nk, Dp, acc, lda);
+    default:
+      return pv_tile_avx2_r<1>(p, ldp, v, ldv, nk, Dp, acc, lda);
+  }
+}
+
+// exp(x) for x <= 0 (Cephes polynomial, as exp_nonpos); -inf and x < -87.3 give 0.
+AVX2_FN inline __m256 exp_nonpos_avx2(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.3f);
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+  const __m256 z = _mm256_mul_ps(r, r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_add_ps(_mm256_fmadd_ps(y, z, r), _mm256_set1_ps(1.0f));
+  const __m256i n = _mm256_cvtps_epi32(fx);
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);  // x < lo -> 0
+}
+
+AVX2_FN float exp_sub_sum_avx2(float* x, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = hsum(acc);
+  for (; i < n; ++i) {
+    x[i] = exp_nonpos(x[i] - m);
+    sum += x[i];
+  }
+  return sum;
+}
+
+AVX2_FN void store_bf16_avx2(const float* src, uint16_t* dst, int64_t n) {
+  const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+  const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i qnan = _mm256_set1_epi32(0x40);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, bias)), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), qnan), nan);
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_castsi256_si128(packed));
+  }
+  for (; i < n; ++i) dst[i] = bfloat16_t::from_float(src[i]);
+}
+
+AVX2_FN void store_f16_avx2(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = float16_t::from_float(src[i]);
+}
+
+template <SrcKind K>
+AVX2_FN inline __m256 load8(const void* p, int64_t i) {
+  if constexpr (K == SrcKind::f32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (K == SrcKind::bf16)
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else
+      return _mm256_cvtph_ps(h);
+  }
+}
+
+template <SrcKind K, int R>
+AVX2_FN inline void qk_direct_avx2_r(const float* q, int64_t ldq, const void* k, int64_t ks,
+                                     int64_t nk, int64_t D, float* s, int64_t lds) {
+  const int64_t D8 = D / 8 * 8;
+  for (int64_t j = 0; j < nk; ++j) {
+    __m256 a[R];
+    for (int r = 0; r < R; ++r) a[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8) {
+      const __m256 kv = load8<K>(k, j * ks + d);
+      for (int r = 0; r < R; ++r)
+        a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + d), kv, a[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      float acc = hsum(a[r]);
+      for (int64_t d = D8; d < D; ++d) acc += q[r * ldq + d] * src_at<K>(k, j * ks + d);
+      s[r * lds + j] = acc;
+    }
+  }
+}
+
+template <SrcKind K>
+AVX2_FN void qk_direct_avx2(const float* q, int64_t ldq, int rows, const void* k, int64_t ks,
+                            int64_t nk, int64_t D, float* s, int64_t lds) {
+  switch (rows) {
+    case 4:
+      return qk_direct_avx2_r<K, 4>(q, ldq, k, ks, nk, D, s, lds);
+    case 3:
+      return qk_direct_avx2_r<K, 3>(q, ldq, k, ks, nk, D, s, lds);
+    case 2:
+      return qk_direct_avx2_r<K, 2>(q, ldq, k, ks, nk, D, s, lds);
+    default:
+      return qk_direct_avx2_r<K, 1>(q, ldq, k, ks, nk, D, s, lds);
+  }
+}
+
+template <SrcKind K, int R>
+AVX2_FN inline void pv_direct_avx2_r(const float* p, int64_t ldp, const void* v, int64_t vs,
+                                     int64_t nk, int64_t Dv, float* acc, int64_t lda) {
+  const int64_t D16 = Dv / 16 * 16;
+  for (int64_t dc = 0; dc < D16; dc += 16) {
+    __m256 a[R][2];
+    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nk; ++j) {
+      const __m256 v0 = load8<K>(v, j * vs + dc), v1 = load8<K>(v, j * vs + dc + 8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 pb = _mm256_broadcast_ss(p + r * ldp + j);
+        a[r][0] = _mm256_fmadd_ps(pb, v0, a[r][0]);
+        a[r][1] = _mm256_fmadd_ps(pb, v1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float* ar = acc + r * lda + dc;
+      _mm256_storeu_ps(ar, _mm256_add_ps(_mm256_loadu_ps(ar), a[r][0]));
+      _mm256_storeu_ps(ar + 8, _mm256_add_ps(_mm256_loadu_ps(ar + 8), a[r][1]));
+    }
+  }
+  for (int64_t d = D16; d < Dv; ++d)
+    for (int r = 0; r < R; ++r) {
+      float t = 0;
+      for (int64_t j = 0; j < nk; ++j) t += p[r * ldp + j] * src_at<K>(v, j * vs + d);
+      acc[r * lda + d] += t;
+    }
+}
+
+template <SrcKind K>
+AVX2_FN void pv_direct_avx2(const float* p, int64_t ldp, int rows, const void* v, int64_t vs,
+                            int64_t nk, int64_t Dv, float* acc, int64_t lda) {
+  switch (rows) {
+    case 4:
+      return pv_direct_avx2_r<K, 4>(p, ldp, v, vs, nk, Dv, acc, lda);
+    case 3:
+      return pv_direct_avx2_r<K, 3>(p, ldp, v, vs, nk, Dv, acc, lda);
+    case 2:
+      return pv_direct_avx2_r<K, 2>(p, ldp, v, vs, nk, Dv, acc, lda);
+    default:
+      return pv_direct_avx2_r<K, 1>(p, ldp, v, vs, nk, Dv, acc, lda);
+  }
+}
+
+const Kernels kPortable{sum_squares_portable,
+                        qk_tile_portable,
+                        pv_tile_portable,
+                        exp_sub_sum_portable,
+                        store_bf16_portable,
+                        store_f16_portable,
+                        {qk_direct_portable<SrcKind::f32>, qk_direct_portable<SrcKind::bf16>,
+                         qk_direct_portable<SrcKind::f16>},
+                        {pv_direct_portable<SrcKind::f32>, pv_direct_portable<SrcKind::bf16>,
+                         pv_direct_portable<SrcKind::f16>}};
+const Kernels kAvx2{
+    sum_squares_avx2,
+    qk_tile_avx2,
+    pv_tile_avx2,
+    exp_sub_sum_avx2,
+    store_bf16_avx2,
+    store_f16_avx2,
+    {qk_direct_avx2<SrcKind::f32>, qk_direct_avx2<SrcKind::bf16>, qk_direct_avx2<SrcKind::f16>},
+    {pv_direct_avx2<SrcKind::f32>, pv_direct_avx2<SrcKind::bf16>, pv_direct_avx2<SrcKind::f16>}};
+
+}  // namespace
+
+const Kernels& kernels() {
+  return cpu::active_isa() >= cpu::Isa::avx2 ? kAvx2 : kPortable;
+}
+
+}  // namespace ingot::backend::fastk

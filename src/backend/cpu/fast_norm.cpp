@@ -1,0 +1,134 @@
+// CPU kernels of RmsNorm and LayerNorm: one pass per row (any layout), float32 math (float64
+// for float64), rows split over the thread pool.
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/fast_kernels.h"
+#include "core/primitives/fast.h"
+#include "util/thread_pool.h"
+
+namespace ingot {
+
+using namespace backend;
+using namespace backend::fastk;
+
+namespace {
+
+// A norm parameter ([E], any layout and float dtype) in the compute type, plus `add`.
+template <typename A>
+std::vector<A> param_vector(const Array& p, A add) {
+  std::vector<A> v(static_cast<size_t>(p.shape(0)));
+  dispatch_dtype(p.dtype(), [&](auto t) {
+    using P = decltype(t);
+    gather_row(p.raw_ptr<P>(), p.strides()[0], p.shape(0), v.data());
+  });
+  if (add != A(0))
+    for (auto& x : v) x = x + add;
+  return v;
+}
+
+// Gives `out` storage: x's buffer when donatable (rows are read into scratch before writing).
+void alloc_out(const Array& x, Array& out) {
+  if (x.is_donatable() && x.dtype() == out.dtype())
+    out.move_shared_buffer(x);
+  else
+    alloc_cpu(out);
+}
+
+// Gives `out` storage and runs fn(row, out_row) over all rows of x: `row` is x's row loaded
+// into a scratch buffer of the compute type A (modifiable), out_row the output row to write.
+// x's buffer is donated to out when possible (each row is read before it is written).
+template <typename T, typename A, typename F>
+void for_rows(const Array& x, Array& out, F&& fn) {
+  const int64_t E = x.shape(-1);
+  const int64_t rows = E ? x.size() / E : 0;
+  const RowOffsets offs(x);
+  const int64_t sx = x.strides().back();
+  const T* xp = x.raw_ptr<T>();
+  alloc_out(x, out);
+  if (rows == 0) return;
+  T* op = out.raw_ptr<T>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(E, 1));
+  parallel_for(rows, grain, [&](int64_t b, int64_t e) {
+    std::vector<A> buf(static_cast<size_t>(E));
+    for (int64_t r = b; r < e; ++r) {
+      gather_row(xp + offs(r), sx, E, buf.data());
+      fn(buf.data(), op + r * E);
+    }
+  });
+}
+
+template <typename T, typename A>
+void rms_norm_impl(const RmsNorm& p, const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const int64_t E = x.shape(-1);
+  std::vector<A> w;
+  if (p.has_weight_) w = param_vector<A>(inputs[1], p.add_unit_offset_ ? A(1) : A(0));
+  const Kernels& k = kernels();
+  for_rows<T, A>(x, out, [&](A* v, T* o) {
+    const A r = A(1) / std::sqrt(sum_squares(k, v, E) / static_cast<A>(E) + static_cast<A>(p.eps_));
+    for (int64_t i = 0; i < E; ++i) v[i] *= r;
+    if (!w.empty()) {
+      if (!p.weight_in_float32_) round_through<T, A>(v, E);
+      for (int64_t i = 0; i < E; ++i) v[i] *= w[i];
+    }
+    store_row(k, v, o, E);
+  });
+}
+
+template <typename T, typename A>
+void layer_norm_impl(const LayerNorm& p, const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const int64_t E = x.shape(-1);
+  std::vector<A> w, bias;
+  size_t next = 1;
+  if (p.has_weight_) w = param_vector<A>(inputs[next++], A(0));
+  if (p.has_bias_) bias = param_vector<A>(inputs[next++], A(0));
+  const Kernels& k = kernels();
+  for_rows<T, A>(x, out, [&](A* v, T* o) {
+    A sum = 0;
+    for (int64_t i = 0; i < E; ++i) sum += v[i];
+    const A mu = sum / static_cast<A>(E);
+    for (int64_t i = 0; i < E; ++i) v[i] -= mu;
+    const A r = A(1) / std::sqrt(sum_squares(k, v, E) / static_cast<A>(E) + static_cast<A>(p.eps_));
+    for (int64_t i = 0; i < E; ++i) v[i] *= r;
+    if (!w.empty())
+      for (int64_t i = 0; i < E; ++i) v[i] *= w[i];
+    if (!bias.empty())
+      for (int64_t i = 0; i < E; ++i) v[i] += bias[i];
+    store_row(k, v, o, E);
+  });
+}
+
+// Calls f(T{}, A{}) for the float dtypes the fast kernels take.
+template <typename F>
+void dispatch_float(Dtype t, const char* op, F&& f) {
+  switch (t) {
+    case Dtype::float32:
+      return f(float{}, float{});
+    case Dtype::bfloat16:
+      return f(bfloat16_t{}, float{});
+    case Dtype::float16:
+      return f(float16_t{}, float{});
+    case Dtype::float64:
+      return f(double{}, double{});
+    default:
+      raise("[{}] unsupported dtype {}", op, dtype_name(t));
+  }
+}
+
+}  // namespace
+
+void RmsNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  dispatch_float(out.dtype(), "rms_norm", [&](auto t, auto a) {
+    rms_norm_impl<decltype(t), decltype(a)>(*this, inputs, out);
+  });
+}
+
+void LayerNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  dispatch_float(out.dtype(), "layer_norm", [&](auto t, auto a) {
+    layer_norm_impl<decltype(t), decltype(a)>(*this, inputs, out);
+  });
+}
+
+}  // namespace ingot

@@ -1,0 +1,142 @@
+// CPU kernel of Rope: a float32 cos/sin table per (batch row, position), then one pass per row
+// of x (any layout). 16-bit inputs round exactly where Hugging Face's bf16 rotary code does.
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/fast_kernels.h"
+#include "core/primitives/fast.h"
+#include "util/thread_pool.h"
+
+namespace ingot {
+
+using namespace backend;
+using namespace backend::fastk;
+
+namespace {
+
+// Rounds to T's precision (identity for float and double); branch-free for bfloat16 so the
+// row loops vectorise.
+template <typename T, typename A>
+inline A rnd(A v) {
+  if constexpr (std::is_same_v<T, A> || std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, bfloat16_t>) {
+    const uint32_t u = f32_bits(v);
+    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return bits_f32((u & 0x7fffffffu) > 0x7f800000u ? (u | 0x400000u) & 0xffff0000u : r);
+  } else {
+    return static_cast<A>(static_cast<float>(T(static_cast<float>(v))));
+  }
+}
+
+// Inverse frequencies in float32: freqs input, or 1 / base^(2i / dims) as HF computes them.
+std::vector<float> inverse_freqs(const Rope& p, const std::vector<Array>& inputs) {
+  const int half = p.dims_ / 2;
+  std::vector<float> f(half);
+  if (p.has_freqs_) {
+    const Array& a = inputs.back();
+    dispatch_dtype(a.dtype(), [&](auto t) {
+      using F = decltype(t);
+      gather_row(a.raw_ptr<F>(), a.strides()[0], half, f.data());
+    });
+  } else {
+    for (int i = 0; i < half; ++i)
+      f[i] = 1.0f / std::pow(p.base_, static_cast<float>(2 * i) / static_cast<float>(p.dims_));
+  }
+  return f;
+}
+
+// Start position of each batch row (one entry when there are no per-row offsets).
+std::vector<int64_t> start_positions(const Rope& p, const std::vector<Array>& inputs) {
+  if (!p.has_offsets_) return {p.offset_};
+  const Array& o = inputs[1];
+  std::vector<int64_t> r(static_cast<size_t>(o.size()));
+  const int64_t st = o.ndim() ? o.strides()[0] : 0;
+  dispatch_dtype(o.dtype(), [&](auto t) {
+    using O = decltype(t);
+    const O* ptr = o.raw_ptr<O>();
+    for (size_t i = 0; i < r.size(); ++i)
+      r[i] = static_cast<int64_t>(ptr[static_cast<int64_t>(i) * st]);
+  });
+  return r;
+}
+
+// Rotates the pairs of one row in place: x * cos + rotate_half(x) * sin, each op rounded to T.
+// Pairs are (2i, 2i + 1) when Trad, else (i, i + half); the loop vectorises for the latter.
+template <typename T, bool Trad, typename A>
+inline void rotate(A* v, const A* c, const A* s, int64_t half) {
+  constexpr int64_t step = Trad ? 2 : 1;
+  const int64_t second = Trad ? 1 : half;
+  for (int64_t i = 0; i < half; ++i) {
+    const A x1 = v[i * step], x2 = v[i * step + second];
+    v[i * step] = rnd<T>(rnd<T>(x1 * c[i]) + rnd<T>(-x2 * s[i]));
+    v[i * step + second] = rnd<T>(rnd<T>(x2 * c[i]) + rnd<T>(x1 * s[i]));
+  }
+}
+
+template <typename T, typename A>
+void rope_impl(const Rope& p, const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const int64_t D = x.shape(-1), L = x.shape(-2);
+  const int64_t half = p.dims_ / 2;
+  const int64_t rows = D ? x.size() / D : 0;
+  const std::vector<float> inv = inverse_freqs(p, inputs);
+  const std::vector<int64_t> starts = start_positions(p, inputs);
+  const int64_t nb = static_cast<int64_t>(starts.size());
+  const int64_t rows_per_b = nb > 1 ? rows / nb : rows;
+  // cos/sin table [nb, L, half], rounded to T as HF's cos.to(x.dtype).
+  std::vector<A> cs(static_cast<size_t>(nb * L * half)), sn(cs.size());
+  parallel_for(nb * L, std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t t = b; t < e; ++t) {
+                   const float pos = static_cast<float>(starts[t / L] + t % L) * p.scale_;
+                   for (int64_t i = 0; i < half; ++i) {
+                     const float ang = pos * inv[i];
+                     cs[t * half + i] = rnd<T, A>(static_cast<A>(std::cos(ang)));
+                     sn[t * half + i] = rnd<T, A>(static_cast<A>(std::sin(ang)));
+                   }
+                 }
+               });
+  const RowOffsets offs(x);
+  const int64_t sx = x.strides().back();
+  const T* xp = x.raw_ptr<T>();
+  if (x.is_donatable() && x.dtype() == out.dtype())
+    out.move_shared_buffer(x);
+  else
+    alloc_cpu(out);
+  if (rows == 0) return;
+  T* op = out.raw_ptr<T>();
+  const Kernels& k = kernels();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)),
+               [&](int64_t b, int64_t e) {
+                 std::vector<A> v(static_cast<size_t>(D));
+                 for (int64_t r = b; r < e; ++r) {
+                   gather_row(xp + offs(r), sx, D, v.data());
+                   const int64_t t = (nb > 1 ? r / rows_per_b : 0) * L + r % L;
+                   if (p.traditional_)
+                     rotate<T, true>(v.data(), cs.data() + t * half, sn.data() + t * half, half);
+                   else
+                     rotate<T, false>(v.data(), cs.data() + t * half, sn.data() + t * half, half);
+                   store_row(k, v.data(), op + r * D, D);
+                 }
+               });
+}
+
+}  // namespace
+
+void Rope::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  switch (out.dtype()) {
+    case Dtype::float32:
+      return rope_impl<float, float>(*this, inputs, out);
+    case Dtype::bfloat16:
+      return rope_impl<bfloat16_t, float>(*this, inputs, out);
+    case Dtype::float16:
+      return rope_impl<float16_t, float>(*this, inputs, out);
+    case Dtype::float64:
+      return rope_impl<double, double>(*this, inputs, out);
+    default:
+      raise("[rope] unsupported dtype {}", dtype_name(out.dtype()));
+  }
+}
+
+}  // namespace ingot

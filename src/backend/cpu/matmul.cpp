@@ -1,0 +1,340 @@
+// Matmul / AddMM on the CPU: batch planning (broadcast batches, batch folding into M), float32
+// and float64 GEMM through OpenBLAS, GEMV (M == 1 or N == 1) and bf16/f16 through ingot's own
+// kernels (gemm_kernels.h) with float32 accumulation.
+//
+// Threads: OpenBLAS keeps its own pthread pool; we only cap it at pool_threads() once (so
+// INGOT_NUM_THREADS also bounds BLAS) and never call BLAS from inside parallel_for, so the two
+// pools never run at the same time (no oversubscription). Our own kernels use parallel_for.
+#include <cblas.h>
+
+#include <algorithm>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include "backend/common/utils.h"
+#include "backend/cpu/gemm_kernels.h"
+#include "backend/cpu/gemm_plan.h"
+#include "core/primitives/linalg.h"
+#include "util/thread_pool.h"
+
+namespace ingot {
+namespace {
+
+using cpu::GemmKernels;
+using cpu::MatmulPlan;
+
+void init_blas_threads() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(pool_threads()); });
+}
+
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+/// out[j] = alpha * y[j] (+ beta * c[j * cs]), rounded once to T.
+template <typename T>
+void store_row(const acc_t<T>* y, int64_t n, T* out, float alpha, const T* c, int64_t cs,
+               float beta) {
+  using A = acc_t<T>;
+  if (c) {
+    for (int64_t j = 0; j < n; ++j)
+      out[j] = T(A(alpha) * y[j] + A(beta) * static_cast<A>(c[j * cs]));
+  } else if (alpha == 1.0f) {
+    for (int64_t j = 0; j < n; ++j) out[j] = T(y[j]);
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = T(A(alpha) * y[j]);
+  }
+}
+
+/// K == 0: the product is all zeros.
+template <typename T>
+void eval_empty_k(const MatmulPlan& p, T* out, const T* c, float alpha, float beta) {
+  std::vector<acc_t<T>> zero(static_cast<size_t>(p.N), 0);
+  for (int64_t bi = 0; bi < p.batch; ++bi)
+    for (int64_t m = 0; m < p.M; ++m)
+      store_row(zero.data(), p.N, out + (bi * p.M + m) * p.N, alpha,
+                c ? c + p.c_off[bi] + m * p.sc_m : nullptr, p.sc_n, beta);
+}
+
+// ---------------------------------------------------------------- GEMV (M == 1 or N == 1)
+
+/// One vector-matrix product: out[j] = sum_k x[k * xs] * w[k * wk + j * wn], j < n.
+template <typename T>
+struct GemvJob {
+  const T* x;
+  int64_t xs;
+  const T* w;
+  int64_t wk, wn, n;
+  T* out;      // contiguous
+  const T* c;  // addmm bias row (or null)
+  int64_t cs;
+};
+
+template <typename T>
+std::vector<GemvJob<T>> gemv_jobs(const MatmulPlan& p, const T* a, const T* b, T* out, const T* c) {
+  std::vector<GemvJob<T>> jobs;
+  const bool by_rows = !(p.N == 1 && p.M > 1);  // N == 1: the roles of a and b swap
+  for (int64_t bi = 0; bi < p.batch; ++bi) {
+    const T* cb = c ? c + p.c_off[bi] : nullptr;
+    if (by_rows) {
+      for (int64_t m = 0; m < p.M; ++m)
+        jobs.push_back({a + p.a_off[bi] + m * p.sa_m, p.sa_k, b + p.b_off[bi], p.sb_k, p.sb_n, p.N,
+                        out + (bi * p.M + m) * p.N, cb ? cb + m * p.sc_m : nullptr, p.sc_n});
+    } else {
+      jobs.push_back({b + p.b_off[bi], p.sb_k, a + p.a_off[bi], p.sa_k, p.sa_m, p.M, out + bi * p.M,
+                      cb, p.sc_m});
+    }
+  }
+  return jobs;
+}
+
+template <typename T>
+constexpr cpu::WKind wkind() {
+  if constexpr (std::is_same_v<T, bfloat16_t>) return cpu::WKind::bf16;
+  if constexpr (std::is_same_v<T, float16_t>) return cpu::WKind::f16;
+  return cpu::WKind::f32;
+}
+
+/// y[j] for a weight layout our SIMD kernels do not cover (neither stride is 1), or float64.
+template <typename T>
+void gemv_generic(const GemvJob<T>& jb, const acc_t<T>* x, int64_t k, int64_t j0, int64_t n,
+                  acc_t<T>* y) {
+  for (int64_t j = 0; j < n; ++j) y[j] = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const T* row = jb.w + i * jb.wk + j0 * jb.wn;
+    const acc_t<T> xi = x[i];
+    for (int64_t j = 0; j < n; ++j) y[j] += xi * static_cast<acc_t<T>>(row[j * jb.wn]);
+  }
+}
+
+template <typename T>
+void gemv_chunk(const GemvJob<T>& jb, const acc_t<T>* x, int64_t k, int64_t j0, int64_t n,
+                acc_t<T>* y, const GemmKernels& kern) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (jb.wk == 1) {  // dot products of contiguous rows
+      for (int64_t j = 0; j < n; ++j) {
+        const double* r = jb.w + (j0 + j) * jb.wn;
+        double s = 0;
+        for (int64_t i = 0; i < k; ++i) s += r[i] * x[i];
+        y[j] = s;
+      }
+      return;
+    }
+    gemv_generic(jb, x, k, j0, n, y);
+  } else {
+    const int kind = static_cast<int>(wkind<T>());
+    if (jb.wk == 1)
+      kern.rows[kind](jb.w + j0 * jb.wn, jb.wn, x, k, y, n);
+    else if (jb.wn == 1)
+      kern.cols[kind](jb.w + j0, jb.wk, x, k, y, n);
+    else
+      gemv_generic(jb, x, k, j0, n, y);
+  }
+}
+
+/// Runs every GEMV job, split over (job, column chunk) pairs with parallel_for.
+template <typename T>
+void run_gemv(const std::vector<GemvJob<T>>& jobs, int64_t k, float alpha, float beta) {
+  using A = acc_t<T>;
+  const GemmKernels& kern = cpu::active_kernels();
+  // x of every job in the accumulation type, contiguous.
+  std::vector<A> xs(jobs.size() * static_cast<size_t>(k));
+  for (size_t q = 0; q < jobs.size(); ++q)
+    for (int64_t i = 0; i < k; ++i) xs[q * k + i] = static_cast<A>(jobs[q].x[i * jobs[q].xs]);
+  const int64_t n = jobs.empty() ? 0 : jobs[0].n;
+  // Column chunks of >= 64k multiply-adds; the [K, N] layout streams weight rows, so its
+  // chunks are as wide as the thread count allows (long sequential reads).
+  const bool cols = !jobs.empty() && jobs[0].wn == 1 && jobs[0].wk != 1;
+  int64_t nc = std::max<int64_t>(64, (65536 / std::max<int64_t>(k, 1)) / 64 * 64);
+  if (cols)  // one chunk per thread, 1024..4096 columns (the float32 y row stays in L1)
+    nc = std::clamp<int64_t>((n + pool_threads() - 1) / pool_threads() + 63, 1024, 4096) / 64 * 64;
+  // Several rows of one product (small-M bf16/f16) share the weights: chunks are ordered
+  // chunk-major and kept within ~256 KB, so rows after the first read the chunk from L2.
+  if (!cols && jobs.size() > 1)
+    nc = std::max<int64_t>(16, std::min<int64_t>(nc, (int64_t{256} << 10) / (k * sizeof(T))));
+  nc = std::min(n, nc);
+  const int64_t per_job = (n + nc - 1) / nc;
+  const int64_t njobs = static_cast<int64_t>(jobs.size());
+  const int64_t total = per_job * static_cast<int64_t>(jobs.size());
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, nc * k));
+  parallel_for(total, grain, [&](int64_t begin, int64_t end) {
+    std::vector<A> y(static_cast<size_t>(nc));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t q = t % njobs;
+      const GemvJob<T>& jb = jobs[q];
+      const int64_t j0 = (t / njobs) * nc, len = std::min(nc, n - j0);
+      gemv_chunk(jb, xs.data() + q * k, k, j0, len, y.data(), kern);
+      store_row(y.data(), len, jb.out + j0, alpha, jb.c ? jb.c + j0 * jb.cs : nullptr, jb.cs, beta);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- float32/float64 GEMM (BLAS)
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const double* a, int64_t lda, const double* b, int64_t ldb, float beta, double* c,
+               int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+/// A BLAS operand: (pointer, transpose flag, leading dimension), copying a layout BLAS cannot
+/// take (neither stride 1 with a valid leading dimension) into `scratch`.
+template <typename T>
+struct Operand {
+  const T* p;
+  CBLAS_TRANSPOSE t;
+  int64_t ld;
+};
+template <typename T>
+Operand<T> blas_operand(const T* p, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                        std::vector<T>& scratch) {
+  if (cs == 1 && rs >= std::max<int64_t>(cols, 1)) return {p, CblasNoTrans, rs};
+  if (rs == 1 && cs >= std::max<int64_t>(rows, 1)) return {p, CblasTrans, cs};
+  scratch.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t q = 0; q < cols; ++q) scratch[r * cols + q] = p[r * rs + q * cs];
+  return {scratch.data(), CblasNoTrans, cols};
+}
+
+template <typename T>
+void gemm_blas(const MatmulPlan& p, const T* a, const T* b, T* out, const T* c, float alpha,
+               float beta) {
+  init_blas_threads();
+  if (c)  // out = beta * c first, then BLAS accumulates alpha * a @ b into it
+    for (int64_t bi = 0; bi < p.batch; ++bi)
+      for (int64_t m = 0; m < p.M; ++m) {
+        T* o = out + (bi * p.M + m) * p.N;
+        const T* cr = c + p.c_off[bi] + m * p.sc_m;
+        for (int64_t j = 0; j < p.N; ++j) o[j] = static_cast<T>(beta) * cr[j * p.sc_n];
+      }
+  std::vector<T> sa, sb;
+  for (int64_t bi = 0; bi < p.batch; ++bi) {
+    Operand<T> oa = blas_operand(a + p.a_off[bi], p.M, p.K, p.sa_m, p.sa_k, sa);
+    Operand<T> ob = blas_operand(b + p.b_off[bi], p.K, p.N, p.sb_k, p.sb_n, sb);
+    blas_gemm(oa.t, ob.t, p.M, p.N, p.K, alpha, oa.p, oa.ld, ob.p, ob.ld, c ? 1.0f : 0.0f,
+              out + bi * p.M * p.N, p.N);
+  }
+}
+
+// ---------------------------------------------------------------- bf16/f16 GEMM
+
+/// 16-bit values to float32: contiguous runs through the ISA kernel, strided ones element-wise.
+template <typename T>
+void to_f32(const T* src, int64_t stride, int64_t n, float* dst, const GemmKernels& kern) {
+  if (stride == 1) {
+    auto fn = std::is_same_v<T, bfloat16_t> ? kern.bf16_to_f32 : kern.f16_to_f32;
+    fn(reinterpret_cast<const uint16_t*>(src), dst, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i * stride]);
+  }
+}
+
+/// Converts panels to float32 and runs cblas_sgemm on them (OpenBLAS's tuned Zen kernel is
+/// what a hand-written AVX2 micro-kernel would at best match; conversion is O(MK + KN) against
+/// O(MKN) flops). B is converted in balanced column blocks so its float32 copy stays ~8 MB.
+template <typename T>
+void gemm_half(const MatmulPlan& p, const T* a, const T* b, T* out, const T* c, float alpha,
+               float beta) {
+  init_blas_threads();
+  const GemmKernels& kern = cpu::active_kernels();
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t nb_max = std::min(N, std::max<int64_t>(64, (int64_t{1} << 21) / K));
+  const int64_t nblocks = (N + nb_max - 1) / nb_max;
+  const int64_t nb = (N + nblocks - 1) / nblocks;
+  std::vector<float> af(static_cast<size_t>(M * K)), bf(static_cast<size_t>(nb * K)),
+      cf(static_cast<size_t>(M * nb));
+  const bool rows_layout = p.sb_k == 1;  // W stored [N, K]: convert rows of W, use B^T
+  for (int64_t bi = 0; bi < p.batch; ++bi) {
+    const T* ab = a + p.a_off[bi];
+    const T* bb = b + p.b_off[bi];
+    parallel_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) to_f32(ab + m * p.sa_m, p.sa_k, K, &af[m * K], kern);
+    });
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+      const int64_t w = std::min(nb, N - n0);
+      if (rows_layout) {
+        parallel_for(w, std::max<int64_t>(1, 16384 / K), [&](int64_t j0, int64_t j1) {
+          for (int64_t j = j0; j < j1; ++j) to_f32(bb + (n0 + j) * p.sb_n, 1, K, &bf[j * K], kern);
+        });
+        blas_gemm(CblasNoTrans, CblasTrans, M, w, K, 1.0f, af.data(), K, bf.data(), K, 0.0f,
+                  cf.data(), w);
+      } else {
+        parallel_for(K, std::max<int64_t>(1, 16384 / w), [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k)
+            to_f32(bb + k * p.sb_k + n0 * p.sb_n, p.sb_n, w, &bf[k * w], kern);
+        });
+        blas_gemm(CblasNoTrans, CblasNoTrans, M, w, K, 1.0f, af.data(), K, bf.data(), w, 0.0f,
+                  cf.data(), w);
+      }
+      parallel_for(M, std::max<int64_t>(1, 16384 / w), [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m)
+          store_row(&cf[m * w], w, out + (bi * M + m) * N + n0, alpha,
+                    c ? c + p.c_off[bi] + m * p.sc_m + n0 * p.sc_n : nullptr, p.sc_n, beta);
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+/// Rows up to which bf16/f16 products run as one GEMV per row (each streams the weights once)
+/// rather than converting the weights to float32 for sgemm.
+constexpr int64_t kHalfGemvMaxRows = 4;
+
+template <typename T>
+void eval_typed(const MatmulPlan& p, const Array& a, const Array& b, Array& out, const Array* c,
+                float alpha, float beta) {
+  const T* pa = a.raw_ptr<T>();
+  const T* pb = b.raw_ptr<T>();
+  const T* pc = c ? c->raw_ptr<T>() : nullptr;
+  T* po = out.raw_ptr<T>();
+  if (p.K == 0) return eval_empty_k(p, po, pc, alpha, beta);
+  constexpr bool half = std::is_same_v<T, bfloat16_t> || std::is_same_v<T, float16_t>;
+  const bool gemv = p.M == 1 || p.N == 1 || (half && p.M <= kHalfGemvMaxRows);
+  if (gemv) return run_gemv(gemv_jobs(p, pa, pb, po, pc), p.K, alpha, beta);
+  if constexpr (half)
+    gemm_half(p, pa, pb, po, pc, alpha, beta);
+  else
+    gemm_blas(p, pa, pb, po, pc, alpha, beta);
+}
+
+void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, float alpha,
+                 float beta) {
+  backend::alloc_cpu(out);
+  if (out.size() == 0) return;
+  MatmulPlan p = cpu::make_matmul_plan(a, b, c, out);
+  switch (out.dtype()) {
+    case Dtype::float32:
+      return eval_typed<float>(p, a, b, out, c, alpha, beta);
+    case Dtype::float64:
+      return eval_typed<double>(p, a, b, out, c, alpha, beta);
+    case Dtype::bfloat16:
+      return eval_typed<bfloat16_t>(p, a, b, out, c, alpha, beta);
+    case Dtype::float16:
+      return eval_typed<float16_t>(p, a, b, out, c, alpha, beta);
+    default:
+      raise("[matmul] unsupported dtype {} (floating-point only)", dtype_name(out.dtype()));
+  }
+}
+
+}  // namespace
+
+void Matmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  eval_matmul(inputs[0], inputs[1], out, nullptr, 1.0f, 0.0f);
+}
+
+void AddMM::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  eval_matmul(inputs[1], inputs[2], out, &inputs[0], alpha_, beta_);
+}
+
+}  // namespace ingot

@@ -1,0 +1,10 @@
+// eval_cuda stubs of the fast:: primitives for builds without CUDA.
+#include "core/primitives/fast.h"
+#include "backend/no_cuda/stubs.h"
+
+namespace ingot {
+INGOT_NO_CUDA_UNARY(RmsNorm)
+INGOT_NO_CUDA_UNARY(LayerNorm)
+INGOT_NO_CUDA_UNARY(Rope)
+INGOT_NO_CUDA_UNARY(ScaledDotProductAttention)
+}  // namespace ingot

@@ -1,0 +1,158 @@
+// fast:: ops: validate arguments and build RmsNorm / LayerNorm / Rope /
+// ScaledDotProductAttention nodes (kernels in backend/*/fast_*).
+#include "core/fast/fast.h"
+
+#include "core/fast/fast_internal.h"
+#include "core/primitives/fast.h"
+
+namespace ingot::fast::detail {
+
+namespace {
+
+void check_float(const Array& a, const char* op, const char* what) {
+  if (!is_floating(a.dtype()))
+    raise("[{}] {} must be a floating-point array, got {} {}", op, what, dtype_name(a.dtype()),
+          shape_str(a.shape()));
+}
+
+// weight/bias of a norm: 1-d [E] matching x's last axis.
+void check_norm_param(const Array& x, const Array& p, const char* op, const char* what) {
+  check_float(p, op, what);
+  if (p.ndim() != 1 || p.shape(0) != x.shape(-1))
+    raise("[{}] {} must have shape [{}] to match x {}, got {}", op, what, x.shape(-1),
+          shape_str(x.shape()), shape_str(p.shape()));
+}
+
+}  // namespace
+
+void check_norm_args(const Array& x, const std::optional<Array>& weight,
+                     const std::optional<Array>& bias, const char* op) {
+  check_float(x, op, "x");
+  if (x.ndim() < 1) raise("[{}] x must have at least one dimension, got a scalar", op);
+  if (weight) check_norm_param(x, *weight, op, "weight");
+  if (bias) check_norm_param(x, *bias, op, "bias");
+}
+
+void check_rope_args(const Array& x, int dims, const RopeOptions& opt) {
+  check_float(x, "rope", "x");
+  if (x.ndim() < 2)
+    raise("[rope] x must have at least 2 dimensions [..., L, D], got {}", shape_str(x.shape()));
+  const int64_t d = x.shape(-1);
+  if (dims <= 0 || dims % 2 != 0 || dims > d)
+    raise("[rope] dims must be even and in [2, D = {}], got dims {} for x {}", d, dims,
+          shape_str(x.shape()));
+  if (opt.offsets) {
+    const Array& o = *opt.offsets;
+    if (!is_integral(o.dtype()) || o.dtype() == Dtype::bool_)
+      raise("[rope] offsets must be an integer array, got {} {}", dtype_name(o.dtype()),
+            shape_str(o.shape()));
+    const bool one = o.size() == 1 && o.ndim() <= 1;
+    const bool per_row = o.ndim() == 1 && x.ndim() >= 3 && o.shape(0) == x.shape(0);
+    if (!one && !per_row)
+      raise("[rope] offsets must have shape [B] = [{}] (the first axis of x {}) or [1], got {}",
+            x.ndim() >= 3 ? x.shape(0) : 1, shape_str(x.shape()), shape_str(o.shape()));
+  }
+  if (opt.freqs) {
+    const Array& f = *opt.freqs;
+    check_float(f, "rope", "freqs");
+    if (f.ndim() != 1 || f.shape(0) != dims / 2)
+      raise("[rope] freqs must have shape [dims / 2] = [{}], got {}", dims / 2,
+            shape_str(f.shape()));
+  }
+}
+
+SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt) {
+  constexpr const char* op = "scaled_dot_product_attention";
+  if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4)
+    raise("[{}] q, k and v must be 4-d [B, H, L, D] and [B, Hkv, S, D], got q {}, k {}, v {}", op,
+          shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  check_float(q, op, "q");
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype())
+    raise("[{}] q, k and v must have one dtype, got {}, {} and {}", op, dtype_name(q.dtype()),
+          dtype_name(k.dtype()), dtype_name(v.dtype()));
+  if (k.shape(0) != q.shape(0) || v.shape(0) != q.shape(0) || k.shape(1) != v.shape(1) ||
+      k.shape(2) != v.shape(2))
+    raise(
+        "[{}] shapes do not match: q {}, k {}, v {} (need q [B, H, L, D], k [B, Hkv, S, D], "
+        "v [B, Hkv, S, Dv])",
+        op, shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  if (k.shape(3) != q.shape(3))
+    raise("[{}] head dims differ: q {} has D = {}, k {} has D = {}", op, shape_str(q.shape()),
+          q.shape(3), shape_str(k.shape()), k.shape(3));
+  if (k.shape(1) == 0 || q.shape(1) % k.shape(1) != 0)
+    raise("[{}] query heads H = {} must be a multiple of key/value heads Hkv = {} (q {}, k {})", op,
+          q.shape(1), k.shape(1), shape_str(q.shape()), shape_str(k.shape()));
+  if (opt.window < 0) raise("[{}] window must be >= 0, got {}", op, opt.window);
+  if (opt.window > 0 && !opt.causal)
+    raise("[{}] a sliding window ({}) needs causal = true", op, opt.window);
+  if (opt.softcap < 0) raise("[{}] softcap must be >= 0, got {}", op, opt.softcap);
+  if (!opt.mask) return SdpaMask::none;
+  const Array& m = *opt.mask;
+  const Shape full{q.shape(0), q.shape(1), q.shape(2), k.shape(2)};
+  bool ok = m.ndim() <= 4;
+  for (int i = 1; ok && i <= m.ndim(); ++i) {
+    int64_t md = m.shape()[m.ndim() - i];
+    ok = md == 1 || md == full[4 - i];
+  }
+  if (!ok)
+    raise("[{}] mask {} does not broadcast to [B, H, L, S] = {}", op, shape_str(m.shape()),
+          shape_str(full));
+  if (m.dtype() == Dtype::bool_) return SdpaMask::boolean;
+  if (!is_floating(m.dtype()))
+    raise("[{}] mask must be boolean or floating point (additive), got {}", op,
+          dtype_name(m.dtype()));
+  return SdpaMask::additive;
+}
+
+}  // namespace ingot::fast::detail
+
+namespace ingot::fast {
+
+using namespace detail;
+
+Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt,
+               StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm");
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  return Array(x.shape(), x.dtype(),
+               std::make_shared<RmsNorm>(s.resolve(), opt.eps, opt.add_unit_offset,
+                                         opt.weight_in_float32, weight.has_value()),
+               std::move(inputs));
+}
+
+Array layer_norm(const Array& x, const std::optional<Array>& weight,
+                 const std::optional<Array>& bias, float eps, StreamOrDevice s) {
+  check_norm_args(x, weight, bias, "layer_norm");
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  if (bias) inputs.push_back(*bias);
+  return Array(x.shape(), x.dtype(),
+               std::make_shared<LayerNorm>(s.resolve(), eps, weight.has_value(), bias.has_value()),
+               std::move(inputs));
+}
+
+Array rope(const Array& x, int dims, const RopeOptions& opt, StreamOrDevice s) {
+  check_rope_args(x, dims, opt);
+  std::vector<Array> inputs{x};
+  if (opt.offsets) inputs.push_back(*opt.offsets);
+  if (opt.freqs) inputs.push_back(*opt.freqs);
+  return Array(x.shape(), x.dtype(),
+               std::make_shared<Rope>(s.resolve(), dims, opt.traditional, opt.base, opt.scale,
+                                      opt.offset, opt.offsets.has_value(), opt.freqs.has_value()),
+               std::move(inputs));
+}
+
+Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
+                                   const SdpaOptions& opt, StreamOrDevice s) {
+  SdpaMask mk = check_sdpa_args(q, k, v, opt);
+  std::vector<Array> inputs{q, k, v};
+  if (opt.mask) inputs.push_back(*opt.mask);
+  Shape out{q.shape(0), q.shape(1), q.shape(2), v.shape(3)};
+  return Array(out, q.dtype(),
+               std::make_shared<ScaledDotProductAttention>(s.resolve(), opt.scale, opt.causal,
+                                                           opt.window, opt.softcap, mk),
+               std::move(inputs));
+}
+
+}  // namespace ingot::fast

@@ -1,0 +1,27 @@
+// Internal helpers shared by the fast:: ops, their reference compositions and their VJPs.
+#pragma once
+
+#include <optional>
+
+#include "core/fast/fast.h"
+#include "core/primitives/fast.h"
+
+namespace ingot::fast::detail {
+
+/// Argument checks shared by the fused ops and their references (throw InvalidArgument).
+void check_norm_args(const Array& x, const std::optional<Array>& weight,
+                     const std::optional<Array>& bias, const char* op);
+void check_rope_args(const Array& x, int dims, const RopeOptions& opt);
+SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt);
+
+/// float64 for float64 inputs, else float32: the dtype the fast ops compute in.
+inline Dtype compute_dtype(Dtype t) {
+  return t == Dtype::float64 ? Dtype::float64 : Dtype::float32;
+}
+
+/// Attention probabilities of the reference composition in the compute dtype, shaped
+/// [B, Hkv, G, L, S] (G = H / Hkv); `capped` (when softcap > 0) receives tanh(logits / cap)
+/// of the same shape, for the VJP.
+Array sdpa_probs(const Array& q, const Array& k, const SdpaOptions& opt, Array* capped);
+
+}  // namespace ingot::fast::detail

@@ -1,0 +1,139 @@
+// Reference compositions of the fast:: ops from public ops (namespace fast::ref): the test
+// oracles of the fused kernels and the building blocks of their VJPs.
+#include <cmath>
+#include <limits>
+
+#include "core/fast/fast_internal.h"
+#include "core/ops/ops.h"
+
+namespace ingot::fast {
+
+using namespace detail;
+
+namespace detail {
+
+Array sdpa_probs(const Array& q, const Array& k, const SdpaOptions& opt, Array* capped) {
+  const Dtype ct = compute_dtype(q.dtype());
+  const int64_t B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);
+  const int64_t Hkv = k.shape(1), S = k.shape(2), G = H / Hkv;
+  const Array q5 = reshape(astype(q, ct), {B, Hkv, G, L, D});
+  const Array k5 = reshape(astype(k, ct), {B, Hkv, 1, S, D});
+  Array logits = matmul(q5, swapaxes(k5, -1, -2)) * Array(opt.scale, ct);  // [B, Hkv, G, L, S]
+  if (opt.softcap > 0) {
+    Array t = tanh(logits / Array(opt.softcap, ct));
+    if (capped) *capped = t;
+    logits = t * Array(opt.softcap, ct);
+  }
+  const Array neg_inf(-std::numeric_limits<float>::infinity(), ct);
+  if (opt.mask) {
+    // The mask broadcasts against [B, H, L, S]; view the logits that way to apply it.
+    Array l4 = reshape(logits, {B, H, L, S});
+    if (opt.mask->dtype() == Dtype::bool_)
+      l4 = where(*opt.mask, l4, neg_inf);
+    else
+      l4 = l4 + astype(*opt.mask, ct);
+    logits = reshape(l4, {B, Hkv, G, L, S});
+  }
+  if (opt.causal) {
+    Array qpos = reshape(arange(L, Dtype::int64) + Array(S - L), {L, 1});
+    Array kpos = reshape(arange(S, Dtype::int64), {1, S});
+    Array keep = kpos <= qpos;
+    if (opt.window > 0) keep = keep && (kpos > qpos - Array(static_cast<int64_t>(opt.window)));
+    logits = where(keep, logits, neg_inf);
+  }
+  // Rows with every key masked give zeros (not NaN).
+  Array row_max = max(logits, -1, true);
+  Array p = softmax(logits, -1);
+  return where(equal(row_max, neg_inf), Array(0.0f, ct), p);
+}
+
+}  // namespace detail
+
+namespace ref {
+
+Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt,
+               StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm");
+  const Dtype ct = compute_dtype(x.dtype());
+  Array xf = astype(x, ct, s);
+  Array n = xf * rsqrt(mean(square(xf, s), -1, true, s) + Array(opt.eps, ct), s);
+  if (!weight) return astype(n, x.dtype(), s);
+  Array w = astype(*weight, ct, s);
+  if (opt.add_unit_offset) w = Array(1.0f, ct) + w;
+  if (!opt.weight_in_float32) n = astype(astype(n, x.dtype(), s), ct, s);
+  return astype(n * w, x.dtype(), s);
+}
+
+Array layer_norm(const Array& x, const std::optional<Array>& weight,
+                 const std::optional<Array>& bias, float eps, StreamOrDevice s) {
+  check_norm_args(x, weight, bias, "layer_norm");
+  const Dtype ct = compute_dtype(x.dtype());
+  Array xf = astype(x, ct, s);
+  Array xc = xf - mean(xf, -1, true, s);
+  Array n = xc * rsqrt(mean(square(xc, s), -1, true, s) + Array(eps, ct), s);
+  if (weight) n = n * astype(*weight, ct, s);
+  if (bias) n = n + astype(*bias, ct, s);
+  return astype(n, x.dtype(), s);
+}
+
+Array rope(const Array& x, int dims, const RopeOptions& opt, StreamOrDevice s) {
+  check_rope_args(x, dims, opt);
+  const int nd = x.ndim();
+  const int64_t L = x.shape(-2), D = x.shape(-1), half = dims / 2;
+  // Inverse frequencies and positions in float32, as Hugging Face computes them.
+  Array inv_freq =
+      opt.freqs
+          ? astype(*opt.freqs, float32, s)
+          : reciprocal(power(Array(opt.base),
+                             arange(0, dims, 2, float32, s) / Array(static_cast<float>(dims)), s),
+                       s);
+  Array pos = arange(L, Dtype::int64, s) + Array(opt.offset);  // [L]
+  Shape angle_shape{L, half};
+  if (opt.offsets) {
+    const int64_t nb = opt.offsets->size();
+    pos = reshape(astype(*opt.offsets, Dtype::int64, s), {nb, 1}, s) +
+          arange(L, Dtype::int64, s);  // [nb, L]
+    if (nb > 1) {
+      angle_shape = Shape(nd, 1);
+      angle_shape[0] = nb;
+      angle_shape[nd - 2] = L;
+      angle_shape[nd - 1] = half;
+    }
+  }
+  Array posf = astype(pos, float32, s);
+  if (opt.scale != 1.0f) posf = posf * Array(opt.scale);
+  Array angles = reshape(expand_dims(posf, -1, s) * inv_freq, angle_shape, s);
+  Array c = astype(cos(angles, s), x.dtype(), s);
+  Array sn = astype(sin(angles, s), x.dtype(), s);
+
+  Array rot = slice_axis(x, -1, 0, dims, 1, s);
+  Array x1 = opt.traditional ? slice_axis(rot, -1, 0, dims, 2, s) : slice_axis(rot, -1, 0, half);
+  Array x2 = opt.traditional ? slice_axis(rot, -1, 1, dims, 2, s) : slice_axis(rot, -1, half, dims);
+  // Each product and the sum round to x's dtype, as x * cos + rotate_half(x) * sin does.
+  Array o1 = x1 * c + negative(x2, s) * sn;
+  Array o2 = x2 * c + x1 * sn;
+  Array out;
+  if (opt.traditional) {
+    Shape sh = x.shape();
+    sh[nd - 1] = dims;
+    out = reshape(stack({o1, o2}, -1, s), sh, s);
+  } else {
+    out = concatenate({o1, o2}, -1, s);
+  }
+  if (dims < D) out = concatenate({out, slice_axis(x, -1, dims, D, 1, s)}, -1, s);
+  return out;
+}
+
+Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
+                                   const SdpaOptions& opt, StreamOrDevice s) {
+  check_sdpa_args(q, k, v, opt);
+  const Dtype ct = compute_dtype(q.dtype());
+  const int64_t B = q.shape(0), H = q.shape(1), L = q.shape(2);
+  const int64_t Hkv = k.shape(1), S = k.shape(2), Dv = v.shape(3);
+  Array p = sdpa_probs(q, k, opt, nullptr);  // [B, Hkv, G, L, S]
+  Array v5 = reshape(astype(v, ct, s), {B, Hkv, 1, S, Dv}, s);
+  return astype(reshape(matmul(p, v5, s), {B, H, L, Dv}, s), q.dtype(), s);
+}
+
+}  // namespace ref
+}  // namespace ingot::fast

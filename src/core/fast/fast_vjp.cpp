@@ -1,0 +1,214 @@
+// VJPs, output shapes and printing of the fast:: primitives. The VJPs are explicit gradient
+// formulas written with public ops (float32 inside, float64 for float64), so grad-of-grad
+// works; they differentiate the float32 math and ignore intermediate 16-bit roundings.
+#include <ostream>
+
+#include "core/fast/fast_internal.h"
+#include "core/ops/ops.h"
+
+namespace ingot {
+
+using fast::detail::compute_dtype;
+
+namespace {
+
+// Sums `a` down to `shape` (the inverse of broadcasting `shape` to a.shape()).
+Array sum_to_shape(const Array& a, const Shape& shape) {
+  std::vector<int> axes;
+  const int lead = a.ndim() - static_cast<int>(shape.size());
+  for (int d = 0; d < a.ndim(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && a.shape()[d] != 1)) axes.push_back(d);
+  Array r = axes.empty() ? a : sum(a, axes, true);
+  return reshape(r, shape);
+}
+
+// Sum over every axis but the last.
+Array sum_rows(const Array& a) {
+  std::vector<int> axes;
+  for (int d = 0; d + 1 < a.ndim(); ++d) axes.push_back(d);
+  return axes.empty() ? a : sum(a, axes);
+}
+
+}  // namespace
+
+// ---- RmsNorm ----
+
+std::vector<Shape> RmsNorm::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape()};
+}
+
+void RmsNorm::print(std::ostream& os) const {
+  os << "RmsNorm(eps=" << eps_ << (add_unit_offset_ ? ", 1+w" : "")
+     << (weight_in_float32_ ? "" : ", weight after rounding") << ")";
+}
+
+std::vector<Array> RmsNorm::vjp(const std::vector<Array>& primals,
+                                const std::vector<Array>& cotangents,
+                                const std::vector<int>& argnums, const std::vector<Array>&) {
+  const Array& x = primals[0];
+  const Dtype ct = compute_dtype(x.dtype());
+  Array xf = astype(x, ct);
+  Array g = astype(cotangents[0], ct);
+  Array r = rsqrt(mean(square(xf), -1, true) + Array(eps_, ct));
+  Array n = xf * r;
+  Array gn = g;
+  if (has_weight_) {
+    Array w = astype(primals[1], ct);
+    if (add_unit_offset_) w = Array(1.0f, ct) + w;
+    gn = g * w;
+  }
+  std::vector<Array> out;
+  for (int a : argnums) {
+    if (a == 0)
+      out.push_back(astype(r * (gn - n * mean(gn * n, -1, true)), x.dtype()));
+    else
+      out.push_back(astype(sum_rows(g * n), primals[1].dtype()));
+  }
+  return out;
+}
+
+// ---- LayerNorm ----
+
+std::vector<Shape> LayerNorm::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape()};
+}
+
+void LayerNorm::print(std::ostream& os) const {
+  os << "LayerNorm(eps=" << eps_ << (has_weight_ ? ", weight" : "") << (has_bias_ ? ", bias" : "")
+     << ")";
+}
+
+std::vector<Array> LayerNorm::vjp(const std::vector<Array>& primals,
+                                  const std::vector<Array>& cotangents,
+                                  const std::vector<int>& argnums, const std::vector<Array>&) {
+  const Array& x = primals[0];
+  const Dtype ct = compute_dtype(x.dtype());
+  Array xf = astype(x, ct);
+  Array g = astype(cotangents[0], ct);
+  Array xc = xf - mean(xf, -1, true);
+  Array r = rsqrt(mean(square(xc), -1, true) + Array(eps_, ct));
+  Array n = xc * r;
+  Array gn = has_weight_ ? g * astype(primals[1], ct) : g;
+  std::vector<Array> out;
+  for (int a : argnums) {
+    if (a == 0) {
+      out.push_back(astype(r * (gn - mean(gn, -1, true) - n * mean(gn * n, -1, true)), x.dtype()));
+    } else if (a == 1 && has_weight_) {
+      out.push_back(astype(sum_rows(g * n), primals[1].dtype()));
+    } else {
+      out.push_back(astype(sum_rows(g), primals[a].dtype()));  // bias
+    }
+  }
+  return out;
+}
+
+// ---- Rope ----
+
+std::vector<Shape> Rope::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape()};
+}
+
+void Rope::print(std::ostream& os) const {
+  os << "Rope(dims=" << dims_ << (traditional_ ? ", traditional" : "") << ", base=" << base_
+     << ", scale=" << scale_ << ", offset=" << offset_ << (has_offsets_ ? ", offsets" : "")
+     << (has_freqs_ ? ", freqs" : "") << ")";
+}
+
+std::vector<Array> Rope::vjp(const std::vector<Array>& primals,
+                             const std::vector<Array>& cotangents, const std::vector<int>& argnums,
+                             const std::vector<Array>&) {
+  // The rotation is orthogonal: its transpose rotates by the negated angle (scale -> -scale).
+  std::vector<Array> out;
+  for (int a : argnums) {
+    if (a != 0) {
+      const Array& p = primals[a];
+      if (is_floating(p.dtype()))
+        raise<Unsupported>("[rope] the gradient with respect to freqs is not implemented");
+      out.push_back(zeros_like(p));  // integer offsets
+      continue;
+    }
+    fast::RopeOptions o{
+        .traditional = traditional_, .base = base_, .scale = -scale_, .offset = offset_};
+    size_t i = 1;
+    if (has_offsets_) o.offsets = primals[i++];
+    if (has_freqs_) o.freqs = primals[i++];
+    out.push_back(fast::rope(cotangents[0], dims_, o, stream()));
+  }
+  return out;
+}
+
+std::vector<Array> Rope::jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                             const std::vector<int>& argnums) {
+  // Linear in x: the tangent is rotated like x (offsets and freqs take no tangents).
+  for (int a : argnums)
+    if (a != 0) raise<Unsupported>("[rope] jvp with respect to offsets or freqs is not defined");
+  fast::RopeOptions o{
+      .traditional = traditional_, .base = base_, .scale = scale_, .offset = offset_};
+  size_t i = 1;
+  if (has_offsets_) o.offsets = primals[i++];
+  if (has_freqs_) o.freqs = primals[i++];
+  return {fast::rope(tangents[0], dims_, o, stream())};
+}
+
+// ---- ScaledDotProductAttention ----
+
+std::vector<Shape> ScaledDotProductAttention::output_shapes(const std::vector<Array>& inputs) {
+  const Array &q = inputs[0], &v = inputs[2];
+  return {{q.shape(0), q.shape(1), q.shape(2), v.shape(3)}};
+}
+
+void ScaledDotProductAttention::print(std::ostream& os) const {
+  os << "ScaledDotProductAttention(scale=" << scale_ << (causal_ ? ", causal" : "");
+  if (window_) os << ", window=" << window_;
+  if (softcap_) os << ", softcap=" << softcap_;
+  if (mask_ == SdpaMask::additive) os << ", additive mask";
+  if (mask_ == SdpaMask::boolean) os << ", boolean mask";
+  os << ")";
+}
+
+std::vector<Array> ScaledDotProductAttention::vjp(const std::vector<Array>& primals,
+                                                  const std::vector<Array>& cotangents,
+                                                  const std::vector<int>& argnums,
+                                                  const std::vector<Array>&) {
+  const Array &q = primals[0], &k = primals[1], &v = primals[2];
+  const Dtype ct = compute_dtype(q.dtype());
+  const int64_t B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);
+  const int64_t Hkv = k.shape(1), S = k.shape(2), Dv = v.shape(3), G = H / Hkv;
+  fast::SdpaOptions opt{.scale = scale_, .causal = causal_, .window = window_, .softcap = softcap_};
+  if (mask_ != SdpaMask::none) opt.mask = primals[3];
+  // Recompute the probabilities, then the standard attention backward per KV group.
+  Array capped;
+  Array p = fast::detail::sdpa_probs(q, k, opt, &capped);  // [B, Hkv, G, L, S]
+  Array g5 = reshape(astype(cotangents[0], ct), {B, Hkv, G, L, Dv});
+  Array q5 = reshape(astype(q, ct), {B, Hkv, G, L, D});
+  Array k5 = reshape(astype(k, ct), {B, Hkv, 1, S, D});
+  Array v5 = reshape(astype(v, ct), {B, Hkv, 1, S, Dv});
+  Array dp = matmul(g5, swapaxes(v5, -1, -2));
+  Array dt = p * (dp - sum(dp * p, -1, true));  // d(logits after softcap and mask)
+  Array ds = dt;
+  if (softcap_ > 0) ds = ds * (Array(1.0f, ct) - square(capped));
+  ds = ds * Array(scale_, ct);
+  std::vector<Array> out;
+  for (int a : argnums) {
+    switch (a) {
+      case 0:
+        out.push_back(astype(reshape(matmul(ds, k5), {B, H, L, D}), q.dtype()));
+        break;
+      case 1:
+        out.push_back(astype(sum(matmul(swapaxes(ds, -1, -2), q5), 2), k.dtype()));
+        break;
+      case 2:
+        out.push_back(astype(sum(matmul(swapaxes(p, -1, -2), g5), 2), v.dtype()));
+        break;
+      default:
+        if (mask_ == SdpaMask::boolean)
+          out.push_back(zeros_like(primals[3]));
+        else
+          out.push_back(astype(sum_to_shape(reshape(dt, {B, H, L, S}), primals[3].shape()),
+                               primals[3].dtype()));
+    }
+  }
+  return out;
+}
+
+}  // namespace ingot

@@ -1,0 +1,127 @@
+// Primitives of the fused "fast" ops: RmsNorm, LayerNorm, Rope, ScaledDotProductAttention.
+// Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
+// gradient formulas written with public ops, so higher-order gradients work.
+#pragma once
+
+#include <tuple>
+#include <vector>
+
+#include "core/primitive.h"
+
+namespace ingot {
+
+/// RMS normalisation over the last axis. Inputs {x} or {x, weight [E]}; output in x's dtype.
+/// weight_in_float32: multiply by the weight in float32 and round once (Gemma3); otherwise
+/// round the normalised x to x's dtype first, then multiply and round again (HF Llama/Qwen).
+class RmsNorm : public UnaryPrimitive {
+ public:
+  RmsNorm(Stream s, float eps, bool add_unit_offset, bool weight_in_float32, bool has_weight)
+      : UnaryPrimitive(s),
+        eps_(eps),
+        add_unit_offset_(add_unit_offset),
+        weight_in_float32_(weight_in_float32),
+        has_weight_(has_weight) {}
+  INGOT_UNARY_PRIMITIVE(RmsNorm)
+  INGOT_EQUIVALENT(RmsNorm, std::make_tuple(p->eps_, p->add_unit_offset_, p->weight_in_float32_,
+                                            p->has_weight_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool weight_in_float32_;
+  const bool has_weight_;
+};
+
+/// Layer normalisation over the last axis. Inputs {x[, weight][, bias]} (flags say which);
+/// float32 inside, output in x's dtype.
+class LayerNorm : public UnaryPrimitive {
+ public:
+  LayerNorm(Stream s, float eps, bool has_weight, bool has_bias)
+      : UnaryPrimitive(s), eps_(eps), has_weight_(has_weight), has_bias_(has_bias) {}
+  INGOT_UNARY_PRIMITIVE(LayerNorm)
+  INGOT_EQUIVALENT(LayerNorm, std::make_tuple(p->eps_, p->has_weight_, p->has_bias_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const float eps_;
+  const bool has_weight_;
+  const bool has_bias_;
+};
+
+/// Rotary embedding of the first dims_ features of x [..., L, D]. Inputs {x[, offsets [B]]
+/// [, freqs [dims/2]]}. Angle of row l, pair i: float32(position * scale) * inv_freq[i] with
+/// position = offset + l (offsets[b] + l per batch row b = index along axis 0).
+/// For 16-bit x, cos/sin are rounded to x's dtype and the products and sum are each rounded,
+/// exactly as Hugging Face's apply_rotary_pos_emb does in bf16.
+class Rope : public UnaryPrimitive {
+ public:
+  Rope(Stream s, int dims, bool traditional, float base, float scale, int64_t offset,
+       bool has_offsets, bool has_freqs)
+      : UnaryPrimitive(s),
+        dims_(dims),
+        traditional_(traditional),
+        base_(base),
+        scale_(scale),
+        offset_(offset),
+        has_offsets_(has_offsets),
+        has_freqs_(has_freqs) {}
+  INGOT_UNARY_PRIMITIVE(Rope)
+  INGOT_EQUIVALENT(Rope, std::make_tuple(p->dims_, p->traditional_, p->base_, p->scale_, p->offset_,
+                                         p->has_offsets_, p->has_freqs_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
+                         const std::vector<int>& argnums) override;
+  void print(std::ostream& os) const override;
+
+  const int dims_;
+  const bool traditional_;
+  const float base_;
+  const float scale_;
+  const int64_t offset_;
+  const bool has_offsets_;
+  const bool has_freqs_;
+};
+
+/// Kind of mask input of ScaledDotProductAttention.
+enum class SdpaMask { none, additive, boolean };
+
+/// softmax(q k^T * scale [softcap] [+ mask]) v with GQA, causal (queries aligned to the end of
+/// the keys) and sliding-window masking. Inputs {q, k, v[, mask]}. Softmax in float32 (float64
+/// for float64); a row whose every key is masked gives zeros.
+class ScaledDotProductAttention : public UnaryPrimitive {
+ public:
+  ScaledDotProductAttention(Stream s, float scale, bool causal, int window, float softcap,
+                            SdpaMask mask)
+      : UnaryPrimitive(s),
+        scale_(scale),
+        causal_(causal),
+        window_(window),
+        softcap_(softcap),
+        mask_(mask) {}
+  INGOT_UNARY_PRIMITIVE(ScaledDotProductAttention)
+  INGOT_EQUIVALENT(ScaledDotProductAttention,
+                   std::make_tuple(p->scale_, p->causal_, p->window_, p->softcap_, p->mask_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const float scale_;
+  const bool causal_;
+  const int window_;
+  const float softcap_;
+  const SdpaMask mask_;
+};
+
+}  // namespace ingot

@@ -1,0 +1,292 @@
+// Reverse- and forward-mode autodiff over the lazy graph, custom VJPs and checkpointing.
+#include "core/transforms/autodiff.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops/creation.h"
+#include "core/ops/elementwise.h"
+#include "core/primitive.h"
+#include "core/primitives/transforms.h"
+
+namespace ingot {
+namespace {
+
+struct TraceGuard {
+  TraceGuard() { detail::set_tracing(+1); }
+  ~TraceGuard() { detail::set_tracing(-1); }
+};
+
+Stream stream_of(const Array& a) {
+  return a.has_primitive() ? a.primitive().stream() : default_stream(a.device());
+}
+
+// A fresh node standing for a primal, so the tape can find it.
+Array make_tracer(const Array& p) {
+  return Array(p.shape(), p.dtype(), std::make_shared<Identity>(stream_of(p)), {p});
+}
+
+bool is_stop_gradient(const Array& a) {
+  return a.has_primitive() && dynamic_cast<StopGradient*>(&a.primitive()) != nullptr;
+}
+
+// Nodes reachable from `outputs` that depend on a tracer, in topological (post) order.
+std::vector<Array> build_tape(const std::vector<Array>& outputs,
+                              const std::unordered_set<uintptr_t>& tracers,
+                              std::unordered_set<uintptr_t>& depends) {
+  std::vector<Array> tape;
+  std::unordered_set<uintptr_t> visited;
+  std::vector<std::pair<Array, size_t>> stack;
+  for (const Array& root : outputs) {
+    if (!visited.insert(root.id()).second) continue;
+    stack.emplace_back(root, 0);
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      bool is_tracer = tracers.count(node.id()) > 0;
+      const auto& ins = node.inputs();
+      if (!is_tracer && !is_stop_gradient(node) && next < ins.size()) {
+        const Array& in = ins[next++];
+        if (visited.insert(in.id()).second) stack.emplace_back(in, 0);
+        continue;
+      }
+      bool dep = is_tracer;
+      if (!is_tracer && !is_stop_gradient(node))
+        for (const auto& in : ins) dep = dep || depends.count(in.id()) > 0;
+      if (dep) {
+        depends.insert(node.id());
+        for (auto& s : node.siblings()) depends.insert(s.id());
+        tape.push_back(node);
+      }
+      stack.pop_back();
+    }
+  }
+  return tape;
+}
+
+void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target,
+                const Array& g) {
+  auto it = cots.find(target.id());
+  if (it == cots.end()) cots.emplace(target.id(), g);
+  else it->second = add(it->second, g);
+}
+
+using CotangentSeed = std::function<std::vector<Array>(const std::vector<Array>&)>;
+
+std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
+                                                           const std::vector<Array>& primals,
+                                                           const CotangentSeed& seed) {
+  TraceGuard guard;
+  std::vector<Array> tracers;
+  std::unordered_set<uintptr_t> tracer_ids;
+  for (const auto& p : primals) {
+    tracers.push_back(make_tracer(p));
+    tracer_ids.insert(tracers.back().id());
+  }
+  std::vector<Array> outputs = fn(tracers);
+  std::vector<Array> seeds = seed(outputs);
+
+  std::unordered_set<uintptr_t> depends;
+  std::vector<Array> tape = build_tape(outputs, tracer_ids, depends);
+
+  std::unordered_map<uintptr_t, Array> cots;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (seeds[i].valid()) accumulate(cots, outputs[i], seeds[i]);
+
+  std::unordered_set<const Primitive*> done;
+  for (auto it = tape.rbegin(); it != tape.rend(); ++it) {
+    const Array& node = *it;
+    if (tracer_ids.count(node.id()) || !node.has_primitive()) continue;
+    Primitive* prim = &node.primitive();
+    if (!done.insert(prim).second) continue;
+    std::vector<Array> outs = node.outputs();
+    std::vector<Array> out_cots;
+    bool any = false;
+    for (auto& o : outs) {
+      auto c = cots.find(o.id());
+      if (c != cots.end()) {
+        out_cots.push_back(c->second);
+        any = true;
+      } else {
+        out_cots.push_back(zeros_like(o));
+      }
+    }
+    if (!any) continue;
+    std::vector<int> argnums;
+    const auto& ins = node.inputs();
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (depends.count(ins[i].id())) argnums.push_back(static_cast<int>(i));
+    if (argnums.empty()) continue;
+    std::vector<Array> in_cots = prim->vjp(ins, out_cots, argnums, outs);
+    if (in_cots.size() != argnums.size())
+      raise("[vjp] internal: {} returned {} cotangents for {} inputs", prim->name(),
+            in_cots.size(), argnums.size());
+    for (size_t k = 0; k < argnums.size(); ++k) accumulate(cots, ins[argnums[k]], in_cots[k]);
+  }
+
+  std::vector<Array> grads;
+  for (size_t i = 0; i < tracers.size(); ++i) {
+    auto c = cots.find(tracers[i].id());
+    grads.push_back(c != cots.end() ? c->second : zeros_like(primals[i]));
+  }
+  return {outputs, grads};
+}
+
+}  // namespace
+
+std::pair<std::vector<Array>, std::vector<Array>> vjp(const ArrayFn& fn,
+                                                      const std::vector<Array>& primals,
+                                                      const std::vector<Array>& cotangents) {
+  return vjp_impl(fn, primals, [&](const std::vector<Array>& outs) {
+    if (outs.size() != cotangents.size())
+      raise("[vjp] function returned {} outputs but {} cotangents were given", outs.size(),
+            cotangents.size());
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (outs[i].shape() != cotangents[i].shape())
+        raise("[vjp] cotangent {} has shape {} but output {} has shape {}", i,
+              shape_str(cotangents[i].shape()), i, shape_str(outs[i].shape()));
+    return cotangents;
+  });
+}
+
+std::pair<std::vector<Array>, std::vector<Array>> jvp(const ArrayFn& fn,
+                                                      const std::vector<Array>& primals,
+                                                      const std::vector<Array>& tangents) {
+  if (primals.size() != tangents.size())
+    raise("[jvp] {} primals but {} tangents", primals.size(), tangents.size());
+  for (size_t i = 0; i < primals.size(); ++i)
+    if (primals[i].shape() != tangents[i].shape())
+      raise("[jvp] tangent {} has shape {} but primal {} has shape {}", i,
+            shape_str(tangents[i].shape()), i, shape_str(primals[i].shape()));
+  TraceGuard guard;
+  std::vector<Array> tracers;
+  std::unordered_set<uintptr_t> tracer_ids;
+  std::unordered_map<uintptr_t, Array> tans;
+  for (size_t i = 0; i < primals.size(); ++i) {
+    tracers.push_back(make_tracer(primals[i]));
+    tracer_ids.insert(tracers.back().id());
+    tans.emplace(tracers.back().id(), tangents[i]);
+  }
+  std::vector<Array> outputs = fn(tracers);
+  std::unordered_set<uintptr_t> depends;
+  std::vector<Array> tape = build_tape(outputs, tracer_ids, depends);
+  std::unordered_set<const Primitive*> done;
+  for (const Array& node : tape) {
+    if (tracer_ids.count(node.id()) || !node.has_primitive()) continue;
+    Primitive* prim = &node.primitive();
+    if (!done.insert(prim).second) continue;
+    const auto& ins = node.inputs();
+    std::vector<int> argnums;
+    std::vector<Array> in_tans;
+    for (size_t i = 0; i < ins.size(); ++i) {
+      auto t = tans.find(ins[i].id());
+      if (t != tans.end()) {
+        argnums.push_back(static_cast<int>(i));
+        in_tans.push_back(t->second);
+      }
+    }
+    if (argnums.empty()) continue;
+    std::vector<Array> out_tans = prim->jvp(ins, in_tans, argnums);
+    std::vector<Array> outs = node.outputs();
+    for (size_t k = 0; k < outs.size() && k < out_tans.size(); ++k)
+      tans.insert_or_assign(outs[k].id(), out_tans[k]);
+  }
+  std::vector<Array> out_tans;
+  for (const auto& o : outputs) {
+    auto t = tans.find(o.id());
+    out_tans.push_back(t != tans.end() ? t->second : zeros_like(o));
+  }
+  return {outputs, out_tans};
+}
+
+ValueAndGradFn value_and_grad(const ArrayFn& fn, std::vector<int> argnums) {
+  return [fn, argnums](const std::vector<Array>& inputs) {
+    std::vector<Array> diff;
+    for (int a : argnums) {
+      if (a < 0 || a >= static_cast<int>(inputs.size()))
+        raise("[value_and_grad] argnum {} is out of range for {} inputs", a, inputs.size());
+      diff.push_back(inputs[a]);
+    }
+    auto inner = [&](const std::vector<Array>& d) {
+      std::vector<Array> in = inputs;
+      for (size_t i = 0; i < argnums.size(); ++i) in[argnums[i]] = d[i];
+      return fn(in);
+    };
+    return vjp_impl(inner, diff, [](const std::vector<Array>& outs) {
+      if (outs.empty()) raise("[value_and_grad] function returned no outputs");
+      if (outs[0].size() != 1)
+        raise("[value_and_grad] the first output must be a scalar, got shape {}",
+              shape_str(outs[0].shape()));
+      std::vector<Array> seeds(outs.size());
+      seeds[0] = ones_like(outs[0]);
+      return seeds;
+    });
+  };
+}
+
+std::function<Array(const Array&)> grad(const std::function<Array(const Array&)>& fn) {
+  auto vg = value_and_grad([fn](const std::vector<Array>& x) { return std::vector<Array>{fn(x[0])}; });
+  return [vg](const Array& x) { return vg({x}).second[0]; };
+}
+
+std::function<std::vector<Array>(const std::vector<Array>&)> grad(const ArrayFn& fn,
+                                                                   std::vector<int> argnums) {
+  auto vg = value_and_grad(fn, std::move(argnums));
+  return [vg](const std::vector<Array>& x) { return vg(x).second; };
+}
+
+std::pair<Array, ParamMap> value_and_grad(const ParamLossFn& fn, const ParamMap& params) {
+  std::vector<std::string> names;
+  std::vector<Array> values;
+  for (const auto& [k, v] : params) {
+    names.push_back(k);
+    values.push_back(v);
+  }
+  std::vector<int> argnums(values.size());
+  for (size_t i = 0; i < argnums.size(); ++i) argnums[i] = static_cast<int>(i);
+  auto vg = value_and_grad(
+      [&](const std::vector<Array>& v) {
+        ParamMap m;
+        for (size_t i = 0; i < v.size(); ++i) m.emplace(names[i], v[i]);
+        return std::vector<Array>{fn(m)};
+      },
+      argnums);
+  auto [outs, grads] = vg(values);
+  ParamMap g;
+  for (size_t i = 0; i < names.size(); ++i) g.emplace(names[i], grads[i]);
+  return {outs[0], g};
+}
+
+Array stop_gradient(const Array& a, StreamOrDevice s) {
+  return Array(a.shape(), a.dtype(), std::make_shared<StopGradient>(s.resolve()), {a});
+}
+
+ArrayFn custom_vjp(ArrayFn fn, VjpFn vjp_fn) {
+  return [fn, vjp_fn](const std::vector<Array>& inputs) {
+    std::vector<Array> outs = fn(inputs);
+    if (outs.empty()) return outs;
+    std::vector<Array> node_inputs = inputs;
+    std::vector<Shape> shapes;
+    std::vector<Dtype> dtypes;
+    for (const auto& o : outs) {
+      node_inputs.push_back(stop_gradient(o));
+      shapes.push_back(o.shape());
+      dtypes.push_back(o.dtype());
+    }
+    Stream s = stream_of(outs[0]);
+    auto prim = std::make_shared<CustomVjp>(s, static_cast<int>(inputs.size()), vjp_fn);
+    return Array::make_arrays(shapes, dtypes, prim, node_inputs);
+  };
+}
+
+ArrayFn checkpoint(ArrayFn fn) {
+  return custom_vjp(fn, [fn](const std::vector<Array>& primals,
+                             const std::vector<Array>& cotangents, const std::vector<Array>&) {
+    // Recompute only once the cotangents exist, so one block's activations live at a time.
+    auto g = vjp(fn, depends(primals, cotangents), cotangents).second;
+    // Tie the block's cotangents together: whichever is read first completes the whole
+    // backward of the block, so its recomputed activations are freed before the next block.
+    return depends(g, g);
+  });
+}
+
+}  // namespace ingot

@@ -1,0 +1,109 @@
+// A Hugging Face checkpoint directory opened for loading: config.json, the weights (one
+// model.safetensors or shards listed by model.safetensors.index.json), text-model tensor names
+// (multimodal prefixes resolved), and checks of the tensors against what an architecture needs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/io/safetensors.h"
+#include "models/config.h"
+
+namespace ingot::models {
+
+/// How a checkpoint is opened.
+struct CheckpointOptions {
+  /// Cast floating-point weights to this dtype when they are loaded (lazily, via astype).
+  std::optional<Dtype> dtype;
+  /// Print warnings (unexpected tensors) to stderr.
+  bool warn = true;
+};
+
+/// One weights file of a checkpoint.
+struct WeightFile {
+  std::string path;
+  uint64_t size = 0;
+  size_t num_tensors = 0;
+};
+
+/// A tensor an architecture expects.
+struct ExpectedTensor {
+  std::string name;
+  Shape shape;
+  /// Absent is fine (e.g. lm_head.weight of a tied model, biases).
+  bool optional = false;
+};
+
+/// What validate() found besides errors.
+struct ValidationReport {
+  /// Tensors present but not expected (warned about, not loaded).
+  std::vector<std::string> extra;
+  /// Optional tensors that are absent.
+  std::vector<std::string> missing_optional;
+};
+
+/// An open checkpoint. Tensor names are the text model's canonical Hugging Face names
+/// ("model.layers.0.self_attn.q_proj.weight", "lm_head.weight"): a multimodal checkpoint's
+/// "language_model.model.*" / "model.language_model.*" names are mapped to them and its other
+/// components (vision tower, projector) are listed by ignored().
+class Checkpoint {
+ public:
+  /// Opens DIR. Throws IoError "[checkpoint] ..." / "[config] ..." / "[safetensors] ..." for
+  /// missing directory, config or weights files, FormatError for broken contents (naming the
+  /// file and the tensor or key).
+  static Checkpoint open(const std::string& dir, const CheckpointOptions& opts = {});
+
+  const std::string& dir() const { return dir_; }
+  const ModelConfig& config() const { return config_; }
+  /// Architecture of the model_type ("llama", "qwen3", "gemma3").
+  const std::string& architecture() const { return architecture_; }
+  const std::vector<WeightFile>& files() const { return files_; }
+  /// The index file when the checkpoint is sharded, else empty.
+  const std::string& index_path() const { return index_path_; }
+  /// Canonical tensor names, sorted.
+  std::vector<std::string> names() const;
+  /// Stored names outside the text model (skipped), sorted.
+  const std::vector<std::string>& ignored() const { return ignored_; }
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  /// Header entry of a tensor (stored dtype, shape); FormatError naming the tensor if absent.
+  const TensorInfo& info(const std::string& name) const;
+  /// Name of the tensor in its file.
+  const std::string& stored_name(const std::string& name) const;
+  /// Path of the file holding the tensor.
+  const std::string& file_of(const std::string& name) const;
+  /// The tensor as an array (zero-copy view of the mapping where possible), cast to
+  /// options().dtype when set.
+  Array load(const std::string& name) const;
+  /// Total number of elements of the text-model tensors.
+  int64_t parameter_count() const;
+  const CheckpointOptions& options() const { return opts_; }
+
+  /// Checks the tensors against an architecture's list: a missing required tensor or a wrong
+  /// shape is a FormatError naming the tensor and the file; unexpected tensors are warned about
+  /// on stderr (when options().warn) and returned.
+  ValidationReport validate(const std::vector<ExpectedTensor>& expected) const;
+
+ private:
+  struct Entry {
+    std::string stored;
+    size_t file = 0;
+  };
+  std::string dir_;
+  ModelConfig config_;
+  std::string architecture_;
+  CheckpointOptions opts_;
+  std::string index_path_;
+  std::vector<WeightFile> files_;
+  std::vector<std::shared_ptr<SafetensorsFile>> st_;
+  std::map<std::string, Entry> tensors_;
+  std::vector<std::string> ignored_;
+
+  void open_weights();
+  void map_names(const std::map<std::string, size_t>& stored);
+};
+
+}  // namespace ingot::models

@@ -1,0 +1,92 @@
+// Public interface of a causal language model loaded from a Hugging Face checkpoint directory:
+// load_model(dir, {dtype}) -> Model; forward(ids) -> float32 logits, or the final hidden states
+// and lm_head() on chosen rows only (scoring, classification).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/array.h"
+#include "models/config.h"
+#include "nn/attention.h"
+#include "nn/module.h"
+
+namespace ingot::models {
+
+/// How attention is computed.
+enum class AttentionImpl {
+  /// fast::scaled_dot_product_attention (flash-style, float32 inside).
+  fast,
+  /// transformers' "eager" order of operations: scores = q k^T and scores * scale rounded to
+  /// the compute dtype, softmax in float32 rounded back, then p v. Matches transformers' eager
+  /// bf16 numbers closely (parity runs); slower, memory O(L * S) per head.
+  eager,
+};
+
+/// How a model is loaded.
+struct LoadModelOptions {
+  /// Compute dtype (weights are cast on load); absent: the checkpoint's storage dtype.
+  std::optional<Dtype> dtype;
+  /// Print loader warnings (unexpected tensors, e.g. a multimodal vision tower) to stderr.
+  bool warn = true;
+  AttentionImpl attention = AttentionImpl::fast;
+};
+
+/// Per-call inputs of a forward pass.
+struct ForwardOptions {
+  /// Position of the first token of every row (ignored by layers that have a cache: the cache's
+  /// offset is used).
+  int64_t offset = 0;
+  /// Per-row positions of the first token [B] (left-padded batches); overrides offset.
+  std::optional<Array> offsets;
+  /// One cache per layer (size num_layers()) or empty for a stateless pass.
+  std::vector<nn::KVCache*> caches;
+  /// Full attention mask, causality included, boolean (true = attend) or additive float,
+  /// broadcastable to [B, 1, L, S]; absent = causal. Sliding-window layers AND it with their
+  /// window band. Without a mask, a cache may supply one (it then owns the window too).
+  std::optional<Array> mask;
+};
+
+/// A decoder-only language model. Parameters carry their Hugging Face names
+/// ("model.layers.0.self_attn.q_proj.weight").
+class Model : public nn::Module {
+ public:
+  /// ids [B, L] (any integer dtype) -> logits [B, L, V] in float32.
+  Array forward(const Array& ids, const ForwardOptions& opt = {}) const;
+  /// ids [B, L] -> hidden states after the final norm [B, L, E] in the compute dtype.
+  virtual Array hidden(const Array& ids, const ForwardOptions& opt = {}) const = 0;
+  /// h [..., E] -> logits [..., V] in float32 (head in the compute dtype, final softcap
+  /// applied). Pass only the rows you need (e.g. the last position, or gathered vocab rows
+  /// with lm_head_weight()).
+  virtual Array lm_head(const Array& h) const = 0;
+  /// The head matrix [V, E] (the embedding table when tied).
+  virtual Array lm_head_weight() const = 0;
+  /// Switches how attention is computed (default fast).
+  virtual void set_attention_impl(AttentionImpl impl) = 0;
+
+  const ModelConfig& config() const { return config_; }
+  /// Architecture name ("llama", "qwen3", "gemma3").
+  const std::string& architecture() const { return architecture_; }
+  /// Compute dtype of the weights and activations.
+  Dtype dtype() const { return dtype_; }
+  int num_layers() const { return static_cast<int>(config_.num_hidden_layers); }
+  int64_t vocab_size() const { return config_.vocab_size; }
+
+ protected:
+  Model(ModelConfig config, std::string architecture, Dtype dtype)
+      : config_(std::move(config)), architecture_(std::move(architecture)), dtype_(dtype) {}
+
+ private:
+  ModelConfig config_;
+  std::string architecture_;
+  Dtype dtype_;
+};
+
+/// Loads the checkpoint directory DIR: config.json + safetensors (single or sharded). Missing
+/// or wrongly shaped tensors are FormatErrors naming the tensor and file; unexpected tensors are
+/// warned about. Weights stay mmapped where no cast is needed.
+std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt = {});
+
+}  // namespace ingot::models

@@ -1,0 +1,103 @@
+// Shared decoder pieces on nn/ blocks: rotary frequencies from config, per-layer attention
+// configs, the pre-norm block of Llama/Qwen3, and DecoderLM (embedding -> blocks -> final norm
+// -> head) whose quirks (embedding scale, (1+w) norms, final softcap, tied head) are options.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "models/checkpoint.h"
+#include "models/model.h"
+#include "nn/attention.h"
+#include "nn/layers.h"
+
+namespace ingot::models {
+
+/// Inverse rotary frequencies [dims / 2] in float32, computed as transformers does for
+/// rope_type default, linear (divided by factor) and llama3 (per-band scaling).
+Array rope_inv_freqs(const RopeParams& p, int dims);
+
+/// Attention of layer `layer`: heads, head_dim, bias, its rope (per layer kind), its window.
+/// The caller sets qk_norm, scale and softcap.
+nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtype);
+
+/// Attention through the block (impl fast) or transformers' eager order of operations.
+Array attend(const nn::Attention& attn, const Array& x, const nn::AttentionInputs& in,
+             AttentionImpl impl);
+
+/// A decoder block: x [B, L, E] -> [B, L, E].
+class Block : public nn::Module {
+ public:
+  explicit Block(int layer) : layer_(layer) {}
+  virtual Array operator()(const Array& x, const nn::AttentionInputs& in) const = 0;
+  int layer() const { return layer_; }
+  AttentionImpl attention_impl() const { return impl_; }
+  void set_attention_impl(AttentionImpl impl) { impl_ = impl; }
+
+ private:
+  int layer_;
+  AttentionImpl impl_ = AttentionImpl::fast;
+};
+
+/// Pre-norm residual block (Llama, Qwen3): h = x + attn(norm(x)); h + mlp(norm(h)).
+/// Weights: input_layernorm, self_attn.{q,k,v,o}_proj (+ q_norm, k_norm), post_attention_layernorm,
+/// mlp.{gate,up,down}_proj.
+class PreNormBlock : public Block {
+ public:
+  PreNormBlock(int layer, const nn::AttentionConfig& attn, int64_t ffn, nn::Activation act,
+               bool mlp_bias, nn::RMSNormOptions norm);
+  Array operator()(const Array& x, const nn::AttentionInputs& in) const override;
+
+ private:
+  std::shared_ptr<nn::RMSNorm> input_norm_, post_attn_norm_;
+  std::shared_ptr<nn::Attention> attn_;
+  std::shared_ptr<nn::GatedMLP> mlp_;
+};
+
+/// Model-level quirks of a decoder.
+struct DecoderOptions {
+  Dtype dtype = float32;
+  /// The final norm ("model.norm").
+  nn::RMSNormOptions norm;
+  /// Embedding output multiplied by this, rounded to dtype first (Gemma: sqrt(hidden)).
+  std::optional<float> embed_scale;
+  /// Logits = cap * tanh(logits / cap) (Gemma final_logit_softcapping).
+  std::optional<float> final_softcap;
+  bool tie_word_embeddings = false;
+};
+
+/// Builds block `layer`.
+using BlockFactory = std::function<std::shared_ptr<Block>(int layer)>;
+
+/// embed_tokens -> blocks -> norm -> lm_head, with HF names "model.embed_tokens.weight",
+/// "model.layers.N.*", "model.norm.weight", "lm_head.weight" (absent when tied).
+class DecoderLM : public Model {
+ public:
+  DecoderLM(ModelConfig config, std::string architecture, DecoderOptions opt,
+            const BlockFactory& make_block);
+  Array hidden(const Array& ids, const ForwardOptions& opt = {}) const override;
+  Array lm_head(const Array& h) const override;
+  Array lm_head_weight() const override;
+  void set_attention_impl(AttentionImpl impl) override;
+
+ private:
+  class Backbone;
+  DecoderOptions opt_;
+  std::shared_ptr<Backbone> model_;
+  std::shared_ptr<nn::Linear> head_;
+};
+
+/// The compute dtype of a checkpoint: options().dtype, else the stored dtype of the embedding.
+Dtype checkpoint_dtype(const Checkpoint& ckpt);
+
+/// Checks the checkpoint against the model's parameters (missing / wrong-shape tensors are
+/// FormatErrors from Checkpoint::validate; `optional` names may be absent or ignored) and
+/// replaces the parameters by the checkpoint's tensors cast to the model's dtype.
+void load_weights(Model& model, const Checkpoint& ckpt,
+                  const std::vector<std::string>& optional = {});
+
+/// Activation of config.hidden_act, with the config file named in errors.
+nn::Activation config_activation(const ModelConfig& c);
+
+}  // namespace ingot::models

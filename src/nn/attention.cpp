@@ -1,0 +1,74 @@
+// Attention block (see attention.h).
+#include "nn/attention.h"
+
+#include <cmath>
+
+#include "core/fast/fast.h"
+#include "core/ops/ops.h"
+
+namespace ingot::nn {
+
+Attention::Attention(AttentionConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.n_heads <= 0 || cfg_.n_kv_heads <= 0 || cfg_.head_dim <= 0 ||
+      cfg_.n_heads % cfg_.n_kv_heads != 0)
+    raise("[attention] invalid heads: {} query heads, {} key/value heads, head_dim {}",
+          cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim);
+  if (cfg_.rope_dims == 0) cfg_.rope_dims = cfg_.head_dim;
+  if (cfg_.scale == 0.0f) cfg_.scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+  const int64_t e = cfg_.dims, hd = cfg_.head_dim;
+  q_ = register_module("q_proj", std::make_shared<Linear>(e, cfg_.n_heads * hd, cfg_.qkv_bias,
+                                                          cfg_.dtype));
+  k_ = register_module("k_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd,
+                                                          cfg_.qkv_bias, cfg_.dtype));
+  v_ = register_module("v_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd,
+                                                          cfg_.qkv_bias, cfg_.dtype));
+  o_ = register_module("o_proj", std::make_shared<Linear>(cfg_.n_heads * hd, e, cfg_.o_bias,
+                                                          cfg_.dtype));
+  if (cfg_.qk_norm) {
+    q_norm_ = register_module("q_norm", std::make_shared<RMSNorm>(hd, *cfg_.qk_norm, cfg_.dtype));
+    k_norm_ = register_module("k_norm", std::make_shared<RMSNorm>(hd, *cfg_.qk_norm, cfg_.dtype));
+  }
+}
+
+Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
+  if (x.ndim() != 3 || x.shape(2) != cfg_.dims)
+    raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x.shape()));
+  const int64_t b = x.shape(0), l = x.shape(1);
+  const int64_t hd = cfg_.head_dim;
+  // [B, L, H*D] -> [B, H, L, D]
+  auto heads = [&](const Array& t, int h) {
+    return transpose(reshape(t, {b, l, h, hd}), {0, 2, 1, 3});
+  };
+  Array q = heads((*q_)(x), cfg_.n_heads);
+  Array k = heads((*k_)(x), cfg_.n_kv_heads);
+  Array v = heads((*v_)(x), cfg_.n_kv_heads);
+  if (q_norm_) {
+    q = (*q_norm_)(q);
+    k = (*k_norm_)(k);
+  }
+  fast::RopeOptions ro{.traditional = cfg_.rope_traditional,
+                       .base = cfg_.rope_base,
+                       .scale = cfg_.rope_scale,
+                       .offset = in.cache ? in.cache->offset() : in.offset,
+                       .offsets = in.offsets,
+                       .freqs = cfg_.rope_freqs};
+  q = fast::rope(q, cfg_.rope_dims, ro);
+  k = fast::rope(k, cfg_.rope_dims, ro);
+  std::optional<Array> mask = in.mask;
+  if (in.cache) {
+    auto kv = in.cache->update_and_fetch(k, v);
+    k = kv.first;
+    v = kv.second;
+    if (!mask) mask = in.cache->mask(l);
+  }
+  fast::SdpaOptions so{.scale = cfg_.scale,
+                       .causal = !mask.has_value(),
+                       .mask = mask,
+                       .window = mask ? 0 : cfg_.window,
+                       .softcap = cfg_.softcap};
+  Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, L, D]
+  o = reshape(transpose(o, {0, 2, 1, 3}), {b, l, cfg_.n_heads * hd});
+  return (*o_)(o);
+}
+
+}  // namespace ingot::nn

@@ -1,0 +1,74 @@
+// Multi-head attention block with grouped-query heads, optional q/k RMSNorm (Qwen3, Gemma3),
+// rotary embeddings, sliding window and logit softcap, on fast:: ops. Parameter names follow
+// Hugging Face: q_proj, k_proj, v_proj, o_proj, q_norm, k_norm.
+#pragma once
+
+#include <optional>
+
+#include "nn/layers.h"
+
+namespace ingot::nn {
+
+/// Shape and behaviour of an attention block.
+struct AttentionConfig {
+  int64_t dims = 0;     // E
+  int n_heads = 0;      // H
+  int n_kv_heads = 0;   // Hkv
+  int head_dim = 0;     // D
+  bool qkv_bias = false;
+  bool o_bias = false;
+  /// RMSNorm over D applied to q and k before rotary (Qwen3, Gemma3).
+  std::optional<RMSNormOptions> qk_norm;
+  /// Rotary: features rotated (default D), base, layout, position scale, custom inverse
+  /// frequencies (e.g. Llama 3 scaled).
+  int rope_dims = 0;
+  float rope_base = 10000.0f;
+  bool rope_traditional = false;
+  float rope_scale = 1.0f;
+  std::optional<Array> rope_freqs;
+  /// Softmax scale (default D^-0.5).
+  float scale = 0.0f;
+  /// Sliding window (0 = global) and logit softcap (0 = none).
+  int window = 0;
+  float softcap = 0.0f;
+  Dtype dtype = float32;
+};
+
+/// Key/value storage an attention block appends to (implemented by llm's KV caches).
+class KVCache {
+ public:
+  virtual ~KVCache() = default;
+  /// Appends k, v [B, Hkv, L, D] and returns all keys/values to attend over [B, Hkv, S, D].
+  virtual std::pair<Array, Array> update_and_fetch(const Array& k, const Array& v) = 0;
+  /// Position of the next token (before update_and_fetch).
+  virtual int64_t offset() const = 0;
+  /// Mask for the keys returned by the last update, or nothing to use causal masking.
+  virtual std::optional<Array> mask(int64_t query_len) const { return std::nullopt; }
+};
+
+/// Per-call inputs of an attention block.
+struct AttentionInputs {
+  /// Position of the first query row (ignored when a cache is given: its offset is used).
+  int64_t offset = 0;
+  /// Per-row positions [B] (left-padded batches); overrides offset.
+  std::optional<Array> offsets;
+  /// Additive or boolean mask broadcastable to [B, H, L, S]; absent = causal.
+  std::optional<Array> mask;
+  KVCache* cache = nullptr;
+};
+
+/// The attention block.
+class Attention : public Module {
+ public:
+  explicit Attention(AttentionConfig cfg);
+  /// x [B, L, E] -> [B, L, E].
+  Array operator()(const Array& x, const AttentionInputs& in = {}) const;
+  const AttentionConfig& config() const { return cfg_; }
+
+ private:
+  AttentionConfig cfg_;
+  std::shared_ptr<Linear> q_, k_, v_, o_;
+  std::shared_ptr<RMSNorm> q_norm_, k_norm_;
+};
+
+}  // namespace ingot::nn

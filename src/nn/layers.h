@@ -1,0 +1,94 @@
+// Basic layers: Linear, Embedding, RMSNorm, LayerNorm, Dropout, GatedMLP. Weight layouts and
+// parameter names follow PyTorch/Hugging Face (Linear weight is [out, in]).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+#include "nn/module.h"
+
+namespace ingot::nn {
+
+/// y = x W^T + b. weight [out, in], bias [out].
+class Linear : public Module {
+ public:
+  /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Dtype dtype = float32);
+  virtual Array operator()(const Array& x) const;
+  int64_t in_features() const { return param("weight").shape(1); }
+  int64_t out_features() const { return param("weight").shape(0); }
+};
+
+/// Token embedding table [V, E].
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t dims, Dtype dtype = float32);
+  /// Rows for ids of any integer shape: ids.shape + [E].
+  Array operator()(const Array& ids) const;
+  /// x @ weight^T: the tied LM head.
+  Array as_linear(const Array& x) const;
+};
+
+/// Options of RMSNorm.
+struct RMSNormOptions {
+  float eps = 1e-6f;
+  /// Scale by (1 + weight) (Gemma); the weight is then initialised to zeros.
+  bool unit_offset = false;
+  /// Multiply by the weight in float32 (Gemma3); false rounds the normalised x to x's dtype
+  /// first, as Hugging Face LlamaRMSNorm / Qwen3RMSNorm do (see fast::RmsNormOptions).
+  bool weight_in_float32 = true;
+};
+/// Root-mean-square norm over the last axis with a learned scale.
+class RMSNorm : public Module {
+ public:
+  RMSNorm(int64_t dims, RMSNormOptions opt = {}, Dtype dtype = float32);
+  Array operator()(const Array& x) const;
+
+ private:
+  RMSNormOptions opt_;
+};
+
+/// Layer norm over the last axis (weight and bias optional).
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t dims, float eps = 1e-5f, bool affine = true, bool bias = true,
+            Dtype dtype = float32);
+  Array operator()(const Array& x) const;
+
+ private:
+  float eps_;
+};
+
+/// Zeroes elements with probability p in training mode and rescales by 1/(1-p).
+class Dropout : public Module {
+ public:
+  explicit Dropout(float p = 0.5f);
+  Array operator()(const Array& x) const;
+
+ private:
+  float p_;
+};
+
+/// Activation functions by Hugging Face name: "silu", "gelu", "gelu_pytorch_tanh"/"gelu_tanh".
+enum class Activation { silu, gelu, gelu_tanh };
+/// Parses a Hugging Face activation name; throws InvalidArgument listing the known ones.
+Activation activation_from_name(const std::string& name);
+Array activate(const Array& x, Activation a);
+
+/// down(act(gate(x)) * up(x)) with gate_proj/up_proj [F, E] and down_proj [E, F].
+class GatedMLP : public Module {
+ public:
+  GatedMLP(int64_t dims, int64_t hidden, Activation act = Activation::silu, bool bias = false,
+           Dtype dtype = float32);
+  Array operator()(const Array& x) const;
+  Linear& gate_proj() const { return *gate_; }
+  Linear& up_proj() const { return *up_; }
+  Linear& down_proj() const { return *down_; }
+
+ private:
+  std::shared_ptr<Linear> gate_, up_, down_;
+  Activation act_;
+};
+
+}  // namespace ingot::nn

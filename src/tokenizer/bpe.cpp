@@ -1,0 +1,204 @@
+// BPE model: merges applied lowest rank first (leftmost on ties) with a priority queue over a
+// linked list of symbols, exactly as `tokenizers`' Word::merge_all.
+#include "tokenizer/bpe.h"
+
+#include <queue>
+
+#include "util/error.h"
+#include "util/utf8.h"
+
+namespace ingot::tokenizer {
+
+namespace {
+constexpr size_t kMaxCachedWord = 256;
+constexpr size_t kCacheCapacity = 10000;
+
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+}  // namespace
+
+Bpe::Bpe(const json& m) {
+  std::string type = m.value("type", std::string("BPE"));
+  if (type != "BPE")
+    raise<Unsupported>("[tokenizer] model type '{}' is not supported (BPE only)", type);
+  const json& vocab = m.at("vocab");
+  if (!vocab.is_object()) raise<FormatError>("[tokenizer] model.vocab must be an object");
+  vocab_.reserve(vocab.size());
+  int32_t max_id = -1;
+  for (auto& [tok, id] : vocab.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 30))
+      raise<FormatError>("[tokenizer] model.vocab['{}'] is not a valid id", tok);
+    int32_t i = id.get<int32_t>();
+    vocab_.emplace(tok, i);
+    max_id = std::max(max_id, i);
+  }
+  id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  has_id_.assign(static_cast<size_t>(max_id + 1), false);
+  for (auto& [tok, id] : vocab_) {
+    id_to_token_[id] = tok;
+    has_id_[id] = true;
+  }
+  auto str_or_empty = [&](const char* key) {
+    return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() : std::string();
+  };
+  prefix_ = str_or_empty("continuing_subword_prefix");
+  suffix_ = str_or_empty("end_of_word_suffix");
+  byte_fallback_ = m.value("byte_fallback", false);
+  fuse_unk_ = m.value("fuse_unk", false);
+  ignore_merges_ = m.value("ignore_merges", false);
+  if (m.contains("unk_token") && m["unk_token"].is_string()) {
+    auto it = vocab_.find(m["unk_token"].get<std::string>());
+    if (it != vocab_.end()) unk_id_ = it->second;
+  }
+  for (int b = 0; b < 256; ++b) {
+    auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
+    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+  }
+  const json& merges = m.contains("merges") ? m["merges"] : json::array();
+  merges_.reserve(merges.size());
+  int32_t rank = 0;
+  for (auto& mg : merges) {
+    std::string a, b;
+    if (mg.is_string()) {
+      const std::string& s = mg.get_ref<const std::string&>();
+      size_t sp = s.find(' ');
+      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
+        raise<FormatError>("[tokenizer] merge #{} '{}' is not 'a b'", rank, s);
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+      a = mg[0].get<std::string>();
+      b = mg[1].get<std::string>();
+    } else {
+      raise<FormatError>("[tokenizer] merge #{} has a bad format: {}", rank, mg.dump());
+    }
+    auto ia = vocab_.find(a), ib = vocab_.find(b);
+    if (ia == vocab_.end() || ib == vocab_.end())
+      raise<FormatError>("[tokenizer] merge #{} '{} {}' uses a token missing from the vocab", rank,
+                         a, b);
+    if (b.compare(0, prefix_.size(), prefix_) != 0 && !prefix_.empty())
+      raise<FormatError>("[tokenizer] merge #{}: '{}' lacks the subword prefix", rank, b);
+    std::string merged = a + b.substr(prefix_.size());
+    auto im = vocab_.find(merged);
+    if (im == vocab_.end())
+      raise<FormatError>("[tokenizer] merge #{} result '{}' is missing from the vocab", rank,
+                         merged);
+    merges_.emplace(pair_key(ia->second, ib->second), std::make_pair(rank, im->second));
+    ++rank;
+  }
+}
+
+void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (ignore_merges_) {
+    auto it = vocab_.find(word);
+    if (it != vocab_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  bool cacheable = word.size() < kMaxCachedWord;
+  if (cacheable) {
+    std::lock_guard<std::mutex> lk(cache_mu_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  size_t start = out.size();
+  merge_word(word, out);
+  if (cacheable) {
+    std::lock_guard<std::mutex> lk(cache_mu_);
+    if (cache_.size() < kCacheCapacity)
+      cache_.emplace(std::string(word), std::vector<int32_t>(out.begin() + start, out.end()));
+  }
+}
+
+void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
+  struct Symbol {
+    int32_t id;
+    int32_t prev, next;
+    bool alive;
+  };
+  std::vector<Symbol> syms;
+  syms.reserve(w.size());
+  auto add = [&](int32_t id) {
+    int32_t n = static_cast<int32_t>(syms.size());
+    syms.push_back({id, n - 1, -1, true});
+    if (n > 0) syms[n - 1].next = n;
+  };
+  int32_t pending_unk = -1;
+  std::string buf;
+  size_t i = 0;
+  while (i < w.size()) {
+    size_t b = i;
+    i += utf8::seq_len(static_cast<unsigned char>(w[i]));
+    if (i > w.size()) i = w.size();
+    std::string_view ch = w.substr(b, i - b);
+    std::string_view key = ch;
+    if ((!prefix_.empty() && b != 0) || (!suffix_.empty() && i == w.size())) {
+      buf.assign(b != 0 ? prefix_ : std::string());
+      buf += ch;
+      if (i == w.size()) buf += suffix_;
+      key = buf;
+    }
+    auto it = vocab_.find(key);
+    if (it != vocab_.end()) {
+      if (pending_unk >= 0) add(pending_unk), pending_unk = -1;
+      add(it->second);
+      continue;
+    }
+    if (byte_fallback_) {
+      bool all = true;
+      for (unsigned char c : key) all = all && byte_ids_[c] >= 0;
+      if (all) {
+        if (pending_unk >= 0) add(pending_unk), pending_unk = -1;
+        for (unsigned char c : key) add(byte_ids_[c]);
+        continue;
+      }
+    }
+    if (unk_id_) {
+      if (pending_unk >= 0 && !fuse_unk_) add(pending_unk);
+      pending_unk = *unk_id_;
+    }
+  }
+  if (pending_unk >= 0) add(pending_unk);
+
+  struct Cand {
+    int32_t rank, pos, new_id;
+    bool operator<(const Cand& o) const {  // max-heap: lowest rank, then leftmost, on top
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  std::vector<Cand> heap_store;
+  heap_store.reserve(syms.size());
+  std::priority_queue<Cand> q(std::less<Cand>(), std::move(heap_store));
+  auto push_pair = [&](int32_t pos) {
+    int32_t nx = syms[pos].next;
+    if (nx < 0) return;
+    auto it = merges_.find(pair_key(syms[pos].id, syms[nx].id));
+    if (it != merges_.end()) q.push({it->second.first, pos, it->second.second});
+  };
+  for (int32_t p = 0; p + 1 < static_cast<int32_t>(syms.size()); ++p) push_pair(p);
+  while (!q.empty()) {
+    Cand c = q.top();
+    q.pop();
+    Symbol& s = syms[c.pos];
+    if (!s.alive || s.next < 0) continue;
+    Symbol& r = syms[s.next];
+    auto it = merges_.find(pair_key(s.id, r.id));
+    if (it == merges_.end() || it->second.second != c.new_id) continue;  // stale entry
+    s.id = c.new_id;
+    r.alive = false;
+    s.next = r.next;
+    if (s.next >= 0) syms[s.next].prev = c.pos;
+    if (s.prev >= 0) push_pair(s.prev);
+    push_pair(c.pos);
+  }
+  for (auto& s : syms)
+    if (s.alive) out.push_back(s.id);
+}
+
+}  // namespace ingot::tokenizer

@@ -1,0 +1,38 @@
+// Internal state of Tokenizer (pimpl): the loaded pipeline stages and config-derived data.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "tokenizer/added_vocab.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/pipeline.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ingot::tokenizer {
+
+struct Tokenizer::Impl {
+  std::unique_ptr<Normalizer> normalizer;
+  std::unique_ptr<PreTokenizer> pre_tokenizer;
+  std::unique_ptr<Bpe> model;
+  std::unique_ptr<PostProcessor> post_processor;
+  std::unique_ptr<Decoder> decoder;
+
+  std::vector<AddedToken> added;
+  TokenMap added_by_content;
+  std::unordered_map<int32_t, size_t> added_by_id;  // id -> index into `added`
+  AddedMatcher raw_matcher, normalized_matcher;
+
+  SpecialTokens specials;
+  std::string chat_template;
+  std::string config_json = "{}";
+
+  void load(const json& j);
+  std::vector<int32_t> encode(std::string_view text, bool add_special) const;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special) const;
+  const std::string* token_of(int32_t id) const;
+};
+
+}  // namespace ingot::tokenizer

@@ -1,0 +1,177 @@
+// fast::rms_norm and fast::layer_norm against float64 naive loops and their reference
+// compositions, on every float dtype and layout; VJPs against finite differences.
+#include "core/fast/fast.h"
+#include "core/primitives/fast.h"
+#include "test_fast_util.h"
+
+namespace ingot::test {
+namespace {
+
+const Dtype kDtypes[] = {float32, bfloat16, float16, float64};
+
+// Tolerance for a result rounded once to dtype t from float32 math.
+double tol_of(Dtype t) {
+  return t == float64 ? 1e-12 : 4 * eps_of(t) + 4e-6;
+}
+
+std::vector<double> naive_rms(const std::vector<double>& x, const std::vector<double>* w, int64_t E,
+                              const fast::RmsNormOptions& o, Dtype t) {
+  std::vector<double> y(x.size());
+  for (size_t r = 0; r < x.size() / E; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < E; ++i) ss += x[r * E + i] * x[r * E + i];
+    double inv = 1.0 / std::sqrt(ss / E + o.eps);
+    for (int64_t i = 0; i < E; ++i) {
+      double n = x[r * E + i] * inv;
+      if (w) {
+        double wi = (*w)[i] + (o.add_unit_offset ? 1.0 : 0.0);
+        if (!o.weight_in_float32) n = round_to(n, t);
+        n *= wi;
+      }
+      y[r * E + i] = round_to(n, t);
+    }
+  }
+  return y;
+}
+
+std::vector<double> naive_ln(const std::vector<double>& x, const std::vector<double>* w,
+                             const std::vector<double>* b, int64_t E, double eps, Dtype t) {
+  std::vector<double> y(x.size());
+  for (size_t r = 0; r < x.size() / E; ++r) {
+    double mu = 0, var = 0;
+    for (int64_t i = 0; i < E; ++i) mu += x[r * E + i];
+    mu /= E;
+    for (int64_t i = 0; i < E; ++i) var += (x[r * E + i] - mu) * (x[r * E + i] - mu);
+    double inv = 1.0 / std::sqrt(var / E + eps);
+    for (int64_t i = 0; i < E; ++i) {
+      double n = (x[r * E + i] - mu) * inv;
+      if (w) n *= (*w)[i];
+      if (b) n += (*b)[i];
+      y[r * E + i] = round_to(n, t);
+    }
+  }
+  return y;
+}
+
+// Expected values of 16-bit results may differ by one rounding step from float32 error.
+void expect_norm_close(const Array& got, const std::vector<double>& want, Dtype t,
+                       const std::string& what) {
+  EXPECT_EQ(got.dtype(), t) << what;
+  expect_close(values_of(got), want, tol_of(t), tol_of(t), what);
+}
+
+void check_rms_cases(const std::vector<Layout>& layouts) {
+  const std::vector<Shape> shapes{{1, 1}, {7, 33}, {2, 3, 64}, {3, 1030}};
+  uint32_t seed = 1;
+  for (Dtype t : kDtypes)
+    for (const Shape& sh : shapes)
+      for (Layout lay : layouts)
+        for (int variant = 0; variant < 4; ++variant) {
+          const int64_t E = sh.back();
+          auto xv = random_values(shape_size(sh), t, seed++);
+          auto wv = random_values(E, t, seed++, -2, 2);
+          Array x = make_array(xv, sh, t, lay);
+          std::optional<Array> w;
+          if (variant > 0) w = Array(wv, {E}, t);
+          fast::RmsNormOptions o{
+              .eps = 1e-5f, .add_unit_offset = variant == 2, .weight_in_float32 = variant != 3};
+          std::string what = std::string(dtype_name(t)) + " " + shape_str(sh) + " " +
+                             layout_name(lay) + " variant " + std::to_string(variant);
+          auto want = naive_rms(xv, variant > 0 ? &wv : nullptr, E, o, t);
+          expect_norm_close(fast::rms_norm(x, w, o), want, t, what);
+          expect_norm_close(fast::ref::rms_norm(x, w, o), want, t, what + " (ref)");
+        }
+}
+
+TEST(FastRmsNorm, MatchesNaiveAndReference) {
+  check_rms_cases({kAllLayouts, kAllLayouts + 4});
+}
+
+TEST(FastRmsNorm, PortableKernelsMatchNaive) {
+  ScopedIsa isa("portable");
+  check_rms_cases({Layout::contiguous, Layout::sliced});
+}
+
+TEST(FastRmsNorm, WeightDtypeMayDiffer) {
+  auto xv = random_values(2 * 40, bfloat16, 3);
+  auto wv = random_values(40, float32, 4);
+  Array y = fast::rms_norm(Array(xv, {2, 40}, bfloat16), Array(wv, {40}, float32));
+  expect_norm_close(y, naive_rms(xv, &wv, 40, {}, bfloat16), bfloat16, "bf16 x, f32 w");
+}
+
+TEST(FastRmsNorm, DonatesAndLeavesInputIntact) {
+  auto xv = random_values(4 * 16, float32, 5);
+  Array x(xv, {4, 16}, float32);
+  Array y = fast::rms_norm(x * 1.0f, std::nullopt);  // the temporary may be donated
+  expect_norm_close(y, naive_rms(xv, nullptr, 16, {}, float32), float32, "donated");
+  expect_close(values_of(x), xv, 0, 0, "input untouched");
+}
+
+TEST(FastRmsNorm, Errors) {
+  Array x = zeros({2, 8});
+  expect_error<InvalidArgument>([&] { fast::rms_norm(x, zeros({7})); },
+                                "[rms_norm] weight must have shape [8] to match x [2, 8], got [7]");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm(zeros({2, 8}, int32), std::nullopt);
+      },
+      "[rms_norm] x must be a floating-point array, got int32");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::ref::rms_norm(x, zeros({2, 8}));
+      },
+      "[rms_norm] weight must have shape [8]");
+}
+
+TEST(FastLayerNorm, MatchesNaiveAndReference) {
+  const std::vector<Shape> shapes{{1, 2}, {7, 33}, {2, 3, 64}, {3, 1030}};
+  uint32_t seed = 100;
+  for (Dtype t : kDtypes)
+    for (const Shape& sh : shapes)
+      for (Layout lay : kAllLayouts)
+        for (int variant = 0; variant < 4; ++variant) {
+          const int64_t E = sh.back();
+          auto xv = random_values(shape_size(sh), t, seed++);
+          auto wv = random_values(E, t, seed++, -2, 2);
+          auto bv = random_values(E, t, seed++, -2, 2);
+          Array x = make_array(xv, sh, t, lay);
+          std::optional<Array> w, b;
+          if (variant & 1) w = Array(wv, {E}, t);
+          if (variant & 2) b = Array(bv, {E}, t);
+          std::string what = std::string(dtype_name(t)) + " " + shape_str(sh) + " " +
+                             layout_name(lay) + " variant " + std::to_string(variant);
+          auto want = naive_ln(xv, w ? &wv : nullptr, b ? &bv : nullptr, E, double(1e-5f), t);
+          expect_norm_close(fast::layer_norm(x, w, b), want, t, what);
+          expect_norm_close(fast::ref::layer_norm(x, w, b), want, t, what + " (ref)");
+        }
+}
+
+TEST(FastLayerNorm, Errors) {
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::layer_norm(zeros({2, 8}), std::nullopt, zeros({9}));
+      },
+      "[layer_norm] bias must have shape [8] to match x [2, 8], got [9]");
+  expect_error<InvalidArgument>([&] { fast::layer_norm(Array(1.0f), std::nullopt, std::nullopt); },
+                                "[layer_norm] x must have at least one dimension");
+}
+
+TEST(FastNormVjp, MatchesFiniteDifferences) {
+  auto xv = random_values(3 * 5, float64, 11), wv = random_values(5, float64, 12),
+       bv = random_values(5, float64, 13);
+  for (bool unit : {false, true})
+    check_vjp(
+        [&](std::vector<Array> a) {
+          return fast::rms_norm(a[0], a[1], {.eps = 1e-3f, .add_unit_offset = unit});
+        },
+        {xv, wv}, {{3, 5}, {5}}, "rms_norm");
+  check_vjp([&](std::vector<Array> a) { return fast::rms_norm(a[0], std::nullopt); }, {xv},
+            {{3, 5}}, "rms_norm without weight");
+  check_vjp([&](std::vector<Array> a) { return fast::layer_norm(a[0], a[1], a[2]); }, {xv, wv, bv},
+            {{3, 5}, {5}, {5}}, "layer_norm");
+  check_vjp([&](std::vector<Array> a) { return fast::layer_norm(a[0], std::nullopt, a[1]); },
+            {xv, bv}, {{3, 5}, {5}}, "layer_norm bias only");
+}
+
+}  // namespace
+}  // namespace ingot::test

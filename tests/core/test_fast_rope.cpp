@@ -1,0 +1,146 @@
+// fast::rope against a float64 naive loop that rounds where Hugging Face's bf16 rotary code
+// does, and against its reference composition: both layouts, partial dims, offsets, per-row
+// offsets, custom frequencies, scale, every float dtype and layout; VJP and errors.
+#include <cmath>
+
+#include "core/fast/fast.h"
+#include "test_fast_util.h"
+
+namespace ingot::test {
+namespace {
+
+const Dtype kDtypes[] = {float32, bfloat16, float16, float64};
+
+struct RopeCase {
+  Shape shape;  // [..., L, D]
+  int dims;
+  fast::RopeOptions opt;
+  std::vector<int64_t> offsets;  // per-row offsets (empty: opt.offset)
+  std::vector<float> freqs;      // custom inverse frequencies (empty: base)
+};
+
+std::vector<double> naive_rope(const std::vector<double>& x, const RopeCase& c, Dtype t) {
+  const int nd = static_cast<int>(c.shape.size());
+  const int64_t D = c.shape[nd - 1], L = c.shape[nd - 2], half = c.dims / 2;
+  const int64_t rows = shape_size(c.shape) / D;
+  const int64_t per_b = c.offsets.size() > 1 ? rows / c.shape[0] : rows;
+  std::vector<double> y(x);
+  auto R = [&](double v) { return round_to(v, t == float64 ? float64 : t); };
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t l = r % L;
+    int64_t start = c.opt.offset;
+    if (!c.offsets.empty()) start = c.offsets[c.offsets.size() > 1 ? r / per_b : 0];
+    const float pos = static_cast<float>(start + l) * c.opt.scale;
+    for (int64_t i = 0; i < half; ++i) {
+      float inv =
+          c.freqs.empty()
+              ? 1.0f / std::pow(c.opt.base, static_cast<float>(2 * i) / static_cast<float>(c.dims))
+              : c.freqs[i];
+      const float ang = pos * inv;
+      const double cs = R(static_cast<float>(std::cos(static_cast<double>(ang))));
+      const double sn = R(static_cast<float>(std::sin(static_cast<double>(ang))));
+      const int64_t i1 = c.opt.traditional ? 2 * i : i;
+      const int64_t i2 = c.opt.traditional ? 2 * i + 1 : i + half;
+      const double x1 = x[r * D + i1], x2 = x[r * D + i2];
+      y[r * D + i1] = R(R(x1 * cs) + R(-x2 * sn));
+      y[r * D + i2] = R(R(x2 * cs) + R(x1 * sn));
+    }
+  }
+  return y;
+}
+
+std::vector<RopeCase> cases() {
+  std::vector<RopeCase> cs;
+  for (bool trad : {false, true}) {
+    cs.push_back({{1, 2, 1, 8}, 8, {.traditional = trad}});
+    cs.push_back({{2, 3, 7, 16}, 16, {.traditional = trad, .offset = 5}});
+    cs.push_back({{2, 3, 33, 64}, 32, {.traditional = trad, .base = 500000.0f, .offset = 3}});
+    cs.push_back({{2, 2, 7, 12}, 8, {.traditional = trad, .scale = 0.25f}, {4, 1000}});
+    cs.push_back({{2, 7, 10}, 10, {.traditional = trad}, {}, {1.0f, 0.5f, 0.1f, 0.01f, 1e-3f}});
+    cs.push_back({{33, 6}, 4, {.traditional = trad, .offset = 100000}, {17}});
+  }
+  cs.push_back({{1, 4, 2, 128}, 128, {.offset = 4000}});
+  return cs;
+}
+
+fast::RopeOptions with_arrays(const RopeCase& c) {
+  fast::RopeOptions o = c.opt;
+  if (!c.offsets.empty()) {
+    std::vector<int32_t> off(c.offsets.begin(), c.offsets.end());
+    o.offsets = Array(off, {static_cast<int64_t>(off.size())}, int32);
+  }
+  if (!c.freqs.empty()) o.freqs = Array(c.freqs, {static_cast<int64_t>(c.freqs.size())});
+  return o;
+}
+
+void check_cases(const std::vector<Layout>& layouts) {
+  uint32_t seed = 1;
+  for (const RopeCase& c : cases())
+    for (Dtype t : kDtypes)
+      for (Layout lay : layouts) {
+        auto xv = random_values(shape_size(c.shape), t, seed++);
+        Array x = make_array(xv, c.shape, t, lay);
+        const fast::RopeOptions o = with_arrays(c);
+        auto want = naive_rope(xv, c, t);
+        // Angles, cos and sin are float32 by design (as in HF), also for float64 x.
+        const double e = t == float64 ? 1e-7 : eps_of(t);
+        std::string what = std::string(dtype_name(t)) + " " + shape_str(c.shape) + " dims " +
+                           std::to_string(c.dims) + (c.opt.traditional ? " traditional " : " ") +
+                           layout_name(lay);
+        Array y = fast::rope(x, c.dims, o);
+        EXPECT_EQ(y.dtype(), t);
+        expect_close(values_of(y), want, 4 * e, 16 * e, what);
+        expect_close(values_of(fast::ref::rope(x, c.dims, o)), want, 4 * e, 16 * e,
+                     what + " (ref)");
+      }
+}
+
+TEST(FastRope, MatchesNaiveAndReference) {
+  check_cases({kAllLayouts, kAllLayouts + 4});
+}
+
+TEST(FastRope, PortableKernelsMatchNaive) {
+  ScopedIsa isa("portable");
+  check_cases({Layout::contiguous});
+}
+
+TEST(FastRope, OffsetsArrayOfOneBroadcasts) {
+  RopeCase c{{2, 2, 5, 8}, 8, {}, {9}};
+  auto xv = random_values(shape_size(c.shape), float32, 9);
+  Array y = fast::rope(Array(xv, c.shape), 8, with_arrays(c));
+  expect_close(values_of(y), naive_rope(xv, c, float32), 1e-6, 1e-6, "offsets [1]");
+}
+
+TEST(FastRope, VjpIsInverseRotation) {
+  RopeCase c{{2, 3, 5, 12}, 8, {.offset = 2}, {1, 7}};
+  auto xv = random_values(shape_size(c.shape), float64, 21);
+  for (bool trad : {false, true}) {
+    c.opt.traditional = trad;
+    const fast::RopeOptions o = with_arrays(c);
+    check_vjp([&](std::vector<Array> a) { return fast::rope(a[0], c.dims, o); }, {xv}, {c.shape},
+              trad ? "rope traditional" : "rope");
+  }
+}
+
+TEST(FastRope, Errors) {
+  Array x = zeros({1, 2, 3, 8});
+  expect_error<InvalidArgument>([&] { fast::rope(x, 7); },
+                                "[rope] dims must be even and in [2, D = 8], got dims 7");
+  expect_error<InvalidArgument>([&] { fast::rope(x, 10); }, "got dims 10 for x [1, 2, 3, 8]");
+  expect_error<InvalidArgument>([&] { fast::rope(zeros({8}), 8); },
+                                "[rope] x must have at least 2 dimensions");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope(x, 8, {.offsets = Array({1, 2}, int32)});
+      },
+      "[rope] offsets must have shape [B] = [1] (the first axis of x [1, 2, 3, 8]) or [1], got "
+      "[2]");
+  expect_error<InvalidArgument>([&] { fast::rope(x, 8, {.offsets = Array({1.0f})}); },
+                                "[rope] offsets must be an integer array, got float32");
+  expect_error<InvalidArgument>([&] { fast::rope(x, 8, {.freqs = zeros({3})}); },
+                                "[rope] freqs must have shape [dims / 2] = [4], got [3]");
+  expect_error<InvalidArgument>([&] { fast::ref::rope(x, 3); }, "[rope] dims must be even");
+}
+
+}  // namespace
+}  // namespace ingot::test

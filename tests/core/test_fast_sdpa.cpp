@@ -1,0 +1,245 @@
+// fast::scaled_dot_product_attention against a float64 naive loop and its reference
+// composition: GQA, causal with L != S, sliding window, softcap, additive and boolean masks
+// (broadcast shapes), every float dtype and layout; VJP against finite differences; errors.
+#include <cmath>
+#include <limits>
+
+#include "core/fast/fast.h"
+#include "test_fast_util.h"
+
+namespace ingot::test {
+namespace {
+
+const Dtype kDtypes[] = {float32, bfloat16, float16, float64};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+enum class MaskKind { none, additive, boolean };
+
+struct SdpaCase {
+  int64_t B, H, Hkv, L, S, D, Dv;
+  bool causal = false;
+  int window = 0;
+  float softcap = 0;
+  MaskKind mask = MaskKind::none;
+  Shape mask_shape = {};
+};
+
+struct Inputs {
+  std::vector<double> q, k, v, m;
+};
+
+double mask_at(const SdpaCase& c, const std::vector<double>& m, int64_t b, int64_t h, int64_t l,
+               int64_t j) {
+  const int64_t idx[4] = {b, h, l, j};
+  const int nd = static_cast<int>(c.mask_shape.size());
+  int64_t off = 0;
+  for (int d = 0; d < nd; ++d) {
+    const int64_t n = c.mask_shape[d];
+    off = off * n + (n == 1 ? 0 : idx[4 - nd + d]);
+  }
+  return m[off];
+}
+
+std::vector<double> naive_sdpa(const SdpaCase& c, const Inputs& in, float scale, Dtype t) {
+  const int64_t G = c.H / c.Hkv;
+  std::vector<double> out(c.B * c.H * c.L * c.Dv);
+  std::vector<double> s(c.S);
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t h = 0; h < c.H; ++h)
+      for (int64_t l = 0; l < c.L; ++l) {
+        const int64_t hk = h / G, pos = c.S - c.L + l;
+        const double* q = &in.q[((b * c.H + h) * c.L + l) * c.D];
+        double mx = -kInf;
+        for (int64_t j = 0; j < c.S; ++j) {
+          const double* k = &in.k[((b * c.Hkv + hk) * c.S + j) * c.D];
+          double acc = 0;
+          for (int64_t d = 0; d < c.D; ++d) acc += q[d] * k[d];
+          acc *= scale;
+          if (c.softcap > 0) acc = c.softcap * std::tanh(acc / c.softcap);
+          if (c.mask == MaskKind::additive) acc += mask_at(c, in.m, b, h, l, j);
+          if (c.mask == MaskKind::boolean && mask_at(c, in.m, b, h, l, j) == 0) acc = -kInf;
+          if (c.causal && (j > pos || (c.window > 0 && j <= pos - c.window))) acc = -kInf;
+          s[j] = acc;
+          mx = std::max(mx, acc);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < c.S; ++j) sum += (s[j] = mx == -kInf ? 0.0 : std::exp(s[j] - mx));
+        double* o = &out[((b * c.H + h) * c.L + l) * c.Dv];
+        for (int64_t d = 0; d < c.Dv; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < c.S; ++j)
+            acc += s[j] * in.v[((b * c.Hkv + hk) * c.S + j) * c.Dv + d];
+          o[d] = round_to(sum > 0 ? acc / sum : 0.0, t);
+        }
+      }
+  return out;
+}
+
+std::vector<SdpaCase> cases() {
+  using M = MaskKind;
+  return {
+      {1, 2, 2, 1, 1, 8, 8},
+      {2, 4, 2, 7, 7, 16, 16, true},
+      {1, 5, 1, 33, 100, 64, 64, true},
+      {1, 2, 1, 1, 1030, 64, 64},
+      {2, 2, 2, 33, 40, 8, 8, true, 5},
+      {1, 2, 1, 7, 9, 16, 16, false, 0, 5.0f, M::additive, {7, 9}},
+      {2, 2, 2, 5, 6, 8, 8, false, 0, 0, M::boolean, {2, 1, 5, 6}},
+      {1, 4, 2, 3, 70, 8, 8, true, 0, 0, M::additive, {1, 4, 3, 70}},
+      {1, 3, 3, 4, 20, 8, 8, false, 0, 0, M::boolean, {1, 1, 1, 20}},
+      {2, 2, 1, 6, 9, 7, 5, true},
+      {1, 2, 2, 9, 4, 8, 8, true},
+      {1, 2, 1, 7, 1030, 32, 32, true, 100, 30.0f, M::additive, {1, 1, 7, 1030}},
+      {1, 2, 1, 2, 37, 13, 5, true},  // few rows: the direct K/V loops, with D and Dv tails
+  };
+}
+
+Inputs make_inputs(const SdpaCase& c, Dtype t, uint32_t seed) {
+  Inputs in;
+  in.q = random_values(c.B * c.H * c.L * c.D, t, seed, -1, 1);
+  in.k = random_values(c.B * c.Hkv * c.S * c.D, t, seed + 1, -1, 1);
+  in.v = random_values(c.B * c.Hkv * c.S * c.Dv, t, seed + 2, -4, 4);
+  if (c.mask == MaskKind::additive) {
+    in.m = random_values(shape_size(c.mask_shape), t, seed + 3, -2, 2);
+    for (size_t i = 0; i < in.m.size(); i += 5) in.m[i] = -kInf;
+  } else if (c.mask == MaskKind::boolean) {
+    in.m = random_values(shape_size(c.mask_shape), bool_, seed + 3);
+    const int64_t S = c.mask_shape.back();
+    for (int64_t j = 0; j < S && c.mask_shape.size() == 4; ++j) in.m[j] = 0;  // a masked row
+  }
+  return in;
+}
+
+std::string case_name(const SdpaCase& c) {
+  return fmt::format("B{} H{} Hkv{} L{} S{} D{} Dv{}{}{}{}{}", c.B, c.H, c.Hkv, c.L, c.S, c.D, c.Dv,
+                     c.causal ? " causal" : "", c.window ? " window" : "",
+                     c.softcap ? " softcap" : "",
+                     c.mask == MaskKind::none ? "" : " mask " + shape_str(c.mask_shape));
+}
+
+void check_cases(const std::vector<Layout>& layouts, bool with_ref) {
+  uint32_t seed = 1;
+  for (const SdpaCase& c : cases())
+    for (Dtype t : kDtypes)
+      for (Layout lay : layouts) {
+        Inputs in = make_inputs(c, t, seed += 4);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+        fast::SdpaOptions o{
+            .scale = scale, .causal = c.causal, .window = c.window, .softcap = c.softcap};
+        if (c.mask == MaskKind::additive) o.mask = Array(in.m, c.mask_shape, t);
+        if (c.mask == MaskKind::boolean) o.mask = Array(in.m, c.mask_shape, bool_);
+        Array q = make_array(in.q, {c.B, c.H, c.L, c.D}, t, lay);
+        Array k = make_array(in.k, {c.B, c.Hkv, c.S, c.D}, t, lay);
+        Array v = make_array(in.v, {c.B, c.Hkv, c.S, c.Dv}, t, lay);
+        auto want = naive_sdpa(c, in, scale, t);
+        const double e = t == float64 ? 1e-12 : 4 * eps_of(t) + 2e-6;
+        std::string what = case_name(c) + " " + std::string(dtype_name(t)) + " " + layout_name(lay);
+        Array y = fast::scaled_dot_product_attention(q, k, v, o);
+        EXPECT_EQ(y.dtype(), t);
+        EXPECT_EQ(y.shape(), (Shape{c.B, c.H, c.L, c.Dv}));
+        expect_close(values_of(y), want, e, 4 * e, what);
+        if (with_ref && (lay == Layout::contiguous || lay == Layout::transposed))
+          expect_close(values_of(fast::ref::scaled_dot_product_attention(q, k, v, o)), want, e,
+                       4 * e, what + " (ref)");
+      }
+}
+
+TEST(FastSdpa, MatchesNaiveAndReference) {
+  check_cases({kAllLayouts, kAllLayouts + 4}, true);
+}
+
+TEST(FastSdpa, PortableKernelsMatchNaive) {
+  ScopedIsa isa("portable");
+  check_cases({Layout::contiguous, Layout::transposed}, false);
+}
+
+TEST(FastSdpa, HeadsMajorLayoutFromBLHD) {
+  // Projections come out as [B, L, H, D]; attention reads them through a transpose.
+  const SdpaCase c{2, 4, 2, 5, 5, 16, 16, true};
+  const Inputs in = make_inputs(c, bfloat16, 99);
+  auto blhd = [](const std::vector<double>& x, int64_t B, int64_t H, int64_t L, int64_t D) {
+    std::vector<double> r(x.size());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t l = 0; l < L; ++l)
+          for (int64_t d = 0; d < D; ++d)
+            r[((b * L + l) * H + h) * D + d] = x[((b * H + h) * L + l) * D + d];
+    return swapaxes(Array(r, {B, L, H, D}, bfloat16), 1, 2);
+  };
+  Array y =
+      fast::scaled_dot_product_attention(blhd(in.q, 2, 4, 5, 16), blhd(in.k, 2, 2, 5, 16),
+                                         blhd(in.v, 2, 2, 5, 16), {.scale = 0.25f, .causal = true});
+  expect_close(values_of(y), naive_sdpa(c, in, 0.25f, bfloat16), 4 * eps_of(bfloat16),
+               4 * eps_of(bfloat16), "[B, L, H, D] transposed");
+}
+
+TEST(FastSdpa, VjpMatchesFiniteDifferences) {
+  const SdpaCase c{1, 2, 1, 3, 5, 4, 3, true, 0, 3.0f, MaskKind::additive, {3, 5}};
+  Inputs in = make_inputs(c, float64, 5);
+  in.m = random_values(15, float64, 6, -1, 1);
+  check_vjp(
+      [&](std::vector<Array> a) {
+        return fast::scaled_dot_product_attention(
+            a[0], a[1], a[2], {.scale = 0.7f, .causal = true, .mask = a[3], .softcap = 3.0f});
+      },
+      {in.q, in.k, in.v, in.m}, {{1, 2, 3, 4}, {1, 1, 5, 4}, {1, 1, 5, 3}, {3, 5}},
+      "sdpa causal softcap additive mask");
+  Array bm(std::vector<bool>{true, false, true, true, true}, {5});
+  check_vjp(
+      [&](std::vector<Array> a) {
+        return fast::scaled_dot_product_attention(
+            a[0], a[1], a[2], {.scale = 0.5f, .causal = true, .mask = bm, .window = 2});
+      },
+      {in.q, in.k, in.v}, {{1, 2, 3, 4}, {1, 1, 5, 4}, {1, 1, 5, 3}}, "sdpa window bool mask");
+}
+
+TEST(FastSdpa, Errors) {
+  auto sdpa = [](Shape q, Shape k, Shape v, fast::SdpaOptions o = {}) {
+    fast::scaled_dot_product_attention(zeros(q), zeros(k), zeros(v), o);
+  };
+  const std::string op = "[scaled_dot_product_attention] ";
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({2, 2, 8}, {1, 2, 4, 8}, {1, 2, 4, 8});
+      },
+      op + "q, k and v must be 4-d");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 3, 2, 8}, {1, 2, 4, 8}, {1, 2, 4, 8});
+      },
+      op + "query heads H = 3 must be a multiple of key/value heads Hkv = 2");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 2, 2, 8}, {1, 2, 4, 4}, {1, 2, 4, 8});
+      },
+      op + "head dims differ: q [1, 2, 2, 8] has D = 8, k [1, 2, 4, 4] has D = 4");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 2, 2, 8}, {1, 2, 4, 8}, {1, 2, 5, 8});
+      },
+      op + "shapes do not match");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 2, 2, 8}, {1, 2, 4, 8}, {1, 2, 4, 8}, {.window = 4});
+      },
+      op + "a sliding window (4) needs causal = true");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 2, 2, 8}, {1, 2, 4, 8}, {1, 2, 4, 8}, {.mask = zeros({3, 4})});
+      },
+      op + "mask [3, 4] does not broadcast to [B, H, L, S] = [1, 2, 2, 4]");
+  expect_error<InvalidArgument>(
+      [&] {
+        sdpa({1, 2, 2, 8}, {1, 2, 4, 8}, {1, 2, 4, 8}, {.mask = zeros({4}, int32)});
+      },
+      op + "mask must be boolean or floating point");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::scaled_dot_product_attention(zeros({1, 1, 1, 4}), zeros({1, 1, 1, 4}, bfloat16),
+                                           zeros({1, 1, 1, 4}));
+      },
+      op + "q, k and v must have one dtype, got float32, bfloat16 and float32");
+}
+
+}  // namespace
+}  // namespace ingot::test

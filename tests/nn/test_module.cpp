@@ -1,0 +1,219 @@
+// Module parameter trees (HF dotted names, freeze/update), layers against naive formulas,
+// LoRALinear and losses.
+#include <cmath>
+
+#include "core/test_util.h"
+#include "nn/attention.h"
+#include "nn/layers.h"
+#include "nn/lora.h"
+#include "nn/losses.h"
+
+using namespace ingot;
+using namespace ingot::test;
+using namespace ingot::nn;
+
+namespace {
+
+class Block : public Module {
+ public:
+  Block() {
+    attn = register_module("self_attn", std::make_shared<Attention>(AttentionConfig{
+                                            .dims = 16, .n_heads = 4, .n_kv_heads = 2,
+                                            .head_dim = 4, .qk_norm = RMSNormOptions{}}));
+    mlp = register_module("mlp", std::make_shared<GatedMLP>(16, 24));
+  }
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<GatedMLP> mlp;
+};
+
+struct Holder : Module {
+  explicit Holder(std::shared_ptr<ModuleList<Block>> l) { register_module("layers", l); }
+};
+
+// "m.layers.N...." like Hugging Face's "model.layers.N....".
+class Tiny : public Module {
+ public:
+  Tiny() {
+    layers = std::make_shared<ModuleList<Block>>();
+    for (int i = 0; i < 2; ++i) layers->push_back(std::make_shared<Block>());
+    register_module("m", std::make_shared<Holder>(layers));
+  }
+  std::shared_ptr<ModuleList<Block>> layers;
+};
+
+}  // namespace
+
+TEST(Module, HuggingFaceNamesFreezeUpdate) {
+  Tiny t;
+  ParamMap p = t.parameters();
+  EXPECT_TRUE(p.count("m.layers.0.self_attn.q_proj.weight"));
+  EXPECT_TRUE(p.count("m.layers.1.self_attn.k_norm.weight"));
+  EXPECT_TRUE(p.count("m.layers.1.mlp.down_proj.weight"));
+  EXPECT_EQ(p.at("m.layers.0.self_attn.k_proj.weight").shape(), (Shape{8, 16}));
+  EXPECT_EQ(p.at("m.layers.0.mlp.gate_proj.weight").shape(), (Shape{24, 16}));
+  const size_t n = p.size();
+  EXPECT_EQ(n, 2u * (4 + 2 + 3));
+  EXPECT_EQ(t.freeze("m.layers.*.mlp.*"), 6);
+  EXPECT_EQ(t.trainable_parameters().size(), n - 6);
+  EXPECT_TRUE(t.is_frozen("m.layers.1.mlp.up_proj.weight"));
+  EXPECT_FALSE(t.is_frozen("m.layers.1.self_attn.q_proj.weight"));
+  EXPECT_EQ(t.unfreeze("*up_proj*"), 2);
+  EXPECT_EQ(t.trainable_parameters().size(), n - 4);
+  Array w = ones({8, 16});
+  t.update({{"m.layers.0.self_attn.v_proj.weight", w}});
+  EXPECT_TRUE(t.parameters().at("m.layers.0.self_attn.v_proj.weight").same_node(w));
+  expect_error<InvalidArgument>([&] { t.update({{"m.layers.0.nope", w}}); },
+                                "[module] update: no parameter named 'm.layers.0.nope'");
+  expect_error<InvalidArgument>(
+      [&] { t.update({{"m.layers.0.self_attn.q_proj.weight", w}}); },
+      "has shape [16, 16] but the new value has shape [8, 16]");
+  EXPECT_EQ(t.update({{"x.y", w}}, false), (std::vector<std::string>{"x.y"}));
+  EXPECT_TRUE(glob_match("a.*.c", "a.b.b.c"));
+  EXPECT_FALSE(glob_match("a.?.c", "a.bb.c"));
+}
+
+TEST(Layers, LinearEmbeddingNormsMlpMatchNaive) {
+  random::seed(3);
+  Linear lin(5, 3);
+  Array x = random::normal({2, 5});
+  auto xv = x.to_vector<double>();
+  auto wv = lin.param("weight").to_vector<double>();
+  auto bv = lin.param("bias").to_vector<double>();
+  std::vector<double> want(6);
+  for (int i = 0; i < 2; ++i)
+    for (int o = 0; o < 3; ++o) {
+      double acc = bv[o];
+      for (int k = 0; k < 5; ++k) acc += xv[i * 5 + k] * wv[o * 5 + k];
+      want[i * 3 + o] = acc;
+    }
+  expect_close(lin(x).to_vector<double>(), want, 1e-5, 1e-6, "linear");
+  for (double w : wv) EXPECT_LE(std::abs(w), 1 / std::sqrt(5.0));
+
+  Embedding emb(7, 4);
+  Array ids = Array({6, 0, 3}, int32);
+  auto ev = emb.param("weight").to_vector<double>();
+  auto got = emb(ids).to_vector<double>();
+  const int rows[3] = {6, 0, 3};
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) EXPECT_EQ(got[r * 4 + c], ev[rows[r] * 4 + c]);
+  EXPECT_EQ(emb.as_linear(random::normal({2, 4})).shape(), (Shape{2, 7}));
+
+  RMSNorm rn(5, {.eps = 1e-5f, .unit_offset = true});
+  rn.update({{"weight", Array({0.5f, -0.5f, 0.f, 1.f, 2.f})}});
+  auto rv = rn(x).to_vector<double>();
+  for (int i = 0; i < 2; ++i) {
+    double ms = 0;
+    for (int k = 0; k < 5; ++k) ms += xv[i * 5 + k] * xv[i * 5 + k] / 5;
+    double w[5] = {1.5, 0.5, 1, 2, 3};
+    for (int k = 0; k < 5; ++k)
+      EXPECT_NEAR(rv[i * 5 + k], xv[i * 5 + k] / std::sqrt(ms + 1e-5) * w[k], 1e-5);
+  }
+  LayerNorm ln(5);
+  auto lv = ln(x).to_vector<double>();
+  for (int i = 0; i < 2; ++i) {
+    double m = 0, v = 0;
+    for (int k = 0; k < 5; ++k) m += xv[i * 5 + k] / 5;
+    for (int k = 0; k < 5; ++k) v += (xv[i * 5 + k] - m) * (xv[i * 5 + k] - m) / 5;
+    for (int k = 0; k < 5; ++k)
+      EXPECT_NEAR(lv[i * 5 + k], (xv[i * 5 + k] - m) / std::sqrt(v + 1e-5), 1e-5);
+  }
+  GatedMLP mlp(5, 6);
+  Array ref = mlp.down_proj()(silu(mlp.gate_proj()(x)) * mlp.up_proj()(x));
+  expect_close(mlp(x).to_vector<double>(), ref.to_vector<double>(), 1e-6, 1e-7, "mlp");
+  EXPECT_EQ(activation_from_name("gelu_pytorch_tanh"), Activation::gelu_tanh);
+  expect_error<InvalidArgument>([] { activation_from_name("relu6"); },
+                                "[activation] unknown activation 'relu6'");
+}
+
+TEST(Layers, DropoutTrainingOnly) {
+  Dropout d(0.25f);
+  Array x = ones({20000});
+  EXPECT_EQ(sum(d(x)).item<float>(), 20000.0f);
+  d.train(true);
+  auto v = d(x).to_vector<float>();
+  int kept = 0;
+  for (float f : v) {
+    if (f != 0) {
+      EXPECT_FLOAT_EQ(f, 1.0f / 0.75f);
+      ++kept;
+    }
+  }
+  // Binomial(20000, 0.75): sd ~ 61; 5 sigma
+  EXPECT_NEAR(kept, 15000, 310);
+}
+
+TEST(Layers, AttentionMatchesManualComposition) {
+  random::seed(11);
+  AttentionConfig cfg{.dims = 12, .n_heads = 6, .n_kv_heads = 2, .head_dim = 4,
+                      .qk_norm = RMSNormOptions{.eps = 1e-6f}, .rope_base = 100.0f};
+  Attention att(cfg);
+  Array x = random::normal({2, 5, 12});
+  Array y = att(x);
+  // Manual: projections, per-head norm, rope, causal softmax attention with GQA.
+  auto proj = [&](const char* n, int h) {
+    Array w = att.parameters().at(std::string(n) + ".weight");
+    return transpose(reshape(matmul(x, transpose(w)), {2, 5, h, 4}), {0, 2, 1, 3});
+  };
+  Array q = fast::ref::rms_norm(proj("q_proj", 6), att.parameters().at("q_norm.weight"));
+  Array k = fast::ref::rms_norm(proj("k_proj", 2), att.parameters().at("k_norm.weight"));
+  Array v = proj("v_proj", 2);
+  fast::RopeOptions ro{.base = 100.0f};
+  q = fast::ref::rope(q, 4, ro);
+  k = fast::ref::rope(k, 4, ro);
+  Array o = fast::ref::scaled_dot_product_attention(q, k, v, {.scale = 0.5f, .causal = true});
+  o = reshape(transpose(o, {0, 2, 1, 3}), {2, 5, 24});
+  Array want = matmul(o, transpose(att.parameters().at("o_proj.weight")));
+  expect_close(y.to_vector<double>(), want.to_vector<double>(), 1e-4, 1e-5, "attention");
+  expect_error<InvalidArgument>([] { Attention(AttentionConfig{.dims = 8, .n_heads = 3, .n_kv_heads = 2, .head_dim = 4}); },
+                                "[attention] invalid heads");
+}
+
+TEST(LoRA, StartsAtBaseTrainsOnlyAdapters) {
+  random::seed(5);
+  Linear base(6, 4);
+  LoRALinear l(base, {.rank = 2, .alpha = 8.0f});
+  EXPECT_FLOAT_EQ(l.scale(), 4.0f);
+  Array x = random::normal({3, 6});
+  expect_close(l(x).to_vector<double>(), base(x).to_vector<double>(), 0, 0, "initial");
+  ParamMap tp = l.trainable_parameters();
+  EXPECT_EQ(tp.size(), 2u);
+  EXPECT_TRUE(tp.count("lora_A.weight") && tp.count("lora_B.weight"));
+  EXPECT_EQ(tp.at("lora_A.weight").shape(), (Shape{2, 6}));
+  EXPECT_EQ(tp.at("lora_B.weight").shape(), (Shape{4, 2}));
+  l.update({{"lora_B.weight", ones({4, 2})}});
+  Array want = base(x) + 4.0f * matmul(matmul(x, transpose(l.parameters().at("lora_A.weight"))),
+                                       transpose(ones({4, 2})));
+  expect_close(l(x).to_vector<double>(), want.to_vector<double>(), 1e-5, 1e-5, "adapted");
+  Linear fused(6, 4);
+  fused.update({{"weight", l.fused_weight()}, {"bias", base.param("bias")}});
+  expect_close(fused(x).to_vector<double>(), want.to_vector<double>(), 1e-5, 1e-5, "fused");
+}
+
+TEST(Losses, CrossEntropyIgnoreIndexAndMask) {
+  Array logits = random::normal({2, 3, 5}, bfloat16);
+  Array targets = Array(std::vector<int32_t>{1, 4, -100, 0, 2, 3}, {2, 3});
+  Array mask = Array(std::vector<float>{1, 1, 1, 1, 0, 1}, {2, 3});
+  auto lv = astype(logits, float64).to_vector<double>();
+  int tv[6] = {1, 4, -100, 0, 2, 3};
+  double mv[6] = {1, 1, 1, 1, 0, 1};
+  double tot = 0, cnt = 0, tot_m = 0, cnt_m = 0;
+  for (int p = 0; p < 6; ++p) {
+    if (tv[p] == -100) continue;
+    double mx = -1e30, s = 0;
+    for (int c = 0; c < 5; ++c) mx = std::max(mx, lv[p * 5 + c]);
+    for (int c = 0; c < 5; ++c) s += std::exp(lv[p * 5 + c] - mx);
+    double nll = mx + std::log(s) - lv[p * 5 + tv[p]];
+    tot += nll;
+    cnt += 1;
+    tot_m += nll * mv[p];
+    cnt_m += mv[p];
+  }
+  Array ce = cross_entropy(logits, targets);
+  EXPECT_EQ(ce.dtype(), float32);
+  EXPECT_NEAR(ce.item<double>(), tot / cnt, 1e-5);
+  EXPECT_NEAR(cross_entropy(logits, targets, {.mask = mask}).item<double>(), tot_m / cnt_m, 1e-5);
+  EXPECT_NEAR(cross_entropy(logits, targets, {.mean = false}).item<double>(), tot, 1e-4);
+  expect_error<InvalidArgument>([&] { cross_entropy(logits, Array({1, 2}, int32)); },
+                                "[cross_entropy] logits [2, 3, 5] must have one more axis");
+  EXPECT_NEAR(mse(Array({1.f, 2.f}), Array({2.f, 4.f})).item<float>(), 2.5f, 1e-6);
+}
