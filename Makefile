@@ -28,8 +28,13 @@ test-asan: deps
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
 
+# Until generation lands: the array-core demo, then the embedded default checkpoint (the smallest
+# test fixture) inspected and run for next-token logits.
 run: build
 	@$(BUILD_DIR)/tools/cli/ingot demo
+	@$(BUILD_DIR)/tools/cli/ingot inspect --model tests/data/models/llama_bf16_tied
+	@printf 'The quick brown fox' | $(BUILD_DIR)/tools/cli/ingot tokenize --tokenizer tests/data/models/llama_bf16_tied
+	@$(BUILD_DIR)/tools/cli/ingot logits --model tests/data/models/llama_bf16_tied --ids 1,5,9 | head -c 300; echo
 
 bench: build
 	@$(BUILD_DIR)/bench/ingot_bench_core

@@ -3,7 +3,7 @@
 
 # -Wmaybe-uninitialized is off: GCC 12 reports false positives on std::optional<Array> at -O2.
 set(INGOT_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
-    -Wno-maybe-uninitialized)
+    $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 
 set(INGOT_SAN_FLAGS "")
 if(INGOT_SANITIZE)

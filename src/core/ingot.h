@@ -8,4 +8,5 @@
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/autodiff.h"
+#include "core/transforms/compile.h"
 #include "core/transforms/eval.h"

@@ -217,3 +217,30 @@ TEST(Losses, CrossEntropyIgnoreIndexAndMask) {
                                 "[cross_entropy] logits [2, 3, 5] must have one more axis");
   EXPECT_NEAR(mse(Array({1.f, 2.f}), Array({2.f, 4.f})).item<float>(), 2.5f, 1e-6);
 }
+
+TEST(Layers, RMSNormWeightRoundingModes) {
+  // Llama/Qwen (weight_in_float32 = false): normalise in float32, round to bf16, then multiply
+  // by the weight in bf16. Gemma (true): multiply in float32, round once.
+  random::seed(9);
+  Array x = random::normal({3, 8}, bfloat16);
+  Array w = random::normal({8}, bfloat16);
+  auto xv = astype(x, float64).to_vector<double>();
+  auto wv = astype(w, float64).to_vector<double>();
+  for (bool f32 : {false, true}) {
+    RMSNorm n(8, {.eps = 1e-6f, .weight_in_float32 = f32}, bfloat16);
+    n.update({{"weight", w}});
+    auto got = astype(n(x), float64).to_vector<double>();
+    for (int r = 0; r < 3; ++r) {
+      double ms = 0;
+      for (int c = 0; c < 8; ++c) ms += xv[r * 8 + c] * xv[r * 8 + c] / 8;
+      float inv = 1.0f / std::sqrt(static_cast<float>(ms) + 1e-6f);
+      for (int c = 0; c < 8; ++c) {
+        float normed = static_cast<float>(xv[r * 8 + c]) * inv;
+        double want = f32 ? round_to(normed * wv[c], bfloat16)
+                          : round_to(round_to(normed, bfloat16) * wv[c], bfloat16);
+        EXPECT_NEAR(got[r * 8 + c], want, std::abs(want) * 1e-2 + 1e-6)
+            << (f32 ? "float32 weight" : "bf16 weight") << " " << r << "," << c;
+      }
+    }
+  }
+}

@@ -1,4 +1,5 @@
 // Portable (plain C++) GEMV/conversion kernels and the run-time ISA dispatch.
+#include <cpuid.h>
 #include <string>
 
 #include "backend/cpu/gemm_kernels.h"
@@ -63,15 +64,22 @@ const GemmKernels& kernels_portable() {
   return k;
 }
 
+// F16C via cpuid leaf 1 (ECX bit 29): clang 14 rejects __builtin_cpu_supports with "f16c".
+bool has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c >> 29) & 1u;
+}
+
 Isa hardware_isa() {
   static const Isa isa = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+        has_f16c())
       return Isa::avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+        has_f16c())
       return Isa::avx2;
     return Isa::portable;
   }();

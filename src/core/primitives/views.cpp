@@ -28,6 +28,20 @@ std::vector<Array> Transpose::jvp(const std::vector<Array>&, const std::vector<A
   return {transpose(tangents[0], axes_, stream())};
 }
 
+std::vector<Shape> Broadcast::output_shapes(const std::vector<Array>& in) {
+  const Shape& a = in[0].shape();
+  bool ok = a.size() <= shape_.size();
+  for (size_t i = 0; ok && i < a.size(); ++i) {
+    int64_t d = a[a.size() - 1 - i], t = shape_[shape_.size() - 1 - i];
+    ok = d == t || d == 1;
+  }
+  if (!ok)
+    raise("[compile] shapeless replay: a broadcast traced to {} cannot take an input of shape {} "
+          "(broadcast shapes are fixed at trace time; compile without shapeless)",
+          shape_str(shape_), shape_str(a));
+  return {shape_};
+}
+
 std::vector<Array> Broadcast::vjp(const std::vector<Array>& primals,
                                   const std::vector<Array>& cotangents, const std::vector<int>&,
                                   const std::vector<Array>&) {

@@ -51,7 +51,9 @@ class Broadcast : public UnaryPrimitive {
   Broadcast(Stream s, Shape shape) : UnaryPrimitive(s), shape_(std::move(shape)) {}
   INGOT_UNARY_PRIMITIVE(Broadcast)
   INGOT_EQUIVALENT(Broadcast, std::tie(p->shape_))
-  std::vector<Shape> output_shapes(const std::vector<Array>&) override { return {shape_}; }
+  /// The fixed target shape; throws if the input no longer broadcasts to it (shapeless
+  /// compile replaying a trace made for other sizes).
+  std::vector<Shape> output_shapes(const std::vector<Array>& in) override;
   std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
                          const std::vector<int>& argnums,
                          const std::vector<Array>& outputs) override;

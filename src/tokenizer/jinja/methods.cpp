@@ -64,7 +64,7 @@ std::optional<Value> call_method(const Value& obj, const std::string& n, Args& a
                                        a.get(2, "count", Value::integer(-1)).as_int()));
     }
     if (n == "removeprefix" || n == "removesuffix") {
-      const std::string& x = need_str(a.get(0, "x"), n.c_str());
+      const std::string x = need_str(a.get(0, "x"), n.c_str());
       if (n == "removeprefix" && s.compare(0, x.size(), x) == 0)
         return Value::string(s.substr(x.size()));
       if (n == "removesuffix" && !x.empty() && s.size() >= x.size() &&
@@ -73,7 +73,7 @@ std::optional<Value> call_method(const Value& obj, const std::string& n, Args& a
       return Value::string(s);
     }
     if (n == "find" || n == "rfind" || n == "index" || n == "count") {
-      const std::string& x = need_str(a.get(0, "sub"), n.c_str());
+      const std::string x = need_str(a.get(0, "sub"), n.c_str());
       if (n == "count") {
         if (x.empty()) return Value::integer(static_cast<int64_t>(utf8::count(s)) + 1);
         int64_t c = 0;
