@@ -98,6 +98,15 @@ TEST(Jinja, TrailingNewlineAndCrlf) {
   EXPECT_EQ(render("x\n\n"), "x\n");
 }
 
+TEST(Jinja, IntegersAre64BitAndOverflowIsAnError) {
+  EXPECT_EQ(render("{{ 2 ** 62 }} {{ -9223372036854775807 - 1 }}"),
+            "4611686018427387904 -9223372036854775808");
+  EXPECT_THROW(render("{{ 2 ** 64 }}"), FormatError);
+  EXPECT_THROW(render("{{ 9223372036854775807 + 1 }}"), FormatError);
+  EXPECT_THROW(render("{{ 'ab' * 100000000000 }}"), FormatError);
+  EXPECT_THROW(render("{{ range(100000000) | length }}"), FormatError);
+}
+
 TEST(Jinja, RecursionAndHugeInputsAreBounded) {
   EXPECT_THROW(render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), FormatError);
   std::string deep(5000, '(');

@@ -276,6 +276,8 @@ std::vector<std::string> splitlines(const std::string& s) {
 }
 
 std::string do_indent(std::string s, const Value& width, bool first, bool blank) {
+  if (width.is_number() && (width.as_int() > (1 << 16) || width.as_int() < 0))
+    err("indent width out of range");
   std::string ind =
       width.is_string() ? width.s : std::string(width.is_undefined() ? 4 : width.as_int(), ' ');
   s += "\n";
@@ -493,9 +495,13 @@ Value call_filter(const std::string& name, const Value& v, Args& a) {
     for (auto& x : items_of(v)) {
       Value y = attr.is_undefined() ? x : attr_path(x, attr.str());
       if (!y.is_number() || !total.is_number()) err("sum of non-numbers");
-      total = total.kind == Value::Kind::Float || y.kind == Value::Kind::Float
-                  ? Value::number(total.as_double() + y.as_double())
-                  : Value::integer(total.as_int() + y.as_int());
+      int64_t r = 0;
+      if (total.kind == Value::Kind::Float || y.kind == Value::Kind::Float)
+        total = Value::number(total.as_double() + y.as_double());
+      else if (__builtin_add_overflow(total.as_int(), y.as_int(), &r))
+        err("integer overflow");
+      else
+        total = Value::integer(r);
     }
     return total;
   }
@@ -537,6 +543,7 @@ Value call_filter(const std::string& name, const Value& v, Args& a) {
   if (name == "float") return to_float(v, a.get(0, "default"));
   if (name == "abs") {
     if (!v.is_number()) err("bad operand type for abs()");
+    if (v.kind != Value::Kind::Float && v.as_int() == INT64_MIN) err("integer overflow");
     return v.kind == Value::Kind::Float ? Value::number(std::fabs(v.f))
                                         : Value::integer(std::llabs(v.as_int()));
   }
@@ -550,7 +557,7 @@ Value call_filter(const std::string& name, const Value& v, Args& a) {
   }
   if (name == "batch") {
     int64_t n = a.get(0, "linecount").as_int();
-    if (n <= 0) err("batch size must be positive");
+    if (n <= 0 || n > (1 << 20)) err("batch size must be in [1, 2^20]");
     Value fill = a.get(1, "fill_with", Value::none());
     List out, cur;
     for (auto& x : items_of(v)) {
@@ -568,6 +575,7 @@ Value call_filter(const std::string& name, const Value& v, Args& a) {
   if (name == "attr") return attr_path(v, a.get(0, "name").str());
   if (name == "center") {
     int64_t w = a.get(0, "width", Value::integer(80)).as_int();
+    if (w > (1 << 20)) err("center width too large");
     std::string s = v.str();
     int64_t n = static_cast<int64_t>(utf8::count(s));
     if (w <= n) return Value::string(s);

@@ -198,7 +198,7 @@ Value make_global(const std::string& name, std::optional<std::time_t> now) {
       List out;
       for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) {
         out.push_back(Value::integer(k));
-        if (out.size() > 10'000'000) err("range too big");
+        if (out.size() > 1'000'000) err("range too big (over 10^6 items)");
       }
       return Value::make_list(std::move(out));
     });

@@ -410,12 +410,18 @@ class Interp {
       }
       return Value::boolean(op == "in" ? r : !r);
     }
+    auto checked = [&](bool overflow, const int64_t& r) {  // by reference: read after the op
+      if (overflow) fail(pos, "integer overflow (ingot integers are 64-bit)");
+      return Value::integer(r);
+    };
     bool nums = a.is_number() && b.is_number();
     bool flt = nums && (a.kind == VK::Float || b.kind == VK::Float);
     if (op == "+") {
-      if (nums)
+      if (nums) {
+        int64_t r = 0;
         return flt ? Value::number(a.as_double() + b.as_double())
-                   : Value::integer(a.as_int() + b.as_int());
+                   : checked(__builtin_add_overflow(a.as_int(), b.as_int(), &r), r);
+      }
       if (a.is_string() && b.is_string()) return Value::string(a.s + b.s);
       if (a.is_list() && b.is_list()) {
         jinja::List l = *a.list;
@@ -426,17 +432,23 @@ class Interp {
     }
     if (op == "-") {
       if (!nums) return type_err();
+      int64_t r = 0;
       return flt ? Value::number(a.as_double() - b.as_double())
-                 : Value::integer(a.as_int() - b.as_int());
+                 : checked(__builtin_sub_overflow(a.as_int(), b.as_int(), &r), r);
     }
     if (op == "*") {
-      if (nums)
+      if (nums) {
+        int64_t r = 0;
         return flt ? Value::number(a.as_double() * b.as_double())
-                   : Value::integer(a.as_int() * b.as_int());
+                   : checked(__builtin_mul_overflow(a.as_int(), b.as_int(), &r), r);
+      }
       const Value& seq = a.is_number() ? b : a;
       const Value& cnt = a.is_number() ? a : b;
       if (cnt.kind == VK::Int || cnt.kind == VK::Bool) {
         int64_t times = std::max<int64_t>(0, cnt.as_int());
+        size_t unit = seq.is_string() ? seq.s.size() : seq.is_list() ? seq.list->size() : 0;
+        if (unit && static_cast<uint64_t>(times) > (64u << 20) / unit)
+          fail(pos, "repetition result too large");
         if (seq.is_string()) {
           std::string r;
           for (int64_t k = 0; k < times; ++k) r += seq.s;
@@ -459,6 +471,7 @@ class Interp {
         return op == "//" ? Value::number(q) : Value::number(a.as_double() - q * b.as_double());
       }
       int64_t x = a.as_int(), y = b.as_int();
+      if (x == INT64_MIN && y == -1) fail(pos, "integer overflow (ingot integers are 64-bit)");
       int64_t q = x / y;
       if ((x % y != 0) && ((x < 0) != (y < 0))) --q;
       return op == "//" ? Value::integer(q) : Value::integer(x - q * y);
@@ -466,9 +479,14 @@ class Interp {
     if (op == "**") {
       if (!nums) return type_err();
       if (!flt && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t k = 0; k < b.as_int(); ++k) r *= a.as_int();
-        return Value::integer(r);
+        int64_t r = 1, base = a.as_int(), e = b.as_int();
+        bool over = false;
+        while (e > 0 && !over) {  // square-and-multiply with overflow checks
+          if (e & 1) over = __builtin_mul_overflow(r, base, &r);
+          e >>= 1;
+          if (e > 0 && !over) over = __builtin_mul_overflow(base, base, &base);
+        }
+        return checked(over, r);
       }
       return Value::number(std::pow(a.as_double(), b.as_double()));
     }
@@ -507,6 +525,8 @@ class Interp {
         if (!v.is_number())
           fail(e.pos, fmt::format("bad operand type for unary -: '{}'", v.type_name()));
         if (e.kind == EK::Pos) return v.kind == Value::Kind::Bool ? Value::integer(v.as_int()) : v;
+        if (v.kind != Value::Kind::Float && v.as_int() == INT64_MIN)
+          fail(e.pos, "integer overflow (ingot integers are 64-bit)");
         return v.kind == Value::Kind::Float ? Value::number(-v.f) : Value::integer(-v.as_int());
       }
       case EK::Not:
