@@ -44,7 +44,9 @@ void words_portable(uint32_t k0, uint32_t k1, int64_t b, int64_t e, int64_t m, u
 
 /// Fills out[0, m) with the key's word stream.
 void fill_words(const Array& key, uint32_t* out, int64_t m) {
-  auto [k0, k1] = read_key(key);
+  // Plain variables, not structured bindings: clang 14 cannot capture bindings in lambdas.
+  const auto key_words = read_key(key);
+  const uint32_t k0 = key_words.first, k1 = key_words.second;
   const cpu::Isa isa = cpu::active_isa();
   const WordsFn fn = isa == cpu::Isa::avx512 ? words_avx512
                      : isa == cpu::Isa::avx2 ? words_avx2
