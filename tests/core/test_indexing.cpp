@@ -364,44 +364,6 @@ TEST(IndexingErrors, Messages) {
 
 // ---- gradients (float64 finite differences through the autodiff engine) ----
 
-/// Checks vjp(fn) at x against central differences of sum(fn(x) * w).
-void check_grad(const std::function<Array(const Array&)>& fn, const Array& x) {
-  Array y = fn(x);
-  std::vector<double> wv = random_values(y.size(), float64, 77);
-  Array w(wv, y.shape(), float64);
-  auto [outs, grads] =
-      vjp([&](const std::vector<Array>& in) { return std::vector<Array>{fn(in[0])}; }, {x}, {w});
-  std::vector<double> g = values_of(grads[0]), xv = values_of(x);
-  const double h = 1e-6;
-  for (size_t i = 0; i < xv.size(); ++i) {
-    auto f = [&](double d) {
-      auto v = xv;
-      v[i] += d;
-      auto yv = values_of(fn(Array(v, x.shape(), float64)));
-      double s = 0;
-      for (size_t k = 0; k < yv.size(); ++k) s += yv[k] * wv[k];
-      return s;
-    };
-    EXPECT_NEAR(g[i], (f(h) - f(-h)) / (2 * h), 1e-6) << "element " << i;
-  }
-}
-
-/// Checks jvp(fn) at x along a random tangent against central differences.
-void check_jvp(const std::function<Array(const Array&)>& fn, const Array& x) {
-  std::vector<double> tv = random_values(x.size(), float64, 78), xv = values_of(x);
-  auto res = jvp([&](const std::vector<Array>& in) { return std::vector<Array>{fn(in[0])}; }, {x},
-                 {Array(tv, x.shape(), float64)});
-  auto shifted = [&](double h) {
-    std::vector<double> v = xv;
-    for (size_t i = 0; i < v.size(); ++i) v[i] += h * tv[i];
-    return values_of(fn(Array(v, x.shape(), float64)));
-  };
-  const double h = 1e-6;
-  std::vector<double> up = shifted(h), down = shifted(-h), want(up.size());
-  for (size_t i = 0; i < up.size(); ++i) want[i] = (up[i] - down[i]) / (2 * h);
-  expect_close(values_of(res.second[0]), want, 1e-6, 1e-6, "jvp");
-}
-
 TEST(IndexingGrad, FiniteDifferences) {
   Array x(random_values(12, float64, 5), {3, 4}, float64);
   Array idx = Array({2, 0, 2, -1}, {4}, int32);
