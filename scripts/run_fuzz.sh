@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer runs for CI: builds the fuzz targets with clang into build-fuzz/ and runs each
-# for FUZZ_SECONDS (default 20) seconds, seeded from the committed test data. Exit != 0 on a crash.
+# from a fresh copy of its seed corpus with a fixed seed (FUZZ_SEED, default 1) for at most
+# FUZZ_RUNS inputs (default: per target, below) or FUZZ_SECONDS seconds, whichever comes first.
+# With a fixed seed the run is reproducible, so a clean local run of the full count means CI (which
+# may stop earlier on a slower machine) explores a prefix of the same inputs. For exploration, pass
+# FUZZ_SEED=0 (random) and a large FUZZ_SECONDS/FUZZ_RUNS. Exit != 0 on a crash.
 # Usage: scripts/run_fuzz.sh [TARGET...]   (default: every target: tokenizer_load tokenizer_encode
 # tokenizer_template safetensors config). Seeds also come from fuzz/corpus/<target>/ when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
+SEED=${FUZZ_SEED:-1}
+declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000
+  [safetensors]=150000 [config]=150000)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${FUZZ_JOBS:-2}
 targets=("$@")
@@ -21,7 +28,7 @@ cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]/#/fuzz_}"
 corpus_root="$BUILD/fuzz_corpus"
 seed() {  # seed corpora from committed data (copied: libFuzzer writes into the first dir)
   local t=$1 dir="$corpus_root/$1"
-  mkdir -p "$dir"
+  rm -rf "$dir" && mkdir -p "$dir"
   if [[ -d fuzz/corpus/$t ]]; then cp fuzz/corpus/"$t"/* "$dir"/; fi
   case $t in
     tokenizer_encode)
@@ -50,12 +57,14 @@ PY
 
 for t in "${targets[@]}"; do
   seed "$t"
-  echo "== fuzz_$t for ${SECONDS_PER_TARGET}s"
+  runs=${FUZZ_RUNS:-${RUNS[$t]}}
+  echo "== fuzz_$t: seed $SEED, $runs runs or ${SECONDS_PER_TARGET}s"
   log="$BUILD/fuzz_$t.log"
-  if ! "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=8192 -timeout=10 \
+  if ! "$BUILD/fuzz/fuzz_$t" -seed="$SEED" -runs="$runs" -max_total_time="$SECONDS_PER_TARGET" \
+      -max_len=8192 -timeout=10 -artifact_prefix="$BUILD/" \
       -rss_limit_mb=2048 -print_final_stats=1 "$corpus_root/$t" >"$log" 2>&1; then
     tail -n 60 "$log"
-    echo "fuzz_$t failed (crash input saved as ./crash-*; log $log)" >&2
+    echo "fuzz_$t failed (crash input saved as $BUILD/crash-*; log $log)" >&2
     exit 1
   fi
   tail -n 12 "$log"

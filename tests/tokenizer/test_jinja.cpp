@@ -107,6 +107,17 @@ TEST(Jinja, IntegersAre64BitAndOverflowIsAnError) {
   EXPECT_THROW(render("{{ range(100000000) | length }}"), FormatError);
 }
 
+TEST(Jinja, HugeNumericLiteralsAndIndicesAreErrorsOrSaturate) {
+  // Found by fuzzing: integer literals past int64 (also as `x.123` item access) used to escape as
+  // std::out_of_range; float literals past double saturate to inf as in Python.
+  EXPECT_THROW(render("{{ 99999999999999999999 }}"), FormatError);
+  EXPECT_THROW(render("{% for i in range(2) %}{{ loop.99999999999999999999 }}{% endfor %}"),
+               FormatError);
+  EXPECT_EQ(render("{{ 1e999 }} {{ -1e999 }}"), "inf -inf");
+  EXPECT_EQ(render("{{ '{99999999999999999999}'.format(1) if false else 'ok' }}"), "ok");
+  EXPECT_EQ(render("{{ 1e300 | int > 0 }} {{ '1e300' | int > 0 }}"), "True True");
+}
+
 TEST(Jinja, RecursionAndHugeInputsAreBounded) {
   EXPECT_THROW(render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), FormatError);
   std::string deep(5000, '(');

@@ -3,8 +3,10 @@
 #include "tokenizer/jinja/text.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 
 #include <utf8proc.h>
 
@@ -218,7 +220,7 @@ Value attr_path(const Value& v, const std::string& path) {
       const Value* x = cur.dict->find(part);
       cur = x ? *x : Value::undefined(fmt::format("'dict object' has no attribute '{}'", part));
     } else if (cur.is_list() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
-      size_t idx = std::stoul(part);
+      size_t idx = digits_to_index(part);
       cur = idx < cur.list->size() ? (*cur.list)[idx] : Value::undefined();
     } else {
       cur = Value::undefined(fmt::format("'{}' has no attribute '{}'", cur.type_name(), part));
@@ -304,10 +306,11 @@ Value to_int(const Value& v, const Value& def) {
     try {
       size_t used = 0;
       std::string t = py_strip(v.s, true, true, Value::undefined());
-      int64_t x = std::stoll(t, &used);
-      if (used == t.size()) return Value::integer(x);
+      int64_t x = 0;
+      auto r = std::from_chars(t.data(), t.data() + t.size(), x);
+      if (r.ec == std::errc() && r.ptr == t.data() + t.size()) return Value::integer(x);
       double d = std::stod(t, &used);
-      if (used == t.size()) return Value::integer(static_cast<int64_t>(d));
+      if (used == t.size()) return Value::integer(Value::float_to_int(d));
     } catch (const std::exception&) {
     }
   }
@@ -357,6 +360,12 @@ std::string html_escape(const std::string& s) {
 }  // namespace detail
 
 using namespace detail;
+
+size_t digits_to_index(const std::string& digits) {
+  size_t v = 0;
+  auto r = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  return r.ec == std::errc() && r.ptr == digits.data() + digits.size() ? v : SIZE_MAX;
+}
 
 std::string py_strip(const std::string& s, bool left, bool right, const Value& chars) {
   auto cps = code_points(s);

@@ -34,6 +34,8 @@ Value make_global(const std::string& name, std::optional<std::time_t> now);
 
 /// Python str methods used by filters and methods.
 std::string py_strip(const std::string& s, bool left, bool right, const Value& chars);
+/// A string of ASCII digits as an index; SIZE_MAX (out of every range) when it does not fit.
+size_t digits_to_index(const std::string& digits);
 std::vector<char32_t> code_points(const std::string& s);
 std::string from_code_points(const std::vector<char32_t>& cps, size_t b, size_t e);
 

@@ -145,7 +145,7 @@ std::optional<Value> call_method(const Value& obj, const std::string& n, Args& a
         std::string field = s.substr(k + 1, e - k - 1);
         Value v = field.empty() ? a.get(auto_idx++, "")
                   : std::all_of(field.begin(), field.end(), ::isdigit)
-                      ? a.get(std::stoul(field), "")
+                      ? a.get(digits_to_index(field), "")
                       : a.get(999, field.c_str());
         if (v.is_undefined()) err(fmt::format("format field '{}' has no value", field));
         out += v.str();

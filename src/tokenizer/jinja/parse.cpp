@@ -1,4 +1,6 @@
 // Jinja parser: statements and expressions with jinja2.parser's precedence (see ast.h).
+#include <charconv>
+#include <cstdlib>
 #include <set>
 
 #include "tokenizer/jinja/ast.h"
@@ -45,6 +47,20 @@ class Parser {
 
   const Token& cur() const { return t_[i_]; }
   const Token& peek(size_t k = 1) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
+  int64_t int_literal(const std::string& text, size_t pos) const {
+    int64_t v = 0;
+    auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (r.ec != std::errc() || r.ptr != text.data() + text.size())
+      fail(pos, fmt::format("integer literal '{}' out of range", text));
+    return v;
+  }
+  double float_literal(const std::string& text, size_t pos) const {
+    // strtod saturates to +-inf on overflow like Python's float(); never throws.
+    char* end = nullptr;
+    double v = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size()) fail(pos, fmt::format("bad number '{}'", text));
+    return v;
+  }
   [[noreturn]] void fail(size_t pos, const std::string& msg) const {
     raise<FormatError>("[chat_template] {}: {}", location(src_, pos), msg);
   }
@@ -446,15 +462,11 @@ class Parser {
       }
       case K::Int: {
         ++i_;
-        try {
-          return literal(Value::integer(std::stoll(tk.text)), pos);
-        } catch (const std::exception&) {
-          fail(pos, "integer literal out of range");
-        }
+        return literal(Value::integer(int_literal(tk.text, pos)), pos);
       }
       case K::Float:
         ++i_;
-        return literal(Value::number(std::stod(tk.text)), pos);
+        return literal(Value::number(float_literal(tk.text, pos)), pos);
       case K::Op:
         if (tk.text == "(") {
           ++i_;
@@ -524,7 +536,8 @@ class Parser {
         } else if (cur().kind == K::Int) {
           auto it = node(EK::Item, pos);
           it->a = std::move(n);
-          it->b = literal(Value::integer(std::stoll(t_[i_++].text)), pos);
+          const Token& t = t_[i_++];
+          it->b = literal(Value::integer(int_literal(t.text, t.pos)), pos);
           n = std::move(it);
         } else {
           fail(cur().pos, "expected attribute name");

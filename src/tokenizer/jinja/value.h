@@ -94,7 +94,15 @@ struct Value {
   bool is_dict() const { return kind == Kind::Dict; }
   double as_double() const { return kind == Kind::Float ? f : static_cast<double>(as_int()); }
   int64_t as_int() const {
-    return kind == Kind::Bool ? (b ? 1 : 0) : kind == Kind::Int ? i : static_cast<int64_t>(f);
+    return kind == Kind::Bool ? (b ? 1 : 0) : kind == Kind::Int ? i : float_to_int(f);
+  }
+  /// Truncates toward zero like Python's int(), saturating instead of overflowing (NaN -> 0), so
+  /// that no template can reach undefined behaviour through a float-to-int conversion.
+  static int64_t float_to_int(double d) {
+    if (!(d == d)) return 0;
+    if (d >= 9.2233720368547758e18) return INT64_MAX;
+    if (d <= -9.2233720368547758e18) return INT64_MIN;
+    return static_cast<int64_t>(d);
   }
 
   /// Python truthiness (Undefined is false).
