@@ -61,6 +61,9 @@ class Model : public nn::Module {
   /// applied). Pass only the rows you need (e.g. the last position, or gathered vocab rows
   /// with lm_head_weight()).
   virtual Array lm_head(const Array& h) const = 0;
+  /// h [..., E] -> logits [..., K] in float32 of the vocabulary entries `ids` [K] only (their
+  /// rows of the head, final softcap applied): classification without full-vocabulary logits.
+  virtual Array lm_head_rows(const Array& h, const Array& ids) const = 0;
   /// The head matrix [V, E] (the embedding table when tied).
   virtual Array lm_head_weight() const = 0;
   /// Switches how attention is computed (default fast).

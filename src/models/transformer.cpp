@@ -256,6 +256,13 @@ Array DecoderLM::lm_head(const Array& h) const {
   return trace(astype(logits, float32), "logits");
 }
 
+Array DecoderLM::lm_head_rows(const Array& h, const Array& ids) const {
+  Array w = take(lm_head_weight(), ids, 0);  // [K, E]
+  Array logits = matmul(h, transpose(w));
+  if (opt_.final_softcap) logits = softcap_rounded(logits, *opt_.final_softcap);
+  return astype(logits, float32);
+}
+
 Array Model::forward(const Array& ids, const ForwardOptions& opt) const {
   return lm_head(hidden(ids, opt));
 }

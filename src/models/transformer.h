@@ -78,6 +78,7 @@ class DecoderLM : public Model {
             const BlockFactory& make_block);
   Array hidden(const Array& ids, const ForwardOptions& opt = {}) const override;
   Array lm_head(const Array& h) const override;
+  Array lm_head_rows(const Array& h, const Array& ids) const override;
   Array lm_head_weight() const override;
   void set_attention_impl(AttentionImpl impl) override;
 

@@ -1,0 +1,224 @@
+// Generation loop (see generate.h): left-padded batch prefill in chunks, then one forward pass
+// per step over the rows still running; the only host read per step is the sampled ids.
+#include "llm/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/allocator.h"
+#include "core/ops/ops.h"
+#include "core/transforms/eval.h"
+#include "util/error.h"
+
+namespace ingot::llm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+Array id_matrix(const std::vector<std::vector<int32_t>>& rows, int64_t c0, int64_t c1) {
+  std::vector<int32_t> flat;
+  flat.reserve(rows.size() * static_cast<size_t>(c1 - c0));
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin() + c0, r.begin() + c1);
+  return Array(flat, {static_cast<int64_t>(rows.size()), c1 - c0}, int32);
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::length:
+      return "length";
+    case FinishReason::eos:
+      return "eos";
+    case FinishReason::stop:
+      return "stop";
+    case FinishReason::cancelled:
+      return "cancelled";
+  }
+  return "?";
+}
+
+double GenerationMetrics::prefill_tokens_per_second() const {
+  return prefill_seconds > 0 ? static_cast<double>(prompt_tokens) / prefill_seconds : 0.0;
+}
+
+double GenerationMetrics::decode_tokens_per_second() const {
+  return decode_seconds > 0 ? static_cast<double>(generated_tokens) / decode_seconds : 0.0;
+}
+
+Array prefill(const models::Model& model, const std::vector<std::vector<int32_t>>& ids,
+              PromptCache& cache, int64_t chunk, int64_t keep_last) {
+  if (ids.empty() || ids[0].empty()) raise("[generate] prefill needs at least one column");
+  const int64_t l = static_cast<int64_t>(ids[0].size());
+  for (const auto& r : ids)
+    if (static_cast<int64_t>(r.size()) != l)
+      raise("[generate] prefill rows must have one length (pad them), got {} and {}", l, r.size());
+  if (chunk <= 0) chunk = l;
+  if (keep_last <= 0 || keep_last > l) keep_last = l;
+  std::vector<Array> kept;
+  for (int64_t c0 = 0; c0 < l; c0 += chunk) {
+    const int64_t c1 = std::min(l, c0 + chunk);
+    models::ForwardOptions fo;
+    fo.caches = cache.layers();
+    if (auto rp = cache.row_positions()) fo.offsets = *rp;
+    Array h = model.hidden(id_matrix(ids, c0, c1), fo);  // [B, c1 - c0, E]
+    const int64_t from = std::max(c0, l - keep_last);
+    if (from < c1) {
+      kept.push_back(from == c0 ? h : slice_axis(h, 1, from - c0, c1 - c0));
+    }
+    if (c1 < l) {  // cut the graph: the next chunk starts from evaluated buffers
+      std::vector<Array> all = kept;
+      for (int i = 0; i < cache.num_layers(); ++i)
+        for (auto& a : cache.layer(i).state()) all.push_back(a);
+      eval(all);
+    }
+  }
+  return kept.size() == 1 ? kept[0] : concatenate(kept, 1);
+}
+
+GenerationResult generate(const models::Model& model,
+                          const std::vector<std::vector<int32_t>>& prompts,
+                          const GenerateOptions& opt, PromptCache* cache) {
+  const auto t0 = Clock::now();
+  if (prompts.empty()) raise("[generate] no prompts given");
+  const int64_t vocab = model.vocab_size();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) raise("[generate] prompt {} is empty", i);
+    for (int32_t id : prompts[i])
+      if (id < 0 || id >= vocab)
+        raise("[generate] prompt {} has token id {} outside the vocabulary [0, {})", i, id, vocab);
+  }
+  if (opt.max_tokens < 0) raise("[generate] max_tokens must be >= 0, got {}", opt.max_tokens);
+  const size_t n = prompts.size();
+  GenerationResult res;
+  res.tokens.resize(n);
+  res.finish.assign(n, FinishReason::length);
+  if (opt.max_tokens == 0) return res;
+  memory::reset_peak();
+
+  std::optional<PromptCache> local;
+  if (!cache) {
+    local.emplace(model);
+    cache = &*local;
+  }
+  PromptCache& c = *cache;
+  Sampler sampler(opt.sampler, vocab);
+
+  // Columns to prefill: the prompt after a reused prefix (one row), or the left-padded batch.
+  std::vector<std::vector<int32_t>> cols;
+  int64_t reused = 0;
+  if (n == 1) {
+    const auto& p = prompts[0];
+    if (c.batch() <= 1 && static_cast<int64_t>(c.tokens().size()) == c.offset()) {
+      const auto& t = c.tokens();
+      size_t common = 0;
+      while (common < t.size() && common < p.size() && t[common] == p[common]) ++common;
+      if (common == p.size()) --common;  // at least one column must run to get logits
+      if (c.offset() - static_cast<int64_t>(common) <= c.max_trim()) {
+        c.trim_to(static_cast<int64_t>(common));
+        reused = static_cast<int64_t>(common);
+      } else {
+        c.clear();
+      }
+    } else {
+      c.clear();
+    }
+    c.set_padding({});
+    cols.emplace_back(p.begin() + reused, p.end());
+  } else {
+    c.clear();
+    size_t longest = 0;
+    for (const auto& p : prompts) longest = std::max(longest, p.size());
+    std::vector<PadSpan> pads;
+    for (const auto& p : prompts) {
+      std::vector<int32_t> row(longest - p.size(), p[0]);  // padding ids are never attended
+      row.insert(row.end(), p.begin(), p.end());
+      cols.push_back(std::move(row));
+      pads.push_back({0, static_cast<int64_t>(longest - p.size())});
+    }
+    c.set_padding(pads);
+  }
+  for (size_t i = 0; i < n; ++i) sampler.add_prompt(static_cast<int>(i), prompts[i]);
+
+  Array h = prefill(model, cols, c, opt.prefill_chunk, 1);  // [B, 1, E]
+  const int64_t e = h.shape(2);
+  Array next = sampler.sample(model.lm_head(reshape(h, {h.shape(0), e})));
+  std::vector<int32_t> toks = next.to_vector<int32_t>();
+  res.metrics.prompt_tokens = static_cast<int64_t>(cols.size() * cols[0].size());
+  if (n > 1) {
+    res.metrics.prompt_tokens = 0;
+    for (const auto& p : prompts) res.metrics.prompt_tokens += static_cast<int64_t>(p.size());
+  }
+  res.metrics.reused_tokens = reused;
+  res.metrics.prefill_seconds = res.metrics.time_to_first_token = seconds_since(t0);
+  const auto t1 = Clock::now();
+
+  std::vector<int> rows(n);  // batch row -> prompt index
+  for (size_t i = 0; i < n; ++i) rows[i] = static_cast<int>(i);
+  while (true) {
+    sampler.accept(toks);
+    std::vector<int32_t> keep;
+    std::vector<int> dropped;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const int p = rows[r];
+      const int32_t id = toks[r];
+      auto& out = res.tokens[static_cast<size_t>(p)];
+      out.push_back(id);
+      ++res.metrics.generated_tokens;
+      bool done = false;
+      if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) {
+        res.finish[static_cast<size_t>(p)] = FinishReason::eos;
+        done = true;
+      } else if (opt.on_token && !opt.on_token(p, id)) {
+        res.finish[static_cast<size_t>(p)] = FinishReason::stop;
+        done = true;
+      } else if (static_cast<int64_t>(out.size()) >= opt.max_tokens) {
+        done = true;
+      }
+      if (done) {
+        dropped.push_back(static_cast<int>(r));
+      } else {
+        keep.push_back(static_cast<int32_t>(r));
+      }
+    }
+    if (keep.empty()) break;
+    if (!dropped.empty()) {
+      c.select_rows(keep);
+      sampler.remove_rows(dropped);
+      std::vector<int> kept_rows;
+      std::vector<int32_t> kept_toks;
+      for (int32_t r : keep) {
+        kept_rows.push_back(rows[static_cast<size_t>(r)]);
+        kept_toks.push_back(toks[static_cast<size_t>(r)]);
+      }
+      rows = std::move(kept_rows);
+      toks = std::move(kept_toks);
+    }
+    models::ForwardOptions fo;
+    fo.caches = c.layers();
+    if (auto rp = c.row_positions()) fo.offsets = *rp;
+    const int64_t b = static_cast<int64_t>(toks.size());
+    Array x = model.hidden(Array(toks, {b, 1}, int32), fo);
+    toks = sampler.sample(model.lm_head(reshape(x, {b, e}))).to_vector<int32_t>();
+  }
+  res.metrics.decode_seconds = seconds_since(t1);
+  res.metrics.peak_memory_bytes = static_cast<int64_t>(memory::peak());
+
+  // The cache holds every column but the last sampled token's (it was never fed back).
+  c.tokens().clear();
+  if (n == 1) {
+    c.tokens() = prompts[0];
+    c.tokens().insert(c.tokens().end(), res.tokens[0].begin(), res.tokens[0].end() - 1);
+    if (static_cast<int64_t>(c.tokens().size()) != c.offset())
+      raise<Error>("[generate] internal: cache holds {} columns for {} tokens", c.offset(),
+                   c.tokens().size());
+  }
+  res.metrics.cache_bytes = c.nbytes();
+  return res;
+}
+
+}  // namespace ingot::llm

@@ -1,0 +1,74 @@
+// Token-level generation (DESIGN.md §6): chunked prefill into a PromptCache, then a decode loop
+// that reads back only the sampled ids; batches of prompts of different lengths (left padding,
+// finished rows leave the batch), prefix reuse of a cache across calls, and metrics.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llm/kv_cache.h"
+#include "llm/sampler.h"
+#include "models/model.h"
+
+namespace ingot::llm {
+
+/// Why a row stopped.
+enum class FinishReason { length, eos, stop, cancelled };
+/// "length", "eos", "stop", "cancelled".
+const char* finish_reason_name(FinishReason r);
+
+/// Timing and size figures of one generate call.
+struct GenerationMetrics {
+  int64_t prompt_tokens = 0;     ///< tokens prefilled (after prefix reuse), all rows
+  int64_t reused_tokens = 0;     ///< prompt tokens served from the prompt cache
+  int64_t generated_tokens = 0;  ///< tokens sampled, all rows
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  double time_to_first_token = 0;  ///< seconds from the call to the first sampled id
+  double prefill_tokens_per_second() const;
+  double decode_tokens_per_second() const;
+  int64_t peak_memory_bytes = 0;  ///< allocator peak during the call
+  int64_t cache_bytes = 0;        ///< KV cache size at the end
+};
+
+/// Options of generate().
+struct GenerateOptions {
+  int64_t max_tokens = 256;
+  SamplerOptions sampler;
+  /// Ids that end a row (the EOS ids of generation_config.json; any of them). The id is
+  /// returned as the row's last token.
+  std::vector<int32_t> stop_ids;
+  /// Prompt columns processed per forward pass during prefill (0 = all at once).
+  int64_t prefill_chunk = 512;
+  /// Called after each decode step with the ids just sampled for the rows still running
+  /// (row = index of the prompt); returning false for a row stops it (FinishReason::stop).
+  std::function<bool(int row, int32_t id)> on_token;
+};
+
+/// Result of generate(): new token ids per prompt (in prompt order), why each stopped, metrics.
+struct GenerationResult {
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<FinishReason> finish;
+  GenerationMetrics metrics;
+};
+
+/// Generates continuations of `prompts` (each non-empty). With more than one prompt the batch
+/// is left-padded and rows leave it as they finish. With a `cache` and one prompt, the longest
+/// common prefix with cache->tokens() is reused (the cache is rewound to it) and the cache
+/// holds prompt + generated tokens afterwards; with several prompts a given cache is cleared
+/// and reused for the batch. Without a cache a temporary one is used.
+GenerationResult generate(const models::Model& model,
+                          const std::vector<std::vector<int32_t>>& prompts,
+                          const GenerateOptions& opt = {}, PromptCache* cache = nullptr);
+
+/// Appends the columns `ids` (B rows of equal length, padding included) to `cache` in chunks of
+/// `chunk` columns (0 = one pass); each row's rotary positions skip its padding span. Returns
+/// the final hidden states [B, L', E] (lazy) of the last `keep_last` columns (0 = all).
+/// The building block of generate, score and classify.
+Array prefill(const models::Model& model, const std::vector<std::vector<int32_t>>& ids,
+              PromptCache& cache, int64_t chunk, int64_t keep_last = 1);
+
+}  // namespace ingot::llm

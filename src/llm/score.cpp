@@ -1,0 +1,278 @@
+// Scoring, classification and embeddings (see score.h). Classification groups prompts, prefills
+// the group's shared prefix once, then runs length-sorted batches whose padding sits between
+// the prefix and each row's own tokens (masked, positions skip it).
+#include "llm/score.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/ops/ops.h"
+#include "core/transforms/eval.h"
+#include "llm/generate.h"
+#include "util/error.h"
+
+namespace ingot::llm {
+namespace {
+
+void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what, size_t i) {
+  if (ids.empty()) raise("[score] {} {} is empty", what, i);
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocab)
+      raise("[score] {} {} has token id {} outside the vocabulary [0, {})", what, i, id, vocab);
+}
+
+/// Softmax of label log-likelihoods in float64.
+LabelProbs normalise(const std::vector<double>& ll) {
+  double m = *std::max_element(ll.begin(), ll.end());
+  LabelProbs p(ll.size());
+  double z = 0;
+  for (size_t j = 0; j < ll.size(); ++j) z += (p[j] = std::exp(ll[j] - m));
+  for (double& v : p) v /= z;
+  return p;
+}
+
+/// A run over groups of prompts sharing a prefilled prefix; calls `batch_fn` for each
+/// length-sorted batch with its cache (prefix + padded rows prefilled) and hidden states.
+struct GroupRunner {
+  const models::Model& model;
+  const ClassifyOptions& opt;
+  /// Columns of final hidden state to keep per batch (1 = last, 0 = all).
+  int64_t keep_last = 1;
+  /// Hidden states of the prefix (all columns) are wanted (mean pooling).
+  bool want_prefix_hidden = false;
+
+  struct Batch {
+    std::vector<size_t> items;  // prompt indices, one per row
+    PromptCache* cache;
+    Array hidden;  // [B, kept columns, E]
+    int64_t prefix_len;
+    std::optional<Array> prefix_hidden;  // [1, P, E]
+    std::vector<int64_t> rest_len;       // tokens after the prefix per row
+    int64_t width;                       // padded columns after the prefix
+  };
+
+  void run(const std::vector<std::vector<int32_t>>& prompts,
+           const std::function<void(Batch&)>& batch_fn,
+           const std::function<void(size_t first, size_t last)>& group_done) {
+    const size_t n = prompts.size();
+    const size_t gsize = static_cast<size_t>(std::max<int64_t>(1, opt.group_size));
+    const size_t bsize = static_cast<size_t>(std::max<int64_t>(1, opt.batch_size));
+    size_t done = 0;
+    for (size_t g0 = 0; g0 < n; g0 += gsize) {
+      const size_t g1 = std::min(n, g0 + gsize);
+      // Longest prefix shared by the group, leaving every prompt at least one own token.
+      size_t p = prompts[g0].size() - 1;
+      for (size_t i = g0 + 1; i < g1 && p > 0; ++i) {
+        const auto& a = prompts[g0];
+        const auto& b = prompts[i];
+        size_t k = 0;
+        while (k < p && k + 1 < b.size() && a[k] == b[k]) ++k;
+        p = k;
+      }
+      PromptCache prefix_cache(model, {.unbounded = true});
+      std::optional<Array> prefix_hidden;
+      if (p > 0) {
+        std::vector<std::vector<int32_t>> pre{
+            std::vector<int32_t>(prompts[g0].begin(), prompts[g0].begin() + p)};
+        Array h = prefill(model, pre, prefix_cache, 0, want_prefix_hidden ? 0 : 1);
+        std::vector<Array> st{h};
+        for (int i = 0; i < prefix_cache.num_layers(); ++i)
+          for (auto& a : prefix_cache.layer(i).state()) st.push_back(a);
+        eval(st);
+        if (want_prefix_hidden) prefix_hidden = h;
+      }
+      std::vector<size_t> order(g1 - g0);
+      std::iota(order.begin(), order.end(), g0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
+      for (size_t b0 = 0; b0 < order.size(); b0 += bsize) {
+        const size_t b1 = std::min(order.size(), b0 + bsize);
+        Batch bt;
+        bt.items.assign(order.begin() + b0, order.begin() + b1);
+        bt.prefix_len = static_cast<int64_t>(p);
+        bt.prefix_hidden = prefix_hidden;
+        size_t width = 0;
+        for (size_t i : bt.items) width = std::max(width, prompts[i].size() - p);
+        bt.width = static_cast<int64_t>(width);
+        std::vector<std::vector<int32_t>> rows;
+        std::vector<PadSpan> pads;
+        for (size_t i : bt.items) {
+          const auto& pr = prompts[i];
+          const size_t own = pr.size() - p;
+          std::vector<int32_t> row(width - own, pr[p]);
+          row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(p), pr.end());
+          rows.push_back(std::move(row));
+          bt.rest_len.push_back(static_cast<int64_t>(own));
+          pads.push_back({bt.prefix_len, bt.prefix_len + static_cast<int64_t>(width - own)});
+        }
+        PromptCache cache = prefix_cache.copy();
+        if (p > 0) cache.repeat_rows(static_cast<int64_t>(rows.size()));
+        cache.set_padding(pads);
+        bt.cache = &cache;
+        bt.hidden = prefill(model, rows, cache, 0, keep_last);
+        batch_fn(bt);
+        done += bt.items.size();
+        if (opt.on_progress) opt.on_progress(static_cast<int64_t>(done), static_cast<int64_t>(n));
+      }
+      group_done(g0, g1);
+    }
+  }
+};
+
+}  // namespace
+
+std::vector<ScoreResult> score(const models::Model& model, const std::vector<ScoreRequest>& reqs,
+                               int64_t batch_size) {
+  const int64_t vocab = model.vocab_size();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    check_ids(reqs[i].prompt, vocab, "prompt", i);
+    check_ids(reqs[i].continuation, vocab, "continuation", i);
+  }
+  std::vector<ScoreResult> out(reqs.size());
+  const size_t bs = static_cast<size_t>(std::max<int64_t>(1, batch_size));
+  for (size_t b0 = 0; b0 < reqs.size(); b0 += bs) {
+    const size_t b1 = std::min(reqs.size(), b0 + bs);
+    size_t width = 0, kmax = 0;
+    for (size_t i = b0; i < b1; ++i) {
+      width = std::max(width, reqs[i].prompt.size() + reqs[i].continuation.size());
+      kmax = std::max(kmax, reqs[i].continuation.size());
+    }
+    std::vector<std::vector<int32_t>> rows;
+    std::vector<PadSpan> pads;
+    std::vector<int32_t> targets;  // [B, kmax]: continuation right-aligned, 0 where unused
+    for (size_t i = b0; i < b1; ++i) {
+      const auto& r = reqs[i];
+      const size_t len = r.prompt.size() + r.continuation.size();
+      std::vector<int32_t> row(width - len, r.prompt[0]);
+      row.insert(row.end(), r.prompt.begin(), r.prompt.end());
+      row.insert(row.end(), r.continuation.begin(), r.continuation.end());
+      rows.push_back(std::move(row));
+      pads.push_back({0, static_cast<int64_t>(width - len)});
+      std::vector<int32_t> t(kmax - r.continuation.size(), 0);
+      t.insert(t.end(), r.continuation.begin(), r.continuation.end());
+      targets.insert(targets.end(), t.begin(), t.end());
+    }
+    PromptCache cache(model, {.unbounded = true});
+    cache.set_padding(pads);
+    // Hidden states of the kmax + 1 last columns; column j predicts the token at column j + 1.
+    Array h = prefill(model, rows, cache, 0, static_cast<int64_t>(kmax) + 1);
+    const int64_t b = static_cast<int64_t>(rows.size()), k = static_cast<int64_t>(kmax);
+    Array lp = log_softmax(model.lm_head(slice_axis(h, 1, 0, k)));  // [B, k, V]
+    Array tg(targets, {b, k, 1}, int32);
+    std::vector<float> got = squeeze(take_along_axis(lp, tg, 2), 2).to_vector<float>();
+    for (size_t i = b0; i < b1; ++i) {
+      const size_t row = i - b0, kc = reqs[i].continuation.size();
+      ScoreResult& sr = out[i];
+      for (size_t j = kmax - kc; j < kmax; ++j) {
+        sr.token_logprobs.push_back(got[row * kmax + j]);
+        sr.sum += got[row * kmax + j];
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<LabelProbs> classify(const models::Model& model,
+                                 const std::vector<std::vector<int32_t>>& prompts,
+                                 const std::vector<std::vector<int32_t>>& labels,
+                                 const ClassifyOptions& opt,
+                                 const std::function<void(int64_t, const LabelProbs&)>& on_result) {
+  const int64_t vocab = model.vocab_size();
+  if (labels.size() < 2) raise("[classify] need at least two labels, got {}", labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) check_ids(labels[i], vocab, "label", i);
+  for (size_t i = 0; i < prompts.size(); ++i) check_ids(prompts[i], vocab, "prompt", i);
+  std::vector<int32_t> first;
+  for (const auto& l : labels) first.push_back(l[0]);
+  std::vector<int32_t> sorted = first;
+  std::sort(sorted.begin(), sorted.end());
+  const bool first_token_only = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+  const int64_t k = static_cast<int64_t>(labels.size());
+  Array first_ids(first, {k}, int32);
+
+  std::vector<LabelProbs> out(prompts.size());
+  GroupRunner runner{model, opt, 1, false};
+  runner.run(
+      prompts,
+      [&](GroupRunner::Batch& bt) {
+        const int64_t b = static_cast<int64_t>(bt.items.size());
+        Array h = reshape(bt.hidden, {b, bt.hidden.shape(2)});  // [B, E]
+        std::vector<std::vector<double>> ll(bt.items.size(), std::vector<double>(labels.size()));
+        if (first_token_only) {
+          Array lp = log_softmax(model.lm_head_rows(h, first_ids));  // [B, K]
+          std::vector<float> v = lp.to_vector<float>();
+          for (size_t r = 0; r < bt.items.size(); ++r)
+            for (size_t j = 0; j < labels.size(); ++j) ll[r][j] = v[r * labels.size() + j];
+        } else {
+          // Whole label sequences: log P(label | prompt) summed over its tokens.
+          Array first_lp = log_softmax(model.lm_head(h));  // [B, V]
+          for (size_t j = 0; j < labels.size(); ++j) {
+            const auto& lab = labels[j];
+            const int64_t n = static_cast<int64_t>(lab.size());
+            std::vector<int32_t> flat;
+            for (int64_t r = 0; r < b; ++r) flat.insert(flat.end(), lab.begin(), lab.end());
+            Array lp0 = take(first_lp, Array(std::vector<int32_t>{lab[0]}, {1}, int32), 1);
+            Array total = reshape(lp0, {b});
+            if (n > 1) {
+              PromptCache c = bt.cache->copy();
+              std::vector<std::vector<int32_t>> rows(
+                  bt.items.size(), std::vector<int32_t>(lab.begin(), lab.end() - 1));
+              Array hh = prefill(model, rows, c, 0, 0);  // [B, n-1, E]
+              Array lps = log_softmax(model.lm_head(hh));
+              std::vector<int32_t> tg;
+              for (int64_t r = 0; r < b; ++r) tg.insert(tg.end(), lab.begin() + 1, lab.end());
+              Array got = take_along_axis(lps, Array(tg, {b, n - 1, 1}, int32), 2);
+              total = total + sum(reshape(got, {b, n - 1}), {1});
+            }
+            std::vector<float> v = total.to_vector<float>();
+            for (size_t r = 0; r < bt.items.size(); ++r) ll[r][j] = v[r];
+          }
+        }
+        for (size_t r = 0; r < bt.items.size(); ++r) out[bt.items[r]] = normalise(ll[r]);
+      },
+      [&](size_t g0, size_t g1) {
+        if (on_result)
+          for (size_t i = g0; i < g1; ++i) on_result(static_cast<int64_t>(i), out[i]);
+      });
+  return out;
+}
+
+std::vector<std::vector<float>> embed(const models::Model& model,
+                                      const std::vector<std::vector<int32_t>>& prompts,
+                                      Pooling pooling, const ClassifyOptions& opt) {
+  const int64_t vocab = model.vocab_size();
+  for (size_t i = 0; i < prompts.size(); ++i) check_ids(prompts[i], vocab, "prompt", i);
+  std::vector<std::vector<float>> out(prompts.size());
+  const bool mean_pool = pooling == Pooling::mean;
+  GroupRunner runner{model, opt, mean_pool ? 0 : 1, mean_pool};
+  runner.run(
+      prompts,
+      [&](GroupRunner::Batch& bt) {
+        const int64_t b = static_cast<int64_t>(bt.items.size());
+        const int64_t e = bt.hidden.shape(2);
+        Array pooled;
+        if (!mean_pool) {
+          pooled = astype(reshape(bt.hidden, {b, e}), float32);
+        } else {
+          // Sum of each row's own columns (padding excluded) plus the shared prefix's.
+          std::vector<float> w;
+          for (int64_t r = 0; r < b; ++r)
+            for (int64_t j = 0; j < bt.width; ++j)
+              w.push_back(j >= bt.width - bt.rest_len[static_cast<size_t>(r)] ? 1.0f : 0.0f);
+          Array wm(w, {b, bt.width, 1}, float32);
+          Array s = sum(astype(bt.hidden, float32) * wm, {1});  // [B, E]
+          if (bt.prefix_hidden) s = s + sum(astype(*bt.prefix_hidden, float32), {1});
+          std::vector<float> cnt;
+          for (int64_t r = 0; r < b; ++r)
+            cnt.push_back(static_cast<float>(bt.prefix_len + bt.rest_len[static_cast<size_t>(r)]));
+          pooled = s / Array(cnt, {b, 1}, float32);
+        }
+        std::vector<float> v = pooled.to_vector<float>();
+        for (int64_t r = 0; r < b; ++r)
+          out[bt.items[static_cast<size_t>(r)]].assign(v.begin() + r * e, v.begin() + (r + 1) * e);
+      },
+      [](size_t, size_t) {});
+  return out;
+}
+
+}  // namespace ingot::llm

@@ -1,0 +1,64 @@
+// Scoring, classification and embeddings on token ids (DESIGN.md §6): prefill only, batched by
+// length, with a shared prompt prefix whose KV is computed once per run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llm/kv_cache.h"
+#include "models/model.h"
+
+namespace ingot::llm {
+
+/// Log-probabilities of a continuation after a prompt.
+struct ScoreResult {
+  std::vector<double> token_logprobs;  ///< log P(continuation[i] | prompt, continuation[:i])
+  double sum = 0;
+};
+
+/// One scoring request.
+struct ScoreRequest {
+  std::vector<int32_t> prompt;        ///< non-empty
+  std::vector<int32_t> continuation;  ///< non-empty
+};
+
+/// Scores every request (batched with left padding, `batch_size` rows per forward).
+std::vector<ScoreResult> score(const models::Model& model, const std::vector<ScoreRequest>& reqs,
+                               int64_t batch_size = 16);
+
+/// Options of classify / embed.
+struct ClassifyOptions {
+  /// Rows per forward pass; texts are sorted by length first so a batch pads little.
+  int64_t batch_size = 64;
+  /// Texts taken, sorted and batched together; results come out in input order per group.
+  int64_t group_size = 4096;
+  /// Called after each batch with the number of prompts done and the total (progress).
+  std::function<void(int64_t done, int64_t total)> on_progress;
+};
+
+/// Per text: probability of each label (softmax over the labels' log-likelihoods).
+using LabelProbs = std::vector<double>;
+
+/// Classifies each prompt (full token ids: template with the text filled in) by the likelihood
+/// of each label's token ids continuing it. If every label's first token differs, only those
+/// first tokens are scored (the last hidden state times their LM-head rows, no full-vocabulary
+/// logits); otherwise each label's whole sequence is scored. The longest prefix shared by all
+/// prompts of a group is prefilled once and its KV reused by every batch of the group.
+/// `on_result(i, probs)` is called for every prompt in input order as groups finish.
+std::vector<LabelProbs> classify(
+    const models::Model& model, const std::vector<std::vector<int32_t>>& prompts,
+    const std::vector<std::vector<int32_t>>& labels, const ClassifyOptions& opt = {},
+    const std::function<void(int64_t, const LabelProbs&)>& on_result = nullptr);
+
+/// How embed pools the final hidden states.
+enum class Pooling { last, mean };
+
+/// Pooled final hidden states (float32) of each prompt: the last token's, or the mean over all
+/// its tokens (shared prefix included).
+std::vector<std::vector<float>> embed(const models::Model& model,
+                                      const std::vector<std::vector<int32_t>>& prompts,
+                                      Pooling pooling, const ClassifyOptions& opt = {});
+
+}  // namespace ingot::llm
