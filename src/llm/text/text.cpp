@@ -50,7 +50,8 @@ TextResult generate_text(const TextModel& tm, const std::vector<int32_t>& prompt
   for (const auto& s : opt.stop_strings)
     if (s.empty()) raise("[generate] stop strings must not be empty");
   GenerateOptions gen = opt.gen;
-  if (gen.stop_ids.empty()) gen.stop_ids = tm.tokenizer->special_tokens().eos_ids;
+  if (opt.stop_at_eos)
+    for (int32_t id : tm.tokenizer->special_tokens().eos_ids) gen.stop_ids.push_back(id);
   tokenizer::StreamDecoder dec(*tm.tokenizer, {.skip_special_tokens = opt.skip_special_tokens});
   TextResult res;
   std::string pending;  // decoded but not yet emitted (may start a stop string)

@@ -25,8 +25,10 @@ TextModel load_text_model(const std::string& dir, const models::LoadModelOptions
 
 /// Options of generate_text.
 struct TextGenerateOptions {
-  /// Token-level options; stop_ids default to the tokenizer's EOS ids when left empty.
+  /// Token-level options; the tokenizer's EOS ids are added to stop_ids unless stop_at_eos is
+  /// false.
   GenerateOptions gen;
+  bool stop_at_eos = true;
   /// Generation stops when the text contains one of these; the text is cut before it.
   std::vector<std::string> stop_strings;
   /// Receives the text as it is produced (never a partial UTF-8 character, nothing past a stop
