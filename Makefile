@@ -28,13 +28,14 @@ test-asan: deps
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
 
-# Until generation lands: the array-core demo, then the embedded default checkpoint (the smallest
-# test fixture) inspected and run for next-token logits.
+# Text generation with the embedded default checkpoint (for now the smallest test fixture, random
+# weights: the text is gibberish), metrics on stderr; then the array-core demo and a quick look at
+# the same checkpoint.
 run: build
+	@$(BUILD_DIR)/tools/cli/ingot generate --model tests/data/models/llama_bf16_tied --prompt "Once upon a time" --max-tokens 32; echo
 	@$(BUILD_DIR)/tools/cli/ingot demo
 	@$(BUILD_DIR)/tools/cli/ingot inspect --model tests/data/models/llama_bf16_tied
 	@printf 'The quick brown fox' | $(BUILD_DIR)/tools/cli/ingot tokenize --tokenizer tests/data/models/llama_bf16_tied
-	@$(BUILD_DIR)/tools/cli/ingot logits --model tests/data/models/llama_bf16_tied --ids 1,5,9 | head -c 300; echo
 
 bench: build
 	@$(BUILD_DIR)/bench/ingot_bench_core

@@ -43,8 +43,8 @@ int run_demo() {
                                                       fast::ref::rope(k, 64), v, so);
   std::printf("causal GQA attention with rope: max |fused - reference| = %.2e\n",
               max(abs(att - ref)).item<float>());
-  std::printf("memory: active %zu B, peak %zu B, cache %zu B\n", memory::active(),
-              memory::peak(), memory::cache());
+  std::printf("memory: active %zu B, peak %zu B, cache %zu B\n", memory::active(), memory::peak(),
+              memory::cache());
   return 0;
 }
 

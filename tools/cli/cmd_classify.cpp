@@ -1,0 +1,132 @@
+// `ingot classify`: label probabilities for many texts through a prompt template (prefill only,
+// batched by length, the template's prefix computed once), JSONL in and out, with a progress bar.
+#include <chrono>
+#include <cstdio>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "llm/text/text.h"
+#include "llm_common.h"
+#include "progress.h"
+#include "util/error.h"
+
+namespace ingot::cli {
+namespace {
+
+struct ClassifyArgs {
+  ModelArgs model;
+  std::string labels;
+  std::string template_path;
+  int64_t batch_size = 64;
+  bool progress = false;
+};
+
+/// Splits --labels on commas, keeping spaces (" yes, no" gives " yes" and " no").
+std::vector<std::string> split_labels(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  for (;;) {
+    const size_t j = s.find(',', i);
+    out.push_back(s.substr(i, j == std::string::npos ? std::string::npos : j - i));
+    if (j == std::string::npos) break;
+    i = j + 1;
+  }
+  std::set<std::string> seen;
+  for (const std::string& l : out) {
+    if (l.empty()) raise("[classify] --labels '{}': empty label (expected e.g. a,b,c)", s);
+    if (!seen.insert(l).second) raise("[classify] --labels: label '{}' is given twice", l);
+  }
+  if (out.size() < 2) raise("[classify] --labels '{}': give at least two labels", s);
+  return out;
+}
+
+/// Writes result lines as they come, flushing at most ~10 times a second.
+class ResultWriter {
+ public:
+  explicit ResultWriter(const std::vector<std::string>& labels) {
+    for (const std::string& l : labels) keys_.push_back(nlohmann::json(l).dump());
+  }
+  void write(const llm::LabelProbs& p) {
+    size_t best = 0;
+    for (size_t k = 1; k < p.size(); ++k)
+      if (p[k] > p[best]) best = k;
+    buf_ += "{\"label\": " + keys_.at(best) + ", \"probs\": {";
+    for (size_t k = 0; k < p.size(); ++k) {
+      if (k) buf_ += ", ";
+      buf_ += keys_.at(k) + ": ";
+      append_json_number(buf_, p[k]);
+    }
+    buf_ += "}}\n";
+    const auto now = std::chrono::steady_clock::now();
+    if (buf_.size() > (1 << 16) || now - last_ > std::chrono::milliseconds(100)) {
+      flush();
+      last_ = now;
+    }
+  }
+  void flush() {
+    write_stdout(buf_, true);
+    buf_.clear();
+  }
+
+ private:
+  std::vector<std::string> keys_;  // labels as JSON strings
+  std::string buf_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+int run_classify(const ClassifyArgs& a) {
+  llm::TextClassifier c{read_template(a.template_path, "classify"), split_labels(a.labels)};
+  const std::vector<std::string> texts = read_text_lines("classify");
+  llm::TextModel tm = llm::load_text_model(a.model.dir, load_options(a.model));
+  ProgressBar bar(static_cast<int64_t>(texts.size()), a.progress || is_terminal(2), "classify");
+  ResultWriter out(c.labels);
+  llm::ClassifyOptions opt;
+  opt.batch_size = a.batch_size;
+  opt.on_progress = [&bar](int64_t done, int64_t) { bar.update(done); };
+  int64_t next = 0;
+  llm::classify_texts(tm, c, texts, opt, [&](int64_t i, const llm::LabelProbs& p) {
+    INGOT_ASSERT(i == next, "classify results must come in input order");
+    ++next;
+    out.write(p);
+  });
+  out.flush();
+  bar.finish();
+  return 0;
+}
+
+const Registrar reg(
+    {"classify", "Classify texts (JSONL on stdin) with a prompt template and a set of labels",
+     [](CLI::App& app) {
+       auto a = std::make_shared<ClassifyArgs>();
+       add_model_options(app, a->model);
+       app.add_option("--labels", a->labels,
+                      "Comma-separated labels, spaces kept (e.g. ' positive, negative')")
+           ->required();
+       app.add_option("--template", a->template_path,
+                      "File with the prompt; {text} (exactly once) is replaced by each text; one "
+                      "trailing newline of the file is dropped")
+           ->required();
+       app.add_option("--batch-size", a->batch_size, "Texts per forward pass (default 64)")
+           ->check(CLI::PositiveNumber);
+       app.add_flag("--progress", a->progress,
+                    "Show the progress bar even when stderr is not a terminal");
+       app.footer(
+           "Each label is scored as the continuation of the filled template (its first token "
+           "when the labels' first tokens differ, otherwise all its tokens); probs are a softmax "
+           "over the labels.\n"
+           "Input, one per line: {\"text\": \"...\"} or a JSON string. Output, one line per "
+           "input line, in order:\n"
+           "  {\"label\": \" positive\", \"probs\": {\" positive\": 0.91, \" negative\": 0.09}}\n"
+           "Example:\n"
+           "  printf 'Review: {text}\\nSentiment:\\n' > tmpl.txt\n"
+           "  ingot classify --model ./Llama-3.2-1B --labels ' positive, negative' "
+           "--template tmpl.txt < texts.jsonl > results.jsonl");
+       return std::function<int()>([a] { return run_classify(*a); });
+     }});
+
+}  // namespace
+}  // namespace ingot::cli

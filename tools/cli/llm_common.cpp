@@ -1,0 +1,262 @@
+// Helpers shared by the generation / scoring subcommands of `ingot` (see llm_common.h).
+#include "llm_common.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+
+namespace ingot::cli {
+
+void add_model_options(CLI::App& app, ModelArgs& a) {
+  app.add_option("--model", a.dir, "Checkpoint directory (config.json, *.safetensors)")->required();
+  app.add_option("--dtype", a.dtype, "Compute dtype (default: the checkpoint's)")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+}
+
+models::LoadModelOptions load_options(const ModelArgs& a) {
+  models::LoadModelOptions lo;
+  if (a.dtype == "float32") lo.dtype = float32;
+  if (a.dtype == "bfloat16") lo.dtype = bfloat16;
+  if (a.dtype == "float16") lo.dtype = float16;
+  return lo;
+}
+
+std::shared_ptr<models::Model> load_model(const ModelArgs& a) {
+  return models::load_model(a.dir, load_options(a));
+}
+
+void add_sampling_options(CLI::App& app, SamplingArgs& a) {
+  app.add_option("--max-tokens", a.max_tokens, "Most new tokens per reply (default 256)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--temperature", a.temperature, "Sampling temperature (default 0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-k", a.top_k, "Keep the k most likely tokens (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", a.top_p, "Nucleus sampling mass (1 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-p", a.min_p, "Drop tokens below min-p x the top probability (0 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--repetition-penalty", a.repetition_penalty,
+                 "Hugging Face repetition penalty on seen tokens (1 = off)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--presence-penalty", a.presence_penalty,
+                 "Subtracted from the logit of every seen token (0 = off)");
+  app.add_option("--frequency-penalty", a.frequency_penalty,
+                 "Subtracted from a logit per occurrence of the token (0 = off)");
+  app.add_option("--penalty-context", a.penalty_context,
+                 "Penalties look at the last N tokens only (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--logit-bias", a.logit_bias, "ID:BIAS added to a token's logit (repeatable)");
+  app.add_option("--seed", a.seed, "Random seed (same seed, same output)");
+  app.add_option("--prefill-chunk", a.prefill_chunk,
+                 "Prompt tokens per forward pass during prefill (0 = all at once; default 512)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--ignore-eos", a.ignore_eos, "Do not stop at the EOS ids; stop at --max-tokens");
+}
+
+llm::SamplerOptions sampler_options(const SamplingArgs& a) {
+  llm::SamplerOptions s;
+  s.temperature = a.temperature;
+  s.top_k = a.top_k;
+  s.top_p = a.top_p;
+  s.min_p = a.min_p;
+  s.repetition_penalty = a.repetition_penalty;
+  s.presence_penalty = a.presence_penalty;
+  s.frequency_penalty = a.frequency_penalty;
+  s.penalty_context = a.penalty_context;
+  s.seed = a.seed;
+  for (const std::string& b : a.logit_bias) {
+    const size_t colon = b.find(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < b.size();
+    long long id = -1;
+    float bias = 0;
+    if (ok) {
+      try {
+        size_t used = 0;
+        id = std::stoll(b.substr(0, colon), &used);
+        ok = used == colon && id >= 0 && id <= INT32_MAX;
+        const std::string rest = b.substr(colon + 1);
+        bias = std::stof(rest, &used);
+        ok = ok && used == rest.size();
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+    if (!ok) raise("[cli] --logit-bias '{}': expected ID:BIAS, e.g. 42:-100", b);
+    s.logit_bias.emplace_back(static_cast<int32_t>(id), bias);
+  }
+  return s;
+}
+
+llm::GenerateOptions generate_options(const SamplingArgs& a) {
+  llm::GenerateOptions g;
+  g.max_tokens = a.max_tokens;
+  g.sampler = sampler_options(a);
+  g.prefill_chunk = a.prefill_chunk;
+  return g;
+}
+
+std::vector<int32_t> parse_id_list(const std::string& s, const std::string& what) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i <= s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    std::string tok = s.substr(i, j - i);
+    while (!tok.empty() && std::isspace(static_cast<unsigned char>(tok.front())))
+      tok.erase(tok.begin());
+    while (!tok.empty() && std::isspace(static_cast<unsigned char>(tok.back()))) tok.pop_back();
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (tok.empty() || used != tok.size() || v < 0 || v > INT32_MAX)
+      raise("[cli] {}: '{}' is not a non-negative token id (expected e.g. 1,2,3)", what, tok);
+    ids.push_back(static_cast<int32_t>(v));
+    i = j + 1;
+  }
+  return ids;
+}
+
+std::vector<int32_t> generation_config_eos(const std::string& dir) {
+  const std::string path = dir + "/generation_config.json";
+  std::ifstream f(path);
+  if (!f) return {};
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    raise<FormatError>("[cli] {}: not valid JSON: {}", path, e.what());
+  }
+  std::vector<int32_t> ids;
+  auto add = [&](const nlohmann::json& v) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+      raise<FormatError>("[cli] {}: eos_token_id must be a token id or a list of them, got {}",
+                         path, v.dump());
+    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+  };
+  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return {};
+  const auto& e = j["eos_token_id"];
+  if (e.is_array())
+    for (const auto& v : e) add(v);
+  else
+    add(e);
+  return ids;
+}
+
+void print_metrics(const llm::GenerationMetrics& m, const std::string& finish) {
+  std::string line = fmt::format(
+      "metrics: prompt_tokens={} reused_tokens={} generated_tokens={} prefill_tok/s={:.1f} "
+      "decode_tok/s={:.1f} ttft_ms={:.1f} peak_memory_mib={:.1f} cache_mib={:.2f}",
+      m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.prefill_tokens_per_second(),
+      m.decode_tokens_per_second(), m.time_to_first_token * 1e3,
+      static_cast<double>(m.peak_memory_bytes) / (1 << 20),
+      static_cast<double>(m.cache_bytes) / (1 << 20));
+  if (!finish.empty()) line += " finish=" + finish;
+  line += '\n';
+  std::fflush(stdout);  // keep the text before the metrics when both go to one terminal
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) raise<IoError>("[cli] {}: cannot open", path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) raise<IoError>("[cli] {}: read failed", path);
+  return ss.str();
+}
+
+std::string read_template(const std::string& path, const std::string& cmd) {
+  std::string t = read_file(path);
+  if (!t.empty() && t.back() == '\n') t.pop_back();
+  if (!t.empty() && t.back() == '\r') t.pop_back();
+  const size_t first = t.find("{text}");
+  if (first == std::string::npos)
+    raise("[{}] template {} must contain {{text}} (where each input text goes); it has none", cmd,
+          path);
+  if (t.find("{text}", first + 1) != std::string::npos)
+    raise("[{}] template {} must contain {{text}} exactly once; it has several", cmd, path);
+  return t;
+}
+
+std::string fill_template(const std::string& tmpl, const std::string& text) {
+  const size_t at = tmpl.find("{text}");
+  if (at == std::string::npos) return text;
+  return tmpl.substr(0, at) + text + tmpl.substr(at + 6);
+}
+
+nlohmann::json parse_jsonl_line(const std::string& line, size_t lineno, const std::string& cmd) {
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    raise("[{}] stdin line {}: not valid JSON: {}", cmd, lineno, e.what());
+  }
+}
+
+std::vector<std::string> read_text_lines(const std::string& cmd) {
+  std::vector<std::string> texts;
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(std::cin, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    nlohmann::json j = parse_jsonl_line(line, lineno, cmd);
+    if (j.is_string()) {
+      texts.push_back(j.get<std::string>());
+    } else if (j.is_object() && j.contains("text") && j["text"].is_string()) {
+      texts.push_back(j["text"].get<std::string>());
+    } else {
+      raise("[{}] stdin line {}: expected {{\"text\": \"...\"}} or a JSON string, got {}", cmd,
+            lineno, j.is_object() ? "an object without a string \"text\"" : j.type_name());
+    }
+  }
+  return texts;
+}
+
+void write_stdout(std::string_view s, bool flush) {
+  static const bool sigpipe_ignored = [] {
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)sigpipe_ignored;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  if (flush) std::fflush(stdout);
+  if (std::ferror(stdout)) raise<IoError>("[cli] stdout: write failed ({})", std::strerror(errno));
+}
+
+bool is_terminal(int fd) {
+  return ::isatty(fd) == 1;
+}
+
+void append_json_number(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  fmt::format_to(std::back_inserter(out), "{}", v);
+}
+
+void append_json_number(std::string& out, float v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  fmt::format_to(std::back_inserter(out), "{}", v);
+}
+
+}  // namespace ingot::cli
