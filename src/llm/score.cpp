@@ -222,7 +222,7 @@ std::vector<LabelProbs> classify(const models::Model& model,
               std::vector<int32_t> tg;
               for (int64_t r = 0; r < b; ++r) tg.insert(tg.end(), lab.begin() + 1, lab.end());
               Array got = take_along_axis(lps, Array(tg, {b, n - 1, 1}, int32), 2);
-              total = total + sum(reshape(got, {b, n - 1}), {1});
+              total = total + sum(reshape(got, {b, n - 1}), 1);
             }
             std::vector<float> v = total.to_vector<float>();
             for (size_t r = 0; r < bt.items.size(); ++r) ll[r][j] = v[r];
@@ -260,8 +260,8 @@ std::vector<std::vector<float>> embed(const models::Model& model,
             for (int64_t j = 0; j < bt.width; ++j)
               w.push_back(j >= bt.width - bt.rest_len[static_cast<size_t>(r)] ? 1.0f : 0.0f);
           Array wm(w, {b, bt.width, 1}, float32);
-          Array s = sum(astype(bt.hidden, float32) * wm, {1});  // [B, E]
-          if (bt.prefix_hidden) s = s + sum(astype(*bt.prefix_hidden, float32), {1});
+          Array s = sum(astype(bt.hidden, float32) * wm, 1);  // [B, E]
+          if (bt.prefix_hidden) s = s + sum(astype(*bt.prefix_hidden, float32), 1);
           std::vector<float> cnt;
           for (int64_t r = 0; r < b; ++r)
             cnt.push_back(static_cast<float>(bt.prefix_len + bt.rest_len[static_cast<size_t>(r)]));
