@@ -6,17 +6,17 @@
 # may stop earlier on a slower machine) explores a prefix of the same inputs. For exploration, pass
 # FUZZ_SEED=0 (random) and a large FUZZ_SECONDS/FUZZ_RUNS. Exit != 0 on a crash.
 # Usage: scripts/run_fuzz.sh [TARGET...]   (default: every target: tokenizer_load tokenizer_encode
-# tokenizer_template safetensors config). Seeds also come from fuzz/corpus/<target>/ when present.
+# tokenizer_template safetensors config prompt_cache). Seeds also come from fuzz/corpus/<target>/ when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
 declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000
-  [safetensors]=150000 [config]=150000)
+  [safetensors]=150000 [config]=150000 [prompt_cache]=10000)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${FUZZ_JOBS:-2}
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template safetensors config)
+[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template safetensors config prompt_cache)
 
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$BUILD" -DINGOT_FUZZ=ON \
   -DINGOT_TESTS=OFF -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -48,6 +48,9 @@ out = pathlib.Path(sys.argv[1])
 for i, c in enumerate(json.load(open("tests/data/tokenizer/jinja/features.json", encoding="utf-8"))):
     (out / f"feat{i}").write_bytes(c["template"].encode() + b"\0" + json.dumps(c["context"]).encode())
 PY
+      ;;
+    prompt_cache)
+      INGOT_FUZZ_SEED_DIR="$dir" "$BUILD/fuzz/fuzz_prompt_cache" -runs=0 "$dir" >/dev/null 2>&1 || true
       ;;
     tokenizer_load)
       printf '%s' '{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"},"normalizer":{"type":"NFC"}}' >"$dir/seed0"

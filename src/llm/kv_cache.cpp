@@ -261,6 +261,9 @@ PromptCache::PromptCache(const models::Model& model, const PromptCacheOptions& o
     if (spec.window > 0 && !opt.unbounded) lo.max_size = spec.window + opt.rotating_extra;
     layers_.push_back(std::make_unique<LayerCache>(lo));
   }
+  kv_heads_ = cfg.num_key_value_heads;
+  head_dim_ = cfg.head_dim;
+  dtype_ = model.dtype();
   signature_ = fmt::format("{} layers={} kv_heads={} head_dim={} dtype={}", model.architecture(),
                            model.num_layers(), cfg.num_key_value_heads, cfg.head_dim,
                            dtype_name(model.dtype()));
@@ -345,6 +348,9 @@ PromptCache PromptCache::copy() const {
   for (const auto& l : layers_) c.layers_.push_back(l->copy());
   c.tokens_ = tokens_;
   c.signature_ = signature_;
+  c.kv_heads_ = kv_heads_;
+  c.head_dim_ = head_dim_;
+  c.dtype_ = dtype_;
   return c;
 }
 
@@ -399,15 +405,39 @@ void PromptCache::load(const std::string& path) {
       if ((k == arrays.end() && r.offset > 0) || (v == arrays.end()) != (k == arrays.end()))
         throw std::runtime_error(
             fmt::format("layer {}: buffers do not match offset {}", i, r.offset));
+      const int64_t m = layers_[i]->options().max_size;
+      int64_t cap = 0;
       if (k != arrays.end()) {
-        const int64_t cap = k->second.ndim() == 4 ? k->second.shape(2) : -1;
-        const int64_t m = layers_[i]->options().max_size;
-        if (k->second.shape() != v->second.shape() || r.filled > cap || r.filled > r.offset ||
-            (m > 0 && (cap != m || static_cast<int64_t>(r.slot_pos.size()) != m)))
-          throw std::runtime_error(fmt::format("layer {}: inconsistent buffers", i));
-        r.keys = k->second;
+        const Array& ka = k->second;
+        if (ka.ndim() != 4 || ka.shape(0) != 1 || ka.shape(1) != kv_heads_ ||
+            ka.shape(3) != head_dim_ || ka.dtype() != dtype_ || v->second.shape() != ka.shape() ||
+            v->second.dtype() != dtype_)
+          throw std::runtime_error(fmt::format(
+              "layer {}: buffers {} ({}) / {} ({}), expected [1, {}, S, {}] ({})", i,
+              shape_str(ka.shape()), dtype_name(ka.dtype()), shape_str(v->second.shape()),
+              dtype_name(v->second.dtype()), kv_heads_, head_dim_, dtype_name(dtype_)));
+        cap = ka.shape(2);
+        r.keys = ka;
         r.values = v->second;
       }
+      bool ok = r.offset >= 0 && r.filled >= 0 && r.filled <= cap && r.filled <= r.offset;
+      if (m == 0) {
+        ok = ok && r.slot_pos.empty() && r.filled == r.offset;
+      } else {
+        ok = ok && (r.offset == 0 || cap == m) && static_cast<int64_t>(r.slot_pos.size()) == m;
+        for (int64_t pos : r.slot_pos) ok = ok && pos >= -1 && pos < r.offset;
+        std::vector<int64_t> used;
+        for (int64_t pos : r.slot_pos)
+          if (pos >= 0) used.push_back(pos);
+        std::sort(used.begin(), used.end());
+        ok = ok && std::adjacent_find(used.begin(), used.end()) == used.end();
+        // The ring must hold the window before the offset (what the next query attends to).
+        const int64_t need = std::min<int64_t>(r.offset, layers_[i]->options().window - 1);
+        ok = ok && static_cast<int64_t>(used.size()) >= need &&
+             (need == 0 || used[used.size() - static_cast<size_t>(need)] == r.offset - need);
+      }
+      if (!ok)
+        throw std::runtime_error(fmt::format("layer {}: offsets/slots do not fit its buffers", i));
       raws.push_back(std::move(r));
     }
     auto tokens = meta.at("tokens").get<std::vector<int32_t>>();

@@ -150,6 +150,8 @@ class PromptCache {
   std::vector<std::unique_ptr<LayerCache>> layers_;
   std::vector<int32_t> tokens_;
   std::string signature_;  // architecture + shapes, checked on load
+  int64_t kv_heads_ = 0, head_dim_ = 0;
+  Dtype dtype_ = float32;
 };
 
 }  // namespace ingot::llm

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/allocator.h"
+#include "core/io/safetensors.h"
 #include "llm/generate.h"
 #include "models/parity_util.h"
 
@@ -195,6 +196,32 @@ TEST(Generate, ErrorsAreClear) {
   EXPECT_EQ(r.metrics.reused_tokens, 0);
   auto fresh = generate(*g, {Ids{5, 6, 99}}, greedy_opts(2));
   EXPECT_EQ(r.tokens[0], fresh.tokens[0]);
+}
+
+TEST(Generate, PromptCacheFilesForAnotherModelOrBrokenAreFormatErrors) {
+  auto m = load_f32("llama_f32");
+  auto q = load_f32("qwen3_f32_tied");
+  PromptCache c(*m);
+  generate(*m, {Ids{1, 2, 3}}, greedy_opts(2), &c);
+  models::TempDir tmp;
+  const std::string path = tmp.path + "/c.safetensors";
+  c.save(path);
+  PromptCache other(*q);
+  try {
+    other.load(path);
+    ADD_FAILURE() << "loaded a cache saved for another model";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("saved for"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(other.offset(), 0) << "a failed load must leave the cache as it was";
+  EXPECT_THROW(other.load(tmp.path + "/missing.safetensors"), IoError);
+  // Buffers that do not match the metadata.
+  std::map<std::string, std::string> md;
+  auto arrays = load_safetensors(path, {}, &md);
+  arrays["layers.0.keys"] = zeros({1, 1, 2, 2}, float32);
+  save_safetensors(path, arrays, md);
+  PromptCache again(*m);
+  EXPECT_THROW(again.load(path), FormatError);
 }
 
 TEST(Generate, SustainedRunWithCacheReuseKeepsMemoryFlat) {
