@@ -48,6 +48,17 @@ void BM_Chain10_Compiled(benchmark::State& st) {
 }
 BENCHMARK(BM_Chain10_Compiled)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The memory floor of the fused pass: one elementwise op reading x and writing a new array.
+void BM_Chain1_Eager(benchmark::State& st) {
+  Array x = random::uniform({kN});
+  x.eval();
+  for (auto _ : st) (x * 1.5f).eval();
+  st.counters["bytes_per_elem"] = 8.0;
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(kN) * 8,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Chain1_Eager)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // One pre-norm transformer block, E = 256, F = 688, 8 heads, L = 128, float32.
 struct Block {
   Array wq, wk, wv, wo, wg, wu, wd, n1, n2;
