@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
+# A smaller ASan quarantine: long runs otherwise hit the RSS limit with freed memory alone.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=64}
 declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000
   [safetensors]=150000 [config]=150000 [prompt_cache]=10000)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
