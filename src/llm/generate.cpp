@@ -71,13 +71,21 @@ Array prefill(const models::Model& model, const std::vector<std::vector<int32_t>
       kept.push_back(from == c0 ? h : slice_axis(h, 1, from - c0, c1 - c0));
     }
     if (c1 < l) {  // cut the graph: the next chunk starts from evaluated buffers
-      std::vector<Array> all = kept;
-      for (int i = 0; i < cache.num_layers(); ++i)
-        for (auto& a : cache.layer(i).state()) all.push_back(a);
+      std::vector<Array> all = cache.state();
+      all.insert(all.end(), kept.begin(), kept.end());
       eval(all);
     }
   }
   return kept.size() == 1 ? kept[0] : concatenate(kept, 1);
+}
+
+void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* component,
+                     const char* what, size_t index) {
+  if (ids.empty()) raise("[{}] {} {} is empty", component, what, index);
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocab)
+      raise("[{}] {} {} has token id {} outside the vocabulary [0, {})", component, what, index, id,
+            vocab);
 }
 
 GenerationResult generate(const models::Model& model,
@@ -86,12 +94,8 @@ GenerationResult generate(const models::Model& model,
   const auto t0 = Clock::now();
   if (prompts.empty()) raise("[generate] no prompts given");
   const int64_t vocab = model.vocab_size();
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].empty()) raise("[generate] prompt {} is empty", i);
-    for (int32_t id : prompts[i])
-      if (id < 0 || id >= vocab)
-        raise("[generate] prompt {} has token id {} outside the vocabulary [0, {})", i, id, vocab);
-  }
+  for (size_t i = 0; i < prompts.size(); ++i)
+    check_token_ids(prompts[i], vocab, "generate", "prompt", i);
   if (opt.max_tokens < 0) raise("[generate] max_tokens must be >= 0, got {}", opt.max_tokens);
   const size_t n = prompts.size();
   GenerationResult res;
@@ -148,11 +152,8 @@ GenerationResult generate(const models::Model& model,
   const int64_t e = h.shape(2);
   Array next = sampler.sample(model.lm_head(reshape(h, {h.shape(0), e})));
   std::vector<int32_t> toks = next.to_vector<int32_t>();
-  res.metrics.prompt_tokens = static_cast<int64_t>(cols.size() * cols[0].size());
-  if (n > 1) {
-    res.metrics.prompt_tokens = 0;
-    for (const auto& p : prompts) res.metrics.prompt_tokens += static_cast<int64_t>(p.size());
-  }
+  for (const auto& p : prompts) res.metrics.prompt_tokens += static_cast<int64_t>(p.size());
+  res.metrics.prompt_tokens -= reused;
   res.metrics.reused_tokens = reused;
   res.metrics.prefill_seconds = res.metrics.time_to_first_token = seconds_since(t0);
   const auto t1 = Clock::now();

@@ -64,6 +64,11 @@ GenerationResult generate(const models::Model& model,
                           const std::vector<std::vector<int32_t>>& prompts,
                           const GenerateOptions& opt = {}, PromptCache* cache = nullptr);
 
+/// Throws InvalidArgument "[component] what index is empty" or "... has token id X outside
+/// the vocabulary [0, vocab)" (the checks every entry point runs on the ids it is given).
+void check_token_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* component,
+                     const char* what, size_t index);
+
 /// Appends the columns `ids` (B rows of equal length, padding included) to `cache` in chunks of
 /// `chunk` columns (0 = one pass); each row's rotary positions skip its padding span. Returns
 /// the final hidden states [B, L', E] (lazy) of the last `keep_last` columns (0 = all).

@@ -325,11 +325,15 @@ void PromptCache::repeat_rows(int64_t n) {
   for (auto& l : layers_) l->repeat_rows(n);
 }
 
-void PromptCache::eval_state() {
+std::vector<Array> PromptCache::state() const {
   std::vector<Array> all;
   for (const auto& l : layers_)
     for (auto& a : l->state()) all.push_back(a);
-  eval(all);
+  return all;
+}
+
+void PromptCache::eval_state() {
+  eval(state());
 }
 
 int64_t PromptCache::nbytes() const {

@@ -130,6 +130,8 @@ class PromptCache {
   int64_t max_trim() const;
   void select_rows(const std::vector<int32_t>& rows);
   void repeat_rows(int64_t n);
+  /// Every layer's buffers (to evaluate together with other arrays).
+  std::vector<Array> state() const;
   /// Evaluates every buffer (cuts the lazy graph after a prefill chunk).
   void eval_state();
   int64_t nbytes() const;

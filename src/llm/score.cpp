@@ -16,10 +16,7 @@ namespace ingot::llm {
 namespace {
 
 void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what, size_t i) {
-  if (ids.empty()) raise("[score] {} {} is empty", what, i);
-  for (int32_t id : ids)
-    if (id < 0 || id >= vocab)
-      raise("[score] {} {} has token id {} outside the vocabulary [0, {})", what, i, id, vocab);
+  check_token_ids(ids, vocab, "score", what, i);
 }
 
 /// Softmax of label log-likelihoods in float64.
@@ -76,9 +73,8 @@ struct GroupRunner {
         std::vector<std::vector<int32_t>> pre{
             std::vector<int32_t>(prompts[g0].begin(), prompts[g0].begin() + p)};
         Array h = prefill(model, pre, prefix_cache, 0, want_prefix_hidden ? 0 : 1);
-        std::vector<Array> st{h};
-        for (int i = 0; i < prefix_cache.num_layers(); ++i)
-          for (auto& a : prefix_cache.layer(i).state()) st.push_back(a);
+        std::vector<Array> st = prefix_cache.state();
+        st.push_back(h);
         eval(st);
         if (want_prefix_hidden) prefix_hidden = h;
       }

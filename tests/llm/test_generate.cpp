@@ -6,14 +6,13 @@
 #include "core/allocator.h"
 #include "core/io/safetensors.h"
 #include "llm/generate.h"
-#include "models/parity_util.h"
+#include "llm_test_util.h"
 
 namespace ingot::llm {
 namespace {
 
 using models::fixture_dir;
 using models::load_reference;
-using Ids = std::vector<int32_t>;
 
 const char* kFixtures[] = {"llama_f32",  "llama_bf16_tied", "qwen3_f32_tied", "qwen3_bf16",
                            "gemma3_f32", "gemma3_bf16",     "gemma3_mm_f32"};
@@ -23,20 +22,11 @@ struct Greedy {
   int64_t max_new = 0;
 };
 
-std::vector<Ids> parse_ids(const nlohmann::json& j) {
-  // The generator stores some lists as Python reprs ("[[1, 2], [3]]"), which are JSON too.
-  return (j.is_string() ? nlohmann::json::parse(j.get<std::string>()) : j).get<std::vector<Ids>>();
-}
-
 Greedy greedy_ref(const std::string& fx) {
   auto g = load_reference(fx)["greedy"];
   EXPECT_EQ(g["compute_dtype"], "float32");
   return {parse_ids(g["prompts"]), parse_ids(g["single"]),
           parse_ids(g["batched_left_padded"]["new_tokens"]), g["max_new_tokens"].get<int64_t>()};
-}
-
-std::shared_ptr<models::Model> load_f32(const std::string& fx) {
-  return models::load_model(fixture_dir(fx), {.dtype = float32, .warn = false});
 }
 
 GenerateOptions greedy_opts(int64_t n, int64_t chunk = 512) {

@@ -5,17 +5,12 @@
 #include <cmath>
 
 #include "llm/score.h"
-#include "models/parity_util.h"
+#include "llm_test_util.h"
 
 namespace ingot::llm {
 namespace {
 
 using models::fixture_dir;
-using Ids = std::vector<int32_t>;
-
-std::shared_ptr<models::Model> load_f32(const std::string& fx) {
-  return models::load_model(fixture_dir(fx), {.dtype = float32, .warn = false});
-}
 
 /// Full-vocabulary log-softmax of the logits at every position of `ids` [L, V], float64.
 std::vector<std::vector<double>> naive_logprobs(const models::Model& m, const Ids& ids) {

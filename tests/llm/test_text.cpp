@@ -4,19 +4,13 @@
 #include <gtest/gtest.h>
 
 #include "llm/text/text.h"
-#include "models/parity_util.h"
+#include "llm_test_util.h"
 
 namespace ingot::llm {
 namespace {
 
 using models::fixture_dir;
 using models::load_reference;
-using Ids = std::vector<int32_t>;
-
-std::vector<Ids> parse_ids(const nlohmann::json& j) {
-  // Some reference lists are stored as their Python repr, which is JSON too.
-  return (j.is_string() ? nlohmann::json::parse(j.get<std::string>()) : j).get<std::vector<Ids>>();
-}
 
 TextModel fixture_model() {
   return load_text_model(fixture_dir("llama_bf16_tied"), {.dtype = float32, .warn = false});
