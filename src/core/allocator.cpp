@@ -1,4 +1,4 @@
-// Host caching allocator: size-class free lists, active/peak/cache accounting and limits.
+// Caching allocators: size-class free lists, active/peak/cache accounting and limits; the CPU's.
 #include "core/allocator.h"
 
 #include <sys/mman.h>
@@ -27,113 +27,116 @@ size_t size_class(size_t n) {
   return (n + q - 1) / q * q;
 }
 
-class CpuAllocator final : public Allocator {
+class CpuAllocator final : public CachingAllocator {
  public:
+  CpuAllocator() : CachingAllocator("cpu", size_t(4) << 30) {}
   ~CpuAllocator() override { clear_cache(); }
 
-  Buffer malloc(size_t bytes) override {
-    size_t cls = size_class(std::max<size_t>(bytes, 1));
-    std::lock_guard<std::mutex> lk(mu_);
-    if (limit_ && active_ + cls > limit_)
-      raise<OutOfMemory>(
-          "[allocator] cpu: allocating {} bytes would exceed the memory limit of {} bytes "
-          "({} active)",
-          bytes, limit_, active_);
-    void* p = nullptr;
-    auto it = free_.find(cls);
-    if (it != free_.end() && !it->second.empty()) {
-      p = it->second.back();
-      it->second.pop_back();
-      cache_ -= cls;
-    } else {
-      p = std::aligned_alloc(64, cls);
-      if (!p) {
-        release_cache_locked(SIZE_MAX);
-        p = std::aligned_alloc(64, cls);
-      }
-      if (!p)
-        raise<OutOfMemory>("[allocator] cpu: the system refused {} bytes ({} active)", bytes,
-                           active_);
-      if (cls >= (size_t(2) << 20)) madvise(p, cls, MADV_HUGEPAGE);
-    }
-    active_ += cls;
-    peak_ = std::max(peak_, active_);
-    sizes_[p] = cls;
-    return Buffer{p, bytes};
+ protected:
+  void* raw_alloc(size_t bytes) override {
+    void* p = std::aligned_alloc(64, bytes);
+    if (p && bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
   }
-
-  void free(Buffer b) override {
-    if (!b.ptr) return;
-    std::lock_guard<std::mutex> lk(mu_);
-    auto it = sizes_.find(b.ptr);
-    INGOT_ASSERT(it != sizes_.end(), "freeing a block this allocator does not own");
-    size_t cls = it->second;
-    sizes_.erase(it);
-    active_ -= cls;
-    if (cls > cache_limit_) {
-      std::free(b.ptr);
-      return;
-    }
-    if (cache_ + cls > cache_limit_) release_cache_locked(cache_ + cls - cache_limit_);
-    free_[cls].push_back(b.ptr);
-    cache_ += cls;
-  }
-
-  size_t active_memory() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return active_;
-  }
-  size_t peak_memory() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return peak_;
-  }
-  size_t cache_memory() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return cache_;
-  }
-  void reset_peak_memory() override {
-    std::lock_guard<std::mutex> lk(mu_);
-    peak_ = active_;
-  }
-  size_t set_memory_limit(size_t bytes) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return std::exchange(limit_, bytes);
-  }
-  size_t set_cache_limit(size_t bytes) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    size_t old = std::exchange(cache_limit_, bytes);
-    if (cache_ > cache_limit_) release_cache_locked(cache_ - cache_limit_);
-    return old;
-  }
-  void clear_cache() override {
-    std::lock_guard<std::mutex> lk(mu_);
-    release_cache_locked(SIZE_MAX);
-  }
-
- private:
-  // Frees cached blocks, largest classes first, until `bytes` are released.
-  void release_cache_locked(size_t bytes) {
-    size_t released = 0;
-    for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
-      auto& v = it->second;
-      while (!v.empty() && released < bytes) {
-        std::free(v.back());
-        v.pop_back();
-        released += it->first;
-        cache_ -= it->first;
-      }
-    }
-  }
-
-  mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
-  std::unordered_map<void*, size_t> sizes_;
-  size_t active_ = 0, peak_ = 0, cache_ = 0;
-  size_t limit_ = 0;
-  size_t cache_limit_ = size_t(4) << 30;
+  void raw_free(void* p, size_t) override { std::free(p); }
 };
 
 }  // namespace
+
+CachingAllocator::CachingAllocator(std::string name, size_t cache_limit)
+    : name_(std::move(name)), cache_limit_(cache_limit) {}
+
+Buffer CachingAllocator::malloc(size_t bytes) {
+  size_t cls = size_class(std::max<size_t>(bytes, 1));
+  std::lock_guard<std::mutex> lk(mu_);
+  if (limit_ && active_ + cls > limit_)
+    raise<OutOfMemory>(
+        "[allocator] {}: allocating {} bytes would exceed the memory limit of {} bytes "
+        "({} active)",
+        name_, bytes, limit_, active_);
+  void* p = nullptr;
+  auto it = free_.find(cls);
+  if (it != free_.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    cache_ -= cls;
+  } else {
+    p = raw_alloc(cls);
+    if (!p) {
+      release_cache_locked(SIZE_MAX);
+      p = raw_alloc(cls);
+    }
+    if (!p)
+      raise<OutOfMemory>("[allocator] {}: the system refused {} bytes ({} active, {} cached)",
+                         name_, bytes, active_, cache_);
+  }
+  active_ += cls;
+  peak_ = std::max(peak_, active_);
+  sizes_[p] = cls;
+  return Buffer{p, bytes};
+}
+
+void CachingAllocator::free(Buffer b) {
+  if (!b.ptr) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = sizes_.find(b.ptr);
+  INGOT_ASSERT(it != sizes_.end(), "freeing a block this allocator does not own");
+  size_t cls = it->second;
+  sizes_.erase(it);
+  active_ -= cls;
+  if (cls > cache_limit_) {
+    raw_free(b.ptr, cls);
+    return;
+  }
+  if (cache_ + cls > cache_limit_) release_cache_locked(cache_ + cls - cache_limit_);
+  free_[cls].push_back(b.ptr);
+  cache_ += cls;
+}
+
+size_t CachingAllocator::active_memory() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return active_;
+}
+size_t CachingAllocator::peak_memory() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return peak_;
+}
+size_t CachingAllocator::cache_memory() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cache_;
+}
+void CachingAllocator::reset_peak_memory() {
+  std::lock_guard<std::mutex> lk(mu_);
+  peak_ = active_;
+}
+size_t CachingAllocator::set_memory_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return std::exchange(limit_, bytes);
+}
+size_t CachingAllocator::set_cache_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t old = std::exchange(cache_limit_, bytes);
+  if (cache_ > cache_limit_) release_cache_locked(cache_ - cache_limit_);
+  return old;
+}
+void CachingAllocator::clear_cache() {
+  std::lock_guard<std::mutex> lk(mu_);
+  release_cache_locked(SIZE_MAX);
+}
+
+// Frees cached blocks, largest classes first, until `bytes` are released.
+void CachingAllocator::release_cache_locked(size_t bytes) {
+  size_t released = 0;
+  for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
+    auto& v = it->second;
+    while (!v.empty() && released < bytes) {
+      raw_free(v.back(), it->first);
+      v.pop_back();
+      released += it->first;
+      cache_ -= it->first;
+    }
+  }
+}
 
 Allocator& allocator(Device d) {
   if (d.type == Device::Type::cuda) return gpu::allocator(d.index);

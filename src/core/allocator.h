@@ -3,6 +3,11 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "core/device.h"
 
@@ -35,6 +40,40 @@ class Allocator {
   virtual size_t set_cache_limit(size_t bytes) = 0;
   /// Frees every cached block.
   virtual void clear_cache() = 0;
+};
+
+/// Size-class caching on top of a raw source of memory (the CPU's aligned_alloc, CUDA's
+/// cudaMalloc): freed blocks are kept for reuse up to the cache limit, active memory is capped
+/// by the memory limit, and a refused raw allocation releases the cache and retries once.
+class CachingAllocator : public Allocator {
+ public:
+  /// `name` ("cpu", "cuda:0") prefixes error messages.
+  explicit CachingAllocator(std::string name, size_t cache_limit);
+  Buffer malloc(size_t bytes) override;
+  void free(Buffer b) override;
+  size_t active_memory() const override;
+  size_t peak_memory() const override;
+  size_t cache_memory() const override;
+  void reset_peak_memory() override;
+  size_t set_memory_limit(size_t bytes) override;
+  size_t set_cache_limit(size_t bytes) override;
+  void clear_cache() override;
+
+ protected:
+  /// A fresh block of `bytes` (a size class), or nullptr when the system refuses.
+  virtual void* raw_alloc(size_t bytes) = 0;
+  virtual void raw_free(void* p, size_t bytes) = 0;
+
+ private:
+  void release_cache_locked(size_t bytes);
+
+  const std::string name_;
+  mutable std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, size_t> sizes_;
+  size_t active_ = 0, peak_ = 0, cache_ = 0;
+  size_t limit_ = 0;
+  size_t cache_limit_;
 };
 
 /// The allocator of a device.

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/cast.h"
+#include "core/ops/creation.h"
 #include "core/primitive.h"
 #include "core/transforms/eval.h"
 
@@ -87,6 +88,24 @@ Array::Array(Shape shape, Dtype dtype, std::shared_ptr<Primitive> primitive,
     : desc_(std::make_shared<Desc>(std::move(shape), dtype)) {
   desc_->primitive = std::move(primitive);
   desc_->inputs = std::move(inputs);
+  place_host_constants();
+}
+
+void Array::place_host_constants() {
+  Desc& d = *desc_;
+  if (!d.primitive) return;  // placeholders (compile's traced inputs)
+  const Device dev = d.primitive->device();
+  if (dev.type == Device::Type::cpu || d.primitive->crosses_devices()) return;
+  for (Array& in : d.inputs) {
+    if (!in.valid() || !in.desc_->host_constant || in.device() == dev) continue;
+    std::shared_ptr<Desc> copy = in.desc_->device_copy.lock();
+    if (!copy || Array(copy).device() != dev) {
+      Array moved = to_device(in, dev);
+      in.desc_->device_copy = moved.desc_;
+      copy = moved.desc_;
+    }
+    in = Array(copy);
+  }
 }
 
 std::vector<Array> Array::make_arrays(std::vector<Shape> shapes, std::vector<Dtype> dtypes,
@@ -229,6 +248,7 @@ void Array::init_from_host(const void* src, Dtype src_type, Shape shape, Dtype d
   set_data(std::make_shared<Data>(b, cpu_device));
   convert_copy(src, src_type, b.ptr, dtype, size());
   desc_->evaluated = true;
+  desc_->host_constant = true;
 }
 
 void Array::ensure_row_contiguous() const {
@@ -236,6 +256,46 @@ void Array::ensure_row_contiguous() const {
   Buffer b = allocator(cpu_device).malloc(nbytes());
   copy_to_row_major(*this, b.ptr);
   const_cast<Array*>(this)->set_data(std::make_shared<Data>(b, cpu_device));
+}
+
+const void* Array::host_data() const {
+  if (device().type == Device::Type::cpu) {
+    ensure_row_contiguous();
+    return raw_ptr();
+  }
+  Desc& d = desc();
+  if (!d.host_mirror) {
+    Buffer b = allocator(cpu_device).malloc(nbytes());
+    auto mirror = std::make_shared<Data>(b, cpu_device);
+    if (size() > 0) gpu::copy_to_host(*this, b.ptr);
+    d.host_mirror = std::move(mirror);
+  }
+  return d.host_mirror->buffer.ptr;
+}
+
+void read_row_major(const Array& a, void* dst) {
+  if (a.device().type == Device::Type::cpu)
+    copy_to_row_major(a, dst);
+  else if (a.size() > 0)
+    gpu::copy_to_host(a, dst);
+}
+
+Stream resolve_stream(const StreamOrDevice& s, std::initializer_list<const Array*> inputs) {
+  if (!s.is_set())
+    for (const Array* a : inputs)
+      if (a && a->valid() && !a->is_host_constant()) return default_stream(a->device());
+  return s.resolve();
+}
+
+Stream resolve_stream(const StreamOrDevice& s, const std::vector<Array>& inputs) {
+  if (!s.is_set())
+    for (const Array& a : inputs)
+      if (a.valid() && !a.is_host_constant()) return default_stream(a.device());
+  return s.resolve();
+}
+
+Device op_device(const Array& a) {
+  return a.is_host_constant() ? default_device() : a.device();
 }
 
 void convert_copy(const void* src, Dtype src_type, void* dst, Dtype dst_type, int64_t n) {

@@ -100,6 +100,11 @@ class Array {
   bool is_evaluated() const { return desc().evaluated; }
   /// True for 0-d arrays made from a bare C++ scalar (weakly typed in binary ops).
   bool is_weak_scalar() const { return desc().weak; }
+  /// True for arrays made from host values (scalars, vectors): ops move them to the device of
+  /// the op that uses them instead of treating them as living on the CPU.
+  bool is_host_constant() const { return desc().host_constant; }
+  /// Marks this array as standing for a host constant (compile's traced stand-ins).
+  void set_host_constant(bool v) { desc().host_constant = v; }
   /// The single value of a size-1 array, converted to T.
   template <typename T>
   T item() const;
@@ -107,7 +112,8 @@ class Array {
   template <typename T>
   std::vector<T> to_vector() const;
   /// Pointer to row-major contiguous host data of type T (T must match the dtype). Evaluates,
-  /// and replaces a non-contiguous view's storage by a contiguous copy.
+  /// and replaces a non-contiguous view's storage by a contiguous copy; for a GPU array, a host
+  /// copy kept with the array (valid while it lives).
   template <typename T>
   const T* data() const;
 
@@ -182,14 +188,19 @@ class Array {
     int64_t data_size = 0;
     Flags flags;
     bool evaluated = false;
-    bool weak = false;  // made from a C++ scalar: adopts the other operand's dtype
+    bool weak = false;                  // made from a C++ scalar: adopts the other operand's dtype
+    bool host_constant = false;         // made from host values: moves to the device that uses it
+    std::weak_ptr<Desc> device_copy;    // a host constant's latest copy on a GPU
+    std::shared_ptr<Data> host_mirror;  // a GPU array's host copy for data<T>()
     Desc(Shape s, Dtype t);
     ~Desc();  // iterative: a 100k-long chain must not overflow the stack
   };
   explicit Array(std::shared_ptr<Desc> d) : desc_(std::move(d)) {}
+  void place_host_constants();
   Desc& desc() const;
   void init_from_host(const void* src, Dtype src_type, Shape shape, Dtype dtype);
   void ensure_row_contiguous() const;
+  const void* host_data() const;
 
   std::shared_ptr<Desc> desc_;
 };
@@ -201,6 +212,22 @@ void eval(const std::vector<Array>& arrays);
 void convert_copy(const void* src, Dtype src_type, void* dst, Dtype dst_type, int64_t n);
 /// Copies a strided array's elements into contiguous row-major `dst` of the same dtype.
 void copy_to_row_major(const Array& a, void* dst);
+/// Same for an array on any device: `dst` is host memory (waits for a GPU array's stream).
+void read_row_major(const Array& a, void* dst);
+
+/// Where an op on `inputs` runs: the stream or device given, else the device of the first
+/// input that is not a host constant, else the default device. Host constants (arrays made
+/// from C++ values) are copied to the op's device when its node is built.
+Stream resolve_stream(const StreamOrDevice& s, std::initializer_list<const Array*> inputs);
+Stream resolve_stream(const StreamOrDevice& s, const std::vector<Array>& inputs);
+/// The device ops on `a` alone run on: its own, or the default device for a host constant.
+Device op_device(const Array& a);
+
+namespace gpu {
+/// Copies an evaluated CUDA array's elements, row-major, into host memory `dst` (waits for its
+/// stream; surfaces asynchronous errors as DeviceError). Defined by the GPU backend.
+void copy_to_host(const Array& a, void* dst);
+}  // namespace gpu
 
 // ---- template definitions ----
 
@@ -236,11 +263,11 @@ std::vector<T> Array::to_vector() const {
   if (size() == 0) return out;
   const void* src = nullptr;
   std::vector<uint8_t> tmp;
-  if (flags().row_contiguous) {
+  if (flags().row_contiguous && device().type == Device::Type::cpu) {
     src = raw_ptr();
   } else {
     tmp.resize(nbytes());
-    copy_to_row_major(*this, tmp.data());
+    read_row_major(*this, tmp.data());
     src = tmp.data();
   }
   if constexpr (std::is_same_v<T, bool>) {
@@ -266,8 +293,7 @@ const T* Array::data() const {
     raise("[data] requested {} data from an array of dtype {}", dtype_name(dtype_of<T>()),
           dtype_name(dtype()));
   eval();
-  ensure_row_contiguous();
-  return raw_ptr<T>();
+  return static_cast<const T*>(host_data());
 }
 
 }  // namespace ingot

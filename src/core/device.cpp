@@ -39,7 +39,11 @@ Device default_device() {
   std::lock_guard<std::mutex> lk(g_mu);
   if (!g_default) {
     if (auto e = env::device()) {
-      g_default = Device::parse(*e);
+      Device d = Device::parse(*e);
+      if (d.type == Device::Type::cuda && d.index >= gpu::device_count())
+        raise("[device] INGOT_DEVICE={} but {} CUDA device(s) are available", *e,
+              gpu::device_count());
+      g_default = d;
     } else {
       g_default = gpu::device_count() > 0 ? Device{Device::Type::cuda, 0} : cpu_device;
     }

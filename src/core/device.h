@@ -41,6 +41,8 @@ struct StreamOrDevice {
     if (is_stream_) return stream_;
     return default_stream(has_ ? device_ : default_device());
   }
+  /// True when a stream or device was given (ops then ignore where their inputs live).
+  bool is_set() const { return has_; }
 
  private:
   Device device_ = cpu_device;

@@ -21,6 +21,9 @@ class Primitive {
 
   Stream stream() const { return stream_; }
   Device device() const { return stream_.device; }
+  /// True for the one primitive whose input may live on another device (ToDevice); every
+  /// other primitive's inputs must be on its device.
+  virtual bool crosses_devices() const { return false; }
 
   /// Computes all outputs from evaluated inputs on the CPU. Outputs arrive without storage.
   virtual void eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) = 0;

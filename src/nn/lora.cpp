@@ -15,7 +15,7 @@ LoRALinear::LoRALinear(const Linear& base, LoRAOptions opt)
   Dtype ad = is_floating(t) && t != float64 ? float32 : t;  // adapters train in float32
   a_ = register_module("lora_A", std::make_shared<Linear>(in, opt.rank, false, ad));
   b_ = register_module("lora_B", std::make_shared<Linear>(opt.rank, out, false, ad));
-  b_->update({{"weight", zeros({out, opt.rank}, ad)}});
+  b_->update({{"weight", zeros({out, opt.rank}, ad, base.param("weight").device())}});
   dropout_ = std::make_shared<Dropout>(opt.dropout);
   freeze("weight");
   freeze("bias");

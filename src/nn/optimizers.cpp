@@ -41,7 +41,7 @@ Schedule join_schedules(std::vector<Schedule> schedules, std::vector<int64_t> bo
 }
 
 std::pair<ParamMap, Array> clip_grad_norm(const ParamMap& grads, float max_norm) {
-  Array total = zeros({}, float32);
+  Array total(0.0f, float32);  // a host constant: follows the gradients' device
   for (auto& [k, g] : grads) total = total + sum(square(astype(g, float32)));
   Array norm = sqrt(total);
   Array scale = minimum(Array(1.0f), Array(max_norm) / (norm + 1e-6f));
@@ -53,7 +53,8 @@ std::pair<ParamMap, Array> clip_grad_norm(const ParamMap& grads, float max_norm)
 Array& Optimizer::slot(const std::string& name, const std::string& s, const Array& like) {
   auto key = name + "." + s;
   auto it = slots_.find(key);
-  if (it == slots_.end()) it = slots_.emplace(key, zeros(like.shape(), float32)).first;
+  if (it == slots_.end())
+    it = slots_.emplace(key, zeros(like.shape(), float32, like.device())).first;
   return it->second;
 }
 

@@ -172,9 +172,11 @@ void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
   };
-  std::vector<Cand> heap_store;
-  heap_store.reserve(syms.size());
-  std::priority_queue<Cand> q(std::less<Cand>(), std::move(heap_store));
+  // Reserved up front; built empty (gcc 13 warns about make_heap over a moved-in empty vector).
+  struct CandQueue : std::priority_queue<Cand> {
+    void reserve(size_t n) { c.reserve(n); }
+  } q;
+  q.reserve(syms.size());
   auto push_pair = [&](int32_t pos) {
     int32_t nx = syms[pos].next;
     if (nx < 0) return;

@@ -89,3 +89,13 @@ void Eye::eval_cpu(const std::vector<Array>&, Array& out) {
 }
 
 }  // namespace ingot
+
+namespace ingot {
+
+// A GPU array copied to host memory (the GPU backend waits for its stream first).
+void ToDevice::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  backend::alloc_cpu(out);
+  read_row_major(inputs[0], out.raw_ptr());
+}
+
+}  // namespace ingot

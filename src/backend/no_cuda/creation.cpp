@@ -9,4 +9,5 @@ INGOT_NO_CUDA_UNARY(Linspace)
 INGOT_NO_CUDA_UNARY(Eye)
 INGOT_NO_CUDA_UNARY(Copy)
 INGOT_NO_CUDA_UNARY(Contiguous)
+INGOT_NO_CUDA_UNARY(ToDevice)
 }  // namespace ingot

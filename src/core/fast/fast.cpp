@@ -116,7 +116,7 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
   std::vector<Array> inputs{x};
   if (weight) inputs.push_back(*weight);
   return Array(x.shape(), x.dtype(),
-               std::make_shared<RmsNorm>(s.resolve(), opt.eps, opt.add_unit_offset,
+               std::make_shared<RmsNorm>(resolve_stream(s, {&x}), opt.eps, opt.add_unit_offset,
                                          opt.weight_in_float32, weight.has_value()),
                std::move(inputs));
 }
@@ -128,7 +128,8 @@ Array layer_norm(const Array& x, const std::optional<Array>& weight,
   if (weight) inputs.push_back(*weight);
   if (bias) inputs.push_back(*bias);
   return Array(x.shape(), x.dtype(),
-               std::make_shared<LayerNorm>(s.resolve(), eps, weight.has_value(), bias.has_value()),
+               std::make_shared<LayerNorm>(resolve_stream(s, {&x}), eps, weight.has_value(),
+                                           bias.has_value()),
                std::move(inputs));
 }
 
@@ -137,10 +138,11 @@ Array rope(const Array& x, int dims, const RopeOptions& opt, StreamOrDevice s) {
   std::vector<Array> inputs{x};
   if (opt.offsets) inputs.push_back(*opt.offsets);
   if (opt.freqs) inputs.push_back(*opt.freqs);
-  return Array(x.shape(), x.dtype(),
-               std::make_shared<Rope>(s.resolve(), dims, opt.traditional, opt.base, opt.scale,
-                                      opt.offset, opt.offsets.has_value(), opt.freqs.has_value()),
-               std::move(inputs));
+  return Array(
+      x.shape(), x.dtype(),
+      std::make_shared<Rope>(resolve_stream(s, {&x}), dims, opt.traditional, opt.base, opt.scale,
+                             opt.offset, opt.offsets.has_value(), opt.freqs.has_value()),
+      std::move(inputs));
 }
 
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
@@ -150,8 +152,8 @@ Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& 
   if (opt.mask) inputs.push_back(*opt.mask);
   Shape out{q.shape(0), q.shape(1), q.shape(2), v.shape(3)};
   return Array(out, q.dtype(),
-               std::make_shared<ScaledDotProductAttention>(s.resolve(), opt.scale, opt.causal,
-                                                           opt.window, opt.softcap, mk),
+               std::make_shared<ScaledDotProductAttention>(resolve_stream(s, {&q}), opt.scale,
+                                                           opt.causal, opt.window, opt.softcap, mk),
                std::move(inputs));
 }
 

@@ -35,8 +35,9 @@ Array sdpa_probs(const Array& q, const Array& k, const SdpaOptions& opt, Array* 
     logits = reshape(l4, {B, Hkv, G, L, S});
   }
   if (opt.causal) {
-    Array qpos = reshape(arange(L, Dtype::int64) + Array(S - L), {L, 1});
-    Array kpos = reshape(arange(S, Dtype::int64), {1, S});
+    const Device dev = logits.device();
+    Array qpos = reshape(arange(L, Dtype::int64, dev) + Array(S - L), {L, 1});
+    Array kpos = reshape(arange(S, Dtype::int64, dev), {1, S});
     Array keep = kpos <= qpos;
     if (opt.window > 0) keep = keep && (kpos > qpos - Array(static_cast<int64_t>(opt.window)));
     logits = where(keep, logits, neg_inf);

@@ -193,13 +193,14 @@ std::map<std::string, Array> load_safetensors(const std::string& path, const Loa
 
 namespace {
 
-/// Row-major bytes of an evaluated array (a view into it when already row contiguous).
+/// Row-major host bytes of an evaluated array (a view into it when already row contiguous on
+/// the CPU).
 const uint8_t* host_bytes(const Array& a, std::vector<uint8_t>& tmp) {
   if (a.size() == 0) return nullptr;
-  if (a.flags().row_contiguous && a.data_size() == a.size())
+  if (a.device().type == Device::Type::cpu && a.flags().row_contiguous && a.data_size() == a.size())
     return static_cast<const uint8_t*>(a.raw_ptr());
   tmp.resize(a.nbytes());
-  copy_to_row_major(a, tmp.data());
+  read_row_major(a, tmp.data());  // GPU arrays: waits for the device and copies
   return tmp.data();
 }
 

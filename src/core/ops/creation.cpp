@@ -27,7 +27,7 @@ Array full(const Shape& shape, const Array& value, Dtype dtype, StreamOrDevice s
   if (broadcast_shapes(value.shape(), shape, "full") != shape)
     raise("[full] cannot broadcast the value of shape {} to {}", shape_str(value.shape()),
           shape_str(shape));
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&value});
   Array v = broadcast_to(astype(value, dtype, st), shape, st);
   return Array(shape, dtype, std::make_shared<Full>(st), {v});
 }
@@ -44,14 +44,15 @@ Array ones(const Shape& shape, Dtype dtype, StreamOrDevice s) {
   return full(shape, Array(1, dtype), dtype, s);
 }
 
+// The *_like ops run on a's device unless told otherwise.
 Array zeros_like(const Array& a, StreamOrDevice s) {
-  return zeros(a.shape(), a.dtype(), s);
+  return zeros(a.shape(), a.dtype(), resolve_stream(s, {&a}));
 }
 Array ones_like(const Array& a, StreamOrDevice s) {
-  return ones(a.shape(), a.dtype(), s);
+  return ones(a.shape(), a.dtype(), resolve_stream(s, {&a}));
 }
 Array full_like(const Array& a, const Array& value, StreamOrDevice s) {
-  return full(a.shape(), value, a.dtype(), s);
+  return full(a.shape(), value, a.dtype(), resolve_stream(s, {&a, &value}));
 }
 
 Array arange(double start, double stop, double step, Dtype dtype, StreamOrDevice s) {
@@ -89,12 +90,23 @@ Array eye(int64_t n, int64_t m, int64_t k, Dtype dtype, StreamOrDevice s) {
 }
 
 Array copy(const Array& a, StreamOrDevice s) {
-  return Array(a.shape(), a.dtype(), std::make_shared<Copy>(s.resolve()), {a});
+  return Array(a.shape(), a.dtype(), std::make_shared<Copy>(resolve_stream(s, {&a})), {a});
+}
+
+Array to_device(const Array& a, Device d) {
+  if (d.type == Device::Type::cuda && d.index >= gpu::device_count())
+    raise("[to_device] {} requested but {} CUDA device(s) are available", d.str(),
+          gpu::device_count());
+  if (a.device() == d) {
+    // A host constant "on the CPU" would still follow the ops that use it: pin it with a copy.
+    return a.is_host_constant() ? copy(a, d) : a;
+  }
+  return Array(a.shape(), a.dtype(), std::make_shared<ToDevice>(default_stream(d)), {a});
 }
 
 Array contiguous(const Array& a, StreamOrDevice s) {
   if (a.is_evaluated() && a.flags().row_contiguous) return a;
-  return Array(a.shape(), a.dtype(), std::make_shared<Contiguous>(s.resolve()), {a});
+  return Array(a.shape(), a.dtype(), std::make_shared<Contiguous>(resolve_stream(s, {&a})), {a});
 }
 
 }  // namespace ingot

@@ -27,5 +27,9 @@ Array eye(int64_t n, int64_t m = -1, int64_t k = 0, Dtype dtype = float32, Strea
 Array copy(const Array& a, StreamOrDevice s = {});
 /// Row-contiguous version of a (no copy when already row contiguous).
 Array contiguous(const Array& a, StreamOrDevice s = {});
+/// `a` on device `d`: itself when it lives there already (a host constant is pinned there by a
+/// copy, so ops on it run on `d`). The only way arrays change device; differentiable (the
+/// cotangent moves back).
+Array to_device(const Array& a, Device d);
 
 }  // namespace ingot

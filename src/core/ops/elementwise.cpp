@@ -38,7 +38,7 @@ Dtype float_dtype(Dtype t) {
 
 template <typename P>
 Array unary_node(const Array& a, Dtype in, Dtype out, StreamOrDevice s) {
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&a});
   Array x = astype(a, in, st);
   return Array(x.shape(), out, std::make_shared<P>(st), {x});
 }
@@ -59,7 +59,7 @@ template <typename P>
 Array binary_node(const char* name, const Array& a, const Array& b, Dtype in, Dtype out,
                   StreamOrDevice s) {
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&a, &b});
   return Array(shape, out, std::make_shared<P>(st), prepare({a, b}, {in, in}, shape, st));
 }
 
@@ -101,7 +101,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 Array astype(const Array& a, Dtype dtype, StreamOrDevice s) {
   if (a.dtype() == dtype) return a;
-  return Array(a.shape(), dtype, std::make_shared<AsType>(s.resolve(), dtype), {a});
+  return Array(a.shape(), dtype, std::make_shared<AsType>(resolve_stream(s, {&a}), dtype), {a});
 }
 
 // ---- unary ----
@@ -193,12 +193,12 @@ Array logical_not(const Array& a, StreamOrDevice s) {
 }
 
 Array isnan(const Array& a, StreamOrDevice s) {
-  if (!is_floating(a.dtype())) return zeros(a.shape(), Dtype::bool_, s);
+  if (!is_floating(a.dtype())) return zeros(a.shape(), Dtype::bool_, resolve_stream(s, {&a}));
   return unary_node<IsNan>(a, a.dtype(), Dtype::bool_, s);
 }
 
 Array isinf(const Array& a, StreamOrDevice s) {
-  if (!is_floating(a.dtype())) return zeros(a.shape(), Dtype::bool_, s);
+  if (!is_floating(a.dtype())) return zeros(a.shape(), Dtype::bool_, resolve_stream(s, {&a}));
   return unary_node<IsInf>(a, a.dtype(), Dtype::bool_, s);
 }
 
@@ -267,7 +267,7 @@ Array where(const Array& cond, const Array& a, const Array& b, StreamOrDevice s)
           shape_str(a.shape()), shape_str(b.shape()));
   }
   Dtype t = binary_dtype(a, b);
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&cond, &a, &b});
   return Array(shape, t, std::make_shared<Where>(st),
                prepare({cond, a, b}, {Dtype::bool_, t, t}, shape, st));
 }

@@ -74,7 +74,8 @@ Array take(const Array& a, const Array& indices, int axis, StreamOrDevice s) {
   Shape out(a.shape().begin(), a.shape().begin() + ax);
   out.insert(out.end(), indices.shape().begin(), indices.shape().end());
   out.insert(out.end(), a.shape().begin() + ax + 1, a.shape().end());
-  return Array(std::move(out), a.dtype(), std::make_shared<Take>(s.resolve(), ax), {a, indices});
+  return Array(std::move(out), a.dtype(),
+               std::make_shared<Take>(resolve_stream(s, {&a, &indices}), ax), {a, indices});
 }
 
 Array take(const Array& a, const Array& indices, StreamOrDevice s) {
@@ -88,7 +89,8 @@ Array gather(const Array& table, const Array& ids, StreamOrDevice s) {
     raise("[gather] table must be 2-D [V, E], got shape {}", shape_str(table.shape()));
   Shape out = ids.shape();
   out.push_back(table.shape()[1]);
-  return Array(std::move(out), table.dtype(), std::make_shared<Gather>(s.resolve()), {table, ids});
+  return Array(std::move(out), table.dtype(),
+               std::make_shared<Gather>(resolve_stream(s, {&table, &ids})), {table, ids});
 }
 
 Array take_along_axis(const Array& a, const Array& indices, int axis, StreamOrDevice s) {
@@ -99,7 +101,8 @@ Array take_along_axis(const Array& a, const Array& indices, int axis, StreamOrDe
   Shape sa = b, si = b;
   sa[ax] = a.shape()[ax];
   si[ax] = indices.shape()[ax];
-  return Array(si, a.dtype(), std::make_shared<TakeAlongAxis>(s.resolve(), ax),
+  return Array(si, a.dtype(),
+               std::make_shared<TakeAlongAxis>(resolve_stream(s, {&a, &indices}), ax),
                {broadcast_if(a, sa, s), broadcast_if(indices, si, s)});
 }
 
@@ -109,7 +112,8 @@ Array put_along_axis(const Array& a, const Array& indices, const Array& values, 
   if (a.ndim() == 0) raise("[put_along_axis] cannot index a 0-d array");
   const int ax = normalize_axis(axis, a.ndim(), "put_along_axis");
   auto [idx, vals] = along_axis_operands(a, indices, values, ax, "put_along_axis", s);
-  return Array(a.shape(), a.dtype(), std::make_shared<PutAlongAxis>(s.resolve(), ax),
+  return Array(a.shape(), a.dtype(),
+               std::make_shared<PutAlongAxis>(resolve_stream(s, {&a, &indices}), ax),
                {a, idx, vals});
 }
 
@@ -119,7 +123,8 @@ Array scatter_add_along_axis(const Array& a, const Array& indices, const Array& 
   if (a.ndim() == 0) raise("[scatter_add_along_axis] cannot index a 0-d array");
   const int ax = normalize_axis(axis, a.ndim(), "scatter_add_along_axis");
   auto [idx, vals] = along_axis_operands(a, indices, values, ax, "scatter_add_along_axis", s);
-  return Array(a.shape(), a.dtype(), std::make_shared<ScatterAddAlongAxis>(s.resolve(), ax),
+  return Array(a.shape(), a.dtype(),
+               std::make_shared<ScatterAddAlongAxis>(resolve_stream(s, {&a, &indices}), ax),
                {a, idx, vals});
 }
 
@@ -137,7 +142,8 @@ Array scatter_add(const Array& a, const Array& indices, const Array& updates, in
         "indices.shape + a.shape[axis+1:] = {} (a {}, indices {}, axis {})",
         shape_str(updates.shape()), shape_str(u), shape_str(a.shape()), shape_str(indices.shape()),
         ax);
-  return Array(a.shape(), a.dtype(), std::make_shared<ScatterAdd>(s.resolve(), ax),
+  return Array(a.shape(), a.dtype(),
+               std::make_shared<ScatterAdd>(resolve_stream(s, {&a, &indices}), ax),
                {a, indices, broadcast_if(cast_if(updates, a.dtype(), s), u, s)});
 }
 

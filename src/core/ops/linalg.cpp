@@ -99,7 +99,7 @@ Array matmul(const Array& a, const Array& b, StreamOrDevice s) {
   check_float(b, "b", "matmul");
   Shape out_shape = matmul_shape(a, b, "matmul");
   const Dtype dt = promote_types(a.dtype(), b.dtype());
-  Stream stream = s.resolve();
+  Stream stream = resolve_stream(s, {&a, &b});
   Array a2 = a.dtype() == dt ? a : astype(a, dt, stream);
   Array b2 = b.dtype() == dt ? b : astype(b, dt, stream);
   return Array(std::move(out_shape), dt, std::make_shared<Matmul>(stream), {a2, b2});
@@ -120,7 +120,7 @@ Array addmm(const Array& c, const Array& a, const Array& b, float alpha, float b
     raise("[addmm] c {} does not broadcast to the result {} of a {} @ b {}", describe(c),
           shape_str(out_shape), describe(a), describe(b));
   const Dtype dt = promote_types(promote_types(a.dtype(), b.dtype()), c.dtype());
-  Stream stream = s.resolve();
+  Stream stream = resolve_stream(s, {&a, &b, &c});
   auto cast = [&](const Array& x) { return x.dtype() == dt ? x : astype(x, dt, stream); };
   return Array(std::move(out_shape), dt, std::make_shared<AddMM>(stream, alpha, beta),
                {cast(c), cast(a), cast(b)});

@@ -125,12 +125,14 @@ Array split(const Array& key, int num, StreamOrDevice s) {
   check_key(key, "random.split");
   if (num < 1) raise("[random.split] number of keys must be positive, got {}", num);
   Shape shape{num, 2};
-  return Array(shape, Dtype::uint32, std::make_shared<RandomBits>(s.resolve(), shape), {key});
+  return Array(shape, Dtype::uint32, std::make_shared<RandomBits>(resolve_stream(s, {&key}), shape),
+               {key});
 }
 
 Array bits(const Shape& shape, const std::optional<Array>& key, StreamOrDevice s) {
   check_shape(shape, 1, "random.bits");
-  return Array(shape, Dtype::uint32, std::make_shared<RandomBits>(s.resolve(), shape),
+  return Array(shape, Dtype::uint32,
+               std::make_shared<RandomBits>(resolve_stream(s, {key ? &*key : nullptr}), shape),
                {resolve_key(key, "random.bits")});
 }
 
@@ -142,7 +144,9 @@ Array uniform(const Shape& shape, Dtype dtype, double low, double high,
     raise("[uniform] need finite low < high, got low {} and high {}", low, high);
   auto [lo, hi] = representable_range(dtype, low, high);
   if (lo > hi) raise("[uniform] no {} value lies in [{}, {})", dtype_name(dtype), low, high);
-  return Array(shape, dtype, std::make_shared<Uniform>(s.resolve(), shape, low, high, lo, hi),
+  return Array(shape, dtype,
+               std::make_shared<Uniform>(resolve_stream(s, {key ? &*key : nullptr}), shape, low,
+                                         high, lo, hi),
                {resolve_key(key, "uniform")});
 }
 
@@ -153,8 +157,10 @@ Array normal(const Shape& shape, Dtype dtype, double loc, double scale,
   if (!std::isfinite(loc) || !std::isfinite(scale) || scale < 0)
     raise("[normal] need a finite loc and a finite scale >= 0, got loc {} and scale {}", loc,
           scale);
-  return Array(shape, dtype, std::make_shared<Normal>(s.resolve(), shape, loc, scale),
-               {resolve_key(key, "normal")});
+  return Array(
+      shape, dtype,
+      std::make_shared<Normal>(resolve_stream(s, {key ? &*key : nullptr}), shape, loc, scale),
+      {resolve_key(key, "normal")});
 }
 
 Array randint(int64_t low, int64_t high, const Shape& shape, Dtype dtype,
@@ -172,8 +178,10 @@ Array randint(int64_t low, int64_t high, const Shape& shape, Dtype dtype,
         raise("[randint] range [{}, {}) does not fit in {}", low, high, dtype_name(dtype));
     }
   });
-  return Array(shape, dtype, std::make_shared<RandInt>(s.resolve(), shape, low, high),
-               {resolve_key(key, "randint")});
+  return Array(
+      shape, dtype,
+      std::make_shared<RandInt>(resolve_stream(s, {key ? &*key : nullptr}), shape, low, high),
+      {resolve_key(key, "randint")});
 }
 
 Array bernoulli(const Array& p, const Shape& shape, const std::optional<Array>& key,
@@ -184,14 +192,16 @@ Array bernoulli(const Array& p, const Shape& shape, const std::optional<Array>& 
   if (!broadcasts_to(p.shape(), shape))
     raise("[bernoulli] p of shape {} cannot be broadcast to shape {}", shape_str(p.shape()),
           shape_str(shape));
-  return Array(shape, Dtype::bool_, std::make_shared<Bernoulli>(s.resolve(), shape),
+  return Array(shape, Dtype::bool_,
+               std::make_shared<Bernoulli>(resolve_stream(s, {key ? &*key : nullptr, &p}), shape),
                {resolve_key(key, "bernoulli"), p});
 }
 
 Array gumbel(const Shape& shape, Dtype dtype, const std::optional<Array>& key, StreamOrDevice s) {
   check_float(dtype, "gumbel");
   check_shape(shape, dtype == Dtype::float64 ? 2 : 1, "gumbel");
-  return Array(shape, dtype, std::make_shared<Gumbel>(s.resolve(), shape),
+  return Array(shape, dtype,
+               std::make_shared<Gumbel>(resolve_stream(s, {key ? &*key : nullptr}), shape),
                {resolve_key(key, "gumbel")});
 }
 
@@ -206,8 +216,10 @@ Array categorical(const Array& logits, int axis, const std::optional<Array>& key
   check_shape(logits.shape(), 1, "categorical");
   Shape out = logits.shape();
   out.erase(out.begin() + ax);
-  return Array(out, Dtype::uint32, std::make_shared<Categorical>(s.resolve(), out, ax),
-               {resolve_key(key, "categorical"), logits});
+  return Array(
+      out, Dtype::uint32,
+      std::make_shared<Categorical>(resolve_stream(s, {key ? &*key : nullptr, &logits}), out, ax),
+      {resolve_key(key, "categorical"), logits});
 }
 
 }  // namespace random

@@ -107,7 +107,7 @@ Array reduce_op(const Array& a, const std::vector<int>& axes, bool keepdims, Red
   if (t == ReduceType::sum || t == ReduceType::prod) out = sum_dtype(a.dtype());
   if (t == ReduceType::all || t == ReduceType::any) out = bool_;
   if (t == ReduceType::max || t == ReduceType::min) check_nonempty(a, ax, op);
-  return make_reduce(a, t, std::move(ax), keepdims, out, s.resolve());
+  return make_reduce(a, t, std::move(ax), keepdims, out, resolve_stream(s, {&a}));
 }
 
 /// Cumulative product (internal: used by Reduce prod's VJP).
@@ -208,7 +208,7 @@ Array any(const Array& a, bool keepdims, StreamOrDevice s) {
 
 Array mean(const Array& a, const std::vector<int>& axes, bool keepdims, StreamOrDevice s) {
   auto ax = check_axes(a, axes, "mean");
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&a});
   Dtype out = float_dtype(a.dtype());
   Dtype acc = out == float64 ? float64 : float32;
   const int64_t n = reduced_count(a.shape(), ax);
@@ -227,7 +227,7 @@ Array mean(const Array& a, bool keepdims, StreamOrDevice s) {
 Array var(const Array& a, const std::vector<int>& axes, bool keepdims, int ddof, StreamOrDevice s) {
   auto ax = check_axes(a, axes, "var");
   if (ddof < 0) raise("[var] ddof must be non-negative, got {}", ddof);
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&a});
   Dtype out = float_dtype(a.dtype());
   Dtype acc = out == float64 ? float64 : float32;
   Array x = a.dtype() == acc ? a : astype(a, acc, st);
@@ -243,7 +243,7 @@ Array var(const Array& a, int axis, bool keepdims, int ddof, StreamOrDevice s) {
 }
 Array stddev(const Array& a, const std::vector<int>& axes, bool keepdims, int ddof,
              StreamOrDevice s) {
-  Stream st = s.resolve();
+  Stream st = resolve_stream(s, {&a});
   Dtype out = float_dtype(a.dtype());
   if (out == float64 || out == float32) return sqrt(var(a, axes, keepdims, ddof, st), st);
   // 16-bit floats: take the root in float32, round once.
@@ -259,8 +259,8 @@ static Array arg_reduce(const Array& a, int axis, bool keepdims, ArgReduce::Type
   int ax = check_axis(a, axis, op);
   check_nonempty(a, {ax}, op);
   Shape shape = reduced_shape(a.shape(), {ax}, keepdims);
-  return Array(std::move(shape), uint32, std::make_shared<ArgReduce>(s.resolve(), t, ax, keepdims),
-               {a});
+  return Array(std::move(shape), uint32,
+               std::make_shared<ArgReduce>(resolve_stream(s, {&a}), t, ax, keepdims), {a});
 }
 Array argmax(const Array& a, int axis, bool keepdims, StreamOrDevice s) {
   return arg_reduce(a, axis, keepdims, ArgReduce::Type::argmax, s);
@@ -275,7 +275,7 @@ Array logsumexp(const Array& a, const std::vector<int>& axes, bool keepdims, Str
   auto ax = check_axes(a, axes, "logsumexp");
   Shape shape = reduced_shape(a.shape(), ax, keepdims);
   return Array(std::move(shape), float_dtype(a.dtype()),
-               std::make_shared<LogSumExp>(s.resolve(), std::move(ax), keepdims), {a});
+               std::make_shared<LogSumExp>(resolve_stream(s, {&a}), std::move(ax), keepdims), {a});
 }
 Array logsumexp(const Array& a, int axis, bool keepdims, StreamOrDevice s) {
   return logsumexp(a, std::vector<int>{axis}, keepdims, s);
@@ -284,7 +284,7 @@ Array logsumexp(const Array& a, int axis, bool keepdims, StreamOrDevice s) {
 Array softmax(const Array& a, const std::vector<int>& axes, StreamOrDevice s) {
   auto ax = check_axes(a, axes, "softmax");
   return Array(a.shape(), float_dtype(a.dtype()),
-               std::make_shared<Softmax>(s.resolve(), std::move(ax), false), {a});
+               std::make_shared<Softmax>(resolve_stream(s, {&a}), std::move(ax), false), {a});
 }
 Array softmax(const Array& a, int axis, StreamOrDevice s) {
   return softmax(a, std::vector<int>{axis}, s);
@@ -292,7 +292,7 @@ Array softmax(const Array& a, int axis, StreamOrDevice s) {
 Array log_softmax(const Array& a, int axis, StreamOrDevice s) {
   auto ax = check_axes(a, {axis}, "log_softmax");
   return Array(a.shape(), float_dtype(a.dtype()),
-               std::make_shared<Softmax>(s.resolve(), std::move(ax), true), {a});
+               std::make_shared<Softmax>(resolve_stream(s, {&a}), std::move(ax), true), {a});
 }
 
 // ---- cumsum ----
@@ -300,8 +300,10 @@ Array log_softmax(const Array& a, int axis, StreamOrDevice s) {
 Array cumsum(const Array& a, int axis, bool reverse, bool inclusive, StreamOrDevice s) {
   check_sortable(a, "cumsum");
   int ax = check_axis(a, axis, "cumsum");
-  return Array(a.shape(), sum_dtype(a.dtype()),
-               std::make_shared<Scan>(s.resolve(), Scan::Type::sum, ax, reverse, inclusive), {a});
+  return Array(
+      a.shape(), sum_dtype(a.dtype()),
+      std::make_shared<Scan>(resolve_stream(s, {&a}), Scan::Type::sum, ax, reverse, inclusive),
+      {a});
 }
 
 // ---- sort, argsort, topk, partition ----
@@ -309,12 +311,12 @@ Array cumsum(const Array& a, int axis, bool reverse, bool inclusive, StreamOrDev
 Array sort(const Array& a, int axis, StreamOrDevice s) {
   check_sortable(a, "sort");
   int ax = check_axis(a, axis, "sort");
-  return Array(a.shape(), a.dtype(), std::make_shared<Sort>(s.resolve(), ax), {a});
+  return Array(a.shape(), a.dtype(), std::make_shared<Sort>(resolve_stream(s, {&a}), ax), {a});
 }
 Array argsort(const Array& a, int axis, StreamOrDevice s) {
   check_sortable(a, "argsort");
   int ax = check_axis(a, axis, "argsort");
-  return Array(a.shape(), uint32, std::make_shared<ArgSort>(s.resolve(), ax), {a});
+  return Array(a.shape(), uint32, std::make_shared<ArgSort>(resolve_stream(s, {&a}), ax), {a});
 }
 
 static Array topk_op(const Array& a, int k, int axis, bool indices, const char* op,
@@ -326,7 +328,7 @@ static Array topk_op(const Array& a, int k, int axis, bool indices, const char* 
   Shape shape = a.shape();
   shape[ax] = k;
   return Array(std::move(shape), indices ? uint32 : a.dtype(),
-               std::make_shared<TopK>(s.resolve(), k, ax, indices), {a});
+               std::make_shared<TopK>(resolve_stream(s, {&a}), k, ax, indices), {a});
 }
 Array topk(const Array& a, int k, int axis, StreamOrDevice s) {
   return topk_op(a, k, axis, false, "topk", s);
@@ -345,13 +347,15 @@ Array argpartition(const Array& a, int kth, int axis, StreamOrDevice s) {
   check_sortable(a, "argpartition");
   int ax = check_axis(a, axis, "argpartition");
   int k = check_kth(a, kth, ax, "argpartition");
-  return Array(a.shape(), uint32, std::make_shared<ArgPartition>(s.resolve(), k, ax), {a});
+  return Array(a.shape(), uint32, std::make_shared<ArgPartition>(resolve_stream(s, {&a}), k, ax),
+               {a});
 }
 Array partition(const Array& a, int kth, int axis, StreamOrDevice s) {
   check_sortable(a, "partition");
   int ax = check_axis(a, axis, "partition");
   int k = check_kth(a, kth, ax, "partition");
-  return Array(a.shape(), a.dtype(), std::make_shared<Partition>(s.resolve(), k, ax), {a});
+  return Array(a.shape(), a.dtype(), std::make_shared<Partition>(resolve_stream(s, {&a}), k, ax),
+               {a});
 }
 
 // ---- primitive methods: output shapes, printing, VJPs (written with public ops) ----

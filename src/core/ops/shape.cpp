@@ -81,8 +81,8 @@ Array slice_update(const Array& a, const Array& update, Shape start, Shape stop,
   Array u = update.dtype() == a.dtype() ? update : astype(update, a.dtype(), s);
   if (u.shape() != slice_shape) u = broadcast_to(u, slice_shape, s);
   return Array(a.shape(), a.dtype(),
-               std::make_shared<SliceUpdate>(s.resolve(), std::move(start), std::move(stop),
-                                             std::move(strides)),
+               std::make_shared<SliceUpdate>(resolve_stream(s, {&a, &update}), std::move(start),
+                                             std::move(stop), std::move(strides)),
                {a, u});
 }
 
@@ -138,7 +138,8 @@ Array concatenate(const std::vector<Array>& arrays, int axis, StreamOrDevice s) 
   }
   Dtype t = promote_all(arrays);
   if (arrays.size() == 1) return a0.dtype() == t ? a0 : astype(a0, t, s);
-  return Array(std::move(out_shape), t, std::make_shared<Concatenate>(s.resolve(), ax), arrays);
+  return Array(std::move(out_shape), t,
+               std::make_shared<Concatenate>(resolve_stream(s, arrays), ax), arrays);
 }
 
 std::vector<Shape> Concatenate::output_shapes(const std::vector<Array>& inputs) {
@@ -248,7 +249,8 @@ Array pad(const Array& a, const std::vector<int>& axes, const Shape& low_pad, co
   Array v = value.ndim() == 0 ? value : reshape(value, {}, s);
   if (v.dtype() != a.dtype()) v = astype(v, a.dtype(), s);
   return Array(std::move(out_shape), a.dtype(),
-               std::make_shared<Pad>(s.resolve(), std::move(low), std::move(high)), {a, v});
+               std::make_shared<Pad>(resolve_stream(s, {&a}), std::move(low), std::move(high)),
+               {a, v});
 }
 
 Array pad(const Array& a, const std::vector<std::pair<int64_t, int64_t>>& pad_width,

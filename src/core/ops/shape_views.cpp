@@ -32,7 +32,8 @@ Array reshape(const Array& a, Shape shape, StreamOrDevice s) {
           a.size(), shape_str(shape), shape_size(shape));
   if (shape == a.shape()) return a;
   Shape out = shape;
-  return Array(std::move(out), a.dtype(), std::make_shared<Reshape>(s.resolve(), shape), {a});
+  return Array(std::move(out), a.dtype(), std::make_shared<Reshape>(resolve_stream(s, {&a}), shape),
+               {a});
 }
 
 Array flatten(const Array& a, int start_axis, int end_axis, StreamOrDevice s) {
@@ -67,7 +68,8 @@ Array transpose(const Array& a, const std::vector<int>& axes, StreamOrDevice s) 
   if (identity) return a;
   Shape out(nd);
   for (int i = 0; i < nd; ++i) out[i] = a.shape()[ax[i]];
-  return Array(std::move(out), a.dtype(), std::make_shared<Transpose>(s.resolve(), ax), {a});
+  return Array(std::move(out), a.dtype(), std::make_shared<Transpose>(resolve_stream(s, {&a}), ax),
+               {a});
 }
 
 Array transpose(const Array& a, StreamOrDevice s) {
@@ -149,7 +151,7 @@ Array broadcast_to(const Array& a, const Shape& shape, StreamOrDevice s) {
   for (auto d : shape) ok = ok && d >= 0;
   if (!ok)
     raise("[broadcast_to] cannot broadcast {} to {}", shape_str(a.shape()), shape_str(shape));
-  return Array(shape, a.dtype(), std::make_shared<Broadcast>(s.resolve(), shape), {a});
+  return Array(shape, a.dtype(), std::make_shared<Broadcast>(resolve_stream(s, {&a}), shape), {a});
 }
 
 std::vector<Array> broadcast_arrays(const std::vector<Array>& arrays, StreamOrDevice s) {
@@ -201,7 +203,7 @@ Array slice(const Array& a, Shape start, Shape stop, Shape strides, StreamOrDevi
   if (identity) return a;
   Shape o = out;
   return Array(std::move(o), a.dtype(),
-               std::make_shared<Slice>(s.resolve(), std::move(start), std::move(stop),
+               std::make_shared<Slice>(resolve_stream(s, {&a}), std::move(start), std::move(stop),
                                        std::move(strides), std::move(out)),
                {a});
 }

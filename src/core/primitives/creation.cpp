@@ -1,5 +1,6 @@
 // VJPs/JVPs of the creation primitives that have inputs (Full, Copy, Contiguous): identity.
 #include "core/primitives/creation.h"
+#include "core/ops/creation.h"
 
 namespace ingot {
 
@@ -16,5 +17,11 @@ INGOT_IDENTITY_GRAD(Full)
 INGOT_IDENTITY_GRAD(Copy)
 INGOT_IDENTITY_GRAD(Contiguous)
 #undef INGOT_IDENTITY_GRAD
+
+std::vector<Array> ToDevice::vjp(const std::vector<Array>& primals,
+                                 const std::vector<Array>& cotangents, const std::vector<int>&,
+                                 const std::vector<Array>&) {
+  return {to_device(cotangents[0], primals[0].device())};
+}
 
 }  // namespace ingot

@@ -65,6 +65,25 @@ class Eye : public UnaryPrimitive {
 };
 
 /// Row-contiguous copy into a new buffer (also for views).
+/// The input copied to the primitive's device (the only primitive whose input lives on another
+/// device). Its vjp moves the cotangent back.
+class ToDevice : public UnaryPrimitive {
+ public:
+  using UnaryPrimitive::UnaryPrimitive;
+  INGOT_UNARY_PRIMITIVE(ToDevice)
+  bool crosses_devices() const override { return true; }
+  bool is_equivalent(const Primitive& o) const override {
+    auto* t = dynamic_cast<const ToDevice*>(&o);
+    return t && t->stream() == stream();
+  }
+  std::vector<Shape> output_shapes(const std::vector<Array>& in) override {
+    return {in.at(0).shape()};
+  }
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+};
+
 class Copy : public UnaryPrimitive {
  public:
   using UnaryPrimitive::UnaryPrimitive;

@@ -118,7 +118,7 @@ INGOT_UNARY_GRAD(GeluTanh, gelu_tanh, [&] {
     return per_arg(argnums, [&](int i) { return zero_like(primals[i]); });                \
   }                                                                                       \
   Arrays NAME::jvp(const Arrays& primals, const Arrays&, const std::vector<int>&) {       \
-    return {zeros(primals[0].shape(), Dtype::float32)};                                   \
+    return {zeros(primals[0].shape(), Dtype::float32, stream())};                         \
   }
 INGOT_ZERO_GRAD(Sign)
 INGOT_ZERO_GRAD(Floor)

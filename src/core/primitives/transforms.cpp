@@ -27,13 +27,12 @@ void StopGradient::eval_cpu(const std::vector<Array>& in, Array& out) {
 void StopGradient::eval_cuda(const std::vector<Array>& in, Array& out) {
   out.copy_shared_buffer(in[0]);
 }
-std::vector<Array> StopGradient::vjp(const std::vector<Array>& primals,
-                                     const std::vector<Array>&, const std::vector<int>&,
-                                     const std::vector<Array>&) {
+std::vector<Array> StopGradient::vjp(const std::vector<Array>& primals, const std::vector<Array>&,
+                                     const std::vector<int>&, const std::vector<Array>&) {
   return {zeros_like(primals[0])};
 }
-std::vector<Array> StopGradient::jvp(const std::vector<Array>& primals,
-                                     const std::vector<Array>&, const std::vector<int>&) {
+std::vector<Array> StopGradient::jvp(const std::vector<Array>& primals, const std::vector<Array>&,
+                                     const std::vector<int>&) {
   return {zeros_like(primals[0])};
 }
 
@@ -82,7 +81,7 @@ std::vector<Array> depends(const std::vector<Array>& inputs, const std::vector<A
     dtypes.push_back(a.dtype());
   }
   Stream s = inputs[0].has_primitive() ? inputs[0].primitive().stream()
-                                       : default_stream(inputs[0].device());
+                                       : default_stream(op_device(inputs[0]));
   return Array::make_arrays(shapes, dtypes,
                             std::make_shared<Depends>(s, static_cast<int>(inputs.size())), all);
 }

@@ -18,7 +18,7 @@ struct TraceGuard {
 };
 
 Stream stream_of(const Array& a) {
-  return a.has_primitive() ? a.primitive().stream() : default_stream(a.device());
+  return a.has_primitive() ? a.primitive().stream() : default_stream(op_device(a));
 }
 
 // A fresh node standing for a primal, so the tape can find it.
@@ -63,11 +63,12 @@ std::vector<Array> build_tape(const std::vector<Array>& outputs,
   return tape;
 }
 
-void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target,
-                const Array& g) {
+void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target, const Array& g) {
   auto it = cots.find(target.id());
-  if (it == cots.end()) cots.emplace(target.id(), g);
-  else it->second = add(it->second, g);
+  if (it == cots.end())
+    cots.emplace(target.id(), g);
+  else
+    it->second = add(it->second, g);
 }
 
 using CotangentSeed = std::function<std::vector<Array>(const std::vector<Array>&)>;
@@ -118,8 +119,8 @@ std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
     if (argnums.empty()) continue;
     std::vector<Array> in_cots = prim->vjp(ins, out_cots, argnums, outs);
     if (in_cots.size() != argnums.size())
-      raise("[vjp] internal: {} returned {} cotangents for {} inputs", prim->name(),
-            in_cots.size(), argnums.size());
+      raise("[vjp] internal: {} returned {} cotangents for {} inputs", prim->name(), in_cots.size(),
+            argnums.size());
     for (size_t k = 0; k < argnums.size(); ++k) accumulate(cots, ins[argnums[k]], in_cots[k]);
   }
 
@@ -224,12 +225,13 @@ ValueAndGradFn value_and_grad(const ArrayFn& fn, std::vector<int> argnums) {
 }
 
 std::function<Array(const Array&)> grad(const std::function<Array(const Array&)>& fn) {
-  auto vg = value_and_grad([fn](const std::vector<Array>& x) { return std::vector<Array>{fn(x[0])}; });
+  auto vg =
+      value_and_grad([fn](const std::vector<Array>& x) { return std::vector<Array>{fn(x[0])}; });
   return [vg](const Array& x) { return vg({x}).second[0]; };
 }
 
 std::function<std::vector<Array>(const std::vector<Array>&)> grad(const ArrayFn& fn,
-                                                                   std::vector<int> argnums) {
+                                                                  std::vector<int> argnums) {
   auto vg = value_and_grad(fn, std::move(argnums));
   return [vg](const std::vector<Array>& x) { return vg(x).second; };
 }
@@ -257,7 +259,7 @@ std::pair<Array, ParamMap> value_and_grad(const ParamLossFn& fn, const ParamMap&
 }
 
 Array stop_gradient(const Array& a, StreamOrDevice s) {
-  return Array(a.shape(), a.dtype(), std::make_shared<StopGradient>(s.resolve()), {a});
+  return Array(a.shape(), a.dtype(), std::make_shared<StopGradient>(resolve_stream(s, {&a})), {a});
 }
 
 ArrayFn custom_vjp(ArrayFn fn, VjpFn vjp_fn) {

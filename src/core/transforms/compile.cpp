@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -36,15 +37,36 @@ struct Program {
   CompileStats stats;
 };
 
+/// Stand-in for a traced input, bound to the input's device so traced ops run where replay
+/// will. Evaluating it means the traced function read a value it cannot know yet.
+class Placeholder : public UnaryPrimitive {
+ public:
+  using UnaryPrimitive::UnaryPrimitive;
+  void eval_cpu(const std::vector<Array>&, Array&) override { fail(); }
+  void eval_cuda(const std::vector<Array>&, Array&) override { fail(); }
+  using UnaryPrimitive::eval_cpu;
+  using UnaryPrimitive::eval_cuda;
+  const char* name() const override { return "Placeholder"; }
+
+ private:
+  [[noreturn]] static void fail() {
+    raise(
+        "[eval] array has neither data nor a computation: compile traced a function that reads "
+        "an input's values (data-dependent code cannot be traced)");
+  }
+};
+
 struct Signature {
-  std::vector<std::pair<Dtype, Shape>> items;
+  // dtype, shape, device type, device index, host constant
+  std::vector<std::tuple<Dtype, Shape, int, int, bool>> items;
   bool operator<(const Signature& o) const { return items < o.items; }
 };
 
 Signature signature_of(const std::vector<Array>& in, bool shapeless) {
   Signature s;
   for (const auto& a : in)
-    s.items.push_back({a.dtype(), shapeless ? Shape{static_cast<int64_t>(a.ndim())} : a.shape()});
+    s.items.push_back({a.dtype(), shapeless ? Shape{static_cast<int64_t>(a.ndim())} : a.shape(),
+                       static_cast<int>(a.device().type), a.device().index, a.is_host_constant()});
   return s;
 }
 
@@ -81,9 +103,12 @@ std::vector<Array> dependent_tape(const std::vector<Array>& outputs,
 
 Dtype ref_dtype(const Program& p, const Ref& r, const std::vector<Dtype>& input_dtypes) {
   switch (r.kind) {
-    case Ref::input: return input_dtypes[r.index];
-    case Ref::constant: return p.constants[r.index].dtype();
-    case Ref::node: return p.nodes[r.index].dtypes[r.out];
+    case Ref::input:
+      return input_dtypes[r.index];
+    case Ref::constant:
+      return p.constants[r.index].dtype();
+    case Ref::node:
+      return p.nodes[r.index].dtypes[r.out];
   }
   return float32;
 }
@@ -248,9 +273,12 @@ std::vector<Array> replay(const Program& p, const std::vector<Array>& inputs, bo
   std::vector<std::vector<Array>> values(p.nodes.size());
   auto get = [&](const Ref& r) -> const Array& {
     switch (r.kind) {
-      case Ref::input: return inputs[r.index];
-      case Ref::constant: return p.constants[r.index];
-      case Ref::node: return values[r.index][r.out];
+      case Ref::input:
+        return inputs[r.index];
+      case Ref::constant:
+        return p.constants[r.index];
+      case Ref::node:
+        return values[r.index][r.out];
     }
     return inputs[0];
   };
@@ -293,7 +321,10 @@ struct CompiledFn {
       std::vector<Array> ph;
       std::vector<Dtype> dts;
       for (const auto& a : inputs) {
-        ph.push_back(Array(a.shape(), a.dtype(), nullptr, {}));
+        ph.push_back(Array(a.shape(), a.dtype(),
+                           std::make_shared<Placeholder>(default_stream(a.device())), {}));
+        // A host constant's stand-in is one too: traced ops place it as eager ops would.
+        ph.back().set_host_constant(a.is_host_constant());
         dts.push_back(a.dtype());
       }
       std::vector<Array> outs = st->fn(ph);
@@ -344,9 +375,9 @@ std::vector<Array> Compiled::unfused(const std::vector<Array>& inputs) const {
 std::vector<Array> Compiled::vjp(const std::vector<Array>& primals,
                                  const std::vector<Array>& cotangents,
                                  const std::vector<int>& argnums, const std::vector<Array>&) {
-  auto g = ingot::vjp([this](const std::vector<Array>& x) { return unfused(x); }, primals,
-                      cotangents)
-               .second;
+  auto g =
+      ingot::vjp([this](const std::vector<Array>& x) { return unfused(x); }, primals, cotangents)
+          .second;
   std::vector<Array> r;
   for (int a : argnums) r.push_back(g[a]);
   return r;

@@ -12,8 +12,12 @@ namespace ingot {
 namespace {
 thread_local int g_tracing = 0;
 }  // namespace
-bool is_tracing() { return g_tracing > 0; }
-void detail::set_tracing(int delta) { g_tracing += delta; }
+bool is_tracing() {
+  return g_tracing > 0;
+}
+void detail::set_tracing(int delta) {
+  g_tracing += delta;
+}
 
 void eval(const std::vector<Array>& arrays) {
   // 1. Post-order DFS with an explicit stack over unevaluated nodes.
@@ -47,10 +51,11 @@ void eval(const std::vector<Array>& arrays) {
     // The inputs stay referenced by the node until detach, so kernels may check donation
     // (use_count == 1 means no other consumer or user handle remains).
     const std::vector<Array>& inputs = node.inputs();
-    for (const auto& in : inputs)
-      if (in.device().type != prim->device().type)
-        raise("[eval] {} runs on {} but an input lives on {}", prim->name(), prim->device().str(),
-              in.device().str());
+    if (!prim->crosses_devices())
+      for (const auto& in : inputs)
+        if (in.device() != prim->device())
+          raise("[eval] {} runs on {} but an input lives on {}: move arrays with to_device()",
+                prim->name(), prim->device().str(), in.device().str());
     if (prim->device().type == Device::Type::cpu)
       prim->eval_cpu(inputs, outputs);
     else
