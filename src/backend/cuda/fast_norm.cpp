@@ -1,0 +1,90 @@
+// RmsNorm / LayerNorm on CUDA: validate, give out storage (x's buffer when donatable, as the CPU
+// backend does), describe the rows and launch the kernels of fast_norm.cu.
+#include "backend/cuda/fast_norm_kernels.h"
+#include "backend/cuda/utils.h"
+#include "core/primitives/fast.h"
+
+namespace ingot {
+namespace {
+
+/// Layout of x's leading axes (all but the last), size-1 axes dropped and contiguous runs
+/// merged, so row r of x starts at elem_offset(r, layout).
+cu::Layout row_layout(const Array& x) {
+  Shape sh;
+  Strides st;
+  for (int d = 0; d + 1 < x.ndim(); ++d) {
+    const int64_t n = x.shape()[d], s = x.strides()[d];
+    if (n == 1) continue;
+    if (!sh.empty() && st.back() == s * n) {
+      sh.back() *= n;
+      st.back() = s;
+    } else {
+      sh.push_back(n);
+      st.push_back(s);
+    }
+  }
+  return cu::make_layout(sh, st);
+}
+
+void check_dtype(Dtype t, const char* op) {
+  if (!is_floating(t)) raise("[{}] unsupported dtype {}", op, dtype_name(t));
+}
+
+/// Row description of x (out filled in later).
+cu::NormArgs norm_args(const Array& x, float eps) {
+  cu::NormArgs a;
+  a.x = x.raw_ptr();
+  a.rows = row_layout(x);
+  a.sx = x.strides().back();
+  a.E = x.shape(-1);
+  a.n_rows = a.E ? x.size() / a.E : 0;
+  a.eps = eps;
+  return a;
+}
+
+void set_param(const Array& p, const void*& ptr, Dtype& dtype, int64_t& stride) {
+  ptr = p.raw_ptr();
+  dtype = p.dtype();
+  stride = p.strides()[0];
+}
+
+/// Storage for out: x's buffer when x is donatable (the kernels read each element before
+/// writing it from the same thread), else fresh memory.
+void alloc_out(const Array& x, Array& out) {
+  if (x.is_donatable() && x.dtype() == out.dtype())
+    out.move_shared_buffer(x);
+  else
+    cu::alloc(out);
+}
+
+}  // namespace
+
+void RmsNorm::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  check_dtype(out.dtype(), "rms_norm");
+  const Array& x = inputs[0];
+  cu::NormArgs a = norm_args(x, eps_);
+  if (has_weight_) set_param(inputs[1], a.weight, a.weight_dtype, a.weight_stride);
+  a.add_unit_offset = add_unit_offset_;
+  a.weight_in_float32 = weight_in_float32_;
+  const cudaStream_t s = cu::stream(stream());
+  alloc_out(x, out);
+  if (a.n_rows == 0) return;
+  a.out = out.raw_ptr();
+  cu::launch_rms_norm(out.dtype(), a, s);
+}
+
+void LayerNorm::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  check_dtype(out.dtype(), "layer_norm");
+  const Array& x = inputs[0];
+  cu::NormArgs a = norm_args(x, eps_);
+  size_t next = 1;
+  if (has_weight_) set_param(inputs[next++], a.weight, a.weight_dtype, a.weight_stride);
+  if (has_bias_) set_param(inputs[next++], a.bias, a.bias_dtype, a.bias_stride);
+  const cudaStream_t s = cu::stream(stream());
+  alloc_out(x, out);
+  if (a.n_rows == 0) return;
+  a.out = out.raw_ptr();
+  cu::launch_layer_norm(out.dtype(), a, s);
+}
+
+}  // namespace ingot

@@ -1,0 +1,225 @@
+// CUDA kernels of RmsNorm and LayerNorm: one warp per row for short rows, one block per row
+// for long ones, 16-byte loads when rows are contiguous and aligned. Rounding points follow
+// backend/cpu/fast_norm.cpp (products and sums with _rn intrinsics so nothing contracts into
+// an FMA the CPU does not have); only the order of the row sums differs.
+#include <cstdint>
+#include <type_traits>
+
+#include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/reduce.cuh"
+#include "backend/cuda/device/types.cuh"
+#include "backend/cuda/fast_norm_kernels.h"
+
+namespace ingot::cu {
+namespace {
+
+template <typename A, typename T>
+__device__ __forceinline__ A to_acc(T v) {
+  if constexpr (is_half_v<T>)
+    return static_cast<A>(to_float(v));
+  else
+    return static_cast<A>(v);
+}
+
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+
+/// v rounded to T and widened back (identity when T is float or the compute type).
+template <typename T, typename A>
+__device__ __forceinline__ A round_through(A v) {
+  if constexpr (is_half_v<T>)
+    return static_cast<A>(to_float(cast<T>(v)));
+  else
+    return v;
+}
+
+/// Element i of a norm parameter of any float dtype, in the compute type.
+template <typename A>
+__device__ __forceinline__ A load_param(const void* p, Dtype t, int64_t i) {
+  switch (t) {
+    case Dtype::float16:
+      return to_acc<A>(static_cast<const __half*>(p)[i]);
+    case Dtype::bfloat16:
+      return to_acc<A>(static_cast<const __nv_bfloat16*>(p)[i]);
+    case Dtype::float64:
+      return static_cast<A>(static_cast<const double*>(p)[i]);
+    default:
+      return static_cast<A>(static_cast<const float*>(p)[i]);
+  }
+}
+
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+/// V consecutive elements of a row starting at i (one 16-byte load when V > 1).
+template <typename T, typename A, int V>
+__device__ __forceinline__ void load_vals(const T* row, int64_t i, int64_t sx, A* out) {
+  if constexpr (V == 1) {
+    out[0] = to_acc<A>(row[i * sx]);
+  } else {
+    const Vec<T, V> v = *reinterpret_cast<const Vec<T, V>*>(row + i);
+#pragma unroll
+    for (int j = 0; j < V; ++j) out[j] = to_acc<A>(v.v[j]);
+  }
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void store_vals(T* row, int64_t i, const T* vals) {
+  if constexpr (V == 1) {
+    row[i] = vals[0];
+  } else {
+    Vec<T, V> v;
+#pragma unroll
+    for (int j = 0; j < V; ++j) v.v[j] = vals[j];
+    *reinterpret_cast<Vec<T, V>*>(row + i) = v;
+  }
+}
+
+/// Sum over the threads of one row: the warp (Block false) or the whole block.
+template <bool Block, typename A>
+__device__ __forceinline__ A row_sum(A v, A* smem) {
+  if constexpr (Block)
+    return block_sum(v, smem);
+  else
+    return warp_sum(v);
+}
+
+enum class Kind { rms, layer };
+
+// Rows up to kWarpRowMax elements get one warp each (kRowsPerWarpBlock rows per block);
+// longer rows a block of up to kMaxBlockThreads.
+constexpr int64_t kWarpRowMax = 1024;
+constexpr int kRowsPerWarpBlock = 4;
+constexpr int kMaxBlockThreads = 512;
+
+// Rows are handled by a warp (blockDim (32, rows per block)) or a block (blockDim (n, 1)).
+// The row is re-read from memory (L1/L2) on every pass instead of being held in registers,
+// which keeps any row length on one code path. Each element is read and written by the same
+// thread, so out may alias x (a donated buffer).
+template <typename T, typename A, int V, bool Block, Kind K>
+__global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBlock)
+    norm_kernel(NormArgs p) {
+  __shared__ A smem[32];
+  const int lane = threadIdx.x;
+  const int64_t span = static_cast<int64_t>(Block ? blockDim.x : 32) * V;
+  const int64_t first = Block ? blockIdx.x : int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  const int64_t step = Block ? gridDim.x : int64_t(gridDim.x) * blockDim.y;
+  for (int64_t row = first; row < p.n_rows; row += step) {
+    const T* xr = static_cast<const T*>(p.x) + elem_offset(row, p.rows);
+    T* orow = static_cast<T*>(p.out) + row * p.E;
+    A vals[V];
+    A s1 = 0;
+    for (int64_t i = lane * V; i < p.E; i += span) {
+      load_vals<T, A, V>(xr, i, p.sx, vals);
+#pragma unroll
+      for (int j = 0; j < V; ++j) s1 += K == Kind::rms ? vals[j] * vals[j] : vals[j];
+    }
+    s1 = row_sum<Block>(s1, smem);
+    A mu = 0, ss = s1;
+    if constexpr (K == Kind::layer) {
+      mu = s1 / static_cast<A>(p.E);
+      ss = 0;
+      for (int64_t i = lane * V; i < p.E; i += span) {
+        load_vals<T, A, V>(xr, i, p.sx, vals);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const A d = vals[j] - mu;
+          ss += d * d;
+        }
+      }
+      ss = row_sum<Block>(ss, smem);
+    }
+    const A r = A(1) / sqrt(ss / static_cast<A>(p.E) + static_cast<A>(p.eps));
+    for (int64_t i = lane * V; i < p.E; i += span) {
+      load_vals<T, A, V>(xr, i, p.sx, vals);
+      T o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        A y;
+        if constexpr (K == Kind::rms) {
+          y = mul_rn(vals[j], r);
+          if (p.weight) {
+            A w = load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride);
+            if (p.add_unit_offset) w = add_rn(w, A(1));
+            if (!p.weight_in_float32) y = round_through<T>(y);
+            y = mul_rn(y, w);
+          }
+        } else {
+          y = mul_rn(vals[j] - mu, r);
+          if (p.weight)
+            y = mul_rn(y, load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride));
+          if (p.bias) y = add_rn(y, load_param<A>(p.bias, p.bias_dtype, (i + j) * p.bias_stride));
+        }
+        o[j] = cast<T>(y);
+      }
+      store_vals<T, V>(orow, i, o);
+    }
+  }
+}
+
+/// True when every row of x and out can be read with 16-byte loads of V elements.
+bool vectorizable(const NormArgs& a, int V, size_t es) {
+  if (V <= 1 || a.sx != 1 || a.E % V != 0) return false;
+  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || reinterpret_cast<uintptr_t>(a.out) % 16 != 0)
+    return false;
+  for (int d = 0; d < a.rows.ndim; ++d)
+    if (a.rows.shape[d] > 1 && (a.rows.strides[d] * static_cast<int64_t>(es)) % 16 != 0)
+      return false;
+  return true;
+}
+
+template <Kind K>
+void launch_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
+  if (a.n_rows == 0 || a.E == 0) return;
+  dispatch_cuda_float(t, [&](auto tag) {
+    using T = decltype(tag);
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    constexpr int VW = static_cast<int>(16 / sizeof(T));
+    const bool vec = vectorizable(a, VW, sizeof(T));
+    const int V = vec ? VW : 1;
+    if (a.E <= kWarpRowMax) {
+      const dim3 block(32, kRowsPerWarpBlock);
+      const unsigned grid = grid_for(a.n_rows, kRowsPerWarpBlock);
+      if (vec)
+        norm_kernel<T, A, VW, false, K><<<grid, block, 0, s>>>(a);
+      else
+        norm_kernel<T, A, 1, false, K><<<grid, block, 0, s>>>(a);
+    } else {
+      // About four loads per thread, 32..kMaxBlockThreads threads.
+      const int64_t loads = (a.E + V - 1) / V;
+      int64_t threads = ((loads + 3) / 4 + 31) / 32 * 32;
+      threads = threads < 32 ? 32 : (threads > kMaxBlockThreads ? kMaxBlockThreads : threads);
+      const unsigned grid = grid_for(a.n_rows, 1);
+      if (vec)
+        norm_kernel<T, A, VW, true, K><<<grid, static_cast<unsigned>(threads), 0, s>>>(a);
+      else
+        norm_kernel<T, A, 1, true, K><<<grid, static_cast<unsigned>(threads), 0, s>>>(a);
+    }
+  });
+  check_launch(K == Kind::rms ? "rms_norm_kernel" : "layer_norm_kernel");
+}
+
+}  // namespace
+
+void launch_rms_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
+  launch_norm<Kind::rms>(t, a, s);
+}
+
+void launch_layer_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
+  launch_norm<Kind::layer>(t, a, s);
+}
+
+}  // namespace ingot::cu

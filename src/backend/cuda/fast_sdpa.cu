@@ -1,0 +1,728 @@
+// CUDA kernels of ScaledDotProductAttention: flash attention with an online softmax in float32
+// (float64 for float64). The rows of one (batch, kv head) are the G query heads of its group at
+// each position (row r = l * G + g), so a CTA reads K and V once for the whole group.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/reduce.cuh"
+#include "backend/cuda/device/types.cuh"
+#include "backend/cuda/fast_sdpa_kernels.h"
+
+namespace ingot::cu {
+namespace {
+
+constexpr int kSimtThreads = 128;
+constexpr int kSimtKeys = 32;    // keys per tile of the SIMT kernel: one per lane
+constexpr int kMaxSplits = 128;  // one per thread of the combine kernel
+constexpr int kMaxThreads = 128;
+
+struct KParams {
+  SdpaArgs a;
+  int64_t G, rows, row_tiles, kps;
+  int splits;
+  void* part;  // split partials: acc [B*Hkv*rows*splits][Dv], then (max, sum) pairs
+};
+
+// ---- shared pieces ----
+
+template <typename A>
+__device__ __forceinline__ A neg_inf() {
+  return -std::numeric_limits<A>::infinity();
+}
+template <typename A>
+__device__ __forceinline__ A exp_(A x) {
+  if constexpr (std::is_same_v<A, double>)
+    return exp(x);
+  else
+    return expf(x);
+}
+template <typename A>
+__device__ __forceinline__ A tanh_(A x) {
+  if constexpr (std::is_same_v<A, double>)
+    return tanh(x);
+  else
+    return tanhf(x);
+}
+template <typename A, typename T>
+__device__ __forceinline__ A to_acc(T v) {
+  if constexpr (std::is_same_v<T, double>)
+    return static_cast<A>(v);
+  else
+    return static_cast<A>(to_float(v));
+}
+
+template <typename A>
+__device__ __forceinline__ A mask_value(const void* m, Dtype t, int64_t i) {
+  switch (t) {
+    case Dtype::bool_:
+      return static_cast<const uint8_t*>(m)[i] != 0 ? A(1) : A(0);
+    case Dtype::float16:
+      return static_cast<A>(__half2float(static_cast<const __half*>(m)[i]));
+    case Dtype::bfloat16:
+      return static_cast<A>(__bfloat162float(static_cast<const __nv_bfloat16*>(m)[i]));
+    case Dtype::float64:
+      return static_cast<A>(static_cast<const double*>(m)[i]);
+    default:
+      return static_cast<A>(static_cast<const float*>(m)[i]);
+  }
+}
+
+// A CTA's (batch, kv head), split and first row; the row tiles with the most causal work are
+// numbered first so they start first.
+struct Block {
+  int64_t b, hk, bh, r0;
+  int split;
+};
+__device__ __forceinline__ Block block_coords(const KParams& p, int rows_per_cta) {
+  const int64_t bhkv = p.a.B * p.a.Hkv;
+  int64_t x = blockIdx.x;
+  Block c;
+  c.bh = x % bhkv;
+  x /= bhkv;
+  c.split = static_cast<int>(x % p.splits);
+  c.r0 = (p.row_tiles - 1 - x / p.splits) * rows_per_cta;
+  c.b = c.bh / p.a.Hkv;
+  c.hk = c.bh % p.a.Hkv;
+  return c;
+}
+
+// Keys [kb, ke) that some row of [c.r0, r1) may see within the CTA's split.
+__device__ __forceinline__ void key_range(const KParams& p, const Block& c, int64_t r1, int64_t& kb,
+                                          int64_t& ke) {
+  const SdpaArgs& a = p.a;
+  kb = c.split * p.kps;
+  ke = min(a.S, kb + p.kps);
+  if (a.causal) {
+    const int64_t off = a.S - a.L;
+    ke = min(ke, off + (r1 - 1) / p.G + 1);
+    if (a.window > 0) kb = max(kb, off + c.r0 / p.G - a.window + 1);
+  }
+}
+
+// Head, position and absolute key position of a row; rows past the end alias row 0 so their
+// (discarded) reads stay in bounds.
+struct Row {
+  bool valid;
+  int64_t h, l, pos;
+};
+__device__ __forceinline__ Row row_at(const KParams& p, const Block& c, int64_t r) {
+  Row w;
+  w.valid = r < p.rows;
+  const int64_t rr = w.valid ? r : 0;
+  w.l = rr / p.G;
+  w.h = c.hk * p.G + rr % p.G;
+  w.pos = p.a.S - p.a.L + w.l;
+  return w;
+}
+
+// Softcap, mask and causal/window/split visibility of the scaled score x of key j, in the CPU's
+// order; masked keys give -inf.
+template <typename A>
+__device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& w, int64_t j,
+                                   int64_t ke, A x) {
+  const SdpaArgs& a = p.a;
+  if (j >= ke) return neg_inf<A>();
+  if (a.softcap > 0) {
+    const A cap = static_cast<A>(a.softcap);
+    x = cap * tanh_(x * (A(1) / cap));
+  }
+  if (a.mask_kind != SdpaMaskKind::none) {
+    const A mv = mask_value<A>(a.mask, a.mask_dtype,
+                               c.b * a.m_st[0] + w.h * a.m_st[1] + w.l * a.m_st[2] + j * a.m_st[3]);
+    if (a.mask_kind == SdpaMaskKind::boolean) {
+      if (mv == A(0)) x = neg_inf<A>();
+    } else {
+      x += mv;
+    }
+  }
+  if (a.causal && (j > w.pos || (a.window > 0 && j <= w.pos - a.window))) x = neg_inf<A>();
+  return x;
+}
+
+// ---- generic SIMT kernel: any dtype, D and Dv <= 256 ----
+//
+// 128 threads, BR rows and 32 keys per tile. Warp w owns rows w + 4t: lane = key for the scores
+// and the softmax, lane = column (d = lane + 32u) for the P.V update, so the row statistics stay
+// in the warp's registers. Tiles live in shared memory in the accumulation type A.
+
+// Rows [0, 32) x cols of a strided source (row stride st) into shared memory as A with row
+// stride lds, zero from row nk on. Loads are issued in batches: one at a time would leave each
+// thread a single request in flight (the compiler cannot move a load past a shared store).
+template <typename A, typename T>
+__device__ __forceinline__ void load_keys(A* dst, int64_t lds, const T* src, int64_t st,
+                                          int64_t cols, int nk) {
+  constexpr int U = 8;
+  const int64_t n = kSimtKeys * cols;
+  for (int64_t base = threadIdx.x; base < n; base += int64_t(kSimtThreads) * U) {
+    A tmp[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t idx = base + int64_t(u) * kSimtThreads;
+      const int64_t i = idx / cols, d = idx % cols;
+      tmp[u] = idx < n && i < nk ? to_acc<A>(src[i * st + d]) : A(0);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t idx = base + int64_t(u) * kSimtThreads;
+      if (idx < n) dst[(idx / cols) * lds + idx % cols] = tmp[u];
+    }
+  }
+}
+
+template <typename T, typename A, int BR>
+__global__ void __launch_bounds__(kSimtThreads) sdpa_simt_kernel(const KParams p) {
+  constexpr int BC = kSimtKeys, RT = BR / 4, NDV = kSdpaMaxHeadDim / 32;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const SdpaArgs& a = p.a;
+  const int64_t D = a.D, Dv = a.Dv;
+  A* qs = reinterpret_cast<A*>(smem_raw);  // [BR][D], pre-scaled as the CPU does
+  A* ks = qs + BR * D;                     // [BC][D + 1] (odd stride: no bank conflicts)
+  A* vs = ks + BC * (D + 1);               // [BC][Dv]
+  A* ps = vs + BC * Dv;                    // [BR][BC] probabilities
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const Block c = block_coords(p, BR);
+  const int64_t r1 = min(c.r0 + BR, p.rows);
+  int64_t kb, ke;
+  key_range(p, c, r1, kb, ke);
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1];
+  const T* v = static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1];
+
+  for (int64_t idx = tid; idx < BR * D; idx += kSimtThreads) {
+    const int64_t i = idx / D, d = idx % D;
+    const Row w = row_at(p, c, c.r0 + i);
+    qs[idx] = w.valid ? to_acc<A>(q[c.b * a.q_st[0] + w.h * a.q_st[1] + w.l * a.q_st[2] + d]) *
+                            static_cast<A>(a.scale)
+                      : A(0);
+  }
+  Row rw[RT];
+  A m[RT], l[RT], o[RT][NDV];
+#pragma unroll
+  for (int t = 0; t < RT; ++t) {
+    rw[t] = row_at(p, c, c.r0 + warp + 4 * t);
+    m[t] = neg_inf<A>();
+    l[t] = A(0);
+#pragma unroll
+    for (int u = 0; u < NDV; ++u) o[t][u] = A(0);
+  }
+
+  for (int64_t j0 = kb; j0 < ke; j0 += BC) {
+    __syncthreads();  // q is written; every warp is done with the previous tile
+    const int nk = static_cast<int>(min(static_cast<int64_t>(BC), ke - j0));
+    load_keys(ks, D + 1, k + j0 * a.k_st[2], a.k_st[2], D, nk);
+    load_keys(vs, Dv, v + j0 * a.v_st[2], a.v_st[2], Dv, nk);
+    __syncthreads();
+
+    A s[RT];
+#pragma unroll
+    for (int t = 0; t < RT; ++t) s[t] = A(0);
+    for (int64_t d = 0; d < D; ++d) {
+      const A kv = ks[lane * (D + 1) + d];
+#pragma unroll
+      for (int t = 0; t < RT; ++t) s[t] += qs[(warp + 4 * t) * D + d] * kv;
+    }
+    A alpha[RT];
+#pragma unroll
+    for (int t = 0; t < RT; ++t) {
+      const A x = score<A>(p, c, rw[t], j0 + lane, ke, s[t]);
+      A mx = warp_max(x);
+      if (m[t] > mx) mx = m[t];
+      A pr = A(0);
+      alpha[t] = A(1);
+      if (mx != neg_inf<A>()) {  // warp-uniform
+        alpha[t] = m[t] == neg_inf<A>() ? A(0) : exp_(m[t] - mx);
+        pr = exp_(x - mx);
+        l[t] = l[t] * alpha[t] + warp_sum(pr);
+        m[t] = mx;
+      }
+      ps[(warp + 4 * t) * BC + lane] = pr;
+    }
+    __syncwarp();
+#pragma unroll
+    for (int t = 0; t < RT; ++t)
+#pragma unroll
+      for (int u = 0; u < NDV; ++u) o[t][u] *= alpha[t];
+    for (int cc = 0; cc < nk; ++cc) {
+      A pc[RT];
+#pragma unroll
+      for (int t = 0; t < RT; ++t) pc[t] = ps[(warp + 4 * t) * BC + cc];
+#pragma unroll
+      for (int u = 0; u < NDV; ++u) {
+        const int64_t d = lane + 32 * u;
+        if (d < Dv) {
+          const A vv = vs[cc * Dv + d];
+#pragma unroll
+          for (int t = 0; t < RT; ++t) o[t][u] += pc[t] * vv;
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int t = 0; t < RT; ++t) {
+    const int64_t r = c.r0 + warp + 4 * t;
+    if (r >= p.rows) continue;
+    if (p.splits == 1) {
+      const A inv = l[t] > A(0) ? A(1) / l[t] : A(0);
+      T* dst = static_cast<T*>(a.out) + ((c.b * a.H + rw[t].h) * a.L + rw[t].l) * Dv;
+#pragma unroll
+      for (int u = 0; u < NDV; ++u)
+        if (lane + 32 * u < Dv) dst[lane + 32 * u] = cast<T>(o[t][u] * inv);
+    } else {
+      const int64_t pidx = (c.bh * p.rows + r) * p.splits + c.split;
+      A* acc = static_cast<A*>(p.part);
+      A* ml = acc + a.B * a.Hkv * p.rows * p.splits * Dv;
+#pragma unroll
+      for (int u = 0; u < NDV; ++u)
+        if (lane + 32 * u < Dv) acc[pidx * Dv + lane + 32 * u] = o[t][u];
+      if (lane == 0) {
+        ml[pidx * 2] = m[t];
+        ml[pidx * 2 + 1] = l[t];
+      }
+    }
+  }
+}
+
+// ---- tensor-core kernel: bf16/f16, D == Dv in {64, 80, 96, 128, 256} ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte global-to-shared async copy; writes zeros (reading nothing) when !valid.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+// c += a (16x16, row) * b (16x8, col), float accumulators.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+// Two floats rounded to T, packed low-first as the mma fragments and memory order want.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float x, float y) {
+  uint32_t u;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    memcpy(&u, &h, 4);
+  } else {
+    const __half2 h = __floats2half2_rn(x, y);
+    memcpy(&u, &h, 4);
+  }
+  return u;
+}
+
+// 2^x by the MUFU unit (relative error about 2^-22; 2^-inf = 0).
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <int D>
+struct MmaTile {
+  static constexpr int kKeys = D <= 128 ? 64 : 32;  // keys per tile (register budget at D=256)
+  static constexpr int kStride = D + 8;     // smem row stride: rows shift banks, ldmatrix is clean
+  static constexpr int kChunks = D / 8;     // 16-byte chunks per row
+  static constexpr bool kQRegs = D <= 128;  // Q fragments kept in registers
+};
+
+// One warp per 16 rows (1 to 4 warps); K and V tiles are single-buffered with cp.async so that
+// V_j loads during S = Q K_j^T and K_{j+1} during the softmax and O += P V_j. Fragment layouts
+// follow PTX's mma.m16n8k16: thread (g = lane / 4, q = lane % 4) holds rows g and g + 8,
+// columns 2q and 2q + 1 of each 8-wide tile.
+template <typename T, int D>
+__global__ void __launch_bounds__(kMaxThreads) sdpa_mma_kernel(const KParams p) {
+  using Cfg = MmaTile<D>;
+  constexpr int BC = Cfg::kKeys, ST = Cfg::kStride, CH = Cfg::kChunks;
+  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const SdpaArgs& a = p.a;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthr = blockDim.x;
+  const int BR = nthr / 2;  // 16 rows per warp
+  T* qs = reinterpret_cast<T*>(smem_raw);
+  T* ks = qs + BR * ST;
+  T* vs = ks + BC * ST;
+  const Block c = block_coords(p, BR);
+  const int64_t r1 = min(c.r0 + BR, p.rows);
+  int64_t kb, ke;
+  key_range(p, c, r1, kb, ke);
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1];
+  const T* v = static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1];
+
+  for (int idx = tid; idx < BR * CH; idx += nthr) {
+    const int i = idx / CH, ch = idx % CH;
+    const Row w = row_at(p, c, c.r0 + i);
+    cp_async16(qs + i * ST + ch * 8,
+               q + c.b * a.q_st[0] + w.h * a.q_st[1] + w.l * a.q_st[2] + ch * 8, w.valid);
+  }
+  cp_async_commit();
+  // Rows of keys j0.. into a tile; keys at or past ke are zero (V must not carry NaN garbage).
+  // A thread's chunks are tid, tid + nthr, ...: when nthr is a multiple of CH they sit in one
+  // column, a fixed number of rows apart, so the addresses just step.
+  const bool steps = nthr % CH == 0;
+  const int row_step = nthr / CH, my_row = tid / CH, my_col = (tid % CH) * 8;
+  auto load_tile = [&](T* dst, const T* src, int64_t st, int64_t j0) {
+    const int nk = static_cast<int>(min(static_cast<int64_t>(BC), ke - j0));
+    if (steps) {
+      int64_t g = (j0 + my_row) * st + my_col;
+      const int64_t gstep = row_step * st;
+      T* sm = dst + my_row * ST + my_col;
+      for (int i = my_row; i < BC; i += row_step, g += gstep, sm += row_step * ST)
+        cp_async16(sm, src + (i < nk ? g : 0), i < nk);
+    } else {
+      for (int idx = tid; idx < BC * CH; idx += nthr) {
+        const int i = idx / CH, ch = idx % CH;
+        cp_async16(dst + i * ST + ch * 8, src + (i < nk ? (j0 + i) * st : 0) + ch * 8, i < nk);
+      }
+    }
+  };
+  if (kb < ke) load_tile(ks, k, a.k_st[2], kb);
+  cp_async_commit();
+  cp_async_wait<1>();
+  __syncthreads();
+
+  const int quad = lane & 3;
+  Row rw[2];
+  rw[0] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2));
+  rw[1] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2) + 8);
+  const int64_t off = a.S - a.L, lmin = c.r0 / p.G, lmax = (r1 - 1) / p.G;
+  const bool plain = !(a.softcap > 0) && a.mask_kind == SdpaMaskKind::none;
+  const T* qwarp = qs + (warp * 16 + (lane & 15)) * ST + (lane >> 4) * 8;
+  [[maybe_unused]] uint32_t qf[Cfg::kQRegs ? D / 16 : 1][4];
+  if constexpr (Cfg::kQRegs) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], qwarp + kk * 16);
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  for (int64_t j0 = kb; j0 < ke; j0 += BC) {
+    load_tile(vs, v, a.v_st[2], j0);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // K_j has landed
+
+    float s[BC / 8][4];
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t af[4];
+      if constexpr (Cfg::kQRegs) {
+        af[0] = qf[kk][0], af[1] = qf[kk][1], af[2] = qf[kk][2], af[3] = qf[kk][3];
+      } else {
+        ldsm_x4(af, qwarp + kk * 16);
+      }
+#pragma unroll
+      for (int n2 = 0; n2 < BC / 16; ++n2) {
+        uint32_t bf[4];
+        ldsm_x4(bf, ks + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * ST + kk * 16 +
+                        (((lane >> 3) & 1) << 3));
+        mma_16816<T>(s[2 * n2], af, bf[0], bf[1]);
+        mma_16816<T>(s[2 * n2 + 1], af, bf[2], bf[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with K_j
+    if (j0 + BC < ke) load_tile(ks, k, a.k_st[2], j0 + BC);
+    cp_async_commit();
+
+    // Interior tiles (all keys visible to all rows, no softcap or mask) skip the checks; the
+    // branch stays outside the element loops so that the checks are not predicated inline.
+    // Maxima and probabilities are kept in log2 units (scores times log2 e).
+    const bool full =
+        plain && j0 + BC <= ke &&
+        (!a.causal || (j0 + BC - 1 <= off + lmin && (a.window <= 0 || j0 > off + lmax - a.window)));
+    if (full) {
+      const float sl2 = a.scale * kLog2e;
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[n][e] *= sl2;
+    } else {
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          s[n][e] = score<float>(p, c, rw[e >> 1], j0 + n * 8 + quad * 2 + (e & 1), ke,
+                                 s[n][e] * a.scale) *
+                    kLog2e;
+    }
+    float alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float mx = m[i];
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // A row that has seen no visible key keeps max -inf; its probabilities are 2^-inf = 0.
+      const float mu = mx == -INFINITY ? 0.0f : mx;
+      alpha[i] = ex2(m[i] - mu);
+      m[i] = mx;
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 2 * i; e < 2 * i + 2; ++e) {
+          s[n][e] = ex2(s[n][e] - mu);
+          sum += s[n][e];
+        }
+      l[i] = l[i] * alpha[i] + sum;  // this thread's columns; the quad is summed at the end
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= alpha[0], o[dt][1] *= alpha[0];
+      o[dt][2] *= alpha[1], o[dt][3] *= alpha[1];
+    }
+    cp_async_wait<1>();
+    __syncthreads();  // V_j has landed
+
+#pragma unroll
+    for (int kt = 0; kt < BC / 16; ++kt) {
+      const uint32_t pa[4] = {pack2<T>(s[2 * kt][0], s[2 * kt][1]),
+                              pack2<T>(s[2 * kt][2], s[2 * kt][3]),
+                              pack2<T>(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                              pack2<T>(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+#pragma unroll
+      for (int d2 = 0; d2 < D / 16; ++d2) {
+        uint32_t bf[4];
+        ldsm_x4_t(bf, vs + (kt * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ST + d2 * 16 +
+                          ((lane >> 4) << 3));
+        mma_16816<T>(o[2 * d2], pa, bf[0], bf[1]);
+        mma_16816<T>(o[2 * d2 + 1], pa, bf[2], bf[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with V_j
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // no copy into Q is still in flight: the warp's Q rows become its staging
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+  }
+  if (p.splits == 1) {
+    const float inv[2] = {l[0] > 0.0f ? 1.0f / l[0] : 0.0f, l[1] > 0.0f ? 1.0f / l[1] : 0.0f};
+    T* stage = qs + warp * 16 * ST;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
+            pack2<T>(o[dt][2 * i] * inv[i], o[dt][2 * i + 1] * inv[i]);
+    __syncwarp();
+    T* out = static_cast<T*>(a.out);
+    for (int idx = lane; idx < 16 * CH; idx += 32) {
+      const int i = idx / CH, ch = idx % CH;
+      const int64_t r = c.r0 + warp * 16 + i;
+      if (r >= p.rows) continue;
+      const Row w = row_at(p, c, r);
+      *reinterpret_cast<uint4*>(out + ((c.b * a.H + w.h) * a.L + w.l) * D + ch * 8) =
+          *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8);
+    }
+  } else {
+    float* acc = static_cast<float*>(p.part);
+    float* ml = acc + a.B * a.Hkv * p.rows * p.splits * D;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int64_t r = c.r0 + warp * 16 + (lane >> 2) + 8 * i;
+      if (r >= p.rows) continue;
+      const int64_t pidx = (c.bh * p.rows + r) * p.splits + c.split;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<float2*>(acc + pidx * D + dt * 8 + quad * 2) =
+            make_float2(o[dt][2 * i], o[dt][2 * i + 1]);
+      if (quad == 0) {
+        ml[pidx * 2] = m[i] * kLn2;  // back to natural units for the combine
+        ml[pidx * 2 + 1] = l[i];
+      }
+    }
+  }
+}
+
+// ---- split-K combine: one CTA per row ----
+
+template <typename T, typename A>
+__global__ void __launch_bounds__(kMaxSplits) sdpa_combine_kernel(const KParams p) {
+  __shared__ A w[kMaxSplits];
+  __shared__ A red[32];
+  const SdpaArgs& a = p.a;
+  const int64_t x = blockIdx.x;  // (b * Hkv + hk) * rows + r
+  const int64_t bh = x / p.rows, r = x % p.rows;
+  const int64_t b = bh / a.Hkv, h = (bh % a.Hkv) * p.G + r % p.G, lpos = r / p.G;
+  const A* acc = static_cast<const A*>(p.part);
+  const A* ml = acc + a.B * a.Hkv * p.rows * p.splits * a.Dv;
+  const int tid = threadIdx.x;
+  const int64_t base = x * p.splits;
+  const bool mine = tid < p.splits;
+  const A mi = mine ? ml[(base + tid) * 2] : neg_inf<A>();
+  const A mx = block_max(mi, red, neg_inf<A>());
+  const A wi = mine && mx != neg_inf<A>() ? exp_(mi - mx) : A(0);
+  const A lsum = block_sum(mine ? ml[(base + tid) * 2 + 1] * wi : A(0), red);
+  w[tid] = wi;
+  __syncthreads();
+  const A inv = lsum > A(0) ? A(1) / lsum : A(0);
+  T* out = static_cast<T*>(a.out) + ((b * a.H + h) * a.L + lpos) * a.Dv;
+  for (int64_t d = tid; d < a.Dv; d += blockDim.x) {
+    A s = A(0);
+    for (int i = 0; i < p.splits; ++i) s += w[i] * acc[(base + i) * a.Dv + d];
+    out[d] = cast<T>(s * inv);
+  }
+}
+
+// ---- launchers ----
+
+template <typename K>
+void set_smem(K kernel, size_t smem) {
+  if (smem > 48 * 1024)
+    INGOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+}
+
+template <typename T, int D>
+void launch_mma(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  set_smem(sdpa_mma_kernel<T, D>, pl.smem);
+  sdpa_mma_kernel<T, D><<<blocks, pl.threads, pl.smem, s>>>(kp);
+  check_launch("sdpa_mma_kernel");
+}
+
+template <typename T>
+void launch_mma_dim(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  switch (kp.a.D) {
+    case 64:
+      return launch_mma<T, 64>(kp, pl, blocks, s);
+    case 80:
+      return launch_mma<T, 80>(kp, pl, blocks, s);
+    case 96:
+      return launch_mma<T, 96>(kp, pl, blocks, s);
+    case 128:
+      return launch_mma<T, 128>(kp, pl, blocks, s);
+    default:
+      return launch_mma<T, 256>(kp, pl, blocks, s);
+  }
+}
+
+template <typename T, typename A, int BR>
+void launch_simt(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  set_smem(sdpa_simt_kernel<T, A, BR>, pl.smem);
+  sdpa_simt_kernel<T, A, BR><<<blocks, kSimtThreads, pl.smem, s>>>(kp);
+  check_launch("sdpa_simt_kernel");
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+}  // namespace
+
+bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv) {
+  return (t == Dtype::bfloat16 || t == Dtype::float16) && D == Dv &&
+         (D == 64 || D == 80 || D == 96 || D == 128 || D == 256);
+}
+
+SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
+  SdpaPlan pl;
+  const int64_t rows = (a.H / a.Hkv) * a.L;
+  const size_t acc_size = a.dtype == Dtype::float64 ? 8 : 4;
+  int64_t bc;
+  if (sdpa_uses_mma(a.dtype, a.D, a.Dv)) {
+    pl.mma = true;
+    const int warps = static_cast<int>(std::clamp<int64_t>(ceil_div(rows, 16), 1, 4));
+    pl.threads = 32 * warps;
+    pl.rows_per_cta = 16 * warps;
+    bc = a.D <= 128 ? 64 : 32;
+    pl.smem = static_cast<size_t>(pl.rows_per_cta + 2 * bc) * static_cast<size_t>(a.D + 8) * 2;
+  } else {
+    pl.threads = kSimtThreads;
+    // Few rows (decode) get small tiles; float64 stops at 8 rows to fit sm_80's shared memory.
+    pl.rows_per_cta = rows <= 4 ? 4 : rows <= 8 || a.dtype == Dtype::float64 ? 8 : 16;
+    bc = kSimtKeys;
+    const int64_t br = pl.rows_per_cta;
+    pl.smem = static_cast<size_t>(br * a.D + bc * (a.D + 1) + bc * a.Dv + br * bc) * acc_size;
+  }
+  pl.row_tiles = ceil_div(rows, pl.rows_per_cta);
+  // Split the keys when the (b, kv head, row tile) CTAs cannot fill the GPU (decode, or a short
+  // chunk against a long cache); each split keeps at least four key tiles.
+  const int64_t ctas = a.B * a.Hkv * pl.row_tiles;
+  // CTAs wanted: one-warp tensor-core CTAs and SIMT CTAs (no async copies) need several per SM
+  // to keep enough loads in flight.
+  const int64_t per_sm = pl.mma ? (pl.threads == 32 ? 4 : 2) : 8;
+  const int64_t target = per_sm * std::max(sm_count, 1);
+  const int64_t min_keys = 4 * bc;
+  int64_t splits = 1;
+  if (ctas < target && a.S > min_keys)
+    splits = std::min({ceil_div(target, ctas), ceil_div(a.S, min_keys), int64_t(kMaxSplits)});
+  pl.keys_per_split = ceil_div(ceil_div(a.S, splits), bc) * bc;
+  pl.splits = static_cast<int>(ceil_div(a.S, pl.keys_per_split));
+  if (pl.splits > 1)
+    pl.partial_bytes = static_cast<size_t>(a.B * a.Hkv * rows * pl.splits * (a.Dv + 2)) * acc_size;
+  return pl;
+}
+
+void launch_sdpa(const SdpaArgs& a, const SdpaPlan& pl, void* partials, cudaStream_t s) {
+  KParams kp{a, a.H / a.Hkv, 0, pl.row_tiles, pl.keys_per_split, pl.splits, partials};
+  kp.rows = kp.G * a.L;
+  const int64_t blocks = a.B * a.Hkv * pl.row_tiles * pl.splits;
+  if (blocks == 0) return;
+  const auto nb = static_cast<unsigned>(blocks);
+  dispatch_cuda_float(a.dtype, [&](auto t) {
+    using T = decltype(t);
+    using A = acc_t<T>;
+    if constexpr (is_half_v<T>) {
+      if (pl.mma) launch_mma_dim<T>(kp, pl, nb, s);
+    }
+    if (!pl.mma) {
+      if (pl.rows_per_cta == 4)
+        launch_simt<T, A, 4>(kp, pl, nb, s);
+      else if (pl.rows_per_cta == 8)
+        launch_simt<T, A, 8>(kp, pl, nb, s);
+      else if constexpr (!std::is_same_v<T, double>)
+        launch_simt<T, A, 16>(kp, pl, nb, s);
+    }
+    if (pl.splits > 1) {
+      sdpa_combine_kernel<T, A>
+          <<<static_cast<unsigned>(a.B * a.Hkv * kp.rows), kMaxSplits, 0, s>>>(kp);
+      check_launch("sdpa_combine_kernel");
+    }
+  });
+}
+
+}  // namespace ingot::cu

@@ -1,0 +1,65 @@
+// Launchers of the CUDA attention kernels (fast_sdpa.cu): a tensor-core flash kernel for 16-bit
+// inputs with D == Dv in {64, 80, 96, 128, 256}, a generic SIMT flash kernel for the rest, and
+// split-K over the keys (with a combine pass) when there are too few (batch, head, row-tile) CTAs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace ingot::cu {
+
+/// Kind of the mask input (mirrors SdpaMask without core/array.h).
+enum class SdpaMaskKind : int { none, additive, boolean };
+
+/// One attention problem. q [B, H, L, D], k [B, Hkv, S, D], v [B, Hkv, S, Dv] are read through
+/// element strides of (batch, head, position) with a unit stride on the last axis; `out` is
+/// row-major [B, H, L, Dv]; the mask through strides broadcast to [B, H, L, S] (0 = broadcast).
+struct SdpaArgs {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* mask = nullptr;
+  void* out = nullptr;
+  Dtype dtype = Dtype::float32;
+  Dtype mask_dtype = Dtype::float32;
+  SdpaMaskKind mask_kind = SdpaMaskKind::none;
+  int64_t B = 0, H = 0, Hkv = 0, L = 0, S = 0, D = 0, Dv = 0;
+  int64_t q_st[3] = {}, k_st[3] = {}, v_st[3] = {};
+  int64_t m_st[4] = {};
+  float scale = 1.0f;
+  float softcap = 0.0f;
+  bool causal = false;
+  int window = 0;
+};
+
+/// How one problem is cut into CTAs (from plan_sdpa).
+struct SdpaPlan {
+  bool mma = false;            // tensor-core kernel
+  int threads = 128;           // threads per CTA
+  int rows_per_cta = 16;       // rows of the G * L (position-major) rows of one (b, kv head)
+  int64_t row_tiles = 0;       // CTAs along those rows
+  int splits = 1;              // key ranges combined afterwards
+  int64_t keys_per_split = 0;  // a multiple of the key tile
+  size_t smem = 0;             // dynamic shared memory per CTA
+  size_t partial_bytes = 0;    // scratch for the split partials (0 when splits == 1)
+};
+
+/// Head dim largest of D and Dv the kernels take.
+inline constexpr int64_t kSdpaMaxHeadDim = 256;
+
+/// True when (dtype, D, Dv) runs on the tensor-core kernel, which then needs 16-byte aligned
+/// q/k/v pointers and (batch, head, position) strides that are multiples of 8 elements.
+bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv);
+
+/// Tiles, splits and memory of a problem (S > 0 and a non-empty output) for a device with
+/// `sm_count` multiprocessors.
+SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count);
+
+/// Queues the attention kernels of `plan` on stream s; `partials` holds plan.partial_bytes.
+void launch_sdpa(const SdpaArgs& a, const SdpaPlan& plan, void* partials, cudaStream_t s);
+
+}  // namespace ingot::cu

@@ -1,0 +1,35 @@
+// Helper kernels of the CUDA matmul (fmt-free, for nvcc and the host compiler): the K == 0
+// epilogue and a plain tiled GEMM for problems cuBLASLt offers no algorithm for.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace ingot::cu {
+
+/// One strided-batched product on row-major operands (strides in elements):
+/// out[bi, m, n] = alpha * sum_k a[bi*sa_b + m*sa_m + k*sa_k] * b[bi*sb_b + k*sb_k + n*sb_n]
+///                 (+ beta * out[bi, m, n] when accumulate); out is row-contiguous [batch, M, N].
+struct GemmProblem {
+  int64_t M = 0, N = 0, K = 0, batch = 1;
+  const void* a = nullptr;
+  int64_t sa_m = 0, sa_k = 0, sa_b = 0;
+  const void* b = nullptr;
+  int64_t sb_k = 0, sb_n = 0, sb_b = 0;
+  void* out = nullptr;
+  float alpha = 1.0f, beta = 0.0f;
+  bool accumulate = false;
+};
+
+/// Runs `p` with a shared-memory tiled kernel, accumulating in float (double for float64) and
+/// rounding once; t is a floating dtype.
+void launch_gemm_fallback(Dtype t, const GemmProblem& p, cudaStream_t s);
+
+/// out[i] = alpha * 0 + beta * out[i] in the accumulation type, rounded once (an AddMM with
+/// K == 0 after out was filled with c), for n elements of dtype t.
+void launch_scale_empty_k(Dtype t, void* out, int64_t n, float alpha, float beta, cudaStream_t s);
+
+}  // namespace ingot::cu

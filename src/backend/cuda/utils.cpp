@@ -1,0 +1,109 @@
+// CUDA backend plumbing: errors, per-(device, index) streams, device properties, output
+// allocation through the caching allocator, and layouts.
+#include "backend/cuda/utils.h"
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "util/error.h"
+
+namespace ingot::cu {
+
+void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line) {
+  cudaGetLastError();  // clear a sticky launch error so the next call can proceed
+  if (e == cudaErrorMemoryAllocation)
+    raise<OutOfMemory>("[cuda] {} failed: {} ({}:{})", call, cudaGetErrorString(e), file, line);
+  raise<DeviceError>("[cuda] {} failed: {} ({}:{})", call, cudaGetErrorString(e), file, line);
+}
+
+void check_launch(const char* kernel) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    raise<DeviceError>("[cuda] launch of {} failed: {}", kernel, cudaGetErrorString(e));
+}
+
+void set_device(Device d) {
+  thread_local int current = -1;
+  if (current == d.index) return;
+  INGOT_CUDA_CHECK(cudaSetDevice(d.index));
+  current = d.index;
+}
+
+cudaStream_t stream(Stream s) {
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, cudaStream_t>* streams =
+      new std::map<std::pair<int, int>, cudaStream_t>();  // never destroyed (outlives arrays)
+  set_device(s.device);
+  std::lock_guard<std::mutex> lk(mu);
+  auto key = std::make_pair(s.device.index, s.index);
+  auto it = streams->find(key);
+  if (it != streams->end()) return it->second;
+  cudaStream_t st = nullptr;
+  INGOT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  streams->emplace(key, st);
+  return st;
+}
+
+const cudaDeviceProp& props(int index) {
+  static std::mutex mu;
+  static std::map<int, cudaDeviceProp> cache;
+  std::lock_guard<std::mutex> lk(mu);
+  auto it = cache.find(index);
+  if (it != cache.end()) return it->second;
+  cudaDeviceProp p{};
+  INGOT_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  return cache.emplace(index, p).first->second;
+}
+
+void alloc(Array& out) {
+  Device d = out.device();
+  out.set_data(std::make_shared<Data>(allocator(d).malloc(out.nbytes()), d));
+}
+
+Scratch::Scratch(Device d, size_t bytes) : device_(d), buf_(allocator(d).malloc(bytes)) {}
+Scratch::~Scratch() {
+  allocator(device_).free(buf_);
+}
+
+Layout make_layout(const Shape& shape, const Strides& strides) {
+  if (shape.size() > static_cast<size_t>(kMaxDims))
+    raise<Unsupported>("[cuda] arrays of {} dimensions are not supported (at most {})",
+                       shape.size(), kMaxDims);
+  Layout l;
+  l.ndim = static_cast<int>(shape.size());
+  for (int d = 0; d < l.ndim; ++d) {
+    l.shape[d] = shape[d];
+    l.strides[d] = strides[d];
+  }
+  return l;
+}
+
+void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
+  if (a.size() == 0) return;
+  if (a.flags().row_contiguous) {
+    INGOT_CUDA_CHECK(cudaMemcpyAsync(dst, a.raw_ptr(), a.nbytes(), cudaMemcpyDeviceToDevice, s));
+    return;
+  }
+  // Merge axes that are contiguous in memory so most views index with one or two dims.
+  Shape shape;
+  Strides st;
+  for (int d = 0; d < a.ndim(); ++d) {
+    if (a.shape()[d] == 1) continue;
+    if (!shape.empty() && st.back() == a.strides()[d] * a.shape()[d]) {
+      shape.back() *= a.shape()[d];
+      st.back() = a.strides()[d];
+    } else {
+      shape.push_back(a.shape()[d]);
+      st.push_back(a.strides()[d]);
+    }
+  }
+  if (shape.empty()) {
+    shape.push_back(1);
+    st.push_back(0);
+  }
+  launch_copy_strided(a.raw_ptr(), make_layout(shape, st), dst, a.size(),
+                      static_cast<int>(a.itemsize()), s);
+}
+
+}  // namespace ingot::cu

@@ -1,0 +1,54 @@
+// Host-side helpers of the CUDA backend (.cpp files, compiled by the host compiler): the
+// cudaStream_t behind an ingot Stream, output allocation, scratch memory and layouts.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/device/layout.h"
+#include "core/array.h"
+
+namespace ingot::cu {
+
+/// The CUDA stream behind `s` (created on first use on its device) after making its device
+/// current for this thread. All work of one ingot Stream is ordered on it.
+cudaStream_t stream(Stream s);
+
+/// Makes `d` the current CUDA device of this thread.
+void set_device(Device d);
+
+/// Cached properties of CUDA device `index`.
+const cudaDeviceProp& props(int index);
+
+/// Gives `out` fresh row-contiguous storage on its device (out.device()).
+void alloc(Array& out);
+/// Device scratch memory that returns to the caching allocator when the handle dies (stream
+/// ordered: safe to drop right after the launches that use it are queued).
+struct Scratch {
+  Scratch(Device d, size_t bytes);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* ptr() const { return buf_.ptr; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(buf_.ptr);
+  }
+
+ private:
+  Device device_;
+  Buffer buf_;
+};
+
+/// Layout of `a` as is; throws Unsupported beyond kMaxDims.
+Layout make_layout(const Shape& shape, const Strides& strides);
+inline Layout make_layout(const Array& a) {
+  return make_layout(a.shape(), a.strides());
+}
+
+/// Copies `a` (any layout, on a CUDA device) into row-major device memory at `dst` on stream s.
+/// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
+void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
+
+}  // namespace ingot::cu

@@ -1,0 +1,362 @@
+// CUDA rms_norm / layer_norm / rope against the CPU backend: float32/bf16/f16/f64 x layouts
+// (contiguous, transposed heads view, sliced, strided rows) x options (weights and their
+// dtype, (1 + w), weight rounding, bias; half-split and traditional rotation, partial dims,
+// base, scale, offset, per-row offsets, custom frequencies), warp- and block-per-row sizes,
+// > 1M elements, zero-size inputs, and the VJPs of rms_norm and rope.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/ingot.h"
+#include "cuda_test_util.h"
+
+using namespace ingot;
+using namespace ingot::test;
+
+namespace {
+
+const Dtype kFloats[] = {float32, bfloat16, float16, float64};
+
+Array host_normal(const Shape& shape, Dtype t, uint32_t seed, double mean = 0.0) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(mean, 1.0);
+  std::vector<double> v(static_cast<size_t>(shape_size(shape)));
+  for (auto& x : v) x = nd(g);
+  return Array(v, shape, t);
+}
+
+struct Pair {
+  Array cpu, gpu;
+};
+using View = std::function<Array(const Array&)>;
+Pair both(const Array& base, const View& view) {
+  return {view(base), view(on_cuda(base))};
+}
+Array identity(const Array& a) {
+  return a;
+}
+
+std::string name(Dtype t, const std::string& what) {
+  return std::string(dtype_name(t)) + " " + what;
+}
+
+/// Norm outputs round once (twice without weight_in_float32) after float32 math whose sums
+/// run in another order than the CPU's: one or two output ulps.
+void expect_norm_close(const Array& got, const Array& want, const std::string& what) {
+  switch (want.dtype()) {
+    case Dtype::float32:
+      return expect_close(got, want, 1e-6, 1e-5, what);
+    case Dtype::float64:
+      return expect_close(got, want, 1e-13, 1e-12, what);
+    default: {
+      const double r = 2 * dtype_rtol(want.dtype());
+      return expect_close(got, want, r * 1e-2, r, what);
+    }
+  }
+}
+
+// ---- norms ----
+
+/// A norm input: logical shape [..., E] and how it is laid out.
+struct NormLayout {
+  const char* what;
+  Shape base;
+  View view;
+};
+
+std::vector<NormLayout> norm_layouts(int64_t E) {
+  return {
+      {"contiguous [4,7,E]", {4, 7, E}, identity},
+      {"transposed [E,R]^T", {E, 6}, [](const Array& x) { return transpose(x); }},
+      {"sliced rows [5,E] of [5,E+8]",
+       {5, E + 8},
+       [E](const Array& x) {
+         return slice(x, {0, 4}, {5, E + 4});
+       }},
+      {"heads view [B,L,H,E] -> [B,H,L,E]",
+       {2, 3, 4, E},
+       [](const Array& x) {
+         return transpose(x, {0, 2, 1, 3});
+       }},
+      {"one row, offset by one element",
+       {E + 1},
+       [E](const Array& x) {
+         return reshape(slice(x, {1}, {E + 1}), {1, E});
+       }},
+  };
+}
+
+// Warp-per-row sizes (vectorised and not) and block-per-row sizes.
+const int64_t kNormSizes[] = {128, 1000, 999, 4096, 3001};
+
+TEST(CudaFastNorm, RmsNormMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1;
+  for (Dtype t : kFloats)
+    for (int64_t E : kNormSizes)
+      for (const NormLayout& lay : norm_layouts(E)) {
+        const Pair x = both(host_normal(lay.base, t, seed++), lay.view);
+        const Pair w = both(host_normal({E}, t, seed++, 1.0), identity);
+        const Pair w32 = both(host_normal({E}, float32, seed++, 0.1), identity);
+        const std::string what = name(t, lay.what + (" E " + std::to_string(E)));
+        expect_norm_close(fast::rms_norm(x.gpu, std::nullopt), fast::rms_norm(x.cpu, std::nullopt),
+                          what + " no weight");
+        for (bool wf32 : {true, false}) {
+          const fast::RmsNormOptions o{.eps = 1e-5f, .weight_in_float32 = wf32};
+          const std::string ww = wf32 ? " weight in float32" : " weight rounded";
+          expect_norm_close(fast::rms_norm(x.gpu, w.gpu, o), fast::rms_norm(x.cpu, w.cpu, o),
+                            what + ww);
+          const fast::RmsNormOptions g{.add_unit_offset = true, .weight_in_float32 = wf32};
+          expect_norm_close(fast::rms_norm(x.gpu, w32.gpu, g), fast::rms_norm(x.cpu, w32.cpu, g),
+                            what + ww + " (1 + w) float32 weight");
+        }
+      }
+}
+
+TEST(CudaFastNorm, LayerNormMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1000;
+  for (Dtype t : kFloats)
+    for (int64_t E : kNormSizes)
+      for (const NormLayout& lay : norm_layouts(E)) {
+        // A mean far from zero checks the two-pass variance.
+        const Pair x = both(host_normal(lay.base, t, seed++, 3.0), lay.view);
+        const Pair w = both(host_normal({E}, t, seed++, 1.0), identity);
+        const Pair b = both(host_normal({E}, float32, seed++), identity);
+        const std::string what = name(t, lay.what + (" E " + std::to_string(E)));
+        expect_norm_close(fast::layer_norm(x.gpu, std::nullopt, std::nullopt),
+                          fast::layer_norm(x.cpu, std::nullopt, std::nullopt), what + " plain");
+        expect_norm_close(fast::layer_norm(x.gpu, w.gpu, std::nullopt),
+                          fast::layer_norm(x.cpu, w.cpu, std::nullopt), what + " weight");
+        expect_norm_close(fast::layer_norm(x.gpu, w.gpu, b.gpu, 1e-6f),
+                          fast::layer_norm(x.cpu, w.cpu, b.cpu, 1e-6f), what + " weight + bias");
+        expect_norm_close(fast::layer_norm(x.gpu, std::nullopt, b.gpu),
+                          fast::layer_norm(x.cpu, std::nullopt, b.cpu), what + " bias");
+      }
+}
+
+TEST(CudaFastNorm, LargeAndEmpty) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16}) {
+    const Pair x = both(host_normal({600, 2048}, t, 7), identity);  // 1.2M elements
+    const Pair w = both(host_normal({2048}, t, 8), identity);
+    expect_norm_close(fast::rms_norm(x.gpu, w.gpu), fast::rms_norm(x.cpu, w.cpu),
+                      name(t, "rms_norm [600, 2048]"));
+    expect_norm_close(fast::layer_norm(x.gpu, w.gpu, w.gpu), fast::layer_norm(x.cpu, w.cpu, w.cpu),
+                      name(t, "layer_norm [600, 2048]"));
+    const Pair big = both(host_normal({2, 20000}, t, 9), identity);  // long rows, 1024 threads
+    expect_norm_close(fast::rms_norm(big.gpu, std::nullopt), fast::rms_norm(big.cpu, std::nullopt),
+                      name(t, "rms_norm [2, 20000]"));
+    const Pair e = both(host_normal({0, 64}, t, 10), identity);
+    const Pair we = both(host_normal({64}, t, 11), identity);
+    expect_close(fast::rms_norm(e.gpu, we.gpu), fast::rms_norm(e.cpu, we.cpu), 0, 0,
+                 name(t, "rms_norm [0, 64]"));
+    expect_close(fast::layer_norm(e.gpu, we.gpu, we.gpu), fast::layer_norm(e.cpu, we.cpu, we.cpu),
+                 0, 0, name(t, "layer_norm [0, 64]"));
+    const Pair e2 = both(host_normal({3, 0}, t, 12), identity);
+    expect_close(fast::rms_norm(e2.gpu, std::nullopt), fast::rms_norm(e2.cpu, std::nullopt), 0, 0,
+                 name(t, "rms_norm [3, 0]"));
+  }
+}
+
+TEST(CudaFastNorm, RmsNormVjpMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, float64}) {
+    const Array x = host_normal({3, 5, 64}, t, 1);
+    const Array w = host_normal({64}, t, 2, 1.0);
+    const Array ct = host_normal({3, 5, 64}, t, 3);
+    for (bool unit : {false, true}) {
+      const fast::RmsNormOptions o{.add_unit_offset = unit};
+      auto fn = [o](const std::vector<Array>& in) {
+        return std::vector<Array>{fast::rms_norm(in[0], in[1], o)};
+      };
+      const auto want = vjp(fn, {x, w}, {ct});
+      const auto got = vjp(fn, {on_cuda(x), on_cuda(w)}, {on_cuda(ct)});
+      const double tol = t == float64 ? 1e-11 : 1e-4;
+      const std::string what = name(t, unit ? "rms_norm (1 + w) vjp" : "rms_norm vjp");
+      ASSERT_EQ(got.second.size(), 2u);
+      expect_close(got.second[0], want.second[0], tol, tol, what + " d/dx");
+      expect_close(got.second[1], want.second[1], tol, tol, what + " d/dw");
+    }
+  }
+}
+
+// ---- rope ----
+
+struct RopeCase {
+  const char* what;
+  Shape base;  // the layout's base; the view gives [..., L, D]
+  View view;
+  int dims;
+  fast::RopeOptions opt;
+  std::vector<int32_t> offsets;  // per-row offsets (empty: opt.offset)
+  std::vector<float> freqs;      // inverse frequencies (empty: base)
+};
+
+Array heads_view(const Array& x) {  // [B, L, H, D] -> [B, H, L, D]
+  return transpose(x, {0, 2, 1, 3});
+}
+
+std::vector<RopeCase> rope_cases() {
+  std::vector<RopeCase> cs;
+  for (bool trad : {false, true}) {
+    cs.push_back({"contiguous [2,4,7,64]", {2, 4, 7, 64}, identity, 64, {.traditional = trad}});
+    cs.push_back({"heads view [B,H,L,D] of [2,9,4,128], offset",
+                  {2, 9, 4, 128},
+                  heads_view,
+                  128,
+                  {.traditional = trad, .offset = 37}});
+    cs.push_back({"sliced D of [2,3,5,80], partial dims",
+                  {2, 3, 5, 80},
+                  [](const Array& x) {
+                    return slice(x, {0, 0, 0, 8}, {2, 3, 5, 72});
+                  },
+                  32,
+                  {.traditional = trad, .base = 500000.0f}});
+    cs.push_back({"strided L [2,3,12,16] step 2, scale",
+                  {2, 3, 12, 16},
+                  [](const Array& x) {
+                    return slice(x, {0, 0, 0, 0}, {2, 3, 12, 16}, {1, 1, 2, 1});
+                  },
+                  16,
+                  {.traditional = trad, .scale = 0.25f, .offset = 3}});
+    cs.push_back({"transposed D axis [L,D]^T",
+                  {24, 9},
+                  [](const Array& x) { return transpose(x); },
+                  8,
+                  {.traditional = trad, .offset = 100000}});
+    cs.push_back({"per-row offsets [3,2,5,32]",
+                  {3, 5, 2, 32},
+                  heads_view,
+                  24,
+                  {.traditional = trad},
+                  {4, 1000, 0}});
+    cs.push_back({"offsets [1] decode [2,4,1,64]",
+                  {2, 4, 1, 64},
+                  identity,
+                  64,
+                  {.traditional = trad},
+                  {17}});
+    cs.push_back({"custom freqs [2,3,6,20]",
+                  {2, 3, 6, 20},
+                  identity,
+                  20,
+                  {.traditional = trad},
+                  {},
+                  {1.0f, 0.5f, 0.25f, 0.1f, 0.05f, 0.01f, 5e-3f, 1e-3f, 5e-4f, 1e-4f}});
+    cs.push_back({"3-d [6,33,10]", {6, 33, 10}, identity, 10, {.traditional = trad, .offset = 5}});
+  }
+  cs.push_back(
+      {"head dim 1040 (device frequencies)", {1, 2, 3, 1040}, identity, 1040, {.offset = 2}});
+  cs.push_back({"decode per-row offsets [4,8,1,128]",
+                {4, 1, 8, 128},
+                heads_view,
+                128,
+                {},
+                {5, 900, 17, 4000}});
+  return cs;
+}
+
+fast::RopeOptions with_arrays(const RopeCase& c, bool gpu) {
+  fast::RopeOptions o = c.opt;
+  auto place = [gpu](const Array& a) { return gpu ? on_cuda(a) : a; };
+  if (!c.offsets.empty())
+    o.offsets = place(Array(c.offsets, {static_cast<int64_t>(c.offsets.size())}, int32));
+  if (!c.freqs.empty())
+    o.freqs = place(Array(c.freqs, {static_cast<int64_t>(c.freqs.size())}, float32));
+  return o;
+}
+
+/// Angles and cos/sin are float32 as on the CPU; 16-bit results round as there, so a
+/// difference is at most an output ulp (a cos/sin ulp flipping a 16-bit rounding).
+void expect_rope_close(const Array& got, const Array& want, const std::string& what) {
+  switch (want.dtype()) {
+    case Dtype::float32:
+      return expect_close(got, want, 1e-6, 1e-5, what);
+    case Dtype::float64:
+      return expect_close(got, want, 4e-7, 1.6e-6, what);
+    default: {
+      const double r = 2 * dtype_rtol(want.dtype());
+      return expect_close(got, want, r, r, what);
+    }
+  }
+}
+
+TEST(CudaFastRope, MatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1;
+  for (const RopeCase& c : rope_cases())
+    for (Dtype t : kFloats) {
+      const Pair x = both(host_normal(c.base, t, seed++), c.view);
+      const std::string what = name(t, std::string(c.what) + " dims " + std::to_string(c.dims) +
+                                           (c.opt.traditional ? " traditional" : ""));
+      const Array want = fast::rope(x.cpu, c.dims, with_arrays(c, false));
+      const Array got = fast::rope(x.gpu, c.dims, with_arrays(c, true));
+      // Beyond 512 frequencies the device computes them (double pow rounded to float, where
+      // the CPU calls powf): an angle may differ by an ulp.
+      if (c.dims > 1024 && (t == float32 || t == float64))
+        expect_close(got, want, 1e-5, 1e-5, what);
+      else
+        expect_rope_close(got, want, what);
+    }
+}
+
+TEST(CudaFastRope, OffsetDtypesAndFreqDtypes) {
+  INGOT_REQUIRE_CUDA();
+  const Pair x = both(host_normal({3, 2, 4, 16}, bfloat16, 5), identity);
+  for (Dtype ot : {int8, uint8, int32, uint32, int64}) {
+    const Array off = astype(Array(std::vector<int32_t>{3, 100, 7}, {3}, int32), ot);
+    const Array want = fast::rope(x.cpu, 16, {.offsets = off});
+    const Array got = fast::rope(x.gpu, 16, {.offsets = on_cuda(off)});
+    expect_rope_close(got, want, "offsets of " + std::string(dtype_name(ot)));
+  }
+  const Array f32(std::vector<float>{1.0f, 0.3f, 0.05f, 0.001f, 1e-4f, 0.7f, 0.2f, 0.01f}, {8},
+                  float32);
+  for (Dtype ft : {float32, bfloat16, float16, float64}) {
+    const Array f = astype(f32, ft);
+    const Array want = fast::rope(x.cpu, 16, {.offset = 11, .freqs = f});
+    const Array got = fast::rope(x.gpu, 16, {.offset = 11, .freqs = on_cuda(f)});
+    expect_rope_close(got, want, "freqs of " + std::string(dtype_name(ft)));
+  }
+}
+
+TEST(CudaFastRope, LargeAndEmpty) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16}) {
+    const Pair x = both(host_normal({1, 512, 16, 128}, t, 3), heads_view);  // 1M elements
+    expect_rope_close(fast::rope(x.gpu, 128, {.offset = 9}), fast::rope(x.cpu, 128, {.offset = 9}),
+                      name(t, "[1,16,512,128] heads view"));
+    const Pair e = both(host_normal({1, 2, 0, 8}, t, 4), identity);
+    expect_close(fast::rope(e.gpu, 8), fast::rope(e.cpu, 8), 0, 0, name(t, "L = 0"));
+    const Pair e2 = both(host_normal({0, 2, 3, 8}, t, 5), identity);
+    expect_close(fast::rope(e2.gpu, 8), fast::rope(e2.cpu, 8), 0, 0, name(t, "B = 0"));
+  }
+}
+
+TEST(CudaFastRope, VjpMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, float64})
+    for (bool trad : {false, true}) {
+      const Array x = host_normal({2, 3, 5, 12}, t, 1);
+      const Array ct = host_normal({2, 3, 5, 12}, t, 2);
+      const Array off(std::vector<int32_t>{1, 7}, {2}, int32);
+      auto make_fn = [trad](const Array& offsets) {
+        return [trad, offsets](const std::vector<Array>& in) {
+          return std::vector<Array>{
+              fast::rope(in[0], 8, {.traditional = trad, .offset = 2, .offsets = offsets})};
+        };
+      };
+      const auto want = vjp(make_fn(off), {x}, {ct});
+      const auto got = vjp(make_fn(on_cuda(off)), {on_cuda(x)}, {on_cuda(ct)});
+      const std::string what = name(t, trad ? "rope traditional vjp" : "rope vjp");
+      ASSERT_EQ(got.second.size(), 1u);
+      expect_rope_close(got.first[0], want.first[0], what + " output");
+      expect_rope_close(got.second[0], want.second[0], what + " d/dx");
+    }
+}
+
+}  // namespace

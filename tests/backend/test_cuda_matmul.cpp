@@ -1,0 +1,357 @@
+// CUDA matmul / addmm (cuBLASLt) against the CPU backend: GEMV and GEMM shapes, every float
+// dtype, transposed / sliced / misaligned / broadcast / non-BLAS operands, batch broadcasting
+// (strided-batched, folded into M, looped), 1-d operands, empty K / M / N / batch, addmm's
+// alpha, beta and c broadcasting, a > 1M-element output, and the VJP.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/ingot.h"
+#include "cuda_test_util.h"
+
+using namespace ingot;
+using namespace ingot::test;
+
+namespace {
+
+const Dtype kFloats[] = {float32, bfloat16, float16, float64};
+
+/// Normal values on the CPU (host data, so the reference never touches the GPU).
+Array host_normal(const Shape& shape, Dtype t, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> v(static_cast<size_t>(shape_size(shape)));
+  for (auto& x : v) x = nd(g);
+  return Array(v, shape, t);
+}
+
+/// One operand on both devices; the view is taken on each device, so the GPU input really has
+/// the view's strides.
+struct Pair {
+  Array cpu, gpu;
+};
+using View = std::function<Array(const Array&)>;
+Pair both(const Array& base, const View& view) {
+  return {view(base), view(on_cuda(base))};
+}
+Array identity(const Array& a) {
+  return a;
+}
+
+/// |a| @ |b| in float64 on the CPU: the scale of a product's rounding error.
+Array abs_product(const Array& a, const Array& b) {
+  return matmul(abs(astype(a, float64)), abs(astype(b, float64)));
+}
+
+/// Relative accumulation tolerance of a dtype (against |a| @ |b|).
+double acc_tol(Dtype t) {
+  return t == float64 ? 1e-12 : 1e-5;
+}
+
+/// Expects the CUDA result within tol * scale[i] + (one output ulp for 16-bit dtypes) of the
+/// CPU result, element by element.
+void expect_gemm_close(const Array& got, const Array& want, const Array& scale, double tol,
+                       const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  ASSERT_EQ(got.dtype(), want.dtype()) << what;
+  EXPECT_EQ(got.device(), kCuda) << what;
+  const auto g = got.to_vector<double>();
+  const auto w = want.to_vector<double>();
+  const auto s = broadcast_to(scale, want.shape()).to_vector<double>();
+  const double r =
+      want.dtype() == bfloat16 || want.dtype() == float16 ? dtype_rtol(want.dtype()) : 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(w[i]) && std::isnan(g[i])) continue;
+    const double lim = tol * s[i] + r * std::fabs(w[i]) + 1e-300;
+    if (!(std::fabs(g[i] - w[i]) <= lim)) {
+      ADD_FAILURE() << what << ": at flat index " << i << " got " << g[i] << ", want " << w[i]
+                    << " (limit " << lim << ")";
+      return;
+    }
+  }
+}
+
+/// matmul(a, b) on both devices, compared.
+void check_matmul(const Pair& a, const Pair& b, const std::string& what) {
+  const Array want = matmul(a.cpu, b.cpu);
+  const Array got = matmul(a.gpu, b.gpu);
+  expect_gemm_close(got, want, abs_product(a.cpu, b.cpu), acc_tol(want.dtype()), what);
+}
+
+std::string name(Dtype t, const std::string& what) {
+  return std::string(dtype_name(t)) + " " + what;
+}
+
+struct ShapeCase {
+  int64_t M, K, N;
+};
+
+TEST(CudaMatmul, ShapesAndDtypes) {
+  INGOT_REQUIRE_CUDA();
+  const ShapeCase cases[] = {{1, 1024, 512},  {7, 13, 5},     {256, 512, 384}, {3, 4096, 1},
+                             {1, 1, 1},       {5, 1, 3},      {4, 64, 33},     {33, 100, 65},
+                             {1, 4096, 2048}, {2, 2048, 1000}};
+  uint32_t seed = 1;
+  for (Dtype t : kFloats)
+    for (const ShapeCase& c : cases) {
+      const Pair a = both(host_normal({c.M, c.K}, t, seed++), identity);
+      const Pair b = both(host_normal({c.K, c.N}, t, seed++), identity);
+      check_matmul(
+          a, b,
+          name(t, std::to_string(c.M) + "x" + std::to_string(c.K) + "x" + std::to_string(c.N)));
+    }
+}
+
+TEST(CudaMatmul, OperandLayouts) {
+  INGOT_REQUIRE_CUDA();
+  const int64_t M = 37, K = 64, N = 29;
+  struct LayoutCase {
+    const char* what;
+    Shape base;
+    View view;
+  };
+  const LayoutCase a_cases[] = {
+      {"a contiguous", {M, K}, identity},
+      {"a transposed", {K, M}, [](const Array& x) { return transpose(x); }},
+      {"a sliced (row stride, odd offset)",
+       {M + 3, K + 5},
+       [](const Array& x) {
+         return slice(x, {1, 1}, {M + 1, K + 1});
+       }},
+      {"a step-2 columns (copied)",
+       {M, 2 * K},
+       [](const Array& x) {
+         return slice(x, {0, 0}, {M, 2 * K}, {1, 2});
+       }},
+      {"a broadcast row (copied)",
+       {1, K},
+       [](const Array& x) {
+         return broadcast_to(x, {M, K});
+       }},
+      {"a transposed slice",
+       {K + 2, M},
+       [](const Array& x) {
+         return transpose(slice(x, {1, 0}, {K + 1, M}));
+       }},
+  };
+  const LayoutCase b_cases[] = {
+      {"b contiguous", {K, N}, identity},
+      {"b transposed (Linear weight)", {N, K}, [](const Array& x) { return transpose(x); }},
+      {"b sliced",
+       {K, N + 7},
+       [](const Array& x) {
+         return slice(x, {0, 1}, {K, N + 1});
+       }},
+      {"b broadcast column (copied)",
+       {K, 1},
+       [](const Array& x) {
+         return broadcast_to(x, {K, N});
+       }},
+  };
+  uint32_t seed = 100;
+  for (Dtype t : {float32, bfloat16, float64})
+    for (const LayoutCase& ca : a_cases)
+      for (const LayoutCase& cb : b_cases) {
+        const Pair a = both(host_normal(ca.base, t, seed++), ca.view);
+        const Pair b = both(host_normal(cb.base, t, seed++), cb.view);
+        check_matmul(a, b, name(t, std::string(ca.what) + " @ " + cb.what));
+      }
+}
+
+TEST(CudaMatmul, OneDimensionalOperands) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16}) {
+    const Pair v = both(host_normal({48}, t, 1), identity);
+    const Pair m = both(host_normal({48, 20}, t, 2), identity);
+    const Pair mt = both(host_normal({20, 48}, t, 3), identity);
+    const Pair w = both(host_normal({48}, t, 4), identity);
+    const Pair strided =
+        both(host_normal({96}, t, 5), [](const Array& x) { return slice(x, {0}, {96}, {2}); });
+    check_matmul(v, m, name(t, "[K] @ [K, N]"));
+    check_matmul(mt, v, name(t, "[M, K] @ [K]"));
+    check_matmul(v, w, name(t, "[K] @ [K]"));
+    check_matmul(strided, m, name(t, "strided [K] @ [K, N]"));
+    check_matmul(mt, strided, name(t, "[M, K] @ strided [K]"));
+    const Pair batch = both(host_normal({3, 5, 48}, t, 6), identity);
+    check_matmul(batch, v, name(t, "[B, M, K] @ [K]"));
+    check_matmul(v, both(host_normal({3, 48, 7}, t, 7), identity), name(t, "[K] @ [B, K, N]"));
+  }
+}
+
+TEST(CudaMatmul, BatchBroadcasting) {
+  INGOT_REQUIRE_CUDA();
+  const int64_t M = 9, K = 24, N = 11;
+  auto swap01 = [](const Array& x) { return swapaxes(x, 0, 1); };
+  auto last_t = [](const Array& x) { return swapaxes(x, -1, -2); };
+  struct BatchCase {
+    const char* what;
+    Shape a_base, b_base;
+    View a_view, b_view;
+  };
+  const BatchCase cases[] = {
+      {"[4,3,M,K] @ [K,N] (folded)", {4, 3, M, K}, {K, N}, identity, identity},
+      {"[4,3,1,K] @ [K,N] (decode rows folded)", {4, 3, 1, K}, {K, N}, identity, identity},
+      {"[4,3,M,K] @ [4,3,K,N]", {4, 3, M, K}, {4, 3, K, N}, identity, identity},
+      {"[4,1,M,K] @ [3,K,N] (looped)", {4, 1, M, K}, {3, K, N}, identity, identity},
+      {"[M,K] @ [4,3,K,N] (a shared)", {M, K}, {4, 3, K, N}, identity, identity},
+      {"[2,3,M,K] @ [2,3,N,K]^T (scores)", {2, 3, M, K}, {2, 3, N, K}, identity, last_t},
+      {"[3,4,M,K] swapped batch axes", {3, 4, M, K}, {4, 3, K, N}, swap01, identity},
+      {"[4,3,K,M]^T @ [K,N]", {4, 3, K, M}, {K, N}, last_t, identity},
+      {"[4,M,K] @ [4,K,N] batch-sliced",
+       {8, M, K},
+       {4, K, N},
+       [](const Array& x) {
+         return slice(x, {0, 0, 0}, {8, M, K}, {2, 1, 1});
+       },
+       identity},
+      {"[2,1,3,M,K] @ [1,5,1,K,N]", {2, 1, 3, M, K}, {1, 5, 1, K, N}, identity, identity},
+  };
+  uint32_t seed = 300;
+  for (Dtype t : {float32, bfloat16, float16, float64})
+    for (const BatchCase& c : cases) {
+      const Pair a = both(host_normal(c.a_base, t, seed++), c.a_view);
+      const Pair b = both(host_normal(c.b_base, t, seed++), c.b_view);
+      check_matmul(a, b, name(t, c.what));
+    }
+}
+
+TEST(CudaMatmul, EmptyDimensions) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16, float64}) {
+    const Pair a = both(host_normal({3, 0}, t, 1), identity);
+    const Pair b = both(host_normal({0, 4}, t, 2), identity);
+    const Array z = matmul(a.gpu, b.gpu);
+    expect_close(z, matmul(a.cpu, b.cpu), 0, 0, name(t, "K = 0"));
+    expect_close(z, zeros({3, 4}, t, cpu_device), 0, 0, name(t, "K = 0 is zeros"));
+    struct Empty {
+      Shape a, b;
+    };
+    for (const Empty& e : {Empty{{0, 5}, {5, 4}}, Empty{{3, 5}, {5, 0}}, Empty{{0, 3, 5}, {5, 4}},
+                           Empty{{2, 0, 5}, {2, 5, 4}}, Empty{{2, 3, 0}, {0, 6}}}) {
+      const Pair x = both(host_normal(e.a, t, 3), identity);
+      const Pair y = both(host_normal(e.b, t, 4), identity);
+      expect_close(matmul(x.gpu, y.gpu), matmul(x.cpu, y.cpu), 0, 0,
+                   name(t, shape_str(e.a) + " @ " + shape_str(e.b)));
+    }
+  }
+}
+
+TEST(CudaMatmul, LargeOutput) {
+  INGOT_REQUIRE_CUDA();
+  const Pair a = both(host_normal({1030, 96}, float32, 1), identity);
+  const Pair b =
+      both(host_normal({1100, 96}, float32, 2), [](const Array& x) { return transpose(x); });
+  check_matmul(a, b, "float32 1030x96x1100");
+  const Pair ah = both(host_normal({1030, 96}, bfloat16, 3), identity);
+  const Pair bh = both(host_normal({96, 1100}, bfloat16, 4), identity);
+  check_matmul(ah, bh, "bfloat16 1030x96x1100");
+}
+
+// ---- addmm ----
+
+void check_addmm(const Pair& c, const Pair& a, const Pair& b, float alpha, float beta,
+                 const std::string& what) {
+  const Array want = addmm(c.cpu, a.cpu, b.cpu, alpha, beta);
+  const Array got = addmm(c.gpu, a.gpu, b.gpu, alpha, beta);
+  const Array scale = add(multiply(abs_product(a.cpu, b.cpu), Array(std::fabs(double(alpha)))),
+                          multiply(abs(astype(c.cpu, float64)), Array(std::fabs(double(beta)))));
+  expect_gemm_close(got, want, scale, acc_tol(want.dtype()), what);
+}
+
+TEST(CudaAddmm, AlphaBetaAndBroadcastC) {
+  INGOT_REQUIRE_CUDA();
+  const int64_t M = 17, K = 40, N = 23;
+  const float ab[][2] = {{1.0f, 1.0f}, {0.5f, -2.0f}, {2.0f, 0.0f}, {0.0f, 1.5f}};
+  struct CCase {
+    const char* what;
+    Shape shape;
+  };
+  const CCase cs[] = {
+      {"c [M,N]", {M, N}}, {"c [N] (bias)", {N}}, {"c [M,1]", {M, 1}}, {"c [1]", {1}}};
+  uint32_t seed = 500;
+  for (Dtype t : {float32, bfloat16, float16, float64})
+    for (const CCase& cc : cs)
+      for (const auto& p : ab) {
+        const Pair c = both(host_normal(cc.shape, t, seed++), identity);
+        const Pair a = both(host_normal({M, K}, t, seed++), identity);
+        const Pair b =
+            both(host_normal({N, K}, t, seed++), [](const Array& x) { return transpose(x); });
+        check_addmm(c, a, b, p[0], p[1],
+                    name(t, std::string(cc.what) + " alpha " + std::to_string(p[0]) + " beta " +
+                                std::to_string(p[1])));
+      }
+}
+
+TEST(CudaAddmm, BatchedStridedCAndDecode) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16}) {
+    const Pair c = both(host_normal({2, 3, 7 + 4}, t, 1), [](const Array& x) {
+      return slice(x, {0, 0, 2}, {2, 3, 9});
+    });
+    const Pair a = both(host_normal({2, 3, 16}, t, 2), identity);
+    const Pair b = both(host_normal({16, 7}, t, 3), identity);
+    check_addmm(c, a, b, 1.0f, 1.0f, name(t, "sliced c [2,3,7], a [2,3,K] @ [K,N]"));
+    const Pair c1 = both(host_normal({1, 4096}, t, 4), identity);
+    const Pair x1 = both(host_normal({1, 1024}, t, 5), identity);
+    const Pair w1 =
+        both(host_normal({4096, 1024}, t, 6), [](const Array& x) { return transpose(x); });
+    check_addmm(c1, x1, w1, 1.0f, 1.0f, name(t, "decode row with bias"));
+  }
+}
+
+TEST(CudaAddmm, EmptyKGivesBetaC) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16, float64}) {
+    const Pair c = both(host_normal({3, 4}, t, 1), identity);
+    const Pair a = both(host_normal({3, 0}, t, 2), identity);
+    const Pair b = both(host_normal({0, 4}, t, 3), identity);
+    const Array got = addmm(c.gpu, a.gpu, b.gpu, 2.0f, -0.5f);
+    expect_close(got, addmm(c.cpu, a.cpu, b.cpu, 2.0f, -0.5f), 0, 0, name(t, "K = 0 addmm"));
+    const Pair cb = both(host_normal({4}, t, 4), identity);
+    expect_close(addmm(cb.gpu, a.gpu, b.gpu, 1.0f, 3.0f), addmm(cb.cpu, a.cpu, b.cpu, 1.0f, 3.0f),
+                 0, 0, name(t, "K = 0 addmm, broadcast c"));
+  }
+}
+
+// ---- autodiff ----
+
+TEST(CudaMatmul, VjpMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, float64}) {
+    const Array a = host_normal({2, 5, 16}, t, 1);
+    const Array w = host_normal({7, 16}, t, 2);  // Linear weight [N, K]
+    const Array ct = host_normal({2, 5, 7}, t, 3);
+    auto fn = [](const std::vector<Array>& in) {
+      return std::vector<Array>{matmul(in[0], transpose(in[1]))};
+    };
+    const auto want = vjp(fn, {a, w}, {ct});
+    const auto got = vjp(fn, {on_cuda(a), on_cuda(w)}, {on_cuda(ct)});
+    const double tol = t == float64 ? 1e-12 : 2e-5;
+    expect_close(got.first[0], want.first[0], tol, tol, name(t, "vjp output"));
+    ASSERT_EQ(got.second.size(), 2u);
+    expect_close(got.second[0], want.second[0], tol, tol, name(t, "vjp d/da"));
+    expect_close(got.second[1], want.second[1], tol, tol, name(t, "vjp d/dw"));
+  }
+}
+
+TEST(CudaAddmm, GradMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  const Array c = host_normal({6}, float32, 1);
+  const Array a = host_normal({4, 8}, float32, 2);
+  const Array b = host_normal({8, 6}, float32, 3);
+  auto fn = [](const std::vector<Array>& in) {
+    return std::vector<Array>{sum(square(addmm(in[0], in[1], in[2], 0.5f, 2.0f)))};
+  };
+  auto g = grad(fn, {0, 1, 2});
+  const auto want = g({c, a, b});
+  const auto got = g({on_cuda(c), on_cuda(a), on_cuda(b)});
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    expect_close(got[i], want[i], 1e-4, 1e-4, "addmm grad " + std::to_string(i));
+}
+
+}  // namespace

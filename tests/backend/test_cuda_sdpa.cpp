@@ -1,0 +1,330 @@
+// CUDA scaled_dot_product_attention against the CPU kernel and the float64 reference
+// composition: tensor-core (bf16/f16, D in {64, 80, 96, 128, 256}) and generic kernels, split-K
+// decode, GQA, causal offsets, sliding window, softcap, masks with fully masked rows, strided,
+// misaligned and broadcast views, zero sizes, a large prefill and the VJP.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/fast/fast.h"
+#include "core/ingot.h"
+#include "cuda_test_util.h"
+
+using namespace ingot;
+using namespace ingot::test;
+
+namespace {
+
+const Dtype kHalfAndFloat[] = {float32, bfloat16, float16};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Array host_normal(const Shape& shape, Dtype t, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> v(static_cast<size_t>(shape_size(shape)));
+  for (auto& x : v) x = nd(g);
+  return Array(v, shape, t);
+}
+
+/// The tensor-core kernel rounds the probabilities to the input dtype before P.V (error up to
+/// half an ulp times max |v|, about 2^-9 * 4 for bf16), and both sides round the output once.
+void expect_sdpa_close(const Array& got, const Array& want, const std::string& what) {
+  switch (want.dtype()) {
+    case Dtype::float32:
+      return expect_close(got, want, 2e-5, 1e-4, what);
+    case Dtype::float64:
+      return expect_close(got, want, 1e-12, 1e-10, what);
+    case Dtype::bfloat16:
+      return expect_close(got, want, 2e-2, 1.0 / 64, what);
+    default:
+      return expect_close(got, want, 3e-3, 1.0 / 256, what);
+  }
+}
+
+struct Case {
+  int64_t B, H, Hkv, L, S, D, Dv;
+  bool causal = false;
+  int window = 0;
+  float softcap = 0;
+};
+
+std::string case_name(const Case& c, Dtype t, const std::string& extra = "") {
+  return fmt::format("{} B{} H{} Hkv{} L{} S{} D{} Dv{}{}{}{}{}", dtype_name(t), c.B, c.H, c.Hkv,
+                     c.L, c.S, c.D, c.Dv, c.causal ? " causal" : "",
+                     c.window ? fmt::format(" window {}", c.window) : "",
+                     c.softcap ? fmt::format(" softcap {}", c.softcap) : "", extra);
+}
+
+fast::SdpaOptions options(const Case& c, std::optional<Array> mask = std::nullopt) {
+  return {.scale = 1.0f / std::sqrt(static_cast<float>(c.D)),
+          .causal = c.causal,
+          .mask = std::move(mask),
+          .window = c.window,
+          .softcap = c.softcap};
+}
+
+/// Runs the op on CPU arrays and on their CUDA copies (the mask too) and compares.
+void check_inputs(const Array& q, const Array& k, const Array& v, const fast::SdpaOptions& o,
+                  const std::string& what) {
+  const Array want = fast::scaled_dot_product_attention(q, k, v, o);
+  fast::SdpaOptions og = o;
+  if (o.mask) og.mask = on_cuda(*o.mask);
+  const Array got = fast::scaled_dot_product_attention(on_cuda(q), on_cuda(k), on_cuda(v), og);
+  expect_sdpa_close(got, want, what);
+}
+
+void check_case(const Case& c, Dtype t, uint32_t seed, std::optional<Array> mask = std::nullopt,
+                const std::string& extra = "") {
+  const Array q = host_normal({c.B, c.H, c.L, c.D}, t, seed);
+  const Array k = host_normal({c.B, c.Hkv, c.S, c.D}, t, seed + 1);
+  const Array v = host_normal({c.B, c.Hkv, c.S, c.Dv}, t, seed + 2);
+  check_inputs(q, k, v, options(c, std::move(mask)), case_name(c, t, extra));
+}
+
+// Additive mask of `shape` in dtype t: uniform in [-2, 2), every 7th entry -inf, and the first
+// row (all keys of the first [.., l = 0] slice) -inf so that a row is fully masked.
+Array additive_mask(const Shape& shape, Dtype t, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<double> u(-2, 2);
+  std::vector<double> m(static_cast<size_t>(shape_size(shape)));
+  for (size_t i = 0; i < m.size(); ++i) m[i] = i % 7 == 3 ? -kInf : u(g);
+  for (int64_t j = 0; j < shape.back() && shape.size() >= 2; ++j) m[j] = -kInf;
+  return Array(m, shape, t);
+}
+
+// Boolean mask (true = keep, about 3 in 4), the first row all false when the shape has rows.
+Array bool_mask(const Shape& shape, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<bool> m(static_cast<size_t>(shape_size(shape)));
+  for (size_t i = 0; i < m.size(); ++i) m[i] = g() % 4 != 0;
+  for (int64_t j = 0; j < shape.back() && shape.size() >= 2; ++j) m[j] = false;
+  return Array(m, shape);
+}
+
+TEST(CudaSdpa, PrefillMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1;
+  for (int64_t D : {64, 128, 256, 80, 96})
+    for (Dtype t : kHalfAndFloat) {
+      check_case({1, 2, 2, 70, 70, D, D, true}, t, seed += 3);    // L == S causal
+      check_case({1, 8, 2, 33, 100, D, D, true}, t, seed += 3);   // chunk after a cache, GQA 4
+      check_case({2, 4, 1, 20, 45, D, D}, t, seed += 3);          // not causal, GQA 4 (MQA)
+      check_case({1, 4, 2, 130, 130, D, D, true}, t, seed += 3);  // several row and key tiles
+    }
+  for (int64_t D : {64, 256}) check_case({1, 4, 2, 40, 70, D, D, true}, float64, seed += 3);
+}
+
+TEST(CudaSdpa, DecodeSplitKMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 100;
+  for (int64_t S : {1, 17, 1000, 4096})
+    for (int64_t D : {64, 128})
+      for (Dtype t : kHalfAndFloat) {
+        check_case({1, 8, 2, 1, S, D, D}, t, seed += 3);
+        check_case({2, 4, 1, 1, S, D, D, true}, t, seed += 3);
+      }
+  // A few rows of decode (speculative tokens) with causal offsets, and float64.
+  for (Dtype t : kHalfAndFloat) check_case({1, 8, 2, 4, 1500, 128, 128, true}, t, seed += 3);
+  check_case({1, 8, 2, 1, 3000, 256, 256, true}, bfloat16, seed += 3);
+  check_case({1, 8, 2, 2, 2000, 64, 64, true}, float64, seed += 3);
+}
+
+TEST(CudaSdpa, GenericHeadDimsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 200;
+  for (Dtype t : kHalfAndFloat) {
+    check_case({2, 2, 1, 6, 9, 7, 5, true}, t, seed += 3);
+    check_case({1, 4, 2, 19, 300, 32, 48, true, 100, 30.0f}, t, seed += 3);
+    check_case({1, 3, 1, 5, 700, 192, 128, true}, t, seed += 3);  // MLA-like D != Dv
+    check_case({1, 2, 2, 40, 40, 112, 112, true}, t, seed += 3);
+  }
+  check_case({1, 2, 1, 7, 50, 13, 5, true}, float64, seed += 3);
+}
+
+TEST(CudaSdpa, WindowAndSoftcapMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 300;
+  for (Dtype t : kHalfAndFloat) {
+    check_case({1, 4, 2, 100, 100, 64, 64, true, 16}, t, seed += 3);
+    check_case({1, 4, 2, 37, 200, 128, 128, true, 16}, t, seed += 3);
+    check_case({1, 4, 4, 50, 80, 128, 128, true, 0, 50.0f}, t, seed += 3);
+    check_case({1, 8, 2, 1, 2000, 256, 256, true, 16, 50.0f}, t, seed += 3);
+    check_case({1, 2, 2, 70, 300, 256, 256, true, 100, 50.0f}, t, seed += 3);
+  }
+}
+
+TEST(CudaSdpa, CausalWithMoreQueriesThanKeys) {
+  INGOT_REQUIRE_CUDA();
+  // Queries before the first key see nothing and give zeros, as on the CPU.
+  for (Dtype t : kHalfAndFloat) {
+    check_case({1, 2, 2, 9, 4, 64, 64, true}, t, 400);
+    check_case({1, 2, 2, 9, 4, 8, 8, true}, t, 401);
+  }
+}
+
+TEST(CudaSdpa, MasksMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 500;
+  for (Dtype t : kHalfAndFloat)
+    for (int64_t D : {64, 128}) {
+      const uint32_t s = seed += 20;
+      const Case c{2, 4, 2, 40, 70, D, D};
+      check_case(c, t, s, additive_mask({2, 1, 40, 70}, float32, s), " add [B,1,L,S]");
+      check_case(c, t, s + 1, additive_mask({40, 70}, t, s + 1), " add [L,S] in-dtype");
+      check_case(c, t, s + 2, bool_mask({2, 4, 40, 70}, s + 2), " bool [B,H,L,S]");
+      check_case(c, t, s + 3, bool_mask({70}, s + 3), " bool [S]");
+      const Case cc{2, 4, 2, 40, 70, D, D, true, 0, 20.0f};
+      check_case(cc, t, s + 4, bool_mask({2, 1, 1, 70}, s + 4), " bool [B,1,1,S]");
+      check_case(cc, t, s + 5, additive_mask({1, 4, 40, 70}, float32, s + 5), " add [1,H,L,S]");
+      const Case dec{1, 8, 2, 1, 1000, D, D};
+      check_case(dec, t, s + 6, bool_mask({1, 8, 1, 1000}, s + 6), " decode bool");
+      check_case(dec, t, s + 7, additive_mask({1000}, float32, s + 7), " decode add [S]");
+    }
+  const Case c64{1, 2, 1, 5, 33, 16, 16};
+  check_case(c64, float64, 990, additive_mask({5, 33}, float64, 991), " add");
+  check_case(c64, float64, 992, bool_mask({1, 2, 5, 33}, 993), " bool");
+}
+
+/// One operand laid out as a view of a differently shaped base; `base` is built on the CPU and
+/// the same view is taken of its CUDA copy.
+struct ViewCase {
+  const char* what;
+  Shape base;
+  std::function<Array(const Array&)> view;
+};
+
+TEST(CudaSdpa, StridedAndBroadcastViewsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  const int64_t B = 3, H = 4, Hkv = 2, L = 20, S = 50;
+  for (int64_t D : {64, 128, 40})
+    for (Dtype t : kHalfAndFloat) {
+      const std::vector<ViewCase> qviews = {
+          {"q [B,L,H,D]^T", {B, L, H, D}, [](const Array& x) { return swapaxes(x, 1, 2); }},
+          {"q D-strided [B,H,D,L]^T",
+           {B, H, D, L},
+           [](const Array& x) { return swapaxes(x, 2, 3); }},
+          {"q misaligned slice",
+           {B, H, L, D + 8},
+           [=](const Array& x) {
+             return slice(x, {0, 0, 0, 1}, {B, H, L, D + 1});
+           }},
+      };
+      const std::vector<ViewCase> kvviews = {
+          {"kv [B,S,Hkv,D]^T", {B, S, Hkv, D}, [](const Array& x) { return swapaxes(x, 1, 2); }},
+          {"kv batch-broadcast",
+           {1, Hkv, S, D},
+           [=](const Array& x) {
+             return broadcast_to(x, {B, Hkv, S, D});
+           }},
+          {"kv cache prefix", {B, Hkv, S + 30, D}, [=](const Array& x) {
+             return slice(x, {0, 0, 0, 0}, {B, Hkv, S, D});
+           }}};
+      uint32_t seed = 600;
+      for (const ViewCase& qv : qviews)
+        for (const ViewCase& kv : kvviews) {
+          const Array qb = host_normal(qv.base, t, seed += 3);
+          const Array kb = host_normal(kv.base, t, seed + 1);
+          const Array vb = host_normal(kv.base, t, seed + 2);
+          const fast::SdpaOptions o{.scale = 0.125f, .causal = true};
+          const Array want =
+              fast::scaled_dot_product_attention(qv.view(qb), kv.view(kb), kv.view(vb), o);
+          const Array got = fast::scaled_dot_product_attention(
+              qv.view(on_cuda(qb)), kv.view(on_cuda(kb)), kv.view(on_cuda(vb)), o);
+          expect_sdpa_close(got, want,
+                            fmt::format("{} D{} {} / {}", dtype_name(t), D, qv.what, kv.what));
+        }
+    }
+}
+
+TEST(CudaSdpa, ZeroSizes) {
+  INGOT_REQUIRE_CUDA();
+  for (Dtype t : {float32, bfloat16}) {
+    const fast::SdpaOptions o{.scale = 0.125f, .causal = true};
+    auto run = [&](Shape qs, Shape ks, const std::string& what) {
+      const Array q = host_normal(qs, t, 1), k = host_normal(ks, t, 2), v = host_normal(ks, t, 3);
+      const Array want = fast::scaled_dot_product_attention(q, k, v, o);
+      const Array got = fast::scaled_dot_product_attention(on_cuda(q), on_cuda(k), on_cuda(v), o);
+      expect_close(got, want, 0, 0, std::string(dtype_name(t)) + " " + what);
+    };
+    run({2, 4, 0, 64}, {2, 2, 10, 64}, "L = 0");
+    run({2, 4, 5, 64}, {2, 2, 0, 64}, "S = 0 (zeros)");
+    run({0, 4, 5, 64}, {0, 2, 7, 64}, "B = 0");
+    run({1, 2, 0, 64}, {1, 1, 0, 64}, "L = S = 0");
+  }
+}
+
+TEST(CudaSdpa, LargePrefillMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  check_case({2, 16, 16, 1024, 1024, 128, 128, true}, bfloat16, 700);
+}
+
+// float32 (and float64, bf16) on CUDA against the reference composition run in float64 on the
+// CPU from the same (rounded) inputs.
+TEST(CudaSdpa, MatchesFloat64Reference) {
+  INGOT_REQUIRE_CUDA();
+  struct RefCase {
+    Case c;
+    int mask;  // 0 none, 1 additive [B,1,L,S], 2 boolean [B,H,L,S]
+  };
+  const RefCase cases[] = {
+      {{1, 8, 2, 33, 100, 128, 128, true}, 0},
+      {{1, 8, 2, 1, 1000, 64, 64}, 0},
+      {{1, 4, 2, 37, 200, 64, 64, true, 16, 50.0f}, 0},
+      {{2, 4, 2, 40, 70, 128, 128}, 1},
+      {{2, 4, 2, 40, 70, 80, 80, true}, 2},
+      {{1, 2, 1, 7, 300, 32, 48, true}, 0},
+  };
+  uint32_t seed = 800;
+  for (const RefCase& rc : cases)
+    for (Dtype t : {float32, bfloat16, float64}) {
+      const Case& c = rc.c;
+      const Array q = host_normal({c.B, c.H, c.L, c.D}, t, seed += 3);
+      const Array k = host_normal({c.B, c.Hkv, c.S, c.D}, t, seed + 1);
+      const Array v = host_normal({c.B, c.Hkv, c.S, c.Dv}, t, seed + 2);
+      std::optional<Array> mask;
+      if (rc.mask == 1) mask = additive_mask({c.B, 1, c.L, c.S}, float32, seed);
+      if (rc.mask == 2) mask = bool_mask({c.B, c.H, c.L, c.S}, seed);
+      fast::SdpaOptions o = options(c, mask);
+      const Array want = fast::ref::scaled_dot_product_attention(
+          astype(q, float64), astype(k, float64), astype(v, float64), o);
+      if (mask) o.mask = on_cuda(*mask);
+      const Array got = fast::scaled_dot_product_attention(on_cuda(q), on_cuda(k), on_cuda(v), o);
+      const double atol = t == float64 ? 1e-12 : t == float32 ? 1e-5 : 1.5e-2;
+      const double rtol = t == float64 ? 1e-10 : t == float32 ? 1e-5 : 1.0 / 128;
+      const double r = worst_ratio(got.to_vector<double>(), want.to_vector<double>(), atol, rtol);
+      EXPECT_LE(r, 1.0) << case_name(c, t, rc.mask ? " mask" : "") << " vs float64 reference";
+    }
+}
+
+TEST(CudaSdpa, VjpMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  // The VJP is built from ops in core (recomputed probabilities), so this exercises the
+  // forward kernel plus the CUDA matmul/softmax/where the backward uses.
+  for (Dtype t : {float32, float64}) {
+    const Array q = host_normal({1, 4, 6, 16}, t, 1);
+    const Array k = host_normal({1, 2, 9, 16}, t, 2);
+    const Array v = host_normal({1, 2, 9, 16}, t, 3);
+    const Array ct = host_normal({1, 4, 6, 16}, t, 4);
+    auto fn = [](const std::vector<Array>& in) {
+      return std::vector<Array>{fast::scaled_dot_product_attention(
+          in[0], in[1], in[2], {.scale = 0.25f, .causal = true, .window = 4, .softcap = 5.0f})};
+    };
+    const auto want = vjp(fn, {q, k, v}, {ct});
+    const auto got = vjp(fn, {on_cuda(q), on_cuda(k), on_cuda(v)}, {on_cuda(ct)});
+    const double tol = t == float64 ? 1e-11 : 1e-4;
+    const std::string what = std::string(dtype_name(t)) + " sdpa vjp";
+    ASSERT_EQ(got.second.size(), 3u);
+    expect_close(got.first[0], want.first[0], tol, tol, what + " value");
+    expect_close(got.second[0], want.second[0], tol, tol, what + " d/dq");
+    expect_close(got.second[1], want.second[1], tol, tol, what + " d/dk");
+    expect_close(got.second[2], want.second[2], tol, tol, what + " d/dv");
+  }
+}
+
+}  // namespace
