@@ -101,8 +101,9 @@ GenerationResult generate(const models::Model& model,
   GenerationResult res;
   res.tokens.resize(n);
   res.finish.assign(n, FinishReason::length);
+  res.metrics.device = model.device().str();
   if (opt.max_tokens == 0) return res;
-  memory::reset_peak();
+  memory::reset_peak(model.device());
 
   std::optional<PromptCache> local;
   if (!cache) {
@@ -207,7 +208,7 @@ GenerationResult generate(const models::Model& model,
     toks = sampler.sample(model.lm_head(reshape(x, {b, e}))).to_vector<int32_t>();
   }
   res.metrics.decode_seconds = seconds_since(t1);
-  res.metrics.peak_memory_bytes = static_cast<int64_t>(memory::peak());
+  res.metrics.peak_memory_bytes = static_cast<int64_t>(memory::peak(model.device()));
 
   // The cache holds every column but the last sampled token's (it was never fed back).
   c.tokens().clear();

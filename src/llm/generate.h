@@ -30,8 +30,9 @@ struct GenerationMetrics {
   double time_to_first_token = 0;  ///< seconds from the call to the first sampled id
   double prefill_tokens_per_second() const;
   double decode_tokens_per_second() const;
-  int64_t peak_memory_bytes = 0;  ///< allocator peak during the call
+  int64_t peak_memory_bytes = 0;  ///< peak of the model device's allocator during the call
   int64_t cache_bytes = 0;        ///< KV cache size at the end
+  std::string device;             ///< where the model ran ("cpu", "cuda:0")
 };
 
 /// Options of generate().

@@ -37,16 +37,21 @@ LayerCache::LayerCache(LayerCacheOptions opt) : opt_(opt) {
           opt_.window);
 }
 
+Device LayerCache::device() const {
+  if (keys_.valid()) return keys_.device();
+  return opt_.device.value_or(default_device());
+}
+
 void LayerCache::grow_to(int64_t slots, const Array& like) {
   const int64_t b = like.shape(0), h = like.shape(1), d = like.shape(3);
   if (!keys_.valid()) {
-    keys_ = zeros({b, h, slots, d}, like.dtype());
-    values_ = zeros({b, h, slots, d}, like.dtype());
+    keys_ = zeros({b, h, slots, d}, like.dtype(), like.device());
+    values_ = zeros({b, h, slots, d}, like.dtype(), like.device());
     return;
   }
   const int64_t cap = keys_.shape(2);
   if (slots <= cap) return;
-  Array extra = zeros({b, h, slots - cap, d}, keys_.dtype());
+  Array extra = zeros({b, h, slots - cap, d}, keys_.dtype(), keys_.device());
   keys_ = concatenate({keys_, extra}, 2);
   values_ = concatenate({values_, extra}, 2);
 }
@@ -137,14 +142,15 @@ std::optional<Array> LayerCache::mask(int64_t query_len) const {
   for (const auto& p : pads_) padded = padded || p.end > p.begin;
   if (!padded && last_temporal_) return std::nullopt;  // sdpa's causal (+window) rule is right
   const int64_t l = query_len;
+  const Device dev = device();
   Array cols = last_temporal_ ? arange(static_cast<double>(offset_ - last_len_),
-                                       static_cast<double>(offset_), 1.0, int32)
+                                       static_cast<double>(offset_), 1.0, int32, dev)
                               : i32(last_cols_, {static_cast<int64_t>(last_cols_.size())});
   const int64_t s = cols.shape(0);
-  Array c = reshape(cols, {1, 1, 1, s});
-  Array q =
-      reshape(arange(static_cast<double>(offset_ - l), static_cast<double>(offset_), 1.0, int32),
-              {1, 1, l, 1});
+  Array c = reshape(cols, {1, 1, 1, s}, dev);  // cols may be host values: reshape them here
+  Array q = reshape(
+      arange(static_cast<double>(offset_ - l), static_cast<double>(offset_), 1.0, int32, dev),
+      {1, 1, l, 1});
   Array keep = logical_and(c >= Array(0), c <= q);
   Array kpos = c, qpos = q;  // positions differ from columns after a row's padding span
   if (padded) {
@@ -257,13 +263,15 @@ PromptCache::PromptCache(const models::Model& model, const PromptCacheOptions& o
   const auto& cfg = model.config();
   for (int i = 0; i < model.num_layers(); ++i) {
     const auto& spec = cfg.layers[static_cast<size_t>(i)];
-    LayerCacheOptions lo{.window = spec.window, .max_size = 0, .step = opt.step};
+    LayerCacheOptions lo{
+        .window = spec.window, .max_size = 0, .step = opt.step, .device = model.device()};
     if (spec.window > 0 && !opt.unbounded) lo.max_size = spec.window + opt.rotating_extra;
     layers_.push_back(std::make_unique<LayerCache>(lo));
   }
   kv_heads_ = cfg.num_key_value_heads;
   head_dim_ = cfg.head_dim;
   dtype_ = model.dtype();
+  device_ = model.device();
   signature_ = fmt::format("{} layers={} kv_heads={} head_dim={} dtype={}", model.architecture(),
                            model.num_layers(), cfg.num_key_value_heads, cfg.head_dim,
                            dtype_name(model.dtype()));
@@ -355,6 +363,7 @@ PromptCache PromptCache::copy() const {
   c.kv_heads_ = kv_heads_;
   c.head_dim_ = head_dim_;
   c.dtype_ = dtype_;
+  c.device_ = device_;
   return c;
 }
 
@@ -364,9 +373,9 @@ void PromptCache::save(const std::string& path) const {
   nlohmann::json meta_layers = nlohmann::json::array();
   for (size_t i = 0; i < layers_.size(); ++i) {
     LayerCache::Raw r = layers_[i]->raw();
-    if (r.keys.valid()) {
-      arrays.emplace(fmt::format("layers.{}.keys", i), r.keys);
-      arrays.emplace(fmt::format("layers.{}.values", i), r.values);
+    if (r.keys.valid()) {  // the writer reads host memory
+      arrays.emplace(fmt::format("layers.{}.keys", i), to_device(r.keys, cpu_device));
+      arrays.emplace(fmt::format("layers.{}.values", i), to_device(r.values, cpu_device));
     }
     meta_layers.push_back({{"offset", r.offset}, {"filled", r.filled}, {"slot_pos", r.slot_pos}});
   }
@@ -452,6 +461,16 @@ void PromptCache::load(const std::string& path) {
   } catch (const std::exception& e) {
     raise<FormatError>("[kv_cache] {}: {}", path, e.what());
   }
+  // Onto the model's device, copied now: lazy copies would keep the file mapped.
+  std::vector<Array> placed;
+  for (auto& r : raws) {
+    if (!r.keys.valid()) continue;
+    r.keys = to_device(r.keys, device_);
+    r.values = to_device(r.values, device_);
+    placed.push_back(r.keys);
+    placed.push_back(r.values);
+  }
+  if (device_.type != Device::Type::cpu) eval(placed);
   for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->restore(std::move(raws[i]));
 }
 

@@ -31,6 +31,9 @@ struct LayerCacheOptions {
   int64_t max_size = 0;
   /// Growth step of an unbounded buffer, in positions.
   int64_t step = 256;
+  /// Where the buffers and masks are made before the first update (then: where the keys
+  /// live); absent: the default device.
+  std::optional<Device> device;
 };
 
 /// One layer's keys and values [B, Hkv, S, D]. Positions are batch columns: column c of row b
@@ -66,6 +69,8 @@ class LayerCache : public nn::KVCache {
   /// Deep copy (new buffers).
   std::unique_ptr<LayerCache> copy() const;
   const LayerCacheOptions& options() const { return opt_; }
+  /// Where the buffers live (the device of the stored keys once there are any).
+  Device device() const;
 
   /// Raw state for save/load: buffers and, per slot, the column it holds (-1 empty).
   struct Raw {
@@ -104,7 +109,7 @@ struct PromptCacheOptions {
 /// reuse across calls.
 class PromptCache {
  public:
-  /// One LayerCache per layer of `model` (bounded on sliding-window layers).
+  /// One LayerCache per layer of `model` (bounded on sliding-window layers), on its device.
   explicit PromptCache(const models::Model& model, const PromptCacheOptions& opt = {});
 
   /// One pointer per layer, for models::ForwardOptions::caches.
@@ -141,11 +146,15 @@ class PromptCache {
   PromptCache copy() const;
 
   /// Writes the cache to a safetensors file (buffers + JSON metadata: tokens, offsets, the
-  /// model's architecture and shapes). Only single-row caches.
+  /// model's architecture and shapes). Only single-row caches. Files do not depend on the
+  /// device: a cache saved from a GPU model loads into a CPU one and back.
   void save(const std::string& path) const;
-  /// Reads a file written by save() into this cache; FormatError if it does not fit the model
-  /// the cache was made for (layer count, shapes, dtype, window sizes).
+  /// Reads a file written by save() into this cache, buffers placed on the model's device;
+  /// FormatError if it does not fit the model the cache was made for (layer count, shapes,
+  /// dtype, window sizes).
   void load(const std::string& path);
+  /// The device of the model the cache was made for.
+  Device device() const { return device_; }
 
  private:
   PromptCache() = default;
@@ -154,6 +163,7 @@ class PromptCache {
   std::string signature_;  // architecture + shapes, checked on load
   int64_t kv_heads_ = 0, head_dim_ = 0;
   Dtype dtype_ = float32;
+  Device device_ = cpu_device;
 };
 
 }  // namespace ingot::llm

@@ -15,6 +15,12 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
+/// The device ops on `x` run on: a host constant (logits made from C++ values) is moved to the
+/// default device by the first op that uses it.
+Device device_of(const Array& x) {
+  return x.is_host_constant() ? default_device() : x.device();
+}
+
 void validate(const SamplerOptions& o, int64_t vocab) {
   if (vocab <= 0) raise("[sampler] vocab_size must be positive, got {}", vocab);
   if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
@@ -178,7 +184,8 @@ Array Sampler::apply_warpers(Array x) const {
     const Array sorted = take_along_axis(x, order, -1);
     const Array cum = cumsum(softmax(sorted, -1), -1);
     const auto threshold = static_cast<float>(1.0 - static_cast<double>(opt_.top_p));
-    const Array not_last = arange(vocab) < Array(static_cast<int32_t>(vocab - 1));
+    const Array not_last =
+        arange(vocab, int32, device_of(x)) < Array(static_cast<int32_t>(vocab - 1));
     const Array remove = logical_and(cum <= Array(threshold), not_last);
     x = put_along_axis(x, order, where(remove, neg_inf, sorted), -1);
   }
@@ -204,10 +211,13 @@ Array Sampler::sample(const Array& logits) {
   Array x = apply_processors(check_logits(logits, "sample"));
   if (greedy()) return astype(argmax(x, -1), int32);  // first maximum: ties -> lowest id
   x = apply_warpers(x);
-  const Array keys = random::split(key_, 2);
+  // The key follows the logits' device (Threefry gives the same draws on every device).
+  const Device dev = device_of(x);
+  if (!key_.is_host_constant() && key_.device() != dev) key_ = to_device(key_, dev);
+  const Array keys = random::split(key_, 2, dev);
   key_ = reshape(slice_axis(keys, 0, 0, 1), {2});
   const Array sub = reshape(slice_axis(keys, 0, 1, 2), {2});
-  return astype(random::categorical(x, -1, sub), int32);
+  return astype(random::categorical(x, -1, sub, dev), int32);
 }
 
 }  // namespace ingot::llm

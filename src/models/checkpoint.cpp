@@ -15,6 +15,9 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "core/ops/creation.h"
+#include "core/ops/elementwise.h"
+#include "core/transforms/eval.h"
 #include "models/registry.h"
 #include "util/error.h"
 
@@ -78,6 +81,10 @@ Checkpoint Checkpoint::open(const std::string& dir, const CheckpointOptions& opt
   Checkpoint c;
   c.dir_ = dir;
   c.opts_ = opts;
+  c.device_ = opts.device.value_or(default_device());
+  if (c.device_.type == Device::Type::cuda && c.device_.index >= gpu::device_count())
+    raise("[device] {} requested but {} CUDA device(s) are available", c.device_.str(),
+          gpu::device_count());
   std::string cfg = (fs::path(dir) / "config.json").string();
   if (!is_file(cfg)) raise<IoError>("[checkpoint] {}: missing config.json", dir);
   c.config_ = load_model_config(cfg);
@@ -211,7 +218,15 @@ const std::string& Checkpoint::file_of(const std::string& name) const {
 Array Checkpoint::load(const std::string& name) const {
   info(name);
   const Entry& e = tensors_.at(name);
-  return st_[e.file]->load(e.stored, {.dtype = opts_.dtype});
+  // Move first, then cast: the cast runs on the device, and the copy moves the stored bytes
+  // (bf16 weights cross the bus at half the size of their float32 cast).
+  Array a = to_device(st_[e.file]->load(e.stored), device_);
+  if (opts_.dtype && is_floating(a.dtype()) && *opts_.dtype != a.dtype())
+    a = astype(a, *opts_.dtype);
+  // A GPU copy is made now: lazy nodes would keep the mapping alive and move the load time
+  // into the first forward pass.
+  if (device_.type != Device::Type::cpu) eval({a});
+  return a;
 }
 
 int64_t Checkpoint::parameter_count() const {

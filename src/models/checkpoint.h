@@ -17,10 +17,12 @@ namespace ingot::models {
 
 /// How a checkpoint is opened.
 struct CheckpointOptions {
-  /// Cast floating-point weights to this dtype when they are loaded (lazily, via astype).
+  /// Cast floating-point weights to this dtype when they are loaded (on the target device).
   std::optional<Dtype> dtype;
   /// Print warnings (unexpected tensors) to stderr.
   bool warn = true;
+  /// Device load() places tensors on; absent: default_device() at open().
+  std::optional<Device> device;
 };
 
 /// One weights file of a checkpoint.
@@ -54,7 +56,8 @@ class Checkpoint {
  public:
   /// Opens DIR. Throws IoError "[checkpoint] ..." / "[config] ..." / "[safetensors] ..." for
   /// missing directory, config or weights files, FormatError for broken contents (naming the
-  /// file and the tensor or key).
+  /// file and the tensor or key), InvalidArgument "[device] cuda:N requested but K CUDA
+  /// device(s) are available".
   static Checkpoint open(const std::string& dir, const CheckpointOptions& opts = {});
 
   const std::string& dir() const { return dir_; }
@@ -75,9 +78,12 @@ class Checkpoint {
   const std::string& stored_name(const std::string& name) const;
   /// Path of the file holding the tensor.
   const std::string& file_of(const std::string& name) const;
-  /// The tensor as an array (zero-copy view of the mapping where possible), cast to
-  /// options().dtype when set.
+  /// The tensor on device(), cast to options().dtype when set. On the CPU a zero-copy view of
+  /// the mapping where possible (a lazy cast); on a GPU the stored tensor is copied first, cast
+  /// there and evaluated, so the result no longer needs the mapping.
   Array load(const std::string& name) const;
+  /// Where load() puts tensors (options().device, else the default device when opened).
+  Device device() const { return device_; }
   /// Total number of elements of the text-model tensors.
   int64_t parameter_count() const;
   const CheckpointOptions& options() const { return opts_; }
@@ -96,6 +102,7 @@ class Checkpoint {
   ModelConfig config_;
   std::string architecture_;
   CheckpointOptions opts_;
+  Device device_ = cpu_device;
   std::string index_path_;
   std::vector<WeightFile> files_;
   std::vector<std::shared_ptr<SafetensorsFile>> st_;

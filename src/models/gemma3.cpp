@@ -86,7 +86,7 @@ std::shared_ptr<Model> make_gemma3(const Checkpoint& ckpt) {
   if (c.final_logit_softcapping) opt.final_softcap = static_cast<float>(*c.final_logit_softcapping);
   const double qpas = c.query_pre_attn_scalar.value_or(static_cast<double>(c.head_dim));
   auto model = std::make_shared<DecoderLM>(c, "gemma3", opt, [&](int i) {
-    nn::AttentionConfig a = attention_config(c, i, dtype);
+    nn::AttentionConfig a = attention_config(c, i, dtype, ckpt.device());
     a.qk_norm = norm;
     a.scale = static_cast<float>(std::pow(qpas, -0.5));
     a.softcap = 0.0f;  // attn_logit_softcapping deliberately ignored (see above)

@@ -42,7 +42,7 @@ std::shared_ptr<Model> make_llama(const Checkpoint& ckpt) {
   const nn::Activation act = config_activation(c);
   DecoderOptions opt{.dtype = dtype, .norm = norm, .tie_word_embeddings = c.tie_word_embeddings};
   auto model = std::make_shared<DecoderLM>(c, "llama", opt, [&](int i) {
-    nn::AttentionConfig a = attention_config(c, i, dtype);
+    nn::AttentionConfig a = attention_config(c, i, dtype, ckpt.device());
     return std::make_shared<PreNormBlock>(i, a, c.intermediate_size, act, c.mlp_bias, norm);
   });
   load_weights(*model, ckpt, {"lm_head.weight"});

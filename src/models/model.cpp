@@ -1,9 +1,11 @@
 // load_model: opens the checkpoint and builds the registered architecture.
 #include "models/model.h"
 
+#include <chrono>
 #include <cstdio>
 #include <mutex>
 
+#include "core/transforms/eval.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
 
@@ -27,13 +29,18 @@ void register_builtin_architectures() {
 
 std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt) {
   register_builtin_architectures();
-  Checkpoint ckpt = Checkpoint::open(dir, {.dtype = opt.dtype, .warn = opt.warn});
+  const auto t0 = std::chrono::steady_clock::now();
+  Checkpoint ckpt =
+      Checkpoint::open(dir, {.dtype = opt.dtype, .warn = opt.warn, .device = opt.device});
   if (opt.warn && !ckpt.ignored().empty())
     std::fprintf(stderr,
                  "[models] warning: %s: skipping %zu tensors outside the text model (first: %s)\n",
                  dir.c_str(), ckpt.ignored().size(), ckpt.ignored().front().c_str());
   std::shared_ptr<Model> model = model_factory(ckpt.architecture())(ckpt);
   model->set_attention_impl(opt.attention);
+  synchronize(ckpt.device());  // the copies and casts are queued; the load time includes them
+  model->load_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return model;
 }
 

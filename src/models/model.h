@@ -1,6 +1,6 @@
 // Public interface of a causal language model loaded from a Hugging Face checkpoint directory:
-// load_model(dir, {dtype}) -> Model; forward(ids) -> float32 logits, or the final hidden states
-// and lm_head() on chosen rows only (scoring, classification).
+// load_model(dir, {dtype, device}) -> Model; forward(ids) -> float32 logits, or the final hidden
+// states and lm_head() on chosen rows only (scoring, classification).
 #pragma once
 
 #include <memory>
@@ -14,6 +14,8 @@
 #include "nn/module.h"
 
 namespace ingot::models {
+
+class Checkpoint;
 
 /// How attention is computed.
 enum class AttentionImpl {
@@ -32,6 +34,8 @@ struct LoadModelOptions {
   /// Print loader warnings (unexpected tensors, e.g. a multimodal vision tower) to stderr.
   bool warn = true;
   AttentionImpl attention = AttentionImpl::fast;
+  /// Device the weights are loaded onto and the model computes on; absent: default_device().
+  std::optional<Device> device;
 };
 
 /// Per-call inputs of a forward pass.
@@ -76,20 +80,35 @@ class Model : public nn::Module {
   Dtype dtype() const { return dtype_; }
   int num_layers() const { return static_cast<int>(config_.num_hidden_layers); }
   int64_t vocab_size() const { return config_.vocab_size; }
+  /// Where the weights live; arrays the model and the llm layer create for it go there too.
+  Device device() const { return device_; }
+  /// Wall-clock seconds load_model took: reading the checkpoint, the copy to the device and
+  /// the casts, all finished (0 for a model not made by load_model).
+  double load_seconds() const { return load_seconds_; }
 
  protected:
   Model(ModelConfig config, std::string architecture, Dtype dtype)
-      : config_(std::move(config)), architecture_(std::move(architecture)), dtype_(dtype) {}
+      : config_(std::move(config)),
+        architecture_(std::move(architecture)),
+        dtype_(dtype),
+        device_(default_device()) {}
 
  private:
+  friend std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt);
+  friend void load_weights(Model& model, const Checkpoint& ckpt,
+                           const std::vector<std::string>& optional);
+
   ModelConfig config_;
   std::string architecture_;
   Dtype dtype_;
+  Device device_;
+  double load_seconds_ = 0;
 };
 
 /// Loads the checkpoint directory DIR: config.json + safetensors (single or sharded). Missing
 /// or wrongly shaped tensors are FormatErrors naming the tensor and file; unexpected tensors are
-/// warned about. Weights stay mmapped where no cast is needed.
+/// warned about. On the CPU weights stay mmapped where no cast is needed; on a GPU they are
+/// copied there (then cast) before load_model returns.
 std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt = {});
 
 }  // namespace ingot::models

@@ -103,7 +103,8 @@ void TraceDump::add(const Array& x, const std::string& name, int layer) {
   int n = ++seen_[key];
   if (n > 1) key += fmt::format("#{}", n);
   keys_.push_back(key);
-  Array f = astype(x, float32);
+  // Host copies: the dump outlives the forward pass and is written from host memory.
+  Array f = to_device(astype(x, float32), cpu_device);
   f.eval();
   if (format_ == TraceFormat::npy)
     save_npy((std::filesystem::path(dir_) / (key + ".npy")).string(), f);

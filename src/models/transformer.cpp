@@ -42,7 +42,7 @@ Array rope_inv_freqs(const RopeParams& p, int dims) {
   return Array(inv, {static_cast<int64_t>(half)}, float32);
 }
 
-nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtype) {
+nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtype, Device device) {
   const LayerSpec& spec = c.layers.at(static_cast<size_t>(layer));
   spec.rope.check_supported(c.source);
   nn::AttentionConfig a;
@@ -54,7 +54,9 @@ nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtyp
   a.o_bias = c.attention_bias;
   a.rope_dims = static_cast<int>(std::lround(c.head_dim * spec.rope.partial_rotary_factor));
   a.rope_base = static_cast<float>(spec.rope.theta);
-  a.rope_freqs = rope_inv_freqs(spec.rope, a.rope_dims);
+  Array freqs = to_device(rope_inv_freqs(spec.rope, a.rope_dims), device);
+  if (device.type != Device::Type::cpu) eval({freqs});
+  a.rope_freqs = freqs;
   a.window = spec.kind == AttentionKind::sliding ? static_cast<int>(spec.window) : 0;
   a.dtype = dtype;
   return a;
@@ -97,6 +99,7 @@ Array eager_attention(const nn::Attention& attn, const Array& x, const nn::Atten
   const nn::AttentionConfig& c = attn.config();
   const int64_t b = x.shape(0), l = x.shape(1), hd = c.head_dim;
   const int64_t g = c.n_heads / c.n_kv_heads;
+  const Device dev = x.device();  // ops on a mask given as host values alone must run here
   // [B, L, h*D] -> (norm over D) -> [B, h, L, D]
   auto heads = [&](const char* proj, const char* norm, int h) {
     Array t = reshape(child<nn::Linear>(attn, proj)(x), {b, l, h, hd});
@@ -121,9 +124,9 @@ Array eager_attention(const nn::Attention& attn, const Array& x, const nn::Atten
   }
   const int64_t s = k.shape(2);
   if (!mask) {  // causal (and window): query i is at position s - l + i
-    Array qp =
-        reshape(arange(static_cast<double>(s - l), static_cast<double>(s), 1.0, int32), {l, 1});
-    Array kp = reshape(arange(s, int32), {1, s});
+    Array qp = reshape(arange(static_cast<double>(s - l), static_cast<double>(s), 1.0, int32, dev),
+                       {l, 1});
+    Array kp = reshape(arange(s, int32, dev), {1, s});
     Array keep = kp <= qp;
     if (c.window > 0) keep = logical_and(keep, (qp - kp) < Array(c.window));
     mask = keep;
@@ -134,14 +137,14 @@ Array eager_attention(const nn::Attention& attn, const Array& x, const nn::Atten
   scores = reshape(scores, {b, c.n_kv_heads, g, l, s});  // [B, Hkv, G, L, S]
   if (c.softcap > 0.0f) scores = softcap_rounded(scores, c.softcap);
   Array m = *mask;
-  if (m.ndim() == 4) m = expand_dims(m, 2);  // [B, H, L, S] -> [B, H, 1, L, S] (H = 1)
+  if (m.ndim() == 4) m = expand_dims(m, 2, dev);  // [B, H, L, S] -> [B, H, 1, L, S] (H = 1)
   // The dtype's lowest finite value, as transformers masks: fully masked rows (left padding)
   // give a uniform softmax instead of NaNs that p v would spread.
   const float lowest = scores.dtype() == float16    ? -65504.0f
                        : scores.dtype() == bfloat16 ? -3.3895314e38f
                                                     : std::numeric_limits<float>::lowest();
   Array neg(lowest, scores.dtype());
-  scores = m.dtype() == bool_ ? where(m, scores, neg) : scores + astype(m, scores.dtype());
+  scores = m.dtype() == bool_ ? where(m, scores, neg) : scores + astype(m, scores.dtype(), dev);
   Array p = astype(softmax(astype(scores, float32), -1), x.dtype());
   Array o = matmul(reshape(p, {b, c.n_kv_heads, g * l, s}), v);  // [B, Hkv, G*L, D]
   o = reshape(transpose(reshape(o, {b, c.n_heads, l, hd}), {0, 2, 1, 3}), {b, l, c.n_heads * hd});
@@ -205,11 +208,12 @@ DecoderLM::DecoderLM(ModelConfig config, std::string architecture, DecoderOption
 namespace {
 
 /// mask AND (query position - key position < window), for an explicit mask [.., L, S] whose
-/// queries are the last L of S positions.
-Array with_window(const Array& mask, int64_t l, int window) {
+/// queries are the last L of S positions; the band is made on `dev` (the model's device).
+Array with_window(const Array& mask, int64_t l, int window, Device dev) {
   const int64_t s = mask.shape(-1);
-  Array q = reshape(arange(static_cast<double>(s - l), static_cast<double>(s), 1.0, int32), {l, 1});
-  Array k = reshape(arange(s, int32), {1, s});
+  Array q =
+      reshape(arange(static_cast<double>(s - l), static_cast<double>(s), 1.0, int32, dev), {l, 1});
+  Array k = reshape(arange(s, int32, dev), {1, s});
   Array band = (q - k) < Array(window);  // [L, S]
   if (mask.dtype() == bool_) return logical_and(mask, band);
   return where(band, mask, Array(-std::numeric_limits<float>::infinity(), mask.dtype()));
@@ -224,16 +228,23 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
   const int n = num_layers();
   if (!opt.caches.empty() && static_cast<int>(opt.caches.size()) != n)
     raise("[model] expected {} caches (one per layer), got {}", n, opt.caches.size());
-  Array x = (*model_->embed)(ids);  // [B, L, E]
+  // Inputs computed on another device come to the model's (no-ops when they are there or are
+  // host values, which every op places itself).
+  const Device dev = device();
+  auto here = [&](const Array& a) { return a.is_host_constant() ? a : to_device(a, dev); };
+  std::optional<Array> offsets, mask;
+  if (opt.offsets) offsets = here(*opt.offsets);
+  if (opt.mask) mask = here(*opt.mask);
+  Array x = (*model_->embed)(here(ids));  // [B, L, E]
   if (opt_.embed_scale) x = x * Array(*opt_.embed_scale, dtype());
   trace(x, "embed");
   for (int i = 0; i < n; ++i) {
     const Block& block = (*model_->layers)[static_cast<size_t>(i)];
-    nn::AttentionInputs in{.offset = opt.offset, .offsets = opt.offsets, .mask = opt.mask};
+    nn::AttentionInputs in{.offset = opt.offset, .offsets = offsets, .mask = mask};
     if (!opt.caches.empty()) in.cache = opt.caches[static_cast<size_t>(i)];
     const LayerSpec& spec = config().layers[static_cast<size_t>(i)];
-    if (opt.mask && spec.kind == AttentionKind::sliding)
-      in.mask = with_window(*opt.mask, ids.shape(1), static_cast<int>(spec.window));
+    if (mask && spec.kind == AttentionKind::sliding)
+      in.mask = with_window(*mask, ids.shape(1), static_cast<int>(spec.window), dev);
     x = trace(block(x, in), "layer_out", i);
   }
   return trace((*model_->norm)(x), "final_norm");
@@ -282,6 +293,7 @@ void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::s
     if (!params.count(name) && ckpt.contains(name))
       expected.push_back({name, ckpt.info(name).shape, true});
   ckpt.validate(expected);
+  model.device_ = ckpt.device();
   ParamMap values;
   std::vector<Array> loaded;
   for (const auto& [name, p] : params) {

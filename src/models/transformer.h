@@ -18,9 +18,10 @@ namespace ingot::models {
 /// rope_type default, linear (divided by factor) and llama3 (per-band scaling).
 Array rope_inv_freqs(const RopeParams& p, int dims);
 
-/// Attention of layer `layer`: heads, head_dim, bias, its rope (per layer kind), its window.
-/// The caller sets qk_norm, scale and softcap.
-nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtype);
+/// Attention of layer `layer`: heads, head_dim, bias, its rope (per layer kind, frequencies
+/// placed on `device` once instead of copied there at every forward pass), its window. The
+/// caller sets qk_norm, scale and softcap.
+nn::AttentionConfig attention_config(const ModelConfig& c, int layer, Dtype dtype, Device device);
 
 /// Attention through the block (impl fast) or transformers' eager order of operations.
 Array attend(const nn::Attention& attn, const Array& x, const nn::AttentionInputs& in,
@@ -94,7 +95,8 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt);
 
 /// Checks the checkpoint against the model's parameters (missing / wrong-shape tensors are
 /// FormatErrors from Checkpoint::validate; `optional` names may be absent or ignored) and
-/// replaces the parameters by the checkpoint's tensors cast to the model's dtype.
+/// replaces the parameters by the checkpoint's tensors cast to the model's dtype, on the
+/// checkpoint's device (which becomes model.device()).
 void load_weights(Model& model, const Checkpoint& ckpt,
                   const std::vector<std::string>& optional = {});
 

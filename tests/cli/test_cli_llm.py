@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # CLI contract of `ingot generate`, `chat`, `score`, `classify` and `embed` (issue 6) on the tiny
 # model fixtures: greedy ids equal transformers', seeds reproduce, prompt caches round-trip, JSONL
-# formats, exit codes 0/1/2 with errors on stderr.
+# formats, exit codes 0/1/2 with errors on stderr, --device on every command that computes.
 # Usage: test_cli_llm.py INGOT_BINARY REPO_ROOT
 import ast
 import json
@@ -315,8 +315,48 @@ def test_errors_and_help():
         check(r.returncode == 0 and b"Example" in r.stdout, f"{cmd} --help has an example", r)
 
 
+def test_device():
+    m = os.path.join(models, "llama_f32")
+    prompt = ["--prompt-ids", "1,5,9", "--output", "ids", "--max-tokens", "4"]
+    r = run(["generate", "--model", m, *prompt, "--device", "tpu"])
+    check(r.returncode == 1 and b"[device] cannot parse device 'tpu'" in r.stderr,
+          "--device tpu: exit 1 naming the device", r)
+    r = run(["generate", "--model", m, *prompt, "--device", "cuda:99"])
+    check(r.returncode == 1 and b"[device] cuda:99 requested but" in r.stderr,
+          "--device cuda:99: exit 1, no such GPU", r)
+    r = run(["generate", "--model", m, *prompt, "--device", "cpu"])
+    mc = metrics(r)
+    check(r.returncode == 0 and mc and mc[-1].get("device") == "cpu" and float(mc[-1]["load_s"]) > 0,
+          f"--device cpu: metrics name the device and the load time ({mc})", r)
+    rd = run(["generate", "--model", m, *prompt])
+    md = metrics(rd)
+    check(rd.returncode == 0 and rd.stdout == r.stdout and md and "device" in md[-1],
+          "default device: same greedy ids as --device cpu, device in metrics", rd)
+    r = run(["logits", "--model", m, "--ids", "1,5,9", "--device", "cpu"])
+    check(r.returncode == 0 and json.loads(r.stdout)["logits"], "logits --device cpu", r)
+    r = run(["logits", "--model", m, "--ids", "1,5,9", "--device", "nope"])
+    check(r.returncode == 1 and b"[device]" in r.stderr, "logits --device nope: exit 1", r)
+    r = run(["inspect", "--model", m, "--load", "--device", "cpu"])
+    check(r.returncode == 0 and re.search(rb"loaded\s+cpu in [0-9.]+ s", r.stdout),
+          "inspect --load --device cpu reports the load", r)
+    r = run(["inspect", "--model", m, "--json", "--device", "cpu"])
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(j.get("load", {}).get("device") == "cpu" and j["load"]["seconds"] > 0,
+          "inspect --json --device cpu has a load section", r)
+    r = run(["inspect", "--model", m])
+    check(r.returncode == 0 and b"loaded" not in r.stdout, "inspect alone loads no weights", r)
+    r = run(["score", "--model", m, "--device", "cpu"], '{"prompt_ids": [1, 5], "continuation_ids": [9]}\n')
+    check(r.returncode == 0 and "logprob_sum" in json.loads(r.stdout), "score --device cpu", r)
+    r = run(["demo", "--device", "cpu"])
+    check(r.returncode == 0 and b"device cpu" in r.stdout, "demo --device cpu", r)
+    for cmd in ("generate", "chat", "score", "classify", "embed", "logits", "inspect", "demo"):
+        r = run([cmd, "--help"])
+        check(r.returncode == 0 and b"--device" in r.stdout and b"cuda:N" in r.stdout,
+              f"{cmd} --help documents --device", r)
+
+
 tests = [test_greedy_fixtures, test_seed, test_text_generate, test_prompt_cache, test_chat,
-         test_classify, test_score, test_embed, test_errors_and_help]
+         test_classify, test_score, test_embed, test_errors_and_help, test_device]
 only = sys.argv[3:]
 for t in tests:
     if only and t.__name__ not in only:

@@ -208,7 +208,7 @@ TEST(Generate, PromptCacheFilesForAnotherModelOrBrokenAreFormatErrors) {
   // Buffers that do not match the metadata.
   std::map<std::string, std::string> md;
   auto arrays = load_safetensors(path, {}, &md);
-  arrays["layers.0.keys"] = zeros({1, 1, 2, 2}, float32);
+  arrays["layers.0.keys"] = zeros({1, 1, 2, 2}, float32, cpu_device);  // written from the host
   save_safetensors(path, arrays, md);
   PromptCache again(*m);
   EXPECT_THROW(again.load(path), FormatError);
@@ -228,7 +228,7 @@ TEST(Generate, SustainedRunWithCacheReuseKeepsMemoryFlat) {
     o.sampler.seed = static_cast<uint64_t>(call);
     auto r = generate(*m, {prompt}, o, &cache);
     total += static_cast<int64_t>(r.tokens[0].size());
-    const size_t active = memory::active();
+    const size_t active = memory::active(m->device());
     if (call == 0) first_active = active;
     max_active = std::max(max_active, active);
     EXPECT_EQ(cache.offset(), static_cast<int64_t>(prompt.size() + r.tokens[0].size() - 1));

@@ -1,6 +1,7 @@
 // Checkpoint directories: single file and sharded, multimodal name mapping, cast on load,
-// validation against an expected tensor list, and a table of >= 30 broken checkpoints each
-// rejected with a message that names the file and the tensor or key at fault.
+// placement on the chosen device, validation against an expected tensor list, and a table of
+// >= 30 broken checkpoints each rejected with a message that names the file and the tensor or
+// key at fault.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -165,6 +166,34 @@ TEST(Checkpoint, ShardedAndCastOnLoad) {
   auto want = llama_weights()["model.norm.weight"].to_vector<float>();
   auto got = a.to_vector<float>();
   for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], std::abs(want[i]) / 128);
+}
+
+TEST(Checkpoint, LoadsOntoTheChosenDevice) {
+  TempDir d;
+  make_checkpoint(d);
+  EXPECT_EQ(Checkpoint::open(d.dir.string()).device(), default_device());
+  Checkpoint c = Checkpoint::open(d.dir.string(), {.device = cpu_device});
+  EXPECT_EQ(c.load("model.norm.weight").device(), cpu_device);
+  const Device missing{Device::Type::cuda, gpu::device_count()};
+  try {
+    Checkpoint::open(d.dir.string(), {.device = missing});
+    ADD_FAILURE() << "opened for " << missing.str();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.str() + " requested but"), std::string::npos)
+        << e.what();
+  }
+  if (gpu::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU loading untested";
+  // On a GPU: copied (then cast there) and evaluated at load.
+  const Device cuda0{Device::Type::cuda, 0};
+  Checkpoint g = Checkpoint::open(d.dir.string(), {.dtype = bfloat16, .device = cuda0});
+  auto w = llama_weights();
+  for (auto& [k, a] : w) {
+    Array x = g.load(k);
+    EXPECT_EQ(x.device(), cuda0) << k;
+    EXPECT_EQ(x.dtype(), bfloat16) << k;
+    EXPECT_TRUE(x.is_evaluated()) << k;
+    EXPECT_EQ(x.to_vector<float>(), astype(a, bfloat16, cpu_device).to_vector<float>()) << k;
+  }
 }
 
 TEST(Checkpoint, MultimodalNamesMapToTextModel) {

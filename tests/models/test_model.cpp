@@ -138,7 +138,8 @@ TEST(Model, Float16Compute) {
   }
 }
 
-/// A copy of a fixture whose weights are edited by `edit`.
+/// A copy of a fixture whose weights are edited by `edit` (arrays it adds must be CPU arrays:
+/// the writer reads host memory).
 std::string edited_fixture(const std::string& fx, const std::string& dir,
                            const std::function<void(std::map<std::string, Array>&)>& edit) {
   namespace fs = std::filesystem;
@@ -172,7 +173,7 @@ TEST(ModelErrors, MissingAndWrongShapeTensorsNameTheTensor) {
   EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
 
   const std::string shape = edited_fixture("qwen3_f32_tied", tmp.path + "/shape", [](auto& w) {
-    w["model.layers.0.self_attn.k_norm.weight"] = zeros({15});
+    w["model.layers.0.self_attn.k_norm.weight"] = zeros({15}, float32, cpu_device);
   });
   msg = error_of<FormatError>([&] { load_model(shape, {.warn = false}); });
   EXPECT_NE(msg.find("model.layers.0.self_attn.k_norm.weight"), std::string::npos) << msg;
@@ -181,7 +182,7 @@ TEST(ModelErrors, MissingAndWrongShapeTensorsNameTheTensor) {
 
   // An unexpected extra tensor only warns.
   const std::string extra = edited_fixture("llama_f32", tmp.path + "/extra", [](auto& w) {
-    w["model.layers.0.self_attn.rotary_emb.inv_freq"] = zeros({8});
+    w["model.layers.0.self_attn.rotary_emb.inv_freq"] = zeros({8}, float32, cpu_device);
   });
   EXPECT_NO_THROW(load_model(extra, {.warn = false}));
 }

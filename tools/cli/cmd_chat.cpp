@@ -66,7 +66,7 @@ int run_chat(const ChatArgs& a) {
     llm::TextResult r = llm::generate_text(tm, prompt, t, &cache);
     write_stdout("\n", true);
     messages.push_back({{"role", "assistant"}, {"content", r.text}});
-    if (a.verbose) print_metrics(r.metrics, llm::finish_reason_name(r.finish));
+    if (a.verbose) print_metrics(r.metrics, llm::finish_reason_name(r.finish), *tm.model);
   }
   if (interactive) std::fputc('\n', stderr);
   return 0;
@@ -85,7 +85,7 @@ const Registrar reg(
            "lines are ignored, /reset forgets the conversation, /quit or end of input ends it. "
            "The prompt \"> \" goes to stderr, and only when stdin is a terminal.\n"
            "Examples:\n"
-           "  ingot chat --model ./Qwen3-0.6B --temperature 0.7 --top-p 0.9 --system 'Be brief.'\n"
+           "  ingot chat --model ./Qwen3-0.6B --device cuda --system 'Be brief.'\n"
            "  printf 'Hi!\\nAnd in French?\\n' | ingot chat --model ./gemma-3-1b-it --verbose");
        return std::function<int()>([a] { return run_chat(*a); });
      }});

@@ -123,7 +123,7 @@ const Registrar reg(
            "  {\"label\": \" positive\", \"probs\": {\" positive\": 0.91, \" negative\": 0.09}}\n"
            "Example:\n"
            "  printf 'Review: {text}\\nSentiment:\\n' > tmpl.txt\n"
-           "  ingot classify --model ./Llama-3.2-1B --labels ' positive, negative' "
+           "  ingot classify --model ./Llama-3.2-1B --device cuda:0 --labels ' positive, negative' "
            "--template tmpl.txt < texts.jsonl > results.jsonl");
        return std::function<int()>([a] { return run_classify(*a); });
      }});

@@ -5,13 +5,15 @@
 
 #include "command.h"
 #include "core/ingot.h"
+#include "llm_common.h"
 
 namespace ingot::cli {
 namespace {
 
-int run_demo() {
+int run_demo(const std::string& device) {
   using clock = std::chrono::steady_clock;
-  std::printf("ingot array core demo (device %s)\n", default_device().str().c_str());
+  const Device dev = select_device(device);
+  std::printf("ingot array core demo (device %s)\n", dev.str().c_str());
   random::seed(0);
   // A small two-layer MLP, built lazily and evaluated once.
   Array x = random::normal({64, 512});
@@ -43,14 +45,16 @@ int run_demo() {
                                                       fast::ref::rope(k, 64), v, so);
   std::printf("causal GQA attention with rope: max |fused - reference| = %.2e\n",
               max(abs(att - ref)).item<float>());
-  std::printf("memory: active %zu B, peak %zu B, cache %zu B\n", memory::active(), memory::peak(),
-              memory::cache());
+  std::printf("memory (%s): active %zu B, peak %zu B, cache %zu B\n", dev.str().c_str(),
+              memory::active(dev), memory::peak(dev), memory::cache(dev));
   return 0;
 }
 
 const Registrar reg({"demo", "Run a short self-demo of the array core", [](CLI::App& app) {
-                       app.footer("Example: ingot demo");
-                       return std::function<int()>(run_demo);
+                       auto device = std::make_shared<std::string>();
+                       add_device_option(app, *device);
+                       app.footer("Examples:\n  ingot demo\n  ingot demo --device cuda:0");
+                       return std::function<int()>([device] { return run_demo(*device); });
                      }});
 
 }  // namespace

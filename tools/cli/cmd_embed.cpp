@@ -78,7 +78,7 @@ const Registrar reg(
            "Input, one per line: {\"text\": \"...\"} or a JSON string (BOS added as the tokenizer "
            "does). Output, one line per input line, in order: {\"embedding\": [0.12, -0.5, ...]} "
            "(float32 values, hidden size of the model).\n"
-           "Example: ingot embed --model ./Qwen3-0.6B --pooling mean < texts.jsonl > "
+           "Example: ingot embed --model ./Qwen3-0.6B --pooling mean --device cpu < texts.jsonl > "
            "vectors.jsonl");
        return std::function<int()>([a] { return run_embed(*a); });
      }});

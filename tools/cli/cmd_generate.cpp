@@ -58,7 +58,7 @@ int run_ids_only(const GenerateArgs& a) {
   llm::GenerationResult r = llm::generate(*model, {prompt}, g, cache ? &*cache : nullptr);
   write_stdout(join_ids(r.tokens.at(0)) + "\n", true);
   if (cache) cache->save(a.prompt_cache);
-  if (!a.quiet) print_metrics(r.metrics, llm::finish_reason_name(r.finish.at(0)));
+  if (!a.quiet) print_metrics(r.metrics, llm::finish_reason_name(r.finish.at(0)), *model);
   return 0;
 }
 
@@ -93,7 +93,7 @@ int run_generate(const GenerateArgs& a) {
     write_stdout(join_ids(r.tokens) + "\n", true);
   }
   if (cache) cache->save(a.prompt_cache);
-  if (!a.quiet) print_metrics(r.metrics, llm::finish_reason_name(r.finish));
+  if (!a.quiet) print_metrics(r.metrics, llm::finish_reason_name(r.finish), *tm.model);
   return 0;
 }
 
@@ -123,11 +123,13 @@ const Registrar reg(
        app.add_flag("--quiet", a->quiet, "Do not print the metrics line on stderr");
        app.footer(
            "Examples:\n"
-           "  ingot generate --model ./Llama-3.2-1B --prompt 'Once upon a time' --max-tokens 64\n"
+           "  ingot generate --model ./Llama-3.2-1B --prompt 'Once upon a time' --max-tokens 64 "
+           "--device cuda\n"
            "  ingot generate --model ./Qwen3-0.6B --chat --prompt 'Why is the sky blue?' "
            "--temperature 0.7 --top-p 0.9 --seed 1\n"
            "  ingot generate --model DIR --prompt-ids 1,375,288 --max-tokens 12 --output ids\n"
-           "stderr ends with: metrics: prompt_tokens=N reused_tokens=N generated_tokens=N "
+           "stderr ends with: metrics: device=cpu|cuda:N load_s=X prompt_tokens=N reused_tokens=N "
+           "generated_tokens=N "
            "prefill_tok/s=X decode_tok/s=X ttft_ms=X peak_memory_mib=X cache_mib=X "
            "finish=length|eos|stop");
        return std::function<int()>([a] { return run_generate(*a); });

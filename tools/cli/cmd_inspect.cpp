@@ -1,5 +1,6 @@
 // `ingot inspect --model DIR`: what a checkpoint holds — architecture, dimensions, attention
-// layout, rope, parameter count, dtypes, files and tensors — as text or JSON (--json).
+// layout, rope, parameter count, dtypes, files and tensors — as text or JSON (--json); with
+// --load, also loads the weights onto --device and reports the load time.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -8,7 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "core/allocator.h"
+#include "llm_common.h"
 #include "models/checkpoint.h"
+#include "models/model.h"
 #include "models/registry.h"
 
 namespace ingot::cli {
@@ -21,6 +25,9 @@ struct InspectArgs {
   std::string model;
   bool all_tensors = false;
   bool json = false;
+  bool load = false;
+  std::string dtype;
+  std::string device;
 };
 
 std::string human_bytes(uint64_t b) {
@@ -150,6 +157,12 @@ void print_text(const ojson& j, bool all_tensors) {
     line("ignored",
          fmt::format("{} tensors outside the text model (e.g. {})", j["ignored_tensors"].size(),
                      j["ignored_tensors"][0].get<std::string>()));
+  if (j.contains("load")) {
+    const ojson& l = j["load"];
+    line("loaded", fmt::format("{} in {:.3f} s ({}, {} allocated)", l["device"].get<std::string>(),
+                               l["seconds"].get<double>(), l["dtype"].get<std::string>(),
+                               human_bytes(l["allocated_bytes"].get<uint64_t>())));
+  }
   const ojson& ts = j["tensors"];
   std::printf("tensors (%zu):\n", ts.size());
   const size_t head = 12, tail = 4;
@@ -167,9 +180,25 @@ void print_text(const ojson& j, bool all_tensors) {
   }
 }
 
+/// Loads the weights as `generate` would and reports where, how long and how much memory the
+/// device allocator gained (weights mmapped on the CPU without a cast count nothing).
+ojson load_report(const InspectArgs& a) {
+  models::LoadModelOptions lo =
+      load_options({.dir = a.model, .dtype = a.dtype, .device = a.device});
+  lo.warn = false;  // the checkpoint's own warnings were printed when it was opened above
+  const size_t before = memory::active(*lo.device);
+  auto model = models::load_model(a.model, lo);
+  return {{"device", model->device().str()},
+          {"seconds", model->load_seconds()},
+          {"dtype", std::string(dtype_name(model->dtype()))},
+          {"allocated_bytes", memory::active(model->device()) - before}};
+}
+
 int run_inspect(const InspectArgs& a) {
-  Checkpoint c = Checkpoint::open(a.model, {.warn = true});
+  // Describing reads headers only: no device is needed (or checked) for that.
+  Checkpoint c = Checkpoint::open(a.model, {.warn = true, .device = cpu_device});
   ojson j = describe(c);
+  if (a.load || !a.device.empty() || !a.dtype.empty()) j["load"] = load_report(a);
   if (a.json)
     std::printf("%s\n", j.dump(2).c_str());
   else
@@ -184,7 +213,16 @@ const Registrar reg(
        app.add_flag("--tensors", args->all_tensors,
                     "List every tensor (default: the first 12 and last 4)");
        app.add_flag("--json", args->json, "Machine-readable JSON (always lists every tensor)");
-       app.footer("Example: ingot inspect --model ~/models/Llama-3.2-1B --tensors");
+       app.add_flag("--load", args->load,
+                    "Also load the weights and report the device, load time and memory");
+       app.add_option("--dtype", args->dtype, "Compute dtype of --load (default: the checkpoint's)")
+           ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+       add_device_option(app, args->device);
+       app.footer(
+           "Examples:\n"
+           "  ingot inspect --model ~/models/Llama-3.2-1B --tensors\n"
+           "  ingot inspect --model ~/models/Llama-3.2-1B --load --device cuda   (--device or "
+           "--dtype imply --load)");
        return std::function<int()>([args] { return run_inspect(*args); });
      }});
 

@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "core/ingot.h"
+#include "llm_common.h"
 #include "models/model.h"
 #include "models/trace.h"
 #include "util/error.h"
@@ -24,6 +25,7 @@ struct LogitsArgs {
   std::string attention = "fast";
   std::string npy;
   std::string trace_dir;
+  std::string device;
 };
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -61,6 +63,7 @@ std::optional<Dtype> parse_dtype(const std::string& s) {
 int run_logits(const LogitsArgs& a) {
   const std::vector<int32_t> ids = parse_ids(a.ids);
   models::LoadModelOptions lo{.dtype = parse_dtype(a.dtype)};
+  lo.device = select_device(a.device);
   if (a.attention == "eager")
     lo.attention = models::AttentionImpl::eager;
   else if (a.attention != "fast")
@@ -117,9 +120,10 @@ const Registrar reg({"logits", "Print a model's logits for token ids as JSON", [
                                       "this file instead of printing JSON");
                        app.add_option("--trace", a->trace_dir,
                                       "Dump named intermediates (.npy) into this directory");
+                       add_device_option(app, a->device);
                        app.footer(
                            "Example: ingot logits --model ./Llama-3.2-1B --ids 128000,791,6864 "
-                           "--all-positions --dtype float32\n"
+                           "--all-positions --dtype float32 --device cuda\n"
                            "Output: {\"logits\": [[...], ...]} (one row per position)");
                        return std::function<int()>([a] { return run_logits(*a); });
                      }});

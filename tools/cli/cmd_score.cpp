@@ -140,7 +140,8 @@ const Registrar reg(
            "many tokens as the prompt alone has (BOS added as the tokenizer does).\n"
            "Output, one line per input line, in order:\n"
            "  {\"logprob_sum\": -3.2, \"token_logprobs\": [-1.2, -2.0], \"tokens\": [83, 9]}\n"
-           "Example: ingot score --model ./Llama-3.2-1B < pairs.jsonl > scores.jsonl");
+           "Example: ingot score --model ./Llama-3.2-1B --device cuda < pairs.jsonl > "
+           "scores.jsonl");
        return std::function<int()>([a] { return run_score(*a); });
      }});
 

@@ -17,10 +17,26 @@
 
 namespace ingot::cli {
 
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device,
+                 "Where to compute: cpu, cuda or cuda:N, e.g. --device cuda:1 (default: "
+                 "$INGOT_DEVICE, else cuda:0 when a GPU is present, else cpu)");
+}
+
+Device select_device(const std::string& device) {
+  const Device d = device.empty() ? default_device() : Device::parse(device);
+  if (d.type == Device::Type::cuda && d.index >= gpu::device_count())
+    raise("[device] {} requested but {} CUDA device(s) are available", d.str(),
+          gpu::device_count());
+  set_default_device(d);  // arrays made outside the model (inputs, samplers) go there too
+  return d;
+}
+
 void add_model_options(CLI::App& app, ModelArgs& a) {
   app.add_option("--model", a.dir, "Checkpoint directory (config.json, *.safetensors)")->required();
   app.add_option("--dtype", a.dtype, "Compute dtype (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+  add_device_option(app, a.device);
 }
 
 models::LoadModelOptions load_options(const ModelArgs& a) {
@@ -28,6 +44,7 @@ models::LoadModelOptions load_options(const ModelArgs& a) {
   if (a.dtype == "float32") lo.dtype = float32;
   if (a.dtype == "bfloat16") lo.dtype = bfloat16;
   if (a.dtype == "float16") lo.dtype = float16;
+  lo.device = select_device(a.device);
   return lo;
 }
 
@@ -157,13 +174,15 @@ std::vector<int32_t> generation_config_eos(const std::string& dir) {
   return ids;
 }
 
-void print_metrics(const llm::GenerationMetrics& m, const std::string& finish) {
+void print_metrics(const llm::GenerationMetrics& m, const std::string& finish,
+                   const models::Model& model) {
   std::string line = fmt::format(
-      "metrics: prompt_tokens={} reused_tokens={} generated_tokens={} prefill_tok/s={:.1f} "
-      "decode_tok/s={:.1f} ttft_ms={:.1f} peak_memory_mib={:.1f} cache_mib={:.2f}",
-      m.prompt_tokens, m.reused_tokens, m.generated_tokens, m.prefill_tokens_per_second(),
-      m.decode_tokens_per_second(), m.time_to_first_token * 1e3,
-      static_cast<double>(m.peak_memory_bytes) / (1 << 20),
+      "metrics: device={} load_s={:.3f} prompt_tokens={} reused_tokens={} generated_tokens={} "
+      "prefill_tok/s={:.1f} decode_tok/s={:.1f} ttft_ms={:.1f} peak_memory_mib={:.1f} "
+      "cache_mib={:.2f}",
+      model.device().str(), model.load_seconds(), m.prompt_tokens, m.reused_tokens,
+      m.generated_tokens, m.prefill_tokens_per_second(), m.decode_tokens_per_second(),
+      m.time_to_first_token * 1e3, static_cast<double>(m.peak_memory_bytes) / (1 << 20),
       static_cast<double>(m.cache_bytes) / (1 << 20));
   if (!finish.empty()) line += " finish=" + finish;
   line += '\n';

@@ -1,5 +1,5 @@
 // Helpers shared by the generation / scoring subcommands of `ingot` (generate, chat, score,
-// classify, embed): model and sampling options, EOS ids, metrics lines, JSONL input.
+// classify, embed): device, model and sampling options, EOS ids, metrics lines, JSONL input.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/device.h"
 #include "core/dtype.h"
 #include "llm/generate.h"
 #include "llm/sampler.h"
@@ -19,14 +20,22 @@
 
 namespace ingot::cli {
 
-/// --model DIR and --dtype, as every model command takes them.
+/// Adds --device (cpu, cuda, cuda:N) to `app`, stored in `device` ("" = the default).
+void add_device_option(CLI::App& app, std::string& device);
+/// The device of a --device value ("" = INGOT_DEVICE, else cuda:0 when a GPU is present, else
+/// the CPU), made the default device. InvalidArgument "[device] ..." for a malformed name or
+/// a GPU that is not there ("cuda:0 requested but 0 CUDA device(s) are available").
+Device select_device(const std::string& device);
+
+/// --model DIR, --dtype and --device, as every model command takes them.
 struct ModelArgs {
   std::string dir;
-  std::string dtype;  // "" = the checkpoint's storage dtype
+  std::string dtype;   // "" = the checkpoint's storage dtype
+  std::string device;  // "" = the default device
 };
-/// Adds --model (required) and --dtype to `app`.
+/// Adds --model (required), --dtype and --device to `app`.
 void add_model_options(CLI::App& app, ModelArgs& a);
-/// The load options of `a` (the --dtype).
+/// The load options of `a` (--dtype, and --device through select_device).
 models::LoadModelOptions load_options(const ModelArgs& a);
 /// Loads the checkpoint with the --dtype of `a` (IoError naming the directory when absent).
 std::shared_ptr<models::Model> load_model(const ModelArgs& a);
@@ -62,8 +71,9 @@ std::vector<int32_t> parse_id_list(const std::string& s, const std::string& what
 /// absent. FormatError naming the file when it is not valid JSON.
 std::vector<int32_t> generation_config_eos(const std::string& dir);
 
-/// Prints one "metrics: key=value ..." line to stderr.
-void print_metrics(const llm::GenerationMetrics& m, const std::string& finish);
+/// Prints one "metrics: key=value ..." line to stderr (with the model's device and load time).
+void print_metrics(const llm::GenerationMetrics& m, const std::string& finish,
+                   const models::Model& model);
 
 /// Reads a whole file (IoError naming it).
 std::string read_file(const std::string& path);
