@@ -5,7 +5,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test test-asan run bench format clean
+.PHONY: all deps configure build test test-asan test-gpu run bench format clean
 
 all: build
 
@@ -27,6 +27,15 @@ test-asan: deps
 	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
+
+# On a machine with an NVIDIA GPU: the CUDA backend's tests (every family against the CPU), then
+# the model, llm and core suites with the GPU as the default device.
+GPU_DIR ?= build-gpu
+test-gpu:
+	@cmake -S . -B $(GPU_DIR) -DCMAKE_BUILD_TYPE=Release -DINGOT_CUDA=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(GPU_DIR) -j $(JOBS)
+	@cd $(GPU_DIR) && ctest --output-on-failure -j $(JOBS) -L cuda --timeout 600
+	@cd $(GPU_DIR) && INGOT_DEVICE=cuda ctest --output-on-failure -j 4 -L 'models|llm' --timeout 600
 
 # Text generation with the embedded default checkpoint (for now the smallest test fixture, random
 # weights: the text is gibberish), metrics on stderr; then the array-core demo and a quick look at

@@ -138,6 +138,9 @@ def top2_margin(ref):
     return s[:, 1] - s[:, 0]
 
 
+INGOT_DEVICE = ""  # INGOT_DEVICE for the ingot runs ("" = ingot's default)
+
+
 def run_ingot(binary, model_dir, ids, dtype, attention, npy, threads):
     cmd = [binary, "logits", "--model", model_dir, "--ids", ",".join(map(str, ids)),
            "--all-positions", "--dtype", dtype, "--attention", attention, "--npy", npy]
@@ -146,6 +149,8 @@ def run_ingot(binary, model_dir, ids, dtype, attention, npy, threads):
         env["LD_LIBRARY_PATH"] = LIBS + ":" + env.get("LD_LIBRARY_PATH", "")
     if threads:
         env["INGOT_NUM_THREADS"] = str(threads)
+    if INGOT_DEVICE:
+        env["INGOT_DEVICE"] = INGOT_DEVICE
     t = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     dt = time.time() - t
@@ -228,7 +233,7 @@ def run_model(name, i, args, device, report, out_json):
 
 
 def main():
-    global LOG, LIBS
+    global LOG, LIBS, INGOT_DEVICE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ingot", required=True, help="path of the ingot binary")
     ap.add_argument("--out", default=".", help="directory for the report and log")
@@ -242,10 +247,13 @@ def main():
                     help="seconds: optional steps (fast mode, CPU reference) are skipped after")
     ap.add_argument("--threads", type=int, default=0, help="INGOT_NUM_THREADS (0 = default)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--ingot-device", default="",
+                    help="device of the ingot runs (cpu, cuda; default: ingot's own default)")
     ap.add_argument("--ingot-libs", default="",
                     help="directory of shared libraries for the ingot binary (LD_LIBRARY_PATH)")
     args = ap.parse_args()
     LIBS = args.ingot_libs
+    INGOT_DEVICE = args.ingot_device
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     LOG = open(os.path.join(args.out, "parity_real_shapes.log"), "w")

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU machine's one-call check (run from the repository root on the device machine, with
+# .devkit carried; see ../shared/device-kit): builds with CUDA, runs the CUDA consistency tests,
+# the core/model/llm suites with the GPU as default device, compute-sanitizer memcheck over the
+# consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
+set -uo pipefail
+OUT=${OUT:-/tmp/ingot-out}
+STEPS=${STEPS:-tests}  # any of: tests sanitizer bench core parity (run in that order)
+LOG=/tmp/ingot-logs
+mkdir -p "$OUT" "$LOG"
+trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
+trap 'exit 143' TERM INT
+t0=$(date +%s)
+stamp() { echo "[device $(($(date +%s) - t0))s] $*"; }
+source .devkit/unpack.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$LOG/gpu.txt"
+stamp configure
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DINGOT_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DINGOT_WERROR=OFF -DINGOT_BENCH="${BENCH:-OFF}" \
+  $INGOT_CMAKE_DEPS >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+stamp build
+if ! cmake --build build-gpu -j16 >"$LOG/build.log" 2>&1; then
+  grep -E "error|Error" "$LOG/build.log" | head -40
+  exit 1
+fi
+grep -c "warning" "$LOG/build.log" | xargs echo "build warnings:"
+run_ctest() {  # name, then ctest args
+  local name=$1
+  shift
+  stamp "ctest $name"
+  (cd build-gpu && ctest --timeout 120 --output-on-failure "$@") >"$LOG/$name.log" 2>&1
+  grep -E "tests passed|tests failed|Total Test" "$LOG/$name.log"
+  grep -E "^\s+[0-9]+ - .*\((Failed|SEGFAULT|Subprocess|Timeout|Exception)" "$LOG/$name.log" | head -40
+}
+if [[ " $STEPS " == *" tests "* ]]; then
+  run_ctest cuda_tests -j 8 -L cuda
+  INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
+fi
+if [[ " $STEPS " == *" sanitizer "* ]]; then
+  stamp compute-sanitizer
+  for t in build-gpu/tests/backend/backend_test_cuda_*; do
+    [ -x "$t" ] || continue
+    compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$t" \
+      >"$LOG/memcheck_$(basename "$t").log" 2>&1
+    echo "memcheck $(basename "$t"): rc=$? $(grep -c 'Invalid' "$LOG/memcheck_$(basename "$t").log") invalid accesses"
+  done
+fi
+if [[ " $STEPS " == *" bench "* ]]; then
+  stamp bench
+  bash scripts/gpu_bench.sh /tmp/ingot-bench 2>&1 | tee "$LOG/bench.txt" | tail -30
+fi
+if [[ " $STEPS " == *" core "* ]]; then  # the CPU-referenced core suite, GPU as default device
+  INGOT_DEVICE=cuda run_ctest core_on_cuda -j 8 -L core
+fi
+if [[ " $STEPS " == *" parity "* ]]; then
+  stamp parity
+  PYTHONUNBUFFERED=1 python3 scripts/parity_real_shapes.py --ingot build-gpu/tools/cli/ingot \
+    --out "$OUT" --ingot-device cuda --budget "${PARITY_BUDGET:-200}" --runs "${PARITY_RUNS:-bf16_fast,f32_fast}" \
+    >"$LOG/parity.log" 2>&1
+  echo "parity rc=$?"; tail -5 "$LOG/parity.log"
+fi
+stamp done
