@@ -7,25 +7,6 @@
 namespace ingot {
 namespace {
 
-/// Layout of x's leading axes (all but the last), size-1 axes dropped and contiguous runs
-/// merged, so row r of x starts at elem_offset(r, layout).
-cu::Layout row_layout(const Array& x) {
-  Shape sh;
-  Strides st;
-  for (int d = 0; d + 1 < x.ndim(); ++d) {
-    const int64_t n = x.shape()[d], s = x.strides()[d];
-    if (n == 1) continue;
-    if (!sh.empty() && st.back() == s * n) {
-      sh.back() *= n;
-      st.back() = s;
-    } else {
-      sh.push_back(n);
-      st.push_back(s);
-    }
-  }
-  return cu::make_layout(sh, st);
-}
-
 void check_dtype(Dtype t, const char* op) {
   if (!is_floating(t)) raise("[{}] unsupported dtype {}", op, dtype_name(t));
 }
@@ -34,7 +15,7 @@ void check_dtype(Dtype t, const char* op) {
 cu::NormArgs norm_args(const Array& x, float eps) {
   cu::NormArgs a;
   a.x = x.raw_ptr();
-  a.rows = row_layout(x);
+  a.rows = cu::row_layout(x);
   a.sx = x.strides().back();
   a.E = x.shape(-1);
   a.n_rows = a.E ? x.size() / a.E : 0;

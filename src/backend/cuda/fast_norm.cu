@@ -7,42 +7,13 @@
 
 #include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/math.cuh"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/fast_norm_kernels.h"
 
 namespace ingot::cu {
 namespace {
-
-template <typename A, typename T>
-__device__ __forceinline__ A to_acc(T v) {
-  if constexpr (is_half_v<T>)
-    return static_cast<A>(to_float(v));
-  else
-    return static_cast<A>(v);
-}
-
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
-__device__ __forceinline__ float add_rn(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ double add_rn(double a, double b) {
-  return __dadd_rn(a, b);
-}
-
-/// v rounded to T and widened back (identity when T is float or the compute type).
-template <typename T, typename A>
-__device__ __forceinline__ A round_through(A v) {
-  if constexpr (is_half_v<T>)
-    return static_cast<A>(to_float(cast<T>(v)));
-  else
-    return v;
-}
 
 /// Element i of a norm parameter of any float dtype, in the compute type.
 template <typename A>

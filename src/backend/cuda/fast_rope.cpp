@@ -8,35 +8,14 @@
 #include "core/primitives/fast.h"
 
 namespace ingot {
-namespace {
-
-/// Layout of x's leading axes (all but the last), size-1 axes dropped and contiguous runs
-/// merged, so row r of x starts at elem_offset(r, layout).
-cu::Layout row_layout(const Array& x) {
-  Shape sh;
-  Strides st;
-  for (int d = 0; d + 1 < x.ndim(); ++d) {
-    const int64_t n = x.shape()[d], s = x.strides()[d];
-    if (n == 1) continue;
-    if (!sh.empty() && st.back() == s * n) {
-      sh.back() *= n;
-      st.back() = s;
-    } else {
-      sh.push_back(n);
-      st.push_back(s);
-    }
-  }
-  return cu::make_layout(sh, st);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void Rope::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   if (!is_floating(out.dtype())) raise("[rope] unsupported dtype {}", dtype_name(out.dtype()));
   const Array& x = inputs[0];
   cu::RopeArgs a;
   a.x = x.raw_ptr();
-  a.rows = row_layout(x);
+  a.rows = cu::row_layout(x);
   a.sx = x.strides().back();
   a.D = x.shape(-1);
   a.L = x.shape(-2);

@@ -9,41 +9,12 @@
 
 #include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/math.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/fast_rope_kernels.h"
 
 namespace ingot::cu {
 namespace {
-
-template <typename A, typename T>
-__device__ __forceinline__ A to_acc(T v) {
-  if constexpr (is_half_v<T>)
-    return static_cast<A>(to_float(v));
-  else
-    return static_cast<A>(v);
-}
-
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
-__device__ __forceinline__ float add_rn(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ double add_rn(double a, double b) {
-  return __dadd_rn(a, b);
-}
-
-/// v rounded to T's precision (identity for float and double).
-template <typename T, typename A>
-__device__ __forceinline__ A rnd(A v) {
-  if constexpr (is_half_v<T>)
-    return static_cast<A>(to_float(cast<T>(v)));
-  else
-    return v;
-}
 
 __device__ __forceinline__ int64_t load_int(const void* p, Dtype t, int64_t i) {
   switch (t) {
@@ -103,15 +74,17 @@ __global__ void rope_kernel(RopeArgs p, RopeInvFreqs inv, int64_t heads_per_bloc
         const float ang = __fmul_rn(pos, inv_freq(p, inv, k));
         double sd, cd;
         sincos(static_cast<double>(ang), &sd, &cd);
-        const A c = rnd<T>(static_cast<A>(static_cast<float>(cd)));
-        const A s = rnd<T>(static_cast<A>(static_cast<float>(sd)));
+        const A c = round_through<T>(static_cast<A>(static_cast<float>(cd)));
+        const A s = round_through<T>(static_cast<A>(static_cast<float>(sd)));
         const int64_t i1 = Trad ? 2 * k : k, i2 = Trad ? 2 * k + 1 : k + half;
         for (int64_t g = g0; g < g1; ++g) {
           const int64_t r = bb * p.rows_per_b + g * p.L + l;
           const T* xr = x + elem_offset(r, p.rows);
           const A x1 = to_acc<A>(xr[i1 * p.sx]), x2 = to_acc<A>(xr[i2 * p.sx]);
-          const A o1 = rnd<T>(add_rn(rnd<T>(mul_rn(x1, c)), rnd<T>(mul_rn(-x2, s))));
-          const A o2 = rnd<T>(add_rn(rnd<T>(mul_rn(x2, c)), rnd<T>(mul_rn(x1, s))));
+          const A o1 = round_through<T>(
+              add_rn(round_through<T>(mul_rn(x1, c)), round_through<T>(mul_rn(-x2, s))));
+          const A o2 = round_through<T>(
+              add_rn(round_through<T>(mul_rn(x2, c)), round_through<T>(mul_rn(x1, s))));
           out[r * p.D + i1] = cast<T>(o1);
           out[r * p.D + i2] = cast<T>(o2);
         }

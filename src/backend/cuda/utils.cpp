@@ -79,31 +79,32 @@ Layout make_layout(const Shape& shape, const Strides& strides) {
   return l;
 }
 
+Layout collapsed_layout(const Shape& shape, const Strides& strides, int ndim) {
+  Shape sh;
+  Strides st;
+  for (int d = 0; d < ndim; ++d) {
+    const int64_t n = shape[d], s = strides[d];
+    if (n == 1) continue;
+    if (!sh.empty() && st.back() == s * n) {
+      sh.back() *= n;
+      st.back() = s;
+    } else {
+      sh.push_back(n);
+      st.push_back(s);
+    }
+  }
+  return make_layout(sh, st);
+}
+
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
   if (a.size() == 0) return;
   if (a.flags().row_contiguous) {
     INGOT_CUDA_CHECK(cudaMemcpyAsync(dst, a.raw_ptr(), a.nbytes(), cudaMemcpyDeviceToDevice, s));
     return;
   }
-  // Merge axes that are contiguous in memory so most views index with one or two dims.
-  Shape shape;
-  Strides st;
-  for (int d = 0; d < a.ndim(); ++d) {
-    if (a.shape()[d] == 1) continue;
-    if (!shape.empty() && st.back() == a.strides()[d] * a.shape()[d]) {
-      shape.back() *= a.shape()[d];
-      st.back() = a.strides()[d];
-    } else {
-      shape.push_back(a.shape()[d]);
-      st.push_back(a.strides()[d]);
-    }
-  }
-  if (shape.empty()) {
-    shape.push_back(1);
-    st.push_back(0);
-  }
-  launch_copy_strided(a.raw_ptr(), make_layout(shape, st), dst, a.size(),
-                      static_cast<int>(a.itemsize()), s);
+  // Merged axes: most views index with one or two dims.
+  launch_copy_strided(a.raw_ptr(), collapsed_layout(a.shape(), a.strides(), a.ndim()), dst,
+                      a.size(), static_cast<int>(a.itemsize()), s);
 }
 
 }  // namespace ingot::cu

@@ -47,6 +47,14 @@ inline Layout make_layout(const Array& a) {
   return make_layout(a.shape(), a.strides());
 }
 
+/// Layout of the first `ndim` axes with size-1 axes dropped and runs that are contiguous among
+/// themselves merged (element i in row-major order over those axes sits at elem_offset(i, l)).
+Layout collapsed_layout(const Shape& shape, const Strides& strides, int ndim);
+/// Layout of `a`'s leading axes (all but the last), collapsed: row r starts at elem_offset(r, l).
+inline Layout row_layout(const Array& a) {
+  return collapsed_layout(a.shape(), a.strides(), a.ndim() - 1);
+}
+
 /// Copies `a` (any layout, on a CUDA device) into row-major device memory at `dst` on stream s.
 /// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
