@@ -17,29 +17,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;
 constexpr int64_t kBlockRowUnits = 64;  // rows at least this many units get a block each
 
-template <int Bytes>
-using unit_t = std::conditional_t<
-    Bytes == 1, uint8_t,
-    std::conditional_t<
-        Bytes == 2, uint16_t,
-        std::conditional_t<Bytes == 4, uint32_t, std::conditional_t<Bytes == 8, uint64_t, uint4>>>>;
-
-template <typename F>
-void dispatch_unit(int bytes, F&& f) {
-  switch (bytes) {
-    case 1:
-      return f(unit_t<1>{});
-    case 2:
-      return f(unit_t<2>{});
-    case 4:
-      return f(unit_t<4>{});
-    case 8:
-      return f(unit_t<8>{});
-    default:
-      return f(unit_t<16>{});
-  }
-}
-
 /// Index dtypes as the CPU reads them (anything else as int64).
 template <typename F>
 void dispatch_index(Dtype t, F&& f) {

@@ -42,30 +42,6 @@ __global__ void strided_copy_kernel(const S* src, D* dst, StridedCopy c, int64_t
   }
 }
 
-/// Storage type of a unit of `bytes` bytes (plain moves only).
-template <int Bytes>
-using unit_t = std::conditional_t<
-    Bytes == 1, uint8_t,
-    std::conditional_t<
-        Bytes == 2, uint16_t,
-        std::conditional_t<Bytes == 4, uint32_t, std::conditional_t<Bytes == 8, uint64_t, uint4>>>>;
-
-template <typename F>
-void dispatch_unit(int bytes, F&& f) {
-  switch (bytes) {
-    case 1:
-      return f(unit_t<1>{});
-    case 2:
-      return f(unit_t<2>{});
-    case 4:
-      return f(unit_t<4>{});
-    case 8:
-      return f(unit_t<8>{});
-    default:
-      return f(unit_t<16>{});
-  }
-}
-
 bool aligned(const void* p, int bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }

@@ -1,6 +1,8 @@
 // Device-side strided indexing: element offsets of a row-major linear index in a Layout.
 #pragma once
 
+#include <type_traits>
+
 #include "backend/cuda/device/layout.h"
 
 namespace ingot::cu {
@@ -20,5 +22,31 @@ __device__ __forceinline__ int64_t elem_offset(int64_t i, const Layout& l) {
 #define INGOT_CUDA_KERNEL_LOOP(i, n)                                                     \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+/// Storage type of a unit of `Bytes` bytes (1, 2, 4, 8 or 16), for copies that never look at
+/// values.
+template <int Bytes>
+using unit_t = std::conditional_t<
+    Bytes == 1, uint8_t,
+    std::conditional_t<
+        Bytes == 2, uint16_t,
+        std::conditional_t<Bytes == 4, uint32_t, std::conditional_t<Bytes == 8, uint64_t, uint4>>>>;
+
+/// Calls f(unit_t<bytes>{}) (host code; bytes other than 1, 2, 4, 8 mean 16).
+template <typename F>
+void dispatch_unit(int bytes, F&& f) {
+  switch (bytes) {
+    case 1:
+      return f(unit_t<1>{});
+    case 2:
+      return f(unit_t<2>{});
+    case 4:
+      return f(unit_t<4>{});
+    case 8:
+      return f(unit_t<8>{});
+    default:
+      return f(unit_t<16>{});
+  }
+}
 
 }  // namespace ingot::cu
