@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests sanitizer bench core parity (run in that order)
+STEPS=${STEPS:-tests}  # any of: tests sanitizer bench core parity table (run in that order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -13,6 +13,10 @@ trap 'exit 143' TERM INT
 t0=$(date +%s)
 stamp() { echo "[device $(($(date +%s) - t0))s] $*"; }
 source .devkit/unpack.sh
+# CLEAN=1: build the last commit only (drops uncommitted work of the copied tree).
+if [ -n "${CLEAN:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+  git checkout -q -- . && git clean -fdq && echo "clean tree at $(git log -1 --oneline)"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$LOG/gpu.txt"
 stamp configure
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DINGOT_CUDA=ON \
@@ -38,12 +42,12 @@ if [[ " $STEPS " == *" tests "* ]]; then
 fi
 if [[ " $STEPS " == *" sanitizer "* ]]; then
   stamp compute-sanitizer
-  for t in build-gpu/tests/backend/backend_test_cuda_*; do
-    [ -x "$t" ] || continue
-    compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$t" \
-      >"$LOG/memcheck_$(basename "$t").log" 2>&1
-    echo "memcheck $(basename "$t"): rc=$? $(grep -c 'Invalid' "$LOG/memcheck_$(basename "$t").log") invalid accesses"
-  done
+  # One process per test binary, 6 at a time (memcheck slows kernels ~10-100x).
+  find build-gpu/tests/backend -maxdepth 1 -name "backend_test_cuda_*" -type f -executable | xargs -P 6 -I{} bash -c '
+    t={}; n=$(basename "$t")
+    timeout 500 compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 "$t" \
+      >"'"$LOG"'/memcheck_$n.log" 2>&1
+    echo "memcheck $n: rc=$? $(grep -c "Invalid" "'"$LOG"'/memcheck_$n.log") invalid accesses, $(grep -cE "^\[ +OK" "'"$LOG"'/memcheck_$n.log") tests ok"'
 fi
 if [[ " $STEPS " == *" bench "* ]]; then
   stamp bench
@@ -58,5 +62,13 @@ if [[ " $STEPS " == *" parity "* ]]; then
     --out "$OUT" --ingot-device cuda --budget "${PARITY_BUDGET:-200}" --runs "${PARITY_RUNS:-bf16_fast,f32_fast}" \
     >"$LOG/parity.log" 2>&1
   echo "parity rc=$?"; tail -5 "$LOG/parity.log"
+fi
+if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (tokenizers: .cache)
+  stamp table
+  tok=""
+  if [ -f .cache/tok.tgz ]; then mkdir -p /tmp/tok && tar xzf .cache/tok.tgz -C /tmp/tok && tok=/tmp/tok; fi
+  PYTHONUNBUFFERED=1 timeout "${TABLE_BUDGET:-420}" python3 scripts/gpu_bench_table.py \
+    --ingot build-gpu/tools/cli/ingot --out "$OUT" --tokenizers "$tok" ${TABLE_ARGS:-} \
+    2>&1 | tee "$LOG/table.log" | tail -40
 fi
 stamp done

@@ -84,27 +84,27 @@ namespace gpu {
 Allocator& allocator(int index);
 }  // namespace gpu
 
-/// Convenience figures for a device (default: the CPU).
+/// Convenience figures for a device (default: the default device, where new arrays go).
 namespace memory {
-inline size_t active(Device d = cpu_device) {
+inline size_t active(Device d = default_device()) {
   return allocator(d).active_memory();
 }
-inline size_t peak(Device d = cpu_device) {
+inline size_t peak(Device d = default_device()) {
   return allocator(d).peak_memory();
 }
-inline size_t cache(Device d = cpu_device) {
+inline size_t cache(Device d = default_device()) {
   return allocator(d).cache_memory();
 }
-inline void reset_peak(Device d = cpu_device) {
+inline void reset_peak(Device d = default_device()) {
   allocator(d).reset_peak_memory();
 }
-inline size_t set_limit(size_t b, Device d = cpu_device) {
+inline size_t set_limit(size_t b, Device d = default_device()) {
   return allocator(d).set_memory_limit(b);
 }
-inline size_t set_cache_limit(size_t b, Device d = cpu_device) {
+inline size_t set_cache_limit(size_t b, Device d = default_device()) {
   return allocator(d).set_cache_limit(b);
 }
-inline void clear_cache(Device d = cpu_device) {
+inline void clear_cache(Device d = default_device()) {
   allocator(d).clear_cache();
 }
 }  // namespace memory

@@ -1,7 +1,7 @@
 // CUDA vs CPU for the indexing primitives (take, gather, take/put/scatter-add along an axis,
 // scatter-add) and the copying shape ops (slice_update, concatenate, pad): dtypes, strided and
 // broadcast views on both sides, index dtypes, duplicates, zero sizes, large sizes, vjps, and
-// the CUDA path's defined behaviour for out-of-range indices (clamped reads, dropped writes).
+// out-of-range indices (the CPU's error, raised at the next synchronisation).
 #include <algorithm>
 #include <random>
 #include <utility>
@@ -197,18 +197,57 @@ TEST(CudaTake, ZeroSizes) {
   EXPECT_THROW(take(on_cuda(e), on_cuda(Array({0}, {1}, int32)), 0, kCuda).eval(), InvalidArgument);
 }
 
-TEST(CudaTake, OutOfRangeIndicesAreClamped) {
+/// Expects reading `x` back to raise InvalidArgument with exactly the CPU's message.
+void expect_index_error(const Array& x, const std::string& msg) {
+  try {
+    x.to_vector<double>();
+    ADD_FAILURE() << "no error; expected: " << msg;
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(std::string(e.what()), msg);
+  }
+}
+
+TEST(CudaIndexing, OutOfRangeIndexRaisesTheCpuErrorAtTheNextRead) {
   INGOT_REQUIRE_CUDA();
-  // Defined CUDA behaviour (the CPU throws, but device indices are not read on the host):
-  // reads clamp the wrapped index into [0, n).
+  // Kernels clamp reads and drop writes of out-of-range indices, record the first one, and the
+  // host raises the CPU's error when it next synchronises; the device then works as before.
   auto [a, ga] = data_pair({5, 3}, float32, View::contiguous, 10);
-  Array bad = Array({5, -6, 7, 2}, {4}, int32), ok = Array({4, 0, 4, 2}, {4}, int32);
-  expect_close(take(ga, on_cuda(bad), 0, kCuda), take(a, ok, 0, kCpu), 0, 0, "take rows");
-  Array badc = Array({3, -9}, {2}, int64), okc = Array({2, 0}, {2}, int64);
-  expect_close(take(ga, on_cuda(badc), 1, kCuda), take(a, okc, 1, kCpu), 0, 0, "take columns");
-  Array bad2 = full({5, 1}, Array(3), int32, kCpu), ok2 = full({5, 1}, Array(2), int32, kCpu);
-  expect_close(take_along_axis(ga, on_cuda(bad2), 1, kCuda), take_along_axis(a, ok2, 1, kCpu), 0, 0,
-               "take_along_axis");
+  const Array ok = Array({4, 0, 4, 2}, {4}, int32);
+  expect_index_error(take(ga, on_cuda(Array({4, 0, 5, 2}, {4}, int32)), 0, kCuda),
+                     "[take] index 5 is out of range for axis 0 of size 5");
+  expect_close(take(ga, on_cuda(ok), 0, kCuda), take(a, ok, 0, kCpu), 0, 0, "take after error");
+  expect_index_error(take(ga, on_cuda(Array({2, -4}, {2}, int64)), 1, kCuda),
+                     "[take] index -4 is out of range for axis 1 of size 3");
+  expect_index_error(gather(ga, on_cuda(Array({1, 7}, {2}, int64))),
+                     "[gather] index 7 is out of range for axis 0 of size 5");
+  expect_index_error(take_along_axis(ga, on_cuda(full({5, 1}, Array(3), int32, kCpu)), 1, kCuda),
+                     "[take_along_axis] index 3 is out of range for axis 1 of size 3");
+  expect_index_error(put_along_axis(ga, on_cuda(full({5, 1}, Array(-9), int32, kCpu)),
+                                    on_cuda(ones({5, 1}, float32, kCpu)), 0, kCuda),
+                     "[put_along_axis] index -9 is out of range for axis 0 of size 5");
+  expect_index_error(scatter_add_along_axis(ga, on_cuda(full({1, 3}, Array(5), int32, kCpu)),
+                                            on_cuda(ones({1, 3}, float32, kCpu)), 0, kCuda),
+                     "[scatter_add_along_axis] index 5 is out of range for axis 0 of size 5");
+  expect_index_error(scatter_add(ga, on_cuda(Array({1, 9}, {2}, uint8)),
+                                 on_cuda(ones({2, 3}, float32, kCpu)), 0, kCuda),
+                     "[scatter_add] index 9 is out of range for axis 0 of size 5");
+  // A fault in an op whose result is never read surfaces at synchronize().
+  Array lazy = take(ga, on_cuda(Array({6}, {1}, int32)), 0, kCuda);
+  lazy.eval();
+  try {
+    synchronize(kCuda);
+    ADD_FAILURE() << "synchronize() did not raise";
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(std::string(e.what()), "[take] index 6 is out of range for axis 0 of size 5");
+  }
+  // Writes skipped the bad index and kept the good ones; nothing is pending any more.
+  const Array want = scatter_add(a, Array({1}, {1}, int32), ones({1, 3}, float32, kCpu), 0, kCpu);
+  Array got = scatter_add(ga, on_cuda(Array({1, 9}, {2}, int32)),
+                          on_cuda(ones({2, 3}, float32, kCpu)), 0, kCuda);
+  got.eval();
+  EXPECT_THROW(synchronize(kCuda), InvalidArgument);
+  expect_close(got, want, 0, 0, "scatter_add dropped the bad index");
+  expect_close(take(ga, on_cuda(ok), 0, kCuda), take(a, ok, 0, kCpu), 0, 0, "take at the end");
 }
 
 // ---- along an axis ----
@@ -320,21 +359,6 @@ TEST(CudaScatterAdd, LargeEmbeddingGradient) {
     expect_close(scatter_add(ga, gi, gu, 0, kCuda), scatter_add(a, i, u, 0, kCpu), 4 * atol, rtol,
                  std::string("large scatter_add ") + std::string(dtype_name(t)));
   }
-}
-
-TEST(CudaScatterAdd, OutOfRangeIndicesAreDropped) {
-  INGOT_REQUIRE_CUDA();
-  // Defined CUDA behaviour: writes skip indices outside the axis after wrapping.
-  Array a = zeros({5, 3}, float32, kCpu);
-  Array idx = Array({9, 1, -7, -1}, {4}, int32);
-  Array upd = ones({4, 3}, float32, kCpu);
-  Array want = scatter_add(a, Array({1, -1}, {2}, int32), ones({2, 3}, float32, kCpu), 0, kCpu);
-  expect_close(scatter_add(on_cuda(a), on_cuda(idx), on_cuda(upd), 0, kCuda), want, 0, 0,
-               "scatter_add drops");
-  Array pidx = full({5, 1}, Array(-9), int32, kCpu);
-  expect_close(
-      put_along_axis(on_cuda(a), on_cuda(pidx), on_cuda(ones({5, 1}, float32, kCpu)), 0, kCuda), a,
-      0, 0, "put_along_axis drops");
 }
 
 // ---- slice_update / concatenate / pad ----

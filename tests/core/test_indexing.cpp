@@ -306,18 +306,25 @@ TEST(ScatterAdd, BroadcastUpdate) {
   expect_close(values_of(out), {1, 1, 0, 0, 0, 0, 2, 2}, 0, 0);
 }
 
+/// Evaluates and waits for the device: on a GPU an out-of-range index found by a kernel is
+/// raised when the host next synchronises with the device.
+void eval_and_wait(const Array& x) {
+  x.eval();
+  synchronize(x.device());
+}
+
 TEST(IndexingErrors, Messages) {
   Array a = zeros({5, 3}, float32);
-  expect_error<InvalidArgument>([&] { take(a, Array({5}, {1}, int32), 0).eval(); },
+  expect_error<InvalidArgument>([&] { eval_and_wait(take(a, Array({5}, {1}, int32), 0)); },
                                 "[take] index 5 is out of range for axis 0 of size 5");
-  expect_error<InvalidArgument>([&] { take(a, Array({-4}, {1}, int32), 1).eval(); },
+  expect_error<InvalidArgument>([&] { eval_and_wait(take(a, Array({-4}, {1}, int32), 1)); },
                                 "[take] index -4 is out of range for axis 1 of size 3");
   expect_error<InvalidArgument>([&] { take(a, Array({1.0f}), 0); },
                                 "[take] indices must be an integer array, got float32");
   expect_error<InvalidArgument>([&] { take(a, Array({1}, {1}, int32), 2); }, "[take]");
   expect_error<InvalidArgument>([&] { gather(zeros({5}), Array({1}, {1}, int32)); },
                                 "[gather] table must be 2-D [V, E], got shape [5]");
-  expect_error<InvalidArgument>([&] { gather(a, Array({7}, {1}, int64)).eval(); },
+  expect_error<InvalidArgument>([&] { eval_and_wait(gather(a, Array({7}, {1}, int64))); },
                                 "[gather] index 7 is out of range for axis 0 of size 5");
   expect_error<InvalidArgument>([&] { take_along_axis(a, Array({0}, {1}, int32), 1); },
                                 "[take_along_axis] indices of shape [1] need as many "
@@ -330,7 +337,7 @@ TEST(IndexingErrors, Messages) {
       "3]");
   expect_error<InvalidArgument>(
       [&] {
-        take_along_axis(a, full({5, 1}, Array(3), int32), 1).eval();
+        eval_and_wait(take_along_axis(a, full({5, 1}, Array(3), int32), 1));
       },
       "[take_along_axis] index 3 is out of range for axis 1 of size 3");
   expect_error<InvalidArgument>(
@@ -346,7 +353,7 @@ TEST(IndexingErrors, Messages) {
       "[put_along_axis] indices of shape [5, 1] would broadcast a of shape [1, 3]");
   expect_error<InvalidArgument>(
       [&] {
-        scatter_add_along_axis(a, full({5, 1}, Array(-9), int32), Array(1.0f), 0).eval();
+        eval_and_wait(scatter_add_along_axis(a, full({5, 1}, Array(-9), int32), Array(1.0f), 0));
       },
       "[scatter_add_along_axis] index -9 is out of range for axis 0 of size 5");
   expect_error<InvalidArgument>(
@@ -357,7 +364,7 @@ TEST(IndexingErrors, Messages) {
       "indices.shape + a.shape[axis+1:] = [2, 3]");
   expect_error<InvalidArgument>(
       [&] {
-        scatter_add(a, Array({9}, {1}, uint8), zeros({1, 3}), 0).eval();
+        eval_and_wait(scatter_add(a, Array({9}, {1}, uint8), zeros({1, 3}), 0));
       },
       "[scatter_add] index 9 is out of range for axis 0 of size 5");
 }

@@ -20,6 +20,7 @@ int device_count() {
 
 void synchronize(Stream s) {
   INGOT_CUDA_CHECK(cudaStreamSynchronize(cu::stream(s)));
+  cu::check_index_fault(s.device);
 }
 
 void copy_to_host(const Array& a, void* dst) {
@@ -28,14 +29,14 @@ void copy_to_host(const Array& a, void* dst) {
   cudaStream_t st = cu::stream(s);
   if (a.flags().row_contiguous) {
     INGOT_CUDA_CHECK(cudaMemcpyAsync(dst, a.raw_ptr(), a.nbytes(), cudaMemcpyDeviceToHost, st));
+    INGOT_CUDA_CHECK(cudaStreamSynchronize(st));
   } else {
     cu::Scratch tmp(a.device(), a.nbytes());
     cu::copy_to_row_major_device(a, tmp.ptr(), st);
     INGOT_CUDA_CHECK(cudaMemcpyAsync(dst, tmp.ptr(), a.nbytes(), cudaMemcpyDeviceToHost, st));
     INGOT_CUDA_CHECK(cudaStreamSynchronize(st));  // before the scratch block is reused
-    return;
   }
-  INGOT_CUDA_CHECK(cudaStreamSynchronize(st));
+  cu::check_index_fault(a.device());
 }
 
 }  // namespace ingot::gpu

@@ -1,6 +1,7 @@
 // eval_cuda of the indexing primitives: each op becomes a row gather (contiguous inner block) or
 // an indexed elementwise map over one shape with three stride sets, built here on the host.
-// Device indices are never read on the host: gathers clamp out-of-range indices, writes skip them.
+// Device indices are never read on the host: gathers clamp out-of-range indices, writes skip them,
+// and the first one is recorded (cu::fault_site) and raised at the next synchronisation.
 #include <string>
 
 #include "backend/common/utils.h"
@@ -84,7 +85,7 @@ void copy_or_donate(const Array& in, Array& out, cudaStream_t s) {
 }
 
 /// out[o, j, k] = a[o, idx[j], k] with a viewed as [O, N, K] through its strides.
-void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const char* op,
+void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const char* op, int op_code,
                cudaStream_t s) {
   cu::alloc(out);
   const int64_t n = a.shape()[axis];
@@ -110,6 +111,7 @@ void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const cha
     p.idx_type = idx.dtype();
     p.idx_layout = collapsed_layout(idx.shape(), idx.strides(), op);
     p.idx_count = idx.size();
+    p.site = cu::fault_site(out.device(), op_code, axis);
     cu::launch_take_rows(p, s);
     return;
   }
@@ -120,6 +122,7 @@ void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const cha
   set_operands(m, a.raw_ptr(), out.raw_ptr(), idx, a.dtype());
   m.axis_size = n;
   m.axis_stride = st[ax];
+  m.site = cu::fault_site(out.device(), op_code, axis);
   cu::launch_gather(m, s);
 }
 
@@ -148,11 +151,11 @@ void scatter_add_cuda(const Array& a, const Array& idx, const Array& upd, cu::In
 }  // namespace
 
 void Take::eval_cuda(const std::vector<Array>& inputs, Array& out) {
-  take_cuda(inputs[0], inputs[1], axis_, out, "take", cu::stream(stream()));
+  take_cuda(inputs[0], inputs[1], axis_, out, "take", cu::kTake, cu::stream(stream()));
 }
 
 void Gather::eval_cuda(const std::vector<Array>& inputs, Array& out) {
-  take_cuda(inputs[0], inputs[1], 0, out, "gather", cu::stream(stream()));
+  take_cuda(inputs[0], inputs[1], 0, out, "gather", cu::kGather, cu::stream(stream()));
 }
 
 void TakeAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out) {
@@ -170,6 +173,7 @@ void TakeAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   set_operands(m, a.raw_ptr(), out.raw_ptr(), idx, a.dtype());
   m.axis_size = a.shape()[axis_];
   m.axis_stride = as;
+  m.site = cu::fault_site(out.device(), cu::kTakeAlongAxis, axis_);
   cu::launch_gather(m, s);
 }
 
@@ -194,6 +198,7 @@ void PutAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   m.line_len = idx.shape()[axis_];
   m.dense_line_stride = vals.strides()[axis_];
   m.index_line_stride = idx.strides()[axis_];
+  m.site = cu::fault_site(out.device(), cu::kPutAlongAxis, axis_);
   cu::launch_put_lines(m, s);
 }
 
@@ -210,6 +215,7 @@ void ScatterAddAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out
       make_map(idx.shape(), vals.strides(), idx.strides(), ost, "scatter_add_along_axis");
   m.axis_size = a.shape()[axis_];
   m.axis_stride = os;
+  m.site = cu::fault_site(out.device(), cu::kScatterAddAlongAxis, axis_);
   scatter_add_cuda(a, idx, vals, m, out, s);
 }
 
@@ -227,6 +233,7 @@ void ScatterAdd::eval_cuda(const std::vector<Array>& inputs, Array& out) {
                concat3(part(ost, 0, ax), none_j, part(ost, ax + 1, ost.size())), "scatter_add");
   m.axis_size = a.shape()[axis_];
   m.axis_stride = ost[ax];
+  m.site = cu::fault_site(out.device(), cu::kScatterAdd, axis_);
   scatter_add_cuda(a, idx, upd, m, out, s);
 }
 

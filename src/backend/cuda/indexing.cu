@@ -43,11 +43,34 @@ __device__ __forceinline__ int64_t wrapped(I v, int64_t n) {
   return t;
 }
 
-/// Gathers clamp out-of-range indices into [0, n) so they never read outside the array.
+/// Records the first out-of-range index of the device (one writer wins the claim; the host
+/// resets it after raising the error).
+__device__ __noinline__ void record_fault(const FaultSite& f, int64_t index, int64_t n) {
+  if (f.claim == nullptr || atomicCAS(f.claim, 0u, 1u) != 0u) return;
+  IndexFault* r = f.fault;
+  r->op = f.op;
+  r->axis = f.axis;
+  r->index = index;
+  r->size = n;
+  __threadfence_system();
+  *reinterpret_cast<volatile int*>(&r->set) = 1;
+}
+
+/// The wrapped index, or -1 (recorded as a fault) when it is out of range.
 template <typename I>
-__device__ __forceinline__ int64_t clamped(I v, int64_t n) {
+__device__ __forceinline__ int64_t checked(I v, int64_t n, const FaultSite& f) {
   const int64_t t = wrapped(v, n);
-  return t < 0 ? 0 : (t >= n ? n - 1 : t);
+  if (t >= 0 && t < n) return t;
+  record_fault(f, static_cast<int64_t>(v), n);
+  return -1;
+}
+
+/// Gathers clamp out-of-range indices into [0, n) so they never read outside the array (the
+/// fault is recorded and raised on the host).
+template <typename I>
+__device__ __forceinline__ int64_t clamped(I v, int64_t n, const FaultSite& f) {
+  const int64_t t = checked(v, n, f);
+  return t < 0 ? 0 : t;
 }
 
 /// Offsets of row-major position i of m.shape in the dense, index and indexed operands.
@@ -75,7 +98,7 @@ __global__ void take_rows_block_kernel(TakeRows p, int64_t rows, int64_t units) 
   const I* idx = static_cast<const I*>(p.idx);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const int64_t o = r / p.idx_count, j = r - o * p.idx_count;
-    const int64_t t = clamped(idx[elem_offset(j, p.idx_layout)], p.axis_size);
+    const int64_t t = clamped(idx[elem_offset(j, p.idx_layout)], p.axis_size, p.site);
     const U* s = src + elem_offset(o, p.outer) + t * p.axis_stride;
     U* d = dst + r * units;
     for (int64_t k = threadIdx.x; k < units; k += blockDim.x) d[k] = s[k];
@@ -90,7 +113,7 @@ __global__ void take_rows_flat_kernel(TakeRows p, int64_t n, int64_t units) {
   INGOT_CUDA_KERNEL_LOOP(e, n) {
     const int64_t r = e / units, k = e - r * units;
     const int64_t o = r / p.idx_count, j = r - o * p.idx_count;
-    const int64_t t = clamped(idx[elem_offset(j, p.idx_layout)], p.axis_size);
+    const int64_t t = clamped(idx[elem_offset(j, p.idx_layout)], p.axis_size, p.site);
     dst[e] = src[elem_offset(o, p.outer) + t * p.axis_stride + k];
   }
 }
@@ -122,7 +145,7 @@ __global__ void gather_kernel(IndexMap m, int64_t n) {
   INGOT_CUDA_KERNEL_LOOP(i, n) {
     int64_t od, oi, ox;
     map_offsets(i, m, od, oi, ox);
-    dst[od] = src[ox + clamped(idx[oi], m.axis_size) * m.axis_stride];
+    dst[od] = src[ox + clamped(idx[oi], m.axis_size, m.site) * m.axis_stride];
   }
 }
 
@@ -135,9 +158,8 @@ __global__ void put_lines_kernel(IndexMap m, int64_t lines) {
     int64_t od, oi, ox;
     map_offsets(l, m, od, oi, ox);
     for (int64_t k = 0; k < m.line_len; ++k) {
-      const int64_t t = wrapped(idx[oi + k * m.index_line_stride], m.axis_size);
-      if (t >= 0 && t < m.axis_size)
-        dst[ox + t * m.axis_stride] = src[od + k * m.dense_line_stride];
+      const int64_t t = checked(idx[oi + k * m.index_line_stride], m.axis_size, m.site);
+      if (t >= 0) dst[ox + t * m.axis_stride] = src[od + k * m.dense_line_stride];
     }
   }
 }
@@ -172,8 +194,8 @@ __global__ void scatter_add_kernel(IndexMap m, int64_t n) {
   INGOT_CUDA_KERNEL_LOOP(i, n) {
     int64_t od, oi, ox;
     map_offsets(i, m, od, oi, ox);
-    const int64_t t = wrapped(idx[oi], m.axis_size);
-    if (t >= 0 && t < m.axis_size) accumulate(dst + ox + t * m.axis_stride, src[od]);
+    const int64_t t = checked(idx[oi], m.axis_size, m.site);
+    if (t >= 0) accumulate(dst + ox + t * m.axis_stride, src[od]);
   }
 }
 

@@ -1,7 +1,9 @@
 // Launchers of the CUDA indexing kernels (take/gather, take/put/scatter-add along an axis,
 // scatter-add), declared for indexing.cpp without fmt or core/array.h so that nvcc reads them.
 // Indices are wrapped when negative; out-of-range ones are clamped by gathers and dropped by
-// writes (the CPU throws, but device indices are never read on the host).
+// writes, and the first one met is recorded in the device's IndexFault so that the host raises
+// the CPU's error ("[take] index 5 is out of range for axis 0 of size 5") at the next
+// synchronisation (device indices are never read on the host while the work is queued).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +14,42 @@
 #include "core/dtype.h"
 
 namespace ingot::cu {
+
+/// The indexing ops that record out-of-range indices (names as in the CPU's messages).
+enum IndexOp : int {
+  kTake,
+  kGather,
+  kTakeAlongAxis,
+  kPutAlongAxis,
+  kScatterAddAlongAxis,
+  kScatterAdd
+};
+inline const char* index_op_name(int op) {
+  constexpr const char* names[] = {
+      "take",       "gather", "take_along_axis", "put_along_axis", "scatter_add_along_axis",
+      "scatter_add"};
+  return op >= 0 && op <= kScatterAdd ? names[op] : "indexing";
+}
+
+/// The first out-of-range index a kernel met on a device, in host-mapped pinned memory (read by
+/// the host after the stream synchronises). `set` is written last.
+struct IndexFault {
+  int set;
+  int op;
+  int axis;
+  int pad;
+  int64_t index;  // as given (before negative indices wrap)
+  int64_t size;   // the axis size
+};
+
+/// Where a launch records a fault: `claim` (device memory, 0 while no fault is pending) elects
+/// the one thread that writes `fault`; op and axis name the failing op.
+struct FaultSite {
+  IndexFault* fault = nullptr;
+  unsigned int* claim = nullptr;
+  int op = 0;
+  int axis = 0;
+};
 
 /// take/gather with a contiguous inner block: out row r = (o, j) of K elements is the row of a
 /// at outer position o and index idx[j] (row-major over idx's layout).
@@ -28,6 +66,7 @@ struct TakeRows {
   Dtype idx_type = Dtype::int32;
   Layout idx_layout;
   int64_t idx_count = 0;  // J
+  FaultSite site;
 };
 
 /// Runs take over rows on stream s: one block per row with 16-byte moves where the row and
@@ -55,6 +94,7 @@ struct IndexMap {
   int64_t line_len = 1;
   int64_t dense_line_stride = 0;
   int64_t index_line_stride = 0;
+  FaultSite site;
 };
 
 /// dst[dense] = src[indexed + clamp(idx) * axis_stride] (src/dst of m.dtype).

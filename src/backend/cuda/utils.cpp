@@ -2,6 +2,7 @@
 // allocation through the caching allocator, and layouts.
 #include "backend/cuda/utils.h"
 
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -105,6 +106,54 @@ void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
   // Merged axes: most views index with one or two dims.
   launch_copy_strided(a.raw_ptr(), collapsed_layout(a.shape(), a.strides(), a.ndim()), dst,
                       a.size(), static_cast<int>(a.itemsize()), s);
+}
+
+namespace {
+
+/// A device's fault record (host-mapped pinned memory) and its claim word (device memory).
+struct FaultSlot {
+  IndexFault* host = nullptr;
+  IndexFault* dev = nullptr;
+  unsigned int* claim = nullptr;
+};
+
+FaultSlot* fault_slot(int index, bool create) {
+  static std::mutex mu;
+  static auto* slots = new std::map<int, FaultSlot>();  // never destroyed, like the streams
+  std::lock_guard<std::mutex> lk(mu);
+  auto it = slots->find(index);
+  if (it != slots->end()) return &it->second;
+  if (!create) return nullptr;
+  FaultSlot s;
+  set_device(Device{Device::Type::cuda, index});
+  INGOT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host), sizeof(IndexFault),
+                                 cudaHostAllocMapped | cudaHostAllocPortable));
+  std::memset(s.host, 0, sizeof(IndexFault));
+  INGOT_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.dev), s.host, 0));
+  INGOT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s.claim), sizeof(unsigned int)));
+  INGOT_CUDA_CHECK(cudaMemset(s.claim, 0, sizeof(unsigned int)));
+  return &slots->emplace(index, s).first->second;
+}
+
+}  // namespace
+
+FaultSite fault_site(Device d, int op, int axis) {
+  const FaultSlot* s = fault_slot(d.index, true);
+  return FaultSite{s->dev, s->claim, op, axis};
+}
+
+void check_index_fault(Device d) {
+  if (d.type != Device::Type::cuda) return;
+  FaultSlot* s = fault_slot(d.index, false);
+  if (s == nullptr) return;
+  volatile IndexFault* f = s->host;
+  if (f->set == 0) return;
+  const int op = f->op, axis = f->axis;
+  const int64_t index = f->index, size = f->size;
+  f->set = 0;
+  INGOT_CUDA_CHECK(cudaMemsetAsync(s->claim, 0, sizeof(unsigned int), stream(default_stream(d))));
+  raise("[{}] index {} is out of range for axis {} of size {}", index_op_name(op), index, axis,
+        size);
 }
 
 }  // namespace ingot::cu

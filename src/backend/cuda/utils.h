@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/indexing_kernels.h"
 #include "core/array.h"
 
 namespace ingot::cu {
@@ -58,5 +59,12 @@ inline Layout row_layout(const Array& a) {
 /// Copies `a` (any layout, on a CUDA device) into row-major device memory at `dst` on stream s.
 /// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
+
+/// Where indexing kernels of `op` (IndexOp) on device d record an out-of-range index.
+FaultSite fault_site(Device d, int op, int axis);
+/// After device d's stream synchronised: raises the CPU's InvalidArgument ("[take] index 5 is
+/// out of range for axis 0 of size 5") when a kernel recorded an out-of-range index since the
+/// last check, and clears the record so the next request runs normally.
+void check_index_fault(Device d);
 
 }  // namespace ingot::cu
