@@ -1,0 +1,206 @@
+// `ingot bench`: throughput of the library's main paths on any checkpoint (random token ids, no
+// tokenizer needed), one JSON line per run on stdout: decode (B rows, P-token prompts, N new
+// tokens each), prefill (B x L tokens, last-position hidden states) and classify (N prompts of
+// L tokens sharing an S-token prefix, K single-token labels). Each figure follows one warm-up
+// run of the same shapes; the device is synchronised before every clock read.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "core/ingot.h"
+#include "llm/generate.h"
+#include "llm/kv_cache.h"
+#include "llm/score.h"
+#include "llm_common.h"
+#include "util/error.h"
+
+namespace ingot::cli {
+namespace {
+
+struct BenchArgs {
+  ModelArgs model;
+  std::string task;
+  int64_t batch = 1;          // decode / prefill rows
+  int64_t prompt_len = 32;    // decode prompt tokens; prefill / classify tokens per row
+  int64_t new_tokens = 256;   // decode
+  int64_t texts = 512;        // classify prompts
+  int64_t shared_prefix = 0;  // classify: tokens every prompt starts with
+  int64_t labels = 3;         // classify
+  int64_t batch_size = 64;    // classify rows per forward pass
+  int repeat = 3;             // measured runs (the best is reported)
+  uint64_t seed = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// `rows` random id sequences of `len` tokens, the first `shared` equal in every row. Ids avoid
+/// the first 16 entries (special tokens of most vocabularies).
+std::vector<std::vector<int32_t>> random_ids(int64_t rows, int64_t len, int64_t shared,
+                                             int64_t vocab, std::mt19937_64& g) {
+  const int64_t hi = std::max<int64_t>(17, std::min<int64_t>(vocab, 32000));
+  std::uniform_int_distribution<int32_t> d(16, static_cast<int32_t>(hi - 1));
+  std::vector<int32_t> prefix(static_cast<size_t>(shared));
+  for (int32_t& t : prefix) t = d(g);
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(rows), prefix);
+  for (auto& r : out)
+    while (static_cast<int64_t>(r.size()) < len) r.push_back(d(g));
+  return out;
+}
+
+double mib(int64_t bytes) {
+  return static_cast<double>(bytes) / (1 << 20);
+}
+
+nlohmann::json bench_decode(const models::Model& m, const BenchArgs& a, std::mt19937_64& g) {
+  const auto prompts = random_ids(a.batch, a.prompt_len, 0, m.vocab_size(), g);
+  llm::GenerateOptions opt;
+  opt.max_tokens = std::min<int64_t>(a.new_tokens, 8);
+  llm::generate(m, prompts, opt);  // warm-up: kernels, caches, allocator
+  opt.max_tokens = a.new_tokens;
+  nlohmann::json best;
+  double best_rate = -1;
+  for (int r = 0; r < a.repeat; ++r) {
+    memory::reset_peak(m.device());
+    const llm::GenerationResult res = llm::generate(m, prompts, opt);
+    const llm::GenerationMetrics& x = res.metrics;
+    if (x.decode_tokens_per_second() <= best_rate) continue;
+    best_rate = x.decode_tokens_per_second();
+    best = {{"decode_tok_s", x.decode_tokens_per_second()},
+            {"decode_tok_s_per_row", x.decode_tokens_per_second() / static_cast<double>(a.batch)},
+            {"prefill_tok_s", x.prefill_tokens_per_second()},
+            {"ttft_ms", x.time_to_first_token * 1e3},
+            {"generated_tokens", x.generated_tokens},
+            {"peak_memory_mib", mib(x.peak_memory_bytes)}};
+  }
+  return best;
+}
+
+nlohmann::json bench_prefill(const models::Model& m, const BenchArgs& a, std::mt19937_64& g) {
+  const auto ids = random_ids(a.batch, a.prompt_len, 0, m.vocab_size(), g);
+  double best = 1e300;
+  int64_t peak = 0;
+  for (int r = 0; r <= a.repeat; ++r) {  // run 0 is the warm-up
+    memory::reset_peak(m.device());
+    const auto t0 = Clock::now();
+    llm::PromptCache cache(m);
+    Array h = llm::prefill(m, ids, cache, 0, 1);
+    h.eval();
+    synchronize(m.device());
+    const double s = seconds_since(t0);
+    if (r > 0 && s < best) {
+      best = s;
+      peak = static_cast<int64_t>(memory::peak(m.device()));
+    }
+  }
+  const double tokens = static_cast<double>(a.batch * a.prompt_len);
+  return {{"prefill_tok_s", tokens / best}, {"seconds", best}, {"peak_memory_mib", mib(peak)}};
+}
+
+nlohmann::json bench_classify(const models::Model& m, const BenchArgs& a, std::mt19937_64& g) {
+  if (a.shared_prefix >= a.prompt_len)
+    raise("[bench] --shared-prefix {} must be below --len {}", a.shared_prefix, a.prompt_len);
+  const auto prompts = random_ids(a.texts, a.prompt_len, a.shared_prefix, m.vocab_size(), g);
+  std::vector<std::vector<int32_t>> labels;
+  for (int64_t k = 0; k < a.labels; ++k) labels.push_back({static_cast<int32_t>(100 + 7 * k)});
+  llm::ClassifyOptions opt;
+  opt.batch_size = a.batch_size;
+  const std::vector<std::vector<int32_t>> warm(
+      prompts.begin(), prompts.begin() + std::min<int64_t>(a.texts, a.batch_size));
+  llm::classify(m, warm, labels, opt);
+  double best = 1e300;
+  int64_t peak = 0;
+  for (int r = 0; r < a.repeat; ++r) {
+    memory::reset_peak(m.device());
+    const auto t0 = Clock::now();
+    llm::classify(m, prompts, labels, opt);
+    synchronize(m.device());
+    const double s = seconds_since(t0);
+    if (s < best) {
+      best = s;
+      peak = static_cast<int64_t>(memory::peak(m.device()));
+    }
+  }
+  return {{"seq_s", static_cast<double>(a.texts) / best},
+          {"tok_s", static_cast<double>(a.texts * a.prompt_len) / best},
+          {"seconds", best},
+          {"peak_memory_mib", mib(peak)}};
+}
+
+int run_bench(const BenchArgs& a) {
+  const auto t0 = Clock::now();
+  auto model = load_model(a.model);
+  const double load_s = seconds_since(t0);
+  std::mt19937_64 g(a.seed);
+  nlohmann::json r;
+  if (a.task == "decode") {
+    r = bench_decode(*model, a, g);
+    r["batch"] = a.batch;
+    r["prompt_len"] = a.prompt_len;
+    r["new_tokens"] = a.new_tokens;
+  } else if (a.task == "prefill") {
+    r = bench_prefill(*model, a, g);
+    r["batch"] = a.batch;
+    r["len"] = a.prompt_len;
+  } else {
+    r = bench_classify(*model, a, g);
+    r["texts"] = a.texts;
+    r["len"] = a.prompt_len;
+    r["shared_prefix"] = a.shared_prefix;
+    r["labels"] = a.labels;
+    r["batch_size"] = a.batch_size;
+  }
+  r["task"] = a.task;
+  r["model"] = a.model.dir;
+  r["device"] = model->device().str();
+  r["load_s"] = load_s;
+  write_stdout(r.dump() + "\n", true);
+  return 0;
+}
+
+const Registrar reg(
+    {"bench", "Measure decode, prefill or classify throughput on random token ids",
+     [](CLI::App& app) {
+       auto a = std::make_shared<BenchArgs>();
+       add_model_options(app, a->model);
+       app.add_option("task", a->task, "decode | prefill | classify")
+           ->required()
+           ->check(CLI::IsMember({"decode", "prefill", "classify"}));
+       app.add_option("--batch", a->batch, "decode/prefill: rows (default 1)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--len", a->prompt_len,
+                      "Tokens per prompt (decode: prompt before the new tokens; default 32)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--new", a->new_tokens, "decode: new tokens per row (default 256)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--texts", a->texts, "classify: prompts (default 512)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--shared-prefix", a->shared_prefix,
+                      "classify: leading tokens shared by every prompt (default 0)")
+           ->check(CLI::NonNegativeNumber);
+       app.add_option("--labels", a->labels, "classify: single-token labels (default 3)")
+           ->check(CLI::Range(2, 64));
+       app.add_option("--batch-size", a->batch_size, "classify: rows per forward (default 64)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--repeat", a->repeat, "Measured runs; the best is reported (default 3)")
+           ->check(CLI::PositiveNumber);
+       app.add_option("--seed", a->seed, "Seed of the random token ids");
+       app.footer(
+           "Prints one JSON line, e.g.\n"
+           "  ingot bench decode --model DIR --device cuda --batch 8 --len 32 --new 256\n"
+           "  ingot bench prefill --model DIR --batch 64 --len 512\n"
+           "  ingot bench classify --model DIR --texts 512 --len 64 --shared-prefix 40");
+       return std::function<int()>([a] { return run_bench(*a); });
+     }});
+
+}  // namespace
+}  // namespace ingot::cli
