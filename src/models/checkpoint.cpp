@@ -229,6 +229,21 @@ Array Checkpoint::load(const std::string& name) const {
   return a;
 }
 
+std::optional<std::string> Checkpoint::dtype_problem(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  if (is_floating(t.dtype())) return std::nullopt;
+  // No quantization format is supported yet, so every weight of a model is a float.
+  return fmt::format(
+      "tensor '{}' is stored as {}, but {} needs a floating-point weight (float32, float16 or "
+      "bfloat16; integer storage is only valid with a quantization config, which this "
+      "checkpoint does not have)",
+      stored_name(name), st_dtype_name(t.stored_dtype), architecture_);
+}
+
+void Checkpoint::check_floating(const std::string& name) const {
+  if (auto p = dtype_problem(name)) raise<FormatError>("[checkpoint] {}: {}", file_of(name), *p);
+}
+
 int64_t Checkpoint::parameter_count() const {
   int64_t n = 0;
   for (auto& [k, e] : tensors_) n += shape_size(st_[e.file]->info(e.stored).shape);
@@ -251,6 +266,7 @@ ValidationReport Checkpoint::validate(const std::vector<ExpectedTensor>& expecte
       raise<FormatError>("[checkpoint] {}: tensor '{}' has shape {}, expected {} for {}",
                          files_[it->second.file].path, it->second.stored, shape_str(t.shape),
                          shape_str(x.shape), architecture_);
+    check_floating(x.name);
   }
   if (!missing.empty()) {
     std::string where = index_path_.empty() ? files_.front().path : index_path_;

@@ -88,10 +88,15 @@ class Checkpoint {
   int64_t parameter_count() const;
   const CheckpointOptions& options() const { return opts_; }
 
-  /// Checks the tensors against an architecture's list: a missing required tensor or a wrong
-  /// shape is a FormatError naming the tensor and the file; unexpected tensors are warned about
-  /// on stderr (when options().warn) and returned.
+  /// Checks the tensors against an architecture's list: a missing required tensor, a wrong
+  /// shape or an integer dtype (weights are floats: no quantization format is supported yet)
+  /// is a FormatError naming the tensor and the file; unexpected tensors are warned about on
+  /// stderr (when options().warn) and returned.
   ValidationReport validate(const std::vector<ExpectedTensor>& expected) const;
+  /// Why tensor `name` cannot be a weight of the model (a stored integer dtype), or nullopt.
+  std::optional<std::string> dtype_problem(const std::string& name) const;
+  /// FormatError "[checkpoint] FILE: <dtype_problem>" when there is one.
+  void check_floating(const std::string& name) const;
 
  private:
   struct Entry {

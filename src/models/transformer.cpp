@@ -281,7 +281,10 @@ Array Model::forward(const Array& ids, const ForwardOptions& opt) const {
 Dtype checkpoint_dtype(const Checkpoint& ckpt) {
   if (ckpt.options().dtype) return *ckpt.options().dtype;
   const char* embed = "model.embed_tokens.weight";
-  if (ckpt.contains(embed)) return ckpt.info(embed).dtype();
+  if (ckpt.contains(embed)) {
+    ckpt.check_floating(embed);  // before a model is built in an integer dtype
+    return ckpt.info(embed).dtype();
+  }
   return ckpt.config().dtype.value_or(float32);
 }
 

@@ -524,6 +524,26 @@ std::vector<Broken> broken_cases() {
        Expect::format,
        {ST, "tensor 'model.norm.weight' has shape [9], expected [8]"},
        true},
+      {"integer lm_head (no quantization config)",
+       1,
+       [](const TempDir& d) {
+         auto w = llama_weights();
+         w["lm_head.weight"] = astype(w.at("lm_head.weight"), int32);
+         save_safetensors(d / ST, w);
+       },
+       Expect::format,
+       {ST, "tensor 'lm_head.weight' is stored as I32, but llama needs a floating-point weight"},
+       true},
+      {"integer norm weight",
+       1,
+       [](const TempDir& d) {
+         auto w = llama_weights();
+         w["model.norm.weight"] = astype(w.at("model.norm.weight"), uint8);
+         save_safetensors(d / ST, w);
+       },
+       Expect::format,
+       {ST, "tensor 'model.norm.weight' is stored as U8", "quantization config"},
+       true},
       {"missing tensor in a sharded checkpoint",
        2,
        [](const TempDir& d) {

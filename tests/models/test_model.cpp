@@ -187,6 +187,33 @@ TEST(ModelErrors, MissingAndWrongShapeTensorsNameTheTensor) {
   EXPECT_NO_THROW(load_model(extra, {.warn = false}));
 }
 
+TEST(ModelErrors, IntegerWeightsAreRejectedNamingTensorAndDtypes) {
+  TempDir tmp;
+  // An integer embedding used to fail deep inside initialisation ("[normal] dtype must be a
+  // floating type"), an integer lm_head to load and give logits around 1e10.
+  const auto cast_to = [](const char* name, Dtype t) {
+    return
+        [name, t](std::map<std::string, Array>& w) { w[name] = astype(w.at(name), t, cpu_device); };
+  };
+  const std::string embed =
+      edited_fixture("llama_f32", tmp.path + "/embed", cast_to("model.embed_tokens.weight", int32));
+  std::string msg = error_of<FormatError>([&] { load_model(embed, {.warn = false}); });
+  EXPECT_NE(msg.find("tensor 'model.embed_tokens.weight' is stored as I32, but llama needs a "
+                     "floating-point weight"),
+            std::string::npos)
+      << msg;
+  const std::string head =
+      edited_fixture("llama_f32", tmp.path + "/head", cast_to("lm_head.weight", int32));
+  msg = error_of<FormatError>([&] { load_model(head, {.warn = false}); });
+  EXPECT_NE(msg.find("tensor 'lm_head.weight' is stored as I32"), std::string::npos) << msg;
+  const std::string qk = edited_fixture("qwen3_f32_tied", tmp.path + "/qk",
+                                        cast_to("model.layers.1.self_attn.q_norm.weight", int8));
+  msg = error_of<FormatError>([&] { load_model(qk, {.warn = false}); });
+  EXPECT_NE(msg.find("'model.layers.1.self_attn.q_norm.weight' is stored as I8, but qwen3"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(ModelErrors, BadInputs) {
   auto m = load_model(fixture_dir("llama_f32"), {.warn = false});
   std::string msg = error_of<InvalidArgument>([&] { m->forward(Array({1.0f, 2.0f})); });

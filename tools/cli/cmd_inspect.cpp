@@ -14,6 +14,7 @@
 #include "models/checkpoint.h"
 #include "models/model.h"
 #include "models/registry.h"
+#include "util/error.h"
 
 namespace ingot::cli {
 namespace {
@@ -114,6 +115,10 @@ ojson describe(const Checkpoint& c) {
   j["total_bytes"] = total;
   if (!c.index_path().empty()) j["index"] = c.index_path();
   j["ignored_tensors"] = c.ignored();
+  ojson problems = ojson::array();  // tensors the model cannot use (shapes are checked by --load)
+  for (const auto& name : c.names())
+    if (auto p = c.dtype_problem(name)) problems.push_back(*p);
+  j["problems"] = problems;
   j["tensors"] = tensors;
   return j;
 }
@@ -157,6 +162,7 @@ void print_text(const ojson& j, bool all_tensors) {
     line("ignored",
          fmt::format("{} tensors outside the text model (e.g. {})", j["ignored_tensors"].size(),
                      j["ignored_tensors"][0].get<std::string>()));
+  for (const auto& p : j["problems"]) line("PROBLEM", p.get<std::string>());
   if (j.contains("load")) {
     const ojson& l = j["load"];
     line("loaded", fmt::format("{} in {:.3f} s ({}, {} allocated)", l["device"].get<std::string>(),
@@ -198,12 +204,25 @@ int run_inspect(const InspectArgs& a) {
   // Describing reads headers only: no device is needed (or checked) for that.
   Checkpoint c = Checkpoint::open(a.model, {.warn = true, .device = cpu_device});
   ojson j = describe(c);
-  if (a.load || !a.device.empty() || !a.dtype.empty()) j["load"] = load_report(a);
+  std::string load_error;  // reported after the description, which stays useful
+  if (a.load || !a.device.empty() || !a.dtype.empty()) {
+    try {
+      j["load"] = load_report(a);
+    } catch (const Error& e) {
+      load_error = e.what();
+      j["load_error"] = load_error;
+    }
+  }
   if (a.json)
     std::printf("%s\n", j.dump(2).c_str());
   else
     print_text(j, a.all_tensors);
-  return 0;
+  if (!load_error.empty()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", load_error.c_str());
+    return 1;
+  }
+  return j["problems"].empty() ? 0 : 1;
 }
 
 const Registrar reg(
