@@ -2,6 +2,7 @@
 // (llama_bf16_tied): greedy text equals transformers' decoded continuation, streamed pieces
 // concatenate to the text, stop strings cut it, classify_texts equals classify on ids.
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include "llm/text/text.h"
 #include "llm_test_util.h"
@@ -99,6 +100,31 @@ TEST(TextClassify, EqualsClassifyOnEncodedPrompts) {
   }
   EXPECT_THROW(classify_texts(tm, {"no placeholder", {"a", "b"}}, texts), InvalidArgument);
   EXPECT_THROW(classify_texts(tm, {"{text} {text}", {"a", "b"}}, texts), InvalidArgument);
+
+  // Several groups (tokenized ahead on host threads while the model runs): the same groups and
+  // numbers as one classify() call, results and progress in input order.
+  std::vector<std::string> many;
+  for (int i = 0; i < 11; ++i) many.push_back(texts[i % 4] + std::string(i % 3, '!'));
+  std::vector<Ids> many_prompts;
+  for (const auto& t : many)
+    many_prompts.push_back(encode_prompt(tm, "Topic of: " + t + "\nAnswer:"));
+  const ClassifyOptions grouped{.batch_size = 2, .group_size = 4};
+  auto want_many = classify(*tm.model, many_prompts, labels, grouped);
+  std::vector<int64_t> order, progress;
+  ClassifyOptions with_progress = grouped;
+  with_progress.on_progress = [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 11);
+    progress.push_back(done);
+  };
+  auto got_many = classify_texts(tm, c, many, with_progress,
+                                 [&](int64_t i, const LabelProbs&) { order.push_back(i); });
+  ASSERT_EQ(got_many.size(), many.size());
+  for (size_t i = 0; i < many.size(); ++i)
+    for (size_t j = 0; j < c.labels.size(); ++j) EXPECT_EQ(got_many[i][j], want_many[i][j]);
+  for (int64_t i = 0; i < 11; ++i) EXPECT_EQ(order.at(static_cast<size_t>(i)), i);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+  EXPECT_EQ(progress.back(), 11);
 }
 
 }  // namespace

@@ -3,12 +3,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
+#include <thread>
 
 #include "tokenizer/chat_template.h"
 #include "util/error.h"
 
 namespace ingot::llm {
 namespace {
+
+/// Host threads that tokenize classification texts (the tokenizer is safe to share).
+constexpr unsigned kTokenizerThreads = 8;
 
 /// Length of the longest suffix of `s` that is a proper prefix of some stop string (text that
 /// must be held back because the next piece may complete a stop string).
@@ -102,9 +107,6 @@ std::vector<LabelProbs> classify_texts(
   auto fill = [&](const std::string& t) {
     return c.tmpl.substr(0, at) + t + c.tmpl.substr(at + 6);
   };
-  std::vector<std::vector<int32_t>> prompts;
-  prompts.reserve(texts.size());
-  for (const auto& t : texts) prompts.push_back(encode_prompt(tm, fill(t)));
   // Label ids as they continue a filled prompt (after the template's tail, they do not depend
   // on the text); if the merge crosses the boundary, the label's standalone tokens.
   const std::string probe = fill(texts.empty() ? std::string() : texts[0]);
@@ -118,7 +120,43 @@ std::vector<LabelProbs> classify_texts(
     else
       labels.push_back(tm.tokenizer->encode(l, {.add_special_tokens = false}));
   }
-  return classify(*tm.model, prompts, labels, opt, on_result);
+  // Texts go to classify() one group (opt.group_size texts, the unit whose shared prefix is
+  // computed once) at a time, so the groups and results are those of one call over all texts;
+  // the next group is tokenized on host threads while the model runs the current one.
+  const int64_t n = static_cast<int64_t>(texts.size());
+  const int64_t group = std::max<int64_t>(1, opt.group_size);
+  const int workers = static_cast<int>(
+      std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, kTokenizerThreads));
+  auto tokenize = [&](int64_t b, int64_t e) {
+    std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(e - b));
+    std::vector<std::future<void>> parts;
+    for (int w = 0; w < workers; ++w)
+      parts.push_back(std::async(std::launch::async, [&, w] {
+        for (int64_t i = b + w; i < e; i += workers)
+          prompts[static_cast<size_t>(i - b)] = encode_prompt(tm, fill(texts[i]));
+      }));
+    for (auto& f : parts) f.get();  // rethrows the first failure
+    return prompts;
+  };
+  std::vector<LabelProbs> out;
+  out.reserve(texts.size());
+  if (n == 0) return classify(*tm.model, {}, labels, opt, on_result);
+  std::future<std::vector<std::vector<int32_t>>> next =
+      std::async(std::launch::async, tokenize, int64_t{0}, std::min(n, group));
+  for (int64_t b = 0; b < n; b += group) {
+    const std::vector<std::vector<int32_t>> prompts = next.get();
+    const int64_t e = std::min(n, b + group);
+    if (e < n) next = std::async(std::launch::async, tokenize, e, std::min(n, e + group));
+    ClassifyOptions o = opt;
+    if (opt.on_progress)
+      o.on_progress = [&](int64_t done, int64_t) { opt.on_progress(b + done, n); };
+    std::vector<LabelProbs> r =
+        classify(*tm.model, prompts, labels, o, [&](int64_t i, const LabelProbs& p) {
+          if (on_result) on_result(b + i, p);
+        });
+    for (auto& p : r) out.push_back(std::move(p));
+  }
+  return out;
 }
 
 }  // namespace ingot::llm
