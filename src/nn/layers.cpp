@@ -5,6 +5,7 @@
 
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
+#include "util/error.h"
 
 namespace ingot::nn {
 
@@ -16,7 +17,29 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Dtype dtype) {
 
 Array Linear::operator()(const Array& x) const {
   Array y = matmul(x, transpose(param("weight")));
-  return has_param("bias") ? y + param("bias") : y;
+  if (has_param("bias")) y = y + param("bias");
+  if (!branch_) return y;
+  const LowRankBranch& r = *branch_;
+  Array h = astype(x, r.a.dtype());
+  if (training() && r.dropout > 0.0f) {
+    Array keep = random::bernoulli(Array(1.0f - r.dropout), h.shape());
+    h = where(keep, h * (1.0f / (1.0f - r.dropout)), zeros_like(h));
+  }
+  Array d = matmul(matmul(h, transpose(r.a)), transpose(r.b)) * Array(r.scale, r.a.dtype());
+  return astype(astype(y, d.dtype()) + d, y.dtype());
+}
+
+void Linear::set_branch(std::optional<LowRankBranch> branch) {
+  if (branch) {
+    const LowRankBranch& r = *branch;
+    if (r.a.ndim() != 2 || r.b.ndim() != 2 || r.a.shape(1) != in_features() ||
+        r.b.shape(0) != out_features() || r.b.shape(1) != r.a.shape(0))
+      raise("[linear] low-rank branch A {} / B {} does not fit a layer of {} -> {} features",
+            shape_str(r.a.shape()), shape_str(r.b.shape()), in_features(), out_features());
+    if (r.dropout < 0.0f || r.dropout >= 1.0f)
+      raise("[linear] low-rank branch dropout must be in [0, 1), got {}", r.dropout);
+  }
+  branch_ = std::move(branch);
 }
 
 Embedding::Embedding(int64_t n, int64_t dims, Dtype dtype) {

@@ -11,6 +11,16 @@
 namespace ingot::nn {
 
 /// y = x W^T + b. weight [out, in], bias [out].
+/// A low-rank branch on a Linear (unfused LoRA, as PEFT runs it): the layer's output becomes
+/// y + scale * B(A(dropout(x))), with x cast to A's dtype (float32 adapters over a bf16 base),
+/// the sum formed in that dtype and rounded once to y's dtype. a [r, in], b [out, r]. Dropout
+/// is active only while the layer is in training mode.
+struct LowRankBranch {
+  Array a, b;
+  float scale = 1.0f;
+  float dropout = 0.0f;
+};
+
 class Linear : public Module {
  public:
   /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
@@ -18,6 +28,14 @@ class Linear : public Module {
   virtual Array operator()(const Array& x) const;
   int64_t in_features() const { return param("weight").shape(1); }
   int64_t out_features() const { return param("weight").shape(0); }
+  /// Adds (or, with nullopt, removes) a low-rank branch. Its arrays are not parameters of the
+  /// layer: whoever trains them owns them (they may be autodiff tracers). InvalidArgument when
+  /// the shapes do not fit the layer.
+  void set_branch(std::optional<LowRankBranch> branch);
+  const std::optional<LowRankBranch>& branch() const { return branch_; }
+
+ private:
+  std::optional<LowRankBranch> branch_;
 };
 
 /// Token embedding table [V, E].

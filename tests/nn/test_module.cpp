@@ -17,9 +17,12 @@ namespace {
 class Block : public Module {
  public:
   Block() {
-    attn = register_module("self_attn", std::make_shared<Attention>(AttentionConfig{
-                                            .dims = 16, .n_heads = 4, .n_kv_heads = 2,
-                                            .head_dim = 4, .qk_norm = RMSNormOptions{}}));
+    attn = register_module(
+        "self_attn", std::make_shared<Attention>(AttentionConfig{.dims = 16,
+                                                                 .n_heads = 4,
+                                                                 .n_kv_heads = 2,
+                                                                 .head_dim = 4,
+                                                                 .qk_norm = RMSNormOptions{}}));
     mlp = register_module("mlp", std::make_shared<GatedMLP>(16, 24));
   }
   std::shared_ptr<Attention> attn;
@@ -62,10 +65,15 @@ TEST(Module, HuggingFaceNamesFreezeUpdate) {
   Array w = ones({8, 16});
   t.update({{"m.layers.0.self_attn.v_proj.weight", w}});
   EXPECT_TRUE(t.parameters().at("m.layers.0.self_attn.v_proj.weight").same_node(w));
-  expect_error<InvalidArgument>([&] { t.update({{"m.layers.0.nope", w}}); },
-                                "[module] update: no parameter named 'm.layers.0.nope'");
   expect_error<InvalidArgument>(
-      [&] { t.update({{"m.layers.0.self_attn.q_proj.weight", w}}); },
+      [&] {
+        t.update({{"m.layers.0.nope", w}});
+      },
+      "[module] update: no parameter named 'm.layers.0.nope'");
+  expect_error<InvalidArgument>(
+      [&] {
+        t.update({{"m.layers.0.self_attn.q_proj.weight", w}});
+      },
       "has shape [16, 16] but the new value has shape [8, 16]");
   EXPECT_EQ(t.update({{"x.y", w}}, false), (std::vector<std::string>{"x.y"}));
   EXPECT_TRUE(glob_match("a.*.c", "a.b.b.c"));
@@ -142,10 +150,66 @@ TEST(Layers, DropoutTrainingOnly) {
   EXPECT_NEAR(kept, 15000, 310);
 }
 
+double max_abs_diff(const Array& x, const Array& y) {
+  auto a = x.to_vector<double>(), b = y.to_vector<double>();
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+TEST(Layers, LinearLowRankBranchMatchesNaiveAndDropsOutInTraining) {
+  random::seed(5);
+  Linear lin(5, 3, true, bfloat16);
+  Array x = random::normal({2, 5}, bfloat16);
+  Array a = random::normal({2, 5}), b = random::normal({3, 2});  // float32 factors
+  lin.set_branch(LowRankBranch{a, b, 0.75f, 0.0f});
+  // y = round_bf16(float(x W^T + b) + 0.75 B (A x)): the branch in float32, rounded once.
+  auto xv = x.to_vector<double>(), wv = lin.param("weight").to_vector<double>(),
+       bv = lin.param("bias").to_vector<double>(), av = a.to_vector<double>(),
+       bbv = b.to_vector<double>();
+  const Array base_out = matmul(x, transpose(lin.param("weight"))) + lin.param("bias");
+  auto base_v = base_out.to_vector<double>();
+  std::vector<double> want(6);
+  for (int i = 0; i < 2; ++i)
+    for (int o = 0; o < 3; ++o) {
+      double d = 0;
+      for (int r = 0; r < 2; ++r) {
+        double ax = 0;
+        for (int k = 0; k < 5; ++k) ax += av[r * 5 + k] * xv[i * 5 + k];
+        d += bbv[o * 2 + r] * ax;
+      }
+      want[i * 3 + o] = base_v[i * 3 + o] + 0.75 * d;
+    }
+  Array y = lin(x);
+  EXPECT_EQ(y.dtype(), bfloat16);
+  expect_close(y.to_vector<double>(), want, 1e-2, 8e-3, "linear + low-rank branch");
+  // Dropout acts on the branch input only, and only in training mode.
+  lin.set_branch(LowRankBranch{a, b, 0.75f, 0.5f});
+  EXPECT_EQ(max_abs_diff(lin(x), y), 0.0);  // eval mode: dropout off
+  lin.train(true);
+  const Array big = random::normal({64, 5}, bfloat16);
+  lin.set_branch(LowRankBranch{a, zeros({3, 2}), 0.75f, 0.5f});  // B = 0: branch adds nothing
+  lin.train(false);
+  const Array plain = lin(big);
+  lin.train(true);
+  EXPECT_EQ(max_abs_diff(lin(big), plain), 0.0);
+  lin.set_branch(LowRankBranch{a, b, 0.75f, 0.5f});
+  const Array t1 = lin(big), t2 = lin(big);
+  EXPECT_GT(max_abs_diff(t1, t2), 0.0);  // fresh masks per call
+  lin.set_branch(std::nullopt);
+  EXPECT_EQ(max_abs_diff(lin(big), plain), 0.0);
+  EXPECT_THROW(lin.set_branch(LowRankBranch{b, a, 1.0f, 0.0f}), InvalidArgument);
+  EXPECT_THROW(lin.set_branch(LowRankBranch{a, b, 1.0f, 1.0f}), InvalidArgument);
+}
+
 TEST(Layers, AttentionMatchesManualComposition) {
   random::seed(11);
-  AttentionConfig cfg{.dims = 12, .n_heads = 6, .n_kv_heads = 2, .head_dim = 4,
-                      .qk_norm = RMSNormOptions{.eps = 1e-6f}, .rope_base = 100.0f};
+  AttentionConfig cfg{.dims = 12,
+                      .n_heads = 6,
+                      .n_kv_heads = 2,
+                      .head_dim = 4,
+                      .qk_norm = RMSNormOptions{.eps = 1e-6f},
+                      .rope_base = 100.0f};
   Attention att(cfg);
   Array x = random::normal({2, 5, 12});
   Array y = att(x);
@@ -164,8 +228,9 @@ TEST(Layers, AttentionMatchesManualComposition) {
   o = reshape(transpose(o, {0, 2, 1, 3}), {2, 5, 24});
   Array want = matmul(o, transpose(att.parameters().at("o_proj.weight")));
   expect_close(y.to_vector<double>(), want.to_vector<double>(), 1e-4, 1e-5, "attention");
-  expect_error<InvalidArgument>([] { Attention(AttentionConfig{.dims = 8, .n_heads = 3, .n_kv_heads = 2, .head_dim = 4}); },
-                                "[attention] invalid heads");
+  expect_error<InvalidArgument>(
+      [] { Attention(AttentionConfig{.dims = 8, .n_heads = 3, .n_kv_heads = 2, .head_dim = 4}); },
+      "[attention] invalid heads");
 }
 
 TEST(LoRA, StartsAtBaseTrainsOnlyAdapters) {
@@ -213,8 +278,11 @@ TEST(Losses, CrossEntropyIgnoreIndexAndMask) {
   EXPECT_NEAR(ce.item<double>(), tot / cnt, 1e-5);
   EXPECT_NEAR(cross_entropy(logits, targets, {.mask = mask}).item<double>(), tot_m / cnt_m, 1e-5);
   EXPECT_NEAR(cross_entropy(logits, targets, {.mean = false}).item<double>(), tot, 1e-4);
-  expect_error<InvalidArgument>([&] { cross_entropy(logits, Array({1, 2}, int32)); },
-                                "[cross_entropy] logits [2, 3, 5] must have one more axis");
+  expect_error<InvalidArgument>(
+      [&] {
+        cross_entropy(logits, Array({1, 2}, int32));
+      },
+      "[cross_entropy] logits [2, 3, 5] must have one more axis");
   EXPECT_NEAR(mse(Array({1.f, 2.f}), Array({2.f, 4.f})).item<float>(), 2.5f, 1e-6);
 }
 

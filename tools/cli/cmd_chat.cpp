@@ -32,7 +32,8 @@ bool blank(const std::string& s) {
 }
 
 int run_chat(const ChatArgs& a) {
-  llm::TextModel tm = llm::load_text_model(a.model.dir, load_options(a.model));
+  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  apply_adapter(*tm.model, a.model);
   if (tm.tokenizer->chat_template().empty())
     raise(
         "[chat] {} has no chat template (tokenizer_config.json \"chat_template\" or "

@@ -78,7 +78,8 @@ int run_generate(const GenerateArgs& a) {
       !std::filesystem::exists(std::filesystem::path(a.model.dir) / "tokenizer.json"))
     raise<IoError>("[generate] {}: no tokenizer.json, which {} needs (use --output ids)",
                    a.model.dir, a.stop.empty() ? "text output" : "--stop");
-  llm::TextModel tm = llm::load_text_model(a.model.dir, load_options(a.model));
+  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  apply_adapter(*tm.model, a.model);
   const std::vector<int32_t> prompt = prompt_tokens(a, tm);
   llm::TextGenerateOptions t;
   t.gen = generate_options(a.sampling);

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "train/adapter.h"
 #include "util/error.h"
 
 namespace ingot::cli {
@@ -37,9 +38,22 @@ void add_model_options(CLI::App& app, ModelArgs& a) {
   app.add_option("--dtype", a.dtype, "Compute dtype (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
   add_device_option(app, a.device);
+  app.add_option("--adapter", a.adapter,
+                 "LoRA adapter directory to apply (PEFT adapter_model.safetensors or mlx-lm "
+                 "adapters.safetensors, with adapter_config.json)");
 }
 
 models::LoadModelOptions load_options(const ModelArgs& a) {
+  if (!a.adapter.empty())
+    raise("[cli] --adapter is not supported by this command yet (fuse it first: ingot fuse)");
+  return base_load_options(a);
+}
+
+void apply_adapter(models::Model& model, const ModelArgs& a) {
+  if (!a.adapter.empty()) train::load_and_apply_adapter(model, a.adapter);
+}
+
+models::LoadModelOptions base_load_options(const ModelArgs& a) {
   models::LoadModelOptions lo;
   if (a.dtype == "float32") lo.dtype = float32;
   if (a.dtype == "bfloat16") lo.dtype = bfloat16;
@@ -49,7 +63,9 @@ models::LoadModelOptions load_options(const ModelArgs& a) {
 }
 
 std::shared_ptr<models::Model> load_model(const ModelArgs& a) {
-  return models::load_model(a.dir, load_options(a));
+  auto m = models::load_model(a.dir, base_load_options(a));
+  apply_adapter(*m, a);
+  return m;
 }
 
 void add_sampling_options(CLI::App& app, SamplingArgs& a) {

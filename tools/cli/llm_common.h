@@ -27,17 +27,26 @@ void add_device_option(CLI::App& app, std::string& device);
 /// a GPU that is not there ("cuda:0 requested but 0 CUDA device(s) are available").
 Device select_device(const std::string& device);
 
-/// --model DIR, --dtype and --device, as every model command takes them.
+/// --model DIR, --dtype, --device and --adapter, as every model command takes them.
 struct ModelArgs {
   std::string dir;
-  std::string dtype;   // "" = the checkpoint's storage dtype
-  std::string device;  // "" = the default device
+  std::string dtype;    // "" = the checkpoint's storage dtype
+  std::string device;   // "" = the default device
+  std::string adapter;  // "" = none; else a LoRA adapter directory (PEFT or mlx-lm)
 };
-/// Adds --model (required), --dtype and --device to `app`.
+/// Adds --model (required), --dtype, --device and --adapter to `app`.
 void add_model_options(CLI::App& app, ModelArgs& a);
-/// The load options of `a` (--dtype, and --device through select_device).
+/// The load options of `a` (--dtype, and --device through select_device). InvalidArgument when
+/// --adapter is given: callers that load the model themselves use base_load_options and then
+/// apply_adapter, so that an adapter is never silently ignored.
 models::LoadModelOptions load_options(const ModelArgs& a);
-/// Loads the checkpoint with the --dtype of `a` (IoError naming the directory when absent).
+/// load_options without the --adapter check.
+models::LoadModelOptions base_load_options(const ModelArgs& a);
+/// Applies the --adapter of `a` (if any) to a loaded model (unfused: low-rank branches on the
+/// target layers).
+void apply_adapter(models::Model& model, const ModelArgs& a);
+/// Loads the checkpoint with the --dtype of `a` (IoError naming the directory when absent) and
+/// applies its --adapter.
 std::shared_ptr<models::Model> load_model(const ModelArgs& a);
 
 /// Sampling options as given on the command line.

@@ -1,0 +1,119 @@
+// The LoRA fine-tuning loop: AdamW with warmup and cosine/linear decay, gradient clipping and
+// accumulation, optional per-block gradient checkpointing, validation, adapter checkpoints that
+// resume bit for bit (adapter + optimizer state + step + data position), NaN/Inf detection,
+// progress on stderr and a loss-curve JSONL file.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/optimizers.h"
+#include "train/adapter.h"
+#include "train/data.h"
+
+namespace ingot::train {
+
+/// Options of a fine-tuning run.
+struct TrainOptions {
+  /// Optimizer steps to run (each grad_accum micro-batches).
+  int64_t iters = 100;
+  int batch_size = 4;
+  int grad_accum = 1;
+  float lr = 1e-4f;
+  /// Linear warmup steps from 0, then the decay (transformers' schedules).
+  int64_t warmup = 0;
+  /// "cosine", "linear" (both to 0 at `iters`) or "constant".
+  std::string schedule = "cosine";
+  float weight_decay = 0.01f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  /// Global gradient-norm clipping (0 = off).
+  float max_grad_norm = 1.0f;
+  /// Seeds the batch order.
+  uint64_t seed = 0;
+  /// Recompute each decoder block in the backward pass instead of keeping its activations.
+  bool grad_checkpoint = false;
+  /// Validation loss every N steps (0 = never) over at most `eval_batches` batches (0 = all).
+  int64_t eval_every = 0;
+  int64_t eval_batches = 0;
+  /// Adapter checkpoint (resumable) every N steps into out_dir/checkpoint-<step> (0 = never).
+  int64_t save_every = 0;
+  /// Final adapter, checkpoints and the default loss log go here ("" = nothing written).
+  std::string out_dir;
+  /// Loss-curve JSONL ("" = out_dir/loss.jsonl when out_dir is set).
+  std::string loss_log;
+  /// Progress lines on stderr every N steps (0 = none).
+  int64_t log_every = 1;
+  int32_t pad_id = 0;
+};
+
+/// One optimizer step's figures.
+struct StepStats {
+  int64_t step = 0;  // 1-based, after the update
+  float loss = 0.0f;
+  float lr = 0.0f;
+  float grad_norm = 0.0f;
+  int64_t tokens = 0;
+  double seconds = 0.0;
+};
+
+/// Mean masked next-token loss of a batch, float32, for the model with the adapter parameters
+/// `params` on its target layers as low-rank branches (the base weights are untouched). With
+/// `checkpoint` each decoder block runs under ingot::checkpoint. The branches stay on the
+/// layers: remove them with clear_branches.
+Array lora_loss(models::Model& model, const LoraAdapter& adapter, const ParamMap& params,
+                const Batch& batch, bool checkpoint = false);
+
+/// Loss and gradients w.r.t. the adapter parameters; the branches are removed afterwards.
+std::pair<Array, ParamMap> lora_value_and_grad(models::Model& model, const LoraAdapter& adapter,
+                                               const ParamMap& params, const Batch& batch,
+                                               bool checkpoint = false);
+
+/// Fine-tunes `adapter` on `model` (the base stays as it was).
+class Trainer {
+ public:
+  Trainer(models::Model& model, LoraAdapter& adapter, std::vector<Example> train,
+          std::vector<Example> valid, TrainOptions opt);
+  ~Trainer();
+  /// One optimizer step. Error "[train] loss is NaN/Inf at step N ..." when it diverges (the
+  /// adapter keeps its last good values).
+  StepStats step();
+  /// Steps until options().iters, with validation, checkpoints, progress, loss log and the
+  /// final adapter in out_dir. Returns every step's figures.
+  std::vector<StepStats> run();
+  /// Token-weighted mean loss over the validation batches (NaN when there are none).
+  float evaluate();
+  /// Writes a resumable checkpoint: the adapter files, optimizer.safetensors and
+  /// trainer_state.json (step, data position, seed).
+  void save_checkpoint(const std::string& dir) const;
+  /// Continues from a save_checkpoint directory (same model, data and options); FormatError
+  /// when it does not fit.
+  void resume(const std::string& dir);
+
+  int64_t step_count() const { return step_; }
+  /// Micro-batches consumed so far.
+  int64_t data_position() const { return position_; }
+  int64_t batches_per_epoch() const;
+  const TrainOptions& options() const { return opt_; }
+
+ private:
+  Batch next_batch();
+  void log(const std::string& json_line);
+
+  models::Model& model_;
+  LoraAdapter& adapter_;
+  std::vector<Example> train_, valid_;
+  TrainOptions opt_;
+  std::unique_ptr<nn::AdamW> optim_;
+  int64_t step_ = 0, position_ = 0;
+  int64_t cached_epoch_ = -1;
+  std::vector<std::vector<size_t>> epoch_;
+  std::string log_path_;
+};
+
+/// The learning rate of `opt` at 0-based step `step` (warmup, then cosine/linear/constant).
+float learning_rate(const TrainOptions& opt, int64_t step);
+
+}  // namespace ingot::train

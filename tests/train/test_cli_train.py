@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""CLI test of `ingot train` and `ingot fuse` on the llama_bf16_tied fixture (it has a tokenizer):
+malformed data is reported with file:line before training (exit 1), a short run writes the
+adapter, checkpoints and loss curve, `--resume` reproduces the uninterrupted run's adapter byte
+for byte, `score --adapter` equals `score` on the fused checkpoint, usage errors exit 2.
+
+    python3 tests/train/test_cli_train.py BUILD/tools/cli/ingot REPO_ROOT
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ingot, root = sys.argv[1], sys.argv[2]
+model = os.path.join(root, "tests", "data", "models", "llama_bf16_tied")
+failures = []
+
+
+def run(args, stdin=None):
+    return subprocess.run([ingot, *args], input=stdin, capture_output=True, timeout=300)
+
+
+def check(ok, what, r=None):
+    if not ok:
+        failures.append(what)
+        print(f"FAIL {what}" + (f"\n  rc={r.returncode}\n  stderr={r.stderr[-2000:]!r}" if r else ""))
+    else:
+        print(f"ok   {what}")
+
+
+with tempfile.TemporaryDirectory() as d:
+    data = os.path.join(d, "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "train.jsonl"), "w") as f:
+        for i in range(24):
+            if i % 3 == 0:
+                f.write(json.dumps({"text": f"item {i} is here and there"}) + "\n")
+            elif i % 3 == 1:
+                f.write(json.dumps({"prompt": "Q: sky? A:", "completion": " blue"}) + "\n")
+            else:
+                f.write(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                 {"role": "assistant", "content": "hello"}]}) + "\n")
+    with open(os.path.join(data, "valid.jsonl"), "w") as f:
+        f.write(json.dumps({"prompt": "Q: sky? A:", "completion": " blue"}) + "\n")
+    bad = os.path.join(d, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write('{"text": "fine"}\n{"text": 1}\n\n{"prompt": "p"}\n')
+
+    r = run(["train", "--model", model, "--data", bad, "--iters", "2"])
+    check(r.returncode == 1 and f"{bad}:2:".encode() in r.stderr and f"{bad}:4:".encode() in r.stderr,
+          "malformed lines: exit 1 naming file:line", r)
+    r = run(["train", "--model", model, "--data", data, "--iters", "2", "--schedule", "step"])
+    check(r.returncode == 2, "bad --schedule: usage error", r)
+    r = run(["train", "--model", model, "--data", data, "--targets", "qkv_proj", "--iters", "1",
+             "--out", os.path.join(d, "x")])
+    check(r.returncode == 1 and b"qkv_proj" in r.stderr, "unknown target module: exit 1", r)
+
+    common = ["--model", model, "--data", data, "--iters", "6", "--batch-size", "4", "--rank", "4",
+              "--targets", "all-linear", "--lr", "5e-3", "--warmup", "2", "--mask-prompt",
+              "--dtype", "float32", "--log-every", "3"]
+    out1 = os.path.join(d, "out1")
+    r = run(["train", *common, "--out", out1, "--save-every", "3", "--eval-every", "3"])
+    check(r.returncode == 0 and b"step 6/6" in r.stderr and b"tok/s" in r.stderr
+          and b"val_loss" in r.stderr, "train: progress on stderr", r)
+    for f in ("adapter_model.safetensors", "adapter_config.json", "loss.jsonl",
+              "checkpoint-3/optimizer.safetensors", "checkpoint-3/trainer_state.json"):
+        check(os.path.exists(os.path.join(out1, f)), f"train wrote {f}")
+    cfg = json.load(open(os.path.join(out1, "adapter_config.json")))
+    check(cfg.get("peft_type") == "LORA" and cfg.get("r") == 4 and cfg.get("target_modules") == "all-linear",
+          "adapter_config.json is PEFT's")
+    out2 = os.path.join(d, "out2")
+    r = run(["train", *common, "--out", out2, "--resume", os.path.join(out1, "checkpoint-3")])
+    same = r.returncode == 0 and open(os.path.join(out1, "adapter_model.safetensors"), "rb").read() == \
+        open(os.path.join(out2, "adapter_model.safetensors"), "rb").read()
+    check(same, "resume from checkpoint-3 gives the same adapter bytes", r)
+
+    tmpl = os.path.join(d, "tmpl.txt")
+    with open(tmpl, "w") as f:
+        f.write("Color of {text}:")
+    fused = os.path.join(d, "fused")
+    r = run(["fuse", "--model", model, "--adapter", out1, "--dtype", "float32", "--out", fused])
+    check(r.returncode == 0 and os.path.exists(os.path.join(fused, "model.safetensors")), "fuse", r)
+    pair = json.dumps({"prompt": "Q: sky? A:", "continuation": " blue"}) + "\n"
+    a = run(["score", "--model", model, "--dtype", "float32", "--adapter", out1], pair.encode())
+    b = run(["score", "--model", fused], pair.encode())
+    base = run(["score", "--model", model, "--dtype", "float32"], pair.encode())
+    def total(p):
+        return json.loads(p.stdout.decode().splitlines()[0])["logprob_sum"] if p.returncode == 0 else None
+    ta, tb, tbase = total(a), total(b), total(base)
+    # Unfused (W x + s B A x) and fused ((W + s B A) x) differ by float32 rounding only.
+    check(ta is not None and tb is not None and abs(ta - tb) <= 1e-4 * max(1.0, abs(tb)),
+          f"score --adapter ({ta}) equals score on the fused model ({tb})", a)
+    check(tbase is not None and abs(ta - tbase) > 1e-3, "the adapter changes the scores", base)
+    for cmd in (["classify", "--labels", " blue, red", "--template", tmpl],
+                ["generate", "--prompt", "Q: sky? A:", "--max-tokens", "3"]):
+        r = run([cmd[0], "--model", model, "--dtype", "float32", "--adapter", out1, *cmd[1:]],
+                b'"the sky"\n' if cmd[0] == "classify" else b"")
+        check(r.returncode == 0 and r.stdout, f"{cmd[0]} --adapter runs", r)
+    r = run(["fuse", "--model", model, "--out", os.path.join(d, "f2")])
+    check(r.returncode == 1 and b"--adapter" in r.stderr, "fuse without --adapter: exit 1", r)
+    for cmd in ("train", "fuse"):
+        r = run([cmd, "--help"])
+        check(r.returncode == 0 and b"Example" in r.stdout, f"{cmd} --help has an example", r)
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)

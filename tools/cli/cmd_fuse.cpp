@@ -1,0 +1,47 @@
+// `ingot fuse`: merges a LoRA adapter into its base model (W + scale * B A) and writes a full
+// Hugging Face checkpoint (model.safetensors, config, tokenizer files) that transformers loads.
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "command.h"
+#include "llm_common.h"
+#include "train/adapter.h"
+#include "util/error.h"
+
+namespace ingot::cli {
+namespace {
+
+struct FuseArgs {
+  ModelArgs model;
+  std::string out;
+};
+
+int run_fuse(const FuseArgs& a) {
+  if (a.model.adapter.empty()) raise("[fuse] --adapter DIR is required");
+  auto model = models::load_model(a.model.dir, base_load_options(a.model));
+  train::LoraAdapter adapter = train::LoraAdapter::load(a.model.adapter, *model);
+  train::fuse_adapter(*model, adapter);
+  train::save_checkpoint(*model, a.model.dir, a.out, model->dtype());
+  fmt::print(stderr, "fuse: {} layers of {} merged (scale {}), {} written to {}\n",
+             adapter.targets().size(), a.model.dir, adapter.config().scale(),
+             dtype_name(model->dtype()), a.out);
+  return 0;
+}
+
+const Registrar reg(
+    {"fuse", "Merge a LoRA adapter into the base model and write a full checkpoint",
+     [](CLI::App& app) {
+       auto a = std::make_shared<FuseArgs>();
+       add_model_options(app, a->model);
+       app.add_option("--out", a->out, "Output checkpoint directory")->required();
+       app.footer(
+           "The merged weights are computed in float32 and stored in the model's dtype "
+           "(--dtype, default the checkpoint's).\n"
+           "Example: ingot fuse --model ./Llama-3.2-1B --adapter ./my-adapter --out ./fused");
+       return std::function<int()>([a] { return run_fuse(*a); });
+     }});
+
+}  // namespace
+}  // namespace ingot::cli
