@@ -72,6 +72,10 @@ std::vector<int32_t> prompt_tokens(const GenerateArgs& a, const llm::TextModel& 
 }
 
 int run_generate(const GenerateArgs& a) {
+  // A cache file does not record which adapter computed its keys and values.
+  if (!a.prompt_cache.empty() && !a.model.adapter.empty())
+    raise("[generate] --prompt-cache with --adapter is not supported yet (the cache file does "
+          "not record the adapter its keys and values were computed with)");
   const bool text_out = a.output == "text";
   if (a.prompt_ids && !text_out && a.stop.empty()) return run_ids_only(a);
   if (a.prompt_ids &&
