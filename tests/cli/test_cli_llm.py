@@ -355,8 +355,24 @@ def test_device():
               f"{cmd} --help documents --device", r)
 
 
+def test_first_contact():
+    r = run([])
+    check(r.returncode == 0 and b"Subcommands:" in r.stdout and b"generate" in r.stdout
+          and b"classify" in r.stdout, "`ingot` alone lists the commands", r)
+    r = run(["geneate"])
+    check(r.returncode == 2 and b"unknown command 'geneate'" in r.stderr
+          and b"Did you mean 'generate'?" in r.stderr, "a typo names the word and suggests", r)
+    r = run(["xyzzy"])
+    check(r.returncode == 2 and b"unknown command 'xyzzy'" in r.stderr
+          and b"Did you mean" not in r.stderr and b"Commands:" in r.stderr,
+          "an unrelated word lists the commands without a guess", r)
+    r = run(["insp"])
+    check(r.returncode == 2 and b"Did you mean 'inspect'?" in r.stderr, "a prefix suggests", r)
+
+
 tests = [test_greedy_fixtures, test_seed, test_text_generate, test_prompt_cache, test_chat,
-         test_classify, test_score, test_embed, test_errors_and_help, test_device]
+         test_classify, test_score, test_embed, test_errors_and_help, test_device,
+         test_first_contact]
 only = sys.argv[3:]
 for t in tests:
     if only and t.__name__ not in only:

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "command.h"
 #include "util/error.h"
@@ -13,11 +15,51 @@ std::vector<Command>& commands() {
   static std::vector<Command> c;
   return c;
 }
+
+namespace {
+
+/// Edit distance (insertions, deletions, substitutions, adjacent swaps count 1).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+/// "error: unknown command 'geneate'. Did you mean 'generate'?" plus the command list (exit 2).
+int unknown_command(const std::string& word, const std::vector<Command>& cmds) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : cmds) {
+    size_t d = edit_distance(word, c.name);
+    if (c.name.rfind(word, 0) == 0 && word.size() >= 2) d = std::min<size_t>(d, 1);  // a prefix
+    if (d < best_d) {
+      best_d = d;
+      best = c.name;
+    }
+  }
+  std::fprintf(stderr, "error: unknown command '%s'.", word.c_str());
+  if (best_d <= std::max<size_t>(2, word.size() / 3))
+    std::fprintf(stderr, " Did you mean '%s'?", best.c_str());
+  std::fprintf(stderr, "\nCommands:");
+  for (const auto& c : cmds) std::fprintf(stderr, " %s", c.name.c_str());
+  std::fprintf(stderr, "\nRun 'ingot --help' for what each does.\n");
+  return 2;
+}
+
+}  // namespace
 }  // namespace ingot::cli
 
 int main(int argc, char** argv) {
   using namespace ingot::cli;
-  CLI::App app{"ingot: run, score and fine-tune transformer checkpoints on CPUs and GPUs"};
+  CLI::App app{"ingot: run, score and fine-tune transformer checkpoints on CPUs and GPUs", "ingot"};
   app.require_subcommand(1);
   auto& cmds = commands();
   std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
@@ -26,6 +68,13 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(c.name, c.description);
     runners[sub] = c.setup(*sub);
   }
+  if (argc == 1) {  // `ingot` alone: what it can do
+    std::printf("%s", app.help().c_str());
+    return 0;
+  }
+  if (argv[1][0] != '-' &&
+      std::none_of(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == argv[1]; }))
+    return unknown_command(argv[1], cmds);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
