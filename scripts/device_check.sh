@@ -13,9 +13,12 @@ trap 'exit 143' TERM INT
 t0=$(date +%s)
 stamp() { echo "[device $(($(date +%s) - t0))s] $*"; }
 source .devkit/unpack.sh
-# CLEAN=1: build the last commit only (drops uncommitted work of the copied tree).
-if [ -n "${CLEAN:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
-  git checkout -q -- . && git clean -fdq && echo "clean tree at $(git log -1 --oneline)"
+# SYNC=1: build exactly the last commit packed by scripts/device_sync.sh (the copied tree's .git
+# is stale, so git cannot do this here): drop the untracked files, unpack with fresh mtimes.
+if [ -n "${SYNC:-}" ]; then
+  [ -f .cache/head.tgz ] || { echo "SYNC=1 needs .cache/head.tgz (scripts/device_sync.sh)"; exit 1; }
+  xargs -a .cache/untracked.txt rm -f
+  tar xzmf .cache/head.tgz && echo "synced to the packed commit"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$LOG/gpu.txt"
 stamp configure
