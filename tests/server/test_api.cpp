@@ -1,0 +1,212 @@
+// Request parsing / validation and response formatting of the server (no sockets, no model).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "server/api.h"
+
+namespace ingot::server {
+namespace {
+
+using nlohmann::json;
+
+// Parses `body` and returns the ApiError it raises (fails the test when it parses).
+ApiError completion_error(const std::string& body, bool chat = false) {
+  try {
+    parse_completion_request(body, chat);
+  } catch (const ApiError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted: " << body;
+  return ApiError(0, "");
+}
+
+TEST(ServerApi, ParsesACompletionRequest) {
+  CompletionRequest r = parse_completion_request(
+      R"({"model": "m", "prompt": "Hello", "max_tokens": 7, "temperature": 0, "top_p": 0.5,
+          "seed": 42, "stop": ["a", "bc"], "n": 3, "stream": true,
+          "stream_options": {"include_usage": true}, "user": "u", "logprobs": null})",
+      false);
+  EXPECT_FALSE(r.chat);
+  EXPECT_EQ(r.model, "m");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Hello");
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_EQ(r.temperature, 0.0f);
+  EXPECT_EQ(r.top_p, 0.5f);
+  EXPECT_EQ(r.seed, 42u);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_EQ(r.n, 3);
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+}
+
+TEST(ServerApi, DefaultsFollowOpenAI) {
+  CompletionRequest r = parse_completion_request(R"({"model": "m", "prompt": "x"})", false);
+  EXPECT_FALSE(r.max_tokens.has_value());
+  EXPECT_EQ(r.temperature, 1.0f);
+  EXPECT_EQ(r.top_p, 1.0f);
+  EXPECT_EQ(r.n, 1);
+  EXPECT_FALSE(r.stream);
+  EXPECT_FALSE(r.seed.has_value());
+  EXPECT_TRUE(r.stop.empty());
+}
+
+TEST(ServerApi, PromptFormsStringsAndTokenIds) {
+  auto r = parse_completion_request(R"({"model": "m", "prompt": ["a", "b"]})", false);
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[1].text, "b");
+  r = parse_completion_request(R"({"model": "m", "prompt": [1, 5, 9]})", false);
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int32_t>{1, 5, 9}));
+  r = parse_completion_request(R"({"model": "m", "prompt": [[1, 2], [3]]})", false);
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[1].ids, (std::vector<int32_t>{3}));
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": [1, "a"]})").param, "prompt");
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": [-1]})").param, "prompt");
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": [4294967296]})").param, "prompt");
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": []})").param, "prompt");
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": ""})").param, "prompt");
+  EXPECT_EQ(completion_error(R"({"model": "m", "prompt": 5})").param, "prompt");
+  std::string many = R"({"model": "m", "n": 2, "prompt": [)";
+  for (int i = 0; i < 65; ++i) many += std::string(i ? "," : "") + "\"p\"";
+  EXPECT_EQ(completion_error(many + "]}").param, "prompt");
+}
+
+TEST(ServerApi, BadRequestsNameTheParam) {
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  const Case cases[] = {
+      {R"({"prompt": "x"})", "model"},
+      {R"({"model": 3, "prompt": "x"})", "model"},
+      {R"({"model": "m"})", "prompt"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": 0})", "max_tokens"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": -5})", "max_tokens"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": "5"})", "max_tokens"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": 1.5})", "max_tokens"},
+      {R"({"model": "m", "prompt": "x", "temperature": "hot"})", "temperature"},
+      {R"({"model": "m", "prompt": "x", "temperature": 2.5})", "temperature"},
+      {R"({"model": "m", "prompt": "x", "top_p": 0})", "top_p"},
+      {R"({"model": "m", "prompt": "x", "top_p": 1.5})", "top_p"},
+      {R"({"model": "m", "prompt": "x", "n": 0})", "n"},
+      {R"({"model": "m", "prompt": "x", "n": 100})", "n"},
+      {R"({"model": "m", "prompt": "x", "stop": 5})", "stop"},
+      {R"({"model": "m", "prompt": "x", "stop": [""]})", "stop"},
+      {R"({"model": "m", "prompt": "x", "stop": ["a","b","c","d","e"]})", "stop"},
+      {R"({"model": "m", "prompt": "x", "stream": "yes"})", "stream"},
+      {R"({"model": "m", "prompt": "x", "stream_options": {"include_usage": true}})",
+       "stream_options"},
+      {R"({"model": "m", "prompt": "x", "seed": "1"})", "seed"},
+      {R"({"model": "m", "prompt": "x", "logprobs": 2})", "logprobs"},
+      {R"({"model": "m", "prompt": "x", "echo": true})", "echo"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775807, "n": 0})", "n"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775808})", "max_tokens"},
+  };
+  for (const Case& c : cases) {
+    ApiError e = completion_error(c.body);
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.param, c.param) << c.body;
+    EXPECT_EQ(e.type, "invalid_request_error");
+  }
+  for (const char* body : {"", "{", "nul", "[1, 2]", "\"x\"", "{\"model\": \"m\", }"}) {
+    ApiError e = completion_error(body);
+    EXPECT_EQ(e.status, 400) << body;
+  }
+}
+
+TEST(ServerApi, ParsesChatMessages) {
+  auto r = parse_completion_request(
+      R"({"model": "m", "messages": [{"role": "developer", "content": "Be brief."},
+          {"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                       {"type": "text", "text": "there"}]}],
+          "max_completion_tokens": 3})",
+      true);
+  EXPECT_TRUE(r.chat);
+  EXPECT_EQ(r.max_tokens, 3);
+  const json m = json::parse(r.messages_json);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0]["role"], "system");
+  EXPECT_EQ(m[1]["content"], "Hi there");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": []})", true).param, "messages");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"content": "x"}]})", true).param,
+            "messages[0].role");
+  EXPECT_EQ(
+      completion_error(R"({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})", true)
+          .param,
+      "messages[0].role");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user"}]})", true).param,
+            "messages[0].content");
+  EXPECT_EQ(
+      completion_error(
+          R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+          true)
+          .param,
+      "messages[0].content");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "response_format": {"type": "json_object"}})",
+                             true)
+                .param,
+            "response_format");
+}
+
+TEST(ServerApi, EmbeddingAndClassifyRequests) {
+  auto e = parse_embedding_request(R"({"model": "m", "input": ["a", "b"], "pooling": "mean"})");
+  EXPECT_EQ(e.inputs.size(), 2u);
+  EXPECT_TRUE(e.mean_pooling);
+  EXPECT_THROW(parse_embedding_request(R"({"model": "m"})"), ApiError);
+  EXPECT_THROW(parse_embedding_request(R"({"model": "m", "input": "a", "pooling": "max"})"),
+               ApiError);
+  EXPECT_THROW(
+      parse_embedding_request(R"({"model": "m", "input": "a", "encoding_format": "base64"})"),
+      ApiError);
+  auto c = parse_classify_request(
+      R"({"model": "m", "template": "Q: {text} A:", "labels": [" yes", " no"], "texts": ["t"]})");
+  EXPECT_EQ(c.labels.size(), 2u);
+  EXPECT_EQ(c.texts, std::vector<std::string>{"t"});
+  EXPECT_THROW(
+      parse_classify_request(
+          R"({"model": "m", "template": "no slot", "labels": ["a", "b"], "texts": ["t"]})"),
+      ApiError);
+  EXPECT_THROW(parse_classify_request(
+                   R"({"model": "m", "template": "{text}", "labels": ["a"], "texts": ["t"]})"),
+               ApiError);
+  EXPECT_THROW(parse_classify_request(
+                   R"({"model": "m", "template": "{text}", "labels": ["a", "b"], "texts": [1]})"),
+               ApiError);
+}
+
+TEST(ServerApi, ErrorBodyIsOpenAIShaped) {
+  const json j = json::parse(error_body(ApiError(400, "bad \xff value", "max_tokens")));
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(j["error"]["param"], "max_tokens");
+  EXPECT_TRUE(j["error"]["code"].is_null());
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("bad"), std::string::npos);
+}
+
+TEST(ServerApi, StreamChunksAreServerSentEvents) {
+  const std::string c = stream_chunk(true, "id1", 5, "m", 2, "hé", "");
+  ASSERT_EQ(c.rfind("data: ", 0), 0u);
+  ASSERT_EQ(c.substr(c.size() - 2), "\n\n");
+  json j = json::parse(c.substr(6));
+  EXPECT_EQ(j["object"], "chat.completion.chunk");
+  EXPECT_EQ(j["choices"][0]["index"], 2);
+  EXPECT_EQ(j["choices"][0]["delta"]["content"], "hé");
+  EXPECT_TRUE(j["choices"][0]["finish_reason"].is_null());
+  j = json::parse(stream_chunk(true, "id1", 5, "m", 0, "", "", true).substr(6));
+  EXPECT_EQ(j["choices"][0]["delta"]["role"], "assistant");
+  j = json::parse(stream_chunk(false, "id1", 5, "m", 0, "", "length").substr(6));
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  j = json::parse(stream_usage_chunk(false, "id1", 5, "m", {3, 4}).substr(6));
+  EXPECT_TRUE(j["choices"].empty());
+  EXPECT_EQ(j["usage"]["total_tokens"], 7);
+  EXPECT_EQ(stream_done(), "data: [DONE]\n\n");
+  j = json::parse(completion_response(false, "x", 1, "m", {{0, "ab", "stop"}}, {2, 1}));
+  EXPECT_EQ(j["choices"][0]["text"], "ab");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 1);
+}
+
+}  // namespace
+}  // namespace ingot::server

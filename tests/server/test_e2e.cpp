@@ -1,0 +1,443 @@
+// End to end: the server on a loopback ephemeral port with the llama_bf16_tied fixture, driven by
+// httplib's client; answers are checked against llm::generate_text / embed / classify_texts
+// called directly and against the transformers greedy reference of the fixture.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "llm/text/text.h"
+#include "models/parity_util.h"
+#include "server/server.h"
+
+namespace ingot::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kModel = "tiny";
+
+/// A server on 127.0.0.1:<free port>, serving from a background thread.
+struct Running {
+  std::unique_ptr<Server> srv;
+  std::thread thread;
+  int port = 0;
+  Running(const llm::TextModel& tm, ServerOptions o) {
+    o.model_id = kModel;
+    o.log_requests = false;
+    srv = std::make_unique<Server>(tm, o);
+    port = srv->bind("127.0.0.1", 0);
+    thread = std::thread([this] { srv->run(); });
+    httplib::Client c("127.0.0.1", port);
+    for (int i = 0; i < 200 && !c.Get("/health"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ~Running() {
+    srv->stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(30, 0);
+    return c;
+  }
+};
+
+class ServerE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tm_ = new llm::TextModel(llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                                  {.dtype = float32, .warn = false}));
+    server_ = new Running(*tm_, {});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete tm_;
+  }
+  static json post(const std::string& path, const json& body, int expect = 200) {
+    auto r = server_->client().Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    if (!r) return {};
+    EXPECT_EQ(r->status, expect) << r->body;
+    return json::parse(r->body);
+  }
+  // The text generate_text gives for these prompt ids (greedy, max_tokens).
+  static std::string direct(const std::vector<int32_t>& ids, int64_t max_tokens) {
+    llm::TextGenerateOptions o;
+    o.gen.max_tokens = max_tokens;
+    return llm::generate_text(*tm_, ids, o).text;
+  }
+  // The data payloads of a server-sent event body, [DONE] excluded (checked to be last).
+  static std::vector<json> events(const std::string& body) {
+    std::vector<json> out;
+    size_t at = 0;
+    bool done = false;
+    while (at < body.size()) {
+      size_t end = body.find("\n\n", at);
+      EXPECT_NE(end, std::string::npos);
+      if (end == std::string::npos) break;
+      std::string ev = body.substr(at, end - at);
+      EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+      EXPECT_FALSE(done) << "event after [DONE]";
+      if (ev == "data: [DONE]")
+        done = true;
+      else
+        out.push_back(json::parse(ev.substr(6)));
+      at = end + 2;
+    }
+    EXPECT_TRUE(done);
+    return out;
+  }
+  static inline llm::TextModel* tm_ = nullptr;
+  static inline Running* server_ = nullptr;
+};
+
+TEST_F(ServerE2E, GreedyCompletionEqualsGenerateTextAndTransformers) {
+  const json ref = models::load_reference("llama_bf16_tied")["greedy"];
+  const json single =
+      ref["single"].is_string() ? json::parse(ref["single"].get<std::string>()) : ref["single"];
+  const json prompts =
+      ref["prompts"].is_string() ? json::parse(ref["prompts"].get<std::string>()) : ref["prompts"];
+  // Prompt 0's reference continuation has no EOS id: the server (stopping at EOS) matches it.
+  const auto ids = prompts[0].get<std::vector<int32_t>>();
+  const auto want = single[0].get<std::vector<int32_t>>();
+  json r =
+      post("/v1/completions",
+           {{"model", kModel}, {"prompt", ids}, {"max_tokens", want.size()}, {"temperature", 0}});
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["choices"][0]["text"], tm_->tokenizer->decode(want, {.skip_special_tokens = true}));
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"]["prompt_tokens"], ids.size());
+  EXPECT_EQ(r["usage"]["completion_tokens"], want.size());
+
+  // A text prompt: same as generate_text on the encoded prompt.
+  r = post(
+      "/v1/completions",
+      {{"model", kModel}, {"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0}});
+  EXPECT_EQ(r["choices"][0]["text"], direct(llm::encode_prompt(*tm_, "Once upon a time"), 20));
+}
+
+TEST_F(ServerE2E, StreamingChunksConcatenateToTheSameText) {
+  const std::string want = direct(llm::encode_prompt(*tm_, "Hello"), 24);
+  auto res = server_->client().Post("/v1/completions",
+                                    json{{"model", kModel},
+                                         {"prompt", "Hello"},
+                                         {"max_tokens", 24},
+                                         {"temperature", 0},
+                                         {"stream", true},
+                                         {"stream_options", {{"include_usage", true}}}}
+                                        .dump(),
+                                    "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<json> ev = events(res->body);
+  ASSERT_GE(ev.size(), 3u);
+  std::string text;
+  int finishes = 0;
+  for (size_t i = 0; i + 1 < ev.size(); ++i) {
+    EXPECT_EQ(ev[i]["object"], "text_completion");
+    text += ev[i]["choices"][0]["text"].get<std::string>();
+    if (!ev[i]["choices"][0]["finish_reason"].is_null()) ++finishes;
+  }
+  EXPECT_EQ(text, want);
+  EXPECT_EQ(finishes, 1);
+  EXPECT_TRUE(ev.back()["choices"].empty());
+  EXPECT_GT(ev.back()["usage"]["completion_tokens"].get<int>(), 0);
+}
+
+TEST_F(ServerE2E, ChatGoesThroughTheTemplateStreamedOrNot) {
+  const json msgs = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  const std::string want = direct(llm::encode_chat(*tm_, msgs.dump()), 16);
+  json r = post("/v1/chat/completions",
+                {{"model", kModel}, {"messages", msgs}, {"max_tokens", 16}, {"temperature", 0}});
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(r["choices"][0]["message"]["content"], want);
+
+  auto res = server_->client().Post("/v1/chat/completions",
+                                    json{{"model", kModel},
+                                         {"messages", msgs},
+                                         {"max_tokens", 16},
+                                         {"temperature", 0},
+                                         {"stream", true}}
+                                        .dump(),
+                                    "application/json");
+  ASSERT_TRUE(res);
+  std::vector<json> ev = events(res->body);
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  for (const json& e : ev) {
+    EXPECT_EQ(e["object"], "chat.completion.chunk");
+    if (e["choices"][0]["delta"].contains("content"))
+      text += e["choices"][0]["delta"]["content"].get<std::string>();
+  }
+  EXPECT_EQ(text, want);
+  EXPECT_FALSE(ev.back()["choices"][0]["finish_reason"].is_null());
+}
+
+TEST_F(ServerE2E, SeededSamplingRepeatsAndNGivesIndexedChoices) {
+  const json body = {{"model", kModel},    {"prompt", "Hello"}, {"max_tokens", 8},
+                     {"temperature", 1.0}, {"seed", 7},         {"n", 3}};
+  json a = post("/v1/completions", body);
+  json b = post("/v1/completions", body);
+  ASSERT_EQ(a["choices"].size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(a["choices"][i]["index"], i);
+    EXPECT_EQ(a["choices"][i]["text"], b["choices"][i]["text"]);
+  }
+}
+
+TEST_F(ServerE2E, EmbeddingsAndClassifyMatchTheLibrary) {
+  json r = post("/v1/embeddings", {{"model", kModel}, {"input", {"Hello", "Once upon a time"}}});
+  const auto want =
+      llm::embed(*tm_->model,
+                 {llm::encode_prompt(*tm_, "Hello"), llm::encode_prompt(*tm_, "Once upon a time")},
+                 llm::Pooling::last);
+  ASSERT_EQ(r["data"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r["data"][i]["index"], i);
+    EXPECT_EQ(r["data"][i]["embedding"].get<std::vector<float>>(), want[i]);
+  }
+  json c = post("/v1/classify", {{"model", kModel},
+                                 {"template", "Review: {text} Sentiment:"},
+                                 {"labels", {" good", " bad"}},
+                                 {"texts", {"fine", "awful"}}});
+  const auto probs = llm::classify_texts(*tm_, {"Review: {text} Sentiment:", {" good", " bad"}},
+                                         {"fine", "awful"});
+  ASSERT_EQ(c["data"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_DOUBLE_EQ(c["data"][i]["probs"][" good"].get<double>(), probs[i][0]);
+    EXPECT_EQ(c["data"][i]["label"], probs[i][0] >= probs[i][1] ? " good" : " bad");
+  }
+}
+
+TEST_F(ServerE2E, BadInputIs400AndTheServerKeepsServing) {
+  auto c = server_->client();
+  auto expect_400 = [&](const std::string& path, const std::string& body, const char* param) {
+    auto r = c.Post(path.c_str(), body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body;
+    json e = json::parse(r->body);
+    EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+    EXPECT_FALSE(e["error"]["message"].get<std::string>().empty());
+    if (param) {
+      EXPECT_EQ(e["error"]["param"], param) << body;
+    }
+  };
+  expect_400("/v1/completions", "{not json", nullptr);
+  expect_400("/v1/completions", R"({"model": "tiny", "prompt": "x", "max_tokens": 0})",
+             "max_tokens");
+  expect_400("/v1/completions", R"({"model": "other", "prompt": "x"})", "model");
+  expect_400("/v1/completions", R"({"model": "tiny", "prompt": [1, 99999]})", "prompt");
+  // The fixture's context is 256 tokens.
+  expect_400("/v1/completions", R"({"model": "tiny", "prompt": "x", "max_tokens": 300})", "prompt");
+  expect_400("/v1/completions",
+             R"({"model": "tiny", "prompt": "x", "max_tokens": 9223372036854775807})", "prompt");
+  std::string longp;
+  for (int i = 0; i < 300; ++i) longp += "hello ";
+  expect_400("/v1/completions", json{{"model", "tiny"}, {"prompt", longp}}.dump(), "prompt");
+  expect_400("/v1/chat/completions", R"({"model": "tiny", "messages": "hi"})", "messages");
+  expect_400("/v1/embeddings", R"({"model": "tiny", "input": 3})", "input");
+  expect_400("/v1/classify", R"({"model": "tiny", "labels": ["a", "b"]})", "template");
+  auto ok = c.Get("/health");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  json m = json::parse(c.Get("/v1/models")->body);
+  EXPECT_EQ(m["data"][0]["id"], kModel);
+}
+
+TEST_F(ServerE2E, ConcurrentRequestsAreAllAnswered) {
+  const std::vector<std::string> prompts = {"Hello", "Once upon a time", "The",
+                                            "A cat", "Hi there",         "x y z"};
+  std::vector<std::string> want;
+  for (const auto& p : prompts) want.push_back(direct(llm::encode_prompt(*tm_, p), 10));
+  std::vector<std::string> got(prompts.size() * 2);
+  std::vector<int> status(got.size(), 0);
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < got.size(); ++i)
+    ts.emplace_back([&, i] {
+      auto c = server_->client();
+      const bool stream = i % 2 == 1;
+      auto r = c.Post("/v1/completions",
+                      json{{"model", kModel},
+                           {"prompt", prompts[i / 2]},
+                           {"max_tokens", 10},
+                           {"temperature", 0},
+                           {"stream", stream}}
+                          .dump(),
+                      "application/json");
+      if (!r) return;
+      status[i] = r->status;
+      if (!stream) {
+        got[i] = json::parse(r->body)["choices"][0]["text"];
+      } else {
+        for (const json& e : events(r->body)) got[i] += e["choices"][0]["text"].get<std::string>();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(status[i], 200) << i;
+    EXPECT_EQ(got[i], want[i / 2]) << i;
+  }
+}
+
+// Reads /metrics and returns the value of the line starting with `key ` (-1 when absent).
+double metric(httplib::Client& c, const std::string& key) {
+  auto r = c.Get("/metrics");
+  if (!r) return -1;
+  const std::string& b = r->body;
+  size_t at = b.find("\n" + key + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(b.substr(at + key.size() + 2));
+}
+
+TEST_F(ServerE2E, MetricsCountRequestsAndTokens) {
+  auto c = server_->client();
+  const double before = metric(c, "ingot_generation_tokens_total");
+  const double reqs_before =
+      metric(c, "ingot_requests_total{path=\"/v1/completions\",status=\"200\"}");
+  json r = post("/v1/completions",
+                {{"model", kModel}, {"prompt", "Hello"}, {"max_tokens", 5}, {"temperature", 0}});
+  const int got = r["usage"]["completion_tokens"];
+  EXPECT_EQ(metric(c, "ingot_generation_tokens_total"), before + got);
+  EXPECT_EQ(metric(c, "ingot_requests_total{path=\"/v1/completions\",status=\"200\"}"),
+            std::max(0.0, reqs_before) + 1);
+  EXPECT_EQ(metric(c, "ingot_queue_depth"), 0);
+  EXPECT_GT(metric(c, "ingot_memory_peak_bytes"), 0);
+  EXPECT_GE(metric(c, "ingot_decode_tokens_per_second"), 0);
+}
+
+TEST_F(ServerE2E, ClientDisconnectCancelsAStream) {
+  auto c = server_->client();
+  const double before = metric(c, "ingot_requests_cancelled_total");
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string body = json{{"model", kModel},    {"prompt", "Hello"}, {"max_tokens", 240},
+                                {"temperature", 1.0}, {"seed", 3},         {"stream", true}}
+                               .dump();
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  char buf[256];
+  ASSERT_GT(read(fd, buf, sizeof buf), 0);  // the stream started
+  close(fd);
+  // The next write fails, the stream's job sees it and stops; the server keeps serving.
+  double now = before;
+  for (int i = 0; i < 500 && now <= before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    now = metric(c, "ingot_requests_cancelled_total");
+  }
+  EXPECT_EQ(now, before + 1);
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST_F(ServerE2E, RequestsWaitingTogetherAreBatched) {
+  auto c = server_->client();
+  const double calls = metric(c, "ingot_generate_calls_total");
+  const double rows = metric(c, "ingot_generate_rows_total");
+  const std::vector<std::string> prompts = {"Hello", "Once upon a time", "The", "A cat", "x"};
+  std::vector<std::string> want;
+  for (const auto& p : prompts) want.push_back(direct(llm::encode_prompt(*tm_, p), 12));
+  server_->srv->hold(true);
+  std::vector<std::string> got(prompts.size());
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    ts.emplace_back([&, i] {
+      auto cl = server_->client();
+      auto r = cl.Post("/v1/completions",
+                       json{{"model", kModel},
+                            {"prompt", prompts[i]},
+                            {"max_tokens", 4 + 2 * i},
+                            {"temperature", 0},
+                            {"stream", i == 2}}
+                           .dump(),
+                       "application/json");
+      if (!r || r->status != 200) return;
+      if (i != 2)
+        got[i] = json::parse(r->body)["choices"][0]["text"];
+      else
+        for (const json& e : events(r->body)) got[i] += e["choices"][0]["text"].get<std::string>();
+    });
+  for (int i = 0; i < 1000 && server_->srv->queue_depth() < prompts.size(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(server_->srv->queue_depth(), prompts.size());
+  server_->srv->hold(false);
+  for (auto& t : ts) t.join();
+  // One generate call with a row per request; each row stops at its own max_tokens.
+  EXPECT_EQ(metric(c, "ingot_generate_calls_total"), calls + 1);
+  EXPECT_EQ(metric(c, "ingot_generate_rows_total"), rows + static_cast<double>(prompts.size()));
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(got[i], direct(llm::encode_prompt(*tm_, prompts[i]), 4 + 2 * i)) << i;
+}
+
+TEST(ServerAuth, ApiKeyAndFullQueue) {
+  llm::TextModel tm = llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                           {.dtype = float32, .warn = false});
+  ServerOptions o;
+  o.api_key = "sekrit";
+  o.max_queue = 2;
+  Running s(tm, o);
+  auto c = s.client();
+  const std::string body = R"({"model": "tiny", "prompt": "Hello", "max_tokens": 2})";
+  auto r = c.Post("/v1/completions", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(c.Get("/v1/models")->status, 401);
+  EXPECT_EQ(c.Get("/health")->status, 200);  // health needs no key
+  c.set_bearer_token_auth("wrong");
+  EXPECT_EQ(c.Post("/v1/completions", body, "application/json")->status, 401);
+  c.set_bearer_token_auth("sekrit");
+  EXPECT_EQ(c.Get("/v1/models")->status, 200);
+  // Two requests wait (the scheduler is held), the third is refused.
+  s.srv->hold(true);
+  std::vector<std::thread> ts;
+  std::vector<int> status(2, 0);
+  for (int i = 0; i < 2; ++i)
+    ts.emplace_back([&, i] {
+      auto cl = s.client();
+      cl.set_bearer_token_auth("sekrit");
+      auto rr = cl.Post("/v1/completions", body, "application/json");
+      if (rr) status[i] = rr->status;
+    });
+  for (int i = 0; i < 1000 && s.srv->queue_depth() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  r = c.Post("/v1/completions", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "queue_full");
+  auto stream = c.Post("/v1/completions",
+                       R"({"model": "tiny", "prompt": "Hello", "max_tokens": 2, "stream": true})",
+                       "application/json");
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->status, 429);
+  s.srv->hold(false);
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(status, (std::vector<int>{200, 200}));
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("ingot_requests_rejected_total 2\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ingot::server

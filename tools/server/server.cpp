@@ -1,0 +1,792 @@
+// The OpenAI-compatible HTTP server (see server.h, docs/server.md).
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/allocator.h"
+#include "server/api.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace ingot::server {
+
+using nlohmann::json;
+
+/// A queued request: `run` executes on the scheduler thread; `fail` answers it without running
+/// (server stopping). `cancelled` is set when its client went away.
+struct Job {
+  std::function<void()> run;
+  std::function<void(int status, const std::string& message)> fail;
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  /// Set for a greedy single-choice completion: the scheduler runs it as one row of a batched
+  /// generate call with the other batchable jobs waiting at the time (then `run` is unused).
+  std::shared_ptr<BatchRow> row;
+};
+
+/// One row of a batched greedy generate call: prompt, limits, and where its output goes.
+struct BatchRow {
+  std::vector<int32_t> prompt;
+  int64_t max_tokens = 1;
+  std::vector<std::string> stop;
+  std::function<void(const std::string& piece)> on_text;  // streamed text (may be empty)
+  std::function<void(const std::string& text, int64_t tokens, const std::string& finish)> on_done;
+  std::function<void(std::exception_ptr)> on_error;
+};
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_id(const char* prefix) {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lk(mu);
+  return fmt::format("{}{:016x}", prefix, rng());
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(error_body(e), kJson);
+}
+
+/// The outcome of a non-streaming job, handed from the scheduler to the HTTP thread.
+struct Reply {
+  int status = 200;
+  std::string body;
+};
+
+/// Server-sent events produced by the scheduler thread and written by the HTTP thread.
+struct EventStream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> events;
+  bool done = false;
+  void push(std::string s) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      events.push_back(std::move(s));
+    }
+    cv.notify_one();
+  }
+  void finish() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      done = true;
+    }
+    cv.notify_one();
+  }
+};
+
+/// Maps a library exception to an HTTP status: bad input 400, everything else 500.
+Reply reply_for_exception(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const ApiError& e) {
+    return {e.status, error_body(e)};
+  } catch (const InvalidArgument& e) {
+    return {400, error_body(e.what(), "invalid_request_error", "", "")};
+  } catch (const std::exception& e) {
+    return {500, error_body(e.what(), "server_error", "", "")};
+  } catch (...) {
+    return {500, error_body("unknown internal error", "server_error", "", "")};
+  }
+}
+
+}  // namespace
+
+Server::Server(llm::TextModel tm, ServerOptions opt)
+    : tm_(std::move(tm)), opt_(std::move(opt)), http_(std::make_unique<httplib::Server>()) {
+  if (!tm_.model || !tm_.tokenizer) raise("[server] a model and its tokenizer are needed");
+  if (opt_.max_queue < 0) raise("[server] max_queue must be >= 0, got {}", opt_.max_queue);
+  if (opt_.max_batch < 1) raise("[server] max_batch must be >= 1, got {}", opt_.max_batch);
+  if (opt_.max_context < 0) raise("[server] max_context must be >= 0, got {}", opt_.max_context);
+  created_ = now_seconds();
+  const int threads = std::max(4, opt_.http_threads);
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http_->set_payload_max_length(size_t{64} << 20);  // request bodies up to 64 MiB
+  setup_routes();
+  scheduler_ = std::thread([this] { scheduler_loop(); });
+}
+
+Server::~Server() {
+  stop();
+  if (scheduler_.joinable()) scheduler_.join();
+}
+
+int Server::bind(const std::string& host, int port) {
+  if (port == 0) {
+    const int p = http_->bind_to_any_port(host);
+    if (p <= 0) raise<IoError>("[server] cannot bind {} to a free port", host);
+    return p;
+  }
+  if (!http_->bind_to_port(host, port))
+    raise<IoError>("[server] cannot bind {}:{} (in use or not allowed?)", host, port);
+  return port;
+}
+
+void Server::run() {
+  http_->listen_after_bind();
+}
+
+void Server::stop() {
+  std::deque<std::shared_ptr<Job>> left;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    left.swap(queue_);
+    for (auto& j : current_) j->cancelled->store(true);
+  }
+  cv_.notify_all();
+  for (auto& j : left) j->fail(503, "the server is shutting down");
+  http_->stop();
+}
+
+void Server::hold(bool on) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    held_ = on;
+  }
+  cv_.notify_all();
+}
+
+size_t Server::queue_depth() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return queue_.size();
+}
+
+int64_t Server::context_limit() const {
+  const int64_t model_ctx = tm_.model->config().max_position_embeddings;
+  if (opt_.max_context > 0 && (model_ctx <= 0 || opt_.max_context < model_ctx))
+    return opt_.max_context;
+  return model_ctx > 0 ? model_ctx : (opt_.max_context > 0 ? opt_.max_context : INT64_MAX);
+}
+
+bool Server::submit(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_) return false;
+    if (static_cast<int>(queue_.size()) >= opt_.max_queue) {
+      ++metrics_.rejected_queue_full;
+      return false;
+    }
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void Server::scheduler_loop() {
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> jobs;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || (!held_ && !queue_.empty()); });
+      if (stopping_) return;  // stop() answered what was queued
+      jobs.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      // A batchable job takes the other batchable jobs waiting now along (up to max_batch).
+      if (jobs[0]->row) {
+        for (auto it = queue_.begin();
+             it != queue_.end() && static_cast<int>(jobs.size()) < opt_.max_batch;) {
+          if ((*it)->row) {
+            jobs.push_back(std::move(*it));
+            it = queue_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      current_ = jobs;
+    }
+    std::vector<std::shared_ptr<Job>> live;
+    for (auto& j : jobs) {
+      if (j->cancelled->load())  // its client went away while it waited
+        j->fail(499, "cancelled");
+      else
+        live.push_back(j);
+    }
+    metrics_.running += static_cast<int64_t>(live.size());
+    if (!live.empty()) {
+      if (live[0]->row)
+        run_batch(live);
+      else
+        live[0]->run();  // runs catch their own exceptions
+    }
+    metrics_.running -= static_cast<int64_t>(live.size());
+    std::lock_guard<std::mutex> lk(mu_);
+    current_.clear();
+  }
+}
+
+void Server::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
+  struct RowState {
+    std::unique_ptr<tokenizer::StreamDecoder> dec;
+    std::string pending;  // decoded, not yet emitted (may start a stop string)
+    std::string text;
+    int64_t count = 0;
+    std::string finish;  // set when this code stopped the row
+  };
+  const size_t n = jobs.size();
+  std::vector<RowState> st(n);
+  std::vector<std::vector<int32_t>> prompts;
+  llm::GenerateOptions g;
+  g.max_tokens = 1;
+  for (size_t i = 0; i < n; ++i) {
+    const BatchRow& r = *jobs[i]->row;
+    prompts.push_back(r.prompt);
+    g.max_tokens = std::max(g.max_tokens, r.max_tokens);
+    st[i].dec = std::make_unique<tokenizer::StreamDecoder>(
+        *tm_.tokenizer, tokenizer::DecodeOptions{.skip_special_tokens = true});
+  }
+  g.stop_ids = opt_.stop_ids;
+  for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) g.stop_ids.push_back(id);
+  g.sampler.temperature = 0.0f;
+  auto emit = [&](size_t i, size_t k) {
+    if (k == 0) return;
+    std::string piece = st[i].pending.substr(0, k);
+    st[i].pending.erase(0, k);
+    st[i].text += piece;
+    if (jobs[i]->row->on_text) jobs[i]->row->on_text(piece);
+  };
+  // Length of the longest suffix of `s` that is a proper prefix of a stop string.
+  auto held_back = [](const std::string& s, const std::vector<std::string>& stops) {
+    size_t best = 0;
+    for (const auto& t : stops)
+      for (size_t k = std::min(s.size(), t.size() - 1); k > best; --k)
+        if (s.compare(s.size() - k, k, t, 0, k) == 0) {
+          best = k;
+          break;
+        }
+    return best;
+  };
+  g.on_token = [&](int row, int32_t id) {
+    const size_t i = static_cast<size_t>(row);
+    RowState& r = st[i];
+    const BatchRow& br = *jobs[i]->row;
+    if (jobs[i]->cancelled->load()) {
+      r.finish = "cancelled";
+      return false;
+    }
+    ++r.count;
+    r.pending += r.dec->step(id);
+    for (const auto& s : br.stop) {
+      const size_t at = r.pending.find(s);
+      if (at != std::string::npos) {
+        r.pending.resize(at);
+        emit(i, r.pending.size());
+        r.finish = "stop";
+        return false;
+      }
+    }
+    if (r.count >= br.max_tokens) {
+      r.pending += r.dec->finish();
+      emit(i, r.pending.size());
+      r.finish = "length";
+      return false;
+    }
+    emit(i, r.pending.size() - held_back(r.pending, br.stop));
+    return true;
+  };
+  try {
+    llm::GenerationResult res = llm::generate(*tm_.model, prompts, g);
+    ++metrics_.generate_calls;
+    metrics_.batched_rows += static_cast<int64_t>(n);
+    {
+      std::lock_guard<std::mutex> lk(metrics_.mu);
+      metrics_.decode_seconds += res.metrics.decode_seconds;
+      metrics_.last_tokens_per_second = res.metrics.decode_tokens_per_second();
+    }
+    for (size_t i = 0; i < n; ++i) {
+      RowState& r = st[i];
+      const auto& toks = res.tokens[i];
+      metrics_.prompt_tokens += static_cast<int64_t>(prompts[i].size());
+      metrics_.generated_tokens += static_cast<int64_t>(toks.size());
+      if (r.finish.empty()) {  // eos (not seen by on_token) or the call's length limit
+        if (res.finish[i] == llm::FinishReason::eos && !toks.empty())
+          r.pending += r.dec->step(toks.back());
+        r.pending += r.dec->finish();
+        emit(i, r.pending.size());
+        r.finish = res.finish[i] == llm::FinishReason::length ? "length" : "stop";
+      }
+      jobs[i]->row->on_done(r.text, static_cast<int64_t>(toks.size()), r.finish);
+    }
+  } catch (...) {
+    for (auto& j : jobs) j->row->on_error(std::current_exception());
+  }
+}
+
+std::string Server::metrics_text() const {
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, const char* type, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
+  };
+  {
+    std::lock_guard<std::mutex> lk(metrics_.mu);
+    out += "# HELP ingot_requests_total HTTP requests answered, by path and status.\n";
+    out += "# TYPE ingot_requests_total counter\n";
+    for (const auto& [k, n] : metrics_.requests)
+      out += fmt::format("ingot_requests_total{{path=\"{}\",status=\"{}\"}} {}\n", k.first,
+                         k.second, n);
+    gauge("ingot_decode_seconds_total", "Seconds spent decoding.", "counter",
+          metrics_.decode_seconds);
+    gauge("ingot_decode_tokens_per_second", "Decode rate of the last generate call.", "gauge",
+          metrics_.last_tokens_per_second);
+  }
+  gauge("ingot_prompt_tokens_total", "Prompt tokens processed.", "counter",
+        static_cast<double>(metrics_.prompt_tokens.load()));
+  gauge("ingot_generation_tokens_total", "Tokens generated.", "counter",
+        static_cast<double>(metrics_.generated_tokens.load()));
+  gauge("ingot_generate_calls_total", "generate calls made by the scheduler.", "counter",
+        static_cast<double>(metrics_.generate_calls.load()));
+  gauge("ingot_generate_rows_total",
+        "Rows (choices) over all generate calls; / calls = mean batch.", "counter",
+        static_cast<double>(metrics_.batched_rows.load()));
+  gauge("ingot_requests_cancelled_total", "Requests whose client went away.", "counter",
+        static_cast<double>(metrics_.cancelled.load()));
+  gauge("ingot_requests_rejected_total", "Requests refused with 429 (queue full).", "counter",
+        static_cast<double>(metrics_.rejected_queue_full.load()));
+  size_t depth = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    depth = queue_.size();
+  }
+  gauge("ingot_queue_depth", "Requests waiting for the scheduler.", "gauge",
+        static_cast<double>(depth));
+  gauge("ingot_requests_running", "Requests the scheduler is running.", "gauge",
+        static_cast<double>(metrics_.running.load()));
+  const Device d = tm_.model->device();
+  gauge("ingot_memory_active_bytes", "Bytes allocated on the model's device.", "gauge",
+        static_cast<double>(memory::active(d)));
+  gauge("ingot_memory_peak_bytes", "Peak bytes allocated on the model's device.", "gauge",
+        static_cast<double>(memory::peak(d)));
+  gauge("ingot_memory_cache_bytes", "Bytes held by the device allocator's cache.", "gauge",
+        static_cast<double>(memory::cache(d)));
+  return out;
+}
+
+void Server::setup_routes() {
+  httplib::Server& h = *http_;
+
+  // Requests are counted before their response goes out (so a client that got its answer sees
+  // it in /metrics); the logger counts only what no handler saw (404s, malformed HTTP).
+  static thread_local bool counted = false;
+  auto count = [this](const std::string& path, int status) {
+    // Only the served routes are labels (arbitrary paths would grow the map without bound).
+    static const char* const kRoutes[] = {"/v1/completions", "/v1/chat/completions",
+                                          "/v1/embeddings",  "/v1/classify",
+                                          "/v1/models",      "/health",
+                                          "/metrics"};
+    std::string label = "other";
+    for (const char* r : kRoutes)
+      if (path == r) label = r;
+    std::lock_guard<std::mutex> lk(metrics_.mu);
+    ++metrics_.requests[{label, status}];
+    counted = true;
+  };
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  auto get = [&h, count](const std::string& path, Handler f) {
+    h.Get(path, [count, path, f](const httplib::Request& req, httplib::Response& res) {
+      f(req, res);
+      count(path, res.status == -1 ? 200 : res.status);
+    });
+  };
+  auto post = [&h, count](const std::string& path, Handler f) {
+    h.Post(path, [count, path, f](const httplib::Request& req, httplib::Response& res) {
+      f(req, res);
+      count(path, res.status == -1 ? 200 : res.status);
+    });
+  };
+
+  h.set_pre_routing_handler([this, count](const httplib::Request& req, httplib::Response& res) {
+    counted = false;
+    if (opt_.api_key.empty() || req.path.rfind("/v1/", 0) != 0)
+      return httplib::Server::HandlerResponse::Unhandled;
+    if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
+      return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, ApiError(401, "missing or invalid API key (Authorization: Bearer KEY)", "",
+                             "invalid_api_key"));
+    count(req.path, 401);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  h.set_logger([this, count](const httplib::Request& req, const httplib::Response& res) {
+    if (!counted) count(req.path, res.status);
+    counted = false;
+    if (opt_.log_requests)
+      std::fprintf(stderr, "serve: %s %s %d %s\n", req.method.c_str(), req.path.c_str(), res.status,
+                   req.remote_addr.c_str());
+  });
+
+  get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"status\":\"ok\"}", kJson);
+  });
+
+  get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_text(), "text/plain; version=0.0.4");
+  });
+
+  get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    json m = {
+        {"id", opt_.model_id}, {"object", "model"}, {"created", created_}, {"owned_by", "ingot"}};
+    res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), kJson);
+  });
+
+  // Runs a job on the scheduler and waits for its reply (non-streaming requests).
+  auto run_and_wait = [this](httplib::Response& res,
+                             std::function<Reply(std::atomic<bool> & cancelled)> work) {
+    auto done = std::make_shared<std::promise<Reply>>();
+    auto fut = done->get_future();
+    auto job = std::make_shared<Job>();
+    job->run = [done, work, cancelled = job->cancelled] {
+      try {
+        done->set_value(work(*cancelled));
+      } catch (...) {
+        done->set_value(reply_for_exception(std::current_exception()));
+      }
+    };
+    job->fail = [done](int status, const std::string& msg) {
+      done->set_value({status, error_body(msg, "server_error", "", "")});
+    };
+    if (!submit(job))
+      throw ApiError(429, "the server is busy (request queue full); retry later", "", "queue_full",
+                     "server_error");
+    Reply r = fut.get();
+    res.status = r.status;
+    res.set_content(r.body, kJson);
+  };
+
+  auto check_model = [this](const std::string& model) {
+    if (model != opt_.model_id)
+      throw ApiError(400, "unknown model '" + model + "' (this server has '" + opt_.model_id + "')",
+                     "model", "model_not_found");
+  };
+
+  // Token ids of each prompt (encoded, or checked against the vocabulary).
+  auto prompt_ids = [this](const std::vector<Prompt>& prompts, const char* param) {
+    std::vector<std::vector<int32_t>> out;
+    const int64_t vocab = tm_.model->config().vocab_size;
+    for (const Prompt& p : prompts) {
+      if (p.ids.empty()) {
+        out.push_back(llm::encode_prompt(tm_, p.text));
+      } else {
+        for (int32_t id : p.ids)
+          if (id < 0 || id >= vocab)
+            throw ApiError(400,
+                           fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab),
+                           param);
+        out.push_back(p.ids);
+      }
+      if (out.back().empty()) throw ApiError(400, "a prompt encodes to no tokens", param);
+      if (static_cast<int64_t>(out.back().size()) > context_limit())
+        throw ApiError(400,
+                       fmt::format("this model's maximum context length is {} tokens, but the "
+                                   "input has {} tokens",
+                                   context_limit(), out.back().size()),
+                       param, "context_length_exceeded");
+    }
+    return out;
+  };
+
+  auto completions = [this, run_and_wait, check_model, prompt_ids](
+                         const httplib::Request& req, httplib::Response& res, bool chat) {
+    try {
+      CompletionRequest r = parse_completion_request(req.body, chat);
+      check_model(r.model);
+      std::vector<std::vector<int32_t>> prompts;
+      if (chat) {
+        try {
+          prompts.push_back(llm::encode_chat(tm_, r.messages_json));
+        } catch (const Error& e) {
+          throw ApiError(400, std::string("cannot render the chat template: ") + e.what(),
+                         "messages");
+        }
+      } else {
+        prompts = prompt_ids(r.prompts, "prompt");
+      }
+      // max_tokens per prompt: given (checked against the context) or the default (capped).
+      const int64_t ctx = context_limit();
+      std::vector<int64_t> max_tokens;
+      for (const auto& p : prompts) {
+        const int64_t len = static_cast<int64_t>(p.size());
+        if (len >= ctx || (r.max_tokens && *r.max_tokens > ctx - len))
+          throw ApiError(
+              400,
+              fmt::format("this model's maximum context length is {} tokens, but {} tokens "
+                          "are in the prompt and {} were requested for the completion",
+                          ctx, len, r.max_tokens.value_or(1)),
+              chat ? "messages" : "prompt", "context_length_exceeded");
+        max_tokens.push_back(r.max_tokens ? *r.max_tokens
+                                          : std::min(opt_.default_max_tokens, ctx - len));
+      }
+      const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
+      const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
+      const int64_t created = now_seconds();
+
+      // Generates every choice (prompt i, sample j -> index i*n+j) in order; `on_piece` gets
+      // streamed text; returns the choices and usage.
+      auto generate_all = [this, r, prompts, max_tokens, seed](
+                              std::atomic<bool>& cancelled,
+                              const std::function<void(int, const std::string&)>& on_piece,
+                              const std::function<void(int, const std::string&)>& on_finish) {
+        std::vector<Choice> choices;
+        Usage usage;
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          usage.prompt_tokens += static_cast<int64_t>(prompts[i].size());
+          for (int j = 0; j < r.n; ++j) {
+            const int index = static_cast<int>(i) * r.n + j;
+            if (cancelled.load()) break;
+            llm::TextGenerateOptions t;
+            t.gen.max_tokens = max_tokens[i];
+            t.gen.stop_ids = opt_.stop_ids;
+            t.gen.sampler.temperature = r.temperature;
+            t.gen.sampler.top_p = r.top_p;
+            t.gen.sampler.presence_penalty = r.presence_penalty;
+            t.gen.sampler.frequency_penalty = r.frequency_penalty;
+            t.gen.sampler.seed = seed + static_cast<uint64_t>(index);
+            t.gen.on_token = [&cancelled](int, int32_t) { return !cancelled.load(); };
+            t.stop_strings = r.stop;
+            if (on_piece) t.on_text = [&](const std::string& piece) { on_piece(index, piece); };
+            llm::TextResult tr = llm::generate_text(tm_, prompts[i], t);
+            usage.completion_tokens += static_cast<int64_t>(tr.tokens.size());
+            metrics_.prompt_tokens += static_cast<int64_t>(prompts[i].size());
+            metrics_.generated_tokens += static_cast<int64_t>(tr.tokens.size());
+            ++metrics_.generate_calls;
+            ++metrics_.batched_rows;
+            {
+              std::lock_guard<std::mutex> lk(metrics_.mu);
+              metrics_.decode_seconds += tr.metrics.decode_seconds;
+              metrics_.last_tokens_per_second = tr.metrics.decode_tokens_per_second();
+            }
+            const std::string finish = tr.finish == llm::FinishReason::length ? "length" : "stop";
+            if (on_finish) on_finish(index, finish);
+            choices.push_back({index, tr.text, finish});
+          }
+        }
+        return std::make_pair(choices, usage);
+      };
+
+      // Greedy single-choice requests are batched together by the scheduler (run_batch).
+      const bool batchable = prompts.size() == 1 && r.n == 1 && r.temperature == 0.0f &&
+                             r.presence_penalty == 0.0f && r.frequency_penalty == 0.0f;
+      auto make_row = [&] {
+        auto row = std::make_shared<BatchRow>();
+        row->prompt = prompts[0];
+        row->max_tokens = max_tokens[0];
+        row->stop = r.stop;
+        return row;
+      };
+      const Usage prompt_usage{static_cast<int64_t>(prompts[0].size()), 0};
+
+      if (!r.stream && batchable) {
+        auto done = std::make_shared<std::promise<Reply>>();
+        auto fut = done->get_future();
+        auto job = std::make_shared<Job>();
+        job->row = make_row();
+        job->row->on_done = [=](const std::string& text, int64_t ntok, const std::string& fin) {
+          if (fin == "cancelled") {
+            done->set_value(
+                {503, error_body("the server is shutting down", "server_error", "", "")});
+            return;
+          }
+          done->set_value({200, completion_response(chat, id, created, r.model, {{0, text, fin}},
+                                                    {prompt_usage.prompt_tokens, ntok})});
+        };
+        job->row->on_error = [done](std::exception_ptr ep) {
+          done->set_value(reply_for_exception(ep));
+        };
+        job->fail = [done](int status, const std::string& msg) {
+          done->set_value({status, error_body(msg, "server_error", "", "")});
+        };
+        if (!submit(job))
+          throw ApiError(429, "the server is busy (request queue full); retry later", "",
+                         "queue_full", "server_error");
+        Reply rep = fut.get();
+        res.status = rep.status;
+        res.set_content(rep.body, kJson);
+        return;
+      }
+
+      if (!r.stream) {
+        run_and_wait(res, [=](std::atomic<bool>& cancelled) {
+          auto [choices, usage] = generate_all(cancelled, nullptr, nullptr);
+          return Reply{200, completion_response(chat, id, created, r.model, choices, usage)};
+        });
+        return;
+      }
+
+      // Streaming: the scheduler pushes SSE events, this connection's thread writes them; a
+      // failed write (client gone) cancels the job.
+      auto events = std::make_shared<EventStream>();
+      auto job = std::make_shared<Job>();
+      auto cancelled = job->cancelled;
+      job->run = [=, this] {
+        try {
+          std::vector<bool> started(static_cast<size_t>(r.n) * prompts.size(), false);
+          auto on_piece = [&](int index, const std::string& piece) {
+            const bool role = chat && !started[index];
+            started[index] = true;
+            events->push(stream_chunk(chat, id, created, r.model, index, piece, "", role));
+          };
+          auto on_finish = [&](int index, const std::string& finish) {
+            if (chat && !started[index]) {  // no text at all: still send the role once
+              started[index] = true;
+              events->push(stream_chunk(chat, id, created, r.model, index, "", "", true));
+            }
+            events->push(stream_chunk(chat, id, created, r.model, index, "", finish));
+          };
+          auto [choices, usage] = generate_all(*cancelled, on_piece, on_finish);
+          if (r.include_usage) events->push(stream_usage_chunk(chat, id, created, r.model, usage));
+        } catch (...) {
+          Reply e = reply_for_exception(std::current_exception());
+          events->push("data: " + e.body + "\n\n");
+        }
+        events->push(stream_done());
+        events->finish();
+      };
+      if (batchable) {
+        job->row = make_row();
+        auto started = std::make_shared<bool>(false);
+        job->row->on_text = [=](const std::string& piece) {
+          events->push(stream_chunk(chat, id, created, r.model, 0, piece, "", chat && !*started));
+          *started = true;
+        };
+        job->row->on_done = [=](const std::string&, int64_t ntok, const std::string& fin) {
+          if (fin != "cancelled") {
+            if (chat && !*started)
+              events->push(stream_chunk(chat, id, created, r.model, 0, "", "", true));
+            events->push(stream_chunk(chat, id, created, r.model, 0, "", fin));
+            if (r.include_usage)
+              events->push(stream_usage_chunk(chat, id, created, r.model,
+                                              {prompt_usage.prompt_tokens, ntok}));
+          }
+          events->push(stream_done());
+          events->finish();
+        };
+        job->row->on_error = [events](std::exception_ptr ep) {
+          events->push("data: " + reply_for_exception(ep).body + "\n\n");
+          events->push(stream_done());
+          events->finish();
+        };
+      }
+      job->fail = [events](int status, const std::string& msg) {
+        events->push("data: " + error_body(msg, "server_error", "", "") + "\n\n");
+        events->push(stream_done());
+        events->finish();
+      };
+      if (!submit(job))
+        throw ApiError(429, "the server is busy (request queue full); retry later", "",
+                       "queue_full", "server_error");
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [this, events, cancelled](size_t, httplib::DataSink& sink) {
+            std::deque<std::string> batch;
+            bool done = false;
+            {
+              std::unique_lock<std::mutex> lk(events->mu);
+              events->cv.wait_for(lk, std::chrono::milliseconds(200),
+                                  [&] { return !events->events.empty() || events->done; });
+              batch.swap(events->events);
+              done = events->done;
+            }
+            for (const std::string& e : batch)
+              if (!sink.write(e.data(), e.size())) {
+                if (!cancelled->exchange(true)) ++metrics_.cancelled;
+                return false;
+              }
+            if (done) sink.done();
+            return true;
+          },
+          [this, cancelled](bool success) {
+            if (!success && !cancelled->exchange(true)) ++metrics_.cancelled;
+          });
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (...) {
+      Reply r = reply_for_exception(std::current_exception());
+      res.status = r.status;
+      res.set_content(r.body, kJson);
+    }
+  };
+
+  post("/v1/completions", [completions](const httplib::Request& req, httplib::Response& res) {
+    completions(req, res, false);
+  });
+  post("/v1/chat/completions", [completions](const httplib::Request& req, httplib::Response& res) {
+    completions(req, res, true);
+  });
+
+  post("/v1/embeddings", [this, run_and_wait, check_model, prompt_ids](const httplib::Request& req,
+                                                                       httplib::Response& res) {
+    try {
+      EmbeddingRequest r = parse_embedding_request(req.body);
+      check_model(r.model);
+      auto prompts = prompt_ids(r.inputs, "input");
+      run_and_wait(res, [this, r, prompts](std::atomic<bool>&) {
+        auto vecs = llm::embed(*tm_.model, prompts,
+                               r.mean_pooling ? llm::Pooling::mean : llm::Pooling::last);
+        json data = json::array();
+        int64_t ntok = 0;
+        for (size_t i = 0; i < vecs.size(); ++i) {
+          data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", vecs[i]}});
+          ntok += static_cast<int64_t>(prompts[i].size());
+        }
+        metrics_.prompt_tokens += ntok;
+        json out = {{"object", "list"},
+                    {"data", data},
+                    {"model", r.model},
+                    {"usage", {{"prompt_tokens", ntok}, {"total_tokens", ntok}}}};
+        return Reply{200, out.dump(-1, ' ', false, json::error_handler_t::replace)};
+      });
+    } catch (...) {
+      Reply r = reply_for_exception(std::current_exception());
+      res.status = r.status;
+      res.set_content(r.body, kJson);
+    }
+  });
+
+  post("/v1/classify",
+       [this, run_and_wait, check_model](const httplib::Request& req, httplib::Response& res) {
+         try {
+           ClassifyRequest r = parse_classify_request(req.body);
+           check_model(r.model);
+           run_and_wait(res, [this, r](std::atomic<bool>&) {
+             llm::TextClassifier c{r.tmpl, r.labels};
+             auto probs = llm::classify_texts(tm_, c, r.texts);
+             json data = json::array();
+             for (size_t i = 0; i < probs.size(); ++i) {
+               json p = json::object();
+               size_t best = 0;
+               for (size_t k = 0; k < r.labels.size(); ++k) {
+                 p[r.labels[k]] = probs[i][k];
+                 if (probs[i][k] > probs[i][best]) best = k;
+               }
+               data.push_back({{"index", i}, {"label", r.labels[best]}, {"probs", p}});
+             }
+             json out = {{"object", "list"}, {"data", data}, {"model", r.model}};
+             return Reply{200, out.dump(-1, ' ', false, json::error_handler_t::replace)};
+           });
+         } catch (...) {
+           Reply r = reply_for_exception(std::current_exception());
+           res.status = r.status;
+           res.set_content(r.body, kJson);
+         }
+       });
+}
+
+}  // namespace ingot::server

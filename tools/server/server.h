@@ -1,0 +1,117 @@
+// The OpenAI-compatible HTTP server of `ingot serve` (docs/server.md): routes on cpp-httplib,
+// one scheduler thread that owns the model and runs queued requests in arrival order, metrics.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llm/text/text.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace ingot::server {
+
+struct ServerOptions {
+  /// The model name clients pass as "model" (and /v1/models lists).
+  std::string model_id = "ingot";
+  /// When set, /v1/* needs "Authorization: Bearer KEY" (401 otherwise).
+  std::string api_key;
+  /// Prompt + completion tokens allowed per request (0 = the model's max_position_embeddings).
+  int64_t max_context = 0;
+  /// Requests waiting for the scheduler (running ones not counted); more get HTTP 429.
+  int max_queue = 64;
+  /// Most rows of one generate call (batching; 1 = one request at a time).
+  int max_batch = 8;
+  /// max_tokens when a request gives none (capped by the context left).
+  int64_t default_max_tokens = 256;
+  /// Extra ids that end generation (e.g. generation_config.json's eos_token_id).
+  std::vector<int32_t> stop_ids;
+  /// HTTP worker threads (each streaming or waiting request holds one).
+  int http_threads = 32;
+  /// One line per request on stderr.
+  bool log_requests = true;
+};
+
+/// A unit of work for the scheduler thread, and a row of a batched generate call.
+struct Job;
+struct BatchRow;
+
+class Server {
+ public:
+  Server(llm::TextModel tm, ServerOptions opt);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds host:port (port 0: any free port); returns the port. IoError when it cannot bind.
+  int bind(const std::string& host, int port);
+  /// Serves until stop() (blocking); call after bind.
+  void run();
+  /// Stops serving: the listener closes, queued requests are answered 503, run() returns.
+  void stop();
+
+  /// While held, the scheduler starts nothing new (requests queue up; the running one goes on).
+  /// For draining and for tests that need requests to wait together.
+  void hold(bool on);
+  /// Requests waiting for the scheduler.
+  size_t queue_depth() const;
+
+  /// The Prometheus text of GET /metrics.
+  std::string metrics_text() const;
+  const ServerOptions& options() const { return opt_; }
+
+ private:
+  void setup_routes();
+  void scheduler_loop();
+  /// Runs greedy single-choice completions as the rows of one llm::generate call.
+  void run_batch(const std::vector<std::shared_ptr<Job>>& jobs);
+  /// Queues a job; false when the queue is full.
+  bool submit(std::shared_ptr<Job> job);
+  int64_t context_limit() const;
+
+  llm::TextModel tm_;
+  ServerOptions opt_;
+  std::unique_ptr<httplib::Server> http_;
+  int64_t created_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<std::shared_ptr<Job>> current_;  // the jobs the scheduler runs (stop cancels)
+  bool stopping_ = false;
+  bool held_ = false;
+  std::thread scheduler_;
+
+ public:
+  /// Counters behind /metrics (updated by the handlers and the scheduler).
+  struct Metrics {
+    std::atomic<int64_t> prompt_tokens{0};
+    std::atomic<int64_t> generated_tokens{0};
+    std::atomic<int64_t> running{0};
+    std::atomic<int64_t> cancelled{0};
+    std::atomic<int64_t> rejected_queue_full{0};
+    std::atomic<int64_t> generate_calls{0};
+    std::atomic<int64_t> batched_rows{0};
+    mutable std::mutex mu;
+    double decode_seconds = 0;  // sum over generate calls
+    double last_tokens_per_second = 0;
+    std::map<std::pair<std::string, int>, int64_t> requests;  // (path, status) -> count
+  };
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  Metrics metrics_;
+};
+
+}  // namespace ingot::server
