@@ -1,0 +1,3 @@
+module ingot
+
+go 1.19
