@@ -634,7 +634,7 @@ void Server::setup_routes() {
       auto events = std::make_shared<EventStream>();
       auto job = std::make_shared<Job>();
       auto cancelled = job->cancelled;
-      job->run = [=, this] {
+      job->run = [=] {
         try {
           std::vector<bool> started(static_cast<size_t>(r.n) * prompts.size(), false);
           auto on_piece = [&](int index, const std::string& piece) {
