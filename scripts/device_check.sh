@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests sanitizer bench core parity table (run in that order)
+STEPS=${STEPS:-tests}  # any of: tests extra lora sanitizer bench core parity table (in that order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -42,6 +42,14 @@ run_ctest() {  # name, then ctest args
 if [[ " $STEPS " == *" tests "* ]]; then
   run_ctest cuda_tests -j 8 -L cuda
   INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
+fi
+if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
+  INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn'
+fi
+if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy into tests/data/lora)
+  stamp lora
+  python3 scripts/lora_goldens.py --out "$OUT/lora" >"$LOG/lora.log" 2>&1
+  echo "lora goldens rc=$?"; tail -5 "$LOG/lora.log"
 fi
 if [[ " $STEPS " == *" sanitizer "* ]]; then
   stamp compute-sanitizer
