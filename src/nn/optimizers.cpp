@@ -52,9 +52,14 @@ std::pair<ParamMap, Array> clip_grad_norm(const ParamMap& grads, float max_norm)
 
 Array& Optimizer::slot(const std::string& name, const std::string& s, const Array& like) {
   auto key = name + "." + s;
+  // The state lives where the update runs: op_device, since `like` may be a host constant (a
+  // gradient made from C++ values), and loaded state (read into host memory) moves there.
+  const Device dev = op_device(like);
   auto it = slots_.find(key);
   if (it == slots_.end())
-    it = slots_.emplace(key, zeros(like.shape(), float32, like.device())).first;
+    it = slots_.emplace(key, zeros(like.shape(), float32, dev)).first;
+  else if (it->second.device() != dev)
+    it->second = to_device(it->second, dev);
   return it->second;
 }
 

@@ -391,19 +391,21 @@ TEST_F(CapiLlm, TokenizerEqualsCpp) {
 }
 
 TEST(CapiMemory, StatsAndLimits) {
-  ingot_device cpu{INGOT_CPU, 0};
+  // The device new arrays go to (the GPU when INGOT_DEVICE=cuda).
+  ingot_device dev{INGOT_CPU, 0};
+  ASSERT_EQ(ingot_default_device(&dev), INGOT_OK);
   ingot_memory_stats st{};
-  ASSERT_EQ(ingot_memory_get_stats(cpu, &st), INGOT_OK);
+  ASSERT_EQ(ingot_memory_get_stats(dev, &st), INGOT_OK);
   size_t prev = 0;
   // A 1 MB limit makes a 64 MB allocation fail with OUT_OF_MEMORY, not an abort.
-  ASSERT_EQ(ingot_memory_set_limit(cpu, st.active + (1 << 20), &prev), INGOT_OK);
+  ASSERT_EQ(ingot_memory_set_limit(dev, st.active + (1 << 20), &prev), INGOT_OK);
   const int64_t big[] = {16 << 20};
   H z, s;
   ASSERT_EQ(ingot_ones(big, 1, INGOT_FLOAT32, &z.h), INGOT_OK);
   EXPECT_EQ(ingot_eval(&z.h, 1), INGOT_ERR_OUT_OF_MEMORY);
   EXPECT_NE(std::string(ingot_last_error()).find("["), std::string::npos);
-  ASSERT_EQ(ingot_memory_set_limit(cpu, prev, nullptr), INGOT_OK);
-  ASSERT_EQ(ingot_memory_clear_cache(cpu), INGOT_OK);
+  ASSERT_EQ(ingot_memory_set_limit(dev, prev, nullptr), INGOT_OK);
+  ASSERT_EQ(ingot_memory_clear_cache(dev), INGOT_OK);
   int n = -1;
   ASSERT_EQ(ingot_device_count(INGOT_CUDA, &n), INGOT_OK);
   EXPECT_GE(n, 0);

@@ -2,6 +2,7 @@
 // an indexed elementwise map over one shape with three stride sets, built here on the host.
 // Device indices are never read on the host: gathers clamp out-of-range indices, writes skip them,
 // and the first one is recorded (cu::fault_site) and raised at the next synchronisation.
+#include <optional>
 #include <string>
 
 #include "backend/common/utils.h"
@@ -126,23 +127,27 @@ void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const cha
   cu::launch_gather(m, s);
 }
 
-/// out = a plus the map's updates (m: dense = updates, indexed = out's row-major strides with
-/// the axis' left out). 16-bit floats and 8-bit integers accumulate in a 32-bit scratch.
+/// out = a plus the map's updates (m: lines over dense = updates, indexed = out's row-major
+/// strides with the axis left out). 16-bit floats and 8-bit integers accumulate in a 32-bit
+/// scratch.
 void scatter_add_cuda(const Array& a, const Array& idx, const Array& upd, cu::IndexMap m,
-                      Array& out, cudaStream_t s) {
+                      Array& out, cudaStream_t s, const void* upd_ptr = nullptr,
+                      const void* idx_ptr = nullptr) {
   const Dtype t = a.dtype();
   const Dtype acc_type = cu::scatter_acc_type(t);
   if (idx.size() == 0 || a.size() == 0 || acc_type == t) {
     copy_or_donate(a, out, s);
     if (idx.size() == 0 || a.size() == 0) return;
-    set_operands(m, upd.raw_ptr(), out.raw_ptr(), idx, t);
+    set_operands(m, upd_ptr ? upd_ptr : upd.raw_ptr(), out.raw_ptr(), idx, t);
+    if (idx_ptr) m.idx = idx_ptr;
     cu::launch_scatter_add(m, s);
     return;
   }
   cu::Scratch acc(out.device(), static_cast<size_t>(a.size()) * size_of(acc_type));
   cu::launch_to_acc(a.raw_ptr(), t, collapsed_layout(a.shape(), a.strides(), "scatter_add"),
                     acc.ptr(), a.size(), s);
-  set_operands(m, upd.raw_ptr(), acc.ptr(), idx, t);
+  set_operands(m, upd_ptr ? upd_ptr : upd.raw_ptr(), acc.ptr(), idx, t);
+  if (idx_ptr) m.idx = idx_ptr;
   cu::launch_scatter_add(m, s);
   cu::alloc(out);
   cu::launch_from_acc(acc.ptr(), t, out.raw_ptr(), a.size(), s);
@@ -208,13 +213,17 @@ void ScatterAddAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out
   const Array& vals = inputs[2];
   cudaStream_t s = cu::stream(stream());
   check_axis("scatter_add_along_axis", axis_, a.shape()[axis_], idx.size());
-  Strides ost = row_major_strides(a.shape());
-  const int64_t os = ost[axis_];
-  ost[axis_] = 0;
-  cu::IndexMap m =
-      make_map(idx.shape(), vals.strides(), idx.strides(), ost, "scatter_add_along_axis");
+  // One line per position off the axis, summed along it in index order (as put_along_axis).
+  const Strides ost = row_major_strides(a.shape());
+  Shape lines = idx.shape();
+  lines.erase(lines.begin() + axis_);
+  cu::IndexMap m = make_map(lines, drop(vals.strides(), axis_), drop(idx.strides(), axis_),
+                            drop(ost, axis_), "scatter_add_along_axis");
   m.axis_size = a.shape()[axis_];
-  m.axis_stride = os;
+  m.axis_stride = ost[axis_];
+  m.line_len = idx.shape()[axis_];
+  m.dense_line_stride = vals.strides()[axis_];
+  m.index_line_stride = idx.strides()[axis_];
   m.site = cu::fault_site(out.device(), cu::kScatterAddAlongAxis, axis_);
   scatter_add_cuda(a, idx, vals, m, out, s);
 }
@@ -225,16 +234,46 @@ void ScatterAdd::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   const Array& upd = inputs[2];
   cudaStream_t s = cu::stream(stream());
   check_axis("scatter_add", axis_, a.shape()[axis_], idx.size());
+  // upd is [outer, J, inner] for idx of shape J: one line per (outer, inner) position, walking
+  // every index of J in row-major order. J must read as one strided run in idx and upd; when it
+  // does not, both are copied row-major first.
   const size_t ax = static_cast<size_t>(axis_);
+  const size_t nj = static_cast<size_t>(idx.ndim());
   const Strides ost = row_major_strides(a.shape());
-  const Strides none_o(ax, 0), none_i(ost.size() - ax - 1, 0), none_j(idx.shape().size(), 0);
+  const Shape ush = upd.shape();
+  const Shape outer(ush.begin(), ush.begin() + axis_);
+  const Shape inner(ush.begin() + static_cast<ptrdiff_t>(ax + nj), ush.end());
+  auto [jsh, jst] = backend::collapse_contiguous_dims(
+      idx.shape(), {idx.strides(), part(upd.strides(), ax, ax + nj)});
+  std::optional<cu::Scratch> idx_copy, upd_copy;
+  Strides ust = upd.strides();
+  const void* upd_ptr = upd.raw_ptr();
+  const void* idx_ptr = idx.raw_ptr();
+  int64_t idx_step = jsh.empty() ? 0 : jst[0][0];
+  int64_t upd_step = jsh.empty() ? 0 : jst[1][0];
+  if (jsh.size() > 1 && idx.size() > 0) {
+    idx_copy.emplace(out.device(), static_cast<size_t>(idx.nbytes()));
+    upd_copy.emplace(out.device(), static_cast<size_t>(upd.nbytes()));
+    cu::copy_to_row_major_device(idx, idx_copy->ptr(), s);
+    cu::copy_to_row_major_device(upd, upd_copy->ptr(), s);
+    idx_ptr = idx_copy->ptr();
+    upd_ptr = upd_copy->ptr();
+    ust = row_major_strides(ush);
+    idx_step = 1;
+    upd_step = ust[ax + nj - 1];
+  }
   cu::IndexMap m =
-      make_map(upd.shape(), upd.strides(), concat3(none_o, idx.strides(), none_i),
-               concat3(part(ost, 0, ax), none_j, part(ost, ax + 1, ost.size())), "scatter_add");
+      make_map(concat3(outer, Shape{}, inner),
+               concat3(part(ust, 0, ax), Strides{}, part(ust, ax + nj, ust.size())),
+               Strides(outer.size() + inner.size(), 0),
+               concat3(part(ost, 0, ax), Strides{}, part(ost, ax + 1, ost.size())), "scatter_add");
   m.axis_size = a.shape()[axis_];
   m.axis_stride = ost[ax];
+  m.line_len = idx.size();
+  m.dense_line_stride = upd_step;
+  m.index_line_stride = idx_step;
   m.site = cu::fault_site(out.device(), cu::kScatterAdd, axis_);
-  scatter_add_cuda(a, idx, upd, m, out, s);
+  scatter_add_cuda(a, idx, upd, m, out, s, upd_ptr, idx_ptr);
 }
 
 }  // namespace ingot

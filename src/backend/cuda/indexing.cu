@@ -1,6 +1,7 @@
 // CUDA kernels of the indexing primitives: row gathers with 16-byte moves (take/gather with a
 // contiguous inner block, the embedding lookup), an indexed elementwise map for the strided
-// cases, in-order line writes for put_along_axis and atomic scatter-adds.
+// cases, and in-order line writes for put_along_axis and the scatter-adds (deterministic, no
+// atomics).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -170,32 +171,39 @@ using scatter_acc_t =
     std::conditional_t<is_half_v<T>, float,
                        std::conditional_t<sizeof(T) == 1 && !std::is_same_v<T, bool>, uint32_t, T>>;
 
-/// *p += v on the accumulator (wrapping for integers, logical or for bool).
+/// *p += v on the accumulator (wrapping for integers, logical or for bool). Plain
+/// read-modify-write: each destination has exactly one writing thread (see the lines kernel).
 template <typename T>
 __device__ __forceinline__ void accumulate(scatter_acc_t<T>* p, T v) {
+  using A = scatter_acc_t<T>;
   if constexpr (std::is_same_v<T, bool>) {
-    if (v) *p = true;  // every racing writer stores the same value
+    if (v) *p = true;
   } else if constexpr (is_half_v<T>) {
-    atomicAdd(p, to_float(v));
+    *p += to_float(v);
   } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    atomicAdd(p, v);
-  } else if constexpr (sizeof(T) == 8) {
-    atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+    *p += v;
+  } else if constexpr (sizeof(A) == 8) {  // modulo 2^64
+    *p = static_cast<A>(static_cast<unsigned long long>(*p) + static_cast<unsigned long long>(v));
   } else {  // 8- and 32-bit integers, modulo 2^32
-    atomicAdd(reinterpret_cast<unsigned int*>(p), static_cast<unsigned int>(v));
+    *p = static_cast<A>(static_cast<unsigned int>(*p) + static_cast<unsigned int>(v));
   }
 }
 
+/// One thread per line: the line's updates are added in index order, so sums are bitwise
+/// reproducible and equal the CPU's sequential ones (no atomics: lines never share a
+/// destination, the indexed axis being the only one a line moves along).
 template <typename T, typename I>
-__global__ void scatter_add_kernel(IndexMap m, int64_t n) {
+__global__ void scatter_add_lines_kernel(IndexMap m, int64_t lines) {
   const T* src = static_cast<const T*>(m.src);
   auto* dst = static_cast<scatter_acc_t<T>*>(m.dst);
   const I* idx = static_cast<const I*>(m.idx);
-  INGOT_CUDA_KERNEL_LOOP(i, n) {
+  INGOT_CUDA_KERNEL_LOOP(l, lines) {
     int64_t od, oi, ox;
-    map_offsets(i, m, od, oi, ox);
-    const int64_t t = checked(idx[oi], m.axis_size, m.site);
-    if (t >= 0) accumulate(dst + ox + t * m.axis_stride, src[od]);
+    map_offsets(l, m, od, oi, ox);
+    for (int64_t k = 0; k < m.line_len; ++k) {
+      const int64_t t = checked(idx[oi + k * m.index_line_stride], m.axis_size, m.site);
+      if (t >= 0) accumulate(dst + ox + t * m.axis_stride, src[od + k * m.dense_line_stride]);
+    }
   }
 }
 
@@ -297,16 +305,16 @@ void launch_put_lines(const IndexMap& m, cudaStream_t s) {
 }
 
 void launch_scatter_add(const IndexMap& m, cudaStream_t s) {
-  const int64_t n = map_size(m);
-  if (n == 0) return;
+  const int64_t lines = map_size(m);
+  if (lines == 0 || m.line_len == 0) return;
   dispatch_cuda_dtype(m.dtype, [&](auto t0) {
     using T = decltype(t0);
     dispatch_index(m.idx_type, [&](auto i0) {
       using I = decltype(i0);
-      scatter_add_kernel<T, I><<<grid_for(n, kThreads), kThreads, 0, s>>>(m, n);
+      scatter_add_lines_kernel<T, I><<<grid_for(lines, kThreads), kThreads, 0, s>>>(m, lines);
     });
   });
-  check_launch("scatter_add_kernel");
+  check_launch("scatter_add_lines_kernel");
 }
 
 void launch_to_acc(const void* a, Dtype t, const Layout& layout, void* acc, int64_t n,

@@ -90,7 +90,8 @@ struct IndexMap {
   int64_t indexed[kMaxDims] = {};
   int64_t axis_size = 0;
   int64_t axis_stride = 0;
-  // put_along_axis only: each position of `shape` starts a line of line_len updates.
+  // put_along_axis and the scatter-adds: each position of `shape` starts a line of line_len
+  // updates.
   int64_t line_len = 1;
   int64_t dense_line_stride = 0;
   int64_t index_line_stride = 0;
@@ -102,8 +103,9 @@ void launch_gather(const IndexMap& m, cudaStream_t s);
 /// For each line in order: dst[indexed + idx * axis_stride] = src[dense] (last write wins,
 /// as on the CPU; out-of-range indices skipped).
 void launch_put_lines(const IndexMap& m, cudaStream_t s);
-/// dst[indexed + idx * axis_stride] += src[dense] with atomics into an accumulator of
-/// scatter_acc_type(m.dtype) (bool: logical or); out-of-range indices skipped.
+/// For each line, in order: dst[indexed + idx * axis_stride] += src[dense] into an accumulator
+/// of scatter_acc_type(m.dtype) (bool: logical or); out-of-range indices skipped. One thread per
+/// line, so the sums are reproducible and equal the CPU's.
 void launch_scatter_add(const IndexMap& m, cudaStream_t s);
 
 /// Accumulator dtype of scatter-add: float32 for 16-bit floats (rounded once, as the CPU),
