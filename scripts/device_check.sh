@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests extra lora sanitizer bench core parity table (in that order)
+STEPS=${STEPS:-tests}  # any of: tests extra lora stack sanitizer bench core parity table (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -51,6 +51,24 @@ if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy
   python3 scripts/lora_goldens.py --out "$OUT/lora" >"$LOG/lora.log" 2>&1
   echo "lora goldens rc=$?"; tail -5 "$LOG/lora.log"
 fi
+if [[ " $STEPS " == *" stack "* ]]; then  # a test that hangs: host stacks after STACK_WAIT s
+  stamp "stack $STACK_TEST $STACK_FILTER"
+  CUDA_LAUNCH_BLOCKING=${STACK_BLOCKING:-1} INGOT_DEVICE=cuda "build-gpu/$STACK_TEST" \
+    --gtest_filter="$STACK_FILTER" >"$LOG/stack_test.log" 2>&1 &
+  pid=$!
+  sleep "${STACK_WAIT:-25}"
+  if kill -0 $pid 2>/dev/null; then
+    if command -v gdb >/dev/null; then
+      timeout 60 gdb -p $pid -batch -ex "thread apply all bt 30" >"$LOG/stack.txt" 2>&1
+    else
+      for t in /proc/$pid/task/*; do echo "== $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack 2>/dev/null; done >"$LOG/stack.txt"
+    fi
+    kill -9 $pid
+    echo "still running after ${STACK_WAIT:-25}s: stacks in stack.txt"; grep -E "^#[0-9]+ " "$LOG/stack.txt" | head -40
+  else
+    wait $pid; echo "finished rc=$?"; tail -5 "$LOG/stack_test.log"
+  fi
+fi
 if [[ " $STEPS " == *" sanitizer "* ]]; then
   stamp compute-sanitizer
   # One process per test binary, 6 at a time (memcheck slows kernels ~10-100x).
@@ -81,5 +99,10 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
   PYTHONUNBUFFERED=1 timeout "${TABLE_BUDGET:-420}" python3 scripts/gpu_bench_table.py \
     --ingot build-gpu/tools/cli/ingot --out "$OUT" --tokenizers "$tok" ${TABLE_ARGS:-} \
     2>&1 | tee "$LOG/table.log" | tail -40
+  if [ -n "${TABLE_NOGRAPH:-}" ]; then  # the same rows with CUDA graphs off (INGOT_CUDA_GRAPHS=0)
+    INGOT_CUDA_GRAPHS=0 PYTHONUNBUFFERED=1 timeout 200 python3 scripts/gpu_bench_table.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \
+      ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
+  fi
 fi
 stamp done

@@ -201,7 +201,10 @@ def main():
     ap.add_argument("--tokenizers", default="")
     ap.add_argument("--models", default="qwen3-0.6b,llama-3.2-1b,gemma3-1b")
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--tasks", default="decode,classify,prefill,batch,ttft",
+                    help="rows to run: decode (b1), classify, prefill, batch (decode b8/32/128), ttft")
     a = ap.parse_args()
+    tasks = set(a.tasks.split(","))
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.work, exist_ok=True)
     res = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__}
@@ -227,17 +230,20 @@ def main():
         decode_floor = copy_gbs * 1e9 / weight_bytes
         flops_per_token = 2 * nonemb
         model = hf_sdpa(model)
-        hf = (None, None, None) if a.skip_hf else hf_decode(model, 1, 32, 256, vocab)
-        ing = ingot_bench(a.ingot, d, "decode", "--batch", 1, "--len", 32, "--new", 256)
-        add("decode b1, 32 + 256 new, tok/s", name, hf[0], ing and ing["decode_tok_s"], "tok/s",
-            decode_floor, hf[2], ing and ing["peak_memory_mib"])
+        if "decode" in tasks:
+            hf = (None, None, None) if a.skip_hf else hf_decode(model, 1, 32, 256, vocab)
+            ing = ingot_bench(a.ingot, d, "decode", "--batch", 1, "--len", 32, "--new", 256)
+            add("decode b1, 32 + 256 new, tok/s", name, hf[0], ing and ing["decode_tok_s"],
+                "tok/s", decode_floor, hf[2], ing and ing["peak_memory_mib"])
         cls_floor = tflops * 1e12 / (flops_per_token * 64)
         labels = [100, 107, 114]
-        hf = (None, None) if a.skip_hf else hf_classify(model, 512, 64, 64, labels, vocab)
-        ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64, "--batch-size", 64)
-        add("classify 512 x 64, seq/s", name, hf[0], ing and ing["seq_s"], "seq/s", cls_floor,
-            hf[1], ing and ing["peak_memory_mib"])
-        if name == "gemma3-1b":
+        if "classify" in tasks:
+            hf = (None, None) if a.skip_hf else hf_classify(model, 512, 64, 64, labels, vocab)
+            ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64,
+                              "--batch-size", 64)
+            add("classify 512 x 64, seq/s", name, hf[0], ing and ing["seq_s"], "seq/s",
+                cls_floor, hf[1], ing and ing["peak_memory_mib"])
+        if name == "gemma3-1b" and "classify" in tasks:
             ing = ingot_bench(a.ingot, d, "classify", "--texts", 4096, "--len", 64,
                               "--shared-prefix", 40, "--batch-size", 256)
             add("classify shared 40 + 24, seq/s", name, None, ing and ing["seq_s"], "seq/s",
@@ -248,21 +254,24 @@ def main():
                     cli and cli["seq_s_wall"], "seq/s")
         if name == "llama-3.2-1b":
             pf_floor = tflops * 1e12 / flops_per_token
-            hf = (None, None) if a.skip_hf else hf_prefill(model, 64, 512, vocab)
-            ing = ingot_bench(a.ingot, d, "prefill", "--batch", 64, "--len", 512, "--repeat", 2)
-            add("prefill 64 x 512, tok/s", name, hf[0], ing and ing["prefill_tok_s"], "tok/s",
-                pf_floor, hf[1], ing and ing["peak_memory_mib"])
-            for b in (8, 32, 128):
+            if "prefill" in tasks:
+                hf = (None, None) if a.skip_hf else hf_prefill(model, 64, 512, vocab)
+                ing = ingot_bench(a.ingot, d, "prefill", "--batch", 64, "--len", 512,
+                                  "--repeat", 2)
+                add("prefill 64 x 512, tok/s", name, hf[0], ing and ing["prefill_tok_s"],
+                    "tok/s", pf_floor, hf[1], ing and ing["peak_memory_mib"])
+            for b in (8, 32, 128) if "batch" in tasks else ():
                 hf = (None, None, None) if a.skip_hf else hf_decode(model, b, 32, 64, vocab)
                 ing = ingot_bench(a.ingot, d, "decode", "--batch", b, "--len", 32, "--new", 64,
                                   "--repeat", 2)
                 add(f"decode b{b}, 32 + 64 new, tok/s", name, hf[0],
                     ing and ing["decode_tok_s"], "tok/s", None, hf[2],
                     ing and ing["peak_memory_mib"])
-            hf = (None, None, None) if a.skip_hf else hf_decode(model, 1, 512, 2, vocab)
-            ing = ingot_bench(a.ingot, d, "decode", "--batch", 1, "--len", 512, "--new", 2)
-            add("TTFT 512-token prompt, ms", name, hf[1] and hf[1] * 1e3,
-                ing and ing["ttft_ms"], "ms")
+            if "ttft" in tasks:
+                hf = (None, None, None) if a.skip_hf else hf_decode(model, 1, 512, 2, vocab)
+                ing = ingot_bench(a.ingot, d, "decode", "--batch", 1, "--len", 512, "--new", 2)
+                add("TTFT 512-token prompt, ms", name, hf[1] and hf[1] * 1e3,
+                    ing and ing["ttft_ms"], "ms")
         del model
         torch.cuda.empty_cache()
 

@@ -55,6 +55,18 @@ Buffer CachingAllocator::malloc(size_t bytes) {
         "({} active)",
         name_, bytes, limit_, active_);
   void* p = nullptr;
+  Pool* pool = routed_ ? &pools_.at(routed_) : nullptr;
+  if (pool) {
+    auto pit = pool->free.find(cls);
+    if (pit != pool->free.end() && !pit->second.empty()) {
+      p = pit->second.back();
+      pit->second.pop_back();
+      active_ += cls;
+      peak_ = std::max(peak_, active_);
+      sizes_[p] = cls;
+      return Buffer{p, bytes};
+    }
+  }
   auto it = free_.find(cls);
   if (it != free_.end() && !it->second.empty()) {
     p = it->second.back();
@@ -73,7 +85,46 @@ Buffer CachingAllocator::malloc(size_t bytes) {
   active_ += cls;
   peak_ = std::max(peak_, active_);
   sizes_[p] = cls;
+  if (pool) {
+    owner_[p] = routed_;
+    pool->bytes += cls;
+  }
   return Buffer{p, bytes};
+}
+
+int CachingAllocator::create_pool() {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int id = next_pool_++;
+  pools_.emplace(id, Pool{});
+  return id;
+}
+
+int CachingAllocator::route_to_pool(int id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (id != 0 && !pools_.count(id)) raise("[allocator] {}: no memory pool {}", name_, id);
+  return std::exchange(routed_, id);
+}
+
+void CachingAllocator::release_pool(int id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pools_.find(id);
+  if (it == pools_.end()) return;
+  if (routed_ == id) routed_ = 0;
+  for (auto& [cls, v] : it->second.free)
+    for (void* p : v) {
+      owner_.erase(p);
+      free_[cls].push_back(p);
+      cache_ += cls;
+    }
+  for (auto o = owner_.begin(); o != owner_.end();) o = o->second == id ? owner_.erase(o) : ++o;
+  pools_.erase(it);
+  if (cache_ > cache_limit_) release_cache_locked(cache_ - cache_limit_);
+}
+
+size_t CachingAllocator::pool_memory(int id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pools_.find(id);
+  return it == pools_.end() ? 0 : it->second.bytes;
 }
 
 void CachingAllocator::free(Buffer b) {
@@ -84,6 +135,10 @@ void CachingAllocator::free(Buffer b) {
   size_t cls = it->second;
   sizes_.erase(it);
   active_ -= cls;
+  if (auto o = owner_.find(b.ptr); o != owner_.end()) {  // back to its pool, never shared
+    pools_.at(o->second).free[cls].push_back(b.ptr);
+    return;
+  }
   if (cls > cache_limit_) {
     raw_free(b.ptr, cls);
     return;

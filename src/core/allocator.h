@@ -59,6 +59,20 @@ class CachingAllocator : public Allocator {
   size_t set_cache_limit(size_t bytes) override;
   void clear_cache() override;
 
+  /// Private pools, for CUDA graphs: a replayed graph writes into every block its captured
+  /// kernels used, so those blocks must never go to anyone else. While a pool is routed, malloc
+  /// takes blocks from the pool's free list first (else the shared cache or the system) and the
+  /// blocks belong to the pool: freeing one returns it to the pool, whether or not the pool is
+  /// still routed, until release_pool(). New pool ids start at 1.
+  int create_pool();
+  /// Routes allocations to pool `id` (0: the shared cache). Returns the previous routing.
+  int route_to_pool(int id);
+  /// Gives the pool's free blocks to the shared cache; its blocks still in use go there when
+  /// freed. The id is not reused.
+  void release_pool(int id);
+  /// Bytes owned by a pool (in use or free in it).
+  size_t pool_memory(int id) const;
+
  protected:
   /// A fresh block of `bytes` (a size class), or nullptr when the system refuses.
   virtual void* raw_alloc(size_t bytes) = 0;
@@ -71,6 +85,13 @@ class CachingAllocator : public Allocator {
   mutable std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
   std::unordered_map<void*, size_t> sizes_;
+  struct Pool {
+    std::map<size_t, std::vector<void*>> free;
+    size_t bytes = 0;
+  };
+  std::map<int, Pool> pools_;
+  std::unordered_map<void*, int> owner_;  // block -> pool (blocks of live pools only)
+  int routed_ = 0, next_pool_ = 1;
   size_t active_ = 0, peak_ = 0, cache_ = 0;
   size_t limit_ = 0;
   size_t cache_limit_;

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 
 #include "core/allocator.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
+#include "llm/static_cache.h"
 #include "util/error.h"
 
 namespace ingot::llm {
@@ -24,6 +28,37 @@ Array id_matrix(const std::vector<std::vector<int32_t>>& rows, int64_t c0, int64
   flat.reserve(rows.size() * static_cast<size_t>(c1 - c0));
   for (const auto& r : rows) flat.insert(flat.end(), r.begin() + c0, r.begin() + c1);
   return Array(flat, {static_cast<int64_t>(rows.size()), c1 - c0}, int32);
+}
+
+// Applies GenerateOptions::token_mask to logits [B, V] of the running rows (`rows`: batch row
+// -> prompt index); rows without a mask stay as they are. Only the [B, V] mask goes to the
+// device; the logits never leave it.
+Array apply_token_mask(const Array& logits, const GenerateOptions& opt,
+                       const std::vector<int>& rows, const GenerationResult& res, int64_t vocab) {
+  if (!opt.token_mask) return logits;
+  const size_t v = static_cast<size_t>(vocab);
+  std::vector<uint8_t> flat;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto p = static_cast<size_t>(rows[r]);
+    const std::vector<uint8_t>* m = opt.token_mask(rows[r], res.tokens[p]);
+    if (!m) continue;
+    if (m->size() != v)
+      raise("[generate] token_mask of row {} has {} entries for a vocabulary of {}", rows[r],
+            m->size(), vocab);
+    if (flat.empty()) flat.assign(rows.size() * v, 1);
+    std::copy(m->begin(), m->end(), flat.begin() + static_cast<std::ptrdiff_t>(r * v));
+  }
+  if (flat.empty()) return logits;
+  const Array mask(flat, {static_cast<int64_t>(rows.size()), vocab}, bool_);
+  return where(mask, logits, Array(-std::numeric_limits<float>::infinity()));
+}
+
+/// The decode mode `automatic` resolves to on `device`.
+DecodeMode resolve_mode(DecodeMode m, Device device) {
+  if (m != DecodeMode::automatic) return m;
+  const char* env = std::getenv("INGOT_CUDA_GRAPHS");
+  const bool off = env && (std::strcmp(env, "0") == 0 || std::strcmp(env, "off") == 0);
+  return device.type == Device::Type::cuda && !off ? DecodeMode::graph : DecodeMode::dynamic;
 }
 
 }  // namespace
@@ -149,9 +184,12 @@ GenerationResult generate(const models::Model& model,
   }
   for (size_t i = 0; i < n; ++i) sampler.add_prompt(static_cast<int>(i), prompts[i]);
 
+  std::vector<int> rows(n);  // batch row -> prompt index
+  for (size_t i = 0; i < n; ++i) rows[i] = static_cast<int>(i);
   Array h = prefill(model, cols, c, opt.prefill_chunk, 1);  // [B, 1, E]
   const int64_t e = h.shape(2);
-  Array next = sampler.sample(model.lm_head(reshape(h, {h.shape(0), e})));
+  Array next = sampler.sample(
+      apply_token_mask(model.lm_head(reshape(h, {h.shape(0), e})), opt, rows, res, vocab));
   std::vector<int32_t> toks = next.to_vector<int32_t>();
   for (const auto& p : prompts) res.metrics.prompt_tokens += static_cast<int64_t>(p.size());
   res.metrics.prompt_tokens -= reused;
@@ -159,8 +197,24 @@ GenerationResult generate(const models::Model& model,
   res.metrics.prefill_seconds = res.metrics.time_to_first_token = seconds_since(t0);
   const auto t1 = Clock::now();
 
-  std::vector<int> rows(n);  // batch row -> prompt index
-  for (size_t i = 0; i < n; ++i) rows[i] = static_cast<int>(i);
+  // Fixed-size decode: the prefilled columns move into buffers sized for the whole answer
+  // (rounded up, so graphs recorded for one length serve nearby ones); the growing cache is
+  // emptied to free its memory and refilled at the end when the caller keeps it.
+  const DecodeMode mode = resolve_mode(opt.decode_mode, model.device());
+  std::optional<StaticDecoder> fixed;
+  if ((mode == DecodeMode::fixed || mode == DecodeMode::graph) && opt.max_tokens > 1) {
+    if (StaticDecoder::supports(c)) {
+      const int64_t want = c.offset() + std::min<int64_t>(opt.max_tokens, 4096);
+      fixed.emplace(model, c, (want + 127) / 128 * 128, mode == DecodeMode::graph);
+      c.clear();
+    } else if (opt.decode_mode != DecodeMode::automatic) {
+      raise(
+          "[generate] decode_mode {} needs a prompt cache whose sliding-window layers have not "
+          "wrapped around; use dynamic",
+          mode == DecodeMode::fixed ? "fixed" : "graph");
+    }
+  }
+
   while (true) {
     sampler.accept(toks);
     std::vector<int32_t> keep;
@@ -189,7 +243,10 @@ GenerationResult generate(const models::Model& model,
     }
     if (keep.empty()) break;
     if (!dropped.empty()) {
-      c.select_rows(keep);
+      if (fixed)
+        fixed->select_rows(keep);
+      else
+        c.select_rows(keep);
       sampler.remove_rows(dropped);
       std::vector<int> kept_rows;
       std::vector<int32_t> kept_toks;
@@ -200,18 +257,30 @@ GenerationResult generate(const models::Model& model,
       rows = std::move(kept_rows);
       toks = std::move(kept_toks);
     }
-    models::ForwardOptions fo;
-    fo.caches = c.layers();
-    if (auto rp = c.row_positions()) fo.offsets = *rp;
-    const int64_t b = static_cast<int64_t>(toks.size());
-    Array x = model.hidden(Array(toks, {b, 1}, int32), fo);
-    toks = sampler.sample(model.lm_head(reshape(x, {b, e}))).to_vector<int32_t>();
+    Array logits;
+    if (fixed) {
+      logits = fixed->step(toks);
+    } else {
+      models::ForwardOptions fo;
+      fo.caches = c.layers();
+      if (auto rp = c.row_positions()) fo.offsets = *rp;
+      const int64_t b = static_cast<int64_t>(toks.size());
+      logits = model.lm_head(reshape(model.hidden(Array(toks, {b, 1}, int32), fo), {b, e}));
+    }
+    toks = sampler.sample(apply_token_mask(logits, opt, rows, res, vocab)).to_vector<int32_t>();
   }
   res.metrics.decode_seconds = seconds_since(t1);
   res.metrics.peak_memory_bytes = static_cast<int64_t>(memory::peak(model.device()));
 
   // The cache holds every column but the last sampled token's (it was never fed back).
   c.tokens().clear();
+  if (fixed) {
+    if (local || n != 1) {
+      res.metrics.cache_bytes = fixed->nbytes();
+      return res;
+    }
+    fixed->write_back(c);
+  }
   if (n == 1) {
     c.tokens() = prompts[0];
     c.tokens().insert(c.tokens().end(), res.tokens[0].begin(), res.tokens[0].end() - 1);

@@ -35,6 +35,18 @@ struct GenerationMetrics {
   std::string device;             ///< where the model ran ("cpu", "cuda:0")
 };
 
+/// How decode steps run.
+enum class DecodeMode {
+  /// `graph` on a GPU (unless INGOT_CUDA_GRAPHS=0), `dynamic` elsewhere.
+  automatic,
+  /// Caches that grow with the sequence; finished rows leave the batch.
+  dynamic,
+  /// Fixed-size caches (llm/static_cache.h): the same shapes every step, any device.
+  fixed,
+  /// Fixed-size caches with each step replayed as a recorded CUDA graph (GPU models only).
+  graph,
+};
+
 /// Options of generate().
 struct GenerateOptions {
   int64_t max_tokens = 256;
@@ -44,9 +56,19 @@ struct GenerateOptions {
   std::vector<int32_t> stop_ids;
   /// Prompt columns processed per forward pass during prefill (0 = all at once).
   int64_t prefill_chunk = 512;
+  /// How decode steps run. `automatic` and `dynamic` fall back to growing caches when the
+  /// prompt cache cannot move into fixed buffers (a sliding-window ring that has wrapped);
+  /// `fixed` and `graph` then throw InvalidArgument.
+  DecodeMode decode_mode = DecodeMode::automatic;
   /// Called after each decode step with the ids just sampled for the rows still running
   /// (row = index of the prompt); returning false for a row stops it (FinishReason::stop).
   std::function<bool(int row, int32_t id)> on_token;
+  /// Constrained decoding (optional): called before each sampling step for every running row
+  /// with its prompt index and the ids it has generated so far; returns that row's mask over
+  /// the vocabulary (vocab entries, non-zero = allowed, at least one allowed) or nullptr for
+  /// no constraint. Masked-out logits become -inf on the logits' device before the sampler.
+  std::function<const std::vector<uint8_t>*(int row, const std::vector<int32_t>& generated)>
+      token_mask;
 };
 
 /// Result of generate(): new token ids per prompt (in prompt order), why each stopped, metrics.

@@ -98,6 +98,34 @@ TEST(Allocator, LimitThrowsOutOfMemoryAndCarriesOn) {
   EXPECT_EQ(sum(r2).item<float>(), static_cast<float>(1 << 20));
 }
 
+TEST(Allocator, PrivatePoolsKeepTheirBlocks) {
+  // What a recorded device graph relies on: blocks allocated while a pool is routed go back to
+  // that pool when freed (never to the shared cache), and only the pool's allocations reuse them.
+  CachingAllocator& a = dynamic_cast<CachingAllocator&>(allocator(cpu_device));
+  const int pool = a.create_pool();
+  const int previous = a.route_to_pool(pool);
+  Buffer p1 = a.malloc(1000);
+  a.free(p1);
+  Buffer p2 = a.malloc(1000);  // the pool's own block again
+  EXPECT_EQ(p2.ptr, p1.ptr);
+  a.route_to_pool(previous);
+  EXPECT_GE(a.pool_memory(pool), 1000u);
+  a.free(p2);  // freed outside the routing: still the pool's
+  Buffer outside = a.malloc(1000);
+  EXPECT_NE(outside.ptr, p1.ptr);
+  a.route_to_pool(pool);
+  Buffer again = a.malloc(1000);
+  EXPECT_EQ(again.ptr, p1.ptr);
+  a.route_to_pool(previous);
+  a.free(again);
+  a.release_pool(pool);  // now the shared cache may hand it out
+  EXPECT_EQ(a.pool_memory(pool), 0u);
+  const size_t cached = a.cache_memory();
+  EXPECT_GE(cached, 1000u);
+  a.free(outside);
+  EXPECT_THROW(a.route_to_pool(pool), InvalidArgument);
+}
+
 TEST(Allocator, CacheLimitAndClear) {
   memory::clear_cache();
   {

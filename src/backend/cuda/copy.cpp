@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/common/views.h"
+#include "backend/cuda/graph.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/creation.h"
 #include "core/primitives/views.h"
@@ -63,6 +64,12 @@ PinnedRing& pinned_ring() {
 
 void ToDevice::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   const Array& in = inputs[0];
+  if (in.device().type == Device::Type::cpu && cu::capturing(out.device()) && out.size() > 0) {
+    std::vector<uint8_t> tmp(in.nbytes());
+    copy_to_row_major(in, tmp.data());
+    cu::upload_during_capture(out, tmp.data(), tmp.size());
+    return;
+  }
   cu::alloc(out);
   if (out.size() == 0) return;
   cudaStream_t st = cu::stream(stream());

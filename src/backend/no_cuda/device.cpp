@@ -2,6 +2,7 @@
 #include "core/device.h"
 #include "core/allocator.h"
 #include "core/array.h"
+#include "core/transforms/graph.h"
 #include "util/error.h"
 
 namespace ingot::gpu {
@@ -14,6 +15,18 @@ void synchronize(Stream) {}
 
 void copy_to_host(const Array&, void*) {
   raise<Unsupported>("[cuda] a GPU array was read but ingot was built without CUDA");
+}
+
+std::shared_ptr<void> capture_graph(Stream, const std::function<void()>&, std::vector<Array>&) {
+  raise<Unsupported>("[graph] device graphs need CUDA; ingot was built without it");
+}
+
+void launch_graph(const std::shared_ptr<void>&, Stream) {
+  raise<Unsupported>("[graph] device graphs need CUDA; ingot was built without it");
+}
+
+void copy_from_host(void*, const void*, size_t, Stream) {
+  raise<Unsupported>("[cuda] a GPU array was written but ingot was built without CUDA");
 }
 
 Allocator& allocator(int index) {
