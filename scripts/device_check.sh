@@ -44,7 +44,7 @@ if [[ " $STEPS " == *" tests "* ]]; then
   INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
 fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
-  INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn'
+  INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn' -E "${EXTRA_EXCLUDE:-^$}"
 fi
 if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy into tests/data/lora)
   stamp lora
