@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests extra lora stack sanitizer bench core parity table (in order)
+STEPS=${STEPS:-tests}  # any of: tests extra lora stack sanitizer bench core parity table profile (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -53,7 +53,7 @@ if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy
 fi
 if [[ " $STEPS " == *" stack "* ]]; then  # a test that hangs: host stacks after STACK_WAIT s
   stamp "stack $STACK_TEST $STACK_FILTER"
-  CUDA_LAUNCH_BLOCKING=${STACK_BLOCKING:-1} INGOT_DEVICE=cuda "build-gpu/$STACK_TEST" \
+  INGOT_TRACE_EVAL=1 CUDA_LAUNCH_BLOCKING=${STACK_BLOCKING:-1} INGOT_DEVICE=cuda "build-gpu/$STACK_TEST" \
     --gtest_filter="$STACK_FILTER" >"$LOG/stack_test.log" 2>&1 &
   pid=$!
   sleep "${STACK_WAIT:-25}"
@@ -64,7 +64,8 @@ if [[ " $STEPS " == *" stack "* ]]; then  # a test that hangs: host stacks after
       for t in /proc/$pid/task/*; do echo "== $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack 2>/dev/null; done >"$LOG/stack.txt"
     fi
     kill -9 $pid
-    echo "still running after ${STACK_WAIT:-25}s: stacks in stack.txt"; grep -E "^#[0-9]+ " "$LOG/stack.txt" | head -40
+    echo "still running after ${STACK_WAIT:-25}s: stacks in stack.txt; last primitives:"
+    grep -E "^#[0-9]+ " "$LOG/stack.txt" | head -40; tail -4 "$LOG/stack_test.log" | cut -c1-300
   else
     wait $pid; echo "finished rc=$?"; tail -5 "$LOG/stack_test.log"
   fi
@@ -104,5 +105,13 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
   fi
+fi
+if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a decode run (after "table")
+  stamp profile
+  for m in ${PROFILE_MODELS:-qwen3-0.6b}; do
+    python3 scripts/gpu_kernel_profile.py --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
+      bench decode --model "/tmp/ingot-bench-table/$m" --device cuda --batch 1 --len 32 --new 64 \
+      2>&1 | tee "$LOG/profile-$m.txt" | head -30
+  done
 fi
 stamp done

@@ -139,6 +139,13 @@ void CachingAllocator::free(Buffer b) {
     pools_.at(o->second).free[cls].push_back(b.ptr);
     return;
   }
+  if (routed_) {  // freed while a graph records: its kernels may use it, so the pool adopts it
+    Pool& pool = pools_.at(routed_);
+    owner_[b.ptr] = routed_;
+    pool.bytes += cls;
+    pool.free[cls].push_back(b.ptr);
+    return;
+  }
   if (cls > cache_limit_) {
     raw_free(b.ptr, cls);
     return;

@@ -63,7 +63,9 @@ class CachingAllocator : public Allocator {
   /// kernels used, so those blocks must never go to anyone else. While a pool is routed, malloc
   /// takes blocks from the pool's free list first (else the shared cache or the system) and the
   /// blocks belong to the pool: freeing one returns it to the pool, whether or not the pool is
-  /// still routed, until release_pool(). New pool ids start at 1.
+  /// still routed, until release_pool(). A block of the shared cache freed while a pool is
+  /// routed is adopted by the pool too (recorded kernels may have used it). New pool ids start
+  /// at 1.
   int create_pool();
   /// Routes allocations to pool `id` (0: the shared cache). Returns the previous routing.
   int route_to_pool(int id);

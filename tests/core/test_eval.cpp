@@ -116,7 +116,18 @@ TEST(Allocator, PrivatePoolsKeepTheirBlocks) {
   a.route_to_pool(pool);
   Buffer again = a.malloc(1000);
   EXPECT_EQ(again.ptr, p1.ptr);
+  // A shared block freed while the pool is routed (a recorded kernel may have used it) is
+  // adopted by the pool.
   a.route_to_pool(previous);
+  Buffer shared = a.malloc(5000);
+  a.route_to_pool(pool);
+  const size_t before = a.pool_memory(pool);
+  a.free(shared);
+  EXPECT_GT(a.pool_memory(pool), before);
+  a.route_to_pool(previous);
+  Buffer next = a.malloc(5000);
+  EXPECT_NE(next.ptr, shared.ptr);
+  a.free(next);
   a.free(again);
   a.release_pool(pool);  // now the shared cache may hand it out
   EXPECT_EQ(a.pool_memory(pool), 0u);

@@ -20,6 +20,7 @@ namespace {
 struct Capture {
   Device device;
   std::vector<Array>* keep = nullptr;
+  cudaEvent_t queued = nullptr;  // recorded on the stream just before the capture began
 };
 thread_local Capture* current = nullptr;
 
@@ -53,6 +54,9 @@ void upload_during_capture(Array& out, const void* src, size_t bytes) {
     throw;
   }
   pools.route_to_pool(pool);
+  // The block may have been freed by work queued before the capture (stream-ordered reuse):
+  // wait for that work before writing into it from another stream.
+  INGOT_CUDA_CHECK(cudaEventSynchronize(current->queued));
   cudaStream_t side = side_stream(out.device());
   INGOT_CUDA_CHECK(cudaMemcpyAsync(out.raw_ptr(), src, bytes, cudaMemcpyHostToDevice, side));
   INGOT_CUDA_CHECK(cudaStreamSynchronize(side));
@@ -70,6 +74,12 @@ std::shared_ptr<void> capture_graph(Stream s, const std::function<void()>& body,
   // Work queued before the capture must not be recorded: it has been queued already, so the
   // capture simply starts after it in stream order.
   cu::Capture cap{s.device, &keep};
+  INGOT_CUDA_CHECK(cudaEventCreateWithFlags(&cap.queued, cudaEventDisableTiming));
+  struct EventGuard {
+    cudaEvent_t e;
+    ~EventGuard() { cudaEventDestroy(e); }
+  } guard{cap.queued};
+  INGOT_CUDA_CHECK(cudaEventRecord(cap.queued, st));
   INGOT_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
   cu::current = &cap;
   cudaGraph_t graph = nullptr;

@@ -1,6 +1,9 @@
 // Iterative topological evaluation with detach-after-use so intermediates free early.
 #include "core/transforms/eval.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <unordered_set>
 #include <utility>
 
@@ -11,6 +14,16 @@ namespace ingot {
 
 namespace {
 thread_local int g_tracing = 0;
+
+/// INGOT_TRACE_EVAL=1 prints each primitive before it runs (with CUDA_LAUNCH_BLOCKING=1 the
+/// last line names a kernel that hangs or faults).
+bool trace_eval() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_TRACE_EVAL");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
 }  // namespace
 bool is_tracing() {
   return g_tracing > 0;
@@ -56,6 +69,12 @@ void eval(const std::vector<Array>& arrays) {
         if (in.device() != prim->device())
           raise("[eval] {} runs on {} but an input lives on {}: move arrays with to_device()",
                 prim->name(), prim->device().str(), in.device().str());
+    if (trace_eval()) {
+      std::string shapes;
+      for (const auto& in : inputs) shapes += " " + shape_str(in.shape());
+      std::fprintf(stderr, "[eval] %s on %s:%s\n", prim->name(), prim->device().str().c_str(),
+                   shapes.c_str());
+    }
     if (prim->device().type == Device::Type::cpu)
       prim->eval_cpu(inputs, outputs);
     else
