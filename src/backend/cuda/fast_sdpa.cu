@@ -229,6 +229,10 @@ __global__ void __launch_bounds__(kSimtThreads) sdpa_simt_kernel(const KParams p
     for (int t = 0; t < RT; ++t) {
       const A x = score<A>(p, c, rw[t], j0 + lane, ke, s[t]);
       A mx = warp_max(x);
+      // Lane 0's maximum for every lane: with a NaN score the butterfly's comparisons can leave
+      // lanes with different maxima, and the branch below (which shuffles) must stay
+      // warp-uniform or the warp deadlocks. NaN then propagates as on the CPU.
+      mx = __shfl_sync(0xffffffffu, mx, 0);
       if (m[t] > mx) mx = m[t];
       A pr = A(0);
       alpha[t] = A(1);
