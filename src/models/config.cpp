@@ -4,6 +4,7 @@
 #include "models/config.h"
 
 #include <sys/stat.h>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -310,6 +311,55 @@ void build_layers(const View& c, ModelConfig& m) {
   }
 }
 
+/// group_size / bits of a quantization object (`path` names it in messages), checked against
+/// what ingot's kernels support.
+QuantizationSpec parse_quant_spec(const View& q, QuantizationSpec fallback) {
+  QuantizationSpec spec = fallback;
+  if (auto g = q.opt_int("group_size"))
+    spec.group_size = static_cast<int>(std::clamp<int64_t>(*g, -1, 1 << 20));
+  if (auto b = q.opt_int("bits")) spec.bits = static_cast<int>(std::clamp<int64_t>(*b, -1, 64));
+  if (spec.bits != 4 && spec.bits != 8)
+    raise<Unsupported>("[config] {}: \"{}bits\" is {}; ingot runs 4- and 8-bit quantization",
+                       *q.source, q.path, spec.bits);
+  if (spec.group_size != 32 && spec.group_size != 64 && spec.group_size != 128)
+    raise<Unsupported>("[config] {}: \"{}group_size\" is {}; ingot runs group sizes 32, 64 and 128",
+                       *q.source, q.path, spec.group_size);
+  return spec;
+}
+
+/// "quantization" / "quantization_config" (mlx-community affine quantization).
+void parse_quantization(const View& outer, ModelConfig& m) {
+  for (const char* key : {"quantization", "quantization_config"}) {
+    const json* q = outer.find(key);
+    if (!q) continue;
+    if (!q->is_object()) outer.fail(key, *q, "an object");
+    View v{q, std::string(key) + ".", outer.source};
+    if (auto method = v.opt_str("quant_method"))
+      raise<Unsupported>(
+          "[config] {}: \"{}.quant_method\" is '{}'; ingot reads mlx-style affine quantization "
+          "only (\"group_size\", \"bits\", weight/scales/biases tensors)",
+          m.source, key, *method);
+    if (auto mode = v.opt_str("mode"); mode && *mode != "affine")
+      raise<Unsupported>("[config] {}: \"{}.mode\" is '{}'; ingot runs affine quantization only",
+                         m.source, key, *mode);
+    QuantizationConfig qc;
+    qc.defaults = parse_quant_spec(v, QuantizationSpec{});
+    for (auto it = q->begin(); it != q->end(); ++it) {
+      if (it.value().is_object()) {
+        View mv{&it.value(), v.path + it.key() + ".", outer.source};
+        qc.modules[it.key()] = parse_quant_spec(mv, qc.defaults);
+      } else if (it.value().is_boolean()) {
+        if (it.value().get<bool>())
+          qc.modules[it.key()] = qc.defaults;
+        else
+          qc.modules[it.key()] = std::nullopt;
+      }
+    }
+    m.quantization = std::move(qc);
+    return;
+  }
+}
+
 json parse_json(const std::string& text, const std::string& source) {
   auto cb = [&](int depth, json::parse_event_t, json&) {
     if (depth > kMaxDepth)
@@ -324,6 +374,14 @@ json parse_json(const std::string& text, const std::string& source) {
 }
 
 }  // namespace
+
+std::optional<QuantizationSpec> QuantizationConfig::for_module(const std::string& path,
+                                                               bool has_scales) const {
+  auto it = modules.find(path);
+  if (it != modules.end()) return it->second;
+  if (has_scales) return defaults;
+  return std::nullopt;
+}
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source) {
   json root = parse_json(json_text, source);
@@ -380,6 +438,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   m.mlp_bias = c.opt_bool("mlp_bias").value_or(false);
   parse_ids(c, outer, m, d);
   parse_dtype(c, outer, m);
+  parse_quantization(outer, m);
   if (arch == "gemma3") {
     m.query_pre_attn_scalar = c.opt_num("query_pre_attn_scalar").value_or(*d.qpas);
     m.final_logit_softcapping = c.opt_num("final_logit_softcapping");

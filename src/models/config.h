@@ -48,6 +48,24 @@ struct LayerSpec {
   bool operator==(const LayerSpec&) const = default;
 };
 
+/// Affine group-wise quantization parameters of one module (mlx-community layout).
+struct QuantizationSpec {
+  int group_size = 64;
+  int bits = 4;
+  bool operator==(const QuantizationSpec&) const = default;
+};
+
+/// "quantization" (or "quantization_config") of an mlx-community checkpoint: defaults plus
+/// per-module overrides keyed by module path ("model.layers.0.mlp.down_proj"), whose value is
+/// the module's own parameters or nullopt (`false`: the module is not quantized).
+struct QuantizationConfig {
+  QuantizationSpec defaults;
+  std::map<std::string, std::optional<QuantizationSpec>> modules;
+  /// The parameters of module `path` when it is quantized: its override, else the defaults
+  /// when the weights hold "<path>.scales" (`has_scales`), else nullopt.
+  std::optional<QuantizationSpec> for_module(const std::string& path, bool has_scales) const;
+};
+
 /// Everything the architectures read from config.json.
 struct ModelConfig {
   /// model_type of the text model ("llama", "qwen3", "gemma3_text"; a multimodal "gemma3"
@@ -94,6 +112,9 @@ struct ModelConfig {
   std::vector<LayerSpec> layers;
   /// "full_attention" / "sliding_attention" per layer (as layer_types would say).
   std::vector<std::string> layer_types;
+
+  /// Affine quantization (mlx-community checkpoints), absent for float checkpoints.
+  std::optional<QuantizationConfig> quantization;
 
   /// Where the config came from (for messages).
   std::string source;

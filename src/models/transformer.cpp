@@ -8,6 +8,7 @@
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
 #include "models/trace.h"
+#include "nn/quantized.h"
 #include "util/error.h"
 
 namespace ingot::models {
@@ -255,7 +256,7 @@ void DecoderLM::set_attention_impl(AttentionImpl impl) {
 }
 
 Array DecoderLM::lm_head_weight() const {
-  return head_ ? head_->param("weight") : model_->embed->param("weight");
+  return head_ ? nn::dense_weight(*head_) : nn::dense_weight(*model_->embed);
 }
 
 Array DecoderLM::lm_head(const Array& h) const {
@@ -268,7 +269,7 @@ Array DecoderLM::lm_head(const Array& h) const {
 }
 
 Array DecoderLM::lm_head_rows(const Array& h, const Array& ids) const {
-  Array w = take(lm_head_weight(), ids, 0);  // [K, E]
+  Array w = head_ ? nn::weight_rows(*head_, ids) : nn::weight_rows(*model_->embed, ids);  // [K, E]
   Array logits = matmul(h, transpose(w));
   if (opt_.final_softcap) logits = softcap_rounded(logits, *opt_.final_softcap);
   return astype(logits, float32);
@@ -281,6 +282,11 @@ Array Model::forward(const Array& ids, const ForwardOptions& opt) const {
 Dtype checkpoint_dtype(const Checkpoint& ckpt) {
   if (ckpt.options().dtype) return *ckpt.options().dtype;
   const char* embed = "model.embed_tokens.weight";
+  const char* scales = "model.embed_tokens.scales";  // a quantized table: the scales' dtype
+  if (ckpt.config().quantization && ckpt.contains(scales)) {
+    ckpt.check_floating(scales);
+    return ckpt.info(scales).dtype();
+  }
   if (ckpt.contains(embed)) {
     ckpt.check_floating(embed);  // before a model is built in an integer dtype
     return ckpt.info(embed).dtype();
@@ -289,6 +295,16 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt) {
 }
 
 void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::string>& optional) {
+  if (const auto& qc = ckpt.config().quantization) {
+    // mlx-community checkpoints: a Linear / Embedding is quantized when the config names it
+    // or its scales are stored; its weight, scales and biases then replace the float weight.
+    nn::quantize_modules(model, [&](const std::string& path, const nn::Module&) {
+      std::optional<QuantizeOptions> r;
+      if (auto spec = qc->for_module(path, ckpt.contains(path + ".scales")))
+        r = QuantizeOptions{.group_size = spec->group_size, .bits = spec->bits};
+      return r;
+    });
+  }
   const ParamMap params = model.parameters();
   std::vector<ExpectedTensor> expected;
   for (const auto& [name, p] : params) expected.push_back({name, p.shape(), false});
@@ -301,7 +317,7 @@ void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::s
   std::vector<Array> loaded;
   for (const auto& [name, p] : params) {
     Array w = ckpt.load(name);
-    if (w.dtype() != model.dtype()) w = astype(w, model.dtype());
+    if (is_floating(w.dtype()) && w.dtype() != model.dtype()) w = astype(w, model.dtype());
     values.emplace(name, w);
     loaded.push_back(w);
   }

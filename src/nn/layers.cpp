@@ -16,7 +16,9 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Dtype dtype) {
 }
 
 Array Linear::operator()(const Array& x) const {
-  Array y = matmul(x, transpose(param("weight")));
+  Array y =
+      quant_ ? quantized_matmul(x, param("weight"), param("scales"), param("biases"), true, *quant_)
+             : matmul(x, transpose(param("weight")));
   if (has_param("bias")) y = y + param("bias");
   if (!branch_) return y;
   const LowRankBranch& r = *branch_;
@@ -47,10 +49,15 @@ Embedding::Embedding(int64_t n, int64_t dims, Dtype dtype) {
 }
 
 Array Embedding::operator()(const Array& ids) const {
+  if (quant_)  // only the rows asked for are dequantized
+    return dequantize(gather(param("weight"), ids), gather(param("scales"), ids),
+                      gather(param("biases"), ids), *quant_);
   return gather(param("weight"), ids);
 }
 
 Array Embedding::as_linear(const Array& x) const {
+  if (quant_)
+    return quantized_matmul(x, param("weight"), param("scales"), param("biases"), true, *quant_);
   return matmul(x, transpose(param("weight")));
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "core/ops/quantized.h"
 #include "nn/module.h"
 
 namespace ingot::nn {
@@ -26,16 +27,24 @@ class Linear : public Module {
   /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Dtype dtype = float32);
   virtual Array operator()(const Array& x) const;
-  int64_t in_features() const { return param("weight").shape(1); }
+  int64_t in_features() const {
+    return param("weight").shape(1) * (quant_ ? 32 / quant_->bits : 1);
+  }
   int64_t out_features() const { return param("weight").shape(0); }
   /// Adds (or, with nullopt, removes) a low-rank branch. Its arrays are not parameters of the
   /// layer: whoever trains them owns them (they may be autodiff tracers). InvalidArgument when
   /// the shapes do not fit the layer.
   void set_branch(std::optional<LowRankBranch> branch);
   const std::optional<LowRankBranch>& branch() const { return branch_; }
+  /// Affine quantization of the weight, when the layer is quantized (nn/quantized.h): weight
+  /// is then packed uint32 [out, in * bits / 32] with "scales" and "biases" [out, in / gs].
+  const std::optional<QuantizeOptions>& quantization() const { return quant_; }
+  /// Quantizes the layer in place (defined in nn/quantized.cpp).
+  void quantize(QuantizeOptions opt);
 
  private:
   std::optional<LowRankBranch> branch_;
+  std::optional<QuantizeOptions> quant_;
 };
 
 /// Token embedding table [V, E].
@@ -46,6 +55,13 @@ class Embedding : public Module {
   Array operator()(const Array& ids) const;
   /// x @ weight^T: the tied LM head.
   Array as_linear(const Array& x) const;
+  /// Affine quantization of the table, when quantized (as for Linear).
+  const std::optional<QuantizeOptions>& quantization() const { return quant_; }
+  /// Quantizes the table in place (defined in nn/quantized.cpp).
+  void quantize(QuantizeOptions opt);
+
+ private:
+  std::optional<QuantizeOptions> quant_;
 };
 
 /// Options of RMSNorm.

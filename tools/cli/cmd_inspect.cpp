@@ -90,6 +90,20 @@ ojson describe(const Checkpoint& c) {
   if (m.query_pre_attn_scalar) j["query_pre_attn_scalar"] = *m.query_pre_attn_scalar;
   if (m.final_logit_softcapping) j["final_logit_softcapping"] = *m.final_logit_softcapping;
   if (m.attn_logit_softcapping) j["attn_logit_softcapping"] = *m.attn_logit_softcapping;
+  if (m.quantization) {  // mlx-community affine quantization
+    ojson q = {{"group_size", m.quantization->defaults.group_size},
+               {"bits", m.quantization->defaults.bits}};
+    ojson mods = ojson::object();
+    for (const auto& [path, spec] : m.quantization->modules)
+      mods[path] =
+          spec ? ojson{{"group_size", spec->group_size}, {"bits", spec->bits}} : ojson(false);
+    q["modules"] = mods;
+    int quantized = 0;
+    for (const auto& name : c.names())
+      if (name.size() > 7 && name.ends_with(".scales")) ++quantized;
+    q["quantized_modules"] = quantized;
+    j["quantization"] = q;
+  }
   j["parameters"] = c.parameter_count();
   std::map<std::string, std::pair<int64_t, int64_t>> by_dtype;  // tensors, elements
   ojson tensors = ojson::array();
@@ -145,6 +159,13 @@ void print_text(const ojson& j, bool all_tensors) {
     line(("rope " + std::string(it.key() == "full_attention" ? "global" : "sliding")).c_str(), r);
   }
   line("tied head", j["tie_word_embeddings"].get<bool>() ? "yes" : "no");
+  if (j.contains("quantization")) {
+    const ojson& q = j["quantization"];
+    line("quantization",
+         fmt::format("affine {}-bit, group size {}, {} modules quantized{}", q["bits"].get<int>(),
+                     q["group_size"].get<int>(), q["quantized_modules"].get<int>(),
+                     q["modules"].empty() ? "" : ", overrides " + q["modules"].dump()));
+  }
   line("parameters", fmt::format("{} ({})", j["parameters"].get<int64_t>(),
                                  human_count(j["parameters"].get<int64_t>())));
   std::string d;

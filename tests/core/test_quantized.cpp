@@ -1,0 +1,305 @@
+// Affine quantization (MLX layout): packing checked against words built here from the layout's
+// definition (element j of a uint32 at bits [j * bits, (j + 1) * bits)); quantize's error bound
+// and exact edge; dequantize and quantized_matmul against float64 loops over the unpacked
+// values, every bit width, group size, ISA path the CPU has, decode and prefill row counts;
+// the gradient w.r.t. x; errors.
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include "backend/cpu/gemm_kernels.h"
+#include "test_util.h"
+
+namespace ingot {
+namespace {
+
+struct IsaScope {
+  explicit IsaScope(const char* isa) { setenv("INGOT_CPU_ISA", isa, 1); }
+  ~IsaScope() { unsetenv("INGOT_CPU_ISA"); }
+};
+
+std::vector<const char*> isas() {
+  std::vector<const char*> r{"portable"};
+  if (cpu::hardware_isa() >= cpu::Isa::avx2) r.push_back("avx2");
+  if (cpu::hardware_isa() >= cpu::Isa::avx512) r.push_back("avx512");
+  return r;
+}
+
+/// q values of a packed [rows, words] array, unpacked by the layout's definition.
+std::vector<uint32_t> unpack(const std::vector<uint32_t>& words, int bits) {
+  const int per = 32 / bits;
+  std::vector<uint32_t> q;
+  for (uint32_t w : words)
+    for (int j = 0; j < per; ++j) q.push_back((w >> (j * bits)) & ((1u << bits) - 1u));
+  return q;
+}
+
+/// Random packed weight, scales and biases for [n, k].
+struct Packed {
+  std::vector<uint32_t> words;
+  std::vector<double> scales, biases;
+  Array w, s, b;
+};
+Packed random_packed(int64_t n, int64_t k, int gs, int bits, Dtype sdt, uint32_t seed) {
+  std::mt19937 g(seed);
+  Packed p;
+  p.words.resize(static_cast<size_t>(n * k * bits / 32));
+  for (auto& w : p.words) w = static_cast<uint32_t>(g());
+  p.scales = test::random_values(n * k / gs, sdt, seed + 1, 0.001, 0.05);
+  p.biases = test::random_values(n * k / gs, sdt, seed + 2, -0.4, 0.2);
+  p.w = Array(p.words, {n, k * bits / 32}, uint32);
+  p.s = Array(p.scales, {n, k / gs}, sdt);
+  p.b = Array(p.biases, {n, k / gs}, sdt);
+  return p;
+}
+
+struct Case {
+  int bits, gs;
+};
+const Case kCases[] = {{4, 32}, {4, 64}, {4, 128}, {8, 32}, {8, 64}, {8, 128}};
+
+TEST(Quantized, DequantizeMatchesLayoutDefinition) {
+  for (const Case c : kCases)
+    for (Dtype sdt : {float32, bfloat16, float16}) {
+      const int64_t n = 3, k = 256;
+      Packed p = random_packed(n, k, c.gs, c.bits, sdt, 7);
+      std::vector<uint32_t> q = unpack(p.words, c.bits);
+      std::vector<double> got =
+          dequantize(p.w, p.s, p.b, {.group_size = c.gs, .bits = c.bits}).to_vector<double>();
+      ASSERT_EQ(got.size(), static_cast<size_t>(n * k));
+      for (int64_t i = 0; i < n * k; ++i) {
+        const double want = p.scales[i / c.gs] * q[i] + p.biases[i / c.gs];
+        // float32 product and sum (one rounding each), then one rounding to the output dtype.
+        const double sq = std::abs(p.scales[i / c.gs] * q[i]);
+        ASSERT_NEAR(got[i], want,
+                    (sq + std::abs(want)) * std::ldexp(1.0, -24) +
+                        std::abs(want) * (sdt == float32 ? 0 : test::eps_of(sdt)) + 1e-30)
+            << c.bits << "/" << c.gs << " " << dtype_name(sdt) << " at " << i;
+      }
+    }
+}
+
+TEST(Quantized, QuantizeRoundTripBoundAndExactEdge) {
+  for (const Case c : kCases) {
+    const int64_t n = 5, k = 384;
+    std::vector<double> v = test::random_values(n * k, float32, 11, -1.5, 1.0);
+    v[3] = 0.0;                                         // a group with an exact zero
+    for (int j = 0; j < c.gs; ++j) v[c.gs + j] = 0.25;  // a constant group
+    Array w(v, {n, k}, float32);
+    QuantizedWeight qw = quantize(w, {.group_size = c.gs, .bits = c.bits});
+    ASSERT_EQ(qw.w.dtype(), uint32);
+    ASSERT_EQ(qw.w.shape(), (Shape{n, k * c.bits / 32}));
+    ASSERT_EQ(qw.scales.shape(), (Shape{n, k / c.gs}));
+    ASSERT_EQ(qw.biases.dtype(), float32);
+    std::vector<uint32_t> q = unpack(qw.w.to_vector<uint32_t>(), c.bits);
+    std::vector<double> s = qw.scales.to_vector<double>(), b = qw.biases.to_vector<double>();
+    for (int64_t g = 0; g < n * k / c.gs; ++g) {
+      double lo = 1e9, hi = -1e9;
+      for (int j = 0; j < c.gs; ++j) {
+        lo = std::min(lo, v[g * c.gs + j]);
+        hi = std::max(hi, v[g * c.gs + j]);
+      }
+      const double edge = std::abs(lo) > std::abs(hi) ? lo : hi;
+      // The step starts at (max - min) / n_bins; making the edge exact (step = edge / q0 with
+      // q0 = rint(edge / step), |edge / step| >= n_bins / 2) moves it into
+      // [(max - min) / (n_bins + 1), (max - min) / (n_bins - 1)]. Values past the far edge then
+      // clip at n_bins, at most (max - min) / (n_bins + 1) away; others round to step / 2.
+      const double n_bins = (1 << c.bits) - 1;
+      const double step = std::abs(s[g]);
+      const double range = hi - lo;
+      EXPECT_LE(step, std::max(range / (n_bins - 1), 1e-7) * (1 + 1e-6)) << g;
+      EXPECT_GE(step, std::min(range / (n_bins + 1), 1e-7) * (1 - 1e-6)) << g;
+      const double bound = std::max(step / 2, range / (n_bins + 1));
+      for (int j = 0; j < c.gs; ++j) {
+        const int64_t i = g * c.gs + j;
+        const double back = s[g] * q[i] + b[g];
+        EXPECT_LE(std::abs(back - v[i]), bound + 1e-6 * (std::abs(v[i]) + 1e-6))
+            << c.bits << "/" << c.gs << " at " << i;
+        if (v[i] == edge) {
+          EXPECT_EQ(back, edge) << "edge of group " << g;
+        }
+      }
+    }
+    // dequantize(quantize(w)) agrees with the unpacking above.
+    std::vector<double> dq =
+        dequantize(qw.w, qw.scales, qw.biases, {.group_size = c.gs, .bits = c.bits})
+            .to_vector<double>();
+    for (int64_t i = 0; i < n * k; ++i)
+      ASSERT_NEAR(dq[i], s[i / c.gs] * q[i] + b[i / c.gs], 1e-6 * (std::abs(dq[i]) + 1));
+  }
+}
+
+TEST(Quantized, QuantizeBf16KeepsDtype) {
+  std::vector<double> v = test::random_values(2 * 64, bfloat16, 3);
+  QuantizedWeight qw = quantize(Array(v, {2, 64}, bfloat16), {.group_size = 32, .bits = 8});
+  EXPECT_EQ(qw.scales.dtype(), bfloat16);
+  EXPECT_EQ(qw.biases.dtype(), bfloat16);
+  std::vector<double> back =
+      dequantize(qw.w, qw.scales, qw.biases, {.group_size = 32, .bits = 8}).to_vector<double>();
+  std::vector<uint32_t> q = unpack(qw.w.to_vector<uint32_t>(), 8);
+  std::vector<double> sc = qw.scales.to_vector<double>(), bi = qw.biases.to_vector<double>();
+  const double u = test::eps_of(bfloat16);
+  for (size_t i = 0; i < v.size(); ++i) {
+    // Step / 2 (or the clip distance, <= step) plus the bf16 rounding of the scale (times q)
+    // and of the bias, plus the bf16 rounding of the result.
+    const double s = std::abs(sc[i / 32]), b = std::abs(bi[i / 32]);
+    EXPECT_NEAR(back[i], v[i], s * (1 + u) + q[i] * s * u + b * u + std::abs(v[i]) * u + 1e-6) << i;
+  }
+}
+
+/// x [m, k] @ dequant(w)^T in float64 and the error scale of the kernels' formula:
+/// sum_g |s| sum |x q| + |b| |sum x| (float32 rounding of each term).
+struct Ref {
+  std::vector<double> v, scale;
+};
+Ref reference(const std::vector<double>& x, int64_t m, int64_t k, const Packed& p, int64_t n,
+              int gs, int bits) {
+  std::vector<uint32_t> q = unpack(p.words, bits);
+  Ref r;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0, sc = 0;
+      for (int64_t g = 0; g < k / gs; ++g) {
+        const double s = p.scales[j * (k / gs) + g], b = p.biases[j * (k / gs) + g];
+        double xq = 0, xs = 0, xsa = 0;
+        for (int t = 0; t < gs; ++t) {
+          const double xv = x[i * k + g * gs + t];
+          const double qv = q[j * k + g * gs + t];
+          acc += xv * (s * qv + b);
+          xq += std::abs(xv * qv);
+          xs += xv;
+          xsa += std::abs(xv);
+        }
+        sc += std::abs(s) * xq + std::abs(b) * (std::abs(xs) + xsa);
+      }
+      r.v.push_back(acc);
+      r.scale.push_back(sc);
+    }
+  return r;
+}
+
+void expect_close(const Array& got, const Ref& ref, int64_t k, const std::string& what) {
+  std::vector<double> g = got.to_vector<double>();
+  ASSERT_EQ(g.size(), ref.v.size()) << what;
+  const double out_round = got.dtype() == float32 ? 0 : test::eps_of(got.dtype());
+  int bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    // float32 accumulation: ~sqrt(K) unit roundoffs of the error scale, then one rounding of
+    // the result to a 16-bit output dtype.
+    const double tol = 1e-6 * std::sqrt(static_cast<double>(k) + 1) * ref.scale[i] +
+                       out_round * std::abs(ref.v[i]) + 1e-30;
+    if (!(std::abs(g[i] - ref.v[i]) <= tol) && bad++ < 5)
+      ADD_FAILURE() << what << " at " << i << ": got " << g[i] << " want " << ref.v[i] << " tol "
+                    << tol;
+  }
+}
+
+TEST(Quantized, MatmulAgainstFloat64EveryPath) {
+  const int64_t k = 256, n = 37;
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    for (const Case c : kCases)
+      for (int64_t m : {1, 2, 3, 5, 17, 33}) {
+        const Dtype xdt = m % 2 ? float32 : bfloat16;
+        const Dtype sdt = c.gs == 64 ? bfloat16 : (c.gs == 32 ? float16 : float32);
+        Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 31 + c.gs));
+        std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m), -1, 1);
+        Array x(xv, {m, k}, xdt);
+        Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+        ASSERT_EQ(y.shape(), (Shape{m, n}));
+        ASSERT_EQ(y.dtype(), xdt);
+        expect_close(y, reference(xv, m, k, p, n, c.gs, c.bits), k,
+                     fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
+      }
+  }
+}
+
+TEST(Quantized, MatmulBatchedAndStridedX) {
+  const int64_t k = 128, n = 9, gs = 64;
+  Packed p = random_packed(n, k, gs, 4, bfloat16, 5);
+  std::vector<double> xv = test::random_values(2 * 3 * k, float32, 9, -1, 1);
+  // x [2, 3, K] stored transposed (strided).
+  Array x = test::make_array(xv, {2, 3, k}, float32, test::Layout::transposed);
+  Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = gs, .bits = 4});
+  ASSERT_EQ(y.shape(), (Shape{2, 3, n}));
+  expect_close(y, reference(xv, 6, k, p, n, gs, 4), k, "batched strided");
+}
+
+TEST(Quantized, NonTransposedMatchesDequantizedMatmul) {
+  // x [m, N'] @ W [N', K'] with W quantized along its last axis.
+  const int64_t rows = 12, cols = 64, m = 3;
+  Packed p = random_packed(rows, cols, 32, 8, float32, 21);
+  std::vector<uint32_t> q = unpack(p.words, 8);
+  std::vector<double> xv = test::random_values(m * rows, float32, 4, -1, 1);
+  Array y = quantized_matmul(Array(xv, {m, rows}, float32), p.w, p.s, p.b, false,
+                             {.group_size = 32, .bits = 8});
+  ASSERT_EQ(y.shape(), (Shape{m, cols}));
+  std::vector<double> g = y.to_vector<double>();
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double want = 0, sc = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const double w = p.scales[r * 2 + j / 32] * q[r * cols + j] + p.biases[r * 2 + j / 32];
+        want += xv[i * rows + r] * w;
+        sc += std::abs(xv[i * rows + r] * w);
+      }
+      EXPECT_NEAR(g[i * cols + j], want, 1e-6 * std::sqrt(rows + 1.0) * sc + 1e-30);
+    }
+}
+
+TEST(Quantized, GradientFlowsToXOnly) {
+  const int64_t k = 64, n = 5, m = 2;
+  Packed p = random_packed(n, k, 32, 4, float32, 8);
+  std::vector<uint32_t> q = unpack(p.words, 4);
+  std::vector<double> xv = test::random_values(m * k, float32, 2, -1, 1);
+  std::vector<double> cv = test::random_values(m * n, float32, 3, -1, 1);
+  Array cot(cv, {m, n}, float32);
+  auto fn = [&](const std::vector<Array>& a) {
+    return std::vector<Array>{
+        sum(quantized_matmul(a[0], p.w, p.s, p.b, true, {.group_size = 32, .bits = 4}) * cot)};
+  };
+  std::vector<Array> g = grad(fn, {0})({Array(xv, {m, k}, float32)});
+  std::vector<double> gx = g[0].to_vector<double>();
+  // d/dx sum(c * (x W^T)) = c W
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t t = 0; t < k; ++t) {
+      double want = 0, sc = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const double w = p.scales[j * 2 + t / 32] * q[j * k + t] + p.biases[j * 2 + t / 32];
+        want += cv[i * n + j] * w;
+        sc += std::abs(cv[i * n + j] * w);
+      }
+      EXPECT_NEAR(gx[i * k + t], want, 1e-6 * std::sqrt(n + 1.0) * sc + 1e-30);
+    }
+  auto fs = [&](const std::vector<Array>& a) {
+    return std::vector<Array>{sum(quantized_matmul(Array(xv, {m, k}, float32), p.w, a[0], p.b, true,
+                                                   {.group_size = 32, .bits = 4}))};
+  };
+  EXPECT_THROW(grad(fs, {0})({p.s}), Unsupported);
+}
+
+TEST(Quantized, Errors) {
+  Array w = zeros({4, 64}, float32);
+  EXPECT_THROW(quantize(w, {.group_size = 64, .bits = 3}), Unsupported);
+  EXPECT_THROW(quantize(w, {.group_size = 16, .bits = 4}), Unsupported);
+  EXPECT_THROW(quantize(zeros({4, 48}, float32), {.group_size = 32, .bits = 4}), InvalidArgument);
+  EXPECT_THROW(quantize(zeros({4, 64}, int32), {.group_size = 32, .bits = 4}), InvalidArgument);
+  QuantizedWeight qw = quantize(w, {.group_size = 32, .bits = 4});
+  // Wrong dtype of the packed weight, mismatched scales, x of the wrong width.
+  EXPECT_THROW(dequantize(astype(qw.w, int32), qw.scales, qw.biases, {.group_size = 32, .bits = 4}),
+               InvalidArgument);
+  EXPECT_THROW(dequantize(qw.w, qw.scales, qw.biases, {.group_size = 64, .bits = 4}),
+               InvalidArgument);
+  EXPECT_THROW(
+      dequantize(qw.w, qw.scales, astype(qw.biases, bfloat16), {.group_size = 32, .bits = 4}),
+      InvalidArgument);
+  EXPECT_THROW(quantized_matmul(zeros({2, 32}, float32), qw.w, qw.scales, qw.biases, true,
+                                {.group_size = 32, .bits = 4}),
+               InvalidArgument);
+  EXPECT_THROW(quantized_matmul(zeros({2, 64}, int32), qw.w, qw.scales, qw.biases, true,
+                                {.group_size = 32, .bits = 4}),
+               InvalidArgument);
+}
+
+}  // namespace
+}  // namespace ingot
