@@ -18,6 +18,7 @@
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
 #include "core/transforms/eval.h"
+#include "models/gguf_checkpoint.h"
 #include "models/registry.h"
 #include "util/error.h"
 
@@ -74,6 +75,7 @@ std::map<std::string, std::string> read_index(const std::string& path) {
 }  // namespace
 
 Checkpoint Checkpoint::open(const std::string& dir, const CheckpointOptions& opts) {
+  if (is_gguf_file(dir)) return open_gguf_checkpoint(dir, opts);
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) raise<IoError>("[checkpoint] {}: no such directory", dir);
   if (!S_ISDIR(st.st_mode))
@@ -202,7 +204,7 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end())
     raise<FormatError>("[checkpoint] {}: no tensor '{}' in the weights", dir_, name);
-  return st_[it->second.file]->info(it->second.stored);
+  return stored_info(it->second);
 }
 
 const std::string& Checkpoint::stored_name(const std::string& name) const {
@@ -220,7 +222,7 @@ Array Checkpoint::load(const std::string& name) const {
   const Entry& e = tensors_.at(name);
   // Move first, then cast: the cast runs on the device, and the copy moves the stored bytes
   // (bf16 weights cross the bus at half the size of their float32 cast).
-  Array a = to_device(st_[e.file]->load(e.stored), device_);
+  Array a = to_device(source_ ? source_->load(e.stored) : st_[e.file]->load(e.stored), device_);
   if (opts_.dtype && is_floating(a.dtype()) && *opts_.dtype != a.dtype())
     a = astype(a, *opts_.dtype);
   // A GPU copy is made now: lazy nodes would keep the mapping alive and move the load time
@@ -232,12 +234,28 @@ Array Checkpoint::load(const std::string& name) const {
 std::optional<std::string> Checkpoint::dtype_problem(const std::string& name) const {
   const TensorInfo& t = info(name);
   if (is_floating(t.dtype())) return std::nullopt;
-  // No quantization format is supported yet, so every weight of a model is a float.
+  // Integer storage is valid only for the packed weight of a module the quantization config
+  // quantizes (mlx-community layout: uint32 "<module>.weight" beside "<module>.scales").
+  const std::string suffix = ".weight";
+  const bool is_weight = name.size() > suffix.size() &&
+                         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  const std::string module = is_weight ? name.substr(0, name.size() - suffix.size()) : "";
+  if (config_.quantization && is_weight) {
+    const bool has_scales = contains(module + ".scales");
+    if (config_.quantization->for_module(module, has_scales)) {
+      if (t.dtype() == uint32) return std::nullopt;
+      return fmt::format(
+          "tensor '{}' is stored as {}, but a quantized weight is packed in uint32 (the "
+          "mlx-community layout)",
+          stored_name(name), st_dtype_name(t.stored_dtype));
+    }
+  }
   return fmt::format(
       "tensor '{}' is stored as {}, but {} needs a floating-point weight (float32, float16 or "
-      "bfloat16; integer storage is only valid with a quantization config, which this "
-      "checkpoint does not have)",
-      stored_name(name), st_dtype_name(t.stored_dtype), architecture_);
+      "bfloat16; integer storage is only valid for a weight the checkpoint's quantization config "
+      "quantizes{})",
+      stored_name(name), st_dtype_name(t.stored_dtype), architecture_,
+      config_.quantization ? "" : ", and this checkpoint has no quantization config");
 }
 
 void Checkpoint::check_floating(const std::string& name) const {
@@ -246,7 +264,7 @@ void Checkpoint::check_floating(const std::string& name) const {
 
 int64_t Checkpoint::parameter_count() const {
   int64_t n = 0;
-  for (auto& [k, e] : tensors_) n += shape_size(st_[e.file]->info(e.stored).shape);
+  for (auto& [k, e] : tensors_) n += shape_size(stored_info(e).shape);
   return n;
 }
 
@@ -261,7 +279,7 @@ ValidationReport Checkpoint::validate(const std::vector<ExpectedTensor>& expecte
       (x.optional ? rep.missing_optional : missing).push_back(x.name);
       continue;
     }
-    const TensorInfo& t = st_[it->second.file]->info(it->second.stored);
+    const TensorInfo& t = stored_info(it->second);
     if (t.shape != x.shape)
       raise<FormatError>("[checkpoint] {}: tensor '{}' has shape {}, expected {} for {}",
                          files_[it->second.file].path, it->second.stored, shape_str(t.shape),

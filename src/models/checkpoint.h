@@ -48,6 +48,15 @@ struct ValidationReport {
   std::vector<std::string> missing_optional;
 };
 
+/// Tensors that come from somewhere other than safetensors files (a GGUF file), by stored name:
+/// load() gives the tensor on the CPU, already in canonical layout (see gguf_checkpoint.h).
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+  virtual const TensorInfo& info(const std::string& stored) const = 0;
+  virtual Array load(const std::string& stored) const = 0;
+};
+
 /// An open checkpoint. Tensor names are the text model's canonical Hugging Face names
 /// ("model.layers.0.self_attn.q_proj.weight", "lm_head.weight"): a multimodal checkpoint's
 /// "language_model.model.*" / "model.language_model.*" names are mapped to them and its other
@@ -89,7 +98,8 @@ class Checkpoint {
   const CheckpointOptions& options() const { return opts_; }
 
   /// Checks the tensors against an architecture's list: a missing required tensor, a wrong
-  /// shape or an integer dtype (weights are floats: no quantization format is supported yet)
+  /// shape or an integer dtype (integer storage only for the packed uint32 weight of a module
+  /// the quantization config quantizes)
   /// is a FormatError naming the tensor and the file; unexpected tensors are warned about on
   /// stderr (when options().warn) and returned.
   ValidationReport validate(const std::vector<ExpectedTensor>& expected) const;
@@ -114,6 +124,12 @@ class Checkpoint {
   std::map<std::string, Entry> tensors_;
   std::vector<std::string> ignored_;
 
+  std::shared_ptr<const TensorSource> source_;  // GGUF: replaces st_
+
+  friend Checkpoint open_gguf_checkpoint(const std::string& path, const CheckpointOptions& opts);
+  const TensorInfo& stored_info(const Entry& e) const {
+    return source_ ? source_->info(e.stored) : st_[e.file]->info(e.stored);
+  }
   void open_weights();
   void map_names(const std::map<std::string, size_t>& stored);
 };
