@@ -145,10 +145,130 @@ TEST(ServerApi, ParsesChatMessages) {
           .param,
       "messages[0].content");
   EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                 "response_format": {"type": "json_object"}})",
+                                 "response_format": {"type": "yaml"}})",
                              true)
                 .param,
             "response_format");
+}
+
+TEST(ServerApi, ParsesResponseFormat) {
+  auto chat = [](const std::string& rf) {
+    return parse_completion_request(
+        R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": )" +
+            rf + "}",
+        true);
+  };
+  EXPECT_EQ(chat(R"({"type": "text"})").grammar, nullptr);
+  EXPECT_NE(chat(R"({"type": "json_object"})").grammar, nullptr);
+  const auto r = chat(R"({"type": "json_schema", "json_schema": {"name": "p", "strict": true,
+      "schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+                 "additionalProperties": false}}})");
+  ASSERT_NE(r.grammar, nullptr);
+  llm::grammar::JsonMatcher m(r.grammar);
+  EXPECT_TRUE(m.feed(R"({"a": 12})") && m.accepting());
+  // A keyword it cannot enforce: 400 naming it.
+  try {
+    chat(R"({"type": "json_schema", "json_schema": {"name": "p",
+        "schema": {"type": "string", "pattern": "^a"}}})");
+    FAIL() << "pattern accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "response_format");
+    EXPECT_NE(std::string(e.what()).find("'pattern'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(chat(R"({"type": "json_schema"})"), ApiError);
+  EXPECT_THROW(chat(R"({"type": "json_schema", "json_schema": {"schema": {}}})"), ApiError);
+}
+
+TEST(ServerApi, ParsesToolsAndToolHistory) {
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                     "required": ["city"], "additionalProperties": false}}},
+      {"type": "function", "function": {"name": "now"}}])";
+  auto r = parse_completion_request(
+      R"({"model": "m", "messages": [{"role": "user", "content": "w?"},
+          {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+           "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+          {"role": "tool", "tool_call_id": "c1", "content": "21"}], )" +
+          tools + "}",
+      true);
+  ASSERT_EQ(r.tools.size(), 2u);
+  EXPECT_EQ(r.tool_choice, "auto");
+  EXPECT_TRUE(r.parse_tools());
+  EXPECT_EQ(r.grammar, nullptr);
+  // The template gets {"messages", "tools"} with the call's arguments as an object.
+  const json conv = json::parse(r.messages_json);
+  EXPECT_EQ(conv["tools"].size(), 2u);
+  EXPECT_EQ(conv["messages"][1]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
+  EXPECT_EQ(conv["messages"][2]["role"], "tool");
+  EXPECT_EQ(conv["messages"][2]["tool_call_id"], "c1");
+
+  // A named function is forced by a grammar of {"name": ..., "arguments": ...}.
+  auto f = parse_completion_request(
+      R"({"model": "m", "messages": [{"role": "user", "content": "w?"}],
+          "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, )" +
+          tools + "}",
+      true);
+  ASSERT_NE(f.grammar, nullptr);
+  llm::grammar::JsonMatcher m(f.grammar);
+  EXPECT_TRUE(m.feed(R"({"name": "get_weather", "arguments": {"city": "Rome"}})") && m.accepting());
+  llm::grammar::JsonMatcher other(f.grammar);
+  EXPECT_FALSE(other.feed(R"({"name": "now")"));
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "tool_choice": "required"})",
+                             true)
+                .param,
+            "tool_choice");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "tool_choice": {"type": "function", "function": {"name": "x"}},
+                                 )" +
+                                 tools + "}",
+                             true)
+                .param,
+            "tool_choice");
+  EXPECT_EQ(completion_error(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                 "tools": [{"type": "function", "function": {"name": "f",
+                                 "parameters": {"type": "object", "properties": {
+                                 "a": {"type": "string", "format": "email"}}}}}],
+                                 "tool_choice": "required"})",
+                             true)
+                .param,
+            "tools");
+}
+
+TEST(ServerApi, ParsesToolCallsFromModelOutput) {
+  const std::vector<ToolSpec> tools = {{"get_weather", "{}"}, {"now", "{}"}};
+  std::string content;
+  // Qwen3 / Hermes: tagged blocks, text around them is the content.
+  auto calls = parse_tool_calls(
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n"
+      "</tool_call>",
+      tools, content);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(calls[0].arguments), json({{"city", "Paris"}}));
+  EXPECT_EQ(calls[1].name, "now");
+  EXPECT_NE(calls[0].id, calls[1].id);
+  EXPECT_EQ(content, "Let me check.");
+  // Llama 3.x: the whole answer is one JSON call ("parameters" as the arguments).
+  calls = parse_tool_calls(R"( {"name": "now", "parameters": {"tz": "UTC"}} )", tools, content);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(json::parse(calls[0].arguments), json({{"tz", "UTC"}}));
+  EXPECT_EQ(content, "");
+  // Unknown functions and plain text are left as text.
+  calls = parse_tool_calls(R"({"name": "rm", "arguments": {}})", tools, content);
+  EXPECT_TRUE(calls.empty());
+  EXPECT_EQ(content, R"({"name": "rm", "arguments": {}})");
+  // The response carries them as OpenAI tool_calls with string arguments.
+  Choice c{0, "", "tool_calls",
+           parse_tool_calls(R"({"name": "now", "arguments": {}})", tools, content)};
+  const json resp = json::parse(completion_response(true, "id", 0, "m", {c}, {1, 2}));
+  const json& msg = resp["choices"][0]["message"];
+  EXPECT_TRUE(msg["content"].is_null());
+  EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "now");
+  EXPECT_EQ(msg["tool_calls"][0]["function"]["arguments"], "{}");
+  EXPECT_EQ(resp["choices"][0]["finish_reason"], "tool_calls");
 }
 
 TEST(ServerApi, EmbeddingAndClassifyRequests) {
@@ -158,9 +278,18 @@ TEST(ServerApi, EmbeddingAndClassifyRequests) {
   EXPECT_THROW(parse_embedding_request(R"({"model": "m"})"), ApiError);
   EXPECT_THROW(parse_embedding_request(R"({"model": "m", "input": "a", "pooling": "max"})"),
                ApiError);
-  EXPECT_THROW(
-      parse_embedding_request(R"({"model": "m", "input": "a", "encoding_format": "base64"})"),
-      ApiError);
+  EXPECT_TRUE(
+      parse_embedding_request(R"({"model": "m", "input": "a", "encoding_format": "base64"})")
+          .base64);
+  EXPECT_THROW(parse_embedding_request(R"({"model": "m", "input": "a", "encoding_format": "hex"})"),
+               ApiError);
+  // RFC 4648 section 10 test vectors.
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foob"), "Zm9vYg==");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
   auto c = parse_classify_request(
       R"({"model": "m", "template": "Q: {text} A:", "labels": [" yes", " no"], "texts": ["t"]})");
   EXPECT_EQ(c.labels.size(), 2u);

@@ -1,8 +1,13 @@
 // OpenAI-compatible request parsing and response formatting (see api.h).
 #include "server/api.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <optional>
 
 namespace ingot::server {
 
@@ -128,7 +133,215 @@ std::string content_text(const json& c, size_t i) {
   bad(param, "'content' must be a string or an array of text parts");
 }
 
+// One chat message in the form chat templates expect: roles system (developer), user,
+// assistant (with optional tool_calls, arguments as objects), tool (with tool_call_id).
+json chat_message(const json& msg, size_t i) {
+  const std::string p = "messages[" + std::to_string(i) + "]";
+  if (!msg.is_object()) bad(p, "each message must be an object");
+  if (!msg.contains("role") || !msg["role"].is_string())
+    bad(p + ".role", "each message needs a string 'role'");
+  const std::string role = msg["role"].get<std::string>();
+  if (role != "system" && role != "user" && role != "assistant" && role != "developer" &&
+      role != "tool")
+    bad(p + ".role", "unsupported role '" + role + "' (system, developer, user, assistant, tool)");
+  json out = {{"role", role == "developer" ? "system" : role}};
+  const json* calls = field(msg, "tool_calls");
+  if (calls && role != "assistant")
+    bad(p + ".tool_calls", "only assistant messages have tool_calls");
+  const json* c = field(msg, "content");
+  if (!c && !calls) bad(p + ".content", "each message needs a 'content'");
+  out["content"] = c ? content_text(*c, i) : "";
+  if (calls) {
+    if (!calls->is_array()) bad(p + ".tool_calls", "'tool_calls' must be an array");
+    json tc = json::array();
+    for (const json& call : *calls) {
+      const json* f = call.is_object() ? field(call, "function") : nullptr;
+      if (!f || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string())
+        bad(p + ".tool_calls", "each tool call needs a 'function' with a string 'name'");
+      json args = json::object();
+      if (const json* a = field(*f, "arguments")) {
+        if (!a->is_string()) bad(p + ".tool_calls", "'function.arguments' must be a string");
+        args = json::parse(a->get<std::string>(), nullptr, false);
+        if (args.is_discarded()) args = a->get<std::string>();  // templates print it as is
+      }
+      json one = {{"type", "function"},
+                  {"function", {{"name", (*f)["name"]}, {"arguments", args}}}};
+      if (const json* id = field(call, "id"); id && id->is_string()) one["id"] = *id;
+      tc.push_back(one);
+    }
+    out["tool_calls"] = tc;
+  }
+  if (role == "tool") {
+    if (const json* id = field(msg, "tool_call_id")) {
+      if (!id->is_string()) bad(p + ".tool_call_id", "'tool_call_id' must be a string");
+      out["tool_call_id"] = *id;
+    }
+  }
+  return out;
+}
+
+// "tools" and "tool_choice" of a chat request: fills r.tools / tool_choice / tool_name (and the
+// grammar of a forced call); returns the tools for the chat template (empty: none).
+json parse_tools(const json& j, CompletionRequest& r) {
+  const json* t = field(j, "tools");
+  const json* choice = field(j, "tool_choice");
+  json out = json::array();
+  if (t) {
+    if (!t->is_array()) bad("tools", "'tools' must be an array");
+    if (t->size() > 128) bad("tools", "at most 128 tools");
+    for (size_t i = 0; i < t->size(); ++i) {
+      const json& tool = (*t)[i];
+      const std::string p = "tools[" + std::to_string(i) + "]";
+      if (!tool.is_object() || !tool.contains("type") || tool["type"] != "function")
+        bad(p, "each tool must be {\"type\": \"function\", \"function\": {...}}");
+      const json* f = field(tool, "function");
+      if (!f || !f->is_object()) bad(p + ".function", "a tool needs a 'function' object");
+      const json* name = field(*f, "name");
+      if (!name || !name->is_string() || name->get<std::string>().empty())
+        bad(p + ".function.name", "a function needs a non-empty string 'name'");
+      for (const ToolSpec& other : r.tools)
+        if (other.name == name->get<std::string>())
+          bad(p + ".function.name", "duplicate function name '" + other.name + "'");
+      json params = json{{"type", "object"}};
+      if (const json* pa = field(*f, "parameters")) {
+        if (!pa->is_object()) bad(p + ".function.parameters", "'parameters' must be an object");
+        params = *pa;
+      }
+      if (const json* d = field(*f, "description"); d && !d->is_string())
+        bad(p + ".function.description", "'description' must be a string");
+      r.tools.push_back({name->get<std::string>(), params.dump()});
+      out.push_back(tool);
+    }
+  }
+  if (choice) {
+    if (choice->is_string()) {
+      r.tool_choice = choice->get<std::string>();
+      if (r.tool_choice != "auto" && r.tool_choice != "none" && r.tool_choice != "required")
+        bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a function");
+    } else if (choice->is_object() && choice->contains("function") &&
+               (*choice)["function"].is_object() && (*choice)["function"].contains("name") &&
+               (*choice)["function"]["name"].is_string()) {
+      r.tool_choice = "function";
+      r.tool_name = (*choice)["function"]["name"].get<std::string>();
+    } else {
+      bad("tool_choice",
+          "'tool_choice' must be a string or {\"type\": \"function\", "
+          "\"function\": {\"name\": ...}}");
+    }
+    if (r.tools.empty() && r.tool_choice != "none")
+      bad("tool_choice", "'tool_choice' needs 'tools'");
+  }
+  if (!r.forced_tool()) return out;
+  // A forced call: the output is one {"name": ..., "arguments": {...}} of the allowed tools;
+  // the tools' $defs move to the root of the combined schema.
+  json alts = json::array();
+  json defs = json::object();
+  for (const ToolSpec& tool : r.tools) {
+    if (r.tool_choice == "function" && tool.name != r.tool_name) continue;
+    json params = json::parse(tool.parameters_json);
+    for (const char* key : {"$defs", "definitions"}) {
+      if (!params.contains(key)) continue;
+      if (!params[key].is_object()) bad("tools", std::string("'") + key + "' must be an object");
+      for (const auto& [k, v] : params[key].items()) {
+        if (defs.contains(k) && defs[k] != v)
+          bad("tools", "two tools define '" + k + "' differently in their $defs");
+        defs[k] = v;
+      }
+      params.erase(key);
+    }
+    alts.push_back({{"type", "object"},
+                    {"properties", {{"name", {{"const", tool.name}}}, {"arguments", params}}},
+                    {"required", {"name", "arguments"}},
+                    {"additionalProperties", false}});
+  }
+  if (alts.empty()) bad("tool_choice", "tool_choice names no function in 'tools': " + r.tool_name);
+  json schema = alts.size() == 1 ? alts[0] : json{{"anyOf", alts}};
+  if (!defs.empty()) {
+    // "#/definitions/x" refs resolve through "$defs" too: rewrite them.
+    std::string text = schema.dump();
+    for (size_t at; (at = text.find("\"#/definitions/")) != std::string::npos;)
+      text.replace(at, 15, "\"#/$defs/");
+    schema = json::parse(text);
+    schema["$defs"] = defs;
+  }
+  try {
+    r.grammar = llm::grammar::JsonGrammar::from_schema(schema.dump());
+  } catch (const std::exception& e) {
+    bad("tools", std::string("cannot enforce the tool parameters: ") + e.what());
+  }
+  return out;
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::string call_id() {
+  static std::atomic<uint64_t> n{0};
+  static const uint64_t base =
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "call_%016llx",
+                static_cast<unsigned long long>((base * 6364136223846793005ULL) ^ ++n));
+  return buf;
+}
+
+// {"name": N, "arguments" | "parameters": {...} or a JSON string} naming a known tool -> a call.
+std::optional<ToolCall> call_of(const json& j, const std::vector<ToolSpec>& tools) {
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return std::nullopt;
+  const std::string name = j["name"].get<std::string>();
+  if (std::none_of(tools.begin(), tools.end(), [&](const ToolSpec& t) { return t.name == name; }))
+    return std::nullopt;
+  json args = json::object();
+  for (const char* key : {"arguments", "parameters"})
+    if (j.contains(key)) args = j[key];
+  if (args.is_string()) {
+    json parsed = json::parse(args.get<std::string>(), nullptr, false);
+    if (!parsed.is_discarded()) args = parsed;
+  }
+  if (!args.is_object()) return std::nullopt;
+  return ToolCall{call_id(), name, args.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
 }  // namespace
+
+std::vector<ToolCall> parse_tool_calls(const std::string& text, const std::vector<ToolSpec>& tools,
+                                       std::string& content) {
+  std::vector<ToolCall> calls;
+  static const std::string kOpen = "<tool_call>", kClose = "</tool_call>";
+  std::string rest;
+  size_t pos = 0;
+  while (true) {
+    const size_t a = text.find(kOpen, pos);
+    if (a == std::string::npos) break;
+    const size_t b = text.find(kClose, a + kOpen.size());
+    // An unclosed last block (generation stopped at EOS or a stop string) still counts.
+    const std::string body = text.substr(
+        a + kOpen.size(), b == std::string::npos ? std::string::npos : b - a - kOpen.size());
+    std::optional<ToolCall> c = call_of(json::parse(trim(body), nullptr, false), tools);
+    if (!c) break;
+    calls.push_back(std::move(*c));
+    rest += text.substr(pos, a - pos);
+    pos = b == std::string::npos ? text.size() : b + kClose.size();
+  }
+  if (!calls.empty()) {
+    rest += text.substr(pos);
+    content = trim(rest);
+    return calls;
+  }
+  // Llama 3.x: the whole output is one JSON call (optionally after "<|python_tag|>").
+  std::string t = trim(text);
+  if (t.rfind("<|python_tag|>", 0) == 0) t = trim(t.substr(14));
+  if (std::optional<ToolCall> c = call_of(json::parse(t, nullptr, false), tools)) {
+    content.clear();
+    calls.push_back(std::move(*c));
+    return calls;
+  }
+  content = text;
+  return calls;
+}
 
 std::string error_body(const std::string& message, const std::string& type,
                        const std::string& param, const std::string& code) {
@@ -143,6 +356,37 @@ std::string error_body(const ApiError& e) {
   return error_body(e.what(), e.type, e.param, e.code);
 }
 
+std::shared_ptr<const llm::grammar::JsonGrammar> parse_response_format(const json& rf) {
+  const char* p = "response_format";
+  if (!rf.is_object()) bad(p, "'response_format' must be an object");
+  const json* t = field(rf, "type");
+  if (!t || !t->is_string())
+    bad(p, "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+  const std::string type = t->get<std::string>();
+  if (type == "text") return nullptr;
+  if (type == "json_object") return llm::grammar::JsonGrammar::any_object();
+  if (type != "json_schema")
+    bad(p, "unknown response_format type '" + type + "' (text, json_object, json_schema)");
+  const json* js = field(rf, "json_schema");
+  if (!js || !js->is_object())
+    bad(p,
+        "response_format json_schema needs a 'json_schema' object with a 'name' and a "
+        "'schema'");
+  const json* name = field(*js, "name");
+  if (!name || !name->is_string() || name->get<std::string>().empty())
+    bad(p, "'response_format.json_schema.name' must be a non-empty string");
+  if (const json* st = field(*js, "strict"); st && !st->is_boolean())
+    bad(p, "'response_format.json_schema.strict' must be a boolean");
+  const json* schema = field(*js, "schema");
+  if (!schema) return llm::grammar::JsonGrammar::from_schema("{}");
+  if (!schema->is_object()) bad(p, "'response_format.json_schema.schema' must be an object");
+  try {
+    return llm::grammar::JsonGrammar::from_schema(schema->dump());
+  } catch (const std::exception& e) {
+    bad(p, std::string("cannot enforce this schema: ") + e.what());
+  }
+}
+
 CompletionRequest parse_completion_request(const std::string& body, bool chat) {
   const json j = parse_object(body);
   CompletionRequest r;
@@ -153,28 +397,18 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
     if (!m) bad("messages", "missing required field 'messages'");
     if (!m->is_array() || m->empty()) bad("messages", "'messages' must be a non-empty array");
     json msgs = json::array();
-    for (size_t i = 0; i < m->size(); ++i) {
-      const json& msg = (*m)[i];
-      const std::string p = "messages[" + std::to_string(i) + "]";
-      if (!msg.is_object()) bad(p, "each message must be an object");
-      if (!msg.contains("role") || !msg["role"].is_string())
-        bad(p + ".role", "each message needs a string 'role'");
-      const std::string role = msg["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant" && role != "developer")
-        bad(p + ".role", "unsupported role '" + role + "' (system, developer, user, assistant)");
-      if (msg.contains("tool_calls") && !msg["tool_calls"].is_null())
-        bad(p + ".tool_calls", "tool calls are not supported yet");
-      const json* c = field(msg, "content");
-      if (!c) bad(p + ".content", "each message needs a 'content'");
-      msgs.push_back(
-          {{"role", role == "developer" ? "system" : role}, {"content", content_text(*c, i)}});
+    for (size_t i = 0; i < m->size(); ++i) msgs.push_back(chat_message((*m)[i], i));
+    json tools = parse_tools(j, r);
+    if (tools.empty()) {
+      r.messages_json = msgs.dump(-1, ' ', false, json::error_handler_t::replace);
+    } else {
+      json conv = {{"messages", msgs}, {"tools", tools}};
+      r.messages_json = conv.dump(-1, ' ', false, json::error_handler_t::replace);
     }
-    r.messages_json = msgs.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (field(j, "tools") || field(j, "tool_choice"))
-      bad("tools", "tools / tool_choice are not supported yet");
     if (const json* rf = field(j, "response_format")) {
-      if (!rf->is_object() || !rf->contains("type") || (*rf)["type"] != "text")
-        bad("response_format", "only response_format {\"type\": \"text\"} is supported yet");
+      r.grammar = parse_response_format(*rf);
+      if (r.grammar && r.forced_tool())
+        bad("response_format", "response_format cannot be combined with a forced tool_choice");
     }
     if (get_bool(j, "logprobs")) bad("logprobs", "logprobs are not supported yet");
     if (field(j, "max_completion_tokens"))
@@ -237,14 +471,32 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
   return r;
 }
 
+std::string base64_encode(std::string_view bytes) {
+  static const char* const kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kAlphabet[v >> 18 & 63];
+    out += kAlphabet[v >> 12 & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[v >> 6 & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[v & 63] : '=';
+  }
+  return out;
+}
+
 EmbeddingRequest parse_embedding_request(const std::string& body) {
   const json j = parse_object(body);
   EmbeddingRequest r;
   r.model = get_string(j, "model", true);
   r.inputs = get_prompts(j, "input");
   const std::string fmt = get_string(j, "encoding_format", false);
-  if (!fmt.empty() && fmt != "float")
-    bad("encoding_format", "only encoding_format 'float' is supported");
+  if (!fmt.empty() && fmt != "float" && fmt != "base64")
+    bad("encoding_format", "'encoding_format' must be 'float' or 'base64'");
+  r.base64 = fmt == "base64";
   if (field(j, "dimensions")) bad("dimensions", "'dimensions' is not supported");
   const std::string pooling = get_string(j, "pooling", false);
   if (!pooling.empty() && pooling != "last" && pooling != "mean")
@@ -298,12 +550,22 @@ std::string completion_response(bool chat, const std::string& id, int64_t create
                                 const Usage& usage) {
   json cs = json::array();
   for (const Choice& c : choices) {
-    if (chat)
+    if (chat) {
+      json msg = {{"role", "assistant"}, {"content", c.text}};
+      if (!c.tool_calls.empty()) {
+        if (c.text.empty()) msg["content"] = nullptr;
+        json calls = json::array();
+        for (const ToolCall& t : c.tool_calls)
+          calls.push_back({{"id", t.id},
+                           {"type", "function"},
+                           {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+        msg["tool_calls"] = calls;
+      }
       cs.push_back({{"index", c.index},
-                    {"message", {{"role", "assistant"}, {"content", c.text}}},
+                    {"message", msg},
                     {"logprobs", nullptr},
                     {"finish_reason", c.finish_reason}});
-    else
+    } else
       cs.push_back({{"index", c.index},
                     {"text", c.text},
                     {"logprobs", nullptr},
@@ -334,6 +596,28 @@ std::string stream_chunk(bool chat, const std::string& id, int64_t created,
   return "data: " +
          dump({{"id", id},
                {"object", chat ? "chat.completion.chunk" : "text_completion"},
+               {"created", created},
+               {"model", model},
+               {"choices", json::array({c})}}) +
+         "\n\n";
+}
+
+std::string stream_tool_calls_chunk(const std::string& id, int64_t created,
+                                    const std::string& model, int index,
+                                    const std::vector<ToolCall>& calls) {
+  json tc = json::array();
+  for (size_t i = 0; i < calls.size(); ++i)
+    tc.push_back({{"index", i},
+                  {"id", calls[i].id},
+                  {"type", "function"},
+                  {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+  json c = {{"index", index},
+            {"logprobs", nullptr},
+            {"finish_reason", nullptr},
+            {"delta", {{"tool_calls", tc}}}};
+  return "data: " +
+         dump({{"id", id},
+               {"object", "chat.completion.chunk"},
                {"created", created},
                {"model", model},
                {"choices", json::array({c})}}) +

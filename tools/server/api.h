@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "llm/grammar/json_schema.h"
+
 namespace ingot::server {
 
 /// An error answered to the client as {"error": {"message", "type", "param", "code"}}.
@@ -39,6 +41,19 @@ struct Prompt {
   std::vector<int32_t> ids;  // non-empty: use these instead of encoding `text`
 };
 
+/// A function the model may call (chat `tools`).
+struct ToolSpec {
+  std::string name;
+  std::string parameters_json;  ///< the JSON schema of its arguments ({"type": "object"} if none)
+};
+
+/// One tool call parsed from a model's output.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  ///< JSON text of the arguments object
+};
+
 /// POST /v1/completions and /v1/chat/completions.
 struct CompletionRequest {
   bool chat = false;
@@ -55,13 +70,39 @@ struct CompletionRequest {
   int n = 1;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  /// response_format json_object / json_schema (chat): the grammar the output must follow
+  /// (null: free text).
+  std::shared_ptr<const llm::grammar::JsonGrammar> grammar;
+  /// Chat tools (rendered through the chat template) and tool_choice: "auto", "none",
+  /// "required" or "function" (then `tool_name` is the one to call).
+  std::vector<ToolSpec> tools;
+  std::string tool_choice = "auto";
+  std::string tool_name;
+  /// True when tools are given and tool_choice is not "none": the output is parsed for calls.
+  bool parse_tools() const { return !tools.empty() && tool_choice != "none"; }
+  /// True for tool_choice "required" / a named function: `grammar` forces one call, written as
+  /// {"name": ..., "arguments": {...}}.
+  bool forced_tool() const { return tool_choice == "required" || tool_choice == "function"; }
 };
+
+/// Tool calls in a model's output: Hermes / Qwen3 `<tool_call>{"name", "arguments"}</tool_call>`
+/// blocks, or (Llama 3.x style) a whole output that is one {"name", "arguments" | "parameters"}
+/// object. Calls naming no tool in `tools` are left as text. `content` gets the text outside
+/// the calls (trimmed).
+std::vector<ToolCall> parse_tool_calls(const std::string& text, const std::vector<ToolSpec>& tools,
+                                       std::string& content);
+
+/// Compiles a chat request's response_format: null for {"type": "text"}, the any-object grammar
+/// for {"type": "json_object"}, the compiled schema for {"type": "json_schema", "json_schema":
+/// {"name", "schema", "strict"}}. ApiError 400 (param response_format) naming what is wrong.
+std::shared_ptr<const llm::grammar::JsonGrammar> parse_response_format(const nlohmann::json& rf);
 
 /// POST /v1/embeddings ("pooling": "last" (default) or "mean" is an ingot extension).
 struct EmbeddingRequest {
   std::string model;
   std::vector<Prompt> inputs;
   bool mean_pooling = false;
+  bool base64 = false;  ///< encoding_format "base64": little-endian float32 bytes, base64
 };
 
 /// POST /v1/classify: {"model", "template" (with "{text}" once), "labels", "texts"}.
@@ -71,6 +112,9 @@ struct ClassifyRequest {
   std::vector<std::string> labels;
   std::vector<std::string> texts;
 };
+
+/// Standard base64 (with padding) of `bytes`.
+std::string base64_encode(std::string_view bytes);
 
 /// Parsers: ApiError (status 400, naming the offending param) on invalid JSON, wrong types,
 /// missing fields, out-of-range values and options this server does not support.
@@ -82,7 +126,8 @@ ClassifyRequest parse_classify_request(const std::string& body);
 struct Choice {
   int index = 0;
   std::string text;
-  std::string finish_reason;  // "stop" or "length"
+  std::string finish_reason;         // "stop", "length" or "tool_calls"
+  std::vector<ToolCall> tool_calls;  // chat: calls parsed from the output (text = the rest)
 };
 
 struct Usage {
@@ -102,6 +147,10 @@ std::string completion_response(bool chat, const std::string& id, int64_t create
 std::string stream_chunk(bool chat, const std::string& id, int64_t created,
                          const std::string& model, int index, const std::string& text,
                          const std::string& finish_reason, bool role = false);
+/// The chunk with a chat choice's tool calls (delta.tool_calls, OpenAI's streaming shape).
+std::string stream_tool_calls_chunk(const std::string& id, int64_t created,
+                                    const std::string& model, int index,
+                                    const std::vector<ToolCall>& calls);
 /// The final usage chunk (choices empty) of stream_options.include_usage.
 std::string stream_usage_chunk(bool chat, const std::string& id, int64_t created,
                                const std::string& model, const Usage& usage);

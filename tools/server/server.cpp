@@ -13,6 +13,7 @@
 
 #include "core/allocator.h"
 #include "server/api.h"
+#include "server/structured.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -39,6 +40,7 @@ struct BatchRow {
   std::function<void(const std::string& piece)> on_text;  // streamed text (may be empty)
   std::function<void(const std::string& text, int64_t tokens, const std::string& finish)> on_done;
   std::function<void(std::exception_ptr)> on_error;
+  std::shared_ptr<const llm::grammar::JsonGrammar> grammar;  // constrained output (or null)
 };
 
 namespace {
@@ -176,6 +178,34 @@ int64_t Server::context_limit() const {
   return model_ctx > 0 ? model_ctx : (opt_.max_context > 0 ? opt_.max_context : INT64_MAX);
 }
 
+std::shared_ptr<const llm::grammar::TokenVocabulary> Server::vocabulary() {
+  std::call_once(vocab_once_, [this] {
+    std::vector<int32_t> eos = opt_.stop_ids;
+    for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) eos.push_back(id);
+    const int64_t v = tm_.model->vocab_size();
+    std::vector<int32_t> valid;
+    for (int32_t id : eos)
+      if (id >= 0 && id < v) valid.push_back(id);
+    vocab_ = std::make_shared<llm::grammar::TokenVocabulary>(token_bytes(*tm_.tokenizer, v),
+                                                             std::move(valid));
+  });
+  return vocab_;
+}
+
+std::unique_ptr<llm::grammar::TokenConstraint> Server::constraint(
+    const std::shared_ptr<const llm::grammar::JsonGrammar>& g) {
+  if (!g) return nullptr;
+  return std::make_unique<llm::grammar::TokenConstraint>(g, vocabulary());
+}
+
+void Server::count_mask_work(const llm::grammar::TokenConstraint* c) {
+  if (!c) return;
+  std::lock_guard<std::mutex> lk(metrics_.mu);
+  metrics_.mask_seconds += c->stats().seconds;
+  metrics_.masks_computed += c->stats().computed;
+  metrics_.masks_cached += c->stats().cached;
+}
+
 bool Server::submit(std::shared_ptr<Job> job) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -256,6 +286,17 @@ void Server::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
   g.stop_ids = opt_.stop_ids;
   for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) g.stop_ids.push_back(id);
   g.sampler.temperature = 0.0f;
+  std::vector<std::unique_ptr<llm::grammar::TokenConstraint>> cons(n);
+  bool constrained = false;
+  for (size_t i = 0; i < n; ++i) {
+    cons[i] = constraint(jobs[i]->row->grammar);
+    constrained = constrained || cons[i];
+  }
+  if (constrained)
+    g.token_mask = [&cons](int row, const std::vector<int32_t>& gen) {
+      auto& c = cons[static_cast<size_t>(row)];
+      return c ? c->next_mask(gen) : nullptr;
+    };
   auto emit = [&](size_t i, size_t k) {
     if (k == 0) return;
     std::string piece = st[i].pending.substr(0, k);
@@ -304,6 +345,7 @@ void Server::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
   };
   try {
     llm::GenerationResult res = llm::generate(*tm_.model, prompts, g);
+    for (const auto& c : cons) count_mask_work(c.get());
     ++metrics_.generate_calls;
     metrics_.batched_rows += static_cast<int64_t>(n);
     {
@@ -346,6 +388,13 @@ std::string Server::metrics_text() const {
           metrics_.decode_seconds);
     gauge("ingot_decode_tokens_per_second", "Decode rate of the last generate call.", "gauge",
           metrics_.last_tokens_per_second);
+    gauge("ingot_constrained_mask_seconds_total",
+          "Seconds spent computing token masks (structured output).", "counter",
+          metrics_.mask_seconds);
+    gauge("ingot_constrained_masks_computed_total", "Token masks computed by a vocabulary walk.",
+          "counter", static_cast<double>(metrics_.masks_computed));
+    gauge("ingot_constrained_masks_cached_total", "Token masks served from a state cache.",
+          "counter", static_cast<double>(metrics_.masks_cached));
   }
   gauge("ingot_prompt_tokens_total", "Prompt tokens processed.", "counter",
         static_cast<double>(metrics_.prompt_tokens.load()));
@@ -515,6 +564,13 @@ void Server::setup_routes() {
           throw ApiError(400, std::string("cannot render the chat template: ") + e.what(),
                          "messages");
         }
+        // A forced call in a template that wraps calls in <tool_call> tags (Qwen3, Hermes):
+        // the prompt opens the tag and the grammar writes the JSON inside it.
+        if (r.forced_tool() &&
+            tm_.tokenizer->chat_template().find("<tool_call>") != std::string::npos) {
+          const auto open = tm_.tokenizer->encode("<tool_call>\n", {.add_special_tokens = false});
+          prompts[0].insert(prompts[0].end(), open.begin(), open.end());
+        }
       } else {
         prompts = prompt_ids(r.prompts, "prompt");
       }
@@ -533,13 +589,25 @@ void Server::setup_routes() {
         max_tokens.push_back(r.max_tokens ? *r.max_tokens
                                           : std::min(opt_.default_max_tokens, ctx - len));
       }
+      // Tool calls parsed out of a finished chat choice (finish_reason becomes "tool_calls").
+      auto finalize = [r](Choice c) {
+        if (!r.parse_tools()) return c;
+        std::string content;
+        std::vector<ToolCall> calls = parse_tool_calls(c.text, r.tools, content);
+        if (!calls.empty()) {
+          c.tool_calls = std::move(calls);
+          c.text = content;
+          c.finish_reason = "tool_calls";
+        }
+        return c;
+      };
       const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
       const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
       const int64_t created = now_seconds();
 
       // Generates every choice (prompt i, sample j -> index i*n+j) in order; `on_piece` gets
       // streamed text; returns the choices and usage.
-      auto generate_all = [this, r, prompts, max_tokens, seed](
+      auto generate_all = [this, r, prompts, max_tokens, seed, finalize](
                               std::atomic<bool>& cancelled,
                               const std::function<void(int, const std::string&)>& on_piece,
                               const std::function<void(int, const std::string&)>& on_finish) {
@@ -559,9 +627,15 @@ void Server::setup_routes() {
             t.gen.sampler.frequency_penalty = r.frequency_penalty;
             t.gen.sampler.seed = seed + static_cast<uint64_t>(index);
             t.gen.on_token = [&cancelled](int, int32_t) { return !cancelled.load(); };
+            std::unique_ptr<llm::grammar::TokenConstraint> con = constraint(r.grammar);
+            if (con)
+              t.gen.token_mask = [&con](int, const std::vector<int32_t>& gen) {
+                return con->next_mask(gen);
+              };
             t.stop_strings = r.stop;
             if (on_piece) t.on_text = [&](const std::string& piece) { on_piece(index, piece); };
             llm::TextResult tr = llm::generate_text(tm_, prompts[i], t);
+            count_mask_work(con.get());
             usage.completion_tokens += static_cast<int64_t>(tr.tokens.size());
             metrics_.prompt_tokens += static_cast<int64_t>(prompts[i].size());
             metrics_.generated_tokens += static_cast<int64_t>(tr.tokens.size());
@@ -574,20 +648,23 @@ void Server::setup_routes() {
             }
             const std::string finish = tr.finish == llm::FinishReason::length ? "length" : "stop";
             if (on_finish) on_finish(index, finish);
-            choices.push_back({index, tr.text, finish});
+            choices.push_back(finalize({index, tr.text, finish, {}}));
           }
         }
         return std::make_pair(choices, usage);
       };
 
       // Greedy single-choice requests are batched together by the scheduler (run_batch).
+      // (A stream whose output is parsed for tool calls is answered when it is complete.)
       const bool batchable = prompts.size() == 1 && r.n == 1 && r.temperature == 0.0f &&
-                             r.presence_penalty == 0.0f && r.frequency_penalty == 0.0f;
+                             r.presence_penalty == 0.0f && r.frequency_penalty == 0.0f &&
+                             !(r.stream && r.parse_tools());
       auto make_row = [&] {
         auto row = std::make_shared<BatchRow>();
         row->prompt = prompts[0];
         row->max_tokens = max_tokens[0];
         row->stop = r.stop;
+        row->grammar = r.grammar;
         return row;
       };
       const Usage prompt_usage{static_cast<int64_t>(prompts[0].size()), 0};
@@ -603,8 +680,9 @@ void Server::setup_routes() {
                 {503, error_body("the server is shutting down", "server_error", "", "")});
             return;
           }
-          done->set_value({200, completion_response(chat, id, created, r.model, {{0, text, fin}},
-                                                    {prompt_usage.prompt_tokens, ntok})});
+          done->set_value(
+              {200, completion_response(chat, id, created, r.model, {finalize({0, text, fin, {}})},
+                                        {prompt_usage.prompt_tokens, ntok})});
         };
         job->row->on_error = [done](std::exception_ptr ep) {
           done->set_value(reply_for_exception(ep));
@@ -649,6 +727,20 @@ void Server::setup_routes() {
             }
             events->push(stream_chunk(chat, id, created, r.model, index, "", finish));
           };
+          if (r.parse_tools()) {  // buffered: text, tool calls and finish at the end
+            auto [choices, usage] = generate_all(*cancelled, nullptr, nullptr);
+            for (const Choice& c : choices) {
+              events->push(stream_chunk(chat, id, created, r.model, c.index, c.text, "", true));
+              if (!c.tool_calls.empty())
+                events->push(stream_tool_calls_chunk(id, created, r.model, c.index, c.tool_calls));
+              events->push(stream_chunk(chat, id, created, r.model, c.index, "", c.finish_reason));
+            }
+            if (r.include_usage)
+              events->push(stream_usage_chunk(chat, id, created, r.model, usage));
+            events->push(stream_done());
+            events->finish();
+            return;
+          }
           auto [choices, usage] = generate_all(*cancelled, on_piece, on_finish);
           if (r.include_usage) events->push(stream_usage_chunk(chat, id, created, r.model, usage));
         } catch (...) {
@@ -743,7 +835,12 @@ void Server::setup_routes() {
         json data = json::array();
         int64_t ntok = 0;
         for (size_t i = 0; i < vecs.size(); ++i) {
-          data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", vecs[i]}});
+          // base64: the float32 values' little-endian bytes (what the openai clients ask for).
+          json emb = r.base64 ? json(base64_encode(
+                                    std::string_view(reinterpret_cast<const char*>(vecs[i].data()),
+                                                     vecs[i].size() * sizeof(float))))
+                              : json(vecs[i]);
+          data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", emb}});
           ntok += static_cast<int64_t>(prompts[i].size());
         }
         metrics_.prompt_tokens += ntok;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "llm/grammar/token_mask.h"
 #include "llm/text/text.h"
 
 namespace httplib {
@@ -79,6 +80,12 @@ class Server {
   /// Queues a job; false when the queue is full.
   bool submit(std::shared_ptr<Job> job);
   int64_t context_limit() const;
+  /// The vocabulary's token bytes for constrained decoding (built at the first use).
+  std::shared_ptr<const llm::grammar::TokenVocabulary> vocabulary();
+  /// A constraint following `g` (null: none); its mask work is added to the metrics.
+  std::unique_ptr<llm::grammar::TokenConstraint> constraint(
+      const std::shared_ptr<const llm::grammar::JsonGrammar>& g);
+  void count_mask_work(const llm::grammar::TokenConstraint* c);
 
   llm::TextModel tm_;
   ServerOptions opt_;
@@ -92,6 +99,8 @@ class Server {
   bool stopping_ = false;
   bool held_ = false;
   std::thread scheduler_;
+  std::once_flag vocab_once_;
+  std::shared_ptr<const llm::grammar::TokenVocabulary> vocab_;
 
  public:
   /// Counters behind /metrics (updated by the handlers and the scheduler).
@@ -106,6 +115,9 @@ class Server {
     mutable std::mutex mu;
     double decode_seconds = 0;  // sum over generate calls
     double last_tokens_per_second = 0;
+    double mask_seconds = 0;     // constrained decoding: time computing token masks
+    int64_t masks_computed = 0;  // masks computed by a vocabulary walk
+    int64_t masks_cached = 0;    // masks served from a constraint's state cache
     std::map<std::pair<std::string, int>, int64_t> requests;  // (path, status) -> count
   };
   Metrics& metrics() { return metrics_; }

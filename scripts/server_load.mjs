@@ -1,0 +1,205 @@
+#!/usr/bin/env node
+// Load test of `ingot serve` (Node 20+, no npm packages): N concurrent streaming clients for a
+// bounded time, with random disconnects and malformed requests mixed in. Reports total tokens/s,
+// time to first token and inter-token latency percentiles, status counts (5xx must be 0), and
+// the server's RSS after warm-up and at the end (from /proc). Exit 1 on a 5xx, a crash or a
+// valid request left unanswered.
+//
+// Usage:
+//   node scripts/server_load.mjs --ingot build/tools/cli/ingot --model DIR [--dtype float32]
+//        [--clients 64] [--seconds 120] [--max-tokens 32] [--warmup 10] [--max-batch 8]
+//   node scripts/server_load.mjs --url http://127.0.0.1:8080 --pid PID ...   (a running server)
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]?.startsWith("--") ? "1" : all[i + 1]]);
+    return acc;
+  }, []));
+const clients = Number(args.clients ?? 64);
+const seconds = Number(args.seconds ?? 120);
+const warmup = Number(args.warmup ?? 10);
+const maxTokens = Number(args["max-tokens"] ?? 32);
+const model = args["model-name"] ?? "load";
+
+function rssKiB(pid) {
+  const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function startServer() {
+  if (args.url) return { url: args.url, pid: Number(args.pid), proc: null };
+  const a = ["serve", "--model", args.model, "--port", "0", "--model-name", model, "--quiet",
+             "--max-queue", String(args["max-queue"] ?? 256), "--max-batch", String(args["max-batch"] ?? 8)];
+  if (args.dtype) a.push("--dtype", args.dtype);
+  const proc = spawn(args.ingot, a, { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  const port = await new Promise((resolve, reject) => {
+    proc.stderr.on("data", (d) => {
+      err += d;
+      const m = err.match(/on http:\/\/[^:]+:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on("exit", (c) => reject(new Error(`server exited (${c}): ${err}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, pid: proc.pid, proc };
+}
+
+const { url, pid, proc } = await startServer();
+let crashed = false;
+proc?.on("exit", (code, sig) => { if (!stopping) { crashed = true; console.error(`server died: ${code} ${sig}`); } });
+let stopping = false;
+
+const prompts = ["Once upon a time", "The weather today", "List three colors:", "def fib(n):",
+                 "In 1492,", "Hello, my name is", "The capital of France", "Q: why? A:"];
+const stats = {
+  started: 0, completed: 0, disconnected: 0, malformed: 0, status: {}, tokens: 0,
+  ttft: [], itl: [], unanswered: 0, errors: [],
+};
+const t0 = performance.now();
+const deadline = t0 + seconds * 1000;
+let warmTokens = 0;
+let warmAt = 0;
+let rssWarm = NaN;
+
+function count(status) { stats.status[status] = (stats.status[status] ?? 0) + 1; }
+
+async function malformed() {
+  const bodies = ["{not json", JSON.stringify({ model, prompt: "x", max_tokens: 0 }),
+                  JSON.stringify({ model: "nope", prompt: "x" }), JSON.stringify({ model, messages: "x" }),
+                  JSON.stringify({ model, prompt: [1e12] }), "[]"];
+  const body = bodies[Math.floor(Math.random() * bodies.length)];
+  const r = await fetch(`${url}/v1/completions`, { method: "POST", body, headers: { "Content-Type": "application/json" } });
+  await r.text();
+  count(r.status);
+  stats.malformed++;
+  if (r.status !== 400) stats.errors.push(`malformed request answered ${r.status}`);
+}
+
+async function streaming(disconnectAfter) {
+  const chat = Math.random() < 0.5;
+  const prompt = prompts[Math.floor(Math.random() * prompts.length)];
+  const greedy = Math.random() < 0.7;
+  const body = { model, max_tokens: maxTokens, stream: true, stream_options: { include_usage: true },
+                 temperature: greedy ? 0 : 0.8, seed: Math.floor(Math.random() * 1e6) };
+  if (chat) body.messages = [{ role: "user", content: prompt }];
+  else body.prompt = prompt;
+  const ctl = new AbortController();
+  const start = performance.now();
+  stats.started++;
+  let r;
+  try {
+    r = await fetch(`${url}/v1/${chat ? "chat/completions" : "completions"}`, {
+      method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+      signal: ctl.signal });
+  } catch (e) {
+    stats.unanswered++;
+    stats.errors.push(`connect: ${e.message}`);
+    return;
+  }
+  count(r.status);
+  if (r.status !== 200) {
+    await r.text();
+    if (r.status >= 500) stats.errors.push(`status ${r.status}`);
+    return;
+  }
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  let last = 0;
+  let chunks = 0;
+  let done = false;
+  try {
+    while (!done) {
+      const { value, done: end } = await reader.read();
+      if (end) break;
+      buf += dec.decode(value, { stream: true });
+      let at;
+      while ((at = buf.indexOf("\n\n")) >= 0) {
+        const ev = buf.slice(0, at);
+        buf = buf.slice(at + 2);
+        if (!ev.startsWith("data: ")) continue;
+        const data = ev.slice(6);
+        if (data === "[DONE]") { done = true; break; }
+        const j = JSON.parse(data);
+        if (j.error) { stats.errors.push(`stream error: ${j.error.message}`); continue; }
+        if (j.usage) {
+          stats.tokens += j.usage.completion_tokens;
+          if (performance.now() > t0 + warmup * 1000) warmTokens += j.usage.completion_tokens;
+        }
+        const c = j.choices?.[0];
+        const text = c ? (chat ? c.delta?.content : c.text) : "";
+        if (text) {
+          const now = performance.now();
+          if (chunks === 0) stats.ttft.push(now - start);
+          else stats.itl.push(now - last);
+          last = now;
+          chunks++;
+          if (disconnectAfter !== null && chunks >= disconnectAfter) {
+            ctl.abort();
+            stats.disconnected++;
+            return;
+          }
+        }
+      }
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") stats.errors.push(`read: ${e.message}`);
+    return;
+  }
+  if (done) stats.completed++;
+  else { stats.unanswered++; stats.errors.push("stream ended without [DONE]"); }
+}
+
+async function client() {
+  while (performance.now() < deadline && !crashed) {
+    const u = Math.random();
+    try {
+      if (u < 0.1) await malformed();
+      else await streaming(u < 0.2 ? 1 + Math.floor(Math.random() * 4) : null);
+    } catch (e) {
+      stats.errors.push(`client: ${e.message}`);
+    }
+  }
+}
+
+const rssStart = rssKiB(pid);
+setTimeout(() => { rssWarm = rssKiB(pid); warmAt = performance.now(); }, warmup * 1000);
+await Promise.all(Array.from({ length: clients }, client));
+const elapsed = (performance.now() - t0) / 1000;
+const rssEnd = rssKiB(pid);
+let metrics = "";
+try { metrics = await (await fetch(`${url}/metrics`)).text(); } catch { /* reported below */ }
+stopping = true;
+proc?.kill("SIGTERM");
+
+const pct = (a, p) => {
+  if (!a.length) return NaN;
+  const s = [...a].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const fivexx = Object.entries(stats.status).filter(([s]) => Number(s) >= 500).reduce((n, [, c]) => n + c, 0);
+const warmSeconds = warmAt ? (performance.now() - warmAt) / 1000 : elapsed;
+const report = {
+  clients, seconds: Number(elapsed.toFixed(1)), requests: stats.started, completed: stats.completed,
+  disconnected: stats.disconnected, malformed: stats.malformed, status: stats.status,
+  server_5xx: fivexx, unanswered: stats.unanswered, crashed,
+  tokens: stats.tokens, tokens_per_s: Number((stats.tokens / elapsed).toFixed(1)),
+  tokens_per_s_after_warmup: Number((warmTokens / warmSeconds).toFixed(1)),
+  ttft_ms: { p50: pct(stats.ttft, 50), p99: pct(stats.ttft, 99) },
+  itl_ms: { p50: pct(stats.itl, 50), p99: pct(stats.itl, 99) },
+  rss_mib: { start: rssStart / 1024, after_warmup: rssWarm / 1024, end: rssEnd / 1024,
+             change_after_warmup_pct: Number((100 * (rssEnd - rssWarm) / rssWarm).toFixed(1)) },
+  mean_batch: (() => {
+    const calls = Number(metrics.match(/^ingot_generate_calls_total (\S+)/m)?.[1]);
+    const rows = Number(metrics.match(/^ingot_generate_rows_total (\S+)/m)?.[1]);
+    return calls ? Number((rows / calls).toFixed(2)) : null;
+  })(),
+  errors: [...new Set(stats.errors)].slice(0, 10),
+};
+for (const k of ["ttft_ms", "itl_ms"])
+  for (const p of ["p50", "p99"]) report[k][p] = Number(report[k][p].toFixed(1));
+for (const k of Object.keys(report.rss_mib)) report.rss_mib[k] = Number(report.rss_mib[k].toFixed(1));
+console.log(JSON.stringify(report, null, 2));
+process.exit(fivexx || crashed || stats.unanswered ? 1 : 0);
