@@ -153,9 +153,12 @@ TEST(JsonMatcher, AnyObjectFollowsTheJsonGrammar) {
            R"("Width": 100}, "Animated" : false, "IDs": [116, 943, 234, 38793]}})",
            R"({"a": [1, -0, 0.5, 1e10, -2.5E-3, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9"]})",
            "{\"k\":\"\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80\"}",
-           "{ \"a\" :\n {\"b\": []}\t}",
+           "{ \"a\" :\n{\"b\": []}\t}",
        })
     EXPECT_TRUE(matches(g, ok)) << ok;
+  // Documented limit (docs/server.md): at most one whitespace byte between two tokens, so a
+  // model cannot spend its tokens on whitespace; longer runs are refused.
+  EXPECT_FALSE(matches(g, "{ \"a\" :\n {\"b\": []}\t}"));
   for (const char* bad : {
            R"([])",
            R"("x")",
