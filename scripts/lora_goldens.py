@@ -49,6 +49,19 @@ def fixture_dir(name: str) -> str:
     return os.path.join(repo_root(), "tests", "data", "models", name)
 
 
+def save_adapter(model, out: str, name: str) -> None:
+    """PEFT's save_pretrained, with the base model named by its repository-relative path (the
+    committed files must not carry this machine's absolute paths)."""
+    model.save_pretrained(out)
+    path = os.path.join(out, "adapter_config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["base_model_name_or_path"] = f"tests/data/models/{name}"
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def load_base(name: str):
     from transformers import AutoModelForCausalLM
 
@@ -106,7 +119,7 @@ def run_fixture(name: str, out: str) -> None:
             p.copy_(torch.randn(p.shape, generator=g) * (0.2 if "lora_A" in n else 0.05))
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
-    model.save_pretrained(os.path.join(d, "init"))
+    save_adapter(model, os.path.join(d, "init"), name)
 
     ids, labels = batch(base.config.vocab_size)
     logits0 = model(input_ids=ids).logits.detach().clone()
@@ -125,7 +138,7 @@ def run_fixture(name: str, out: str) -> None:
         losses.append(loss.item())
         loss.backward()
         opt.step()
-    model.save_pretrained(os.path.join(d, "final"))
+    save_adapter(model, os.path.join(d, "final"), name)
     with torch.no_grad():
         logits1 = model(input_ids=ids).logits.detach().clone()
     save_file(
