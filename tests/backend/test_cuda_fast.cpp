@@ -90,8 +90,9 @@ std::vector<NormLayout> norm_layouts(int64_t E) {
   };
 }
 
-// Warp-per-row sizes (vectorised and not) and block-per-row sizes.
-const int64_t kNormSizes[] = {128, 1000, 999, 4096, 3001};
+// Warp-per-row sizes (vectorised and not) and block-per-row sizes; 256 and 8192 are the edges
+// of the register kernel's warp and block rows for 16-bit inputs.
+const int64_t kNormSizes[] = {128, 256, 1000, 999, 4096, 8192, 3001};
 
 TEST(CudaFastNorm, RmsNormMatchesCpu) {
   INGOT_REQUIRE_CUDA();

@@ -106,6 +106,43 @@ TEST(CudaMatmul, ShapesAndDtypes) {
     }
 }
 
+TEST(CudaMatmul, GemvRowsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  // x [M, K] @ w^T with w a row-major [N, K] weight (nn::Linear) and M <= 8 runs on the GEMV
+  // kernel: every row count, K that fill one or several unrolled load rounds or end mid-round,
+  // N below and above a block's eight warps, and the cuBLASLt boundary (M = 9, odd K).
+  const View wt = [](const Array& x) { return transpose(x); };
+  uint32_t seed = 50;
+  for (Dtype t : {float32, bfloat16, float16})
+    for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 9})
+      for (int64_t K : {16, 1024, 2056, 8192})
+        for (int64_t N : {1, 13, 2048}) {
+          if (K * N > 2048 * 2056 && M > 2) continue;  // keep the CPU reference quick
+          const Pair a = both(host_normal({M, K}, t, seed++), identity);
+          const Pair b = both(host_normal({N, K}, t, seed++), wt);
+          check_matmul(a, b, name(t, fmt::format("gemv M{} K{} N{}", M, K, N)));
+        }
+  for (Dtype t : {bfloat16, float32}) {
+    // Rows of x with a stride (a slice of a wider activation), a batch folded into M, a
+    // misaligned K (cuBLASLt), and a broadcast x row.
+    const Pair xs = both(host_normal({4, 1040}, t, seed++), [](const Array& x) {
+      return slice(x, {0, 8}, {4, 1032});
+    });
+    const Pair w = both(host_normal({300, 1024}, t, seed++), wt);
+    check_matmul(xs, w, name(t, "gemv strided x rows"));
+    const Pair xb = both(host_normal({2, 3, 1024}, t, seed++), identity);
+    check_matmul(xb, w, name(t, "gemv batch [2,3,K] folded into M"));
+    const Pair xo = both(host_normal({3, 1030}, t, seed++), identity);
+    const Pair wo = both(host_normal({64, 1030}, t, seed++), wt);
+    check_matmul(xo, wo, name(t, "odd K"));
+    const Pair x1 = both(host_normal({1, 512}, t, seed++), [](const Array& x) {
+      return broadcast_to(x, {5, 512});
+    });
+    const Pair w1 = both(host_normal({40, 512}, t, seed++), wt);
+    check_matmul(x1, w1, name(t, "gemv broadcast x row"));
+  }
+}
+
 TEST(CudaMatmul, OperandLayouts) {
   INGOT_REQUIRE_CUDA();
   const int64_t M = 37, K = 64, N = 29;

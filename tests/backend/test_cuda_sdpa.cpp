@@ -135,6 +135,46 @@ TEST(CudaSdpa, DecodeSplitKMatchesCpu) {
   check_case({1, 8, 2, 2, 2000, 64, 64, true}, float64, seed += 3);
 }
 
+TEST(CudaSdpa, DecodeKernelRowsMasksAndViewsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  // The few-row decode kernel (G * L <= 8 rows per kv head): every row count, head dims of 8,
+  // 16 and 32 lanes per key, a [B,1,1,S] keep-mask with a masked tail as the static KV cache
+  // passes it (one split and many), causal rows with a window, and q/k/v views.
+  uint32_t seed = 150;
+  for (Dtype t : kHalfAndFloat) {
+    const std::vector<int64_t> dims =
+        t == float32 ? std::vector<int64_t>{32, 64, 128} : std::vector<int64_t>{64, 128, 256};
+    for (int64_t D : dims) {
+      check_case({2, 1, 1, 1, 300, D, D}, t, seed += 3);
+      check_case({2, 2, 1, 1, 40, D, D}, t, seed += 3);
+      check_case({1, 16, 2, 1, 5000, D, D}, t, seed += 3);          // G = 8
+      check_case({2, 8, 2, 2, 777, D, D, true, 50}, t, seed += 3);  // G = 4, L = 2, window
+      for (int64_t S : {64, 3000}) {
+        std::vector<bool> keep(static_cast<size_t>(2 * S));
+        for (int64_t j = 0; j < S; ++j) {
+          keep[static_cast<size_t>(j)] = j < S / 3 && j != 5;          // row 0: short
+          keep[static_cast<size_t>(S + j)] = j >= 7 && j < S - S / 4;  // row 1: left padding
+        }
+        check_case({2, 4, 2, 1, S, D, D}, t, seed += 3, Array(keep, {2, 1, 1, S}), " keep");
+      }
+    }
+    // Views: q from a [B, L, H, D] projection, k/v prefixes of a longer cache, a misaligned q.
+    const int64_t D = 128, S = 900;
+    const Array qb = host_normal({2, 1, 8, D + 8}, t, seed += 3);
+    const Array kb = host_normal({2, 2, S + 100, D}, t, seed + 1);
+    const Array vb = host_normal({2, 2, S + 100, D}, t, seed + 2);
+    const auto qv = [&](const Array& x) {
+      return swapaxes(slice(x, {0, 0, 0, 1}, {2, 1, 8, D + 1}), 1, 2);
+    };
+    const auto kv = [&](const Array& x) { return slice(x, {0, 0, 0, 0}, {2, 2, S, D}); };
+    const fast::SdpaOptions o{.scale = 0.1f, .causal = true};
+    expect_sdpa_close(
+        fast::scaled_dot_product_attention(qv(on_cuda(qb)), kv(on_cuda(kb)), kv(on_cuda(vb)), o),
+        fast::scaled_dot_product_attention(qv(qb), kv(kb), kv(vb), o),
+        fmt::format("{} decode views", dtype_name(t)));
+  }
+}
+
 TEST(CudaSdpa, GenericHeadDimsMatchCpu) {
   INGOT_REQUIRE_CUDA();
   uint32_t seed = 200;
@@ -333,8 +373,9 @@ TEST(CudaSdpa, NanInputsGiveNanRowsWithoutHanging) {
   // maximum and only some of them reached a warp shuffle). Rows that see a NaN key or value are
   // NaN on both devices; the others are finite and equal.
   for (Dtype t : {float32, bfloat16}) {
-    for (int d : {16, 64}) {  // the generic kernel, and the mma kernel for bf16
-      Array q = host_normal({2, 4, 5, d}, t, 11);
+    for (int d : {16, 64, 128}) {  // generic, mma for bf16 (5 rows), decode (1 row)
+      const int64_t L = d == 128 ? 1 : 5;
+      Array q = host_normal({2, 4, L, d}, t, 11);
       Array k = host_normal({2, 2, 5, d}, t, 12);
       Array v = host_normal({2, 2, 5, d}, t, 13);
       std::vector<float> kv = astype(k, float32).to_vector<float>();

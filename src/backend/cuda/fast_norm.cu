@@ -141,6 +141,87 @@ __global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBl
   }
 }
 
+// ---- rows of up to 1024 16-byte vectors: one vector per thread, held in registers ----
+//
+// A row is a warp (E <= 32 V, kRowsPerWarpBlock rows per block) or a block of up to 1024
+// threads, so x and the parameters are read once, all loads in flight together. Same rounding
+// as norm_kernel; only the order of the row sums differs.
+
+/// Element j of the V-vector of parameter p at element i, in the compute type.
+template <typename T, typename A, int V>
+__device__ __forceinline__ void load_param_vals(const void* p, Dtype t, int64_t stride, bool vec,
+                                                int64_t i, A* out) {
+  if (vec) {
+    load_vals<T, A, V>(static_cast<const T*>(p), i, 1, out);
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) out[j] = load_param<A>(p, t, (i + j) * stride);
+  }
+}
+
+template <typename T, typename A, int V, bool Block, Kind K>
+__global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
+  __shared__ A smem[32];
+  const int64_t row = Block ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  if (!Block && row >= p.n_rows) return;  // whole warps
+  const int64_t i = int64_t(threadIdx.x) * V;
+  const bool has = i < p.E;
+  A vals[V], w[V], b[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) vals[j] = w[j] = b[j] = A(0);
+  if (has) {
+    load_vals<T, A, V>(static_cast<const T*>(p.x) + elem_offset(row, p.rows), i, 1, vals);
+    if (p.weight)
+      load_param_vals<T, A, V>(p.weight, p.weight_dtype, p.weight_stride, p.weight_vec, i, w);
+    if (K == Kind::layer && p.bias)
+      load_param_vals<T, A, V>(p.bias, p.bias_dtype, p.bias_stride, p.bias_vec, i, b);
+  }
+  A s1 = 0;
+#pragma unroll
+  for (int j = 0; j < V; ++j) s1 += K == Kind::rms ? vals[j] * vals[j] : vals[j];
+  s1 = row_sum<Block>(s1, smem);
+  A mu = 0, ss = s1;
+  if constexpr (K == Kind::layer) {
+    mu = s1 / static_cast<A>(p.E);
+    ss = 0;
+    if (has) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A d = vals[j] - mu;
+        ss += d * d;
+      }
+    }
+    ss = row_sum<Block>(ss, smem);
+  }
+  if (!has) return;
+  const A r = A(1) / sqrt(ss / static_cast<A>(p.E) + static_cast<A>(p.eps));
+  T o[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    A y;
+    if constexpr (K == Kind::rms) {
+      y = mul_rn(vals[j], r);
+      if (p.weight) {
+        A wj = w[j];
+        if (p.add_unit_offset) wj = add_rn(wj, A(1));
+        if (!p.weight_in_float32) y = round_through<T>(y);
+        y = mul_rn(y, wj);
+      }
+    } else {
+      y = mul_rn(vals[j] - mu, r);
+      if (p.weight) y = mul_rn(y, w[j]);
+      if (p.bias) y = add_rn(y, b[j]);
+    }
+    o[j] = cast<T>(y);
+  }
+  store_vals<T, V>(static_cast<T*>(p.out) + row * p.E, i, o);
+}
+
+/// True when parameter p (dtype t, stride st) can be read as 16-byte vectors of x's dtype xt.
+bool param_vec(const void* p, Dtype t, int64_t st, Dtype xt) {
+  return p && t == xt && st == 1 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 /// True when every row of x and out can be read with 16-byte loads of V elements.
 bool vectorizable(const NormArgs& a, int V, size_t es) {
   if (V <= 1 || a.sx != 1 || a.E % V != 0) return false;
@@ -161,7 +242,21 @@ void launch_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
     constexpr int VW = static_cast<int>(16 / sizeof(T));
     const bool vec = vectorizable(a, VW, sizeof(T));
     const int V = vec ? VW : 1;
-    if (a.E <= kWarpRowMax) {
+    const int64_t nvec = a.E / VW;
+    if (vec && nvec <= 1024 && a.n_rows < (int64_t(1) << 31)) {
+      NormArgs b = a;
+      b.weight_vec = param_vec(a.weight, a.weight_dtype, a.weight_stride, t);
+      b.bias_vec = param_vec(a.bias, a.bias_dtype, a.bias_stride, t);
+      if (nvec <= 32) {
+        const dim3 block(32, kRowsPerWarpBlock);
+        norm_reg_kernel<T, A, VW, false, K>
+            <<<static_cast<unsigned>((a.n_rows + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock), block,
+               0, s>>>(b);
+      } else {
+        const unsigned threads = static_cast<unsigned>((nvec + 31) / 32 * 32);
+        norm_reg_kernel<T, A, VW, true, K><<<static_cast<unsigned>(a.n_rows), threads, 0, s>>>(b);
+      }
+    } else if (a.E <= kWarpRowMax) {
       const dim3 block(32, kRowsPerWarpBlock);
       const unsigned grid = grid_for(a.n_rows, kRowsPerWarpBlock);
       if (vec)

@@ -28,6 +28,8 @@ struct NormArgs {
   float eps = 0.0f;
   bool add_unit_offset = false;   // rms: scale by 1 + weight
   bool weight_in_float32 = true;  // rms: false rounds the normalised x to x's dtype first
+  // Set by the launchers: weight / bias have x's dtype, unit stride and 16-byte alignment.
+  bool weight_vec = false, bias_vec = false;
 };
 
 /// RmsNorm on x of float dtype t (float32 math, float64 for float64), as the CPU kernel rounds.

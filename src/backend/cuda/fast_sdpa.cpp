@@ -54,7 +54,7 @@ void ScaledDotProductAttention::eval_cuda(const std::vector<Array>& inputs, Arra
     INGOT_CUDA_CHECK(cudaMemsetAsync(out.raw_ptr(), 0, out.nbytes(), s));
     return;
   }
-  const bool aligned = cu::sdpa_uses_mma(t, a.D, a.Dv);
+  const bool aligned = cu::sdpa_uses_mma(t, a.D, a.Dv) || cu::sdpa_uses_decode(a);
   std::optional<cu::Scratch> copies[3];
   a.q = operand(q, aligned, copies[0], a.q_st, s);
   a.k = operand(k, aligned, copies[1], a.k_st, s);

@@ -2,6 +2,7 @@
 // (float64 for float64). The rows of one (batch, kv head) are the G query heads of its group at
 // each position (row r = l * G + g), so a CTA reads K and V once for the whole group.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -9,6 +10,7 @@
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
+#include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_sdpa_kernels.h"
 
 namespace ingot::cu {
@@ -582,6 +584,173 @@ __global__ void __launch_bounds__(kMaxThreads) sdpa_mma_kernel(const KParams p) 
   }
 }
 
+// ---- decode kernel: few rows (G * L <= 8) against many keys, 16-bit or float32 ----
+//
+// 128 threads. A key is read by a group of LPK lanes, one 16-byte chunk each (LPK = D / chunk),
+// so a warp holds 32 / LPK keys at a time and the CTA's key range is dealt round-robin to its
+// groups, U keys per group in flight. Each group keeps a running max, sum and output chunk for
+// every row in registers (float32, like the CPU); groups merge by shuffles, warps through shared
+// memory, and the result is the output (one split) or the split's partial for the combine pass.
+
+constexpr int kDecodeThreads = 128, kDecodeWarps = kDecodeThreads / 32, kDecodeMaxRows = 8;
+constexpr int kDecodeUnroll = 2;
+
+// Running softmax state (m, l) and output chunk o of one row.
+template <int V>
+struct DecodeState {
+  float m, l, o[V];
+};
+
+template <int V>
+__device__ __forceinline__ void decode_init(DecodeState<V>& s) {
+  s.m = -std::numeric_limits<float>::infinity();
+  s.l = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = 0.0f;
+}
+
+// Adds key score x with value chunk v. A NaN score never becomes the maximum and its weight
+// is NaN, so it reaches the output as on the CPU.
+template <int V>
+__device__ __forceinline__ void decode_add(DecodeState<V>& s, float x, const float* v) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float alpha = 1.0f;
+  if (x > s.m) {
+    alpha = s.m == kNegInf ? 0.0f : expf(s.m - x);
+    s.m = x;
+  }
+  const float pr = x == kNegInf ? 0.0f : expf(x - s.m);
+  s.l = s.l * alpha + pr;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * alpha + pr * v[i];
+}
+
+// s = merge of s and t (partials over disjoint keys).
+template <int V>
+__device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float tl,
+                                             const float* to) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float mx = tm > s.m ? tm : s.m;
+  const float ws = s.m == kNegInf ? 0.0f : expf(s.m - mx);
+  const float wt = tm == kNegInf ? 0.0f : expf(tm - mx);
+  s.m = mx;
+  s.l = s.l * ws + tl * wt;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * ws + to[i] * wt;
+}
+
+template <typename T, int LPK, int R>
+__global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KParams p) {
+  constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  __shared__ float sm_ml[kDecodeWarps][R][2];
+  __shared__ __align__(16) float sm_o[kDecodeWarps][R][LPK * V];
+  const SdpaArgs& a = p.a;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane % LPK;
+  const Block c = block_coords(p, R);
+  int64_t kb, ke;
+  key_range(p, c, p.rows, kb, ke);
+  const int64_t d0 = int64_t(sub) * V;
+
+  Row rw[R];
+  float q[R][V];
+  DecodeState<V> st[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rw[r] = row_at(p, c, r);
+    float qf[V] = {};
+    if (rw[r].valid)
+      unpack16<T>(load16(static_cast<const T*>(a.q) + c.b * a.q_st[0] + rw[r].h * a.q_st[1] +
+                         rw[r].l * a.q_st[2] + d0),
+                  qf);
+#pragma unroll
+    for (int i = 0; i < V; ++i) q[r][i] = qf[i] * a.scale;  // pre-scaled as the CPU does
+    decode_init(st[r]);
+  }
+  const T* kp = static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1] + d0;
+  const T* vp = static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1] + d0;
+
+  // Trip counts are warp-uniform (the shuffles need every lane); keys past ke score -inf.
+  for (int64_t j0 = kb + warp * GPW + lane / LPK; j0 - lane / LPK < ke;
+       j0 += int64_t(GROUPS) * kDecodeUnroll) {
+    uint4 kv[kDecodeUnroll], vv[kDecodeUnroll];
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      const int64_t j = j0 + int64_t(u) * GROUPS;
+      if (j < ke) {
+        kv[u] = load16(kp + j * a.k_st[2]);
+        vv[u] = load16(vp + j * a.v_st[2]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      const int64_t j = j0 + int64_t(u) * GROUPS;
+      float kf[V] = {}, vf[V] = {};
+      if (j < ke) {
+        unpack16<T>(kv[u], kf);
+        unpack16<T>(vv[u], vf);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float d = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; ++i) d += q[r][i] * kf[i];
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+        const float x = rw[r].valid ? score<float>(p, c, rw[r], j, ke, d) : kNegInf;
+        decode_add(st[r], x, vf);
+      }
+    }
+  }
+  // Groups of a warp (lanes sub, sub + LPK, ...), then warps.
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int off = LPK; off < 32; off <<= 1) {
+      float to[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) to[i] = __shfl_xor_sync(0xffffffffu, st[r].o[i], off);
+      const float tm = __shfl_xor_sync(0xffffffffu, st[r].m, off);
+      const float tl = __shfl_xor_sync(0xffffffffu, st[r].l, off);
+      decode_merge(st[r], tm, tl, to);
+    }
+    if (lane < LPK) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) sm_o[warp][r][d0 + i] = st[r].o[i];
+      if (lane == 0) {
+        sm_ml[warp][r][0] = st[r].m;
+        sm_ml[warp][r][1] = st[r].l;
+      }
+    }
+  }
+  __syncthreads();
+  if (warp != 0 || lane >= LPK) return;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= p.rows) break;
+    for (int w = 1; w < kDecodeWarps; ++w)
+      decode_merge(st[r], sm_ml[w][r][0], sm_ml[w][r][1], &sm_o[w][r][d0]);
+    if (p.splits == 1) {
+      const float inv = st[r].l > 0.0f ? 1.0f / st[r].l : 0.0f;
+      float y[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) y[i] = st[r].o[i] * inv;
+      T* dst = static_cast<T*>(a.out) + ((c.b * a.H + rw[r].h) * a.L + rw[r].l) * a.Dv + d0;
+      *reinterpret_cast<uint4*>(dst) = pack16<T>(y);
+    } else {
+      const int64_t pidx = (c.bh * p.rows + r) * p.splits + c.split;
+      float* acc = static_cast<float*>(p.part);
+      float* ml = acc + a.B * a.Hkv * p.rows * p.splits * a.Dv;
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc[pidx * a.Dv + d0 + i] = st[r].o[i];
+      if (lane == 0) {
+        ml[pidx * 2] = st[r].m;
+        ml[pidx * 2 + 1] = st[r].l;
+      }
+    }
+  }
+}
+
 // ---- split-K combine: one CTA per row ----
 
 template <typename T, typename A>
@@ -651,6 +820,37 @@ void launch_simt(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStr
   check_launch("sdpa_simt_kernel");
 }
 
+template <typename T, int LPK>
+void launch_decode_rows(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  switch (pl.rows_per_cta) {
+    case 1:
+      sdpa_decode_kernel<T, LPK, 1><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      break;
+    case 2:
+      sdpa_decode_kernel<T, LPK, 2><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      break;
+    case 4:
+      sdpa_decode_kernel<T, LPK, 4><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      break;
+    default:
+      sdpa_decode_kernel<T, LPK, 8><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      break;
+  }
+  check_launch("sdpa_decode_kernel");
+}
+
+template <typename T>
+void launch_decode(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  switch (kp.a.D / kVec16<T>) {
+    case 8:
+      return launch_decode_rows<T, 8>(kp, pl, blocks, s);
+    case 16:
+      return launch_decode_rows<T, 16>(kp, pl, blocks, s);
+    default:
+      return launch_decode_rows<T, 32>(kp, pl, blocks, s);
+  }
+}
+
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
@@ -662,10 +862,38 @@ bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv) {
          (D == 64 || D == 80 || D == 96 || D == 128 || D == 256);
 }
 
+bool sdpa_uses_decode(const SdpaArgs& a) {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_CUDA_DECODE_ATTENTION");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  const int64_t es = a.dtype == Dtype::float32                                 ? 4
+                     : a.dtype == Dtype::bfloat16 || a.dtype == Dtype::float16 ? 2
+                                                                               : 0;
+  if (!on || es == 0 || a.D != a.Dv || (a.D * es) % 16 != 0 || a.Hkv < 1) return false;
+  const int64_t lpk = a.D * es / 16;
+  return (lpk == 8 || lpk == 16 || lpk == 32) && (a.H / a.Hkv) * a.L <= kDecodeMaxRows;
+}
+
 SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
   SdpaPlan pl;
   const int64_t rows = (a.H / a.Hkv) * a.L;
   const size_t acc_size = a.dtype == Dtype::float64 ? 8 : 4;
+  if (sdpa_uses_decode(a)) {
+    // Two CTAs per SM over (batch, kv head, key split), at least 32 keys per split.
+    pl.decode = true;
+    pl.threads = kDecodeThreads;
+    pl.rows_per_cta = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+    pl.row_tiles = 1;
+    const int64_t base = a.B * a.Hkv, target = 2 * int64_t(std::max(sm_count, 1));
+    const int64_t kps =
+        std::max({int64_t(32), ceil_div(a.S * base, target), ceil_div(a.S, int64_t(kMaxSplits))});
+    pl.splits = static_cast<int>(ceil_div(a.S, kps));
+    pl.keys_per_split = ceil_div(a.S, pl.splits);
+    if (pl.splits > 1)
+      pl.partial_bytes = static_cast<size_t>(a.B * a.Hkv * rows * pl.splits * (a.Dv + 2)) * 4;
+    return pl;
+  }
   int64_t bc;
   if (sdpa_uses_mma(a.dtype, a.D, a.Dv)) {
     pl.mma = true;
@@ -710,10 +938,13 @@ void launch_sdpa(const SdpaArgs& a, const SdpaPlan& pl, void* partials, cudaStre
   dispatch_cuda_float(a.dtype, [&](auto t) {
     using T = decltype(t);
     using A = acc_t<T>;
+    if constexpr (!std::is_same_v<T, double>) {
+      if (pl.decode) launch_decode<T>(kp, pl, nb, s);
+    }
     if constexpr (is_half_v<T>) {
       if (pl.mma) launch_mma_dim<T>(kp, pl, nb, s);
     }
-    if (!pl.mma) {
+    if (!pl.mma && !pl.decode) {
       if (pl.rows_per_cta == 4)
         launch_simt<T, A, 4>(kp, pl, nb, s);
       else if (pl.rows_per_cta == 8)

@@ -39,6 +39,7 @@ struct SdpaArgs {
 /// How one problem is cut into CTAs (from plan_sdpa).
 struct SdpaPlan {
   bool mma = false;            // tensor-core kernel
+  bool decode = false;         // few-row kernel (sdpa_uses_decode)
   int threads = 128;           // threads per CTA
   int rows_per_cta = 16;       // rows of the G * L (position-major) rows of one (b, kv head)
   int64_t row_tiles = 0;       // CTAs along those rows
@@ -54,6 +55,11 @@ inline constexpr int64_t kSdpaMaxHeadDim = 256;
 /// True when (dtype, D, Dv) runs on the tensor-core kernel, which then needs 16-byte aligned
 /// q/k/v pointers and (batch, head, position) strides that are multiples of 8 elements.
 bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv);
+
+/// True when the problem runs on the few-row decode kernel (16-bit or float32, D == Dv of 64,
+/// 128 or 256 16-bit / 32, 64 or 128 float32 elements, G * L <= 8 rows per kv head), which
+/// needs 16-byte aligned q/k/v pointers and strides. INGOT_CUDA_DECODE_ATTENTION=0 turns it off.
+bool sdpa_uses_decode(const SdpaArgs& a);
 
 /// Tiles, splits and memory of a problem (S > 0 and a non-empty output) for a device with
 /// `sm_count` multiprocessors.

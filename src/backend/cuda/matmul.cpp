@@ -400,7 +400,39 @@ struct GemmContext {
   bool accumulate;  // out holds c: D = alpha * a @ b + beta * out
 };
 
+/// INGOT_CUDA_GEMV=0 sends few-row products to cuBLASLt too (default: the GEMV kernel). Read once.
+bool gemv_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_CUDA_GEMV");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+/// Runs c on the GEMV kernel when it is a few rows of a against b read as weight rows (b[k, n]
+/// at n * sb_n + k: a transposed row-major weight, as nn::Linear multiplies); false otherwise.
+bool try_gemv(const GemmContext& g, const Call& c) {
+  if (!gemv_enabled() || c.batch != 1 || c.M > cu::kGemvMaxRows) return false;
+  if (c.K > 1 && (c.sb_k != 1 || c.sa_k != 1)) return false;
+  cu::GemvProblem p;
+  p.M = c.M;
+  p.N = c.N;
+  p.K = c.K;
+  p.x = c.a;
+  p.sx_m = c.M > 1 ? c.sa_m : c.K;
+  p.w = c.b;
+  p.sw_n = c.N > 1 ? c.sb_n : c.K;  // a size-1 axis's stride is arbitrary
+  p.out = c.out;
+  p.alpha = g.alpha;
+  p.beta = g.beta;
+  p.accumulate = g.accumulate;
+  if (!cu::gemv_supported(g.dtype, p)) return false;
+  cu::launch_gemv(g.dtype, p, g.stream);
+  return true;
+}
+
 void run_call(const GemmContext& g, const Call& c) {
+  if (try_gemv(g, c)) return;
   const size_t es = size_of(g.dtype);
   const MatLayout la = *mat_layout(c.M, c.K, c.sa_m, c.sa_k);
   const MatLayout lb = *mat_layout(c.K, c.N, c.sb_k, c.sb_n);

@@ -4,7 +4,9 @@
 
 #include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
+#include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/matmul_kernels.h"
 
 namespace ingot::cu {
@@ -74,6 +76,90 @@ unsigned capped(int64_t n, int64_t cap) {
   return static_cast<unsigned>(n < 1 ? 1 : (n > cap ? cap : n));
 }
 
+// ---- GEMV for decode: one warp per output column n (a weight row), every lane holding U
+// 16-byte chunks of that row and of each x row in flight before it consumes them.
+
+constexpr int kGemvWarps = 8;
+
+template <int M>
+constexpr int gemv_unroll() {
+  return M == 1 ? 8 : M == 2 ? 4 : 2;
+}
+
+template <typename T, int M>
+__global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem p) {
+  constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>();
+  const int lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if (n >= p.N) return;  // whole warps leave together
+  const char* w = static_cast<const char*>(p.w) + n * p.sw_n * int64_t(sizeof(T));
+  const char* x = static_cast<const char*>(p.x);
+  const int64_t chunks = p.K / V, xrow = p.sx_m * int64_t(sizeof(T));
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
+  for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+    uint4 wv[U], xv[U][M];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t c = c0 + 32 * u;
+      if (c < chunks) {
+        wv[u] = load_stream16(w + c * 16);
+#pragma unroll
+        for (int m = 0; m < M; ++m) xv[u][m] = load16(x + m * xrow + c * 16);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + 32 * u < chunks) {
+        float wf[V];
+        unpack16<T>(wv[u], wf);
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          float xf[V];
+          unpack16<T>(xv[u][m], xf);
+#pragma unroll
+          for (int j = 0; j < V; ++j) acc[m] = fmaf(wf[j], xf[j], acc[m]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
+  if (lane == 0) {
+    T* out = static_cast<T*>(p.out);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float r = p.alpha * acc[m];
+      if (p.accumulate) r += p.beta * to_float(out[m * p.N + n]);
+      out[m * p.N + n] = cast<T>(r);
+    }
+  }
+}
+
+template <typename T>
+void launch_gemv_t(const GemvProblem& p, cudaStream_t s) {
+  const unsigned grid = static_cast<unsigned>((p.N + kGemvWarps - 1) / kGemvWarps);
+  const unsigned block = 32 * kGemvWarps;
+  switch (p.M) {
+#define INGOT_GEMV_CASE(m)                       \
+  case m:                                        \
+    gemv_kernel<T, m><<<grid, block, 0, s>>>(p); \
+    break;
+    INGOT_GEMV_CASE(1)
+    INGOT_GEMV_CASE(2)
+    INGOT_GEMV_CASE(3)
+    INGOT_GEMV_CASE(4)
+    INGOT_GEMV_CASE(5)
+    INGOT_GEMV_CASE(6)
+    INGOT_GEMV_CASE(7)
+    INGOT_GEMV_CASE(8)
+#undef INGOT_GEMV_CASE
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 void launch_gemm_fallback(Dtype t, const GemmProblem& p, cudaStream_t s) {
@@ -86,6 +172,31 @@ void launch_gemm_fallback(Dtype t, const GemmProblem& p, cudaStream_t s) {
     gemm_fallback_kernel<T><<<grid, block, 0, s>>>(p);
   });
   check_launch("gemm_fallback_kernel");
+}
+
+bool gemv_supported(Dtype t, const GemvProblem& p) {
+  if (t != Dtype::float16 && t != Dtype::bfloat16 && t != Dtype::float32) return false;
+  if (p.M < 1 || p.M > kGemvMaxRows || p.N < 1 || p.K < 1) return false;
+  const int64_t es = t == Dtype::float32 ? 4 : 2;
+  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return (p.K * es) % 16 == 0 && aligned(p.x) && aligned(p.w) && (p.sw_n * es) % 16 == 0 &&
+         (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
+         (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);
+}
+
+void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s) {
+  switch (t) {
+    case Dtype::float16:
+      launch_gemv_t<__half>(p, s);
+      break;
+    case Dtype::bfloat16:
+      launch_gemv_t<__nv_bfloat16>(p, s);
+      break;
+    default:
+      launch_gemv_t<float>(p, s);
+      break;
+  }
+  check_launch("gemv_kernel");
 }
 
 void launch_scale_empty_k(Dtype t, void* out, int64_t n, float alpha, float beta, cudaStream_t s) {

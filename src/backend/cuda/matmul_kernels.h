@@ -28,6 +28,31 @@ struct GemmProblem {
 /// rounding once; t is a floating dtype.
 void launch_gemm_fallback(Dtype t, const GemmProblem& p, cudaStream_t s);
 
+/// out[m, n] = alpha * sum_k x[m * sx_m + k] * w[n * sw_n + k] (+ beta * out[m, n]) for a few
+/// rows m (decode): a matrix-vector product reading each weight row once with 16-byte loads,
+/// accumulating in float and rounding once. out is row-contiguous [M, N].
+struct GemvProblem {
+  int64_t M = 0, N = 0, K = 0;
+  const void* x = nullptr;
+  int64_t sx_m = 0;
+  const void* w = nullptr;
+  int64_t sw_n = 0;
+  void* out = nullptr;
+  float alpha = 1.0f, beta = 0.0f;
+  bool accumulate = false;
+};
+
+/// Most rows the GEMV kernel takes; more go to cuBLASLt.
+inline constexpr int64_t kGemvMaxRows = 8;
+
+/// True when `p` of dtype t runs on the GEMV kernel: t is float16, bfloat16 or float32,
+/// 1 <= M <= kGemvMaxRows, K a multiple of 16 bytes' worth of elements, and x, w and the
+/// row strides of x and w 16-byte aligned.
+bool gemv_supported(Dtype t, const GemvProblem& p);
+
+/// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold).
+void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s);
+
 /// out[i] = alpha * 0 + beta * out[i] in the accumulation type, rounded once (an AddMM with
 /// K == 0 after out was filled with c), for n elements of dtype t.
 void launch_scale_empty_k(Dtype t, void* out, int64_t n, float alpha, float beta, cudaStream_t s);
