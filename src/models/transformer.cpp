@@ -323,6 +323,19 @@ void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::s
   }
   model.update(values);
   eval(loaded);  // materialise casts once, not at every forward pass
+  if (model.device_.type == Device::Type::cuda) fuse_projections(model);
+}
+
+namespace {
+void fuse_in(nn::Module& m) {
+  if (auto* a = dynamic_cast<nn::Attention*>(&m)) a->fuse_projections();
+  if (auto* g = dynamic_cast<nn::GatedMLP*>(&m)) g->fuse_projections();
+  for (const auto& [name, child] : m.children()) fuse_in(*child);
+}
+}  // namespace
+
+void fuse_projections(Model& model) {
+  fuse_in(model);
 }
 
 nn::Activation config_activation(const ModelConfig& c) {

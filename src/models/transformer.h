@@ -96,9 +96,15 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt);
 /// Checks the checkpoint against the model's parameters (missing / wrong-shape tensors are
 /// FormatErrors from Checkpoint::validate; `optional` names may be absent or ignored) and
 /// replaces the parameters by the checkpoint's tensors cast to the model's dtype, on the
-/// checkpoint's device (which becomes model.device()).
+/// checkpoint's device (which becomes model.device()). On a GPU the projections that read the
+/// same input are then stacked (fuse_projections).
 void load_weights(Model& model, const Checkpoint& ckpt,
                   const std::vector<std::string>& optional = {});
+
+/// Makes every attention run q/k/v, and every gated MLP gate/up, as one stacked matmul
+/// (nn::StackedLinear: no extra memory, same results). Layers that later get an adapter,
+/// quantization or new weights fall back to separate matmuls by themselves.
+void fuse_projections(Model& model);
 
 /// Activation of config.hidden_act, with the config file named in errors.
 nn::Activation config_activation(const ModelConfig& c);

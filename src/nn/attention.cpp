@@ -16,18 +16,22 @@ Attention::Attention(AttentionConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.rope_dims == 0) cfg_.rope_dims = cfg_.head_dim;
   if (cfg_.scale == 0.0f) cfg_.scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
   const int64_t e = cfg_.dims, hd = cfg_.head_dim;
-  q_ = register_module("q_proj", std::make_shared<Linear>(e, cfg_.n_heads * hd, cfg_.qkv_bias,
-                                                          cfg_.dtype));
-  k_ = register_module("k_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd,
-                                                          cfg_.qkv_bias, cfg_.dtype));
-  v_ = register_module("v_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd,
-                                                          cfg_.qkv_bias, cfg_.dtype));
-  o_ = register_module("o_proj", std::make_shared<Linear>(cfg_.n_heads * hd, e, cfg_.o_bias,
-                                                          cfg_.dtype));
+  q_ = register_module("q_proj",
+                       std::make_shared<Linear>(e, cfg_.n_heads * hd, cfg_.qkv_bias, cfg_.dtype));
+  k_ = register_module(
+      "k_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd, cfg_.qkv_bias, cfg_.dtype));
+  v_ = register_module(
+      "v_proj", std::make_shared<Linear>(e, cfg_.n_kv_heads * hd, cfg_.qkv_bias, cfg_.dtype));
+  o_ = register_module("o_proj",
+                       std::make_shared<Linear>(cfg_.n_heads * hd, e, cfg_.o_bias, cfg_.dtype));
   if (cfg_.qk_norm) {
     q_norm_ = register_module("q_norm", std::make_shared<RMSNorm>(hd, *cfg_.qk_norm, cfg_.dtype));
     k_norm_ = register_module("k_norm", std::make_shared<RMSNorm>(hd, *cfg_.qk_norm, cfg_.dtype));
   }
+}
+
+bool Attention::fuse_projections() {
+  return qkv_.fuse({q_.get(), k_.get(), v_.get()});
 }
 
 Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
@@ -39,9 +43,21 @@ Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
   auto heads = [&](const Array& t, int h) {
     return transpose(reshape(t, {b, l, h, hd}), {0, 2, 1, 3});
   };
-  Array q = heads((*q_)(x), cfg_.n_heads);
-  Array k = heads((*k_)(x), cfg_.n_kv_heads);
-  Array v = heads((*v_)(x), cfg_.n_kv_heads);
+  Array q, k, v;
+  const std::optional<Array> qkv = qkv_.product(x);
+  // Without q/k norms, q and k rotate in one pass over the stacked product's q|k columns.
+  const bool rope_together = qkv && !q_norm_;
+  if (qkv) {
+    v = heads(qkv_.columns(*qkv, 2, 1), cfg_.n_kv_heads);
+    if (!rope_together) {
+      q = heads(qkv_.columns(*qkv, 0, 1), cfg_.n_heads);
+      k = heads(qkv_.columns(*qkv, 1, 1), cfg_.n_kv_heads);
+    }
+  } else {
+    q = heads((*q_)(x), cfg_.n_heads);
+    k = heads((*k_)(x), cfg_.n_kv_heads);
+    v = heads((*v_)(x), cfg_.n_kv_heads);
+  }
   if (q_norm_) {
     q = (*q_norm_)(q);
     k = (*k_norm_)(k);
@@ -52,8 +68,16 @@ Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
                        .offset = in.cache ? in.cache->offset() : in.offset,
                        .offsets = in.offsets,
                        .freqs = cfg_.rope_freqs};
-  q = fast::rope(q, cfg_.rope_dims, ro);
-  k = fast::rope(k, cfg_.rope_dims, ro);
+  if (rope_together) {
+    const Array qk = fast::rope(heads(qkv_.columns(*qkv, 0, 2), cfg_.n_heads + cfg_.n_kv_heads),
+                                cfg_.rope_dims, ro);
+    const int64_t h = cfg_.n_heads, hk = cfg_.n_kv_heads;
+    q = slice(qk, {0, 0, 0, 0}, {b, h, l, hd});
+    k = slice(qk, {0, h, 0, 0}, {b, h + hk, l, hd});
+  } else {
+    q = fast::rope(q, cfg_.rope_dims, ro);
+    k = fast::rope(k, cfg_.rope_dims, ro);
+  }
   std::optional<Array> mask = in.mask;
   if (in.cache) {
     auto kv = in.cache->update_and_fetch(k, v);

@@ -11,10 +11,10 @@ namespace ingot::nn {
 
 /// Shape and behaviour of an attention block.
 struct AttentionConfig {
-  int64_t dims = 0;     // E
-  int n_heads = 0;      // H
-  int n_kv_heads = 0;   // Hkv
-  int head_dim = 0;     // D
+  int64_t dims = 0;    // E
+  int n_heads = 0;     // H
+  int n_kv_heads = 0;  // Hkv
+  int head_dim = 0;    // D
   bool qkv_bias = false;
   bool o_bias = false;
   /// RMSNorm over D applied to q and k before rotary (Qwen3, Gemma3).
@@ -64,10 +64,14 @@ class Attention : public Module {
   /// x [B, L, E] -> [B, L, E].
   Array operator()(const Array& x, const AttentionInputs& in = {}) const;
   const AttentionConfig& config() const { return cfg_; }
+  /// Runs the q, k and v projections as one stacked matmul from now on (see StackedLinear);
+  /// false if the layers do not qualify.
+  bool fuse_projections();
 
  private:
   AttentionConfig cfg_;
   std::shared_ptr<Linear> q_, k_, v_, o_;
+  StackedLinear qkv_;
   std::shared_ptr<RMSNorm> q_norm_, k_norm_;
 };
 

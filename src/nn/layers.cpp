@@ -1,10 +1,12 @@
 // Basic layers (see layers.h).
 #include "nn/layers.h"
 
+#include <array>
 #include <cmath>
 
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
+#include "core/transforms/compile.h"
 #include "util/error.h"
 
 namespace ingot::nn {
@@ -42,6 +44,66 @@ void Linear::set_branch(std::optional<LowRankBranch> branch) {
       raise("[linear] low-rank branch dropout must be in [0, 1), got {}", r.dropout);
   }
   branch_ = std::move(branch);
+}
+
+namespace {
+bool plain(const Linear& l) {
+  return !l.quantization() && !l.branch() && !l.has_param("bias");
+}
+}  // namespace
+
+bool StackedLinear::fuse(const std::vector<Linear*>& layers) {
+  if (layers.size() < 2) return false;
+  std::vector<Array> ws;
+  for (Linear* l : layers) {
+    if (!l || !plain(*l)) return false;
+    const Array& w = l->param("weight");
+    if (!is_floating(w.dtype()) || w.ndim() != 2) return false;
+    if (!ws.empty() && (w.dtype() != ws[0].dtype() || w.shape(1) != ws[0].shape(1) ||
+                        w.device() != ws[0].device()))
+      return false;
+    ws.push_back(w);
+  }
+  Array stack = concatenate(ws, 0);
+  eval({stack});
+  std::vector<Array> parts;
+  int64_t row = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int64_t n = ws[i].shape(0);
+    parts.push_back(slice(stack, {row, 0}, {row + n, stack.shape(1)}));
+    row += n;
+  }
+  eval(parts);
+  for (size_t i = 0; i < layers.size(); ++i) layers[i]->update({{"weight", parts[i]}});
+  layers_ = layers;
+  parts_ = std::move(parts);
+  stack_ = std::move(stack);
+  return true;
+}
+
+std::optional<Array> StackedLinear::product(const Array& x) const {
+  if (layers_.empty()) return std::nullopt;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (!plain(*layers_[i]) || !layers_[i]->param("weight").same_node(parts_[i]))
+      return std::nullopt;
+  return matmul(x, transpose(stack_));
+}
+
+Array StackedLinear::columns(const Array& y, size_t first, size_t count) const {
+  int64_t col = 0, n = 0;
+  for (size_t i = 0; i < first + count; ++i) (i < first ? col : n) += parts_.at(i).shape(0);
+  Shape start(static_cast<size_t>(y.ndim()), 0), stop = y.shape();
+  start.back() = col;
+  stop.back() = col + n;
+  return slice(y, start, stop);
+}
+
+std::optional<std::vector<Array>> StackedLinear::operator()(const Array& x) const {
+  const std::optional<Array> y = product(x);
+  if (!y) return std::nullopt;
+  std::vector<Array> out;
+  for (size_t i = 0; i < parts_.size(); ++i) out.push_back(columns(*y, i, 1));
+  return out;
 }
 
 Embedding::Embedding(int64_t n, int64_t dims, Dtype dtype) {
@@ -122,8 +184,31 @@ GatedMLP::GatedMLP(int64_t dims, int64_t hidden, Activation act, bool bias, Dtyp
   down_ = register_module("down_proj", std::make_shared<Linear>(hidden, dims, bias, dtype));
 }
 
+bool GatedMLP::fuse_projections() {
+  return gate_up_.fuse({gate_.get(), up_.get()});
+}
+
+namespace {
+/// act(g) * u as one compiled elementwise kernel (each step rounds as the separate ops do).
+Array gated(const Array& g, const Array& u, Activation act) {
+  if (g.device().type != Device::Type::cuda) return activate(g, act) * u;
+  static const std::array<ArrayFn, 3> fns = [] {
+    std::array<ArrayFn, 3> f;
+    for (int a = 0; a < 3; ++a)
+      f[static_cast<size_t>(a)] = compile(
+          [a](const std::vector<Array>& in) {
+            return std::vector<Array>{activate(in[0], static_cast<Activation>(a)) * in[1]};
+          },
+          {.shapeless = true});
+    return f;
+  }();
+  return fns[static_cast<size_t>(act)]({g, u})[0];
+}
+}  // namespace
+
 Array GatedMLP::operator()(const Array& x) const {
-  return (*down_)(activate((*gate_)(x), act_) * (*up_)(x));
+  if (auto gu = gate_up_(x)) return (*down_)(gated((*gu)[0], (*gu)[1], act_));
+  return (*down_)(gated((*gate_)(x), (*up_)(x), act_));
 }
 
 }  // namespace ingot::nn

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/ops/quantized.h"
@@ -48,6 +49,30 @@ class Linear : public Module {
 };
 
 /// Token embedding table [V, E].
+/// Linear layers that read the same input (q/k/v, gate/up) run as one matmul against their
+/// weights stacked row-wise: one GEMV per decode step instead of one per layer. fuse() stacks
+/// the weights once and makes each layer's weight a row slice of the stack, so no memory is
+/// added and every layer still works alone. The stacked product gives each layer exactly the
+/// dot products it would compute alone.
+class StackedLinear {
+ public:
+  /// Stacks the layers' weights; false (nothing changed) unless every layer is a plain float
+  /// Linear (no bias, quantization or low-rank branch) with the same input size and dtype.
+  bool fuse(const std::vector<Linear*>& layers);
+  /// The layers' outputs for x, or nullopt when the stack no longer is what the layers hold
+  /// (a weight replaced by update(), a branch, quantization): call the layers then.
+  std::optional<std::vector<Array>> operator()(const Array& x) const;
+  /// The stacked product x @ stack^T (every layer's output side by side), or nullopt as above.
+  std::optional<Array> product(const Array& x) const;
+  /// Columns of y = product(x) of layers [first, first + count).
+  Array columns(const Array& y, size_t first, size_t count) const;
+
+ private:
+  std::vector<Linear*> layers_;
+  std::vector<Array> parts_;  // each layer's weight as fuse() installed it
+  Array stack_;
+};
+
 class Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t dims, Dtype dtype = float32);
@@ -119,10 +144,14 @@ class GatedMLP : public Module {
   Linear& gate_proj() const { return *gate_; }
   Linear& up_proj() const { return *up_; }
   Linear& down_proj() const { return *down_; }
+  /// Runs gate and up as one stacked matmul from now on (see StackedLinear); false if the
+  /// layers do not qualify.
+  bool fuse_projections();
 
  private:
   std::shared_ptr<Linear> gate_, up_, down_;
   Activation act_;
+  StackedLinear gate_up_;
 };
 
 }  // namespace ingot::nn

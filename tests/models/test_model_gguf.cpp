@@ -161,20 +161,19 @@ class GgufModel : public testing::TestWithParam<Case> {};
 
 TEST_P(GgufModel, LogitsEqualTheFixtureWithTheSameWeights) {
   const Case& p = GetParam();
-  auto g = load_model(gguf_path(p.file), {.warn = false, .device = cpu_device});
+  // Every array here lives on the default device (INGOT_DEVICE=cuda runs it on the GPU).
+  auto g = load_model(gguf_path(p.file), {.warn = false});
   auto ids = ids_array(longest_sequence(p.fixture));
   Array lg = g->forward(ids);
   // The fixture model with the GGUF's weights as decoded here.
-  auto ref = load_model(fixture_dir(p.fixture),
-                        {.dtype = g->dtype(), .warn = false, .device = cpu_device});
+  auto ref = load_model(fixture_dir(p.fixture), {.dtype = g->dtype(), .warn = false});
   ref->update(reference_weights(gguf_path(p.file), ref->config(), g->dtype()));
   const double same = rel_diff(lg, ref->forward(ids));
   EXPECT_LE(same, 1e-6) << p.file;
   record_error("gguf " + p.file + " vs fixture with decoded weights", same);
   // The fixture as stored, in the same compute dtype: equal for F32/BF16 copies, otherwise
   // the quantization error (reported).
-  auto orig = load_model(fixture_dir(p.fixture),
-                         {.dtype = g->dtype(), .warn = false, .device = cpu_device});
+  auto orig = load_model(fixture_dir(p.fixture), {.dtype = g->dtype(), .warn = false});
   const double d = rel_diff(lg, orig->forward(ids));
   if (p.exact_vs_fixture) {
     EXPECT_LE(d, 1e-6) << p.file;

@@ -133,6 +133,50 @@ TEST(Layers, LinearEmbeddingNormsMlpMatchNaive) {
                                 "[activation] unknown activation 'relu6'");
 }
 
+TEST(Layers, StackedProjectionsGiveTheSeparateLayersResults) {
+  // fuse_projections stacks q/k/v and gate/up into one matmul: the same outputs, no new
+  // parameters (the layers' weights become views of the stack), and a layer that gets a branch
+  // or a new weight afterwards is run alone again.
+  for (Dtype t : {float32, bfloat16}) {
+    Block b;
+    for (auto& [name, p] : b.parameters()) b.update({{name, astype(p, t)}});
+    Array x = astype(random::normal({2, 3, 16}), t);
+    const Array a0 = (*b.attn)(x), m0 = (*b.mlp)(x);
+    const auto names = b.parameters();
+    ASSERT_TRUE(b.attn->fuse_projections());
+    ASSERT_TRUE(b.mlp->fuse_projections());
+    EXPECT_EQ(b.parameters().size(), names.size());
+    const Array a1 = (*b.attn)(x), m1 = (*b.mlp)(x);
+    const double tol = t == float32 ? 1e-6 : 1.0 / 128;
+    expect_close(a1.to_vector<double>(), a0.to_vector<double>(), tol, tol, "stacked attention");
+    expect_close(m1.to_vector<double>(), m0.to_vector<double>(), tol, tol, "stacked mlp");
+    // The layers' weights are row slices of the stack: still usable alone.
+    const Array g = b.mlp->gate_proj()(x);
+    expect_close(g.to_vector<double>(),
+                 matmul(x, transpose(b.mlp->gate_proj().param("weight"))).to_vector<double>(), 0, 0,
+                 "gate alone");
+    // A new up weight is seen at once (the stack no longer holds it).
+    Array up2 = astype(random::normal({24, 16}), t);
+    b.mlp->up_proj().update({{"weight", up2}});
+    const Array want = b.mlp->down_proj()(silu(b.mlp->gate_proj()(x)) * matmul(x, transpose(up2)));
+    expect_close((*b.mlp)(x).to_vector<double>(), want.to_vector<double>(), 1e-6, 1e-6,
+                 "after update");
+    // Without q/k norms q and k rotate together over the stacked product's columns.
+    Attention plain_attn(AttentionConfig{.dims = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 4});
+    for (auto& [name, p] : plain_attn.parameters()) plain_attn.update({{name, astype(p, t)}});
+    const AttentionInputs at{.offset = 5};
+    const Array p0 = plain_attn(x, at);
+    ASSERT_TRUE(plain_attn.fuse_projections());
+    expect_close(plain_attn(x, at).to_vector<double>(), p0.to_vector<double>(), tol, tol,
+                 "stacked attention, joint rope");
+    // A layer that is not plain (a bias) cannot be stacked.
+    Linear l1(16, 8, true, t), l2(16, 8, false, t);
+    StackedLinear s;
+    EXPECT_FALSE(s.fuse({&l1, &l2}));
+    EXPECT_FALSE(s(x).has_value());
+  }
+}
+
 TEST(Layers, DropoutTrainingOnly) {
   Dropout d(0.25f);
   Array x = ones({20000});
