@@ -1,7 +1,8 @@
 // libFuzzer target: the GGUF parser on arbitrary bytes, and for inputs it accepts, loading every
 // tensor through the mmapped reader (plain types zero-copy, block types dequantized) and the
-// metadata -> model config mapping. Every rejection must be an ingot::Error; anything else
-// (crash, other exception, sanitizer report) is a bug.
+// metadata -> model config mapping, and the tokenizer.ggml.* metadata -> tokenizer path of the
+// text commands (read_gguf_vocab, tokenizer_from_gguf_vocab, a short encode). Every rejection must
+// be an ingot::Error; anything else (crash, other exception, sanitizer report) is a bug.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -12,10 +13,20 @@
 #include "core/io/gguf.h"
 #include "core/ops/elementwise.h"
 #include "models/gguf_checkpoint.h"
+#include "tokenizer/gguf_vocab.h"
+#include "tokenizer/gguf_vocab_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     auto h = ingot::parse_gguf_header(data, size, "fuzz.gguf");
+    try {
+      if (auto v = ingot::tokenizer::read_gguf_vocab(h, "fuzz.gguf");
+          v && v->tokens.size() < 4096) {
+        auto tok = ingot::tokenizer::tokenizer_from_gguf_vocab(*v, "fuzz.gguf");
+        (void)tok.decode(tok.encode("ab a b<s>"));
+      }
+    } catch (const ingot::Error&) {
+    }
     if (size > (1u << 20)) return 0;
     int fd = memfd_create("fuzz", 0);
     if (fd < 0) return 0;

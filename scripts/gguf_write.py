@@ -395,6 +395,15 @@ def write_fuzz_seeds(out):
                ("blk.0.attn_v.weight", [2, 8], "BF16", encode(vals[:16], "BF16"))]
     write_gguf(os.path.join(out, "model_types.gguf"), kvs, tensors)
     write_gguf(os.path.join(out, "v2_meta_only.gguf"), kvs, [], version=2)
+    # Tokenizer metadata only (the GGUF -> tokenizer path of the CLI): a tiny byte-level BPE.
+    tok = [("tokenizer.ggml.model", STR, "gpt2"), ("tokenizer.ggml.pre", STR, "gpt-2"),
+           ("tokenizer.ggml.tokens", ARR, ["a", "b", "ab", "\u0120", "<s>"], STR),
+           ("tokenizer.ggml.token_type", ARR, [1, 1, 1, 1, 3], I32),
+           ("tokenizer.ggml.merges", ARR, ["a b"], STR),
+           ("tokenizer.ggml.bos_token_id", U32, 4), ("tokenizer.ggml.eos_token_id", U32, 4),
+           ("tokenizer.ggml.add_bos_token", BOOL, True),
+           ("tokenizer.chat_template", STR, "{% for m in messages %}{{ m.content }}{% endfor %}")]
+    write_gguf(os.path.join(out, "tokenizer_meta.gguf"), tok, [])
 
 
 def main():

@@ -4,6 +4,8 @@
 // the Hugging Face pre-tokenizers they were made from.
 #include "tokenizer/gguf_vocab.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -31,6 +33,16 @@ json split_then_bytelevel(const char* regex) {
              {"add_prefix_space", false},
              {"trim_offsets", true},
              {"use_regex", false}}}}};
+}
+
+/// j.dump(), with invalid UTF-8 in a token or template (from the file) as a FormatError.
+std::string dump_checked(const json& j, const std::string& source) {
+  try {
+    return j.dump();
+  } catch (const json::exception& e) {
+    raise<FormatError>("[tokenizer] {}: tokenizer metadata is not valid UTF-8: {}", source,
+                       e.what());
+  }
 }
 
 }  // namespace
@@ -123,11 +135,55 @@ std::string gguf_vocab_to_tokenizer_json(const GgufVocab& v, const std::string& 
           {{"Sequence", {{"id", "B"}, {"type_id", 0}}}}}},
         {"special_tokens", {{bos, {{"id", bos}, {"ids", {*v.bos_id}}, {"tokens", {bos}}}}}}};
   }
-  return j.dump();
+  return dump_checked(j, source);
+}
+
+namespace {
+
+/// The token string of an id, or null when absent.
+json token_or_null(const GgufVocab& v, const std::optional<int32_t>& id) {
+  if (!id || *id < 0 || static_cast<size_t>(*id) >= v.tokens.size()) return nullptr;
+  return v.tokens[static_cast<size_t>(*id)];
+}
+
+}  // namespace
+
+std::string gguf_vocab_to_tokenizer_config(const GgufVocab& v) {
+  json c = {{"add_bos_token", v.add_bos},
+            {"add_eos_token", false},
+            {"bos_token", token_or_null(v, v.bos_id)},
+            {"eos_token", token_or_null(v, v.eos_id)},
+            {"pad_token", token_or_null(v, v.pad_id)},
+            {"unk_token", token_or_null(v, v.unk_id)}};
+  if (!v.chat_template.empty()) c["chat_template"] = v.chat_template;
+  return dump_checked(c, "tokenizer.chat_template");
+}
+
+std::string gguf_vocab_to_generation_config(const GgufVocab& v) {
+  json eos = json::array();
+  for (const auto& id : {v.eos_id, v.eot_id, v.eom_id})
+    if (id && std::find(eos.begin(), eos.end(), json(*id)) == eos.end()) eos.push_back(*id);
+  json g = {{"eos_token_id", eos}};
+  if (v.bos_id) g["bos_token_id"] = *v.bos_id;
+  if (v.pad_id) g["pad_token_id"] = *v.pad_id;
+  return g.dump();
 }
 
 Tokenizer tokenizer_from_gguf_vocab(const GgufVocab& v, const std::string& source) {
-  return Tokenizer::from_json(gguf_vocab_to_tokenizer_json(v, source));
+  const std::pair<const char*, std::optional<int32_t>> ids[] = {
+      {"bos_token_id", v.bos_id}, {"eos_token_id", v.eos_id},     {"eot_token_id", v.eot_id},
+      {"eom_token_id", v.eom_id}, {"padding_token_id", v.pad_id}, {"unknown_token_id", v.unk_id}};
+  for (const auto& [key, id] : ids)
+    if (id && (*id < 0 || static_cast<size_t>(*id) >= v.tokens.size()))
+      raise<FormatError>(
+          "[tokenizer] {}: tokenizer.ggml.{} {} is outside the vocabulary ({} tokens)", source, key,
+          *id, v.tokens.size());
+  Tokenizer::ConfigTexts c;
+  c.tokenizer_config = gguf_vocab_to_tokenizer_config(v);
+  c.generation_config = gguf_vocab_to_generation_config(v);
+  c.tokenizer_config_source = source + " (tokenizer.ggml.* metadata)";
+  c.generation_config_source = c.tokenizer_config_source;
+  return Tokenizer::from_texts(gguf_vocab_to_tokenizer_json(v, source), source, c);
 }
 
 }  // namespace ingot::tokenizer

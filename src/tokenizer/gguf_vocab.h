@@ -26,6 +26,11 @@ struct GgufVocab {
   std::optional<int32_t> bos_id;
   /// tokenizer.ggml.add_bos_token.
   bool add_bos = false;
+  /// tokenizer.ggml.eos_token_id, eot_token_id, eom_token_id (end of turn / message: where
+  /// generation stops too), padding_token_id and unknown_token_id.
+  std::optional<int32_t> eos_id, eot_id, eom_id, pad_id, unk_id;
+  /// tokenizer.chat_template ("" when absent).
+  std::string chat_template;
 };
 
 /// tokenizer.json text equivalent to `v` (model BPE over the tokens and merges, the
@@ -34,7 +39,15 @@ struct GgufVocab {
 /// pre-tokenizers, FormatError for inconsistent lists.
 std::string gguf_vocab_to_tokenizer_json(const GgufVocab& v, const std::string& source);
 
-/// The tokenizer of gguf_vocab_to_tokenizer_json(v).
+/// tokenizer_config.json text of `v`: bos/eos/pad/unk tokens, add_bos_token, chat_template.
+std::string gguf_vocab_to_tokenizer_config(const GgufVocab& v);
+/// generation_config.json text of `v`: eos_token_id = [eos, eot, eom] (those present,
+/// distinct), bos_token_id, pad_token_id.
+std::string gguf_vocab_to_generation_config(const GgufVocab& v);
+
+/// The tokenizer of gguf_vocab_to_tokenizer_json(v) with the special tokens and chat template
+/// of the two configs above (as Tokenizer::from_dir would load the three files). Ids outside
+/// the vocabulary are FormatErrors naming the key.
 Tokenizer tokenizer_from_gguf_vocab(const GgufVocab& v, const std::string& source);
 
 }  // namespace ingot::tokenizer

@@ -196,23 +196,37 @@ Tokenizer Tokenizer::from_dir(const std::string& path) {
   } else if (!fs::exists(tok_file)) {
     raise<IoError>("[tokenizer] {} has no tokenizer.json", path);
   }
+  ConfigTexts c;
+  const fs::path cfg_path = dir / "tokenizer_config.json";
+  const fs::path jinja_path = dir / "chat_template.jinja";
+  const fs::path gen_path = dir / "generation_config.json";
+  if (fs::exists(cfg_path)) c.tokenizer_config = read_file(cfg_path);
+  if (fs::exists(jinja_path)) c.chat_template = read_file(jinja_path);
+  if (fs::exists(gen_path)) c.generation_config = read_file(gen_path);
+  c.tokenizer_config_source = cfg_path.string();
+  c.generation_config_source = gen_path.string();
+  return from_texts(read_file(tok_file), tok_file.string(), c);
+}
+
+Tokenizer Tokenizer::from_texts(std::string_view tokenizer_json, const std::string& source,
+                                const ConfigTexts& c) {
   auto impl = std::make_unique<Impl>();
   {
-    json j = parse_json(read_file(tok_file), tok_file.string());
+    json j = parse_json(tokenizer_json, source);
     try {
       impl->load(j);
     } catch (const json::exception& e) {
-      raise<FormatError>("[tokenizer] {}: {}", tok_file.string(), e.what());
+      raise<FormatError>("[tokenizer] {}: {}", source, e.what());
     }
   }
   Tokenizer tok(std::move(impl));
   Impl& im = *tok.impl_;
   SpecialTokens& st = im.specials;
-  fs::path cfg_path = dir / "tokenizer_config.json";
-  if (fs::exists(cfg_path)) {
-    im.config_json = read_file(cfg_path);
-    json cfg = parse_json(im.config_json, cfg_path.string());
-    if (!cfg.is_object()) raise<FormatError>("[tokenizer] {} must be an object", cfg_path.string());
+  if (c.tokenizer_config) {
+    const std::string& cfg_source = c.tokenizer_config_source;
+    im.config_json = *c.tokenizer_config;
+    json cfg = parse_json(im.config_json, cfg_source);
+    if (!cfg.is_object()) raise<FormatError>("[tokenizer] {} must be an object", cfg_source);
     st.bos_token = token_text(cfg, "bos_token");
     st.eos_token = token_text(cfg, "eos_token");
     st.pad_token = token_text(cfg, "pad_token");
@@ -232,8 +246,7 @@ Tokenizer Tokenizer::from_dir(const std::string& path) {
       }
     }
   }
-  fs::path jinja_path = dir / "chat_template.jinja";
-  if (fs::exists(jinja_path)) im.chat_template = read_file(jinja_path);
+  if (c.chat_template) im.chat_template = *c.chat_template;
   auto id_of = [&](const std::string& t) -> std::optional<int32_t> {
     if (t.empty()) return std::nullopt;
     return tok.token_to_id(t);
@@ -241,9 +254,8 @@ Tokenizer Tokenizer::from_dir(const std::string& path) {
   st.bos_id = id_of(st.bos_token);
   st.pad_id = id_of(st.pad_token);
   st.unk_id = id_of(st.unk_token);
-  fs::path gen_path = dir / "generation_config.json";
-  if (fs::exists(gen_path)) {
-    json g = parse_json(read_file(gen_path), gen_path.string());
+  if (c.generation_config) {
+    json g = parse_json(*c.generation_config, c.generation_config_source);
     auto ints = [&](const char* key) {
       std::vector<int32_t> v;
       if (!g.contains(key)) return v;

@@ -38,6 +38,17 @@ class Tokenizer {
   static Tokenizer from_dir(const std::string& dir);
   /// Loads a tokenizer.json given as text (no config files).
   static Tokenizer from_json(std::string_view json_text);
+  /// The texts of the files from_dir reads besides tokenizer.json (nullopt: absent), and the
+  /// names errors give them.
+  struct ConfigTexts {
+    std::optional<std::string> tokenizer_config, chat_template, generation_config;
+    std::string tokenizer_config_source = "tokenizer_config.json";
+    std::string generation_config_source = "generation_config.json";
+  };
+  /// Loads a tokenizer.json given as text (`source` names it in errors) with the config texts
+  /// `c`, exactly as from_dir does with the files (e.g. a tokenizer described by GGUF metadata).
+  static Tokenizer from_texts(std::string_view tokenizer_json, const std::string& source,
+                              const ConfigTexts& c);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

@@ -130,6 +130,8 @@ LoraConfig parse_adapter_config(const std::string& text, const std::string& sour
     if (type != "lora")
       raise<FormatError>("[lora] {}: fine_tune_type \"{}\" is not supported (only lora)", source,
                          type);
+    if (get_field<bool>(j, "use_dora", source, false))  // older mlx-lm spelling of "dora"
+      raise<FormatError>("[lora] {}: DoRA adapters (use_dora) are not supported", source);
     c.rank = get_field<int>(p, "rank", source, 8);
     c.explicit_scale = get_field<float>(p, "scale", source, 20.0f);
     c.alpha = *c.explicit_scale * static_cast<float>(c.rank);
@@ -269,8 +271,13 @@ LoraAdapter LoraAdapter::init(const models::Model& model, const LoraConfig& c, u
 
 namespace {
 
-/// lora_A [r, in] and lora_B [out, r] (float32, PEFT layout) of each module of an adapter file.
-using Factors = std::map<std::string, std::pair<std::optional<Array>, std::optional<Array>>>;
+/// lora_A [r, in] and lora_B [out, r] (float32, PEFT layout) of one module of an adapter file,
+/// with the shapes as the file stores them (for messages: mlx-lm stores the transposes).
+struct ModuleFactors {
+  std::optional<Array> A, B;
+  Shape file_a, file_b;
+};
+using Factors = std::map<std::string, ModuleFactors>;
 
 Factors read_factors(const std::string& file, bool mlx) {
   Factors by_module;
@@ -287,8 +294,10 @@ Factors read_factors(const std::string& file, bool mlx) {
     if (mlx) {
       is_a = strip(".lora_a");
       if (!is_a && !strip(".lora_b"))
-        raise<FormatError>("[lora] {}: unexpected tensor '{}' (expected *.lora_a / *.lora_b)", file,
-                           name);
+        raise<FormatError>(
+            "[lora] {}: unexpected tensor '{}' (an mlx-lm LoRA adapter holds *.lora_a / "
+            "*.lora_b; DoRA magnitudes and fully trained weights are not supported)",
+            file, name);
     } else {
       is_a = strip(".lora_A.weight") || strip(".lora_A.default.weight");
       if (!is_a && !strip(".lora_B.weight") && !strip(".lora_B.default.weight"))
@@ -305,7 +314,8 @@ Factors read_factors(const std::string& file, bool mlx) {
                          shape_str(t.shape()));
     // mlx-lm stores lora_a [in, r] and lora_b [r, out]: transpose to PEFT's layout.
     auto& slot = by_module[module];
-    (is_a ? slot.first : slot.second) = astype(mlx ? transpose(t) : t, float32);
+    (is_a ? slot.file_a : slot.file_b) = t.shape();
+    (is_a ? slot.A : slot.B) = astype(mlx ? transpose(t) : t, float32);
   }
   if (by_module.empty()) raise<FormatError>("[lora] {}: holds no tensors", file);
   return by_module;
@@ -327,8 +337,16 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const models::Model& model
         "adapters.safetensors (mlx-lm)",
         dir);
   LoraAdapter a;
-  a.config_ =
-      parse_adapter_config(read_text(cfg_path.string()), cfg_path.string(), model.num_layers());
+  const std::string cfg_text = read_text(cfg_path.string());
+  if (mlx) {  // name the mismatch instead of complaining about a missing peft_type
+    const json j = json::parse(cfg_text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && !j.contains("lora_parameters"))
+      raise<FormatError>(
+          "[lora] {}: the adapter is in mlx-lm's layout (adapters.safetensors) but its "
+          "adapter_config.json has no \"lora_parameters\" (rank, scale)",
+          cfg_path.string());
+  }
+  a.config_ = parse_adapter_config(cfg_text, cfg_path.string(), model.num_layers());
   const std::string file = st_path.string();
   Factors by_module = read_factors(file, mlx);
   std::vector<std::pair<std::string, const nn::Linear*>> linears;
@@ -338,18 +356,20 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const models::Model& model
   for (auto& [path, lin] : linears) {  // model order
     auto it = by_module.find(path);
     if (it == by_module.end()) continue;
-    const auto& [A, B] = it->second;
+    const auto& [A, B, file_a, file_b] = it->second;
+    const char* na = mlx ? "lora_a" : "lora_A";
+    const char* nb = mlx ? "lora_b" : "lora_B";
     if (!A || !B)
-      raise<FormatError>("[lora] {}: module '{}' has lora_{} but not lora_{}", file, path,
-                         A ? "A" : "B", A ? "B" : "A");
-    const int64_t in = lin->in_features(), out = lin->out_features();
-    const Shape want_a{a.config_.rank, in}, want_b{out, a.config_.rank};
+      raise<FormatError>("[lora] {}: module '{}' has {} but not {}", file, path, A ? na : nb,
+                         A ? nb : na);
+    const int64_t in = lin->in_features(), out = lin->out_features(), r = a.config_.rank;
+    const Shape want_a{r, in}, want_b{out, r};
     if (A->shape() != want_a || B->shape() != want_b)
       raise<FormatError>(
-          "[lora] {}: module '{}': lora_A {} / lora_B {} do not fit the model's layer ({} -> {}) "
+          "[lora] {}: module '{}': {} {} / {} {} do not fit the model's layer ({} -> {}) "
           "with rank {} (expected {} / {}; is this adapter for another base model?)",
-          file, path, shape_str(A->shape()), shape_str(B->shape()), in, out, a.config_.rank,
-          shape_str(want_a), shape_str(want_b));
+          file, path, na, shape_str(file_a), nb, shape_str(file_b), in, out, r,
+          shape_str(mlx ? Shape{in, r} : want_a), shape_str(mlx ? Shape{r, out} : want_b));
     a.targets_.push_back({path, layer_of(path), in, out});
     all.push_back(to_device(*A, dev));
     all.push_back(to_device(*B, dev));
@@ -372,10 +392,20 @@ LoraAdapter LoraAdapter::load(const std::string& dir, const models::Model& model
   } catch (const InvalidArgument& e) {
     raise<FormatError>("[lora] {}: {}", cfg_path.string(), e.what());
   }
-  for (auto& t : expected)
+  std::set<std::string> targeted;
+  for (auto& t : expected) {
     if (!a.params_.count(t.module + ".lora_A.weight"))
       raise<FormatError>("[lora] {}: module '{}' is targeted by {} but has no tensors", file,
                          t.module, cfg_path.string());
+    targeted.insert(t.module);
+  }
+  // ...and nothing else: PEFT and mlx-lm would leave such tensors unused.
+  for (auto& t : a.targets_)
+    if (!targeted.count(t.module))
+      raise<FormatError>("[lora] {}: module '{}' has tensors but {} does not target it ({} and {})",
+                         file, t.module, cfg_path.string(),
+                         mlx ? "lora_parameters.keys" : "target_modules",
+                         mlx ? "num_layers" : "layers_to_transform");
   eval(all);
   return a;
 }
@@ -438,6 +468,9 @@ ParamMap merged_weights(const ParamMap& base, const LoraAdapter& a, const ParamM
     auto pb = p.find(t.module + ".lora_B.weight");
     if (bw == base.end() || pa == p.end() || pb == p.end())
       raise("[lora] merged_weights: missing arrays for '{}'", t.module);
+    if (!is_floating(bw->second.dtype()))
+      raise<Unsupported>("[lora] merged_weights: '{}' is stored as {}, not a float type", w,
+                         dtype_name(bw->second.dtype()));
     Array m = astype(bw->second, float32) + matmul(pb->second, pa->second) * Array(s);
     out.emplace(w, dtype ? astype(m, *dtype) : m);
   }
@@ -491,6 +524,14 @@ void apply_adapter(models::Model& model, const LoraAdapter& a) {
 }
 
 void fuse_adapter(models::Model& model, const LoraAdapter& a) {
+  // W + s B A needs W in floating point: a packed quantized weight would be read as integers.
+  for (const auto& t : a.targets())
+    if (const auto& q = linear_at(model, t.module).quantization())
+      raise<Unsupported>(
+          "[lora] fuse: '{}' is quantized ({}-bit, group size {}); merging an adapter into "
+          "quantized weights is not supported: fuse into the float checkpoint, then quantize the "
+          "result (ingot quantize), or apply the adapter unfused (--adapter)",
+          t.module, q->bits, q->group_size);
   clear_branches(model, a);
   ParamMap merged = merged_weights(base_weights(model, a), a, {}, model.dtype());
   std::vector<Array> vals;
@@ -512,6 +553,11 @@ void save_checkpoint(const models::Model& model, const std::string& src_dir,
   if (ec) raise<IoError>("[lora] cannot create {}: {}", out_dir, ec.message());
   if (fs::equivalent(fs::path(src_dir), fs::path(out_dir), ec))
     raise("[lora] fuse: the output directory must differ from the model directory");
+  if (!fs::is_regular_file(fs::path(src_dir) / "config.json"))
+    raise<IoError>(
+        "[lora] {} has no config.json: a checkpoint is written from a Hugging Face checkpoint "
+        "directory",
+        src_dir);
   std::map<std::string, Array> out;
   for (auto& [name, v] : model.parameters())
     out.emplace(name, is_floating(v.dtype()) ? astype(v, storage) : v);

@@ -11,6 +11,7 @@
 
 #include "core/io/gguf.h"
 #include "tokenizer/gguf_vocab.h"
+#include "tokenizer/gguf_vocab_file.h"
 #include "tokenizer/test_util.h"
 
 namespace ingot::tokenizer {
@@ -54,20 +55,88 @@ TEST(GgufVocab, FixtureMetadataEncodesLikeItsTokenizerJson) {
   const std::string src = std::string(INGOT_SOURCE_DIR);
   const std::string path = src + "/tests/data/gguf/llama_bf16_tied.bf16.gguf";
   GgufFile f(path);
-  GgufVocab v;
-  v.model = gguf_string(*f.find("tokenizer.ggml.model"), path, "model");
-  v.pre = gguf_string(*f.find("tokenizer.ggml.pre"), path, "pre");
-  v.tokens = f.find("tokenizer.ggml.tokens")->strings;
-  for (int64_t t : f.find("tokenizer.ggml.token_type")->ints)
-    v.token_types.push_back(static_cast<int32_t>(t));
-  v.merges = f.find("tokenizer.ggml.merges")->strings;
-  v.bos_id = static_cast<int32_t>(gguf_int(*f.find("tokenizer.ggml.bos_token_id"), path, "bos"));
-  v.add_bos = gguf_int(*f.find("tokenizer.ggml.add_bos_token"), path, "add_bos") != 0;
-  Tokenizer g = tokenizer_from_gguf_vocab(v, path);
+  std::optional<GgufVocab> v = read_gguf_vocab(f.header(), path);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->model, "gpt2");
+  EXPECT_EQ(v->bos_id, 1);
+  EXPECT_TRUE(v->add_bos);
+  Tokenizer g = tokenizer_from_gguf_vocab(*v, path);
   Tokenizer ref = Tokenizer::from_dir(src + "/tests/data/models/llama_bf16_tied");
   expect_same_encoding(g, ref, "llama_bf16_tied");
   EXPECT_EQ(g.encode("hi", {}).front(), 1);  // BOS prepended
   EXPECT_EQ(g.decode(g.encode("hello world", {}), {.skip_special_tokens = true}), "hello world");
+  // Special tokens and the chat template as the Hugging Face files give them (EOS and EOT ids
+  // of the metadata = generation_config.json's eos_token_id [2, 4]).
+  const SpecialTokens &gs = g.special_tokens(), &rs = ref.special_tokens();
+  EXPECT_EQ(gs.eos_ids, rs.eos_ids);
+  EXPECT_EQ(gs.eos_ids, (std::vector<int32_t>{2, 4}));
+  EXPECT_EQ(gs.bos_id, rs.bos_id);
+  EXPECT_EQ(gs.pad_id, rs.pad_id);
+  EXPECT_EQ(gs.bos_token, rs.bos_token);
+  EXPECT_EQ(gs.eos_token, rs.eos_token);
+  EXPECT_FALSE(g.chat_template().empty());
+  EXPECT_EQ(g.chat_template(), ref.chat_template());
+}
+
+GgufValue gguf_str(const std::string& s) {
+  GgufValue v;
+  v.type = GgufValueType::STRING;
+  v.strings = {s};
+  return v;
+}
+GgufValue gguf_strs(const std::vector<std::string>& s) {
+  GgufValue v;
+  v.type = GgufValueType::ARRAY;
+  v.element_type = GgufValueType::STRING;
+  v.strings = s;
+  return v;
+}
+GgufValue gguf_u32(int64_t i) {
+  GgufValue v;
+  v.type = GgufValueType::UINT32;
+  v.ints = {i};
+  return v;
+}
+
+TEST(GgufVocab, MalformedMetadataIsAFormatErrorNamingTheKey) {
+  GgufHeader h;
+  EXPECT_FALSE(read_gguf_vocab(h, "x.gguf").has_value());  // no tokenizer at all
+  h.metadata = {{"tokenizer.ggml.model", gguf_str("gpt2")},
+                {"tokenizer.ggml.tokens", gguf_strs({"a", "b", "ab"})},
+                {"tokenizer.ggml.merges", gguf_strs({"a b"})}};
+  ASSERT_TRUE(read_gguf_vocab(h, "x.gguf").has_value());
+  EXPECT_EQ(tokenizer_from_gguf_vocab(*read_gguf_vocab(h, "x.gguf"), "x.gguf").encode("ab"),
+            (std::vector<int32_t>{2}));
+  auto expect_error = [&](GgufHeader bad, const std::string& needle) {
+    try {
+      auto v = read_gguf_vocab(bad, "x.gguf");
+      if (v) (void)tokenizer_from_gguf_vocab(*v, "x.gguf");
+      ADD_FAILURE() << "expected an error naming " << needle;
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  GgufHeader b = h;
+  b.metadata[1].second = gguf_str("a");  // a string, not an array of strings
+  expect_error(b, "tokenizer.ggml.tokens");
+  b = h;
+  b.metadata.erase(b.metadata.begin() + 1);
+  expect_error(b, "tokenizer.ggml.tokens");
+  b = h;
+  b.metadata.push_back({"tokenizer.ggml.token_type", gguf_strs({"1", "1", "1"})});
+  expect_error(b, "tokenizer.ggml.token_type");
+  b = h;
+  b.metadata.push_back({"tokenizer.ggml.eos_token_id", gguf_u32(3)});  // outside the 3 tokens
+  expect_error(b, "eos_token_id 3 is outside the vocabulary");
+  b = h;
+  b.metadata.push_back({"tokenizer.ggml.bos_token_id", gguf_u32(int64_t{1} << 40)});
+  expect_error(b, "tokenizer.ggml.bos_token_id");
+  b = h;
+  b.metadata.push_back({"tokenizer.ggml.eos_token_id", gguf_str("2")});
+  expect_error(b, "tokenizer.ggml.eos_token_id");
+  b = h;
+  b.metadata[1].second = gguf_strs({"a", "b", std::string("\xff\xfe")});  // not UTF-8
+  expect_error(b, "not valid UTF-8");
 }
 
 /// What llama.cpp's converter stores for a byte-level BPE tokenizer.json.

@@ -268,9 +268,107 @@ TEST(LoraAdapter, BrokenAdapterFilesAreClearErrors) {
   json more = json::parse(cfg);
   more["target_modules"] = {"q_proj", "v_proj", "o_proj"};
   expect_error(good, more.dump(), "model.layers.0.self_attn.o_proj' is targeted");
+  // ...and the other way round: v_proj tensors that the config does not target.
+  json fewer = json::parse(cfg);
+  fewer["target_modules"] = {"q_proj"};
+  expect_error(good, fewer.dump(), "model.layers.0.self_attn.v_proj' has tensors but");
   TempDir empty;
   EXPECT_THROW(LoraAdapter::load(empty.path, *m), IoError);
   EXPECT_THROW(LoraAdapter::load(empty / "nope", *m), IoError);
+}
+
+TEST(LoraAdapter, BrokenMlxLmAdapterFilesAreClearErrors) {
+  auto m = load("llama_f32");
+  LoraAdapter a = nonzero_adapter(*m, LoraConfig{.rank = 4, .alpha = 8.0f});
+  std::map<std::string, Array> good;
+  for (auto& t : a.targets()) {
+    good.emplace(t.module + ".lora_a", transpose(a.params().at(t.module + ".lora_A.weight")));
+    good.emplace(t.module + ".lora_b", transpose(a.params().at(t.module + ".lora_B.weight")));
+  }
+  const std::string cfg =
+      R"({"fine_tune_type": "lora", "num_layers": 3, "lora_parameters": {"rank": 4, "scale": 2.0}})";
+  auto expect_error = [&](const std::map<std::string, Array>& tensors, const std::string& config,
+                          const std::vector<std::string>& needles) {
+    TempDir d;
+    save_safetensors(d / "adapters.safetensors", tensors);
+    write_file(d / "adapter_config.json", config);
+    try {
+      LoraAdapter::load(d.path, *m);
+      ADD_FAILURE() << "expected an error mentioning " << needles[0];
+    } catch (const FormatError& e) {
+      for (const auto& n : needles)
+        EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << n << " in " << e.what();
+    }
+  };
+  {  // the good files load (so each case below fails for its own reason)
+    TempDir d;
+    save_safetensors(d / "adapters.safetensors", good);
+    write_file(d / "adapter_config.json", cfg);
+    EXPECT_EQ(LoraAdapter::load(d.path, *m).targets().size(), 6u);
+  }
+  const std::string q = "model.layers.1.self_attn.q_proj";
+  // Stored in PEFT's orientation ([r, in]) instead of mlx-lm's ([in, r]): shapes named as stored.
+  auto peft_layout = good;
+  peft_layout.at(q + ".lora_a") = a.params().at(q + ".lora_A.weight");
+  expect_error(peft_layout, cfg, {q, "lora_a [4, 48]", "expected [48, 4]"});
+  auto missing = good;
+  missing.erase(q + ".lora_b");
+  expect_error(missing, cfg, {q, "has lora_a but not lora_b"});
+  auto dora = good;
+  dora.emplace(q + ".m", zeros({96}));
+  expect_error(dora, cfg, {q + ".m", "mlx-lm"});
+  // An mlx-lm tensor file with a PEFT-style config, and DoRA configs.
+  expect_error(good,
+               R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]})",
+               {"lora_parameters"});
+  expect_error(good, R"({"fine_tune_type": "dora", "lora_parameters": {"rank": 4, "scale": 2.0}})",
+               {"dora"});
+  expect_error(good, R"({"use_dora": true, "lora_parameters": {"rank": 4, "scale": 2.0}})",
+               {"use_dora"});
+  expect_error(good, R"({"lora_parameters": {"rank": 8, "scale": 2.0}})", {"rank 8"});
+  expect_error(good, R"({"lora_parameters": {"rank": 4, "scale": "big"}})", {"scale"});
+  // num_layers 1 adapts only the last layer: the tensors of layers 0 and 1 are extra.
+  const std::string last_only = R"({"num_layers": 1, "lora_parameters": {"rank": 4}})";
+  expect_error(good, last_only, {"model.layers.0.self_attn.q_proj", "does not target it"});
+  std::map<std::string, Array> layer2;
+  for (auto& [n, v] : good)
+    if (n.rfind("model.layers.2.", 0) == 0) layer2.emplace(n, v);
+  TempDir d;
+  save_safetensors(d / "adapters.safetensors", layer2);
+  write_file(d / "adapter_config.json", last_only);
+  LoraAdapter last = LoraAdapter::load(d.path, *m);
+  EXPECT_EQ(last.config().layers, (std::vector<int>{2}));
+  EXPECT_FLOAT_EQ(last.config().scale(), 20.0f);  // mlx-lm's default scale
+}
+
+// Merging into packed quantized weights would read the uint32 words as numbers: fuse refuses,
+// naming the layer, and leaves the model as it was.
+TEST(LoraFuse, QuantizedBaseIsRefused) {
+  auto m = load("llama_q8_mlx", std::nullopt);
+  ASSERT_TRUE(m->config().quantization.has_value());
+  LoraAdapter a = nonzero_adapter(*m, LoraConfig{.rank = 4, .alpha = 8.0f});
+  const Array before = m->parameters().at("model.layers.0.self_attn.q_proj.weight");
+  ASSERT_FALSE(is_floating(before.dtype()));
+  Array ids = fixed_ids(1, 6, m->vocab_size());
+  apply_adapter(*m, a);  // unfused branches on a quantized base are fine
+  const Array adapted = m->forward(ids);
+  try {
+    fuse_adapter(*m, a);
+    ADD_FAILURE() << "fuse_adapter on a quantized model did not throw";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj' is quantized (8-bit"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(max_abs_diff(m->parameters().at("model.layers.0.self_attn.q_proj.weight"), before),
+            0.0);
+  EXPECT_EQ(max_abs_diff(m->forward(ids), adapted), 0.0);  // branches still on, weights intact
+  EXPECT_THROW(merged_weights(base_weights(*m, a), a), Unsupported);
+  // save_checkpoint needs the config.json of a checkpoint directory (a GGUF file has none).
+  TempDir d;
+  EXPECT_THROW(
+      save_checkpoint(*m, source_path("tests/data/gguf/llama_f32.f32.gguf"), d.path, float32),
+      IoError);
 }
 
 TEST(LoraFuse, FusedCheckpointGivesTheAdaptedLogits) {

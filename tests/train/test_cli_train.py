@@ -2,12 +2,15 @@
 """CLI test of `ingot train` and `ingot fuse` on the llama_bf16_tied fixture (it has a tokenizer):
 malformed data is reported with file:line before training (exit 1), a short run writes the
 adapter, checkpoints and loss curve, `--resume` reproduces the uninterrupted run's adapter byte
-for byte, `score --adapter` equals `score` on the fused checkpoint, usage errors exit 2.
+for byte, `score --adapter` equals `score` on the fused checkpoint, usage errors exit 2; fuse
+refuses quantized checkpoints and GGUF files (exit 1); the mlx-lm adapter fixture
+tests/data/lora/llama_f32_mlx fuses into logits equal to PEFT's recorded ones and generates.
 
     python3 tests/train/test_cli_train.py BUILD/tools/cli/ingot REPO_ROOT
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -99,6 +102,54 @@ with tempfile.TemporaryDirectory() as d:
         check(r.returncode == 0 and r.stdout, f"{cmd[0]} --adapter runs", r)
     r = run(["fuse", "--model", model, "--out", os.path.join(d, "f2")])
     check(r.returncode == 1 and b"--adapter" in r.stderr, "fuse without --adapter: exit 1", r)
+    # Quantized bases: fuse refuses (naming the layer) instead of merging into packed integers.
+    q8 = os.path.join(root, "tests", "data", "models", "llama_q8_mlx")  # llama_bf16_tied, 8-bit
+    fq = os.path.join(d, "fused_q8")
+    r = run(["fuse", "--model", q8, "--adapter", out1, "--out", fq])
+    check(r.returncode == 1 and b"is quantized (8-bit" in r.stderr
+          and not os.path.exists(os.path.join(fq, "model.safetensors")),
+          "fuse on an 8-bit mlx checkpoint: exit 1, nothing written", r)
+    r = run(["score", "--model", q8, "--adapter", out1], pair.encode())
+    check(r.returncode == 0, "score --adapter on the 8-bit checkpoint (unfused) runs", r)
+    gg = os.path.join(root, "tests", "data", "gguf", "llama_bf16_tied.bf16.gguf")
+    r = run(["fuse", "--model", gg, "--adapter", out1, "--out", os.path.join(d, "fused_gguf")])
+    check(r.returncode == 1 and b"GGUF file" in r.stderr, "fuse on a GGUF file: exit 1", r)
+
+    # The mlx-lm fixture (scripts/lora_peft_to_mlx.py from the PEFT golden llama_f32/init):
+    # fused, its logits are the ones PEFT recorded for the original adapter; generate applies it.
+    f32 = os.path.join(root, "tests", "data", "models", "llama_f32")
+    mlx = os.path.join(root, "tests", "data", "lora", "llama_f32_mlx")
+    ref = json.load(open(os.path.join(root, "tests", "data", "lora", "llama_f32", "reference.json")))
+    ids0 = ref["ids"][0]
+    with open(os.path.join(root, "tests", "data", "lora", "llama_f32", "logits.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        blob = f.read()
+    info = header["init"]
+    assert info["dtype"] == "F32" and info["shape"][1] == len(ids0)
+    v = info["shape"][2]
+    a0 = info["data_offsets"][0]
+    peft = struct.unpack("<%df" % (len(ids0) * v), blob[a0:a0 + 4 * len(ids0) * v])  # row 0
+    fm = os.path.join(d, "fused_mlx")
+    r = run(["fuse", "--model", f32, "--adapter", mlx, "--out", fm])
+    check(r.returncode == 0 and b"scale 2" in r.stderr, "fuse with the mlx-lm adapter", r)
+    r = run(["logits", "--model", fm, "--ids", ",".join(map(str, ids0)), "--all-positions"])
+    got = [x for row in json.loads(r.stdout)["logits"] for x in row] if r.returncode == 0 else []
+    scale = max(abs(x) for x in peft)
+    err = max((abs(x - y) for x, y in zip(got, peft)), default=float("inf")) / scale
+    check(len(got) == len(peft) and err < 1e-4,
+          f"fused mlx-lm adapter: logits = PEFT's within 1e-4 relative ({err:.2e})", r)
+    last = peft[(len(ids0) - 1) * v:]
+    want_first = max(range(v), key=lambda i: last[i])
+    gen = ["generate", "--prompt-ids", ",".join(map(str, ids0)), "--max-tokens", "4",
+           "--output", "ids", "--ignore-eos"]
+    ra = run([*gen, "--model", f32, "--adapter", mlx])
+    rb = run([*gen, "--model", fm])
+    toks = [int(x) for x in ra.stdout.decode().strip().split(",")] if ra.returncode == 0 else []
+    check(ra.returncode == 0 and toks and toks[0] == want_first and ra.stdout == rb.stdout,
+          f"generate --adapter mlx-lm: first token = argmax of PEFT's logits ({want_first}), "
+          "same ids as the fused model", ra if ra.returncode else rb)
+
     for cmd in ("train", "fuse"):
         r = run([cmd, "--help"])
         check(r.returncode == 0 and b"Example" in r.stdout, f"{cmd} --help has an example", r)

@@ -101,5 +101,47 @@ TEST_P(PeftParity, AdamWLossCurveAndFinalAdapter) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PeftParity, ::testing::Values("llama_f32", "qwen3_f32_tied"));
 
+// tests/data/lora/llama_f32_mlx is llama_f32/init converted to mlx-lm's layout by
+// scripts/lora_peft_to_mlx.py (adapters.safetensors with lora_a [in, r] / lora_b [r, out],
+// lora_parameters.scale = lora_alpha / r). Loaded by file detection, it gives the logits PEFT
+// computed for the original adapter.
+TEST(MlxLmAdapter, ConvertedGoldenGivesPeftLogits) {
+  const std::string peft = source_path("tests/data/lora/llama_f32");
+  const std::string mlx = source_path("tests/data/lora/llama_f32_mlx");
+  ASSERT_TRUE(std::filesystem::exists(mlx + "/adapters.safetensors"));
+  ASSERT_FALSE(std::filesystem::exists(mlx + "/adapter_model.safetensors"));
+  std::ifstream f(peft + "/reference.json");
+  const json ref = json::parse(f);
+  std::vector<int32_t> flat;
+  for (auto& row : ref["ids"].get<std::vector<std::vector<int32_t>>>())
+    flat.insert(flat.end(), row.begin(), row.end());
+  const Shape shape{static_cast<int64_t>(ref["ids"].size()),
+                    static_cast<int64_t>(ref["ids"][0].size())};
+  const Array ids(flat, shape, int32);
+  const Array want = load_safetensors(peft + "/logits.safetensors").at("init");  // PEFT's
+
+  auto model = load("llama_f32");
+  const Array base = model->forward(ids);
+  LoraAdapter a = LoraAdapter::load(mlx, *model);
+  ASSERT_TRUE(a.config().explicit_scale.has_value());  // read as mlx-lm's config
+  EXPECT_FLOAT_EQ(a.config().scale(), 2.0f);           // lora_alpha 8 / r 4
+  EXPECT_EQ(a.config().rank, 4);
+  EXPECT_EQ(a.config().layers, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(a.targets().size(), 6u);
+  // The factors are PEFT's, transposed back exactly.
+  LoraAdapter p = LoraAdapter::load(peft + "/init", *model);
+  ASSERT_EQ(p.params().size(), a.params().size());
+  for (auto& [n, v] : p.params()) EXPECT_EQ(max_abs_diff(a.params().at(n), v), 0.0) << n;
+
+  apply_adapter(*model, a);
+  const Array got = model->forward(ids);
+  const double scale = std::max(1e-12, max_abs(want));
+  EXPECT_LT(max_abs_diff(got, want) / scale, 1e-5);
+  EXPECT_GT(max_abs_diff(base, want) / scale, 1e-3);  // the adapter is what makes them agree
+  // Fused into the weights: the same logits within float32 rounding.
+  fuse_adapter(*model, a);
+  EXPECT_LT(max_abs_diff(model->forward(ids), want) / scale, 1e-4);
+}
+
 }  // namespace
 }  // namespace ingot::train

@@ -9,6 +9,7 @@
 #include "command.h"
 #include "llm/text/text.h"
 #include "llm_common.h"
+#include "text_common.h"
 #include "util/error.h"
 
 namespace ingot::cli {
@@ -32,7 +33,7 @@ bool blank(const std::string& s) {
 }
 
 int run_chat(const ChatArgs& a) {
-  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
   if (tm.tokenizer->chat_template().empty())
     raise(

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "command.h"
+#include "text_common.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -27,12 +28,13 @@ Registrar reg{Command{
       };
       auto o = std::make_shared<Opts>();
       app.add_option("--tokenizer", o->dir,
-                     "directory with tokenizer.json and tokenizer_config.json")
+                     "directory with tokenizer.json and tokenizer_config.json, or a GGUF file")
           ->required();
       app.add_option("--add-generation-prompt", o->agp,
                      "override the conversation's add_generation_prompt (true|false)");
       return [o]() {
-        auto tok = tokenizer::Tokenizer::from_dir(o->dir);
+        const auto tok_ptr = load_tokenizer(o->dir);
+        const tokenizer::Tokenizer& tok = *tok_ptr;
         std::string conv((std::istreambuf_iterator<char>(std::cin)),
                          std::istreambuf_iterator<char>());
         std::string out =

@@ -12,6 +12,7 @@
 #include "llm/text/text.h"
 #include "llm_common.h"
 #include "progress.h"
+#include "text_common.h"
 #include "util/error.h"
 
 namespace ingot::cli {
@@ -81,7 +82,7 @@ class ResultWriter {
 int run_classify(const ClassifyArgs& a) {
   llm::TextClassifier c{read_template(a.template_path, "classify"), split_labels(a.labels)};
   const std::vector<std::string> texts = read_text_lines("classify");
-  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
   ProgressBar bar(static_cast<int64_t>(texts.size()), a.progress || is_terminal(2), "classify");
   ResultWriter out(c.labels);

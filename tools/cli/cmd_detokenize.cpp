@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "text_common.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -48,12 +49,13 @@ Registrar reg{Command{
       };
       auto o = std::make_shared<Opts>();
       app.add_option("--tokenizer", o->dir,
-                     "directory with tokenizer.json (a model directory works)")
+                     "directory with tokenizer.json (a model directory works), or a GGUF file")
           ->required();
       app.add_flag("--jsonl", o->jsonl, "one line of ids in -> one JSON string literal out");
       app.add_flag("--skip-special", o->skip_special, "drop special tokens from the text");
       return [o]() {
-        auto tok = tokenizer::Tokenizer::from_dir(o->dir);
+        const auto tok_ptr = load_tokenizer(o->dir);
+        const tokenizer::Tokenizer& tok = *tok_ptr;
         tokenizer::DecodeOptions d{.skip_special_tokens = o->skip_special};
         std::string out;
         if (!o->jsonl) {

@@ -10,6 +10,7 @@
 #include "llm/text/text.h"
 #include "llm_common.h"
 #include "progress.h"
+#include "text_common.h"
 
 namespace ingot::cli {
 namespace {
@@ -28,7 +29,7 @@ constexpr size_t kChunk = 4096;
 int run_embed(const EmbedArgs& a) {
   const std::string tmpl = a.template_path.empty() ? "" : read_template(a.template_path, "embed");
   const std::vector<std::string> texts = read_text_lines("embed");
-  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
   const llm::Pooling pooling = a.pooling == "mean" ? llm::Pooling::mean : llm::Pooling::last;
   const auto total = static_cast<int64_t>(texts.size());

@@ -7,6 +7,7 @@
 
 #include "command.h"
 #include "llm_common.h"
+#include "models/gguf_checkpoint.h"
 #include "train/adapter.h"
 #include "util/error.h"
 
@@ -20,6 +21,13 @@ struct FuseArgs {
 
 int run_fuse(const FuseArgs& a) {
   if (a.model.adapter.empty()) raise("[fuse] --adapter DIR is required");
+  // The output is a Hugging Face checkpoint: its config.json comes from the model directory.
+  if (models::is_gguf_file(a.model.dir))
+    raise<Unsupported>(
+        "[fuse] {} is a GGUF file: fuse writes a Hugging Face checkpoint (config.json and "
+        "model.safetensors) and needs the safetensors checkpoint the GGUF file was made from; "
+        "or apply the adapter unfused (--adapter)",
+        a.model.dir);
   auto model = models::load_model(a.model.dir, base_load_options(a.model));
   train::LoraAdapter adapter = train::LoraAdapter::load(a.model.adapter, *model);
   train::fuse_adapter(*model, adapter);

@@ -11,6 +11,7 @@
 #include "command.h"
 #include "llm/text/text.h"
 #include "llm_common.h"
+#include "text_common.h"
 #include "util/error.h"
 
 namespace ingot::cli {
@@ -74,15 +75,16 @@ std::vector<int32_t> prompt_tokens(const GenerateArgs& a, const llm::TextModel& 
 int run_generate(const GenerateArgs& a) {
   // A cache file does not record which adapter computed its keys and values.
   if (!a.prompt_cache.empty() && !a.model.adapter.empty())
-    raise("[generate] --prompt-cache with --adapter is not supported yet (the cache file does "
-          "not record the adapter its keys and values were computed with)");
+    raise(
+        "[generate] --prompt-cache with --adapter is not supported yet (the cache file does "
+        "not record the adapter its keys and values were computed with)");
   const bool text_out = a.output == "text";
   if (a.prompt_ids && !text_out && a.stop.empty()) return run_ids_only(a);
-  if (a.prompt_ids &&
+  if (a.prompt_ids && std::filesystem::is_directory(a.model.dir) &&
       !std::filesystem::exists(std::filesystem::path(a.model.dir) / "tokenizer.json"))
     raise<IoError>("[generate] {}: no tokenizer.json, which {} needs (use --output ids)",
                    a.model.dir, a.stop.empty() ? "text output" : "--stop");
-  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
   const std::vector<int32_t> prompt = prompt_tokens(a, tm);
   llm::TextGenerateOptions t;

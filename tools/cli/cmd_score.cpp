@@ -12,6 +12,7 @@
 #include "llm/score.h"
 #include "llm/text/text.h"
 #include "llm_common.h"
+#include "text_common.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -47,9 +48,7 @@ struct Scorer {
   llm::TextModel tm;
 
   const llm::TextModel& text_model() {
-    if (!tm.tokenizer)
-      tm.tokenizer =
-          std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_dir(args.model.dir));
+    if (!tm.tokenizer) tm.tokenizer = load_tokenizer(args.model.dir);
     return tm;
   }
 

@@ -11,6 +11,7 @@
 #include "llm/text/text.h"
 #include "llm_common.h"
 #include "server/server.h"
+#include "text_common.h"
 
 namespace ingot::cli {
 namespace {
@@ -39,7 +40,7 @@ int run_serve(const ServeArgs& a) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  llm::TextModel tm = llm::load_text_model(a.model.dir, base_load_options(a.model));
+  llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
 
   server::ServerOptions o;

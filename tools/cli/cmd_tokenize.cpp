@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "text_common.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -35,7 +36,7 @@ Registrar reg{Command{
       };
       auto o = std::make_shared<Opts>();
       app.add_option("--tokenizer", o->dir,
-                     "directory with tokenizer.json (a model directory works)")
+                     "directory with tokenizer.json (a model directory works), or a GGUF file")
           ->required();
       app.add_option("--add-special", o->add_special,
                      "add special tokens (BOS...) as the post-processor says (default true)")
@@ -43,7 +44,8 @@ Registrar reg{Command{
       app.add_flag("--jsonl", o->jsonl,
                    "each stdin line is a JSON string literal; one line of ids out per line in");
       return [o]() {
-        auto tok = tokenizer::Tokenizer::from_dir(o->dir);
+        const auto tok_ptr = load_tokenizer(o->dir);
+        const tokenizer::Tokenizer& tok = *tok_ptr;
         std::ios::sync_with_stdio(false);
         std::string out;
         if (!o->jsonl) {

@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -13,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "core/io/gguf.h"
+#include "models/gguf_checkpoint.h"
 #include "train/adapter.h"
 #include "util/error.h"
 
@@ -34,7 +38,8 @@ Device select_device(const std::string& device) {
 }
 
 void add_model_options(CLI::App& app, ModelArgs& a) {
-  app.add_option("--model", a.dir, "Checkpoint directory (config.json, *.safetensors)")->required();
+  app.add_option("--model", a.dir, "Checkpoint directory (config.json, *.safetensors) or GGUF file")
+      ->required();
   app.add_option("--dtype", a.dtype, "Compute dtype (default: the checkpoint's)")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
   add_device_option(app, a.device);
@@ -165,6 +170,21 @@ std::vector<int32_t> parse_id_list(const std::string& s, const std::string& what
 }
 
 std::vector<int32_t> generation_config_eos(const std::string& dir) {
+  if (models::is_gguf_file(dir)) {  // tokenizer.ggml.eos/eot/eom_token_id
+    GgufFile f(dir);
+    std::vector<int32_t> ids;
+    for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                            "tokenizer.ggml.eom_token_id"}) {
+      const GgufValue* v = f.find(key);
+      if (v == nullptr) continue;
+      const int64_t id = gguf_int(*v, dir, key);
+      if (id < 0 || id > INT32_MAX)
+        raise<FormatError>("[gguf] {}: key '{}' holds {}, not a token id", dir, key, id);
+      if (std::find(ids.begin(), ids.end(), static_cast<int32_t>(id)) == ids.end())
+        ids.push_back(static_cast<int32_t>(id));
+    }
+    return ids;
+  }
   const std::string path = dir + "/generation_config.json";
   std::ifstream f(path);
   if (!f) return {};

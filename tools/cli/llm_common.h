@@ -77,7 +77,8 @@ llm::GenerateOptions generate_options(const SamplingArgs& a);
 std::vector<int32_t> parse_id_list(const std::string& s, const std::string& what);
 
 /// eos_token_id of DIR/generation_config.json (an int or a list); empty when the file or key is
-/// absent. FormatError naming the file when it is not valid JSON.
+/// absent. FormatError naming the file when it is not valid JSON. For a GGUF file: its
+/// tokenizer.ggml.eos_token_id, eot_token_id and eom_token_id.
 std::vector<int32_t> generation_config_eos(const std::string& dir);
 
 /// Prints one "metrics: key=value ..." line to stderr (with the model's device and load time).
