@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests extra lora stack sanitizer bench core parity table profile (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table profile (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -43,6 +43,9 @@ if [[ " $STEPS " == *" tests "* ]]; then
   run_ctest cuda_tests -j 8 -L cuda
   INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
 fi
+if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 cores here
+  run_ctest cpu_suites -j 16 -L 'core|models|llm|nn|train' -E "${CPU_EXCLUDE:-^$}"
+fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
   INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn' -E "${EXTRA_EXCLUDE:-^$}"
 fi
@@ -73,9 +76,11 @@ fi
 if [[ " $STEPS " == *" sanitizer "* ]]; then
   stamp compute-sanitizer
   # One process per test binary, 6 at a time (memcheck slows kernels ~10-100x).
-  find build-gpu/tests/backend -maxdepth 1 -name "backend_test_cuda_*" -type f -executable | xargs -P 6 -I{} bash -c '
+  # SANITIZER_FILTER: a regex of test binaries to check (default: all of backend_test_cuda_*).
+  find build-gpu/tests/backend -maxdepth 1 -name "backend_test_cuda_*" -type f -executable |
+    grep -E "${SANITIZER_FILTER:-.}" | xargs -P 6 -I{} bash -c '
     t={}; n=$(basename "$t")
-    timeout 500 compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 "$t" \
+    timeout ${SANITIZER_TIMEOUT:-500} compute-sanitizer --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 "$t" \
       >"'"$LOG"'/memcheck_$n.log" 2>&1
     echo "memcheck $n: rc=$? $(grep -c "Invalid" "'"$LOG"'/memcheck_$n.log") invalid accesses, $(grep -cE "^\[ +OK" "'"$LOG"'/memcheck_$n.log") tests ok"'
 fi

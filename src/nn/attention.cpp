@@ -35,6 +35,15 @@ bool Attention::fuse_projections() {
 }
 
 Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
+  return run(x, in, nullptr);
+}
+
+Array Attention::operator()(const Array& x, const AttentionInputs& in,
+                            const Array& residual) const {
+  return run(x, in, &residual);
+}
+
+Array Attention::run(const Array& x, const AttentionInputs& in, const Array* residual) const {
   if (x.ndim() != 3 || x.shape(2) != cfg_.dims)
     raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x.shape()));
   const int64_t b = x.shape(0), l = x.shape(1);
@@ -92,7 +101,7 @@ Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
                        .softcap = cfg_.softcap};
   Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, L, D]
   o = reshape(transpose(o, {0, 2, 1, 3}), {b, l, cfg_.n_heads * hd});
-  return (*o_)(o);
+  return residual ? o_->add_to(*residual, o) : (*o_)(o);
 }
 
 }  // namespace ingot::nn

@@ -63,12 +63,16 @@ class Attention : public Module {
   explicit Attention(AttentionConfig cfg);
   /// x [B, L, E] -> [B, L, E].
   Array operator()(const Array& x, const AttentionInputs& in = {}) const;
+  /// residual + (*this)(x, in), the add fused into the output projection (Linear::add_to).
+  Array operator()(const Array& x, const AttentionInputs& in, const Array& residual) const;
   const AttentionConfig& config() const { return cfg_; }
   /// Runs the q, k and v projections as one stacked matmul from now on (see StackedLinear);
   /// false if the layers do not qualify.
   bool fuse_projections();
 
  private:
+  Array run(const Array& x, const AttentionInputs& in, const Array* residual) const;
+
   AttentionConfig cfg_;
   std::shared_ptr<Linear> q_, k_, v_, o_;
   StackedLinear qkv_;

@@ -33,6 +33,12 @@ Array Linear::operator()(const Array& x) const {
   return astype(astype(y, d.dtype()) + d, y.dtype());
 }
 
+Array Linear::add_to(const Array& residual, const Array& x) const {
+  if (quant_ || branch_ || has_param("bias") || !is_floating(x.dtype()))
+    return residual + (*this)(x);
+  return add_matmul(residual, x, transpose(param("weight")));
+}
+
 void Linear::set_branch(std::optional<LowRankBranch> branch) {
   if (branch) {
     const LowRankBranch& r = *branch;
@@ -209,6 +215,11 @@ Array gated(const Array& g, const Array& u, Activation act) {
 Array GatedMLP::operator()(const Array& x) const {
   if (auto gu = gate_up_(x)) return (*down_)(gated((*gu)[0], (*gu)[1], act_));
   return (*down_)(gated((*gate_)(x), (*up_)(x), act_));
+}
+
+Array GatedMLP::operator()(const Array& x, const Array& residual) const {
+  if (auto gu = gate_up_(x)) return down_->add_to(residual, gated((*gu)[0], (*gu)[1], act_));
+  return down_->add_to(residual, gated((*gate_)(x), (*up_)(x), act_));
 }
 
 }  // namespace ingot::nn

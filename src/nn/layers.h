@@ -28,6 +28,9 @@ class Linear : public Module {
   /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Dtype dtype = float32);
   virtual Array operator()(const Array& x) const;
+  /// residual + (*this)(x), with the add fused into the matmul for a plain float layer (the
+  /// product still rounds to the dtype first, so the result equals the separate ops').
+  Array add_to(const Array& residual, const Array& x) const;
   int64_t in_features() const {
     return param("weight").shape(1) * (quant_ ? 32 / quant_->bits : 1);
   }
@@ -141,6 +144,8 @@ class GatedMLP : public Module {
   GatedMLP(int64_t dims, int64_t hidden, Activation act = Activation::silu, bool bias = false,
            Dtype dtype = float32);
   Array operator()(const Array& x) const;
+  /// residual + (*this)(x), the add fused into the down projection (Linear::add_to).
+  Array operator()(const Array& x, const Array& residual) const;
   Linear& gate_proj() const { return *gate_; }
   Linear& up_proj() const { return *up_; }
   Linear& down_proj() const { return *down_; }

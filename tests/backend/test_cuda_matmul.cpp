@@ -143,6 +143,32 @@ TEST(CudaMatmul, GemvRowsMatchCpu) {
   }
 }
 
+TEST(CudaMatmul, AddMatmulEqualsTheSeparateOps) {
+  INGOT_REQUIRE_CUDA();
+  // add_matmul rounds the product first: on the GPU it equals add(c, matmul(a, b)) bit for bit,
+  // whether the add runs in the GEMV's epilogue (few rows against a Linear weight) or after a
+  // cuBLASLt product, and it agrees with the CPU within the matmul tolerance.
+  const View wt = [](const Array& x) { return transpose(x); };
+  uint32_t seed = 80;
+  for (Dtype t : {float32, bfloat16, float16})
+    for (int64_t M : {1, 4, 8, 40}) {
+      const Pair a = both(host_normal({M, 1024}, t, seed++), identity);
+      const Pair b = both(host_normal({512, 1024}, t, seed++), wt);
+      const Pair c = both(host_normal({M, 512}, t, seed++), identity);
+      const Array got = add_matmul(c.gpu, a.gpu, b.gpu);
+      const Array sep = add(c.gpu, matmul(a.gpu, b.gpu));
+      const auto g = got.to_vector<double>(), w = sep.to_vector<double>();
+      ASSERT_EQ(g.size(), w.size());
+      for (size_t i = 0; i < g.size(); ++i)
+        ASSERT_EQ(g[i], w[i]) << dtype_name(t) << " M " << M << " at " << i;
+      const Array scale = add(abs(astype(c.cpu, float64)), abs_product(a.cpu, b.cpu));
+      // 16-bit: each side rounds its product once, so they may differ by an ulp of it.
+      const double tol = t == float32 ? acc_tol(t) : dtype_rtol(t);
+      expect_gemm_close(got, add_matmul(c.cpu, a.cpu, b.cpu), scale, tol,
+                        name(t, fmt::format("add_matmul M{}", M)));
+    }
+}
+
 TEST(CudaMatmul, OperandLayouts) {
   INGOT_REQUIRE_CUDA();
   const int64_t M = 37, K = 64, N = 29;

@@ -252,6 +252,41 @@ TEST(Matmul, AddmmBias) {
       }
 }
 
+TEST(Matmul, AddMatmulEqualsTheSeparateOps) {
+  // add_matmul(c, a, b) is add(c, matmul(a, b)) in one primitive: the product rounds to the
+  // dtype first, so the results are the same bits (the ops themselves are checked above).
+  struct Case {
+    Shape a, b, c;
+  };
+  const Case cases[] = {{{1, 300}, {300, 70}, {1, 70}},
+                        {{9, 70}, {70, 130}, {130}},
+                        {{2, 3, 33}, {33, 5}, {2, 3, 5}},
+                        {{4, 1, 64}, {64, 16}, {4, 1, 16}},
+                        {{3, 0}, {0, 4}, {3, 4}}};
+  uint32_t seed = 60;
+  for (Dtype t : test::kFloatDtypes)
+    for (const Case& k : cases) {
+      const Array a = Array(test::random_values(shape_size(k.a), t, seed++, -2, 2), k.a, t);
+      const Array b = Array(test::random_values(shape_size(k.b), t, seed++, -2, 2), k.b, t);
+      const Array c = Array(test::random_values(shape_size(k.c), t, seed++, -4, 4), k.c, t);
+      for (const char* isa : isas()) {
+        IsaScope scope(isa);
+        const auto got = add_matmul(c, a, b).to_vector<double>();
+        const auto want = add(c, matmul(a, b)).to_vector<double>();
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(got[i], want[i]) << dtype_name(t) << " " << isa << " at " << i;
+      }
+    }
+  // A residual of another dtype: the ops' promotion order is kept (product in bf16, add in
+  // float32).
+  const Array a = Array(test::random_values(64, bfloat16, 1, -2, 2), {2, 32}, bfloat16);
+  const Array b = Array(test::random_values(32 * 8, bfloat16, 2, -2, 2), {32, 8}, bfloat16);
+  const Array c = Array(test::random_values(16, float32, 3), {2, 8}, float32);
+  EXPECT_EQ(add_matmul(c, a, b).dtype(), float32);
+  EXPECT_EQ(add_matmul(c, a, b).to_vector<double>(), add(c, matmul(a, b)).to_vector<double>());
+}
+
 TEST(Matmul, Avx512PathWhereAvailable) {
   if (cpu::hardware_isa() < cpu::Isa::avx512)
     GTEST_SKIP() << "this CPU has no AVX-512 (F+BW+VL): the avx512 kernels are not exercised";

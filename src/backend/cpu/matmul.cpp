@@ -338,8 +338,45 @@ void Matmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   eval_matmul(inputs[0], inputs[1], out, nullptr, 1.0f, 0.0f);
 }
 
+namespace {
+/// out = beta * c + out (out holds the rounded product), c broadcast to out's shape; the sum is
+/// computed in float (double for float64) and rounded once, as the add op does.
+template <typename T>
+void add_broadcast(const Array& c, Array& out, float beta) {
+  using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const Shape& shape = out.shape();
+  const Strides cs = backend::broadcast_strides(c, shape);
+  const T* cp = c.raw_ptr<T>();
+  T* o = out.raw_ptr<T>();
+  const int nd = static_cast<int>(shape.size());
+  std::vector<int64_t> idx(static_cast<size_t>(nd), 0);
+  int64_t off = 0;
+  for (int64_t i = 0; i < out.size(); ++i) {
+    o[i] = static_cast<T>(static_cast<A>(beta) * static_cast<A>(cp[off]) + static_cast<A>(o[i]));
+    for (int d = nd - 1; d >= 0; --d) {  // next index of the row-major walk
+      off += cs[static_cast<size_t>(d)];
+      if (++idx[static_cast<size_t>(d)] < shape[static_cast<size_t>(d)]) break;
+      off -= cs[static_cast<size_t>(d)] * shape[static_cast<size_t>(d)];
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+}
+}  // namespace
+
 void AddMM::eval_cpu(const std::vector<Array>& inputs, Array& out) {
-  eval_matmul(inputs[1], inputs[2], out, &inputs[0], alpha_, beta_);
+  if (!round_product_) return eval_matmul(inputs[1], inputs[2], out, &inputs[0], alpha_, beta_);
+  eval_matmul(inputs[1], inputs[2], out, nullptr, alpha_, 0.0f);  // the rounded product
+  if (out.size() == 0) return;
+  switch (out.dtype()) {
+    case Dtype::float32:
+      return add_broadcast<float>(inputs[0], out, beta_);
+    case Dtype::float64:
+      return add_broadcast<double>(inputs[0], out, beta_);
+    case Dtype::bfloat16:
+      return add_broadcast<bfloat16_t>(inputs[0], out, beta_);
+    default:
+      return add_broadcast<float16_t>(inputs[0], out, beta_);
+  }
 }
 
 }  // namespace ingot

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <type_traits>
 
 #include "backend/cuda/device/layout.h"
@@ -26,6 +28,9 @@ struct KParams {
   int64_t G, rows, row_tiles, kps;
   int splits;
   void* part;  // split partials: acc [B*Hkv*rows*splits][Dv], then (max, sum) pairs
+  // Decode kernel: per-(batch, kv head) arrival counters (zero between launches); the last
+  // split to finish combines the partials itself. Null: a separate combine pass does it.
+  unsigned* counters;
 };
 
 // ---- shared pieces ----
@@ -584,6 +589,43 @@ __global__ void __launch_bounds__(kMaxThreads) sdpa_mma_kernel(const KParams p) 
   }
 }
 
+// ---- split-K combine: one CTA per row ----
+
+// Combines the split partials of row x = (b * Hkv + hk) * rows + r into the output, with
+// blockDim.x (>= splits, <= kMaxSplits) threads; reads bypass L1 (other CTAs wrote them).
+template <typename T, typename A>
+__device__ void combine_row(const KParams& p, int64_t x, A* w, A* red) {
+  const SdpaArgs& a = p.a;
+  const int64_t bh = x / p.rows, r = x % p.rows;
+  const int64_t b = bh / a.Hkv, h = (bh % a.Hkv) * p.G + r % p.G, lpos = r / p.G;
+  const A* acc = static_cast<const A*>(p.part);
+  const A* ml = acc + a.B * a.Hkv * p.rows * p.splits * a.Dv;
+  const int tid = threadIdx.x;
+  const int64_t base = x * p.splits;
+  const bool mine = tid < p.splits;
+  const A mi = mine ? __ldcg(&ml[(base + tid) * 2]) : neg_inf<A>();
+  const A mx = block_max(mi, red, neg_inf<A>());
+  const A wi = mine && mx != neg_inf<A>() ? exp_(mi - mx) : A(0);
+  const A lsum = block_sum(mine ? __ldcg(&ml[(base + tid) * 2 + 1]) * wi : A(0), red);
+  if (tid < kMaxSplits) w[tid] = wi;
+  __syncthreads();
+  const A inv = lsum > A(0) ? A(1) / lsum : A(0);
+  T* out = static_cast<T*>(a.out) + ((b * a.H + h) * a.L + lpos) * a.Dv;
+  for (int64_t d = tid; d < a.Dv; d += blockDim.x) {
+    A s = A(0);
+    for (int i = 0; i < p.splits; ++i) s += w[i] * __ldcg(&acc[(base + i) * a.Dv + d]);
+    out[d] = cast<T>(s * inv);
+  }
+  __syncthreads();  // w and red are reused by the next row
+}
+
+template <typename T, typename A>
+__global__ void __launch_bounds__(kMaxSplits) sdpa_combine_kernel(const KParams p) {
+  __shared__ A w[kMaxSplits];
+  __shared__ A red[32];
+  combine_row<T, A>(p, blockIdx.x, w, red);
+}
+
 // ---- decode kernel: few rows (G * L <= 8) against many keys, 16-bit or float32 ----
 //
 // 128 threads. A key is read by a group of LPK lanes, one 16-byte chunk each (LPK = D / chunk),
@@ -642,6 +684,8 @@ __device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float 
 template <typename T, int LPK, int R>
 __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KParams p) {
   constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps;
+  static_assert(kDecodeWarps * R * LPK * V >= kMaxSplits && kDecodeThreads == kMaxSplits,
+                "the combine reuses sm_o and needs a thread per split");
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   __shared__ float sm_ml[kDecodeWarps][R][2];
   __shared__ __align__(16) float sm_o[kDecodeWarps][R][LPK * V];
@@ -724,10 +768,10 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
     }
   }
   __syncthreads();
-  if (warp != 0 || lane >= LPK) return;
+  const bool writer = warp == 0 && lane < LPK;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    if (r >= p.rows) break;
+    if (!writer || r >= p.rows) break;
     for (int w = 1; w < kDecodeWarps; ++w)
       decode_merge(st[r], sm_ml[w][r][0], sm_ml[w][r][1], &sm_o[w][r][d0]);
     if (p.splits == 1) {
@@ -749,36 +793,23 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
       }
     }
   }
-}
-
-// ---- split-K combine: one CTA per row ----
-
-template <typename T, typename A>
-__global__ void __launch_bounds__(kMaxSplits) sdpa_combine_kernel(const KParams p) {
-  __shared__ A w[kMaxSplits];
-  __shared__ A red[32];
-  const SdpaArgs& a = p.a;
-  const int64_t x = blockIdx.x;  // (b * Hkv + hk) * rows + r
-  const int64_t bh = x / p.rows, r = x % p.rows;
-  const int64_t b = bh / a.Hkv, h = (bh % a.Hkv) * p.G + r % p.G, lpos = r / p.G;
-  const A* acc = static_cast<const A*>(p.part);
-  const A* ml = acc + a.B * a.Hkv * p.rows * p.splits * a.Dv;
-  const int tid = threadIdx.x;
-  const int64_t base = x * p.splits;
-  const bool mine = tid < p.splits;
-  const A mi = mine ? ml[(base + tid) * 2] : neg_inf<A>();
-  const A mx = block_max(mi, red, neg_inf<A>());
-  const A wi = mine && mx != neg_inf<A>() ? exp_(mi - mx) : A(0);
-  const A lsum = block_sum(mine ? ml[(base + tid) * 2 + 1] * wi : A(0), red);
-  w[tid] = wi;
+  if (p.splits == 1 || p.counters == nullptr) return;
+  // The last split of this (batch, kv head) to arrive combines every split's partials (the
+  // threadfence pattern: publish the partials, then count; the counter returns to zero).
+  __shared__ bool last;
+  __threadfence();
   __syncthreads();
-  const A inv = lsum > A(0) ? A(1) / lsum : A(0);
-  T* out = static_cast<T*>(a.out) + ((b * a.H + h) * a.L + lpos) * a.Dv;
-  for (int64_t d = tid; d < a.Dv; d += blockDim.x) {
-    A s = A(0);
-    for (int i = 0; i < p.splits; ++i) s += w[i] * acc[(base + i) * a.Dv + d];
-    out[d] = cast<T>(s * inv);
+  if (threadIdx.x == 0) {
+    const unsigned seen = atomicAdd(&p.counters[c.bh], 1u);
+    last = seen == static_cast<unsigned>(p.splits - 1);
+    if (last) p.counters[c.bh] = 0;
   }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* w = &sm_o[0][0][0];  // kMaxSplits floats (the CTA's shared output tile is free now)
+  __shared__ float red[32];
+  for (int64_t r = 0; r < p.rows; ++r) combine_row<T, float>(p, c.bh * p.rows + r, w, red);
 }
 
 // ---- launchers ----
@@ -849,6 +880,31 @@ void launch_decode(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaS
     default:
       return launch_decode_rows<T, 32>(kp, pl, blocks, s);
   }
+}
+
+/// Zeroed arrival counters (at least n) for decode launches on stream s, or null when none
+/// can be had now (too many, or a first use while s is being captured into a graph: the
+/// buffer is zeroed synchronously). Per stream, because launches on one stream never overlap;
+/// kept for the process (captured graphs hold the pointer).
+unsigned* decode_counters(cudaStream_t s, int64_t n) {
+  constexpr int64_t kCounters = 1 << 16;
+  if (n > kCounters) return nullptr;
+  static std::mutex mu;
+  static auto* bufs = new std::map<cudaStream_t, unsigned*>;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = bufs->find(s);
+  if (it != bufs->end()) return it->second;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  INGOT_CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+  if (cs != cudaStreamCaptureStatusNone) return nullptr;
+  void* p = nullptr;
+  if (cudaMalloc(&p, kCounters * sizeof(unsigned)) != cudaSuccess) {
+    (void)cudaGetLastError();  // out of memory: use the combine pass
+    return nullptr;
+  }
+  INGOT_CUDA_CHECK(cudaMemsetAsync(p, 0, kCounters * sizeof(unsigned), s));
+  bufs->emplace(s, static_cast<unsigned*>(p));
+  return static_cast<unsigned*>(p);
 }
 
 int64_t ceil_div(int64_t a, int64_t b) {
@@ -930,7 +986,11 @@ SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
 }
 
 void launch_sdpa(const SdpaArgs& a, const SdpaPlan& pl, void* partials, cudaStream_t s) {
-  KParams kp{a, a.H / a.Hkv, 0, pl.row_tiles, pl.keys_per_split, pl.splits, partials};
+  KParams kp{a, a.H / a.Hkv, 0, pl.row_tiles, pl.keys_per_split, pl.splits, partials, nullptr};
+  // Every launch makes sure the stream has counters, so that they exist before a decode step
+  // is captured into a graph (a prefill on the same stream comes first).
+  unsigned* counters = decode_counters(s, a.B * a.Hkv);
+  if (pl.decode && pl.splits > 1) kp.counters = counters;
   kp.rows = kp.G * a.L;
   const int64_t blocks = a.B * a.Hkv * pl.row_tiles * pl.splits;
   if (blocks == 0) return;
@@ -952,7 +1012,7 @@ void launch_sdpa(const SdpaArgs& a, const SdpaPlan& pl, void* partials, cudaStre
       else if constexpr (!std::is_same_v<T, double>)
         launch_simt<T, A, 16>(kp, pl, nb, s);
     }
-    if (pl.splits > 1) {
+    if (pl.splits > 1 && kp.counters == nullptr) {
       sdpa_combine_kernel<T, A>
           <<<static_cast<unsigned>(a.B * a.Hkv * kp.rows), kMaxSplits, 0, s>>>(kp);
       check_launch("sdpa_combine_kernel");

@@ -397,7 +397,8 @@ struct GemmContext {
   Dtype dtype;
   cudaStream_t stream;
   float alpha, beta;
-  bool accumulate;  // out holds c: D = alpha * a @ b + beta * out
+  bool accumulate;     // out holds c: D = alpha * a @ b + beta * out
+  bool round_product;  // GEMV only: the product rounds to the dtype before the add
 };
 
 /// INGOT_CUDA_GEMV=0 sends few-row products to cuBLASLt too (default: the GEMV kernel). Read once.
@@ -426,6 +427,7 @@ bool try_gemv(const GemmContext& g, const Call& c) {
   p.alpha = g.alpha;
   p.beta = g.beta;
   p.accumulate = g.accumulate;
+  p.round_product = g.round_product;
   if (!cu::gemv_supported(g.dtype, p)) return false;
   cu::launch_gemv(g.dtype, p, g.stream);
   return true;
@@ -528,7 +530,7 @@ void fill_from(const Array& c, Array& out, cudaStream_t s) {
 }
 
 void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, float alpha,
-                 float beta, Stream stream) {
+                 float beta, bool round_product, Stream stream) {
   const Dtype t = out.dtype();
   if (!is_floating(t)) raise("[matmul] unsupported dtype {} (floating-point only)", dtype_name(t));
   const cudaStream_t s = cu::stream(stream);
@@ -555,19 +557,32 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   };
   contiguous(a, av, sa);
   contiguous(b, bv, sb);
-  const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr};
-  for (const Call& call : plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize()))
-    run_call(g, call);
+  const std::vector<Call> calls =
+      plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize());
+  if (round_product && c) {
+    // beta * c + round(alpha * a @ b): in the GEMV's epilogue when it takes the one call,
+    // else the product into scratch and an add pass.
+    const GemmContext gf{out.device(), t, s, alpha, beta, true, true};
+    if (calls.size() == 1 && try_gemv(gf, calls[0])) return;
+    cu::Scratch prod(out.device(), out.nbytes());
+    const GemmContext gp{out.device(), t, s, alpha, 0.0f, false, false};
+    for (const Call& call : plan_calls(av, bv, static_cast<char*>(prod.ptr()), out.itemsize()))
+      run_call(gp, call);
+    cu::launch_add_product(t, out.raw_ptr(), prod.ptr(), out.size(), beta, s);
+    return;
+  }
+  const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr, false};
+  for (const Call& call : calls) run_call(g, call);
 }
 
 }  // namespace
 
 void Matmul::eval_cuda(const std::vector<Array>& inputs, Array& out) {
-  eval_matmul(inputs[0], inputs[1], out, nullptr, 1.0f, 0.0f, stream());
+  eval_matmul(inputs[0], inputs[1], out, nullptr, 1.0f, 0.0f, false, stream());
 }
 
 void AddMM::eval_cuda(const std::vector<Array>& inputs, Array& out) {
-  eval_matmul(inputs[1], inputs[2], out, &inputs[0], alpha_, beta_, stream());
+  eval_matmul(inputs[1], inputs[2], out, &inputs[0], alpha_, beta_, round_product_, stream());
 }
 
 }  // namespace ingot

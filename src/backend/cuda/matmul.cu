@@ -131,7 +131,8 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       float r = p.alpha * acc[m];
-      if (p.accumulate) r += p.beta * to_float(out[m * p.N + n]);
+      if (p.round_product) r = to_float(cast<T>(r));
+      if (p.accumulate) r = p.beta * to_float(out[m * p.N + n]) + r;
       out[m * p.N + n] = cast<T>(r);
     }
   }
@@ -197,6 +198,28 @@ void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s) {
       break;
   }
   check_launch("gemv_kernel");
+}
+
+namespace {
+template <typename T>
+__global__ void add_product_kernel(T* out, const T* prod, int64_t n, float beta) {
+  using A = gemm_acc_t<T>;
+  INGOT_CUDA_KERNEL_LOOP(i, n) {
+    out[i] = cast<T>(A(beta) * to_acc<A>(out[i]) + to_acc<A>(prod[i]));
+  }
+}
+}  // namespace
+
+void launch_add_product(Dtype t, void* out, const void* prod, int64_t n, float beta,
+                        cudaStream_t s) {
+  if (n == 0) return;
+  constexpr int threads = 256;
+  dispatch_cuda_float(t, [&](auto v) {
+    using T = decltype(v);
+    add_product_kernel<T><<<grid_for(n, threads), threads, 0, s>>>(
+        static_cast<T*>(out), static_cast<const T*>(prod), n, beta);
+  });
+  check_launch("add_product_kernel");
 }
 
 void launch_scale_empty_k(Dtype t, void* out, int64_t n, float alpha, float beta, cudaStream_t s) {

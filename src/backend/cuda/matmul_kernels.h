@@ -40,6 +40,7 @@ struct GemvProblem {
   void* out = nullptr;
   float alpha = 1.0f, beta = 0.0f;
   bool accumulate = false;
+  bool round_product = false;  // round alpha * x.w to the output dtype before adding beta * out
 };
 
 /// Most rows the GEMV kernel takes; more go to cuBLASLt.
@@ -52,6 +53,11 @@ bool gemv_supported(Dtype t, const GemvProblem& p);
 
 /// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold).
 void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s);
+
+/// out[i] = beta * out[i] + prod[i] for n elements of dtype t, in float (double for float64)
+/// and rounded once: the add of an AddMM whose product was rounded first (round_product).
+void launch_add_product(Dtype t, void* out, const void* prod, int64_t n, float beta,
+                        cudaStream_t s);
 
 /// out[i] = alpha * 0 + beta * out[i] in the accumulation type, rounded once (an AddMM with
 /// K == 0 after out was filled with c), for n elements of dtype t.

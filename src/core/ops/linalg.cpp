@@ -105,25 +105,42 @@ Array matmul(const Array& a, const Array& b, StreamOrDevice s) {
   return Array(std::move(out_shape), dt, std::make_shared<Matmul>(stream), {a2, b2});
 }
 
-Array addmm(const Array& c, const Array& a, const Array& b, float alpha, float beta,
-            StreamOrDevice s) {
-  check_float(c, "c", "addmm");
-  check_float(a, "a", "addmm");
-  check_float(b, "b", "addmm");
-  Shape out_shape = matmul_shape(a, b, "addmm");
+namespace {
+Array addmm_impl(const Array& c, const Array& a, const Array& b, float alpha, float beta,
+                 bool round_product, const char* op, StreamOrDevice s) {
+  check_float(c, "c", op);
+  check_float(a, "a", op);
+  check_float(b, "b", op);
+  Shape out_shape = matmul_shape(a, b, op);
   bool fits = c.ndim() <= static_cast<int>(out_shape.size());
   for (int d = 0; fits && d < c.ndim(); ++d) {
     int64_t o = out_shape[out_shape.size() - c.ndim() + d];
     fits = c.shape()[d] == 1 || c.shape()[d] == o;
   }
   if (!fits)
-    raise("[addmm] c {} does not broadcast to the result {} of a {} @ b {}", describe(c),
+    raise("[{}] c {} does not broadcast to the result {} of a {} @ b {}", op, describe(c),
           shape_str(out_shape), describe(a), describe(b));
   const Dtype dt = promote_types(promote_types(a.dtype(), b.dtype()), c.dtype());
   Stream stream = resolve_stream(s, {&a, &b, &c});
   auto cast = [&](const Array& x) { return x.dtype() == dt ? x : astype(x, dt, stream); };
-  return Array(std::move(out_shape), dt, std::make_shared<AddMM>(stream, alpha, beta),
+  return Array(std::move(out_shape), dt,
+               std::make_shared<AddMM>(stream, alpha, beta, round_product),
                {cast(c), cast(a), cast(b)});
+}
+}  // namespace
+
+Array addmm(const Array& c, const Array& a, const Array& b, float alpha, float beta,
+            StreamOrDevice s) {
+  return addmm_impl(c, a, b, alpha, beta, false, "addmm", s);
+}
+
+Array add_matmul(const Array& c, const Array& a, const Array& b, StreamOrDevice s) {
+  // The product rounds in the dtype of a @ b, then the add in the promoted dtype: only when
+  // they agree is this one AddMM (otherwise the two ops).
+  if (promote_types(a.dtype(), b.dtype()) !=
+      promote_types(promote_types(a.dtype(), b.dtype()), c.dtype()))
+    return add(c, matmul(a, b, s), s);
+  return addmm_impl(c, a, b, 1.0f, 1.0f, true, "add_matmul", s);
 }
 
 std::vector<Shape> Matmul::output_shapes(const std::vector<Array>& inputs) {
@@ -169,7 +186,8 @@ std::vector<Array> AddMM::vjp(const std::vector<Array>& primals,
 }
 
 void AddMM::print(std::ostream& os) const {
-  os << "AddMM(alpha=" << alpha_ << ", beta=" << beta_ << ")";
+  os << "AddMM(alpha=" << alpha_ << ", beta=" << beta_ << (round_product_ ? ", round_product" : "")
+     << ")";
 }
 
 }  // namespace ingot

@@ -14,4 +14,9 @@ Array matmul(const Array& a, const Array& b, StreamOrDevice s = {});
 Array addmm(const Array& c, const Array& a, const Array& b, float alpha = 1.0f, float beta = 1.0f,
             StreamOrDevice s = {});
 
+/// c + (a @ b) with the product rounded to the result dtype before the add, exactly as
+/// add(c, matmul(a, b)) computes it (a residual connection after a projection), in one pass
+/// where the backend can (the CUDA GEMV of a few rows adds it in its epilogue).
+Array add_matmul(const Array& c, const Array& a, const Array& b, StreamOrDevice s = {});
+
 }  // namespace ingot

@@ -28,10 +28,12 @@ class Matmul : public UnaryPrimitive {
 /// c broadcastable to the matmul result.
 class AddMM : public UnaryPrimitive {
  public:
-  AddMM(Stream stream, float alpha, float beta)
-      : UnaryPrimitive(stream), alpha_(alpha), beta_(beta) {}
+  /// round_product: beta * c + round(alpha * a @ b), the product rounded to the output dtype
+  /// first (add_matmul); otherwise one rounding of the whole sum.
+  AddMM(Stream stream, float alpha, float beta, bool round_product = false)
+      : UnaryPrimitive(stream), alpha_(alpha), beta_(beta), round_product_(round_product) {}
   INGOT_UNARY_PRIMITIVE(AddMM)
-  INGOT_EQUIVALENT(AddMM, std::make_tuple(p->alpha_, p->beta_))
+  INGOT_EQUIVALENT(AddMM, std::make_tuple(p->alpha_, p->beta_, p->round_product_))
   std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
   std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
                          const std::vector<int>& argnums,
@@ -39,10 +41,12 @@ class AddMM : public UnaryPrimitive {
   void print(std::ostream& os) const override;
   float alpha() const { return alpha_; }
   float beta() const { return beta_; }
+  bool round_product() const { return round_product_; }
 
  private:
   const float alpha_;
   const float beta_;
+  const bool round_product_;
 };
 
 /// Result shape of a @ b under NumPy matmul rules; throws InvalidArgument "[op] ..." naming
