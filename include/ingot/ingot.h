@@ -368,11 +368,12 @@ INGOT_API int ingot_stream_decoder_finish(ingot_stream_decoder d, char** piece);
 typedef struct ingot_model_s* ingot_model;
 /** How a model is loaded (strings may be NULL: the defaults). */
 typedef struct ingot_model_options {
-  const char* device; /**< "cpu", "cuda:0"; NULL: the default device */
-  const char* dtype;  /**< "bfloat16", "float32"; NULL: the checkpoint's */
+  const char* device;  /**< "cpu", "cuda:0"; NULL: the default device */
+  const char* dtype;   /**< "bfloat16", "float32"; NULL: the checkpoint's */
+  const char* adapter; /**< LoRA adapter directory applied unfused (PEFT or mlx-lm); NULL: none */
 } ingot_model_options;
-/** Loads a Hugging Face checkpoint directory (and its tokenizer when present). opts may be
- * NULL. */
+/** Loads a Hugging Face checkpoint directory (and its tokenizer when present), with a LoRA
+ * adapter when opts->adapter is set. opts may be NULL. */
 INGOT_API int ingot_model_load(const char* dir, const ingot_model_options* opts, ingot_model* out);
 INGOT_API int ingot_model_free(ingot_model m);
 /** The model's tokenizer (a new handle); INGOT_ERR_INVALID_ARGUMENT when it has none. */
@@ -481,6 +482,104 @@ typedef enum ingot_pooling { INGOT_POOL_LAST = 0, INGOT_POOL_MEAN = 1 } ingot_po
 /** Pooled final hidden states (float32): out[i * hidden_size + j]. batch_size 0: 64. */
 INGOT_API int ingot_embed(ingot_model m, const int32_t* const* prompts, const size_t* lengths,
                           size_t n, int pooling, int64_t batch_size, float* out);
+
+/* ---------------------------------------------------------------- LoRA adapters and training */
+
+/** A LoRA adapter made for one model (its float32 factors, config and target layers). */
+typedef struct ingot_adapter_s* ingot_adapter;
+
+/** What a fresh adapter adapts; start from ingot_lora_config_default(). */
+typedef struct ingot_lora_config {
+  int rank;            /**< r (default 8) */
+  float alpha;         /**< scale = alpha / r (default 16) */
+  float dropout;       /**< LoRA dropout while training (default 0) */
+  const char* targets; /**< "q_proj,v_proj" (the default when NULL), module names, "all-linear" */
+  int num_layers;      /**< adapt only the last N decoder layers (0: all) */
+  int use_rslora;      /**< scale = alpha / sqrt(r) */
+  uint64_t seed;       /**< seed of lora_A's init (lora_B starts at 0) */
+} ingot_lora_config;
+INGOT_API ingot_lora_config ingot_lora_config_default(void);
+
+/** A fresh adapter for model m (PEFT's init: the adapted model equals the base). */
+INGOT_API int ingot_adapter_new(ingot_model m, const ingot_lora_config* c, ingot_adapter* out);
+/** Loads an adapter directory (PEFT adapter_model.safetensors or mlx-lm adapters.safetensors,
+ * with adapter_config.json) for model m, without applying it. */
+INGOT_API int ingot_adapter_load(ingot_model m, const char* dir, ingot_adapter* out);
+INGOT_API int ingot_adapter_free(ingot_adapter a);
+/** Writes dir/adapter_model.safetensors and dir/adapter_config.json (PEFT layout); creates dir. */
+INGOT_API int ingot_adapter_save(ingot_adapter a, const char* dir);
+INGOT_API int ingot_adapter_rank(ingot_adapter a, int* out);
+INGOT_API int ingot_adapter_scale(ingot_adapter a, float* out);
+/** Number of adapted linear layers. */
+INGOT_API int ingot_adapter_num_targets(ingot_adapter a, size_t* out);
+/** Number of trainable elements. */
+INGOT_API int ingot_adapter_num_parameters(ingot_adapter a, int64_t* out);
+/** The factors ("<module>.lora_A.weight" [r, in], "...lora_B.weight" [out, r]) as a new map. */
+INGOT_API int ingot_adapter_parameters(ingot_adapter a, ingot_named_arrays* out);
+
+/** Applies the adapter to its model unfused (base weights untouched; a snapshot of the factors is
+ * taken now). One adapter at a time: INGOT_ERR_INVALID_ARGUMENT when one is applied already. */
+INGOT_API int ingot_model_apply_adapter(ingot_model m, ingot_adapter a);
+/** Removes the applied adapter (fine when there is none). */
+INGOT_API int ingot_model_remove_adapter(ingot_model m);
+/** Merges the adapter into the model's weights (W + scale * B A in float32, rounded once to the
+ * model's dtype); an applied adapter must be this one, and is removed. */
+INGOT_API int ingot_model_fuse_adapter(ingot_model m, ingot_adapter a);
+/** Writes the model as a Hugging Face checkpoint in out_dir (model.safetensors in `dtype`, NULL:
+ * the model's; config and tokenizer files copied from the directory it was loaded from). An
+ * unfused adapter is refused (fuse it first). */
+INGOT_API int ingot_model_save(ingot_model m, const char* out_dir, const char* dtype);
+
+/** Options of ingot_lora_train; start from ingot_train_options_default(). */
+typedef struct ingot_train_options {
+  int64_t iters; /**< optimizer steps (default 100) */
+  int batch_size;
+  int grad_accum;
+  float learning_rate;
+  int64_t warmup;       /**< linear warmup steps from 0 */
+  const char* schedule; /**< "cosine" (NULL), "linear", "constant" */
+  float weight_decay;
+  float max_grad_norm; /**< 0: no clipping */
+  uint64_t seed;       /**< batch order */
+  int grad_checkpoint; /**< recompute each block in the backward pass */
+  int mask_prompt;     /**< loss on completions / assistant messages only */
+  int64_t max_seq_len; /**< truncate examples (0: no limit) */
+  int64_t eval_every;  /**< validation loss every N steps (0: never; needs valid data) */
+  int64_t eval_batches;
+  const char* out_dir; /**< the final adapter is saved here (NULL: not saved) */
+} ingot_train_options;
+INGOT_API ingot_train_options ingot_train_options_default(void);
+
+/** One optimizer step's figures, passed to the progress callback. */
+typedef struct ingot_train_progress {
+  int64_t step; /**< 1-based, after the update */
+  int64_t iters;
+  float loss;
+  float learning_rate;
+  float grad_norm;
+  int64_t tokens; /**< counted targets of the step */
+  double seconds;
+  double val_loss; /**< NaN when not evaluated at this step */
+} ingot_train_progress;
+/** Called after every step: return 0 to continue, nonzero to stop (the adapter keeps the values
+ * of the last finished step; the call still returns INGOT_OK with cancelled = 1). */
+typedef int (*ingot_train_fn)(void* ctx, const ingot_train_progress* p);
+
+typedef struct ingot_train_result {
+  int64_t steps; /**< steps run by this call */
+  float final_loss;
+  double val_loss; /**< last validation loss (NaN when none) */
+  int64_t tokens;
+  double seconds;
+  int cancelled;
+} ingot_train_result;
+
+/** Fine-tunes adapter `a` on model m with JSONL data ({"text"}, {"prompt","completion"} or
+ * {"messages"} lines; valid_jsonl may be NULL) tokenized by the model's tokenizer. Malformed
+ * lines are INGOT_ERR_FORMAT naming FILE:LINE; the model must not have an adapter applied. */
+INGOT_API int ingot_lora_train(ingot_model m, ingot_adapter a, const char* train_jsonl,
+                               const char* valid_jsonl, const ingot_train_options* opts,
+                               ingot_train_fn on_step, void* ctx, ingot_train_result* out);
 
 #ifdef __cplusplus
 }

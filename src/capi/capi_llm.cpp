@@ -6,25 +6,21 @@
 #include <filesystem>
 
 #include "capi/capi_internal.h"
+#include "capi/capi_llm_internal.h"
 #include "llm/generate.h"
 #include "llm/score.h"
 #include "llm/text/text.h"
 #include "models/model.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "train/adapter.h"
 
 using namespace ingot;        // NOLINT
 using namespace ingot::capi;  // NOLINT
 
-struct ingot_tokenizer_s {
-  std::shared_ptr<tokenizer::Tokenizer> tok;
-};
 struct ingot_stream_decoder_s {
   std::shared_ptr<tokenizer::Tokenizer> tok;  // keeps the borrowed tokenizer alive
   std::unique_ptr<tokenizer::StreamDecoder> dec;
-};
-struct ingot_model_s {
-  llm::TextModel tm;  // tokenizer may be null
 };
 
 namespace {
@@ -217,8 +213,12 @@ int ingot_model_load(const char* dir, const ingot_model_options* opts, ingot_mod
     if (opts && opts->dtype) o.dtype = dtype_from_name(opts->dtype);
     auto m = std::make_unique<ingot_model_s>();
     m->tm.model = models::load_model(dir, o);
+    m->dir = dir;
     if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json"))
       m->tm.tokenizer = std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_dir(dir));
+    if (opts && opts->adapter)
+      m->applied = std::make_shared<train::LoraAdapter>(
+          train::load_and_apply_adapter(*m->tm.model, opts->adapter));
     *out = m.release();
   });
 }

@@ -1,5 +1,5 @@
 // The C++ side of the Go-vs-C++ classify benchmark (docs/capi.md): the same loop as
-// go/ingot/examples/classify -repeat N, through llm::classify_texts in-process. Not a test;
+// bindings/go/examples/classify -repeat N, through llm::classify_texts in-process. Not a test;
 // built on request (target capi_classify_bench).
 //   capi_classify_bench MODEL_DIR REPEAT < texts.jsonl
 #include <algorithm>

@@ -384,7 +384,7 @@ static int stop_after_three(void* ctx, int row, int32_t id) {
 
 static void test_model(void) {
   ingot_model m = NULL;
-  ingot_model_options o = {"cpu", "float32"};
+  ingot_model_options o = {"cpu", "float32", NULL};
   OK(ingot_model_load(INGOT_SOURCE_DIR "/tests/data/models/llama_bf16_tied", &o, &m));
   if (!m) return;
   const char* arch = NULL;

@@ -229,7 +229,7 @@ TEST(CapiOps, RandomAndFastOpsEqualCpp) {
 class CapiLlm : public ::testing::Test {
  protected:
   void SetUp() override {
-    ingot_model_options o{"cpu", "float32"};
+    ingot_model_options o{"cpu", "float32", nullptr};
     ASSERT_EQ(ingot_model_load(kFixture.c_str(), &o, &m_), INGOT_OK) << ingot_last_error();
     tm_ = llm::load_text_model(kFixture, {.dtype = float32, .warn = false, .device = cpu_device});
   }
@@ -432,7 +432,7 @@ TEST(CapiGpu, ArraysAndClassifyOnCuda) {
   std::vector<float> got = values(e.h);
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(got[i], std::exp(v[i]), 1e-5f * std::exp(v[i]));
 
-  ingot_model_options oc{"cpu", "float32"}, og{"cuda:0", "float32"};
+  ingot_model_options oc{"cpu", "float32", nullptr}, og{"cuda:0", "float32", nullptr};
   ingot_model mc = nullptr, mg = nullptr;
   ASSERT_EQ(ingot_model_load(kFixture.c_str(), &oc, &mc), INGOT_OK) << ingot_last_error();
   ASSERT_EQ(ingot_model_load(kFixture.c_str(), &og, &mg), INGOT_OK) << ingot_last_error();

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -27,18 +28,21 @@ func main() {
 	labels := flag.String("labels", " science, sports, politics", "comma-separated labels (spaces kept)")
 	tmpl := flag.String("template", "Sentence: {text}\nDomain:", "prompt template with {text}")
 	device := flag.String("device", "", "cpu or cuda:N")
+	dtype := flag.String("dtype", "", "compute dtype (default: the checkpoint's)")
+	adapter := flag.String("adapter", "", "LoRA adapter directory (optional)")
 	batch := flag.Int("batch-size", 64, "texts per forward pass")
 	repeat := flag.Int("repeat", 0, "benchmark: classify the input this many times, print only the rate")
 	flag.Parse()
-	if err := run(*dir, strings.Split(*labels, ","), *tmpl, *device, *batch, *repeat); err != nil {
+	if err := run(os.Stdin, os.Stdout, *dir, ingot.ModelOptions{Device: *device, Dtype: *dtype, Adapter: *adapter},
+		strings.Split(*labels, ","), *tmpl, *batch, *repeat); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func readTexts() ([]string, error) {
+func readTexts(r io.Reader) ([]string, error) {
 	var texts []string
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -72,12 +76,13 @@ func rssKB() int64 {
 	return -1
 }
 
-func run(dir string, labels []string, tmpl, device string, batch, repeat int) error {
-	texts, err := readTexts()
+// run classifies the JSONL lines of in and writes one result line per input line to out.
+func run(in io.Reader, out io.Writer, dir string, opts ingot.ModelOptions, labels []string, tmpl string, batch, repeat int) error {
+	texts, err := readTexts(in)
 	if err != nil {
 		return err
 	}
-	m, err := ingot.LoadModel(dir, ingot.ModelOptions{Device: device})
+	m, err := ingot.LoadModel(dir, opts)
 	if err != nil {
 		return err
 	}
@@ -108,7 +113,7 @@ func run(dir string, labels []string, tmpl, device string, batch, repeat int) er
 			}
 		}
 		sec := time.Since(start).Seconds()
-		fmt.Printf("go: %d calls x %d texts: mean %.0f prompts/s, best 50-call block %.0f prompts/s; RSS kB at call 10,250,500,...: %v (Go heap+stacks in use, kB: %v); leaked handles %d\n",
+		fmt.Fprintf(out, "go: %d calls x %d texts: mean %.0f prompts/s, best 50-call block %.0f prompts/s; RSS kB at call 10,250,500,...: %v (Go heap+stacks in use, kB: %v); leaked handles %d\n",
 			repeat, len(texts), float64(repeat*len(texts))/sec, best, rss, goHeap, ingot.LeakedHandles())
 		return nil
 	}
@@ -116,7 +121,7 @@ func run(dir string, labels []string, tmpl, device string, batch, repeat int) er
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(os.Stdout)
+	w := bufio.NewWriter(out)
 	defer w.Flush()
 	for _, p := range probs {
 		best := 0
@@ -127,8 +132,13 @@ func run(dir string, labels []string, tmpl, device string, batch, repeat int) er
 				best = k
 			}
 		}
-		line, _ := json.Marshal(map[string]any{"label": labels[best], "probs": rec})
-		w.Write(append(line, '\n'))
+		line, err := json.Marshal(map[string]any{"label": labels[best], "probs": rec})
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(append(line, '\n')); err != nil {
+			return err
+		}
 	}
-	return nil
+	return w.Flush()
 }

@@ -32,3 +32,7 @@ int ingot_go_token_tramp(void* ctx, int row, int32_t id) {
 void ingot_go_text_tramp(void* ctx, const char* piece, size_t len) {
   goTextCall(*(uintptr_t*)ctx, (char*)piece, len);
 }
+
+int ingot_go_train_tramp(void* ctx, const ingot_train_progress* p) {
+  return goTrainCall(*(uintptr_t*)ctx, (ingot_train_progress*)p);
+}

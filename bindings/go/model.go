@@ -202,10 +202,12 @@ type Model struct {
 	h C.ingot_model
 }
 
-// ModelOptions say where and in which dtype a model is loaded ("" = default).
+// ModelOptions say where and in which dtype a model is loaded ("" = default), and which LoRA
+// adapter directory is applied (unfused) on load.
 type ModelOptions struct {
-	Device string // "cpu", "cuda:0"
-	Dtype  string // "bfloat16", "float32"
+	Device  string // "cpu", "cuda:0"
+	Dtype   string // "bfloat16", "float32"
+	Adapter string // PEFT or mlx-lm adapter directory
 }
 
 // LoadModel loads a Hugging Face checkpoint directory.
@@ -220,6 +222,10 @@ func LoadModel(dir string, opts ModelOptions) (*Model, error) {
 	if opts.Dtype != "" {
 		o.dtype = C.CString(opts.Dtype)
 		defer C.free(unsafe.Pointer(o.dtype))
+	}
+	if opts.Adapter != "" {
+		o.adapter = C.CString(opts.Adapter)
+		defer C.free(unsafe.Pointer(o.adapter))
 	}
 	var h C.ingot_model
 	if err := call(func() C.int { return C.ingot_model_load(cd, &o, &h) }); err != nil {

@@ -1,0 +1,354 @@
+package ingot
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// dataDir is tests/data (the parent of the fixture's models/ directory).
+func dataDir(t testing.TB) string { return filepath.Dir(filepath.Dir(fixture(t))) }
+
+// The PEFT reference ids of tests/data/lora/llama_f32/reference.json, [2, 16].
+var peftIDs = []int32{239, 179, 14, 112, 17, 149, 78, 203, 108, 193, 124, 136, 57, 80, 148, 149,
+	133, 29, 141, 216, 168, 75, 20, 47, 236, 78, 64, 0, 0, 0, 0, 0}
+
+func forwardFloats(t testing.TB, m *Model, ids []int32, shape ...int64) []float32 {
+	x := must(FromInt32(ids, shape...))
+	defer x.Free()
+	y := must(m.Forward(x))
+	defer y.Free()
+	return must(y.Float32s())
+}
+
+// relDiff is max |a - b| / max |b|.
+func relDiff(a, b []float32) float64 {
+	num, den := 0.0, 0.0
+	for i := range b {
+		num = math.Max(num, math.Abs(float64(a[i])-float64(b[i])))
+		den = math.Max(den, math.Abs(float64(b[i])))
+	}
+	return num / den
+}
+
+func peftLogits(t testing.TB, key string) []float32 {
+	m := must(LoadSafetensors(filepath.Join(dataDir(t), "lora", "llama_f32", "logits.safetensors")))
+	defer FreeMap(m)
+	return must(m[key].Float32s())
+}
+
+// A PEFT-saved adapter (written by transformers + peft) gives PEFT's logits loaded with the
+// model, applied, fused, fused and saved, and through Fuse.
+func TestAdapterMatchesPEFT(t *testing.T) {
+	base := filepath.Join(dataDir(t), "models", "llama_f32")
+	adir := filepath.Join(dataDir(t), "lora", "llama_f32", "init")
+	want := peftLogits(t, "init")
+	m := must(LoadModel(base, ModelOptions{Device: "cpu", Adapter: adir}))
+	defer m.Close()
+	if d := relDiff(forwardFloats(t, m, peftIDs, 2, 16), want); d > 1e-5 {
+		t.Fatalf("loaded with the adapter: rel diff %g", d)
+	}
+	must(0, m.RemoveAdapter())
+	if d := relDiff(forwardFloats(t, m, peftIDs, 2, 16), want); d < 1e-3 {
+		t.Fatalf("without the adapter the logits should differ from PEFT's adapted ones (%g)", d)
+	}
+	a := must(m.LoadAdapter(adir))
+	defer a.Close()
+	if r, s := must(a.Rank()), must(a.Scale()); r != 4 || s != 2 {
+		t.Fatalf("rank %d scale %g, want 4 and 8/4", r, s)
+	}
+	if n := must(a.NumTargets()); n != 6 { // q_proj, v_proj of 3 layers
+		t.Fatalf("%d targets", n)
+	}
+	params := must(a.Parameters())
+	var total int64
+	for _, p := range params {
+		total += p.Size()
+	}
+	FreeMap(params)
+	if len(params) != 12 || total != must(a.NumParameters()) {
+		t.Fatalf("%d tensors, %d elements, NumParameters %d", len(params), total, must(a.NumParameters()))
+	}
+	must(0, m.ApplyAdapter(a))
+	if d := relDiff(forwardFloats(t, m, peftIDs, 2, 16), want); d > 1e-5 {
+		t.Fatalf("applied: rel diff %g", d)
+	}
+	if err := m.ApplyAdapter(a); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a second adapter: %v", err)
+	}
+	out := t.TempDir()
+	if err := m.Save(filepath.Join(out, "x"), ""); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("saving with an unfused adapter: %v", err)
+	}
+	other := must(m.NewAdapter(DefaultLoraConfig()))
+	if err := m.FuseAdapter(other); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("fusing another adapter while one is applied: %v", err)
+	}
+	other.Close()
+	must(0, m.FuseAdapter(a))
+	fused := forwardFloats(t, m, peftIDs, 2, 16)
+	if d := relDiff(fused, want); d > 1e-5 {
+		t.Fatalf("fused: rel diff %g", d)
+	}
+	must(0, m.Save(filepath.Join(out, "fused"), ""))
+	must(0, Fuse(base, adir, filepath.Join(out, "fused2"), ModelOptions{Device: "cpu"}))
+	for _, dir := range []string{"fused", "fused2"} {
+		m2 := must(LoadModel(filepath.Join(out, dir), ModelOptions{Device: "cpu"}))
+		got := forwardFloats(t, m2, peftIDs, 2, 16)
+		if relDiff(got, fused) != 0 {
+			t.Fatalf("%s: the saved checkpoint's logits differ", dir)
+		}
+		if err := m2.ApplyAdapter(a); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("an adapter of another model: %v", err)
+		}
+		m2.Close()
+	}
+}
+
+const trainText = "the quick brown fox jumps over the lazy dog"
+
+// referenceLoss is the mean next-token cross-entropy of BOS + text + EOS, in float64 from the
+// model's logits.
+func referenceLoss(t *testing.T, m *Model) (float64, int64) {
+	tok := must(m.Tokenizer())
+	defer tok.Close()
+	ids := append(must(tok.Encode(trainText, true)), must(tok.EOSIDs())[0])
+	L := len(ids)
+	logits := forwardFloats(t, m, ids, 1, int64(L))
+	V := len(logits) / L
+	sum := 0.0
+	for p := 0; p+1 < L; p++ {
+		row := logits[p*V : (p+1)*V]
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = math.Max(mx, float64(v))
+		}
+		z := 0.0
+		for _, v := range row {
+			z += math.Exp(float64(v) - mx)
+		}
+		sum -= float64(row[ids[p+1]]) - mx - math.Log(z)
+	}
+	return sum / float64(L-1), int64(L - 1)
+}
+
+func TestTrainSaveReload(t *testing.T) {
+	m := loadFixture(t)
+	defer m.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "train.jsonl")
+	must(0, os.WriteFile(data, []byte(`{"text": "`+trainText+`"}`+"\n"), 0o644))
+	want0, targets := referenceLoss(t, m)
+
+	c := DefaultLoraConfig()
+	c.Rank, c.Seed = 4, 3
+	a := must(m.NewAdapter(c))
+	defer a.Close()
+	o := DefaultTrainOptions()
+	o.Iters, o.BatchSize, o.LearningRate, o.Schedule = 12, 1, 1e-2, "constant"
+	o.OutDir = filepath.Join(dir, "adapter")
+	var steps []TrainProgress
+	o.OnStep = func(p TrainProgress) bool { steps = append(steps, p); return true }
+	r := must(m.Train(context.Background(), a, data, "", o))
+	if len(steps) != 12 || r.Steps != 12 || r.Cancelled || steps[11].Step != 12 || steps[0].Iters != 12 {
+		t.Fatalf("%d progress calls, result %+v", len(steps), r)
+	}
+	// A fresh adapter (B = 0) starts at the base model's loss.
+	if d := math.Abs(float64(steps[0].Loss) - want0); d > 1e-5*want0 {
+		t.Fatalf("first loss %g, cross-entropy of the base logits %g", steps[0].Loss, want0)
+	}
+	if steps[11].Loss > 0.5*steps[0].Loss || r.FinalLoss != steps[11].Loss {
+		t.Fatalf("loss %g -> %g (final %g)", steps[0].Loss, steps[11].Loss, r.FinalLoss)
+	}
+	if r.Tokens != 12*targets || !math.IsNaN(r.ValLoss) || !math.IsNaN(steps[0].ValLoss) {
+		t.Fatalf("tokens %d (want %d), val loss %g", r.Tokens, 12*targets, r.ValLoss)
+	}
+
+	// The saved adapter, loaded with the model, gives the logits of the trained one applied.
+	ids := []int32{1, 375, 288, 83, 16, 331}
+	must(0, m.ApplyAdapter(a))
+	applied := forwardFloats(t, m, ids, 1, 6)
+	if _, err := m.Train(context.Background(), a, data, "", o); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("training with an applied adapter: %v", err)
+	}
+	must(0, m.RemoveAdapter())
+	m2 := must(LoadModel(fixture(t), ModelOptions{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
+	defer m2.Close()
+	if relDiff(forwardFloats(t, m2, ids, 1, 6), applied) != 0 {
+		t.Fatal("reloaded adapter: logits differ")
+	}
+
+	// OnStep returning false stops without an error; a cancelled context returns ctx.Err().
+	b := must(m.NewAdapter(c))
+	defer b.Close()
+	o.OutDir, o.Iters = "", 10
+	n := 0
+	o.OnStep = func(p TrainProgress) bool { n++; return n < 3 }
+	r = must(m.Train(context.Background(), b, data, "", o))
+	if !r.Cancelled || r.Steps != 3 || n != 3 {
+		t.Fatalf("stop after 3: %+v, %d calls", r, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.OnStep = func(p TrainProgress) bool {
+		if p.Step == 2 {
+			cancel()
+		}
+		return true
+	}
+	r, err := m.Train(ctx, b, data, "", o)
+	if !errors.Is(err, context.Canceled) || r == nil || r.Steps != 2 {
+		t.Fatalf("cancelled context: %v %+v", err, r)
+	}
+	if _, err := m.Train(ctx, b, data, "", o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("already cancelled: %v", err)
+	}
+	// A panicking callback is an ErrCallback, not a crash.
+	o.OnStep = func(p TrainProgress) bool { panic("boom") }
+	if _, err := m.Train(context.Background(), b, data, "", o); !errors.Is(err, ErrCallback) {
+		t.Fatalf("panic: %v", err)
+	}
+	// Validation loss.
+	valid := filepath.Join(dir, "valid.jsonl")
+	must(0, os.WriteFile(valid, []byte(`{"prompt": "the quick", "completion": " brown fox"}`+"\n"), 0o644))
+	o.OnStep, o.Iters, o.EvalEvery, o.MaskPrompt = nil, 2, 1, true
+	r = must(m.Train(context.Background(), b, data, valid, o))
+	if r.Steps != 2 || !(r.ValLoss > 0) {
+		t.Fatalf("validation: %+v", r)
+	}
+}
+
+func TestLoraErrors(t *testing.T) {
+	m := loadFixture(t)
+	defer m.Close()
+	var nilModel *Model
+	if _, err := nilModel.NewAdapter(DefaultLoraConfig()); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil model: %v", err)
+	}
+	var nilAdapter *Adapter
+	if err := m.ApplyAdapter(nilAdapter); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil adapter: %v", err)
+	}
+	if err := nilAdapter.Save(t.TempDir()); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil adapter save: %v", err)
+	}
+	nilAdapter.Close() // fine
+	if err := nilModel.RemoveAdapter(); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil model: %v", err)
+	}
+	if _, err := nilAdapter.Rank(); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil adapter rank: %v", err)
+	}
+	if _, err := nilAdapter.Parameters(); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil adapter parameters: %v", err)
+	}
+	if err := Fuse(fixture(t), "/nonexistent-adapter", t.TempDir(), ModelOptions{Device: "cpu"}); !errors.Is(err, ErrIO) {
+		t.Fatalf("fuse with a missing adapter: %v", err)
+	}
+	if err := Fuse("/nonexistent-model", "/nonexistent-adapter", t.TempDir(), ModelOptions{}); err == nil {
+		t.Fatal("fuse with a missing model")
+	}
+	c := DefaultLoraConfig()
+	c.Rank = 0
+	if _, err := m.NewAdapter(c); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("rank 0: %v", err)
+	}
+	c = DefaultLoraConfig()
+	c.Targets = []string{"nope_proj"}
+	if _, err := m.NewAdapter(c); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("unknown target: %v", err)
+	}
+	if _, err := m.LoadAdapter("/nonexistent-adapter"); !errors.Is(err, ErrIO) {
+		t.Fatalf("missing adapter: %v", err)
+	}
+	if _, err := LoadModel(fixture(t), ModelOptions{Adapter: "/nonexistent-adapter"}); !errors.Is(err, ErrIO) {
+		t.Fatalf("missing adapter on load: %v", err)
+	}
+	// An adapter of another base model (other shapes) and a corrupt one.
+	if _, err := m.LoadAdapter(filepath.Join(dataDir(t), "lora", "qwen3_f32_tied", "init")); !errors.Is(err, ErrFormat) {
+		t.Fatalf("adapter of another model: %v", err)
+	}
+	dir := t.TempDir()
+	a := must(m.NewAdapter(DefaultLoraConfig()))
+	defer a.Close()
+	must(0, a.Save(dir))
+	must(0, os.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), []byte("garbage!garbage!"), 0o644))
+	if _, err := m.LoadAdapter(dir); !errors.Is(err, ErrFormat) {
+		t.Fatalf("corrupt adapter: %v", err)
+	}
+	// Data and options.
+	o := DefaultTrainOptions()
+	o.Iters, o.BatchSize = 1, 1
+	if _, err := m.Train(context.Background(), a, "/nonexistent.jsonl", "", o); !errors.Is(err, ErrIO) {
+		t.Fatalf("missing data: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	must(0, os.WriteFile(bad, []byte("{\"text\": \"fine\"}\n{\"txt\": 3}\n"), 0o644))
+	if _, err := m.Train(context.Background(), a, bad, "", o); !errors.Is(err, ErrFormat) {
+		t.Fatalf("malformed data: %v", err)
+	}
+	good := filepath.Join(dir, "good.jsonl")
+	must(0, os.WriteFile(good, []byte("{\"text\": \"fine words here\"}\n"), 0o644))
+	o.Schedule = "exponential"
+	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("bad schedule: %v", err)
+	}
+	o.Schedule, o.Iters = "", 0
+	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("0 iters: %v", err)
+	}
+	o.Iters = 1
+	other := loadFixture(t)
+	defer other.Close()
+	if _, err := other.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("adapter of another model: %v", err)
+	}
+	if err := other.Save(dir, "int32"); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("int32 checkpoint: %v", err)
+	}
+	// Out of memory under a limit, then fine again.
+	prev := must(SetMemoryLimit(CPU, 4096))
+	_, err := m.Train(context.Background(), a, good, "", o)
+	must(SetMemoryLimit(CPU, prev))
+	if !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("memory limit: %v", err)
+	}
+	if r := must(m.Train(context.Background(), a, good, "", o)); r.Steps != 1 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// Adapters, training and reloading leave memory where it was: 20 cycles of a fresh adapter, two
+// training steps, a save and a model load with the adapter.
+func TestLoraNoLeaks(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "train.jsonl")
+	must(0, os.WriteFile(data, []byte(`{"text": "`+trainText+`"}`+"\n"), 0o644))
+	m := loadFixture(t)
+	defer m.Close()
+	cycle := func() {
+		a := must(m.NewAdapter(DefaultLoraConfig()))
+		o := DefaultTrainOptions()
+		o.Iters, o.BatchSize, o.OutDir = 2, 1, filepath.Join(dir, "adapter")
+		must(m.Train(context.Background(), a, data, "", o))
+		a.Close()
+		m2 := must(LoadModel(fixture(t), ModelOptions{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
+		m2.Close()
+	}
+	cycle() // warm-up: caches and lazily made state
+	must(0, ClearCache(CPU))
+	before := must(GetMemoryStats(CPU))
+	for i := 0; i < 20; i++ {
+		cycle()
+	}
+	must(0, ClearCache(CPU))
+	after := must(GetMemoryStats(CPU))
+	if after.Active != before.Active {
+		t.Fatalf("active memory %d -> %d bytes", before.Active, after.Active)
+	}
+	if LeakedHandles() != 0 {
+		t.Fatalf("%d handles reached the finalizer", LeakedHandles())
+	}
+}
