@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -388,6 +389,89 @@ TEST_F(ServerE2E, RequestsWaitingTogetherAreBatched) {
   EXPECT_EQ(metric(c, "ingot_generate_rows_total"), rows + static_cast<double>(prompts.size()));
   for (size_t i = 0; i < prompts.size(); ++i)
     EXPECT_EQ(got[i], direct(llm::encode_prompt(*tm_, prompts[i]), 4 + 2 * i)) << i;
+}
+
+// Continuous batching: streamed requests (greedy and seeded sampling, stop strings, different
+// max_tokens, chat and completions) join a batch while a long stream runs; each stream's text
+// equals generate_text run alone on the same request, and decode steps ran several rows at once.
+TEST_F(ServerE2E, StreamsJoiningARunningBatchMatchRunningAlone) {
+  auto c = server_->client();
+  const double steps0 = metric(c, "ingot_decode_steps_total");
+  const double rows0 = metric(c, "ingot_decode_step_rows_total");
+  struct Case {
+    std::string prompt;
+    int max_tokens;
+    float temperature;
+    std::vector<std::string> stop;
+  };
+  const std::vector<Case> cases = {{"Hello", 200, 0.0f, {}},
+                                   {"Once upon a time", 30, 0.0f, {}},
+                                   {"The", 17, 0.0f, {" the"}},
+                                   {"A cat", 25, 0.9f, {}},
+                                   {"x", 9, 0.0f, {}},
+                                   {"In 1492,", 40, 0.7f, {"e"}},
+                                   // longer than the running batch's columns when it joins
+                                   {"The quick brown fox jumps over the lazy dog. The quick brown "
+                                    "fox jumps over the lazy dog. The quick brown fox jumps over "
+                                    "the lazy dog.",
+                                    20,
+                                    0.0f,
+                                    {}}};
+  auto want = [&](const Case& k) {
+    llm::TextGenerateOptions o;
+    o.gen.max_tokens = k.max_tokens;
+    o.gen.sampler.temperature = k.temperature;
+    o.gen.sampler.seed = 7;
+    o.stop_strings = k.stop;
+    return llm::generate_text(*tm_, llm::encode_prompt(*tm_, k.prompt), o).text;
+  };
+  std::vector<std::string> got(cases.size());
+  std::vector<int> status(cases.size(), 0);
+  std::atomic<bool> first_started{false};
+  auto run = [&](size_t i) {
+    auto cl = server_->client();
+    json body = {{"model", kModel},
+                 {"prompt", cases[i].prompt},
+                 {"max_tokens", cases[i].max_tokens},
+                 {"temperature", cases[i].temperature},
+                 {"seed", 7},
+                 {"stream", true}};
+    if (!cases[i].stop.empty()) body["stop"] = cases[i].stop;
+    std::string raw;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+      raw.append(d, n);
+      if (i == 0) first_started = true;
+      return true;
+    };
+    auto r = cl.send(req);
+    if (!r) return;
+    status[i] = r->status;
+    for (const json& e : events(raw)) {
+      if (!e.contains("choices") || e["choices"].empty()) continue;
+      got[i] += e["choices"][0]["text"].get<std::string>();
+    }
+  };
+  std::vector<std::thread> ts;
+  ts.emplace_back(run, 0);
+  for (int i = 0; i < 2000 && !first_started; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(first_started.load());
+  for (size_t i = 1; i < cases.size(); ++i) ts.emplace_back(run, i);
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(status[i], 200) << i;
+    EXPECT_EQ(got[i], want(cases[i])) << i << ": " << cases[i].prompt;
+  }
+  // Some step ran more than one row (all alone would give rows == steps).
+  const double steps = metric(c, "ingot_decode_steps_total") - steps0;
+  const double rows = metric(c, "ingot_decode_step_rows_total") - rows0;
+  EXPECT_GT(steps, 0);
+  EXPECT_GT(rows, steps);
 }
 
 TEST(ServerAuth, ApiKeyAndFullQueue) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/allocator.h"
+#include "llm/batch_decoder.h"
 #include "server/api.h"
 #include "server/structured.h"
 #include "tokenizer/tokenizer.h"
@@ -27,14 +28,18 @@ struct Job {
   std::function<void()> run;
   std::function<void(int status, const std::string& message)> fail;
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
-  /// Set for a greedy single-choice completion: the scheduler runs it as one row of a batched
-  /// generate call with the other batchable jobs waiting at the time (then `run` is unused).
+  /// Set for a single-choice completion: the scheduler runs it as one row of the continuous
+  /// batch (llm::BatchDecoder), joining and leaving between decode steps (then `run` is unused).
   std::shared_ptr<BatchRow> row;
+  /// When it was queued (admission policy of the continuous batch).
+  std::chrono::steady_clock::time_point queued_at;
 };
 
-/// One row of a batched greedy generate call: prompt, limits, and where its output goes.
+/// A single-choice completion run as one row of the continuous batch: prompt, sampling,
+/// limits, and where its output goes.
 struct BatchRow {
   std::vector<int32_t> prompt;
+  llm::SamplerOptions sampler;
   int64_t max_tokens = 1;
   std::vector<std::string> stop;
   std::function<void(const std::string& piece)> on_text;  // streamed text (may be empty)
@@ -117,7 +122,10 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
   if (opt_.max_batch < 1) raise("[server] max_batch must be >= 1, got {}", opt_.max_batch);
   if (opt_.max_context < 0) raise("[server] max_context must be >= 0, got {}", opt_.max_context);
   created_ = now_seconds();
-  const int threads = std::max(4, opt_.http_threads);
+  // Every running or queued request holds an HTTP thread (a stream writes from it, a plain
+  // request waits in it): enough threads for a full batch and a full queue, plus a few for
+  // /health, /metrics and requests answered 400/429 at once.
+  const int threads = std::max(opt_.http_threads, opt_.max_batch + opt_.max_queue + 8);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(size_t{64} << 20);  // request bodies up to 64 MiB
   setup_routes();
@@ -214,161 +222,247 @@ bool Server::submit(std::shared_ptr<Job> job) {
       ++metrics_.rejected_queue_full;
       return false;
     }
+    job->queued_at = std::chrono::steady_clock::now();
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
   return true;
 }
 
-void Server::scheduler_loop() {
-  for (;;) {
-    std::vector<std::shared_ptr<Job>> jobs;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || (!held_ && !queue_.empty()); });
-      if (stopping_) return;  // stop() answered what was queued
-      jobs.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-      // A batchable job takes the other batchable jobs waiting now along (up to max_batch).
-      if (jobs[0]->row) {
-        for (auto it = queue_.begin();
-             it != queue_.end() && static_cast<int>(jobs.size()) < opt_.max_batch;) {
-          if ((*it)->row) {
-            jobs.push_back(std::move(*it));
-            it = queue_.erase(it);
-          } else {
-            ++it;
-          }
-        }
+namespace {
+
+/// A request running as a row of the BatchDecoder: text state, limits and its constraint.
+struct ActiveRow {
+  std::shared_ptr<Job> job;
+  int64_t key = 0;
+  std::unique_ptr<tokenizer::StreamDecoder> dec;
+  std::unique_ptr<llm::grammar::TokenConstraint> con;
+  std::string pending;  // decoded, not yet emitted (may start a stop string)
+  std::string text;
+  int64_t count = 0;
+  std::string finish;  // set when the row is done
+};
+
+/// Length of the longest suffix of `s` that is a proper prefix of a stop string.
+size_t held_back(const std::string& s, const std::vector<std::string>& stops) {
+  size_t best = 0;
+  for (const auto& t : stops)
+    for (size_t k = std::min(s.size(), t.size() - 1); k > best; --k)
+      if (s.compare(s.size() - k, k, t, 0, k) == 0) {
+        best = k;
+        break;
       }
-      current_ = jobs;
-    }
-    std::vector<std::shared_ptr<Job>> live;
-    for (auto& j : jobs) {
-      if (j->cancelled->load())  // its client went away while it waited
-        j->fail(499, "cancelled");
-      else
-        live.push_back(j);
-    }
-    metrics_.running += static_cast<int64_t>(live.size());
-    if (!live.empty()) {
-      if (live[0]->row)
-        run_batch(live);
-      else
-        live[0]->run();  // runs catch their own exceptions
-    }
-    metrics_.running -= static_cast<int64_t>(live.size());
-    std::lock_guard<std::mutex> lk(mu_);
-    current_.clear();
-  }
+  return best;
 }
 
-void Server::run_batch(const std::vector<std::shared_ptr<Job>>& jobs) {
-  struct RowState {
-    std::unique_ptr<tokenizer::StreamDecoder> dec;
-    std::string pending;  // decoded, not yet emitted (may start a stop string)
-    std::string text;
-    int64_t count = 0;
-    std::string finish;  // set when this code stopped the row
-  };
-  const size_t n = jobs.size();
-  std::vector<RowState> st(n);
-  std::vector<std::vector<int32_t>> prompts;
-  llm::GenerateOptions g;
-  g.max_tokens = 1;
-  for (size_t i = 0; i < n; ++i) {
-    const BatchRow& r = *jobs[i]->row;
-    prompts.push_back(r.prompt);
-    g.max_tokens = std::max(g.max_tokens, r.max_tokens);
-    st[i].dec = std::make_unique<tokenizer::StreamDecoder>(
-        *tm_.tokenizer, tokenizer::DecodeOptions{.skip_special_tokens = true});
-  }
-  g.stop_ids = opt_.stop_ids;
-  for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) g.stop_ids.push_back(id);
-  g.sampler.temperature = 0.0f;
-  std::vector<std::unique_ptr<llm::grammar::TokenConstraint>> cons(n);
-  bool constrained = false;
-  for (size_t i = 0; i < n; ++i) {
-    cons[i] = constraint(jobs[i]->row->grammar);
-    constrained = constrained || cons[i];
-  }
-  if (constrained)
-    g.token_mask = [&cons](int row, const std::vector<int32_t>& gen) {
-      auto& c = cons[static_cast<size_t>(row)];
-      return c ? c->next_mask(gen) : nullptr;
-    };
-  auto emit = [&](size_t i, size_t k) {
-    if (k == 0) return;
-    std::string piece = st[i].pending.substr(0, k);
-    st[i].pending.erase(0, k);
-    st[i].text += piece;
-    if (jobs[i]->row->on_text) jobs[i]->row->on_text(piece);
-  };
-  // Length of the longest suffix of `s` that is a proper prefix of a stop string.
-  auto held_back = [](const std::string& s, const std::vector<std::string>& stops) {
-    size_t best = 0;
-    for (const auto& t : stops)
-      for (size_t k = std::min(s.size(), t.size() - 1); k > best; --k)
-        if (s.compare(s.size() - k, k, t, 0, k) == 0) {
-          best = k;
-          break;
-        }
-    return best;
-  };
-  g.on_token = [&](int row, int32_t id) {
-    const size_t i = static_cast<size_t>(row);
-    RowState& r = st[i];
-    const BatchRow& br = *jobs[i]->row;
-    if (jobs[i]->cancelled->load()) {
+/// Emits the first `k` pending bytes of `r` as streamed text.
+void emit(ActiveRow& r, size_t k) {
+  if (k == 0) return;
+  std::string piece = r.pending.substr(0, k);
+  r.pending.erase(0, k);
+  r.text += piece;
+  if (r.job->row->on_text) r.job->row->on_text(piece);
+}
+
+}  // namespace
+
+void Server::scheduler_loop() {
+  std::vector<int32_t> eos = opt_.stop_ids;
+  for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) eos.push_back(id);
+  std::unique_ptr<llm::BatchDecoder> bd;
+  std::vector<std::unique_ptr<ActiveRow>> active;
+  int64_t next_key = 0;
+
+  // Takes the sampled id of row `r`; false when the row is done (r.finish set).
+  auto take_token = [&](ActiveRow& r, int32_t id) {
+    const BatchRow& br = *r.job->row;
+    ++r.count;
+    if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
+      r.pending += r.dec->step(id);
+      r.pending += r.dec->finish();
+      emit(r, r.pending.size());
+      r.finish = "stop";
+      return false;
+    }
+    if (r.job->cancelled->load()) {
       r.finish = "cancelled";
       return false;
     }
-    ++r.count;
     r.pending += r.dec->step(id);
     for (const auto& s : br.stop) {
       const size_t at = r.pending.find(s);
       if (at != std::string::npos) {
         r.pending.resize(at);
-        emit(i, r.pending.size());
+        emit(r, r.pending.size());
         r.finish = "stop";
         return false;
       }
     }
     if (r.count >= br.max_tokens) {
       r.pending += r.dec->finish();
-      emit(i, r.pending.size());
+      emit(r, r.pending.size());
       r.finish = "length";
       return false;
     }
-    emit(i, r.pending.size() - held_back(r.pending, br.stop));
+    emit(r, r.pending.size() - held_back(r.pending, br.stop));
     return true;
   };
-  try {
-    llm::GenerationResult res = llm::generate(*tm_.model, prompts, g);
-    for (const auto& c : cons) count_mask_work(c.get());
-    ++metrics_.generate_calls;
-    metrics_.batched_rows += static_cast<int64_t>(n);
-    {
-      std::lock_guard<std::mutex> lk(metrics_.mu);
-      metrics_.decode_seconds += res.metrics.decode_seconds;
-      metrics_.last_tokens_per_second = res.metrics.decode_tokens_per_second();
-    }
-    for (size_t i = 0; i < n; ++i) {
-      RowState& r = st[i];
-      const auto& toks = res.tokens[i];
-      metrics_.prompt_tokens += static_cast<int64_t>(prompts[i].size());
-      metrics_.generated_tokens += static_cast<int64_t>(toks.size());
-      if (r.finish.empty()) {  // eos (not seen by on_token) or the call's length limit
-        if (res.finish[i] == llm::FinishReason::eos && !toks.empty())
-          r.pending += r.dec->step(toks.back());
-        r.pending += r.dec->finish();
-        emit(i, r.pending.size());
-        r.finish = res.finish[i] == llm::FinishReason::length ? "length" : "stop";
+  // Answers the finished rows and drops them from the batch.
+  auto retire = [&] {
+    std::vector<int64_t> gone;
+    std::vector<std::unique_ptr<ActiveRow>> left;
+    for (auto& r : active) {
+      if (r->finish.empty() && r->job->cancelled->load()) r->finish = "cancelled";
+      if (r->finish.empty()) {
+        left.push_back(std::move(r));
+        continue;
       }
-      jobs[i]->row->on_done(r.text, static_cast<int64_t>(toks.size()), r.finish);
+      gone.push_back(r->key);
+      count_mask_work(r->con.get());
+      metrics_.generated_tokens += r->count;
+      r->job->row->on_done(r->text, r->count, r->finish);
     }
-  } catch (...) {
-    for (auto& j : jobs) j->row->on_error(std::current_exception());
+    active = std::move(left);
+    if (bd) bd->drop(gone);
+    if (active.empty()) bd.reset();  // frees the cache
+  };
+  // An internal failure fails every running row and starts over with an empty batch.
+  auto fail_all = [&](std::exception_ptr ep) {
+    for (auto& r : active) r->job->row->on_error(ep);
+    active.clear();
+    bd.reset();
+  };
+
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> admit;
+    std::shared_ptr<Job> solo;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || !active.empty() || (!held_ && !queue_.empty()); });
+      if (stopping_ && active.empty()) return;  // stop() answered what was queued
+      // Rows join the batch in arrival order up to max_batch; another kind of job waits at the
+      // head of the queue until the batch has drained, then runs alone. While a batch runs,
+      // waiting rows join in groups (each admission is a prefill pass and a cache merge): when
+      // enough are waiting for the batch's size or the oldest has waited admit_wait_ms.
+      const int room = opt_.max_batch - static_cast<int>(active.size());
+      bool admit_now = active.empty();
+      if (!admit_now && !queue_.empty() && room > 0) {
+        int waiting = 0;
+        for (const auto& j : queue_) {
+          if (!j->row) break;
+          ++waiting;
+        }
+        const auto waited = std::chrono::steady_clock::now() - queue_.front()->queued_at;
+        admit_now = waiting >= std::min(room, std::max(1, static_cast<int>(active.size()) / 8)) ||
+                    waited >= std::chrono::milliseconds(opt_.admit_wait_ms);
+      }
+      while (admit_now && !stopping_ && !held_ && !queue_.empty() &&
+             static_cast<int>(active.size() + admit.size()) < opt_.max_batch) {
+        if (queue_.front()->row) {
+          admit.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+          continue;
+        }
+        if (active.empty() && admit.empty()) {
+          solo = std::move(queue_.front());
+          queue_.pop_front();
+        }
+        break;
+      }
+      current_.clear();
+      for (auto& r : active) current_.push_back(r->job);
+      current_.insert(current_.end(), admit.begin(), admit.end());
+      if (solo) current_.push_back(solo);
+    }
+
+    if (solo) {
+      if (solo->cancelled->load()) {
+        solo->fail(499, "cancelled");
+      } else {
+        ++metrics_.running;
+        solo->run();  // runs catch their own exceptions
+        --metrics_.running;
+      }
+    }
+
+    // New rows: prefilled together, first token sampled, merged into the batch.
+    std::vector<std::unique_ptr<ActiveRow>> fresh;
+    std::vector<llm::DecoderRow> rows;
+    for (auto& j : admit) {
+      if (j->cancelled->load()) {  // its client went away while it waited
+        j->fail(499, "cancelled");
+        continue;
+      }
+      auto r = std::make_unique<ActiveRow>();
+      r->job = j;
+      r->key = next_key++;
+      r->dec = std::make_unique<tokenizer::StreamDecoder>(
+          *tm_.tokenizer, tokenizer::DecodeOptions{.skip_special_tokens = true});
+      llm::DecoderRow d;
+      d.key = r->key;
+      d.prompt = j->row->prompt;
+      d.sampler = j->row->sampler;
+      try {
+        r->con = constraint(j->row->grammar);
+      } catch (...) {
+        j->row->on_error(std::current_exception());
+        continue;
+      }
+      if (r->con)
+        d.token_mask = [c = r->con.get()](const std::vector<int32_t>& gen) {
+          return c->next_mask(gen);
+        };
+      rows.push_back(std::move(d));
+      fresh.push_back(std::move(r));
+    }
+    if (!rows.empty()) {
+      try {
+        if (!bd) bd = std::make_unique<llm::BatchDecoder>(*tm_.model);
+        const auto t = std::chrono::steady_clock::now();
+        std::vector<int32_t> first = bd->admit(std::move(rows));
+        {
+          std::lock_guard<std::mutex> lk(metrics_.mu);
+          metrics_.prefill_seconds +=
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+        }
+        ++metrics_.generate_calls;
+        metrics_.batched_rows += static_cast<int64_t>(fresh.size());
+        metrics_.running += static_cast<int64_t>(fresh.size());
+        for (size_t i = 0; i < fresh.size(); ++i) {
+          metrics_.prompt_tokens += static_cast<int64_t>(fresh[i]->job->row->prompt.size());
+          take_token(*fresh[i], first[i]);
+          active.push_back(std::move(fresh[i]));
+        }
+      } catch (...) {
+        // The batch is as it was; only the new rows fail.
+        for (auto& r : fresh) r->job->row->on_error(std::current_exception());
+        if (bd && bd->empty()) bd.reset();
+      }
+    }
+    try {
+      const size_t before = active.size();
+      retire();
+      metrics_.running -= static_cast<int64_t>(before - active.size());
+      if (active.empty()) continue;
+      // One decode step over every running row.
+      const auto t = std::chrono::steady_clock::now();
+      std::vector<int32_t> ids = bd->step();
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      ++metrics_.decode_steps;
+      metrics_.decode_step_rows += static_cast<int64_t>(ids.size());
+      {
+        std::lock_guard<std::mutex> lk(metrics_.mu);
+        metrics_.decode_seconds += dt;
+        metrics_.last_tokens_per_second = dt > 0 ? static_cast<double>(ids.size()) / dt : 0.0;
+      }
+      for (size_t i = 0; i < ids.size(); ++i) take_token(*active[i], ids[i]);
+      const size_t n = active.size();
+      retire();
+      metrics_.running -= static_cast<int64_t>(n - active.size());
+    } catch (...) {
+      metrics_.running -= static_cast<int64_t>(active.size());
+      fail_all(std::current_exception());
+    }
   }
 }
 
@@ -386,8 +480,11 @@ std::string Server::metrics_text() const {
                          k.second, n);
     gauge("ingot_decode_seconds_total", "Seconds spent decoding.", "counter",
           metrics_.decode_seconds);
-    gauge("ingot_decode_tokens_per_second", "Decode rate of the last generate call.", "gauge",
+    gauge("ingot_decode_tokens_per_second",
+          "Decode rate of the last batch step (rows / seconds) or request run alone.", "gauge",
           metrics_.last_tokens_per_second);
+    gauge("ingot_prefill_seconds_total", "Seconds spent prefilling rows joining the batch.",
+          "counter", metrics_.prefill_seconds);
     gauge("ingot_constrained_mask_seconds_total",
           "Seconds spent computing token masks (structured output).", "counter",
           metrics_.mask_seconds);
@@ -400,11 +497,15 @@ std::string Server::metrics_text() const {
         static_cast<double>(metrics_.prompt_tokens.load()));
   gauge("ingot_generation_tokens_total", "Tokens generated.", "counter",
         static_cast<double>(metrics_.generated_tokens.load()));
-  gauge("ingot_generate_calls_total", "generate calls made by the scheduler.", "counter",
+  gauge("ingot_generate_calls_total",
+        "Groups of rows admitted into the batch together, plus requests run alone.", "counter",
         static_cast<double>(metrics_.generate_calls.load()));
-  gauge("ingot_generate_rows_total",
-        "Rows (choices) over all generate calls; / calls = mean batch.", "counter",
-        static_cast<double>(metrics_.batched_rows.load()));
+  gauge("ingot_generate_rows_total", "Rows (choices) over those; / calls = mean group size.",
+        "counter", static_cast<double>(metrics_.batched_rows.load()));
+  gauge("ingot_decode_steps_total", "Decode steps of the continuous batch.", "counter",
+        static_cast<double>(metrics_.decode_steps.load()));
+  gauge("ingot_decode_step_rows_total", "Rows over all decode steps; / steps = mean running batch.",
+        "counter", static_cast<double>(metrics_.decode_step_rows.load()));
   gauge("ingot_requests_cancelled_total", "Requests whose client went away.", "counter",
         static_cast<double>(metrics_.cancelled.load()));
   gauge("ingot_requests_rejected_total", "Requests refused with 429 (queue full).", "counter",
@@ -654,15 +755,18 @@ void Server::setup_routes() {
         return std::make_pair(choices, usage);
       };
 
-      // Greedy single-choice requests are batched together by the scheduler (run_batch).
-      // (A stream whose output is parsed for tool calls is answered when it is complete.)
-      const bool batchable = prompts.size() == 1 && r.n == 1 && r.temperature == 0.0f &&
-                             r.presence_penalty == 0.0f && r.frequency_penalty == 0.0f &&
-                             !(r.stream && r.parse_tools());
+      // Single-choice requests run as rows of the scheduler's continuous batch. (A stream
+      // whose output is parsed for tool calls is answered when it is complete: it runs alone.)
+      const bool batchable = prompts.size() == 1 && r.n == 1 && !(r.stream && r.parse_tools());
       auto make_row = [&] {
         auto row = std::make_shared<BatchRow>();
         row->prompt = prompts[0];
         row->max_tokens = max_tokens[0];
+        row->sampler.temperature = r.temperature;
+        row->sampler.top_p = r.top_p;
+        row->sampler.presence_penalty = r.presence_penalty;
+        row->sampler.frequency_penalty = r.frequency_penalty;
+        row->sampler.seed = seed;
         row->stop = r.stop;
         row->grammar = r.grammar;
         return row;

@@ -1,5 +1,6 @@
 // The OpenAI-compatible HTTP server of `ingot serve` (docs/server.md): routes on cpp-httplib,
-// one scheduler thread that owns the model and runs queued requests in arrival order, metrics.
+// one scheduler thread that owns the model and runs single-choice completions as
+// a continuous batch (rows join and leave between decode steps), other requests alone; metrics.
 #pragma once
 
 #include <atomic>
@@ -32,13 +33,17 @@ struct ServerOptions {
   int64_t max_context = 0;
   /// Requests waiting for the scheduler (running ones not counted); more get HTTP 429.
   int max_queue = 64;
-  /// Most rows of one generate call (batching; 1 = one request at a time).
+  /// Most rows of the continuous batch (1 = one request at a time).
   int max_batch = 8;
+  /// While a batch runs, waiting requests join it once max(1, running / 8) of them wait (or
+  /// all the room left) or the oldest has waited this long (groups amortize admission cost).
+  int admit_wait_ms = 20;
   /// max_tokens when a request gives none (capped by the context left).
   int64_t default_max_tokens = 256;
   /// Extra ids that end generation (e.g. generation_config.json's eos_token_id).
   std::vector<int32_t> stop_ids;
-  /// HTTP worker threads (each streaming or waiting request holds one).
+  /// HTTP worker threads (each streaming or waiting request holds one); at least
+  /// max_batch + max_queue + 8 are started.
   int http_threads = 32;
   /// One line per request on stderr.
   bool log_requests = true;
@@ -75,8 +80,6 @@ class Server {
  private:
   void setup_routes();
   void scheduler_loop();
-  /// Runs greedy single-choice completions as the rows of one llm::generate call.
-  void run_batch(const std::vector<std::shared_ptr<Job>>& jobs);
   /// Queues a job; false when the queue is full.
   bool submit(std::shared_ptr<Job> job);
   int64_t context_limit() const;
@@ -110,10 +113,13 @@ class Server {
     std::atomic<int64_t> running{0};
     std::atomic<int64_t> cancelled{0};
     std::atomic<int64_t> rejected_queue_full{0};
-    std::atomic<int64_t> generate_calls{0};
-    std::atomic<int64_t> batched_rows{0};
+    std::atomic<int64_t> generate_calls{0};  // prefill groups admitted + requests run alone
+    std::atomic<int64_t> batched_rows{0};    // rows over those
+    std::atomic<int64_t> decode_steps{0};    // steps of the continuous batch
+    std::atomic<int64_t> decode_step_rows{0};
     mutable std::mutex mu;
-    double decode_seconds = 0;  // sum over generate calls
+    double decode_seconds = 0;   // sum over decode steps and requests run alone
+    double prefill_seconds = 0;  // admissions into the batch
     double last_tokens_per_second = 0;
     double mask_seconds = 0;     // constrained decoding: time computing token masks
     int64_t masks_computed = 0;  // masks computed by a vocabulary walk
