@@ -54,13 +54,14 @@ Array Attention::run(const Array& x, const AttentionInputs& in, const Array* res
   };
   Array q, k, v;
   const std::optional<Array> qkv = qkv_.product(x);
-  // Without q/k norms, q and k rotate in one pass over the stacked product's q|k columns.
-  const bool rope_together = qkv && !q_norm_;
+  // Without q/k norms (and branches on q/k), q and k rotate in one pass over the stacked
+  // product's q|k columns.
+  const bool rope_together = qkv && !q_norm_ && !qkv_.has_branch(0, 2);
   if (qkv) {
-    v = heads(qkv_.columns(*qkv, 2, 1), cfg_.n_kv_heads);
+    v = heads(qkv_.output(*qkv, x, 2), cfg_.n_kv_heads);
     if (!rope_together) {
-      q = heads(qkv_.columns(*qkv, 0, 1), cfg_.n_heads);
-      k = heads(qkv_.columns(*qkv, 1, 1), cfg_.n_kv_heads);
+      q = heads(qkv_.output(*qkv, x, 0), cfg_.n_heads);
+      k = heads(qkv_.output(*qkv, x, 1), cfg_.n_kv_heads);
     }
   } else {
     q = heads((*q_)(x), cfg_.n_heads);

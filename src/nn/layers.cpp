@@ -22,6 +22,10 @@ Array Linear::operator()(const Array& x) const {
       quant_ ? quantized_matmul(x, param("weight"), param("scales"), param("biases"), true, *quant_)
              : matmul(x, transpose(param("weight")));
   if (has_param("bias")) y = y + param("bias");
+  return with_branch(y, x);
+}
+
+Array Linear::with_branch(const Array& y, const Array& x) const {
   if (!branch_) return y;
   const LowRankBranch& r = *branch_;
   Array h = astype(x, r.a.dtype());
@@ -53,8 +57,9 @@ void Linear::set_branch(std::optional<LowRankBranch> branch) {
 }
 
 namespace {
+/// A float Linear without bias or quantization (a low-rank branch is added after the product).
 bool plain(const Linear& l) {
-  return !l.quantization() && !l.branch() && !l.has_param("bias");
+  return !l.quantization() && !l.has_param("bias");
 }
 }  // namespace
 
@@ -95,6 +100,16 @@ std::optional<Array> StackedLinear::product(const Array& x) const {
   return matmul(x, transpose(stack_));
 }
 
+Array StackedLinear::output(const Array& y, const Array& x, size_t i) const {
+  return layers_.at(i)->with_branch(columns(y, i, 1), x);
+}
+
+bool StackedLinear::has_branch(size_t first, size_t count) const {
+  for (size_t i = first; i < first + count; ++i)
+    if (layers_.at(i)->branch()) return true;
+  return false;
+}
+
 Array StackedLinear::columns(const Array& y, size_t first, size_t count) const {
   int64_t col = 0, n = 0;
   for (size_t i = 0; i < first + count; ++i) (i < first ? col : n) += parts_.at(i).shape(0);
@@ -108,7 +123,7 @@ std::optional<std::vector<Array>> StackedLinear::operator()(const Array& x) cons
   const std::optional<Array> y = product(x);
   if (!y) return std::nullopt;
   std::vector<Array> out;
-  for (size_t i = 0; i < parts_.size(); ++i) out.push_back(columns(*y, i, 1));
+  for (size_t i = 0; i < parts_.size(); ++i) out.push_back(output(*y, x, i));
   return out;
 }
 
@@ -197,7 +212,9 @@ bool GatedMLP::fuse_projections() {
 namespace {
 /// act(g) * u as one compiled elementwise kernel (each step rounds as the separate ops do).
 Array gated(const Array& g, const Array& u, Activation act) {
-  if (g.device().type != Device::Type::cuda) return activate(g, act) * u;
+  // Only for inference: under a gradient transform the plain ops are traced (the compiled
+  // function's VJP under an outer trace gave wrong LoRA gradients on the GPU).
+  if (g.device().type != Device::Type::cuda || is_tracing()) return activate(g, act) * u;
   static const std::array<ArrayFn, 3> fns = [] {
     std::array<ArrayFn, 3> f;
     for (int a = 0; a < 3; ++a)

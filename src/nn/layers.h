@@ -28,6 +28,8 @@ class Linear : public Module {
   /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Dtype dtype = float32);
   virtual Array operator()(const Array& x) const;
+  /// y (this layer's product for x) plus the low-rank branch of x, if any.
+  Array with_branch(const Array& y, const Array& x) const;
   /// residual + (*this)(x), with the add fused into the matmul for a plain float layer (the
   /// product still rounds to the dtype first, so the result equals the separate ops').
   Array add_to(const Array& residual, const Array& x) const;
@@ -59,16 +61,21 @@ class Linear : public Module {
 /// dot products it would compute alone.
 class StackedLinear {
  public:
-  /// Stacks the layers' weights; false (nothing changed) unless every layer is a plain float
-  /// Linear (no bias, quantization or low-rank branch) with the same input size and dtype.
+  /// Stacks the layers' weights; false (nothing changed) unless every layer is a float Linear
+  /// without bias or quantization, with the same input size and dtype.
   bool fuse(const std::vector<Linear*>& layers);
-  /// The layers' outputs for x, or nullopt when the stack no longer is what the layers hold
-  /// (a weight replaced by update(), a branch, quantization): call the layers then.
+  /// The layers' outputs for x (low-rank branches added to their columns), or nullopt when
+  /// the stack no longer is what the layers hold (a weight replaced by update(), quantization):
+  /// call the layers then. The base product is the same with or without branches.
   std::optional<std::vector<Array>> operator()(const Array& x) const;
-  /// The stacked product x @ stack^T (every layer's output side by side), or nullopt as above.
+  /// The stacked product x @ stack^T (every layer's base output side by side), or nullopt.
   std::optional<Array> product(const Array& x) const;
-  /// Columns of y = product(x) of layers [first, first + count).
+  /// Layer i's output from y = product(x): its columns plus its branch of x.
+  Array output(const Array& y, const Array& x, size_t i) const;
+  /// Columns of y = product(x) of layers [first, first + count) (without branches).
   Array columns(const Array& y, size_t first, size_t count) const;
+  /// True when one of layers [first, first + count) has a low-rank branch.
+  bool has_branch(size_t first, size_t count) const;
 
  private:
   std::vector<Linear*> layers_;

@@ -155,6 +155,14 @@ TEST(Layers, StackedProjectionsGiveTheSeparateLayersResults) {
     expect_close(g.to_vector<double>(),
                  matmul(x, transpose(b.mlp->gate_proj().param("weight"))).to_vector<double>(), 0, 0,
                  "gate alone");
+    // A low-rank branch on gate is added to its columns of the stacked product.
+    Array la = astype(random::normal({2, 16}), t), lb = astype(random::normal({24, 2}), t);
+    b.mlp->gate_proj().set_branch(LowRankBranch{la, lb, 0.5f, 0.0f});
+    const Array gb = b.mlp->gate_proj()(x);  // the layer alone, branch included
+    const Array wantb = b.mlp->down_proj()(silu(gb) * b.mlp->up_proj()(x));
+    expect_close((*b.mlp)(x).to_vector<double>(), wantb.to_vector<double>(), tol, tol,
+                 "stacked mlp with a branch");
+    b.mlp->gate_proj().set_branch(std::nullopt);
     // A new up weight is seen at once (the stack no longer holds it).
     Array up2 = astype(random::normal({24, 16}), t);
     b.mlp->up_proj().update({{"weight", up2}});

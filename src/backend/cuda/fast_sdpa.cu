@@ -807,9 +807,46 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
   __syncthreads();
   if (!last) return;
   __threadfence();
-  float* w = &sm_o[0][0][0];  // kMaxSplits floats (the CTA's shared output tile is free now)
-  __shared__ float red[32];
-  for (int64_t r = 0; r < p.rows; ++r) combine_row<T, float>(p, c.bh * p.rows + r, w, red);
+  // Every row of this (batch, kv head) at once: a warp per row finds its split weights (in the
+  // shared output tile, free now), then all threads sum (row, column) outputs: combine_row's
+  // formulas (the sum of the weights runs in another order).
+  float* wts = &sm_o[0][0][0];  // [rows][splits]
+  __shared__ float inv[R];
+  const float* acc = static_cast<const float*>(p.part);
+  const float* ml = acc + a.B * a.Hkv * p.rows * p.splits * a.Dv;
+  const int S = p.splits;
+  for (int r = warp; r < p.rows; r += kDecodeWarps) {
+    const int64_t base = (c.bh * p.rows + r) * S;
+    float mi[kMaxSplits / 32], mx = kNegInf;
+#pragma unroll
+    for (int j = 0; j < kMaxSplits / 32; ++j) {
+      const int i = lane + 32 * j;
+      mi[j] = i < S ? __ldcg(&ml[(base + i) * 2]) : kNegInf;
+      mx = mi[j] > mx ? mi[j] : mx;
+    }
+    mx = __shfl_sync(0xffffffffu, warp_max(mx), 0);
+    float ls = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxSplits / 32; ++j) {
+      const int i = lane + 32 * j;
+      if (i < S) {
+        const float wi = mx != kNegInf ? expf(mi[j] - mx) : 0.0f;
+        wts[r * S + i] = wi;
+        ls += __ldcg(&ml[(base + i) * 2 + 1]) * wi;
+      }
+    }
+    ls = warp_sum(ls);
+    if (lane == 0) inv[r] = ls > 0.0f ? 1.0f / ls : 0.0f;
+  }
+  __syncthreads();
+  for (int64_t idx = threadIdx.x; idx < p.rows * a.Dv; idx += kDecodeThreads) {
+    const int64_t r = idx / a.Dv, d = idx % a.Dv, base = (c.bh * p.rows + r) * S;
+    float sum = 0.0f;
+#pragma unroll 4
+    for (int i = 0; i < S; ++i) sum += wts[r * S + i] * __ldcg(&acc[(base + i) * a.Dv + d]);
+    const Row w = row_at(p, c, r);
+    static_cast<T*>(a.out)[((c.b * a.H + w.h) * a.L + w.l) * a.Dv + d] = cast<T>(sum * inv[r]);
+  }
 }
 
 // ---- launchers ----

@@ -397,8 +397,10 @@ struct GemmContext {
   Dtype dtype;
   cudaStream_t stream;
   float alpha, beta;
-  bool accumulate;     // out holds c: D = alpha * a @ b + beta * out
+  bool accumulate;     // D = alpha * a @ b + beta * c, c in out (or at c below, GEMV only)
   bool round_product;  // GEMV only: the product rounds to the dtype before the add
+  const Array* c;      // GEMV only: c read in place, element (m, n) at m * sc_m + n * sc_n
+  int64_t sc_m, sc_n;
 };
 
 /// INGOT_CUDA_GEMV=0 sends few-row products to cuBLASLt too (default: the GEMV kernel). Read once.
@@ -428,6 +430,11 @@ bool try_gemv(const GemmContext& g, const Call& c) {
   p.beta = g.beta;
   p.accumulate = g.accumulate;
   p.round_product = g.round_product;
+  if (g.c) {
+    p.c = g.c->raw_ptr();
+    p.sc_m = g.sc_m;
+    p.sc_n = g.sc_n;
+  }
   if (!cu::gemv_supported(g.dtype, p)) return false;
   cu::launch_gemv(g.dtype, p, g.stream);
   return true;
@@ -518,6 +525,33 @@ cu::Layout broadcast_layout(const Array& x, const Shape& shape) {
   return cu::make_layout(sh, st);
 }
 
+/// Strides (sc_m, sc_n) that address c broadcast to out_shape [..., M, N] as a matrix whose
+/// rows are out's leading axes flattened; false when the leading axes do not flatten.
+bool row_strides(const Array& c, const Shape& out_shape, int64_t& sc_m, int64_t& sc_n) {
+  const int nd = static_cast<int>(out_shape.size()), off = nd - c.ndim();
+  auto stride = [&](int d) {  // c's stride along out axis d, 0 where broadcast
+    return d < off || c.shape()[d - off] == 1 ? int64_t(0) : c.strides()[d - off];
+  };
+  sc_n = stride(nd - 1);
+  bool have = false;
+  int64_t span = 1;  // rows per step of axis d
+  for (int d = nd - 2; d >= 0; --d) {
+    if (out_shape[d] > 1) {
+      const int64_t st = stride(d);
+      if (!have) {
+        if (st % span != 0) return false;
+        sc_m = st / span;
+        have = true;
+      } else if (st != sc_m * span) {
+        return false;
+      }
+    }
+    span *= out_shape[d];
+  }
+  if (!have) sc_m = 0;
+  return true;
+}
+
 /// out = c broadcast to out's shape (out row-contiguous).
 void fill_from(const Array& c, Array& out, cudaStream_t s) {
   if (c.shape() == out.shape() && c.flags().row_contiguous) {
@@ -536,8 +570,8 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   const cudaStream_t s = cu::stream(stream);
   cu::alloc(out);
   if (out.size() == 0) return;
-  if (c) fill_from(*c, out, s);
   if (a.shape().back() == 0) {  // empty sums
+    if (c) fill_from(*c, out, s);
     if (c)
       cu::launch_scale_empty_k(t, out.raw_ptr(), out.size(), alpha, beta, s);
     else
@@ -559,19 +593,23 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   contiguous(b, bv, sb);
   const std::vector<Call> calls =
       plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize());
+  // A GEMV reads c itself in its epilogue (no copy of c into out first).
+  int64_t sc_m = 0, sc_n = 0;
+  if (c && calls.size() == 1 && row_strides(*c, out.shape(), sc_m, sc_n)) {
+    const GemmContext gc{out.device(), t, s, alpha, beta, true, round_product, c, sc_m, sc_n};
+    if (try_gemv(gc, calls[0])) return;
+  }
+  if (c) fill_from(*c, out, s);
   if (round_product && c) {
-    // beta * c + round(alpha * a @ b): in the GEMV's epilogue when it takes the one call,
-    // else the product into scratch and an add pass.
-    const GemmContext gf{out.device(), t, s, alpha, beta, true, true};
-    if (calls.size() == 1 && try_gemv(gf, calls[0])) return;
+    // beta * c + round(alpha * a @ b): the product into scratch, then an add pass.
     cu::Scratch prod(out.device(), out.nbytes());
-    const GemmContext gp{out.device(), t, s, alpha, 0.0f, false, false};
+    const GemmContext gp{out.device(), t, s, alpha, 0.0f, false, false, nullptr, 0, 0};
     for (const Call& call : plan_calls(av, bv, static_cast<char*>(prod.ptr()), out.itemsize()))
       run_call(gp, call);
     cu::launch_add_product(t, out.raw_ptr(), prod.ptr(), out.size(), beta, s);
     return;
   }
-  const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr, false};
+  const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr, false, nullptr, 0, 0};
   for (const Call& call : calls) run_call(g, call);
 }
 

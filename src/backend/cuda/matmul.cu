@@ -132,7 +132,10 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem
     for (int m = 0; m < M; ++m) {
       float r = p.alpha * acc[m];
       if (p.round_product) r = to_float(cast<T>(r));
-      if (p.accumulate) r = p.beta * to_float(out[m * p.N + n]) + r;
+      if (p.accumulate) {
+        const T cv = p.c ? static_cast<const T*>(p.c)[m * p.sc_m + n * p.sc_n] : out[m * p.N + n];
+        r = p.beta * to_float(cv) + r;
+      }
       out[m * p.N + n] = cast<T>(r);
     }
   }

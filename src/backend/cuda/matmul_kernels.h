@@ -40,7 +40,10 @@ struct GemvProblem {
   void* out = nullptr;
   float alpha = 1.0f, beta = 0.0f;
   bool accumulate = false;
-  bool round_product = false;  // round alpha * x.w to the output dtype before adding beta * out
+  bool round_product = false;  // round alpha * x.w to the output dtype before adding beta * c
+  // With accumulate: c[m * sc_m + n * sc_n] when c is set, else out[m, n] (out holds c).
+  const void* c = nullptr;
+  int64_t sc_m = 0, sc_n = 0;
 };
 
 /// Most rows the GEMV kernel takes; more go to cuBLASLt.
