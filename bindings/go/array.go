@@ -78,7 +78,7 @@ func checkCount(n int, shape []int64) error {
 		want *= d
 	}
 	if int64(n) != want {
-		return &Error{StatusInvalidArgument, fmt.Sprintf("[ingot] %d values for shape %v", n, shape)}
+		return &Error{Code: StatusInvalidArgument, Message: fmt.Sprintf("[ingot] %d values for shape %v", n, shape)}
 	}
 	return nil
 }

@@ -1,6 +1,14 @@
-// Package ingot is the Go binding of ingot's C ABI (include/ingot/ingot.h): lazy arrays and
-// ops, transforms over Go functions, AdamW, safetensors, and the LLM level (models,
-// tokenizers, generate, score, classify, embed).
+// Package ingot is the Go binding of ingot's C ABI (include/ingot/ingot.h), laid out as go-mlx
+// users know it: this root package holds lazy arrays and ops, transforms over Go functions
+// (grad), AdamW (optim), safetensors (io) and LoRA adapters (lora); the LLM level lives in
+// subpackages that import this one (never the other way round):
+//
+//   - ingot/model: load and close models, generate, batch generate, score, classify, embed,
+//     metrics, and the model-bound LoRA operations (new/load/apply/fuse adapters, train, save)
+//   - ingot/tokenizer: tokenizers (encode, decode, streaming decode, chat template)
+//   - ingot/sample: the sampling and stopping options of generation
+//
+// The C ABI has no prompt-cache handles, so there is no cache package.
 //
 // Memory is deterministic: every handle (Array, Model, Tokenizer, ...) has Free or Close, which
 // releases it at once. A finalizer only catches handles that were never freed, frees them and
@@ -16,16 +24,16 @@ import "C"
 
 import (
 	"fmt"
-	"runtime"
-	"sync/atomic"
 	"unsafe"
+
+	"ingot/internal/capi"
 )
 
 // ABIVersion is the C ABI version these bindings were written for.
 const ABIVersion = 1
 
 // Status is the code every C call returns.
-type Status int
+type Status = capi.Status
 
 // Status codes (ingot_status).
 const (
@@ -40,19 +48,9 @@ const (
 	StatusInternal        Status = 8
 )
 
-// Error is a failed call: its status and ingot's message ("[component] ...").
-type Error struct {
-	Code    Status
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-// Is matches errors by code, so errors.Is(err, ingot.ErrInvalidArgument) works.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Message == "" && t.Code == e.Code
-}
+// Error is a failed call: its status and ingot's message ("[component] ..."). errors.Is(err,
+// ingot.ErrInvalidArgument) matches by code.
+type Error = capi.Error
 
 // Sentinels for errors.Is.
 var (
@@ -67,19 +65,7 @@ var (
 )
 
 // call runs one C call and reads the thread-local error on the same OS thread.
-func call(f func() C.int) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	rc := f()
-	if rc == 0 {
-		return nil
-	}
-	msg := C.GoString(C.ingot_last_error())
-	if msg == "" {
-		msg = fmt.Sprintf("[ingot] call failed with status %s", C.GoString(C.ingot_status_name(rc)))
-	}
-	return &Error{Code: Status(rc), Message: msg}
-}
+func call(f func() C.int) error { return capi.Call(f) }
 
 // Version is the library's version string.
 func Version() string { return C.GoString(C.ingot_version()) }
@@ -87,13 +73,11 @@ func Version() string { return C.GoString(C.ingot_version()) }
 // LibraryABIVersion is the ABI version of the loaded libingot.so.
 func LibraryABIVersion() int { return int(C.ingot_abi_version()) }
 
-var leaked int64
-
 // LeakedHandles counts handles the garbage collector found unfreed (and freed): a nonzero value
 // means a missing Free/Close.
-func LeakedHandles() int64 { return atomic.LoadInt64(&leaked) }
+func LeakedHandles() int64 { return capi.Leaked() }
 
-func noteLeak() { atomic.AddInt64(&leaked, 1) }
+func noteLeak() { capi.NoteLeak() }
 
 // Dtype is an element type.
 type Dtype int

@@ -273,7 +273,7 @@ func Stack(arrays []*Array, axis int) (*Array, error) {
 // Slice is a[start:stop:strides] over all axes (strides nil: 1).
 func Slice(a *Array, start, stop, strides []int64) (*Array, error) {
 	if len(start) != len(stop) || (strides != nil && len(strides) != len(start)) {
-		return nil, &Error{StatusInvalidArgument, "[ingot] Slice: start, stop and strides differ in length"}
+		return nil, &Error{Code: StatusInvalidArgument, Message: "[ingot] Slice: start, stop and strides differ in length"}
 	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_slice(a.handle(), cInt64s(start), cInt64s(stop), cInt64s(strides), C.int(len(start)), o)
@@ -283,7 +283,7 @@ func Slice(a *Array, start, stop, strides []int64) (*Array, error) {
 // SliceUpdate is a copy of a with a[start:stop:strides] replaced by update.
 func SliceUpdate(a, update *Array, start, stop, strides []int64) (*Array, error) {
 	if len(start) != len(stop) || (strides != nil && len(strides) != len(start)) {
-		return nil, &Error{StatusInvalidArgument, "[ingot] SliceUpdate: start, stop and strides differ in length"}
+		return nil, &Error{Code: StatusInvalidArgument, Message: "[ingot] SliceUpdate: start, stop and strides differ in length"}
 	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_slice_update(a.handle(), update.handle(), cInt64s(start), cInt64s(stop), cInt64s(strides), C.int(len(start)), o)

@@ -1,5 +1,6 @@
-// C side of the Go callbacks: boxes Go handles into C memory and forwards the C API's callbacks
-// to exported Go functions.
+// C side of the Go callbacks of the root package: boxes Go handles into C memory and forwards
+// the C API's closure callback to an exported Go function. (ingot/model has its own file for
+// the generation and training callbacks.)
 #include <stdlib.h>
 
 #include "_cgo_export.h"
@@ -23,16 +24,4 @@ void ingot_go_box_free(void* p) {
 
 int ingot_go_closure_tramp(void* ctx, const ingot_array* in, size_t n, ingot_array_list out) {
   return goClosureCall(*(uintptr_t*)ctx, (ingot_array*)in, n, out);
-}
-
-int ingot_go_token_tramp(void* ctx, int row, int32_t id) {
-  return goTokenCall(*(uintptr_t*)ctx, row, id);
-}
-
-void ingot_go_text_tramp(void* ctx, const char* piece, size_t len) {
-  goTextCall(*(uintptr_t*)ctx, (char*)piece, len);
-}
-
-int ingot_go_train_tramp(void* ctx, const ingot_train_progress* p) {
-  return goTrainCall(*(uintptr_t*)ctx, (ingot_train_progress*)p);
 }

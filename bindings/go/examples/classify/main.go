@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"ingot"
+	"ingot/model"
 )
 
 func main() {
@@ -33,7 +34,7 @@ func main() {
 	batch := flag.Int("batch-size", 64, "texts per forward pass")
 	repeat := flag.Int("repeat", 0, "benchmark: classify the input this many times, print only the rate")
 	flag.Parse()
-	if err := run(os.Stdin, os.Stdout, *dir, ingot.ModelOptions{Device: *device, Dtype: *dtype, Adapter: *adapter},
+	if err := run(os.Stdin, os.Stdout, *dir, model.Options{Device: *device, Dtype: *dtype, Adapter: *adapter},
 		strings.Split(*labels, ","), *tmpl, *batch, *repeat); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -77,12 +78,12 @@ func rssKB() int64 {
 }
 
 // run classifies the JSONL lines of in and writes one result line per input line to out.
-func run(in io.Reader, out io.Writer, dir string, opts ingot.ModelOptions, labels []string, tmpl string, batch, repeat int) error {
+func run(in io.Reader, out io.Writer, dir string, opts model.Options, labels []string, tmpl string, batch, repeat int) error {
 	texts, err := readTexts(in)
 	if err != nil {
 		return err
 	}
-	m, err := ingot.LoadModel(dir, opts)
+	m, err := model.Load(dir, opts)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"ingot"
+	"ingot/model"
 )
 
 func fixture() string {
@@ -28,7 +28,7 @@ func TestClassifyExample(t *testing.T) {
 		in.Write(append(line, '\n'))
 	}
 	labels := []string{" science", " sports", " politics"}
-	f32 := ingot.ModelOptions{Device: "cpu", Dtype: "float32"}
+	f32 := model.Options{Device: "cpu", Dtype: "float32"}
 	tmpl := "Sentence: {text}\nDomain:"
 	var out strings.Builder
 	if err := run(strings.NewReader(in.String()), &out, fixture(), f32, labels, tmpl, 2, 0); err != nil {
@@ -38,7 +38,7 @@ func TestClassifyExample(t *testing.T) {
 	if len(lines) != len(texts) {
 		t.Fatalf("%d result lines for %d texts", len(lines), len(texts))
 	}
-	m, err := ingot.LoadModel(fixture(), f32)
+	m, err := model.Load(fixture(), f32)
 	if err != nil {
 		t.Fatal(err)
 	}

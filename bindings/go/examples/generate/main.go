@@ -11,7 +11,8 @@ import (
 	"os"
 	"os/signal"
 
-	"ingot"
+	"ingot/model"
+	"ingot/sample"
 )
 
 func main() {
@@ -25,7 +26,7 @@ func main() {
 	// Ctrl-C cancels generation at the next token.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := ingot.ModelOptions{Device: *device, Adapter: *adapter}
+	opts := model.Options{Device: *device, Adapter: *adapter}
 	g, err := run(ctx, os.Stdout, *dir, opts, *prompt, *maxTokens, float32(*temp))
 	fmt.Println()
 	if g != nil {
@@ -39,9 +40,9 @@ func main() {
 }
 
 // run loads the model, encodes the prompt and streams the continuation's text to w.
-func run(ctx context.Context, w io.Writer, dir string, opts ingot.ModelOptions, prompt string,
-	maxTokens int64, temp float32) (*ingot.Generation, error) {
-	m, err := ingot.LoadModel(dir, opts)
+func run(ctx context.Context, w io.Writer, dir string, opts model.Options, prompt string,
+	maxTokens int64, temp float32) (*model.Generation, error) {
+	m, err := model.Load(dir, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func run(ctx context.Context, w io.Writer, dir string, opts ingot.ModelOptions, 
 	if err != nil {
 		return nil, err
 	}
-	o := ingot.DefaultGenerateOptions()
+	o := sample.DefaultOptions()
 	o.MaxTokens = maxTokens
 	o.Temperature = temp
 	o.OnText = func(piece string) { fmt.Fprint(w, piece) }

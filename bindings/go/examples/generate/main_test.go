@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"ingot"
+	"ingot/model"
+	"ingot/tokenizer"
 )
 
 func fixture() string {
@@ -22,7 +23,7 @@ func TestGenerateExample(t *testing.T) {
 	want := []int32{293, 152, 192, 186, 228, 108, 231, 228, 232, 215, 70, 205}
 	var out strings.Builder
 	// "Hello" encodes to the reference prompt [1, 375, 288, 83].
-	g, err := run(context.Background(), &out, fixture(), ingot.ModelOptions{Device: "cpu", Dtype: "float32"},
+	g, err := run(context.Background(), &out, fixture(), model.Options{Device: "cpu", Dtype: "float32"},
 		"Hello", 12, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +33,7 @@ func TestGenerateExample(t *testing.T) {
 			t.Fatalf("tokens %v, transformers %v", g.Tokens, want)
 		}
 	}
-	tok, err := ingot.LoadTokenizer(fixture())
+	tok, err := tokenizer.Load(fixture())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestGenerateExample(t *testing.T) {
 	if out.String() != text {
 		t.Fatalf("streamed %q, decoded reference %q", out.String(), text)
 	}
-	if _, err := run(context.Background(), &out, "/nonexistent", ingot.ModelOptions{}, "x", 1, 0); err == nil {
+	if _, err := run(context.Background(), &out, "/nonexistent", model.Options{}, "x", 1, 0); err == nil {
 		t.Fatal("a missing model must fail")
 	}
 }

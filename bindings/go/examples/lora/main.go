@@ -16,6 +16,8 @@ import (
 	"os/signal"
 
 	"ingot"
+	"ingot/model"
+	"ingot/sample"
 )
 
 // Config of one run.
@@ -62,7 +64,7 @@ func main() {
 
 // dataLoss is the mean next-token loss under m of the data's {"text"} lines (all tokens after
 // BOS, and EOS) and {"prompt","completion"} lines (the completion and EOS), through Score.
-func dataLoss(m *ingot.Model, data string) (float64, error) {
+func dataLoss(m *model.Model, data string) (float64, error) {
 	tok, err := m.Tokenizer()
 	if err != nil {
 		return 0, err
@@ -127,7 +129,7 @@ func dataLoss(m *ingot.Model, data string) (float64, error) {
 
 func run(ctx context.Context, log io.Writer, c Config) (*Report, error) {
 	rep := &Report{}
-	base, err := ingot.LoadModel(c.Model, ingot.ModelOptions{Device: c.Device, Dtype: c.Dtype})
+	base, err := model.Load(c.Model, model.Options{Device: c.Device, Dtype: c.Dtype})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +166,7 @@ func run(ctx context.Context, log io.Writer, c Config) (*Report, error) {
 	}
 
 	// 2. Reload: the base model with the saved adapter applied.
-	tuned, err := ingot.LoadModel(c.Model, ingot.ModelOptions{Device: c.Device, Dtype: c.Dtype, Adapter: c.Out})
+	tuned, err := model.Load(c.Model, model.Options{Device: c.Device, Dtype: c.Dtype, Adapter: c.Out})
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +185,7 @@ func run(ctx context.Context, log io.Writer, c Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		g, err := tuned.Generate(ctx, ids, ingot.DefaultGenerateOptions())
+		g, err := tuned.Generate(ctx, ids, sample.DefaultOptions())
 		if err != nil {
 			return nil, err
 		}
@@ -193,10 +195,10 @@ func run(ctx context.Context, log io.Writer, c Config) (*Report, error) {
 
 	// 3. Optionally merge it into a standalone checkpoint.
 	if c.Fuse != "" {
-		if err := ingot.Fuse(c.Model, c.Out, c.Fuse, ingot.ModelOptions{Device: c.Device, Dtype: c.Dtype}); err != nil {
+		if err := model.Fuse(c.Model, c.Out, c.Fuse, model.Options{Device: c.Device, Dtype: c.Dtype}); err != nil {
 			return nil, err
 		}
-		fused, err := ingot.LoadModel(c.Fuse, ingot.ModelOptions{Device: c.Device})
+		fused, err := model.Load(c.Fuse, model.Options{Device: c.Device})
 		if err != nil {
 			return nil, err
 		}

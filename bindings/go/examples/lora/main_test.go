@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"ingot"
+	"ingot/model"
 )
 
 func fixture() string {
@@ -57,7 +57,7 @@ func TestLoraExample(t *testing.T) {
 		t.Fatalf("progress log: %q", log.String())
 	}
 	// The saved adapter loads on its own.
-	m, err := ingot.LoadModel(fixture(), ingot.ModelOptions{Device: "cpu", Dtype: "float32"})
+	m, err := model.Load(fixture(), model.Options{Device: "cpu", Dtype: "float32"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,15 @@
-package ingot
+// Package model is ingot's LLM level: load and close a Hugging Face checkpoint, run it
+// (forward, generate, batch generate, score, classify, embed, with generation metrics), and the
+// LoRA operations bound to a model (new/load/apply/remove/fuse adapters, train, save, Fuse). It
+// imports the root package ingot (arrays, adapters, errors) and ingot/sample (generation options)
+// and ingot/tokenizer (a model's tokenizer); none of those import it.
+package model
 
 /*
 #include <stdlib.h>
 #include "ingot/ingot.h"
-void* ingot_go_box(uintptr_t h);
-void ingot_go_box_free(void* p);
-int ingot_go_token_tramp(void* ctx, int row, int32_t id);
-void ingot_go_text_tramp(void* ctx, const char* piece, size_t len);
+int ingot_go_model_token_tramp(void* ctx, int row, int32_t id);
+void ingot_go_model_text_tramp(void* ctx, const char* piece, size_t len);
 */
 import "C"
 
@@ -16,64 +19,20 @@ import (
 	"runtime"
 	"runtime/cgo"
 	"unsafe"
+
+	"ingot"
+	"ingot/internal/capi"
+	"ingot/sample"
+	"ingot/tokenizer"
 )
 
-// Tokenizer is a Hugging Face tokenizer.json pipeline with its chat template.
-type Tokenizer struct {
-	h C.ingot_tokenizer
-}
+func call(f func() C.int) error { return capi.Call(f) }
 
-func wrapTokenizer(h C.ingot_tokenizer) *Tokenizer {
-	t := &Tokenizer{h: h}
-	runtime.SetFinalizer(t, func(t *Tokenizer) {
-		if t.h != nil {
-			noteLeak()
-			C.ingot_tokenizer_free(t.h)
-		}
-	})
-	return t
-}
-
-// LoadTokenizer loads dir/tokenizer.json (+ tokenizer_config.json, generation_config.json).
-func LoadTokenizer(dir string) (*Tokenizer, error) {
-	cd := C.CString(dir)
-	defer C.free(unsafe.Pointer(cd))
-	var h C.ingot_tokenizer
-	if err := call(func() C.int { return C.ingot_tokenizer_load(cd, &h) }); err != nil {
-		return nil, err
+func cBool(b bool) C.int {
+	if b {
+		return 1
 	}
-	return wrapTokenizer(h), nil
-}
-
-// Close releases the tokenizer.
-func (t *Tokenizer) Close() {
-	if t == nil || t.h == nil {
-		return
-	}
-	C.ingot_tokenizer_free(t.h)
-	t.h = nil
-	runtime.SetFinalizer(t, nil)
-}
-
-func (t *Tokenizer) handle() C.ingot_tokenizer {
-	if t == nil {
-		return nil
-	}
-	return t.h
-}
-
-func takeIDs(p *C.int32_t, n C.size_t) []int32 {
-	defer C.ingot_free(unsafe.Pointer(p))
-	out := make([]int32, int(n))
-	if n > 0 {
-		copy(out, unsafe.Slice((*int32)(unsafe.Pointer(p)), int(n)))
-	}
-	return out
-}
-
-func takeString(p *C.char) string {
-	defer C.ingot_free(unsafe.Pointer(p))
-	return C.GoString(p)
+	return 0
 }
 
 func cIDs(ids []int32) *C.int32_t {
@@ -83,118 +42,15 @@ func cIDs(ids []int32) *C.int32_t {
 	return (*C.int32_t)(unsafe.Pointer(&ids[0]))
 }
 
-// Encode tokenizes UTF-8 text (with BOS etc. when addSpecial).
-func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int32, error) {
-	ct := C.CString(text)
-	defer C.free(unsafe.Pointer(ct))
-	var p *C.int32_t
-	var n C.size_t
-	if err := call(func() C.int { return C.ingot_tokenizer_encode(t.handle(), ct, cBool(addSpecial), &p, &n) }); err != nil {
-		return nil, err
+// box puts a cgo.Handle to v in C memory (the ctx of a C callback); free releases both.
+func box(v any) (unsafe.Pointer, func()) {
+	h := cgo.NewHandle(v)
+	p := C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
+	*(*C.uintptr_t)(p) = C.uintptr_t(h)
+	return p, func() {
+		C.free(p)
+		h.Delete()
 	}
-	return takeIDs(p, n), nil
-}
-
-// Decode turns ids into text.
-func (t *Tokenizer) Decode(ids []int32, skipSpecial bool) (string, error) {
-	var p *C.char
-	err := call(func() C.int {
-		return C.ingot_tokenizer_decode(t.handle(), cIDs(ids), C.size_t(len(ids)), cBool(skipSpecial), &p)
-	})
-	if err != nil {
-		return "", err
-	}
-	return takeString(p), nil
-}
-
-// VocabSize is one past the largest id.
-func (t *Tokenizer) VocabSize() (int, error) {
-	var n C.int32_t
-	err := call(func() C.int { return C.ingot_tokenizer_vocab_size(t.handle(), &n) })
-	return int(n), err
-}
-
-// TokenToID looks a token string up.
-func (t *Tokenizer) TokenToID(token string) (int32, error) {
-	ct := C.CString(token)
-	defer C.free(unsafe.Pointer(ct))
-	var id C.int32_t
-	err := call(func() C.int { return C.ingot_tokenizer_token_to_id(t.handle(), ct, &id) })
-	return int32(id), err
-}
-
-// EOSIDs are the end-of-sequence ids.
-func (t *Tokenizer) EOSIDs() ([]int32, error) {
-	var p *C.int32_t
-	var n C.size_t
-	if err := call(func() C.int { return C.ingot_tokenizer_eos_ids(t.handle(), &p, &n) }); err != nil {
-		return nil, err
-	}
-	return takeIDs(p, n), nil
-}
-
-// ApplyChatTemplate renders a conversation (JSON) with the chat template; addGenerationPrompt
-// 1/0, or -1 for the conversation's own flag.
-func (t *Tokenizer) ApplyChatTemplate(conversationJSON string, addGenerationPrompt int) (string, error) {
-	cc := C.CString(conversationJSON)
-	defer C.free(unsafe.Pointer(cc))
-	var p *C.char
-	err := call(func() C.int {
-		return C.ingot_tokenizer_apply_chat_template(t.handle(), cc, C.int(addGenerationPrompt), &p)
-	})
-	if err != nil {
-		return "", err
-	}
-	return takeString(p), nil
-}
-
-// StreamDecoder turns ids into text incrementally, never splitting a UTF-8 character.
-type StreamDecoder struct {
-	h C.ingot_stream_decoder
-}
-
-// NewStreamDecoder starts a decoder over t (t may be closed afterwards).
-func (t *Tokenizer) NewStreamDecoder(skipSpecial bool) (*StreamDecoder, error) {
-	var h C.ingot_stream_decoder
-	if err := call(func() C.int { return C.ingot_stream_decoder_new(t.handle(), cBool(skipSpecial), &h) }); err != nil {
-		return nil, err
-	}
-	d := &StreamDecoder{h: h}
-	runtime.SetFinalizer(d, func(d *StreamDecoder) {
-		if d.h != nil {
-			noteLeak()
-			C.ingot_stream_decoder_free(d.h)
-		}
-	})
-	return d, nil
-}
-
-// Step adds one id and returns the newly completed text.
-func (d *StreamDecoder) Step(id int32) (string, error) {
-	var p *C.char
-	if err := call(func() C.int { return C.ingot_stream_decoder_step(d.h, C.int32_t(id), &p) }); err != nil {
-		return "", err
-	}
-	return takeString(p), nil
-}
-
-// Finish returns the text held back and resets.
-func (d *StreamDecoder) Finish() (string, error) {
-	var p *C.char
-	if err := call(func() C.int { return C.ingot_stream_decoder_finish(d.h, &p) }); err != nil {
-		return "", err
-	}
-	return takeString(p), nil
-}
-
-// Close releases the decoder.
-func (d *StreamDecoder) Close() {
-	if d == nil || d.h == nil {
-		return
-	}
-	C.ingot_stream_decoder_free(d.h)
-	d.h = nil
-	runtime.SetFinalizer(d, nil)
 }
 
 // Model is a loaded checkpoint (with its tokenizer when the directory has one).
@@ -202,16 +58,16 @@ type Model struct {
 	h C.ingot_model
 }
 
-// ModelOptions say where and in which dtype a model is loaded ("" = default), and which LoRA
+// Options say where and in which dtype a model is loaded ("" = default), and which LoRA
 // adapter directory is applied (unfused) on load.
-type ModelOptions struct {
+type Options struct {
 	Device  string // "cpu", "cuda:0"
 	Dtype   string // "bfloat16", "float32"
 	Adapter string // PEFT or mlx-lm adapter directory
 }
 
-// LoadModel loads a Hugging Face checkpoint directory.
-func LoadModel(dir string, opts ModelOptions) (*Model, error) {
+// Load loads a Hugging Face checkpoint directory.
+func Load(dir string, opts Options) (*Model, error) {
 	cd := C.CString(dir)
 	defer C.free(unsafe.Pointer(cd))
 	var o C.ingot_model_options
@@ -234,7 +90,7 @@ func LoadModel(dir string, opts ModelOptions) (*Model, error) {
 	m := &Model{h: h}
 	runtime.SetFinalizer(m, func(m *Model) {
 		if m.h != nil {
-			noteLeak()
+			capi.NoteLeak()
 			C.ingot_model_free(m.h)
 		}
 	})
@@ -259,12 +115,12 @@ func (m *Model) handle() C.ingot_model {
 }
 
 // Tokenizer is the model's tokenizer (a new handle to Close).
-func (m *Model) Tokenizer() (*Tokenizer, error) {
+func (m *Model) Tokenizer() (*tokenizer.Tokenizer, error) {
 	var h C.ingot_tokenizer
 	if err := call(func() C.int { return C.ingot_model_tokenizer(m.handle(), &h) }); err != nil {
 		return nil, err
 	}
-	return wrapTokenizer(h), nil
+	return capi.WrapTokenizer(unsafe.Pointer(h)).(*tokenizer.Tokenizer), nil
 }
 
 // VocabSize is the size of the output vocabulary.
@@ -292,8 +148,13 @@ func (m *Model) Architecture() (string, error) {
 }
 
 // Forward maps ids [B, L] to logits [B, L, V] (float32, lazy).
-func (m *Model) Forward(ids *Array) (*Array, error) {
-	return newArray(func(o *C.ingot_array) C.int { return C.ingot_model_forward(m.handle(), ids.handle(), o) })
+func (m *Model) Forward(ids *ingot.Array) (*ingot.Array, error) {
+	x := C.ingot_array(capi.ArrayHandle(ids))
+	var out C.ingot_array
+	if err := call(func() C.int { return C.ingot_model_forward(m.handle(), x, &out) }); err != nil {
+		return nil, err
+	}
+	return capi.WrapArray(unsafe.Pointer(out)).(*ingot.Array), nil
 }
 
 // FinishReason says why generation stopped.
@@ -306,35 +167,6 @@ const (
 	FinishStop
 	FinishCancelled
 )
-
-// GenerateOptions configure generation; DefaultGenerateOptions gives the defaults.
-type GenerateOptions struct {
-	MaxTokens         int64
-	Temperature       float32 // 0: greedy
-	TopK              int
-	TopP              float32
-	MinP              float32
-	RepetitionPenalty float32
-	Seed              uint64
-	StopAtEOS         bool
-	SkipSpecialTokens bool
-	StopIDs           []int32
-	StopStrings       []string
-	PrefillChunk      int64
-	// OnToken sees each sampled id (row = prompt index); returning false stops that row.
-	OnToken func(row int, id int32) bool
-	// OnText receives streamed text (whole UTF-8 characters).
-	OnText func(piece string)
-}
-
-// DefaultGenerateOptions: 256 tokens, greedy, stop at EOS.
-func DefaultGenerateOptions() GenerateOptions {
-	d := C.ingot_generate_options_default()
-	return GenerateOptions{
-		MaxTokens: int64(d.max_tokens), TopP: float32(d.top_p), RepetitionPenalty: float32(d.repetition_penalty),
-		StopAtEOS: d.stop_at_eos != 0, SkipSpecialTokens: d.skip_special_tokens != 0, PrefillChunk: int64(d.prefill_chunk),
-	}
-}
 
 // Metrics are timing and size figures of a generation.
 type Metrics struct {
@@ -368,12 +200,12 @@ type genCallbacks struct {
 
 func (cb *genCallbacks) recoverPanic() {
 	if r := recover(); r != nil && cb.panic == nil {
-		cb.panic = &Error{StatusCallback, fmt.Sprintf("[go] generation callback panicked: %v", r)}
+		cb.panic = &ingot.Error{Code: ingot.StatusCallback, Message: fmt.Sprintf("[go] generation callback panicked: %v", r)}
 	}
 }
 
-//export goTokenCall
-func goTokenCall(h C.uintptr_t, row C.int, id C.int32_t) (rc C.int) {
+//export goModelTokenCall
+func goModelTokenCall(h C.uintptr_t, row C.int, id C.int32_t) (rc C.int) {
 	cb := cgo.Handle(h).Value().(*genCallbacks)
 	rc = 1 // stop if onToken panics
 	defer cb.recoverPanic()
@@ -386,8 +218,8 @@ func goTokenCall(h C.uintptr_t, row C.int, id C.int32_t) (rc C.int) {
 	return 0
 }
 
-//export goTextCall
-func goTextCall(h C.uintptr_t, piece *C.char, n C.size_t) {
+//export goModelTextCall
+func goModelTextCall(h C.uintptr_t, piece *C.char, n C.size_t) {
 	cb := cgo.Handle(h).Value().(*genCallbacks)
 	defer cb.recoverPanic()
 	if cb.onText != nil && cb.panic == nil {
@@ -396,7 +228,7 @@ func goTextCall(h C.uintptr_t, piece *C.char, n C.size_t) {
 }
 
 // cOptions converts options; free() releases the C strings.
-func cOptions(o GenerateOptions) (C.ingot_generate_options, func()) {
+func cOptions(o sample.Options) (C.ingot_generate_options, func()) {
 	c := C.ingot_generate_options_default()
 	c.max_tokens = C.int64_t(o.MaxTokens)
 	c.temperature = C.float(o.Temperature)
@@ -436,23 +268,23 @@ func cOptions(o GenerateOptions) (C.ingot_generate_options, func()) {
 
 // Generate continues prompt ids. Cancelling ctx stops generation at the next token
 // (FinishCancelled) and returns ctx's error with the partial result.
-func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptions) (*Generation, error) {
+func (m *Model) Generate(ctx context.Context, prompt []int32, opts sample.Options) (*Generation, error) {
 	if ctx != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	co, free := cOptions(opts)
 	defer free()
 	cb := &genCallbacks{ctx: ctx, onToken: opts.OnToken, onText: opts.OnText}
-	box := C.ingot_go_box(C.uintptr_t(cgo.NewHandle(cb)))
-	defer C.ingot_go_box_free(box)
+	ctxp, freeBox := box(cb)
+	defer freeBox()
 	var textFn C.ingot_text_fn
 	if opts.OnText != nil {
-		textFn = (C.ingot_text_fn)(C.ingot_go_text_tramp)
+		textFn = (C.ingot_text_fn)(C.ingot_go_model_text_tramp)
 	}
 	var g C.ingot_generation
 	err := call(func() C.int {
 		return C.ingot_generate(m.handle(), cIDs(prompt), C.size_t(len(prompt)), &co,
-			(C.ingot_token_fn)(C.ingot_go_token_tramp), textFn, box, &g)
+			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), textFn, ctxp, &g)
 	})
 	if err != nil {
 		return nil, err
@@ -500,7 +332,7 @@ func idLists(lists [][]int32) (**C.int32_t, *C.size_t, func()) {
 }
 
 // GenerateBatch continues several prompts in one left-padded batch (token ids only).
-func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int32, opts GenerateOptions) ([][]int32, []FinishReason, Metrics, error) {
+func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int32, opts sample.Options) ([][]int32, []FinishReason, Metrics, error) {
 	co, free := cOptions(opts)
 	defer free()
 	ptrs, lens, freeIDs := idLists(prompts)
@@ -509,12 +341,12 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int32, opts Gener
 		return nil, nil, Metrics{}, ctx.Err()
 	}
 	cb := &genCallbacks{ctx: ctx, onToken: opts.OnToken}
-	box := C.ingot_go_box(C.uintptr_t(cgo.NewHandle(cb)))
-	defer C.ingot_go_box_free(box)
+	ctxp, freeBox := box(cb)
+	defer freeBox()
 	var g C.ingot_batch_generation
 	err := call(func() C.int {
 		return C.ingot_generate_batch(m.handle(), ptrs, lens, C.size_t(len(prompts)), &co,
-			(C.ingot_token_fn)(C.ingot_go_token_tramp), box, &g)
+			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), ctxp, &g)
 	})
 	if err != nil {
 		return nil, nil, Metrics{}, err
@@ -543,7 +375,7 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int32, opts Gener
 // per-token log-probabilities. batchSize 0: 16.
 func (m *Model) Score(prompts, continuations [][]int32, batchSize int) ([]float64, [][]float64, error) {
 	if len(prompts) != len(continuations) {
-		return nil, nil, &Error{StatusInvalidArgument, "[ingot] Score: prompts and continuations differ in count"}
+		return nil, nil, &ingot.Error{Code: ingot.StatusInvalidArgument, Message: "[ingot] Score: prompts and continuations differ in count"}
 	}
 	pp, pl, f1 := idLists(prompts)
 	defer f1()

@@ -1,4 +1,4 @@
-package ingot
+package model
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"ingot"
 )
 
 // dataDir is tests/data (the parent of the fixture's models/ directory).
@@ -17,7 +19,7 @@ var peftIDs = []int32{239, 179, 14, 112, 17, 149, 78, 203, 108, 193, 124, 136, 5
 	133, 29, 141, 216, 168, 75, 20, 47, 236, 78, 64, 0, 0, 0, 0, 0}
 
 func forwardFloats(t testing.TB, m *Model, ids []int32, shape ...int64) []float32 {
-	x := must(FromInt32(ids, shape...))
+	x := must(ingot.FromInt32(ids, shape...))
 	defer x.Free()
 	y := must(m.Forward(x))
 	defer y.Free()
@@ -35,8 +37,8 @@ func relDiff(a, b []float32) float64 {
 }
 
 func peftLogits(t testing.TB, key string) []float32 {
-	m := must(LoadSafetensors(filepath.Join(dataDir(t), "lora", "llama_f32", "logits.safetensors")))
-	defer FreeMap(m)
+	m := must(ingot.LoadSafetensors(filepath.Join(dataDir(t), "lora", "llama_f32", "logits.safetensors")))
+	defer ingot.FreeMap(m)
 	return must(m[key].Float32s())
 }
 
@@ -46,7 +48,7 @@ func TestAdapterMatchesPEFT(t *testing.T) {
 	base := filepath.Join(dataDir(t), "models", "llama_f32")
 	adir := filepath.Join(dataDir(t), "lora", "llama_f32", "init")
 	want := peftLogits(t, "init")
-	m := must(LoadModel(base, ModelOptions{Device: "cpu", Adapter: adir}))
+	m := must(Load(base, Options{Device: "cpu", Adapter: adir}))
 	defer m.Close()
 	if d := relDiff(forwardFloats(t, m, peftIDs, 2, 16), want); d > 1e-5 {
 		t.Fatalf("loaded with the adapter: rel diff %g", d)
@@ -68,7 +70,7 @@ func TestAdapterMatchesPEFT(t *testing.T) {
 	for _, p := range params {
 		total += p.Size()
 	}
-	FreeMap(params)
+	ingot.FreeMap(params)
 	if len(params) != 12 || total != must(a.NumParameters()) {
 		t.Fatalf("%d tensors, %d elements, NumParameters %d", len(params), total, must(a.NumParameters()))
 	}
@@ -76,15 +78,15 @@ func TestAdapterMatchesPEFT(t *testing.T) {
 	if d := relDiff(forwardFloats(t, m, peftIDs, 2, 16), want); d > 1e-5 {
 		t.Fatalf("applied: rel diff %g", d)
 	}
-	if err := m.ApplyAdapter(a); !errors.Is(err, ErrInvalidArgument) {
+	if err := m.ApplyAdapter(a); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("a second adapter: %v", err)
 	}
 	out := t.TempDir()
-	if err := m.Save(filepath.Join(out, "x"), ""); !errors.Is(err, ErrInvalidArgument) {
+	if err := m.Save(filepath.Join(out, "x"), ""); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("saving with an unfused adapter: %v", err)
 	}
-	other := must(m.NewAdapter(DefaultLoraConfig()))
-	if err := m.FuseAdapter(other); !errors.Is(err, ErrInvalidArgument) {
+	other := must(m.NewAdapter(ingot.DefaultLoraConfig()))
+	if err := m.FuseAdapter(other); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("fusing another adapter while one is applied: %v", err)
 	}
 	other.Close()
@@ -94,14 +96,14 @@ func TestAdapterMatchesPEFT(t *testing.T) {
 		t.Fatalf("fused: rel diff %g", d)
 	}
 	must(0, m.Save(filepath.Join(out, "fused"), ""))
-	must(0, Fuse(base, adir, filepath.Join(out, "fused2"), ModelOptions{Device: "cpu"}))
+	must(0, Fuse(base, adir, filepath.Join(out, "fused2"), Options{Device: "cpu"}))
 	for _, dir := range []string{"fused", "fused2"} {
-		m2 := must(LoadModel(filepath.Join(out, dir), ModelOptions{Device: "cpu"}))
+		m2 := must(Load(filepath.Join(out, dir), Options{Device: "cpu"}))
 		got := forwardFloats(t, m2, peftIDs, 2, 16)
 		if relDiff(got, fused) != 0 {
 			t.Fatalf("%s: the saved checkpoint's logits differ", dir)
 		}
-		if err := m2.ApplyAdapter(a); !errors.Is(err, ErrInvalidArgument) {
+		if err := m2.ApplyAdapter(a); !errors.Is(err, ingot.ErrInvalidArgument) {
 			t.Fatalf("an adapter of another model: %v", err)
 		}
 		m2.Close()
@@ -143,15 +145,15 @@ func TestTrainSaveReload(t *testing.T) {
 	must(0, os.WriteFile(data, []byte(`{"text": "`+trainText+`"}`+"\n"), 0o644))
 	want0, targets := referenceLoss(t, m)
 
-	c := DefaultLoraConfig()
+	c := ingot.DefaultLoraConfig()
 	c.Rank, c.Seed = 4, 3
 	a := must(m.NewAdapter(c))
 	defer a.Close()
-	o := DefaultTrainOptions()
+	o := ingot.DefaultTrainOptions()
 	o.Iters, o.BatchSize, o.LearningRate, o.Schedule = 12, 1, 1e-2, "constant"
 	o.OutDir = filepath.Join(dir, "adapter")
-	var steps []TrainProgress
-	o.OnStep = func(p TrainProgress) bool { steps = append(steps, p); return true }
+	var steps []ingot.TrainProgress
+	o.OnStep = func(p ingot.TrainProgress) bool { steps = append(steps, p); return true }
 	r := must(m.Train(context.Background(), a, data, "", o))
 	if len(steps) != 12 || r.Steps != 12 || r.Cancelled || steps[11].Step != 12 || steps[0].Iters != 12 {
 		t.Fatalf("%d progress calls, result %+v", len(steps), r)
@@ -171,11 +173,11 @@ func TestTrainSaveReload(t *testing.T) {
 	ids := []int32{1, 375, 288, 83, 16, 331}
 	must(0, m.ApplyAdapter(a))
 	applied := forwardFloats(t, m, ids, 1, 6)
-	if _, err := m.Train(context.Background(), a, data, "", o); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := m.Train(context.Background(), a, data, "", o); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("training with an applied adapter: %v", err)
 	}
 	must(0, m.RemoveAdapter())
-	m2 := must(LoadModel(fixture(t), ModelOptions{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
+	m2 := must(Load(fixture(t), Options{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
 	defer m2.Close()
 	if relDiff(forwardFloats(t, m2, ids, 1, 6), applied) != 0 {
 		t.Fatal("reloaded adapter: logits differ")
@@ -186,13 +188,13 @@ func TestTrainSaveReload(t *testing.T) {
 	defer b.Close()
 	o.OutDir, o.Iters = "", 10
 	n := 0
-	o.OnStep = func(p TrainProgress) bool { n++; return n < 3 }
+	o.OnStep = func(p ingot.TrainProgress) bool { n++; return n < 3 }
 	r = must(m.Train(context.Background(), b, data, "", o))
 	if !r.Cancelled || r.Steps != 3 || n != 3 {
 		t.Fatalf("stop after 3: %+v, %d calls", r, n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	o.OnStep = func(p TrainProgress) bool {
+	o.OnStep = func(p ingot.TrainProgress) bool {
 		if p.Step == 2 {
 			cancel()
 		}
@@ -205,9 +207,9 @@ func TestTrainSaveReload(t *testing.T) {
 	if _, err := m.Train(ctx, b, data, "", o); !errors.Is(err, context.Canceled) {
 		t.Fatalf("already cancelled: %v", err)
 	}
-	// A panicking callback is an ErrCallback, not a crash.
-	o.OnStep = func(p TrainProgress) bool { panic("boom") }
-	if _, err := m.Train(context.Background(), b, data, "", o); !errors.Is(err, ErrCallback) {
+	// A panicking callback is an ingot.ErrCallback, not a crash.
+	o.OnStep = func(p ingot.TrainProgress) bool { panic("boom") }
+	if _, err := m.Train(context.Background(), b, data, "", o); !errors.Is(err, ingot.ErrCallback) {
 		t.Fatalf("panic: %v", err)
 	}
 	// Validation loss.
@@ -224,95 +226,95 @@ func TestLoraErrors(t *testing.T) {
 	m := loadFixture(t)
 	defer m.Close()
 	var nilModel *Model
-	if _, err := nilModel.NewAdapter(DefaultLoraConfig()); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := nilModel.NewAdapter(ingot.DefaultLoraConfig()); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil model: %v", err)
 	}
-	var nilAdapter *Adapter
-	if err := m.ApplyAdapter(nilAdapter); !errors.Is(err, ErrInvalidArgument) {
+	var nilAdapter *ingot.Adapter
+	if err := m.ApplyAdapter(nilAdapter); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil adapter: %v", err)
 	}
-	if err := nilAdapter.Save(t.TempDir()); !errors.Is(err, ErrInvalidArgument) {
+	if err := nilAdapter.Save(t.TempDir()); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil adapter save: %v", err)
 	}
 	nilAdapter.Close() // fine
-	if err := nilModel.RemoveAdapter(); !errors.Is(err, ErrInvalidArgument) {
+	if err := nilModel.RemoveAdapter(); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil model: %v", err)
 	}
-	if _, err := nilAdapter.Rank(); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := nilAdapter.Rank(); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil adapter rank: %v", err)
 	}
-	if _, err := nilAdapter.Parameters(); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := nilAdapter.Parameters(); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil adapter parameters: %v", err)
 	}
-	if err := Fuse(fixture(t), "/nonexistent-adapter", t.TempDir(), ModelOptions{Device: "cpu"}); !errors.Is(err, ErrIO) {
+	if err := Fuse(fixture(t), "/nonexistent-adapter", t.TempDir(), Options{Device: "cpu"}); !errors.Is(err, ingot.ErrIO) {
 		t.Fatalf("fuse with a missing adapter: %v", err)
 	}
-	if err := Fuse("/nonexistent-model", "/nonexistent-adapter", t.TempDir(), ModelOptions{}); err == nil {
+	if err := Fuse("/nonexistent-model", "/nonexistent-adapter", t.TempDir(), Options{}); err == nil {
 		t.Fatal("fuse with a missing model")
 	}
-	c := DefaultLoraConfig()
+	c := ingot.DefaultLoraConfig()
 	c.Rank = 0
-	if _, err := m.NewAdapter(c); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := m.NewAdapter(c); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("rank 0: %v", err)
 	}
-	c = DefaultLoraConfig()
+	c = ingot.DefaultLoraConfig()
 	c.Targets = []string{"nope_proj"}
-	if _, err := m.NewAdapter(c); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := m.NewAdapter(c); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("unknown target: %v", err)
 	}
-	if _, err := m.LoadAdapter("/nonexistent-adapter"); !errors.Is(err, ErrIO) {
+	if _, err := m.LoadAdapter("/nonexistent-adapter"); !errors.Is(err, ingot.ErrIO) {
 		t.Fatalf("missing adapter: %v", err)
 	}
-	if _, err := LoadModel(fixture(t), ModelOptions{Adapter: "/nonexistent-adapter"}); !errors.Is(err, ErrIO) {
+	if _, err := Load(fixture(t), Options{Adapter: "/nonexistent-adapter"}); !errors.Is(err, ingot.ErrIO) {
 		t.Fatalf("missing adapter on load: %v", err)
 	}
 	// An adapter of another base model (other shapes) and a corrupt one.
-	if _, err := m.LoadAdapter(filepath.Join(dataDir(t), "lora", "qwen3_f32_tied", "init")); !errors.Is(err, ErrFormat) {
+	if _, err := m.LoadAdapter(filepath.Join(dataDir(t), "lora", "qwen3_f32_tied", "init")); !errors.Is(err, ingot.ErrFormat) {
 		t.Fatalf("adapter of another model: %v", err)
 	}
 	dir := t.TempDir()
-	a := must(m.NewAdapter(DefaultLoraConfig()))
+	a := must(m.NewAdapter(ingot.DefaultLoraConfig()))
 	defer a.Close()
 	must(0, a.Save(dir))
 	must(0, os.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), []byte("garbage!garbage!"), 0o644))
-	if _, err := m.LoadAdapter(dir); !errors.Is(err, ErrFormat) {
+	if _, err := m.LoadAdapter(dir); !errors.Is(err, ingot.ErrFormat) {
 		t.Fatalf("corrupt adapter: %v", err)
 	}
 	// Data and options.
-	o := DefaultTrainOptions()
+	o := ingot.DefaultTrainOptions()
 	o.Iters, o.BatchSize = 1, 1
-	if _, err := m.Train(context.Background(), a, "/nonexistent.jsonl", "", o); !errors.Is(err, ErrIO) {
+	if _, err := m.Train(context.Background(), a, "/nonexistent.jsonl", "", o); !errors.Is(err, ingot.ErrIO) {
 		t.Fatalf("missing data: %v", err)
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
 	must(0, os.WriteFile(bad, []byte("{\"text\": \"fine\"}\n{\"txt\": 3}\n"), 0o644))
-	if _, err := m.Train(context.Background(), a, bad, "", o); !errors.Is(err, ErrFormat) {
+	if _, err := m.Train(context.Background(), a, bad, "", o); !errors.Is(err, ingot.ErrFormat) {
 		t.Fatalf("malformed data: %v", err)
 	}
 	good := filepath.Join(dir, "good.jsonl")
 	must(0, os.WriteFile(good, []byte("{\"text\": \"fine words here\"}\n"), 0o644))
 	o.Schedule = "exponential"
-	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("bad schedule: %v", err)
 	}
 	o.Schedule, o.Iters = "", 0
-	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := m.Train(context.Background(), a, good, "", o); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("0 iters: %v", err)
 	}
 	o.Iters = 1
 	other := loadFixture(t)
 	defer other.Close()
-	if _, err := other.Train(context.Background(), a, good, "", o); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := other.Train(context.Background(), a, good, "", o); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("adapter of another model: %v", err)
 	}
-	if err := other.Save(dir, "int32"); !errors.Is(err, ErrInvalidArgument) {
+	if err := other.Save(dir, "int32"); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("int32 checkpoint: %v", err)
 	}
 	// Out of memory under a limit, then fine again.
-	prev := must(SetMemoryLimit(CPU, 4096))
+	prev := must(ingot.SetMemoryLimit(ingot.CPU, 4096))
 	_, err := m.Train(context.Background(), a, good, "", o)
-	must(SetMemoryLimit(CPU, prev))
-	if !errors.Is(err, ErrOutOfMemory) {
+	must(ingot.SetMemoryLimit(ingot.CPU, prev))
+	if !errors.Is(err, ingot.ErrOutOfMemory) {
 		t.Fatalf("memory limit: %v", err)
 	}
 	if r := must(m.Train(context.Background(), a, good, "", o)); r.Steps != 1 {
@@ -329,26 +331,26 @@ func TestLoraNoLeaks(t *testing.T) {
 	m := loadFixture(t)
 	defer m.Close()
 	cycle := func() {
-		a := must(m.NewAdapter(DefaultLoraConfig()))
-		o := DefaultTrainOptions()
+		a := must(m.NewAdapter(ingot.DefaultLoraConfig()))
+		o := ingot.DefaultTrainOptions()
 		o.Iters, o.BatchSize, o.OutDir = 2, 1, filepath.Join(dir, "adapter")
 		must(m.Train(context.Background(), a, data, "", o))
 		a.Close()
-		m2 := must(LoadModel(fixture(t), ModelOptions{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
+		m2 := must(Load(fixture(t), Options{Device: "cpu", Dtype: "float32", Adapter: o.OutDir}))
 		m2.Close()
 	}
 	cycle() // warm-up: caches and lazily made state
-	must(0, ClearCache(CPU))
-	before := must(GetMemoryStats(CPU))
+	must(0, ingot.ClearCache(ingot.CPU))
+	before := must(ingot.GetMemoryStats(ingot.CPU))
 	for i := 0; i < 20; i++ {
 		cycle()
 	}
-	must(0, ClearCache(CPU))
-	after := must(GetMemoryStats(CPU))
+	must(0, ingot.ClearCache(ingot.CPU))
+	after := must(ingot.GetMemoryStats(ingot.CPU))
 	if after.Active != before.Active {
 		t.Fatalf("active memory %d -> %d bytes", before.Active, after.Active)
 	}
-	if LeakedHandles() != 0 {
-		t.Fatalf("%d handles reached the finalizer", LeakedHandles())
+	if ingot.LeakedHandles() != 0 {
+		t.Fatalf("%d handles reached the finalizer", ingot.LeakedHandles())
 	}
 }
