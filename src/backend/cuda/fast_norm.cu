@@ -70,6 +70,26 @@ __device__ __forceinline__ A row_sum(A v, A* smem) {
 
 enum class Kind { rms, layer };
 
+/// Output element for x value v of a row with mean mu (layer norm) and inverse deviation r,
+/// weight w and bias b in the compute type (unused when absent), rounded as the CPU does.
+template <typename T, typename A, Kind K>
+__device__ __forceinline__ T norm_value(const NormArgs& p, A v, A mu, A r, A w, A b) {
+  A y;
+  if constexpr (K == Kind::rms) {
+    y = mul_rn(v, r);
+    if (p.weight) {
+      if (p.add_unit_offset) w = add_rn(w, A(1));
+      if (!p.weight_in_float32) y = round_through<T>(y);
+      y = mul_rn(y, w);
+    }
+  } else {
+    y = mul_rn(v - mu, r);
+    if (p.weight) y = mul_rn(y, w);
+    if (p.bias) y = add_rn(y, b);
+  }
+  return cast<T>(y);
+}
+
 // Rows up to kWarpRowMax elements get one warp each (kRowsPerWarpBlock rows per block);
 // longer rows a block of up to kMaxBlockThreads.
 constexpr int64_t kWarpRowMax = 1024;
@@ -119,22 +139,12 @@ __global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBl
       T o[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        A y;
-        if constexpr (K == Kind::rms) {
-          y = mul_rn(vals[j], r);
-          if (p.weight) {
-            A w = load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride);
-            if (p.add_unit_offset) w = add_rn(w, A(1));
-            if (!p.weight_in_float32) y = round_through<T>(y);
-            y = mul_rn(y, w);
-          }
-        } else {
-          y = mul_rn(vals[j] - mu, r);
-          if (p.weight)
-            y = mul_rn(y, load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride));
-          if (p.bias) y = add_rn(y, load_param<A>(p.bias, p.bias_dtype, (i + j) * p.bias_stride));
-        }
-        o[j] = cast<T>(y);
+        const A w =
+            p.weight ? load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride) : A(0);
+        const A b = K == Kind::layer && p.bias
+                        ? load_param<A>(p.bias, p.bias_dtype, (i + j) * p.bias_stride)
+                        : A(0);
+        o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w, b);
       }
       store_vals<T, V>(orow, i, o);
     }
@@ -197,23 +207,7 @@ __global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
   const A r = A(1) / sqrt(ss / static_cast<A>(p.E) + static_cast<A>(p.eps));
   T o[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j) {
-    A y;
-    if constexpr (K == Kind::rms) {
-      y = mul_rn(vals[j], r);
-      if (p.weight) {
-        A wj = w[j];
-        if (p.add_unit_offset) wj = add_rn(wj, A(1));
-        if (!p.weight_in_float32) y = round_through<T>(y);
-        y = mul_rn(y, wj);
-      }
-    } else {
-      y = mul_rn(vals[j] - mu, r);
-      if (p.weight) y = mul_rn(y, w[j]);
-      if (p.bias) y = add_rn(y, b[j]);
-    }
-    o[j] = cast<T>(y);
-  }
+  for (int j = 0; j < V; ++j) o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w[j], b[j]);
   store_vals<T, V>(static_cast<T*>(p.out) + row * p.E, i, o);
 }
 
