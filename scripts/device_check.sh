@@ -105,6 +105,11 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
   PYTHONUNBUFFERED=1 timeout "${TABLE_BUDGET:-420}" python3 scripts/gpu_bench_table.py \
     --ingot build-gpu/tools/cli/ingot --out "$OUT" --tokenizers "$tok" ${TABLE_ARGS:-} \
     2>&1 | tee "$LOG/table.log" | tail -40
+  if [ -n "${TABLE_ALT_ENV:-}" ]; then  # the same rows again under other settings, e.g. INGOT_CUDA_PDL=0
+    env $TABLE_ALT_ENV PYTHONUNBUFFERED=1 timeout 200 python3 scripts/gpu_bench_table.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/alt" --skip-hf --tokenizers "$tok" \
+      ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_alt.log" | tail -12
+  fi
   if [ -n "${TABLE_NOGRAPH:-}" ]; then  # the same rows with CUDA graphs off (INGOT_CUDA_GRAPHS=0)
     INGOT_CUDA_GRAPHS=0 PYTHONUNBUFFERED=1 timeout 200 python3 scripts/gpu_bench_table.py \
       --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \

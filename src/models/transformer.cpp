@@ -173,9 +173,10 @@ PreNormBlock::PreNormBlock(int layer, const nn::AttentionConfig& attn, int64_t f
 
 Array PreNormBlock::operator()(const Array& x, const nn::AttentionInputs& in) const {
   if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
-    // The residual adds fused into the output and down projections (same results).
-    const Array h = (*attn_)((*input_norm_)(x), in, x);
-    return (*mlp_)((*post_attn_norm_)(h), h);
+    // The norms fused into the q/k/v and gate/up products, the residual adds into the output
+    // and down projections (same results).
+    const Array h = attn_->normed(x, *input_norm_, in, &x);
+    return mlp_->normed(h, *post_attn_norm_, &h);
   }
   Array a = trace(attend(*attn_, (*input_norm_)(x), in, attention_impl()), "attn_out",
                   layer());  // [B, L, E]

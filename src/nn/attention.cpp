@@ -35,17 +35,28 @@ bool Attention::fuse_projections() {
 }
 
 Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
-  return run(x, in, nullptr);
+  return run(x, in, nullptr, nullptr);
 }
 
 Array Attention::operator()(const Array& x, const AttentionInputs& in,
                             const Array& residual) const {
-  return run(x, in, &residual);
+  return run(x, in, &residual, nullptr);
 }
 
-Array Attention::run(const Array& x, const AttentionInputs& in, const Array* residual) const {
-  if (x.ndim() != 3 || x.shape(2) != cfg_.dims)
-    raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x.shape()));
+Array Attention::normed(const Array& x, const RMSNorm& norm, const AttentionInputs& in,
+                        const Array* residual) const {
+  return run(x, in, residual, &norm);
+}
+
+Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* residual,
+                     const RMSNorm* norm) const {
+  if (x_in.ndim() != 3 || x_in.shape(2) != cfg_.dims)
+    raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x_in.shape()));
+  // With a norm: fused into the stacked q/k/v product when it can be (no branch reads x then);
+  // otherwise x is normalised first.
+  std::optional<Array> qkv = norm ? qkv_.normed_product(x_in, *norm) : std::nullopt;
+  const Array x = norm && !qkv ? (*norm)(x_in) : x_in;
+  if (!qkv) qkv = qkv_.product(x);
   const int64_t b = x.shape(0), l = x.shape(1);
   const int64_t hd = cfg_.head_dim;
   // [B, L, H*D] -> [B, H, L, D]
@@ -53,7 +64,6 @@ Array Attention::run(const Array& x, const AttentionInputs& in, const Array* res
     return transpose(reshape(t, {b, l, h, hd}), {0, 2, 1, 3});
   };
   Array q, k, v;
-  const std::optional<Array> qkv = qkv_.product(x);
   // Without q/k norms (and branches on q/k), q and k rotate in one pass over the stacked
   // product's q|k columns.
   const bool rope_together = qkv && !q_norm_ && !qkv_.has_branch(0, 2);

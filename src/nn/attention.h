@@ -65,13 +65,18 @@ class Attention : public Module {
   Array operator()(const Array& x, const AttentionInputs& in = {}) const;
   /// residual + (*this)(x, in), the add fused into the output projection (Linear::add_to).
   Array operator()(const Array& x, const AttentionInputs& in, const Array& residual) const;
+  /// residual + (*this)(norm(x), in) (no add without a residual), with the norm fused into
+  /// the q/k/v product where the stack allows (StackedLinear::normed_product).
+  Array normed(const Array& x, const RMSNorm& norm, const AttentionInputs& in,
+               const Array* residual) const;
   const AttentionConfig& config() const { return cfg_; }
   /// Runs the q, k and v projections as one stacked matmul from now on (see StackedLinear);
   /// false if the layers do not qualify.
   bool fuse_projections();
 
  private:
-  Array run(const Array& x, const AttentionInputs& in, const Array* residual) const;
+  Array run(const Array& x, const AttentionInputs& in, const Array* residual,
+            const RMSNorm* norm) const;
 
   AttentionConfig cfg_;
   std::shared_ptr<Linear> q_, k_, v_, o_;

@@ -100,6 +100,14 @@ std::optional<Array> StackedLinear::product(const Array& x) const {
   return matmul(x, transpose(stack_));
 }
 
+std::optional<Array> StackedLinear::normed_product(const Array& x, const RMSNorm& norm) const {
+  if (layers_.empty() || has_branch(0, layers_.size())) return std::nullopt;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (!plain(*layers_[i]) || !layers_[i]->param("weight").same_node(parts_[i]))
+      return std::nullopt;
+  return norm.linear(x, stack_);
+}
+
 Array StackedLinear::output(const Array& y, const Array& x, size_t i) const {
   return layers_.at(i)->with_branch(columns(y, i, 1), x);
 }
@@ -153,6 +161,13 @@ Array RMSNorm::operator()(const Array& x) const {
                         fast::RmsNormOptions{.eps = opt_.eps,
                                              .add_unit_offset = opt_.unit_offset,
                                              .weight_in_float32 = opt_.weight_in_float32});
+}
+
+Array RMSNorm::linear(const Array& x, const Array& w) const {
+  return fast::rms_norm_linear(x, param("weight"), w,
+                               fast::RmsNormOptions{.eps = opt_.eps,
+                                                    .add_unit_offset = opt_.unit_offset,
+                                                    .weight_in_float32 = opt_.weight_in_float32});
 }
 
 LayerNorm::LayerNorm(int64_t dims, float eps, bool affine, bool bias, Dtype dtype) : eps_(eps) {
@@ -237,6 +252,17 @@ Array gated(const Array& g, const Array& u, Activation act) {
 Array GatedMLP::operator()(const Array& x) const {
   if (auto gu = gate_up_(x)) return (*down_)(gated((*gu)[0], (*gu)[1], act_));
   return (*down_)(gated((*gate_)(x), (*up_)(x), act_));
+}
+
+Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residual) const {
+  const auto down = [&](const Array& h) {
+    return residual ? down_->add_to(*residual, h) : (*down_)(h);
+  };
+  if (auto y = gate_up_.normed_product(x, norm))
+    return down(gated(gate_up_.columns(*y, 0, 1), gate_up_.columns(*y, 1, 1), act_));
+  const Array xn = norm(x);
+  if (auto gu = gate_up_(xn)) return down(gated((*gu)[0], (*gu)[1], act_));
+  return down(gated((*gate_)(xn), (*up_)(xn), act_));
 }
 
 Array GatedMLP::operator()(const Array& x, const Array& residual) const {

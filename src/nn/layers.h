@@ -53,7 +53,8 @@ class Linear : public Module {
   std::optional<QuantizeOptions> quant_;
 };
 
-/// Token embedding table [V, E].
+class RMSNorm;
+
 /// Linear layers that read the same input (q/k/v, gate/up) run as one matmul against their
 /// weights stacked row-wise: one GEMV per decode step instead of one per layer. fuse() stacks
 /// the weights once and makes each layer's weight a row slice of the stack, so no memory is
@@ -70,6 +71,10 @@ class StackedLinear {
   std::optional<std::vector<Array>> operator()(const Array& x) const;
   /// The stacked product x @ stack^T (every layer's base output side by side), or nullopt.
   std::optional<Array> product(const Array& x) const;
+  /// The stacked product of norm(x) with the norm fused in (fast::rms_norm_linear: one kernel
+  /// on a GPU for a few rows), or nullopt when product() would be, or when a layer has a
+  /// low-rank branch (the branch needs the normalised x: normalise, then call product()).
+  std::optional<Array> normed_product(const Array& x, const RMSNorm& norm) const;
   /// Layer i's output from y = product(x): its columns plus its branch of x.
   Array output(const Array& y, const Array& x, size_t i) const;
   /// Columns of y = product(x) of layers [first, first + count) (without branches).
@@ -83,6 +88,7 @@ class StackedLinear {
   Array stack_;
 };
 
+/// Token embedding table [V, E].
 class Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t dims, Dtype dtype = float32);
@@ -113,6 +119,8 @@ class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dims, RMSNormOptions opt = {}, Dtype dtype = float32);
   Array operator()(const Array& x) const;
+  /// (*this)(x) @ w^T for a Linear weight w [N, E] (fast::rms_norm_linear).
+  Array linear(const Array& x, const Array& w) const;
 
  private:
   RMSNormOptions opt_;
@@ -153,6 +161,9 @@ class GatedMLP : public Module {
   Array operator()(const Array& x) const;
   /// residual + (*this)(x), the add fused into the down projection (Linear::add_to).
   Array operator()(const Array& x, const Array& residual) const;
+  /// residual + (*this)(norm(x)) (no add without a residual), with the norm fused into the
+  /// gate/up product where the stack allows (StackedLinear::normed_product).
+  Array normed(const Array& x, const RMSNorm& norm, const Array* residual) const;
   Linear& gate_proj() const { return *gate_; }
   Linear& up_proj() const { return *up_; }
   Linear& down_proj() const { return *down_; }

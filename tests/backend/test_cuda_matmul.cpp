@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -167,6 +168,54 @@ TEST(CudaMatmul, AddMatmulEqualsTheSeparateOps) {
       expect_gemm_close(got, add_matmul(c.cpu, a.cpu, b.cpu), scale, tol,
                         name(t, fmt::format("add_matmul M{}", M)));
     }
+}
+
+TEST(CudaMatmul, NormGemvEqualsNormThenMatmul) {
+  INGOT_REQUIRE_CUDA();
+  // fast::rms_norm_linear on a few rows runs the GEMV with the norm in its prologue. Its
+  // normalised rows must be RmsNorm's kernel's bit for bit (rows up to 256 16-byte vectors),
+  // so it equals the norm then the matmul on the GPU exactly; longer rows may differ by the
+  // sum order. Every norm weight mode; 9 rows take the unfused path. Against the CPU: within
+  // one rounding of each normalised element.
+  const View wt = [](const Array& x) { return transpose(x); };
+  const View none = identity;
+  struct Mode {
+    bool weight;
+    fast::RmsNormOptions opt;
+  };
+  const Mode modes[] = {{false, {.eps = 1e-6f}},
+                        {true, {.eps = 1e-5f, .weight_in_float32 = false}},
+                        {true, {.eps = 1e-6f, .add_unit_offset = true, .weight_in_float32 = true}}};
+  uint32_t seed = 500;
+  for (Dtype t : {bfloat16, float16, float32})
+    for (int64_t E : {64, 1024, 1152, 2048, 4096})
+      for (int64_t M : {1, 2, 5, 8, 9})
+        for (const Mode& mode : modes) {
+          const int64_t N = M == 5 ? 1000 : 40;
+          const Pair x = both(host_normal({1, M, E}, t, seed++), none);
+          const Pair w = both(host_normal({N, E}, t, seed++), none);
+          std::optional<Array> nw_cpu, nw_gpu;
+          if (mode.weight) {
+            const Pair nw = both(host_normal({E}, t, seed++), none);
+            nw_cpu = nw.cpu;
+            nw_gpu = nw.gpu;
+          }
+          const std::string what =
+              name(t, fmt::format("E{} M{} weight {} unit {} w_f32 {}", E, M, mode.weight,
+                                  mode.opt.add_unit_offset, mode.opt.weight_in_float32));
+          const Array got = fast::rms_norm_linear(x.gpu, nw_gpu, w.gpu, mode.opt);
+          const Array sep = matmul(fast::rms_norm(x.gpu, nw_gpu, mode.opt), wt(w.gpu));
+          ASSERT_EQ(got.shape(), (Shape{1, M, N})) << what;
+          const bool exact_sums = E * static_cast<int64_t>(size_of(t)) <= 256 * 16;
+          if (exact_sums) {
+            const auto g = got.to_vector<double>(), s2 = sep.to_vector<double>();
+            for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], s2[i]) << what << " at " << i;
+          }
+          const Array n_cpu = fast::rms_norm(x.cpu, nw_cpu, mode.opt);
+          const double tol = t == float32 ? 1e-5 : dtype_rtol(t);
+          expect_gemm_close(got, fast::rms_norm_linear(x.cpu, nw_cpu, w.cpu, mode.opt),
+                            abs_product(n_cpu, wt(w.cpu)), tol, what);
+        }
 }
 
 TEST(CudaMatmul, OperandLayouts) {

@@ -173,5 +173,77 @@ TEST(FastNormVjp, MatchesFiniteDifferences) {
             {xv, bv}, {{3, 5}, {5}}, "layer_norm bias only");
 }
 
+TEST(FastRmsNormLinear, EqualsNormThenMatmul) {
+  // One primitive, the same numbers as rms_norm then x @ w^T (bit for bit on the CPU, which
+  // runs the two kernels), on every float dtype, weight mode, and a row count around the
+  // GPU's few-row limit; and a float64 naive check of the composition.
+  uint32_t seed = 900;
+  for (Dtype t : kDtypes)
+    for (int64_t rows : {1, 8, 9})
+      for (int mode = 0; mode < 3; ++mode) {
+        const int64_t E = 48, N = 10;
+        const fast::RmsNormOptions o{
+            .eps = 1e-5f, .add_unit_offset = mode == 2, .weight_in_float32 = mode != 1};
+        const Array x(random_values(rows * E, float64, seed++), {1, rows, E}, t);
+        const Array w(random_values(N * E, float64, seed++), {N, E}, t);
+        std::optional<Array> nw;
+        if (mode > 0) nw = Array(random_values(E, float64, seed++), {E}, t);
+        const std::string what = fmt::format("{} rows {} mode {}", dtype_name(t), rows, mode);
+        const Array got = fast::rms_norm_linear(x, nw, w, o);
+        ASSERT_EQ(got.shape(), (Shape{1, rows, N})) << what;
+        EXPECT_EQ(got.dtype(), t) << what;
+        expect_close(values_of(got), values_of(matmul(fast::rms_norm(x, nw, o), transpose(w))), 0,
+                     0, what);
+        // float64 reference: the normalised rows rounded to t, products summed in float64.
+        const auto xv = values_of(x), wv = values_of(w);
+        std::vector<double> nwv;
+        if (nw) nwv = values_of(*nw);
+        const auto n = naive_rms(xv, nw ? &nwv : nullptr, E, o, t);
+        std::vector<double> want(static_cast<size_t>(rows * N));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < N; ++j) {
+            double acc = 0;
+            for (int64_t k = 0; k < E; ++k) acc += n[r * E + k] * wv[j * E + k];
+            want[r * N + j] = round_to(acc, t);
+          }
+        const double tol = t == float64 ? 1e-12 : 8 * eps_of(t) + 1e-5;
+        expect_close(values_of(got), want, tol, tol, what + " vs float64");
+        expect_close(values_of(got), values_of(fast::ref::rms_norm_linear(x, nw, w, o)), tol, tol,
+                     what + " vs ref");
+      }
+}
+
+TEST(FastRmsNormLinear, ErrorsAndGradients) {
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_linear(zeros({2, 8}), std::nullopt, zeros({4, 9}));
+      },
+      "[rms_norm_linear] w must be a Linear weight [N, E] with E = 8");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_linear(zeros({2, 8}), std::nullopt, zeros({4, 8}, bfloat16));
+      },
+      "[rms_norm_linear] w must have x's dtype float32, got bfloat16");
+  // VJP against finite differences for x, the norm weight and w.
+  auto xv = random_values(3 * 5, float64, 21), nv = random_values(5, float64, 22),
+       wv = random_values(4 * 5, float64, 23);
+  const std::vector<Shape> shapes{{3, 5}, {5}, {4, 5}};
+  for (bool unit : {false, true}) {
+    const auto f = [&](std::vector<Array> a) {
+      return fast::rms_norm_linear(a[0], a[1], a[2], {.eps = 1e-3f, .add_unit_offset = unit});
+    };
+    std::vector<Array> in;
+    for (size_t i = 0; i < 3; ++i)
+      in.emplace_back(std::vector<double>(i == 0 ? xv : i == 1 ? nv : wv), shapes[i], float64);
+    const auto g = random_values(3 * 4, float64, 77);
+    const auto [outs, grads] =
+        vjp([&](const std::vector<Array>& a) { return std::vector<Array>{f(a)}; }, in,
+            {Array(g, {3, 4}, float64)});
+    for (size_t i = 0; i < 3; ++i)
+      expect_close(values_of(grads[i]), finite_diff(f, {xv, nv, wv}, shapes, g, i), 1e-5, 1e-6,
+                   fmt::format("rms_norm_linear unit {} input {}", unit, i));
+  }
+}
+
 }  // namespace
 }  // namespace ingot::test

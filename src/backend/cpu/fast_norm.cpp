@@ -5,6 +5,7 @@
 
 #include "backend/cpu/fast_kernels.h"
 #include "core/primitives/fast.h"
+#include "core/primitives/linalg.h"
 #include "util/thread_pool.h"
 
 namespace ingot {
@@ -123,6 +124,14 @@ void RmsNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   dispatch_float(out.dtype(), "rms_norm", [&](auto t, auto a) {
     rms_norm_impl<decltype(t), decltype(a)>(*this, inputs, out);
   });
+}
+
+// The norm into a temporary, then the product (the same kernels as the two separate ops).
+void RmsNormLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  const std::vector<Array> norm_in(inputs.begin(), inputs.end() - 1);
+  Array n(inputs[0].shape(), inputs[0].dtype(), nullptr, {});
+  norm()->eval_cpu(norm_in, n);
+  Matmul(stream()).eval_cpu({n, inputs.back()}, out);
 }
 
 void LayerNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {

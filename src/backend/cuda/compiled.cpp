@@ -239,6 +239,12 @@ std::string kernel_source(const Plan& p) {
         ",\n    " + std::string(device_type(st.out_dtype)) + "* __restrict__ q" + std::to_string(k);
   }
   s += ") {\n";
+  // Launched with programmatic dependent launch (cu::jit_launch): wait for the previous
+  // kernel before any load, as device/launch.cuh's pdl_prologue does.
+  s += "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900\n"
+       "  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");\n"
+       "  asm volatile(\"griddepcontrol.launch_dependents;\" :::);\n"
+       "#endif\n";
   for (size_t i = 0; i < p.inputs.size(); ++i)
     if (p.inputs[i].mode == InputPlan::scalar)
       s += "  const " + std::string(device_type(p.inputs[i].dtype)) + " x" + std::to_string(i) +

@@ -1,6 +1,7 @@
 // Strided-to-row-major copies by element size (the copy never looks at values, so four
 // instantiations serve every dtype).
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 
 namespace ingot::cu {
@@ -9,6 +10,7 @@ namespace {
 template <typename W>
 __global__ void copy_strided_kernel(const W* __restrict__ src, Layout l, W* __restrict__ dst,
                                     int64_t n) {
+  pdl_prologue();
   INGOT_CUDA_KERNEL_LOOP(i, n) {
     dst[i] = src[elem_offset(i, l)];
   }
@@ -17,8 +19,8 @@ __global__ void copy_strided_kernel(const W* __restrict__ src, Layout l, W* __re
 template <typename W>
 void launch(const void* src, const Layout& l, void* dst, int64_t n, cudaStream_t s) {
   constexpr int kThreads = 256;
-  copy_strided_kernel<W><<<grid_for(n, kThreads), kThreads, 0, s>>>(static_cast<const W*>(src), l,
-                                                                    static_cast<W*>(dst), n);
+  launch_pdl(copy_strided_kernel<W>, grid_for(n, kThreads), kThreads, 0, s,
+             static_cast<const W*>(src), l, static_cast<W*>(dst), n);
   check_launch("copy_strided_kernel");
 }
 

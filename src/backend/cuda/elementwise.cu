@@ -5,6 +5,7 @@
 
 #include "backend/cuda/device/ew_ops.cuh"
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/elementwise_kernels.h"
@@ -74,6 +75,7 @@ template <int N, typename Fn, typename O, typename A, typename B, typename C>
 __global__ void __launch_bounds__(kThreads)
     ew_vec_kernel(Fn fn, O* out, const A* a, const B* b, const C* c, int64_t sa, int64_t sb,
                   int64_t sc, int64_t n) {
+  pdl_prologue();
   const int64_t nvec = n / N;
   INGOT_CUDA_KERNEL_LOOP(v, nvec) {
     const Vec<A, N> va = load_vec<N>(a, sa, v);
@@ -103,6 +105,7 @@ template <typename Fn, typename O, typename A, typename B, typename C>
 __global__ void __launch_bounds__(kThreads)
     ew_flat_kernel(Fn fn, O* out, const A* a, const B* b, const C* c, int64_t sa, int64_t sb,
                    int64_t sc, int64_t n) {
+  pdl_prologue();
   INGOT_CUDA_KERNEL_LOOP(i, n) {
     out[i] = apply(fn, a, b, c, i * sa, i * sb, i * sc);
   }
@@ -136,6 +139,7 @@ template <typename Fn, typename O, typename A, typename B, typename C>
 __global__ void __launch_bounds__(kThreads)
     ew_strided_kernel(Fn fn, O* out, const A* a, const B* b, const C* c, Strided<Fn::arity> s,
                       int64_t n) {
+  pdl_prologue();
   constexpr int K = Fn::arity;
   const bool narrow = n <= int64_t(0xffffffff);
   INGOT_CUDA_KERNEL_LOOP(i, n) {
@@ -175,13 +179,13 @@ void run(const Fn& fn, const EwLaunch& l, cudaStream_t s) {
                     (K < 3 || fs[2] == 0 || aligned(c, N * sizeof(C)));
     if (ok) {
       const int64_t nvec = l.n / N;
-      ew_vec_kernel<N, Fn, O, A, B, C><<<grid_for(nvec > 0 ? nvec : 1, kThreads), kThreads, 0, s>>>(
-          fn, out, a, b, c, fs[0], fs[1], fs[2], l.n);
+      launch_pdl(ew_vec_kernel<N, Fn, O, A, B, C>, grid_for(nvec > 0 ? nvec : 1, kThreads),
+                 kThreads, 0, s, fn, out, a, b, c, fs[0], fs[1], fs[2], l.n);
       check_launch("ew_vec_kernel");
       return;
     }
-    ew_flat_kernel<Fn, O, A, B, C><<<grid_for(l.n, kThreads), kThreads, 0, s>>>(
-        fn, out, a, b, c, l.flat_stride[0], l.flat_stride[1], l.flat_stride[2], l.n);
+    launch_pdl(ew_flat_kernel<Fn, O, A, B, C>, grid_for(l.n, kThreads), kThreads, 0, s, fn, out, a,
+               b, c, l.flat_stride[0], l.flat_stride[1], l.flat_stride[2], l.n);
     check_launch("ew_flat_kernel");
     return;
   }
@@ -191,8 +195,8 @@ void run(const Fn& fn, const EwLaunch& l, cudaStream_t s) {
     st.shape[d] = l.layout[0].shape[d];
     for (int k = 0; k < K; ++k) st.strides[k][d] = l.layout[k].strides[d];
   }
-  ew_strided_kernel<Fn, O, A, B, C>
-      <<<grid_for(l.n, kThreads), kThreads, 0, s>>>(fn, out, a, b, c, st, l.n);
+  launch_pdl(ew_strided_kernel<Fn, O, A, B, C>, grid_for(l.n, kThreads), kThreads, 0, s, fn, out, a,
+             b, c, st, l.n);
   check_launch("ew_strided_kernel");
 }
 
@@ -225,6 +229,7 @@ void launch_op(Dtype in, const EwLaunch& l, cudaStream_t s) {
 template <typename S, typename D>
 __global__ void __launch_bounds__(kThreads)
     astype_kernel(const S* src, Layout l, D* dst, int64_t n) {
+  pdl_prologue();
   if (l.ndim == 1) {
     const int64_t st = l.strides[0];
     INGOT_CUDA_KERNEL_LOOP(i, n) {
@@ -284,8 +289,8 @@ void launch_astype(Dtype in, Dtype out, const void* src, const Layout& src_layou
     dispatch_cuda_dtype(out, [&](auto di) {
       using S = decltype(si);
       using D = decltype(di);
-      astype_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, s>>>(
-          static_cast<const S*>(src), src_layout, static_cast<D*>(dst), n);
+      launch_pdl(astype_kernel<S, D>, grid_for(n, kThreads), kThreads, 0, s,
+                 static_cast<const S*>(src), src_layout, static_cast<D*>(dst), n);
       check_launch("astype_kernel");
     });
   });

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/math.cuh"
 #include "backend/cuda/device/reduce.cuh"
@@ -74,20 +75,14 @@ enum class Kind { rms, layer };
 /// weight w and bias b in the compute type (unused when absent), rounded as the CPU does.
 template <typename T, typename A, Kind K>
 __device__ __forceinline__ T norm_value(const NormArgs& p, A v, A mu, A r, A w, A b) {
-  A y;
   if constexpr (K == Kind::rms) {
-    y = mul_rn(v, r);
-    if (p.weight) {
-      if (p.add_unit_offset) w = add_rn(w, A(1));
-      if (!p.weight_in_float32) y = round_through<T>(y);
-      y = mul_rn(y, w);
-    }
+    return rms_value<T>(v, r, p.weight != nullptr, w, p.add_unit_offset, p.weight_in_float32);
   } else {
-    y = mul_rn(v - mu, r);
+    A y = mul_rn(v - mu, r);
     if (p.weight) y = mul_rn(y, w);
     if (p.bias) y = add_rn(y, b);
+    return cast<T>(y);
   }
-  return cast<T>(y);
 }
 
 // Rows up to kWarpRowMax elements get one warp each (kRowsPerWarpBlock rows per block);
@@ -103,6 +98,7 @@ constexpr int kMaxBlockThreads = 512;
 template <typename T, typename A, int V, bool Block, Kind K>
 __global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBlock)
     norm_kernel(NormArgs p) {
+  pdl_prologue();
   __shared__ A smem[32];
   const int lane = threadIdx.x;
   const int64_t span = static_cast<int64_t>(Block ? blockDim.x : 32) * V;
@@ -171,6 +167,7 @@ __device__ __forceinline__ void load_param_vals(const void* p, Dtype t, int64_t 
 
 template <typename T, typename A, int V, bool Block, Kind K>
 __global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
+  pdl_prologue();
   __shared__ A smem[32];
   const int64_t row = Block ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   if (!Block && row >= p.n_rows) return;  // whole warps
@@ -243,20 +240,21 @@ void launch_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
       b.bias_vec = param_vec(a.bias, a.bias_dtype, a.bias_stride, t);
       if (nvec <= 32) {
         const dim3 block(32, kRowsPerWarpBlock);
-        norm_reg_kernel<T, A, VW, false, K>
-            <<<static_cast<unsigned>((a.n_rows + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock), block,
-               0, s>>>(b);
+        launch_pdl(norm_reg_kernel<T, A, VW, false, K>,
+                   static_cast<unsigned>((a.n_rows + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock),
+                   block, 0, s, b);
       } else {
         const unsigned threads = static_cast<unsigned>((nvec + 31) / 32 * 32);
-        norm_reg_kernel<T, A, VW, true, K><<<static_cast<unsigned>(a.n_rows), threads, 0, s>>>(b);
+        launch_pdl(norm_reg_kernel<T, A, VW, true, K>, static_cast<unsigned>(a.n_rows), threads, 0,
+                   s, b);
       }
     } else if (a.E <= kWarpRowMax) {
       const dim3 block(32, kRowsPerWarpBlock);
       const unsigned grid = grid_for(a.n_rows, kRowsPerWarpBlock);
       if (vec)
-        norm_kernel<T, A, VW, false, K><<<grid, block, 0, s>>>(a);
+        launch_pdl(norm_kernel<T, A, VW, false, K>, grid, block, 0, s, a);
       else
-        norm_kernel<T, A, 1, false, K><<<grid, block, 0, s>>>(a);
+        launch_pdl(norm_kernel<T, A, 1, false, K>, grid, block, 0, s, a);
     } else {
       // About four loads per thread, 32..kMaxBlockThreads threads.
       const int64_t loads = (a.E + V - 1) / V;
@@ -264,9 +262,9 @@ void launch_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
       threads = threads < 32 ? 32 : (threads > kMaxBlockThreads ? kMaxBlockThreads : threads);
       const unsigned grid = grid_for(a.n_rows, 1);
       if (vec)
-        norm_kernel<T, A, VW, true, K><<<grid, static_cast<unsigned>(threads), 0, s>>>(a);
+        launch_pdl(norm_kernel<T, A, VW, true, K>, grid, static_cast<unsigned>(threads), 0, s, a);
       else
-        norm_kernel<T, A, 1, true, K><<<grid, static_cast<unsigned>(threads), 0, s>>>(a);
+        launch_pdl(norm_kernel<T, A, 1, true, K>, grid, static_cast<unsigned>(threads), 0, s, a);
     }
   });
   check_launch(K == Kind::rms ? "rms_norm_kernel" : "layer_norm_kernel");

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/math.cuh"
 #include "backend/cuda/device/types.cuh"
@@ -58,6 +59,7 @@ __device__ __forceinline__ float inv_freq(const RopeArgs& p, const RopeInvFreqs&
 // so out may alias x (a donated buffer).
 template <typename T, typename A, bool Trad>
 __global__ void rope_kernel(RopeArgs p, RopeInvFreqs inv, int64_t heads_per_block) {
+  pdl_prologue();
   const T* x = static_cast<const T*>(p.x);
   T* out = static_cast<T*>(p.out);
   const int64_t half = p.dims / 2, work = half + (p.D - p.dims);
@@ -120,9 +122,9 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
     using T = decltype(tag);
     using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     if (a.traditional)
-      rope_kernel<T, A, true><<<grid, block, 0, s>>>(a, inv, hpb);
+      launch_pdl(rope_kernel<T, A, true>, grid, block, 0, s, a, inv, hpb);
     else
-      rope_kernel<T, A, false><<<grid, block, 0, s>>>(a, inv, hpb);
+      launch_pdl(rope_kernel<T, A, false>, grid, block, 0, s, a, inv, hpb);
   });
   check_launch("rope_kernel");
 }

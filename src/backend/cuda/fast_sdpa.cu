@@ -9,6 +9,7 @@
 #include <mutex>
 #include <type_traits>
 
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
@@ -683,6 +684,7 @@ __device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float 
 
 template <typename T, int LPK, int R>
 __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KParams p) {
+  pdl_prologue();
   constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps;
   static_assert(kDecodeWarps * R * LPK * V >= kMaxSplits && kDecodeThreads == kMaxSplits,
                 "the combine reuses sm_o and needs a thread per split");
@@ -892,16 +894,16 @@ template <typename T, int LPK>
 void launch_decode_rows(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
   switch (pl.rows_per_cta) {
     case 1:
-      sdpa_decode_kernel<T, LPK, 1><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      launch_pdl(sdpa_decode_kernel<T, LPK, 1>, blocks, kDecodeThreads, 0, s, kp);
       break;
     case 2:
-      sdpa_decode_kernel<T, LPK, 2><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      launch_pdl(sdpa_decode_kernel<T, LPK, 2>, blocks, kDecodeThreads, 0, s, kp);
       break;
     case 4:
-      sdpa_decode_kernel<T, LPK, 4><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      launch_pdl(sdpa_decode_kernel<T, LPK, 4>, blocks, kDecodeThreads, 0, s, kp);
       break;
     default:
-      sdpa_decode_kernel<T, LPK, 8><<<blocks, kDecodeThreads, 0, s>>>(kp);
+      launch_pdl(sdpa_decode_kernel<T, LPK, 8>, blocks, kDecodeThreads, 0, s, kp);
       break;
   }
   check_launch("sdpa_decode_kernel");

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/indexing_kernels.h"
 
@@ -94,6 +95,7 @@ __device__ __forceinline__ void map_offsets(int64_t i, const IndexMap& m, int64_
 
 template <typename U, typename I>
 __global__ void take_rows_block_kernel(TakeRows p, int64_t rows, int64_t units) {
+  pdl_prologue();
   const U* src = static_cast<const U*>(p.src);
   U* dst = static_cast<U*>(p.dst);
   const I* idx = static_cast<const I*>(p.idx);
@@ -108,6 +110,7 @@ __global__ void take_rows_block_kernel(TakeRows p, int64_t rows, int64_t units) 
 
 template <typename U, typename I>
 __global__ void take_rows_flat_kernel(TakeRows p, int64_t n, int64_t units) {
+  pdl_prologue();
   const U* src = static_cast<const U*>(p.src);
   U* dst = static_cast<U*>(p.dst);
   const I* idx = static_cast<const I*>(p.idx);
@@ -140,6 +143,7 @@ int row_unit(const TakeRows& p) {
 
 template <typename T, typename I>
 __global__ void gather_kernel(IndexMap m, int64_t n) {
+  pdl_prologue();
   const T* src = static_cast<const T*>(m.src);
   T* dst = static_cast<T*>(m.dst);
   const I* idx = static_cast<const I*>(m.idx);
@@ -152,6 +156,7 @@ __global__ void gather_kernel(IndexMap m, int64_t n) {
 
 template <typename T, typename I>
 __global__ void put_lines_kernel(IndexMap m, int64_t lines) {
+  pdl_prologue();
   const T* src = static_cast<const T*>(m.src);
   T* dst = static_cast<T*>(m.dst);
   const I* idx = static_cast<const I*>(m.idx);
@@ -268,10 +273,10 @@ void launch_take_rows(const TakeRows& p0, cudaStream_t s) {
       if (units >= kBlockRowUnits) {
         const int threads = static_cast<int>(std::min<int64_t>(kThreads, (units + 31) / 32 * 32));
         const auto blocks = static_cast<unsigned>(std::min(rows, kMaxBlocks));
-        take_rows_block_kernel<U, I><<<blocks, threads, 0, s>>>(p, rows, units);
+        launch_pdl(take_rows_block_kernel<U, I>, blocks, threads, 0, s, p, rows, units);
       } else {
         const int64_t n = rows * units;
-        take_rows_flat_kernel<U, I><<<grid_for(n, kThreads), kThreads, 0, s>>>(p, n, units);
+        launch_pdl(take_rows_flat_kernel<U, I>, grid_for(n, kThreads), kThreads, 0, s, p, n, units);
       }
     });
   });
@@ -285,7 +290,7 @@ void launch_gather(const IndexMap& m, cudaStream_t s) {
     using T = decltype(u0);
     dispatch_index(m.idx_type, [&](auto i0) {
       using I = decltype(i0);
-      gather_kernel<T, I><<<grid_for(n, kThreads), kThreads, 0, s>>>(m, n);
+      launch_pdl(gather_kernel<T, I>, grid_for(n, kThreads), kThreads, 0, s, m, n);
     });
   });
   check_launch("gather_kernel");
@@ -298,7 +303,7 @@ void launch_put_lines(const IndexMap& m, cudaStream_t s) {
     using T = decltype(u0);
     dispatch_index(m.idx_type, [&](auto i0) {
       using I = decltype(i0);
-      put_lines_kernel<T, I><<<grid_for(lines, kThreads), kThreads, 0, s>>>(m, lines);
+      launch_pdl(put_lines_kernel<T, I>, grid_for(lines, kThreads), kThreads, 0, s, m, lines);
     });
   });
   check_launch("put_lines_kernel");

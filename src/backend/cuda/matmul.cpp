@@ -17,6 +17,7 @@
 
 #include "backend/cuda/matmul_kernels.h"
 #include "backend/cuda/utils.h"
+#include "core/primitives/fast.h"
 #include "core/primitives/linalg.h"
 
 namespace ingot {
@@ -613,7 +614,52 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   for (const Call& call : calls) run_call(g, call);
 }
 
+/// rms_norm(x) @ wt on the GEMV with its norm prologue when x is a few contiguous rows, wt a
+/// transposed weight [K, N] and the norm weight (if any) a contiguous vector of x's dtype;
+/// false otherwise.
+bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array& out) {
+  const Array& x = in[0];
+  const Array& wt = in.back();
+  const Dtype t = out.dtype();
+  const int64_t K = x.shape().back(), N = wt.shape(1);
+  if (!gemv_enabled() || K == 0 || out.size() == 0 || !x.flags().row_contiguous) return false;
+  const int64_t M = x.size() / K;
+  if (M > cu::kGemvMaxRows || (K > 1 && wt.strides()[0] != 1)) return false;
+  if (op.has_weight_) {
+    const Array& nw = in[1];
+    if (nw.dtype() != t || nw.ndim() != 1 || (K > 1 && nw.strides()[0] != 1)) return false;
+  }
+  cu::GemvProblem p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.x = x.raw_ptr();
+  p.sx_m = K;
+  p.w = wt.raw_ptr();
+  p.sw_n = N > 1 ? wt.strides()[1] : K;
+  p.norm = true;
+  p.norm_w = op.has_weight_ ? in[1].raw_ptr() : nullptr;
+  p.eps = op.eps_;
+  p.add_unit_offset = op.add_unit_offset_;
+  p.weight_in_float32 = op.weight_in_float32_;
+  if (!cu::gemv_supported(t, p)) return false;
+  cu::alloc(out);
+  p.out = out.raw_ptr();
+  cu::launch_gemv(t, p, cu::stream(op.stream()));
+  return true;
+}
+
 }  // namespace
+
+// Few rows: the norm in the GEMV's prologue (one launch). Otherwise the norm into a temporary,
+// then the product (the separate ops' kernels).
+void RmsNormLinear::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  if (try_norm_gemv(*this, inputs, out)) return;
+  const std::vector<Array> norm_in(inputs.begin(), inputs.end() - 1);
+  Array n(inputs[0].shape(), inputs[0].dtype(), nullptr, {});
+  norm()->eval_cuda(norm_in, n);
+  eval_matmul(n, inputs.back(), out, nullptr, 1.0f, 0.0f, false, stream());
+}
 
 void Matmul::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   eval_matmul(inputs[0], inputs[1], out, nullptr, 1.0f, 0.0f, false, stream());

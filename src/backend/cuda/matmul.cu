@@ -3,7 +3,9 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/math.cuh"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
@@ -14,14 +16,6 @@ namespace {
 
 template <typename T>
 using gemm_acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <typename A, typename T>
-__device__ __forceinline__ A to_acc(T v) {
-  if constexpr (is_half_v<T>)
-    return static_cast<A>(to_float(v));
-  else
-    return static_cast<A>(v);
-}
 
 constexpr int kTile = 16;
 
@@ -86,15 +80,55 @@ constexpr int gemv_unroll() {
   return M == 1 ? 8 : M == 2 ? 4 : 2;
 }
 
+/// The norm prologue: x's M rows normalised into xs (rows of p.K elements), as RmsNorm's
+/// register kernel computes them: each thread sums the squares of its 16-byte vectors, then the
+/// block sums the threads (block_sum), so rows up to 256 vectors get that kernel's exact sums.
 template <typename T, int M>
+__device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
+  __shared__ float red[32];
+  constexpr int V = 16 / sizeof(T);
+  const int64_t chunks = p.K / V;
+  const char* x = static_cast<const char*>(p.x);
+  const char* nw = static_cast<const char*>(p.norm_w);
+#pragma unroll 1
+  for (int m = 0; m < M; ++m) {
+    const char* row = x + m * p.sx_m * int64_t(sizeof(T));
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+      float f[V];
+      unpack16<T>(load16(row + c * 16), f);
+#pragma unroll
+      for (int j = 0; j < V; ++j) ss += f[j] * f[j];
+    }
+    ss = block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / static_cast<float>(p.K) + p.eps);
+    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+      float f[V], w[V];
+      unpack16<T>(load16(row + c * 16), f);
+      if (nw) unpack16<T>(load16(nw + c * 16), w);
+      T o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j)
+        o[j] = rms_value<T>(f[j], r, nw != nullptr, nw ? w[j] : 0.0f, p.add_unit_offset,
+                            p.weight_in_float32);
+      *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
+    }
+  }
+  __syncthreads();
+}
+
+template <typename T, int M, bool NORM>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem p) {
+  pdl_prologue();
   constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>();
+  extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
   const int lane = threadIdx.x & 31;
   const int64_t n = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if constexpr (NORM) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
   if (n >= p.N) return;  // whole warps leave together
   const char* w = static_cast<const char*>(p.w) + n * p.sw_n * int64_t(sizeof(T));
-  const char* x = static_cast<const char*>(p.x);
-  const int64_t chunks = p.K / V, xrow = p.sx_m * int64_t(sizeof(T));
+  const char* x = NORM ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
+  const int64_t chunks = p.K / V, xrow = (NORM ? p.K : p.sx_m) * int64_t(sizeof(T));
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
@@ -106,7 +140,12 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem
       if (c < chunks) {
         wv[u] = load_stream16(w + c * 16);
 #pragma unroll
-        for (int m = 0; m < M; ++m) xv[u][m] = load16(x + m * xrow + c * 16);
+        for (int m = 0; m < M; ++m) {
+          if constexpr (NORM)
+            xv[u][m] = *reinterpret_cast<const uint4*>(x + m * xrow + c * 16);
+          else
+            xv[u][m] = load16(x + m * xrow + c * 16);
+        }
       }
     }
 #pragma unroll
@@ -141,26 +180,37 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem
   }
 }
 
-template <typename T>
-void launch_gemv_t(const GemvProblem& p, cudaStream_t s) {
+template <typename T, int M>
+void launch_gemv_m(const GemvProblem& p, cudaStream_t s) {
   const unsigned grid = static_cast<unsigned>((p.N + kGemvWarps - 1) / kGemvWarps);
   const unsigned block = 32 * kGemvWarps;
+  if (p.norm)
+    launch_pdl(gemv_kernel<T, M, true>, grid, block, size_t(M) * p.K * sizeof(T), s, p);
+  else
+    launch_pdl(gemv_kernel<T, M, false>, grid, block, 0, s, p);
+}
+
+template <typename T>
+void launch_gemv_t(const GemvProblem& p, cudaStream_t s) {
   switch (p.M) {
-#define INGOT_GEMV_CASE(m)                       \
-  case m:                                        \
-    gemv_kernel<T, m><<<grid, block, 0, s>>>(p); \
-    break;
-    INGOT_GEMV_CASE(1)
-    INGOT_GEMV_CASE(2)
-    INGOT_GEMV_CASE(3)
-    INGOT_GEMV_CASE(4)
-    INGOT_GEMV_CASE(5)
-    INGOT_GEMV_CASE(6)
-    INGOT_GEMV_CASE(7)
-    INGOT_GEMV_CASE(8)
-#undef INGOT_GEMV_CASE
+    case 1:
+      return launch_gemv_m<T, 1>(p, s);
+    case 2:
+      return launch_gemv_m<T, 2>(p, s);
+    case 3:
+      return launch_gemv_m<T, 3>(p, s);
+    case 4:
+      return launch_gemv_m<T, 4>(p, s);
+    case 5:
+      return launch_gemv_m<T, 5>(p, s);
+    case 6:
+      return launch_gemv_m<T, 6>(p, s);
+    case 7:
+      return launch_gemv_m<T, 7>(p, s);
+    case 8:
+      return launch_gemv_m<T, 8>(p, s);
     default:
-      break;
+      return;
   }
 }
 
@@ -183,6 +233,9 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
   if (p.M < 1 || p.M > kGemvMaxRows || p.N < 1 || p.K < 1) return false;
   const int64_t es = t == Dtype::float32 ? 4 : 2;
   const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  if (p.norm && ((p.M > 1 && p.sx_m != p.K) || p.M * p.K * es > kGemvNormSmem ||
+                 (p.norm_w && !aligned(p.norm_w))))
+    return false;
   return (p.K * es) % 16 == 0 && aligned(p.x) && aligned(p.w) && (p.sw_n * es) % 16 == 0 &&
          (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
          (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);

@@ -44,14 +44,27 @@ struct GemvProblem {
   // With accumulate: c[m * sc_m + n * sc_n] when c is set, else out[m, n] (out holds c).
   const void* c = nullptr;
   int64_t sc_m = 0, sc_n = 0;
+  // RmsNorm prologue (norm): the product takes rms_norm(x) rows, computed into shared memory
+  // by every block first and rounded to the dtype as RmsNorm's kernel rounds them (the same
+  // sums in the same order for K up to 256 16-byte vectors). norm_w: [K] of the dtype, 16-byte
+  // aligned, or null; x row-contiguous (sx_m == K).
+  bool norm = false;
+  const void* norm_w = nullptr;
+  float eps = 0.0f;
+  bool add_unit_offset = false;
+  bool weight_in_float32 = true;
 };
+
+/// Most bytes of normalised x rows (M * K elements) the GEMV keeps in shared memory.
+inline constexpr int64_t kGemvNormSmem = 48 * 1024;
 
 /// Most rows the GEMV kernel takes; more go to cuBLASLt.
 inline constexpr int64_t kGemvMaxRows = 8;
 
 /// True when `p` of dtype t runs on the GEMV kernel: t is float16, bfloat16 or float32,
 /// 1 <= M <= kGemvMaxRows, K a multiple of 16 bytes' worth of elements, and x, w and the
-/// row strides of x and w 16-byte aligned.
+/// row strides of x and w 16-byte aligned (with a norm prologue also: x row-contiguous, the
+/// rows within kGemvNormSmem, norm_w null or 16-byte aligned).
 bool gemv_supported(Dtype t, const GemvProblem& p);
 
 /// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold).

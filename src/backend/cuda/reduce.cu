@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/reduce_kernels.h"
@@ -311,6 +312,7 @@ struct ArgMerge {
 template <typename T, bool kMax, bool kWarp>
 __global__ void __launch_bounds__(kRowThreads)
     arg_reduce_rows(const T* x, Layout kept, int64_t n, int64_t st, int64_t n_out, uint32_t* out) {
+  pdl_prologue();
   using L = wide_t<T>;
   __shared__ ArgState<L> smem[32];
   const int t = kWarp ? (threadIdx.x & 31) : threadIdx.x;
@@ -361,12 +363,12 @@ void run_arg_reduce(const T* x, const RowPlan& p, uint32_t* out, cudaStream_t s)
   if (n <= 1024) {
     int64_t blocks = (n_out + kRowThreads / 32 - 1) / (kRowThreads / 32);
     if (blocks > kMaxBlocks) blocks = kMaxBlocks;
-    arg_reduce_rows<T, kMax, true>
-        <<<static_cast<unsigned>(blocks), kRowThreads, 0, s>>>(x, p.kept[0], n, st, n_out, out);
+    launch_pdl(arg_reduce_rows<T, kMax, true>, static_cast<unsigned>(blocks), kRowThreads, 0, s, x,
+               p.kept[0], n, st, n_out, out);
   } else {
     const int64_t blocks = n_out > kMaxBlocks ? kMaxBlocks : n_out;
-    arg_reduce_rows<T, kMax, false>
-        <<<static_cast<unsigned>(blocks), kRowThreads, 0, s>>>(x, p.kept[0], n, st, n_out, out);
+    launch_pdl(arg_reduce_rows<T, kMax, false>, static_cast<unsigned>(blocks), kRowThreads, 0, s, x,
+               p.kept[0], n, st, n_out, out);
   }
   check_launch("arg_reduce_rows");
 }

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "backend/cuda/device/indexing.cuh"
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/shape_kernels.h"
 
@@ -26,6 +27,7 @@ __device__ __forceinline__ D convert(S v) {
 
 template <typename S, typename D>
 __global__ void strided_copy_kernel(const S* src, D* dst, StridedCopy c, int64_t n) {
+  pdl_prologue();
   INGOT_CUDA_KERNEL_LOOP(i, n) {
     int64_t r = i, so = 0, dof = 0;
     for (int d = c.ndim - 1; d >= 0; --d) {
@@ -96,8 +98,8 @@ void launch_strided_copy(const StridedCopy& c0, cudaStream_t s) {
       using S = decltype(s0);
       dispatch_cuda_dtype(c0.dst_type, [&](auto d0) {
         using D = decltype(d0);
-        strided_copy_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, s>>>(
-            static_cast<const S*>(c0.src), static_cast<D*>(c0.dst), c0, n);
+        launch_pdl(strided_copy_kernel<S, D>, grid_for(n, kThreads), kThreads, 0, s,
+                   static_cast<const S*>(c0.src), static_cast<D*>(c0.dst), c0, n);
       });
     });
     check_launch("strided_copy_kernel (convert)");
@@ -114,8 +116,8 @@ void launch_strided_copy(const StridedCopy& c0, cudaStream_t s) {
   const int64_t units = n * e / unit;
   dispatch_unit(unit, [&](auto u0) {
     using U = decltype(u0);
-    strided_copy_kernel<U, U><<<grid_for(units, kThreads), kThreads, 0, s>>>(
-        static_cast<const U*>(c.src), static_cast<U*>(c.dst), c, units);
+    launch_pdl(strided_copy_kernel<U, U>, grid_for(units, kThreads), kThreads, 0, s,
+               static_cast<const U*>(c.src), static_cast<U*>(c.dst), c, units);
   });
   check_launch("strided_copy_kernel");
 }

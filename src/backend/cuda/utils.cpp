@@ -2,6 +2,7 @@
 // allocation through the caching allocator, and layouts.
 #include "backend/cuda/utils.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -55,6 +56,23 @@ const cudaDeviceProp& props(int index) {
   cudaDeviceProp p{};
   INGOT_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
   return cache.emplace(index, p).first->second;
+}
+
+bool pdl_enabled() {
+  static const bool env_on = [] {
+    const char* v = std::getenv("INGOT_CUDA_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!env_on) return false;
+  thread_local int cached_device = -1;
+  thread_local bool cached_on = false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev != cached_device) {
+    cached_on = props(dev).major >= 9;
+    cached_device = dev;
+  }
+  return cached_on;
 }
 
 void alloc(Array& out) {

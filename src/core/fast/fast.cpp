@@ -3,6 +3,7 @@
 #include "core/fast/fast.h"
 
 #include "core/fast/fast_internal.h"
+#include "core/ops/ops.h"
 #include "core/primitives/fast.h"
 
 namespace ingot::fast::detail {
@@ -118,6 +119,29 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
   return Array(x.shape(), x.dtype(),
                std::make_shared<RmsNorm>(resolve_stream(s, {&x}), opt.eps, opt.add_unit_offset,
                                          opt.weight_in_float32, weight.has_value()),
+               std::move(inputs));
+}
+
+Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
+                      RmsNormOptions opt, StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm_linear");
+  if (w.ndim() != 2 || w.shape(1) != x.shape(-1))
+    raise(
+        "[rms_norm_linear] w must be a Linear weight [N, E] with E = {} (the last axis of x {}), "
+        "got {}",
+        x.shape(-1), shape_str(x.shape()), shape_str(w.shape()));
+  if (w.dtype() != x.dtype())
+    raise("[rms_norm_linear] w must have x's dtype {}, got {}", dtype_name(x.dtype()),
+          dtype_name(w.dtype()));
+  const Stream st = resolve_stream(s, {&x, &w});
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  inputs.push_back(transpose(w, {1, 0}, st));
+  Shape out = x.shape();
+  out.back() = w.shape(0);
+  return Array(std::move(out), x.dtype(),
+               std::make_shared<RmsNormLinear>(st, opt.eps, opt.add_unit_offset,
+                                               opt.weight_in_float32, weight.has_value()),
                std::move(inputs));
 }
 

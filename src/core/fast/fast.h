@@ -23,6 +23,13 @@ struct RmsNormOptions {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
                StreamOrDevice s = {});
 
+/// rms_norm(x, weight, opt) @ transpose(w) for a Linear weight w [N, E] of x's dtype: the
+/// normalised x is rounded to x's dtype, then multiplied, so the result is the two ops' result.
+/// One primitive, so a backend can fuse the norm into the product (CUDA: into the few-row
+/// GEMV's prologue, one launch instead of two).
+Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
+                      RmsNormOptions opt = {}, StreamOrDevice s = {});
+
 /// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (float32 inside).
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
@@ -69,6 +76,8 @@ Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& 
 namespace ref {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
                StreamOrDevice s = {});
+Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
+                      RmsNormOptions opt = {}, StreamOrDevice s = {});
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
 Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});

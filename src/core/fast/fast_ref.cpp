@@ -65,6 +65,11 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
   return astype(n * w, x.dtype(), s);
 }
 
+Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
+                      RmsNormOptions opt, StreamOrDevice s) {
+  return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);
+}
+
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps, StreamOrDevice s) {
   check_norm_args(x, weight, bias, "layer_norm");

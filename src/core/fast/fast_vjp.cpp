@@ -5,6 +5,7 @@
 
 #include "core/fast/fast_internal.h"
 #include "core/ops/ops.h"
+#include "core/primitives/linalg.h"
 
 namespace ingot {
 
@@ -63,6 +64,49 @@ std::vector<Array> RmsNorm::vjp(const std::vector<Array>& primals,
       out.push_back(astype(r * (gn - n * mean(gn * n, -1, true)), x.dtype()));
     else
       out.push_back(astype(sum_rows(g * n), primals[1].dtype()));
+  }
+  return out;
+}
+
+// ---- RmsNormLinear ----
+
+std::vector<Shape> RmsNormLinear::output_shapes(const std::vector<Array>& inputs) {
+  Shape out = inputs[0].shape();
+  out.back() = inputs.back().shape(1);
+  return {out};
+}
+
+void RmsNormLinear::print(std::ostream& os) const {
+  os << "RmsNormLinear(eps=" << eps_ << (add_unit_offset_ ? ", 1+w" : "")
+     << (weight_in_float32_ ? "" : ", weight after rounding") << ")";
+}
+
+// The norm's output is recomputed as an RmsNorm (the fused primitive does not keep it), then
+// the product's and the norm's own VJPs chain.
+std::vector<Array> RmsNormLinear::vjp(const std::vector<Array>& primals,
+                                      const std::vector<Array>& cotangents,
+                                      const std::vector<int>& argnums, const std::vector<Array>&) {
+  const Array& x = primals[0];
+  const Array& wt = primals.back();
+  const int wt_arg = static_cast<int>(primals.size()) - 1;
+  std::vector<Array> norm_in(primals.begin(), primals.end() - 1);
+  const Array n(x.shape(), x.dtype(), norm(), norm_in);
+  Matmul mm(stream());
+  std::vector<int> norm_args;
+  for (int a : argnums)
+    if (a != wt_arg) norm_args.push_back(a);
+  std::vector<Array> norm_grads;
+  if (!norm_args.empty()) {
+    const Array gn = mm.vjp({n, wt}, cotangents, {0}, {})[0];
+    norm_grads = norm()->vjp(norm_in, {gn}, norm_args, {n});
+  }
+  std::vector<Array> out;
+  size_t next = 0;
+  for (int a : argnums) {
+    if (a == wt_arg)
+      out.push_back(mm.vjp({n, wt}, cotangents, {1}, {})[0]);
+    else
+      out.push_back(norm_grads[next++]);
   }
   return out;
 }

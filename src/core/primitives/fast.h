@@ -1,8 +1,10 @@
-// Primitives of the fused "fast" ops: RmsNorm, LayerNorm, Rope, ScaledDotProductAttention.
+// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, LayerNorm, Rope,
+// ScaledDotProductAttention.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
 
+#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -29,6 +31,38 @@ class RmsNorm : public UnaryPrimitive {
                          const std::vector<int>& argnums,
                          const std::vector<Array>& outputs) override;
   void print(std::ostream& os) const override;
+
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool weight_in_float32_;
+  const bool has_weight_;
+};
+
+/// rms_norm(x, weight) @ wt in one primitive: inputs {x, wt} or {x, weight [E], wt} with wt
+/// [E, N] (a Linear weight's transposed view), output [..., N] in x's dtype. The normalised x is
+/// rounded to x's dtype before the product, so the result is the two ops' result; backends
+/// may fuse the norm into the product's prologue (CUDA: the few-row GEMV).
+class RmsNormLinear : public UnaryPrimitive {
+ public:
+  RmsNormLinear(Stream s, float eps, bool add_unit_offset, bool weight_in_float32, bool has_weight)
+      : UnaryPrimitive(s),
+        eps_(eps),
+        add_unit_offset_(add_unit_offset),
+        weight_in_float32_(weight_in_float32),
+        has_weight_(has_weight) {}
+  INGOT_UNARY_PRIMITIVE(RmsNormLinear)
+  INGOT_EQUIVALENT(RmsNormLinear, std::make_tuple(p->eps_, p->add_unit_offset_,
+                                                  p->weight_in_float32_, p->has_weight_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+  /// The norm alone, as a primitive of its own (the first half of the computation).
+  std::shared_ptr<RmsNorm> norm() const {
+    return std::make_shared<RmsNorm>(stream(), eps_, add_unit_offset_, weight_in_float32_,
+                                     has_weight_);
+  }
 
   const float eps_;
   const bool add_unit_offset_;

@@ -22,6 +22,10 @@ namespace ingot::cu {
 /// Checks that the last kernel launch was accepted; `kernel` names it in the error.
 void check_launch(const char* kernel);
 
+/// Whether launch_pdl (device/launch.cuh) launches with programmatic dependent launch on the
+/// current device: compute capability 9.0 or newer, and INGOT_CUDA_PDL is not 0.
+bool pdl_enabled();
+
 /// Most dimensions a kernel indexes directly (after collapsing contiguous axes).
 inline constexpr int kMaxDims = 10;
 

@@ -38,4 +38,19 @@ __device__ __forceinline__ A round_through(A v) {
     return v;
 }
 
+/// RmsNorm's output element for x value v and inverse deviation r, weight w in the compute type
+/// (ignored without a weight), rounded as the CPU kernel does: the norm kernels and the GEMV's
+/// norm prologue share it.
+template <typename T, typename A>
+__device__ __forceinline__ T rms_value(A v, A r, bool has_weight, A w, bool add_unit_offset,
+                                       bool weight_in_float32) {
+  A y = mul_rn(v, r);
+  if (has_weight) {
+    if (add_unit_offset) w = add_rn(w, A(1));
+    if (!weight_in_float32) y = round_through<T>(y);
+    y = mul_rn(y, w);
+  }
+  return cast<T>(y);
+}
+
 }  // namespace ingot::cu

@@ -41,6 +41,7 @@ struct Driver {
   INGOT_DRIVER_FN(cuModuleGetFunction);
   INGOT_DRIVER_FN(cuModuleUnload);
   INGOT_DRIVER_FN(cuLaunchKernel);
+  INGOT_DRIVER_FN(cuLaunchKernelEx);
 };
 #undef INGOT_DRIVER_FN
 
@@ -205,8 +206,21 @@ CUfunc_st* jit_function(int device, const std::string& key,
 void jit_launch(CUfunc_st* f, int device, unsigned grid, unsigned block, void** args,
                 CUstream_st* s) {
   ensure_context(device);
-  check_cu(driver().p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, s, args, nullptr),
-           "cuLaunchKernel");
+  // Generated kernels begin with griddepcontrol.wait (compiled.cpp), so they may launch with
+  // programmatic stream serialization like launch_pdl's kernels.
+  CUlaunchConfig cfg = {};
+  cfg.gridDimX = grid;
+  cfg.gridDimY = cfg.gridDimZ = 1;
+  cfg.blockDimX = block;
+  cfg.blockDimY = cfg.blockDimZ = 1;
+  cfg.sharedMemBytes = 0;
+  cfg.hStream = s;
+  CUlaunchAttribute attr[1] = {};
+  attr[0].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attr[0].value.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  check_cu(driver().p_cuLaunchKernelEx(&cfg, f, args, nullptr), "cuLaunchKernelEx");
 }
 
 size_t jit_cache_size() {

@@ -22,7 +22,9 @@ CUfunc_st* jit_function(int device, const std::string& key,
                         const std::function<std::string()>& make_source, const char* name);
 
 /// Launches `f` (from jit_function for `device`) as `grid` blocks of `block` threads on stream
-/// `s`; `args` points at each kernel argument, as cuLaunchKernel's kernelParams.
+/// `s`; `args` points at each kernel argument, as cuLaunchKernel's kernelParams. The launch
+/// uses programmatic dependent launch where pdl_enabled(), so `f` must wait for the previous
+/// kernel (griddepcontrol.wait) before it touches global memory.
 void jit_launch(CUfunc_st* f, int device, unsigned grid, unsigned block, void** args,
                 CUstream_st* s);
 
