@@ -129,8 +129,10 @@ void RmsNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
 // The norm into a temporary, then the product (the same kernels as the two separate ops).
 void RmsNormLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   const std::vector<Array> norm_in(inputs.begin(), inputs.end() - 1);
-  Array n(inputs[0].shape(), inputs[0].dtype(), nullptr, {});
-  norm()->eval_cpu(norm_in, n);
+  // The temporary carries the norm primitive, so it lives on this primitive's device.
+  const std::shared_ptr<RmsNorm> np = norm();
+  Array n(inputs[0].shape(), inputs[0].dtype(), np, norm_in);
+  np->eval_cpu(norm_in, n);
   Matmul(stream()).eval_cpu({n, inputs.back()}, out);
 }
 

@@ -656,8 +656,10 @@ bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array&
 void RmsNormLinear::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   if (try_norm_gemv(*this, inputs, out)) return;
   const std::vector<Array> norm_in(inputs.begin(), inputs.end() - 1);
-  Array n(inputs[0].shape(), inputs[0].dtype(), nullptr, {});
-  norm()->eval_cuda(norm_in, n);
+  // The temporary carries the norm primitive, so it lives on this primitive's device.
+  const std::shared_ptr<RmsNorm> np = norm();
+  Array n(inputs[0].shape(), inputs[0].dtype(), np, norm_in);
+  np->eval_cuda(norm_in, n);
   eval_matmul(n, inputs.back(), out, nullptr, 1.0f, 0.0f, false, stream());
 }
 
