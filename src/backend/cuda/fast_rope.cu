@@ -107,9 +107,10 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
   if (a.n_rows == 0 || a.D == 0 || a.L == 0) return;
   const int64_t positions = a.nb * a.L;
   const int64_t G = a.rows_per_b / a.L;
-  // Many positions: a block rotates 8 heads (cos/sin amortised); few (decode): one head per
+  // Many positions: a block rotates up to 32 heads (every head of a q or q|k view, so each
+  // position's cos/sin, computed in float64, is computed once); few (decode): one head per
   // block for parallelism.
-  int64_t hpb = positions >= 1024 ? 8 : 1;
+  int64_t hpb = positions >= 1024 ? (G < 32 ? G : 32) : 1;
   if ((G + hpb - 1) / hpb > 65535) hpb = (G + 65534) / 65535;
   const int64_t work = a.dims / 2 + (a.D - a.dims);
   int64_t threads = (work + 31) / 32 * 32;

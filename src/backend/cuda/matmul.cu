@@ -82,35 +82,59 @@ constexpr int gemv_unroll() {
 
 /// The norm prologue: x's M rows normalised into xs (rows of p.K elements), as RmsNorm's
 /// register kernel computes them: each thread sums the squares of its 16-byte vectors, then the
-/// block sums the threads (block_sum), so rows up to 256 vectors get that kernel's exact sums.
+/// warps' sums are added as block_sum adds them, so rows up to 256 vectors get that kernel's
+/// exact sums. All M rows go through each step together (one block-wide reduction).
 template <typename T, int M>
 __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
-  __shared__ float red[32];
+  __shared__ float part[M][32];
+  __shared__ float inv[M];
   constexpr int V = 16 / sizeof(T);
   const int64_t chunks = p.K / V;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
   const char* x = static_cast<const char*>(p.x);
-  const char* nw = static_cast<const char*>(p.norm_w);
-#pragma unroll 1
-  for (int m = 0; m < M; ++m) {
-    const char* row = x + m * p.sx_m * int64_t(sizeof(T));
-    float ss = 0.0f;
-    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-      float f[V];
-      unpack16<T>(load16(row + c * 16), f);
+  const char* nw_ptr = static_cast<const char*>(p.norm_w);
+  const int64_t xrow = p.sx_m * int64_t(sizeof(T));
+  float ss[M];
 #pragma unroll
-      for (int j = 0; j < V; ++j) ss += f[j] * f[j];
+  for (int m = 0; m < M; ++m) ss[m] = 0.0f;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    uint4 v[M];
+#pragma unroll
+    for (int m = 0; m < M; ++m) v[m] = load16(x + m * xrow + c * 16);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float f[V];
+      unpack16<T>(v[m], f);
+#pragma unroll
+      for (int j = 0; j < V; ++j) ss[m] += f[j] * f[j];
     }
-    ss = block_sum(ss, red);
-    const float r = 1.0f / sqrtf(ss / static_cast<float>(p.K) + p.eps);
-    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-      float f[V], w[V];
-      unpack16<T>(load16(row + c * 16), f);
-      if (nw) unpack16<T>(load16(nw + c * 16), w);
-      T o[V];
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    ss[m] = warp_sum(ss[m]);
+    if (lane == 0) part[m][warp] = ss[m];
+  }
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float r = warp_sum(lane < nw ? part[m][lane] : 0.0f);
+      if (lane == 0) inv[m] = 1.0f / sqrtf(r / static_cast<float>(p.K) + p.eps);
+    }
+  }
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float w[V];
+    if (nw_ptr) unpack16<T>(load16(nw_ptr + c * 16), w);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float f[V];
+      unpack16<T>(load16(x + m * xrow + c * 16), f);
+      alignas(16) T o[V];
 #pragma unroll
       for (int j = 0; j < V; ++j)
-        o[j] = rms_value<T>(f[j], r, nw != nullptr, nw ? w[j] : 0.0f, p.add_unit_offset,
-                            p.weight_in_float32);
+        o[j] = rms_value<T>(f[j], inv[m], nw_ptr != nullptr, nw_ptr ? w[j] : 0.0f,
+                            p.add_unit_offset, p.weight_in_float32);
       *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
     }
   }
