@@ -6,19 +6,19 @@
 # may stop earlier on a slower machine) explores a prefix of the same inputs. For exploration, pass
 # FUZZ_SEED=0 (random) and a large FUZZ_SECONDS/FUZZ_RUNS. Exit != 0 on a crash.
 # Usage: scripts/run_fuzz.sh [TARGET...]   (default: every target: tokenizer_load tokenizer_encode
-# tokenizer_template safetensors gguf config prompt_cache adapter_config server_request). Seeds also come from fuzz/corpus/<target>/ when present.
+# tokenizer_template bpe_train safetensors gguf config prompt_cache adapter_config server_request). Seeds also come from fuzz/corpus/<target>/ when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
 # A smaller ASan quarantine: long runs otherwise hit the RSS limit with freed memory alone.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=64}
-declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000
+declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000 [bpe_train]=1500
   [safetensors]=150000 [gguf]=100000 [config]=150000 [prompt_cache]=10000 [adapter_config]=150000 [server_request]=40000)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${FUZZ_JOBS:-2}
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template safetensors gguf config prompt_cache adapter_config server_request)
+[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template bpe_train safetensors gguf config prompt_cache adapter_config server_request)
 
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$BUILD" -DINGOT_FUZZ=ON \
   -DINGOT_TESTS=OFF -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -41,6 +41,16 @@ for i, line in enumerate(open("tests/data/tokenizer/corpus.jsonl", encoding="utf
     c = json.loads(line)
     b = bytes.fromhex(c["bytes_hex"]) if "bytes_hex" in c else c["text"].encode()
     (out / f"seed{i}").write_bytes(b[:4096])
+PY
+      ;;
+    bpe_train)  # texts of the tokenizer corpus, a leading byte picking vocab size/min frequency
+      python3 - "$dir" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+for i, line in enumerate(open("tests/data/tokenizer/corpus.jsonl", encoding="utf-8")):
+    c = json.loads(line)
+    b = bytes.fromhex(c["bytes_hex"]) if "bytes_hex" in c else c["text"].encode()
+    (out / f"seed{i}").write_bytes(bytes([i * 37 % 256]) + b[:4000])
 PY
       ;;
     tokenizer_template)

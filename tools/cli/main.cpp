@@ -34,23 +34,25 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }
 
 /// "error: unknown command 'geneate'. Did you mean 'generate'?" plus the command list (exit 2).
-int unknown_command(const std::string& word, const std::vector<Command>& cmds) {
+/// `parent` is "" for the top level, or "tokenizer " for the subcommands of `ingot tokenizer`.
+int unknown_command(const std::string& word, const std::vector<std::string>& names,
+                    const std::string& parent = "") {
   std::string best;
   size_t best_d = std::string::npos;
-  for (const auto& c : cmds) {
-    size_t d = edit_distance(word, c.name);
-    if (c.name.rfind(word, 0) == 0 && word.size() >= 2) d = std::min<size_t>(d, 1);  // a prefix
+  for (const auto& n : names) {
+    size_t d = edit_distance(word, n);
+    if (n.rfind(word, 0) == 0 && word.size() >= 2) d = std::min<size_t>(d, 1);  // a prefix
     if (d < best_d) {
       best_d = d;
-      best = c.name;
+      best = n;
     }
   }
-  std::fprintf(stderr, "error: unknown command '%s'.", word.c_str());
+  std::fprintf(stderr, "error: unknown command '%s%s'.", parent.c_str(), word.c_str());
   if (best_d <= std::max<size_t>(2, word.size() / 3))
-    std::fprintf(stderr, " Did you mean '%s'?", best.c_str());
+    std::fprintf(stderr, " Did you mean '%s%s'?", parent.c_str(), best.c_str());
   std::fprintf(stderr, "\nCommands:");
-  for (const auto& c : cmds) std::fprintf(stderr, " %s", c.name.c_str());
-  std::fprintf(stderr, "\nRun 'ingot --help' for what each does.\n");
+  for (const auto& n : names) std::fprintf(stderr, " %s%s", parent.c_str(), n.c_str());
+  std::fprintf(stderr, "\nRun 'ingot %s--help' for what each does.\n", parent.c_str());
   return 2;
 }
 
@@ -73,8 +75,27 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argv[1][0] != '-' &&
-      std::none_of(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == argv[1]; }))
-    return unknown_command(argv[1], cmds);
+      std::none_of(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == argv[1]; })) {
+    std::vector<std::string> names;
+    for (const auto& c : cmds) names.push_back(c.name);
+    return unknown_command(argv[1], names);
+  }
+  // A command with subcommands of its own (`ingot tokenizer`): alone, it lists them; an unknown
+  // word after it is named and the nearest subcommand suggested, as at the top level.
+  if (argv[1][0] != '-') {
+    CLI::App* sub = app.get_subcommand(argv[1]);
+    auto subs = sub->get_subcommands([](CLI::App*) { return true; });
+    if (!subs.empty()) {
+      if (argc == 2) {
+        std::printf("%s", sub->help().c_str());
+        return 0;
+      }
+      std::vector<std::string> names;
+      for (CLI::App* s : subs) names.push_back(s->get_name());
+      if (argv[2][0] != '-' && std::find(names.begin(), names.end(), argv[2]) == names.end())
+        return unknown_command(argv[2], names, std::string(argv[1]) + " ");
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
