@@ -15,7 +15,8 @@ long get_int(const char* name, long fallback);
 int num_threads();
 /// INGOT_DEVICE ("cpu", "cuda", "cuda:N"), if set.
 std::optional<std::string> device();
-/// INGOT_CPU_ISA: cap the CPU kernels at "portable", "avx2" or "avx512" (for tests/benchmarks).
+/// INGOT_CPU_ISA: cap the CPU kernels at "portable", "avx2" or "avx512" (for tests/benchmarks);
+/// "avx512vnni" also opts in to the int8-activation quantized GEMV (docs/checkpoints.md).
 std::optional<std::string> cpu_isa();
 
 }  // namespace ingot::env

@@ -2,12 +2,18 @@
 // definition (element j of a uint32 at bits [j * bits, (j + 1) * bits)); quantize's error bound
 // and exact edge; dequantize and quantized_matmul against float64 loops over the unpacked
 // values, every bit width, group size, ISA path the CPU has, decode and prefill row counts;
-// the gradient w.r.t. x; errors.
+// the gradient w.r.t. x; errors. The GEMM path's panel blocking (several K blocks, partial
+// panels, row blocks) on every ISA; the int8-activation GEMV against its documented bound (the
+// portable kernel everywhere, the AVX-512 VNNI one where the CPU has it).
+#include <cpuid.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
 
 #include "backend/cpu/gemm_kernels.h"
+#include "backend/cpu/quantized_int8.h"
 #include "test_util.h"
 
 namespace ingot {
@@ -212,6 +218,138 @@ TEST(Quantized, MatmulAgainstFloat64EveryPath) {
                      fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
       }
   }
+}
+
+TEST(Quantized, PrefillPanelsAgainstFloat64EveryPath) {
+  // The GEMM path's blocking: K = 1152 is two full K blocks of 512 and a partial one of 128,
+  // N = 133 is two full panels of 64 weight rows and one of 5 (padded to 8), M = 150 splits
+  // into two row blocks; 16 and 19 rows exercise every register-tile height.
+  const int64_t k = 1152, n = 133;
+  for (const Case c : kCases)
+    for (int64_t m : {16, 19, 150}) {
+      const Dtype xdt = m == 19 ? float32 : bfloat16;
+      const Dtype sdt = c.gs == 128 ? float32 : bfloat16;
+      Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m + c.gs + c.bits));
+      std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m + 5), -1, 1);
+      const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
+      for (const char* isa : isas()) {
+        IsaScope scope(isa);
+        Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
+                                   {.group_size = c.gs, .bits = c.bits});
+        ASSERT_EQ(y.shape(), (Shape{m, n}));
+        expect_close(y, ref, k, fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
+      }
+    }
+}
+
+/// AVX512_VNNI (cpuid leaf 7, ECX bit 11).
+bool cpu_has_vnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return cpu::hardware_isa() >= cpu::Isa::avx512 && ((c >> 11) & 1u);
+}
+
+/// The int8-activation GEMV's documented bound: rounding x to a step of max|x_g| / 127 moves
+/// each group's product by <= step / 2 * |s| * sum(q); plus float32 rounding as elsewhere.
+void expect_int8_bound(const std::vector<double>& got, const std::vector<double>& xv, int64_t m,
+                       int64_t k, const Packed& p, int64_t n, const Case c,
+                       const std::string& what) {
+  const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
+  std::vector<uint32_t> q = unpack(p.words, c.bits);
+  ASSERT_EQ(got.size(), ref.v.size()) << what;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double bound = 0;
+      for (int64_t gi = 0; gi < k / c.gs; ++gi) {
+        double amax = 0, qsum = 0;
+        for (int t = 0; t < c.gs; ++t) {
+          amax = std::max(amax, std::abs(xv[i * k + gi * c.gs + t]));
+          qsum += q[j * k + gi * c.gs + t];
+        }
+        bound += std::abs(p.scales[j * (k / c.gs) + gi]) * amax / 127 / 2 * qsum;
+      }
+      const size_t o = static_cast<size_t>(i * n + j);
+      const double tol = bound * (1 + 1e-5) + 1e-6 * std::sqrt(k + 1.0) * ref.scale[o];
+      EXPECT_NEAR(got[o], ref.v[o], tol) << what << " at " << o;
+    }
+}
+
+/// The int8 scheme replayed here: x rounded per group exactly as documented (float32 step
+/// 127 / max|x_g|, round to nearest), then everything else in float64; the kernels' own error
+/// against it is float32 accumulation only.
+std::vector<double> int8_scheme(const std::vector<double>& xv, int64_t m, int64_t k,
+                                const Packed& p, int64_t n, const Case c) {
+  std::vector<uint32_t> q = unpack(p.words, c.bits);
+  const int64_t groups = k / c.gs;
+  std::vector<double> xr(xv.size());  // x as the kernel sees it: dx * xq
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t g = 0; g < groups; ++g) {
+      float amax = 0;
+      for (int t = 0; t < c.gs; ++t)
+        amax = std::max(amax, std::abs(static_cast<float>(xv[i * k + g * c.gs + t])));
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      const double dx = static_cast<double>(amax / 127.0f);
+      for (int t = 0; t < c.gs; ++t) {
+        const size_t e = static_cast<size_t>(i * k + g * c.gs + t);
+        xr[e] = dx * std::rint(static_cast<float>(xv[e]) * inv);
+      }
+    }
+  std::vector<double> y;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t g = 0; g < groups; ++g)
+        for (int t = 0; t < c.gs; ++t) {
+          const size_t e = static_cast<size_t>(i * k + g * c.gs + t);
+          // The bias multiplies the unquantized x.
+          acc += p.scales[j * groups + g] * q[j * k + g * c.gs + t] * xr[e] +
+                 p.biases[j * groups + g] * xv[e];
+        }
+      y.push_back(acc);
+    }
+  return y;
+}
+
+TEST(Quantized, Int8ActivationGemvWithinBound) {
+  // The portable kernel everywhere (the scheme: per-group int8 x, the 4-bit permutation, int32
+  // sums), the AVX-512 VNNI kernel where the CPU has it (directly and via quantized_matmul).
+  const bool vnni = cpu_has_vnni();
+  const int64_t k = 512, n = 29;
+  for (const Case c : kCases)
+    for (int64_t m : {1, 3, 6}) {
+      Packed p = random_packed(n, k, c.gs, c.bits, float32, static_cast<uint32_t>(m * 7 + c.gs));
+      std::vector<double> xv = test::random_values(m * k, float32, static_cast<uint32_t>(m), -1, 1);
+      for (int j = 0; j < c.gs; ++j) xv[j] = 0.0;  // an all-zero group (step 0)
+      std::vector<float> xf(xv.begin(), xv.end()), sf(p.scales.begin(), p.scales.end()),
+          bf(p.biases.begin(), p.biases.end()), out(static_cast<size_t>(m * n));
+      for (bool use_vnni : {false, true}) {
+        if (use_vnni && !vnni) {
+          EXPECT_THROW(cpu::quantized_gemv_int8(xf.data(), m, k, p.words.data(), sf.data(),
+                                                bf.data(), n, c.gs, c.bits, true, out.data()),
+                       Unsupported);
+          continue;
+        }
+        cpu::quantized_gemv_int8(xf.data(), m, k, p.words.data(), sf.data(), bf.data(), n, c.gs,
+                                 c.bits, use_vnni, out.data());
+        const std::string what =
+            fmt::format("{} bits={} gs={} m={}", use_vnni ? "vnni" : "portable", c.bits, c.gs, m);
+        expect_int8_bound(std::vector<double>(out.begin(), out.end()), xv, m, k, p, n, c, what);
+        const std::vector<double> want = int8_scheme(xv, m, k, p, n, c);
+        const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
+        for (size_t o = 0; o < want.size(); ++o)
+          EXPECT_NEAR(out[o], want[o], 1e-6 * std::sqrt(k + 1.0) * ref.scale[o])
+              << what << " " << o;
+      }
+      if (vnni) {
+        IsaScope scope("avx512vnni");
+        Array y = quantized_matmul(Array(xv, {m, k}, float32), p.w, p.s, p.b, true,
+                                   {.group_size = c.gs, .bits = c.bits});
+        expect_int8_bound(
+            y.to_vector<double>(), xv, m, k, p, n, c,
+            fmt::format("quantized_matmul avx512vnni bits={} gs={} m={}", c.bits, c.gs, m));
+      }
+    }
+  if (!vnni) std::printf("note: no AVX512_VNNI on this CPU; only the portable int8 kernel ran\n");
 }
 
 TEST(Quantized, MatmulBatchedAndStridedX) {

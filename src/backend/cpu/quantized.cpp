@@ -5,40 +5,49 @@
 //     AVX2 (chosen at run time by cpu::active_isa(), so INGOT_CPU_ISA forces a level) or
 //     portable; per group it forms s * <x_g, q_g> + b * sum(x_g), so the bias costs one
 //     multiply-add per group, and up to four rows of x share one pass over the weights;
-//   prefill (M >= kGemmRows): weight tiles dequantized to float32 in parallel, then an OpenBLAS
-//     sgemm per tile (BLAS is never called from inside parallel_for; see matmul.cpp).
-// Everything accumulates in float32.
+//     INGOT_CPU_ISA=avx512vnni (opt-in) quantizes x to int8 per group and uses vpdpbusd;
+//   prefill (M >= kGemmRows): AVX-512 / AVX2 dequantize L2-sized weight panels and multiply
+//     them at once with register tiles (no float32 copy of the weight matrix); the portable
+//     level dequantizes panels and calls OpenBLAS sgemm (BLAS is never called from inside
+//     parallel_for; see matmul.cpp).
+// Everything accumulates in float32 (the int8 path: int32 per group, then float32).
 // GCC 12 flags the _mm512_undefined_* inside its own intrinsics headers as maybe-uninitialized.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <cblas.h>
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "backend/common/utils.h"
 #include "backend/cpu/gemm_kernels.h"
+#include "backend/cpu/quantized_int8.h"
 #include "core/half.h"
 #include "core/primitives/quantized.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
 #define INGOT_Q_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INGOT_Q_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#define INGOT_Q_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 namespace ingot {
 namespace {
 
-/// Rows of x at or above which QuantizedMatmul dequantizes weight tiles for sgemm.
+/// Rows of x at or above which QuantizedMatmul runs as a GEMM (fused panels, or dequantized
+/// panels and sgemm on the portable level); below it each weight row is unpacked once per four
+/// rows of x (at 8 rows the two were equal on the AVX2 build machine, at 16 the GEMM was 1.3-2x
+/// faster, at 4 the GEMV 1.6x).
 constexpr int64_t kGemmRows = 16;
-/// Weight rows per dequantized tile of the sgemm path.
-constexpr int64_t kTileRows = 256;
 
 /// Row-major contiguous data of an evaluated input (a copy in `tmp` when it is strided).
 template <typename T>
@@ -129,18 +138,175 @@ void dequantize_groups(const uint32_t* wq, const T* scales, const T* biases, int
   });
 }
 
-/// One weight row dequantized to float32 (for the sgemm tiles).
-template <typename S>
-void dequantize_row_f32(const uint32_t* wq, const S* scales, const S* biases, int64_t k, int gs,
-                        int bits, float* dst) {
-  const int per_word = 32 / bits;
-  const uint32_t mask = (1u << bits) - 1u;
+// ------------------------------------------------------------------ prefill panels
+//
+// Both prefill paths dequantize weight rows (or K blocks of them) to float32 in element order
+// with the per-ISA row kernels below, scales and biases passed as float32: the portable level
+// into panels for sgemm, AVX2/AVX-512 into the fused path's small panels (further below).
+
+/// dst[e] = s[e / gs] * q[e] + b[e / gs] for one packed row of k elements (a fused multiply-add
+/// on the SIMD paths).
+using DeqRowFn = void (*)(const uint8_t* w, const float* s, const float* b, int64_t k, int gs,
+                          int bits, float* dst);
+
+void deq_row_portable(const uint8_t* w, const float* s, const float* b, int64_t k, int gs, int bits,
+                      float* dst) {
   for (int64_t g = 0; g < k / gs; ++g) {
-    const float s = static_cast<float>(scales[g]), b = static_cast<float>(biases[g]);
-    const uint32_t* src = wq + g * (gs / per_word);
+    const float sg = s[g], bg = b[g];
     float* d = dst + g * gs;
-    for (int j = 0; j < gs; ++j)
-      d[j] = s * static_cast<float>((src[j / per_word] >> ((j % per_word) * bits)) & mask) + b;
+    if (bits == 8) {
+      const uint8_t* p = w + g * gs;
+      for (int j = 0; j < gs; ++j) d[j] = sg * static_cast<float>(p[j]) + bg;
+    } else {
+      const uint8_t* p = w + g * gs / 2;
+      for (int j = 0; j < gs / 2; ++j) {
+        d[2 * j] = sg * static_cast<float>(p[j] & 0xF) + bg;
+        d[2 * j + 1] = sg * static_cast<float>(p[j] >> 4) + bg;
+      }
+    }
+  }
+}
+
+/// 16 packed bytes of a 4-bit row as 32 bytes in element order (e0: elements 0-15, e1: 16-31).
+INGOT_Q_AVX2 inline void unpack_nibbles(const uint8_t* p, __m128i& e0, __m128i& e1) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(v, nib);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+  e0 = _mm_unpacklo_epi8(lo, hi);
+  e1 = _mm_unpackhi_epi8(lo, hi);
+}
+
+INGOT_Q_AVX2 inline void store8_affine(__m128i q8, __m256 s, __m256 b, float* d) {
+  _mm256_storeu_ps(d, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q8)), s, b));
+}
+
+INGOT_Q_AVX2 void deq_row_avx2(const uint8_t* w, const float* s, const float* b, int64_t k, int gs,
+                               int bits, float* dst) {
+  for (int64_t g = 0; g < k / gs; ++g) {
+    const __m256 vs = _mm256_set1_ps(s[g]), vb = _mm256_set1_ps(b[g]);
+    float* d = dst + g * gs;
+    for (int c = 0; c < gs; c += 32) {
+      __m128i e0, e1;
+      if (bits == 8) {
+        e0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + g * gs + c));
+        e1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + g * gs + c + 16));
+      } else {
+        unpack_nibbles(w + (g * gs + c) / 2, e0, e1);
+      }
+      store8_affine(e0, vs, vb, d + c);
+      store8_affine(_mm_srli_si128(e0, 8), vs, vb, d + c + 8);
+      store8_affine(e1, vs, vb, d + c + 16);
+      store8_affine(_mm_srli_si128(e1, 8), vs, vb, d + c + 24);
+    }
+  }
+}
+
+INGOT_Q_AVX512 void deq_row_avx512(const uint8_t* w, const float* s, const float* b, int64_t k,
+                                   int gs, int bits, float* dst) {
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  for (int64_t g = 0; g < k / gs; ++g) {
+    const __m512 vs = _mm512_set1_ps(s[g]), vb = _mm512_set1_ps(b[g]);
+    float* d = dst + g * gs;
+    for (int c = 0; c < gs; c += 32) {
+      __m128i e0, e1;
+      if (bits == 8) {
+        e0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + g * gs + c));
+        e1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + g * gs + c + 16));
+      } else {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (g * gs + c) / 2));
+        const __m128i lo = _mm_and_si128(v, nib);
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+        e0 = _mm_unpacklo_epi8(lo, hi);
+        e1 = _mm_unpackhi_epi8(lo, hi);
+      }
+      _mm512_storeu_ps(d + c,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(e0)), vs, vb));
+      _mm512_storeu_ps(d + c + 16,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(e1)), vs, vb));
+    }
+  }
+}
+
+// Fused prefill (AVX2 / AVX-512): weight rows are dequantized block by block (kPanelRows rows
+// by kPanelK columns, 64 KB of float32, L2-resident) and multiplied right away by a register
+// tile of MR rows of x against 4 weight rows, dot-product style (both operands contiguous along
+// K); partial sums of each K block go to a float32 [M, N] buffer. No weight matrix is ever
+// materialized in float32, so the cost is the sgemm-like flops plus one pass over the packed
+// weights per call.
+
+constexpr int64_t kPanelRows = 64;  // weight rows per dequantized panel (multiple of 4)
+constexpr int64_t kPanelK = 512;    // K per panel block (a multiple of every group size)
+
+/// c[r * ldc + j] (+)= sum_t x[r * ldx + t] * w[j * ldw + t] for r < MR, j < 4, t < kc.
+using TileFn = void (*)(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t kc,
+                        float* c, int64_t ldc, bool accumulate);
+
+/// Lane sums of four vectors as one vector [sum a0, sum a1, sum a2, sum a3].
+INGOT_Q_AVX2 inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+template <int MR>
+INGOT_Q_AVX2 void tile_avx2(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t kc,
+                            float* c, int64_t ldc, bool accumulate) {
+  __m256 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < kc; t += 8) {
+    __m256 xv[MR];
+    for (int r = 0; r < MR; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + t);
+    for (int j = 0; j < 4; ++j) {
+      const __m256 wv = _mm256_loadu_ps(w + j * ldw + t);
+      for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(xv[r], wv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    __m128 v = hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    if (accumulate) v = _mm_add_ps(v, _mm_loadu_ps(c + r * ldc));
+    _mm_storeu_ps(c + r * ldc, v);
+  }
+}
+
+template <int MR>
+INGOT_Q_AVX512 void tile_avx512(const float* x, int64_t ldx, const float* w, int64_t ldw,
+                                int64_t kc, float* c, int64_t ldc, bool accumulate) {
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < kc; t += 16) {
+    __m512 xv[MR];
+    for (int r = 0; r < MR; ++r) xv[r] = _mm512_loadu_ps(x + r * ldx + t);
+    for (int j = 0; j < 4; ++j) {
+      const __m512 wv = _mm512_loadu_ps(w + j * ldw + t);
+      for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_fmadd_ps(xv[r], wv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) {
+      const float v = _mm512_reduce_add_ps(acc[r][j]);
+      c[r * ldc + j] = accumulate ? c[r * ldc + j] + v : v;
+    }
+}
+
+/// The deq row kernel, the tile kernels for MR = 1 .. mr_max, and mr_max; none on the portable
+/// level (it dequantizes panels for sgemm instead).
+struct FusedKernels {
+  DeqRowFn deq = nullptr;
+  TileFn tile[5] = {};
+  int mr_max = 0;
+};
+FusedKernels fused_kernels() {
+  switch (cpu::active_isa()) {
+    case cpu::Isa::avx512:
+      return {deq_row_avx512,
+              {nullptr, tile_avx512<1>, tile_avx512<2>, tile_avx512<3>, tile_avx512<4>},
+              4};
+    case cpu::Isa::avx2:
+      return {deq_row_avx2, {nullptr, tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, nullptr}, 3};
+    default:
+      return {};
   }
 }
 
@@ -341,6 +507,183 @@ void prepare_x(const T* x, int64_t m, int64_t k, int gs, int bits, int v, std::v
   }
 }
 
+// ------------------------------------------------------------------ int8 GEMV (AVX-512 VNNI)
+//
+// Opt-in (INGOT_CPU_ISA=avx512vnni on a CPU with AVX512_VNNI): each group of each row of x is
+// quantized to int8 with its own step dx = max|x_g| / 127 (round to nearest, so
+// |x - dx * xq| <= dx / 2 per element), and <q_g, xq_g> is formed exactly in int32 by
+// vpdpbusd (unsigned weight bytes times signed x bytes). Per group the kernel adds
+// s * dx * <q, xq> in float32; the bias term b * sum(x_g) uses the float32 sum of the
+// unquantized x as on the other paths. The result therefore differs from the float paths by at
+// most sum_g |s_g| * dx_g / 2 * sum_t q_t (plus float32 rounding). tests/core/test_quantized.cpp
+// checks the bound and the scheme through cpu::quantized_gemv_int8 (quantized_int8.h) with the
+// portable integer row kernel on every CPU and with the VNNI kernel where the CPU has it.
+
+/// AVX512_VNNI (cpuid leaf 7, ECX bit 11), on top of the AVX-512 level.
+bool hardware_vnni() {
+  static const bool vnni = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return ((c >> 11) & 1u) != 0;
+  }();
+  return vnni;
+}
+
+/// The int8 path runs when INGOT_CPU_ISA says "avx512vnni" and the CPU has AVX-512 and VNNI.
+bool use_vnni() {
+  const auto cap = env::cpu_isa();
+  return cap && *cap == "avx512vnni" && cpu::hardware_isa() == cpu::Isa::avx512 && hardware_vnni();
+}
+
+/// Arguments of the int8 row kernel: y[r] = sum_g s[g] * dx[r][g] * <xq_r[g], q[g]>.
+struct Int8RowArgs {
+  const uint8_t* w;  // packed row (bytes)
+  const int8_t* xq;  // mr rows of quantized x, stride k (4-bit: each 32-chunk lists its even
+                     // elements, then its odd ones)
+  const float* dx;   // mr rows of per-group steps, stride k / gs
+  int64_t k;
+  int gs, bits, mr;
+  const float* s;  // scales of the row
+  float* y;
+};
+
+template <int MR>
+INGOT_Q_VNNI void row_vnni_mr(const Int8RowArgs& a) {
+  const int64_t groups = a.k / a.gs;
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  __m256 acc[MR];
+  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i dot[MR];
+    for (int r = 0; r < MR; ++r) dot[r] = _mm256_setzero_si256();
+    for (int c = 0; c < a.gs; c += 32) {
+      const int64_t e = g * a.gs + c;
+      __m256i wv;
+      if (a.bits == 8) {
+        wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + e));
+      } else {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.w + e / 2));
+        const __m128i lo = _mm_and_si128(v, nib);
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+        wv = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+      }
+      for (int r = 0; r < MR; ++r) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + r * a.k + e));
+        dot[r] = _mm256_dpbusd_epi32(dot[r], wv, xv);
+      }
+    }
+    for (int r = 0; r < MR; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]),
+                               _mm256_set1_ps(a.s[g] * a.dx[r * groups + g]), acc[r]);
+  }
+  for (int r = 0; r < MR; ++r) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    a.y[r] = _mm_cvtss_f32(v);
+  }
+}
+
+/// The same sums in plain integer arithmetic (reference for the int8 scheme on any CPU).
+void row_int8_portable(const Int8RowArgs& a) {
+  const int64_t groups = a.k / a.gs;
+  for (int r = 0; r < a.mr; ++r) {
+    const int8_t* xq = a.xq + r * a.k;
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t dot = 0;
+      for (int c = 0; c < a.gs; c += 32) {
+        const int64_t e = g * a.gs + c;
+        for (int i = 0; i < 32; ++i) {
+          // Byte i of the chunk: 8-bit element i; 4-bit low nibbles at 0-15, high at 16-31.
+          const int q =
+              a.bits == 8 ? a.w[e + i] : (i < 16 ? a.w[e / 2 + i] & 0xF : a.w[e / 2 + i - 16] >> 4);
+          dot += q * xq[e + i];
+        }
+      }
+      acc += static_cast<float>(dot) * (a.s[g] * a.dx[r * groups + g]);
+    }
+    a.y[r] = acc;
+  }
+}
+
+void row_vnni(const Int8RowArgs& a) {
+  switch (a.mr) {
+    case 1:
+      return row_vnni_mr<1>(a);
+    case 2:
+      return row_vnni_mr<2>(a);
+    case 3:
+      return row_vnni_mr<3>(a);
+    default:
+      return row_vnni_mr<4>(a);
+  }
+}
+
+/// x rows [m, k] quantized per group to int8 (permuted for 4-bit as Int8RowArgs says), the
+/// steps dx [m, k / gs] and the float32 group sums of the unquantized x.
+template <typename T>
+void quantize_x_int8(const T* x, int64_t m, int64_t k, int gs, int bits, std::vector<int8_t>& xq,
+                     std::vector<float>& dx, std::vector<float>& xsum) {
+  const int64_t groups = k / gs;
+  xq.resize(static_cast<size_t>(m * k));
+  dx.resize(static_cast<size_t>(m * groups));
+  xsum.resize(dx.size());
+  std::vector<float> v(static_cast<size_t>(gs));
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      float amax = 0.0f, sum = 0.0f;
+      for (int j = 0; j < gs; ++j) {
+        v[j] = static_cast<float>(x[r * k + g * gs + j]);
+        amax = std::max(amax, std::abs(v[j]));
+        sum += v[j];
+      }
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      dx[r * groups + g] = amax / 127.0f;
+      xsum[r * groups + g] = sum;
+      int8_t* dst = xq.data() + r * k + g * gs;
+      for (int j = 0; j < gs; ++j) {
+        const float q = std::clamp(std::rint(v[j] * inv), -127.0f, 127.0f);
+        // 4-bit: within each 32-chunk, element 2i goes to i and 2i + 1 to 16 + i.
+        const int pos = bits == 4 ? (j & ~31) + ((j & 1) ? 16 : 0) + ((j & 31) >> 1) : j;
+        dst[pos] = static_cast<int8_t>(q);
+      }
+    }
+}
+
+template <typename T, typename S>
+void qmm_gemv_int8(void (*row)(const Int8RowArgs&), const T* x, int64_t m, int64_t k,
+                   const uint32_t* wq, const S* scales, const S* biases, int64_t n, int gs,
+                   int bits, T* out) {
+  std::vector<int8_t> xq;
+  std::vector<float> dx, xsum;
+  quantize_x_int8(x, m, k, gs, bits, xq, dx, xsum);
+  const int64_t groups = k / gs;
+  const int64_t row_bytes = k * bits / 8;
+  const int64_t grain = std::max<int64_t>(8, 262144 / std::max<int64_t>(k * m, 1));
+  parallel_for(n, grain, [&](int64_t n0, int64_t n1) {
+    std::vector<float> s(static_cast<size_t>(groups)), b(s.size());
+    float y[4];
+    for (int64_t j = n0; j < n1; ++j) {
+      for (int64_t g = 0; g < groups; ++g) {
+        s[g] = static_cast<float>(scales[j * groups + g]);
+        b[g] = static_cast<float>(biases[j * groups + g]);
+      }
+      const uint8_t* wrow = reinterpret_cast<const uint8_t*>(wq) + j * row_bytes;
+      for (int64_t r0 = 0; r0 < m; r0 += 4) {
+        const int mr = static_cast<int>(std::min<int64_t>(4, m - r0));
+        row({wrow, xq.data() + r0 * k, dx.data() + r0 * groups, k, gs, bits, mr, s.data(), y});
+        for (int r = 0; r < mr; ++r) {
+          const float* xs = xsum.data() + (r0 + r) * groups;
+          float bias = 0.0f;
+          for (int64_t g = 0; g < groups; ++g) bias += b[g] * xs[g];
+          out[(r0 + r) * n + j] = T(y[r] + bias);
+        }
+      }
+    }
+  });
+}
+
 template <typename T, typename S>
 void qmm_gemv(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* scales,
               const S* biases, int64_t n, int gs, int bits, T* out) {
@@ -378,31 +721,132 @@ void init_blas_threads() {
   std::call_once(once, [] { openblas_set_num_threads(pool_threads()); });
 }
 
+/// Fused prefill (see above) with the kernels of `fk`.
+template <typename T, typename S>
+void qmm_fused(const FusedKernels& fk, const T* x, int64_t m, int64_t k, const uint32_t* wq,
+               const S* scales, const S* biases, int64_t n, int gs, int bits, T* out) {
+  const int64_t ldc = (n + 3) / 4 * 4, groups = k / gs, row_bytes = k * bits / 8;
+  // Every element of these buffers is written before it is read.
+  std::unique_ptr<float[]> xf(new float[static_cast<size_t>(m * k)]),
+      cf(new float[static_cast<size_t>(m * ldc)]);
+  // x to float32 in K blocks: block k0 holds rows [m, kc] at xf + k0 * m, so a tile's rows are
+  // kc apart (not k: rows 32 KB apart alias in L1).
+  parallel_for(m, std::max<int64_t>(1, 16384 / k), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t k0 = 0; k0 < k; k0 += kPanelK) {
+        const int64_t kc = std::min(kPanelK, k - k0);
+        float* dst = &xf[k0 * m + r * kc];
+        for (int64_t t = 0; t < kc; ++t) dst[t] = static_cast<float>(x[r * k + k0 + t]);
+      }
+  });
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(wq);
+  const int64_t panels = (n + kPanelRows - 1) / kPanelRows;
+  // Rows of x per block: a block's [mb, kc] floats (<= 256 KB) stay in L2 while it meets every
+  // panel of the thread; x blocks are balanced (m = 200: 100 + 100).
+  const int64_t mb_max = std::max<int64_t>(fk.mr_max, (int64_t{1} << 16) / kPanelK);
+  const int64_t mblocks = (m + mb_max - 1) / mb_max;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> panel(static_cast<size_t>(kPanelRows * kPanelK));
+    float s[kPanelK / 32], b[kPanelK / 32];
+    for (int64_t k0 = 0; k0 < k; k0 += kPanelK) {
+      const int64_t kc = std::min(kPanelK, k - k0);
+      for (int64_t mbi = 0, m0 = 0; mbi < mblocks; ++mbi) {
+        const int64_t mb = (m - m0 + (mblocks - mbi) - 1) / (mblocks - mbi);
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t n0 = p * kPanelRows, rows = std::min(kPanelRows, n - n0);
+          const int64_t rows4 = (rows + 3) / 4 * 4;
+          const int64_t seg = kc * bits / 8;  // bytes of a row in this K block
+          for (int64_t j = 0; j < rows; ++j) {
+            const int64_t r = n0 + j, g0 = k0 / gs;
+            // Segments of rows row_bytes apart defeat the hardware prefetcher: fetch 4 rows ahead
+            // (without this, the loads' latency was 70% of the dequantization time).
+            if (j + 4 < rows)
+              for (int64_t off = 0; off < seg; off += 64)
+                __builtin_prefetch(wb + (r + 4) * row_bytes + k0 * bits / 8 + off);
+            for (int64_t g = 0; g < kc / gs; ++g) {
+              s[g] = static_cast<float>(scales[r * groups + g0 + g]);
+              b[g] = static_cast<float>(biases[r * groups + g0 + g]);
+            }
+            fk.deq(wb + r * row_bytes + k0 * bits / 8, s, b, kc, gs, bits, &panel[j * kPanelK]);
+          }
+          // Rows past n (up to a multiple of 4) are zero; their outputs land in c's padding.
+          for (int64_t j = rows; j < rows4; ++j) std::fill_n(&panel[j * kPanelK], kc, 0.0f);
+          // The block's rows in balanced chunks of <= mr_max (16 rows: 3,3,3,3,2,2, not 3x5 + 1).
+          const int64_t chunks = (mb + fk.mr_max - 1) / fk.mr_max;
+          for (int64_t ci = 0, r0 = m0; ci < chunks; ++ci) {
+            const int mr = static_cast<int>((m0 + mb - r0 + (chunks - ci) - 1) / (chunks - ci));
+            for (int64_t j = 0; j < rows4; j += 4)
+              fk.tile[mr](&xf[k0 * m + r0 * kc], kc, &panel[j * kPanelK], kPanelK, kc,
+                          &cf[r0 * ldc + n0 + j], ldc, k0 > 0);
+            r0 += mr;
+          }
+        }
+        m0 += mb;
+      }
+    }
+  });
+  parallel_for(m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < n; ++j) out[r * n + j] = T(cf[r * ldc + j]);
+  });
+}
+
 template <typename T, typename S>
 void qmm_gemm(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* scales,
               const S* biases, int64_t n, int gs, int bits, T* out) {
+  const FusedKernels fk = fused_kernels();
+  if (fk.deq) return qmm_fused<T, S>(fk, x, m, k, wq, scales, biases, n, gs, bits, out);
   init_blas_threads();
-  std::vector<float> xf(static_cast<size_t>(m * k));
-  for (int64_t i = 0; i < m * k; ++i) xf[i] = static_cast<float>(x[i]);
-  const int64_t nb = std::min(kTileRows, n);
-  std::vector<float> tile(static_cast<size_t>(nb * k)), y(static_cast<size_t>(m * nb));
-  const int64_t row_words = k * bits / 32, groups = k / gs;
+  const DeqRowFn deq = deq_row_portable;
+  const int64_t row_bytes = k * bits / 8, groups = k / gs;
+  // Panels of ~8 MB of float32 in balanced column blocks (the bf16 GEMM's blocking).
+  const int64_t nb_max = std::min(n, std::max<int64_t>(64, (int64_t{1} << 21) / k));
+  const int64_t nblocks = (n + nb_max - 1) / nb_max;
+  const int64_t nb = (n + nblocks - 1) / nblocks;
+  // Every element of these buffers is written before it is read.
+  std::unique_ptr<float[]> xf(new float[static_cast<size_t>(m * k)]),
+      tile(new float[static_cast<size_t>(nb * k)]), y(new float[static_cast<size_t>(m * nb)]);
+  parallel_for(m * k, 16384, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) xf[i] = static_cast<float>(x[i]);
+  });
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(wq);
   for (int64_t n0 = 0; n0 < n; n0 += nb) {
     const int64_t cur = std::min(nb, n - n0);
-    parallel_for(cur, 8, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j)
-        dequantize_row_f32(wq + (n0 + j) * row_words, scales + (n0 + j) * groups,
-                           biases + (n0 + j) * groups, k, gs, bits, tile.data() + j * k);
+    parallel_for(cur, std::max<int64_t>(1, 16384 / k), [&](int64_t j0, int64_t j1) {
+      std::vector<float> s(static_cast<size_t>(groups)), b(s.size());
+      for (int64_t j = j0; j < j1; ++j) {
+        const int64_t r = n0 + j;
+        for (int64_t g = 0; g < groups; ++g) {
+          s[g] = static_cast<float>(scales[r * groups + g]);
+          b[g] = static_cast<float>(biases[r * groups + g]);
+        }
+        deq(wb + r * row_bytes, s.data(), b.data(), k, gs, bits, tile.get() + j * k);
+      }
     });
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(cur),
-                static_cast<int>(k), 1.0f, xf.data(), static_cast<int>(k), tile.data(),
-                static_cast<int>(k), 0.0f, y.data(), static_cast<int>(cur));
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t j = 0; j < cur; ++j) out[r * n + n0 + j] = T(y[r * cur + j]);
+                static_cast<int>(k), 1.0f, xf.get(), static_cast<int>(k), tile.get(),
+                static_cast<int>(k), 0.0f, y.get(), static_cast<int>(cur));
+    parallel_for(m, std::max<int64_t>(1, 16384 / cur), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < cur; ++j) out[r * n + n0 + j] = T(y[r * cur + j]);
+    });
   }
 }
 
 }  // namespace
+
+namespace cpu {
+
+void quantized_gemv_int8(const float* x, int64_t m, int64_t k, const uint32_t* w,
+                         const float* scales, const float* biases, int64_t n, int group_size,
+                         int bits, bool vnni, float* out) {
+  if (vnni && !(hardware_isa() == Isa::avx512 && hardware_vnni()))
+    raise<Unsupported>("[quantized_gemv_int8] this CPU has no AVX512_VNNI");
+  qmm_gemv_int8<float, float>(vnni ? row_vnni : row_int8_portable, x, m, k, w, scales, biases, n,
+                              group_size, bits, out);
+}
+
+}  // namespace cpu
 
 void AffineQuantize::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array& w = inputs[0];
@@ -451,6 +895,9 @@ void QuantizedMatmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
       const S* bp = contiguous_ptr(inputs[3], bt);
       if (m >= kGemmRows)
         qmm_gemm<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
+      else if (use_vnni())
+        qmm_gemv_int8<T, S>(row_vnni, xp, m, k, wq, sp, bp, n, group_size_, bits_,
+                            out.raw_ptr<T>());
       else
         qmm_gemv<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
     });
