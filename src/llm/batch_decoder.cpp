@@ -28,10 +28,17 @@ Array columns_of(const Array& a, int64_t from, int64_t to, int64_t front) {
 }  // namespace
 
 BatchDecoder::BatchDecoder(const models::Model& model, int64_t prefill_chunk)
+    : BatchDecoder(model, BatchDecoderOptions{.prefill_chunk = prefill_chunk}) {}
+
+BatchDecoder::BatchDecoder(const models::Model& model, const BatchDecoderOptions& opt)
     : model_(model),
-      chunk_(prefill_chunk),
+      opt_(opt),
       vocab_(model.vocab_size()),
-      greedy_(SamplerOptions{}, model.vocab_size()) {}
+      greedy_(SamplerOptions{}, model.vocab_size()) {
+  if (opt_.prefill_chunk < 0)
+    raise("[batch_decoder] prefill_chunk must be >= 0 tokens, got {}", opt_.prefill_chunk);
+  if (opt_.prefix.max_bytes > 0) store_ = std::make_unique<PrefixStore>(opt_.prefix);
+}
 
 std::vector<int64_t> BatchDecoder::keys() const {
   std::vector<int64_t> k;
@@ -106,34 +113,92 @@ void BatchDecoder::apply_padding() {
 
 std::vector<int32_t> BatchDecoder::admit(std::vector<DecoderRow> rows) {
   if (rows.empty()) return {};
+  join(std::move(rows));
+  for (;;)
+    if (auto first = prefill_step()) return *first;
+}
+
+std::vector<int64_t> BatchDecoder::join(std::vector<DecoderRow> rows) {
+  if (join_) raise("[batch_decoder] a group of {} rows is already joining", join_->rows.size());
+  if (rows.empty()) raise("[batch_decoder] join needs at least one row");
   for (size_t i = 0; i < rows.size(); ++i)
     check_token_ids(rows[i].prompt, vocab_, "batch_decoder", "prompt", i);
-  for (const auto& n : rows)
+  for (size_t i = 0; i < rows.size(); ++i) {
     for (const auto& r : rows_)
-      if (r.key == n.key) raise("[batch_decoder] row key {} is already in the batch", n.key);
+      if (r.key == rows[i].key) raise("[batch_decoder] row key {} is already in the batch", r.key);
+    for (size_t k = 0; k < i; ++k)
+      if (rows[k].key == rows[i].key) raise("[batch_decoder] row key {} given twice", rows[i].key);
+  }
 
-  // Prefill the new rows as one left-padded group in a cache of their own. Unbounded caches on
+  // The group is prefilled left-padded in a cache of its own. Unbounded caches on
   // sliding-window layers too (the window is a mask): rows are merged column by column.
-  PromptCache fresh(model_, PromptCacheOptions{.unbounded = true});
+  auto j = std::make_unique<Join>(PromptCache(model_, PromptCacheOptions{.unbounded = true}));
   size_t longest = 0;
   for (const auto& r : rows) longest = std::max(longest, r.prompt.size());
-  std::vector<std::vector<int32_t>> cols;
   std::vector<PadSpan> pads;
   for (const auto& r : rows) {
     std::vector<int32_t> c(longest - r.prompt.size(), r.prompt[0]);  // never attended
     c.insert(c.end(), r.prompt.begin(), r.prompt.end());
-    cols.push_back(std::move(c));
+    j->cols.push_back(std::move(c));
     pads.push_back({0, static_cast<int64_t>(longest - r.prompt.size())});
   }
-  fresh.set_padding(pads);
-  Array h = prefill(model_, cols, fresh, chunk_, 1);  // [N, 1, E]
-  const int64_t n = h.shape(0), e = h.shape(2);
-  Array logits = model_.lm_head(reshape(h, {n, e}));
 
-  std::vector<Row> added(rows.size());
-  std::vector<Row*> ptrs;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    Row& r = added[i];
+  // Prompt caching: every row's stored prefix (never its last id, whose logits are needed).
+  // One forward pass feeds one column to every row, so the group starts at the first column
+  // that some row must compute; a row whose stored prefix reaches further recomputes the rest.
+  const size_t n = rows.size();
+  std::vector<std::vector<std::shared_ptr<const PrefixStore::Block>>> hits(n);
+  int64_t start = static_cast<int64_t>(longest);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t len = static_cast<int64_t>(rows[i].prompt.size());
+    if (store_) hits[i] = store_->match(rows[i].prompt, len - 1);
+    const int64_t reach = static_cast<int64_t>(hits[i].size()) * (store_ ? store_->block() : 0);
+    start = std::min(start, pads[i].end + reach);
+  }
+  std::vector<int64_t> cached(n, 0);
+  if (start > 0) {
+    const PrefixStore::Block* like = nullptr;
+    for (const auto& h : hits)
+      if (!h.empty()) like = h[0].get();
+    INGOT_ASSERT(like != nullptr);
+    std::vector<Array> state;
+    for (int l = 0; l < j->cache.num_layers(); ++l) {
+      const Array& k0 = like->keys[static_cast<size_t>(l)];
+      const int64_t heads = k0.shape(1), d = k0.shape(3);
+      auto row_of = [&](size_t i, bool values) {
+        const int64_t pad = std::min(pads[i].end, start), keep = start - pad;
+        std::vector<Array> parts;
+        if (pad > 0) parts.push_back(zeros({1, heads, pad, d}, k0.dtype(), k0.device()));
+        for (int64_t b = 0; b * store_->block() < keep; ++b) {
+          const auto& blk = *hits[i][static_cast<size_t>(b)];
+          parts.push_back(values ? blk.values[static_cast<size_t>(l)]
+                                 : blk.keys[static_cast<size_t>(l)]);
+        }
+        Array all = parts.size() == 1 ? parts[0] : concatenate(parts, 2);
+        if (all.shape(2) == start) return all;
+        return slice(all, {0, 0, 0, 0}, {1, heads, start, d});
+      };
+      std::vector<Array> ks, vs;
+      for (size_t i = 0; i < n; ++i) {
+        ks.push_back(row_of(i, false));
+        vs.push_back(row_of(i, true));
+      }
+      LayerCache::Raw m;
+      m.keys = n == 1 ? ks[0] : concatenate(ks, 0);
+      m.values = n == 1 ? vs[0] : concatenate(vs, 0);
+      m.offset = m.filled = start;
+      state.push_back(m.keys);
+      state.push_back(m.values);
+      j->cache.layer(l).restore(std::move(m));
+    }
+    eval(state);
+    for (size_t i = 0; i < n; ++i) cached[i] = std::max<int64_t>(0, start - pads[i].end);
+  }
+  j->cache.set_padding(pads);
+  j->next = start;
+
+  for (size_t i = 0; i < n; ++i) {
+    Row r;
     r.key = rows[i].key;
     r.token_mask = std::move(rows[i].token_mask);
     r.pad = pads[i].end;
@@ -141,12 +206,68 @@ std::vector<int32_t> BatchDecoder::admit(std::vector<DecoderRow> rows) {
       r.sampler = std::make_unique<Sampler>(rows[i].sampler, vocab_);
       r.sampler->add_prompt(0, rows[i].prompt);
     }
-    ptrs.push_back(&r);
+    r.prompt = std::move(rows[i].prompt);
+    j->rows.push_back(std::move(r));
   }
-  std::vector<int32_t> first = sample(logits, ptrs);
-  fresh.eval_state();
+  join_ = std::move(j);
+  return cached;
+}
 
-  // Merge: both parts are left-padded to the longer column count and stacked along the batch.
+int64_t BatchDecoder::join_columns_left() const {
+  if (!join_) return 0;
+  return static_cast<int64_t>(join_->cols[0].size()) - join_->next;
+}
+
+std::optional<std::vector<int32_t>> BatchDecoder::prefill_step() {
+  if (!join_) raise("[batch_decoder] prefill_step with no group joining");
+  try {
+    Join& j = *join_;
+    const int64_t len = static_cast<int64_t>(j.cols[0].size());
+    const int64_t n = static_cast<int64_t>(j.rows.size());
+    const int64_t width =
+        opt_.prefill_chunk <= 0 ? len : std::max<int64_t>(1, opt_.prefill_chunk / n);
+    const int64_t c1 = std::min(len, j.next + width);
+    std::vector<std::vector<int32_t>> part;
+    for (const auto& c : j.cols) part.emplace_back(c.begin() + j.next, c.begin() + c1);
+    Array h = prefill(model_, part, j.cache, 0, 1);  // [N, 1, E]
+    ++passes_;
+    j.next = c1;
+    if (c1 < len) {  // cut the graph: the next pass starts from evaluated buffers
+      j.cache.eval_state();
+      return std::nullopt;
+    }
+    Array logits = model_.lm_head(reshape(h, {n, h.shape(2)}));
+    std::vector<Row*> ptrs;
+    for (auto& r : j.rows) ptrs.push_back(&r);
+    std::vector<int32_t> first = sample(logits, ptrs);
+    j.cache.eval_state();
+    if (store_)
+      for (size_t i = 0; i < j.rows.size(); ++i)
+        store_prefix(j.cache, static_cast<int64_t>(i), j.rows[i].pad, j.rows[i].prompt,
+                     static_cast<int64_t>(j.rows[i].prompt.size()));
+    std::vector<int64_t> dropped = std::move(j.dropped);
+    merge(std::move(j.cache), std::move(j.rows));
+    join_.reset();
+    if (!dropped.empty()) drop(dropped);
+    return first;
+  } catch (...) {
+    join_.reset();
+    throw;
+  }
+}
+
+void BatchDecoder::store_prefix(const PromptCache& cache, int64_t row, int64_t pad,
+                                const std::vector<int32_t>& tokens, int64_t n) {
+  store_->insert(tokens, n, cache.num_layers(), [&](int l, int64_t from, int64_t to) {
+    LayerCache::Raw r = cache.layer(l).raw();
+    const int64_t heads = r.keys.shape(1), d = r.keys.shape(3);
+    return std::make_pair(slice(r.keys, {row, 0, pad + from, 0}, {row + 1, heads, pad + to, d}),
+                          slice(r.values, {row, 0, pad + from, 0}, {row + 1, heads, pad + to, d}));
+  });
+}
+
+void BatchDecoder::merge(PromptCache fresh, std::vector<Row> added) {
+  // Both parts are left-padded to the longer column count and stacked along the batch.
   const int64_t old_cols = columns(), new_cols = fresh.offset();
   if (!cache_ || rows_.empty()) {
     cache_.emplace(std::move(fresh));
@@ -173,7 +294,6 @@ std::vector<int32_t> BatchDecoder::admit(std::vector<DecoderRow> rows) {
   }
   for (auto& r : added) rows_.push_back(std::move(r));
   apply_padding();
-  return first;
 }
 
 std::vector<int32_t> BatchDecoder::step() {
@@ -194,11 +314,29 @@ std::vector<int32_t> BatchDecoder::step() {
 }
 
 void BatchDecoder::drop(const std::vector<int64_t>& keys) {
+  if (join_) {
+    size_t gone = 0;
+    for (const auto& r : join_->rows)
+      if (std::find(keys.begin(), keys.end(), r.key) != keys.end()) {
+        join_->dropped.push_back(r.key);
+        ++gone;
+      }
+    if (gone == join_->rows.size()) join_.reset();  // nobody left to prefill for
+  }
   std::vector<int32_t> keep;
   for (size_t i = 0; i < rows_.size(); ++i)
     if (std::find(keys.begin(), keys.end(), rows_[i].key) == keys.end())
       keep.push_back(static_cast<int32_t>(i));
   if (keep.size() == rows_.size()) return;
+  if (store_ && opt_.store_generated) {  // prompt + generated ids (all but the last computed)
+    const int64_t cols = columns();
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      if (std::find(keep.begin(), keep.end(), static_cast<int32_t>(i)) != keep.end()) continue;
+      std::vector<int32_t> seq = rows_[i].prompt;
+      seq.insert(seq.end(), rows_[i].generated.begin(), rows_[i].generated.end());
+      store_prefix(*cache_, static_cast<int64_t>(i), rows_[i].pad, seq, cols - rows_[i].pad);
+    }
+  }
   std::vector<Row> kept;
   for (int32_t i : keep) kept.push_back(std::move(rows_[static_cast<size_t>(i)]));
   rows_ = std::move(kept);

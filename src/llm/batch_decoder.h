@@ -5,7 +5,9 @@
 // decode step feeds one column to every row. Finished rows leave (their cache rows are dropped)
 // and columns that are padding in every remaining row are cut off, so the cache stays as long
 // as the longest running row. Each row has its own sampler (options, seed, penalty state) and
-// optional token mask.
+// optional token mask. Joining rows can be prefilled a chunk at a time between decode steps
+// (join + prefill_step), so running rows keep producing tokens while a long prompt joins, and
+// prompts can start from keys/values of earlier rows (a PrefixStore: prompt caching).
 #pragma once
 
 #include <cstdint>
@@ -33,19 +35,48 @@ struct DecoderRow {
   std::function<const std::vector<uint8_t>*(const std::vector<int32_t>& generated)> token_mask;
 };
 
+/// Options of BatchDecoder.
+struct BatchDecoderOptions {
+  /// Prompt tokens per prefill pass of a joining group (0 = the whole group in one pass). A
+  /// pass covers max(1, prefill_chunk / rows) columns of the group's left-padded prompts.
+  int64_t prefill_chunk = 512;
+  /// Prompt caching across rows (max_bytes 0: off). Prompts are stored in whole blocks when
+  /// they join; a joining prompt reuses the longest stored prefix (at most its length - 1:
+  /// the last id is always computed).
+  PrefixStoreOptions prefix{.block = 16, .max_bytes = 0};
+  /// Also store a leaving row's prompt + generated ids (a chat's next turn starts with them).
+  /// Off by default: every answer is new, so the store then fills to its budget.
+  bool store_generated = false;
+};
+
 class BatchDecoder {
  public:
-  /// `prefill_chunk`: prompt columns per forward pass when rows are admitted (0 = all at once).
+  /// `prefill_chunk`: as BatchDecoderOptions::prefill_chunk; no prompt caching.
   explicit BatchDecoder(const models::Model& model, int64_t prefill_chunk = 512);
+  BatchDecoder(const models::Model& model, const BatchDecoderOptions& opt);
 
   /// Prefills `rows` (as one left-padded group), samples each one's first token, and adds them
-  /// to the batch. Returns the first tokens in the order of `rows`. On an exception the batch
-  /// is left as it was (the new rows are not added).
+  /// to the batch (join + prefill_step until done). Returns the first tokens in the order of
+  /// `rows`. On an exception the batch is left as it was (the new rows are not added). Not
+  /// while another group is joining.
   std::vector<int32_t> admit(std::vector<DecoderRow> rows);
+  /// Starts prefilling `rows` as one group (one group at a time; InvalidArgument while another
+  /// joins). Returns how many prompt ids of each row come from the prefix store.
+  std::vector<int64_t> join(std::vector<DecoderRow> rows);
+  /// True while a group started by join() is being prefilled.
+  bool joining() const { return join_ != nullptr; }
+  /// Prompt columns of the joining group still to compute (0 when none joins).
+  int64_t join_columns_left() const;
+  /// One prefill pass of the joining group. When it was the last: samples the group's first
+  /// tokens, adds its rows to the batch (after the running rows, in join order) and returns
+  /// the tokens; otherwise nullopt. On an exception the group is dropped, the batch is as it
+  /// was, and the exception propagates.
+  std::optional<std::vector<int32_t>> prefill_step();
   /// Feeds every row its last token and samples the next; returns the new ids in the order of
   /// keys(). The batch must not be empty.
   std::vector<int32_t> step();
-  /// Removes the rows with these keys (unknown keys are ignored).
+  /// Removes the rows with these keys (unknown keys are ignored). A row of the joining group is
+  /// removed when the group joins (the group is abandoned when every row of it is dropped).
   void drop(const std::vector<int64_t>& keys);
 
   /// Keys of the rows, in batch order.
@@ -56,25 +87,48 @@ class BatchDecoder {
   int64_t columns() const { return cache_ ? cache_->offset() : 0; }
   /// Bytes held by the cache.
   int64_t cache_bytes() const { return cache_ ? cache_->nbytes() : 0; }
+  /// The prompt cache (null when off).
+  const PrefixStore* prefix_store() const { return store_.get(); }
+  /// Prefill passes run so far (over all groups).
+  int64_t prefill_passes() const { return passes_; }
 
  private:
   struct Row {
     int64_t key = 0;
     std::unique_ptr<Sampler> sampler;  // null: greedy without penalties (sampled together)
     std::function<const std::vector<uint8_t>*(const std::vector<int32_t>&)> token_mask;
+    std::vector<int32_t> prompt;
     std::vector<int32_t> generated;
     int64_t pad = 0;  // padding columns [0, pad) of this row in the cache
+  };
+  /// A group being prefilled: its own cache, left-padded prompt columns, the next column.
+  struct Join {
+    explicit Join(PromptCache c) : cache(std::move(c)) {}
+    PromptCache cache;
+    std::vector<std::vector<int32_t>> cols;
+    int64_t next = 0;
+    std::vector<Row> rows;
+    std::vector<int64_t> dropped;  // keys dropped while joining
   };
   /// Samples one id per row of `rows` from `logits` [B, V] (row i of logits = rows[i]).
   std::vector<int32_t> sample(const Array& logits, std::vector<Row*>& rows);
   void apply_padding();
+  /// Adds a prefilled group's rows and cache to the batch.
+  void merge(PromptCache fresh, std::vector<Row> added);
+  /// Stores the whole blocks of `tokens` whose keys/values are columns [pad, pad + n) of row
+  /// `row` of `cache`.
+  void store_prefix(const PromptCache& cache, int64_t row, int64_t pad,
+                    const std::vector<int32_t>& tokens, int64_t n);
 
   const models::Model& model_;
-  int64_t chunk_;
+  BatchDecoderOptions opt_;
   int64_t vocab_;
   std::optional<PromptCache> cache_;
   std::vector<Row> rows_;
   Sampler greedy_;
+  std::unique_ptr<PrefixStore> store_;
+  std::unique_ptr<Join> join_;
+  int64_t passes_ = 0;
 };
 
 }  // namespace ingot::llm

@@ -474,4 +474,104 @@ void PromptCache::load(const std::string& path) {
   for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->restore(std::move(raws[i]));
 }
 
+// ---- PrefixStore ----
+
+PrefixStore::PrefixStore(PrefixStoreOptions opt) : opt_(opt) {
+  if (opt_.block < 1) raise("[kv_cache] prefix store block must be >= 1 token, got {}", opt_.block);
+  if (opt_.max_bytes < 0)
+    raise("[kv_cache] prefix store budget must be >= 0 bytes, got {}", opt_.max_bytes);
+}
+
+std::vector<std::shared_ptr<const PrefixStore::Block>> PrefixStore::match(
+    const std::vector<int32_t>& tokens, int64_t max_tokens) {
+  std::vector<std::shared_ptr<const Block>> out;
+  const int64_t n = std::min<int64_t>(max_tokens, static_cast<int64_t>(tokens.size()));
+  const uint64_t now = ++tick_;
+  int64_t parent = -1;
+  std::pair<int64_t, std::vector<int32_t>> key;
+  for (int64_t b = 0; (b + 1) * opt_.block <= n; ++b) {
+    key.first = parent;
+    key.second.assign(tokens.begin() + b * opt_.block, tokens.begin() + (b + 1) * opt_.block);
+    auto it = edges_.find(key);
+    if (it == edges_.end()) break;
+    Node& node = nodes_.at(it->second);
+    node.used = now;
+    out.push_back(node.kv);
+    parent = it->second;
+  }
+  return out;
+}
+
+int64_t PrefixStore::insert(
+    const std::vector<int32_t>& tokens, int64_t n, int layers,
+    const std::function<std::pair<Array, Array>(int, int64_t, int64_t)>& kv) {
+  n = std::min<int64_t>(n, static_cast<int64_t>(tokens.size()));
+  if (opt_.max_bytes == 0) return 0;
+  const uint64_t now = ++tick_;
+  int64_t parent = -1, added = 0;
+  std::vector<Array> fresh;
+  std::pair<int64_t, std::vector<int32_t>> key;
+  for (int64_t b = 0; (b + 1) * opt_.block <= n; ++b) {
+    const int64_t from = b * opt_.block, to = from + opt_.block;
+    key.first = parent;
+    key.second.assign(tokens.begin() + from, tokens.begin() + to);
+    auto it = edges_.find(key);
+    if (it != edges_.end()) {
+      nodes_.at(it->second).used = now;
+      parent = it->second;
+      continue;
+    }
+    Node node;
+    node.parent = parent;
+    node.ids = key.second;
+    node.used = now;
+    node.kv = std::make_shared<Block>();
+    for (int l = 0; l < layers; ++l) {
+      auto [k, v] = kv(l, from, to);
+      // Own buffers: a view would keep the whole source cache alive.
+      node.kv->keys.push_back(copy(k));
+      node.kv->values.push_back(copy(v));
+      fresh.push_back(node.kv->keys.back());
+      fresh.push_back(node.kv->values.back());
+      node.bytes += static_cast<int64_t>(k.nbytes() + v.nbytes());
+    }
+    const int64_t id = next_id_++;
+    if (parent >= 0) ++nodes_.at(parent).children;
+    bytes_ += node.bytes;
+    nodes_.emplace(id, std::move(node));
+    edges_.emplace(key, id);
+    parent = id;
+    ++added;
+  }
+  eval(fresh);
+  evict();
+  return added;
+}
+
+void PrefixStore::evict() {
+  while (bytes_ > opt_.max_bytes) {
+    // The least recently used leaf nobody holds (a scan: stores hold thousands of blocks at most).
+    int64_t victim = -1;
+    uint64_t oldest = std::numeric_limits<uint64_t>::max();
+    for (const auto& [id, node] : nodes_)
+      if (node.children == 0 && node.kv.use_count() == 1 && node.used < oldest) {
+        oldest = node.used;
+        victim = id;
+      }
+    if (victim < 0) return;  // everything left is in use
+    Node& node = nodes_.at(victim);
+    if (node.parent >= 0) --nodes_.at(node.parent).children;
+    edges_.erase({node.parent, node.ids});
+    bytes_ -= node.bytes;
+    nodes_.erase(victim);
+    ++evicted_;
+  }
+}
+
+void PrefixStore::clear() {
+  nodes_.clear();
+  edges_.clear();
+  bytes_ = 0;
+}
+
 }  // namespace ingot::llm

@@ -101,7 +101,13 @@ try {
       if (c.usage) usage = c.usage;
     }
     assert.equal(ct, wc.choices[0].message.content);
-    assert.deepEqual(usage, wc.usage);
+    // The same counts, except that the second request reuses the first one's prompt from the
+    // prompt cache: its whole 16-token blocks below the last prompt token.
+    const { prompt_tokens_details: wd, ...wrest } = wc.usage;
+    const { prompt_tokens_details: sd, ...srest } = usage;
+    assert.deepEqual(srest, wrest);
+    assert.equal(sd.cached_tokens, Math.floor((usage.prompt_tokens - 1) / 16) * 16);
+    assert.ok(wd.cached_tokens >= 0);
   });
 
   await check("sampling with a seed repeats", async () => {

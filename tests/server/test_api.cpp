@@ -331,6 +331,11 @@ TEST(ServerApi, StreamChunksAreServerSentEvents) {
   j = json::parse(stream_usage_chunk(false, "id1", 5, "m", {3, 4}).substr(6));
   EXPECT_TRUE(j["choices"].empty());
   EXPECT_EQ(j["usage"]["total_tokens"], 7);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  j = json::parse(stream_usage_chunk(true, "id1", 5, "m", {40, 4, 32}).substr(6));
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 40);
+  EXPECT_EQ(j["usage"]["total_tokens"], 44);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 32);
   EXPECT_EQ(stream_done(), "data: [DONE]\n\n");
   j = json::parse(completion_response(false, "x", 1, "m", {{0, "ab", "stop"}}, {2, 1}));
   EXPECT_EQ(j["choices"][0]["text"], "ab");

@@ -19,6 +19,7 @@
 #include "llm/text/text.h"
 #include "models/parity_util.h"
 #include "server/server.h"
+#include "util/error.h"
 
 namespace ingot::server {
 namespace {
@@ -472,6 +473,171 @@ TEST_F(ServerE2E, StreamsJoiningARunningBatchMatchRunningAlone) {
   const double rows = metric(c, "ingot_decode_step_rows_total") - rows0;
   EXPECT_GT(steps, 0);
   EXPECT_GT(rows, steps);
+}
+
+// Prompt ids of the fixture's vocabulary (384), deterministic, never EOS/BOS/pad (0-2).
+std::vector<int32_t> ids_of(size_t n, int32_t seed) {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(3 + static_cast<int32_t>((static_cast<size_t>(seed) * 131 + i * 37) % 380));
+  return out;
+}
+
+// A server of its own (prompt cache state and options known), with one helper to post.
+struct OwnServer {
+  llm::TextModel tm = llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                           {.dtype = float32, .warn = false});
+  std::unique_ptr<Running> s;
+  explicit OwnServer(ServerOptions o) { s = std::make_unique<Running>(tm, o); }
+  json complete(const std::vector<int32_t>& ids, int max_tokens) {
+    auto r = s->client().Post(
+        "/v1/completions",
+        json{{"model", kModel}, {"prompt", ids}, {"max_tokens", max_tokens}, {"temperature", 0}}
+            .dump(),
+        "application/json");
+    EXPECT_TRUE(r);
+    if (!r) return {};
+    EXPECT_EQ(r->status, 200) << r->body;
+    return json::parse(r->body);
+  }
+  std::string direct(const std::vector<int32_t>& ids, int64_t max_tokens) {
+    llm::TextGenerateOptions o;
+    o.gen.max_tokens = max_tokens;
+    return llm::generate_text(tm, ids, o).text;
+  }
+};
+
+TEST(ServerPromptCache, PrefixesAreReusedInWholeBlocksWithTheSameAnswers) {
+  ServerOptions o;
+  o.prompt_cache_block = 4;
+  OwnServer on(o);
+  o.prompt_cache_bytes = 0;
+  OwnServer off(o);
+  const std::vector<int32_t> p = ids_of(30, 1);
+  std::vector<int32_t> q(p.begin(), p.begin() + 18);
+  for (int32_t id : ids_of(10, 2)) q.push_back(id == p[18] ? id + 1 : id);
+  // First p (nothing cached), p again (its whole blocks below its 30 ids: 28), then q, which
+  // shares 18 ids with p: 4 whole blocks (16).
+  struct Case {
+    const std::vector<int32_t>& ids;
+    int cached;
+  };
+  const std::vector<Case> cases = {{p, 0}, {p, 28}, {q, 16}};
+  for (const Case& k : cases) {
+    json a = on.complete(k.ids, 8), b = off.complete(k.ids, 8);
+    const std::string want = on.direct(k.ids, 8);
+    EXPECT_EQ(a["choices"][0]["text"], want);
+    EXPECT_EQ(b["choices"][0]["text"], want);
+    EXPECT_EQ(a["usage"]["prompt_tokens"], k.ids.size());
+    EXPECT_EQ(a["usage"]["prompt_tokens_details"]["cached_tokens"], k.cached);
+    EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  }
+  // Streamed with usage: the same count in the usage chunk.
+  auto r = on.s->client().Post("/v1/completions",
+                               json{{"model", kModel},
+                                    {"prompt", q},
+                                    {"max_tokens", 3},
+                                    {"temperature", 0},
+                                    {"stream", true},
+                                    {"stream_options", {{"include_usage", true}}}}
+                                   .dump(),
+                               "application/json");
+  ASSERT_TRUE(r);
+  const size_t at = r->body.rfind("\"usage\"");
+  ASSERT_NE(at, std::string::npos);
+  // q's own 28 ids (7 blocks) were stored when it ran.
+  EXPECT_NE(r->body.find("\"prompt_tokens_details\":{\"cached_tokens\":24}", at), std::string::npos)
+      << r->body;
+  auto c = on.s->client();
+  EXPECT_EQ(metric(c, "ingot_prompt_cached_tokens_total"), 0 + 28 + 16 + 24);
+  EXPECT_GT(metric(c, "ingot_prompt_cache_blocks"), 0);
+  EXPECT_GT(metric(c, "ingot_prompt_cache_bytes"), 0);
+  auto c2 = off.s->client();
+  EXPECT_EQ(metric(c2, "ingot_prompt_cached_tokens_total"), 0);
+  EXPECT_EQ(metric(c2, "ingot_prompt_cache_blocks"), 0);
+  // Seeded sampling from a cached prefix: the text of generate_text with that seed.
+  r = on.s->client().Post(
+      "/v1/completions",
+      json{{"model", kModel}, {"prompt", p}, {"max_tokens", 12}, {"temperature", 0.9}, {"seed", 5}}
+          .dump(),
+      "application/json");
+  ASSERT_TRUE(r);
+  const json js = json::parse(r->body);
+  EXPECT_EQ(js["usage"]["prompt_tokens_details"]["cached_tokens"], 28);
+  llm::TextGenerateOptions so;
+  so.gen.max_tokens = 12;
+  so.gen.sampler.temperature = 0.9f;
+  so.gen.sampler.seed = 5;
+  EXPECT_EQ(js["choices"][0]["text"], llm::generate_text(on.tm, p, so).text);
+}
+
+TEST(ServerChunkedPrefill, ALongPromptJoinsInPassesWhileAStreamKeepsRunning) {
+  ServerOptions o;
+  o.prefill_chunk = 8;
+  o.prompt_cache_bytes = 0;
+  OwnServer srv(o);
+  auto c = srv.s->client();
+  // "Hello" runs the whole 200 tokens on the fixture (no EOS), so it runs while B joins.
+  const std::vector<int32_t> a = llm::encode_prompt(srv.tm, "Hello"), b = ids_of(120, 6);
+  std::string got_a;
+  std::atomic<bool> started{false};
+  std::thread ta([&] {
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = json{
+        {"model", kModel},
+        {"prompt", a},
+        {"max_tokens", 200},
+        {"temperature", 0},
+        {"stream",
+         true}}.dump();
+    req.set_header("Content-Type", "application/json");
+    std::string raw;
+    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+      raw.append(d, n);
+      started = true;
+      return true;
+    };
+    auto cl = srv.s->client();
+    auto r = cl.send(req);
+    if (!r) return;
+    // The text of every completion chunk ("data: {...}" events, "[DONE]" last).
+    for (size_t at = 0, end; (end = raw.find("\n\n", at)) != std::string::npos; at = end + 2) {
+      const std::string ev = raw.substr(at + 6, end - at - 6);
+      if (ev == "[DONE]") break;
+      const json j = json::parse(ev);
+      if (!j["choices"].empty()) got_a += j["choices"][0]["text"].get<std::string>();
+    }
+  });
+  for (int i = 0; i < 2000 && !started; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(started.load());
+  const double passes0 = metric(c, "ingot_prefill_passes_total");
+  const double between0 = metric(c, "ingot_decode_steps_while_joining_total");
+  json rb = srv.complete(b, 5);
+  ta.join();
+  EXPECT_EQ(rb["choices"][0]["text"], srv.direct(b, 5));
+  EXPECT_EQ(got_a, srv.direct(a, 200));
+  // B's 120 ids take 15 passes of 8; the stream steps between each two of them.
+  EXPECT_EQ(metric(c, "ingot_prefill_passes_total") - passes0, 15);
+  EXPECT_EQ(metric(c, "ingot_decode_steps_while_joining_total") - between0, 14);
+}
+
+TEST(ServerOptionsCheck, BadSchedulerOptionsAreInvalidArgument) {
+  llm::TextModel tm = llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                           {.dtype = float32, .warn = false});
+  auto bad = [&](auto set) {
+    ServerOptions o;
+    set(o);
+    EXPECT_THROW(Server(tm, o), InvalidArgument);
+  };
+  bad([](ServerOptions& o) { o.admit_wait_ms = -1; });
+  bad([](ServerOptions& o) { o.admit_wait_ms = 10001; });
+  bad([](ServerOptions& o) { o.prefill_chunk = -1; });
+  bad([](ServerOptions& o) { o.prompt_cache_bytes = -1; });
+  bad([](ServerOptions& o) { o.prompt_cache_block = 0; });
+  bad([](ServerOptions& o) { o.max_batch = 0; });
 }
 
 TEST(ServerAuth, ApiKeyAndFullQueue) {

@@ -20,8 +20,12 @@ struct ServeArgs {
   ModelArgs model;
   std::string host = "127.0.0.1";
   int port = 8080;
-  int max_batch = 8;
+  int max_batch = 16;
   int max_queue = 64;
+  int admit_wait_ms = 20;
+  int64_t prefill_chunk = 512;
+  int64_t prompt_cache_mb = 256;
+  int64_t prompt_cache_block = 16;
   int64_t max_context = 0;
   int64_t default_max_tokens = 256;
   std::string api_key;
@@ -55,6 +59,10 @@ int run_serve(const ServeArgs& a) {
   o.max_context = a.max_context;
   o.max_queue = a.max_queue;
   o.max_batch = a.max_batch;
+  o.admit_wait_ms = a.admit_wait_ms;
+  o.prefill_chunk = a.prefill_chunk;
+  o.prompt_cache_bytes = a.prompt_cache_mb << 20;
+  o.prompt_cache_block = a.prompt_cache_block;
   o.default_max_tokens = a.default_max_tokens;
   o.stop_ids = generation_config_eos(a.model.dir);
   o.log_requests = !a.quiet;
@@ -84,8 +92,25 @@ const Registrar reg(
        app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1)");
        app.add_option("--port", a->port, "Port (default 8080; 0 = any free port)")
            ->check(CLI::Range(0, 65535));
-       app.add_option("--max-batch", a->max_batch, "Most requests per batch (default 8)")
-           ->check(CLI::PositiveNumber);
+       app.add_option("--max-batch", a->max_batch,
+                      "Most requests decoding together in the continuous batch (default 16)")
+           ->check(CLI::Range(1, 4096));
+       app.add_option("--admit-wait-ms", a->admit_wait_ms,
+                      "While a batch runs, how long the oldest waiting request may wait for "
+                      "others to join with it (default 20)")
+           ->check(CLI::Range(0, 10000));
+       app.add_option("--prefill-chunk", a->prefill_chunk,
+                      "Prompt tokens per prefill pass of joining requests; running streams get a "
+                      "token between passes (default 512; 0 = whole prompts)")
+           ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+       app.add_option("--prompt-cache-mb", a->prompt_cache_mb,
+                      "Memory for keys/values of prompt prefixes shared across requests "
+                      "(default 256; 0 = no prompt caching)")
+           ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+       app.add_option("--prompt-cache-block", a->prompt_cache_block,
+                      "Tokens per prompt-cache block: prefixes are reused in whole blocks "
+                      "(default 16)")
+           ->check(CLI::Range(int64_t{1}, int64_t{4096}));
        app.add_option("--max-queue", a->max_queue,
                       "Requests that may wait; more are refused with HTTP 429 (default 64)")
            ->check(CLI::NonNegativeNumber);

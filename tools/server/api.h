@@ -133,6 +133,8 @@ struct Choice {
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  /// Prompt tokens whose keys/values came from the prompt cache (prompt_tokens_details).
+  int64_t cached_tokens = 0;
 };
 
 nlohmann::json usage_json(const Usage& u);

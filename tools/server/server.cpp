@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
@@ -43,7 +44,10 @@ struct BatchRow {
   int64_t max_tokens = 1;
   std::vector<std::string> stop;
   std::function<void(const std::string& piece)> on_text;  // streamed text (may be empty)
-  std::function<void(const std::string& text, int64_t tokens, const std::string& finish)> on_done;
+  /// The text, tokens generated, prompt tokens served from the prompt cache, finish reason.
+  std::function<void(const std::string& text, int64_t tokens, int64_t cached,
+                     const std::string& finish)>
+      on_done;
   std::function<void(std::exception_ptr)> on_error;
   std::shared_ptr<const llm::grammar::JsonGrammar> grammar;  // constrained output (or null)
 };
@@ -121,6 +125,16 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
   if (opt_.max_queue < 0) raise("[server] max_queue must be >= 0, got {}", opt_.max_queue);
   if (opt_.max_batch < 1) raise("[server] max_batch must be >= 1, got {}", opt_.max_batch);
   if (opt_.max_context < 0) raise("[server] max_context must be >= 0, got {}", opt_.max_context);
+  if (opt_.admit_wait_ms < 0 || opt_.admit_wait_ms > 10000)
+    raise("[server] admit_wait_ms must be in [0, 10000] milliseconds, got {}", opt_.admit_wait_ms);
+  if (opt_.prefill_chunk < 0)
+    raise("[server] prefill_chunk must be >= 0 tokens (0 = whole prompts), got {}",
+          opt_.prefill_chunk);
+  if (opt_.prompt_cache_bytes < 0)
+    raise("[server] prompt_cache_bytes must be >= 0 (0 = off), got {}", opt_.prompt_cache_bytes);
+  if (opt_.prompt_cache_block < 1 || opt_.prompt_cache_block > 4096)
+    raise("[server] prompt_cache_block must be in [1, 4096] tokens, got {}",
+          opt_.prompt_cache_block);
   created_ = now_seconds();
   // Every running or queued request holds an HTTP thread (a stream writes from it, a plain
   // request waits in it): enough threads for a full batch and a full queue, plus a few for
@@ -240,6 +254,7 @@ struct ActiveRow {
   std::string pending;  // decoded, not yet emitted (may start a stop string)
   std::string text;
   int64_t count = 0;
+  int64_t cached = 0;  // prompt tokens reused from the prompt cache
   std::string finish;  // set when the row is done
 };
 
@@ -271,7 +286,14 @@ void Server::scheduler_loop() {
   for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) eos.push_back(id);
   std::unique_ptr<llm::BatchDecoder> bd;
   std::vector<std::unique_ptr<ActiveRow>> active;
+  std::vector<std::unique_ptr<ActiveRow>> joining;  // the group bd is prefilling
   int64_t next_key = 0;
+  auto make_decoder = [this] {
+    return std::make_unique<llm::BatchDecoder>(
+        *tm_.model, llm::BatchDecoderOptions{.prefill_chunk = opt_.prefill_chunk,
+                                             .prefix = {.block = opt_.prompt_cache_block,
+                                                        .max_bytes = opt_.prompt_cache_bytes}});
+  };
 
   // Takes the sampled id of row `r`; false when the row is done (r.finish set).
   auto take_token = [&](ActiveRow& r, int32_t id) {
@@ -307,7 +329,8 @@ void Server::scheduler_loop() {
     emit(r, r.pending.size() - held_back(r.pending, br.stop));
     return true;
   };
-  // Answers the finished rows and drops them from the batch.
+  // Answers the finished rows and drops them from the batch. The decoder stays (its prompt
+  // cache outlives batches; an empty batch holds no KV).
   auto retire = [&] {
     std::vector<int64_t> gone;
     std::vector<std::unique_ptr<ActiveRow>> left;
@@ -320,17 +343,29 @@ void Server::scheduler_loop() {
       gone.push_back(r->key);
       count_mask_work(r->con.get());
       metrics_.generated_tokens += r->count;
-      r->job->row->on_done(r->text, r->count, r->finish);
+      r->job->row->on_done(r->text, r->count, r->cached, r->finish);
     }
     active = std::move(left);
     if (bd) bd->drop(gone);
-    if (active.empty()) bd.reset();  // frees the cache
   };
-  // An internal failure fails every running row and starts over with an empty batch.
+  // Publishes the decoder's sizes to /metrics (read by other threads).
+  auto publish = [&] {
+    metrics_.kv_cache_bytes = bd ? bd->cache_bytes() : 0;
+    const llm::PrefixStore* ps = bd ? bd->prefix_store() : nullptr;
+    metrics_.prompt_cache_blocks = ps ? ps->size() : 0;
+    metrics_.prompt_cache_bytes = ps ? ps->nbytes() : 0;
+    metrics_.prompt_cache_evicted = ps ? ps->evicted() : 0;
+  };
+  // An internal failure fails every running and joining row and starts over with a new decoder
+  // (its prompt cache is lost with it).
   auto fail_all = [&](std::exception_ptr ep) {
     for (auto& r : active) r->job->row->on_error(ep);
+    for (auto& r : joining) r->job->row->on_error(ep);
+    metrics_.running -= static_cast<int64_t>(active.size());
     active.clear();
+    joining.clear();
     bd.reset();
+    publish();
   };
 
   for (;;) {
@@ -338,15 +373,17 @@ void Server::scheduler_loop() {
     std::shared_ptr<Job> solo;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !active.empty() || (!held_ && !queue_.empty()); });
-      if (stopping_ && active.empty()) return;  // stop() answered what was queued
+      const bool busy = !active.empty() || !joining.empty();
+      cv_.wait(lk, [&] { return stopping_ || busy || (!held_ && !queue_.empty()); });
+      if (stopping_ && !busy) return;  // stop() answered what was queued
       // Rows join the batch in arrival order up to max_batch; another kind of job waits at the
       // head of the queue until the batch has drained, then runs alone. While a batch runs,
-      // waiting rows join in groups (each admission is a prefill pass and a cache merge): when
-      // enough are waiting for the batch's size or the oldest has waited admit_wait_ms.
+      // waiting rows join in groups (each admission is a prefill and a cache merge): when
+      // enough are waiting for the batch's size or the oldest has waited admit_wait_ms. One
+      // group joins at a time: while it is prefilled (a pass per decode step), the queue waits.
       const int room = opt_.max_batch - static_cast<int>(active.size());
-      bool admit_now = active.empty();
-      if (!admit_now && !queue_.empty() && room > 0) {
+      bool admit_now = joining.empty() && active.empty();
+      if (joining.empty() && !active.empty() && !queue_.empty() && room > 0) {
         int waiting = 0;
         for (const auto& j : queue_) {
           if (!j->row) break;
@@ -371,6 +408,7 @@ void Server::scheduler_loop() {
       }
       current_.clear();
       for (auto& r : active) current_.push_back(r->job);
+      for (auto& r : joining) current_.push_back(r->job);
       current_.insert(current_.end(), admit.begin(), admit.end());
       if (solo) current_.push_back(solo);
     }
@@ -385,7 +423,7 @@ void Server::scheduler_loop() {
       }
     }
 
-    // New rows: prefilled together, first token sampled, merged into the batch.
+    // New rows: one group, prefilled a pass at a time between decode steps (below).
     std::vector<std::unique_ptr<ActiveRow>> fresh;
     std::vector<llm::DecoderRow> rows;
     for (auto& j : admit) {
@@ -417,38 +455,72 @@ void Server::scheduler_loop() {
     }
     if (!rows.empty()) {
       try {
-        if (!bd) bd = std::make_unique<llm::BatchDecoder>(*tm_.model);
-        const auto t = std::chrono::steady_clock::now();
-        std::vector<int32_t> first = bd->admit(std::move(rows));
-        {
-          std::lock_guard<std::mutex> lk(metrics_.mu);
-          metrics_.prefill_seconds +=
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-        }
-        ++metrics_.generate_calls;
-        metrics_.batched_rows += static_cast<int64_t>(fresh.size());
-        metrics_.running += static_cast<int64_t>(fresh.size());
-        for (size_t i = 0; i < fresh.size(); ++i) {
-          metrics_.prompt_tokens += static_cast<int64_t>(fresh[i]->job->row->prompt.size());
-          take_token(*fresh[i], first[i]);
-          active.push_back(std::move(fresh[i]));
-        }
+        if (!bd) bd = make_decoder();
+        const std::vector<int64_t> cached = bd->join(std::move(rows));
+        for (size_t i = 0; i < fresh.size(); ++i) fresh[i]->cached = cached[i];
+        joining = std::move(fresh);
       } catch (...) {
-        // The batch is as it was; only the new rows fail.
         for (auto& r : fresh) r->job->row->on_error(std::current_exception());
-        if (bd && bd->empty()) bd.reset();
       }
+    }
+
+    // One prefill pass of the joining group (every pass when no row is running): running
+    // streams get a token between passes instead of waiting for the whole prompt.
+    if (!joining.empty()) {
+      std::vector<int64_t> gone;
+      for (auto& r : joining)
+        if (r->job->cancelled->load()) gone.push_back(r->key);
+      if (gone.size() == joining.size()) {  // every client went away: abandon the group
+        bd->drop(gone);
+        for (auto& r : joining) r->job->row->on_done("", 0, r->cached, "cancelled");
+        joining.clear();
+      } else {
+        try {
+          const auto t = std::chrono::steady_clock::now();
+          std::optional<std::vector<int32_t>> first;
+          do {
+            first = bd->prefill_step();
+            ++metrics_.prefill_passes;
+          } while (!first && active.empty());
+          {
+            std::lock_guard<std::mutex> lk(metrics_.mu);
+            metrics_.prefill_seconds +=
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+          }
+          if (first) {
+            ++metrics_.generate_calls;
+            metrics_.batched_rows += static_cast<int64_t>(joining.size());
+            metrics_.running += static_cast<int64_t>(joining.size());
+            for (size_t i = 0; i < joining.size(); ++i) {
+              metrics_.prompt_tokens += static_cast<int64_t>(joining[i]->job->row->prompt.size());
+              metrics_.prompt_cached_tokens += joining[i]->cached;
+              take_token(*joining[i], (*first)[i]);
+              active.push_back(std::move(joining[i]));
+            }
+            joining.clear();
+          }
+        } catch (...) {
+          // The batch is as it was; only the joining rows fail.
+          for (auto& r : joining) r->job->row->on_error(std::current_exception());
+          joining.clear();
+        }
+      }
+      publish();
     }
     try {
       const size_t before = active.size();
       retire();
       metrics_.running -= static_cast<int64_t>(before - active.size());
-      if (active.empty()) continue;
+      if (active.empty()) {
+        publish();
+        continue;
+      }
       // One decode step over every running row.
       const auto t = std::chrono::steady_clock::now();
       std::vector<int32_t> ids = bd->step();
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
       ++metrics_.decode_steps;
+      if (!joining.empty()) ++metrics_.decode_steps_while_joining;
       metrics_.decode_step_rows += static_cast<int64_t>(ids.size());
       {
         std::lock_guard<std::mutex> lk(metrics_.mu);
@@ -459,8 +531,8 @@ void Server::scheduler_loop() {
       const size_t n = active.size();
       retire();
       metrics_.running -= static_cast<int64_t>(n - active.size());
+      publish();
     } catch (...) {
-      metrics_.running -= static_cast<int64_t>(active.size());
       fail_all(std::current_exception());
     }
   }
@@ -506,6 +578,24 @@ std::string Server::metrics_text() const {
         static_cast<double>(metrics_.decode_steps.load()));
   gauge("ingot_decode_step_rows_total", "Rows over all decode steps; / steps = mean running batch.",
         "counter", static_cast<double>(metrics_.decode_step_rows.load()));
+  gauge("ingot_prefill_passes_total",
+        "Forward passes prefilling joining rows (a prompt is split by the prefill chunk).",
+        "counter", static_cast<double>(metrics_.prefill_passes.load()));
+  gauge("ingot_decode_steps_while_joining_total",
+        "Decode steps run between the prefill passes of a joining group.", "counter",
+        static_cast<double>(metrics_.decode_steps_while_joining.load()));
+  gauge("ingot_prompt_cached_tokens_total",
+        "Prompt tokens whose keys/values came from the prompt cache (not recomputed).", "counter",
+        static_cast<double>(metrics_.prompt_cached_tokens.load()));
+  gauge("ingot_prompt_cache_blocks", "Blocks held by the prompt cache.", "gauge",
+        static_cast<double>(metrics_.prompt_cache_blocks.load()));
+  gauge("ingot_prompt_cache_bytes", "Bytes of keys/values held by the prompt cache.", "gauge",
+        static_cast<double>(metrics_.prompt_cache_bytes.load()));
+  gauge("ingot_prompt_cache_evicted_blocks_total",
+        "Prompt cache blocks evicted (least recently used, over the budget).", "counter",
+        static_cast<double>(metrics_.prompt_cache_evicted.load()));
+  gauge("ingot_kv_cache_bytes", "Bytes of keys/values of the running batch.", "gauge",
+        static_cast<double>(metrics_.kv_cache_bytes.load()));
   gauge("ingot_requests_cancelled_total", "Requests whose client went away.", "counter",
         static_cast<double>(metrics_.cancelled.load()));
   gauge("ingot_requests_rejected_total", "Requests refused with 429 (queue full).", "counter",
@@ -778,7 +868,8 @@ void Server::setup_routes() {
         auto fut = done->get_future();
         auto job = std::make_shared<Job>();
         job->row = make_row();
-        job->row->on_done = [=](const std::string& text, int64_t ntok, const std::string& fin) {
+        job->row->on_done = [=](const std::string& text, int64_t ntok, int64_t cached,
+                                const std::string& fin) {
           if (fin == "cancelled") {
             done->set_value(
                 {503, error_body("the server is shutting down", "server_error", "", "")});
@@ -786,7 +877,7 @@ void Server::setup_routes() {
           }
           done->set_value(
               {200, completion_response(chat, id, created, r.model, {finalize({0, text, fin, {}})},
-                                        {prompt_usage.prompt_tokens, ntok})});
+                                        {prompt_usage.prompt_tokens, ntok, cached})});
         };
         job->row->on_error = [done](std::exception_ptr ep) {
           done->set_value(reply_for_exception(ep));
@@ -861,14 +952,15 @@ void Server::setup_routes() {
           events->push(stream_chunk(chat, id, created, r.model, 0, piece, "", chat && !*started));
           *started = true;
         };
-        job->row->on_done = [=](const std::string&, int64_t ntok, const std::string& fin) {
+        job->row->on_done = [=](const std::string&, int64_t ntok, int64_t cached,
+                                const std::string& fin) {
           if (fin != "cancelled") {
             if (chat && !*started)
               events->push(stream_chunk(chat, id, created, r.model, 0, "", "", true));
             events->push(stream_chunk(chat, id, created, r.model, 0, "", fin));
             if (r.include_usage)
               events->push(stream_usage_chunk(chat, id, created, r.model,
-                                              {prompt_usage.prompt_tokens, ntok}));
+                                              {prompt_usage.prompt_tokens, ntok, cached}));
           }
           events->push(stream_done());
           events->finish();

@@ -33,11 +33,18 @@ struct ServerOptions {
   int64_t max_context = 0;
   /// Requests waiting for the scheduler (running ones not counted); more get HTTP 429.
   int max_queue = 64;
-  /// Most rows of the continuous batch (1 = one request at a time).
-  int max_batch = 8;
+  /// Most rows of the continuous batch (1 = one request at a time); docs/server.md says why 16.
+  int max_batch = 16;
   /// While a batch runs, waiting requests join it once max(1, running / 8) of them wait (or
-  /// all the room left) or the oldest has waited this long (groups amortize admission cost).
+  /// all the room left) or the oldest has waited this long (groups amortize admission cost);
+  /// 0 to 10000.
   int admit_wait_ms = 20;
+  /// Prompt tokens per prefill pass of a joining group; running rows step between passes
+  /// (0 = a group's prompts in one pass).
+  int64_t prefill_chunk = 512;
+  /// Prompt caching across requests: bytes of keys/values kept (0 = off) and tokens per block.
+  int64_t prompt_cache_bytes = int64_t{256} << 20;
+  int64_t prompt_cache_block = 16;
   /// max_tokens when a request gives none (capped by the context left).
   int64_t default_max_tokens = 256;
   /// Extra ids that end generation (e.g. generation_config.json's eos_token_id).
@@ -117,6 +124,13 @@ class Server {
     std::atomic<int64_t> batched_rows{0};    // rows over those
     std::atomic<int64_t> decode_steps{0};    // steps of the continuous batch
     std::atomic<int64_t> decode_step_rows{0};
+    std::atomic<int64_t> prefill_passes{0};              // forward passes of joining groups
+    std::atomic<int64_t> decode_steps_while_joining{0};  // steps run between those passes
+    std::atomic<int64_t> prompt_cached_tokens{0};        // prompt tokens from the prompt cache
+    std::atomic<int64_t> prompt_cache_blocks{0};
+    std::atomic<int64_t> prompt_cache_bytes{0};
+    std::atomic<int64_t> prompt_cache_evicted{0};
+    std::atomic<int64_t> kv_cache_bytes{0};  // the running batch's keys/values
     mutable std::mutex mu;
     double decode_seconds = 0;   // sum over decode steps and requests run alone
     double prefill_seconds = 0;  // admissions into the batch
