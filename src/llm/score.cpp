@@ -29,6 +29,11 @@ LabelProbs normalise(const std::vector<double>& ll) {
   return p;
 }
 
+/// Caches of scoring and classification: filled once by a prefill and extended by a few label
+/// tokens at most, so they grow in steps of 16 positions rather than generation's 256 (a
+/// 64-token batch's keys and values are not allocated and zeroed four times over).
+constexpr PromptCacheOptions kScoreCache{.unbounded = true, .step = 16};
+
 /// A run over groups of prompts sharing a prefilled prefix; calls `batch_fn` for each
 /// length-sorted batch with its cache (prefix + padded rows prefilled) and hidden states.
 struct GroupRunner {
@@ -67,7 +72,7 @@ struct GroupRunner {
         while (k < p && k + 1 < b.size() && a[k] == b[k]) ++k;
         p = k;
       }
-      PromptCache prefix_cache(model, {.unbounded = true});
+      PromptCache prefix_cache(model, kScoreCache);
       std::optional<Array> prefix_hidden;
       if (p > 0) {
         std::vector<std::vector<int32_t>> pre{
@@ -149,7 +154,7 @@ std::vector<ScoreResult> score(const models::Model& model, const std::vector<Sco
       t.insert(t.end(), r.continuation.begin(), r.continuation.end());
       targets.insert(targets.end(), t.begin(), t.end());
     }
-    PromptCache cache(model, {.unbounded = true});
+    PromptCache cache(model, kScoreCache);
     cache.set_padding(pads);
     // Hidden states of the kmax + 1 last columns; column j predicts the token at column j + 1.
     Array h = prefill(model, rows, cache, 0, static_cast<int64_t>(kmax) + 1);
