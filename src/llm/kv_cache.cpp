@@ -68,10 +68,17 @@ std::pair<Array, Array> LayerCache::update_and_fetch(const Array& k, const Array
   const int64_t m = opt_.max_size;
   if (m == 0 || filled_ + l <= m) {
     // Append at slot filled_ (unbounded, or a bounded ring that has not filled up yet).
-    grow_to(m == 0 ? round_up(filled_ + l, opt_.step) : m, k);
-    Shape start{0, 0, filled_, 0}, stop{b, h, filled_ + l, d};
-    keys_ = slice_update(keys_, k, start, stop);
-    values_ = slice_update(values_, v, start, stop);
+    if (m == 0 && !keys_.valid() && round_up(l, opt_.step) == l) {
+      // A first update that fills the whole new buffer: the buffer is a copy of it (no zeros
+      // written first and then overwritten).
+      keys_ = ingot::copy(k);
+      values_ = ingot::copy(v);
+    } else {
+      grow_to(m == 0 ? round_up(filled_ + l, opt_.step) : m, k);
+      Shape start{0, 0, filled_, 0}, stop{b, h, filled_ + l, d};
+      keys_ = slice_update(keys_, k, start, stop);
+      values_ = slice_update(values_, v, start, stop);
+    }
     if (m > 0) {
       slot_pos_.resize(static_cast<size_t>(m), -1);
       for (int64_t j = 0; j < l; ++j) slot_pos_[static_cast<size_t>(filled_ + j)] = offset_ + j;

@@ -118,6 +118,24 @@ TEST_P(GenerateFixture, SmallRotatingCachesGiveTheSameTokens) {
   }
 }
 
+TEST_P(GenerateFixture, CacheGrowthStepsGiveTheSameTokens) {
+  // Unbounded caches with small growth steps: step 1 (every update fits its buffer exactly, so
+  // the first one becomes the buffer without zeros, and each decode step grows it), the prompt's
+  // own length (exact first fill, then growth), and 4 (zero-filled tails). Same greedy tokens as
+  // the reference.
+  const std::string fx = GetParam();
+  Greedy ref = greedy_ref(fx);
+  auto m = load_f32(fx);
+  for (size_t i = 0; i < ref.prompts.size(); ++i) {
+    const int64_t len = static_cast<int64_t>(ref.prompts[i].size());
+    for (int64_t step : {int64_t{1}, len, int64_t{4}}) {
+      PromptCache cache(*m, {.unbounded = true, .step = step});
+      auto r = generate(*m, {ref.prompts[i]}, greedy_opts(ref.max_new, 0), &cache);
+      EXPECT_EQ(r.tokens[0], ref.single[i]) << fx << " prompt " << i << " step " << step;
+    }
+  }
+}
+
 TEST_P(GenerateFixture, PromptCacheFileRoundTrip) {
   const std::string fx = GetParam();
   Greedy ref = greedy_ref(fx);
