@@ -253,14 +253,11 @@ Array GatedMLP::operator()(const Array& x) const {
 }
 
 Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residual) const {
-  const auto down = [&](const Array& h) {
+  if (auto y = gate_up_.normed_product(x, norm)) {
+    const Array h = gated(gate_up_.columns(*y, 0, 1), gate_up_.columns(*y, 1, 1), act_);
     return residual ? down_->add_to(*residual, h) : (*down_)(h);
-  };
-  if (auto y = gate_up_.normed_product(x, norm))
-    return down(gated(gate_up_.columns(*y, 0, 1), gate_up_.columns(*y, 1, 1), act_));
-  const Array xn = norm(x);
-  if (auto gu = gate_up_(xn)) return down(gated((*gu)[0], (*gu)[1], act_));
-  return down(gated((*gate_)(xn), (*up_)(xn), act_));
+  }
+  return residual ? (*this)(norm(x), *residual) : (*this)(norm(x));
 }
 
 Array GatedMLP::operator()(const Array& x, const Array& residual) const {
