@@ -44,7 +44,8 @@ if [[ " $STEPS " == *" tests "* ]]; then
   INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
 fi
 if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 cores here
-  run_ctest cpu_suites -j 16 -L 'core|models|llm|nn|train' -E "${CPU_EXCLUDE:-^$}"
+  INGOT_DEVICE=cpu run_ctest cpu_suites -j 16 -L "${CPU_LABELS:-core|models|llm|nn|train}" \
+    -E "${CPU_EXCLUDE:-^$}"
 fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
   INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn' -E "${EXTRA_EXCLUDE:-^$}"

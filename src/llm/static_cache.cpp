@@ -2,6 +2,8 @@
 #include "llm/static_cache.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "core/ops/ops.h"
@@ -27,6 +29,26 @@ std::pair<Array, Array> StaticLayerCache::update_and_fetch(const Array& k, const
   keys_ = put_along_axis(keys_, idx, k, 2);
   values_ = put_along_axis(values_, idx, v, 2);
   return {keys_, values_};
+}
+
+bool StaticLayerCache::fixed(Array* keys, Array* values, Array* column) const {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_DECODE_FUSED_KV");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!on) return false;
+  *keys = keys_;
+  *values = values_;
+  *column = column_;
+  return true;
+}
+
+void StaticLayerCache::set_fixed(Array keys, Array values) {
+  if (keys.shape() != keys_.shape() || values.shape() != values_.shape())
+    raise("[kv_cache] internal: a fused update changed the fixed buffers' shape {} to {}",
+          shape_str(keys_.shape()), shape_str(keys.shape()));
+  keys_ = std::move(keys);
+  values_ = std::move(values);
 }
 
 bool StaticDecoder::supports(const PromptCache& cache) {

@@ -26,6 +26,10 @@ class StaticLayerCache : public nn::KVCache {
   std::pair<Array, Array> update_and_fetch(const Array& k, const Array& v) override;
   int64_t offset() const override { return offset_; }
   std::optional<Array> mask(int64_t /*query_len*/) const override { return mask_; }
+  /// The buffers and column for a fused update (fast::rope_kv_update); false when
+  /// INGOT_DECODE_FUSED_KV=0 (then update_and_fetch's two put_along_axis run).
+  bool fixed(Array* keys, Array* values, Array* column) const override;
+  void set_fixed(Array keys, Array values) override;
 
   int64_t window() const { return window_; }
   const Array& keys() const { return keys_; }

@@ -58,12 +58,71 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
   const Array x = norm && !qkv ? (*norm)(x_in) : x_in;
   if (!qkv) qkv = qkv_.product(x);
   const int64_t b = x.shape(0), l = x.shape(1);
+  fast::RopeOptions ro{.traditional = cfg_.rope_traditional,
+                       .base = cfg_.rope_base,
+                       .scale = cfg_.rope_scale,
+                       .offset = in.cache ? in.cache->offset() : in.offset,
+                       .offsets = in.offsets,
+                       .freqs = cfg_.rope_freqs};
+  std::optional<Array> mask = in.mask;
+  Array q, k, v;
+  // A fixed-size cache: q/k norms, rotary and the key/value writes in one primitive.
+  if (auto fused = fused_cache_update(qkv, in, ro)) {
+    q = (*fused)[0];
+    k = (*fused)[1];
+    v = (*fused)[2];
+    if (!mask) mask = in.cache->mask(l);
+  } else {
+    project_heads(qkv, x, in, ro, mask, q, k, v);
+  }
+  fast::SdpaOptions so{.scale = cfg_.scale,
+                       .causal = !mask.has_value(),
+                       .mask = mask,
+                       .window = mask ? 0 : cfg_.window,
+                       .softcap = cfg_.softcap};
+  Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, L, D]
+  o = reshape(transpose(o, {0, 2, 1, 3}), {b, l, cfg_.n_heads * cfg_.head_dim});
+  return residual ? o_->add_to(*residual, o) : (*o_)(o);
+}
+
+std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optional<Array>& qkv,
+                                                                const AttentionInputs& in,
+                                                                const fast::RopeOptions& ro) const {
+  if (!qkv || !in.cache || qkv_.has_branch(0, 3) || cfg_.rope_dims != cfg_.head_dim ||
+      cfg_.head_dim % 16 != 0 || cfg_.head_dim > 256)
+    return std::nullopt;
+  const Dtype t = qkv->dtype();
+  if (t != float32 && t != bfloat16 && t != float16) return std::nullopt;
+  if (q_norm_ && (q_norm_->param("weight").dtype() != t || k_norm_->param("weight").dtype() != t))
+    return std::nullopt;
+  Array keys, values, column;
+  if (!in.cache->fixed(&keys, &values, &column) || keys.dtype() != t ||
+      keys.shape() != Shape{qkv->shape(0), cfg_.n_kv_heads, keys.shape(2), cfg_.head_dim})
+    return std::nullopt;
+  fast::RopeKvOptions opt{.n_heads = cfg_.n_heads, .n_kv_heads = cfg_.n_kv_heads, .rope = ro};
+  std::optional<Array> qw, kw;
+  if (q_norm_) {
+    opt.norm = fast::RmsNormOptions{.eps = cfg_.qk_norm->eps,
+                                    .add_unit_offset = cfg_.qk_norm->unit_offset,
+                                    .weight_in_float32 = cfg_.qk_norm->weight_in_float32};
+    qw = q_norm_->param("weight");
+    kw = k_norm_->param("weight");
+  }
+  std::vector<Array> out =
+      fast::rope_kv_update(*qkv, qw, kw, std::move(keys), std::move(values), column, opt);
+  in.cache->set_fixed(out[1], out[2]);
+  return out;
+}
+
+void Attention::project_heads(const std::optional<Array>& qkv, const Array& x,
+                              const AttentionInputs& in, const fast::RopeOptions& ro,
+                              std::optional<Array>& mask, Array& q, Array& k, Array& v) const {
+  const int64_t b = x.shape(0), l = x.shape(1);
   const int64_t hd = cfg_.head_dim;
   // [B, L, H*D] -> [B, H, L, D]
   auto heads = [&](const Array& t, int h) {
     return transpose(reshape(t, {b, l, h, hd}), {0, 2, 1, 3});
   };
-  Array q, k, v;
   // Without q/k norms (and branches on q/k), q and k rotate in one pass over the stacked
   // product's q|k columns.
   const bool rope_together = qkv && !q_norm_ && !qkv_.has_branch(0, 2);
@@ -82,12 +141,6 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
     q = (*q_norm_)(q);
     k = (*k_norm_)(k);
   }
-  fast::RopeOptions ro{.traditional = cfg_.rope_traditional,
-                       .base = cfg_.rope_base,
-                       .scale = cfg_.rope_scale,
-                       .offset = in.cache ? in.cache->offset() : in.offset,
-                       .offsets = in.offsets,
-                       .freqs = cfg_.rope_freqs};
   if (rope_together) {
     const Array qk = fast::rope(heads(qkv_.columns(*qkv, 0, 2), cfg_.n_heads + cfg_.n_kv_heads),
                                 cfg_.rope_dims, ro);
@@ -98,21 +151,12 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
     q = fast::rope(q, cfg_.rope_dims, ro);
     k = fast::rope(k, cfg_.rope_dims, ro);
   }
-  std::optional<Array> mask = in.mask;
   if (in.cache) {
     auto kv = in.cache->update_and_fetch(k, v);
     k = kv.first;
     v = kv.second;
     if (!mask) mask = in.cache->mask(l);
   }
-  fast::SdpaOptions so{.scale = cfg_.scale,
-                       .causal = !mask.has_value(),
-                       .mask = mask,
-                       .window = mask ? 0 : cfg_.window,
-                       .softcap = cfg_.softcap};
-  Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, L, D]
-  o = reshape(transpose(o, {0, 2, 1, 3}), {b, l, cfg_.n_heads * hd});
-  return residual ? o_->add_to(*residual, o) : (*o_)(o);
 }
 
 }  // namespace ingot::nn

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "core/fast/fast.h"
 #include "nn/layers.h"
 
 namespace ingot::nn {
@@ -44,6 +45,14 @@ class KVCache {
   virtual int64_t offset() const = 0;
   /// Mask for the keys returned by the last update, or nothing to use causal masking.
   virtual std::optional<Array> mask(int64_t query_len) const { return std::nullopt; }
+  /// Caches of fixed-size buffers written at a column held in a device array return true with
+  /// their key and value buffers [B, Hkv, C, D] and that column: the attention block then
+  /// writes the new keys and values itself (fast::rope_kv_update, one kernel with the q/k
+  /// norms and rotary) and hands the updated buffers back through set_fixed() instead of
+  /// calling update_and_fetch(). false (the default): use update_and_fetch().
+  virtual bool fixed(Array* keys, Array* values, Array* column) const { return false; }
+  /// The buffers after a fused update (see fixed()).
+  virtual void set_fixed(Array keys, Array values) {}
 };
 
 /// Per-call inputs of an attention block.
@@ -77,6 +86,16 @@ class Attention : public Module {
  private:
   Array run(const Array& x, const AttentionInputs& in, const Array* residual,
             const RMSNorm* norm) const;
+  /// {q, keys, values} from the stacked product through fast::rope_kv_update when the cache
+  /// has fixed buffers and the block qualifies (no branches, full rotary, D % 16 == 0, D <= 256).
+  std::optional<std::vector<Array>> fused_cache_update(const std::optional<Array>& qkv,
+                                                       const AttentionInputs& in,
+                                                       const fast::RopeOptions& ro) const;
+  /// q, k, v [B, H(kv), S, D] one op at a time: projections (or the stacked product's
+  /// columns), q/k norms, rotary, the cache update; mask set from the cache if unset.
+  void project_heads(const std::optional<Array>& qkv, const Array& x, const AttentionInputs& in,
+                     const fast::RopeOptions& ro, std::optional<Array>& mask, Array& q, Array& k,
+                     Array& v) const;
 
   AttentionConfig cfg_;
   std::shared_ptr<Linear> q_, k_, v_, o_;

@@ -382,4 +382,104 @@ TEST(CudaFastRope, VjpMatchesCpu) {
     }
 }
 
+// ---- rope_kv_update: one kernel for q/k norms, rotary and the cache writes ----
+
+struct RopeKvCase {
+  int64_t b, l, h, hk, d, c, column;
+  bool norm, traditional, unit_offset, weight_f32, per_row, freqs, strided;
+};
+
+/// {fused on the GPU, fused on the CPU (the ops one at a time there)} for one case.
+std::pair<std::vector<Array>, std::vector<Array>> rope_kv_pair(const RopeKvCase& c, Dtype t,
+                                                               uint32_t seed) {
+  const int64_t f = (c.h + 2 * c.hk) * c.d;
+  // strided: qkv is the first f columns of rows of f + 16 (a sliced product), not contiguous.
+  const int64_t fw = c.strided ? f + 16 : f;
+  const Pair qkv = both(host_normal({c.b, c.l, fw}, t, seed), [&](const Array& x) {
+    return c.strided ? slice(x, {0, 0, 0}, {c.b, c.l, f}) : x;
+  });
+  const Array keys = host_normal({c.b, c.hk, c.c, c.d}, t, seed + 1);
+  const Array values = host_normal({c.b, c.hk, c.c, c.d}, t, seed + 2);
+  std::optional<Array> qw, kw;
+  if (c.norm) {
+    qw = host_normal({c.d}, t, seed + 3, 1.0);
+    kw = host_normal({c.d}, t, seed + 4, 1.0);
+  }
+  fast::RopeKvOptions o{.n_heads = static_cast<int>(c.h), .n_kv_heads = static_cast<int>(c.hk)};
+  o.norm = {.eps = 1e-6f, .add_unit_offset = c.unit_offset, .weight_in_float32 = c.weight_f32};
+  o.rope = {.traditional = c.traditional, .base = 1000000.0f, .offset = 40};
+  if (c.per_row) {
+    std::vector<int32_t> off;
+    for (int64_t i = 0; i < c.b; ++i) off.push_back(static_cast<int32_t>(300 + 57 * i));
+    o.rope.offsets = Array(off, {c.b}, int32);
+  }
+  if (c.freqs) {
+    std::vector<float> fr;
+    for (int64_t i = 0; i < c.d / 2; ++i) fr.push_back(1.0f / static_cast<float>(1 + i));
+    o.rope.freqs = Array(fr, {c.d / 2});
+  }
+  const Array column = Array({static_cast<int32_t>(c.column)}, {1}, int32);
+  auto dev = [](const std::optional<Array>& a) {
+    return a ? std::optional<Array>(on_cuda(*a)) : std::nullopt;
+  };
+  fast::RopeKvOptions og = o;
+  og.rope.offsets = dev(o.rope.offsets);
+  og.rope.freqs = dev(o.rope.freqs);
+  return {fast::rope_kv_update(qkv.gpu, dev(qw), dev(kw), on_cuda(keys), on_cuda(values),
+                               on_cuda(column), og),
+          fast::rope_kv_update(qkv.cpu, qw, kw, keys, values, column, o)};
+}
+
+TEST(CudaFastRopeKv, MatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  const RopeKvCase cases[] = {
+      // Qwen3-like decode (H 16, Hkv 8, D 128), one row and four rows with per-row positions
+      {1, 1, 16, 8, 128, 40, 33, true, false, false, false, true, false, false},
+      {4, 1, 16, 8, 128, 40, 0, true, false, false, false, true, false, false},
+      // Gemma3-like: D 256, (1 + w) in float32; Llama-like: no norm, custom frequencies
+      {2, 1, 4, 1, 256, 12, 11, true, false, true, true, true, false, false},
+      {2, 1, 32, 8, 64, 20, 7, false, false, false, true, true, true, false},
+      // traditional pairs, several new columns, a strided qkv
+      {2, 3, 4, 2, 16, 9, 4, true, true, false, false, false, false, true},
+  };
+  uint32_t seed = 7;
+  for (const RopeKvCase& c : cases)
+    for (Dtype t : {float32, bfloat16, float16}) {
+      auto [got, want] = rope_kv_pair(c, t, seed += 5);
+      const std::string what = name(t, "D " + std::to_string(c.d) + " B " + std::to_string(c.b) +
+                                           " L " + std::to_string(c.l));
+      // q and k: a norm (sums in another order: an output ulp) then rope (an ulp more).
+      if (t == float32)
+        expect_close(got[0], want[0], 1e-5, 1e-5, what + " q");
+      else
+        expect_close(got[0], want[0], 4 * dtype_rtol(t), 4 * dtype_rtol(t), what + " q");
+      if (t == float32)
+        expect_close(got[1], want[1], 1e-5, 1e-5, what + " keys");
+      else
+        expect_close(got[1], want[1], 4 * dtype_rtol(t), 4 * dtype_rtol(t), what + " keys");
+      expect_close(got[2], want[2], 0, 0, what + " values");  // a copy
+    }
+}
+
+TEST(CudaFastRopeKv, OutOfRangeColumnRaisesAtTheNextRead) {
+  INGOT_REQUIRE_CUDA();
+  const Array qkv = on_cuda(host_normal({1, 1, 64}, float32, 1));
+  const Array kv = on_cuda(host_normal({1, 1, 4, 16}, float32, 2));
+  const std::vector<Array> out =
+      fast::rope_kv_update(qkv, std::nullopt, std::nullopt, kv, kv, on_cuda(Array({4}, int32)),
+                           {.n_heads = 2, .n_kv_heads = 1});
+  try {
+    out[1].to_vector<double>();
+    ADD_FAILURE() << "no error for column 4 of 4";
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "[put_along_axis] index 4 is out of range for axis 2 of size 4");
+  }
+  // The device works as before afterwards.
+  const std::vector<Array> ok =
+      fast::rope_kv_update(qkv, std::nullopt, std::nullopt, kv, kv, on_cuda(Array({3}, int32)),
+                           {.n_heads = 2, .n_kv_heads = 1});
+  EXPECT_EQ(ok[2].to_vector<double>().size(), 64u);
+}
+
 }  // namespace

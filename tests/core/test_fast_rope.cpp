@@ -142,5 +142,138 @@ TEST(FastRope, Errors) {
   expect_error<InvalidArgument>([&] { fast::ref::rope(x, 3); }, "[rope] dims must be even");
 }
 
+// ---- rope_kv_update: q/k norms, rotary and the cache writes in one primitive ----
+
+struct RopeKvCase {
+  int64_t b, l, h, hk, d, c, column;
+  bool norm, traditional, unit_offset, weight_f32, per_row, freqs;
+};
+
+std::vector<RopeKvCase> rope_kv_cases() {
+  return {
+      {1, 1, 4, 2, 16, 6, 3, true, false, false, false, true, false},
+      {2, 1, 8, 2, 64, 9, 8, true, false, true, true, true, false},     // Gemma-style norm
+      {2, 3, 2, 1, 32, 7, 2, false, false, false, true, false, false},  // no norm, L = 3
+      {3, 2, 6, 3, 16, 4, 0, true, true, false, false, false, true},    // traditional, freqs
+      {1, 1, 2, 2, 256, 3, 2, true, false, false, true, true, true},    // D = 256
+  };
+}
+
+/// The fused op and the ops one at a time (ref::rope_kv_update) on the same inputs.
+std::pair<std::vector<Array>, std::vector<Array>> run_rope_kv(const RopeKvCase& c, Dtype t,
+                                                              uint32_t seed) {
+  const int64_t f = (c.h + 2 * c.hk) * c.d;
+  const Array qkv(random_values(c.b * c.l * f, t, seed), {c.b, c.l, f}, t);
+  const Array keys(random_values(c.b * c.hk * c.c * c.d, t, seed + 1), {c.b, c.hk, c.c, c.d}, t);
+  const Array values(random_values(c.b * c.hk * c.c * c.d, t, seed + 2), {c.b, c.hk, c.c, c.d}, t);
+  std::optional<Array> qw, kw;
+  if (c.norm) {
+    qw = Array(random_values(c.d, t, seed + 3, 0.5, 1.5), {c.d}, t);
+    kw = Array(random_values(c.d, t, seed + 4, 0.5, 1.5), {c.d}, t);
+  }
+  fast::RopeKvOptions o{.n_heads = static_cast<int>(c.h), .n_kv_heads = static_cast<int>(c.hk)};
+  o.norm = {.eps = 1e-6f, .add_unit_offset = c.unit_offset, .weight_in_float32 = c.weight_f32};
+  o.rope = {.traditional = c.traditional, .base = 10000.0f, .offset = 11};
+  if (c.per_row) {
+    std::vector<int32_t> off;
+    for (int64_t i = 0; i < c.b; ++i) off.push_back(static_cast<int32_t>(5 + 7 * i));
+    o.rope.offsets = Array(off, {c.b}, int32);
+  }
+  if (c.freqs) {
+    std::vector<float> fr;
+    for (int64_t i = 0; i < c.d / 2; ++i) fr.push_back(1.0f / static_cast<float>(1 + i * i));
+    o.rope.freqs = Array(fr, {c.d / 2});
+  }
+  const Array column = Array({static_cast<int32_t>(c.column)}, {1}, int32);
+  return {fast::rope_kv_update(qkv, qw, kw, keys, values, column, o),
+          fast::ref::rope_kv_update(qkv, qw, kw, keys, values, column, o)};
+}
+
+TEST(FastRopeKvUpdate, EqualsTheOpsOneAtATime) {
+  uint32_t seed = 100;
+  for (const RopeKvCase& c : rope_kv_cases())
+    for (Dtype t : {float32, bfloat16, float16}) {
+      auto [got, want] = run_rope_kv(c, t, seed += 10);
+      ASSERT_EQ(got.size(), 3u);
+      const char* names[] = {"q", "keys", "values"};
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(got[i].shape(), want[i].shape());
+        EXPECT_EQ(got[i].dtype(), t);
+        expect_close(values_of(got[i]), values_of(want[i]), 0, 0,
+                     std::string(dtype_name(t)) + " D " + std::to_string(c.d) + " L " +
+                         std::to_string(c.l) + " " + names[i]);
+      }
+    }
+}
+
+TEST(FastRopeKvUpdate, WritesOnlyTheNewColumnsInPlace) {
+  const RopeKvCase c{2, 2, 2, 1, 16, 5, 1, true, false, false, false, false, false};
+  const int64_t f = (c.h + 2 * c.hk) * c.d;
+  const Array qkv(random_values(c.b * c.l * f, float32, 3), {c.b, c.l, f});
+  auto kv = random_values(c.b * c.hk * c.c * c.d, float32, 4);
+  Array keys(kv, {c.b, c.hk, c.c, c.d}), values(kv, {c.b, c.hk, c.c, c.d});
+  keys.eval();
+  const void* storage = keys.raw_ptr();
+  fast::RopeKvOptions o{.n_heads = 2, .n_kv_heads = 1};
+  std::vector<Array> out = fast::rope_kv_update(qkv, std::nullopt, std::nullopt, std::move(keys),
+                                                values, Array({1}, int32), o);
+  eval(out);
+  EXPECT_EQ(out[1].raw_ptr(), storage) << "the keys buffer was not reused";
+  const std::vector<double> kv_new = values_of(out[2]), qv = values_of(qkv);
+  for (int64_t bi = 0; bi < c.b; ++bi)
+    for (int64_t col = 0; col < c.c; ++col)
+      for (int64_t j = 0; j < c.d; ++j) {
+        const size_t at = static_cast<size_t>((bi * c.c + col) * c.d + j);
+        // Columns 1 and 2 hold v (the last head of qkv's rows); the rest is untouched.
+        const double want = col == 1 || col == 2
+                                ? qv[static_cast<size_t>((bi * c.l + col - 1) * f + 3 * c.d + j)]
+                                : kv[at];
+        EXPECT_EQ(kv_new[at], want) << "b " << bi << " column " << col << " " << j;
+      }
+}
+
+TEST(FastRopeKvUpdate, Errors) {
+  const Array qkv = zeros({1, 1, 64}), kv = zeros({1, 1, 4, 16}), col = Array({0}, int32);
+  fast::RopeKvOptions o{.n_heads = 2, .n_kv_heads = 1};
+  const std::optional<Array> none;
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_update(zeros({1, 1, 60}), none, none, kv, kv, col, o);
+      },
+      "[rope_kv_update] qkv must be [B = 1, L, (H + 2 Hkv) D = 64], got [1, 1, 60]");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_update(zeros({1, 1, 40}), none, none, zeros({1, 1, 4, 10}),
+                             zeros({1, 1, 4, 10}), col, o);
+      },
+      "the head dimension must be a multiple of 16 and at most 256, got 10");
+  expect_error<InvalidArgument>(
+      [&] { fast::rope_kv_update(qkv, zeros({16}), none, kv, kv, col, o); },
+      "q_norm and k_norm must both be given or both be absent");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_update(qkv, none, none, kv, zeros({1, 1, 4, 16}, bfloat16), col, o);
+      },
+      "keys and values must have qkv's dtype float32");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_update(qkv, none, none, kv, kv, Array({0, 1}, int32), o);
+      },
+      "column must be an integer array of one element, got int32 [2]");
+  expect_error<InvalidArgument>(
+      [&] { fast::rope_kv_update(qkv, none, none, kv, kv, Array({0.0f}), o); },
+      "column must be an integer array of one element, got float32");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::RopeKvOptions bad = o;
+        bad.rope.offsets = Array({1, 2}, int32);
+        fast::rope_kv_update(qkv, none, none, kv, kv, col, bad);
+      },
+      "[rope] offsets must have shape [B] = [1]");
+  expect_error<InvalidArgument>(
+      [&] { eval(fast::rope_kv_update(qkv, none, none, kv, kv, Array({4}, int32), o)); },
+      "[rope_kv_update] columns [4, 5) are outside the cache's 4 columns");
+}
+
 }  // namespace
 }  // namespace ingot::test

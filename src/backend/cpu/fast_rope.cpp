@@ -1,9 +1,12 @@
 // CPU kernel of Rope: a float32 cos/sin table per (batch row, position), then one pass per row
 // of x (any layout). 16-bit inputs round exactly where Hugging Face's bf16 rotary code does.
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "backend/common/utils.h"
 #include "backend/cpu/fast_kernels.h"
+#include "backend/cpu/strided_copy.h"
 #include "core/primitives/fast.h"
 #include "util/thread_pool.h"
 
@@ -137,6 +140,74 @@ void Rope::eval_cpu(const std::vector<Array>& inputs, Array& out) {
     default:
       raise("[rope] unsupported dtype {}", dtype_name(out.dtype()));
   }
+}
+
+// The separate ops' CPU kernels one after the other on views of qkv (RmsNorm, Rope), then the
+// new keys/values copied into the (donated) buffers: the values of the unfused ops exactly.
+void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const Array& qkv = inputs[0];
+  const Array& keys = inputs[inputs.size() - 3];
+  const Array& values = inputs[inputs.size() - 2];
+  const Array& column = inputs.back();
+  const Array* q_norm = has_norm_ ? &inputs[1] : nullptr;
+  const Array* k_norm = has_norm_ ? &inputs[2] : nullptr;
+  const std::vector<Array> rope_params(inputs.begin() + (has_norm_ ? 3 : 1), inputs.end() - 3);
+  const int64_t b = qkv.shape(0), l = qkv.shape(1), d = keys.shape(3), c = keys.shape(2);
+  const int64_t h = n_heads_, hk = n_kv_heads_;
+  int64_t col = 0;
+  dispatch_dtype(column.dtype(), [&](auto t) {
+    using I = decltype(t);
+    if constexpr (std::is_integral_v<I>) col = static_cast<int64_t>(*column.raw_ptr<I>());
+  });
+  if (col < 0 || col + l > c)
+    raise("[rope_kv_update] columns [{}, {}) are outside the cache's {} columns", col, col + l, c);
+  const std::shared_ptr<Rope> rp = rope(static_cast<int>(d));
+  // Heads [first, first + count) of qkv as a [B, count, L, D] view.
+  const Strides& qs = qkv.strides();
+  auto heads = [&](int64_t first, int64_t count) {
+    const Shape shape{b, count, l, d};
+    const Strides st{qs[0], d * qs[2], qs[1], qs[2]};
+    int64_t span = 1;
+    for (size_t i = 0; i < shape.size(); ++i) span += (shape[i] - 1) * st[i];
+    Array v(shape, qkv.dtype(), rp, {});
+    v.copy_shared_buffer(qkv, st, backend::compute_flags(shape, st), span, first * d * qs[2]);
+    return v;
+  };
+  auto norm_rope = [&](Array x, const Array* w, Array& out) {
+    if (w) {
+      const std::shared_ptr<RmsNorm> np = norm();
+      Array n(x.shape(), x.dtype(), np, {x, *w});
+      np->eval_cpu({x, *w}, n);
+      x = n;
+    }
+    std::vector<Array> rin{x};
+    rin.insert(rin.end(), rope_params.begin(), rope_params.end());
+    rp->eval_cpu(rin, out);
+  };
+  norm_rope(heads(0, h), q_norm, outputs[0]);
+  Array k({b, hk, l, d}, qkv.dtype(), rp, {});
+  norm_rope(heads(h, hk), k_norm, k);
+  const Array v = heads(h + hk, hk);
+  backend::copy_or_donate(keys, outputs[1]);
+  backend::copy_or_donate(values, outputs[2]);
+  const size_t es = qkv.itemsize();
+  char* ko = static_cast<char*>(outputs[1].raw_ptr());
+  char* vo = static_cast<char*>(outputs[2].raw_ptr());
+  const Strides& ks = k.strides();
+  const Strides& vs = v.strides();
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t hi = 0; hi < hk; ++hi)
+      for (int64_t li = 0; li < l; ++li) {
+        const int64_t dst = ((bi * hk + hi) * c + col + li) * d;
+        const char* kr = static_cast<const char*>(k.raw_ptr()) +
+                         (bi * ks[0] + hi * ks[1] + li * ks[2]) * static_cast<int64_t>(es);
+        const char* vr = static_cast<const char*>(v.raw_ptr()) +
+                         (bi * vs[0] + hi * vs[1] + li * vs[2]) * static_cast<int64_t>(es);
+        for (int64_t j = 0; j < d; ++j) {
+          std::memcpy(ko + (dst + j) * es, kr + j * ks[3] * static_cast<int64_t>(es), es);
+          std::memcpy(vo + (dst + j) * es, vr + j * vs[3] * static_cast<int64_t>(es), es);
+        }
+      }
 }
 
 }  // namespace ingot

@@ -11,7 +11,9 @@
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/math.cuh"
+#include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
+#include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_rope_kernels.h"
 
 namespace ingot::cu {
@@ -101,6 +103,119 @@ __global__ void rope_kernel(RopeArgs p, RopeInvFreqs inv, int64_t heads_per_bloc
   }
 }
 
+// ---- rope_kv_update: one warp per (b, l, head) row ----
+
+constexpr int kRopeKvWarps = 4;
+
+/// Rotates element e of a row held (as the dtype's values, in float) in buf, at position pos.
+template <typename T>
+__device__ __forceinline__ float rope_element(const RopeKvArgs& p, const RopeInvFreqs& inv,
+                                              const float* buf, int64_t e, float pos) {
+  const int64_t half = p.D / 2;
+  int64_t k, i1, i2;
+  if (p.rope.traditional) {
+    k = e / 2;
+    i1 = 2 * k;
+    i2 = i1 + 1;
+  } else {
+    k = e < half ? e : e - half;
+    i1 = k;
+    i2 = k + half;
+  }
+  const float ang = __fmul_rn(pos, inv_freq(p.rope, inv, k));
+  double sd, cd;
+  sincos(static_cast<double>(ang), &sd, &cd);
+  const float c = round_through<T>(static_cast<float>(cd));
+  const float s = round_through<T>(static_cast<float>(sd));
+  const float x1 = buf[i1], x2 = buf[i2];
+  if (e == i1)
+    return round_through<T>(
+        add_rn(round_through<T>(mul_rn(x1, c)), round_through<T>(mul_rn(-x2, s))));
+  return round_through<T>(add_rn(round_through<T>(mul_rn(x2, c)), round_through<T>(mul_rn(x1, s))));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(32 * kRopeKvWarps)
+    rope_kv_kernel(RopeKvArgs p, RopeInvFreqs inv) {
+  pdl_prologue();
+  constexpr int V = 16 / sizeof(T);
+  constexpr int NV = 256 / V > 32 ? 2 : 1;  // 16-byte vectors a lane holds (D <= 256)
+  __shared__ float rows[kRopeKvWarps][256];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t heads = p.H + 2 * p.Hkv;
+  const int64_t row = int64_t(blockIdx.x) * kRopeKvWarps + warp;
+  if (row >= p.B * p.L * heads) return;  // whole warps; no block-wide barrier below
+  const int64_t hd = row % heads, l = (row / heads) % p.L, b = row / heads / p.L;
+  const int64_t nvec = p.D / V;
+  const T* src = static_cast<const T*>(p.qkv) + b * p.sb + l * p.sl + hd * p.D;
+  T* dst;
+  if (hd < p.H) {
+    dst = static_cast<T*>(p.q_out) + ((b * p.H + hd) * p.L + l) * p.D;
+  } else {
+    const bool is_k = hd < p.H + p.Hkv;
+    const int64_t kh = is_k ? hd - p.H : hd - p.H - p.Hkv;
+    const int64_t col = load_int(p.column, p.column_dtype, 0) + l;
+    if (col < 0 || col >= p.C) {
+      if (lane == 0) record_fault(p.site, col, p.C);
+      return;
+    }
+    dst = static_cast<T*>(is_k ? p.keys : p.values) + ((b * p.Hkv + kh) * p.C + col) * p.D;
+    if (!is_k) {  // values: a copy
+      for (int64_t c = lane; c < nvec; c += 32)
+        *reinterpret_cast<uint4*>(dst + c * V) = load16(src + c * V);
+      return;
+    }
+  }
+  float vals[NV][V];
+  float ss = 0.0f;
+#pragma unroll
+  for (int i = 0; i < NV; ++i) {
+    const int64_t c = lane + 32 * i;
+    if (c < nvec) {
+      unpack16<T>(load16(src + c * V), vals[i]);
+#pragma unroll
+      for (int j = 0; j < V; ++j) ss += vals[i][j] * vals[i][j];
+    }
+  }
+  const void* nw = hd < p.H ? p.q_norm : p.k_norm;
+  float* buf = rows[warp];
+  float r = 0.0f;
+  if (nw) {
+    ss = warp_sum(ss);
+    r = 1.0f / sqrtf(ss / static_cast<float>(p.D) + p.eps);
+  }
+#pragma unroll
+  for (int i = 0; i < NV; ++i) {
+    const int64_t c = lane + 32 * i;
+    if (c < nvec) {
+      float w[V];
+      if (nw) unpack16<T>(load16(static_cast<const T*>(nw) + c * V), w);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        if (nw)
+          vals[i][j] = to_float(
+              rms_value<T>(vals[i][j], r, true, w[j], p.add_unit_offset, p.weight_in_float32));
+        buf[c * V + j] = vals[i][j];
+      }
+    }
+  }
+  __syncwarp();
+  const int64_t start =
+      p.rope.offsets ? load_int(p.rope.offsets, p.rope.offsets_dtype, b * p.rope.offsets_stride)
+                     : p.rope.offset;
+  const float pos = __fmul_rn(static_cast<float>(start + l), p.rope.scale);
+#pragma unroll
+  for (int i = 0; i < NV; ++i) {
+    const int64_t c = lane + 32 * i;
+    if (c < nvec) {
+      float o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) o[j] = rope_element<T>(p, inv, buf, c * V + j, pos);
+      *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
+    }
+  }
+}
+
 }  // namespace
 
 void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
@@ -128,6 +243,24 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
       launch_pdl(rope_kernel<T, A, false>, grid, block, 0, s, a, inv, hpb);
   });
   check_launch("rope_kernel");
+}
+
+void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
+  const int64_t rows = a.B * a.L * (a.H + 2 * a.Hkv);
+  if (rows == 0) return;
+  const unsigned grid = static_cast<unsigned>((rows + kRopeKvWarps - 1) / kRopeKvWarps);
+  switch (t) {
+    case Dtype::float16:
+      launch_pdl(rope_kv_kernel<__half>, grid, 32 * kRopeKvWarps, 0, s, a, inv);
+      break;
+    case Dtype::bfloat16:
+      launch_pdl(rope_kv_kernel<__nv_bfloat16>, grid, 32 * kRopeKvWarps, 0, s, a, inv);
+      break;
+    default:
+      launch_pdl(rope_kv_kernel<float>, grid, 32 * kRopeKvWarps, 0, s, a, inv);
+      break;
+  }
+  check_launch("rope_kv_kernel");
 }
 
 }  // namespace ingot::cu

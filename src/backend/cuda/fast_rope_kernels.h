@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/indexing_kernels.h"
 #include "core/dtype.h"
 
 namespace ingot::cu {
@@ -46,5 +47,31 @@ struct RopeInvFreqs {
 /// Rope on x of float dtype t. Inverse frequency i is freqs[i] when set, else inv.v[i] when
 /// i < inv.n, else 1 / base^(2i / dims) computed on the device.
 void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream_t s);
+
+/// fast::rope_kv_update on the device: one warp per (b, l, head) row of qkv [B, L, (H + 2 Hkv) D]
+/// (rows 16-byte aligned, contiguous along the last axis, D a multiple of 16 and at most 256).
+/// q and k rows are normalised (q_norm/k_norm set) and rotated as RmsNorm's and Rope's kernels
+/// compute them; q goes to q_out [B, H, L, D], k and v rows to keys/values [B, Hkv, C, D] at
+/// column column[0] + l (an out-of-range column is recorded at `site` and not written).
+struct RopeKvArgs {
+  const void* qkv = nullptr;
+  int64_t sb = 0, sl = 0;  // qkv's strides (elements) along B and L
+  int64_t B = 0, L = 0, D = 0, H = 0, Hkv = 0, C = 0;
+  const void* q_norm = nullptr;  // [D] contiguous, 16-byte aligned, or null (no norm)
+  const void* k_norm = nullptr;
+  float eps = 0.0f;
+  bool add_unit_offset = false;
+  bool weight_in_float32 = true;
+  RopeArgs rope;  // traditional, base, scale, offset(s), freqs and dims (= D) of the rotation
+  void* q_out = nullptr;
+  void* keys = nullptr;
+  void* values = nullptr;
+  const void* column = nullptr;
+  Dtype column_dtype = Dtype::int32;
+  FaultSite site;
+};
+
+/// Queues the rope_kv_update kernel for dtype t (float32, bfloat16 or float16).
+void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s);
 
 }  // namespace ingot::cu

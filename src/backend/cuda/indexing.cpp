@@ -75,16 +75,6 @@ void set_operands(cu::IndexMap& m, const void* src, void* dst, const Array& idx,
   m.dtype = t;
 }
 
-/// out = a's values, row-major: takes a's buffer when a is uniquely held, else a copy on s.
-void copy_or_donate(const Array& in, Array& out, cudaStream_t s) {
-  if (in.is_donatable() && in.dtype() == out.dtype() && in.size() == out.size()) {
-    out.move_shared_buffer(in);
-    return;
-  }
-  cu::alloc(out);
-  if (out.size() > 0) cu::copy_to_row_major_device(in, out.raw_ptr(), s);
-}
-
 /// out[o, j, k] = a[o, idx[j], k] with a viewed as [O, N, K] through its strides.
 void take_cuda(const Array& a, const Array& idx, int axis, Array& out, const char* op, int op_code,
                cudaStream_t s) {
@@ -136,7 +126,7 @@ void scatter_add_cuda(const Array& a, const Array& idx, const Array& upd, cu::In
   const Dtype t = a.dtype();
   const Dtype acc_type = cu::scatter_acc_type(t);
   if (idx.size() == 0 || a.size() == 0 || acc_type == t) {
-    copy_or_donate(a, out, s);
+    cu::copy_or_donate(a, out, s);
     if (idx.size() == 0 || a.size() == 0) return;
     set_operands(m, upd_ptr ? upd_ptr : upd.raw_ptr(), out.raw_ptr(), idx, t);
     if (idx_ptr) m.idx = idx_ptr;
@@ -189,7 +179,7 @@ void PutAlongAxis::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   cudaStream_t s = cu::stream(stream());
   const int64_t n = a.shape()[axis_];
   check_axis("put_along_axis", axis_, n, idx.size());
-  copy_or_donate(a, out, s);
+  cu::copy_or_donate(a, out, s);
   if (idx.size() == 0) return;
   // One thread per line along the axis, writing in index order: the last duplicate wins.
   const Strides ost = row_major_strides(a.shape());

@@ -45,19 +45,6 @@ __device__ __forceinline__ int64_t wrapped(I v, int64_t n) {
   return t;
 }
 
-/// Records the first out-of-range index of the device (one writer wins the claim; the host
-/// resets it after raising the error).
-__device__ __noinline__ void record_fault(const FaultSite& f, int64_t index, int64_t n) {
-  if (f.claim == nullptr || atomicCAS(f.claim, 0u, 1u) != 0u) return;
-  IndexFault* r = f.fault;
-  r->op = f.op;
-  r->axis = f.axis;
-  r->index = index;
-  r->size = n;
-  __threadfence_system();
-  *reinterpret_cast<volatile int*>(&r->set) = 1;
-}
-
 /// The wrapped index, or -1 (recorded as a fault) when it is out of range.
 template <typename I>
 __device__ __forceinline__ int64_t checked(I v, int64_t n, const FaultSite& f) {

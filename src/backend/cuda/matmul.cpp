@@ -413,6 +413,16 @@ bool gemv_enabled() {
   return on;
 }
 
+/// Blocks of a GEMV that prefetch its weights into L2 before waiting for the previous kernel
+/// (the multiprocessor count); INGOT_CUDA_GEMV_PREFETCH=0: none.
+int gemv_prefetch_sms(const Device& d) {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_CUDA_GEMV_PREFETCH");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on ? cu::props(d.index).multiProcessorCount : 0;
+}
+
 /// Runs c on the GEMV kernel when it is a few rows of a against b read as weight rows (b[k, n]
 /// at n * sb_n + k: a transposed row-major weight, as nn::Linear multiplies); false otherwise.
 bool try_gemv(const GemmContext& g, const Call& c) {
@@ -437,7 +447,7 @@ bool try_gemv(const GemmContext& g, const Call& c) {
     p.sc_n = g.sc_n;
   }
   if (!cu::gemv_supported(g.dtype, p)) return false;
-  cu::launch_gemv(g.dtype, p, g.stream);
+  cu::launch_gemv(g.dtype, p, g.stream, gemv_prefetch_sms(g.device));
   return true;
 }
 
@@ -645,7 +655,7 @@ bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array&
   if (!cu::gemv_supported(t, p)) return false;
   cu::alloc(out);
   p.out = out.raw_ptr();
-  cu::launch_gemv(t, p, cu::stream(op.stream()));
+  cu::launch_gemv(t, p, cu::stream(op.stream()), gemv_prefetch_sms(out.device()));
   return true;
 }
 

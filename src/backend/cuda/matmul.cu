@@ -141,8 +141,27 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
   __syncthreads();
 }
 
+/// Before waiting for the previous kernel, block b queues weight rows [b, b + 1) * span into
+/// L2 (lane l of warp 0 one row in 32 when the rows are not contiguous): blocks resident while
+/// the previous kernel runs fetch the whole matrix, and the reads after the wait hit L2.
+template <typename T>
+__device__ __forceinline__ void gemv_prefetch(const GemvProblem& p, int64_t span) {
+  const int64_t n0 = int64_t(blockIdx.x) * span;
+  if (span <= 0 || threadIdx.x >= 32 || n0 >= p.N) return;
+  const int64_t n1 = n0 + span < p.N ? n0 + span : p.N;
+  const char* w = static_cast<const char*>(p.w);
+  const int64_t row = p.K * int64_t(sizeof(T)), stride = p.sw_n * int64_t(sizeof(T));
+  if (stride == row) {
+    if (threadIdx.x == 0) prefetch_l2(w + n0 * row, (n1 - n0) * row);
+  } else {
+    for (int64_t n = n0 + threadIdx.x; n < n1; n += 32) prefetch_l2(w + n * stride, row);
+  }
+}
+
 template <typename T, int M, bool NORM>
-__global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem p) {
+__global__ void __launch_bounds__(32 * kGemvWarps)
+    gemv_kernel(const GemvProblem p, int64_t prefetch_span) {
+  gemv_prefetch<T>(p, prefetch_span);
   pdl_prologue();
   constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>();
   extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
@@ -205,34 +224,37 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(const GemvProblem
 }
 
 template <typename T, int M>
-void launch_gemv_m(const GemvProblem& p, cudaStream_t s) {
+void launch_gemv_m(const GemvProblem& p, cudaStream_t s, int sms) {
   const unsigned grid = static_cast<unsigned>((p.N + kGemvWarps - 1) / kGemvWarps);
   const unsigned block = 32 * kGemvWarps;
+  // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
+  int64_t span = 0;
+  if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
   if (p.norm)
-    launch_pdl(gemv_kernel<T, M, true>, grid, block, size_t(M) * p.K * sizeof(T), s, p);
+    launch_pdl(gemv_kernel<T, M, true>, grid, block, size_t(M) * p.K * sizeof(T), s, p, span);
   else
-    launch_pdl(gemv_kernel<T, M, false>, grid, block, 0, s, p);
+    launch_pdl(gemv_kernel<T, M, false>, grid, block, 0, s, p, span);
 }
 
 template <typename T>
-void launch_gemv_t(const GemvProblem& p, cudaStream_t s) {
+void launch_gemv_t(const GemvProblem& p, cudaStream_t s, int sms) {
   switch (p.M) {
     case 1:
-      return launch_gemv_m<T, 1>(p, s);
+      return launch_gemv_m<T, 1>(p, s, sms);
     case 2:
-      return launch_gemv_m<T, 2>(p, s);
+      return launch_gemv_m<T, 2>(p, s, sms);
     case 3:
-      return launch_gemv_m<T, 3>(p, s);
+      return launch_gemv_m<T, 3>(p, s, sms);
     case 4:
-      return launch_gemv_m<T, 4>(p, s);
+      return launch_gemv_m<T, 4>(p, s, sms);
     case 5:
-      return launch_gemv_m<T, 5>(p, s);
+      return launch_gemv_m<T, 5>(p, s, sms);
     case 6:
-      return launch_gemv_m<T, 6>(p, s);
+      return launch_gemv_m<T, 6>(p, s, sms);
     case 7:
-      return launch_gemv_m<T, 7>(p, s);
+      return launch_gemv_m<T, 7>(p, s, sms);
     case 8:
-      return launch_gemv_m<T, 8>(p, s);
+      return launch_gemv_m<T, 8>(p, s, sms);
     default:
       return;
   }
@@ -265,16 +287,16 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
          (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);
 }
 
-void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s) {
+void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms) {
   switch (t) {
     case Dtype::float16:
-      launch_gemv_t<__half>(p, s);
+      launch_gemv_t<__half>(p, s, sms);
       break;
     case Dtype::bfloat16:
-      launch_gemv_t<__nv_bfloat16>(p, s);
+      launch_gemv_t<__nv_bfloat16>(p, s, sms);
       break;
     default:
-      launch_gemv_t<float>(p, s);
+      launch_gemv_t<float>(p, s, sms);
       break;
   }
   check_launch("gemv_kernel");

@@ -67,8 +67,9 @@ inline constexpr int64_t kGemvMaxRows = 8;
 /// rows within kGemvNormSmem, norm_w null or 16-byte aligned).
 bool gemv_supported(Dtype t, const GemvProblem& p);
 
-/// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold).
-void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s);
+/// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold) on a device of `sms`
+/// multiprocessors (with PDL, the first `sms` blocks prefetch the weights into L2).
+void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms);
 
 /// out[i] = beta * out[i] + prod[i] for n elements of dtype t, in float (double for float64)
 /// and rounded once: the add of an AddMM whose product was rounded first (round_product).

@@ -38,24 +38,13 @@ char* byte_ptr(const Array& a, int64_t elem_offset) {
   return static_cast<char*>(a.raw_ptr()) + elem_offset * static_cast<int64_t>(a.itemsize());
 }
 
-/// out = a's values, row-major: takes a's buffer when a is uniquely held (the KV cache's
-/// in-place update), else a fresh copy queued on s.
-void copy_or_donate(const Array& in, Array& out, cudaStream_t s) {
-  if (in.is_donatable() && in.dtype() == out.dtype() && in.size() == out.size()) {
-    out.move_shared_buffer(in);
-    return;
-  }
-  cu::alloc(out);
-  if (out.size() > 0) cu::copy_to_row_major_device(in, out.raw_ptr(), s);
-}
-
 }  // namespace
 
 void SliceUpdate::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   const Array& a = inputs[0];
   const Array& u = inputs[1];
   cudaStream_t s = cu::stream(stream());
-  copy_or_donate(a, out, s);
+  cu::copy_or_donate(a, out, s);
   const SliceSpec sp = normalize_slice(a.shape(), start_, stop_, strides_);
   if (shape_size(sp.count) == 0) return;
   const Strides& ost = out.strides();

@@ -126,6 +126,15 @@ void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
                       a.size(), static_cast<int>(a.itemsize()), s);
 }
 
+void copy_or_donate(const Array& in, Array& out, cudaStream_t s) {
+  if (in.is_donatable() && in.dtype() == out.dtype() && in.size() == out.size()) {
+    out.move_shared_buffer(in);
+    return;
+  }
+  alloc(out);
+  if (out.size() > 0) copy_to_row_major_device(in, out.raw_ptr(), s);
+}
+
 namespace {
 
 /// A device's fault record (host-mapped pinned memory) and its claim word (device memory).

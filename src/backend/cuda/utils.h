@@ -59,6 +59,9 @@ inline Layout row_layout(const Array& a) {
 /// Copies `a` (any layout, on a CUDA device) into row-major device memory at `dst` on stream s.
 /// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
+/// out = in's values, row-major: takes in's buffer when in is uniquely held (a KV cache's
+/// in-place update), else a fresh copy queued on s.
+void copy_or_donate(const Array& in, Array& out, cudaStream_t s);
 
 /// Where indexing kernels of `op` (IndexOp) on device d record an out-of-range index.
 FaultSite fault_site(Device d, int op, int axis);

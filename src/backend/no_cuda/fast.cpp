@@ -7,5 +7,6 @@ INGOT_NO_CUDA_UNARY(RmsNorm)
 INGOT_NO_CUDA_UNARY(RmsNormLinear)
 INGOT_NO_CUDA_UNARY(LayerNorm)
 INGOT_NO_CUDA_UNARY(Rope)
+INGOT_NO_CUDA_MULTI(RopeKvUpdate)
 INGOT_NO_CUDA_UNARY(ScaledDotProductAttention)
 }  // namespace ingot

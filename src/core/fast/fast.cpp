@@ -36,22 +36,27 @@ void check_norm_args(const Array& x, const std::optional<Array>& weight,
 
 void check_rope_args(const Array& x, int dims, const RopeOptions& opt) {
   check_float(x, "rope", "x");
-  if (x.ndim() < 2)
-    raise("[rope] x must have at least 2 dimensions [..., L, D], got {}", shape_str(x.shape()));
-  const int64_t d = x.shape(-1);
+  check_rope_shape(x.shape(), dims, opt);
+}
+
+void check_rope_shape(const Shape& shape, int dims, const RopeOptions& opt) {
+  const int nd = static_cast<int>(shape.size());
+  if (nd < 2)
+    raise("[rope] x must have at least 2 dimensions [..., L, D], got {}", shape_str(shape));
+  const int64_t d = shape.back();
   if (dims <= 0 || dims % 2 != 0 || dims > d)
     raise("[rope] dims must be even and in [2, D = {}], got dims {} for x {}", d, dims,
-          shape_str(x.shape()));
+          shape_str(shape));
   if (opt.offsets) {
     const Array& o = *opt.offsets;
     if (!is_integral(o.dtype()) || o.dtype() == Dtype::bool_)
       raise("[rope] offsets must be an integer array, got {} {}", dtype_name(o.dtype()),
             shape_str(o.shape()));
     const bool one = o.size() == 1 && o.ndim() <= 1;
-    const bool per_row = o.ndim() == 1 && x.ndim() >= 3 && o.shape(0) == x.shape(0);
+    const bool per_row = o.ndim() == 1 && nd >= 3 && o.shape(0) == shape[0];
     if (!one && !per_row)
       raise("[rope] offsets must have shape [B] = [{}] (the first axis of x {}) or [1], got {}",
-            x.ndim() >= 3 ? x.shape(0) : 1, shape_str(x.shape()), shape_str(o.shape()));
+            nd >= 3 ? shape[0] : 1, shape_str(shape), shape_str(o.shape()));
   }
   if (opt.freqs) {
     const Array& f = *opt.freqs;
@@ -103,6 +108,48 @@ SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const S
     raise("[{}] mask must be boolean or floating point (additive), got {}", op,
           dtype_name(m.dtype()));
   return SdpaMask::additive;
+}
+
+// The arguments of rope_kv_update (see fast.h); returns D.
+int64_t check_rope_kv_args(const Array& qkv, const std::optional<Array>& q_norm,
+                           const std::optional<Array>& k_norm, const Array& keys,
+                           const Array& values, const Array& column, const RopeKvOptions& opt) {
+  const char* op = "rope_kv_update";
+  check_float(qkv, op, "qkv");
+  const Dtype t = qkv.dtype();
+  if (t != Dtype::float32 && t != Dtype::bfloat16 && t != Dtype::float16)
+    raise("[{}] qkv must be float32, bfloat16 or float16, got {}", op, dtype_name(t));
+  if (opt.n_heads <= 0 || opt.n_kv_heads <= 0)
+    raise("[{}] n_heads and n_kv_heads must be positive, got {} and {}", op, opt.n_heads,
+          opt.n_kv_heads);
+  if (keys.ndim() != 4 || values.shape() != keys.shape() || keys.shape(1) != opt.n_kv_heads)
+    raise("[{}] keys and values must both be [B, Hkv = {}, C, D], got {} and {}", op,
+          opt.n_kv_heads, shape_str(keys.shape()), shape_str(values.shape()));
+  if (keys.dtype() != t || values.dtype() != t)
+    raise("[{}] keys and values must have qkv's dtype {}, got {} and {}", op, dtype_name(t),
+          dtype_name(keys.dtype()), dtype_name(values.dtype()));
+  const int64_t d = keys.shape(3), heads = opt.n_heads + 2 * int64_t{opt.n_kv_heads};
+  if (d % 16 != 0 || d > 256)
+    raise("[{}] the head dimension must be a multiple of 16 and at most 256, got {}", op, d);
+  if (qkv.ndim() != 3 || qkv.shape(0) != keys.shape(0) || qkv.shape(2) != heads * d)
+    raise("[{}] qkv must be [B = {}, L, (H + 2 Hkv) D = {}], got {}", op, keys.shape(0), heads * d,
+          shape_str(qkv.shape()));
+  if (q_norm.has_value() != k_norm.has_value())
+    raise("[{}] q_norm and k_norm must both be given or both be absent", op);
+  for (const std::optional<Array>* w : {&q_norm, &k_norm})
+    if (*w && ((*w)->ndim() != 1 || (*w)->shape(0) != d || (*w)->dtype() != t))
+      raise("[{}] q_norm and k_norm must be [D = {}] of qkv's dtype {}, got {} {}", op, d,
+            dtype_name(t), dtype_name((*w)->dtype()), shape_str((*w)->shape()));
+  if (column.size() != 1 || column.ndim() > 1 || !is_integral(column.dtype()) ||
+      column.dtype() == Dtype::bool_)
+    raise("[{}] column must be an integer array of one element, got {} {}", op,
+          dtype_name(column.dtype()), shape_str(column.shape()));
+  if (qkv.shape(1) > keys.shape(2))
+    raise("[{}] {} new columns do not fit in a cache of {} columns", op, qkv.shape(1),
+          keys.shape(2));
+  // The rotary checks of rope, on q's shape.
+  check_rope_shape({qkv.shape(0), opt.n_heads, qkv.shape(1), d}, static_cast<int>(d), opt.rope);
+  return d;
 }
 
 }  // namespace ingot::fast::detail
@@ -167,6 +214,32 @@ Array rope(const Array& x, int dims, const RopeOptions& opt, StreamOrDevice s) {
       std::make_shared<Rope>(resolve_stream(s, {&x}), dims, opt.traditional, opt.base, opt.scale,
                              opt.offset, opt.offsets.has_value(), opt.freqs.has_value()),
       std::move(inputs));
+}
+
+std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
+                                  const std::optional<Array>& k_norm, const Array& keys,
+                                  const Array& values, const Array& column,
+                                  const RopeKvOptions& opt, StreamOrDevice s) {
+  const int64_t d = check_rope_kv_args(qkv, q_norm, k_norm, keys, values, column, opt);
+  const Stream st = resolve_stream(s, {&qkv, &keys, &values, &column});
+  std::vector<Array> inputs{qkv};
+  if (q_norm) {
+    inputs.push_back(*q_norm);
+    inputs.push_back(*k_norm);
+  }
+  if (opt.rope.offsets) inputs.push_back(*opt.rope.offsets);
+  if (opt.rope.freqs) inputs.push_back(*opt.rope.freqs);
+  inputs.push_back(keys);
+  inputs.push_back(values);
+  inputs.push_back(column);
+  const RopeOptions& r = opt.rope;
+  auto p = std::make_shared<RopeKvUpdate>(
+      st, opt.n_heads, opt.n_kv_heads, q_norm.has_value(), opt.norm.eps, opt.norm.add_unit_offset,
+      opt.norm.weight_in_float32, r.traditional, r.base, r.scale, r.offset, r.offsets.has_value(),
+      r.freqs.has_value());
+  return Array::make_arrays(
+      {{qkv.shape(0), opt.n_heads, qkv.shape(1), d}, keys.shape(), values.shape()},
+      {qkv.dtype(), keys.dtype(), values.dtype()}, std::move(p), std::move(inputs));
 }
 
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "core/array.h"
 
@@ -53,6 +54,31 @@ struct RopeOptions {
 /// position of row l = offset + l.
 Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});
 
+/// Options of rope_kv_update: the head counts, the q/k norms' options and the rotary options
+/// (rotating all D features of every head).
+struct RopeKvOptions {
+  int n_heads = 0;     // H
+  int n_kv_heads = 0;  // Hkv
+  RmsNormOptions norm;
+  RopeOptions rope;
+};
+/// One attention step's prologue over a fixed-size key/value cache, in one primitive (one
+/// kernel on a GPU instead of up to six). From the stacked projection qkv [B, L, (H + 2 Hkv) D]
+/// (q heads, then k heads, then v heads):
+///   q = rope(rms_norm(q heads, q_norm))            [B, H, L, D]
+///   k = rope(rms_norm(k heads, k_norm))            written into keys at columns column + l
+///   v = v heads                                    written into values at columns column + l
+/// q_norm and k_norm ([D], qkv's dtype) are both given or both absent (no norm). keys and values
+/// are [B, Hkv, C, D] buffers of qkv's dtype; column is an integer array of one element, so the
+/// write position can live on the device (a CUDA graph replays it). Returns {q, keys', values'}
+/// with the values of slicing, rms_norm, rope and put_along_axis one op at a time
+/// (ref::rope_kv_update); keys' and values' reuse the buffers when nothing else holds them.
+/// D must be a multiple of 16 and at most 256. Not differentiable (a cache write).
+std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
+                                  const std::optional<Array>& k_norm, const Array& keys,
+                                  const Array& values, const Array& column,
+                                  const RopeKvOptions& opt, StreamOrDevice s = {});
+
 /// Options of scaled_dot_product_attention.
 struct SdpaOptions {
   float scale = 1.0f;
@@ -81,6 +107,10 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
 Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});
+std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
+                                  const std::optional<Array>& k_norm, const Array& keys,
+                                  const Array& values, const Array& column,
+                                  const RopeKvOptions& opt, StreamOrDevice s = {});
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
                                    const SdpaOptions& opt = {}, StreamOrDevice s = {});
 }  // namespace ref

@@ -12,6 +12,12 @@ namespace ingot::fast::detail {
 void check_norm_args(const Array& x, const std::optional<Array>& weight,
                      const std::optional<Array>& bias, const char* op);
 void check_rope_args(const Array& x, int dims, const RopeOptions& opt);
+/// Validates rope_kv_update's arguments (see fast.h); returns the head dimension D.
+int64_t check_rope_kv_args(const Array& qkv, const std::optional<Array>& q_norm,
+                           const std::optional<Array>& k_norm, const Array& keys,
+                           const Array& values, const Array& column, const RopeKvOptions& opt);
+/// check_rope_args without x's dtype check, for an x of this shape.
+void check_rope_shape(const Shape& shape, int dims, const RopeOptions& opt);
 SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt);
 
 /// float64 for float64 inputs, else float32: the dtype the fast ops compute in.

@@ -141,5 +141,30 @@ Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& 
   return astype(reshape(matmul(p, v5, s), {B, H, L, Dv}, s), q.dtype(), s);
 }
 
+std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
+                                  const std::optional<Array>& k_norm, const Array& keys,
+                                  const Array& values, const Array& column,
+                                  const RopeKvOptions& opt, StreamOrDevice s) {
+  const int64_t d = check_rope_kv_args(qkv, q_norm, k_norm, keys, values, column, opt);
+  const int64_t b = qkv.shape(0), l = qkv.shape(1), h = opt.n_heads, hk = opt.n_kv_heads;
+  // Heads [first, first + count) of qkv as [B, count, L, D].
+  auto heads = [&](int64_t first, int64_t count) {
+    const Array cols = slice(qkv, {0, 0, first * d}, {b, l, (first + count) * d}, s);
+    return transpose(reshape(cols, {b, l, count, d}, s), {0, 2, 1, 3}, s);
+  };
+  Array q = heads(0, h), k = heads(h, hk);
+  const Array v = heads(h + hk, hk);
+  if (q_norm) {
+    q = fast::rms_norm(q, q_norm, opt.norm, s);
+    k = fast::rms_norm(k, k_norm, opt.norm, s);
+  }
+  q = fast::rope(q, static_cast<int>(d), opt.rope, s);
+  k = fast::rope(k, static_cast<int>(d), opt.rope, s);
+  const Array cols =
+      reshape(astype(column, Dtype::int32, s) + arange(l, Dtype::int32, s), {1, 1, l, 1}, s);
+  const Array idx = broadcast_to(cols, {b, hk, l, d}, s);
+  return {q, put_along_axis(keys, idx, k, 2, s), put_along_axis(values, idx, v, 2, s)};
+}
+
 }  // namespace ref
 }  // namespace ingot::fast

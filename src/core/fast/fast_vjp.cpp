@@ -158,6 +158,19 @@ void Rope::print(std::ostream& os) const {
      << (has_freqs_ ? ", freqs" : "") << ")";
 }
 
+std::vector<Shape> RopeKvUpdate::output_shapes(const std::vector<Array>& inputs) {
+  const Array& qkv = inputs[0];
+  const Array& keys = inputs[inputs.size() - 3];
+  return {{qkv.shape(0), n_heads_, qkv.shape(1), keys.shape(3)}, keys.shape(), keys.shape()};
+}
+
+void RopeKvUpdate::print(std::ostream& os) const {
+  os << "RopeKvUpdate(heads=" << n_heads_ << ", kv_heads=" << n_kv_heads_
+     << (has_norm_ ? ", norm" : "") << (traditional_ ? ", traditional" : "") << ", base=" << base_
+     << ", scale=" << scale_ << ", offset=" << offset_ << (has_offsets_ ? ", offsets" : "")
+     << (has_freqs_ ? ", freqs" : "") << ")";
+}
+
 std::vector<Array> Rope::vjp(const std::vector<Array>& primals,
                              const std::vector<Array>& cotangents, const std::vector<int>& argnums,
                              const std::vector<Array>&) {

@@ -129,6 +129,57 @@ class Rope : public UnaryPrimitive {
 /// Kind of mask input of ScaledDotProductAttention.
 enum class SdpaMask { none, additive, boolean };
 
+/// fast::rope_kv_update: inputs {qkv, [q_norm, k_norm], [offsets], [freqs], keys, values,
+/// column}, outputs {q, keys', values'} (see fast.h). The keys/values buffers are donated to
+/// the outputs when nothing else holds them. No VJP (a cache write).
+class RopeKvUpdate : public Primitive {
+ public:
+  RopeKvUpdate(Stream s, int n_heads, int n_kv_heads, bool has_norm, float eps,
+               bool add_unit_offset, bool weight_in_float32, bool traditional, float base,
+               float scale, int64_t offset, bool has_offsets, bool has_freqs)
+      : Primitive(s),
+        n_heads_(n_heads),
+        n_kv_heads_(n_kv_heads),
+        has_norm_(has_norm),
+        eps_(eps),
+        add_unit_offset_(add_unit_offset),
+        weight_in_float32_(weight_in_float32),
+        traditional_(traditional),
+        base_(base),
+        scale_(scale),
+        offset_(offset),
+        has_offsets_(has_offsets),
+        has_freqs_(has_freqs) {}
+  INGOT_MULTI_PRIMITIVE(RopeKvUpdate)
+  INGOT_EQUIVALENT(RopeKvUpdate,
+                   std::make_tuple(p->n_heads_, p->n_kv_heads_, p->has_norm_, p->eps_,
+                                   p->add_unit_offset_, p->weight_in_float32_, p->traditional_,
+                                   p->base_, p->scale_, p->offset_, p->has_offsets_, p->has_freqs_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  void print(std::ostream& os) const override;
+  /// The norm and rope of q and k as primitives of their own (the separate ops' kernels).
+  std::shared_ptr<RmsNorm> norm() const {
+    return std::make_shared<RmsNorm>(stream(), eps_, add_unit_offset_, weight_in_float32_, true);
+  }
+  std::shared_ptr<Rope> rope(int dims) const {
+    return std::make_shared<Rope>(stream(), dims, traditional_, base_, scale_, offset_,
+                                  has_offsets_, has_freqs_);
+  }
+
+  const int n_heads_;
+  const int n_kv_heads_;
+  const bool has_norm_;
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool weight_in_float32_;
+  const bool traditional_;
+  const float base_;
+  const float scale_;
+  const int64_t offset_;
+  const bool has_offsets_;
+  const bool has_freqs_;
+};
+
 /// softmax(q k^T * scale [softcap] [+ mask]) v with GQA, causal (queries aligned to the end of
 /// the keys) and sliding-window masking. Inputs {q, k, v[, mask]}. Softmax in float32 (float64
 /// for float64); a row whose every key is masked gives zeros.

@@ -4,8 +4,22 @@
 #include <type_traits>
 
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/indexing_kernels.h"
 
 namespace ingot::cu {
+
+/// Records the first out-of-range index of the device (one writer wins the claim; the host
+/// resets it after raising the error).
+inline __device__ __noinline__ void record_fault(const FaultSite& f, int64_t index, int64_t n) {
+  if (f.claim == nullptr || atomicCAS(f.claim, 0u, 1u) != 0u) return;
+  IndexFault* r = f.fault;
+  r->op = f.op;
+  r->axis = f.axis;
+  r->index = index;
+  r->size = n;
+  __threadfence_system();
+  *reinterpret_cast<volatile int*>(&r->set) = 1;
+}
 
 /// Offset (in elements) of the element with row-major index `i` in layout `l`.
 __device__ __forceinline__ int64_t elem_offset(int64_t i, const Layout& l) {

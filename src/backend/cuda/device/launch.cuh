@@ -24,6 +24,23 @@ __device__ __forceinline__ void pdl_prologue() {
 #endif
 }
 
+/// Queues `bytes` (a multiple of 16, at a 16-byte aligned address) of global memory into L2
+/// (sm_90+; a no-op before). A hint only: it changes no values, so it may be issued before
+/// pdl_prologue() for data the previous kernel does not write (weights), overlapping their
+/// read from HBM with that kernel's tail.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const char* c = static_cast<const char*>(p);
+  for (int64_t done = 0; done < bytes;) {
+    const int64_t n = bytes - done < (int64_t{1} << 20) ? bytes - done : (int64_t{1} << 20);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + done),
+                 "r"(static_cast<unsigned>(n))
+                 : "memory");
+    done += n;
+  }
+#endif
+}
+
 /// Launches `kernel` like <<<grid, block, smem, s>>>(args...), with programmatic stream
 /// serialization when pdl_enabled(). `kernel` must begin with pdl_prologue().
 template <typename... P, typename... A>
