@@ -236,10 +236,10 @@ void Array::move_shared_buffer(Array other) {
   o.data_ptr = nullptr;
 }
 
-bool Array::is_donatable() const {
+bool Array::is_donatable(long holders) const {
   const Desc& d = desc();
-  return desc_.use_count() == 1 && d.data && d.data.use_count() == 1 && d.flags.row_contiguous &&
-         d.data_size == d.size && !d.data->deleter;
+  return desc_.use_count() == holders && d.data && d.data.use_count() == 1 &&
+         d.flags.row_contiguous && d.data_size == d.size && !d.data->deleter;
 }
 
 void Array::init_from_host(const void* src, Dtype src_type, Shape shape, Dtype dtype) {

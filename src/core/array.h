@@ -164,7 +164,11 @@ class Array {
   void move_shared_buffer(Array other);
   /// True when this array's storage can be reused by a kernel: only this handle holds the node
   /// and the storage, and the layout is row contiguous.
-  bool is_donatable() const;
+  bool is_donatable() const { return is_donatable(1); }
+  /// Same, when `holders` handles to this node are known to be the caller's own: every output
+  /// of a multi-output primitive holds its inputs, so during its eval an input is held
+  /// outputs.size() times by that primitive alone.
+  bool is_donatable(long holders) const;
   /// Marks this node evaluated (used by eval).
   void set_evaluated() { desc().evaluated = true; }
 

@@ -188,8 +188,10 @@ void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>
   Array k({b, hk, l, d}, qkv.dtype(), rp, {});
   norm_rope(heads(h, hk), k_norm, k);
   const Array v = heads(h + hk, hk);
-  backend::copy_or_donate(keys, outputs[1]);
-  backend::copy_or_donate(values, outputs[2]);
+  // Each of the three outputs holds the inputs: the buffers are free when held only so.
+  const long holders = static_cast<long>(outputs.size());
+  backend::copy_or_donate(keys, outputs[1], holders);
+  backend::copy_or_donate(values, outputs[2], holders);
   const size_t es = qkv.itemsize();
   char* ko = static_cast<char*>(outputs[1].raw_ptr());
   char* vo = static_cast<char*>(outputs[2].raw_ptr());

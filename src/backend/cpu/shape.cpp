@@ -89,8 +89,8 @@ void copy_array(const Array& a, void* dst, Dtype dst_type, const Strides& dst_st
                dst_strides.empty() ? row_major_strides(a.shape()) : dst_strides, a.shape());
 }
 
-void copy_or_donate(const Array& in, Array& out) {
-  if (in.is_donatable() && in.dtype() == out.dtype() && in.size() == out.size()) {
+void copy_or_donate(const Array& in, Array& out, long holders) {
+  if (in.is_donatable(holders) && in.dtype() == out.dtype() && in.size() == out.size()) {
     out.move_shared_buffer(in);
     return;
   }

@@ -18,7 +18,7 @@ void strided_copy(const void* src, Dtype src_type, const Strides& src_strides, v
 void copy_array(const Array& a, void* dst, Dtype dst_type, const Strides& dst_strides = {});
 
 /// Gives `out` the storage of `in` when it can be donated (same size and dtype, no other
-/// owner), else fresh storage holding a row-major copy of `in`.
-void copy_or_donate(const Array& in, Array& out);
+/// owner; `holders`: see Array::is_donatable), else fresh storage holding a row-major copy.
+void copy_or_donate(const Array& in, Array& out, long holders = 1);
 
 }  // namespace ingot::backend

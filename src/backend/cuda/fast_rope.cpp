@@ -133,8 +133,10 @@ void RopeKvUpdate::eval_cuda(const std::vector<Array>& inputs, std::vector<Array
   if (has_freqs_) set_freqs(r, inputs[i++]);
   const cu::RopeInvFreqs inv = host_inv_freqs(static_cast<int>(a.D), base_, has_freqs_);
   cu::alloc(outputs[0]);
-  cu::copy_or_donate(keys, outputs[1], s);
-  cu::copy_or_donate(values, outputs[2], s);
+  // Each of the three outputs holds the inputs: the buffers are free when held only so.
+  const long holders = static_cast<long>(outputs.size());
+  cu::copy_or_donate(keys, outputs[1], s, holders);
+  cu::copy_or_donate(values, outputs[2], s, holders);
   a.q_out = outputs[0].raw_ptr();
   a.keys = outputs[1].raw_ptr();
   a.values = outputs[2].raw_ptr();

@@ -126,8 +126,8 @@ void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
                       a.size(), static_cast<int>(a.itemsize()), s);
 }
 
-void copy_or_donate(const Array& in, Array& out, cudaStream_t s) {
-  if (in.is_donatable() && in.dtype() == out.dtype() && in.size() == out.size()) {
+void copy_or_donate(const Array& in, Array& out, cudaStream_t s, long holders) {
+  if (in.is_donatable(holders) && in.dtype() == out.dtype() && in.size() == out.size()) {
     out.move_shared_buffer(in);
     return;
   }

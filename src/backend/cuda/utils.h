@@ -60,8 +60,8 @@ inline Layout row_layout(const Array& a) {
 /// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
 /// out = in's values, row-major: takes in's buffer when in is uniquely held (a KV cache's
-/// in-place update), else a fresh copy queued on s.
-void copy_or_donate(const Array& in, Array& out, cudaStream_t s);
+/// in-place update; `holders`: see Array::is_donatable), else a fresh copy queued on s.
+void copy_or_donate(const Array& in, Array& out, cudaStream_t s, long holders = 1);
 
 /// Where indexing kernels of `op` (IndexOp) on device d record an out-of-range index.
 FaultSite fault_site(Device d, int op, int axis);
