@@ -103,17 +103,20 @@ __global__ void rope_kernel(RopeArgs p, RopeInvFreqs inv, int64_t heads_per_bloc
   }
 }
 
-// ---- rope_kv_update: one warp per (b, l, head) row ----
+// ---- rope_kv_update: a block per (position, group of heads), a warp per head row ----
+//
+// The block's threads first compute cos/sin of the position's D / 2 pairs in parallel (one
+// float64 sincos per pair, as rope_kernel), then each warp normalises and rotates one head row
+// from that table.
 
 constexpr int kRopeKvWarps = 4;
 
-/// Rotates element e of a row held (as the dtype's values, in float) in buf, at position pos.
+/// Rotates element e of a row held (as the dtype's values, in float) in buf.
 template <typename T>
-__device__ __forceinline__ float rope_element(const RopeKvArgs& p, const RopeInvFreqs& inv,
-                                              const float* buf, int64_t e, float pos) {
-  const int64_t half = p.D / 2;
+__device__ __forceinline__ float rope_element(bool traditional, int64_t half, const float* buf,
+                                              const float* cs, const float* sn, int64_t e) {
   int64_t k, i1, i2;
-  if (p.rope.traditional) {
+  if (traditional) {
     k = e / 2;
     i1 = 2 * k;
     i2 = i1 + 1;
@@ -122,11 +125,7 @@ __device__ __forceinline__ float rope_element(const RopeKvArgs& p, const RopeInv
     i1 = k;
     i2 = k + half;
   }
-  const float ang = __fmul_rn(pos, inv_freq(p.rope, inv, k));
-  double sd, cd;
-  sincos(static_cast<double>(ang), &sd, &cd);
-  const float c = round_through<T>(static_cast<float>(cd));
-  const float s = round_through<T>(static_cast<float>(sd));
+  const float c = cs[k], s = sn[k];
   const float x1 = buf[i1], x2 = buf[i2];
   if (e == i1)
     return round_through<T>(
@@ -141,11 +140,24 @@ __global__ void __launch_bounds__(32 * kRopeKvWarps)
   constexpr int V = 16 / sizeof(T);
   constexpr int NV = 256 / V > 32 ? 2 : 1;  // 16-byte vectors a lane holds (D <= 256)
   __shared__ float rows[kRopeKvWarps][256];
+  __shared__ float cs[128], sn[128];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t heads = p.H + 2 * p.Hkv;
-  const int64_t row = int64_t(blockIdx.x) * kRopeKvWarps + warp;
-  if (row >= p.B * p.L * heads) return;  // whole warps; no block-wide barrier below
-  const int64_t hd = row % heads, l = (row / heads) % p.L, b = row / heads / p.L;
+  const int64_t heads = p.H + 2 * p.Hkv, half = p.D / 2;
+  const int64_t l = int64_t(blockIdx.x) % p.L, b = int64_t(blockIdx.x) / p.L;
+  const int64_t start =
+      p.rope.offsets ? load_int(p.rope.offsets, p.rope.offsets_dtype, b * p.rope.offsets_stride)
+                     : p.rope.offset;
+  const float pos = __fmul_rn(static_cast<float>(start + l), p.rope.scale);
+  for (int64_t k = threadIdx.x; k < half; k += blockDim.x) {
+    const float ang = __fmul_rn(pos, inv_freq(p.rope, inv, k));
+    double sd, cd;
+    sincos(static_cast<double>(ang), &sd, &cd);
+    cs[k] = round_through<T>(static_cast<float>(cd));
+    sn[k] = round_through<T>(static_cast<float>(sd));
+  }
+  __syncthreads();
+  const int64_t hd = int64_t(blockIdx.y) * kRopeKvWarps + warp;
+  if (hd >= heads) return;  // whole warps; no block-wide barrier below
   const int64_t nvec = p.D / V;
   const T* src = static_cast<const T*>(p.qkv) + b * p.sb + l * p.sl + hd * p.D;
   T* dst;
@@ -200,17 +212,14 @@ __global__ void __launch_bounds__(32 * kRopeKvWarps)
     }
   }
   __syncwarp();
-  const int64_t start =
-      p.rope.offsets ? load_int(p.rope.offsets, p.rope.offsets_dtype, b * p.rope.offsets_stride)
-                     : p.rope.offset;
-  const float pos = __fmul_rn(static_cast<float>(start + l), p.rope.scale);
 #pragma unroll
   for (int i = 0; i < NV; ++i) {
     const int64_t c = lane + 32 * i;
     if (c < nvec) {
       float o[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) o[j] = rope_element<T>(p, inv, buf, c * V + j, pos);
+      for (int j = 0; j < V; ++j)
+        o[j] = rope_element<T>(p.rope.traditional, half, buf, cs, sn, c * V + j);
       *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
     }
   }
@@ -246,9 +255,10 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
 }
 
 void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
-  const int64_t rows = a.B * a.L * (a.H + 2 * a.Hkv);
-  if (rows == 0) return;
-  const unsigned grid = static_cast<unsigned>((rows + kRopeKvWarps - 1) / kRopeKvWarps);
+  const int64_t positions = a.B * a.L, heads = a.H + 2 * a.Hkv;
+  if (positions == 0 || heads == 0) return;
+  const dim3 grid(static_cast<unsigned>(positions),
+                  static_cast<unsigned>((heads + kRopeKvWarps - 1) / kRopeKvWarps));
   switch (t) {
     case Dtype::float16:
       launch_pdl(rope_kv_kernel<__half>, grid, 32 * kRopeKvWarps, 0, s, a, inv);

@@ -414,11 +414,12 @@ bool gemv_enabled() {
 }
 
 /// Blocks of a GEMV that prefetch its weights into L2 before waiting for the previous kernel
-/// (the multiprocessor count); INGOT_CUDA_GEMV_PREFETCH=0: none.
+/// (the multiprocessor count) with INGOT_CUDA_GEMV_PREFETCH=1; none by default: on the H200
+/// it gained Qwen3-0.6B decode 1% and cost Llama-3.2-1B and Gemma3-1B 5-6% (BENCHMARKS.md).
 int gemv_prefetch_sms(const Device& d) {
   static const bool on = [] {
     const char* v = std::getenv("INGOT_CUDA_GEMV_PREFETCH");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return v != nullptr && std::strcmp(v, "1") == 0;
   }();
   return on ? cu::props(d.index).multiProcessorCount : 0;
 }
