@@ -209,14 +209,15 @@ TEST(FastRopeKvUpdate, EqualsTheOpsOneAtATime) {
 TEST(FastRopeKvUpdate, WritesOnlyTheNewColumnsInPlace) {
   const RopeKvCase c{2, 2, 2, 1, 16, 5, 1, true, false, false, false, false, false};
   const int64_t f = (c.h + 2 * c.hk) * c.d;
-  const Array qkv(random_values(c.b * c.l * f, float32, 3), {c.b, c.l, f});
+  const Array qkv(random_values(c.b * c.l * f, float32, 3), {c.b, c.l, f}, float32);
   auto kv = random_values(c.b * c.hk * c.c * c.d, float32, 4);
-  Array keys(kv, {c.b, c.hk, c.c, c.d}), values(kv, {c.b, c.hk, c.c, c.d});
+  Array keys(kv, {c.b, c.hk, c.c, c.d}, float32), values(kv, {c.b, c.hk, c.c, c.d}, float32);
   keys.eval();
   const void* storage = keys.raw_ptr();
   fast::RopeKvOptions o{.n_heads = 2, .n_kv_heads = 1};
-  std::vector<Array> out = fast::rope_kv_update(qkv, std::nullopt, std::nullopt, std::move(keys),
-                                                values, Array({1}, int32), o);
+  std::vector<Array> out =
+      fast::rope_kv_update(qkv, std::nullopt, std::nullopt, keys, values, Array({1}, int32), o);
+  keys = Array();  // only the update holds the buffer now
   eval(out);
   EXPECT_EQ(out[1].raw_ptr(), storage) << "the keys buffer was not reused";
   const std::vector<double> kv_new = values_of(out[2]), qv = values_of(qkv);
