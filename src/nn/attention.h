@@ -87,7 +87,8 @@ class Attention : public Module {
   Array run(const Array& x, const AttentionInputs& in, const Array* residual,
             const RMSNorm* norm) const;
   /// {q, keys, values} from the stacked product through fast::rope_kv_update when the cache
-  /// has fixed buffers and the block qualifies (no branches, full rotary, D % 16 == 0, D <= 256).
+  /// has fixed buffers and the block qualifies (q/k norms, no branches, full rotary,
+  /// D % 16 == 0, D <= 256).
   std::optional<std::vector<Array>> fused_cache_update(const std::optional<Array>& qkv,
                                                        const AttentionInputs& in,
                                                        const fast::RopeOptions& ro) const;
