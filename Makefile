@@ -5,7 +5,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test test-asan test-gpu run bench format clean
+.PHONY: all deps configure build test test-asan test-capi-asan test-gpu run bench format clean
 
 all: build
 
@@ -27,6 +27,15 @@ test-asan: deps
 	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
+
+# The C API's C tests under ASan + UBSan with LeakSanitizer (used by CI); shares $(ASAN_DIR)
+# with test-asan (its core objects are reused) and adds the LLM layers and libingot.so.
+test-capi-asan: deps
+	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGOT_SANITIZE=address,undefined \
+	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target capi_c_test capi_lora_c_test capi_cache_c_test
+	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) \
+	  -R '^capi_(c|lora_c|cache_c)_test$$' --timeout 900
 
 # On a machine with an NVIDIA GPU: the CUDA backend's tests (every family against the CPU), then
 # the model, llm and core suites with the GPU as the default device.

@@ -483,6 +483,83 @@ typedef enum ingot_pooling { INGOT_POOL_LAST = 0, INGOT_POOL_MEAN = 1 } ingot_po
 INGOT_API int ingot_embed(ingot_model m, const int32_t* const* prompts, const size_t* lengths,
                           size_t n, int pooling, int64_t batch_size, float* out);
 
+/* ---------------------------------------------------------------- prompt caches */
+
+/** The keys and values of every layer of one model for a sequence of token ids (one row), and
+ * those ids: prefill a shared prompt prefix once, then continue it (ingot_generate_cached) or
+ * score or classify prompts that start with it (ingot_score_cached, ingot_classify_cached,
+ * ingot_classify_texts_cached)
+ * without computing the prefix again. Buffers live on the model's device; every layer keeps all
+ * positions (sliding-window layers too), so the cache can be rewound anywhere. A cache fits only
+ * the model it was made for, and only while that model's weights stay as they were when it was
+ * filled: after an adapter is applied, removed or fused, a non-empty cache is refused
+ * (INGOT_ERR_INVALID_ARGUMENT) until it is cleared. One call at a time per cache. */
+typedef struct ingot_prompt_cache_s* ingot_prompt_cache;
+/** An empty cache for model m. */
+INGOT_API int ingot_prompt_cache_new(ingot_model m, ingot_prompt_cache* out);
+INGOT_API int ingot_prompt_cache_free(ingot_prompt_cache c);
+/** An independent copy (cheap: buffers are shared until one of the two is extended). */
+INGOT_API int ingot_prompt_cache_copy(ingot_prompt_cache c, ingot_prompt_cache* out);
+/** Appends ids (n > 0, inside the vocabulary) to the cache, computing their keys and values
+ * now. On failure the cache is left as it was. */
+INGOT_API int ingot_prompt_cache_prefill(ingot_model m, ingot_prompt_cache c, const int32_t* ids,
+                                         size_t n);
+/** Fills an empty cache with the ids every filling of `template_text` ("{text}" once) starts
+ * with: the text before "{text}" encoded with special tokens (BOS), minus its last token
+ * (which could merge with the text). Needs the model's tokenizer. */
+INGOT_API int ingot_prompt_cache_prefill_template(ingot_model m, ingot_prompt_cache c,
+                                                  const char* template_text);
+/** Number of token ids (positions) held. */
+INGOT_API int ingot_prompt_cache_length(ingot_prompt_cache c, int64_t* out);
+/** The ids held (freed with ingot_free; NULL when *n is 0). */
+INGOT_API int ingot_prompt_cache_tokens(ingot_prompt_cache c, int32_t** ids, size_t* n);
+/** Bytes of keys and values held. */
+INGOT_API int ingot_prompt_cache_nbytes(ingot_prompt_cache c, int64_t* out);
+/** Rewinds to the first `length` ids (0 <= length <= the length held). */
+INGOT_API int ingot_prompt_cache_trim(ingot_prompt_cache c, int64_t length);
+/** Empties the cache (it may then be filled again, also after the model's weights changed). */
+INGOT_API int ingot_prompt_cache_clear(ingot_prompt_cache c);
+/** Writes the cache to a safetensors file (keys, values, ids; loadable on any device). Refused
+ * for a cache filled while an adapter was applied (the file cannot record it). */
+INGOT_API int ingot_prompt_cache_save(ingot_prompt_cache c, const char* path);
+/** A new cache for model m read from a file written by ingot_prompt_cache_save:
+ * INGOT_ERR_IO when it cannot be read, INGOT_ERR_FORMAT when it is not a prompt cache of a model
+ * of this architecture, shapes and dtype (a file of `ingot generate --prompt-cache` fits when
+ * the model has no sliding-window layers). Refused while m has an adapter applied. */
+INGOT_API int ingot_prompt_cache_load(ingot_model m, const char* path, ingot_prompt_cache* out);
+
+/** ingot_generate through a cache: the longest common prefix of the prompt and the cache's ids
+ * is reused (the cache is rewound to it and only the rest is prefilled); afterwards the cache
+ * holds the prompt and the generated ids (all but the last). To continue one prefix many ways,
+ * pass each call the prefix plus its own tokens (the cache rewinds to the prefix each time), or
+ * generate from ingot_prompt_cache_copy copies to keep the original as it is. After a failed
+ * call the cache may be left empty. */
+INGOT_API int ingot_generate_cached(ingot_model m, ingot_prompt_cache c, const int32_t* prompt,
+                                    size_t n_prompt, const ingot_generate_options* opts,
+                                    ingot_token_fn on_token, ingot_text_fn on_text, void* ctx,
+                                    ingot_generation* out);
+/** ingot_score of full prompts that all start with the cache's ids (a prompt may equal them, as
+ * when every continuation follows one shared prompt): the cached prefix is not computed again,
+ * and the cache is not changed (it may be reused by any number of calls). batch_size 0: 16. */
+INGOT_API int ingot_score_cached(ingot_model m, ingot_prompt_cache c, const int32_t* const* prompts,
+                                 const size_t* prompt_lengths, const int32_t* const* continuations,
+                                 const size_t* cont_lengths, size_t n, int64_t batch_size,
+                                 double* sums, double* token_logprobs);
+/** ingot_classify of full prompts that all start with the cache's ids (a prompt may equal
+ * them): the cached prefix is not computed again, and the cache is not changed (it may be
+ * reused by any number of calls). An empty cache classifies as ingot_classify does. */
+INGOT_API int ingot_classify_cached(ingot_model m, ingot_prompt_cache c,
+                                    const int32_t* const* prompts, const size_t* lengths, size_t n,
+                                    const int32_t* const* labels, const size_t* label_lengths,
+                                    size_t n_labels, int64_t batch_size, double* probs);
+/** ingot_classify_texts through a cache (see ingot_prompt_cache_prefill_template): every filled
+ * and tokenized template must start with the cache's ids (INGOT_ERR_INVALID_ARGUMENT naming the
+ * first text that does not). The cache is not changed. */
+INGOT_API int ingot_classify_texts_cached(ingot_model m, ingot_prompt_cache c,
+                                          const char* template_text, const char* const* labels,
+                                          size_t n_labels, const char* const* texts, size_t n_texts,
+                                          int64_t batch_size, double* probs);
+
 /* ---------------------------------------------------------------- LoRA adapters and training */
 
 /** A LoRA adapter made for one model (its float32 factors, config and target layers). */

@@ -96,6 +96,59 @@ llm::GenerateOptions gen_options(const ingot_generate_options* o) {
 
 }  // namespace
 
+void capi::generate_impl(ingot_model m, llm::PromptCache* cache, const char* what,
+                         const int32_t* prompt, size_t n_prompt, const ingot_generate_options* opts,
+                         ingot_token_fn on_token, ingot_text_fn on_text, void* ctx,
+                         ingot_generation* out) {
+  const auto& model = model_of(m, what);
+  need_out(out, what);
+  std::memset(out, 0, sizeof *out);
+  if (n_prompt == 0 || !prompt) raise("[capi] {}: empty prompt", what);
+  const std::vector<int32_t> ids(prompt, prompt + n_prompt);
+  const ingot_generate_options d = ingot_generate_options_default();
+  const ingot_generate_options& o = opts ? *opts : d;
+  bool cancelled = false;
+  llm::GenerateOptions gen = gen_options(&o);
+  if (on_token)
+    gen.on_token = [&](int row, int32_t id) {
+      if (on_token(ctx, row, id) != 0) cancelled = true;
+      return !cancelled;
+    };
+  std::vector<int32_t> tokens;
+  std::string text;
+  int finish = 0;
+  llm::GenerationMetrics metrics;
+  if (m->tm.tokenizer) {
+    llm::TextGenerateOptions t;
+    t.gen = std::move(gen);
+    t.stop_at_eos = o.stop_at_eos != 0;
+    t.skip_special_tokens = o.skip_special_tokens != 0;
+    if (o.n_stop_strings > 0 && !o.stop_strings)
+      raise("[capi] generate options: null stop_strings");
+    for (size_t i = 0; i < o.n_stop_strings; ++i) {
+      need_str(o.stop_strings[i], "generate options: stop string");
+      t.stop_strings.emplace_back(o.stop_strings[i]);
+    }
+    if (on_text) t.on_text = [&](const std::string& p) { on_text(ctx, p.data(), p.size()); };
+    llm::TextResult r = llm::generate_text(m->tm, ids, t, cache);
+    tokens = std::move(r.tokens);
+    text = std::move(r.text);
+    finish = finish_code(r.finish, cancelled);
+    metrics = r.metrics;
+  } else {
+    if (o.n_stop_strings > 0) raise("[capi] {}: stop strings need a tokenizer", what);
+    llm::GenerationResult r = llm::generate(model, {ids}, gen, cache);
+    tokens = std::move(r.tokens[0]);
+    finish = finish_code(r.finish[0], cancelled);
+    metrics = r.metrics;
+  }
+  out->text = dup_string(text);
+  out->tokens = dup_ids(tokens);
+  out->n_tokens = tokens.size();
+  out->finish_reason = finish;
+  out->metrics = metrics_of(metrics);
+}
+
 extern "C" {
 
 // ---- tokenizer
@@ -298,55 +351,11 @@ int ingot_generate(ingot_model m, const int32_t* prompt, size_t n_prompt,
                    const ingot_generate_options* opts, ingot_token_fn on_token,
                    ingot_text_fn on_text, void* ctx, ingot_generation* out) {
   return guard([&] {
-    const auto& model = model_of(m, "ingot_generate");
-    need_out(out, "ingot_generate");
-    std::memset(out, 0, sizeof *out);
-    if (n_prompt == 0 || !prompt) raise("[capi] ingot_generate: empty prompt");
-    const std::vector<int32_t> ids(prompt, prompt + n_prompt);
-    const ingot_generate_options d = ingot_generate_options_default();
-    const ingot_generate_options& o = opts ? *opts : d;
-    bool cancelled = false;
-    llm::GenerateOptions gen = gen_options(&o);
-    if (on_token)
-      gen.on_token = [&](int row, int32_t id) {
-        if (on_token(ctx, row, id) != 0) cancelled = true;
-        return !cancelled;
-      };
-    std::vector<int32_t> tokens;
-    std::string text;
-    int finish = 0;
-    llm::GenerationMetrics metrics;
-    if (m->tm.tokenizer) {
-      llm::TextGenerateOptions t;
-      t.gen = std::move(gen);
-      t.stop_at_eos = o.stop_at_eos != 0;
-      t.skip_special_tokens = o.skip_special_tokens != 0;
-      if (o.n_stop_strings > 0 && !o.stop_strings)
-        raise("[capi] generate options: null stop_strings");
-      for (size_t i = 0; i < o.n_stop_strings; ++i) {
-        need_str(o.stop_strings[i], "generate options: stop string");
-        t.stop_strings.emplace_back(o.stop_strings[i]);
-      }
-      if (on_text) t.on_text = [&](const std::string& p) { on_text(ctx, p.data(), p.size()); };
-      llm::TextResult r = llm::generate_text(m->tm, ids, t);
-      tokens = std::move(r.tokens);
-      text = std::move(r.text);
-      finish = finish_code(r.finish, cancelled);
-      metrics = r.metrics;
-    } else {
-      if (o.n_stop_strings > 0) raise("[capi] ingot_generate: stop strings need a tokenizer");
-      llm::GenerationResult r = llm::generate(model, {ids}, gen);
-      tokens = std::move(r.tokens[0]);
-      finish = finish_code(r.finish[0], cancelled);
-      metrics = r.metrics;
-    }
-    out->text = dup_string(text);
-    out->tokens = dup_ids(tokens);
-    out->n_tokens = tokens.size();
-    out->finish_reason = finish;
-    out->metrics = metrics_of(metrics);
+    capi::generate_impl(m, nullptr, "ingot_generate", prompt, n_prompt, opts, on_token, on_text,
+                        ctx, out);
   });
 }
+
 void ingot_generation_free(ingot_generation* g) {
   if (!g) return;
   std::free(g->tokens);

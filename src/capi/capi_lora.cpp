@@ -163,6 +163,7 @@ int ingot_model_apply_adapter(ingot_model m, ingot_adapter a) {
           "[capi] ingot_model_apply_adapter: the model has an adapter applied already (remove "
           "it first)");
     auto snapshot = std::make_shared<train::LoraAdapter>(ad);
+    ++m->weights_version;  // prompt caches filled before are stale (even if this fails midway)
     train::apply_adapter(*m->tm.model, *snapshot);
     m->applied = std::move(snapshot);
     m->applied_from = &ad;
@@ -172,7 +173,10 @@ int ingot_model_apply_adapter(ingot_model m, ingot_adapter a) {
 int ingot_model_remove_adapter(ingot_model m) {
   return guard([&] {
     models::Model& model = model_ref(m, "ingot_model_remove_adapter");
-    if (m->applied) train::clear_branches(model, *m->applied);
+    if (m->applied) {
+      ++m->weights_version;
+      train::clear_branches(model, *m->applied);
+    }
     m->applied.reset();
     m->applied_from = nullptr;
   });
@@ -183,6 +187,7 @@ int ingot_model_fuse_adapter(ingot_model m, ingot_adapter a) {
     auto& ad = adapter_of_model(m, a, "ingot_model_fuse_adapter");
     if (m->applied && m->applied_from != &ad)
       raise("[capi] ingot_model_fuse_adapter: another adapter is applied (remove it first)");
+    ++m->weights_version;
     if (m->applied) train::clear_branches(*m->tm.model, *m->applied);
     m->applied.reset();
     m->applied_from = nullptr;
