@@ -8,17 +8,22 @@
 // Usage:
 //   node scripts/server_load.mjs --ingot build/tools/cli/ingot --model DIR [--dtype float32]
 //        [--clients 64] [--seconds 120] [--max-tokens 32] [--warmup 10] [--max-batch 64]
-//        [--max-rss-change PCT]
+//        [--max-rss-change PCT] [--sample S] [--server-args "ARGS"]
 //   node scripts/server_load.mjs --url http://127.0.0.1:8080 --pid PID ...   (a running server)
 // --max-rss-change: also exit 1 when the RSS at the end differs from the RSS after warm-up by
 // more than PCT percent. The server's allocator keeps freed buffers for reuse up to its cache
 // limit, so give the warm-up time to fill it (30 s for the 2-minute CPU run).
+// --sample S: a series of the server's memory figures every S seconds (memory_series_mib).
+// --server-args: extra options for `ingot serve` (split on spaces).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 
+// --server-args takes the next argument whatever it is (it starts with "--" itself).
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]?.startsWith("--") ? "1" : all[i + 1]]);
+    if (all[i - 1] === "--server-args") return acc;
+    if (a === "--server-args") acc.push(["server-args", all[i + 1] ?? ""]);
+    else if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]?.startsWith("--") ? "1" : all[i + 1]]);
     return acc;
   }, []));
 const clients = Number(args.clients ?? 64);
@@ -41,6 +46,7 @@ async function startServer() {
   const a = ["serve", "--model", args.model, "--port", "0", "--model-name", model, "--quiet",
              "--max-queue", String(args["max-queue"] ?? 256), "--max-batch", String(args["max-batch"] ?? 64)];
   if (args.dtype) a.push("--dtype", args.dtype);
+  if (args["server-args"]) a.push(...args["server-args"].split(" ").filter(Boolean));
   const proc = spawn(args.ingot, a, { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   const port = await new Promise((resolve, reject) => {
@@ -185,12 +191,28 @@ async function allocBytes() {
 }
 let allocWarm = null;
 const rssStart = rssKiB(pid);
+// --sample S: every S seconds, the RSS and the server's memory figures from /metrics (where
+// memory goes over the run: the device allocator's cache, the C library's heap, the KV cache).
+const series = [];
+const sampleEvery = Number(args.sample ?? 0);
+const sampler = sampleEvery > 0 && setInterval(async () => {
+  const t = Number(((performance.now() - t0) / 1000).toFixed(0));
+  const rss = rssKiB(pid) / 1024;
+  let m = "";
+  try { m = await (await fetch(`${url}/metrics`)).text(); } catch { return; }
+  const mib = (k) => Number((Number(m.match(new RegExp(`^${k} (\\S+)`, "m"))?.[1]) / 1048576).toFixed(1));
+  series.push({ t, rss: Number(rss.toFixed(1)), alloc_active: mib("ingot_memory_active_bytes"),
+                alloc_cache: mib("ingot_memory_cache_bytes"), malloc_in_use: mib("ingot_malloc_in_use_bytes"),
+                malloc_free: mib("ingot_malloc_free_bytes"), kv: mib("ingot_kv_cache_bytes"),
+                kv_reserved: mib("ingot_kv_reserved_bytes") });
+}, sampleEvery * 1000);
 setTimeout(async () => {
   rssWarm = rssKiB(pid);
   warmAt = performance.now();
   allocWarm = await allocBytes();
 }, warmup * 1000);
 await Promise.all(Array.from({ length: clients }, client));
+if (sampler) clearInterval(sampler);
 const elapsed = (performance.now() - t0) / 1000;
 const rssEnd = rssKiB(pid);
 const allocEnd = await allocBytes();
@@ -220,6 +242,7 @@ const report = {
     after_warmup: allocWarm && { active: Number(allocWarm.active.toFixed(1)), cache: Number(allocWarm.cache.toFixed(1)) },
     end: { active: Number(allocEnd.active.toFixed(1)), cache: Number(allocEnd.cache.toFixed(1)) },
   },
+  memory_release_seconds: Number(metrics.match(/^ingot_memory_release_seconds_total (\S+)/m)?.[1] ?? NaN),
   mean_running_batch: (() => {
     const steps = Number(metrics.match(/^ingot_decode_steps_total (\S+)/m)?.[1]);
     const rows = Number(metrics.match(/^ingot_decode_step_rows_total (\S+)/m)?.[1]);
@@ -230,6 +253,17 @@ const report = {
 for (const k of ["ttft_ms", "itl_ms"])
   for (const p of ["p50", "p99"]) report[k][p] = Number(report[k][p].toFixed(1));
 for (const k of Object.keys(report.rss_mib)) report.rss_mib[k] = Number(report.rss_mib[k].toFixed(1));
+if (series.length) {
+  // Flatness over the whole run after warm-up, not only at its two ends: the samples' range.
+  const after = series.filter((x) => x.t > warmup && Number.isFinite(x.rss));
+  if (after.length && Number.isFinite(report.rss_mib.after_warmup)) {
+    const lo = Math.min(...after.map((x) => x.rss)), hi = Math.max(...after.map((x) => x.rss));
+    const w = report.rss_mib.after_warmup;
+    report.rss_mib.samples_after_warmup = { min: lo, max: hi,
+      max_change_pct: Number((100 * Math.max(hi - w, w - lo) / w).toFixed(1)) };
+  }
+  report.memory_series_mib = series;
+}
 console.log(JSON.stringify(report, null, 2));
 const maxRss = args["max-rss-change"] === undefined ? Infinity : Number(args["max-rss-change"]);
 const rssBad = !(Math.abs(report.rss_mib.change_after_warmup_pct) <= maxRss);

@@ -1,11 +1,16 @@
-// Caching allocators: size-class free lists, active/peak/cache accounting and limits; the CPU's.
+// Caching allocators: size-class free lists in least-recently-freed order, active/peak/cache
+// accounting and limits; the CPU's.
 #include "core/allocator.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <iterator>
+#include <list>
 #include <map>
 #include <mutex>
 #include <new>
@@ -27,6 +32,18 @@ size_t size_class(size_t n) {
   return (n + q - 1) / q * q;
 }
 
+// Blocks of at least this size are mapped from the system directly (whole pages), so a block
+// the cache releases goes back to the system at once. Through malloc, a freed block raises
+// glibc's dynamic mmap threshold and later blocks up to that size come from its heaps, where
+// a freed block stays resident as a hole. Smaller blocks come from malloc (a page each would
+// waste up to 63/64 of it).
+constexpr size_t kMapMin = size_t(64) << 10;
+
+size_t page_size() {
+  static const size_t p = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return p;
+}
+
 class CpuAllocator final : public CachingAllocator {
  public:
   CpuAllocator() : CachingAllocator("cpu", size_t(4) << 30) {}
@@ -34,11 +51,20 @@ class CpuAllocator final : public CachingAllocator {
 
  protected:
   void* raw_alloc(size_t bytes) override {
-    void* p = std::aligned_alloc(64, bytes);
-    if (p && bytes >= (size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+    if (bytes < kMapMin) return std::aligned_alloc(64, bytes);
+    const size_t len = (bytes + page_size() - 1) / page_size() * page_size();
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if (len >= (size_t(2) << 20)) madvise(p, len, MADV_HUGEPAGE);
     return p;
   }
-  void raw_free(void* p, size_t) override { std::free(p); }
+  void raw_free(void* p, size_t bytes) override {
+    if (bytes < kMapMin) {
+      std::free(p);
+      return;
+    }
+    munmap(p, (bytes + page_size() - 1) / page_size() * page_size());
+  }
 };
 
 }  // namespace
@@ -68,9 +94,11 @@ Buffer CachingAllocator::malloc(size_t bytes) {
     }
   }
   auto it = free_.find(cls);
-  if (it != free_.end() && !it->second.empty()) {
-    p = it->second.back();
+  if (it != free_.end() && !it->second.empty()) {  // the most recently freed of the class
+    p = it->second.back()->ptr;
+    lru_.erase(it->second.back());
     it->second.pop_back();
+    if (it->second.empty()) free_.erase(it);
     cache_ -= cls;
   } else {
     p = raw_alloc(cls);
@@ -113,8 +141,7 @@ void CachingAllocator::release_pool(int id) {
   for (auto& [cls, v] : it->second.free)
     for (void* p : v) {
       owner_.erase(p);
-      free_[cls].push_back(p);
-      cache_ += cls;
+      cache_locked(p, cls);
     }
   for (auto o = owner_.begin(); o != owner_.end();) o = o->second == id ? owner_.erase(o) : ++o;
   pools_.erase(it);
@@ -151,8 +178,25 @@ void CachingAllocator::free(Buffer b) {
     return;
   }
   if (cache_ + cls > cache_limit_) release_cache_locked(cache_ + cls - cache_limit_);
-  free_[cls].push_back(b.ptr);
+  cache_locked(b.ptr, cls);
+}
+
+void CachingAllocator::cache_locked(void* p, size_t cls) {
+  lru_.push_back(Cached{p, cls, Clock::now()});
+  free_[cls].push_back(std::prev(lru_.end()));
   cache_ += cls;
+}
+
+void CachingAllocator::release_oldest_locked() {
+  const Cached c = lru_.front();
+  auto it = free_.find(c.cls);
+  // The oldest block of all is the oldest of its class: the front of the class's list.
+  INGOT_ASSERT(it != free_.end() && it->second.front() == lru_.begin());
+  it->second.pop_front();
+  if (it->second.empty()) free_.erase(it);
+  lru_.pop_front();
+  cache_ -= c.cls;
+  raw_free(c.ptr, c.cls);
 }
 
 size_t CachingAllocator::active_memory() const {
@@ -186,17 +230,25 @@ void CachingAllocator::clear_cache() {
   release_cache_locked(SIZE_MAX);
 }
 
-// Frees cached blocks, largest classes first, until `bytes` are released.
+size_t CachingAllocator::release_idle_cache(double seconds) {
+  if (!(seconds >= 0))
+    raise("[allocator] {}: release_idle_cache needs seconds >= 0, got {}", name_, seconds);
+  const auto cutoff = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(std::min(seconds, 1e9)));
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t released = 0;
+  while (!lru_.empty() && lru_.front().freed <= cutoff) {
+    released += lru_.front().cls;
+    release_oldest_locked();
+  }
+  return released;
+}
+
 void CachingAllocator::release_cache_locked(size_t bytes) {
   size_t released = 0;
-  for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
-    auto& v = it->second;
-    while (!v.empty() && released < bytes) {
-      raw_free(v.back(), it->first);
-      v.pop_back();
-      released += it->first;
-      cache_ -= it->first;
-    }
+  while (!lru_.empty() && released < bytes) {
+    released += lru_.front().cls;
+    release_oldest_locked();
   }
 }
 

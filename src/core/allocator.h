@@ -2,7 +2,10 @@
 // limit throws OutOfMemory; the process carries on.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <deque>
+#include <list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -25,7 +28,8 @@ class Allocator {
   virtual ~Allocator() = default;
   /// Returns a block of at least `bytes` (64-byte aligned); throws OutOfMemory.
   virtual Buffer malloc(size_t bytes) = 0;
-  /// Returns a block to the cache (or the system when the cache is full).
+  /// Returns a block to the cache; past the cache limit the least recently freed cached blocks
+  /// go back to the system.
   virtual void free(Buffer b) = 0;
   /// Bytes handed out and not yet freed.
   virtual size_t active_memory() const = 0;
@@ -40,11 +44,17 @@ class Allocator {
   virtual size_t set_cache_limit(size_t bytes) = 0;
   /// Frees every cached block.
   virtual void clear_cache() = 0;
+  /// Frees the cached blocks that have waited `seconds` or longer since they were freed (no
+  /// allocation took them since): the cache keeps what recent work reuses, and sizes no longer
+  /// asked for stop holding memory. Returns the bytes released.
+  virtual size_t release_idle_cache(double seconds) = 0;
 };
 
-/// Size-class caching on top of a raw source of memory (the CPU's aligned_alloc, CUDA's
-/// cudaMalloc): freed blocks are kept for reuse up to the cache limit, active memory is capped
-/// by the memory limit, and a refused raw allocation releases the cache and retries once.
+/// Size-class caching on top of a raw source of memory (the CPU's mmap / aligned_alloc, CUDA's
+/// cudaMalloc): freed blocks are kept for reuse up to the cache limit (an allocation takes the
+/// most recently freed block of its size class; over the limit, the least recently freed go
+/// first), active memory is capped by the memory limit, and a refused raw allocation releases
+/// the cache and retries once.
 class CachingAllocator : public Allocator {
  public:
   /// `name` ("cpu", "cuda:0") prefixes error messages.
@@ -58,6 +68,7 @@ class CachingAllocator : public Allocator {
   size_t set_memory_limit(size_t bytes) override;
   size_t set_cache_limit(size_t bytes) override;
   void clear_cache() override;
+  size_t release_idle_cache(double seconds) override;
 
   /// Private pools, for CUDA graphs: a replayed graph writes into every block its captured
   /// kernels used, so those blocks must never go to anyone else. While a pool is routed, malloc
@@ -81,11 +92,24 @@ class CachingAllocator : public Allocator {
   virtual void raw_free(void* p, size_t bytes) = 0;
 
  private:
+  using Clock = std::chrono::steady_clock;
+  /// A block in the shared cache.
+  struct Cached {
+    void* ptr;
+    size_t cls;
+    Clock::time_point freed;
+  };
+  /// Frees cached blocks, least recently freed first, until `bytes` are released.
   void release_cache_locked(size_t bytes);
+  /// Adds a block to the shared cache (most recently freed).
+  void cache_locked(void* p, size_t cls);
+  /// Frees the least recently freed cached block.
+  void release_oldest_locked();
 
   const std::string name_;
   mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  std::list<Cached> lru_;  // the shared cache, least recently freed first
+  std::map<size_t, std::deque<std::list<Cached>::iterator>> free_;  // by class, oldest first
   std::unordered_map<void*, size_t> sizes_;
   struct Pool {
     std::map<size_t, std::vector<void*>> free;
@@ -129,6 +153,9 @@ inline size_t set_cache_limit(size_t b, Device d = default_device()) {
 }
 inline void clear_cache(Device d = default_device()) {
   allocator(d).clear_cache();
+}
+inline size_t release_idle_cache(double seconds, Device d = default_device()) {
+  return allocator(d).release_idle_cache(seconds);
 }
 }  // namespace memory
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -638,6 +639,27 @@ TEST(ServerOptionsCheck, BadSchedulerOptionsAreInvalidArgument) {
   bad([](ServerOptions& o) { o.prompt_cache_bytes = -1; });
   bad([](ServerOptions& o) { o.prompt_cache_block = 0; });
   bad([](ServerOptions& o) { o.max_batch = 0; });
+  bad([](ServerOptions& o) { o.cache_idle_seconds = -1; });
+  bad([](ServerOptions& o) { o.cache_idle_seconds = 3601; });
+  bad([](ServerOptions& o) { o.kv_budget_bytes = -1; });
+}
+
+TEST(ServerMemory, AnIdleServerGivesTheAllocatorCacheBack) {
+  ServerOptions o;
+  OwnServer srv(o);
+  auto c = srv.s->client();
+  const double released0 = metric(c, "ingot_memory_cache_released_bytes_total");
+  // A request leaves freed buffers in the device allocator's cache...
+  srv.complete(ids_of(40, 3), 20);
+  // ...which a second of idleness gives back (nothing else runs in this process now).
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    back = metric(c, "ingot_memory_cache_bytes") == 0 &&
+           metric(c, "ingot_memory_cache_released_bytes_total") > released0;
+  }
+  EXPECT_TRUE(back);
+  EXPECT_GT(metric(c, "ingot_process_resident_bytes"), 0);
 }
 
 TEST(ServerAuth, ApiKeyAndFullQueue) {
@@ -687,6 +709,169 @@ TEST(ServerAuth, ApiKeyAndFullQueue) {
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   EXPECT_NE(m->body.find("ingot_requests_rejected_total 2\n"), std::string::npos);
+}
+
+// Keys + values of one token of the fixture in float32, from its config.json (not the server's
+// model object): 2 (keys, values) x layers x KV heads x head_dim x 4 bytes.
+int64_t fixture_kv_bytes_per_token() {
+  std::ifstream f(models::fixture_dir("llama_bf16_tied") + "/config.json");
+  const json cfg = json::parse(f);
+  return 2 * cfg["num_hidden_layers"].get<int64_t>() * cfg["num_key_value_heads"].get<int64_t>() *
+         cfg["head_dim"].get<int64_t>() * 4;
+}
+
+TEST(ServerKvBudget, RowsJoinOnlyWhileTheirKeysAndValuesFitAndTheRestWait) {
+  const int64_t per_token = fixture_kv_bytes_per_token();
+  // The batch's cache grows in steps of 256 columns (the fixture's whole context), so every row
+  // holds 256 columns: a budget of 2.5 rows lets at most 2 run together.
+  const int64_t row = 256 * per_token;
+  ServerOptions o;
+  o.kv_budget_bytes = row * 5 / 2;
+  o.prompt_cache_bytes = 0;
+  OwnServer srv(o);
+  EXPECT_EQ(srv.s->srv->kv_bytes_per_token(), per_token);
+  EXPECT_EQ(srv.s->srv->kv_budget(), row * 5 / 2);
+  auto c = srv.s->client();
+  // Five requests wait together (scheduler held), then are released at once.
+  srv.s->srv->hold(true);
+  constexpr int kN = 5;
+  std::vector<json> got(kN);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kN; ++i)
+    ts.emplace_back([&, i] { got[static_cast<size_t>(i)] = srv.complete(ids_of(8 + i, i), 12); });
+  for (int i = 0; i < 2000 && srv.s->srv->queue_depth() < kN; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(srv.s->srv->queue_depth(), static_cast<size_t>(kN));
+  srv.s->srv->hold(false);
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < kN; ++i)
+    EXPECT_EQ(got[static_cast<size_t>(i)]["choices"][0]["text"], srv.direct(ids_of(8 + i, i), 12))
+        << i;
+  // Some waited for room (not refused: every answer above is a 200); the batch's real buffers
+  // never went over the budget, and two rows did run together.
+  EXPECT_GE(metric(c, "ingot_requests_waited_for_kv_total"), 1);
+  EXPECT_EQ(metric(c, "ingot_kv_budget_bytes"), row * 5 / 2);
+  EXPECT_LE(metric(c, "ingot_kv_cache_peak_bytes"), row * 5 / 2);
+  EXPECT_EQ(metric(c, "ingot_kv_cache_peak_bytes"), 2 * row);
+  EXPECT_GT(metric(c, "ingot_decode_step_rows_total"), metric(c, "ingot_decode_steps_total"));
+  // Idle again: nothing reserved (published after the last answer went out, so wait for it).
+  for (int i = 0; i < 200 && metric(c, "ingot_kv_reserved_bytes") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(metric(c, "ingot_kv_reserved_bytes"), 0);
+}
+
+TEST(ServerKvBudget, StreamsWaitingForRoomAreServedInOrder) {
+  const int64_t row = 256 * fixture_kv_bytes_per_token();
+  ServerOptions o;
+  o.kv_budget_bytes = row;  // one row at a time
+  OwnServer srv(o);
+  srv.s->srv->hold(true);
+  constexpr int kN = 3;
+  std::vector<std::string> got(kN);
+  std::vector<int> status(kN, 0);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kN; ++i)
+    ts.emplace_back([&, i] {
+      auto cl = srv.s->client();
+      auto r = cl.Post("/v1/completions",
+                       json{{"model", kModel},
+                            {"prompt", ids_of(6, 10 + i)},
+                            {"max_tokens", 9},
+                            {"temperature", 0},
+                            {"stream", true}}
+                           .dump(),
+                       "application/json");
+      if (!r) return;
+      status[static_cast<size_t>(i)] = r->status;
+      for (size_t at = 0, end; (end = r->body.find("\n\n", at)) != std::string::npos;
+           at = end + 2) {
+        const std::string ev = r->body.substr(at + 6, end - at - 6);
+        if (ev == "[DONE]") break;
+        const json j = json::parse(ev);
+        if (j.contains("error")) got[static_cast<size_t>(i)] += "<error>";
+        if (!j["choices"].empty())
+          got[static_cast<size_t>(i)] += j["choices"][0]["text"].get<std::string>();
+      }
+    });
+  for (int i = 0; i < 2000 && srv.s->srv->queue_depth() < kN; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  srv.s->srv->hold(false);
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(status[static_cast<size_t>(i)], 200);
+    EXPECT_EQ(got[static_cast<size_t>(i)], srv.direct(ids_of(6, 10 + i), 9)) << i;
+  }
+  auto c = srv.s->client();
+  EXPECT_GE(metric(c, "ingot_requests_waited_for_kv_total"), 1);
+  EXPECT_EQ(metric(c, "ingot_kv_cache_peak_bytes"), row);
+  // One row at a time: every decode step had one row.
+  EXPECT_EQ(metric(c, "ingot_decode_step_rows_total"), metric(c, "ingot_decode_steps_total"));
+}
+
+TEST(ServerKvBudget, ARequestThatCanNeverFitIs400WithItsSizes) {
+  const int64_t per_token = fixture_kv_bytes_per_token();
+  ServerOptions o;
+  o.kv_budget_bytes = 100 * per_token;  // under one row's 256 columns
+  OwnServer srv(o);
+  auto c = srv.s->client();
+  const std::vector<json> bodies = {
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}, {"stream", true}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}, {"n", 2}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}}};  // default max_tokens
+  for (const json& b : bodies) {
+    auto r = c.Post("/v1/completions", b.dump(), "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << b.dump();
+    const json e = json::parse(r->body)["error"];
+    EXPECT_EQ(e["code"], "kv_budget_exceeded");
+    EXPECT_EQ(e["param"], "max_tokens");
+    EXPECT_EQ(e["type"], "invalid_request_error");
+    const std::string msg = e["message"];
+    EXPECT_NE(msg.find(std::to_string(256 * per_token) + " bytes"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(100 * per_token)), std::string::npos) << msg;
+  }
+  auto chat = c.Post("/v1/chat/completions",
+                     json{{"model", kModel},
+                          {"messages", {{{"role", "user"}, {"content", "Hi"}}}},
+                          {"max_tokens", 3}}
+                         .dump(),
+                     "application/json");
+  ASSERT_TRUE(chat);
+  EXPECT_EQ(chat->status, 400);
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  EXPECT_EQ(metric(c, "ingot_requests_running"), 0);
+}
+
+TEST(ServerKvBudget, DefaultIsHalfTheAvailableMemoryOnTheCpuAndZeroIsNoLimit) {
+  llm::TextModel tm = llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                           {.dtype = float32, .warn = false});
+  int64_t avail_kib = 0;
+  {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    while (f >> key) {
+      if (key == "MemAvailable:") {
+        f >> avail_kib;
+        break;
+      }
+      std::getline(f, key);
+    }
+  }
+  ASSERT_GT(avail_kib, 0);
+  {
+    Server s(tm, ServerOptions{});
+    // MemAvailable moves while other processes run: within 25% of half of it.
+    const double half = static_cast<double>(avail_kib) * 1024 / 2;
+    EXPECT_GT(static_cast<double>(s.kv_budget()), 0.75 * half);
+    EXPECT_LT(static_cast<double>(s.kv_budget()), 1.25 * half);
+  }
+  ServerOptions o;
+  o.kv_budget_bytes = 0;
+  Server s(tm, o);
+  EXPECT_EQ(s.kv_budget(), 0);
+  o.kv_budget_bytes = -1;
+  EXPECT_THROW(Server(tm, o), InvalidArgument);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ struct ServeArgs {
   int64_t prompt_cache_block = 16;
   int64_t max_context = 0;
   int64_t default_max_tokens = 256;
+  int64_t kv_budget_mb = -1;  // -1: the server's default (half the available memory on the CPU)
   std::string api_key;
   std::string model_name;
   bool quiet = false;
@@ -64,6 +65,7 @@ int run_serve(const ServeArgs& a) {
   o.prompt_cache_bytes = a.prompt_cache_mb << 20;
   o.prompt_cache_block = a.prompt_cache_block;
   o.default_max_tokens = a.default_max_tokens;
+  if (a.kv_budget_mb >= 0) o.kv_budget_bytes = a.kv_budget_mb << 20;
   o.stop_ids = generation_config_eos(a.model.dir);
   o.log_requests = !a.quiet;
   server::Server srv(std::move(tm), o);
@@ -111,6 +113,11 @@ const Registrar reg(
                       "Tokens per prompt-cache block: prefixes are reused in whole blocks "
                       "(default 16)")
            ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+       app.add_option("--kv-budget-mb", a->kv_budget_mb,
+                      "Keys/values the running batch may hold: requests wait for room, one that "
+                      "cannot fit even alone is refused with 400 (default: half the memory "
+                      "available at start on the CPU, no limit on a GPU; 0 = no limit)")
+           ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
        app.add_option("--max-queue", a->max_queue,
                       "Requests that may wait; more are refused with HTTP 429 (default 64)")
            ->check(CLI::NonNegativeNumber);

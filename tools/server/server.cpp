@@ -2,12 +2,17 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <future>
 #include <optional>
 #include <random>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -34,6 +39,8 @@ struct Job {
   std::shared_ptr<BatchRow> row;
   /// When it was queued (admission policy of the continuous batch).
   std::chrono::steady_clock::time_point queued_at;
+  /// Set once it has waited at the head of the queue for KV room (counted once).
+  bool kv_waited = false;
 };
 
 /// A single-choice completion run as one row of the continuous batch: prompt, sampling,
@@ -103,6 +110,33 @@ struct EventStream {
 };
 
 /// Maps a library exception to an HTTP status: bad input 400, everything else 500.
+/// The process's resident set (bytes), from /proc/self/statm (0 where there is none).
+size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long pages = 0, rss = 0;
+  const int got = std::fscanf(f, "%lu %lu", &pages, &rss);
+  std::fclose(f);
+  return got == 2 ? rss * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+/// MemAvailable of /proc/meminfo in bytes (0 where there is none).
+int64_t available_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  int64_t kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %ld kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib * 1024;
+}
+
+/// Prompt + max_tokens of a row: the most cache columns it can occupy.
+int64_t row_length(const Job& j) {
+  return static_cast<int64_t>(j.row->prompt.size()) + j.row->max_tokens;
+}
+
 Reply reply_for_exception(std::exception_ptr ep) {
   try {
     std::rethrow_exception(ep);
@@ -132,9 +166,21 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
           opt_.prefill_chunk);
   if (opt_.prompt_cache_bytes < 0)
     raise("[server] prompt_cache_bytes must be >= 0 (0 = off), got {}", opt_.prompt_cache_bytes);
+  if (!(opt_.cache_idle_seconds >= 0 && opt_.cache_idle_seconds <= 3600))
+    raise("[server] cache_idle_seconds must be in [0, 3600], got {}", opt_.cache_idle_seconds);
   if (opt_.prompt_cache_block < 1 || opt_.prompt_cache_block > 4096)
     raise("[server] prompt_cache_block must be in [1, 4096] tokens, got {}",
           opt_.prompt_cache_block);
+  const models::ModelConfig& cfg = tm_.model->config();
+  kv_token_bytes_ = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim *
+                    static_cast<int64_t>(size_of(tm_.model->dtype()));
+  if (opt_.kv_budget_bytes) {
+    if (*opt_.kv_budget_bytes < 0)
+      raise("[server] kv_budget_bytes must be >= 0 (0 = no limit), got {}", *opt_.kv_budget_bytes);
+    kv_budget_ = *opt_.kv_budget_bytes;
+  } else if (tm_.model->device().type == Device::Type::cpu) {
+    kv_budget_ = available_memory() / 2;  // the weights are loaded: what is left, halved
+  }
   created_ = now_seconds();
   // Every running or queued request holds an HTTP thread (a stream writes from it, a plain
   // request waits in it): enough threads for a full batch and a full queue, plus a few for
@@ -193,6 +239,13 @@ size_t Server::queue_depth() const {
   return queue_.size();
 }
 
+int64_t Server::kv_need(int64_t rows, int64_t longest) const {
+  // The batch's cache is one buffer per layer, every row left-padded to the longest, grown in
+  // steps of PromptCacheOptions::step columns (BatchDecoder's caches use the default).
+  const int64_t step = std::max<int64_t>(1, llm::PromptCacheOptions{}.step);
+  return rows * ((longest + step - 1) / step * step) * kv_token_bytes_;
+}
+
 int64_t Server::context_limit() const {
   const int64_t model_ctx = tm_.model->config().max_position_embeddings;
   if (opt_.max_context > 0 && (model_ctx <= 0 || opt_.max_context < model_ctx))
@@ -226,6 +279,22 @@ void Server::count_mask_work(const llm::grammar::TokenConstraint* c) {
   metrics_.mask_seconds += c->stats().seconds;
   metrics_.masks_computed += c->stats().computed;
   metrics_.masks_cached += c->stats().cached;
+}
+
+void Server::release_cached_memory(double seconds) {
+  const auto t = std::chrono::steady_clock::now();
+  const size_t bytes = memory::release_idle_cache(seconds, tm_.model->device());
+  metrics_.cache_released += static_cast<int64_t>(bytes);
+#if defined(__GLIBC__)
+  // Idle: the C library's free heap pages too (small blocks the cache gave back, request and
+  // JSON buffers of the HTTP threads' arenas). Not while working: with 300 threads' arenas a
+  // trim took ~6 ms, 5.6 s of a 2-minute load run at one every 125 ms, and the C heap's free
+  // bytes stayed flat (5-6 MiB) under load anyway.
+  if (seconds == 0) malloc_trim(0);
+#endif
+  std::lock_guard<std::mutex> lk(metrics_.mu);
+  metrics_.release_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 bool Server::submit(std::shared_ptr<Job> job) {
@@ -351,6 +420,13 @@ void Server::scheduler_loop() {
   // Publishes the decoder's sizes to /metrics (read by other threads).
   auto publish = [&] {
     metrics_.kv_cache_bytes = bd ? bd->cache_bytes() : 0;
+    if (metrics_.kv_cache_bytes > metrics_.kv_cache_peak_bytes)
+      metrics_.kv_cache_peak_bytes = metrics_.kv_cache_bytes.load();
+    int64_t longest = 0;
+    for (const auto& r : active) longest = std::max(longest, row_length(*r->job));
+    for (const auto& r : joining) longest = std::max(longest, row_length(*r->job));
+    metrics_.kv_reserved_bytes =
+        kv_need(static_cast<int64_t>(active.size() + joining.size()), longest);
     const llm::PrefixStore* ps = bd ? bd->prefix_store() : nullptr;
     metrics_.prompt_cache_blocks = ps ? ps->size() : 0;
     metrics_.prompt_cache_bytes = ps ? ps->nbytes() : 0;
@@ -368,13 +444,27 @@ void Server::scheduler_loop() {
     publish();
   };
 
+  // Cached memory: while working, blocks not reused for max(cache_idle_seconds, 4 decode steps)
+  // go back (checked every half of that, at most every second); after a second of idleness,
+  // all of it (once per idle spell).
+  auto last_release = std::chrono::steady_clock::now();
+  bool released_idle = false;
+  double step_seconds = 0;  // moving average of a decode step
   for (;;) {
     std::vector<std::shared_ptr<Job>> admit;
-    std::shared_ptr<Job> solo;
+    std::shared_ptr<Job> solo, refuse;
     {
       std::unique_lock<std::mutex> lk(mu_);
       const bool busy = !active.empty() || !joining.empty();
-      cv_.wait(lk, [&] { return stopping_ || busy || (!held_ && !queue_.empty()); });
+      auto work = [&] { return stopping_ || busy || (!held_ && !queue_.empty()); };
+      if (!busy && !released_idle && !cv_.wait_for(lk, std::chrono::seconds(1), work)) {
+        lk.unlock();
+        release_cached_memory(0);
+        released_idle = true;
+        continue;
+      }
+      cv_.wait(lk, work);
+      released_idle = released_idle && !busy && queue_.empty();
       if (stopping_ && !busy) return;  // stop() answered what was queued
       // Rows join the batch in arrival order up to max_batch; another kind of job waits at the
       // head of the queue until the batch has drained, then runs alone. While a batch runs,
@@ -393,9 +483,31 @@ void Server::scheduler_loop() {
         admit_now = waiting >= std::min(room, std::max(1, static_cast<int>(active.size()) / 8)) ||
                     waited >= std::chrono::milliseconds(opt_.admit_wait_ms);
       }
+      // KV budget: a row joins only while the cache of the batch with it (running, joining and
+      // admitted rows, padded to the longest) fits; otherwise it waits at the head of the queue
+      // (arrival order is kept) until rows leave.
+      int64_t rows_in = static_cast<int64_t>(active.size() + joining.size());
+      int64_t longest = 0;
+      for (const auto& r : active) longest = std::max(longest, row_length(*r->job));
+      for (const auto& r : joining) longest = std::max(longest, row_length(*r->job));
       while (admit_now && !stopping_ && !held_ && !queue_.empty() &&
              static_cast<int>(active.size() + admit.size()) < opt_.max_batch) {
         if (queue_.front()->row) {
+          const int64_t len = row_length(*queue_.front());
+          if (kv_budget_ > 0 && kv_need(rows_in + 1, std::max(longest, len)) > kv_budget_) {
+            if (rows_in == 0) {  // cannot fit even alone (refused at submission; a safety net)
+              refuse = std::move(queue_.front());
+              queue_.pop_front();
+              break;
+            }
+            if (!queue_.front()->kv_waited) {
+              queue_.front()->kv_waited = true;
+              ++metrics_.kv_waited;
+            }
+            break;
+          }
+          ++rows_in;
+          longest = std::max(longest, len);
           admit.push_back(std::move(queue_.front()));
           queue_.pop_front();
           continue;
@@ -413,6 +525,13 @@ void Server::scheduler_loop() {
       if (solo) current_.push_back(solo);
     }
 
+    if (refuse)
+      refuse->row->on_error(std::make_exception_ptr(
+          ApiError(400,
+                   fmt::format("this request needs {} bytes of keys/values, more than the "
+                               "server's KV budget of {} bytes",
+                               kv_need(1, row_length(*refuse)), kv_budget_),
+                   "max_tokens", "kv_budget_exceeded")));
     if (solo) {
       if (solo->cancelled->load()) {
         solo->fail(499, "cancelled");
@@ -519,6 +638,7 @@ void Server::scheduler_loop() {
       const auto t = std::chrono::steady_clock::now();
       std::vector<int32_t> ids = bd->step();
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      step_seconds = step_seconds == 0 ? dt : 0.9 * step_seconds + 0.1 * dt;
       ++metrics_.decode_steps;
       if (!joining.empty()) ++metrics_.decode_steps_while_joining;
       metrics_.decode_step_rows += static_cast<int64_t>(ids.size());
@@ -534,6 +654,15 @@ void Server::scheduler_loop() {
       publish();
     } catch (...) {
       fail_all(std::current_exception());
+    }
+    // (CPU only: on a GPU, giving a block back is a cudaFree, which waits for the device.)
+    const double age = std::max(opt_.cache_idle_seconds, 4 * step_seconds);
+    if (const auto now = std::chrono::steady_clock::now();
+        tm_.model->device().type == Device::Type::cpu &&
+        std::chrono::duration<double>(now - last_release).count() >=
+            std::clamp(age / 2, 0.05, 1.0)) {
+      release_cached_memory(age);
+      last_release = now;
     }
   }
 }
@@ -557,6 +686,9 @@ std::string Server::metrics_text() const {
           metrics_.last_tokens_per_second);
     gauge("ingot_prefill_seconds_total", "Seconds spent prefilling rows joining the batch.",
           "counter", metrics_.prefill_seconds);
+    gauge("ingot_memory_release_seconds_total",
+          "Seconds spent giving cached memory back (allocator cache and C library heap).",
+          "counter", metrics_.release_seconds);
     gauge("ingot_constrained_mask_seconds_total",
           "Seconds spent computing token masks (structured output).", "counter",
           metrics_.mask_seconds);
@@ -596,6 +728,17 @@ std::string Server::metrics_text() const {
         static_cast<double>(metrics_.prompt_cache_evicted.load()));
   gauge("ingot_kv_cache_bytes", "Bytes of keys/values of the running batch.", "gauge",
         static_cast<double>(metrics_.kv_cache_bytes.load()));
+  gauge("ingot_kv_cache_peak_bytes", "Most bytes of keys/values the running batch has held.",
+        "gauge", static_cast<double>(metrics_.kv_cache_peak_bytes.load()));
+  gauge("ingot_kv_budget_bytes", "Keys/values the running batch may hold (0 = no limit).", "gauge",
+        static_cast<double>(kv_budget_));
+  gauge("ingot_kv_reserved_bytes",
+        "Keys/values the running and joining rows can reach (rows x longest prompt + "
+        "max_tokens); admission keeps it within the budget.",
+        "gauge", static_cast<double>(metrics_.kv_reserved_bytes.load()));
+  gauge("ingot_requests_waited_for_kv_total",
+        "Requests that waited in the queue for KV room (the budget was full).", "counter",
+        static_cast<double>(metrics_.kv_waited.load()));
   gauge("ingot_requests_cancelled_total", "Requests whose client went away.", "counter",
         static_cast<double>(metrics_.cancelled.load()));
   gauge("ingot_requests_rejected_total", "Requests refused with 429 (queue full).", "counter",
@@ -616,6 +759,20 @@ std::string Server::metrics_text() const {
         static_cast<double>(memory::peak(d)));
   gauge("ingot_memory_cache_bytes", "Bytes held by the device allocator's cache.", "gauge",
         static_cast<double>(memory::cache(d)));
+  gauge("ingot_memory_cache_released_bytes_total",
+        "Cached bytes given back to the system (idle for cache_idle_seconds, or the server idle).",
+        "counter", static_cast<double>(metrics_.cache_released.load()));
+  gauge("ingot_process_resident_bytes", "Resident set of the server process.", "gauge",
+        static_cast<double>(resident_bytes()));
+#if defined(__GLIBC__)
+  // The C library's heap (every other allocation: requests, JSON, strings, small arrays).
+  const struct mallinfo2 mi = mallinfo2();
+  gauge("ingot_malloc_in_use_bytes", "Bytes the C library's malloc has handed out.", "gauge",
+        static_cast<double>(mi.uordblks + mi.hblkhd));
+  gauge("ingot_malloc_free_bytes",
+        "Bytes free inside the C library's malloc arenas (held, not returned to the system).",
+        "gauge", static_cast<double>(mi.fordblks));
+#endif
   return out;
 }
 
@@ -779,6 +936,16 @@ void Server::setup_routes() {
               chat ? "messages" : "prompt", "context_length_exceeded");
         max_tokens.push_back(r.max_tokens ? *r.max_tokens
                                           : std::min(opt_.default_max_tokens, ctx - len));
+        // A request that could never join the batch (alone over the KV budget) is refused
+        // now instead of waiting forever.
+        if (kv_budget_ > 0 && kv_need(1, len + max_tokens.back()) > kv_budget_)
+          throw ApiError(
+              400,
+              fmt::format("{} prompt + {} completion tokens need {} bytes of "
+                          "keys/values, more than this server's KV budget of {} "
+                          "bytes; ask for fewer max_tokens or send a shorter prompt",
+                          len, max_tokens.back(), kv_need(1, len + max_tokens.back()), kv_budget_),
+              "max_tokens", "kv_budget_exceeded");
       }
       // Tool calls parsed out of a finished chat choice (finish_reason becomes "tool_calls").
       auto finalize = [r](Choice c) {

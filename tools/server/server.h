@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +46,18 @@ struct ServerOptions {
   /// Prompt caching across requests: bytes of keys/values kept (0 = off) and tokens per block.
   int64_t prompt_cache_bytes = int64_t{256} << 20;
   int64_t prompt_cache_block = 16;
+  /// Keys/values the running batch may hold, in bytes: a request joins only while the batch's
+  /// cache with it fits (rows x the longest prompt + max_tokens of the batch, rounded to the
+  /// cache's growth step, x the model's bytes per token: the cache is contiguous and padded to
+  /// its longest row); otherwise it waits in the queue. A request that cannot fit even alone is
+  /// refused with 400 (code kv_budget_exceeded). nullopt: half the memory available at start
+  /// on the CPU (no limit on other devices); 0: no limit.
+  std::optional<int64_t> kv_budget_bytes;
+  /// Memory the model's device allocator keeps cached for reuse: while the scheduler works on
+  /// the CPU, blocks not reused for max(this, 4 decode steps) seconds are given back to the system
+  /// (checked every half of that, at most every second); after a second with nothing to do the
+  /// whole cache is, with the C library's free heap pages (0 to 3600).
+  double cache_idle_seconds = 0.25;
   /// max_tokens when a request gives none (capped by the context left).
   int64_t default_max_tokens = 256;
   /// Extra ids that end generation (e.g. generation_config.json's eos_token_id).
@@ -83,6 +96,12 @@ class Server {
   /// The Prometheus text of GET /metrics.
   std::string metrics_text() const;
   const ServerOptions& options() const { return opt_; }
+  /// The KV budget in force (bytes; 0 = no limit) and the model's keys/values per token.
+  int64_t kv_budget() const { return kv_budget_; }
+  int64_t kv_bytes_per_token() const { return kv_token_bytes_; }
+  /// Bytes of keys/values the running batch's cache can reach with `rows` rows whose longest
+  /// prompt + max_tokens is `longest` tokens (what admission compares with the budget).
+  int64_t kv_need(int64_t rows, int64_t longest) const;
 
  private:
   void setup_routes();
@@ -96,9 +115,14 @@ class Server {
   std::unique_ptr<llm::grammar::TokenConstraint> constraint(
       const std::shared_ptr<const llm::grammar::JsonGrammar>& g);
   void count_mask_work(const llm::grammar::TokenConstraint* c);
+  /// Gives the device allocator's cached blocks idle for `seconds` back to the system (all of
+  /// them with 0, then also the C library's free heap pages).
+  void release_cached_memory(double seconds);
 
   llm::TextModel tm_;
   ServerOptions opt_;
+  int64_t kv_budget_ = 0;       // resolved budget (0 = no limit)
+  int64_t kv_token_bytes_ = 0;  // keys + values of one token over every layer
   std::unique_ptr<httplib::Server> http_;
   int64_t created_ = 0;
 
@@ -131,11 +155,16 @@ class Server {
     std::atomic<int64_t> prompt_cache_bytes{0};
     std::atomic<int64_t> prompt_cache_evicted{0};
     std::atomic<int64_t> kv_cache_bytes{0};  // the running batch's keys/values
+    std::atomic<int64_t> kv_cache_peak_bytes{0};
+    std::atomic<int64_t> kv_reserved_bytes{0};  // kv_need of the running and joining rows
+    std::atomic<int64_t> kv_waited{0};          // requests that waited for KV room
+    std::atomic<int64_t> cache_released{0};     // allocator cache bytes given back (idle)
     mutable std::mutex mu;
     double decode_seconds = 0;   // sum over decode steps and requests run alone
     double prefill_seconds = 0;  // admissions into the batch
     double last_tokens_per_second = 0;
     double mask_seconds = 0;     // constrained decoding: time computing token masks
+    double release_seconds = 0;  // giving cached memory back
     int64_t masks_computed = 0;  // masks computed by a vocabulary walk
     int64_t masks_cached = 0;    // masks served from a constraint's state cache
     std::map<std::pair<std::string, int>, int64_t> requests;  // (path, status) -> count
