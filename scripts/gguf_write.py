@@ -11,7 +11,10 @@ It shares no code with ingot's C++ reader. It also writes tensors.gguf, a non-mo
 the same values stored in every type (for the dequantization tests), and a few corrupt files.
 
 Usage: scripts/gguf_write.py [--out tests/data/gguf]     (regenerates every committed file)
-       scripts/gguf_write.py --fixture DIR --type Q8_0 --out-file model.gguf
+       scripts/gguf_write.py --fixture DIR --type Q8_0 --out-file model.gguf [--synthetic-vocab]
+(--synthetic-vocab: a placeholder byte-level vocabulary for fixtures without tokenizer.json, so
+that llama.cpp loads the file; scripts/llamacpp_models.py imports this module to write
+random-weight models at real shapes, streaming tensors through write_gguf.)
 """
 
 import argparse
@@ -156,22 +159,40 @@ def gkv(key, vtype, v, elem=None):
     return out
 
 
+def tensor_nbytes(shape, typ):
+    _, bs, bb = TYPES[typ]
+    n = 1
+    for d in shape:
+        n *= d
+    if n % bs:
+        raise ValueError("%d elements are not whole %s blocks of %d" % (n, typ, bs))
+    return n // bs * bb
+
+
 def write_gguf(path, kvs, tensors, version=3):
-    """kvs: list of (key, type, value[, elem]); tensors: list of (name, shape, typ, bytes)."""
+    """kvs: list of (key, type, value[, elem]); tensors: list of (name, shape, typ, data), data
+    the tensor's bytes or a function returning them (called once, while writing, so that large
+    files are streamed tensor by tensor instead of held in memory)."""
     head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
     head += b"".join(gkv(*kv) for kv in kvs)
-    infos, data, offset = b"", b"", 0
+    infos, offset = b"", 0
     for name, shape, typ, raw in tensors:
+        size = len(raw) if isinstance(raw, (bytes, bytearray)) else tensor_nbytes(shape, typ)
         dims = list(reversed(shape))  # ggml order: innermost first
         infos += gstr(name) + struct.pack("<I", len(dims)) + struct.pack("<%dQ" % len(dims), *dims)
         infos += struct.pack("<IQ", TYPES[typ][0], offset)
-        pad = (-len(raw)) % ALIGN
-        data += raw + b"\0" * pad
-        offset += len(raw) + pad
+        offset += size + (-size) % ALIGN
     out = head + infos
     out += b"\0" * ((-len(out)) % ALIGN)
     with open(path, "wb") as f:
-        f.write(out + data)
+        f.write(out)
+        for name, shape, typ, raw in tensors:
+            if not isinstance(raw, (bytes, bytearray)):
+                raw = raw()
+                if len(raw) != tensor_nbytes(shape, typ):
+                    raise ValueError("%s: %d bytes for %s %s" % (name, len(raw), typ, shape))
+            f.write(raw)
+            f.write(b"\0" * ((-len(raw)) % ALIGN))
 
 
 # ---------------------------------------------------------------- safetensors input
@@ -252,16 +273,16 @@ def llama3_rope_factors(rope, theta, head_dim):
     return out
 
 
-def convert(fixture, typ, out_path):
-    cfg = json.load(open(os.path.join(fixture, "config_classic.json")))
-    gen = json.load(open(os.path.join(fixture, "generation_config.json")))
+def model_kvs(cfg, gen, name):
+    """(architecture, metadata) of a classic-form config.json and generation_config.json, as
+    llama.cpp's converter writes them (tokenizer keys excluded)."""
     mt = cfg["model_type"]
     arch = {"llama": "llama", "qwen3": "qwen3", "gemma3_text": "gemma3"}[mt]
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     a = arch + "."
     kvs = [("general.architecture", STR, arch),
-           ("general.name", STR, os.path.basename(fixture.rstrip("/"))),
+           ("general.name", STR, name),
            ("general.alignment", U32, ALIGN),
            (a + "context_length", U32, cfg["max_position_embeddings"]),
            (a + "embedding_length", U32, cfg["hidden_size"]),
@@ -296,7 +317,21 @@ def convert(fixture, typ, out_path):
         kvs.append(("tokenizer.ggml.eot_token_id", U32, eos[1]))
     if gen.get("pad_token_id") is not None:
         kvs.append(("tokenizer.ggml.padding_token_id", U32, gen["pad_token_id"]))
-    kvs += tokenizer_kvs(fixture)
+    return arch, kvs
+
+
+def convert(fixture, typ, out_path, synthetic_vocab=False):
+    cfg = json.load(open(os.path.join(fixture, "config_classic.json")))
+    gen = json.load(open(os.path.join(fixture, "generation_config.json")))
+    arch, kvs = model_kvs(cfg, gen, os.path.basename(fixture.rstrip("/")))
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    rope = cfg.get("rope_scaling") or {}
+    rtype = rope.get("rope_type", rope.get("type"))
+    if synthetic_vocab:
+        kvs += synthetic_vocab_kvs(cfg["vocab_size"])
+    else:
+        kvs += tokenizer_kvs(fixture)
 
     weights = read_safetensors(os.path.join(fixture, "model.safetensors"))
     tensors = []
@@ -350,6 +385,34 @@ def tokenizer_kvs(fixture):
     if tcfg.get("chat_template"):
         kvs.append(("tokenizer.chat_template", STR, tcfg["chat_template"]))
     return kvs
+
+
+def byte_symbols():
+    """The 256 single-byte symbols of a byte-level BPE vocabulary (GPT-2's byte -> character
+    map: printable Latin-1 bytes stand for themselves, the others for U+0100 upwards)."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
+def synthetic_vocab_kvs(n):
+    """tokenizer.ggml.* for a model without a tokenizer (random-weight benchmarks, fixtures
+    without tokenizer.json): a byte-level BPE vocabulary of n tokens, the 256 byte symbols
+    first and placeholders after, no merges. Enough for llama.cpp to load the model and run
+    token ids; not meant to tokenize text."""
+    sym = byte_symbols()
+    tokens = sym[:n] + ["<t%d>" % i for i in range(len(sym), n)]
+    return [("tokenizer.ggml.model", STR, "gpt2"), ("tokenizer.ggml.pre", STR, "gpt-2"),
+            ("tokenizer.ggml.tokens", ARR, tokens, STR),
+            ("tokenizer.ggml.token_type", ARR, [1] * n, I32),
+            ("tokenizer.ggml.merges", ARR, [], STR),
+            ("tokenizer.ggml.add_bos_token", BOOL, False)]
 
 
 # ---------------------------------------------------------------- test files
@@ -413,9 +476,12 @@ def main():
     ap.add_argument("--fixture")
     ap.add_argument("--type", default="F32", choices=sorted(TYPES))
     ap.add_argument("--out-file")
+    ap.add_argument("--synthetic-vocab", action="store_true",
+                    help="with --fixture: a placeholder byte-level vocabulary instead of the "
+                    "fixture's tokenizer.json (llama.cpp needs one to load a model)")
     args = ap.parse_args()
     if args.fixture:
-        convert(args.fixture, args.type, args.out_file)
+        convert(args.fixture, args.type, args.out_file, args.synthetic_vocab)
         return
     models = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
                           "models")
