@@ -73,18 +73,6 @@ void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what,
             vocab);
 }
 
-/// Id lists from C arrays of pointers and lengths.
-std::vector<std::vector<int32_t>> id_lists(const int32_t* const* p, const size_t* len, size_t n,
-                                           const char* what) {
-  if (n > 0 && (!p || !len)) raise("[capi] {}: null id lists", what);
-  std::vector<std::vector<int32_t>> r(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (len[i] > 0 && !p[i]) raise("[capi] {}: list {} is null", what, i);
-    if (len[i] > 0) r[i].assign(p[i], p[i] + len[i]);
-  }
-  return r;
-}
-
 /// Softmax of label log-likelihoods in float64.
 llm::LabelProbs normalise(const std::vector<double>& ll) {
   const double mx = *std::max_element(ll.begin(), ll.end());

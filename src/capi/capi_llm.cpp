@@ -37,18 +37,6 @@ void need_str(const char* s, const char* what) {
   if (!s) raise("[capi] {}: null string", what);
 }
 
-/// Id lists from C arrays of pointers and lengths (each non-NULL when its length is > 0).
-std::vector<std::vector<int32_t>> id_lists(const int32_t* const* p, const size_t* len, size_t n,
-                                           const char* what) {
-  if (n > 0 && (!p || !len)) raise("[capi] {}: null id lists", what);
-  std::vector<std::vector<int32_t>> r(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (len[i] > 0 && !p[i]) raise("[capi] {}: list {} is null", what, i);
-    if (len[i] > 0) r[i].assign(p[i], p[i] + len[i]);
-  }
-  return r;
-}
-
 int finish_code(llm::FinishReason r, bool cancelled) {
   if (cancelled && r == llm::FinishReason::stop) return INGOT_FINISH_CANCELLED;
   switch (r) {
@@ -95,6 +83,17 @@ llm::GenerateOptions gen_options(const ingot_generate_options* o) {
 }
 
 }  // namespace
+
+std::vector<std::vector<int32_t>> ingot::capi::id_lists(const int32_t* const* p, const size_t* len,
+                                                        size_t n, const char* what) {
+  if (n > 0 && (!p || !len)) raise("[capi] {}: null id lists", what);
+  std::vector<std::vector<int32_t>> r(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (len[i] > 0 && !p[i]) raise("[capi] {}: list {} is null", what, i);
+    if (len[i] > 0) r[i].assign(p[i], p[i] + len[i]);
+  }
+  return r;
+}
 
 void capi::generate_impl(ingot_model m, llm::PromptCache* cache, const char* what,
                          const int32_t* prompt, size_t n_prompt, const ingot_generate_options* opts,

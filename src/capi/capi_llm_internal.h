@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ingot/ingot.h"
 #include "llm/kv_cache.h"
@@ -43,6 +44,11 @@ struct ingot_prompt_cache_s {
 };
 
 namespace ingot::capi {
+
+/// Id lists from C arrays of pointers and lengths (each non-NULL when its length is > 0);
+/// throws InvalidArgument naming `what`.
+std::vector<std::vector<int32_t>> id_lists(const int32_t* const* p, const size_t* len, size_t n,
+                                           const char* what);
 
 /// The body of ingot_generate with an optional prompt cache (prefix reuse; see
 /// ingot_generate_cached); throws on failure.
