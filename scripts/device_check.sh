@@ -120,7 +120,7 @@ fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a decode run (after "table")
   stamp profile
   for m in ${PROFILE_MODELS:-qwen3-0.6b}; do
-    python3 scripts/gpu_kernel_profile.py --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
+    python3 scripts/gpu_kernel_profile.py ${PROFILE_ARGS:-} --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
       bench decode --model "/tmp/ingot-bench-table/$m" --device cuda --batch 1 --len 32 --new 64 \
       2>&1 | tee "$LOG/profile-$m.txt" | head -30
   done

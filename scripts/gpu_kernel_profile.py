@@ -33,8 +33,11 @@ def nsys(cmd, out):
     return rows
 
 
-def ncu(cmd, skip, count):
-    r = subprocess.run(["ncu", "--graph-profiling", "node", "--launch-skip", str(skip),
+def ncu(cmd, skip, count, real):
+    # real: the card's own clocks and warm caches (ncu locks base clocks and flushes caches
+    # between kernels by default, which inflates small kernels' times).
+    extra = ["--clock-control", "none", "--cache-control", "none"] if real else []
+    r = subprocess.run(["ncu", *extra, "--graph-profiling", "node", "--launch-skip", str(skip),
                         "--launch-count", str(count), "--metrics", "gpu__time_duration.sum",
                         "--csv", *cmd], capture_output=True, text=True, timeout=500)
     agg = collections.defaultdict(lambda: [0.0, 0])
@@ -55,12 +58,13 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--skip", type=int, default=3000)
     ap.add_argument("--count", type=int, default=1500)
+    ap.add_argument("--real", action="store_true", help="ncu: no clock locking, no cache flushes")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     os.makedirs(a.out, exist_ok=True)
     tool = "nsys" if shutil.which("nsys") else "ncu"
-    rows = nsys(cmd, a.out) if tool == "nsys" else ncu(cmd, a.skip, a.count)
+    rows = nsys(cmd, a.out) if tool == "nsys" else ncu(cmd, a.skip, a.count, a.real)
     rows.sort(key=lambda r: -r[1])
     total = sum(r[1] for r in rows) or 1.0
     lines = [f"{tool}: {len(rows)} kernels, {total:,.0f} us of kernel time",

@@ -218,6 +218,51 @@ TEST(CudaMatmul, NormGemvEqualsNormThenMatmul) {
         }
 }
 
+TEST(CudaMatmul, GatedGemvEqualsTheSeparateOps) {
+  INGOT_REQUIRE_CUDA();
+  // fast::gated_linear on a few rows runs the GEMV with act(gate) * up in its prologue (the
+  // activation's and the multiply's own functors), so it equals the separate ops on the GPU bit
+  // for bit; 9 rows (and rows past the prologue's shared memory) take the gated-rows kernel and
+  // cuBLASLt, also bit for bit. gate/up are column slices of one stacked product, as GatedMLP
+  // passes them. Against the CPU: within the product's accumulation error.
+  const fast::GatedActivation acts[] = {fast::GatedActivation::silu, fast::GatedActivation::gelu,
+                                        fast::GatedActivation::gelu_tanh};
+  uint32_t seed = 700;
+  for (Dtype t : {bfloat16, float16, float32})
+    for (int64_t I : {64, 3072, 8192})
+      for (int64_t M : {1, 2, 5, 8, 9})
+        for (bool with_res : {false, true}) {
+          const fast::GatedActivation a = acts[seed % 3];
+          const int64_t N = M == 5 ? 1000 : 40;
+          const View cols_g = [&](const Array& x) { return slice(x, {0, 0, 0}, {1, M, I}); };
+          const View cols_u = [&](const Array& x) { return slice(x, {0, 0, I}, {1, M, 2 * I}); };
+          const Array gu = host_normal({1, M, 2 * I}, t, seed++);
+          const Pair g = both(gu, cols_g), u = both(gu, cols_u);
+          const Pair w = both(host_normal({N, I}, t, seed++), identity);
+          std::optional<Array> r_cpu, r_gpu;
+          if (with_res) {
+            const Pair r = both(host_normal({1, M, N}, t, seed++), identity);
+            r_cpu = r.cpu;
+            r_gpu = r.gpu;
+          }
+          const std::string what = name(
+              t, fmt::format("I{} M{} act {} residual {}", I, M, static_cast<int>(a), with_res));
+          const Array got = fast::gated_linear(g.gpu, u.gpu, w.gpu, a, r_gpu);
+          const Array sep = fast::ref::gated_linear(g.gpu, u.gpu, w.gpu, a, r_gpu);
+          ASSERT_EQ(got.shape(), (Shape{1, M, N})) << what;
+          const auto gv = got.to_vector<double>(), sv = sep.to_vector<double>();
+          for (size_t i = 0; i < gv.size(); ++i) ASSERT_EQ(gv[i], sv[i]) << what << " at " << i;
+          const Array act_cpu = a == fast::GatedActivation::silu   ? silu(g.cpu)
+                                : a == fast::GatedActivation::gelu ? gelu(g.cpu)
+                                                                   : gelu_tanh(g.cpu);
+          Array scale = abs_product(act_cpu * u.cpu, transpose(w.cpu));
+          if (r_cpu) scale = scale + abs(astype(*r_cpu, float64));
+          const double tol = t == float32 ? 1e-5 : dtype_rtol(t);
+          expect_gemm_close(got, fast::gated_linear(g.cpu, u.cpu, w.cpu, a, r_cpu), scale, tol,
+                            what);
+        }
+}
+
 TEST(CudaMatmul, OperandLayouts) {
   INGOT_REQUIRE_CUDA();
   const int64_t M = 37, K = 64, N = 29;

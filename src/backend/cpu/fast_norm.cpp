@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "backend/cpu/fast_kernels.h"
+#include "core/primitives/elementwise.h"
 #include "core/primitives/fast.h"
 #include "core/primitives/linalg.h"
 #include "util/thread_pool.h"
@@ -134,6 +135,24 @@ void RmsNormLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   Array n(inputs[0].shape(), inputs[0].dtype(), np, norm_in);
   np->eval_cpu(norm_in, n);
   Matmul(stream()).eval_cpu({n, inputs.back()}, out);
+}
+
+// act(gate), then * up, then the product (the separate ops' kernels, on temporaries).
+void GatedLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  const size_t off = has_residual_ ? 1 : 0;
+  const Array& g = inputs[off];
+  const Array& u = inputs[off + 1];
+  const std::shared_ptr<UnaryPrimitive> ap = activation();
+  Array a(g.shape(), g.dtype(), ap, {g});
+  ap->eval_cpu({g}, a);
+  const auto mul = std::make_shared<Multiply>(stream());
+  Array h(g.shape(), g.dtype(), mul, {a, u});
+  mul->eval_cpu({a, u}, h);
+  std::vector<Array> product_in;
+  if (has_residual_) product_in.push_back(inputs[0]);
+  product_in.push_back(h);
+  product_in.push_back(inputs.back());
+  product()->eval_cpu(product_in, out);
 }
 
 void LayerNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {

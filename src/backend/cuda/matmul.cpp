@@ -17,6 +17,7 @@
 
 #include "backend/cuda/matmul_kernels.h"
 #include "backend/cuda/utils.h"
+#include "core/primitives/elementwise.h"
 #include "core/primitives/fast.h"
 #include "core/primitives/linalg.h"
 
@@ -660,7 +661,81 @@ bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array&
   return true;
 }
 
+/// Row stride of x as a matrix [rows, K] (its leading axes flattened, elements contiguous);
+/// false when the layout is not such a matrix.
+bool gated_rows_stride(const Array& x, int64_t& stride) {
+  int64_t sn = 0;
+  if (!row_strides(x, x.shape(), stride, sn)) return false;
+  return x.shape().back() <= 1 || sn == 1;
+}
+
+/// [c +] (act(g) * u) @ wt on the GEMV with its gated prologue when g and u are a few rows and
+/// wt a transposed weight [K, N]; false otherwise.
+bool try_gated_gemv(const GatedLinear& op, const std::vector<Array>& in, int64_t sg, int64_t su,
+                    Array& out) {
+  const size_t off = op.has_residual_ ? 1 : 0;
+  const Array& g = in[off];
+  const Array& wt = in.back();
+  const Dtype t = out.dtype();
+  const int64_t K = g.shape().back(), N = wt.shape(1);
+  if (!gemv_enabled() || K == 0 || out.size() == 0) return false;
+  const int64_t M = g.size() / K;
+  if (M > cu::kGemvMaxRows || (K > 1 && wt.strides()[0] != 1)) return false;
+  cu::GemvProblem p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.x = g.raw_ptr();
+  p.sx_m = M > 1 ? sg : K;
+  p.up = in[off + 1].raw_ptr();
+  p.su_m = M > 1 ? su : K;
+  p.gate = op.act_ + 1;
+  p.w = wt.raw_ptr();
+  p.sw_n = N > 1 ? wt.strides()[1] : K;
+  if (op.has_residual_) {
+    if (!row_strides(in[0], out.shape(), p.sc_m, p.sc_n)) return false;
+    p.c = in[0].raw_ptr();
+    p.accumulate = p.round_product = true;
+    p.beta = 1.0f;
+  }
+  if (!cu::gemv_supported(t, p)) return false;
+  cu::alloc(out);
+  p.out = out.raw_ptr();
+  cu::launch_gemv(t, p, cu::stream(op.stream()), gemv_prefetch_sms(out.device()));
+  return true;
+}
+
 }  // namespace
+
+// Few rows: act(gate) * up in the GEMV's prologue (one launch). Otherwise the gated rows into
+// a temporary (one kernel, or the act and multiply kernels for other layouts), then the product.
+void GatedLinear::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  const size_t off = has_residual_ ? 1 : 0;
+  const Array& g = inputs[off];
+  const Array& u = inputs[off + 1];
+  int64_t sg = 0, su = 0;
+  const bool rows = gated_rows_stride(g, sg) && gated_rows_stride(u, su);
+  if (rows && try_gated_gemv(*this, inputs, sg, su, out)) return;
+  // The temporaries carry primitives, so they live on this primitive's device.
+  const std::shared_ptr<UnaryPrimitive> ap = activation();
+  Array h(g.shape(), g.dtype(), ap, {g});
+  if (rows) {
+    cu::alloc(h);
+    const int64_t K = g.shape().back();
+    cu::launch_gated_rows(h.dtype(), act_ + 1, g.raw_ptr(), sg, u.raw_ptr(), su, h.raw_ptr(),
+                          K == 0 ? 0 : g.size() / K, K, cu::stream(stream()));
+  } else {
+    Array a(g.shape(), g.dtype(), ap, {g});
+    ap->eval_cuda({g}, a);
+    const auto mul = std::make_shared<Multiply>(stream());
+    h = Array(g.shape(), g.dtype(), mul, {a, u});
+    mul->eval_cuda({a, u}, h);
+  }
+  if (has_residual_)
+    eval_matmul(h, inputs.back(), out, &inputs[0], 1.0f, 1.0f, true, stream());
+  else
+    eval_matmul(h, inputs.back(), out, nullptr, 1.0f, 0.0f, false, stream());
+}
 
 // Few rows: the norm in the GEMV's prologue (one launch). Otherwise the norm into a temporary,
 // then the product (the separate ops' kernels).

@@ -2,6 +2,7 @@
 // safety net for layouts or alignments cuBLASLt's heuristic offers no algorithm for.
 #include <type_traits>
 
+#include "backend/cuda/device/ew_ops.cuh"
 #include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
@@ -71,13 +72,15 @@ unsigned capped(int64_t n, int64_t cap) {
 }
 
 // ---- GEMV for decode: one warp per output column n (a weight row), every lane holding U
-// 16-byte chunks of that row and of each x row in flight before it consumes them.
+// 16-byte chunks of that row and of each x row in flight, and the next U chunks of the row
+// requested before it consumes them (the first ones before any prologue, so their latency
+// overlaps the prologue's).
 
 constexpr int kGemvWarps = 8;
 
 template <int M>
 constexpr int gemv_unroll() {
-  return M == 1 ? 8 : M == 2 ? 4 : 2;
+  return M <= 2 ? 4 : 2;
 }
 
 /// The norm prologue: x's M rows normalised into xs (rows of p.K elements), as RmsNorm's
@@ -141,6 +144,51 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
   __syncthreads();
 }
 
+/// act(g) * u rounded as the separate kernels round: the activation's functor in float, its
+/// value rounded to T, then the multiply in float, rounded to T (act: 1 silu, 2 gelu,
+/// 3 gelu_tanh).
+template <typename T>
+__device__ __forceinline__ T gated_value(float g, float u, int act) {
+  float a;
+  if (act == 1)
+    a = ew::SiluOp{}(g);
+  else if (act == 2)
+    a = ew::GeluOp{}(g);
+  else
+    a = ew::GeluTanhOp{}(g);
+  const float ar = ew::to_compute<float>(ew::from_compute<T>(a));
+  return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
+}
+
+/// The gated prologue: act(x) * up of the M rows into xs (rows of p.K elements).
+template <typename T, int M>
+__device__ __forceinline__ void gemv_gate_rows(const GemvProblem& p, T* xs) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t chunks = p.K / V;
+  const char* g = static_cast<const char*>(p.x);
+  const char* u = static_cast<const char*>(p.up);
+  const int64_t grow = p.sx_m * int64_t(sizeof(T)), urow = p.su_m * int64_t(sizeof(T));
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    uint4 gv[M], uv[M];
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      gv[m] = load16(g + m * grow + c * 16);
+      uv[m] = load16(u + m * urow + c * 16);
+    }
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float gf[V], uf[V];
+      unpack16<T>(gv[m], gf);
+      unpack16<T>(uv[m], uf);
+      alignas(16) T o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) o[j] = gated_value<T>(gf[j], uf[j], p.gate);
+      *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
+    }
+  }
+  __syncthreads();
+}
+
 /// Before waiting for the previous kernel, block b queues weight rows [b, b + 1) * span into
 /// L2 (lane l of warp 0 one row in 32 when the rows are not contiguous): blocks resident while
 /// the previous kernel runs fetch the whole matrix, and the reads after the wait hit L2.
@@ -158,39 +206,57 @@ __device__ __forceinline__ void gemv_prefetch(const GemvProblem& p, int64_t span
   }
 }
 
-template <typename T, int M, bool NORM>
+/// Requests chunks c0, c0 + 32, ... (U of them, those below `chunks`) of weight row w.
+template <int U>
+__device__ __forceinline__ void gemv_load_w(uint4 (&wv)[U], const char* w, int64_t c0,
+                                            int64_t chunks) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int64_t c = c0 + 32 * u;
+    wv[u] = c < chunks ? load_stream16(w + c * 16) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// PRO: 0 plain x, 1 norm prologue, 2 gated prologue.
+template <typename T, int M, int PRO>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_kernel(const GemvProblem p, int64_t prefetch_span) {
   gemv_prefetch<T>(p, prefetch_span);
   pdl_prologue();
   constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>();
-  extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
+  extern __shared__ uint4 gemv_smem[];  // PRO: the normalised or gated rows of x
   const int lane = threadIdx.x & 31;
   const int64_t n = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
-  if constexpr (NORM) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
-  if (n >= p.N) return;  // whole warps leave together
-  const char* w = static_cast<const char*>(p.w) + n * p.sw_n * int64_t(sizeof(T));
-  const char* x = NORM ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
-  const int64_t chunks = p.K / V, xrow = (NORM ? p.K : p.sx_m) * int64_t(sizeof(T));
+  const bool active = n < p.N;
+  const char* w = static_cast<const char*>(p.w) + (active ? n : 0) * p.sw_n * int64_t(sizeof(T));
+  const int64_t chunks = active ? p.K / V : 0;
+  uint4 wv[U];
+  gemv_load_w<U>(wv, w, lane, chunks);
+  if constexpr (PRO == 1) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
+  if constexpr (PRO == 2) gemv_gate_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
+  if (!active) return;  // whole warps leave together
+  const char* x = PRO ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
+  const int64_t xrow = (PRO ? p.K : p.sx_m) * int64_t(sizeof(T));
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
   for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-    uint4 wv[U], xv[U][M];
+    uint4 xv[U][M];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t c = c0 + 32 * u;
       if (c < chunks) {
-        wv[u] = load_stream16(w + c * 16);
 #pragma unroll
         for (int m = 0; m < M; ++m) {
-          if constexpr (NORM)
+          if constexpr (PRO != 0)
             xv[u][m] = *reinterpret_cast<const uint4*>(x + m * xrow + c * 16);
           else
             xv[u][m] = load16(x + m * xrow + c * 16);
         }
       }
     }
+    uint4 wn[U];
+    gemv_load_w<U>(wn, w, c0 + 32 * U, chunks);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c0 + 32 * u < chunks) {
@@ -204,6 +270,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
           for (int j = 0; j < V; ++j) acc[m] = fmaf(wf[j], xf[j], acc[m]);
         }
       }
+      wv[u] = wn[u];
     }
   }
 #pragma unroll
@@ -230,10 +297,13 @@ void launch_gemv_m(const GemvProblem& p, cudaStream_t s, int sms) {
   // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
   int64_t span = 0;
   if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
+  const size_t smem = size_t(M) * p.K * sizeof(T);
   if (p.norm)
-    launch_pdl(gemv_kernel<T, M, true>, grid, block, size_t(M) * p.K * sizeof(T), s, p, span);
+    launch_pdl(gemv_kernel<T, M, 1>, grid, block, smem, s, p, span);
+  else if (p.gate != 0)
+    launch_pdl(gemv_kernel<T, M, 2>, grid, block, smem, s, p, span);
   else
-    launch_pdl(gemv_kernel<T, M, false>, grid, block, 0, s, p, span);
+    launch_pdl(gemv_kernel<T, M, 0>, grid, block, 0, s, p, span);
 }
 
 template <typename T>
@@ -280,7 +350,10 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
   const int64_t es = t == Dtype::float32 ? 4 : 2;
   const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   if (p.norm && ((p.M > 1 && p.sx_m != p.K) || p.M * p.K * es > kGemvNormSmem ||
-                 (p.norm_w && !aligned(p.norm_w))))
+                 (p.norm_w && !aligned(p.norm_w)) || p.gate != 0))
+    return false;
+  if (p.gate != 0 && (p.gate > 3 || p.M * p.K * es > kGemvNormSmem || !aligned(p.up) ||
+                      (p.M > 1 && (p.su_m * es) % 16 != 0)))
     return false;
   return (p.K * es) % 16 == 0 && aligned(p.x) && aligned(p.w) && (p.sw_n * es) % 16 == 0 &&
          (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
@@ -300,6 +373,62 @@ void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms) {
       break;
   }
   check_launch("gemv_kernel");
+}
+
+namespace {
+/// Vectorised when every row starts 16-byte aligned (k, the strides and the pointers), else one
+/// element a thread.
+template <typename T, bool VEC>
+__global__ void gated_rows_kernel(int act, const T* g, int64_t sg, const T* u, int64_t su, T* out,
+                                  int64_t rows, int64_t k) {
+  pdl_prologue();
+  constexpr int V = VEC ? 16 / sizeof(T) : 1;
+  const int64_t per_row = k / V;
+  INGOT_CUDA_KERNEL_LOOP(i, rows * per_row) {
+    const int64_t r = i / per_row, j = (i - r * per_row) * V;
+    if constexpr (VEC) {
+      float gf[V], uf[V];
+      unpack16<T>(load16(g + r * sg + j), gf);
+      unpack16<T>(load16(u + r * su + j), uf);
+      alignas(16) T o[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) o[e] = gated_value<T>(gf[e], uf[e], act);
+      *reinterpret_cast<uint4*>(out + r * k + j) = *reinterpret_cast<const uint4*>(o);
+    } else {
+      out[r * k + j] = gated_value<T>(to_float(g[r * sg + j]), to_float(u[r * su + j]), act);
+    }
+  }
+}
+}  // namespace
+
+void launch_gated_rows(Dtype t, int act, const void* g, int64_t sg, const void* u, int64_t su,
+                       void* out, int64_t rows, int64_t k, cudaStream_t s) {
+  if (rows == 0 || k == 0) return;
+  constexpr int threads = 256;
+  const int64_t es = t == Dtype::float32 ? 4 : 2;
+  const auto a16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  const bool vec = (k * es) % 16 == 0 && (sg * es) % 16 == 0 && (su * es) % 16 == 0 && a16(g) &&
+                   a16(u) && a16(out);
+  const int64_t work = vec ? rows * (k * es / 16) : rows * k;
+  const auto go = [&](auto v) {
+    using T = decltype(v);
+    const auto* gp = static_cast<const T*>(g);
+    const auto* up = static_cast<const T*>(u);
+    auto* op = static_cast<T*>(out);
+    if (vec)
+      launch_pdl(gated_rows_kernel<T, true>, grid_for(work, threads), threads, 0, s, act, gp, sg,
+                 up, su, op, rows, k);
+    else
+      launch_pdl(gated_rows_kernel<T, false>, grid_for(work, threads), threads, 0, s, act, gp, sg,
+                 up, su, op, rows, k);
+  };
+  if (t == Dtype::float16)
+    go(__half{});
+  else if (t == Dtype::bfloat16)
+    go(__nv_bfloat16{});
+  else
+    go(0.0f);
+  check_launch("gated_rows_kernel");
 }
 
 namespace {

@@ -5,6 +5,7 @@
 namespace ingot {
 INGOT_NO_CUDA_UNARY(RmsNorm)
 INGOT_NO_CUDA_UNARY(RmsNormLinear)
+INGOT_NO_CUDA_UNARY(GatedLinear)
 INGOT_NO_CUDA_UNARY(LayerNorm)
 INGOT_NO_CUDA_UNARY(Rope)
 INGOT_NO_CUDA_MULTI(RopeKvUpdate)

@@ -192,6 +192,40 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
                std::move(inputs));
 }
 
+Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
+                   const std::optional<Array>& residual, StreamOrDevice s) {
+  const char* op = "gated_linear";
+  check_float(gate, op, "gate");
+  if (gate.ndim() < 1) raise("[gated_linear] gate must have at least one dimension, got a scalar");
+  if (up.shape() != gate.shape() || up.dtype() != gate.dtype())
+    raise("[gated_linear] up must have gate's shape and dtype {} {}, got {} {}",
+          shape_str(gate.shape()), dtype_name(gate.dtype()), shape_str(up.shape()),
+          dtype_name(up.dtype()));
+  if (w.ndim() != 2 || w.shape(1) != gate.shape(-1))
+    raise(
+        "[gated_linear] w must be a Linear weight [N, I] with I = {} (the last axis of gate {}), "
+        "got {}",
+        gate.shape(-1), shape_str(gate.shape()), shape_str(w.shape()));
+  if (w.dtype() != gate.dtype())
+    raise("[gated_linear] w must have gate's dtype {}, got {}", dtype_name(gate.dtype()),
+          dtype_name(w.dtype()));
+  Shape out = gate.shape();
+  out.back() = w.shape(0);
+  if (residual && (residual->shape() != out || residual->dtype() != gate.dtype()))
+    raise("[gated_linear] residual must be {} {} (the product's shape and dtype), got {} {}",
+          shape_str(out), dtype_name(gate.dtype()), shape_str(residual->shape()),
+          dtype_name(residual->dtype()));
+  std::vector<Array> all{gate, up, w};
+  if (residual) all.push_back(*residual);
+  const Stream st = resolve_stream(s, all);
+  std::vector<Array> inputs;
+  if (residual) inputs.push_back(*residual);
+  inputs.insert(inputs.end(), {gate, up, transpose(w, {1, 0}, st)});
+  return Array(std::move(out), gate.dtype(),
+               std::make_shared<GatedLinear>(st, static_cast<int>(act), residual.has_value()),
+               std::move(inputs));
+}
+
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps, StreamOrDevice s) {
   check_norm_args(x, weight, bias, "layer_norm");

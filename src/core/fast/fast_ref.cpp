@@ -70,6 +70,16 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
   return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);
 }
 
+Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
+                   const std::optional<Array>& residual, StreamOrDevice s) {
+  const Array a = act == GatedActivation::silu   ? silu(gate, s)
+                  : act == GatedActivation::gelu ? gelu(gate, s)
+                                                 : gelu_tanh(gate, s);
+  const Array h = multiply(a, up, s);
+  const Array wt = transpose(w, {1, 0}, s);
+  return residual ? add_matmul(*residual, h, wt, s) : matmul(h, wt, s);
+}
+
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps, StreamOrDevice s) {
   check_norm_args(x, weight, bias, "layer_norm");

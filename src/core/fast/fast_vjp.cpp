@@ -5,6 +5,7 @@
 
 #include "core/fast/fast_internal.h"
 #include "core/ops/ops.h"
+#include "core/primitives/elementwise.h"
 #include "core/primitives/linalg.h"
 
 namespace ingot {
@@ -107,6 +108,63 @@ std::vector<Array> RmsNormLinear::vjp(const std::vector<Array>& primals,
       out.push_back(mm.vjp({n, wt}, cotangents, {1}, {})[0]);
     else
       out.push_back(norm_grads[next++]);
+  }
+  return out;
+}
+
+// ---- GatedLinear ----
+
+std::vector<Shape> GatedLinear::output_shapes(const std::vector<Array>& inputs) {
+  Shape out = inputs[has_residual_ ? 1 : 0].shape();
+  out.back() = inputs.back().shape(1);
+  return {out};
+}
+
+void GatedLinear::print(std::ostream& os) const {
+  static const char* names[] = {"silu", "gelu", "gelu_tanh"};
+  os << "GatedLinear(" << names[act_] << (has_residual_ ? ", residual" : "") << ")";
+}
+
+std::shared_ptr<UnaryPrimitive> GatedLinear::activation() const {
+  if (act_ == 0) return std::make_shared<Silu>(stream());
+  if (act_ == 1) return std::make_shared<Gelu>(stream());
+  return std::make_shared<GeluTanh>(stream());
+}
+
+std::shared_ptr<UnaryPrimitive> GatedLinear::product() const {
+  if (has_residual_) return std::make_shared<AddMM>(stream(), 1.0f, 1.0f, true);
+  return std::make_shared<Matmul>(stream());
+}
+
+// act(gate) and the gated rows are recomputed as their primitives (the fused one does not keep
+// them); then the product's, the multiply's and the activation's own VJPs chain.
+std::vector<Array> GatedLinear::vjp(const std::vector<Array>& primals,
+                                    const std::vector<Array>& cotangents,
+                                    const std::vector<int>& argnums, const std::vector<Array>&) {
+  const int off = has_residual_ ? 1 : 0;
+  const Array& g = primals[static_cast<size_t>(off)];
+  const Array& u = primals[static_cast<size_t>(off) + 1];
+  const Array& wt = primals[static_cast<size_t>(off) + 2];
+  const Array a(g.shape(), g.dtype(), activation(), {g});
+  const auto mul = std::make_shared<Multiply>(stream());
+  const Array h(g.shape(), g.dtype(), mul, {a, u});
+  Matmul mm(stream());
+  std::vector<Array> gate_grads;  // d gate, d up
+  bool want_gu = false;
+  for (int i : argnums) want_gu = want_gu || i == off || i == off + 1;
+  if (want_gu) {
+    const Array dh = mm.vjp({h, wt}, cotangents, {0}, {})[0];
+    const std::vector<Array> dau = mul->vjp({a, u}, {dh}, {0, 1}, {h});
+    gate_grads = {activation()->vjp({g}, {dau[0]}, {0}, {a})[0], dau[1]};
+  }
+  std::vector<Array> out;
+  for (int i : argnums) {
+    if (i < off)
+      out.push_back(cotangents[0]);
+    else if (i == off + 2)
+      out.push_back(mm.vjp({h, wt}, cotangents, {1}, {})[0]);
+    else
+      out.push_back(gate_grads[static_cast<size_t>(i - off)]);
   }
   return out;
 }

@@ -1,5 +1,5 @@
-// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, LayerNorm, Rope,
-// ScaledDotProductAttention.
+// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, GatedLinear, LayerNorm, Rope,
+// RopeKvUpdate, ScaledDotProductAttention.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
@@ -68,6 +68,32 @@ class RmsNormLinear : public UnaryPrimitive {
   const bool add_unit_offset_;
   const bool weight_in_float32_;
   const bool has_weight_;
+};
+
+/// fast::gated_linear: inputs {gate, up, wt} or {residual, gate, up, wt} with gate and up
+/// [..., I], wt [I, N] (a Linear weight's transposed view) and residual [..., N]; output
+/// [..., N] of the inputs' dtype. act: 0 silu, 1 gelu, 2 gelu_tanh (fast::GatedActivation).
+/// The result is the separate ops' (act, multiply, then matmul or add_matmul), each step
+/// rounded to the dtype; backends may compute act(gate) * up in the product's prologue (CUDA:
+/// the few-row GEMV).
+class GatedLinear : public UnaryPrimitive {
+ public:
+  GatedLinear(Stream s, int act, bool has_residual)
+      : UnaryPrimitive(s), act_(act), has_residual_(has_residual) {}
+  INGOT_UNARY_PRIMITIVE(GatedLinear)
+  INGOT_EQUIVALENT(GatedLinear, std::make_tuple(p->act_, p->has_residual_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+  /// The activation as its elementwise primitive (Silu, Gelu or GeluTanh).
+  std::shared_ptr<UnaryPrimitive> activation() const;
+  /// The product's primitive: AddMM(1, 1, round_product) with a residual, else Matmul.
+  std::shared_ptr<UnaryPrimitive> product() const;
+
+  const int act_;
+  const bool has_residual_;
 };
 
 /// Layer normalisation over the last axis. Inputs {x[, weight][, bias]} (flags say which);
