@@ -110,6 +110,13 @@ std::optional<Array> StackedLinear::normed_product(const Array& x, const RMSNorm
   return norm.linear(x, stack_);
 }
 
+std::optional<Array> StackedLinear::normed_glu(const Array& x, const RMSNorm& norm,
+                                               Activation act) const {
+  if (layers_.size() != 2 || parts_[0].shape(0) != parts_[1].shape(0) || !normed_product(x, norm))
+    return std::nullopt;
+  return norm.glu(x, stack_, act);
+}
+
 Array StackedLinear::output(const Array& y, const Array& x, size_t i) const {
   return layers_.at(i)->with_branch(columns(y, i, 1), x);
 }
@@ -170,6 +177,16 @@ Array RMSNorm::linear(const Array& x, const Array& w) const {
                                fast::RmsNormOptions{.eps = opt_.eps,
                                                     .add_unit_offset = opt_.unit_offset,
                                                     .weight_in_float32 = opt_.weight_in_float32});
+}
+
+Array RMSNorm::glu(const Array& x, const Array& w, Activation act) const {
+  const auto a = act == Activation::silu   ? fast::GatedActivation::silu
+                 : act == Activation::gelu ? fast::GatedActivation::gelu
+                                           : fast::GatedActivation::gelu_tanh;
+  return fast::rms_norm_glu(x, param("weight"), w, a,
+                            fast::RmsNormOptions{.eps = opt_.eps,
+                                                 .add_unit_offset = opt_.unit_offset,
+                                                 .weight_in_float32 = opt_.weight_in_float32});
 }
 
 LayerNorm::LayerNorm(int64_t dims, float eps, bool affine, bool bias, Dtype dtype) : eps_(eps) {
@@ -248,49 +265,34 @@ Array gated(const Array& g, const Array& u, Activation act) {
   return fns[static_cast<size_t>(act)]({g, u})[0];
 }
 
-/// down([residual +] act(g) * u). On the GPU, for inference, one fast::gated_linear (the
-/// few-row GEMV computes the gated rows in its prologue: one launch instead of two); else the
-/// gated rows, then the product. INGOT_GATED_LINEAR=0 turns the fused primitive off.
-Array gated_down(const Linear& down, const Array& g, const Array& u, Activation act,
-                 const Array* residual) {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_GATED_LINEAR");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  if (on && g.device().type == Device::Type::cuda && !is_tracing() && plain(down) &&
-      !down.branch() && is_floating(g.dtype())) {
-    const Array& w = down.param("weight");
-    Shape out = g.shape();
-    out.back() = w.shape(0);
-    if (w.dtype() == g.dtype() && u.shape() == g.shape() && u.dtype() == g.dtype() &&
-        (!residual || (residual->dtype() == g.dtype() && residual->shape() == out))) {
-      const auto a = act == Activation::silu   ? fast::GatedActivation::silu
-                     : act == Activation::gelu ? fast::GatedActivation::gelu
-                                               : fast::GatedActivation::gelu_tanh;
-      return fast::gated_linear(g, u, w, a,
-                                residual ? std::optional<Array>(*residual) : std::nullopt);
-    }
-  }
-  const Array h = gated(g, u, act);
-  return residual ? down.add_to(*residual, h) : down(h);
-}
 }  // namespace
 
 Array GatedMLP::operator()(const Array& x) const {
-  if (auto gu = gate_up_(x)) return gated_down(*down_, (*gu)[0], (*gu)[1], act_, nullptr);
-  return gated_down(*down_, (*gate_)(x), (*up_)(x), act_, nullptr);
+  if (auto gu = gate_up_(x)) return (*down_)(gated((*gu)[0], (*gu)[1], act_));
+  return (*down_)(gated((*gate_)(x), (*up_)(x), act_));
 }
 
 Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residual) const {
-  if (auto y = gate_up_.normed_product(x, norm))
-    return gated_down(*down_, gate_up_.columns(*y, 0, 1), gate_up_.columns(*y, 1, 1), act_,
-                      residual);
+  std::optional<Array> h;
+  // On the GPU, for inference: the norm, the gate/up product, the activation and the multiply
+  // as one primitive (fast::rms_norm_glu: one GEMV for a few rows). INGOT_GLU_FUSED=0: off.
+  static const bool glu = [] {
+    const char* v = std::getenv("INGOT_GLU_FUSED");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (glu && x.device().type == Device::Type::cuda && !is_tracing())
+    h = gate_up_.normed_glu(x, norm, act_);
+  if (!h) {
+    if (auto y = gate_up_.normed_product(x, norm))
+      h = gated(gate_up_.columns(*y, 0, 1), gate_up_.columns(*y, 1, 1), act_);
+  }
+  if (h) return residual ? down_->add_to(*residual, *h) : (*down_)(*h);
   return residual ? (*this)(norm(x), *residual) : (*this)(norm(x));
 }
 
 Array GatedMLP::operator()(const Array& x, const Array& residual) const {
-  if (auto gu = gate_up_(x)) return gated_down(*down_, (*gu)[0], (*gu)[1], act_, &residual);
-  return gated_down(*down_, (*gate_)(x), (*up_)(x), act_, &residual);
+  if (auto gu = gate_up_(x)) return down_->add_to(residual, gated((*gu)[0], (*gu)[1], act_));
+  return down_->add_to(residual, gated((*gate_)(x), (*up_)(x), act_));
 }
 
 }  // namespace ingot::nn

@@ -53,6 +53,12 @@ class Linear : public Module {
   std::optional<QuantizeOptions> quant_;
 };
 
+/// Activation functions by Hugging Face name: "silu", "gelu", "gelu_pytorch_tanh"/"gelu_tanh".
+enum class Activation { silu, gelu, gelu_tanh };
+/// Parses a Hugging Face activation name; throws InvalidArgument listing the known ones.
+Activation activation_from_name(const std::string& name);
+Array activate(const Array& x, Activation a);
+
 class RMSNorm;
 
 /// Linear layers that read the same input (q/k/v, gate/up) run as one matmul against their
@@ -75,6 +81,9 @@ class StackedLinear {
   /// on a GPU for a few rows), or nullopt when product() would be, or when a layer has a
   /// low-rank branch (the branch needs the normalised x: normalise, then call product()).
   std::optional<Array> normed_product(const Array& x, const RMSNorm& norm) const;
+  /// For two stacked layers of one width (gate, up): act(gate) * up of norm(x) as one primitive
+  /// (fast::rms_norm_glu), or nullopt when normed_product would be.
+  std::optional<Array> normed_glu(const Array& x, const RMSNorm& norm, Activation act) const;
   /// Layer i's output from y = product(x): its columns plus its branch of x.
   Array output(const Array& y, const Array& x, size_t i) const;
   /// Columns of y = product(x) of layers [first, first + count) (without branches).
@@ -121,6 +130,9 @@ class RMSNorm : public Module {
   Array operator()(const Array& x) const;
   /// (*this)(x) @ w^T for a Linear weight w [N, E] (fast::rms_norm_linear).
   Array linear(const Array& x, const Array& w) const;
+  /// act(y[..., :I]) * y[..., I:] for y = linear(x, w), w stacked gate|up weights [2I, E]
+  /// (fast::rms_norm_glu).
+  Array glu(const Array& x, const Array& w, Activation act) const;
 
  private:
   RMSNormOptions opt_;
@@ -146,12 +158,6 @@ class Dropout : public Module {
  private:
   float p_;
 };
-
-/// Activation functions by Hugging Face name: "silu", "gelu", "gelu_pytorch_tanh"/"gelu_tanh".
-enum class Activation { silu, gelu, gelu_tanh };
-/// Parses a Hugging Face activation name; throws InvalidArgument listing the known ones.
-Activation activation_from_name(const std::string& name);
-Array activate(const Array& x, Activation a);
 
 /// down(act(gate(x)) * up(x)) with gate_proj/up_proj [F, E] and down_proj [E, F].
 class GatedMLP : public Module {

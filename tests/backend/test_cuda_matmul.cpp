@@ -218,49 +218,50 @@ TEST(CudaMatmul, NormGemvEqualsNormThenMatmul) {
         }
 }
 
-TEST(CudaMatmul, GatedGemvEqualsTheSeparateOps) {
+TEST(CudaMatmul, GluGemvEqualsTheSeparateOps) {
   INGOT_REQUIRE_CUDA();
-  // fast::gated_linear on a few rows runs the GEMV with act(gate) * up in its prologue (the
-  // activation's and the multiply's own functors), so it equals the separate ops on the GPU bit
-  // for bit; 9 rows (and rows past the prologue's shared memory) take the gated-rows kernel and
-  // cuBLASLt, also bit for bit. gate/up are column slices of one stacked product, as GatedMLP
-  // passes them. Against the CPU: within the product's accumulation error.
+  // fast::rms_norm_glu on a few rows runs one GEMV with the norm in its prologue whose warps
+  // each compute a gate and its up column and write act(gate) * up with the activation's and
+  // the multiply's own functors, so it equals the separate ops on the GPU bit for bit (rows up
+  // to 256 16-byte vectors, where the norm's sums are RmsNorm's). 9 rows take the stacked
+  // product and the gated-rows kernel, also bit for bit. Against the CPU: within the product's
+  // accumulation error carried through act and the multiply.
   const fast::GatedActivation acts[] = {fast::GatedActivation::silu, fast::GatedActivation::gelu,
                                         fast::GatedActivation::gelu_tanh};
   uint32_t seed = 700;
   for (Dtype t : {bfloat16, float16, float32})
-    for (int64_t I : {64, 3072, 8192})
-      for (int64_t M : {1, 2, 5, 8, 9})
-        for (bool with_res : {false, true}) {
-          const fast::GatedActivation a = acts[seed % 3];
-          const int64_t N = M == 5 ? 1000 : 40;
-          const View cols_g = [&](const Array& x) { return slice(x, {0, 0, 0}, {1, M, I}); };
-          const View cols_u = [&](const Array& x) { return slice(x, {0, 0, I}, {1, M, 2 * I}); };
-          const Array gu = host_normal({1, M, 2 * I}, t, seed++);
-          const Pair g = both(gu, cols_g), u = both(gu, cols_u);
-          const Pair w = both(host_normal({N, I}, t, seed++), identity);
-          std::optional<Array> r_cpu, r_gpu;
-          if (with_res) {
-            const Pair r = both(host_normal({1, M, N}, t, seed++), identity);
-            r_cpu = r.cpu;
-            r_gpu = r.gpu;
-          }
-          const std::string what = name(
-              t, fmt::format("I{} M{} act {} residual {}", I, M, static_cast<int>(a), with_res));
-          const Array got = fast::gated_linear(g.gpu, u.gpu, w.gpu, a, r_gpu);
-          const Array sep = fast::ref::gated_linear(g.gpu, u.gpu, w.gpu, a, r_gpu);
-          ASSERT_EQ(got.shape(), (Shape{1, M, N})) << what;
+    for (int64_t E : {64, 1024, 2048})
+      for (int64_t M : {1, 2, 5, 8, 9}) {
+        const fast::GatedActivation a = acts[seed % 3];
+        const int64_t I = M == 5 ? 1000 : 40;
+        const fast::RmsNormOptions o{.eps = 1e-6f, .weight_in_float32 = seed % 2 == 0};
+        const Pair x = both(host_normal({1, M, E}, t, seed++), identity);
+        const Pair w = both(host_normal({2 * I, E}, t, seed++), identity);
+        const Pair nw = both(host_normal({E}, t, seed++), identity);
+        const std::string what = name(t, fmt::format("E{} M{} act {}", E, M, static_cast<int>(a)));
+        const Array got = fast::rms_norm_glu(x.gpu, nw.gpu, w.gpu, a, o);
+        const Array sep = fast::ref::rms_norm_glu(x.gpu, nw.gpu, w.gpu, a, o);
+        ASSERT_EQ(got.shape(), (Shape{1, M, I})) << what;
+        if (E * static_cast<int64_t>(size_of(t)) <= 256 * 16) {
           const auto gv = got.to_vector<double>(), sv = sep.to_vector<double>();
           for (size_t i = 0; i < gv.size(); ++i) ASSERT_EQ(gv[i], sv[i]) << what << " at " << i;
-          const Array act_cpu = a == fast::GatedActivation::silu   ? silu(g.cpu)
-                                : a == fast::GatedActivation::gelu ? gelu(g.cpu)
-                                                                   : gelu_tanh(g.cpu);
-          Array scale = abs_product(act_cpu * u.cpu, transpose(w.cpu));
-          if (r_cpu) scale = scale + abs(astype(*r_cpu, float64));
-          const double tol = t == float32 ? 1e-5 : dtype_rtol(t);
-          expect_gemm_close(got, fast::gated_linear(g.cpu, u.cpu, w.cpu, a, r_cpu), scale, tol,
-                            what);
         }
+        // The gate and up products' error bound, carried through act(g) * u to first order
+        // (|act'| <= 1.2 for these activations): |u| * 1.2 * eg + |act(g)| * eu.
+        const Array n = fast::rms_norm(x.cpu, nw.cpu, o);
+        const Array err = abs_product(n, transpose(w.cpu));
+        const Array y = astype(fast::rms_norm_linear(x.cpu, nw.cpu, w.cpu, o), float64);
+        auto half = [&](const Array& v, int64_t first) {
+          return slice(v, {0, 0, first}, {1, M, first + I});
+        };
+        const Array g = half(y, 0), u = half(y, I);
+        const Array ag = a == fast::GatedActivation::silu   ? silu(g)
+                         : a == fast::GatedActivation::gelu ? gelu(g)
+                                                            : gelu_tanh(g);
+        const Array scale = abs(u) * half(err, 0) * 1.2 + abs(ag) * half(err, I);
+        const double tol = t == float32 ? 1e-5 : dtype_rtol(t);
+        expect_gemm_close(got, fast::rms_norm_glu(x.cpu, nw.cpu, w.cpu, a, o), scale, tol, what);
+      }
 }
 
 TEST(CudaMatmul, OperandLayouts) {

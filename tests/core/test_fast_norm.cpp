@@ -257,117 +257,113 @@ double naive_act(double g, fast::GatedActivation a) {
   return 0;
 }
 
-Array separate_gated(const Array& g, const Array& u, const Array& w, fast::GatedActivation a,
-                     const std::optional<Array>& res) {
-  const Array act = a == fast::GatedActivation::silu   ? silu(g)
-                    : a == fast::GatedActivation::gelu ? gelu(g)
-                                                       : gelu_tanh(g);
-  const Array h = act * u;
-  return res ? add_matmul(*res, h, transpose(w)) : matmul(h, transpose(w));
+Array act_of(const Array& g, fast::GatedActivation a) {
+  return a == fast::GatedActivation::silu   ? silu(g)
+         : a == fast::GatedActivation::gelu ? gelu(g)
+                                            : gelu_tanh(g);
 }
 
-TEST(FastGatedLinear, EqualsTheSeparateOps) {
-  // One primitive, the same numbers as act(gate) * up then the product (bit for bit on the
-  // CPU, which runs the separate kernels), for every activation, float dtype, with and without
-  // a residual, rows around the GPU's few-row limit, gate/up as column slices of one stacked
-  // product; and a float64 naive check of the composition.
+TEST(FastRmsNormGlu, EqualsTheSeparateOps) {
+  // One primitive, the same numbers as rms_norm_linear, then act of the gate columns times the
+  // up columns (bit for bit on the CPU, which runs the separate kernels), for every activation,
+  // float dtype, norm weight mode and rows around the GPU's few-row limit; and a float64 naive
+  // check of the composition.
   uint32_t seed = 1900;
   const fast::GatedActivation acts[] = {fast::GatedActivation::silu, fast::GatedActivation::gelu,
                                         fast::GatedActivation::gelu_tanh};
   for (Dtype t : kDtypes)
     for (fast::GatedActivation a : acts)
       for (int64_t rows : {1, 8, 9})
-        for (bool with_res : {false, true}) {
-          const int64_t I = 48, N = 10;
-          const Array gu(random_values(rows * 2 * I, float64, seed++), {1, rows, 2 * I}, t);
-          const Array g = slice(gu, {0, 0, 0}, {1, rows, I});
-          const Array u = slice(gu, {0, 0, I}, {1, rows, 2 * I});
-          const Array w(random_values(N * I, float64, seed++), {N, I}, t);
-          std::optional<Array> res;
-          if (with_res) res = Array(random_values(rows * N, float64, seed++), {1, rows, N}, t);
-          const std::string what = fmt::format("{} act {} rows {} residual {}", dtype_name(t),
-                                               static_cast<int>(a), rows, with_res);
-          const Array got = fast::gated_linear(g, u, w, a, res);
-          ASSERT_EQ(got.shape(), (Shape{1, rows, N})) << what;
+        for (int mode = 0; mode < 3; ++mode) {
+          const int64_t E = 48, I = 10;
+          const fast::RmsNormOptions o{
+              .eps = 1e-5f, .add_unit_offset = mode == 2, .weight_in_float32 = mode != 1};
+          const Array x(random_values(rows * E, float64, seed++), {1, rows, E}, t);
+          const Array w(random_values(2 * I * E, float64, seed++), {2 * I, E}, t);
+          std::optional<Array> nw;
+          if (mode > 0) nw = Array(random_values(E, float64, seed++), {E}, t);
+          const std::string what = fmt::format("{} act {} rows {} mode {}", dtype_name(t),
+                                               static_cast<int>(a), rows, mode);
+          const Array got = fast::rms_norm_glu(x, nw, w, a, o);
+          ASSERT_EQ(got.shape(), (Shape{1, rows, I})) << what;
           EXPECT_EQ(got.dtype(), t) << what;
-          expect_close(values_of(got), values_of(separate_gated(g, u, w, a, res)), 0, 0, what);
-          expect_close(values_of(got), values_of(fast::ref::gated_linear(g, u, w, a, res)), 0, 0,
-                       what + " vs ref");
-          // float64: each step rounded to t, the products summed in float64.
-          const auto gv = values_of(g), uv = values_of(u), wv = values_of(w);
-          std::vector<double> rv;
-          if (res) rv = values_of(*res);
-          std::vector<double> want(static_cast<size_t>(rows * N));
+          const Array y = fast::rms_norm_linear(x, nw, w, o);
+          const Array sep =
+              act_of(slice(y, {0, 0, 0}, {1, rows, I}), a) * slice(y, {0, 0, I}, {1, rows, 2 * I});
+          expect_close(values_of(got), values_of(sep), 0, 0, what);
+          // float64: the normalised rows, the products, act and the multiply rounded to t.
+          // An error e in a product moves the output by about |act'| e (gate) or |act(g)| e
+          // (up), so each element's limit scales with its products' sums of |terms|.
+          const auto xv = values_of(x), wv = values_of(w);
+          std::vector<double> nwv;
+          if (nw) nwv = values_of(*nw);
+          const auto n = naive_rms(xv, nw ? &nwv : nullptr, E, o, t);
+          auto dot = [&](int64_t r, int64_t j, bool magnitude) {
+            double acc = 0;
+            for (int64_t k = 0; k < E; ++k)
+              acc += magnitude ? std::fabs(n[r * E + k] * wv[j * E + k])
+                               : n[r * E + k] * wv[j * E + k];
+            return magnitude ? acc : round_to(acc, t);
+          };
+          const double tol = t == float64 ? 1e-12 : 16 * eps_of(t) + 1e-6;
+          const auto gv = values_of(got), rv = values_of(fast::ref::rms_norm_glu(x, nw, w, a, o));
           for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = 0; j < N; ++j) {
-              double acc = 0;
-              for (int64_t k = 0; k < I; ++k) {
-                const size_t e = static_cast<size_t>(r * I + k);
-                const double h = round_to(round_to(naive_act(gv[e], a), t) * uv[e], t);
-                acc += h * wv[j * I + k];
-              }
-              double y = round_to(acc, t);
-              if (res) y = round_to(y + rv[r * N + j], t);
-              want[r * N + j] = y;
+            for (int64_t j = 0; j < I; ++j) {
+              const double g = dot(r, j, false), u = dot(r, I + j, false);
+              const double ag = round_to(naive_act(g, a), t);
+              const double want = round_to(ag * u, t);
+              const double lim = tol * (std::fabs(want) + 1.2 * std::fabs(u) * dot(r, j, true) +
+                                        std::fabs(ag) * dot(r, I + j, true));
+              const size_t e = static_cast<size_t>(r * I + j);
+              EXPECT_NEAR(gv[e], want, lim) << what << " vs float64 at " << e;
+              EXPECT_NEAR(gv[e], rv[e], lim) << what << " vs ref at " << e;
             }
-          const double tol = t == float64 ? 1e-12 : 8 * eps_of(t) + 1e-5;
-          expect_close(values_of(got), want, tol, tol, what + " vs float64");
         }
 }
 
-TEST(FastGatedLinear, ErrorsAndGradients) {
+TEST(FastRmsNormGlu, ErrorsAndGradients) {
   const auto silu_act = fast::GatedActivation::silu;
   expect_error<InvalidArgument>(
       [&] {
-        fast::gated_linear(zeros({2, 8}), zeros({2, 7}), zeros({4, 8}), silu_act);
+        fast::rms_norm_glu(zeros({2, 8}), std::nullopt, zeros({5, 8}), silu_act);
       },
-      "[gated_linear] up must have gate's shape and dtype [2, 8] float32, got [2, 7] float32");
+      "[rms_norm_glu] w must be stacked gate|up Linear weights [2I, E] with E = 8");
   expect_error<InvalidArgument>(
       [&] {
-        fast::gated_linear(zeros({2, 8}), zeros({2, 8}), zeros({4, 9}), silu_act);
+        fast::rms_norm_glu(zeros({2, 8}), std::nullopt, zeros({4, 9}), silu_act);
       },
-      "[gated_linear] w must be a Linear weight [N, I] with I = 8");
+      "got [4, 9]");
   expect_error<InvalidArgument>(
       [&] {
-        fast::gated_linear(zeros({2, 8}), zeros({2, 8}), zeros({4, 8}, bfloat16), silu_act);
+        fast::rms_norm_glu(zeros({2, 8}), std::nullopt, zeros({4, 8}, bfloat16), silu_act);
       },
-      "[gated_linear] w must have gate's dtype float32, got bfloat16");
+      "[rms_norm_glu] w must have x's dtype float32, got bfloat16");
   expect_error<InvalidArgument>(
       [&] {
-        fast::gated_linear(zeros({2, 8}), zeros({2, 8}), zeros({4, 8}), silu_act, zeros({2, 5}));
+        fast::rms_norm_glu(zeros({2, 8}, int32), std::nullopt, zeros({4, 8}, int32), silu_act);
       },
-      "[gated_linear] residual must be [2, 4] float32");
-  expect_error<InvalidArgument>(
-      [&] {
-        fast::gated_linear(zeros({2, 8}, int32), zeros({2, 8}, int32), zeros({4, 8}, int32),
-                           silu_act);
-      },
-      "[gated_linear] gate must be a floating-point array");
-  // VJP against finite differences for the residual, gate, up and w, every activation.
-  const std::vector<Shape> shapes{{3, 4}, {3, 5}, {3, 5}, {4, 5}};
+      "[rms_norm_glu] x must be a floating-point array");
+  // VJP against finite differences for x, the norm weight and w, every activation.
+  const std::vector<Shape> shapes{{3, 5}, {5}, {6, 5}};
   std::vector<std::vector<double>> vals;
-  for (uint32_t i = 0; i < 4; ++i)
-    vals.push_back(
-        random_values(static_cast<size_t>(shapes[i][0] * shapes[i][1]), float64, 31 + i));
-  for (auto a :
-       {fast::GatedActivation::silu, fast::GatedActivation::gelu, fast::GatedActivation::gelu_tanh})
-    for (bool with_res : {false, true}) {
-      const auto f = [&](std::vector<Array> in) {
-        return with_res ? fast::gated_linear(in[1], in[2], in[3], a, in[0])
-                        : fast::gated_linear(in[1], in[2], in[3], a);
-      };
-      std::vector<Array> in;
-      for (size_t i = 0; i < 4; ++i)
-        in.emplace_back(std::vector<double>(vals[i]), shapes[i], float64);
-      const auto g = random_values(3 * 4, float64, 78);
-      const auto [outs, grads] =
-          vjp([&](const std::vector<Array>& x) { return std::vector<Array>{f(x)}; }, in,
-              {Array(g, {3, 4}, float64)});
-      for (size_t i = with_res ? 0 : 1; i < 4; ++i)
-        expect_close(values_of(grads[i]), finite_diff(f, vals, shapes, g, i), 1e-5, 1e-6,
-                     fmt::format("gated_linear act {} residual {} input {}", static_cast<int>(a),
-                                 with_res, i));
-    }
+  for (uint32_t i = 0; i < 3; ++i)
+    vals.push_back(random_values(static_cast<size_t>(shape_size(shapes[i])), float64, 31 + i));
+  for (auto a : {fast::GatedActivation::silu, fast::GatedActivation::gelu,
+                 fast::GatedActivation::gelu_tanh}) {
+    const auto f = [&](std::vector<Array> in) {
+      return fast::rms_norm_glu(in[0], in[1], in[2], a, {.eps = 1e-3f});
+    };
+    std::vector<Array> in;
+    for (size_t i = 0; i < 3; ++i)
+      in.emplace_back(std::vector<double>(vals[i]), shapes[i], float64);
+    const auto g = random_values(3 * 3, float64, 78);
+    const auto [outs, grads] =
+        vjp([&](const std::vector<Array>& x) { return std::vector<Array>{f(x)}; }, in,
+            {Array(g, {3, 3}, float64)});
+    for (size_t i = 0; i < 3; ++i)
+      expect_close(values_of(grads[i]), finite_diff(f, vals, shapes, g, i), 1e-5, 1e-6,
+                   fmt::format("rms_norm_glu act {} input {}", static_cast<int>(a), i));
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/common/utils.h"
 #include "backend/cpu/fast_kernels.h"
 #include "core/primitives/elementwise.h"
 #include "core/primitives/fast.h"
@@ -137,22 +138,30 @@ void RmsNormLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   Matmul(stream()).eval_cpu({n, inputs.back()}, out);
 }
 
-// act(gate), then * up, then the product (the separate ops' kernels, on temporaries).
-void GatedLinear::eval_cpu(const std::vector<Array>& inputs, Array& out) {
-  const size_t off = has_residual_ ? 1 : 0;
-  const Array& g = inputs[off];
-  const Array& u = inputs[off + 1];
+// The stacked product into a temporary (RmsNormLinear's kernels), then the activation of its
+// gate columns and the multiply by its up columns (the elementwise kernels, on column views).
+void RmsNormGlu::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  const std::shared_ptr<RmsNormLinear> nl = norm_linear();
+  const Shape& os = out.shape();
+  const int64_t n = os.back();
+  Shape ys = os;
+  ys.back() = 2 * n;
+  Array y(ys, out.dtype(), nl, inputs);
+  nl->eval_cpu(inputs, y);
   const std::shared_ptr<UnaryPrimitive> ap = activation();
-  Array a(g.shape(), g.dtype(), ap, {g});
+  auto columns = [&](int64_t first) {  // y[..., first:first + n] (y is row-contiguous)
+    const Strides& st = y.strides();
+    int64_t span = out.size() == 0 ? 0 : 1;
+    if (span)
+      for (size_t d = 0; d < os.size(); ++d) span += (os[d] - 1) * st[d];
+    Array v(os, y.dtype(), ap, {});
+    v.copy_shared_buffer(y, st, backend::compute_flags(os, st), span, first);
+    return v;
+  };
+  const Array g = columns(0), u = columns(n);
+  Array a(os, out.dtype(), ap, {g});
   ap->eval_cpu({g}, a);
-  const auto mul = std::make_shared<Multiply>(stream());
-  Array h(g.shape(), g.dtype(), mul, {a, u});
-  mul->eval_cpu({a, u}, h);
-  std::vector<Array> product_in;
-  if (has_residual_) product_in.push_back(inputs[0]);
-  product_in.push_back(h);
-  product_in.push_back(inputs.back());
-  product()->eval_cpu(product_in, out);
+  Multiply(stream()).eval_cpu({a, u}, out);
 }
 
 void LayerNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {

@@ -128,9 +128,20 @@ __device__ __forceinline__ Row row_at(const KParams& p, const Block& c, int64_t 
 
 // Softcap, mask and causal/window/split visibility of the scaled score x of key j, in the CPU's
 // order; masked keys give -inf.
+// The mask's value for row w and key j (0 without a mask).
 template <typename A>
-__device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& w, int64_t j,
-                                   int64_t ke, A x) {
+__device__ __forceinline__ A mask_at(const KParams& p, const Block& c, const Row& w, int64_t j) {
+  const SdpaArgs& a = p.a;
+  if (a.mask_kind == SdpaMaskKind::none) return A(0);
+  return mask_value<A>(a.mask, a.mask_dtype,
+                       c.b * a.m_st[0] + w.h * a.m_st[1] + w.l * a.m_st[2] + j * a.m_st[3]);
+}
+
+// score() with the mask's value mv read ahead (mask_at), so that its load can be issued with
+// the key's.
+template <typename A>
+__device__ __forceinline__ A score_mv(const KParams& p, const Row& w, int64_t j, int64_t ke, A x,
+                                      A mv) {
   const SdpaArgs& a = p.a;
   if (j >= ke) return neg_inf<A>();
   if (a.softcap > 0) {
@@ -138,8 +149,6 @@ __device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& 
     x = cap * tanh_(x * (A(1) / cap));
   }
   if (a.mask_kind != SdpaMaskKind::none) {
-    const A mv = mask_value<A>(a.mask, a.mask_dtype,
-                               c.b * a.m_st[0] + w.h * a.m_st[1] + w.l * a.m_st[2] + j * a.m_st[3]);
     if (a.mask_kind == SdpaMaskKind::boolean) {
       if (mv == A(0)) x = neg_inf<A>();
     } else {
@@ -148,6 +157,12 @@ __device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& 
   }
   if (a.causal && (j > w.pos || (a.window > 0 && j <= w.pos - a.window))) x = neg_inf<A>();
   return x;
+}
+
+template <typename A>
+__device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& w, int64_t j,
+                                   int64_t ke, A x) {
+  return score_mv<A>(p, w, j, ke, x, j < ke ? mask_at<A>(p, c, w, j) : A(0));
 }
 
 // ---- generic SIMT kernel: any dtype, D and Dv <= 256 ----
@@ -720,6 +735,7 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
   for (int64_t j0 = kb + warp * GPW + lane / LPK; j0 - lane / LPK < ke;
        j0 += int64_t(GROUPS) * kDecodeUnroll) {
     uint4 kv[kDecodeUnroll], vv[kDecodeUnroll];
+    float mv[kDecodeUnroll][R];  // the mask's values, requested with the keys
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int64_t j = j0 + int64_t(u) * GROUPS;
@@ -727,6 +743,8 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
         kv[u] = load16(kp + j * a.k_st[2]);
         vv[u] = load16(vp + j * a.v_st[2]);
       }
+#pragma unroll
+      for (int r = 0; r < R; ++r) mv[u][r] = j < ke ? mask_at<float>(p, c, rw[r], j) : 0.0f;
     }
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
@@ -743,7 +761,7 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
         for (int i = 0; i < V; ++i) d += q[r][i] * kf[i];
 #pragma unroll
         for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-        const float x = rw[r].valid ? score<float>(p, c, rw[r], j, ke, d) : kNegInf;
+        const float x = rw[r].valid ? score_mv<float>(p, rw[r], j, ke, d, mv[u][r]) : kNegInf;
         decode_add(st[r], x, vf);
       }
     }

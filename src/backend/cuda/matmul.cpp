@@ -629,11 +629,12 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
 /// rms_norm(x) @ wt on the GEMV with its norm prologue when x is a few contiguous rows, wt a
 /// transposed weight [K, N] and the norm weight (if any) a contiguous vector of x's dtype;
 /// false otherwise.
-bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array& out) {
+bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array& out,
+                   const cu::GemvProblem* pair = nullptr) {
   const Array& x = in[0];
   const Array& wt = in.back();
   const Dtype t = out.dtype();
-  const int64_t K = x.shape().back(), N = wt.shape(1);
+  const int64_t K = x.shape().back(), N = pair ? pair->pair : wt.shape(1);
   if (!gemv_enabled() || K == 0 || out.size() == 0 || !x.flags().row_contiguous) return false;
   const int64_t M = x.size() / K;
   if (M > cu::kGemvMaxRows || (K > 1 && wt.strides()[0] != 1)) return false;
@@ -648,55 +649,15 @@ bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array&
   p.x = x.raw_ptr();
   p.sx_m = K;
   p.w = wt.raw_ptr();
-  p.sw_n = N > 1 ? wt.strides()[1] : K;
+  p.sw_n = wt.shape(1) > 1 ? wt.strides()[1] : K;
   p.norm = true;
   p.norm_w = op.has_weight_ ? in[1].raw_ptr() : nullptr;
   p.eps = op.eps_;
   p.add_unit_offset = op.add_unit_offset_;
   p.weight_in_float32 = op.weight_in_float32_;
-  if (!cu::gemv_supported(t, p)) return false;
-  cu::alloc(out);
-  p.out = out.raw_ptr();
-  cu::launch_gemv(t, p, cu::stream(op.stream()), gemv_prefetch_sms(out.device()));
-  return true;
-}
-
-/// Row stride of x as a matrix [rows, K] (its leading axes flattened, elements contiguous);
-/// false when the layout is not such a matrix.
-bool gated_rows_stride(const Array& x, int64_t& stride) {
-  int64_t sn = 0;
-  if (!row_strides(x, x.shape(), stride, sn)) return false;
-  return x.shape().back() <= 1 || sn == 1;
-}
-
-/// [c +] (act(g) * u) @ wt on the GEMV with its gated prologue when g and u are a few rows and
-/// wt a transposed weight [K, N]; false otherwise.
-bool try_gated_gemv(const GatedLinear& op, const std::vector<Array>& in, int64_t sg, int64_t su,
-                    Array& out) {
-  const size_t off = op.has_residual_ ? 1 : 0;
-  const Array& g = in[off];
-  const Array& wt = in.back();
-  const Dtype t = out.dtype();
-  const int64_t K = g.shape().back(), N = wt.shape(1);
-  if (!gemv_enabled() || K == 0 || out.size() == 0) return false;
-  const int64_t M = g.size() / K;
-  if (M > cu::kGemvMaxRows || (K > 1 && wt.strides()[0] != 1)) return false;
-  cu::GemvProblem p;
-  p.M = M;
-  p.N = N;
-  p.K = K;
-  p.x = g.raw_ptr();
-  p.sx_m = M > 1 ? sg : K;
-  p.up = in[off + 1].raw_ptr();
-  p.su_m = M > 1 ? su : K;
-  p.gate = op.act_ + 1;
-  p.w = wt.raw_ptr();
-  p.sw_n = N > 1 ? wt.strides()[1] : K;
-  if (op.has_residual_) {
-    if (!row_strides(in[0], out.shape(), p.sc_m, p.sc_n)) return false;
-    p.c = in[0].raw_ptr();
-    p.accumulate = p.round_product = true;
-    p.beta = 1.0f;
+  if (pair) {
+    p.pair = pair->pair;
+    p.gate = pair->gate;
   }
   if (!cu::gemv_supported(t, p)) return false;
   cu::alloc(out);
@@ -707,34 +668,24 @@ bool try_gated_gemv(const GatedLinear& op, const std::vector<Array>& in, int64_t
 
 }  // namespace
 
-// Few rows: act(gate) * up in the GEMV's prologue (one launch). Otherwise the gated rows into
-// a temporary (one kernel, or the act and multiply kernels for other layouts), then the product.
-void GatedLinear::eval_cuda(const std::vector<Array>& inputs, Array& out) {
-  const size_t off = has_residual_ ? 1 : 0;
-  const Array& g = inputs[off];
-  const Array& u = inputs[off + 1];
-  int64_t sg = 0, su = 0;
-  const bool rows = gated_rows_stride(g, sg) && gated_rows_stride(u, su);
-  if (rows && try_gated_gemv(*this, inputs, sg, su, out)) return;
-  // The temporaries carry primitives, so they live on this primitive's device.
-  const std::shared_ptr<UnaryPrimitive> ap = activation();
-  Array h(g.shape(), g.dtype(), ap, {g});
-  if (rows) {
-    cu::alloc(h);
-    const int64_t K = g.shape().back();
-    cu::launch_gated_rows(h.dtype(), act_ + 1, g.raw_ptr(), sg, u.raw_ptr(), su, h.raw_ptr(),
-                          K == 0 ? 0 : g.size() / K, K, cu::stream(stream()));
-  } else {
-    Array a(g.shape(), g.dtype(), ap, {g});
-    ap->eval_cuda({g}, a);
-    const auto mul = std::make_shared<Multiply>(stream());
-    h = Array(g.shape(), g.dtype(), mul, {a, u});
-    mul->eval_cuda({a, u}, h);
-  }
-  if (has_residual_)
-    eval_matmul(h, inputs.back(), out, &inputs[0], 1.0f, 1.0f, true, stream());
-  else
-    eval_matmul(h, inputs.back(), out, nullptr, 1.0f, 0.0f, false, stream());
+// Few rows: one GEMV with the norm in its prologue whose warps each compute a gate column and
+// its up column and write act(gate) * up. Otherwise the stacked product into a temporary
+// (RmsNormLinear), then the gated-rows kernel over its two column halves.
+void RmsNormGlu::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  const std::shared_ptr<RmsNormLinear> nl = norm_linear();
+  cu::GemvProblem pair;
+  pair.pair = out.shape().back();
+  pair.gate = act_ + 1;
+  if (try_norm_gemv(*nl, inputs, out, &pair)) return;
+  Shape ys = out.shape();
+  ys.back() *= 2;
+  Array y(ys, out.dtype(), nl, inputs);
+  nl->eval_cuda(inputs, y);
+  cu::alloc(out);
+  const int64_t n = out.shape().back();
+  cu::launch_gated_rows(out.dtype(), act_ + 1, y.raw_ptr(), 2 * n,
+                        static_cast<const char*>(y.raw_ptr()) + n * out.itemsize(), 2 * n,
+                        out.raw_ptr(), n == 0 ? 0 : out.size() / n, n, cu::stream(stream()));
 }
 
 // Few rows: the norm in the GEMV's prologue (one launch). Otherwise the norm into a temporary,

@@ -160,35 +160,6 @@ __device__ __forceinline__ T gated_value(float g, float u, int act) {
   return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
 }
 
-/// The gated prologue: act(x) * up of the M rows into xs (rows of p.K elements).
-template <typename T, int M>
-__device__ __forceinline__ void gemv_gate_rows(const GemvProblem& p, T* xs) {
-  constexpr int V = 16 / sizeof(T);
-  const int64_t chunks = p.K / V;
-  const char* g = static_cast<const char*>(p.x);
-  const char* u = static_cast<const char*>(p.up);
-  const int64_t grow = p.sx_m * int64_t(sizeof(T)), urow = p.su_m * int64_t(sizeof(T));
-  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-    uint4 gv[M], uv[M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      gv[m] = load16(g + m * grow + c * 16);
-      uv[m] = load16(u + m * urow + c * 16);
-    }
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      float gf[V], uf[V];
-      unpack16<T>(gv[m], gf);
-      unpack16<T>(uv[m], uf);
-      alignas(16) T o[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j) o[j] = gated_value<T>(gf[j], uf[j], p.gate);
-      *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
-    }
-  }
-  __syncthreads();
-}
-
 /// Before waiting for the previous kernel, block b queues weight rows [b, b + 1) * span into
 /// L2 (lane l of warp 0 one row in 32 when the rows are not contiguous): blocks resident while
 /// the previous kernel runs fetch the whole matrix, and the reads after the wait hit L2.
@@ -217,29 +188,47 @@ __device__ __forceinline__ void gemv_load_w(uint4 (&wv)[U], const char* w, int64
   }
 }
 
-// PRO: 0 plain x, 1 norm prologue, 2 gated prologue.
-template <typename T, int M, int PRO>
+// NORM: the norm prologue. PAIR: each warp computes weight rows n and n + p.pair (a gate and
+// its up column) and writes act(gate) * up at n, each rounded as the separate ops round.
+template <typename T, int M, bool NORM, bool PAIR>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_kernel(const GemvProblem p, int64_t prefetch_span) {
   gemv_prefetch<T>(p, prefetch_span);
   pdl_prologue();
-  constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>();
-  extern __shared__ uint4 gemv_smem[];  // PRO: the normalised or gated rows of x
+  constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>(), R = PAIR ? 2 : 1;
+  extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
   const int lane = threadIdx.x & 31;
   const int64_t n = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
   const bool active = n < p.N;
-  const char* w = static_cast<const char*>(p.w) + (active ? n : 0) * p.sw_n * int64_t(sizeof(T));
-  const int64_t chunks = active ? p.K / V : 0;
-  uint4 wv[U];
-  gemv_load_w<U>(wv, w, lane, chunks);
-  if constexpr (PRO == 1) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
-  if constexpr (PRO == 2) gemv_gate_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
-  if (!active) return;  // whole warps leave together
-  const char* x = PRO ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
-  const int64_t xrow = (PRO ? p.K : p.sx_m) * int64_t(sizeof(T));
-  float acc[M];
+  const int64_t row_bytes = p.sw_n * int64_t(sizeof(T));
+  const char* w[R];
 #pragma unroll
-  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
+  for (int r = 0; r < R; ++r)
+    w[r] = static_cast<const char*>(p.w) + ((active ? n : 0) + r * p.pair) * row_bytes;
+  const int64_t chunks = active ? p.K / V : 0;
+  uint4 wv[R][U];
+#pragma unroll
+  for (int r = 0; r < R; ++r) gemv_load_w<U>(wv[r], w[r], lane, chunks);
+  // The accumulate operand is requested now too, so its latency is not added at the end.
+  float cin[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    cin[m] = 0.0f;
+    if (!PAIR && p.accumulate && active && lane == 0) {
+      const T* out = static_cast<const T*>(p.out);
+      cin[m] =
+          to_float(p.c ? static_cast<const T*>(p.c)[m * p.sc_m + n * p.sc_n] : out[m * p.N + n]);
+    }
+  }
+  if constexpr (NORM) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
+  if (!active) return;  // whole warps leave together
+  const char* x = NORM ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
+  const int64_t xrow = (NORM ? p.K : p.sx_m) * int64_t(sizeof(T));
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
   for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
     uint4 xv[U][M];
 #pragma unroll
@@ -248,44 +237,55 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
       if (c < chunks) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
-          if constexpr (PRO != 0)
+          if constexpr (NORM)
             xv[u][m] = *reinterpret_cast<const uint4*>(x + m * xrow + c * 16);
           else
             xv[u][m] = load16(x + m * xrow + c * 16);
         }
       }
     }
-    uint4 wn[U];
-    gemv_load_w<U>(wn, w, c0 + 32 * U, chunks);
+    uint4 wn[R][U];
+#pragma unroll
+    for (int r = 0; r < R; ++r) gemv_load_w<U>(wn[r], w[r], c0 + 32 * U, chunks);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c0 + 32 * u < chunks) {
-        float wf[V];
-        unpack16<T>(wv[u], wf);
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          float xf[V];
-          unpack16<T>(xv[u][m], xf);
+        for (int r = 0; r < R; ++r) {
+          float wf[V];
+          unpack16<T>(wv[r][u], wf);
 #pragma unroll
-          for (int j = 0; j < V; ++j) acc[m] = fmaf(wf[j], xf[j], acc[m]);
+          for (int m = 0; m < M; ++m) {
+            float xf[V];
+            unpack16<T>(xv[u][m], xf);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[r][m] = fmaf(wf[j], xf[j], acc[r][m]);
+          }
         }
       }
-      wv[u] = wn[u];
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[r][u] = wn[r][u];
     }
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
   if (lane == 0) {
     T* out = static_cast<T*>(p.out);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      float r = p.alpha * acc[m];
-      if (p.round_product) r = to_float(cast<T>(r));
-      if (p.accumulate) {
-        const T cv = p.c ? static_cast<const T*>(p.c)[m * p.sc_m + n * p.sc_n] : out[m * p.N + n];
-        r = p.beta * to_float(cv) + r;
+      if constexpr (PAIR) {
+        // The product's columns rounded to T, then act and the multiply as their kernels do.
+        const float g = to_float(cast<T>(p.alpha * acc[0][m]));
+        const float u = to_float(cast<T>(p.alpha * acc[1][m]));
+        out[m * p.N + n] = gated_value<T>(g, u, p.gate);
+      } else {
+        float r = p.alpha * acc[0][m];
+        if (p.round_product) r = to_float(cast<T>(r));
+        if (p.accumulate) r = p.beta * cin[m] + r;
+        out[m * p.N + n] = cast<T>(r);
       }
-      out[m * p.N + n] = cast<T>(r);
     }
   }
 }
@@ -297,13 +297,15 @@ void launch_gemv_m(const GemvProblem& p, cudaStream_t s, int sms) {
   // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
   int64_t span = 0;
   if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
-  const size_t smem = size_t(M) * p.K * sizeof(T);
-  if (p.norm)
-    launch_pdl(gemv_kernel<T, M, 1>, grid, block, smem, s, p, span);
-  else if (p.gate != 0)
-    launch_pdl(gemv_kernel<T, M, 2>, grid, block, smem, s, p, span);
+  const size_t smem = p.norm ? size_t(M) * p.K * sizeof(T) : 0;
+  if (p.norm && p.pair)
+    launch_pdl(gemv_kernel<T, M, true, true>, grid, block, smem, s, p, span);
+  else if (p.norm)
+    launch_pdl(gemv_kernel<T, M, true, false>, grid, block, smem, s, p, span);
+  else if (p.pair)
+    launch_pdl(gemv_kernel<T, M, false, true>, grid, block, smem, s, p, span);
   else
-    launch_pdl(gemv_kernel<T, M, 0>, grid, block, 0, s, p, span);
+    launch_pdl(gemv_kernel<T, M, false, false>, grid, block, smem, s, p, span);
 }
 
 template <typename T>
@@ -350,11 +352,9 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
   const int64_t es = t == Dtype::float32 ? 4 : 2;
   const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   if (p.norm && ((p.M > 1 && p.sx_m != p.K) || p.M * p.K * es > kGemvNormSmem ||
-                 (p.norm_w && !aligned(p.norm_w)) || p.gate != 0))
+                 (p.norm_w && !aligned(p.norm_w))))
     return false;
-  if (p.gate != 0 && (p.gate > 3 || p.M * p.K * es > kGemvNormSmem || !aligned(p.up) ||
-                      (p.M > 1 && (p.su_m * es) % 16 != 0)))
-    return false;
+  if (p.pair && (p.pair < p.N || p.gate < 1 || p.gate > 3 || p.accumulate)) return false;
   return (p.K * es) % 16 == 0 && aligned(p.x) && aligned(p.w) && (p.sw_n * es) % 16 == 0 &&
          (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
          (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);

@@ -53,16 +53,14 @@ struct GemvProblem {
   float eps = 0.0f;
   bool add_unit_offset = false;
   bool weight_in_float32 = true;
-  // Gated prologue (gate != 0; exclusive with norm): the product takes act(x) * up rows
-  // (gate: 1 silu, 2 gelu, 3 gelu_tanh; up rows of stride su_m, 16-byte aligned), each step
-  // rounded to the dtype as the elementwise kernels round it, computed into shared memory by
-  // every block first.
+  // GLU pairs (pair > 0, pair >= N; no accumulate): output n is act(gate) * up for the
+  // products with weight rows n (gate) and n + pair (up), each rounded to the dtype as the
+  // product, act (gate: 1 silu, 2 gelu, 3 gelu_tanh) and multiply kernels round.
+  int64_t pair = 0;
   int gate = 0;
-  const void* up = nullptr;
-  int64_t su_m = 0;
 };
 
-/// Most bytes of normalised or gated x rows (M * K elements) the GEMV keeps in shared memory.
+/// Most bytes of normalised x rows (M * K elements) the GEMV keeps in shared memory.
 inline constexpr int64_t kGemvNormSmem = 48 * 1024;
 
 /// Most rows the GEMV kernel takes; more go to cuBLASLt.
@@ -71,8 +69,7 @@ inline constexpr int64_t kGemvMaxRows = 8;
 /// True when `p` of dtype t runs on the GEMV kernel: t is float16, bfloat16 or float32,
 /// 1 <= M <= kGemvMaxRows, K a multiple of 16 bytes' worth of elements, and x, w and the
 /// row strides of x and w 16-byte aligned (with a norm prologue also: x row-contiguous, the
-/// rows within kGemvNormSmem, norm_w null or 16-byte aligned; with a gated prologue: the rows
-/// within kGemvNormSmem, up and its row stride 16-byte aligned).
+/// rows within kGemvNormSmem, norm_w null or 16-byte aligned).
 bool gemv_supported(Dtype t, const GemvProblem& p);
 
 /// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold) on a device of `sms`
@@ -80,8 +77,8 @@ bool gemv_supported(Dtype t, const GemvProblem& p);
 void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms);
 
 /// out[r, i] = act(g[r, i]) * u[r, i] for `rows` rows of k elements (act as GemvProblem::gate;
-/// row strides sg, su, so = k for out), rounded as the separate act and multiply kernels round:
-/// the gated rows of a GatedLinear whose product does not run on the GEMV.
+/// row strides sg, su; out row-contiguous), rounded as the separate act and multiply kernels
+/// round: an RmsNormGlu whose product does not run on the GEMV.
 void launch_gated_rows(Dtype t, int act, const void* g, int64_t sg, const void* u, int64_t su,
                        void* out, int64_t rows, int64_t k, cudaStream_t s);
 

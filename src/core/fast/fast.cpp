@@ -192,37 +192,26 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
                std::move(inputs));
 }
 
-Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
-                   const std::optional<Array>& residual, StreamOrDevice s) {
-  const char* op = "gated_linear";
-  check_float(gate, op, "gate");
-  if (gate.ndim() < 1) raise("[gated_linear] gate must have at least one dimension, got a scalar");
-  if (up.shape() != gate.shape() || up.dtype() != gate.dtype())
-    raise("[gated_linear] up must have gate's shape and dtype {} {}, got {} {}",
-          shape_str(gate.shape()), dtype_name(gate.dtype()), shape_str(up.shape()),
-          dtype_name(up.dtype()));
-  if (w.ndim() != 2 || w.shape(1) != gate.shape(-1))
+Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
+                   GatedActivation act, RmsNormOptions opt, StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm_glu");
+  if (w.ndim() != 2 || w.shape(1) != x.shape(-1) || w.shape(0) % 2 != 0)
     raise(
-        "[gated_linear] w must be a Linear weight [N, I] with I = {} (the last axis of gate {}), "
-        "got {}",
-        gate.shape(-1), shape_str(gate.shape()), shape_str(w.shape()));
-  if (w.dtype() != gate.dtype())
-    raise("[gated_linear] w must have gate's dtype {}, got {}", dtype_name(gate.dtype()),
+        "[rms_norm_glu] w must be stacked gate|up Linear weights [2I, E] with E = {} (the last "
+        "axis of x {}), got {}",
+        x.shape(-1), shape_str(x.shape()), shape_str(w.shape()));
+  if (w.dtype() != x.dtype())
+    raise("[rms_norm_glu] w must have x's dtype {}, got {}", dtype_name(x.dtype()),
           dtype_name(w.dtype()));
-  Shape out = gate.shape();
-  out.back() = w.shape(0);
-  if (residual && (residual->shape() != out || residual->dtype() != gate.dtype()))
-    raise("[gated_linear] residual must be {} {} (the product's shape and dtype), got {} {}",
-          shape_str(out), dtype_name(gate.dtype()), shape_str(residual->shape()),
-          dtype_name(residual->dtype()));
-  std::vector<Array> all{gate, up, w};
-  if (residual) all.push_back(*residual);
-  const Stream st = resolve_stream(s, all);
-  std::vector<Array> inputs;
-  if (residual) inputs.push_back(*residual);
-  inputs.insert(inputs.end(), {gate, up, transpose(w, {1, 0}, st)});
-  return Array(std::move(out), gate.dtype(),
-               std::make_shared<GatedLinear>(st, static_cast<int>(act), residual.has_value()),
+  const Stream st = resolve_stream(s, {&x, &w});
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  inputs.push_back(transpose(w, {1, 0}, st));
+  Shape out = x.shape();
+  out.back() = w.shape(0) / 2;
+  return Array(std::move(out), x.dtype(),
+               std::make_shared<RmsNormGlu>(st, opt.eps, opt.add_unit_offset, opt.weight_in_float32,
+                                            weight.has_value(), static_cast<int>(act)),
                std::move(inputs));
 }
 

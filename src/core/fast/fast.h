@@ -34,13 +34,13 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
 /// The activation of a gated product (GatedMLP's gate): silu, gelu (erf) or gelu_tanh.
 enum class GatedActivation { silu, gelu, gelu_tanh };
 
-/// (act(gate) * up) @ transpose(w), plus `residual` when given, for a Linear weight w [N, I]:
-/// gate and up [..., I], residual [..., N], all of one floating dtype. Each step rounds to the
-/// dtype as the separate ops do (act, multiply, then matmul or add_matmul), so the result is
-/// theirs. One primitive, so a backend can compute act(gate) * up in the product's prologue
-/// (CUDA: the few-row GEMV, one launch instead of two).
-Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
-                   const std::optional<Array>& residual = std::nullopt, StreamOrDevice s = {});
+/// The gated product of a GLU feed-forward: with y = rms_norm_linear(x, weight, w, opt) for the
+/// stacked gate|up Linear weights w [2I, E] (gate rows first), act(y[..., :I]) * y[..., I:],
+/// output [..., I] in x's dtype. Each step rounds to the dtype as the separate ops do, so the
+/// result is theirs. One primitive, so a backend can fuse it (CUDA, a few rows: one GEMV whose
+/// warps each compute a gate and its up column, with the norm in its prologue).
+Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
+                   GatedActivation act, RmsNormOptions opt = {}, StreamOrDevice s = {});
 
 /// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (float32 inside).
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
@@ -115,8 +115,8 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
                StreamOrDevice s = {});
 Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
                       RmsNormOptions opt = {}, StreamOrDevice s = {});
-Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
-                   const std::optional<Array>& residual = std::nullopt, StreamOrDevice s = {});
+Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
+                   GatedActivation act, RmsNormOptions opt = {}, StreamOrDevice s = {});
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
 Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});

@@ -70,14 +70,19 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
   return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);
 }
 
-Array gated_linear(const Array& gate, const Array& up, const Array& w, GatedActivation act,
-                   const std::optional<Array>& residual, StreamOrDevice s) {
-  const Array a = act == GatedActivation::silu   ? silu(gate, s)
-                  : act == GatedActivation::gelu ? gelu(gate, s)
-                                                 : gelu_tanh(gate, s);
-  const Array h = multiply(a, up, s);
-  const Array wt = transpose(w, {1, 0}, s);
-  return residual ? add_matmul(*residual, h, wt, s) : matmul(h, wt, s);
+Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
+                   GatedActivation act, RmsNormOptions opt, StreamOrDevice s) {
+  const Array y = ref::rms_norm_linear(x, weight, w, opt, s);
+  const int64_t i = w.shape(0) / 2;
+  Shape start(static_cast<size_t>(y.ndim()), 0), mid = y.shape();
+  mid.back() = i;
+  Shape up_start = start;
+  up_start.back() = i;
+  const Array g = slice(y, start, mid, s), u = slice(y, up_start, y.shape(), s);
+  const Array a = act == GatedActivation::silu   ? silu(g, s)
+                  : act == GatedActivation::gelu ? gelu(g, s)
+                                                 : gelu_tanh(g, s);
+  return multiply(a, u, s);
 }
 
 Array layer_norm(const Array& x, const std::optional<Array>& weight,

@@ -112,61 +112,47 @@ std::vector<Array> RmsNormLinear::vjp(const std::vector<Array>& primals,
   return out;
 }
 
-// ---- GatedLinear ----
+// ---- RmsNormGlu ----
 
-std::vector<Shape> GatedLinear::output_shapes(const std::vector<Array>& inputs) {
-  Shape out = inputs[has_residual_ ? 1 : 0].shape();
-  out.back() = inputs.back().shape(1);
+std::vector<Shape> RmsNormGlu::output_shapes(const std::vector<Array>& inputs) {
+  Shape out = inputs[0].shape();
+  out.back() = inputs.back().shape(1) / 2;
   return {out};
 }
 
-void GatedLinear::print(std::ostream& os) const {
+void RmsNormGlu::print(std::ostream& os) const {
   static const char* names[] = {"silu", "gelu", "gelu_tanh"};
-  os << "GatedLinear(" << names[act_] << (has_residual_ ? ", residual" : "") << ")";
+  os << "RmsNormGlu(eps=" << eps_ << (add_unit_offset_ ? ", 1+w" : "")
+     << (weight_in_float32_ ? "" : ", weight after rounding") << ", " << names[act_] << ")";
 }
 
-std::shared_ptr<UnaryPrimitive> GatedLinear::activation() const {
+std::shared_ptr<UnaryPrimitive> RmsNormGlu::activation() const {
   if (act_ == 0) return std::make_shared<Silu>(stream());
   if (act_ == 1) return std::make_shared<Gelu>(stream());
   return std::make_shared<GeluTanh>(stream());
 }
 
-std::shared_ptr<UnaryPrimitive> GatedLinear::product() const {
-  if (has_residual_) return std::make_shared<AddMM>(stream(), 1.0f, 1.0f, true);
-  return std::make_shared<Matmul>(stream());
-}
-
-// act(gate) and the gated rows are recomputed as their primitives (the fused one does not keep
-// them); then the product's, the multiply's and the activation's own VJPs chain.
-std::vector<Array> GatedLinear::vjp(const std::vector<Array>& primals,
-                                    const std::vector<Array>& cotangents,
-                                    const std::vector<int>& argnums, const std::vector<Array>&) {
-  const int off = has_residual_ ? 1 : 0;
-  const Array& g = primals[static_cast<size_t>(off)];
-  const Array& u = primals[static_cast<size_t>(off) + 1];
-  const Array& wt = primals[static_cast<size_t>(off) + 2];
-  const Array a(g.shape(), g.dtype(), activation(), {g});
-  const auto mul = std::make_shared<Multiply>(stream());
-  const Array h(g.shape(), g.dtype(), mul, {a, u});
-  Matmul mm(stream());
-  std::vector<Array> gate_grads;  // d gate, d up
-  bool want_gu = false;
-  for (int i : argnums) want_gu = want_gu || i == off || i == off + 1;
-  if (want_gu) {
-    const Array dh = mm.vjp({h, wt}, cotangents, {0}, {})[0];
-    const std::vector<Array> dau = mul->vjp({a, u}, {dh}, {0, 1}, {h});
-    gate_grads = {activation()->vjp({g}, {dau[0]}, {0}, {a})[0], dau[1]};
-  }
-  std::vector<Array> out;
-  for (int i : argnums) {
-    if (i < off)
-      out.push_back(cotangents[0]);
-    else if (i == off + 2)
-      out.push_back(mm.vjp({h, wt}, cotangents, {1}, {})[0]);
-    else
-      out.push_back(gate_grads[static_cast<size_t>(i - off)]);
-  }
-  return out;
+// The stacked product y and act(gate) are recomputed as their primitives (the fused one keeps
+// neither); the multiply's gradient, the activation's VJP, then RmsNormLinear's VJP chain.
+std::vector<Array> RmsNormGlu::vjp(const std::vector<Array>& primals,
+                                   const std::vector<Array>& cotangents,
+                                   const std::vector<int>& argnums, const std::vector<Array>&) {
+  const Array& x = primals[0];
+  const int64_t i = primals.back().shape(1) / 2;
+  Shape y_shape = x.shape();
+  y_shape.back() = 2 * i;
+  const std::shared_ptr<RmsNormLinear> nl = norm_linear();
+  const Array y(y_shape, x.dtype(), nl, primals);
+  Shape start(static_cast<size_t>(y.ndim()), 0), mid = y_shape, up_start(start);
+  mid.back() = i;
+  up_start.back() = i;
+  const Array g = slice(y, start, mid, stream()), u = slice(y, up_start, y_shape, stream());
+  const std::shared_ptr<UnaryPrimitive> ap = activation();
+  const Array a(g.shape(), g.dtype(), ap, {g});
+  const Array& dh = cotangents[0];
+  const Array dg = ap->vjp({g}, {multiply(dh, u, stream())}, {0}, {a})[0];
+  const Array dy = concatenate({dg, multiply(dh, a, stream())}, -1, stream());
+  return nl->vjp(primals, {dy}, argnums, {y});
 }
 
 // ---- LayerNorm ----

@@ -1,4 +1,4 @@
-// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, GatedLinear, LayerNorm, Rope,
+// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
 // RopeKvUpdate, ScaledDotProductAttention.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
@@ -70,30 +70,41 @@ class RmsNormLinear : public UnaryPrimitive {
   const bool has_weight_;
 };
 
-/// fast::gated_linear: inputs {gate, up, wt} or {residual, gate, up, wt} with gate and up
-/// [..., I], wt [I, N] (a Linear weight's transposed view) and residual [..., N]; output
-/// [..., N] of the inputs' dtype. act: 0 silu, 1 gelu, 2 gelu_tanh (fast::GatedActivation).
-/// The result is the separate ops' (act, multiply, then matmul or add_matmul), each step
-/// rounded to the dtype; backends may compute act(gate) * up in the product's prologue (CUDA:
-/// the few-row GEMV).
-class GatedLinear : public UnaryPrimitive {
+/// fast::rms_norm_glu: inputs {x, [weight], wt} with wt [E, 2I] (stacked gate|up Linear
+/// weights, transposed); output [..., I] = act(y[..., :I]) * y[..., I:] for y the RmsNormLinear
+/// of the same inputs, each step rounded to x's dtype as the separate ops round. act: 0 silu,
+/// 1 gelu, 2 gelu_tanh (fast::GatedActivation).
+class RmsNormGlu : public UnaryPrimitive {
  public:
-  GatedLinear(Stream s, int act, bool has_residual)
-      : UnaryPrimitive(s), act_(act), has_residual_(has_residual) {}
-  INGOT_UNARY_PRIMITIVE(GatedLinear)
-  INGOT_EQUIVALENT(GatedLinear, std::make_tuple(p->act_, p->has_residual_))
+  RmsNormGlu(Stream s, float eps, bool add_unit_offset, bool weight_in_float32, bool has_weight,
+             int act)
+      : UnaryPrimitive(s),
+        eps_(eps),
+        add_unit_offset_(add_unit_offset),
+        weight_in_float32_(weight_in_float32),
+        has_weight_(has_weight),
+        act_(act) {}
+  INGOT_UNARY_PRIMITIVE(RmsNormGlu)
+  INGOT_EQUIVALENT(RmsNormGlu, std::make_tuple(p->eps_, p->add_unit_offset_, p->weight_in_float32_,
+                                               p->has_weight_, p->act_))
   std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
   std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
                          const std::vector<int>& argnums,
                          const std::vector<Array>& outputs) override;
   void print(std::ostream& os) const override;
+  /// The stacked product y as a primitive of its own.
+  std::shared_ptr<RmsNormLinear> norm_linear() const {
+    return std::make_shared<RmsNormLinear>(stream(), eps_, add_unit_offset_, weight_in_float32_,
+                                           has_weight_);
+  }
   /// The activation as its elementwise primitive (Silu, Gelu or GeluTanh).
   std::shared_ptr<UnaryPrimitive> activation() const;
-  /// The product's primitive: AddMM(1, 1, round_product) with a residual, else Matmul.
-  std::shared_ptr<UnaryPrimitive> product() const;
 
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool weight_in_float32_;
+  const bool has_weight_;
   const int act_;
-  const bool has_residual_;
 };
 
 /// Layer normalisation over the last axis. Inputs {x[, weight][, bias]} (flags say which);
