@@ -216,6 +216,10 @@ def test_classify():
                   all(abs(alone["probs"][k] - o["probs"][k]) < 1e-4 for k in o["probs"]),
                   f"classify {t!r} in order: {o} vs alone {alone}", a)
             check(a.stderr == b"", "classify: no progress bar when stderr is not a terminal", a)
+        r = run(args + ["--metrics"], "\n".join(lines) + "\n")
+        m = dict(kv.split("=", 1) for kv in r.stderr.decode().split("metrics: ", 1)[-1].split())
+        check(r.returncode == 0 and m.get("texts") == str(len(lines)) and float(m["classify_s"]) >= 0
+              and float(m["load_s"]) >= 0 and "texts/s" in m, "classify --metrics: a metrics line on stderr", r)
         r = run(args, "")
         check(r.returncode == 0 and r.stdout == b"" and b"items/s" not in r.stderr, "classify: empty input", r)
         # errors

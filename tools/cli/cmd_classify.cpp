@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
@@ -24,6 +25,7 @@ struct ClassifyArgs {
   std::string template_path;
   int64_t batch_size = 64;
   bool progress = false;
+  bool metrics = false;
 };
 
 /// Splits --labels on commas, keeping spaces (" yes, no" gives " yes" and " no").
@@ -80,8 +82,11 @@ class ResultWriter {
 };
 
 int run_classify(const ClassifyArgs& a) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   llm::TextClassifier c{read_template(a.template_path, "classify"), split_labels(a.labels)};
   const std::vector<std::string> texts = read_text_lines("classify");
+  const auto t_read = Clock::now();
   llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
   ProgressBar bar(static_cast<int64_t>(texts.size()), a.progress || is_terminal(2), "classify");
@@ -90,6 +95,7 @@ int run_classify(const ClassifyArgs& a) {
   opt.batch_size = a.batch_size;
   opt.on_progress = [&bar](int64_t done, int64_t) { bar.update(done); };
   int64_t next = 0;
+  const auto t_run = Clock::now();
   llm::classify_texts(tm, c, texts, opt, [&](int64_t i, const llm::LabelProbs& p) {
     INGOT_ASSERT(i == next, "classify results must come in input order");
     ++next;
@@ -97,6 +103,18 @@ int run_classify(const ClassifyArgs& a) {
   });
   out.flush();
   bar.finish();
+  if (a.metrics) {
+    const auto secs = [](Clock::time_point x, Clock::time_point y) {
+      return std::chrono::duration<double>(y - x).count();
+    };
+    const double run_s = secs(t_run, Clock::now());
+    const std::string line = fmt::format(
+        "metrics: device={} texts={} read_s={:.3f} load_s={:.3f} classify_s={:.3f} "
+        "texts/s={:.1f} total_s={:.3f}\n",
+        tm.model->device().str(), texts.size(), secs(t0, t_read), secs(t_read, t_run), run_s,
+        run_s > 0 ? static_cast<double>(texts.size()) / run_s : 0.0, secs(t0, Clock::now()));
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
   return 0;
 }
 
@@ -116,6 +134,9 @@ const Registrar reg(
            ->check(CLI::PositiveNumber);
        app.add_flag("--progress", a->progress,
                     "Show the progress bar even when stderr is not a terminal");
+       app.add_flag("--metrics", a->metrics,
+                    "Print a metrics line on stderr at the end: texts, seconds reading the "
+                    "input, loading the model and classifying (tokenization included), texts/s");
        app.footer(
            "Each label is scored as the continuation of the filled template (its first token "
            "when the labels' first tokens differ, otherwise all its tokens); probs are a softmax "

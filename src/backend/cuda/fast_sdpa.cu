@@ -651,7 +651,12 @@ __global__ void __launch_bounds__(kMaxSplits) sdpa_combine_kernel(const KParams 
 // memory, and the result is the output (one split) or the split's partial for the combine pass.
 
 constexpr int kDecodeThreads = 128, kDecodeWarps = kDecodeThreads / 32, kDecodeMaxRows = 8;
-constexpr int kDecodeUnroll = 2;
+// Keys a group requests at once: 4 for up to two rows (a split's keys usually in one round
+// trip), 2 for more rows (registers).
+template <int R>
+constexpr int decode_unroll() {
+  return R <= 2 ? 4 : 2;
+}
 
 // Running softmax state (m, l) and output chunk o of one row.
 template <int V>
@@ -700,7 +705,8 @@ __device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float 
 template <typename T, int LPK, int R>
 __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KParams p) {
   pdl_prologue();
-  constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps;
+  constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps,
+                UNR = decode_unroll<R>();
   static_assert(kDecodeWarps * R * LPK * V >= kMaxSplits && kDecodeThreads == kMaxSplits,
                 "the combine reuses sm_o and needs a thread per split");
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -733,11 +739,11 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
 
   // Trip counts are warp-uniform (the shuffles need every lane); keys past ke score -inf.
   for (int64_t j0 = kb + warp * GPW + lane / LPK; j0 - lane / LPK < ke;
-       j0 += int64_t(GROUPS) * kDecodeUnroll) {
-    uint4 kv[kDecodeUnroll], vv[kDecodeUnroll];
-    float mv[kDecodeUnroll][R];  // the mask's values, requested with the keys
+       j0 += int64_t(GROUPS) * UNR) {
+    uint4 kv[UNR], vv[UNR];
+    float mv[UNR][R];  // the mask's values, requested with the keys
 #pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
+    for (int u = 0; u < UNR; ++u) {
       const int64_t j = j0 + int64_t(u) * GROUPS;
       if (j < ke) {
         kv[u] = load16(kp + j * a.k_st[2]);
@@ -747,7 +753,7 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
       for (int r = 0; r < R; ++r) mv[u][r] = j < ke ? mask_at<float>(p, c, rw[r], j) : 0.0f;
     }
 #pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
+    for (int u = 0; u < UNR; ++u) {
       const int64_t j = j0 + int64_t(u) * GROUPS;
       float kf[V] = {}, vf[V] = {};
       if (j < ke) {
