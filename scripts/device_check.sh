@@ -41,7 +41,8 @@ run_ctest() {  # name, then ctest args
 }
 if [[ " $STEPS " == *" tests "* ]]; then
   run_ctest cuda_tests -j 8 -L cuda
-  INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
+  # TESTS_MODELS=0: the CUDA suite only (a short re-check after a change below nn/models).
+  [ "${TESTS_MODELS:-1}" = 0 ] || INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
 fi
 if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 cores here
   INGOT_DEVICE=cpu run_ctest cpu_suites -j 16 -L "${CPU_LABELS:-core|models|llm|nn|train}" \

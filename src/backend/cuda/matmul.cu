@@ -148,15 +148,16 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
 /// value rounded to T, then the multiply in float, rounded to T (act: 1 silu, 2 gelu,
 /// 3 gelu_tanh).
 template <typename T>
-__device__ __forceinline__ T gated_value(float g, float u, int act) {
-  float a;
+__device__ __forceinline__ T gated_value(ew::compute_t<T> g, ew::compute_t<T> u, int act) {
+  using C = ew::compute_t<T>;
+  C a;
   if (act == 1)
     a = ew::SiluOp{}(g);
   else if (act == 2)
     a = ew::GeluOp{}(g);
   else
     a = ew::GeluTanhOp{}(g);
-  const float ar = ew::to_compute<float>(ew::from_compute<T>(a));
+  const C ar = ew::to_compute<C>(ew::from_compute<T>(a));
   return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
 }
 
@@ -395,7 +396,9 @@ __global__ void gated_rows_kernel(int act, const T* g, int64_t sg, const T* u, i
       for (int e = 0; e < V; ++e) o[e] = gated_value<T>(gf[e], uf[e], act);
       *reinterpret_cast<uint4*>(out + r * k + j) = *reinterpret_cast<const uint4*>(o);
     } else {
-      out[r * k + j] = gated_value<T>(to_float(g[r * sg + j]), to_float(u[r * su + j]), act);
+      using C = ew::compute_t<T>;
+      out[r * k + j] =
+          gated_value<T>(ew::to_compute<C>(g[r * sg + j]), ew::to_compute<C>(u[r * su + j]), act);
     }
   }
 }
@@ -405,27 +408,32 @@ void launch_gated_rows(Dtype t, int act, const void* g, int64_t sg, const void* 
                        void* out, int64_t rows, int64_t k, cudaStream_t s) {
   if (rows == 0 || k == 0) return;
   constexpr int threads = 256;
-  const int64_t es = t == Dtype::float32 ? 4 : 2;
+  const int64_t es = t == Dtype::float64 ? 8 : t == Dtype::float32 ? 4 : 2;
   const auto a16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  const bool vec = (k * es) % 16 == 0 && (sg * es) % 16 == 0 && (su * es) % 16 == 0 && a16(g) &&
-                   a16(u) && a16(out);
+  const bool vec = t != Dtype::float64 && (k * es) % 16 == 0 && (sg * es) % 16 == 0 &&
+                   (su * es) % 16 == 0 && a16(g) && a16(u) && a16(out);
   const int64_t work = vec ? rows * (k * es / 16) : rows * k;
   const auto go = [&](auto v) {
     using T = decltype(v);
     const auto* gp = static_cast<const T*>(g);
     const auto* up = static_cast<const T*>(u);
     auto* op = static_cast<T*>(out);
-    if (vec)
-      launch_pdl(gated_rows_kernel<T, true>, grid_for(work, threads), threads, 0, s, act, gp, sg,
-                 up, su, op, rows, k);
-    else
-      launch_pdl(gated_rows_kernel<T, false>, grid_for(work, threads), threads, 0, s, act, gp, sg,
-                 up, su, op, rows, k);
+    if constexpr (!std::is_same_v<T, double>) {
+      if (vec) {
+        launch_pdl(gated_rows_kernel<T, true>, grid_for(work, threads), threads, 0, s, act, gp, sg,
+                   up, su, op, rows, k);
+        return;
+      }
+    }
+    launch_pdl(gated_rows_kernel<T, false>, grid_for(work, threads), threads, 0, s, act, gp, sg, up,
+               su, op, rows, k);
   };
   if (t == Dtype::float16)
     go(__half{});
   else if (t == Dtype::bfloat16)
     go(__nv_bfloat16{});
+  else if (t == Dtype::float64)
+    go(0.0);
   else
     go(0.0f);
   check_launch("gated_rows_kernel");
