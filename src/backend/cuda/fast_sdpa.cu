@@ -702,8 +702,7 @@ __device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float 
 template <typename T, int LPK, int R>
 __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KParams p) {
   pdl_prologue();
-  constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps,
-                UNR = decode_unroll<R>();
+  constexpr int V = kVec16<T>, GPW = 32 / LPK, GROUPS = GPW * kDecodeWarps, UNR = kDecodeUnroll;
   static_assert(kDecodeWarps * R * LPK * V >= kMaxSplits && kDecodeThreads == kMaxSplits,
                 "the combine reuses sm_o and needs a thread per split");
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
