@@ -1,13 +1,15 @@
 // Quantized matmul (affine, MLX layout) against bf16 at Llama-3.2-1B's projection shapes:
 // x [rows, K] @ W^T with W [N, K], rows 1 (decode), 4 and 8 (still the GEMV, below the GEMM
-// threshold of 16), 16 and 128 (prefill GEMM). The bf16 and 8-/4-bit variants of one shape run
-// in the same binary and run, so their ratios mean something on a shared machine (absolute
-// rates do not). Args: rows, K, N, bits (16: bf16), group size.
+// threshold of 16), 16 and 128 (prefill GEMM); the head at decode. The bf16 and 8-/4-bit variants
+// of one shape run in the same binary and run, so their ratios mean something on a shared machine
+// (absolute rates do not). Args: rows, K, N, bits (16: bf16), group size, int8 (on the SIMD levels:
+// 1 the int8-activation kernels, 0 the float32 GEMV or dequantizing GEMM).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
 #include <cstdint>
 
+#include "backend/cpu/quantized_int8.h"
 #include "core/ingot.h"
 #include "util/thread_pool.h"
 
@@ -18,6 +20,9 @@ using ingot::Array;
 void BM_qmm(benchmark::State& state) {
   const int64_t rows = state.range(0), k = state.range(1), n = state.range(2);
   const int bits = static_cast<int>(state.range(3)), gs = static_cast<int>(state.range(4));
+  // On the SIMD levels: 1 = the int8-activation kernels, 0 = the float32 GEMV (decode) or the
+  // dequantizing GEMM (prefill).
+  ingot::cpu::set_int8_decode(state.range(5) != 0);
   openblas_set_num_threads(ingot::pool_threads());
   ingot::random::seed(1);
   Array w = ingot::random::uniform({n, k}, ingot::bfloat16, -0.05, 0.05);
@@ -39,6 +44,7 @@ void BM_qmm(benchmark::State& state) {
     y.eval();
     benchmark::DoNotOptimize(y.raw_ptr());
   }
+  ingot::cpu::reset_int8_decode();
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(rows * n * k),
                                                 benchmark::Counter::kIsIterationInvariantRate);
   state.counters["rows/s"] =
@@ -46,12 +52,22 @@ void BM_qmm(benchmark::State& state) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"rows", "K", "N", "bits", "gs"});
+  b->ArgNames({"rows", "K", "N", "bits", "gs", "int8"});
   // gate/up (2048 -> 8192), down (8192 -> 2048), q/o (2048 -> 2048).
   const int64_t kn[][2] = {{2048, 8192}, {8192, 2048}, {2048, 2048}};
   for (int64_t rows : {1, 4, 8, 16, 128})
     for (const auto& s : kn)
-      for (int64_t bits : {16, 8, 4}) b->Args({rows, s[0], s[1], bits, 64});
+      for (int64_t bits : {16, 8, 4}) {
+        b->Args({rows, s[0], s[1], bits, 64, 1});
+        // The float32 GEMV / GEMM next to the int8 kernels (quantized weights).
+        if (bits != 16) b->Args({rows, s[0], s[1], bits, 64, 0});
+      }
+  // The tied head (2048 -> 128256) at decode: weights far larger than the L3 cache, so this
+  // one runs at DRAM bandwidth as a whole model's decode does.
+  for (int64_t bits : {16, 8, 4}) {
+    b->Args({1, 2048, 128256, bits, 64, 1});
+    if (bits != 16) b->Args({1, 2048, 128256, bits, 64, 0});
+  }
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 BENCHMARK(BM_qmm)->Apply(shapes);

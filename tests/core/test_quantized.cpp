@@ -3,8 +3,9 @@
 // and exact edge; dequantize and quantized_matmul against float64 loops over the unpacked
 // values, every bit width, group size, ISA path the CPU has, decode and prefill row counts;
 // the gradient w.r.t. x; errors. The GEMM path's panel blocking (several K blocks, partial
-// panels, row blocks) on every ISA; the int8-activation GEMV against its documented bound (the
-// portable kernel everywhere, the AVX-512 VNNI one where the CPU has it).
+// panels, row blocks) on every ISA; the int8-activation GEMV (the decode default on the AVX2 and
+// AVX-512 levels) against its documented bound and its integer scheme: every kernel the CPU has
+// (portable everywhere, AVX2, AVX-512 VNNI), every scale dtype, rows with a partial last span.
 #include <cpuid.h>
 
 #include <cstdio>
@@ -200,48 +201,6 @@ void expect_close(const Array& got, const Ref& ref, int64_t k, const std::string
   }
 }
 
-TEST(Quantized, MatmulAgainstFloat64EveryPath) {
-  const int64_t k = 256, n = 37;
-  for (const char* isa : isas()) {
-    IsaScope scope(isa);
-    for (const Case c : kCases)
-      for (int64_t m : {1, 2, 3, 5, 17, 33}) {
-        const Dtype xdt = m % 2 ? float32 : bfloat16;
-        const Dtype sdt = c.gs == 64 ? bfloat16 : (c.gs == 32 ? float16 : float32);
-        Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 31 + c.gs));
-        std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m), -1, 1);
-        Array x(xv, {m, k}, xdt);
-        Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
-        ASSERT_EQ(y.shape(), (Shape{m, n}));
-        ASSERT_EQ(y.dtype(), xdt);
-        expect_close(y, reference(xv, m, k, p, n, c.gs, c.bits), k,
-                     fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
-      }
-  }
-}
-
-TEST(Quantized, PrefillPanelsAgainstFloat64EveryPath) {
-  // The GEMM path's blocking: K = 1152 is two full K blocks of 512 and a partial one of 128,
-  // N = 133 is two full panels of 64 weight rows and one of 5 (padded to 8), M = 150 splits
-  // into two row blocks; 16 and 19 rows exercise every register-tile height.
-  const int64_t k = 1152, n = 133;
-  for (const Case c : kCases)
-    for (int64_t m : {16, 19, 150}) {
-      const Dtype xdt = m == 19 ? float32 : bfloat16;
-      const Dtype sdt = c.gs == 128 ? float32 : bfloat16;
-      Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m + c.gs + c.bits));
-      std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m + 5), -1, 1);
-      const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
-      for (const char* isa : isas()) {
-        IsaScope scope(isa);
-        Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
-                                   {.group_size = c.gs, .bits = c.bits});
-        ASSERT_EQ(y.shape(), (Shape{m, n}));
-        expect_close(y, ref, k, fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
-      }
-    }
-}
-
 /// AVX512_VNNI (cpuid leaf 7, ECX bit 11).
 bool cpu_has_vnni() {
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -249,11 +208,18 @@ bool cpu_has_vnni() {
   return cpu::hardware_isa() >= cpu::Isa::avx512 && ((c >> 11) & 1u);
 }
 
+/// quantized_matmul's decode forced to the int8 GEMV (true) or the float32 one (false).
+struct Int8Scope {
+  explicit Int8Scope(bool on) { cpu::set_int8_decode(on); }
+  ~Int8Scope() { cpu::reset_int8_decode(); }
+};
+
 /// The int8-activation GEMV's documented bound: rounding x to a step of max|x_g| / 127 moves
 /// each group's product by <= step / 2 * |s| * sum(q); plus float32 rounding as elsewhere.
+/// out_round: unit roundoff of the output dtype (0 for float32).
 void expect_int8_bound(const std::vector<double>& got, const std::vector<double>& xv, int64_t m,
-                       int64_t k, const Packed& p, int64_t n, const Case c,
-                       const std::string& what) {
+                       int64_t k, const Packed& p, int64_t n, const Case c, const std::string& what,
+                       double out_round = 0) {
   const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
   std::vector<uint32_t> q = unpack(p.words, c.bits);
   ASSERT_EQ(got.size(), ref.v.size()) << what;
@@ -269,8 +235,76 @@ void expect_int8_bound(const std::vector<double>& got, const std::vector<double>
         bound += std::abs(p.scales[j * (k / c.gs) + gi]) * amax / 127 / 2 * qsum;
       }
       const size_t o = static_cast<size_t>(i * n + j);
-      const double tol = bound * (1 + 1e-5) + 1e-6 * std::sqrt(k + 1.0) * ref.scale[o];
-      EXPECT_NEAR(got[o], ref.v[o], tol) << what << " at " << o;
+      const double tol = bound * (1 + 1e-5) + 1e-6 * std::sqrt(k + 1.0) * ref.scale[o] +
+                         out_round * (std::abs(ref.v[o]) + bound);
+      ASSERT_NEAR(got[o], ref.v[o], tol) << what << " at " << o;
+    }
+}
+
+TEST(Quantized, MatmulAgainstFloat64EveryPath) {
+  const int64_t k = 256, n = 37;
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    for (const Case c : kCases)
+      for (int64_t m : {1, 2, 3, 5, 17, 33}) {
+        const Dtype xdt = m % 2 ? float32 : bfloat16;
+        const Dtype sdt = c.gs == 64 ? bfloat16 : (c.gs == 32 ? float16 : float32);
+        Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 31 + c.gs));
+        std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m), -1, 1);
+        Array x(xv, {m, k}, xdt);
+        for (bool int8 : {false, true}) {
+          Int8Scope i8(int8);
+          Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+          ASSERT_EQ(y.shape(), (Shape{m, n}));
+          ASSERT_EQ(y.dtype(), xdt);
+          const std::string what =
+              fmt::format("{} int8={} bits={} gs={} m={}", isa, int8, c.bits, c.gs, m);
+          // The int8 kernels run on the SIMD levels: decode, and prefill where faster (VNNI,
+          // 4-bit AVX2); elsewhere the float32 paths.
+          const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
+          if (int8 && std::string(isa) != "portable" && (m < 16 || vnni || c.bits == 4))
+            expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
+                              xdt == float32 ? 0 : test::eps_of(xdt));
+          else
+            expect_close(y, reference(xv, m, k, p, n, c.gs, c.bits), k, what);
+        }
+      }
+  }
+}
+
+TEST(Quantized, PrefillPanelsAgainstFloat64EveryPath) {
+  // The GEMM path's blocking: K = 1152 is two full K blocks of 512 and a partial one of 128,
+  // N = 133 is two full panels of 64 weight rows and one of 5 (padded to 8), M = 150 splits
+  // into two row blocks; 16 and 19 rows exercise every register-tile height. The int8 kernels
+  // on the same cases where they run prefill.
+  const int64_t k = 1152, n = 133;
+  for (const Case c : kCases)
+    for (int64_t m : {16, 19, 150}) {
+      const Dtype xdt = m == 19 ? float32 : bfloat16;
+      const Dtype sdt = c.gs == 128 ? float32 : bfloat16;
+      Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m + c.gs + c.bits));
+      std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m + 5), -1, 1);
+      const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
+      for (const char* isa : isas()) {
+        IsaScope scope(isa);
+        {
+          Int8Scope i8(false);  // the float32 GEMM
+          Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
+                                     {.group_size = c.gs, .bits = c.bits});
+          ASSERT_EQ(y.shape(), (Shape{m, n}));
+          expect_close(y, ref, k, fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
+        }
+        // The int8 kernels where they take prefill (AVX-512 VNNI, 4-bit AVX2): 150 rows are
+        // three chunks of x codes.
+        const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
+        if (std::string(isa) == "portable" || !(vnni || c.bits == 4)) continue;
+        Int8Scope i8(true);
+        Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
+                                   {.group_size = c.gs, .bits = c.bits});
+        expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c,
+                          fmt::format("int8 {} bits={} gs={} m={}", isa, c.bits, c.gs, m),
+                          xdt == float32 ? 0 : test::eps_of(xdt));
+      }
     }
 }
 
@@ -310,46 +344,113 @@ std::vector<double> int8_scheme(const std::vector<double>& xv, int64_t m, int64_
   return y;
 }
 
+/// Scales or biases as raw storage of dtype t (the values are representable in t).
+std::vector<uint8_t> raw_of(const std::vector<double>& v, Dtype t) {
+  std::vector<uint8_t> r;
+  auto put = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    r.insert(r.end(), b, b + n);
+  };
+  for (double d : v) {
+    if (t == float32) {
+      const float f = static_cast<float>(d);
+      put(&f, 4);
+    } else if (t == bfloat16) {
+      const uint16_t u = bfloat16_t(static_cast<float>(d)).bits;
+      put(&u, 2);
+    } else {
+      const uint16_t u = float16_t(static_cast<float>(d)).bits;
+      put(&u, 2);
+    }
+  }
+  return r;
+}
+
 TEST(Quantized, Int8ActivationGemvWithinBound) {
-  // The portable kernel everywhere (the scheme: per-group int8 x, the 4-bit permutation, int32
-  // sums), the AVX-512 VNNI kernel where the CPU has it (directly and via quantized_matmul).
-  const bool vnni = cpu_has_vnni();
-  const int64_t k = 512, n = 29;
+  // Every int8 kernel this CPU has (the portable one everywhere) against the documented bound and
+  // against the scheme replayed in float64: per-group int8 x, the 4-bit code order, int32 sums,
+  // the lane-wise scales. k = 224 / 320 / 1056 / 1088 leave a partial last span (4-bit spans
+  // are 128 elements, 8-bit 64); 33 and 17 groups are several windows of 16 groups and a partial
+  // one (the VNNI kernel's); 29 weight rows leave a partial block of 4; 1, 3 and 6 rows of x
+  // cover both x-row tile heights, 33 rows at k = 2176 two chunks of x codes (64 KB each at
+  // most, prefill). Each scale dtype is read natively.
+  const int64_t n = 29;
+  const std::pair<cpu::Int8Gemv, const char*> kerns[] = {{cpu::Int8Gemv::portable, "portable"},
+                                                         {cpu::Int8Gemv::avx2, "avx2"},
+                                                         {cpu::Int8Gemv::avx512vnni, "vnni"}};
   for (const Case c : kCases)
-    for (int64_t m : {1, 3, 6}) {
-      Packed p = random_packed(n, k, c.gs, c.bits, float32, static_cast<uint32_t>(m * 7 + c.gs));
-      std::vector<double> xv = test::random_values(m * k, float32, static_cast<uint32_t>(m), -1, 1);
-      for (int j = 0; j < c.gs; ++j) xv[j] = 0.0;  // an all-zero group (step 0)
-      std::vector<float> xf(xv.begin(), xv.end()), sf(p.scales.begin(), p.scales.end()),
-          bf(p.biases.begin(), p.biases.end()), out(static_cast<size_t>(m * n));
-      for (bool use_vnni : {false, true}) {
-        if (use_vnni && !vnni) {
-          EXPECT_THROW(cpu::quantized_gemv_int8(xf.data(), m, k, p.words.data(), sf.data(),
-                                                bf.data(), n, c.gs, c.bits, true, out.data()),
-                       Unsupported);
-          continue;
-        }
-        cpu::quantized_gemv_int8(xf.data(), m, k, p.words.data(), sf.data(), bf.data(), n, c.gs,
-                                 c.bits, use_vnni, out.data());
-        const std::string what =
-            fmt::format("{} bits={} gs={} m={}", use_vnni ? "vnni" : "portable", c.bits, c.gs, m);
-        expect_int8_bound(std::vector<double>(out.begin(), out.end()), xv, m, k, p, n, c, what);
+    for (int64_t k : {int64_t{512}, int64_t{c.gs == 32 ? 224 : (c.gs == 64 ? 320 : 640)},
+                      int64_t{c.gs == 32 ? 1056 : (c.gs == 64 ? 1088 : 2176)}})
+      for (int64_t m : {1, 3, 6, 33}) {
+        if (m == 33 && k < 2048) continue;  // chunks of x codes: only where k makes them small
+        const Dtype sdt = m % 3 == 1 ? float32 : (m == 3 ? bfloat16 : float16);
+        const cpu::QScale st =
+            m % 3 == 1 ? cpu::QScale::f32 : (m == 3 ? cpu::QScale::bf16 : cpu::QScale::f16);
+        Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 7 + c.gs + k));
+        std::vector<double> xv =
+            test::random_values(m * k, float32, static_cast<uint32_t>(m + k), -1, 1);
+        for (int j = 0; j < c.gs; ++j) xv[j] = 0.0;         // an all-zero group (step 0)
+        xv[static_cast<size_t>(k + 5) % xv.size()] = 40.0;  // an outlier
+        std::vector<float> xf(xv.begin(), xv.end()), out(static_cast<size_t>(m * n));
+        const std::vector<uint8_t> sr = raw_of(p.scales, sdt), br = raw_of(p.biases, sdt);
         const std::vector<double> want = int8_scheme(xv, m, k, p, n, c);
         const Ref ref = reference(xv, m, k, p, n, c.gs, c.bits);
-        for (size_t o = 0; o < want.size(); ++o)
-          EXPECT_NEAR(out[o], want[o], 1e-6 * std::sqrt(k + 1.0) * ref.scale[o])
-              << what << " " << o;
+        for (const auto& [kern, name] : kerns) {
+          const std::string what =
+              fmt::format("{} bits={} gs={} k={} m={}", name, c.bits, c.gs, k, m);
+          if (!cpu::int8_gemv_supported(kern)) {
+            EXPECT_THROW(cpu::quantized_gemv_int8(kern, xf.data(), m, k, p.words.data(), sr.data(),
+                                                  br.data(), st, n, c.gs, c.bits, out.data()),
+                         Unsupported)
+                << what;
+            continue;
+          }
+          std::fill(out.begin(), out.end(), std::nanf(""));
+          cpu::quantized_gemv_int8(kern, xf.data(), m, k, p.words.data(), sr.data(), br.data(), st,
+                                   n, c.gs, c.bits, out.data());
+          expect_int8_bound(std::vector<double>(out.begin(), out.end()), xv, m, k, p, n, c, what);
+          for (size_t o = 0; o < want.size(); ++o)
+            ASSERT_NEAR(out[o], want[o], 1e-6 * std::sqrt(k + 1.0) * ref.scale[o])
+                << what << " " << o;
+        }
       }
-      if (vnni) {
-        IsaScope scope("avx512vnni");
-        Array y = quantized_matmul(Array(xv, {m, k}, float32), p.w, p.s, p.b, true,
-                                   {.group_size = c.gs, .bits = c.bits});
-        expect_int8_bound(
-            y.to_vector<double>(), xv, m, k, p, n, c,
-            fmt::format("quantized_matmul avx512vnni bits={} gs={} m={}", c.bits, c.gs, m));
+  if (!cpu_has_vnni()) std::printf("note: no AVX512_VNNI on this CPU; its kernel did not run\n");
+}
+
+TEST(Quantized, Int8DecodeSelection) {
+  // Forced on: the VNNI kernel on the avx512 level of a VNNI CPU, else AVX2; never portable.
+  cpu::Int8Gemv kern = cpu::Int8Gemv::portable;
+  {
+    Int8Scope i8(true);
+    for (const char* isa : isas()) {
+      IsaScope scope(isa);
+      const bool on = cpu::int8_gemv_active(kern);
+      EXPECT_EQ(on, std::string(isa) != "portable") << isa;
+      if (on) {
+        const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
+        EXPECT_EQ(kern, vnni ? cpu::Int8Gemv::avx512vnni : cpu::Int8Gemv::avx2) << isa;
       }
     }
-  if (!vnni) std::printf("note: no AVX512_VNNI on this CPU; only the portable int8 kernel ran\n");
+  }
+  {
+    Int8Scope i8(false);
+    IsaScope scope("avx512vnni");
+    EXPECT_FALSE(cpu::int8_gemv_active(kern));
+  }
+  // Default: the documented opt-in INGOT_CPU_ISA=avx512vnni turns it on where the CPU has SIMD.
+  IsaScope scope("avx512vnni");
+  EXPECT_EQ(cpu::int8_gemv_active(kern), cpu::hardware_isa() >= cpu::Isa::avx2);
+}
+
+TEST(Quantized, Int8GemvErrors) {
+  std::vector<float> x(64), s(2), out(2);
+  std::vector<uint32_t> w(16);
+  EXPECT_THROW(cpu::quantized_gemv_int8(cpu::Int8Gemv::portable, x.data(), 1, 64, w.data(),
+                                        s.data(), s.data(), cpu::QScale::f32, 1, 32, 3, out.data()),
+               InvalidArgument);
+  EXPECT_THROW(cpu::quantized_gemv_int8(cpu::Int8Gemv::portable, x.data(), 1, 48, w.data(),
+                                        s.data(), s.data(), cpu::QScale::f32, 1, 32, 4, out.data()),
+               InvalidArgument);
 }
 
 TEST(Quantized, MatmulBatchedAndStridedX) {
@@ -360,7 +461,19 @@ TEST(Quantized, MatmulBatchedAndStridedX) {
   Array x = test::make_array(xv, {2, 3, k}, float32, test::Layout::transposed);
   Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = gs, .bits = 4});
   ASSERT_EQ(y.shape(), (Shape{2, 3, n}));
-  expect_close(y, reference(xv, 6, k, p, n, gs, 4), k, "batched strided");
+  cpu::Int8Gemv kern;
+  if (cpu::int8_gemv_active(kern))
+    expect_int8_bound(y.to_vector<double>(), xv, 6, k, p, n, {4, gs}, "batched strided");
+  else
+    expect_close(y, reference(xv, 6, k, p, n, gs, 4), k, "batched strided");
+  for (bool int8 : {false, true}) {
+    Int8Scope i8(int8);
+    Array yi = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = gs, .bits = 4});
+    if (int8 && cpu::active_isa() != cpu::Isa::portable)
+      expect_int8_bound(yi.to_vector<double>(), xv, 6, k, p, n, {4, gs}, "batched strided int8");
+    else
+      expect_close(yi, reference(xv, 6, k, p, n, gs, 4), k, "batched strided float");
+  }
 }
 
 TEST(Quantized, NonTransposedMatchesDequantizedMatmul) {

@@ -1,23 +1,25 @@
 // CPU kernels of the affine quantization primitives (MLX layout, see
 // core/primitives/quantized.h): quantize and dequantize (scalar, threaded), and
 // QuantizedMatmul as
+//   int8 activations (quantized_gemv_int8.cpp, scheme and bound in quantized_int8.h), when
+//     enabled (cpu::int8_gemv_active: off by default for now, INGOT_CPU_ISA=avx512vnni opts in):
+//     x rounded to int8 per group and int32 dot products (AVX-512 VNNI or AVX2), for decode and,
+//     where faster (see kGemmRows), prefill;
 //   decode (M < kGemmRows rows of x): a fused unpack-and-dot GEMV over weight rows, AVX-512 or
 //     AVX2 (chosen at run time by cpu::active_isa(), so INGOT_CPU_ISA forces a level) or
 //     portable; per group it forms s * <x_g, q_g> + b * sum(x_g), so the bias costs one
 //     multiply-add per group, and up to four rows of x share one pass over the weights;
-//     INGOT_CPU_ISA=avx512vnni (opt-in) quantizes x to int8 per group and uses vpdpbusd;
 //   prefill (M >= kGemmRows): AVX-512 / AVX2 dequantize L2-sized weight panels and multiply
 //     them at once with register tiles (no float32 copy of the weight matrix); the portable
 //     level dequantizes panels and calls OpenBLAS sgemm (BLAS is never called from inside
 //     parallel_for; see matmul.cpp).
-// Everything accumulates in float32 (the int8 path: int32 per group, then float32).
+// Everything accumulates in float32 (the int8 path: int32 per 8 or 4 elements, then float32).
 // GCC 12 flags the _mm512_undefined_* inside its own intrinsics headers as maybe-uninitialized.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <cblas.h>
-#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "backend/common/utils.h"
@@ -43,10 +46,13 @@
 namespace ingot {
 namespace {
 
-/// Rows of x at or above which QuantizedMatmul runs as a GEMM (fused panels, or dequantized
-/// panels and sgemm on the portable level); below it each weight row is unpacked once per four
-/// rows of x (at 8 rows the two were equal on the AVX2 build machine, at 16 the GEMM was 1.3-2x
-/// faster, at 4 the GEMV 1.6x).
+/// Rows of x at or above which QuantizedMatmul's float32 path runs as a GEMM (fused panels, or
+/// dequantized panels and sgemm on the portable level); below it each weight row is unpacked
+/// once per four rows of x (at 8 rows the two were equal on the AVX2 build machine, at 16 the
+/// GEMM was 1.3-2x faster, at 4 the GEMV 1.6x). The int8-activation kernels, where enabled,
+/// run every row count with AVX-512 VNNI (1.3-2.5x the float32 GEMM at 16 and 128 rows, AMD EPYC,
+/// 1 thread) and 4-bit with AVX2 (1.2-1.8x); 8-bit AVX2 runs them below kGemmRows only (the
+/// float32 GEMM was 1.4x faster at 128 rows).
 constexpr int64_t kGemmRows = 16;
 
 /// Row-major contiguous data of an evaluated input (a copy in `tmp` when it is strided).
@@ -507,183 +513,6 @@ void prepare_x(const T* x, int64_t m, int64_t k, int gs, int bits, int v, std::v
   }
 }
 
-// ------------------------------------------------------------------ int8 GEMV (AVX-512 VNNI)
-//
-// Opt-in (INGOT_CPU_ISA=avx512vnni on a CPU with AVX512_VNNI): each group of each row of x is
-// quantized to int8 with its own step dx = max|x_g| / 127 (round to nearest, so
-// |x - dx * xq| <= dx / 2 per element), and <q_g, xq_g> is formed exactly in int32 by
-// vpdpbusd (unsigned weight bytes times signed x bytes). Per group the kernel adds
-// s * dx * <q, xq> in float32; the bias term b * sum(x_g) uses the float32 sum of the
-// unquantized x as on the other paths. The result therefore differs from the float paths by at
-// most sum_g |s_g| * dx_g / 2 * sum_t q_t (plus float32 rounding). tests/core/test_quantized.cpp
-// checks the bound and the scheme through cpu::quantized_gemv_int8 (quantized_int8.h) with the
-// portable integer row kernel on every CPU and with the VNNI kernel where the CPU has it.
-
-/// AVX512_VNNI (cpuid leaf 7, ECX bit 11), on top of the AVX-512 level.
-bool hardware_vnni() {
-  static const bool vnni = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    return ((c >> 11) & 1u) != 0;
-  }();
-  return vnni;
-}
-
-/// The int8 path runs when INGOT_CPU_ISA says "avx512vnni" and the CPU has AVX-512 and VNNI.
-bool use_vnni() {
-  const auto cap = env::cpu_isa();
-  return cap && *cap == "avx512vnni" && cpu::hardware_isa() == cpu::Isa::avx512 && hardware_vnni();
-}
-
-/// Arguments of the int8 row kernel: y[r] = sum_g s[g] * dx[r][g] * <xq_r[g], q[g]>.
-struct Int8RowArgs {
-  const uint8_t* w;  // packed row (bytes)
-  const int8_t* xq;  // mr rows of quantized x, stride k (4-bit: each 32-chunk lists its even
-                     // elements, then its odd ones)
-  const float* dx;   // mr rows of per-group steps, stride k / gs
-  int64_t k;
-  int gs, bits, mr;
-  const float* s;  // scales of the row
-  float* y;
-};
-
-template <int MR>
-INGOT_Q_VNNI void row_vnni_mr(const Int8RowArgs& a) {
-  const int64_t groups = a.k / a.gs;
-  const __m128i nib = _mm_set1_epi8(0x0F);
-  __m256 acc[MR];
-  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256i dot[MR];
-    for (int r = 0; r < MR; ++r) dot[r] = _mm256_setzero_si256();
-    for (int c = 0; c < a.gs; c += 32) {
-      const int64_t e = g * a.gs + c;
-      __m256i wv;
-      if (a.bits == 8) {
-        wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + e));
-      } else {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.w + e / 2));
-        const __m128i lo = _mm_and_si128(v, nib);
-        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
-        wv = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-      }
-      for (int r = 0; r < MR; ++r) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + r * a.k + e));
-        dot[r] = _mm256_dpbusd_epi32(dot[r], wv, xv);
-      }
-    }
-    for (int r = 0; r < MR; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]),
-                               _mm256_set1_ps(a.s[g] * a.dx[r * groups + g]), acc[r]);
-  }
-  for (int r = 0; r < MR; ++r) {
-    __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    a.y[r] = _mm_cvtss_f32(v);
-  }
-}
-
-/// The same sums in plain integer arithmetic (reference for the int8 scheme on any CPU).
-void row_int8_portable(const Int8RowArgs& a) {
-  const int64_t groups = a.k / a.gs;
-  for (int r = 0; r < a.mr; ++r) {
-    const int8_t* xq = a.xq + r * a.k;
-    float acc = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) {
-      int32_t dot = 0;
-      for (int c = 0; c < a.gs; c += 32) {
-        const int64_t e = g * a.gs + c;
-        for (int i = 0; i < 32; ++i) {
-          // Byte i of the chunk: 8-bit element i; 4-bit low nibbles at 0-15, high at 16-31.
-          const int q =
-              a.bits == 8 ? a.w[e + i] : (i < 16 ? a.w[e / 2 + i] & 0xF : a.w[e / 2 + i - 16] >> 4);
-          dot += q * xq[e + i];
-        }
-      }
-      acc += static_cast<float>(dot) * (a.s[g] * a.dx[r * groups + g]);
-    }
-    a.y[r] = acc;
-  }
-}
-
-void row_vnni(const Int8RowArgs& a) {
-  switch (a.mr) {
-    case 1:
-      return row_vnni_mr<1>(a);
-    case 2:
-      return row_vnni_mr<2>(a);
-    case 3:
-      return row_vnni_mr<3>(a);
-    default:
-      return row_vnni_mr<4>(a);
-  }
-}
-
-/// x rows [m, k] quantized per group to int8 (permuted for 4-bit as Int8RowArgs says), the
-/// steps dx [m, k / gs] and the float32 group sums of the unquantized x.
-template <typename T>
-void quantize_x_int8(const T* x, int64_t m, int64_t k, int gs, int bits, std::vector<int8_t>& xq,
-                     std::vector<float>& dx, std::vector<float>& xsum) {
-  const int64_t groups = k / gs;
-  xq.resize(static_cast<size_t>(m * k));
-  dx.resize(static_cast<size_t>(m * groups));
-  xsum.resize(dx.size());
-  std::vector<float> v(static_cast<size_t>(gs));
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t g = 0; g < groups; ++g) {
-      float amax = 0.0f, sum = 0.0f;
-      for (int j = 0; j < gs; ++j) {
-        v[j] = static_cast<float>(x[r * k + g * gs + j]);
-        amax = std::max(amax, std::abs(v[j]));
-        sum += v[j];
-      }
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      dx[r * groups + g] = amax / 127.0f;
-      xsum[r * groups + g] = sum;
-      int8_t* dst = xq.data() + r * k + g * gs;
-      for (int j = 0; j < gs; ++j) {
-        const float q = std::clamp(std::rint(v[j] * inv), -127.0f, 127.0f);
-        // 4-bit: within each 32-chunk, element 2i goes to i and 2i + 1 to 16 + i.
-        const int pos = bits == 4 ? (j & ~31) + ((j & 1) ? 16 : 0) + ((j & 31) >> 1) : j;
-        dst[pos] = static_cast<int8_t>(q);
-      }
-    }
-}
-
-template <typename T, typename S>
-void qmm_gemv_int8(void (*row)(const Int8RowArgs&), const T* x, int64_t m, int64_t k,
-                   const uint32_t* wq, const S* scales, const S* biases, int64_t n, int gs,
-                   int bits, T* out) {
-  std::vector<int8_t> xq;
-  std::vector<float> dx, xsum;
-  quantize_x_int8(x, m, k, gs, bits, xq, dx, xsum);
-  const int64_t groups = k / gs;
-  const int64_t row_bytes = k * bits / 8;
-  const int64_t grain = std::max<int64_t>(8, 262144 / std::max<int64_t>(k * m, 1));
-  parallel_for(n, grain, [&](int64_t n0, int64_t n1) {
-    std::vector<float> s(static_cast<size_t>(groups)), b(s.size());
-    float y[4];
-    for (int64_t j = n0; j < n1; ++j) {
-      for (int64_t g = 0; g < groups; ++g) {
-        s[g] = static_cast<float>(scales[j * groups + g]);
-        b[g] = static_cast<float>(biases[j * groups + g]);
-      }
-      const uint8_t* wrow = reinterpret_cast<const uint8_t*>(wq) + j * row_bytes;
-      for (int64_t r0 = 0; r0 < m; r0 += 4) {
-        const int mr = static_cast<int>(std::min<int64_t>(4, m - r0));
-        row({wrow, xq.data() + r0 * k, dx.data() + r0 * groups, k, gs, bits, mr, s.data(), y});
-        for (int r = 0; r < mr; ++r) {
-          const float* xs = xsum.data() + (r0 + r) * groups;
-          float bias = 0.0f;
-          for (int64_t g = 0; g < groups; ++g) bias += b[g] * xs[g];
-          out[(r0 + r) * n + j] = T(y[r] + bias);
-        }
-      }
-    }
-  });
-}
-
 template <typename T, typename S>
 void qmm_gemv(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* scales,
               const S* biases, int64_t n, int gs, int bits, T* out) {
@@ -714,6 +543,34 @@ void qmm_gemv(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* sca
       }
     }
   });
+}
+
+/// The int8-activation GEMV (quantized_int8.h) with x, the output and the scale dtype adapted.
+template <typename T, typename S>
+void qmm_gemv_int8(cpu::Int8Gemv kern, const T* x, int64_t m, int64_t k, const uint32_t* wq,
+                   const S* scales, const S* biases, int64_t n, int gs, int bits, T* out) {
+  constexpr cpu::QScale st = std::is_same_v<S, float>        ? cpu::QScale::f32
+                             : std::is_same_v<S, bfloat16_t> ? cpu::QScale::bf16
+                                                             : cpu::QScale::f16;
+  std::vector<float> xf, yf;
+  const float* xp;
+  if constexpr (std::is_same_v<T, float>) {
+    xp = x;
+  } else {
+    xf.resize(static_cast<size_t>(m * k));
+    for (int64_t i = 0; i < m * k; ++i) xf[i] = static_cast<float>(x[i]);
+    xp = xf.data();
+  }
+  float* yp;
+  if constexpr (std::is_same_v<T, float>) {
+    yp = out;
+  } else {
+    yf.resize(static_cast<size_t>(m * n));
+    yp = yf.data();
+  }
+  cpu::quantized_gemv_int8(kern, xp, m, k, wq, scales, biases, st, n, gs, bits, yp);
+  if constexpr (!std::is_same_v<T, float>)
+    for (int64_t i = 0; i < m * n; ++i) out[i] = T(yf[i]);
 }
 
 void init_blas_threads() {
@@ -835,19 +692,6 @@ void qmm_gemm(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* sca
 
 }  // namespace
 
-namespace cpu {
-
-void quantized_gemv_int8(const float* x, int64_t m, int64_t k, const uint32_t* w,
-                         const float* scales, const float* biases, int64_t n, int group_size,
-                         int bits, bool vnni, float* out) {
-  if (vnni && !(hardware_isa() == Isa::avx512 && hardware_vnni()))
-    raise<Unsupported>("[quantized_gemv_int8] this CPU has no AVX512_VNNI");
-  qmm_gemv_int8<float, float>(vnni ? row_vnni : row_int8_portable, x, m, k, w, scales, biases, n,
-                              group_size, bits, out);
-}
-
-}  // namespace cpu
-
 void AffineQuantize::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array& w = inputs[0];
   for (Array& o : outputs) backend::alloc_cpu(o);
@@ -893,11 +737,13 @@ void QuantizedMatmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
       std::vector<S> st, bt;
       const S* sp = contiguous_ptr(inputs[2], st);
       const S* bp = contiguous_ptr(inputs[3], bt);
-      if (m >= kGemmRows)
+      cpu::Int8Gemv kern;
+      // The int8 kernels where they measured faster than the float32 ones (see kGemmRows).
+      if (int8_gemv_active(kern) &&
+          (m < kGemmRows || kern == cpu::Int8Gemv::avx512vnni || bits_ == 4))
+        qmm_gemv_int8<T, S>(kern, xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
+      else if (m >= kGemmRows)
         qmm_gemm<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
-      else if (use_vnni())
-        qmm_gemv_int8<T, S>(row_vnni, xp, m, k, wq, sp, bp, n, group_size_, bits_,
-                            out.raw_ptr<T>());
       else
         qmm_gemv<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
     });

@@ -1,19 +1,48 @@
-// The int8-activation GEMV of quantized_matmul (see backend/cpu/quantized.cpp), callable
-// directly so tests can check the scheme on every CPU: the portable row kernel computes the same
-// integer sums as the AVX-512 VNNI one (which quantized_matmul uses under
-// INGOT_CPU_ISA=avx512vnni).
+// The int8-activation kernels of quantized_matmul (backend/cpu/quantized_gemv_int8.cpp; decode,
+// and prefill where faster): each group of each row of x is rounded to int8 with its own step dx_g
+// = max|x_g| / 127 (round to nearest: |x - dx_g * xq| <= dx_g / 2 per element), <q_g, xq_g> is
+// formed exactly in int32 (AVX-512 VNNI vpdpbusd; AVX2 vpmaddubsw + vpmaddwd for 4-bit, vpmaddwd on
+// widened bytes for 8-bit; plain integers on the portable kernel), and each group adds s_g * dx_g *
+// <q_g, xq_g> in float32, while the bias term b_g * sum(x_g) uses the float32 sum of the
+// unquantized x. The result therefore differs from the exact product by at most
+//   sum_g |s_g| * dx_g / 2 * sum_t q_t   (plus float32 rounding)
+// per output. The kernels are callable directly so tests can check every one of them.
 #pragma once
 
 #include <cstdint>
 
 namespace ingot::cpu {
 
-/// out [m, n] = x [m, k] @ dequantize(w)^T with each group of each row of x rounded to int8
-/// (step max|x_g| / 127) and the group dot products formed in int32; w, scales and biases in
-/// the MLX layout ([n, k * bits / 32] uint32, [n, k / group_size] float32). vnni selects the
-/// AVX512_VNNI kernel (Unsupported where the CPU lacks it), else the portable one.
-void quantized_gemv_int8(const float* x, int64_t m, int64_t k, const uint32_t* w,
-                         const float* scales, const float* biases, int64_t n, int group_size,
-                         int bits, bool vnni, float* out);
+/// The int8 GEMV kernels (all compute the same integer sums).
+enum class Int8Gemv : int { portable = 0, avx2 = 1, avx512vnni = 2 };
+
+/// Element type of scales and biases.
+enum class QScale : int { f32 = 0, bf16 = 1, f16 = 2 };
+
+/// Whether this CPU can run `kern` (portable: always; avx2: AVX2+FMA+F16C; avx512vnni: the
+/// AVX-512 level plus AVX512_VNNI).
+bool int8_gemv_supported(Int8Gemv kern);
+
+/// Whether quantized_matmul runs the int8 kernels (decode; prefill with VNNI or 4-bit), and which:
+/// avx512vnni where the active level (cpu::active_isa(), capped by INGOT_CPU_ISA) is avx512 and
+/// the CPU has VNNI, avx2 on the avx2 and avx512 levels otherwise; never on the portable level
+/// (which keeps the float32 GEMV as the reference). When it runs: as set by set_int8_decode, else
+/// by default (off for now, see quantized_gemv_int8.cpp) or under INGOT_CPU_ISA=avx512vnni.
+bool int8_gemv_active(Int8Gemv& kern);
+
+/// Process-wide choice between the int8 GEMV (true) and the float32 GEMV of the active level
+/// (false) for quantized_matmul's decode, so tests and benchmarks can run both in one process;
+/// reset_int8_decode() restores the default. Not meant to be changed while quantized_matmul runs
+/// on other threads.
+void set_int8_decode(bool on);
+void reset_int8_decode();
+
+/// out [m, n] float32 = x [m, k] @ dequantize(w)^T by the int8 scheme above; w, scales and
+/// biases in the MLX layout ([n, k * bits / 32] uint32, [n, k / group_size] of `st`). bits 4 or
+/// 8, group_size 32, 64 or 128, k a multiple of group_size. Unsupported if the CPU cannot run
+/// `kern`.
+void quantized_gemv_int8(Int8Gemv kern, const float* x, int64_t m, int64_t k, const uint32_t* w,
+                         const void* scales, const void* biases, QScale st, int64_t n,
+                         int group_size, int bits, float* out);
 
 }  // namespace ingot::cpu
