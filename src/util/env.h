@@ -16,7 +16,8 @@ int num_threads();
 /// INGOT_DEVICE ("cpu", "cuda", "cuda:N"), if set.
 std::optional<std::string> device();
 /// INGOT_CPU_ISA: cap the CPU kernels at "portable", "avx2" or "avx512" (for tests/benchmarks);
-/// "avx512vnni" also opts in to the int8-activation quantized GEMV (docs/checkpoints.md).
+/// "avx512vnni" also opts in to the int8-activation quantized kernels (VNNI where the CPU has
+/// it, AVX2 otherwise; docs/checkpoints.md).
 std::optional<std::string> cpu_isa();
 
 }  // namespace ingot::env
