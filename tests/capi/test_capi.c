@@ -8,19 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "ingot/ingot.h"
-
-static int g_failures = 0;
-
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              ingot_last_error());                                                             \
-      ++g_failures;                                                                            \
-    }                                                                                          \
-  } while (0)
-#define OK(call) CHECK((call) == INGOT_OK)
 
 static ingot_array make_f32(const float* v, const int64_t* shape, int ndim) {
   ingot_array a = NULL;

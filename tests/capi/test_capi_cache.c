@@ -15,19 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "ingot/ingot.h"
 
-static int g_failures = 0;
-
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              ingot_last_error());                                                             \
-      ++g_failures;                                                                            \
-    }                                                                                          \
-  } while (0)
-#define OK(call) CHECK((call) == INGOT_OK)
 #define INVALID(call) CHECK((call) == INGOT_ERR_INVALID_ARGUMENT)
 
 #define FIXTURES INGOT_SOURCE_DIR "/tests/data/models/"

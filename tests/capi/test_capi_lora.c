@@ -12,19 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "ingot/ingot.h"
-
-static int g_failures = 0;
-
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              ingot_last_error());                                                             \
-      ++g_failures;                                                                            \
-    }                                                                                          \
-  } while (0)
-#define OK(call) CHECK((call) == INGOT_OK)
 
 #define FIXTURES INGOT_SOURCE_DIR "/tests/data/models/"
 #define LORA INGOT_SOURCE_DIR "/tests/data/lora/llama_f32"

@@ -3,10 +3,8 @@
 // and what the CPU allocator releases leaves the process's resident memory.
 #include <gtest/gtest.h>
 #include <malloc.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -15,6 +13,7 @@
 
 #include "core/allocator.h"
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ingot {
 namespace {
@@ -116,14 +115,7 @@ TEST(AllocatorCache, TheCacheNeverHoldsMoreThanItsLimit) {
   EXPECT_EQ(a.held, 0u);
 }
 
-size_t resident_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  unsigned long pages = 0, rss = 0;
-  const int got = std::fscanf(f, "%lu %lu", &pages, &rss);
-  std::fclose(f);
-  return got == 2 ? rss * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
+using util::resident_bytes;
 
 TEST(AllocatorCache, CpuBlocksTheCacheReleasesLeaveResidentMemory) {
   // glibc raises its mmap threshold when a large mapped block is freed; blocks below it then

@@ -2,7 +2,6 @@
 #include "server/server.h"
 
 #include <httplib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +22,7 @@
 #include "server/structured.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ingot::server {
 
@@ -109,34 +109,12 @@ struct EventStream {
   }
 };
 
-/// Maps a library exception to an HTTP status: bad input 400, everything else 500.
-/// The process's resident set (bytes), from /proc/self/statm (0 where there is none).
-size_t resident_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  unsigned long pages = 0, rss = 0;
-  const int got = std::fscanf(f, "%lu %lu", &pages, &rss);
-  std::fclose(f);
-  return got == 2 ? rss * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
-
-/// MemAvailable of /proc/meminfo in bytes (0 where there is none).
-int64_t available_memory() {
-  std::FILE* f = std::fopen("/proc/meminfo", "r");
-  if (!f) return 0;
-  char line[256];
-  int64_t kib = 0;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "MemAvailable: %ld kB", &kib) == 1) break;
-  std::fclose(f);
-  return kib * 1024;
-}
-
 /// Prompt + max_tokens of a row: the most cache columns it can occupy.
 int64_t row_length(const Job& j) {
   return static_cast<int64_t>(j.row->prompt.size()) + j.row->max_tokens;
 }
 
+/// Maps a library exception to an HTTP status: bad input 400, everything else 500.
 Reply reply_for_exception(std::exception_ptr ep) {
   try {
     std::rethrow_exception(ep);
@@ -179,7 +157,7 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
       raise("[server] kv_budget_bytes must be >= 0 (0 = no limit), got {}", *opt_.kv_budget_bytes);
     kv_budget_ = *opt_.kv_budget_bytes;
   } else if (tm_.model->device().type == Device::Type::cpu) {
-    kv_budget_ = available_memory() / 2;  // the weights are loaded: what is left, halved
+    kv_budget_ = util::available_memory() / 2;  // the weights are loaded: what is left, halved
   }
   created_ = now_seconds();
   // Every running or queued request holds an HTTP thread (a stream writes from it, a plain
@@ -763,7 +741,7 @@ std::string Server::metrics_text() const {
         "Cached bytes given back to the system (idle for cache_idle_seconds, or the server idle).",
         "counter", static_cast<double>(metrics_.cache_released.load()));
   gauge("ingot_process_resident_bytes", "Resident set of the server process.", "gauge",
-        static_cast<double>(resident_bytes()));
+        static_cast<double>(util::resident_bytes()));
 #if defined(__GLIBC__)
   // The C library's heap (every other allocation: requests, JSON, strings, small arrays).
   const struct mallinfo2 mi = mallinfo2();

@@ -166,39 +166,11 @@ func (c *PromptCache) Save(path string) error {
 // but the last). To continue one prefix several ways, pass the prefix plus each continuation's
 // own ids (the cache rewinds to the prefix), or generate from Copy()s.
 func (c *PromptCache) Generate(ctx context.Context, prompt []int32, opts sample.Options) (*Generation, error) {
-	if ctx != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	co, free := cOptions(opts)
-	defer free()
-	cb := &genCallbacks{ctx: ctx, onToken: opts.OnToken, onText: opts.OnText}
-	ctxp, freeBox := box(cb)
-	defer freeBox()
-	var textFn C.ingot_text_fn
-	if opts.OnText != nil {
-		textFn = (C.ingot_text_fn)(C.ingot_go_model_text_tramp)
-	}
-	var g C.ingot_generation
-	err := call(func() C.int {
-		return C.ingot_generate_cached(c.model(), c.handle(), cIDs(prompt), C.size_t(len(prompt)), &co,
-			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), textFn, ctxp, &g)
+	return generate(ctx, opts, func(co *C.ingot_generate_options, textFn C.ingot_text_fn,
+		ctxp unsafe.Pointer, g *C.ingot_generation) C.int {
+		return C.ingot_generate_cached(c.model(), c.handle(), cIDs(prompt), C.size_t(len(prompt)), co,
+			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), textFn, ctxp, g)
 	})
-	if err != nil {
-		return nil, err
-	}
-	defer C.ingot_generation_free(&g)
-	out := &Generation{Text: C.GoString(g.text), Finish: FinishReason(g.finish_reason), Metrics: metricsOf(g.metrics)}
-	out.Tokens = make([]int32, int(g.n_tokens))
-	if g.n_tokens > 0 {
-		copy(out.Tokens, unsafe.Slice((*int32)(unsafe.Pointer(g.tokens)), int(g.n_tokens)))
-	}
-	if cb.panic != nil {
-		return out, cb.panic
-	}
-	if ctx != nil && ctx.Err() != nil {
-		return out, ctx.Err()
-	}
-	return out, nil
 }
 
 // Score is Model.Score of full prompts that all start with the cache's ids (a prompt may equal

@@ -269,6 +269,18 @@ func cOptions(o sample.Options) (C.ingot_generate_options, func()) {
 // Generate continues prompt ids. Cancelling ctx stops generation at the next token
 // (FinishCancelled) and returns ctx's error with the partial result.
 func (m *Model) Generate(ctx context.Context, prompt []int32, opts sample.Options) (*Generation, error) {
+	return generate(ctx, opts, func(co *C.ingot_generate_options, textFn C.ingot_text_fn,
+		ctxp unsafe.Pointer, g *C.ingot_generation) C.int {
+		return C.ingot_generate(m.handle(), cIDs(prompt), C.size_t(len(prompt)), co,
+			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), textFn, ctxp, g)
+	})
+}
+
+// generate runs one single-sequence generation call: run gets the C options, the text
+// callback (nil without opts.OnText), the boxed callbacks and the result to fill.
+func generate(ctx context.Context, opts sample.Options,
+	run func(co *C.ingot_generate_options, textFn C.ingot_text_fn, ctxp unsafe.Pointer,
+		g *C.ingot_generation) C.int) (*Generation, error) {
 	if ctx != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -282,11 +294,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts sample.Option
 		textFn = (C.ingot_text_fn)(C.ingot_go_model_text_tramp)
 	}
 	var g C.ingot_generation
-	err := call(func() C.int {
-		return C.ingot_generate(m.handle(), cIDs(prompt), C.size_t(len(prompt)), &co,
-			(C.ingot_token_fn)(C.ingot_go_model_token_tramp), textFn, ctxp, &g)
-	})
-	if err != nil {
+	if err := call(func() C.int { return run(&co, textFn, ctxp, &g) }); err != nil {
 		return nil, err
 	}
 	defer C.ingot_generation_free(&g)

@@ -169,6 +169,20 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
                std::move(inputs));
 }
 
+namespace {
+/// Inputs {x, [weight], w^T} of a norm-then-product primitive (w [N, E] of x's dtype).
+std::vector<Array> norm_product_inputs(const Array& x, const std::optional<Array>& weight,
+                                       const Array& w, const Stream& st, const char* op) {
+  if (w.dtype() != x.dtype())
+    raise("[{}] w must have x's dtype {}, got {}", op, dtype_name(x.dtype()),
+          dtype_name(w.dtype()));
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  inputs.push_back(transpose(w, {1, 0}, st));
+  return inputs;
+}
+}  // namespace
+
 Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
                       RmsNormOptions opt, StreamOrDevice s) {
   check_norm_args(x, weight, std::nullopt, "rms_norm_linear");
@@ -177,13 +191,8 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
         "[rms_norm_linear] w must be a Linear weight [N, E] with E = {} (the last axis of x {}), "
         "got {}",
         x.shape(-1), shape_str(x.shape()), shape_str(w.shape()));
-  if (w.dtype() != x.dtype())
-    raise("[rms_norm_linear] w must have x's dtype {}, got {}", dtype_name(x.dtype()),
-          dtype_name(w.dtype()));
   const Stream st = resolve_stream(s, {&x, &w});
-  std::vector<Array> inputs{x};
-  if (weight) inputs.push_back(*weight);
-  inputs.push_back(transpose(w, {1, 0}, st));
+  std::vector<Array> inputs = norm_product_inputs(x, weight, w, st, "rms_norm_linear");
   Shape out = x.shape();
   out.back() = w.shape(0);
   return Array(std::move(out), x.dtype(),
@@ -200,13 +209,8 @@ Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Arr
         "[rms_norm_glu] w must be stacked gate|up Linear weights [2I, E] with E = {} (the last "
         "axis of x {}), got {}",
         x.shape(-1), shape_str(x.shape()), shape_str(w.shape()));
-  if (w.dtype() != x.dtype())
-    raise("[rms_norm_glu] w must have x's dtype {}, got {}", dtype_name(x.dtype()),
-          dtype_name(w.dtype()));
   const Stream st = resolve_stream(s, {&x, &w});
-  std::vector<Array> inputs{x};
-  if (weight) inputs.push_back(*weight);
-  inputs.push_back(transpose(w, {1, 0}, st));
+  std::vector<Array> inputs = norm_product_inputs(x, weight, w, st, "rms_norm_glu");
   Shape out = x.shape();
   out.back() = w.shape(0) / 2;
   return Array(std::move(out), x.dtype(),
