@@ -118,12 +118,18 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
   fi
 fi
-if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a decode run (after "table")
+if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")
   stamp profile
+  # PROFILE_TASK: decode (b1, default), classify (512 x 64, batch 64) or prefill (64 x 512).
+  case "${PROFILE_TASK:-decode}" in
+    classify) pargs="bench classify --texts 512 --len 64" ;;
+    prefill) pargs="bench prefill --batch 64 --len 512" ;;
+    *) pargs="bench decode --batch 1 --len 32 --new 64" ;;
+  esac
   for m in ${PROFILE_MODELS:-qwen3-0.6b}; do
     python3 scripts/gpu_kernel_profile.py ${PROFILE_ARGS:-} --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
-      bench decode --model "/tmp/ingot-bench-table/$m" --device cuda --batch 1 --len 32 --new 64 \
-      2>&1 | tee "$LOG/profile-$m.txt" | head -30
+      $pargs --model "/tmp/ingot-bench-table/$m" --device cuda \
+      2>&1 | tee "$LOG/profile-$m.txt" | head -${PROFILE_LINES:-30}
   done
 fi
 stamp done

@@ -280,6 +280,21 @@ void read_row_major(const Array& a, void* dst) {
     gpu::copy_to_host(a, dst);
 }
 
+PendingRead::PendingRead(const Array& a) : a_(a) {
+  a_.eval();
+  if (a_.size() == 0) return;
+  if (a_.device().type == Device::Type::cpu) {
+    host_.resize(a_.nbytes());
+    copy_to_row_major(a_, host_.data());
+  } else {
+    token_ = gpu::start_host_read(a_);
+  }
+}
+
+const void* PendingRead::wait() {
+  return token_ ? gpu::finish_host_read(token_) : host_.data();
+}
+
 Stream resolve_stream(const StreamOrDevice& s, std::initializer_list<const Array*> inputs) {
   if (!s.is_set())
     for (const Array* a : inputs)

@@ -227,10 +227,34 @@ Stream resolve_stream(const StreamOrDevice& s, const std::vector<Array>& inputs)
 /// The device ops on `a` alone run on: its own, or the default device for a host constant.
 Device op_device(const Array& a);
 
+/// An evaluated array's elements on their way to host memory. For a GPU array the copy is queued
+/// on its stream when this is made (into pinned host memory), so `get()` waits for that copy
+/// only: work queued on the stream afterwards does not delay it, and the host can queue the next
+/// batch before reading this one. A CPU array's elements are copied at once.
+class PendingRead {
+ public:
+  /// Evaluates `a` and starts the copy.
+  explicit PendingRead(const Array& a);
+  /// Waits for the copy; the values in row-major order, converted to T (like to_vector).
+  template <typename T>
+  std::vector<T> get();
+
+ private:
+  const void* wait();  // row-major bytes in a's dtype, valid while this lives
+  Array a_;
+  std::vector<uint8_t> host_;    // CPU arrays
+  std::shared_ptr<void> token_;  // GPU arrays: the backend's copy
+};
+
 namespace gpu {
 /// Copies an evaluated CUDA array's elements, row-major, into host memory `dst` (waits for its
 /// stream; surfaces asynchronous errors as DeviceError). Defined by the GPU backend.
 void copy_to_host(const Array& a, void* dst);
+/// Queues a copy of an evaluated CUDA array's elements, row-major, into pinned host memory
+/// and returns it; finish_host_read waits for it and gives the bytes (valid while the handle
+/// lives). Defined by the GPU backend.
+std::shared_ptr<void> start_host_read(const Array& a);
+const void* finish_host_read(const std::shared_ptr<void>& read);
 }  // namespace gpu
 
 // ---- template definitions ----
@@ -280,6 +304,21 @@ std::vector<T> Array::to_vector() const {
     for (size_t i = 0; i < b.size(); ++i) out[i] = b[i] != 0;
   } else {
     convert_copy(src, dtype(), out.data(), dtype_of<T>(), size());
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<T> PendingRead::get() {
+  std::vector<T> out(static_cast<size_t>(a_.size()));
+  if (out.empty()) return out;
+  const void* src = wait();
+  if constexpr (std::is_same_v<T, bool>) {
+    std::vector<uint8_t> b(out.size());
+    convert_copy(src, a_.dtype(), b.data(), Dtype::bool_, a_.size());
+    for (size_t i = 0; i < b.size(); ++i) out[i] = b[i] != 0;
+  } else {
+    convert_copy(src, a_.dtype(), out.data(), dtype_of<T>(), a_.size());
   }
   return out;
 }

@@ -10,10 +10,18 @@
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
 #include "llm/generate.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::llm {
 namespace {
+
+/// INGOT_CLASSIFY_PIPELINE=0: finish each classify/embed batch before building the next (for
+/// measuring what the overlap is worth).
+bool pipelined() {
+  static const bool on = env::get_int("INGOT_CLASSIFY_PIPELINE", 1) != 0;
+  return on;
+}
 
 void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what, size_t i) {
   check_token_ids(ids, vocab, "score", what, i);
@@ -36,6 +44,9 @@ constexpr PromptCacheOptions kScoreCache{.unbounded = true, .step = 16};
 
 /// A run over groups of prompts sharing a prefilled prefix; calls `batch_fn` for each
 /// length-sorted batch with its cache (prefix + padded rows prefilled) and hidden states.
+/// `batch_fn` queues the batch's results (evaluated, reads started with PendingRead) and
+/// returns what finishes it (reads and stores them); that runs after the next batch has been
+/// queued, so the device works on one batch while the host builds the next and reads the last.
 struct GroupRunner {
   const models::Model& model;
   const ClassifyOptions& opt;
@@ -54,13 +65,25 @@ struct GroupRunner {
     int64_t width;                       // padded columns after the prefix
   };
 
+  using Finish = std::function<void()>;
+
   void run(const std::vector<std::vector<int32_t>>& prompts,
-           const std::function<void(Batch&)>& batch_fn,
+           const std::function<Finish(Batch&)>& batch_fn,
            const std::function<void(size_t first, size_t last)>& group_done) {
     const size_t n = prompts.size();
     const size_t gsize = static_cast<size_t>(std::max<int64_t>(1, opt.group_size));
     const size_t bsize = static_cast<size_t>(std::max<int64_t>(1, opt.batch_size));
     size_t done = 0;
+    Finish pending;  // the last queued batch's finish
+    size_t pending_rows = 0;
+    auto finish = [&] {
+      if (!pending) return;
+      Finish f = std::move(pending);
+      pending = nullptr;
+      f();
+      done += pending_rows;
+      if (opt.on_progress) opt.on_progress(static_cast<int64_t>(done), static_cast<int64_t>(n));
+    };
     for (size_t g0 = 0; g0 < n; g0 += gsize) {
       const size_t g1 = std::min(n, g0 + gsize);
       // Longest prefix shared by the group, leaving every prompt at least one own token.
@@ -112,10 +135,13 @@ struct GroupRunner {
         cache.set_padding(pads);
         bt.cache = &cache;
         bt.hidden = prefill(model, rows, cache, 0, keep_last);
-        batch_fn(bt);
-        done += bt.items.size();
-        if (opt.on_progress) opt.on_progress(static_cast<int64_t>(done), static_cast<int64_t>(n));
+        Finish f = batch_fn(bt);
+        finish();  // the previous batch, while this one runs
+        pending = f ? std::move(f) : Finish([] {});
+        pending_rows = bt.items.size();
+        if (!pipelined()) finish();
       }
+      finish();
       group_done(g0, g1);
     }
   }
@@ -195,16 +221,22 @@ std::vector<LabelProbs> classify(const models::Model& model,
   GroupRunner runner{model, opt, 1, false};
   runner.run(
       prompts,
-      [&](GroupRunner::Batch& bt) {
+      [&](GroupRunner::Batch& bt) -> GroupRunner::Finish {
         const int64_t b = static_cast<int64_t>(bt.items.size());
         Array h = reshape(bt.hidden, {b, bt.hidden.shape(2)});  // [B, E]
-        std::vector<std::vector<double>> ll(bt.items.size(), std::vector<double>(labels.size()));
         if (first_token_only) {
-          Array lp = log_softmax(model.lm_head_rows(h, first_ids));  // [B, K]
-          std::vector<float> v = lp.to_vector<float>();
-          for (size_t r = 0; r < bt.items.size(); ++r)
-            for (size_t j = 0; j < labels.size(); ++j) ll[r][j] = v[r * labels.size() + j];
-        } else {
+          auto read = std::make_shared<PendingRead>(log_softmax(model.lm_head_rows(h, first_ids)));
+          return [read, items = bt.items, &out, nl = labels.size()] {
+            std::vector<float> v = read->get<float>();  // [B, K]
+            std::vector<double> ll(nl);
+            for (size_t r = 0; r < items.size(); ++r) {
+              for (size_t j = 0; j < nl; ++j) ll[j] = v[r * nl + j];
+              out[items[r]] = normalise(ll);
+            }
+          };
+        }
+        std::vector<std::vector<double>> ll(bt.items.size(), std::vector<double>(labels.size()));
+        {
           // Whole label sequences: log P(label | prompt) summed over its tokens.
           Array first_lp = log_softmax(model.lm_head(h));  // [B, V]
           for (size_t j = 0; j < labels.size(); ++j) {
@@ -230,6 +262,7 @@ std::vector<LabelProbs> classify(const models::Model& model,
           }
         }
         for (size_t r = 0; r < bt.items.size(); ++r) out[bt.items[r]] = normalise(ll[r]);
+        return nullptr;
       },
       [&](size_t g0, size_t g1) {
         if (on_result)
@@ -248,7 +281,7 @@ std::vector<std::vector<float>> embed(const models::Model& model,
   GroupRunner runner{model, opt, mean_pool ? 0 : 1, mean_pool};
   runner.run(
       prompts,
-      [&](GroupRunner::Batch& bt) {
+      [&](GroupRunner::Batch& bt) -> GroupRunner::Finish {
         const int64_t b = static_cast<int64_t>(bt.items.size());
         const int64_t e = bt.hidden.shape(2);
         Array pooled;
@@ -268,9 +301,13 @@ std::vector<std::vector<float>> embed(const models::Model& model,
             cnt.push_back(static_cast<float>(bt.prefix_len + bt.rest_len[static_cast<size_t>(r)]));
           pooled = s / Array(cnt, {b, 1}, float32);
         }
-        std::vector<float> v = pooled.to_vector<float>();
-        for (int64_t r = 0; r < b; ++r)
-          out[bt.items[static_cast<size_t>(r)]].assign(v.begin() + r * e, v.begin() + (r + 1) * e);
+        auto read = std::make_shared<PendingRead>(pooled);
+        return [read, items = bt.items, &out, e] {
+          std::vector<float> v = read->get<float>();
+          for (size_t r = 0; r < items.size(); ++r)
+            out[items[r]].assign(v.begin() + static_cast<int64_t>(r) * e,
+                                 v.begin() + static_cast<int64_t>(r + 1) * e);
+        };
       },
       [](size_t, size_t) {});
   return out;

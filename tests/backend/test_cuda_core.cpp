@@ -1,6 +1,7 @@
 // CUDA core behaviour: moving arrays between devices, host constants, device mixing errors,
 // views, host reads of device arrays, the caching allocator's figures, limits and recovery.
 #include <gtest/gtest.h>
+#include <memory>
 
 #include "backend/cuda_test_util.h"
 
@@ -40,6 +41,34 @@ TEST(CudaCore, ViewsReadBackRowMajor) {
   // data<T>() of a device view gives a host copy that stays valid with the array.
   const float* p = t.data<float>();
   EXPECT_EQ(p[1], 4.f);
+}
+
+TEST(CudaCore, PendingReadReadsViewsWithLaterWorkQueued) {
+  INGOT_REQUIRE_CUDA();
+  Array x = arange(0, 24, 1, float32, cpu_device);
+  Array g = on_cuda(reshape(x, {2, 3, 4}));
+  Array t = transpose(g, {2, 0, 1});  // a non-contiguous view: staged row-major on the device
+  PendingRead r(t);
+  // Work queued after the read (a matmul chain), then the read: equal to the CPU's values, and
+  // the later work's result too (the two reads do not disturb each other).
+  Array m = on_cuda(ones({512, 512}));
+  for (int i = 0; i < 8; ++i) m = matmul(m, m) * (1.0f / 512.0f);
+  eval({m});
+  PendingRead rm(m);
+  EXPECT_EQ(r.get<float>(), transpose(reshape(x, {2, 3, 4}), {2, 0, 1}).to_vector<float>());
+  std::vector<float> mv = rm.get<float>();
+  EXPECT_EQ(mv.size(), size_t(512 * 512));
+  EXPECT_FLOAT_EQ(mv[0], 1.0f);
+  EXPECT_FLOAT_EQ(mv.back(), 1.0f);
+  // Many reads in flight at once, released in another order than made (pinned blocks reused).
+  std::vector<std::unique_ptr<PendingRead>> reads;
+  for (int i = 0; i < 20; ++i)
+    reads.push_back(std::make_unique<PendingRead>(on_cuda(full({i + 1}, float(i)))));
+  for (int i = 19; i >= 0; --i) {
+    EXPECT_EQ(reads[static_cast<size_t>(i)]->get<float>(),
+              std::vector<float>(static_cast<size_t>(i + 1), float(i)));
+    reads.pop_back();
+  }
 }
 
 TEST(CudaCore, HostConstantsMoveToTheOpsDevice) {

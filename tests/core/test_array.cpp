@@ -35,3 +35,16 @@ TEST(Dtype, Bf16RoundsToNearestEven) {
   // 1 + 3*2^-8 is halfway between 1.0078125 (odd) and 1.015625 (even) -> 1.015625
   EXPECT_FLOAT_EQ(static_cast<float>(bfloat16_t(1.0f + 3.0f / 256)), 1.015625f);
 }
+
+TEST(Array, PendingReadGivesTheValuesOfAView) {
+  Array x = reshape(arange(0, 12, 1, float32), {3, 4});
+  Array t = transpose(x, {1, 0}) * 2.0f;  // lazy, then read through PendingRead
+  PendingRead r(t);
+  std::vector<float> want;
+  for (int j = 0; j < 4; ++j)
+    for (int i = 0; i < 3; ++i) want.push_back(2.0f * static_cast<float>(i * 4 + j));
+  EXPECT_EQ(r.get<float>(), want);
+  EXPECT_EQ(r.get<int32_t>()[1], 8);  // a second get converts again
+  PendingRead empty(zeros({0, 3}));
+  EXPECT_TRUE(empty.get<float>().empty());
+}

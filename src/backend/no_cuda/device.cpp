@@ -17,6 +17,14 @@ void copy_to_host(const Array&, void*) {
   raise<Unsupported>("[cuda] a GPU array was read but ingot was built without CUDA");
 }
 
+std::shared_ptr<void> start_host_read(const Array&) {
+  raise<Unsupported>("[cuda] a GPU array was read but ingot was built without CUDA");
+}
+
+const void* finish_host_read(const std::shared_ptr<void>&) {
+  raise<Unsupported>("[cuda] a GPU array was read but ingot was built without CUDA");
+}
+
 std::shared_ptr<void> capture_graph(Stream, const std::function<void()>&, std::vector<Array>&) {
   raise<Unsupported>("[graph] device graphs need CUDA; ingot was built without it");
 }
