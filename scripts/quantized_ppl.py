@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Perplexity of the quantized fixtures next to their bf16 originals, on the float path and
-with the int8-activation kernels (INGOT_CPU_ISA=avx512vnni), in one run on the CPU.
+"""Perplexity of the quantized fixtures next to their bf16 originals, on the float path
+(INGOT_CPU_INT8=0) and with the int8-activation kernels (the default), in one run on the CPU.
 
     python3 scripts/quantized_ppl.py [--ingot build/tools/cli/ingot]
 
@@ -60,8 +60,8 @@ def main():
     for base, q in PAIRS:
         ids = ids_for(a.ingot, base, text)
         pb, n = perplexity(a.ingot, base, ids, {})
-        pf, _ = perplexity(a.ingot, q, ids, {})
-        pi, _ = perplexity(a.ingot, q, ids, {"INGOT_CPU_ISA": "avx512vnni"})
+        pf, _ = perplexity(a.ingot, q, ids, {"INGOT_CPU_INT8": "0"})
+        pi, _ = perplexity(a.ingot, q, ids, {"INGOT_CPU_INT8": "1"})
         print(f"{base} -> {q}: {n} tokens, bf16 {pb:,.1f}, float path {pf:,.1f} ({pf / pb - 1:+.1%}),"
               f" int8 {pi:,.1f} ({pi / pb - 1:+.1%}; {pi / pf - 1:+.2%} vs the float path)")
 

@@ -54,5 +54,8 @@ std::optional<std::string> device() {
 std::optional<std::string> cpu_isa() {
   return get("INGOT_CPU_ISA");
 }
+bool cpu_int8() {
+  return get_int("INGOT_CPU_INT8", 1) != 0;
+}
 
 }  // namespace ingot::env

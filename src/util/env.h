@@ -16,8 +16,15 @@ int num_threads();
 /// INGOT_DEVICE ("cpu", "cuda", "cuda:N"), if set.
 std::optional<std::string> device();
 /// INGOT_CPU_ISA: cap the CPU kernels at "portable", "avx2" or "avx512" (for tests/benchmarks);
-/// "avx512vnni" also opts in to the int8-activation quantized kernels (VNNI where the CPU has
-/// it, AVX2 otherwise; docs/checkpoints.md).
+/// "avx512vnni" (from when it opted in to the int8-activation quantized kernels, now the
+/// default) caps nothing.
 std::optional<std::string> cpu_isa();
+/// INGOT_CPU_INT8: whether quantized_matmul on the CPU runs the int8-activation kernels (x
+/// rounded to int8 per group, as llama.cpp's q4_0 / q8_0 dot products do) where they measured
+/// faster than the float32 path (AVX-512 VNNI; AVX2 decode and 4-bit prefill; 8-bit decode on
+/// the portable level: cpu::int8_gemv_faster in backend/cpu/quantized_int8.h). Default on; "0"
+/// selects float32 activations (MLX's numerics) everywhere. Read at every call
+/// (docs/checkpoints.md).
+bool cpu_int8();
 
 }  // namespace ingot::env

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -214,6 +215,34 @@ struct Int8Scope {
   ~Int8Scope() { cpu::reset_int8_decode(); }
 };
 
+/// Whether quantized_matmul runs the int8 kernels on level `isa` with them switched on, for m
+/// rows of x and `bits`-bit weights (the documented rule, cpu::int8_gemv_faster): VNNI always;
+/// the AVX2 kernel for decode (m < 16), and for 4-bit prefill on the avx2 level; the portable
+/// kernel for 8-bit decode.
+bool int8_runs(const std::string& isa, int64_t m, int bits) {
+  if (isa == "portable") return m < 16 && bits == 8;
+  if (isa == "avx512" && cpu_has_vnni()) return true;
+  return m < 16 || (bits == 4 && isa == "avx2");
+}
+
+/// INGOT_CPU_INT8 set (or, with nullptr, unset) for a scope; the previous value comes back.
+struct Int8EnvScope {
+  explicit Int8EnvScope(const char* v) {
+    if (const char* old = std::getenv("INGOT_CPU_INT8")) prev = old;
+    if (v)
+      setenv("INGOT_CPU_INT8", v, 1);
+    else
+      unsetenv("INGOT_CPU_INT8");
+  }
+  ~Int8EnvScope() {
+    if (prev)
+      setenv("INGOT_CPU_INT8", prev->c_str(), 1);
+    else
+      unsetenv("INGOT_CPU_INT8");
+  }
+  std::optional<std::string> prev;
+};
+
 /// The int8-activation GEMV's documented bound: rounding x to a step of max|x_g| / 127 moves
 /// each group's product by <= step / 2 * |s| * sum(q); plus float32 rounding as elsewhere.
 /// out_round: unit roundoff of the output dtype (0 for float32).
@@ -259,10 +288,8 @@ TEST(Quantized, MatmulAgainstFloat64EveryPath) {
           ASSERT_EQ(y.dtype(), xdt);
           const std::string what =
               fmt::format("{} int8={} bits={} gs={} m={}", isa, int8, c.bits, c.gs, m);
-          // The int8 kernels run on the SIMD levels: decode, and prefill where faster (VNNI,
-          // 4-bit AVX2); elsewhere the float32 paths.
-          const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
-          if (int8 && std::string(isa) != "portable" && (m < 16 || vnni || c.bits == 4))
+          // The int8 kernels where they run (int8_runs); elsewhere the float32 paths.
+          if (int8 && int8_runs(isa, m, c.bits))
             expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
                               xdt == float32 ? 0 : test::eps_of(xdt));
           else
@@ -294,16 +321,17 @@ TEST(Quantized, PrefillPanelsAgainstFloat64EveryPath) {
           ASSERT_EQ(y.shape(), (Shape{m, n}));
           expect_close(y, ref, k, fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
         }
-        // The int8 kernels where they take prefill (AVX-512 VNNI, 4-bit AVX2): 150 rows are
-        // three chunks of x codes.
-        const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
-        if (std::string(isa) == "portable" || !(vnni || c.bits == 4)) continue;
+        // Switched on: the int8 kernels where they take prefill (AVX-512 VNNI, 4-bit AVX2 on the
+        // avx2 level; 150 rows are three chunks of x codes), the float32 GEMM elsewhere.
         Int8Scope i8(true);
         Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
                                    {.group_size = c.gs, .bits = c.bits});
-        expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c,
-                          fmt::format("int8 {} bits={} gs={} m={}", isa, c.bits, c.gs, m),
-                          xdt == float32 ? 0 : test::eps_of(xdt));
+        const std::string what = fmt::format("int8 {} bits={} gs={} m={}", isa, c.bits, c.gs, m);
+        if (int8_runs(isa, m, c.bits))
+          expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
+                            xdt == float32 ? 0 : test::eps_of(xdt));
+        else
+          expect_close(y, ref, k, what);
       }
     }
 }
@@ -418,18 +446,26 @@ TEST(Quantized, Int8ActivationGemvWithinBound) {
 }
 
 TEST(Quantized, Int8DecodeSelection) {
-  // Forced on: the VNNI kernel on the avx512 level of a VNNI CPU, else AVX2; never portable.
+  // Switched on: the VNNI kernel on the avx512 level of a VNNI CPU, AVX2 on the other SIMD
+  // levels, the portable one on the portable level (quantized_matmul then runs it where
+  // int8_runs says).
+  auto kernel_for = [](const std::string& isa) {
+    if (isa == "portable") return cpu::Int8Gemv::portable;
+    return isa == "avx512" && cpu_has_vnni() ? cpu::Int8Gemv::avx512vnni : cpu::Int8Gemv::avx2;
+  };
+  Int8EnvScope unset(nullptr);  // the default, whatever the environment of the test run
   cpu::Int8Gemv kern = cpu::Int8Gemv::portable;
   {
     Int8Scope i8(true);
     for (const char* isa : isas()) {
       IsaScope scope(isa);
-      const bool on = cpu::int8_gemv_active(kern);
-      EXPECT_EQ(on, std::string(isa) != "portable") << isa;
-      if (on) {
-        const bool vnni = std::string(isa) == "avx512" && cpu_has_vnni();
-        EXPECT_EQ(kern, vnni ? cpu::Int8Gemv::avx512vnni : cpu::Int8Gemv::avx2) << isa;
-      }
+      kern = static_cast<cpu::Int8Gemv>(-1);
+      EXPECT_TRUE(cpu::int8_gemv_active(kern)) << isa;
+      EXPECT_EQ(kern, kernel_for(isa)) << isa;
+      for (int bits : {4, 8})
+        for (int64_t m : {1, 15, 16, 128})
+          EXPECT_EQ(cpu::int8_gemv_faster(kern, m, bits), int8_runs(isa, m, bits))
+              << isa << " bits " << bits << " m " << m;
     }
   }
   {
@@ -437,9 +473,72 @@ TEST(Quantized, Int8DecodeSelection) {
     IsaScope scope("avx512vnni");
     EXPECT_FALSE(cpu::int8_gemv_active(kern));
   }
-  // Default: the documented opt-in INGOT_CPU_ISA=avx512vnni turns it on where the CPU has SIMD.
+  // Default: on, on every level; INGOT_CPU_INT8=0 turns it off, other values leave it on;
+  // set_int8_decode overrides the variable both ways. INGOT_CPU_ISA=avx512vnni (the former
+  // opt-in) caps nothing.
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    EXPECT_TRUE(cpu::int8_gemv_active(kern)) << isa;
+    EXPECT_EQ(kern, kernel_for(isa)) << isa;
+    {
+      Int8EnvScope env("0");
+      EXPECT_FALSE(cpu::int8_gemv_active(kern)) << isa;
+      Int8Scope i8(true);
+      EXPECT_TRUE(cpu::int8_gemv_active(kern)) << isa;
+    }
+    {
+      Int8EnvScope env("1");
+      EXPECT_TRUE(cpu::int8_gemv_active(kern)) << isa;
+      Int8Scope i8(false);
+      EXPECT_FALSE(cpu::int8_gemv_active(kern)) << isa;
+    }
+  }
   IsaScope scope("avx512vnni");
-  EXPECT_EQ(cpu::int8_gemv_active(kern), cpu::hardware_isa() >= cpu::Isa::avx2);
+  EXPECT_TRUE(cpu::int8_gemv_active(kern));
+  EXPECT_EQ(kern, kernel_for(cpu::isa_name(cpu::hardware_isa())));
+}
+
+TEST(Quantized, Int8SwitchSelectsTheFloatPath) {
+  // Through quantized_matmul on every level, decode of 4- and 8-bit weights: with
+  // INGOT_CPU_INT8=0 the float32 path's result (within float32 rounding of float64); by default
+  // the int8 kernel's, bit for bit, where it runs (int8_runs), else the float32 path's.
+  const int64_t k = 256, n = 21, m = 1;
+  Int8EnvScope unset(nullptr);  // the default, whatever the environment of the test run
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    for (const Case c : {Case{4, 64}, Case{8, 64}}) {
+      const std::string what = fmt::format("{} bits={}", isa, c.bits);
+      Packed p = random_packed(n, k, c.gs, c.bits, bfloat16, 77);
+      std::vector<double> xv = test::random_values(m * k, float32, 78, -1, 1);
+      Array x(xv, {m, k}, float32);
+      auto run = [&] {
+        return quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+      };
+      Array on = run(), off;
+      {
+        Int8EnvScope env("0");
+        off = run();
+        eval({off});
+      }
+      expect_close(off, reference(xv, m, k, p, n, c.gs, c.bits), k, what + " off");
+      if (!int8_runs(isa, m, c.bits)) {
+        expect_close(on, reference(xv, m, k, p, n, c.gs, c.bits), k, what + " default");
+        continue;
+      }
+      const std::vector<double> got = on.to_vector<double>();
+      expect_int8_bound(got, xv, m, k, p, n, c, what + " default");
+      // The paths differ: the rounding of x shows (x in [-1, 1] is not a grid of 1/127) ...
+      EXPECT_NE(got, off.to_vector<double>()) << what;
+      // ... and the default is the selected kernel's result, bit for bit.
+      cpu::Int8Gemv kern;
+      ASSERT_TRUE(cpu::int8_gemv_active(kern));
+      std::vector<float> xf(xv.begin(), xv.end()), out(static_cast<size_t>(m * n));
+      const std::vector<uint8_t> sr = raw_of(p.scales, bfloat16), br = raw_of(p.biases, bfloat16);
+      cpu::quantized_gemv_int8(kern, xf.data(), m, k, p.words.data(), sr.data(), br.data(),
+                               cpu::QScale::bf16, n, c.gs, c.bits, out.data());
+      EXPECT_EQ(got, std::vector<double>(out.begin(), out.end())) << what;
+    }
+  }
 }
 
 TEST(Quantized, Int8GemvErrors) {
@@ -461,15 +560,15 @@ TEST(Quantized, MatmulBatchedAndStridedX) {
   Array x = test::make_array(xv, {2, 3, k}, float32, test::Layout::transposed);
   Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = gs, .bits = 4});
   ASSERT_EQ(y.shape(), (Shape{2, 3, n}));
-  cpu::Int8Gemv kern;
-  if (cpu::int8_gemv_active(kern))
+  const std::string isa = cpu::isa_name(cpu::active_isa());
+  if (int8_runs(isa, 6, 4))  // the default
     expect_int8_bound(y.to_vector<double>(), xv, 6, k, p, n, {4, gs}, "batched strided");
   else
     expect_close(y, reference(xv, 6, k, p, n, gs, 4), k, "batched strided");
   for (bool int8 : {false, true}) {
     Int8Scope i8(int8);
     Array yi = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = gs, .bits = 4});
-    if (int8 && cpu::active_isa() != cpu::Isa::portable)
+    if (int8 && int8_runs(isa, 6, 4))
       expect_int8_bound(yi.to_vector<double>(), xv, 6, k, p, n, {4, gs}, "batched strided int8");
     else
       expect_close(yi, reference(xv, 6, k, p, n, gs, 4), k, "batched strided float");

@@ -1,10 +1,11 @@
 // CPU kernels of the affine quantization primitives (MLX layout, see
 // core/primitives/quantized.h): quantize and dequantize (scalar, threaded), and
 // QuantizedMatmul as
-//   int8 activations (quantized_gemv_int8.cpp, scheme and bound in quantized_int8.h), when
-//     enabled (cpu::int8_gemv_active: off by default for now, INGOT_CPU_ISA=avx512vnni opts in):
-//     x rounded to int8 per group and int32 dot products (AVX-512 VNNI or AVX2), for decode and,
-//     where faster (see kGemmRows), prefill;
+//   int8 activations (quantized_gemv_int8.cpp, scheme and bound in quantized_int8.h), the
+//     default (cpu::int8_gemv_active; INGOT_CPU_INT8=0 turns it off) where it measured faster
+//     than the float32 path of the level (cpu::int8_gemv_faster): x rounded to int8 per group
+//     and int32 dot products (AVX-512 VNNI, AVX2, portable integers), for decode and, with VNNI
+//     or 4-bit AVX2, prefill;
 //   decode (M < kGemmRows rows of x): a fused unpack-and-dot GEMV over weight rows, AVX-512 or
 //     AVX2 (chosen at run time by cpu::active_isa(), so INGOT_CPU_ISA forces a level) or
 //     portable; per group it forms s * <x_g, q_g> + b * sum(x_g), so the bias costs one
@@ -49,10 +50,8 @@ namespace {
 /// Rows of x at or above which QuantizedMatmul's float32 path runs as a GEMM (fused panels, or
 /// dequantized panels and sgemm on the portable level); below it each weight row is unpacked
 /// once per four rows of x (at 8 rows the two were equal on the AVX2 build machine, at 16 the
-/// GEMM was 1.3-2x faster, at 4 the GEMV 1.6x). The int8-activation kernels, where enabled,
-/// run every row count with AVX-512 VNNI (1.3-2.5x the float32 GEMM at 16 and 128 rows, AMD EPYC,
-/// 1 thread) and 4-bit with AVX2 (1.2-1.8x); 8-bit AVX2 runs them below kGemmRows only (the
-/// float32 GEMM was 1.4x faster at 128 rows).
+/// GEMM was 1.3-2x faster, at 4 the GEMV 1.6x). Where the int8-activation kernels run instead:
+/// cpu::int8_gemv_faster (below).
 constexpr int64_t kGemmRows = 16;
 
 /// Row-major contiguous data of an evaluated input (a copy in `tmp` when it is strided).
@@ -692,6 +691,17 @@ void qmm_gemm(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* sca
 
 }  // namespace
 
+bool cpu::int8_gemv_faster(Int8Gemv kern, int64_t m, int bits) {
+  switch (kern) {
+    case Int8Gemv::avx512vnni:
+      return true;
+    case Int8Gemv::avx2:
+      return m < kGemmRows || (bits == 4 && active_isa() == Isa::avx2);
+    default:
+      return m < kGemmRows && bits == 8;
+  }
+}
+
 void AffineQuantize::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array& w = inputs[0];
   for (Array& o : outputs) backend::alloc_cpu(o);
@@ -738,9 +748,8 @@ void QuantizedMatmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
       const S* sp = contiguous_ptr(inputs[2], st);
       const S* bp = contiguous_ptr(inputs[3], bt);
       cpu::Int8Gemv kern;
-      // The int8 kernels where they measured faster than the float32 ones (see kGemmRows).
-      if (int8_gemv_active(kern) &&
-          (m < kGemmRows || kern == cpu::Int8Gemv::avx512vnni || bits_ == 4))
+      // The int8 kernels where they measured faster than the float32 ones.
+      if (cpu::int8_gemv_active(kern) && cpu::int8_gemv_faster(kern, m, bits_))
         qmm_gemv_int8<T, S>(kern, xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
       else if (m >= kGemmRows)
         qmm_gemm<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());

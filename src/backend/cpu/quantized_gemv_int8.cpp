@@ -518,13 +518,7 @@ bool int8_gemv_supported(Int8Gemv kern) {
 }
 
 namespace {
-/// quantized_matmul's decode default on the SIMD levels. Measured (BENCHMARKS.md, AMD EPYC
-/// AVX-512 VNNI, 1 thread) the int8 GEMV runs 2.5-3.8x the float32 one at Llama-3.2-1B shapes;
-/// it stays off by default until the tests that compare quantized layers and models with their
-/// dequantized float copies to 1e-5 (tests/nn/test_quantized.cpp,
-/// tests/models/test_model_quantized.cpp) allow for its bound.
-constexpr bool kInt8DecodeDefault = false;
-/// -1: the default (kInt8DecodeDefault, or INGOT_CPU_ISA=avx512vnni); 0 / 1: forced.
+/// -1: the default (on unless INGOT_CPU_INT8=0); 0 / 1: forced by set_int8_decode.
 std::atomic<int> g_int8_decode{-1};
 }  // namespace
 
@@ -537,22 +531,19 @@ void reset_int8_decode() {
 }
 
 bool int8_gemv_active(Int8Gemv& kern) {
+  // On by default (quantized.cpp runs the kernel only where it measured faster than the float32
+  // path of the same level).
   const int forced = g_int8_decode.load(std::memory_order_relaxed);
   if (forced == 0) return false;
-  if (forced < 0 && !kInt8DecodeDefault) {
-    const auto cap = env::cpu_isa();
-    if (!cap || *cap != "avx512vnni") return false;
-  }
+  if (forced < 0 && !env::cpu_int8()) return false;
   const Isa isa = active_isa();
-  if (isa == Isa::avx512 && hardware_vnni()) {
+  if (isa == Isa::avx512 && hardware_vnni())
     kern = Int8Gemv::avx512vnni;
-    return true;
-  }
-  if (isa >= Isa::avx2) {
+  else if (isa >= Isa::avx2)
     kern = Int8Gemv::avx2;
-    return true;
-  }
-  return false;
+  else
+    kern = Int8Gemv::portable;
+  return true;
 }
 
 void quantized_gemv_int8(Int8Gemv kern, const float* x, int64_t m, int64_t k, const uint32_t* w,

@@ -23,19 +23,35 @@ enum class QScale : int { f32 = 0, bf16 = 1, f16 = 2 };
 /// AVX-512 level plus AVX512_VNNI).
 bool int8_gemv_supported(Int8Gemv kern);
 
-/// Whether quantized_matmul runs the int8 kernels (decode; prefill with VNNI or 4-bit), and which:
-/// avx512vnni where the active level (cpu::active_isa(), capped by INGOT_CPU_ISA) is avx512 and
-/// the CPU has VNNI, avx2 on the avx2 and avx512 levels otherwise; never on the portable level
-/// (which keeps the float32 GEMV as the reference). When it runs: as set by set_int8_decode, else
-/// by default (off for now, see quantized_gemv_int8.cpp) or under INGOT_CPU_ISA=avx512vnni.
+/// Whether the int8 kernels are switched on, and the one for the active level
+/// (cpu::active_isa(), capped by INGOT_CPU_ISA): avx512vnni on the avx512 level of a CPU with
+/// VNNI, avx2 on the avx2 and avx512 levels otherwise, portable on the portable level. On: as
+/// set by set_int8_decode, else by default, unless INGOT_CPU_INT8=0 (float32 activations, MLX's
+/// numerics; env::cpu_int8). quantized_matmul then runs `kern` only where it measured faster
+/// than the float32 path of the level (int8_gemv_faster).
 bool int8_gemv_active(Int8Gemv& kern);
 
-/// Process-wide choice between the int8 GEMV (true) and the float32 GEMV of the active level
-/// (false) for quantized_matmul's decode, so tests and benchmarks can run both in one process;
-/// reset_int8_decode() restores the default. Not meant to be changed while quantized_matmul runs
-/// on other threads.
+/// Process-wide choice between the int8 kernels (true) and the float32 GEMV / GEMM of the active
+/// level (false) for quantized_matmul, so tests and benchmarks can run both in one process; it
+/// overrides INGOT_CPU_INT8, and reset_int8_decode() restores the default. Not meant to be changed
+/// while quantized_matmul runs on other threads.
 void set_int8_decode(bool on);
 void reset_int8_decode();
+
+/// Whether quantized_matmul runs the int8 kernel `kern` (from int8_gemv_active) for m rows of x
+/// and `bits`-bit weights: where it measured faster than the float32 path of the active level
+/// (AMD EPYC Zen 5, 1 thread, Llama-3.2-1B shapes; the AVX2 kernel on the avx512 level standing
+/// in for AVX-512 CPUs without VNNI), "decode" meaning m < 16 (the float32 GEMV; from 16 rows
+/// the float32 GEMM):
+///   avx512vnni: always (decode 2.3-5x, prefill 1.3-2.8x);
+///   avx2 on the avx2 level: decode (4-bit 1.9-2.8x, 8-bit 1.3-1.7x) and 4-bit prefill
+///     (1.1-1.5x; 8-bit prefill 0.76-0.99x stays float32);
+///   avx2 on the avx512 level: decode only (4-bit 1.7-2.9x, 8-bit 1.1-1.3x; prefill 0.8-1.0x of
+///     the AVX-512 GEMM);
+///   portable: 8-bit decode only (10-18x: its integer loop vectorises with SSE2, the float32
+///     GEMV's ordered sums do not; 4-bit decode 0.96-0.99x and prefill, against sgemm, stay
+///     float32, so INGOT_CPU_ISA=portable keeps the float32 reference for those).
+bool int8_gemv_faster(Int8Gemv kern, int64_t m, int bits);
 
 /// out [m, n] float32 = x [m, k] @ dequantize(w)^T by the int8 scheme above; w, scales and
 /// biases in the MLX layout ([n, k * bits / 32] uint32, [n, k / group_size] of `st`). bits 4 or
