@@ -112,6 +112,11 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       --ingot build-gpu/tools/cli/ingot --out "$OUT/alt" --skip-hf --tokenizers "$tok" \
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_alt.log" | tail -12
   fi
+  if [ -n "${TABLE_ALT2_ENV:-}" ]; then  # a second set of other settings
+    env $TABLE_ALT2_ENV PYTHONUNBUFFERED=1 timeout 200 python3 scripts/gpu_bench_table.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/alt2" --skip-hf --tokenizers "$tok" \
+      ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_alt2.log" | tail -12
+  fi
   if [ -n "${TABLE_NOGRAPH:-}" ]; then  # the same rows with CUDA graphs off (INGOT_CUDA_GRAPHS=0)
     INGOT_CUDA_GRAPHS=0 PYTHONUNBUFFERED=1 timeout 200 python3 scripts/gpu_bench_table.py \
       --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \

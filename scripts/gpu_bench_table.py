@@ -180,7 +180,7 @@ def ingot_cli_classify(binary, model_dir, work, n):
         f.write("You are a careful news editor. Read the short text below and decide which "
                 "section of the paper it belongs to.\nText: {text}\nSection:")
     cmd = [binary, "classify", "--model", model_dir, "--device", "cuda", "--labels",
-           " sports, politics, science", "--template", tmpl, "--batch-size", "256", "--metrics"]
+           " sports, politics, science", "--template", tmpl, "--metrics"]
     t = time.perf_counter()
     with open(texts) as fin:
         r = subprocess.run(cmd, stdin=fin, capture_output=True, text=True, timeout=300)
@@ -247,13 +247,12 @@ def main():
         labels = [100, 107, 114]
         if "classify" in tasks:
             hf = (None, None) if a.skip_hf else hf_classify(model, 512, 64, 64, labels, vocab)
-            ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64,
-                              "--batch-size", 64)
+            ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64)
             add("classify 512 x 64, seq/s", name, hf[0], ing and ing["seq_s"], "seq/s",
                 cls_floor, hf[1], ing and ing["peak_memory_mib"])
         if name == "gemma3-1b" and "classify" in tasks:
             ing = ingot_bench(a.ingot, d, "classify", "--texts", 4096, "--len", 64,
-                              "--shared-prefix", 40, "--batch-size", 256)
+                              "--shared-prefix", 40)
             add("classify shared 40 + 24, seq/s", name, None, ing and ing["seq_s"], "seq/s",
                 None, None, ing and ing["peak_memory_mib"])
             if a.tokenizers:

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ingot {
 namespace {
@@ -64,6 +65,10 @@ class CpuAllocator final : public CachingAllocator {
       return;
     }
     munmap(p, (bytes + page_size() - 1) / page_size() * page_size());
+  }
+  size_t raw_available() const override {
+    const int64_t a = util::available_memory();
+    return a > 0 ? static_cast<size_t>(a) : 0;
   }
 };
 
@@ -202,6 +207,13 @@ void CachingAllocator::release_oldest_locked() {
 size_t CachingAllocator::active_memory() const {
   std::lock_guard<std::mutex> lk(mu_);
   return active_;
+}
+size_t CachingAllocator::available_memory() const {
+  const size_t raw = raw_available();
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t a = raw + cache_;
+  if (limit_ > 0) a = std::min(a, limit_ > active_ ? limit_ - active_ : size_t{0});
+  return a;
 }
 size_t CachingAllocator::peak_memory() const {
   std::lock_guard<std::mutex> lk(mu_);

@@ -37,6 +37,9 @@ class Allocator {
   virtual size_t peak_memory() const = 0;
   /// Bytes held in the cache for reuse.
   virtual size_t cache_memory() const = 0;
+  /// Bytes new allocations could still get now: the device's (or host's) free memory plus this
+  /// allocator's cache, within the memory limit. An estimate for sizing work (batches).
+  virtual size_t available_memory() const = 0;
   virtual void reset_peak_memory() = 0;
   /// Caps active memory; returns the previous limit. 0 means no limit.
   virtual size_t set_memory_limit(size_t bytes) = 0;
@@ -64,6 +67,7 @@ class CachingAllocator : public Allocator {
   size_t active_memory() const override;
   size_t peak_memory() const override;
   size_t cache_memory() const override;
+  size_t available_memory() const override;
   void reset_peak_memory() override;
   size_t set_memory_limit(size_t bytes) override;
   size_t set_cache_limit(size_t bytes) override;
@@ -90,6 +94,8 @@ class CachingAllocator : public Allocator {
   /// A fresh block of `bytes` (a size class), or nullptr when the system refuses.
   virtual void* raw_alloc(size_t bytes) = 0;
   virtual void raw_free(void* p, size_t bytes) = 0;
+  /// Free memory of the raw source (the host's available memory, the GPU's free memory).
+  virtual size_t raw_available() const = 0;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -141,6 +147,9 @@ inline size_t peak(Device d = default_device()) {
 }
 inline size_t cache(Device d = default_device()) {
   return allocator(d).cache_memory();
+}
+inline size_t available(Device d = default_device()) {
+  return allocator(d).available_memory();
 }
 inline void reset_peak(Device d = default_device()) {
   allocator(d).reset_peak_memory();

@@ -43,10 +43,14 @@ Device LayerCache::device() const {
 }
 
 void LayerCache::grow_to(int64_t slots, const Array& like) {
-  const int64_t b = like.shape(0), h = like.shape(1), d = like.shape(3);
+  grow_to(slots, like.shape(), like.dtype(), like.device());
+}
+
+void LayerCache::grow_to(int64_t slots, const Shape& kv_shape, Dtype dtype, Device device) {
+  const int64_t b = kv_shape[0], h = kv_shape[1], d = kv_shape[3];
   if (!keys_.valid()) {
-    keys_ = zeros({b, h, slots, d}, like.dtype(), like.device());
-    values_ = zeros({b, h, slots, d}, like.dtype(), like.device());
+    keys_ = zeros({b, h, slots, d}, dtype, device);
+    values_ = zeros({b, h, slots, d}, dtype, device);
     return;
   }
   const int64_t cap = keys_.shape(2);
@@ -54,6 +58,50 @@ void LayerCache::grow_to(int64_t slots, const Array& like) {
   Array extra = zeros({b, h, slots - cap, d}, keys_.dtype(), keys_.device());
   keys_ = concatenate({keys_, extra}, 2);
   values_ = concatenate({values_, extra}, 2);
+}
+
+bool LayerCache::prepare_append(const Shape& kv_shape, Dtype dtype, Device device, Array* keys,
+                                Array* values, Array* column) {
+  if (opt_.max_size != 0 || kv_shape.size() != 4) return false;
+  // A cache that does not fit goes through update_and_fetch, which says why.
+  if (keys_.valid() &&
+      (kv_shape[0] != keys_.shape(0) || kv_shape[1] != keys_.shape(1) ||
+       kv_shape[3] != keys_.shape(3) || dtype != keys_.dtype() || device != keys_.device()))
+    return false;
+  grow_to(round_up(filled_ + kv_shape[2], opt_.step), kv_shape, dtype, device);
+  // finish_append replaces these handles before anything is evaluated, so the write can reuse
+  // the buffers in place (donation).
+  *keys = keys_;
+  *values = values_;
+  *column = Array(std::vector<int32_t>{static_cast<int32_t>(filled_)}, {1}, int32);
+  return true;
+}
+
+std::pair<Array, Array> LayerCache::finish_append(Array keys, Array values, int64_t l) {
+  keys_ = std::move(keys);
+  values_ = std::move(values);
+  return appended(l);
+}
+
+std::pair<Array, Array> LayerCache::appended(int64_t l) {
+  const int64_t b = keys_.shape(0), h = keys_.shape(1), d = keys_.shape(3);
+  const int64_t m = opt_.max_size;
+  if (m > 0) {
+    slot_pos_.resize(static_cast<size_t>(m), -1);
+    for (int64_t j = 0; j < l; ++j) slot_pos_[static_cast<size_t>(filled_ + j)] = offset_ + j;
+  }
+  filled_ += l;
+  offset_ += l;
+  last_len_ = filled_;
+  last_cols_.clear();
+  last_temporal_ = true;
+  if (m > 0) {  // holes left by a trim make the order non-temporal
+    for (int64_t j = 0; j < filled_; ++j)
+      if (slot_pos_[static_cast<size_t>(j)] != offset_ - filled_ + j) last_temporal_ = false;
+    if (!last_temporal_) last_cols_.assign(slot_pos_.begin(), slot_pos_.begin() + filled_);
+  }
+  return {slice(keys_, {0, 0, 0, 0}, {b, h, filled_, d}),
+          slice(values_, {0, 0, 0, 0}, {b, h, filled_, d})};
 }
 
 std::pair<Array, Array> LayerCache::update_and_fetch(const Array& k, const Array& v) {
@@ -79,22 +127,7 @@ std::pair<Array, Array> LayerCache::update_and_fetch(const Array& k, const Array
       keys_ = slice_update(keys_, k, start, stop);
       values_ = slice_update(values_, v, start, stop);
     }
-    if (m > 0) {
-      slot_pos_.resize(static_cast<size_t>(m), -1);
-      for (int64_t j = 0; j < l; ++j) slot_pos_[static_cast<size_t>(filled_ + j)] = offset_ + j;
-    }
-    filled_ += l;
-    offset_ += l;
-    last_len_ = filled_;
-    last_cols_.clear();
-    last_temporal_ = true;
-    if (m > 0) {  // holes left by a trim make the order non-temporal
-      for (int64_t j = 0; j < filled_; ++j)
-        if (slot_pos_[static_cast<size_t>(j)] != offset_ - filled_ + j) last_temporal_ = false;
-      if (!last_temporal_) last_cols_.assign(slot_pos_.begin(), slot_pos_.begin() + filled_);
-    }
-    return {slice(keys_, {0, 0, 0, 0}, {b, h, filled_, d}),
-            slice(values_, {0, 0, 0, 0}, {b, h, filled_, d})};
+    return appended(l);
   }
   if (l == 1) {
     // Full ring: overwrite the slot with the oldest (or no) column.

@@ -46,6 +46,11 @@ class LayerCache : public nn::KVCache {
   explicit LayerCache(LayerCacheOptions opt);
 
   std::pair<Array, Array> update_and_fetch(const Array& k, const Array& v) override;
+  /// Unbounded caches: grows the buffers for the new columns (see nn::KVCache); bounded (ring)
+  /// caches return false.
+  bool prepare_append(const Shape& kv_shape, Dtype dtype, Device device, Array* keys, Array* values,
+                      Array* column) override;
+  std::pair<Array, Array> finish_append(Array keys, Array values, int64_t l) override;
   int64_t offset() const override { return offset_; }
   /// Explicit mask for the keys of the last update when the plain causal (+window) rule of
   /// sdpa would be wrong: padding columns, or a ring not in temporal order.
@@ -87,6 +92,9 @@ class LayerCache : public nn::KVCache {
 
  private:
   void grow_to(int64_t slots, const Array& like);
+  void grow_to(int64_t slots, const Shape& kv_shape, Dtype dtype, Device device);
+  /// Bookkeeping of an append of l columns at slot filled_; the keys/values to attend over.
+  std::pair<Array, Array> appended(int64_t l);
   LayerCacheOptions opt_;
   Array keys_, values_;   // [B, Hkv, capacity, D]
   int64_t offset_ = 0;    // columns seen

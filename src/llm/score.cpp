@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/allocator.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
 #include "llm/generate.h"
@@ -72,7 +73,6 @@ struct GroupRunner {
            const std::function<void(size_t first, size_t last)>& group_done) {
     const size_t n = prompts.size();
     const size_t gsize = static_cast<size_t>(std::max<int64_t>(1, opt.group_size));
-    const size_t bsize = static_cast<size_t>(std::max<int64_t>(1, opt.batch_size));
     size_t done = 0;
     Finish pending;  // the last queued batch's finish
     size_t pending_rows = 0;
@@ -110,7 +110,13 @@ struct GroupRunner {
       std::iota(order.begin(), order.end(), g0);
       std::stable_sort(order.begin(), order.end(),
                        [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
-      for (size_t b0 = 0; b0 < order.size(); b0 += bsize) {
+      for (size_t b0 = 0, bsize = 1; b0 < order.size(); b0 += bsize) {
+        // The batch's first prompt is its longest (the order is by length, longest first).
+        bsize = static_cast<size_t>(
+            opt.batch_size > 0
+                ? opt.batch_size
+                : auto_batch_rows(model, static_cast<int64_t>(p),
+                                  static_cast<int64_t>(prompts[order[b0]].size() - p)));
         const size_t b1 = std::min(order.size(), b0 + bsize);
         Batch bt;
         bt.items.assign(order.begin() + b0, order.begin() + b1);
@@ -148,6 +154,27 @@ struct GroupRunner {
 };
 
 }  // namespace
+
+int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t width) {
+  constexpr int64_t kCpuRows = 64, kMaxRows = 1024;
+  if (model.device().type == Device::Type::cpu) return kCpuRows;
+  static const int64_t tokens = std::max<long>(1, env::get_int("INGOT_CLASSIFY_TOKENS", 16384));
+  const models::ModelConfig& c = model.config();
+  const int64_t es = static_cast<int64_t>(size_of(model.dtype()));
+  const int64_t hd = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;
+  // Per token of the batch: x, the residual, a norm's output and the attention output; the
+  // stacked q|k|v product; the gate|up product and the gated values. Per column of a row's
+  // cache (its copy of the prefix included): every layer's keys and values.
+  const int64_t act =
+      es * (4 * c.hidden_size + (c.num_attention_heads + 2 * c.num_key_value_heads) * hd +
+            3 * c.intermediate_size);
+  const int64_t kv = es * 2 * c.num_hidden_layers * c.num_key_value_heads * hd;
+  const int64_t row_bytes = std::max<int64_t>(1, width * act + (prefix + width) * kv);
+  const auto budget = static_cast<int64_t>(memory::available(model.device()) / 4);
+  const int64_t by_memory = budget / row_bytes;
+  const int64_t by_tokens = std::max<int64_t>(1, tokens / std::max<int64_t>(1, width));
+  return std::clamp<int64_t>(std::min(by_tokens, by_memory), 1, kMaxRows);
+}
 
 std::vector<ScoreResult> score(const models::Model& model, const std::vector<ScoreRequest>& reqs,
                                int64_t batch_size) {

@@ -30,13 +30,21 @@ std::vector<ScoreResult> score(const models::Model& model, const std::vector<Sco
 
 /// Options of classify / embed.
 struct ClassifyOptions {
-  /// Rows per forward pass; texts are sorted by length first so a batch pads little.
-  int64_t batch_size = 64;
+  /// Rows per forward pass; texts are sorted by length first so a batch pads little. 0: sized
+  /// per batch (auto_batch_rows).
+  int64_t batch_size = 0;
   /// Texts taken, sorted and batched together; results come out in input order per group.
   int64_t group_size = 4096;
   /// Called after each batch with the number of prompts done and the total (progress).
   std::function<void(int64_t done, int64_t total)> on_progress;
 };
+
+/// Rows of an automatically sized batch of rows with `width` own columns after a shared
+/// prefix of `prefix` columns: 64 on the CPU; on a GPU as many as make 16,384 tokens
+/// (INGOT_CLASSIFY_TOKENS overrides), at most 1,024, and few enough that the batch's working set
+/// (one layer's activations per token plus every layer's keys and values) stays within a
+/// quarter of the device memory still available.
+int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t width);
 
 /// Per text: probability of each label (softmax over the labels' log-likelihoods).
 using LabelProbs = std::vector<double>;

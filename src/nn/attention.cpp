@@ -2,9 +2,12 @@
 #include "nn/attention.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
+#include "core/transforms/autodiff.h"
 
 namespace ingot::nn {
 
@@ -66,7 +69,7 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
                        .freqs = cfg_.rope_freqs};
   std::optional<Array> mask = in.mask;
   Array q, k, v;
-  // A fixed-size cache: q/k norms, rotary and the key/value writes in one primitive.
+  // q/k norms, rotary and the key/value writes in one primitive where the cache allows.
   if (auto fused = fused_cache_update(qkv, in, ro)) {
     q = (*fused)[0];
     k = (*fused)[1];
@@ -85,23 +88,48 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
   return residual ? o_->add_to(*residual, o) : (*o_)(o);
 }
 
+namespace {
+
+/// INGOT_PREFILL_FUSED_KV=0: growing caches take their new keys/values through
+/// update_and_fetch (the separate norm, rope and copy kernels) instead of rope_kv_update.
+bool append_fused() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_PREFILL_FUSED_KV");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+}  // namespace
+
 std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optional<Array>& qkv,
                                                                 const AttentionInputs& in,
                                                                 const fast::RopeOptions& ro) const {
-  // Only with q/k norms (Qwen3, Gemma3: six launches become one, decode +20% / +9% on the
-  // H200). Without them the separate path is three launches, and the fused kernel measured 5%
-  // slower for Llama-3.2-1B single-stream decode (BENCHMARKS.md, session 8).
-  if (!qkv || !in.cache || !q_norm_ || qkv_.has_branch(0, 3) || cfg_.rope_dims != cfg_.head_dim ||
+  if (!qkv || !in.cache || qkv_.has_branch(0, 3) || cfg_.rope_dims != cfg_.head_dim ||
       cfg_.head_dim % 16 != 0 || cfg_.head_dim > 256)
     return std::nullopt;
   const Dtype t = qkv->dtype();
   if (t != float32 && t != bfloat16 && t != float16) return std::nullopt;
   if (q_norm_ && (q_norm_->param("weight").dtype() != t || k_norm_->param("weight").dtype() != t))
     return std::nullopt;
+  const int64_t b = qkv->shape(0), l = qkv->shape(1);
   Array keys, values, column;
-  if (!in.cache->fixed(&keys, &values, &column) || keys.dtype() != t ||
-      keys.shape() != Shape{qkv->shape(0), cfg_.n_kv_heads, keys.shape(2), cfg_.head_dim})
+  const bool fixed = in.cache->fixed(&keys, &values, &column);
+  if (fixed) {
+    // A fixed-size cache (decode): only with q/k norms (Qwen3, Gemma3: six launches become
+    // one, decode +20% / +9% on the H200). Without them the separate path is three launches,
+    // and the fused kernel measured 5% slower for Llama-3.2-1B single-stream decode
+    // (BENCHMARKS.md, session 8).
+    if (!q_norm_ || keys.dtype() != t ||
+        keys.shape() != Shape{b, cfg_.n_kv_heads, keys.shape(2), cfg_.head_dim})
+      return std::nullopt;
+  } else if (!append_fused() || is_tracing() ||
+             !in.cache->prepare_append({b, cfg_.n_kv_heads, l, cfg_.head_dim}, t, qkv->device(),
+                                       &keys, &values, &column)) {
+    // A growing cache (prefill, scoring, classification): the new columns written in place,
+    // one kernel instead of the q/k norms, rotations, head transposes and cache copies.
     return std::nullopt;
+  }
   fast::RopeKvOptions opt{.n_heads = cfg_.n_heads, .n_kv_heads = cfg_.n_kv_heads, .rope = ro};
   std::optional<Array> qw, kw;
   if (q_norm_) {
@@ -113,7 +141,13 @@ std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optio
   }
   std::vector<Array> out =
       fast::rope_kv_update(*qkv, qw, kw, std::move(keys), std::move(values), column, opt);
-  in.cache->set_fixed(out[1], out[2]);
+  if (fixed) {
+    in.cache->set_fixed(out[1], out[2]);
+  } else {
+    auto kv = in.cache->finish_append(out[1], out[2], l);
+    out[1] = kv.first;
+    out[2] = kv.second;
+  }
   return out;
 }
 

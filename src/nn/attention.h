@@ -53,6 +53,20 @@ class KVCache {
   virtual bool fixed(Array* keys, Array* values, Array* column) const { return false; }
   /// The buffers after a fused update (see fixed()).
   virtual void set_fixed(Array keys, Array values) {}
+  /// Growing caches that can take the next columns written in place by the attention block
+  /// (fast::rope_kv_update, as for fixed()): makes room for kv_shape[2] new columns of keys and
+  /// values of shape kv_shape [B, Hkv, L, D] and gives the buffers [B, Hkv, C, D] and the first
+  /// new column (an int32 array of one element); the block then hands the written buffers to
+  /// finish_append(). false (the default): use update_and_fetch().
+  virtual bool prepare_append(const Shape& kv_shape, Dtype dtype, Device device, Array* keys,
+                              Array* values, Array* column) {
+    return false;
+  }
+  /// After prepare_append() and the write of `l` columns: keeps the buffers and returns the
+  /// keys and values to attend over, as update_and_fetch() would.
+  virtual std::pair<Array, Array> finish_append(Array keys, Array values, int64_t l) {
+    raise("[attention] internal: finish_append without prepare_append");
+  }
 };
 
 /// Per-call inputs of an attention block.
@@ -86,9 +100,10 @@ class Attention : public Module {
  private:
   Array run(const Array& x, const AttentionInputs& in, const Array* residual,
             const RMSNorm* norm) const;
-  /// {q, keys, values} from the stacked product through fast::rope_kv_update when the cache
-  /// has fixed buffers and the block qualifies (q/k norms, no branches, full rotary,
-  /// D % 16 == 0, D <= 256).
+  /// {q, keys, values} from the stacked product through fast::rope_kv_update when the block
+  /// qualifies (no branches, full rotary, D % 16 == 0, D <= 256) and the cache takes it: fixed
+  /// buffers (with q/k norms only) or a growing cache's prepare_append (outside gradient
+  /// transforms).
   std::optional<std::vector<Array>> fused_cache_update(const std::optional<Array>& qkv,
                                                        const AttentionInputs& in,
                                                        const fast::RopeOptions& ro) const;

@@ -36,7 +36,27 @@ class CountingAllocator final : public CachingAllocator {
     released.push_back(p);
     std::free(p);
   }
+  size_t raw_available() const override { return system_free; }
+
+ public:
+  size_t system_free = size_t(1) << 20;  // what the "system" reports free
 };
+
+TEST(AllocatorCache, AvailableIsSystemFreePlusCacheWithinTheLimit) {
+  CountingAllocator a(size_t(1) << 20);
+  Buffer x = a.malloc(4096), y = a.malloc(4096);
+  a.free(x);  // 4096 cached
+  EXPECT_EQ(a.available_memory(), (size_t(1) << 20) + 4096);
+  a.set_memory_limit(16384);  // 4096 active: 12288 more within the limit
+  EXPECT_EQ(a.available_memory(), 12288u);
+  a.system_free = 1000;  // the system is the tighter bound
+  EXPECT_EQ(a.available_memory(), 5096u);
+  a.set_memory_limit(2048);  // below what is active: nothing more
+  EXPECT_EQ(a.available_memory(), 0u);
+  a.set_memory_limit(0);
+  a.free(y);
+  EXPECT_EQ(a.available_memory(), 1000u + 8192u);
+}
 
 TEST(AllocatorCache, OverTheLimitTheLeastRecentlyFreedGoFirst) {
   // Sizes up to 4 KiB are their own classes (multiples of 64 bytes).

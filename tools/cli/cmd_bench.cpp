@@ -32,7 +32,7 @@ struct BenchArgs {
   int64_t texts = 512;        // classify prompts
   int64_t shared_prefix = 0;  // classify: tokens every prompt starts with
   int64_t labels = 3;         // classify
-  int64_t batch_size = 64;    // classify rows per forward pass
+  int64_t batch_size = 0;     // classify rows per forward pass (0: auto)
   int repeat = 3;             // measured runs (the best is reported)
   uint64_t seed = 0;
 };
@@ -114,8 +114,8 @@ nlohmann::json bench_classify(const models::Model& m, const BenchArgs& a, std::m
   for (int64_t k = 0; k < a.labels; ++k) labels.push_back({static_cast<int32_t>(100 + 7 * k)});
   llm::ClassifyOptions opt;
   opt.batch_size = a.batch_size;
-  const std::vector<std::vector<int32_t>> warm(
-      prompts.begin(), prompts.begin() + std::min<int64_t>(a.texts, a.batch_size));
+  const std::vector<std::vector<int32_t>> warm(prompts.begin(),
+                                               prompts.begin() + std::min<int64_t>(a.texts, 1024));
   llm::classify(m, warm, labels, opt);
   double best = 1e300;
   int64_t peak = 0;
@@ -189,7 +189,8 @@ const Registrar reg(
            ->check(CLI::NonNegativeNumber);
        app.add_option("--labels", a->labels, "classify: single-token labels (default 3)")
            ->check(CLI::Range(2, 64));
-       app.add_option("--batch-size", a->batch_size, "classify: rows per forward (default 64)")
+       app.add_option("--batch-size", a->batch_size,
+                      "classify: rows per forward (default 0: auto, as ingot classify)")
            ->check(CLI::PositiveNumber);
        app.add_option("--repeat", a->repeat, "Measured runs; the best is reported (default 3)")
            ->check(CLI::PositiveNumber);

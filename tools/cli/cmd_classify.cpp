@@ -23,7 +23,7 @@ struct ClassifyArgs {
   ModelArgs model;
   std::string labels;
   std::string template_path;
-  int64_t batch_size = 64;
+  int64_t batch_size = 0;
   bool progress = false;
   bool metrics = false;
 };
@@ -130,7 +130,9 @@ const Registrar reg(
                       "File with the prompt; {text} (exactly once) is replaced by each text; one "
                       "trailing newline of the file is dropped")
            ->required();
-       app.add_option("--batch-size", a->batch_size, "Texts per forward pass (default 64)")
+       app.add_option("--batch-size", a->batch_size,
+                      "Texts per forward pass (default 0: sized from the text lengths and free "
+                      "memory, 64 on the CPU)")
            ->check(CLI::PositiveNumber);
        app.add_flag("--progress", a->progress,
                     "Show the progress bar even when stderr is not a terminal");

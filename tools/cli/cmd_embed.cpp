@@ -19,7 +19,7 @@ struct EmbedArgs {
   ModelArgs model;
   std::string pooling = "last";
   std::string template_path;
-  int64_t batch_size = 64;
+  int64_t batch_size = 0;
   bool progress = false;
 };
 
@@ -72,7 +72,9 @@ const Registrar reg(
            ->check(CLI::IsMember({"last", "mean"}));
        app.add_option("--template", a->template_path,
                       "File with a prompt where {text} (exactly once) is replaced by each text");
-       app.add_option("--batch-size", a->batch_size, "Texts per forward pass (default 64)")
+       app.add_option("--batch-size", a->batch_size,
+                      "Texts per forward pass (default 0: sized from the text lengths and free "
+                      "memory, 64 on the CPU)")
            ->check(CLI::PositiveNumber);
        app.add_flag("--progress", a->progress,
                     "Show the progress bar even when stderr is not a terminal");

@@ -33,6 +33,15 @@ class CudaAllocator final : public CachingAllocator {
     cu::set_device(Device{Device::Type::cuda, index_});
     cudaFree(p);  // synchronises the device, so queued kernels finish with the block first
   }
+  size_t raw_available() const override {
+    cu::set_device(Device{Device::Type::cuda, index_});
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return free;
+  }
 
  private:
   const int index_;
