@@ -441,6 +441,13 @@ TEST(CudaFastRopeKv, MatchesCpu) {
       {2, 1, 32, 8, 64, 20, 7, false, false, false, true, true, true, false},
       // traditional pairs, several new columns, a strided qkv
       {2, 3, 4, 2, 16, 9, 4, true, true, false, false, false, false, true},
+      // Many positions (prefill, classification: the many-positions kernel, kRopeKvRowsMin):
+      // Qwen3-like with per-row positions, Gemma3-like D 256 (two chunks a lane in float32),
+      // Llama-like without norms and with frequencies, traditional pairs with D 64.
+      {4, 70, 16, 8, 128, 80, 3, true, false, false, false, true, false, false},
+      {3, 100, 4, 1, 256, 112, 0, true, false, true, true, true, false, true},
+      {2, 150, 32, 8, 128, 160, 5, false, false, false, true, false, true, false},
+      {5, 60, 8, 2, 64, 64, 1, true, true, false, false, true, false, false},
   };
   uint32_t seed = 7;
   for (const RopeKvCase& c : cases)

@@ -4,6 +4,7 @@
 // rounded to float (the correctly rounded value in all but vanishingly rare cases, which is
 // what the CPU's cosf/sinf return too); 16-bit inputs round where Hugging Face's bf16 code
 // does (backend/cpu/fast_rope.cpp).
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -254,9 +255,180 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
   check_launch("rope_kernel");
 }
 
+// ---- rope_kv_update over many positions (prefill, scoring, classification) ----
+//
+// The one-position-per-block kernel above is latency bound there: each small block computes
+// the cos/sin table again for every group of heads and then moves four rows. Here a block of
+// kRowsThreads owns P consecutive positions: it computes their cos/sin once (a float64 sincos
+// a thread), then groups of LPR lanes (a row of D elements as LPR 16-byte chunks per lane, NV
+// chunks each) normalise and rotate the P * heads rows, a rotation partner being the chunk
+// LPR / 2 lanes away (NV 1) or the lane's other chunk (NV 2), so no row passes through shared
+// memory. Values as the kernel above computes them (the norm's sum over the row's lanes in
+// another order: within an output ulp).
+
+constexpr int kRowsThreads = 256, kRowsMaxP = 16;
+
+template <typename T, int LPR, int NV>
+__global__ void __launch_bounds__(kRowsThreads)
+    rope_kv_rows_kernel(RopeKvArgs p, RopeInvFreqs inv, int P) {
+  pdl_prologue();
+  constexpr int V = 16 / sizeof(T);
+  __shared__ float cs[kRowsMaxP][128], sn[kRowsMaxP][128];
+  const int64_t heads = p.H + 2 * p.Hkv, half = p.D / 2, positions = p.B * p.L;
+  const int64_t t0 = int64_t(blockIdx.x) * P;
+  const int np = static_cast<int>(positions - t0 < P ? positions - t0 : P);
+  for (int64_t i = threadIdx.x; i < int64_t(np) * half; i += blockDim.x) {
+    const int64_t pi = i / half, k = i % half, t = t0 + pi;
+    const int64_t b = t / p.L, l = t % p.L;
+    const int64_t start =
+        p.rope.offsets ? load_int(p.rope.offsets, p.rope.offsets_dtype, b * p.rope.offsets_stride)
+                       : p.rope.offset;
+    const float pos = __fmul_rn(static_cast<float>(start + l), p.rope.scale);
+    const float ang = __fmul_rn(pos, inv_freq(p.rope, inv, k));
+    double sd, cd;
+    sincos(static_cast<double>(ang), &sd, &cd);
+    cs[pi][k] = round_through<T>(static_cast<float>(cd));
+    sn[pi][k] = round_through<T>(static_cast<float>(sd));
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, sub = lane % LPR;
+  const int group = static_cast<int>(threadIdx.x) / LPR, groups = kRowsThreads / LPR;
+  // The lanes of a group as a shuffle mask (LPR divides 32).
+  const unsigned mask = LPR == 32 ? 0xffffffffu : ((1u << LPR) - 1u) << ((lane / LPR) * LPR);
+  const int64_t column = load_int(p.column, p.column_dtype, 0);
+  const int64_t rows = int64_t(np) * heads;
+  // Trip counts are uniform within a group (the shuffles need all its lanes).
+  for (int64_t r = group; r < rows; r += groups) {
+    const int pi = static_cast<int>(r / heads);
+    const int64_t hd = r % heads, t = t0 + pi, b = t / p.L, l = t % p.L;
+    const T* src = static_cast<const T*>(p.qkv) + b * p.sb + l * p.sl + hd * p.D;
+    T* dst;
+    if (hd < p.H) {
+      dst = static_cast<T*>(p.q_out) + ((b * p.H + hd) * p.L + l) * p.D;
+    } else {
+      const bool is_k = hd < p.H + p.Hkv;
+      const int64_t kh = is_k ? hd - p.H : hd - p.H - p.Hkv;
+      const int64_t col = column + l;
+      if (col < 0 || col >= p.C) {
+        if (sub == 0) record_fault(p.site, col, p.C);
+        continue;
+      }
+      dst = static_cast<T*>(is_k ? p.keys : p.values) + ((b * p.Hkv + kh) * p.C + col) * p.D;
+      if (!is_k) {  // values: a copy
+#pragma unroll
+        for (int i = 0; i < NV; ++i) {
+          const int64_t c = sub + LPR * i;
+          *reinterpret_cast<uint4*>(dst + c * V) = load16(src + c * V);
+        }
+        continue;
+      }
+    }
+    float v[NV][V];
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      unpack16<T>(load16(src + (sub + LPR * i) * V), v[i]);
+#pragma unroll
+      for (int j = 0; j < V; ++j) ss += v[i][j] * v[i][j];
+    }
+    const void* nw = hd < p.H ? p.q_norm : p.k_norm;
+    if (nw) {
+#pragma unroll
+      for (int o = LPR / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(mask, ss, o);
+      const float rr = 1.0f / sqrtf(ss / static_cast<float>(p.D) + p.eps);
+#pragma unroll
+      for (int i = 0; i < NV; ++i) {
+        float w[V];
+        unpack16<T>(load16(static_cast<const T*>(nw) + (sub + LPR * i) * V), w);
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          v[i][j] = to_float(
+              rms_value<T>(v[i][j], rr, true, w[j], p.add_unit_offset, p.weight_in_float32));
+      }
+    }
+    // The partner values: pairs (2k, 2k + 1) sit in one chunk; pairs (k, k + half) in the
+    // chunk LPR / 2 lanes away (NV 1) or in the lane's other chunk (NV 2).
+    float w[NV][V];
+#pragma unroll
+    for (int i = 0; i < NV; ++i)
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        if (p.rope.traditional)
+          w[i][j] = v[i][j ^ 1];
+        else if (NV == 2)
+          w[i][j] = v[1 - i][j];
+        else
+          w[i][j] = __shfl_xor_sync(mask, v[i][j], LPR / 2);
+      }
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      const int64_t c = sub + LPR * i;
+      float o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const int64_t e = c * V + j;
+        int64_t k;
+        bool first;
+        if (p.rope.traditional) {
+          k = e / 2;
+          first = (e & 1) == 0;
+        } else {
+          first = e < half;
+          k = first ? e : e - half;
+        }
+        const float cc = cs[pi][k], s = sn[pi][k];
+        // first: x1 = v, x2 = partner; else x1 = partner, x2 = v (rope_element's formulas).
+        if (first)
+          o[j] = round_through<T>(
+              add_rn(round_through<T>(mul_rn(v[i][j], cc)), round_through<T>(mul_rn(-w[i][j], s))));
+        else
+          o[j] = round_through<T>(
+              add_rn(round_through<T>(mul_rn(v[i][j], cc)), round_through<T>(mul_rn(w[i][j], s))));
+      }
+      *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
+    }
+  }
+}
+
+/// Launches rope_kv_rows_kernel when D's chunks split into groups of 8, 16 or 32 lanes (one or
+/// two chunks a lane); false otherwise.
+template <typename T>
+bool launch_rope_kv_rows(const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
+  constexpr int64_t V = 16 / sizeof(T);
+  const int64_t chunks = a.D / V, heads = a.H + 2 * a.Hkv, positions = a.B * a.L;
+  const int P = static_cast<int>(std::clamp<int64_t>(128 / heads, 1, kRowsMaxP));
+  const auto blocks = static_cast<unsigned>((positions + P - 1) / P);
+  switch (chunks) {
+    case 8:
+      launch_pdl(rope_kv_rows_kernel<T, 8, 1>, blocks, kRowsThreads, 0, s, a, inv, P);
+      return true;
+    case 16:
+      launch_pdl(rope_kv_rows_kernel<T, 16, 1>, blocks, kRowsThreads, 0, s, a, inv, P);
+      return true;
+    case 32:
+      launch_pdl(rope_kv_rows_kernel<T, 32, 1>, blocks, kRowsThreads, 0, s, a, inv, P);
+      return true;
+    case 64:
+      launch_pdl(rope_kv_rows_kernel<T, 32, 2>, blocks, kRowsThreads, 0, s, a, inv, P);
+      return true;
+    default:
+      return false;
+  }
+}
+
 void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
   const int64_t positions = a.B * a.L, heads = a.H + 2 * a.Hkv;
   if (positions == 0 || heads == 0) return;
+  if (positions >= kRopeKvRowsMin) {
+    bool done = false;
+    if (t == Dtype::float16)
+      done = launch_rope_kv_rows<__half>(a, inv, s);
+    else if (t == Dtype::bfloat16)
+      done = launch_rope_kv_rows<__nv_bfloat16>(a, inv, s);
+    else
+      done = launch_rope_kv_rows<float>(a, inv, s);
+    if (done) return check_launch("rope_kv_rows_kernel");
+  }
   const dim3 grid(static_cast<unsigned>(positions),
                   static_cast<unsigned>((heads + kRopeKvWarps - 1) / kRopeKvWarps));
   switch (t) {

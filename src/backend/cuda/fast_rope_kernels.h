@@ -71,6 +71,10 @@ struct RopeKvArgs {
   FaultSite site;
 };
 
+/// Positions (B * L) from which rope_kv_update runs its many-positions kernel (a block per few
+/// positions, all their heads) instead of a block per (position, four heads).
+inline constexpr int64_t kRopeKvRowsMin = 256;
+
 /// Queues the rope_kv_update kernel for dtype t (float32, bfloat16 or float16).
 void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s);
 
