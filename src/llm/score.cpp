@@ -158,7 +158,7 @@ struct GroupRunner {
 int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t width) {
   constexpr int64_t kCpuRows = 64, kMaxRows = 1024;
   if (model.device().type == Device::Type::cpu) return kCpuRows;
-  static const int64_t tokens = std::max<long>(1, env::get_int("INGOT_CLASSIFY_TOKENS", 16384));
+  static const int64_t tokens = std::max<long>(1, env::get_int("INGOT_CLASSIFY_TOKENS", 32768));
   const models::ModelConfig& c = model.config();
   const int64_t es = static_cast<int64_t>(size_of(model.dtype()));
   const int64_t hd = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;

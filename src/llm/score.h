@@ -40,7 +40,7 @@ struct ClassifyOptions {
 };
 
 /// Rows of an automatically sized batch of rows with `width` own columns after a shared
-/// prefix of `prefix` columns: 64 on the CPU; on a GPU as many as make 16,384 tokens
+/// prefix of `prefix` columns: 64 on the CPU; on a GPU as many as make 32,768 tokens
 /// (INGOT_CLASSIFY_TOKENS overrides), at most 1,024, and few enough that the batch's working set
 /// (one layer's activations per token plus every layer's keys and values) stays within a
 /// quarter of the device memory still available.

@@ -266,7 +266,7 @@ void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream
 // memory. Values as the kernel above computes them (the norm's sum over the row's lanes in
 // another order: within an output ulp).
 
-constexpr int kRowsThreads = 256, kRowsMaxP = 16;
+constexpr int kRowsThreads = 256, kRowsMaxP = 16, kRowsUnroll = 4;
 
 template <typename T, int LPR, int NV>
 __global__ void __launch_bounds__(kRowsThreads)
@@ -297,95 +297,115 @@ __global__ void __launch_bounds__(kRowsThreads)
   const unsigned mask = LPR == 32 ? 0xffffffffu : ((1u << LPR) - 1u) << ((lane / LPR) * LPR);
   const int64_t column = load_int(p.column, p.column_dtype, 0);
   const int64_t rows = int64_t(np) * heads;
-  // Trip counts are uniform within a group (the shuffles need all its lanes).
-  for (int64_t r = group; r < rows; r += groups) {
-    const int pi = static_cast<int>(r / heads);
-    const int64_t hd = r % heads, t = t0 + pi, b = t / p.L, l = t % p.L;
-    const T* src = static_cast<const T*>(p.qkv) + b * p.sb + l * p.sl + hd * p.D;
-    T* dst;
-    if (hd < p.H) {
-      dst = static_cast<T*>(p.q_out) + ((b * p.H + hd) * p.L + l) * p.D;
-    } else {
-      const bool is_k = hd < p.H + p.Hkv;
-      const int64_t kh = is_k ? hd - p.H : hd - p.H - p.Hkv;
-      const int64_t col = column + l;
-      if (col < 0 || col >= p.C) {
-        if (sub == 0) record_fault(p.site, col, p.C);
-        continue;
-      }
-      dst = static_cast<T*>(is_k ? p.keys : p.values) + ((b * p.Hkv + kh) * p.C + col) * p.D;
-      if (!is_k) {  // values: a copy
+  // The lane's chunks of the norm weights, read once.
+  uint4 qn[NV], kn[NV];
 #pragma unroll
-        for (int i = 0; i < NV; ++i) {
-          const int64_t c = sub + LPR * i;
-          *reinterpret_cast<uint4*>(dst + c * V) = load16(src + c * V);
+  for (int i = 0; i < NV; ++i) {
+    const int64_t c = sub + LPR * i;
+    if (p.q_norm) qn[i] = load16(static_cast<const T*>(p.q_norm) + c * V);
+    if (p.k_norm) kn[i] = load16(static_cast<const T*>(p.k_norm) + c * V);
+  }
+  // A group requests the chunks of kRowsUnroll rows before it works on the first, so the
+  // rows' loads overlap. Trip counts are uniform within a group (the shuffles need all its
+  // lanes).
+  constexpr int U = kRowsUnroll;
+  for (int64_t r0 = group; r0 < rows; r0 += int64_t(groups) * U) {
+    uint4 raw[U][NV];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t r = r0 + int64_t(u) * groups;
+      if (r >= rows) break;
+      const int64_t hd = r % heads, t = t0 + r / heads;
+      const T* src = static_cast<const T*>(p.qkv) + (t / p.L) * p.sb + (t % p.L) * p.sl + hd * p.D;
+#pragma unroll
+      for (int i = 0; i < NV; ++i) raw[u][i] = load16(src + (sub + LPR * i) * V);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t r = r0 + int64_t(u) * groups;
+      if (r >= rows) break;
+      const int pi = static_cast<int>(r / heads);
+      const int64_t hd = r % heads, t = t0 + pi, b = t / p.L, l = t % p.L;
+      T* dst;
+      if (hd < p.H) {
+        dst = static_cast<T*>(p.q_out) + ((b * p.H + hd) * p.L + l) * p.D;
+      } else {
+        const bool is_k = hd < p.H + p.Hkv;
+        const int64_t kh = is_k ? hd - p.H : hd - p.H - p.Hkv;
+        const int64_t col = column + l;
+        if (col < 0 || col >= p.C) {
+          if (sub == 0) record_fault(p.site, col, p.C);
+          continue;
         }
-        continue;
+        dst = static_cast<T*>(is_k ? p.keys : p.values) + ((b * p.Hkv + kh) * p.C + col) * p.D;
+        if (!is_k) {  // values: a copy
+#pragma unroll
+          for (int i = 0; i < NV; ++i)
+            *reinterpret_cast<uint4*>(dst + (sub + LPR * i) * V) = raw[u][i];
+          continue;
+        }
       }
-    }
-    float v[NV][V];
-    float ss = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NV; ++i) {
-      unpack16<T>(load16(src + (sub + LPR * i) * V), v[i]);
-#pragma unroll
-      for (int j = 0; j < V; ++j) ss += v[i][j] * v[i][j];
-    }
-    const void* nw = hd < p.H ? p.q_norm : p.k_norm;
-    if (nw) {
-#pragma unroll
-      for (int o = LPR / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(mask, ss, o);
-      const float rr = 1.0f / sqrtf(ss / static_cast<float>(p.D) + p.eps);
+      float v[NV][V];
+      float ss = 0.0f;
 #pragma unroll
       for (int i = 0; i < NV; ++i) {
-        float w[V];
-        unpack16<T>(load16(static_cast<const T*>(nw) + (sub + LPR * i) * V), w);
+        unpack16<T>(raw[u][i], v[i]);
 #pragma unroll
-        for (int j = 0; j < V; ++j)
-          v[i][j] = to_float(
-              rms_value<T>(v[i][j], rr, true, w[j], p.add_unit_offset, p.weight_in_float32));
+        for (int j = 0; j < V; ++j) ss += v[i][j] * v[i][j];
       }
-    }
-    // The partner values: pairs (2k, 2k + 1) sit in one chunk; pairs (k, k + half) in the
-    // chunk LPR / 2 lanes away (NV 1) or in the lane's other chunk (NV 2).
-    float w[NV][V];
+      const bool is_q = hd < p.H;
+      if (is_q ? p.q_norm != nullptr : p.k_norm != nullptr) {
 #pragma unroll
-    for (int i = 0; i < NV; ++i)
+        for (int o = LPR / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(mask, ss, o);
+        const float rr = 1.0f / sqrtf(ss / static_cast<float>(p.D) + p.eps);
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        if (p.rope.traditional)
-          w[i][j] = v[i][j ^ 1];
-        else if (NV == 2)
-          w[i][j] = v[1 - i][j];
-        else
-          w[i][j] = __shfl_xor_sync(mask, v[i][j], LPR / 2);
-      }
+        for (int i = 0; i < NV; ++i) {
+          float w[V];
+          unpack16<T>(is_q ? qn[i] : kn[i], w);
 #pragma unroll
-    for (int i = 0; i < NV; ++i) {
-      const int64_t c = sub + LPR * i;
-      float o[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const int64_t e = c * V + j;
-        int64_t k;
-        bool first;
-        if (p.rope.traditional) {
-          k = e / 2;
-          first = (e & 1) == 0;
-        } else {
-          first = e < half;
-          k = first ? e : e - half;
+          for (int j = 0; j < V; ++j)
+            v[i][j] = to_float(
+                rms_value<T>(v[i][j], rr, true, w[j], p.add_unit_offset, p.weight_in_float32));
         }
-        const float cc = cs[pi][k], s = sn[pi][k];
-        // first: x1 = v, x2 = partner; else x1 = partner, x2 = v (rope_element's formulas).
-        if (first)
-          o[j] = round_through<T>(
-              add_rn(round_through<T>(mul_rn(v[i][j], cc)), round_through<T>(mul_rn(-w[i][j], s))));
-        else
-          o[j] = round_through<T>(
-              add_rn(round_through<T>(mul_rn(v[i][j], cc)), round_through<T>(mul_rn(w[i][j], s))));
       }
-      *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
+      // The partner values: pairs (2k, 2k + 1) sit in one chunk; pairs (k, k + half) in the
+      // chunk LPR / 2 lanes away (NV 1) or in the lane's other chunk (NV 2).
+      float w[NV][V];
+#pragma unroll
+      for (int i = 0; i < NV; ++i)
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          if (p.rope.traditional)
+            w[i][j] = v[i][j ^ 1];
+          else if (NV == 2)
+            w[i][j] = v[1 - i][j];
+          else
+            w[i][j] = __shfl_xor_sync(mask, v[i][j], LPR / 2);
+        }
+#pragma unroll
+      for (int i = 0; i < NV; ++i) {
+        const int64_t c = sub + LPR * i;
+        float o[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const int64_t e = c * V + j;
+          int64_t k;
+          bool first;
+          if (p.rope.traditional) {
+            k = e / 2;
+            first = (e & 1) == 0;
+          } else {
+            first = e < half;
+            k = first ? e : e - half;
+          }
+          const float cc = cs[pi][k], sv = sn[pi][k];
+          // first: x1 = v, x2 = partner; else x1 = partner, x2 = v (rope_element's formulas).
+          const float other = first ? -w[i][j] : w[i][j];
+          o[j] = round_through<T>(
+              add_rn(round_through<T>(mul_rn(v[i][j], cc)), round_through<T>(mul_rn(other, sv))));
+        }
+        *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
+      }
     }
   }
 }
