@@ -61,7 +61,8 @@ __device__ __forceinline__ float inv_freq(const RopeArgs& p, const RopeInvFreqs&
 // (the unrotated tail of partial rotary). Elements are read and written by the same thread,
 // so out may alias x (a donated buffer).
 template <typename T, typename A, bool Trad>
-__global__ void rope_kernel(RopeArgs p, RopeInvFreqs inv, int64_t heads_per_block) {
+__global__ void rope_kernel(RopeArgs p, const __grid_constant__ RopeInvFreqs inv,
+                            int64_t heads_per_block) {
   pdl_prologue();
   const T* x = static_cast<const T*>(p.x);
   T* out = static_cast<T*>(p.out);
@@ -136,7 +137,7 @@ __device__ __forceinline__ float rope_element(bool traditional, int64_t half, co
 
 template <typename T>
 __global__ void __launch_bounds__(32 * kRopeKvWarps)
-    rope_kv_kernel(RopeKvArgs p, RopeInvFreqs inv) {
+    rope_kv_kernel(const __grid_constant__ RopeKvArgs p, const __grid_constant__ RopeInvFreqs inv) {
   pdl_prologue();
   constexpr int V = 16 / sizeof(T);
   constexpr int NV = 256 / V > 32 ? 2 : 1;  // 16-byte vectors a lane holds (D <= 256)
@@ -270,7 +271,8 @@ constexpr int kRowsThreads = 256, kRowsMaxP = 16, kRowsUnroll = 4;
 
 template <typename T, int LPR, int NV>
 __global__ void __launch_bounds__(kRowsThreads)
-    rope_kv_rows_kernel(RopeKvArgs p, RopeInvFreqs inv, int P) {
+    rope_kv_rows_kernel(const __grid_constant__ RopeKvArgs p,
+                        const __grid_constant__ RopeInvFreqs inv, int P) {
   pdl_prologue();
   constexpr int V = 16 / sizeof(T);
   __shared__ float cs[kRowsMaxP][128], sn[kRowsMaxP][128];

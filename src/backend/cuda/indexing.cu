@@ -81,7 +81,8 @@ __device__ __forceinline__ void map_offsets(int64_t i, const IndexMap& m, int64_
 // ---- take / gather over contiguous rows ----
 
 template <typename U, typename I>
-__global__ void take_rows_block_kernel(TakeRows p, int64_t rows, int64_t units) {
+__global__ void take_rows_block_kernel(const __grid_constant__ TakeRows p, int64_t rows,
+                                       int64_t units) {
   pdl_prologue();
   const U* src = static_cast<const U*>(p.src);
   U* dst = static_cast<U*>(p.dst);
@@ -96,7 +97,8 @@ __global__ void take_rows_block_kernel(TakeRows p, int64_t rows, int64_t units) 
 }
 
 template <typename U, typename I>
-__global__ void take_rows_flat_kernel(TakeRows p, int64_t n, int64_t units) {
+__global__ void take_rows_flat_kernel(const __grid_constant__ TakeRows p, int64_t n,
+                                      int64_t units) {
   pdl_prologue();
   const U* src = static_cast<const U*>(p.src);
   U* dst = static_cast<U*>(p.dst);
@@ -129,7 +131,7 @@ int row_unit(const TakeRows& p) {
 // ---- indexed elementwise maps ----
 
 template <typename T, typename I>
-__global__ void gather_kernel(IndexMap m, int64_t n) {
+__global__ void gather_kernel(const __grid_constant__ IndexMap m, int64_t n) {
   pdl_prologue();
   const T* src = static_cast<const T*>(m.src);
   T* dst = static_cast<T*>(m.dst);
@@ -142,7 +144,7 @@ __global__ void gather_kernel(IndexMap m, int64_t n) {
 }
 
 template <typename T, typename I>
-__global__ void put_lines_kernel(IndexMap m, int64_t lines) {
+__global__ void put_lines_kernel(const __grid_constant__ IndexMap m, int64_t lines) {
   pdl_prologue();
   const T* src = static_cast<const T*>(m.src);
   T* dst = static_cast<T*>(m.dst);
@@ -185,7 +187,7 @@ __device__ __forceinline__ void accumulate(scatter_acc_t<T>* p, T v) {
 /// reproducible and equal the CPU's sequential ones (no atomics: lines never share a
 /// destination, the indexed axis being the only one a line moves along).
 template <typename T, typename I>
-__global__ void scatter_add_lines_kernel(IndexMap m, int64_t lines) {
+__global__ void scatter_add_lines_kernel(const __grid_constant__ IndexMap m, int64_t lines) {
   const T* src = static_cast<const T*>(m.src);
   auto* dst = static_cast<scatter_acc_t<T>*>(m.dst);
   const I* idx = static_cast<const I*>(m.idx);
