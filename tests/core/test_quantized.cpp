@@ -209,11 +209,8 @@ bool cpu_has_vnni() {
   return cpu::hardware_isa() >= cpu::Isa::avx512 && ((c >> 11) & 1u);
 }
 
-/// quantized_matmul's decode forced to the int8 GEMV (true) or the float32 one (false).
-struct Int8Scope {
-  explicit Int8Scope(bool on) { cpu::set_int8_decode(on); }
-  ~Int8Scope() { cpu::reset_int8_decode(); }
-};
+/// quantized_matmul forced to the int8 kernels (true) or the float32 path (false) for a scope.
+using Int8Scope = cpu::ScopedInt8Decode;
 
 /// Whether quantized_matmul runs the int8 kernels on level `isa` with them switched on, for m
 /// rows of x and `bits`-bit weights (the documented rule, cpu::int8_gemv_faster): VNNI always;

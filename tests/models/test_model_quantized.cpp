@@ -43,9 +43,8 @@ Array logits_of(const Model& m) {
 }
 
 /// quantized_matmul pinned to float32 activations (MLX's numerics) for a scope.
-struct FloatActivations {
-  FloatActivations() { cpu::set_int8_decode(false); }
-  ~FloatActivations() { cpu::reset_int8_decode(); }
+struct FloatActivations : cpu::ScopedInt8Decode {
+  FloatActivations() : cpu::ScopedInt8Decode(false) {}
 };
 
 /// Module `mod` of a quantized checkpoint unpacked by the layout's definition (value j of a

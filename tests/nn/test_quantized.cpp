@@ -20,9 +20,8 @@ namespace ingot::nn {
 namespace {
 
 /// quantized_matmul pinned to float32 activations (MLX's numerics) for a scope.
-struct FloatActivations {
-  FloatActivations() { cpu::set_int8_decode(false); }
-  ~FloatActivations() { cpu::reset_int8_decode(); }
+struct FloatActivations : cpu::ScopedInt8Decode {
+  FloatActivations() : cpu::ScopedInt8Decode(false) {}
 };
 
 /// A layer's packed weight unpacked by the layout's definition, in float64: w = s * q + b per

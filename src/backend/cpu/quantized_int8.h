@@ -38,6 +38,14 @@ bool int8_gemv_active(Int8Gemv& kern);
 void set_int8_decode(bool on);
 void reset_int8_decode();
 
+/// set_int8_decode(on) for a scope, then reset_int8_decode() (tests, benchmarks).
+struct ScopedInt8Decode {
+  explicit ScopedInt8Decode(bool on) { set_int8_decode(on); }
+  ~ScopedInt8Decode() { reset_int8_decode(); }
+  ScopedInt8Decode(const ScopedInt8Decode&) = delete;
+  ScopedInt8Decode& operator=(const ScopedInt8Decode&) = delete;
+};
+
 /// Whether quantized_matmul runs the int8 kernel `kern` (from int8_gemv_active) for m rows of x
 /// and `bits`-bit weights: where it measured faster than the float32 path of the active level
 /// (AMD EPYC Zen 5, 1 thread, Llama-3.2-1B shapes; the AVX2 kernel on the avx512 level standing
