@@ -468,18 +468,21 @@ INGOT_API int ingot_score(ingot_model m, const int32_t* const* prompts,
                           const size_t* prompt_lengths, const int32_t* const* continuations,
                           const size_t* cont_lengths, size_t n, int64_t batch_size, double* sums,
                           double* token_logprobs);
-/** Label probabilities of token-id prompts: probs[i * n_labels + k]. batch_size 0: 64. */
+/** Label probabilities of token-id prompts: probs[i * n_labels + k]. batch_size 0: sized
+ * automatically (64 prompts on the CPU; on a GPU from the prompt lengths and free memory). */
 INGOT_API int ingot_classify(ingot_model m, const int32_t* const* prompts, const size_t* lengths,
                              size_t n, const int32_t* const* labels, const size_t* label_lengths,
                              size_t n_labels, int64_t batch_size, double* probs);
 /** Label probabilities of texts through a template containing "{text}" once (labels are
- * strings, tokenized as they continue the filled template): probs[i * n_labels + k]. */
+ * strings, tokenized as they continue the filled template): probs[i * n_labels + k].
+ * batch_size 0: sized automatically, as ingot_classify. */
 INGOT_API int ingot_classify_texts(ingot_model m, const char* template_text,
                                    const char* const* labels, size_t n_labels,
                                    const char* const* texts, size_t n_texts, int64_t batch_size,
                                    double* probs);
 typedef enum ingot_pooling { INGOT_POOL_LAST = 0, INGOT_POOL_MEAN = 1 } ingot_pooling;
-/** Pooled final hidden states (float32): out[i * hidden_size + j]. batch_size 0: 64. */
+/** Pooled final hidden states (float32): out[i * hidden_size + j]. batch_size 0: sized
+ * automatically, as ingot_classify. */
 INGOT_API int ingot_embed(ingot_model m, const int32_t* const* prompts, const size_t* lengths,
                           size_t n, int pooling, int64_t batch_size, float* out);
 

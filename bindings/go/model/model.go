@@ -454,7 +454,8 @@ func cStrings(v []string) (**C.char, func()) {
 }
 
 // ClassifyTexts fills template (containing "{text}" once) with each text and returns the
-// probability of each label string continuing it. batchSize 0: 64.
+// probability of each label string continuing it. batchSize 0: sized automatically (64 texts
+// on the CPU; on a GPU from the text lengths and the free device memory).
 func (m *Model) ClassifyTexts(template string, labels, texts []string, batchSize int) ([][]float64, error) {
 	ct := C.CString(template)
 	defer C.free(unsafe.Pointer(ct))
