@@ -284,6 +284,21 @@ template <typename T>
 Array::Array(std::initializer_list<T> values, Shape shape, Dtype dtype)
     : Array(std::vector<T>(values), std::move(shape), dtype) {}
 
+namespace detail {
+/// Row-major elements of dtype `src_type` at src converted into out (its size: the count).
+template <typename T>
+void convert_into(const void* src, Dtype src_type, std::vector<T>& out) {
+  const auto n = static_cast<int64_t>(out.size());
+  if constexpr (std::is_same_v<T, bool>) {
+    std::vector<uint8_t> b(out.size());
+    convert_copy(src, src_type, b.data(), Dtype::bool_, n);
+    for (size_t i = 0; i < b.size(); ++i) out[i] = b[i] != 0;
+  } else {
+    convert_copy(src, src_type, out.data(), dtype_of<T>(), n);
+  }
+}
+}  // namespace detail
+
 template <typename T>
 std::vector<T> Array::to_vector() const {
   eval();
@@ -298,13 +313,7 @@ std::vector<T> Array::to_vector() const {
     read_row_major(*this, tmp.data());
     src = tmp.data();
   }
-  if constexpr (std::is_same_v<T, bool>) {
-    std::vector<uint8_t> b(out.size());
-    convert_copy(src, dtype(), b.data(), Dtype::bool_, size());
-    for (size_t i = 0; i < b.size(); ++i) out[i] = b[i] != 0;
-  } else {
-    convert_copy(src, dtype(), out.data(), dtype_of<T>(), size());
-  }
+  detail::convert_into(src, dtype(), out);
   return out;
 }
 
@@ -312,14 +321,7 @@ template <typename T>
 std::vector<T> PendingRead::get() {
   std::vector<T> out(static_cast<size_t>(a_.size()));
   if (out.empty()) return out;
-  const void* src = wait();
-  if constexpr (std::is_same_v<T, bool>) {
-    std::vector<uint8_t> b(out.size());
-    convert_copy(src, a_.dtype(), b.data(), Dtype::bool_, a_.size());
-    for (size_t i = 0; i < b.size(); ++i) out[i] = b[i] != 0;
-  } else {
-    convert_copy(src, a_.dtype(), out.data(), dtype_of<T>(), a_.size());
-  }
+  detail::convert_into(wait(), a_.dtype(), out);
   return out;
 }
 
