@@ -29,6 +29,18 @@ struct UnaryFn {
     return ew::from_compute<O>(Op{}(ew::to_compute<ew::compute_t<T>>(x)));
   }
 };
+// gelu_tanh of 16-bit floats: mostly in float, the same bits (ew::gelu_tanh_round).
+template <typename T>
+struct UnaryFn<ew::GeluTanhOp, T> {
+  static constexpr int arity = 1;
+  using O = T;
+  __device__ __forceinline__ O operator()(T x) const {
+    if constexpr (ew::is_half_v<T>)
+      return ew::gelu_tanh_round<T>(ew::to_compute<float>(x));
+    else
+      return ew::GeluTanhOp{}(x);
+  }
+};
 template <typename Op, typename T>
 struct BinaryFn {
   static constexpr int arity = 2;

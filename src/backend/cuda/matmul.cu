@@ -150,14 +150,17 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
 template <typename T>
 __device__ __forceinline__ T gated_value(ew::compute_t<T> g, ew::compute_t<T> u, int act) {
   using C = ew::compute_t<T>;
-  C a;
-  if (act == 1)
-    a = ew::SiluOp{}(g);
-  else if (act == 2)
-    a = ew::GeluOp{}(g);
-  else
-    a = ew::GeluTanhOp{}(g);
-  const C ar = ew::to_compute<C>(ew::from_compute<T>(a));
+  C ar;
+  if (act == 1) {
+    ar = ew::to_compute<C>(ew::from_compute<T>(ew::SiluOp{}(g)));
+  } else if (act == 2) {
+    ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluOp{}(g)));
+  } else {
+    if constexpr (ew::is_half_v<T>)
+      ar = ew::to_compute<C>(ew::gelu_tanh_round<T>(g));
+    else
+      ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluTanhOp{}(g)));
+  }
   return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
 }
 

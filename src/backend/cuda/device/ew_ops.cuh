@@ -250,6 +250,33 @@ struct GeluTanhOp {
   }
 };
 
+/// gelu_tanh of a 16-bit float (widened to float) rounded to the 16-bit type S: the same bits
+/// as from_compute<S>(GeluTanhOp{}(x)) (the double formula rounded to float, then to S), in
+/// float where that is provably so. The float formula's relative error is at most
+/// (|a| * 4.2e-7 + 4e-7) for the exp argument a (rounded constants and products, no
+/// cancellation since x and 0.044715 x^3 share a sign, expf within 2 ulps, the division);
+/// eps doubles that. When every value within eps of the float result rounds to the same S,
+/// the double result (inside that interval) rounds to it too, since rounding is monotonic;
+/// otherwise (near an S rounding boundary, about 0.5% of inputs, or an overflowed exp or a
+/// result below the normal floats) the double formula decides.
+template <typename S>
+__device__ __forceinline__ S gelu_tanh_round(float x) {
+  const float a = -1.5957691216057308f * (x + 0.044715f * x * x * x);
+  const float e = ::expf(a);
+  const float y = x / (1.0f + e);
+  const float ay = ::fabsf(y);
+  if (e <= 3.0e38f && ay >= 1.17549435e-38f) {
+    const float d = ay * (1.0e-6f * (::fabsf(a) + 1.0f));
+    const S lo = from_compute<S>(y - d), hi = from_compute<S>(y + d);
+    if constexpr (same_v<S, __half>) {
+      if (__half_as_ushort(lo) == __half_as_ushort(hi)) return lo;
+    } else {
+      if (__bfloat16_as_ushort(lo) == __bfloat16_as_ushort(hi)) return lo;
+    }
+  }
+  return from_compute<S>(GeluTanhOp{}(x));
+}
+
 struct LogicalNotOp {
   INGOT_CU_EW_TRAITS(bools, false)
   __device__ __forceinline__ bool operator()(bool x) const { return !x; }
