@@ -231,6 +231,25 @@ TEST(CudaSdpa, MasksMatchCpu) {
   check_case(c64, float64, 992, bool_mask({1, 2, 5, 33}, 993), " bool");
 }
 
+// Many (batch, kv head) problems whose keys fit one tile (classification batches) run on the
+// persistent two-stage kernel (at least 8 CTAs per SM of the H200's 132: these shapes give
+// 1,200 to 2,400): causal, masks, softcap and window, a chunk after cached keys, row counts
+// that are not multiples of 16.
+TEST(CudaSdpa, ShortRowsPersistentKernelMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1700;
+  for (Dtype t : {bfloat16, float16}) {
+    check_case({300, 4, 2, 48, 48, 128, 128, true}, t, seed += 3);
+    check_case({600, 2, 1, 64, 64, 64, 64, true}, t, seed += 3);
+  }
+  const Case padded{300, 4, 2, 40, 40, 128, 128};
+  seed += 3;
+  check_case(padded, bfloat16, seed, bool_mask({300, 1, 40, 40}, seed + 1), " bool [B,1,L,S]");
+  check_case({300, 4, 2, 48, 48, 128, 128, true, 16, 30.0f}, bfloat16, seed += 3);
+  check_case({1100, 2, 2, 16, 60, 64, 64, true}, float16, seed += 3);
+  check_case({1200, 3, 1, 7, 7, 64, 64, true}, bfloat16, seed += 3);
+}
+
 /// One operand laid out as a view of a differently shaped base; `base` is built on the CPU and
 /// the same view is taken of its CUDA copy.
 struct ViewCase {

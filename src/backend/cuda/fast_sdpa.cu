@@ -84,9 +84,8 @@ struct Block {
   int64_t b, hk, bh, r0;
   int split;
 };
-__device__ __forceinline__ Block block_coords(const KParams& p, int rows_per_cta) {
+__device__ __forceinline__ Block block_coords(const KParams& p, int64_t x, int rows_per_cta) {
   const int64_t bhkv = p.a.B * p.a.Hkv;
-  int64_t x = blockIdx.x;
   Block c;
   c.bh = x % bhkv;
   x /= bhkv;
@@ -206,7 +205,7 @@ __global__ void __launch_bounds__(kSimtThreads) sdpa_simt_kernel(const KParams p
   A* vs = ks + BC * (D + 1);               // [BC][Dv]
   A* ps = vs + BC * Dv;                    // [BR][BC] probabilities
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const Block c = block_coords(p, BR);
+  const Block c = block_coords(p, blockIdx.x, BR);
   const int64_t r1 = min(c.r0 + BR, p.rows);
   int64_t kb, ke;
   key_range(p, c, r1, kb, ke);
@@ -387,221 +386,372 @@ struct MmaTile {
   static constexpr bool kQRegs = D <= 128;  // Q fragments kept in registers
 };
 
-// One warp per 16 rows (1 to 4 warps); K and V tiles are single-buffered with cp.async so that
-// V_j loads during S = Q K_j^T and K_{j+1} during the softmax and O += P V_j. Fragment layouts
+// The pieces of the tensor-core kernels. One warp per 16 rows (1 to 4 warps). Fragment layouts
 // follow PTX's mma.m16n8k16: thread (g = lane / 4, q = lane % 4) holds rows g and g + 8,
 // columns 2q and 2q + 1 of each 8-wide tile.
+
+// Q rows [c.r0, c.r0 + BR) of the CTA into shared memory (async; rows past the end read zeros).
 template <typename T, int D>
-__global__ void __launch_bounds__(kMaxThreads) sdpa_mma_kernel(const KParams p) {
+__device__ __forceinline__ void mma_load_q(T* qs, const KParams& p, const Block& c, int BR) {
+  using Cfg = MmaTile<D>;
+  const SdpaArgs& a = p.a;
+  const T* q = static_cast<const T*>(a.q);
+  for (int idx = threadIdx.x; idx < BR * Cfg::kChunks; idx += blockDim.x) {
+    const int i = idx / Cfg::kChunks, ch = idx % Cfg::kChunks;
+    const Row w = row_at(p, c, c.r0 + i);
+    cp_async16(qs + i * Cfg::kStride + ch * 8,
+               q + c.b * a.q_st[0] + w.h * a.q_st[1] + w.l * a.q_st[2] + ch * 8, w.valid);
+  }
+}
+
+// Rows of keys j0.. (row stride st) into a tile (async); keys at or past ke are zero (V must
+// not carry NaN garbage). A thread's chunks are tid, tid + nthr, ...: when nthr is a multiple
+// of the row's chunks they sit in one column, a fixed number of rows apart, so the addresses
+// just step.
+template <typename T, int D>
+__device__ __forceinline__ void mma_load_tile(T* dst, const T* src, int64_t st, int64_t j0,
+                                              int64_t ke) {
   using Cfg = MmaTile<D>;
   constexpr int BC = Cfg::kKeys, ST = Cfg::kStride, CH = Cfg::kChunks;
-  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const int nk = static_cast<int>(min(static_cast<int64_t>(BC), ke - j0));
+  if (nthr % CH == 0) {
+    const int row_step = nthr / CH, my_row = tid / CH, my_col = (tid % CH) * 8;
+    int64_t g = (j0 + my_row) * st + my_col;
+    const int64_t gstep = row_step * st;
+    T* sm = dst + my_row * ST + my_col;
+    for (int i = my_row; i < BC; i += row_step, g += gstep, sm += row_step * ST)
+      cp_async16(sm, src + (i < nk ? g : 0), i < nk);
+  } else {
+    for (int idx = tid; idx < BC * CH; idx += nthr) {
+      const int i = idx / CH, ch = idx % CH;
+      cp_async16(dst + i * ST + ch * 8, src + (i < nk ? (j0 + i) * st : 0) + ch * 8, i < nk);
+    }
+  }
+}
+
+// Per-thread state of a warp's 16 rows: Q fragments (D <= 128), output accumulators and the
+// online softmax's running maximum (log2 units) and sum.
+template <int D>
+struct MmaRows {
+  uint32_t qf[MmaTile<D>::kQRegs ? D / 16 : 1][4];
+  float o[D / 8][4];
+  float m[2], l[2];
+  Row rw[2];
+};
+
+// Starts a warp's rows: Q fragments from shared memory (when kept in registers), zeroed
+// accumulators, the rows' coordinates.
+template <typename T, int D>
+__device__ __forceinline__ void mma_rows_begin(MmaRows<D>& r, const KParams& p, const Block& c,
+                                               const T* qwarp) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  r.rw[0] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2));
+  r.rw[1] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2) + 8);
+  if constexpr (MmaTile<D>::kQRegs) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(r.qf[kk], qwarp + kk * 16);
+  }
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) r.o[dt][0] = r.o[dt][1] = r.o[dt][2] = r.o[dt][3] = 0.0f;
+  r.m[0] = r.m[1] = -INFINITY;
+  r.l[0] = r.l[1] = 0.0f;
+}
+
+// s = Q K_j^T for the warp's 16 rows and the tile's keys (K tile in shared memory).
+template <typename T, int D>
+__device__ __forceinline__ void mma_scores(float (&s)[MmaTile<D>::kKeys / 8][4],
+                                           const MmaRows<D>& r, const T* qwarp, const T* ks) {
+  using Cfg = MmaTile<D>;
+  constexpr int BC = Cfg::kKeys, ST = Cfg::kStride;
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t af[4];
+    if constexpr (Cfg::kQRegs) {
+      af[0] = r.qf[kk][0], af[1] = r.qf[kk][1], af[2] = r.qf[kk][2], af[3] = r.qf[kk][3];
+    } else {
+      ldsm_x4(af, qwarp + kk * 16);
+    }
+#pragma unroll
+    for (int n2 = 0; n2 < BC / 16; ++n2) {
+      uint32_t bf[4];
+      ldsm_x4(bf, ks + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * ST + kk * 16 +
+                      (((lane >> 3) & 1) << 3));
+      mma_16816<T>(s[2 * n2], af, bf[0], bf[1]);
+      mma_16816<T>(s[2 * n2 + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// The online softmax over the tile of keys j0..: scales the scores (softcap, mask and
+// visibility where the tile is not `full`), turns them into probabilities (log2 units) and
+// rescales the accumulators and sums by the change of the running maximum.
+template <int D>
+__device__ __forceinline__ void mma_softmax(float (&s)[MmaTile<D>::kKeys / 8][4], MmaRows<D>& r,
+                                            const KParams& p, const Block& c, int64_t j0,
+                                            int64_t ke, bool full) {
+  constexpr int BC = MmaTile<D>::kKeys;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const int quad = threadIdx.x & 3;
+  const SdpaArgs& a = p.a;
+  // The branch stays outside the element loops so that the checks are not predicated inline.
+  if (full) {
+    const float sl2 = a.scale * kLog2e;
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[n][e] *= sl2;
+  } else {
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        s[n][e] = score<float>(p, c, r.rw[e >> 1], j0 + n * 8 + quad * 2 + (e & 1), ke,
+                               s[n][e] * a.scale) *
+                  kLog2e;
+  }
+  float alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float mx = r.m[i];
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    // A row that has seen no visible key keeps max -inf; its probabilities are 2^-inf = 0.
+    const float mu = mx == -INFINITY ? 0.0f : mx;
+    alpha[i] = ex2(r.m[i] - mu);
+    r.m[i] = mx;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+      for (int e = 2 * i; e < 2 * i + 2; ++e) {
+        s[n][e] = ex2(s[n][e] - mu);
+        sum += s[n][e];
+      }
+    r.l[i] = r.l[i] * alpha[i] + sum;  // this thread's columns; the quad is summed at the end
+  }
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) {
+    r.o[dt][0] *= alpha[0], r.o[dt][1] *= alpha[0];
+    r.o[dt][2] *= alpha[1], r.o[dt][3] *= alpha[1];
+  }
+}
+
+// O += P V_j (V tile in shared memory).
+template <typename T, int D>
+__device__ __forceinline__ void mma_pv(MmaRows<D>& r, const float (&s)[MmaTile<D>::kKeys / 8][4],
+                                       const T* vs) {
+  constexpr int BC = MmaTile<D>::kKeys, ST = MmaTile<D>::kStride;
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int kt = 0; kt < BC / 16; ++kt) {
+    const uint32_t pa[4] = {
+        pack2<T>(s[2 * kt][0], s[2 * kt][1]), pack2<T>(s[2 * kt][2], s[2 * kt][3]),
+        pack2<T>(s[2 * kt + 1][0], s[2 * kt + 1][1]), pack2<T>(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+#pragma unroll
+    for (int d2 = 0; d2 < D / 16; ++d2) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, vs + (kt * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ST + d2 * 16 +
+                        ((lane >> 4) << 3));
+      mma_16816<T>(r.o[2 * d2], pa, bf[0], bf[1]);
+      mma_16816<T>(r.o[2 * d2 + 1], pa, bf[2], bf[3]);
+    }
+  }
+}
+
+// Sums the row sums over the quad (after the last tile).
+template <int D>
+__device__ __forceinline__ void mma_rows_end(MmaRows<D>& r) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    r.l[i] += __shfl_xor_sync(0xffffffffu, r.l[i], 1);
+    r.l[i] += __shfl_xor_sync(0xffffffffu, r.l[i], 2);
+  }
+}
+
+// The warp's normalised rows into the output, staged through `stage` (16 rows of the warp's
+// own shared memory, no longer read by any other warp) so that each row goes out in 16-byte
+// stores.
+template <typename T, int D>
+__device__ __forceinline__ void mma_store(const MmaRows<D>& r, const KParams& p, const Block& c,
+                                          T* stage) {
+  constexpr int ST = MmaTile<D>::kStride, CH = MmaTile<D>::kChunks;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, quad = lane & 3;
+  const SdpaArgs& a = p.a;
+  const float inv[2] = {r.l[0] > 0.0f ? 1.0f / r.l[0] : 0.0f, r.l[1] > 0.0f ? 1.0f / r.l[1] : 0.0f};
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
+          pack2<T>(r.o[dt][2 * i] * inv[i], r.o[dt][2 * i + 1] * inv[i]);
+  __syncwarp();
+  T* out = static_cast<T*>(a.out);
+  for (int idx = lane; idx < 16 * CH; idx += 32) {
+    const int i = idx / CH, ch = idx % CH;
+    const int64_t rr = c.r0 + warp * 16 + i;
+    if (rr >= p.rows) continue;
+    const Row w = row_at(p, c, rr);
+    *reinterpret_cast<uint4*>(out + ((c.b * a.H + w.h) * a.L + w.l) * D + ch * 8) =
+        *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8);
+  }
+  __syncwarp();
+}
+
+// True when every key of the tile j0.. is visible to every row of the CTA without checks (no
+// softcap or mask, inside the causal band and the window).
+__device__ __forceinline__ bool mma_full_tile(const KParams& p, const Block& c, int64_t r1,
+                                              int64_t j0, int64_t ke, int bc) {
+  const SdpaArgs& a = p.a;
+  const bool plain = !(a.softcap > 0) && a.mask_kind == SdpaMaskKind::none;
+  const int64_t off = a.S - a.L, lmin = c.r0 / p.G, lmax = (r1 - 1) / p.G;
+  return plain && j0 + bc <= ke &&
+         (!a.causal ||
+          (j0 + bc - 1 <= off + lmin && (a.window <= 0 || j0 > off + lmax - a.window)));
+}
+
+// K and V tiles are single-buffered with cp.async so that V_j loads during S = Q K_j^T and
+// K_{j+1} during the softmax and O += P V_j.
+template <typename T, int D>
+__global__ void __launch_bounds__(kMaxThreads) sdpa_mma_kernel(const __grid_constant__ KParams p) {
+  using Cfg = MmaTile<D>;
+  constexpr int BC = Cfg::kKeys, ST = Cfg::kStride;
+  constexpr float kLn2 = 0.6931471805599453f;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const SdpaArgs& a = p.a;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthr = blockDim.x;
-  const int BR = nthr / 2;  // 16 rows per warp
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int BR = blockDim.x / 2;  // 16 rows per warp
   T* qs = reinterpret_cast<T*>(smem_raw);
   T* ks = qs + BR * ST;
   T* vs = ks + BC * ST;
-  const Block c = block_coords(p, BR);
+  const Block c = block_coords(p, blockIdx.x, BR);
   const int64_t r1 = min(c.r0 + BR, p.rows);
   int64_t kb, ke;
   key_range(p, c, r1, kb, ke);
-  const T* q = static_cast<const T*>(a.q);
   const T* k = static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1];
   const T* v = static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1];
 
-  for (int idx = tid; idx < BR * CH; idx += nthr) {
-    const int i = idx / CH, ch = idx % CH;
-    const Row w = row_at(p, c, c.r0 + i);
-    cp_async16(qs + i * ST + ch * 8,
-               q + c.b * a.q_st[0] + w.h * a.q_st[1] + w.l * a.q_st[2] + ch * 8, w.valid);
-  }
+  mma_load_q<T, D>(qs, p, c, BR);
   cp_async_commit();
-  // Rows of keys j0.. into a tile; keys at or past ke are zero (V must not carry NaN garbage).
-  // A thread's chunks are tid, tid + nthr, ...: when nthr is a multiple of CH they sit in one
-  // column, a fixed number of rows apart, so the addresses just step.
-  const bool steps = nthr % CH == 0;
-  const int row_step = nthr / CH, my_row = tid / CH, my_col = (tid % CH) * 8;
-  auto load_tile = [&](T* dst, const T* src, int64_t st, int64_t j0) {
-    const int nk = static_cast<int>(min(static_cast<int64_t>(BC), ke - j0));
-    if (steps) {
-      int64_t g = (j0 + my_row) * st + my_col;
-      const int64_t gstep = row_step * st;
-      T* sm = dst + my_row * ST + my_col;
-      for (int i = my_row; i < BC; i += row_step, g += gstep, sm += row_step * ST)
-        cp_async16(sm, src + (i < nk ? g : 0), i < nk);
-    } else {
-      for (int idx = tid; idx < BC * CH; idx += nthr) {
-        const int i = idx / CH, ch = idx % CH;
-        cp_async16(dst + i * ST + ch * 8, src + (i < nk ? (j0 + i) * st : 0) + ch * 8, i < nk);
-      }
-    }
-  };
-  if (kb < ke) load_tile(ks, k, a.k_st[2], kb);
+  if (kb < ke) mma_load_tile<T, D>(ks, k, a.k_st[2], kb, ke);
   cp_async_commit();
   cp_async_wait<1>();
   __syncthreads();
 
-  const int quad = lane & 3;
-  Row rw[2];
-  rw[0] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2));
-  rw[1] = row_at(p, c, c.r0 + warp * 16 + (lane >> 2) + 8);
-  const int64_t off = a.S - a.L, lmin = c.r0 / p.G, lmax = (r1 - 1) / p.G;
-  const bool plain = !(a.softcap > 0) && a.mask_kind == SdpaMaskKind::none;
   const T* qwarp = qs + (warp * 16 + (lane & 15)) * ST + (lane >> 4) * 8;
-  [[maybe_unused]] uint32_t qf[Cfg::kQRegs ? D / 16 : 1][4];
-  if constexpr (Cfg::kQRegs) {
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], qwarp + kk * 16);
-  }
-  float o[D / 8][4];
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  MmaRows<D> r;
+  mma_rows_begin<T, D>(r, p, c, qwarp);
 
   for (int64_t j0 = kb; j0 < ke; j0 += BC) {
-    load_tile(vs, v, a.v_st[2], j0);
+    mma_load_tile<T, D>(vs, v, a.v_st[2], j0, ke);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();  // K_j has landed
 
     float s[BC / 8][4];
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      if constexpr (Cfg::kQRegs) {
-        af[0] = qf[kk][0], af[1] = qf[kk][1], af[2] = qf[kk][2], af[3] = qf[kk][3];
-      } else {
-        ldsm_x4(af, qwarp + kk * 16);
-      }
-#pragma unroll
-      for (int n2 = 0; n2 < BC / 16; ++n2) {
-        uint32_t bf[4];
-        ldsm_x4(bf, ks + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * ST + kk * 16 +
-                        (((lane >> 3) & 1) << 3));
-        mma_16816<T>(s[2 * n2], af, bf[0], bf[1]);
-        mma_16816<T>(s[2 * n2 + 1], af, bf[2], bf[3]);
-      }
-    }
+    mma_scores<T, D>(s, r, qwarp, ks);
     __syncthreads();  // every warp is done with K_j
-    if (j0 + BC < ke) load_tile(ks, k, a.k_st[2], j0 + BC);
+    if (j0 + BC < ke) mma_load_tile<T, D>(ks, k, a.k_st[2], j0 + BC, ke);
     cp_async_commit();
 
-    // Interior tiles (all keys visible to all rows, no softcap or mask) skip the checks; the
-    // branch stays outside the element loops so that the checks are not predicated inline.
-    // Maxima and probabilities are kept in log2 units (scores times log2 e).
-    const bool full =
-        plain && j0 + BC <= ke &&
-        (!a.causal || (j0 + BC - 1 <= off + lmin && (a.window <= 0 || j0 > off + lmax - a.window)));
-    if (full) {
-      const float sl2 = a.scale * kLog2e;
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[n][e] *= sl2;
-    } else {
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          s[n][e] = score<float>(p, c, rw[e >> 1], j0 + n * 8 + quad * 2 + (e & 1), ke,
-                                 s[n][e] * a.scale) *
-                    kLog2e;
-    }
-    float alpha[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      float mx = m[i];
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      // A row that has seen no visible key keeps max -inf; its probabilities are 2^-inf = 0.
-      const float mu = mx == -INFINITY ? 0.0f : mx;
-      alpha[i] = ex2(m[i] - mu);
-      m[i] = mx;
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 2 * i; e < 2 * i + 2; ++e) {
-          s[n][e] = ex2(s[n][e] - mu);
-          sum += s[n][e];
-        }
-      l[i] = l[i] * alpha[i] + sum;  // this thread's columns; the quad is summed at the end
-    }
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= alpha[0], o[dt][1] *= alpha[0];
-      o[dt][2] *= alpha[1], o[dt][3] *= alpha[1];
-    }
+    mma_softmax<D>(s, r, p, c, j0, ke, mma_full_tile(p, c, r1, j0, ke, BC));
     cp_async_wait<1>();
     __syncthreads();  // V_j has landed
-
-#pragma unroll
-    for (int kt = 0; kt < BC / 16; ++kt) {
-      const uint32_t pa[4] = {pack2<T>(s[2 * kt][0], s[2 * kt][1]),
-                              pack2<T>(s[2 * kt][2], s[2 * kt][3]),
-                              pack2<T>(s[2 * kt + 1][0], s[2 * kt + 1][1]),
-                              pack2<T>(s[2 * kt + 1][2], s[2 * kt + 1][3])};
-#pragma unroll
-      for (int d2 = 0; d2 < D / 16; ++d2) {
-        uint32_t bf[4];
-        ldsm_x4_t(bf, vs + (kt * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ST + d2 * 16 +
-                          ((lane >> 4) << 3));
-        mma_16816<T>(o[2 * d2], pa, bf[0], bf[1]);
-        mma_16816<T>(o[2 * d2 + 1], pa, bf[2], bf[3]);
-      }
-    }
+    mma_pv<T, D>(r, s, vs);
     __syncthreads();  // every warp is done with V_j
   }
   cp_async_wait<0>();
   __syncthreads();  // no copy into Q is still in flight: the warp's Q rows become its staging
+  mma_rows_end<D>(r);
 
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-  }
   if (p.splits == 1) {
-    const float inv[2] = {l[0] > 0.0f ? 1.0f / l[0] : 0.0f, l[1] > 0.0f ? 1.0f / l[1] : 0.0f};
-    T* stage = qs + warp * 16 * ST;
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
-            pack2<T>(o[dt][2 * i] * inv[i], o[dt][2 * i + 1] * inv[i]);
-    __syncwarp();
-    T* out = static_cast<T*>(a.out);
-    for (int idx = lane; idx < 16 * CH; idx += 32) {
-      const int i = idx / CH, ch = idx % CH;
-      const int64_t r = c.r0 + warp * 16 + i;
-      if (r >= p.rows) continue;
-      const Row w = row_at(p, c, r);
-      *reinterpret_cast<uint4*>(out + ((c.b * a.H + w.h) * a.L + w.l) * D + ch * 8) =
-          *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8);
-    }
+    mma_store<T, D>(r, p, c, qs + warp * 16 * ST);
   } else {
+    const int quad = lane & 3;
     float* acc = static_cast<float*>(p.part);
     float* ml = acc + a.B * a.Hkv * p.rows * p.splits * D;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int64_t r = c.r0 + warp * 16 + (lane >> 2) + 8 * i;
-      if (r >= p.rows) continue;
-      const int64_t pidx = (c.bh * p.rows + r) * p.splits + c.split;
+      const int64_t rr = c.r0 + warp * 16 + (lane >> 2) + 8 * i;
+      if (rr >= p.rows) continue;
+      const int64_t pidx = (c.bh * p.rows + rr) * p.splits + c.split;
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt)
         *reinterpret_cast<float2*>(acc + pidx * D + dt * 8 + quad * 2) =
-            make_float2(o[dt][2 * i], o[dt][2 * i + 1]);
+            make_float2(r.o[dt][2 * i], r.o[dt][2 * i + 1]);
       if (quad == 0) {
-        ml[pidx * 2] = m[i] * kLn2;  // back to natural units for the combine
-        ml[pidx * 2 + 1] = l[i];
+        ml[pidx * 2] = r.m[i] * kLn2;  // back to natural units for the combine
+        ml[pidx * 2 + 1] = r.l[i];
       }
     }
+  }
+}
+
+// Short rows (every CTA's keys fit one tile, no splits: classification and scoring batches of
+// many short sequences): persistent CTAs take CTA-sized units (b, kv head, row tile) in turn.
+// The general kernel's registers (224 at D = 128) and shared memory allow 2 CTAs, 8 warps, an
+// SM, and ncu found it bound by the latency of dependent tensor-core and exp instructions with
+// so few warps (12.5% occupancy, 18% of DRAM bandwidth, 505 us for a Qwen3 batch of 512 x 64).
+// One tile needs no loop state: at most 128 registers and one stage of shared memory give 4
+// CTAs an SM at D = 128. (A first version with two stages, the next unit loading during the
+// current one, stayed at 2 CTAs an SM and was no faster: 550 us.)
+template <typename T, int D>
+__global__ void __launch_bounds__(kMaxThreads, D <= 128 ? 4 : 2)
+    sdpa_mma_short_kernel(const __grid_constant__ KParams p) {
+  using Cfg = MmaTile<D>;
+  constexpr int BC = Cfg::kKeys, ST = Cfg::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const SdpaArgs& a = p.a;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int BR = blockDim.x / 2;
+  const int64_t units = a.B * a.Hkv * p.row_tiles;
+  // Unit x into shared memory at `base`: Q rows, then the K and V tiles.
+  auto issue = [&](int64_t x, T* base) {
+    const Block c = block_coords(p, x, BR);
+    const int64_t r1 = min(c.r0 + BR, p.rows);
+    int64_t kb, ke;
+    key_range(p, c, r1, kb, ke);
+    mma_load_q<T, D>(base, p, c, BR);
+    if (kb < ke) {
+      mma_load_tile<T, D>(base + BR * ST,
+                          static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1],
+                          a.k_st[2], kb, ke);
+      mma_load_tile<T, D>(base + (BR + BC) * ST,
+                          static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1],
+                          a.v_st[2], kb, ke);
+    }
+  };
+  T* cur = reinterpret_cast<T*>(smem_raw);
+  for (int64_t x = blockIdx.x; x < units; x += gridDim.x) {
+    issue(x, cur);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // this unit's Q, K and V have landed
+
+    const Block c = block_coords(p, x, BR);
+    const int64_t r1 = min(c.r0 + BR, p.rows);
+    int64_t kb, ke;
+    key_range(p, c, r1, kb, ke);
+    const T* qwarp = cur + (warp * 16 + (lane & 15)) * ST + (lane >> 4) * 8;
+    MmaRows<D> r;
+    mma_rows_begin<T, D>(r, p, c, qwarp);
+    if (kb < ke) {
+      float s[BC / 8][4];
+      mma_scores<T, D>(s, r, qwarp, cur + BR * ST);
+      mma_softmax<D>(s, r, p, c, kb, ke, mma_full_tile(p, c, r1, kb, ke, BC));
+      mma_pv<T, D>(r, s, cur + (BR + BC) * ST);
+    }
+    mma_rows_end<D>(r);
+    // The warp's Q rows become its staging: only this warp read them (Q fragments, and
+    // ldmatrix from them when Q is not kept in registers, all done above).
+    __syncwarp();
+    mma_store<T, D>(r, p, c, cur + warp * 16 * ST);
+    __syncthreads();  // every warp is done with the tiles before the next unit's loads refill them
   }
 }
 
@@ -710,7 +860,7 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
   __shared__ __align__(16) float sm_o[kDecodeWarps][R][LPK * V];
   const SdpaArgs& a = p.a;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane % LPK;
-  const Block c = block_coords(p, R);
+  const Block c = block_coords(p, blockIdx.x, R);
   int64_t kb, ke;
   key_range(p, c, p.rows, kb, ke);
   const int64_t d0 = int64_t(sub) * V;
@@ -882,6 +1032,17 @@ void set_smem(K kernel, size_t smem) {
 
 template <typename T, int D>
 void launch_mma(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
+  if (pl.short_rows) {
+    const auto kernel = sdpa_mma_short_kernel<T, D>;
+    set_smem(kernel, pl.smem);
+    int per_sm = 0;
+    INGOT_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, pl.threads, pl.smem));
+    const int64_t grid = std::min<int64_t>(blocks, int64_t(std::max(per_sm, 1)) * pl.sm_count);
+    kernel<<<static_cast<unsigned>(grid), pl.threads, pl.smem, s>>>(kp);
+    check_launch("sdpa_mma_short_kernel");
+    return;
+  }
   set_smem(sdpa_mma_kernel<T, D>, pl.smem);
   sdpa_mma_kernel<T, D><<<blocks, pl.threads, pl.smem, s>>>(kp);
   check_launch("sdpa_mma_kernel");
@@ -1039,6 +1200,15 @@ SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
     splits = std::min({ceil_div(target, ctas), ceil_div(a.S, min_keys), int64_t(kMaxSplits)});
   pl.keys_per_split = ceil_div(ceil_div(a.S, splits), bc) * bc;
   pl.splits = static_cast<int>(ceil_div(a.S, pl.keys_per_split));
+  // Many CTAs whose keys fit one tile: the persistent two-stage kernel.
+  static const bool short_on = [] {
+    const char* v = std::getenv("INGOT_CUDA_SDPA_SHORT");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (pl.mma && short_on && pl.splits == 1 && a.S <= bc && ctas >= 8 * int64_t(sm_count)) {
+    pl.short_rows = true;
+    pl.sm_count = std::max(sm_count, 1);
+  }
   if (pl.splits > 1)
     pl.partial_bytes = static_cast<size_t>(a.B * a.Hkv * rows * pl.splits * (a.Dv + 2)) * acc_size;
   return pl;

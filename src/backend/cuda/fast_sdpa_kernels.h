@@ -47,6 +47,10 @@ struct SdpaPlan {
   int64_t keys_per_split = 0;  // a multiple of the key tile
   size_t smem = 0;             // dynamic shared memory per CTA
   size_t partial_bytes = 0;    // scratch for the split partials (0 when splits == 1)
+  // Tensor-core problems with many CTAs whose keys all fit one tile and no splits run on a
+  // persistent kernel (at most as many CTAs as fit on the sm_count SMs).
+  bool short_rows = false;
+  int sm_count = 0;
 };
 
 /// Head dim largest of D and Dv the kernels take.
