@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table profile (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -123,12 +123,24 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
   fi
 fi
+if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, ingot next to PEFT
+  stamp lorabench
+  # LORA_BENCH_STEPS timed steps (after 2 warm-up steps) per run; 3 models x 2 modes x 2 sides.
+  # Runs not started within LORA_BENCH_BUDGET seconds are skipped; the table is still printed.
+  lb_budget=${LORA_BENCH_BUDGET:-150}
+  PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
+    --ingot build-gpu/tools/cli/ingot --out "$OUT" --steps "${LORA_BENCH_STEPS:-3}" \
+    --budget "$lb_budget" ${LORA_BENCH_ARGS:-} >"$LOG/lorabench.log" 2>&1
+  echo "lorabench rc=$?"
+  if [ -f "$OUT/lora_bench.md" ]; then cat "$OUT/lora_bench.md"; else tail -30 "$LOG/lorabench.log"; fi
+fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")
   stamp profile
-  # PROFILE_TASK: decode (b1, default), classify (512 x 64, batch 64) or prefill (64 x 512).
+  # PROFILE_TASK: decode (b1, default), classify (512 x 64), prefill (64 x 512) or lora (8 x 512).
   case "${PROFILE_TASK:-decode}" in
     classify) pargs="bench classify --texts 512 --len 64" ;;
     prefill) pargs="bench prefill --batch 64 --len 512" ;;
+    lora) pargs="bench lora --batch 8 --len 512 --steps 1 --warmup-steps 1" ;;
     *) pargs="bench decode --batch 1 --len 32 --new 64" ;;
   esac
   for m in ${PROFILE_MODELS:-qwen3-0.6b}; do
