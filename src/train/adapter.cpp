@@ -548,18 +548,23 @@ LoraAdapter load_and_apply_adapter(models::Model& model, const std::string& dir)
 
 void save_checkpoint(const models::Model& model, const std::string& src_dir,
                      const std::string& out_dir, Dtype storage) {
+  save_checkpoint(model.parameters(), src_dir, out_dir, storage);
+}
+
+void save_checkpoint(const ParamMap& weights, const std::string& src_dir,
+                     const std::string& out_dir, Dtype storage) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) raise<IoError>("[lora] cannot create {}: {}", out_dir, ec.message());
   if (fs::equivalent(fs::path(src_dir), fs::path(out_dir), ec))
-    raise("[lora] fuse: the output directory must differ from the model directory");
+    raise("[lora] the output directory {} must differ from the model directory", out_dir);
   if (!fs::is_regular_file(fs::path(src_dir) / "config.json"))
     raise<IoError>(
         "[lora] {} has no config.json: a checkpoint is written from a Hugging Face checkpoint "
         "directory",
         src_dir);
   std::map<std::string, Array> out;
-  for (auto& [name, v] : model.parameters())
+  for (auto& [name, v] : weights)
     out.emplace(name, is_floating(v.dtype()) ? astype(v, storage) : v);
   save_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
   for (const char* f :

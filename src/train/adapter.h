@@ -115,5 +115,9 @@ LoraAdapter load_and_apply_adapter(models::Model& model, const std::string& dir)
 /// SRC_DIR): after apply_adapter, the fused checkpoint transformers loads.
 void save_checkpoint(const models::Model& model, const std::string& src_dir,
                      const std::string& out_dir, Dtype storage);
+/// The same for the weights `weights` (Hugging Face names) instead of a model's parameters
+/// (full fine-tuning writes its float32 master copies).
+void save_checkpoint(const ParamMap& weights, const std::string& src_dir,
+                     const std::string& out_dir, Dtype storage);
 
 }  // namespace ingot::train

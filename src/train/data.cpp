@@ -98,11 +98,21 @@ Batch make_batch(const std::vector<Example>& examples, const std::vector<size_t>
                  int32_t pad_id) {
   if (idx.empty()) raise("[data] empty batch");
   size_t len = 0;
-  for (size_t i : idx) len = std::max(len, examples.at(i).ids.size());
+  bool packed = false;
+  for (size_t i : idx) {
+    const Example& ex = examples.at(i);
+    len = std::max(len, ex.ids.size());
+    packed = packed || !ex.segments.empty();
+    if (ex.loss_mask.size() != ex.ids.size() ||
+        (!ex.segments.empty() && ex.segments.size() != ex.ids.size()))
+      raise("[data] example {}: ids, loss mask and segments differ in length", i);
+  }
   if (len < 2) raise("[data] examples need at least two tokens");
   const int64_t b = static_cast<int64_t>(idx.size()), l = static_cast<int64_t>(len) - 1;
   std::vector<int32_t> in(static_cast<size_t>(b * l), pad_id), tg(in.size(), pad_id);
   std::vector<float> mask(in.size(), 0.0f);
+  // Segment of every input position: the example's (0 when not packed), -1 for padding.
+  std::vector<int32_t> seg(packed ? in.size() : 0, -1);
   Batch out;
   for (int64_t r = 0; r < b; ++r) {
     const Example& ex = examples[idx[static_cast<size_t>(r)]];
@@ -112,12 +122,50 @@ Batch make_batch(const std::vector<Example>& examples, const std::vector<size_t>
       tg[o] = ex.ids[t + 1];
       mask[o] = ex.loss_mask[t + 1] ? 1.0f : 0.0f;
       out.tokens += ex.loss_mask[t + 1] ? 1 : 0;
+      if (packed) seg[o] = ex.segments.empty() ? 0 : ex.segments[t];
     }
   }
   out.inputs = Array(in, {b, l}, int32);
   out.targets = Array(tg, {b, l}, int32);
   out.mask = Array(mask, {b, l}, float32);
+  if (packed) {
+    std::vector<uint8_t> keep(static_cast<size_t>(b * l * l), 0);
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t q = 0; q < l; ++q)
+        for (int64_t k = 0; k <= q; ++k)
+          keep[static_cast<size_t>((r * l + q) * l + k)] =
+              seg[static_cast<size_t>(r * l + q)] == seg[static_cast<size_t>(r * l + k)];
+    out.attention = Array(keep, {b, 1, l, l}, bool_);
+  }
   return out;
+}
+
+std::vector<Example> pack_examples(const std::vector<Example>& examples, int64_t max_tokens) {
+  if (max_tokens < 2) raise("[data] packed rows need at least 2 tokens, got {}", max_tokens);
+  std::vector<Example> rows;
+  Example row;
+  int32_t members = 0;
+  auto flush = [&] {
+    if (!row.ids.empty()) rows.push_back(std::move(row));
+    row = Example{};
+    members = 0;
+  };
+  for (size_t i = 0; i < examples.size(); ++i) {
+    const Example& ex = examples[i];
+    if (static_cast<int64_t>(ex.ids.size()) > max_tokens)
+      raise("[data] example {} has {} tokens, more than the packed row length {}", i, ex.ids.size(),
+            max_tokens);
+    if (ex.loss_mask.size() != ex.ids.size())
+      raise("[data] example {}: ids and loss mask differ in length", i);
+    if (static_cast<int64_t>(row.ids.size() + ex.ids.size()) > max_tokens) flush();
+    const size_t at = row.ids.size();
+    row.ids.insert(row.ids.end(), ex.ids.begin(), ex.ids.end());
+    row.loss_mask.insert(row.loss_mask.end(), ex.loss_mask.begin(), ex.loss_mask.end());
+    if (at > 0) row.loss_mask[at] = 0;  // predicted from the previous example: not learned
+    row.segments.insert(row.segments.end(), ex.ids.size(), members++);
+  }
+  flush();
+  return rows;
 }
 
 std::vector<std::vector<size_t>> epoch_batches(const std::vector<Example>& examples, int batch_size,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,12 @@ struct Record {
 std::vector<Record> read_jsonl(const std::string& path);
 
 /// A tokenized example: ids and, per position t, whether predicting ids[t] counts in the loss.
+/// A packed row (pack_examples) also says which example each token belongs to.
 struct Example {
   std::vector<int32_t> ids;
   std::vector<uint8_t> loss_mask;
+  /// Per token, the index of its example inside a packed row (0, 1, ...); empty = one example.
+  std::vector<int32_t> segments;
 };
 
 /// How records become examples.
@@ -57,13 +61,25 @@ std::vector<Example> tokenize(const std::vector<Record>& records, const tokenize
 /// mask [B, L-1] float32 (1 where the target counts; padding and masked prompts are 0).
 struct Batch {
   Array inputs, targets, mask;
+  /// Packed rows only: the attention mask [B, 1, L-1, L-1] boolean (true = attend), causal
+  /// and block-diagonal (a token sees the earlier tokens of its own example only; padding sees
+  /// padding). Absent: plain causal attention.
+  std::optional<Array> attention;
   /// Number of counted targets.
   int64_t tokens = 0;
 };
 
-/// Pads (with `pad_id`) the examples `idx` of `examples` to their longest length.
+/// Pads (with `pad_id`) the examples `idx` of `examples` to their longest length. When one of
+/// them is a packed row (segments set), the batch gets the block-diagonal attention mask.
 Batch make_batch(const std::vector<Example>& examples, const std::vector<size_t>& idx,
                  int32_t pad_id = 0);
+
+/// Packs examples into rows of at most `max_tokens` tokens: in their order, each row takes
+/// examples while the next one fits (greedy, deterministic), their ids concatenated, each
+/// example's loss mask kept except on its first token (the position the previous example's
+/// last token would predict), `segments` telling them apart. A row of one example equals the
+/// example. InvalidArgument for an example longer than `max_tokens` or a non-positive limit.
+std::vector<Example> pack_examples(const std::vector<Example>& examples, int64_t max_tokens);
 
 /// The batches of one epoch: examples sorted by length, cut into groups of `batch_size`, group
 /// order shuffled from (seed, epoch); the same arguments give the same batches.

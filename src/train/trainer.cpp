@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -32,59 +34,112 @@ const nn::Module& child(const nn::Module& m, const std::string& name) {
       name);
 }
 
-/// Per-block gradient checkpointing: the decoder forward of DecoderLM::hidden (no mask, no
-/// cache) with every block under ingot::checkpoint. The block's adapter factors are inputs of
-/// the checkpointed function, which puts them on the block's layers as low-rank branches (also
-/// when the backward pass recomputes the block).
-Array checkpointed_logits(models::Model& model, const LoraAdapter& adapter, const ParamMap& params,
-                          const Array& ids) {
-  if (adapter.config().dropout > 0.0f)
-    raise<Unsupported>(
-        "[train] LoRA dropout ({}) with gradient checkpointing is not supported yet (the "
-        "recomputed blocks would draw other dropout masks): use one or the other",
-        adapter.config().dropout);
+/// The attention mask of layer `layer` for a packed batch (`mask`, on the model's device): the
+/// batch's mask, ANDed with the layer's window band on sliding-window layers (as
+/// DecoderLM::hidden does).
+std::optional<Array> layer_mask(const models::Model& model, const std::optional<Array>& mask,
+                                int layer) {
+  if (!mask) return std::nullopt;
+  const models::LayerSpec& spec = model.config().layers.at(static_cast<size_t>(layer));
+  if (spec.kind != models::AttentionKind::sliding) return mask;
+  const Device dev = model.device();
+  const int64_t l = mask->shape(-1);
+  Array q = reshape(arange(l, int32, dev), {l, 1});
+  Array k = reshape(arange(l, int32, dev), {1, l});
+  return logical_and(*mask, (q - k) < Array(static_cast<int32_t>(spec.window)));
+}
+
+/// Key of the dropout masks of decoder layer `layer` for a micro-batch seeded `seed`.
+uint64_t block_seed(uint64_t seed, int layer) {
+  return seed ^ (static_cast<uint64_t>(layer + 1) * 0xBF58476D1CE4E5B9ull);
+}
+
+/// What a block's (checkpointed) function takes besides its input: arrays, and how to put them
+/// on the block before it runs.
+struct BlockInputs {
+  std::vector<Array> arrays;
+  std::function<void(const std::vector<Array>&)> install;
+};
+using BlockInputsFn = std::function<BlockInputs(models::Block&, const std::string& prefix)>;
+
+/// The decoder forward of DecoderLM::hidden (no cache) walked block by block: every block runs
+/// under ingot::checkpoint when `ckpt` (only the block inputs and the arrays of `inputs_of` are
+/// kept for the backward pass, which recomputes the block), and seeds the global random key
+/// from (`seed`, layer) before it runs when `seed` is set (dropout masks then do not depend on
+/// how often the block runs).
+Array walked_logits(models::Model& model, const Batch& batch, bool ckpt,
+                    std::optional<uint64_t> seed, const BlockInputsFn& inputs_of) {
   const nn::Module& backbone = child(model, "model");
   const auto& embed = dynamic_cast<const nn::Embedding&>(child(backbone, "embed_tokens"));
   const nn::Module& layers = child(backbone, "layers");
   const auto& norm = dynamic_cast<const nn::RMSNorm&>(child(backbone, "norm"));
-  Array x = embed(to_device(ids, model.device()));  // [B, L, E]
+  Array x = embed(to_device(batch.inputs, model.device()));  // [B, L, E]
+  std::optional<Array> attention;
+  if (batch.attention) attention = to_device(*batch.attention, model.device());
   // DecoderOptions::embed_scale is not visible from here: Gemma3 (make_gemma3) is the one
   // architecture that sets it, to sqrt(E). The checkpointing test compares with forward().
   if (model.architecture() == "gemma3")
     x = x * Array(static_cast<float>(std::sqrt(static_cast<double>(model.config().hidden_size))),
                   model.dtype());
-  const float s = adapter.config().scale();
   for (const auto& [lname, lmod] : layers.children()) {
     auto* block = dynamic_cast<models::Block*>(lmod.get());
     if (!block) raise<Unsupported>("[train] layer {} is not a decoder block", lname);
-    const std::string prefix = "model.layers." + lname + ".";
-    std::vector<nn::Linear*> targets;  // the block's adapted layers
+    BlockInputs bi = inputs_of(*block, "model.layers." + lname + ".");
     std::vector<Array> inputs{x};
-    for (const auto& t : adapter.targets()) {
-      if (t.module.rfind(prefix, 0) != 0) continue;
-      targets.push_back(&linear_at(*block, t.module.substr(prefix.size())));
-      inputs.push_back(params.at(t.module + ".lora_A.weight"));
-      inputs.push_back(params.at(t.module + ".lora_B.weight"));
-    }
-    ArrayFn fn = [block, targets, s](const std::vector<Array>& in) {
-      for (size_t i = 0; i < targets.size(); ++i)
-        targets[i]->set_branch(nn::LowRankBranch{in[1 + 2 * i], in[2 + 2 * i], s, 0.0f});
-      return std::vector<Array>{(*block)(in[0], {})};
+    inputs.insert(inputs.end(), bi.arrays.begin(), bi.arrays.end());
+    const std::optional<Array> mask = layer_mask(model, attention, block->layer());
+    std::optional<uint64_t> bseed;
+    if (seed) bseed = block_seed(*seed, block->layer());
+    ArrayFn fn = [block, install = bi.install, mask, bseed](const std::vector<Array>& in) {
+      install(std::vector<Array>(in.begin() + 1, in.end()));
+      if (bseed) random::seed(*bseed);
+      return std::vector<Array>{(*block)(in[0], {.mask = mask})};
     };
-    x = checkpoint(fn)(inputs)[0];
+    x = (ckpt ? checkpoint(fn) : fn)(inputs)[0];
   }
   return model.lm_head(norm(x));
 }
 
 }  // namespace
 
+Array batch_loss(const models::Model& model, const Batch& batch) {
+  const Device dev = model.device();
+  models::ForwardOptions fo;
+  if (batch.attention) fo.mask = to_device(*batch.attention, dev);
+  Array logits = model.forward(batch.inputs, fo);
+  return nn::cross_entropy(logits, to_device(batch.targets, dev),
+                           {.mask = to_device(batch.mask, dev)});
+}
+
 Array lora_loss(models::Model& model, const LoraAdapter& adapter, const ParamMap& params,
-                const Batch& batch, bool checkpoint) {
-  Array logits = [&] {
-    if (checkpoint) return checkpointed_logits(model, adapter, params, batch.inputs);
+                const Batch& batch, bool checkpoint, uint64_t dropout_seed) {
+  const float dropout = adapter.config().dropout;
+  const bool drop = dropout > 0.0f && model.training();
+  if (!checkpoint && !drop) {
     set_branches(model, adapter, params);
-    return model.forward(batch.inputs);
-  }();
+    return batch_loss(model, batch);
+  }
+  // Walked block by block: the block's adapter factors are inputs of its function, which puts
+  // them on the block's layers as low-rank branches (also when the backward pass recomputes it).
+  const float s = adapter.config().scale();
+  auto inputs_of = [&](models::Block& block, const std::string& prefix) {
+    std::vector<nn::Linear*> targets;  // the block's adapted layers
+    BlockInputs bi;
+    for (const auto& t : adapter.targets()) {
+      if (t.module.rfind(prefix, 0) != 0) continue;
+      targets.push_back(&linear_at(block, t.module.substr(prefix.size())));
+      bi.arrays.push_back(params.at(t.module + ".lora_A.weight"));
+      bi.arrays.push_back(params.at(t.module + ".lora_B.weight"));
+    }
+    bi.install = [targets, s, dropout](const std::vector<Array>& in) {
+      for (size_t i = 0; i < targets.size(); ++i)
+        targets[i]->set_branch(nn::LowRankBranch{in[2 * i], in[2 * i + 1], s, dropout});
+    };
+    return bi;
+  };
+  Array logits =
+      walked_logits(model, batch, checkpoint,
+                    drop ? std::optional<uint64_t>(dropout_seed) : std::nullopt, inputs_of);
   const Device dev = model.device();
   return nn::cross_entropy(logits, to_device(batch.targets, dev),
                            {.mask = to_device(batch.mask, dev)});
@@ -92,14 +147,80 @@ Array lora_loss(models::Model& model, const LoraAdapter& adapter, const ParamMap
 
 std::pair<Array, ParamMap> lora_value_and_grad(models::Model& model, const LoraAdapter& adapter,
                                                const ParamMap& params, const Batch& batch,
-                                               bool checkpoint) {
-  auto fn = [&](const ParamMap& p) { return lora_loss(model, adapter, p, batch, checkpoint); };
+                                               bool checkpoint, uint64_t dropout_seed) {
+  auto fn = [&](const ParamMap& p) {
+    return lora_loss(model, adapter, p, batch, checkpoint, dropout_seed);
+  };
   try {
     auto r = value_and_grad(fn, params);
     clear_branches(model, adapter);
     return r;
   } catch (...) {
     clear_branches(model, adapter);
+    throw;
+  }
+}
+
+namespace {
+
+/// `params` cast to the dtypes of the model's parameters they replace; InvalidArgument for a
+/// name the model does not have.
+ParamMap cast_to_model(const models::Model& model, const ParamMap& params) {
+  const ParamMap current = model.parameters();
+  ParamMap out;
+  for (const auto& [n, v] : params) {
+    auto it = current.find(n);
+    if (it == current.end()) raise("[train] the model has no parameter '{}'", n);
+    out.emplace(n, v.dtype() == it->second.dtype() ? v : astype(v, it->second.dtype()));
+  }
+  return out;
+}
+
+}  // namespace
+
+Array full_loss(models::Model& model, const ParamMap& params, const Batch& batch, bool checkpoint) {
+  const ParamMap cast = cast_to_model(model, params);
+  model.update(cast);
+  if (!checkpoint) return batch_loss(model, batch);
+  // Each block's parameters are inputs of its checkpointed function, which puts them on the
+  // block (the recomputation too); embedding, final norm and head take theirs from update().
+  auto inputs_of = [&](models::Block& block, const std::string& prefix) {
+    std::vector<std::string> names;
+    BlockInputs bi;
+    for (const auto& [n, v] : cast) {
+      if (n.rfind(prefix, 0) != 0) continue;
+      names.push_back(n.substr(prefix.size()));
+      bi.arrays.push_back(v);
+    }
+    bi.install = [&block, names](const std::vector<Array>& in) {
+      ParamMap p;
+      for (size_t i = 0; i < names.size(); ++i) p.emplace(names[i], in[i]);
+      block.update(p);
+    };
+    return bi;
+  };
+  Array logits = walked_logits(model, batch, true, std::nullopt, inputs_of);
+  const Device dev = model.device();
+  return nn::cross_entropy(logits, to_device(batch.targets, dev),
+                           {.mask = to_device(batch.mask, dev)});
+}
+
+std::pair<Array, ParamMap> full_value_and_grad(models::Model& model, const ParamMap& params,
+                                               const Batch& batch, bool checkpoint) {
+  const ParamMap current = model.parameters();
+  ParamMap before;
+  for (const auto& [n, v] : params) {
+    auto it = current.find(n);
+    if (it == current.end()) raise("[train] the model has no parameter '{}'", n);
+    before.emplace(n, it->second);
+  }
+  auto fn = [&](const ParamMap& p) { return full_loss(model, p, batch, checkpoint); };
+  try {
+    auto r = value_and_grad(fn, params);
+    model.update(before);
+    return r;
+  } catch (...) {
+    model.update(before);
     throw;
   }
 }
@@ -120,15 +241,44 @@ float learning_rate(const TrainOptions& opt, int64_t step) {
 Trainer::Trainer(models::Model& model, LoraAdapter& adapter, std::vector<Example> train,
                  std::vector<Example> valid, TrainOptions opt)
     : model_(model),
-      adapter_(adapter),
+      adapter_(&adapter),
       train_(std::move(train)),
       valid_(std::move(valid)),
       opt_(std::move(opt)) {
+  init();
+}
+
+Trainer::Trainer(models::Model& model, std::vector<Example> train, std::vector<Example> valid,
+                 TrainOptions opt)
+    : model_(model), train_(std::move(train)), valid_(std::move(valid)), opt_(std::move(opt)) {
+  for (const auto& [n, v] : model_.parameters()) {
+    if (!is_floating(v.dtype()))
+      raise<Unsupported>(
+          "[train] full fine-tuning of a quantized model is not supported ('{}' is {}): load "
+          "the float checkpoint, or train a LoRA adapter",
+          n, dtype_name(v.dtype()));
+    master_.emplace(n, astype(v, float32));
+  }
+  if (!opt_.out_dir.empty() && opt_.base_dir.empty())
+    raise(
+        "[train] full fine-tuning writes full checkpoints: base_dir (the model's checkpoint "
+        "directory, for config.json and the tokenizer files) is required with out_dir");
+  std::vector<Array> outs;
+  for (auto& [n, v] : master_) outs.push_back(v);
+  eval(outs);
+  init();
+}
+
+void Trainer::init() {
   if (train_.empty()) raise("[train] no training examples");
   if (opt_.iters <= 0) raise("[train] iters must be positive, got {}", opt_.iters);
   if (opt_.grad_accum <= 0) raise("[train] grad_accum must be positive, got {}", opt_.grad_accum);
   if (opt_.batch_size <= 0) raise("[train] batch size must be positive, got {}", opt_.batch_size);
   (void)learning_rate(opt_, 0);  // validates the schedule name
+  if (opt_.pack) {
+    train_ = pack_examples(train_, opt_.seq_len);
+    if (!valid_.empty()) valid_ = pack_examples(valid_, opt_.seq_len);
+  }
   const TrainOptions o = opt_;
   optim_ = std::make_unique<nn::AdamW>(
       [o](int64_t s) { return learning_rate(o, s); },
@@ -137,6 +287,43 @@ Trainer::Trainer(models::Model& model, LoraAdapter& adapter, std::vector<Example
   log_path_ = opt_.loss_log;
   if (log_path_.empty() && !opt_.out_dir.empty())
     log_path_ = (fs::path(opt_.out_dir) / "loss.jsonl").string();
+}
+
+ParamMap Trainer::params() const {
+  return adapter_ ? adapter_->params() : master_;
+}
+
+void Trainer::set_params(const ParamMap& p) {
+  if (adapter_) {
+    adapter_->set_params(p);
+    return;
+  }
+  for (const auto& [n, v] : p) {
+    auto it = master_.find(n);
+    if (it == master_.end() || it->second.shape() != v.shape())
+      raise<FormatError>("[train] parameter '{}' ({}) does not fit the model", n,
+                         shape_str(v.shape()));
+  }
+  if (p.size() != master_.size())
+    raise<FormatError>("[train] {} parameters given, the model has {}", p.size(), master_.size());
+  ParamMap next;
+  // Loaded (resume) values live on the CPU: the masters live with the model.
+  for (const auto& [n, v] : p) next.emplace(n, to_device(astype(v, float32), model_.device()));
+  // The model computes with the masters rounded to its dtype.
+  ParamMap cast = cast_to_model(model_, next);
+  std::vector<Array> outs;
+  for (auto& [n, v] : next) outs.push_back(v);
+  for (auto& [n, v] : cast) outs.push_back(v);
+  eval(outs);
+  master_ = std::move(next);
+  model_.update(cast);
+}
+
+void Trainer::save_weights(const std::string& dir, bool final) const {
+  if (adapter_)
+    adapter_->save(dir);
+  else
+    train::save_checkpoint(master_, opt_.base_dir, dir, final ? model_.dtype() : float32);
 }
 
 Trainer::~Trainer() = default;
@@ -158,7 +345,7 @@ Batch Trainer::next_batch() {
 
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
-  const ParamMap params = adapter_.params();
+  const ParamMap params = this->params();
   ParamMap grads;
   double loss_sum = 0.0;
   int64_t tokens = 0;
@@ -170,12 +357,13 @@ StepStats Trainer::step() {
     explicit TrainMode(models::Model& model) : m(model) { m.train(true); }
     ~TrainMode() { m.train(false); }
   } mode(model_);
-  const bool dropout = adapter_.config().dropout > 0.0f;
   for (int k = 0; k < opt_.grad_accum; ++k) {
-    if (dropout)
-      random::seed(opt_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(position_) + 1);
+    const uint64_t dropout_seed =
+        opt_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(position_) + 1;
     Batch b = next_batch();
-    auto [loss, g] = lora_value_and_grad(model_, adapter_, params, b, opt_.grad_checkpoint);
+    auto [loss, g] = adapter_ ? lora_value_and_grad(model_, *adapter_, params, b,
+                                                    opt_.grad_checkpoint, dropout_seed)
+                              : full_value_and_grad(model_, params, b, opt_.grad_checkpoint);
     std::vector<Array> outs{loss};
     for (auto& [n, v] : g) {
       auto it = grads.find(n);
@@ -190,9 +378,9 @@ StepStats Trainer::step() {
     const float l = loss.item<float>();
     if (!std::isfinite(l))
       raise<Error>(
-          "[train] loss is {} at step {} (micro-batch {}); stopping, the adapter keeps "
-          "its values from step {}",
-          std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, step_);
+          "[train] loss is {} at step {} (micro-batch {}); stopping, the {} keeps its "
+          "values from step {}",
+          std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, adapter_ ? "adapter" : "model", step_);
     loss_sum += l;
     tokens += b.tokens;
   }
@@ -208,7 +396,7 @@ StepStats Trainer::step() {
   for (auto& [n, v] : next) outs.push_back(v);
   for (auto& [n, v] : optim_->state()) outs.push_back(v);
   eval(outs);
-  adapter_.set_params(next);
+  set_params(next);
   ++step_;
   st.step = step_;
   st.loss = static_cast<float>(loss_sum / opt_.grad_accum);
@@ -224,18 +412,23 @@ float Trainer::evaluate() {
     batches.resize(static_cast<size_t>(opt_.eval_batches));
   double sum = 0.0;
   int64_t n = 0;
+  // Full fine-tuning: the model holds the current weights.
+  auto clear = [&] {
+    if (adapter_) clear_branches(model_, *adapter_);
+  };
   try {
     for (auto& idx : batches) {
       Batch b = make_batch(valid_, idx, opt_.pad_id);
-      Array loss = lora_loss(model_, adapter_, adapter_.params(), b, false);
+      Array loss = adapter_ ? lora_loss(model_, *adapter_, adapter_->params(), b, false)
+                            : batch_loss(model_, b);
       sum += static_cast<double>(loss.item<float>()) * static_cast<double>(b.tokens);
       n += b.tokens;
     }
   } catch (...) {
-    clear_branches(model_, adapter_);
+    clear();
     throw;
   }
-  clear_branches(model_, adapter_);
+  clear();
   return n ? static_cast<float>(sum / static_cast<double>(n)) : std::nanf("");
 }
 
@@ -284,7 +477,7 @@ std::vector<StepStats> Trainer::run() {
     if (opt_.save_every > 0 && !opt_.out_dir.empty() && st.step % opt_.save_every == 0)
       save_checkpoint((fs::path(opt_.out_dir) / fmt::format("checkpoint-{}", st.step)).string());
   }
-  if (!opt_.out_dir.empty()) adapter_.save(opt_.out_dir);
+  if (!opt_.out_dir.empty()) save_weights(opt_.out_dir, true);
   return all;
 }
 
@@ -293,14 +486,16 @@ void Trainer::save_checkpoint(const std::string& dir) const {
   const std::string tmp = dir + ".tmp";
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  adapter_.save(tmp);
+  save_weights(tmp, false);
   save_safetensors((fs::path(tmp) / "optimizer.safetensors").string(), optim_->state());
   json st{{"step", step_},
           {"data_position", position_},
           {"seed", opt_.seed},
           {"batch_size", opt_.batch_size},
           {"grad_accum", opt_.grad_accum},
-          {"num_examples", train_.size()}};
+          {"num_examples", train_.size()},
+          {"mode", adapter_ ? "lora" : "full"},
+          {"pack", opt_.pack}};
   std::ofstream f((fs::path(tmp) / "trainer_state.json").string());
   f << st.dump(2) << "\n";
   f.close();
@@ -319,21 +514,31 @@ void Trainer::resume(const std::string& dir) {
     st = json::parse(f);
     const int64_t step = st.at("step").get<int64_t>();
     const int64_t pos = st.at("data_position").get<int64_t>();
+    // Written before modes and packing existed: a LoRA run without packing.
+    const std::string mode = st.value("mode", std::string("lora"));
+    const bool pack = st.value("pack", false);
+    if (mode != (adapter_ ? "lora" : "full"))
+      raise<FormatError>("[train] {}: a checkpoint of {} fine-tuning, this run is {}", state_path,
+                         mode, adapter_ ? "LoRA" : "full");
     if (st.at("num_examples").get<size_t>() != train_.size() ||
         st.at("batch_size").get<int>() != opt_.batch_size ||
-        st.at("seed").get<uint64_t>() != opt_.seed)
+        st.at("seed").get<uint64_t>() != opt_.seed || pack != opt_.pack)
       raise<FormatError>(
-          "[train] {}: written for other data or options (examples {}, batch "
-          "size {}, seed {}); resume with the same ones",
-          state_path, st.at("num_examples").dump(), st.at("batch_size").dump(),
-          st.at("seed").dump());
+          "[train] {}: written for other data or options ({} {}, batch size {}, seed {}, "
+          "packing {}); resume with the same ones",
+          state_path, st.at("num_examples").dump(), pack ? "packed rows" : "examples",
+          st.at("batch_size").dump(), st.at("seed").dump(), pack ? "on" : "off");
     if (step < 0 || pos < 0)
       raise<FormatError>("[train] {}: negative step or position", state_path);
-    LoraAdapter saved = LoraAdapter::load(dir, model_);
-    ParamMap p = saved.params();
-    if (p.size() != adapter_.params().size())
-      raise<FormatError>("[train] {}: the checkpoint's adapter has other target modules", dir);
-    adapter_.set_params(p);
+    if (adapter_) {
+      LoraAdapter saved = LoraAdapter::load(dir, model_);
+      ParamMap p = saved.params();
+      if (p.size() != adapter_->params().size())
+        raise<FormatError>("[train] {}: the checkpoint's adapter has other target modules", dir);
+      adapter_->set_params(p);
+    } else {
+      set_params(load_safetensors((fs::path(dir) / "model.safetensors").string(), {.copy = true}));
+    }
     optim_->load_state(
         load_safetensors((fs::path(dir) / "optimizer.safetensors").string(), {.copy = true}));
     step_ = step;

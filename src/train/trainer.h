@@ -1,7 +1,8 @@
-// The LoRA fine-tuning loop: AdamW with warmup and cosine/linear decay, gradient clipping and
-// accumulation, optional per-block gradient checkpointing, validation, adapter checkpoints that
-// resume bit for bit (adapter + optimizer state + step + data position), NaN/Inf detection,
-// progress on stderr and a loss-curve JSONL file.
+// The fine-tuning loop, LoRA or full (every weight trainable, float32 master copies): AdamW
+// with warmup and cosine/linear decay, gradient clipping and accumulation, optional per-block
+// gradient checkpointing, packing of short examples, validation, checkpoints that resume bit
+// for bit (weights + optimizer state + step + data position), NaN/Inf detection, progress on
+// stderr and a loss-curve JSONL file.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,13 @@ struct TrainOptions {
   /// Progress lines on stderr every N steps (0 = none).
   int64_t log_every = 1;
   int32_t pad_id = 0;
+  /// Pack several examples into each row of at most `seq_len` tokens (pack_examples; attention
+  /// stays inside each example), training and validation data alike.
+  bool pack = false;
+  int64_t seq_len = 2048;
+  /// Full fine-tuning only: the checkpoint directory the model was loaded from (config.json
+  /// and the tokenizer files are copied from it into every saved checkpoint).
+  std::string base_dir;
 };
 
 /// One optimizer step's figures.
@@ -59,23 +67,49 @@ struct StepStats {
   double seconds = 0.0;
 };
 
+/// Mean masked next-token loss of a batch, float32, with the batch's attention mask (packed
+/// rows) when it has one.
+Array batch_loss(const models::Model& model, const Batch& batch);
+
 /// Mean masked next-token loss of a batch, float32, for the model with the adapter parameters
 /// `params` on its target layers as low-rank branches (the base weights are untouched). With
-/// `checkpoint` each decoder block runs under ingot::checkpoint. The branches stay on the
-/// layers: remove them with clear_branches.
+/// `checkpoint` each decoder block runs under ingot::checkpoint. While the model is in
+/// training mode with LoRA dropout, every block draws its dropout masks from a key seeded by
+/// (`dropout_seed`, layer) just before it runs, so a recomputed block draws the masks of the
+/// first pass and the checkpointed loss equals the plain one. The branches stay on the layers:
+/// remove them with clear_branches.
 Array lora_loss(models::Model& model, const LoraAdapter& adapter, const ParamMap& params,
-                const Batch& batch, bool checkpoint = false);
+                const Batch& batch, bool checkpoint = false, uint64_t dropout_seed = 0);
 
 /// Loss and gradients w.r.t. the adapter parameters; the branches are removed afterwards.
 std::pair<Array, ParamMap> lora_value_and_grad(models::Model& model, const LoraAdapter& adapter,
                                                const ParamMap& params, const Batch& batch,
-                                               bool checkpoint = false);
+                                               bool checkpoint = false, uint64_t dropout_seed = 0);
 
-/// Fine-tunes `adapter` on `model` (the base stays as it was).
+/// Full fine-tuning: the loss with the model's parameters replaced by `params` (every
+/// parameter by name, any float dtype: each is cast to the dtype of the parameter it replaces,
+/// so float32 master copies drive a bf16 model). The model keeps them: restore it yourself.
+Array full_loss(models::Model& model, const ParamMap& params, const Batch& batch,
+                bool checkpoint = false);
+
+/// Loss and gradients (in the dtype of `params`) w.r.t. every parameter; the model's
+/// parameters are restored afterwards.
+std::pair<Array, ParamMap> full_value_and_grad(models::Model& model, const ParamMap& params,
+                                               const Batch& batch, bool checkpoint = false);
+
+/// Fine-tunes `adapter` on `model` (the base stays as it was), or every weight of `model`.
 class Trainer {
  public:
+  /// LoRA: only the adapter's parameters are trained.
   Trainer(models::Model& model, LoraAdapter& adapter, std::vector<Example> train,
           std::vector<Example> valid, TrainOptions opt);
+  /// Full fine-tuning: every parameter of the model is trained, from float32 master copies
+  /// (AdamW state float32 too); after each step the model holds the masters rounded to its
+  /// dtype. Saves write full checkpoints (options().base_dir is required with an out_dir):
+  /// the resumable checkpoint-<step> in float32 (the masters), the final one in OUT in the
+  /// model's dtype. Unsupported for a quantized model.
+  Trainer(models::Model& model, std::vector<Example> train, std::vector<Example> valid,
+          TrainOptions opt);
   ~Trainer();
   /// One optimizer step. Error "[train] loss is NaN/Inf at step N ..." when it diverges (the
   /// adapter keeps its last good values).
@@ -85,8 +119,9 @@ class Trainer {
   std::vector<StepStats> run();
   /// Token-weighted mean loss over the validation batches (NaN when there are none).
   float evaluate();
-  /// Writes a resumable checkpoint: the adapter files, optimizer.safetensors and
-  /// trainer_state.json (step, data position, seed).
+  /// Writes a resumable checkpoint: the adapter files (full fine-tuning: model.safetensors in
+  /// float32 with config and tokenizer files), optimizer.safetensors and trainer_state.json
+  /// (step, data position, seed, mode).
   void save_checkpoint(const std::string& dir) const;
   /// Continues from a save_checkpoint directory (same model, data and options); FormatError
   /// when it does not fit.
@@ -97,13 +132,20 @@ class Trainer {
   int64_t data_position() const { return position_; }
   int64_t batches_per_epoch() const;
   const TrainOptions& options() const { return opt_; }
+  /// The trained parameters: the adapter's (LoRA) or the float32 master copies (full).
+  ParamMap params() const;
+  bool full() const { return adapter_ == nullptr; }
 
  private:
+  void init();
   Batch next_batch();
   void log(const std::string& json_line);
+  void set_params(const ParamMap& p);
+  void save_weights(const std::string& dir, bool final) const;
 
   models::Model& model_;
-  LoraAdapter& adapter_;
+  LoraAdapter* adapter_ = nullptr;  // null: full fine-tuning
+  ParamMap master_;                 // full fine-tuning: float32 master copies
   std::vector<Example> train_, valid_;
   TrainOptions opt_;
   std::unique_ptr<nn::AdamW> optim_;

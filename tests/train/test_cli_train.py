@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""CLI test of `ingot train` and `ingot fuse` on the llama_bf16_tied fixture (it has a tokenizer):
-malformed data is reported with file:line before training (exit 1), a short run writes the
-adapter, checkpoints and loss curve, `--resume` reproduces the uninterrupted run's adapter byte
-for byte, `score --adapter` equals `score` on the fused checkpoint, usage errors exit 2; fuse
-refuses quantized checkpoints and GGUF files (exit 1); the mlx-lm adapter fixture
-tests/data/lora/llama_f32_mlx fuses into logits equal to PEFT's recorded ones and generates.
+"""CLI test of `ingot lora train` and `ingot lora fuse` (and their older names `ingot train` and
+`ingot fuse`) on the llama_bf16_tied fixture (it has a tokenizer): malformed data is reported
+with file:line before training (exit 1), a short run writes the adapter, checkpoints and loss
+curve, `--resume` reproduces the uninterrupted run's adapter byte for byte (also with --pack),
+`score --adapter` equals `score` on the fused checkpoint, usage errors exit 2; fuse refuses
+quantized checkpoints and GGUF files (exit 1); the mlx-lm adapter fixture
+tests/data/lora/llama_f32_mlx fuses into logits equal to PEFT's recorded ones and generates;
+`--full` writes a bf16 checkpoint that loads and whose loss fell; LoRA dropout runs with
+--grad-checkpoint; every spelling's --help has an example.
 
     python3 tests/train/test_cli_train.py BUILD/tools/cli/ingot REPO_ROOT
 """
@@ -50,12 +53,12 @@ with tempfile.TemporaryDirectory() as d:
     with open(bad, "w") as f:
         f.write('{"text": "fine"}\n{"text": 1}\n\n{"prompt": "p"}\n')
 
-    r = run(["train", "--model", model, "--data", bad, "--iters", "2"])
+    r = run(["lora", "train", "--model", model, "--data", bad, "--iters", "2"])
     check(r.returncode == 1 and f"{bad}:2:".encode() in r.stderr and f"{bad}:4:".encode() in r.stderr,
           "malformed lines: exit 1 naming file:line", r)
-    r = run(["train", "--model", model, "--data", data, "--iters", "2", "--schedule", "step"])
+    r = run(["lora", "train", "--model", model, "--data", data, "--iters", "2", "--schedule", "step"])
     check(r.returncode == 2, "bad --schedule: usage error", r)
-    r = run(["train", "--model", model, "--data", data, "--targets", "qkv_proj", "--iters", "1",
+    r = run(["lora", "train", "--model", model, "--data", data, "--targets", "qkv_proj", "--iters", "1",
              "--out", os.path.join(d, "x")])
     check(r.returncode == 1 and b"qkv_proj" in r.stderr, "unknown target module: exit 1", r)
 
@@ -63,7 +66,7 @@ with tempfile.TemporaryDirectory() as d:
               "--targets", "all-linear", "--lr", "5e-3", "--warmup", "2", "--mask-prompt",
               "--dtype", "float32", "--log-every", "3"]
     out1 = os.path.join(d, "out1")
-    r = run(["train", *common, "--out", out1, "--save-every", "3", "--eval-every", "3"])
+    r = run(["lora", "train", *common, "--out", out1, "--save-every", "3", "--eval-every", "3"])
     check(r.returncode == 0 and b"step 6/6" in r.stderr and b"tok/s" in r.stderr
           and b"val_loss" in r.stderr, "train: progress on stderr", r)
     for f in ("adapter_model.safetensors", "adapter_config.json", "loss.jsonl",
@@ -73,17 +76,76 @@ with tempfile.TemporaryDirectory() as d:
     check(cfg.get("peft_type") == "LORA" and cfg.get("r") == 4 and cfg.get("target_modules") == "all-linear",
           "adapter_config.json is PEFT's")
     out2 = os.path.join(d, "out2")
+    # `ingot train` is the same command for now (issue 15 makes it pretraining).
     r = run(["train", *common, "--out", out2, "--resume", os.path.join(out1, "checkpoint-3")])
     same = r.returncode == 0 and open(os.path.join(out1, "adapter_model.safetensors"), "rb").read() == \
         open(os.path.join(out2, "adapter_model.safetensors"), "rb").read()
-    check(same, "resume from checkpoint-3 gives the same adapter bytes", r)
+    check(same, "resume from checkpoint-3 (as `ingot train`) gives the same adapter bytes", r)
+    check(b"spelled `ingot lora train`" in r.stderr, "`ingot train` points to `ingot lora train`", r)
+
+    # Packing: 24 short examples in rows of <= 64 tokens; resumable like the plain run.
+    pk1, pk2 = os.path.join(d, "pack1"), os.path.join(d, "pack2")
+    packed = [*common, "--pack", "--seq-len", "64"]
+    packed[packed.index("--batch-size") + 1] = "2"
+    r = run(["lora", "train", *packed, "--out", pk1, "--save-every", "3"])
+    check(r.returncode == 0 and b"packed into" in r.stderr and b"step 6/6" in r.stderr,
+          "train --pack", r)
+    r = run(["lora", "train", *packed, "--out", pk2, "--resume", os.path.join(pk1, "checkpoint-3")])
+    same = r.returncode == 0 and open(os.path.join(pk1, "adapter_model.safetensors"), "rb").read() == \
+        open(os.path.join(pk2, "adapter_model.safetensors"), "rb").read()
+    check(same, "--pack: resume gives the same adapter bytes", r)
+    r = run(["lora", "train", *common, "--out", os.path.join(d, "pack3"),
+             "--resume", os.path.join(pk1, "checkpoint-3")])
+    check(r.returncode == 1 and b"packing" in r.stderr, "a packed checkpoint is refused unpacked", r)
+
+    # LoRA dropout together with gradient checkpointing.
+    r = run(["lora", "train", *common, "--dropout", "0.1", "--grad-checkpoint",
+             "--out", os.path.join(d, "drop")])
+    check(r.returncode == 0 and b"step 6/6" in r.stderr, "--dropout with --grad-checkpoint", r)
+
+    # Full fine-tuning of the bf16 checkpoint (float32 masters), written in bf16; one batch of
+    # all 24 examples, so every step sees the same data.
+    fft = os.path.join(d, "full")
+    r = run(["lora", "train", "--model", model, "--data", data, "--full", "--iters", "8",
+             "--batch-size", "24", "--lr", "1e-3", "--mask-prompt", "--log-every", "4",
+             "--out", fft])
+    check(r.returncode == 0 and b"full fine-tuning" in r.stderr, "train --full", r)
+    hdr = {}
+    if os.path.exists(os.path.join(fft, "model.safetensors")):
+        with open(os.path.join(fft, "model.safetensors"), "rb") as f:
+            hdr = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    check(hdr.get("model.embed_tokens.weight", {}).get("dtype") == "BF16"
+          and os.path.exists(os.path.join(fft, "config.json"))
+          and os.path.exists(os.path.join(fft, "tokenizer.json")),
+          "--full wrote a bf16 checkpoint with config and tokenizer")
+    losses = [json.loads(x)["loss"] for x in open(os.path.join(fft, "loss.jsonl"))
+              if "val_loss" not in x] if r.returncode == 0 else []
+    check(len(losses) == 8 and losses[-1] < 0.5 * losses[0], f"--full: the loss falls ({losses})")
+    pair0 = (json.dumps({"prompt": "Q: sky? A:", "continuation": " blue"}) + "\n").encode()
+    r = run(["score", "--model", fft], pair0)
+    rb = run(["score", "--model", model], pair0)
+    check(r.returncode == 0 and rb.returncode == 0 and r.stdout != rb.stdout,
+          "the --full checkpoint loads and scores differently from the base", r)
+    r = run(["lora", "train", "--model", model, "--data", data, "--full", "--iters", "1"])
+    check(r.returncode == 1 and b"--out" in r.stderr, "--full without --out: exit 1", r)
+    r = run(["lora", "train", "--model", model, "--data", data, "--full", "--iters", "1",
+             "--adapter", out1, "--out", os.path.join(d, "x2")])
+    check(r.returncode == 1 and b"--adapter" in r.stderr, "--full with --adapter: exit 1", r)
+    r = run(["lora", "train", "--model", model, "--data", data, "--full", "--iters", "1",
+             "--out", model])
+    check(r.returncode == 1 and b"is the model directory" in r.stderr,
+          "--full --out MODEL_DIR: exit 1 before training", r)
 
     tmpl = os.path.join(d, "tmpl.txt")
     with open(tmpl, "w") as f:
         f.write("Color of {text}:")
     fused = os.path.join(d, "fused")
-    r = run(["fuse", "--model", model, "--adapter", out1, "--dtype", "float32", "--out", fused])
-    check(r.returncode == 0 and os.path.exists(os.path.join(fused, "model.safetensors")), "fuse", r)
+    r = run(["lora", "fuse", "--model", model, "--adapter", out1, "--dtype", "float32", "--out", fused])
+    check(r.returncode == 0 and os.path.exists(os.path.join(fused, "model.safetensors")), "lora fuse", r)
+    fused2 = os.path.join(d, "fused2")  # `ingot fuse` stays as an alias: the same bytes
+    r = run(["fuse", "--model", model, "--adapter", out1, "--dtype", "float32", "--out", fused2])
+    check(r.returncode == 0 and open(os.path.join(fused, "model.safetensors"), "rb").read()
+          == open(os.path.join(fused2, "model.safetensors"), "rb").read(), "fuse (alias)", r)
     pair = json.dumps({"prompt": "Q: sky? A:", "continuation": " blue"}) + "\n"
     a = run(["score", "--model", model, "--dtype", "float32", "--adapter", out1], pair.encode())
     b = run(["score", "--model", fused], pair.encode())
@@ -100,12 +162,12 @@ with tempfile.TemporaryDirectory() as d:
         r = run([cmd[0], "--model", model, "--dtype", "float32", "--adapter", out1, *cmd[1:]],
                 b'"the sky"\n' if cmd[0] == "classify" else b"")
         check(r.returncode == 0 and r.stdout, f"{cmd[0]} --adapter runs", r)
-    r = run(["fuse", "--model", model, "--out", os.path.join(d, "f2")])
+    r = run(["lora", "fuse", "--model", model, "--out", os.path.join(d, "f2")])
     check(r.returncode == 1 and b"--adapter" in r.stderr, "fuse without --adapter: exit 1", r)
     # Quantized bases: fuse refuses (naming the layer) instead of merging into packed integers.
     q8 = os.path.join(root, "tests", "data", "models", "llama_q8_mlx")  # llama_bf16_tied, 8-bit
     fq = os.path.join(d, "fused_q8")
-    r = run(["fuse", "--model", q8, "--adapter", out1, "--out", fq])
+    r = run(["lora", "fuse", "--model", q8, "--adapter", out1, "--out", fq])
     check(r.returncode == 1 and b"is quantized (8-bit" in r.stderr
           and not os.path.exists(os.path.join(fq, "model.safetensors")),
           "fuse on an 8-bit mlx checkpoint: exit 1, nothing written", r)
@@ -150,9 +212,14 @@ with tempfile.TemporaryDirectory() as d:
           f"generate --adapter mlx-lm: first token = argmax of PEFT's logits ({want_first}), "
           "same ids as the fused model", ra if ra.returncode else rb)
 
-    for cmd in ("train", "fuse"):
-        r = run([cmd, "--help"])
-        check(r.returncode == 0 and b"Example" in r.stdout, f"{cmd} --help has an example", r)
+    for cmd in (["lora"], ["lora", "train"], ["lora", "fuse"], ["train"], ["fuse"]):
+        r = run([*cmd, "--help"])
+        want = b"Example: ingot lora " + (cmd[-1].encode() if cmd != ["lora"] else b"train")
+        if cmd == ["fuse"]:
+            want = b"Example: ingot fuse"
+        check(r.returncode == 0 and want in r.stdout, f"{' '.join(cmd)} --help has an example", r)
+    r = run(["lora", "trian", "--help"])
+    check(r.returncode == 2 and b"Did you mean 'lora train'" in r.stderr, "lora: unknown subcommand", r)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

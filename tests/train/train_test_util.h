@@ -13,6 +13,7 @@
 
 #include "core/ingot.h"
 #include "models/model.h"
+#include "train/data.h"
 
 namespace ingot::train::test {
 
@@ -70,6 +71,37 @@ inline Array fixed_ids(int64_t b, int64_t l, int64_t vocab, uint32_t seed = 7) {
     x = static_cast<int32_t>(3 + (s >> 8) % static_cast<uint32_t>(vocab - 3));
   }
   return Array(v, {b, l}, int32);
+}
+
+/// n short examples of a few fixed patterns (easy to learn), every token in the loss.
+inline std::vector<Example> toy_examples(size_t n, int64_t vocab) {
+  std::vector<Example> out;
+  for (size_t i = 0; i < n; ++i) {
+    Example e;
+    const int32_t start = static_cast<int32_t>(3 + (i % 4) * 20);
+    const size_t len = 6 + (i % 3) * 2;
+    for (size_t k = 0; k < len; ++k) e.ids.push_back(static_cast<int32_t>((start + 3 * k) % vocab));
+    e.loss_mask.assign(e.ids.size(), 1);
+    out.push_back(e);
+  }
+  return out;
+}
+
+/// Mean masked cross-entropy in float64 as host loops: `logits` [rows, vocab] flattened, one
+/// target and one mask value per row (rows with mask 0 are left out).
+inline double float64_masked_loss(const std::vector<double>& logits, size_t vocab,
+                                  const std::vector<int32_t>& targets,
+                                  const std::vector<float>& mask) {
+  double total = 0, count = 0;
+  for (size_t r = 0; r < targets.size(); ++r) {
+    if (mask[r] == 0) continue;
+    double mx = -INFINITY, se = 0;
+    for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, logits[r * vocab + j]);
+    for (size_t j = 0; j < vocab; ++j) se += std::exp(logits[r * vocab + j] - mx);
+    total += mx + std::log(se) - logits[r * vocab + static_cast<size_t>(targets[r])];
+    count += 1;
+  }
+  return total / count;
 }
 
 }  // namespace ingot::train::test

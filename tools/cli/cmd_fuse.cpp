@@ -1,5 +1,6 @@
-// `ingot fuse`: merges a LoRA adapter into its base model (W + scale * B A) and writes a full
-// Hugging Face checkpoint (model.safetensors, config, tokenizer files) that transformers loads.
+// `ingot lora fuse` (also `ingot fuse`): merges a LoRA adapter into its base model (W + scale * B
+// A) and writes a full Hugging Face checkpoint (model.safetensors, config, tokenizer files) that
+// transformers loads.
 #include <memory>
 #include <string>
 
@@ -38,18 +39,37 @@ int run_fuse(const FuseArgs& a) {
   return 0;
 }
 
-const Registrar reg(
-    {"fuse", "Merge a LoRA adapter into the base model and write a full checkpoint",
-     [](CLI::App& app) {
-       auto a = std::make_shared<FuseArgs>();
-       add_model_options(app, a->model);
-       app.add_option("--out", a->out, "Output checkpoint directory")->required();
-       app.footer(
-           "The merged weights are computed in float32 and stored in the model's dtype "
-           "(--dtype, default the checkpoint's).\n"
-           "Example: ingot fuse --model ./Llama-3.2-1B --adapter ./my-adapter --out ./fused");
-       return std::function<int()>([a] { return run_fuse(*a); });
-     }});
+}  // namespace
+
+/// Adds the options of `ingot lora fuse` (also `ingot fuse`) to `app`; returns its runner.
+std::function<int()> setup_lora_fuse(CLI::App& app, const std::string& spelling) {
+  auto a = std::make_shared<FuseArgs>();
+  add_model_options(app, a->model);
+  app.add_option("--out", a->out, "Output checkpoint directory")->required();
+  app.footer(
+      "--adapter DIR (required): the PEFT or mlx-lm adapter to merge.\n"
+      "The merged weights are computed in float32 and stored in the model's dtype "
+      "(--dtype, default the checkpoint's).\n"
+      "Example: " +
+      spelling + " --model ./Llama-3.2-1B --adapter ./my-adapter --out ./fused");
+  return [a] { return run_fuse(*a); };
+}
+
+/// The subcommands of `ingot lora` (cmd_lora.cpp).
+std::vector<Command>& lora_commands();
+
+namespace {
+
+const bool lora_fuse_registered =
+    (lora_commands().push_back(
+         Command{"fuse", "Merge a LoRA adapter into the base model and write a full checkpoint",
+                 [](CLI::App& app) { return setup_lora_fuse(app, "ingot lora fuse"); }}),
+     true);
+
+const Registrar reg({"fuse",
+                     "Merge a LoRA adapter into the base model and write a full checkpoint "
+                     "(also `ingot lora fuse`)",
+                     [](CLI::App& app) { return setup_lora_fuse(app, "ingot fuse"); }});
 
 }  // namespace
 }  // namespace ingot::cli

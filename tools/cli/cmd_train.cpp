@@ -1,5 +1,6 @@
-// `ingot train`: LoRA fine-tuning on JSONL data ({"text"}, {"prompt","completion"} or
-// {"messages"}), writing a PEFT-compatible adapter, resumable checkpoints and a loss curve.
+// `ingot lora train` (also `ingot train` for now): LoRA fine-tuning on JSONL data ({"text"},
+// {"prompt","completion"} or {"messages"}), writing a PEFT-compatible adapter, resumable
+// checkpoints and a loss curve; `--full` trains every weight and writes a full checkpoint.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 
 struct TrainArgs {
   ModelArgs model;
-  std::string data, valid, out = "adapters", resume, targets = "q_proj,v_proj", loss_log;
+  std::string data, valid, out, resume, targets = "q_proj,v_proj", loss_log;
   int64_t iters = 0;
   double epochs = 0;
   int batch_size = 4, grad_accum = 1, rank = 8, num_layers = 0;
@@ -31,7 +32,7 @@ struct TrainArgs {
   float alpha = 16.0f, dropout = 0.0f, lr = 1e-4f, weight_decay = 0.01f, max_grad_norm = 1.0f;
   std::string schedule = "cosine";
   uint64_t seed = 0;
-  bool rslora = false, grad_checkpoint = false, mask_prompt = false;
+  bool rslora = false, grad_checkpoint = false, mask_prompt = false, pack = false, full = false;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -42,8 +43,23 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-int run_train(const TrainArgs& a) {
+int run_train(TrainArgs a) {
   if (a.iters > 0 && a.epochs > 0) raise("[train] give --iters or --epochs, not both");
+  if (a.full && !a.model.adapter.empty())
+    raise("[train] --full trains every weight: it takes no --adapter (fuse it first)");
+  if (a.full && a.out.empty())
+    raise("[train] --full writes a full checkpoint: give --out DIR (not the model directory)");
+  if (a.full) {  // checked before training, not when the checkpoint is written
+    std::error_code ec;
+    if (fs::equivalent(fs::path(a.out), fs::path(a.model.dir), ec))
+      raise("[train] --out {} is the model directory: --full writes a new checkpoint", a.out);
+    if (!fs::is_regular_file(fs::path(a.model.dir) / "config.json"))
+      raise<Unsupported>(
+          "[train] --full writes a Hugging Face checkpoint and needs a checkpoint directory with "
+          "config.json, got {}",
+          a.model.dir);
+  }
+  if (a.out.empty()) a.out = "adapters";
   std::string train_path = a.data, valid_path = a.valid;
   if (fs::is_directory(a.data)) {  // mlx-lm layout: DIR/train.jsonl (+ DIR/valid.jsonl)
     train_path = (fs::path(a.data) / "train.jsonl").string();
@@ -65,18 +81,20 @@ int run_train(const TrainArgs& a) {
   if (auto p = tok.special_tokens().pad_token; !p.empty())
     if (auto id = tok.token_to_id(p)) pad = *id;
 
-  train::LoraConfig c{.rank = a.rank,
-                      .alpha = a.alpha,
-                      .dropout = a.dropout,
-                      .targets = split_list(a.targets),
-                      .use_rslora = a.rslora,
-                      .base_model = a.model.dir};
-  if (a.num_layers > 0)
-    for (int i = std::max(0, model->num_layers() - a.num_layers); i < model->num_layers(); ++i)
-      c.layers.push_back(i);
-  train::LoraAdapter adapter = a.model.adapter.empty()
-                                   ? train::LoraAdapter::init(*model, c, a.seed)
-                                   : train::LoraAdapter::load(a.model.adapter, *model);
+  std::optional<train::LoraAdapter> adapter;
+  if (!a.full) {
+    train::LoraConfig c{.rank = a.rank,
+                        .alpha = a.alpha,
+                        .dropout = a.dropout,
+                        .targets = split_list(a.targets),
+                        .use_rslora = a.rslora,
+                        .base_model = a.model.dir};
+    if (a.num_layers > 0)
+      for (int i = std::max(0, model->num_layers() - a.num_layers); i < model->num_layers(); ++i)
+        c.layers.push_back(i);
+    adapter.emplace(a.model.adapter.empty() ? train::LoraAdapter::init(*model, c, a.seed)
+                                            : train::LoraAdapter::load(a.model.adapter, *model));
+  }
 
   train::TrainOptions o{.batch_size = a.batch_size,
                         .grad_accum = a.grad_accum,
@@ -93,94 +111,153 @@ int run_train(const TrainArgs& a) {
                         .out_dir = a.out,
                         .loss_log = a.loss_log,
                         .log_every = a.log_every,
-                        .pad_id = pad};
-  const int64_t per_epoch =
-      (static_cast<int64_t>(train_ex.size()) + a.batch_size - 1) / a.batch_size;
+                        .pad_id = pad,
+                        .pack = a.pack,
+                        .seq_len = a.seq_len,
+                        .base_dir = a.model.dir};
+  // Batches per epoch: of examples, or of packed rows with --pack.
+  const int64_t rows = a.pack
+                           ? static_cast<int64_t>(train::pack_examples(train_ex, a.seq_len).size())
+                           : static_cast<int64_t>(train_ex.size());
+  const int64_t per_epoch = (rows + a.batch_size - 1) / a.batch_size;
   if (a.epochs > 0)
     o.iters = std::max<int64_t>(
         1, static_cast<int64_t>(std::ceil(a.epochs * static_cast<double>(per_epoch) /
                                           static_cast<double>(a.grad_accum))));
   else
     o.iters = a.iters > 0 ? a.iters : 100;
-  fmt::print(stderr,
-             "train: {} examples ({} batches of {} per epoch), {} valid; LoRA r={} alpha={} on "
-             "{} modules ({} trainable parameters); {} steps on {}\n",
-             train_ex.size(), per_epoch, a.batch_size, valid_ex.size(), adapter.config().rank,
-             adapter.config().alpha, adapter.targets().size(), adapter.num_parameters(), o.iters,
-             model->device().str());
-  train::Trainer t(*model, adapter, std::move(train_ex), std::move(valid_ex), o);
+  const std::string what =
+      adapter ? fmt::format("LoRA r={} alpha={} on {} modules ({} trainable parameters)",
+                            adapter->config().rank, adapter->config().alpha,
+                            adapter->targets().size(), adapter->num_parameters())
+              : fmt::format("full fine-tuning ({} trainable parameters, float32 masters)",
+                            model->num_parameters());
+  fmt::print(
+      stderr, "train: {} examples{} ({} batches of {} per epoch), {} valid; {}; {} steps on {}\n",
+      train_ex.size(),
+      a.pack ? fmt::format(" packed into {} rows of <= {} tokens", rows, a.seq_len) : std::string(),
+      per_epoch, a.batch_size, valid_ex.size(), what, o.iters, model->device().str());
+  std::unique_ptr<train::Trainer> t =
+      adapter
+          ? std::make_unique<train::Trainer>(*model, *adapter, std::move(train_ex),
+                                             std::move(valid_ex), o)
+          : std::make_unique<train::Trainer>(*model, std::move(train_ex), std::move(valid_ex), o);
   if (!a.resume.empty()) {
-    t.resume(a.resume);
-    fmt::print(stderr, "train: resumed from {} at step {}\n", a.resume, t.step_count());
+    t->resume(a.resume);
+    fmt::print(stderr, "train: resumed from {} at step {}\n", a.resume, t->step_count());
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto stats = t.run();
+  auto stats = t->run();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int64_t tokens = 0;
   for (auto& s : stats) tokens += s.tokens;
-  fmt::print(stderr, "train: done, {} steps in {:.1f}s ({:.0f} tok/s); adapter in {}\n",
-             stats.size(), secs, static_cast<double>(tokens) / std::max(secs, 1e-9), a.out);
+  fmt::print(stderr, "train: done, {} steps in {:.1f}s ({:.0f} tok/s); {} in {}\n", stats.size(),
+             secs, static_cast<double>(tokens) / std::max(secs, 1e-9),
+             adapter ? "adapter" : "checkpoint", a.out);
   return 0;
 }
 
+}  // namespace
+
+/// Adds the options of `ingot lora train` to `app`; returns its runner. `alias`: registered as
+/// `ingot train` (which issue 15 turns into full-parameter pretraining), which says so on
+/// stderr.
+std::function<int()> setup_lora_train(CLI::App& app, bool alias) {
+  const std::string spelling = "ingot lora train";
+  auto a = std::make_shared<TrainArgs>();
+  add_model_options(app, a->model);
+  app.add_option("--data", a->data,
+                 "Training JSONL, or a directory with train.jsonl (and valid.jsonl)")
+      ->required();
+  app.add_option("--valid", a->valid, "Validation JSONL");
+  app.add_option("--out", a->out,
+                 "Output directory: the adapter (default ./adapters), or the full checkpoint "
+                 "with --full (required then)");
+  app.add_option("--iters", a->iters, "Optimizer steps (default 100)")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", a->epochs, "Passes over the data instead of --iters")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", a->batch_size,
+                 "Examples (packed rows with --pack) per micro-batch (default 4)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--grad-accum", a->grad_accum, "Micro-batches per step (default 1)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seq-len", a->seq_len,
+                 "Truncate examples to this many tokens; the row length with --pack (2048)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--pack", a->pack,
+               "Pack several examples into each row of --seq-len tokens (attention kept inside "
+               "each example)");
+  app.add_flag("--full", a->full,
+               "Full fine-tuning: train every weight (float32 master copies) instead of a LoRA "
+               "adapter; writes a full checkpoint to --out");
+  app.add_option("--rank", a->rank, "LoRA rank r (default 8)")->check(CLI::PositiveNumber);
+  app.add_option("--alpha", a->alpha, "LoRA alpha; scale = alpha / r (default 16)");
+  app.add_option("--dropout", a->dropout, "LoRA dropout probability (default 0)")
+      ->check(CLI::Range(0.0, 0.999));
+  app.add_option("--targets", a->targets,
+                 "Modules, comma-separated, or all-linear (default q_proj,v_proj)");
+  app.add_option("--num-layers", a->num_layers, "Adapt only the last N layers (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
+  app.add_option("--lr", a->lr, "Peak learning rate (default 1e-4)");
+  app.add_option("--warmup", a->warmup, "Linear warmup steps (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--schedule", a->schedule, "cosine, linear or constant (default cosine)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--weight-decay", a->weight_decay, "AdamW weight decay (default 0.01)");
+  app.add_option("--max-grad-norm", a->max_grad_norm,
+                 "Clip the global gradient norm (default 1, 0 = off)");
+  app.add_flag("--grad-checkpoint", a->grad_checkpoint,
+               "Recompute each decoder block in the backward pass (less memory)");
+  app.add_flag("--mask-prompt", a->mask_prompt, "Loss on completions / assistant messages only");
+  app.add_option("--seed", a->seed, "Seed of the adapter init, batch order and dropout (0)");
+  app.add_option("--eval-every", a->eval_every, "Validation loss every N steps (0 = off)");
+  app.add_option("--eval-batches", a->eval_batches, "Validation batches (0 = all)");
+  app.add_option("--save-every", a->save_every,
+                 "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
+  app.add_option("--resume", a->resume, "Continue from a checkpoint-<step> directory");
+  app.add_option("--loss-log", a->loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
+  app.add_option("--log-every", a->log_every, "Progress line every N steps (default 10)");
+  app.footer(
+      "--adapter DIR starts from an existing adapter instead of a fresh one.\n"
+      "Data lines: {\"text\": ...}, {\"prompt\": ..., \"completion\": ...} or "
+      "{\"messages\": [{\"role\": ..., \"content\": ...}, ...]} (chat template).\n"
+      "Writes OUT/adapter_model.safetensors + adapter_config.json (PEFT) and OUT/loss.jsonl;\n"
+      "with --full, OUT/model.safetensors + config and tokenizer files (the model's dtype).\n"
+      "Example: " +
+      spelling +
+      " --model ./Qwen3-0.6B --data data/ --iters 200 --batch-size 8 --rank 16 "
+      "--targets all-linear --lr 2e-4 --warmup 20 --mask-prompt --out ./my-adapter\n"
+      "Example: " +
+      spelling +
+      " --model ./SmolLM2-135M --data data/ --full --pack --seq-len 1024 --lr 1e-5 "
+      "--out ./SmolLM2-135M-tuned");
+  return [a, alias] {
+    if (alias)
+      fmt::print(stderr,
+                 "note: `ingot train` is spelled `ingot lora train` now (issue 15 makes `ingot "
+                 "train` full-parameter pretraining)\n");
+    return run_train(*a);
+  };
+}
+
+/// The subcommands of `ingot lora` (cmd_lora.cpp).
+std::vector<Command>& lora_commands();
+
+namespace {
+
+const bool lora_train_registered =
+    (lora_commands().push_back(Command{"train",
+                                       "Fine-tune a LoRA adapter (or, with --full, every "
+                                       "weight) on JSONL data",
+                                       [](CLI::App& app) { return setup_lora_train(app, false); }}),
+     true);
+
 const Registrar reg(
-    {"train", "LoRA fine-tuning on JSONL data; writes a PEFT-compatible adapter",
-     [](CLI::App& app) {
-       auto a = std::make_shared<TrainArgs>();
-       add_model_options(app, a->model);
-       app.add_option("--data", a->data,
-                      "Training JSONL, or a directory with train.jsonl (and valid.jsonl)")
-           ->required();
-       app.add_option("--valid", a->valid, "Validation JSONL");
-       app.add_option("--out", a->out, "Adapter output directory (default ./adapters)");
-       app.add_option("--iters", a->iters, "Optimizer steps (default 100)")
-           ->check(CLI::PositiveNumber);
-       app.add_option("--epochs", a->epochs, "Passes over the data instead of --iters")
-           ->check(CLI::PositiveNumber);
-       app.add_option("--batch-size", a->batch_size, "Examples per micro-batch (default 4)")
-           ->check(CLI::PositiveNumber);
-       app.add_option("--grad-accum", a->grad_accum, "Micro-batches per step (default 1)")
-           ->check(CLI::PositiveNumber);
-       app.add_option("--seq-len", a->seq_len, "Truncate examples to this many tokens (2048)")
-           ->check(CLI::PositiveNumber);
-       app.add_option("--rank", a->rank, "LoRA rank r (default 8)")->check(CLI::PositiveNumber);
-       app.add_option("--alpha", a->alpha, "LoRA alpha; scale = alpha / r (default 16)");
-       app.add_option("--dropout", a->dropout, "LoRA dropout (only 0 is implemented)");
-       app.add_option("--targets", a->targets,
-                      "Modules, comma-separated, or all-linear (default q_proj,v_proj)");
-       app.add_option("--num-layers", a->num_layers, "Adapt only the last N layers (0 = all)")
-           ->check(CLI::NonNegativeNumber);
-       app.add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
-       app.add_option("--lr", a->lr, "Peak learning rate (default 1e-4)");
-       app.add_option("--warmup", a->warmup, "Linear warmup steps (default 0)")
-           ->check(CLI::NonNegativeNumber);
-       app.add_option("--schedule", a->schedule, "cosine, linear or constant (default cosine)")
-           ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-       app.add_option("--weight-decay", a->weight_decay, "AdamW weight decay (default 0.01)");
-       app.add_option("--max-grad-norm", a->max_grad_norm,
-                      "Clip the global gradient norm (default 1, 0 = off)");
-       app.add_flag("--grad-checkpoint", a->grad_checkpoint,
-                    "Recompute each decoder block in the backward pass (less memory)");
-       app.add_flag("--mask-prompt", a->mask_prompt,
-                    "Loss on completions / assistant messages only");
-       app.add_option("--seed", a->seed, "Seed of the adapter init and batch order (0)");
-       app.add_option("--eval-every", a->eval_every, "Validation loss every N steps (0 = off)");
-       app.add_option("--eval-batches", a->eval_batches, "Validation batches (0 = all)");
-       app.add_option("--save-every", a->save_every,
-                      "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
-       app.add_option("--resume", a->resume, "Continue from a checkpoint-<step> directory");
-       app.add_option("--loss-log", a->loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
-       app.add_option("--log-every", a->log_every, "Progress line every N steps (default 10)");
-       app.footer(
-           "--adapter DIR starts from an existing adapter instead of a fresh one.\n"
-           "Data lines: {\"text\": ...}, {\"prompt\": ..., \"completion\": ...} or "
-           "{\"messages\": [{\"role\": ..., \"content\": ...}, ...]} (chat template).\n"
-           "Writes OUT/adapter_model.safetensors + adapter_config.json (PEFT) and "
-           "OUT/loss.jsonl.\n"
-           "Example: ingot train --model ./Qwen3-0.6B --data data/ --iters 200 --batch-size 8 "
-           "--rank 16 --targets all-linear --lr 2e-4 --warmup 20 --mask-prompt --out ./my-adapter");
-       return std::function<int()>([a] { return run_train(*a); });
-     }});
+    {"train",
+     "LoRA fine-tuning on JSONL data (for now; spelled `ingot lora train`, which see). Issue 15 "
+     "makes `ingot train` full-parameter pretraining",
+     [](CLI::App& app) { return setup_lora_train(app, true); }});
 
 }  // namespace
 }  // namespace ingot::cli

@@ -50,7 +50,7 @@ void add_model_options(CLI::App& app, ModelArgs& a) {
 
 models::LoadModelOptions load_options(const ModelArgs& a) {
   if (!a.adapter.empty())
-    raise("[cli] --adapter is not supported by this command yet (fuse it first: ingot fuse)");
+    raise("[cli] --adapter is not supported by this command yet (fuse it first: ingot lora fuse)");
   return base_load_options(a);
 }
 
