@@ -550,14 +550,16 @@ INGOT_API int ingot_score_cached(ingot_model m, ingot_prompt_cache c, const int3
                                  double* sums, double* token_logprobs);
 /** ingot_classify of full prompts that all start with the cache's ids (a prompt may equal
  * them): the cached prefix is not computed again, and the cache is not changed (it may be
- * reused by any number of calls). An empty cache classifies as ingot_classify does. */
+ * reused by any number of calls). An empty cache classifies as ingot_classify does. batch_size
+ * 0: sized automatically, as ingot_classify. */
 INGOT_API int ingot_classify_cached(ingot_model m, ingot_prompt_cache c,
                                     const int32_t* const* prompts, const size_t* lengths, size_t n,
                                     const int32_t* const* labels, const size_t* label_lengths,
                                     size_t n_labels, int64_t batch_size, double* probs);
 /** ingot_classify_texts through a cache (see ingot_prompt_cache_prefill_template): every filled
  * and tokenized template must start with the cache's ids (INGOT_ERR_INVALID_ARGUMENT naming the
- * first text that does not). The cache is not changed. */
+ * first text that does not). The cache is not changed. batch_size 0: sized automatically, as
+ * ingot_classify. */
 INGOT_API int ingot_classify_texts_cached(ingot_model m, ingot_prompt_cache c,
                                           const char* template_text, const char* const* labels,
                                           size_t n_labels, const char* const* texts, size_t n_texts,

@@ -2,13 +2,10 @@
 // rewound anywhere) for one model: prefilled once with a shared prefix, then continued by
 // generation or used, unchanged, as the prefix of classification batches.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "capi/capi_internal.h"
 #include "capi/capi_llm_internal.h"
-#include "core/ops/ops.h"
 #include "core/transforms/eval.h"
 #include "llm/generate.h"
 #include "llm/kv_cache.h"
@@ -73,179 +70,11 @@ void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what,
             vocab);
 }
 
-/// Softmax of label log-likelihoods in float64.
-llm::LabelProbs normalise(const std::vector<double>& ll) {
-  const double mx = *std::max_element(ll.begin(), ll.end());
-  llm::LabelProbs p(ll.size());
-  double z = 0;
-  for (size_t j = 0; j < ll.size(); ++j) z += (p[j] = std::exp(ll[j] - mx));
-  for (double& v : p) v /= z;
-  return p;
-}
-
-/// Columns of the cached prefix a batch uses: all of them, or one fewer than its shortest prompt
-/// when a prompt is no longer than the prefix (the last prompt id must run to give a hidden
-/// state).
-size_t batch_prefix(size_t p, const std::vector<std::vector<int32_t>>& prompts,
-                    const std::vector<size_t>& items) {
-  size_t pb = p;
-  for (size_t i : items) pb = std::min(pb, prompts[i].size() - 1);
-  return pb;
-}
-
-/// A batch's copy of the prefix (arrays shared, not copied), rewound to `pb` columns and
-/// repeated for `rows` rows.
-llm::PromptCache batch_cache(const llm::PromptCache& prefix, size_t pb, int64_t rows) {
-  llm::PromptCache cache = prefix.copy();
-  if (static_cast<int64_t>(pb) < cache.offset()) cache.trim_to(static_cast<int64_t>(pb));
-  cache.repeat_rows(rows);
-  return cache;
-}
-
-/// Label probabilities of prompts that all start with the ids of `prefix` (non-empty), computed
-/// as llm::classify computes a group's: length-sorted batches of the prompts' own ids, left
-/// padded after the prefix (the padding masked, positions skip it), on copies of the prefix's
-/// keys and values repeated per row. `prefix` is not changed.
-std::vector<llm::LabelProbs> classify_over(const models::Model& model,
-                                           const llm::PromptCache& prefix,
-                                           const std::vector<std::vector<int32_t>>& prompts,
-                                           const std::vector<std::vector<int32_t>>& labels,
-                                           int64_t batch_size) {
-  const size_t p = prefix.tokens().size();
-  if (prefix.offset() != static_cast<int64_t>(p) || prefix.batch() != 1)
-    raise<Error>("[capi] prompt cache: {} ids for {} positions in {} rows", p, prefix.offset(),
-                 prefix.batch());
-  std::vector<int32_t> first;
-  for (const auto& l : labels) first.push_back(l[0]);
-  std::vector<int32_t> sorted = first;
-  std::sort(sorted.begin(), sorted.end());
-  const bool first_token_only = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
-  const int64_t k = static_cast<int64_t>(labels.size());
-  Array first_ids(first, {k}, int32);
-
-  std::vector<llm::LabelProbs> out(prompts.size());
-  std::vector<size_t> order(prompts.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
-  const size_t bsize = static_cast<size_t>(std::max<int64_t>(1, batch_size));
-  for (size_t b0 = 0; b0 < order.size(); b0 += bsize) {
-    const std::vector<size_t> items(
-        order.begin() + static_cast<std::ptrdiff_t>(b0),
-        order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + bsize)));
-    const int64_t b = static_cast<int64_t>(items.size());
-    const size_t pb = batch_prefix(p, prompts, items);
-    size_t width = 0;
-    for (size_t i : items) width = std::max(width, prompts[i].size() - pb);
-    std::vector<std::vector<int32_t>> rows;
-    std::vector<llm::PadSpan> pads;
-    for (size_t i : items) {
-      const auto& pr = prompts[i];
-      const size_t own = pr.size() - pb;
-      std::vector<int32_t> row(width - own, pr[pb]);  // padding ids are never attended
-      row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(pb), pr.end());
-      rows.push_back(std::move(row));
-      pads.push_back({static_cast<int64_t>(pb), static_cast<int64_t>(pb + width - own)});
-    }
-    llm::PromptCache cache = batch_cache(prefix, pb, b);
-    cache.set_padding(pads);
-    Array hidden = llm::prefill(model, rows, cache, 0, 1);  // [B, 1, E]
-    Array h = reshape(hidden, {b, hidden.shape(2)});
-    std::vector<std::vector<double>> ll(items.size(), std::vector<double>(labels.size()));
-    if (first_token_only) {
-      std::vector<float> v = log_softmax(model.lm_head_rows(h, first_ids)).to_vector<float>();
-      for (size_t r = 0; r < items.size(); ++r)
-        for (size_t j = 0; j < labels.size(); ++j) ll[r][j] = v[r * labels.size() + j];
-    } else {
-      // Whole label sequences: log P(label | prompt) summed over its tokens.
-      Array first_lp = log_softmax(model.lm_head(h));  // [B, V]
-      for (size_t j = 0; j < labels.size(); ++j) {
-        const auto& lab = labels[j];
-        const int64_t n = static_cast<int64_t>(lab.size());
-        Array total =
-            reshape(take(first_lp, Array(std::vector<int32_t>{lab[0]}, {1}, int32), 1), {b});
-        if (n > 1) {
-          llm::PromptCache c = cache.copy();
-          std::vector<std::vector<int32_t>> next(items.size(),
-                                                 std::vector<int32_t>(lab.begin(), lab.end() - 1));
-          Array lps = log_softmax(model.lm_head(llm::prefill(model, next, c, 0, 0)));
-          std::vector<int32_t> tg;
-          for (int64_t r = 0; r < b; ++r) tg.insert(tg.end(), lab.begin() + 1, lab.end());
-          Array got = take_along_axis(lps, Array(tg, {b, n - 1, 1}, int32), 2);
-          total = total + sum(reshape(got, {b, n - 1}), 1);
-        }
-        std::vector<float> v = total.to_vector<float>();
-        for (size_t r = 0; r < items.size(); ++r) ll[r][j] = v[r];
-      }
-    }
-    for (size_t r = 0; r < items.size(); ++r) out[items[r]] = normalise(ll[r]);
-  }
-  return out;
-}
-
 void check_starts_with(const std::vector<int32_t>& prompt, const std::vector<int32_t>& pre,
                        const char* what, const char* kind, size_t i) {
   if (prompt.size() < pre.size() || !std::equal(pre.begin(), pre.end(), prompt.begin()))
     raise("[capi] {}: {} {} ({} ids) does not start with the prompt cache's {} ids", what, kind, i,
           prompt.size(), pre.size());
-}
-
-/// Log-probabilities of continuations after prompts that all start with the ids of `prefix`
-/// (non-empty), computed as llm::score computes them (batches in input order, left padded,
-/// here after the prefix) on copies of the prefix's keys and values. `prefix` is not changed.
-std::vector<llm::ScoreResult> score_over(const models::Model& model, const llm::PromptCache& prefix,
-                                         const std::vector<llm::ScoreRequest>& reqs,
-                                         int64_t batch_size) {
-  const size_t p = prefix.tokens().size();
-  if (prefix.offset() != static_cast<int64_t>(p) || prefix.batch() != 1)
-    raise<Error>("[capi] prompt cache: {} ids for {} positions in {} rows", p, prefix.offset(),
-                 prefix.batch());
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& r : reqs) prompts.push_back(r.prompt);
-  std::vector<llm::ScoreResult> out(reqs.size());
-  const size_t bs = static_cast<size_t>(std::max<int64_t>(1, batch_size));
-  for (size_t b0 = 0; b0 < reqs.size(); b0 += bs) {
-    std::vector<size_t> items;
-    for (size_t i = b0; i < std::min(reqs.size(), b0 + bs); ++i) items.push_back(i);
-    const size_t pb = batch_prefix(p, prompts, items);
-    size_t width = 0, kmax = 0;
-    for (size_t i : items) {
-      width = std::max(width, reqs[i].prompt.size() - pb + reqs[i].continuation.size());
-      kmax = std::max(kmax, reqs[i].continuation.size());
-    }
-    std::vector<std::vector<int32_t>> rows;
-    std::vector<llm::PadSpan> pads;
-    std::vector<int32_t> targets;  // [B, kmax]: continuation right-aligned, 0 where unused
-    for (size_t i : items) {
-      const auto& r = reqs[i];
-      const size_t len = r.prompt.size() - pb + r.continuation.size();
-      std::vector<int32_t> row(width - len, r.prompt[pb]);
-      row.insert(row.end(), r.prompt.begin() + static_cast<std::ptrdiff_t>(pb), r.prompt.end());
-      row.insert(row.end(), r.continuation.begin(), r.continuation.end());
-      rows.push_back(std::move(row));
-      pads.push_back({static_cast<int64_t>(pb), static_cast<int64_t>(pb + width - len)});
-      std::vector<int32_t> t(kmax - r.continuation.size(), 0);
-      t.insert(t.end(), r.continuation.begin(), r.continuation.end());
-      targets.insert(targets.end(), t.begin(), t.end());
-    }
-    const int64_t b = static_cast<int64_t>(items.size()), k = static_cast<int64_t>(kmax);
-    llm::PromptCache cache = batch_cache(prefix, pb, b);
-    cache.set_padding(pads);
-    // Hidden states of the kmax + 1 last columns; column j predicts the token at column j + 1.
-    Array h = llm::prefill(model, rows, cache, 0, k + 1);
-    Array lp = log_softmax(model.lm_head(slice_axis(h, 1, 0, k)));  // [B, k, V]
-    std::vector<float> got =
-        squeeze(take_along_axis(lp, Array(targets, {b, k, 1}, int32), 2), 2).to_vector<float>();
-    for (size_t row = 0; row < items.size(); ++row) {
-      const size_t kc = reqs[items[row]].continuation.size();
-      llm::ScoreResult& sr = out[items[row]];
-      for (size_t j = kmax - kc; j < kmax; ++j) {
-        sr.token_logprobs.push_back(got[row * kmax + j]);
-        sr.sum += got[row * kmax + j];
-      }
-    }
-  }
-  return out;
 }
 
 /// Checks prompts and labels and classifies through the cache (see ingot_classify_cached).
@@ -263,13 +92,11 @@ std::vector<llm::LabelProbs> classify_cached(const models::Model& model, const l
     check_ids(prompts[i], vocab, what, prompt_kind, i);
     check_starts_with(prompts[i], pre, what, prompt_kind, i);
   }
-  const int64_t bs = batch_size == 0 ? 64 : batch_size;
-  if (pre.empty()) {
-    llm::ClassifyOptions o;
-    o.batch_size = bs;
-    return llm::classify(model, prompts, labels, o);
-  }
-  return classify_over(model, pc, prompts, labels, bs);
+  // Batches as ingot_classify's (0: sized automatically), over copies of the cached prefix.
+  llm::ClassifyOptions o;
+  o.batch_size = batch_size;
+  o.prefix = &pc;
+  return llm::classify(model, prompts, labels, o);
 }
 
 }  // namespace
@@ -473,8 +300,7 @@ int ingot_score_cached(ingot_model m, ingot_prompt_cache c, const int32_t* const
       check_starts_with(p[i], pc.tokens(), what, "prompt", i);
       reqs[i] = {std::move(p[i]), std::move(q[i])};
     }
-    const int64_t bs = batch_size == 0 ? 16 : batch_size;
-    auto r = pc.tokens().empty() ? llm::score(model, reqs, bs) : score_over(model, pc, reqs, bs);
+    auto r = llm::score(model, reqs, batch_size == 0 ? 16 : batch_size, &pc);
     size_t at = 0;
     for (size_t i = 0; i < n; ++i) {
       sums[i] = r[i].sum;

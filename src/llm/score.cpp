@@ -1,6 +1,6 @@
 // Scoring, classification and embeddings (see score.h). Classification groups prompts, prefills
-// the group's shared prefix once, then runs length-sorted batches whose padding sits between
-// the prefix and each row's own tokens (masked, positions skip it).
+// the group's shared prefix once (or extends a precomputed one), then runs length-sorted batches
+// whose padding sits between the prefix and each row's own tokens (masked, positions skip it).
 #include "llm/score.h"
 
 #include <algorithm>
@@ -43,8 +43,59 @@ LabelProbs normalise(const std::vector<double>& ll) {
 /// 64-token batch's keys and values are not allocated and zeroed four times over).
 constexpr PromptCacheOptions kScoreCache{.unbounded = true, .step = 16};
 
-/// A run over groups of prompts sharing a prefilled prefix; calls `batch_fn` for each
-/// length-sorted batch with its cache (prefix + padded rows prefilled) and hidden states.
+/// Ids held by a precomputed prefix cache (ClassifyOptions::prefix; 0 for none or an empty one),
+/// after checking that it fits `model` and that each of the `n` prompts (prompt_of(i)) starts
+/// with them.
+template <class PromptOf>
+size_t check_prefix(const models::Model& model, const PromptCache* prefix, const char* what,
+                    size_t n, const PromptOf& prompt_of) {
+  if (!prefix || prefix->tokens().empty()) return 0;
+  const PromptCache& pc = *prefix;
+  const std::vector<int32_t>& ids = pc.tokens();
+  if (pc.offset() != static_cast<int64_t>(ids.size()) || pc.batch() != 1)
+    raise(
+        "[{}] the prefix cache holds {} ids for {} positions in {} rows (needs one row, one id "
+        "per position)",
+        what, ids.size(), pc.offset(), pc.batch());
+  if (pc.device() != model.device())
+    raise("[{}] the prefix cache is on another device than the model", what);
+  if (pc.num_layers() != model.num_layers())
+    raise("[{}] the prefix cache was made for another model ({} layers, not {})", what,
+          pc.num_layers(), model.num_layers());
+  for (int i = 0; i < pc.num_layers(); ++i) {
+    const LayerCacheOptions& o = pc.layer(i).options();
+    if (o.window != model.config().layers[static_cast<size_t>(i)].window)
+      raise("[{}] the prefix cache was made for another model (layer {} has window {}, not {})",
+            what, i, o.window, model.config().layers[static_cast<size_t>(i)].window);
+    if (o.max_size != 0)
+      raise(
+          "[{}] the prefix cache is bounded on layer {} (window {}); make it with "
+          "PromptCacheOptions::unbounded",
+          what, i, o.window);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const std::vector<int32_t>& pr = prompt_of(i);
+    if (pr.size() < ids.size() || !std::equal(ids.begin(), ids.end(), pr.begin()))
+      raise("[{}] prompt {} ({} ids) does not start with the prefix cache's {} ids", what, i,
+            pr.size(), ids.size());
+  }
+  return ids.size();
+}
+
+/// A batch's cache: a copy of `base` (one row) rewound to its first `pb` columns and repeated
+/// for `rows` rows; an empty cache when `pb` is 0. `base` is not changed.
+PromptCache batch_cache(const models::Model& model, const PromptCache& base, size_t pb,
+                        int64_t rows) {
+  if (pb == 0) return PromptCache(model, kScoreCache);
+  PromptCache cache = base.copy();
+  if (static_cast<int64_t>(pb) < cache.offset()) cache.trim_to(static_cast<int64_t>(pb));
+  cache.repeat_rows(rows);
+  return cache;
+}
+
+/// A run over groups of prompts sharing a prefilled prefix (opt.prefix, checked by the caller,
+/// extended by the further ids a group shares); calls `batch_fn` for each length-sorted batch
+/// with its cache (prefix + padded rows prefilled) and hidden states.
 /// `batch_fn` queues the batch's results (evaluated, reads started with PendingRead) and
 /// returns what finishes it (reads and stores them); that runs after the next batch has been
 /// queued, so the device works on one batch while the host builds the next and reads the last.
@@ -59,9 +110,9 @@ struct GroupRunner {
   struct Batch {
     std::vector<size_t> items;  // prompt indices, one per row
     PromptCache* cache;
-    Array hidden;  // [B, kept columns, E]
-    int64_t prefix_len;
-    std::optional<Array> prefix_hidden;  // [1, P, E]
+    Array hidden;                        // [B, kept columns, E]
+    int64_t prefix_len;                  // P: cached columns the batch's rows start with
+    std::optional<Array> prefix_hidden;  // [1, P, E] (want_prefix_hidden)
     std::vector<int64_t> rest_len;       // tokens after the prefix per row
     int64_t width;                       // padded columns after the prefix
   };
@@ -84,6 +135,7 @@ struct GroupRunner {
       done += pending_rows;
       if (opt.on_progress) opt.on_progress(static_cast<int64_t>(done), static_cast<int64_t>(n));
     };
+    const size_t given = opt.prefix ? opt.prefix->tokens().size() : 0;
     for (size_t g0 = 0; g0 < n; g0 += gsize) {
       const size_t g1 = std::min(n, g0 + gsize);
       // Longest prefix shared by the group, leaving every prompt at least one own token.
@@ -95,16 +147,22 @@ struct GroupRunner {
         while (k < p && k + 1 < b.size() && a[k] == b[k]) ++k;
         p = k;
       }
-      PromptCache prefix_cache(model, kScoreCache);
+      // The group's prefix: the given one (`held` columns), extended by the ids the group
+      // shares beyond it, or the shared ids prefilled now.
+      PromptCache prefix_cache = given > 0 ? opt.prefix->copy() : PromptCache(model, kScoreCache);
+      size_t held = given;
       std::optional<Array> prefix_hidden;
-      if (p > 0) {
+      if (p > held) {
         std::vector<std::vector<int32_t>> pre{
-            std::vector<int32_t>(prompts[g0].begin(), prompts[g0].begin() + p)};
+            std::vector<int32_t>(prompts[g0].begin() + static_cast<std::ptrdiff_t>(held),
+                                 prompts[g0].begin() + static_cast<std::ptrdiff_t>(p))};
+        if (held > 0) prefix_cache.set_padding({});
         Array h = prefill(model, pre, prefix_cache, 0, want_prefix_hidden ? 0 : 1);
         std::vector<Array> st = prefix_cache.state();
         st.push_back(h);
         eval(st);
-        if (want_prefix_hidden) prefix_hidden = h;
+        if (want_prefix_hidden) prefix_hidden = h;  // held is 0 here (no given prefix)
+        held = p;
       }
       std::vector<size_t> order(g1 - g0);
       std::iota(order.begin(), order.end(), g0);
@@ -115,29 +173,33 @@ struct GroupRunner {
         bsize = static_cast<size_t>(
             opt.batch_size > 0
                 ? opt.batch_size
-                : auto_batch_rows(model, static_cast<int64_t>(p),
-                                  static_cast<int64_t>(prompts[order[b0]].size() - p)));
+                : auto_batch_rows(model, static_cast<int64_t>(held),
+                                  std::max<int64_t>(
+                                      1, static_cast<int64_t>(prompts[order[b0]].size() - held))));
         const size_t b1 = std::min(order.size(), b0 + bsize);
         Batch bt;
         bt.items.assign(order.begin() + b0, order.begin() + b1);
-        bt.prefix_len = static_cast<int64_t>(p);
+        // Columns of the prefix the batch uses: all, or one fewer than its shortest prompt when
+        // a prompt is no longer than the given prefix (its last id must run).
+        size_t pb = held;
+        for (size_t i : bt.items) pb = std::min(pb, prompts[i].size() - 1);
+        bt.prefix_len = static_cast<int64_t>(pb);
         bt.prefix_hidden = prefix_hidden;
         size_t width = 0;
-        for (size_t i : bt.items) width = std::max(width, prompts[i].size() - p);
+        for (size_t i : bt.items) width = std::max(width, prompts[i].size() - pb);
         bt.width = static_cast<int64_t>(width);
         std::vector<std::vector<int32_t>> rows;
         std::vector<PadSpan> pads;
         for (size_t i : bt.items) {
           const auto& pr = prompts[i];
-          const size_t own = pr.size() - p;
-          std::vector<int32_t> row(width - own, pr[p]);
-          row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(p), pr.end());
+          const size_t own = pr.size() - pb;
+          std::vector<int32_t> row(width - own, pr[pb]);
+          row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(pb), pr.end());
           rows.push_back(std::move(row));
           bt.rest_len.push_back(static_cast<int64_t>(own));
           pads.push_back({bt.prefix_len, bt.prefix_len + static_cast<int64_t>(width - own)});
         }
-        PromptCache cache = prefix_cache.copy();
-        if (p > 0) cache.repeat_rows(static_cast<int64_t>(rows.size()));
+        PromptCache cache = batch_cache(model, prefix_cache, pb, static_cast<int64_t>(rows.size()));
         cache.set_padding(pads);
         bt.cache = &cache;
         bt.hidden = prefill(model, rows, cache, 0, keep_last);
@@ -177,19 +239,24 @@ int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t widt
 }
 
 std::vector<ScoreResult> score(const models::Model& model, const std::vector<ScoreRequest>& reqs,
-                               int64_t batch_size) {
+                               int64_t batch_size, const PromptCache* prefix) {
   const int64_t vocab = model.vocab_size();
   for (size_t i = 0; i < reqs.size(); ++i) {
     check_ids(reqs[i].prompt, vocab, "prompt", i);
     check_ids(reqs[i].continuation, vocab, "continuation", i);
   }
+  const size_t p = check_prefix(
+      model, prefix, "score", reqs.size(), [&](size_t i) -> const auto& { return reqs[i].prompt; });
   std::vector<ScoreResult> out(reqs.size());
   const size_t bs = static_cast<size_t>(std::max<int64_t>(1, batch_size));
   for (size_t b0 = 0; b0 < reqs.size(); b0 += bs) {
     const size_t b1 = std::min(reqs.size(), b0 + bs);
+    // Columns of the prefix the batch reuses (see GroupRunner): 0 without one.
+    size_t pb = p;
+    for (size_t i = b0; i < b1; ++i) pb = std::min(pb, reqs[i].prompt.size() - 1);
     size_t width = 0, kmax = 0;
     for (size_t i = b0; i < b1; ++i) {
-      width = std::max(width, reqs[i].prompt.size() + reqs[i].continuation.size());
+      width = std::max(width, reqs[i].prompt.size() - pb + reqs[i].continuation.size());
       kmax = std::max(kmax, reqs[i].continuation.size());
     }
     std::vector<std::vector<int32_t>> rows;
@@ -197,17 +264,18 @@ std::vector<ScoreResult> score(const models::Model& model, const std::vector<Sco
     std::vector<int32_t> targets;  // [B, kmax]: continuation right-aligned, 0 where unused
     for (size_t i = b0; i < b1; ++i) {
       const auto& r = reqs[i];
-      const size_t len = r.prompt.size() + r.continuation.size();
-      std::vector<int32_t> row(width - len, r.prompt[0]);
-      row.insert(row.end(), r.prompt.begin(), r.prompt.end());
+      const size_t len = r.prompt.size() - pb + r.continuation.size();
+      std::vector<int32_t> row(width - len, r.prompt[pb]);
+      row.insert(row.end(), r.prompt.begin() + static_cast<std::ptrdiff_t>(pb), r.prompt.end());
       row.insert(row.end(), r.continuation.begin(), r.continuation.end());
       rows.push_back(std::move(row));
-      pads.push_back({0, static_cast<int64_t>(width - len)});
+      pads.push_back({static_cast<int64_t>(pb), static_cast<int64_t>(pb + width - len)});
       std::vector<int32_t> t(kmax - r.continuation.size(), 0);
       t.insert(t.end(), r.continuation.begin(), r.continuation.end());
       targets.insert(targets.end(), t.begin(), t.end());
     }
-    PromptCache cache(model, kScoreCache);
+    PromptCache cache = pb > 0 ? batch_cache(model, *prefix, pb, static_cast<int64_t>(rows.size()))
+                               : PromptCache(model, kScoreCache);
     cache.set_padding(pads);
     // Hidden states of the kmax + 1 last columns; column j predicts the token at column j + 1.
     Array h = prefill(model, rows, cache, 0, static_cast<int64_t>(kmax) + 1);
@@ -236,6 +304,9 @@ std::vector<LabelProbs> classify(const models::Model& model,
   if (labels.size() < 2) raise("[classify] need at least two labels, got {}", labels.size());
   for (size_t i = 0; i < labels.size(); ++i) check_ids(labels[i], vocab, "label", i);
   for (size_t i = 0; i < prompts.size(); ++i) check_ids(prompts[i], vocab, "prompt", i);
+  check_prefix(
+      model, opt.prefix, "classify",
+      prompts.size(), [&](size_t i) -> const auto& { return prompts[i]; });
   std::vector<int32_t> first;
   for (const auto& l : labels) first.push_back(l[0]);
   std::vector<int32_t> sorted = first;
@@ -303,8 +374,13 @@ std::vector<std::vector<float>> embed(const models::Model& model,
                                       Pooling pooling, const ClassifyOptions& opt) {
   const int64_t vocab = model.vocab_size();
   for (size_t i = 0; i < prompts.size(); ++i) check_ids(prompts[i], vocab, "prompt", i);
-  std::vector<std::vector<float>> out(prompts.size());
   const bool mean_pool = pooling == Pooling::mean;
+  const size_t given = check_prefix(
+      model, opt.prefix, "embed",
+      prompts.size(), [&](size_t i) -> const auto& { return prompts[i]; });
+  if (mean_pool && given > 0)
+    raise("[embed] mean pooling cannot use a prefix cache (it holds no hidden states)");
+  std::vector<std::vector<float>> out(prompts.size());
   GroupRunner runner{model, opt, mean_pool ? 0 : 1, mean_pool};
   runner.run(
       prompts,

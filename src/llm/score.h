@@ -24,9 +24,12 @@ struct ScoreRequest {
   std::vector<int32_t> continuation;  ///< non-empty
 };
 
-/// Scores every request (batched with left padding, `batch_size` rows per forward).
+/// Scores every request (batched with left padding, `batch_size` rows per forward). With a
+/// `prefix` cache (see ClassifyOptions::prefix) every prompt must start with its ids, which are
+/// not computed again: each batch runs on a copy of its keys and values (left unchanged),
+/// padded after the prefix.
 std::vector<ScoreResult> score(const models::Model& model, const std::vector<ScoreRequest>& reqs,
-                               int64_t batch_size = 16);
+                               int64_t batch_size = 16, const PromptCache* prefix = nullptr);
 
 /// Options of classify / embed.
 struct ClassifyOptions {
@@ -37,6 +40,14 @@ struct ClassifyOptions {
   int64_t group_size = 4096;
   /// Called after each batch with the number of prompts done and the total (progress).
   std::function<void(int64_t done, int64_t total)> on_progress;
+  /// A precomputed shared prefix (nullptr or empty: none): a cache of `model` holding one row
+  /// whose ids (tokens(), one per position) every prompt starts with (a prompt may equal them),
+  /// unbounded on every layer (PromptCacheOptions::unbounded). Its keys and values are reused
+  /// by every batch instead of being computed again; a group whose prompts share more ids
+  /// extends a copy of it once for the group, and a batch holding a prompt no longer than it
+  /// uses a copy rewound to leave that prompt one id of its own. The cache is not changed.
+  /// classify and embed with Pooling::last only (mean pooling needs the prefix's hidden states).
+  const PromptCache* prefix = nullptr;
 };
 
 /// Rows of an automatically sized batch of rows with `width` own columns after a shared
