@@ -33,9 +33,10 @@ test-asan: deps
 test-capi-asan: deps
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGOT_SANITIZE=address,undefined \
 	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
-	@cmake --build $(ASAN_DIR) -j $(JOBS) --target capi_c_test capi_lora_c_test capi_cache_c_test
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target capi_c_test capi_lora_c_test capi_lora_resume_c_test \
+	  capi_cache_c_test
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) \
-	  -R '^capi_(c|lora_c|cache_c)_test$$' --timeout 900
+	  -R '^capi_(c|lora_c|lora_resume_c|cache_c)_test$$' --timeout 900
 
 # On a machine with an NVIDIA GPU: the CUDA backend's tests (every family against the CPU), then
 # the model, llm and core suites with the GPU as the default device.

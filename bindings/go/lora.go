@@ -124,6 +124,26 @@ type TrainOptions struct {
 	EvalEvery      int64 // validation loss every N steps (needs validation data)
 	EvalBatches    int64
 	OutDir         string // the final adapter is saved here ("" = not saved)
+
+	// SaveEvery writes a resumable checkpoint <CheckpointDir>/checkpoint-<step> every N steps
+	// (0: never), as `ingot lora train --save-every` does: the adapter (PEFT layout),
+	// optimizer.safetensors (AdamW state) and trainer_state.json (step, data position, seed,
+	// batch size, number of examples). A checkpoint is written before OnStep sees its step.
+	SaveEvery int64
+	// CheckpointDir holds the checkpoints ("" = OutDir; one of them is needed with SaveEvery).
+	CheckpointDir string
+	// Resume continues from such a checkpoint directory, as `--resume` does: the adapter gets
+	// its factors, the optimizer its state, and training runs steps step+1 .. Iters on the data
+	// where it left off; with the same data, options and adapter config the result is bit for
+	// bit that of an uninterrupted run. A missing directory is an ErrIO; a corrupt one or one of
+	// other data, options, rank, scale or target modules an ErrFormat, and the adapter is then
+	// unchanged. TrainResult.Steps counts the steps this call ran.
+	Resume string
+	// LossLog appends the loss curve as JSONL, as `--loss-log` does ("" = none; the CLI's
+	// default OUT/loss.jsonl does not apply): one line per step {"step", "loss", "lr",
+	// "grad_norm", "tokens", "tok_per_s"} and one per validation {"step", "val_loss"}.
+	LossLog string
+
 	// OnStep sees every step's figures; returning false stops training after that step.
 	OnStep func(TrainProgress) bool
 }

@@ -663,6 +663,44 @@ INGOT_API int ingot_lora_train(ingot_model m, ingot_adapter a, const char* train
                                const char* valid_jsonl, const ingot_train_options* opts,
                                ingot_train_fn on_step, void* ctx, ingot_train_result* out);
 
+/** Checkpoints, resuming and the loss curve of ingot_lora_train_ex: what `ingot lora train`
+ * does with --save-every, --resume and --loss-log. Start from
+ * ingot_train_checkpoint_options_default() (everything off). (A struct of its own, so that
+ * ingot_train_options keeps its ABI 1 layout.) */
+typedef struct ingot_train_checkpoint_options {
+  /** A resumable checkpoint DIR/checkpoint-<step> every N steps (0: never), DIR being
+   * checkpoint_dir, or opts->out_dir when that is NULL (one of them is required). Each holds
+   * the adapter (PEFT layout), optimizer.safetensors (AdamW state) and trainer_state.json (step,
+   * data position, seed, batch size, number of examples); it is written to DIR.tmp and renamed,
+   * so an interrupted save never leaves half a checkpoint. */
+  int64_t save_every;
+  const char* checkpoint_dir;
+  /** Continue from such a checkpoint directory (NULL: start at step 0): the adapter gets its
+   * factors, the optimizer its state, and training runs steps step+1 .. opts->iters on the data
+   * where the checkpoint left it. With the same data, options and adapter config as the run that
+   * wrote it, the result is bit for bit that of an uninterrupted run. A missing directory is
+   * INGOT_ERR_IO; a corrupt one, or one written for other data or options (number of examples,
+   * batch size, seed), for an adapter of another rank, scale or target modules, or by full
+   * fine-tuning is INGOT_ERR_FORMAT; the adapter is then unchanged. */
+  const char* resume;
+  /** Loss-curve JSONL, appended (parent directories created): one line per step
+   * {"grad_norm", "loss", "lr", "step", "tok_per_s", "tokens"} and one per validation
+   * {"step", "val_loss"}; non-finite numbers are null. NULL: none (unlike the CLI, there is no
+   * default path). */
+  const char* loss_log;
+} ingot_train_checkpoint_options;
+INGOT_API ingot_train_checkpoint_options ingot_train_checkpoint_options_default(void);
+
+/** ingot_lora_train with checkpoints, resuming and a loss curve (ckpt NULL: the same as
+ * ingot_lora_train). After a resume, progress steps continue from the checkpoint's step and
+ * result.steps counts the steps this call ran (0 when the checkpoint is at opts->iters already).
+ * Checkpoints are written before the progress callback sees their step, so a run stopped by the
+ * callback at step k has checkpoint-k when save_every divides k. */
+INGOT_API int ingot_lora_train_ex(ingot_model m, ingot_adapter a, const char* train_jsonl,
+                                  const char* valid_jsonl, const ingot_train_options* opts,
+                                  const ingot_train_checkpoint_options* ckpt,
+                                  ingot_train_fn on_step, void* ctx, ingot_train_result* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,8 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "capi/capi_internal.h"
 #include "capi/capi_llm_internal.h"
@@ -57,6 +61,122 @@ ingot_adapter wrap(train::LoraAdapter a, const std::shared_ptr<models::Model>& m
   h->a = std::make_shared<train::LoraAdapter>(std::move(a));
   h->model = model;
   return h.release();
+}
+
+/// ingot_lora_train(_ex), named `what` in its messages.
+int lora_train(const char* what, ingot_model m, ingot_adapter a, const char* train_jsonl,
+               const char* valid_jsonl, const ingot_train_options* opts,
+               const ingot_train_checkpoint_options* ckpt, ingot_train_fn on_step, void* ctx,
+               ingot_train_result* out) {
+  return guard([&] {
+    auto& ad = adapter_of_model(m, a, what);
+    need_str(train_jsonl, what);
+    need_out(out, what);
+    std::memset(out, 0, sizeof *out);
+    out->val_loss = std::numeric_limits<double>::quiet_NaN();
+    if (m->applied)
+      raise(
+          "[capi] {}: the model has an adapter applied (remove it, or load the "
+          "base model, to train)",
+          what);
+    if (!m->tm.tokenizer) raise("[capi] {}: the model has no tokenizer", what);
+    const ingot_train_options d = ingot_train_options_default();
+    const ingot_train_options& o = opts ? *opts : d;
+    const ingot_train_checkpoint_options dc = ingot_train_checkpoint_options_default();
+    const ingot_train_checkpoint_options& c = ckpt ? *ckpt : dc;
+    if (o.iters <= 0 || o.batch_size <= 0 || o.grad_accum <= 0)
+      raise(
+          "[capi] {}: iters, batch_size and grad_accum must be positive (got "
+          "{}, {}, {})",
+          what, o.iters, o.batch_size, o.grad_accum);
+    if (o.max_seq_len < 0 || o.warmup < 0 || o.eval_every < 0 || o.eval_batches < 0)
+      raise("[capi] {}: negative max_seq_len, warmup, eval_every or eval_batches", what);
+    const std::string schedule = o.schedule ? o.schedule : "cosine";
+    if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
+      raise("[capi] {}: unknown schedule '{}' (cosine, linear, constant)", what, schedule);
+    if (c.save_every < 0) raise("[capi] {}: negative save_every ({})", what, c.save_every);
+    const char* ckpt_root = c.checkpoint_dir ? c.checkpoint_dir : o.out_dir;
+    if (c.save_every > 0 && !ckpt_root)
+      raise(
+          "[capi] {}: save_every {} needs a checkpoint_dir or an out_dir for the "
+          "checkpoints",
+          what, c.save_every);
+
+    if (c.loss_log) {  // an unwritable loss log is reported before the adapter changes
+      const std::filesystem::path log_path(c.loss_log);
+      std::error_code ec;
+      if (log_path.has_parent_path())
+        std::filesystem::create_directories(log_path.parent_path(), ec);
+      std::ofstream probe(log_path, std::ios::app);
+      if (!probe) raise<IoError>("[capi] {}: cannot write the loss log {}", what, c.loss_log);
+    }
+
+    // Data first: malformed lines are reported before any work.
+    auto train_records = train::read_jsonl(train_jsonl);
+    std::vector<train::Record> valid_records;
+    if (valid_jsonl) valid_records = train::read_jsonl(valid_jsonl);
+    const auto& tok = *m->tm.tokenizer;
+    const train::TokenizeOptions to{.mask_prompt = o.mask_prompt != 0,
+                                    .max_seq_len = o.max_seq_len};
+    auto train_ex = train::tokenize(train_records, tok, to, train_jsonl);
+    std::vector<train::Example> valid_ex;
+    if (!valid_records.empty()) valid_ex = train::tokenize(valid_records, tok, to, valid_jsonl);
+    int32_t pad = 0;
+    if (auto p = tok.special_tokens().pad_token; !p.empty())
+      if (auto id = tok.token_to_id(p)) pad = *id;
+
+    // out_dir stays empty: this loop writes the checkpoints and the final adapter itself (the
+    // Trainer would also default the loss log to out_dir/loss.jsonl).
+    train::TrainOptions t{.iters = o.iters,
+                          .batch_size = o.batch_size,
+                          .grad_accum = o.grad_accum,
+                          .lr = o.learning_rate,
+                          .warmup = o.warmup,
+                          .schedule = schedule,
+                          .weight_decay = o.weight_decay,
+                          .max_grad_norm = o.max_grad_norm,
+                          .seed = o.seed,
+                          .grad_checkpoint = o.grad_checkpoint != 0,
+                          .eval_every = o.eval_every,
+                          .eval_batches = o.eval_batches,
+                          .loss_log = c.loss_log ? c.loss_log : "",
+                          .log_every = 0,
+                          .pad_id = pad};
+    const bool has_valid = !valid_ex.empty();
+    train::Trainer trainer(*m->tm.model, ad, std::move(train_ex), std::move(valid_ex), t);
+    if (c.resume) trainer.resume(c.resume);
+    while (trainer.step_count() < o.iters) {
+      const train::StepStats st = trainer.step();
+      trainer.log_step(st);
+      ingot_train_progress p;
+      std::memset(&p, 0, sizeof p);
+      p.step = st.step;
+      p.iters = o.iters;
+      p.loss = st.loss;
+      p.learning_rate = st.lr;
+      p.grad_norm = st.grad_norm;
+      p.tokens = st.tokens;
+      p.seconds = st.seconds;
+      p.val_loss = std::numeric_limits<double>::quiet_NaN();
+      if (has_valid && o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.iters)) {
+        p.val_loss = trainer.evaluate();
+        out->val_loss = p.val_loss;
+        trainer.log_validation(st.step, static_cast<float>(p.val_loss));
+      }
+      if (c.save_every > 0 && st.step % c.save_every == 0)
+        trainer.save_checkpoint(
+            (std::filesystem::path(ckpt_root) / fmt::format("checkpoint-{}", st.step)).string());
+      out->steps += 1;
+      out->final_loss = st.loss;
+      out->tokens += st.tokens;
+      out->seconds += st.seconds;
+      if (on_step && on_step(ctx, &p) != 0) {
+        out->cancelled = 1;
+        break;
+      }
+    }
+    if (o.out_dir) ad.save(o.out_dir);
+  });
 }
 
 }  // namespace
@@ -226,90 +346,25 @@ ingot_train_options ingot_train_options_default(void) {
   return o;
 }
 
+ingot_train_checkpoint_options ingot_train_checkpoint_options_default(void) {
+  ingot_train_checkpoint_options c;
+  std::memset(&c, 0, sizeof c);
+  return c;
+}
+
+int ingot_lora_train_ex(ingot_model m, ingot_adapter a, const char* train_jsonl,
+                        const char* valid_jsonl, const ingot_train_options* opts,
+                        const ingot_train_checkpoint_options* ckpt, ingot_train_fn on_step,
+                        void* ctx, ingot_train_result* out) {
+  return lora_train("ingot_lora_train_ex", m, a, train_jsonl, valid_jsonl, opts, ckpt, on_step, ctx,
+                    out);
+}
+
 int ingot_lora_train(ingot_model m, ingot_adapter a, const char* train_jsonl,
                      const char* valid_jsonl, const ingot_train_options* opts,
                      ingot_train_fn on_step, void* ctx, ingot_train_result* out) {
-  return guard([&] {
-    auto& ad = adapter_of_model(m, a, "ingot_lora_train");
-    need_str(train_jsonl, "ingot_lora_train");
-    need_out(out, "ingot_lora_train");
-    std::memset(out, 0, sizeof *out);
-    out->val_loss = std::numeric_limits<double>::quiet_NaN();
-    if (m->applied)
-      raise(
-          "[capi] ingot_lora_train: the model has an adapter applied (remove it, or load the "
-          "base model, to train)");
-    if (!m->tm.tokenizer) raise("[capi] ingot_lora_train: the model has no tokenizer");
-    const ingot_train_options d = ingot_train_options_default();
-    const ingot_train_options& o = opts ? *opts : d;
-    if (o.iters <= 0 || o.batch_size <= 0 || o.grad_accum <= 0)
-      raise(
-          "[capi] ingot_lora_train: iters, batch_size and grad_accum must be positive (got "
-          "{}, {}, {})",
-          o.iters, o.batch_size, o.grad_accum);
-    if (o.max_seq_len < 0 || o.warmup < 0 || o.eval_every < 0 || o.eval_batches < 0)
-      raise("[capi] ingot_lora_train: negative max_seq_len, warmup, eval_every or eval_batches");
-    const std::string schedule = o.schedule ? o.schedule : "cosine";
-    if (schedule != "cosine" && schedule != "linear" && schedule != "constant")
-      raise("[capi] ingot_lora_train: unknown schedule '{}' (cosine, linear, constant)", schedule);
-
-    // Data first: malformed lines are reported before any work.
-    auto train_records = train::read_jsonl(train_jsonl);
-    std::vector<train::Record> valid_records;
-    if (valid_jsonl) valid_records = train::read_jsonl(valid_jsonl);
-    const auto& tok = *m->tm.tokenizer;
-    const train::TokenizeOptions to{.mask_prompt = o.mask_prompt != 0,
-                                    .max_seq_len = o.max_seq_len};
-    auto train_ex = train::tokenize(train_records, tok, to, train_jsonl);
-    std::vector<train::Example> valid_ex;
-    if (!valid_records.empty()) valid_ex = train::tokenize(valid_records, tok, to, valid_jsonl);
-    int32_t pad = 0;
-    if (auto p = tok.special_tokens().pad_token; !p.empty())
-      if (auto id = tok.token_to_id(p)) pad = *id;
-
-    train::TrainOptions t{.iters = o.iters,
-                          .batch_size = o.batch_size,
-                          .grad_accum = o.grad_accum,
-                          .lr = o.learning_rate,
-                          .warmup = o.warmup,
-                          .schedule = schedule,
-                          .weight_decay = o.weight_decay,
-                          .max_grad_norm = o.max_grad_norm,
-                          .seed = o.seed,
-                          .grad_checkpoint = o.grad_checkpoint != 0,
-                          .eval_every = o.eval_every,
-                          .eval_batches = o.eval_batches,
-                          .log_every = 0,
-                          .pad_id = pad};
-    const bool has_valid = !valid_ex.empty();
-    train::Trainer trainer(*m->tm.model, ad, std::move(train_ex), std::move(valid_ex), t);
-    while (trainer.step_count() < o.iters) {
-      const train::StepStats st = trainer.step();
-      ingot_train_progress p;
-      std::memset(&p, 0, sizeof p);
-      p.step = st.step;
-      p.iters = o.iters;
-      p.loss = st.loss;
-      p.learning_rate = st.lr;
-      p.grad_norm = st.grad_norm;
-      p.tokens = st.tokens;
-      p.seconds = st.seconds;
-      p.val_loss = std::numeric_limits<double>::quiet_NaN();
-      if (has_valid && o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.iters)) {
-        p.val_loss = trainer.evaluate();
-        out->val_loss = p.val_loss;
-      }
-      out->steps += 1;
-      out->final_loss = st.loss;
-      out->tokens += st.tokens;
-      out->seconds += st.seconds;
-      if (on_step && on_step(ctx, &p) != 0) {
-        out->cancelled = 1;
-        break;
-      }
-    }
-    if (o.out_dir) ad.save(o.out_dir);
-  });
+  return lora_train("ingot_lora_train", m, a, train_jsonl, valid_jsonl, opts, nullptr, on_step, ctx,
+                    out);
 }
 
 }  // extern "C"

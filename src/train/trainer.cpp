@@ -442,23 +442,36 @@ void Trainer::log(const std::string& line) {
   if (!f) raise<IoError>("[train] cannot write {}", log_path_);
 }
 
+namespace {
+json num(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
+}  // namespace
+
+void Trainer::log_step(const StepStats& st) {
+  log(json{{"step", st.step},
+           {"loss", num(st.loss)},
+           {"lr", num(st.lr)},
+           {"grad_norm", num(st.grad_norm)},
+           {"tokens", st.tokens},
+           {"tok_per_s", num(st.tokens / std::max(st.seconds, 1e-9))}}
+          .dump());
+}
+
+void Trainer::log_validation(int64_t step, float val_loss) {
+  log(json{{"step", step}, {"val_loss", num(val_loss)}}.dump());
+}
+
 std::vector<StepStats> Trainer::run() {
   std::vector<StepStats> all;
   double seconds = 0.0;
   int64_t tokens = 0;
-  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   while (step_ < opt_.iters) {
     StepStats st = step();
     all.push_back(st);
     seconds += st.seconds;
     tokens += st.tokens;
-    log(json{{"step", st.step},
-             {"loss", num(st.loss)},
-             {"lr", num(st.lr)},
-             {"grad_norm", num(st.grad_norm)},
-             {"tokens", st.tokens},
-             {"tok_per_s", num(st.tokens / std::max(st.seconds, 1e-9))}}
-            .dump());
+    log_step(st);
     if (opt_.log_every > 0 && (st.step % opt_.log_every == 0 || st.step == opt_.iters)) {
       const double eta =
           seconds / static_cast<double>(all.size()) * static_cast<double>(opt_.iters - st.step);
@@ -470,7 +483,7 @@ std::vector<StepStats> Trainer::run() {
     if (opt_.eval_every > 0 && (st.step % opt_.eval_every == 0 || st.step == opt_.iters) &&
         !valid_.empty()) {
       const float v = evaluate();
-      log(json{{"step", st.step}, {"val_loss", num(v)}}.dump());
+      log_validation(st.step, v);
       if (opt_.log_every > 0)
         fmt::print(stderr, "step {}/{}  val_loss {:.4f}\n", st.step, opt_.iters, v);
     }
@@ -530,17 +543,59 @@ void Trainer::resume(const std::string& dir) {
           st.at("batch_size").dump(), st.at("seed").dump(), pack ? "on" : "off");
     if (step < 0 || pos < 0)
       raise<FormatError>("[train] {}: negative step or position", state_path);
+    // Everything is read and checked before anything changes.
+    ParamMap weights;  // LoRA: the checkpoint's factors; full: its float32 masters
     if (adapter_) {
       LoraAdapter saved = LoraAdapter::load(dir, model_);
-      ParamMap p = saved.params();
-      if (p.size() != adapter_->params().size())
+      const LoraConfig& sc = saved.config();
+      const LoraConfig& cc = adapter_->config();
+      if (sc.rank != cc.rank || sc.scale() != cc.scale())
+        raise<FormatError>(
+            "[train] {}: the checkpoint's adapter has rank {} and scale {}, this one rank {} and "
+            "scale {}",
+            dir, sc.rank, sc.scale(), cc.rank, cc.scale());
+      weights = saved.params();
+      const ParamMap current = adapter_->params();
+      for (const auto& [n, v] : current) {
+        auto it = weights.find(n);
+        if (it == weights.end() || it->second.shape() != v.shape())
+          raise<FormatError>(
+              "[train] {}: the checkpoint's adapter has other target modules ({} tensors; "
+              "'{}' {})",
+              dir, weights.size(), n, it == weights.end() ? "is missing" : "has another shape");
+      }
+      if (weights.size() != current.size())
         raise<FormatError>("[train] {}: the checkpoint's adapter has other target modules", dir);
-      adapter_->set_params(p);
     } else {
-      set_params(load_safetensors((fs::path(dir) / "model.safetensors").string(), {.copy = true}));
+      weights = load_safetensors((fs::path(dir) / "model.safetensors").string(), {.copy = true});
     }
-    optim_->load_state(
-        load_safetensors((fs::path(dir) / "optimizer.safetensors").string(), {.copy = true}));
+    auto state =
+        load_safetensors((fs::path(dir) / "optimizer.safetensors").string(), {.copy = true});
+    if (!state.count("step"))
+      raise<FormatError>("[train] {}/optimizer.safetensors has no 'step'", dir);
+    const ParamMap current = params();
+    for (const auto& [k, v] : state) {
+      if (k == "step") {
+        if (v.size() != 1 || is_floating(v.dtype()) || v.item<int64_t>() != step)
+          raise<FormatError>(
+              "[train] {}/optimizer.safetensors: 'step' is not the integer {} of "
+              "trainer_state.json",
+              dir, step);
+        continue;
+      }
+      const auto dot = k.rfind('.');
+      auto it = dot == std::string::npos ? current.end() : current.find(k.substr(0, dot));
+      if (it == current.end() || it->second.shape() != v.shape())
+        raise<FormatError>(
+            "[train] {}/optimizer.safetensors: state '{}' ({}) does not fit the trained "
+            "parameters",
+            dir, k, shape_str(v.shape()));
+    }
+    if (adapter_)
+      adapter_->set_params(weights);
+    else
+      set_params(weights);  // checks every name and shape before it changes anything
+    optim_->load_state(state);
     step_ = step;
     position_ = pos;
     cached_epoch_ = -1;

@@ -124,8 +124,14 @@ class Trainer {
   /// (step, data position, seed, mode).
   void save_checkpoint(const std::string& dir) const;
   /// Continues from a save_checkpoint directory (same model, data and options); FormatError
-  /// when it does not fit.
+  /// when it does not fit (other data or options, another mode, an adapter of other targets,
+  /// rank or scale, optimizer state of other parameters). Nothing changes when it fails.
   void resume(const std::string& dir);
+  /// Appends step `st`'s line to the loss curve ({"step", "loss", "lr", "grad_norm", "tokens",
+  /// "tok_per_s"}), as run() does after every step; nothing without a loss log.
+  void log_step(const StepStats& st);
+  /// Appends a validation line ({"step", "val_loss"}) to the loss curve, as run() does.
+  void log_validation(int64_t step, float val_loss);
 
   int64_t step_count() const { return step_; }
   /// Micro-batches consumed so far.

@@ -140,6 +140,8 @@ func goModelTrainCall(h C.uintptr_t, p *C.ingot_train_progress) (rc C.int) {
 // {"messages"} lines (validJSONL may be ""). Cancelling ctx stops after the current step and
 // returns ctx.Err() with the partial result; OnStep returning false stops without an error
 // (Cancelled is set). The adapter keeps the values of the last finished step.
+// With o.SaveEvery it writes resumable checkpoints, with o.Resume it continues from one, and
+// with o.LossLog it appends the loss curve (see ingot.TrainOptions).
 func (m *Model) Train(ctx context.Context, a *ingot.Adapter, trainJSONL, validJSONL string, o ingot.TrainOptions) (*ingot.TrainResult, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -169,6 +171,17 @@ func (m *Model) Train(ctx context.Context, a *ingot.Adapter, trainJSONL, validJS
 		c.out_dir = C.CString(o.OutDir)
 		defer C.free(unsafe.Pointer(c.out_dir))
 	}
+	ck := C.ingot_train_checkpoint_options_default()
+	ck.save_every = C.int64_t(o.SaveEvery)
+	for _, f := range []struct {
+		dst **C.char
+		s   string
+	}{{&ck.checkpoint_dir, o.CheckpointDir}, {&ck.resume, o.Resume}, {&ck.loss_log, o.LossLog}} {
+		if f.s != "" {
+			*f.dst = C.CString(f.s)
+			defer C.free(unsafe.Pointer(*f.dst))
+		}
+	}
 	ct := C.CString(trainJSONL)
 	defer C.free(unsafe.Pointer(ct))
 	var cv *C.char
@@ -181,7 +194,7 @@ func (m *Model) Train(ctx context.Context, a *ingot.Adapter, trainJSONL, validJS
 	defer freeBox()
 	var r C.ingot_train_result
 	err := call(func() C.int {
-		return C.ingot_lora_train(m.handle(), adapterHandle(a), ct, cv, &c,
+		return C.ingot_lora_train_ex(m.handle(), adapterHandle(a), ct, cv, &c, &ck,
 			C.ingot_train_fn(C.ingot_go_model_train_tramp), ctxp, &r)
 	})
 	if err != nil {

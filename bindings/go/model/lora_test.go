@@ -2,10 +2,12 @@ package model
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"ingot"
@@ -353,4 +355,177 @@ func TestLoraNoLeaks(t *testing.T) {
 	if ingot.LeakedHandles() != 0 {
 		t.Fatalf("%d handles reached the finalizer", ingot.LeakedHandles())
 	}
+}
+
+// lossCurve reads a loss-curve JSONL file: the step lines' losses and the validation lines'.
+func lossCurve(t *testing.T, path string) (steps []int64, losses []float64, valSteps []int64) {
+	b := must(os.ReadFile(path))
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var rec struct {
+			Step    int64    `json:"step"`
+			Loss    *float64 `json:"loss"`
+			LR      *float64 `json:"lr"`
+			ValLoss *float64 `json:"val_loss"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%s: %q: %v", path, line, err)
+		}
+		switch {
+		case rec.ValLoss != nil:
+			valSteps = append(valSteps, rec.Step)
+		case rec.Loss != nil && rec.LR != nil:
+			steps, losses = append(steps, rec.Step), append(losses, *rec.Loss)
+		default:
+			t.Fatalf("%s: unexpected line %q", path, line)
+		}
+	}
+	return
+}
+
+// adapterFloats is every factor of a, by name.
+func adapterFloats(t *testing.T, a *ingot.Adapter) map[string][]float32 {
+	p := must(a.Parameters())
+	defer ingot.FreeMap(p)
+	out := map[string][]float32{}
+	for k, v := range p {
+		out[k] = must(v.Float32s())
+	}
+	return out
+}
+
+// A run stopped by OnStep at step 3 of 6 after checkpoint-3 was written, resumed from that
+// directory in a fresh model with an adapter of other initial values, gives bit for bit the
+// losses and factors of an uninterrupted run (the CPU trainer is deterministic: same batches,
+// dropout masks and float32 arithmetic); both loss curves hold the callback's losses. Bad
+// checkpoints are errors that leave the adapter as it was.
+func TestTrainResume(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "train.jsonl")
+	valid := filepath.Join(dir, "valid.jsonl")
+	must(0, os.WriteFile(data, []byte(`{"text": "the quick brown fox jumps over the lazy dog"}
+{"text": "a stitch in time saves nine"}
+{"prompt": "two plus two is", "completion": " four"}
+{"text": "all that glitters is not gold"}
+{"text": "red sky at night"}
+`), 0o644))
+	must(0, os.WriteFile(valid, []byte(`{"text": "the quick brown fox"}`+"\n"), 0o644))
+	c := ingot.DefaultLoraConfig()
+	c.Rank, c.Alpha, c.Dropout, c.Targets, c.Seed = 4, 8, 0.1, []string{"q_proj", "v_proj", "down_proj"}, 3
+	opts := func() ingot.TrainOptions {
+		o := ingot.DefaultTrainOptions()
+		o.Iters, o.BatchSize, o.GradAccum, o.LearningRate, o.Warmup, o.Seed, o.EvalEvery = 6, 2, 2, 1e-2, 2, 5, 3
+		return o
+	}
+	run := func(c ingot.LoraConfig, o ingot.TrainOptions, stopAfter int) ([]ingot.TrainProgress, *ingot.TrainResult, map[string][]float32) {
+		m := loadFixture(t)
+		defer m.Close()
+		a := must(m.NewAdapter(c))
+		defer a.Close()
+		var seen []ingot.TrainProgress
+		o.OnStep = func(p ingot.TrainProgress) bool {
+			seen = append(seen, p)
+			return stopAfter == 0 || len(seen) < stopAfter
+		}
+		r := must(m.Train(context.Background(), a, data, valid, o))
+		return seen, r, adapterFloats(t, a)
+	}
+
+	o := opts()
+	o.LossLog = filepath.Join(dir, "straight", "loss.jsonl")
+	straight, r, want := run(c, o, 0)
+	if len(straight) != 6 || r.Steps != 6 {
+		t.Fatalf("straight: %d steps", len(straight))
+	}
+	o = opts()
+	o.OutDir, o.SaveEvery, o.LossLog = filepath.Join(dir, "run"), 3, filepath.Join(dir, "run", "loss.jsonl")
+	first, r, _ := run(c, o, 3)
+	ckpt := filepath.Join(o.OutDir, "checkpoint-3")
+	if len(first) != 3 || !r.Cancelled {
+		t.Fatalf("interrupted: %d steps, %+v", len(first), r)
+	}
+	if _, err := os.Stat(filepath.Join(ckpt, "optimizer.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	o.SaveEvery, o.Resume = 0, ckpt
+	c2 := c
+	c2.Seed = 99 // other initial values: everything comes from the checkpoint
+	rest, r, got := run(c2, o, 0)
+	if len(rest) != 3 || r.Steps != 3 || r.Cancelled {
+		t.Fatalf("resumed: %d steps, %+v", len(rest), r)
+	}
+	for i, p := range append(first, rest...) {
+		if p.Step != straight[i].Step || p.Loss != straight[i].Loss {
+			t.Fatalf("step %d: %d %v, uninterrupted %d %v", i, p.Step, p.Loss, straight[i].Step, straight[i].Loss)
+		}
+	}
+	if rest[2].ValLoss != straight[5].ValLoss || math.IsNaN(rest[2].ValLoss) {
+		t.Fatalf("val loss %v, uninterrupted %v", rest[2].ValLoss, straight[5].ValLoss)
+	}
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("%d factors, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		g := got[k]
+		if len(g) != len(w) {
+			t.Fatalf("%s: %d values, want %d", k, len(g), len(w))
+		}
+		for i := range w {
+			if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+				t.Fatalf("%s[%d] = %v, uninterrupted %v", k, i, g[i], w[i])
+			}
+		}
+	}
+	for _, log := range []string{filepath.Join(dir, "straight", "loss.jsonl"), o.LossLog} {
+		steps, losses, vals := lossCurve(t, log)
+		if len(steps) != 6 || len(vals) != 2 || vals[0] != 3 || vals[1] != 6 {
+			t.Fatalf("%s: steps %v, validation at %v", log, steps, vals)
+		}
+		for i := range steps {
+			if steps[i] != int64(i+1) || float32(losses[i]) != straight[i].Loss {
+				t.Fatalf("%s line %d: step %d loss %v, callback %v", log, i, steps[i], losses[i], straight[i].Loss)
+			}
+		}
+	}
+
+	// Errors: a missing checkpoint, another rank, other target modules, other data options, a
+	// corrupt optimizer state, SaveEvery without a directory. The adapter is unchanged.
+	m := loadFixture(t)
+	defer m.Close()
+	bad := func(c ingot.LoraConfig, o ingot.TrainOptions, want error, needle string) {
+		t.Helper()
+		a := must(m.NewAdapter(c))
+		defer a.Close()
+		before := adapterFloats(t, a)
+		_, err := m.Train(context.Background(), a, data, "", o)
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), needle) {
+			t.Fatalf("want %v containing %q, got %v", want, needle, err)
+		}
+		after := adapterFloats(t, a)
+		for k, v := range before {
+			for i := range v {
+				if math.Float32bits(v[i]) != math.Float32bits(after[k][i]) {
+					t.Fatalf("%s changed after a failed resume", k)
+				}
+			}
+		}
+	}
+	o = opts()
+	o.Resume = filepath.Join(dir, "no-such-checkpoint")
+	bad(c, o, ingot.ErrIO, "trainer_state.json")
+	o.Resume = ckpt
+	c8 := c
+	c8.Rank = 8
+	bad(c8, o, ingot.ErrFormat, "rank 4")
+	ck := c
+	ck.Targets = []string{"q_proj", "k_proj", "down_proj"}
+	bad(ck, o, ingot.ErrFormat, "target modules")
+	o.BatchSize = 1
+	bad(c, o, ingot.ErrFormat, "other data or options")
+	o = opts()
+	o.Resume = ckpt
+	must(0, os.WriteFile(filepath.Join(ckpt, "optimizer.safetensors"), []byte("garbage!garbage!"), 0o644))
+	bad(c, o, ingot.ErrFormat, "optimizer.safetensors")
+	o = opts()
+	o.SaveEvery = 2
+	bad(c, o, ingot.ErrInvalidArgument, "save_every")
 }
