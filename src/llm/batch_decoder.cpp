@@ -79,6 +79,14 @@ std::vector<int32_t> BatchDecoder::sample(const Array& logits, std::vector<Row*>
       greedy_pos.push_back(r);
     }
   }
+  // Rows that report log-probabilities (DecoderRow::logprobs).
+  std::vector<int32_t> lp_idx;
+  int kmax = 0;
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (rows[r]->logprobs >= 0) {
+      lp_idx.push_back(static_cast<int32_t>(r));
+      kmax = std::max(kmax, rows[r]->logprobs);
+    }
   std::vector<Array> outs;
   if (!greedy_idx.empty()) {
     Array g = greedy_idx.size() == rows.size()
@@ -90,7 +98,26 @@ std::vector<int32_t> BatchDecoder::sample(const Array& logits, std::vector<Row*>
     const int64_t i = static_cast<int64_t>(r);
     outs.push_back(rows[r]->sampler->sample(slice(x, {i, 0}, {i + 1, vocab_})));
   }
-  eval(outs);
+  // Their masked logits' log_softmax: the chosen values (gathered at the lazy sampled ids) and
+  // the top k are evaluated with the ids (one sync; the forward pass runs once).
+  std::vector<Array> reads;
+  if (!lp_idx.empty()) {
+    const auto n = static_cast<int64_t>(lp_idx.size());
+    const Array sel(lp_idx, {n}, int32);
+    // The sampled ids in `outs` order (greedy rows, then the others) -> the asking rows' ids.
+    std::vector<int32_t> at_out(rows.size());
+    for (size_t j = 0; j < greedy_pos.size(); ++j) at_out[greedy_pos[j]] = static_cast<int32_t>(j);
+    for (size_t j = 0; j < own_pos.size(); ++j)
+      at_out[own_pos[j]] = static_cast<int32_t>(greedy_pos.size() + j);
+    std::vector<int32_t> pick;
+    for (int32_t r : lp_idx) pick.push_back(at_out[static_cast<size_t>(r)]);
+    const Array all_ids = outs.size() == 1 ? outs[0] : concatenate(outs, 0);
+    const Array lp = token_logprobs(lp_idx.size() == rows.size() ? x : take(x, sel, 0));
+    reads = token_logprob_reads(lp, take(all_ids, Array(pick, {n}, int32), 0), kmax);
+  }
+  std::vector<Array> to_eval = outs;
+  to_eval.insert(to_eval.end(), reads.begin(), reads.end());
+  eval(to_eval);
   std::vector<int32_t> ids(rows.size());
   size_t k = 0;
   if (!greedy_idx.empty()) {
@@ -98,6 +125,18 @@ std::vector<int32_t> BatchDecoder::sample(const Array& logits, std::vector<Row*>
     for (size_t j = 0; j < greedy_pos.size(); ++j) ids[greedy_pos[j]] = g[j];
   }
   for (size_t r : own_pos) ids[r] = outs[k++].to_vector<int32_t>()[0];
+  last_lp_.assign(rows.size(), std::nullopt);
+  if (!reads.empty()) {
+    std::vector<int32_t> chosen;
+    std::vector<int> top;
+    for (int32_t r : lp_idx) {
+      chosen.push_back(ids[static_cast<size_t>(r)]);
+      top.push_back(rows[static_cast<size_t>(r)]->logprobs);
+    }
+    std::vector<TokenLogprobs> got = read_token_logprobs(reads, chosen, top);
+    for (size_t j = 0; j < lp_idx.size(); ++j)
+      last_lp_[static_cast<size_t>(lp_idx[j])] = std::move(got[j]);
+  }
   for (size_t r = 0; r < rows.size(); ++r) {
     if (rows[r]->sampler) rows[r]->sampler->accept({ids[r]});
     rows[r]->generated.push_back(ids[r]);
@@ -121,8 +160,12 @@ std::vector<int32_t> BatchDecoder::admit(std::vector<DecoderRow> rows) {
 std::vector<int64_t> BatchDecoder::join(std::vector<DecoderRow> rows) {
   if (join_) raise("[batch_decoder] a group of {} rows is already joining", join_->rows.size());
   if (rows.empty()) raise("[batch_decoder] join needs at least one row");
-  for (size_t i = 0; i < rows.size(); ++i)
+  for (size_t i = 0; i < rows.size(); ++i) {
     check_token_ids(rows[i].prompt, vocab_, "batch_decoder", "prompt", i);
+    if (rows[i].logprobs < -1 || rows[i].logprobs > vocab_)
+      raise("[batch_decoder] row {} logprobs must be in [-1, {}] (-1 = none), got {}", i, vocab_,
+            rows[i].logprobs);
+  }
   for (size_t i = 0; i < rows.size(); ++i) {
     for (const auto& r : rows_)
       if (r.key == rows[i].key) raise("[batch_decoder] row key {} is already in the batch", r.key);
@@ -201,6 +244,7 @@ std::vector<int64_t> BatchDecoder::join(std::vector<DecoderRow> rows) {
     Row r;
     r.key = rows[i].key;
     r.token_mask = std::move(rows[i].token_mask);
+    r.logprobs = rows[i].logprobs;
     r.pad = pads[i].end;
     if (!plain_greedy(rows[i].sampler)) {
       r.sampler = std::make_unique<Sampler>(rows[i].sampler, vocab_);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "llm/kv_cache.h"
+#include "llm/logprobs.h"
 #include "llm/sampler.h"
 #include "models/model.h"
 
@@ -33,6 +34,10 @@ struct DecoderRow {
   /// Optional: the mask (vocab entries, non-zero = allowed) of the next id given the ids this
   /// row has generated so far, or nullptr for none (GenerateOptions::token_mask per row).
   std::function<const std::vector<uint8_t>*(const std::vector<int32_t>& generated)> token_mask;
+  /// Log-probabilities (0 <= k <= vocab; -1 = none): after each sampling of this row,
+  /// last_logprobs() holds its token's log-probability under the row's logits (after the token
+  /// mask, before the sampler's penalties and warpers) and the k most likely ids.
+  int logprobs = -1;
 };
 
 /// Options of BatchDecoder.
@@ -79,6 +84,10 @@ class BatchDecoder {
   /// removed when the group joins (the group is abandoned when every row of it is dropped).
   void drop(const std::vector<int64_t>& keys);
 
+  /// Per id last returned by step() / prefill_step() (same order): the row's TokenLogprobs,
+  /// or nullopt for a row that asked for none (DecoderRow::logprobs).
+  const std::vector<std::optional<TokenLogprobs>>& last_logprobs() const { return last_lp_; }
+
   /// Keys of the rows, in batch order.
   std::vector<int64_t> keys() const;
   size_t size() const { return rows_.size(); }
@@ -97,6 +106,7 @@ class BatchDecoder {
     int64_t key = 0;
     std::unique_ptr<Sampler> sampler;  // null: greedy without penalties (sampled together)
     std::function<const std::vector<uint8_t>*(const std::vector<int32_t>&)> token_mask;
+    int logprobs = -1;  // top count of DecoderRow::logprobs (-1: none)
     std::vector<int32_t> prompt;
     std::vector<int32_t> generated;
     int64_t pad = 0;  // padding columns [0, pad) of this row in the cache
@@ -129,6 +139,7 @@ class BatchDecoder {
   std::unique_ptr<PrefixStore> store_;
   std::unique_ptr<Join> join_;
   int64_t passes_ = 0;
+  std::vector<std::optional<TokenLogprobs>> last_lp_;
 };
 
 }  // namespace ingot::llm

@@ -132,10 +132,13 @@ GenerationResult generate(const models::Model& model,
   for (size_t i = 0; i < prompts.size(); ++i)
     check_token_ids(prompts[i], vocab, "generate", "prompt", i);
   if (opt.max_tokens < 0) raise("[generate] max_tokens must be >= 0, got {}", opt.max_tokens);
+  if (opt.logprobs < -1 || opt.logprobs > vocab)
+    raise("[generate] logprobs must be in [-1, {}] (-1 = none), got {}", vocab, opt.logprobs);
   const size_t n = prompts.size();
   GenerationResult res;
   res.tokens.resize(n);
   res.finish.assign(n, FinishReason::length);
+  if (opt.logprobs >= 0) res.logprobs.resize(n);
   res.metrics.device = model.device().str();
   if (opt.max_tokens == 0) return res;
   memory::reset_peak(model.device());
@@ -186,11 +189,28 @@ GenerationResult generate(const models::Model& model,
 
   std::vector<int> rows(n);  // batch row -> prompt index
   for (size_t i = 0; i < n; ++i) rows[i] = static_cast<int>(i);
+  // Samples the running rows' next ids from logits [B, V]; with logprobs, the chosen values and
+  // the top k of their log_softmax are evaluated with the ids and read back (one sync).
+  auto sample_ids = [&](const Array& logits) {
+    const Array x = apply_token_mask(logits, opt, rows, res, vocab);
+    const Array next = sampler.sample(x);
+    if (opt.logprobs < 0) return next.to_vector<int32_t>();
+    std::vector<Array> reads = token_logprob_reads(token_logprobs(x), next, opt.logprobs);
+    reads.push_back(next);
+    eval(reads);
+    reads.pop_back();
+    std::vector<int32_t> ids = next.to_vector<int32_t>();
+    std::vector<TokenLogprobs> got =
+        read_token_logprobs(reads, ids, std::vector<int>(ids.size(), opt.logprobs));
+    for (size_t r = 0; r < rows.size(); ++r) {
+      if (opt.on_logprobs) opt.on_logprobs(rows[r], got[r]);
+      res.logprobs[static_cast<size_t>(rows[r])].push_back(std::move(got[r]));
+    }
+    return ids;
+  };
   Array h = prefill(model, cols, c, opt.prefill_chunk, 1);  // [B, 1, E]
   const int64_t e = h.shape(2);
-  Array next = sampler.sample(
-      apply_token_mask(model.lm_head(reshape(h, {h.shape(0), e})), opt, rows, res, vocab));
-  std::vector<int32_t> toks = next.to_vector<int32_t>();
+  std::vector<int32_t> toks = sample_ids(model.lm_head(reshape(h, {h.shape(0), e})));
   for (const auto& p : prompts) res.metrics.prompt_tokens += static_cast<int64_t>(p.size());
   res.metrics.prompt_tokens -= reused;
   res.metrics.reused_tokens = reused;
@@ -267,7 +287,7 @@ GenerationResult generate(const models::Model& model,
       const int64_t b = static_cast<int64_t>(toks.size());
       logits = model.lm_head(reshape(model.hidden(Array(toks, {b, 1}, int32), fo), {b, e}));
     }
-    toks = sampler.sample(apply_token_mask(logits, opt, rows, res, vocab)).to_vector<int32_t>();
+    toks = sample_ids(logits);
   }
   res.metrics.decode_seconds = seconds_since(t1);
   res.metrics.peak_memory_bytes = static_cast<int64_t>(memory::peak(model.device()));

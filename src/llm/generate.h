@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "llm/kv_cache.h"
+#include "llm/logprobs.h"
 #include "llm/sampler.h"
 #include "models/model.h"
 
@@ -69,11 +70,19 @@ struct GenerateOptions {
   /// no constraint. Masked-out logits become -inf on the logits' device before the sampler.
   std::function<const std::vector<uint8_t>*(int row, const std::vector<int32_t>& generated)>
       token_mask;
+  /// Log-probabilities of the sampled tokens (0 <= k <= vocab; -1 = none): each token's
+  /// log-probability under the row's logits (after token_mask, before the sampler's penalties
+  /// and warpers) and the k most likely ids, in GenerationResult::logprobs and passed to
+  /// on_logprobs (called before on_token for the same id).
+  int logprobs = -1;
+  std::function<void(int row, const TokenLogprobs&)> on_logprobs;
 };
 
 /// Result of generate(): new token ids per prompt (in prompt order), why each stopped, metrics.
 struct GenerationResult {
   std::vector<std::vector<int32_t>> tokens;
+  /// Per prompt, one entry per token of `tokens` (empty unless GenerateOptions::logprobs >= 0).
+  std::vector<std::vector<TokenLogprobs>> logprobs;
   std::vector<FinishReason> finish;
   GenerationMetrics metrics;
 };

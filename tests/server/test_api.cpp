@@ -99,7 +99,9 @@ TEST(ServerApi, BadRequestsNameTheParam) {
       {R"({"model": "m", "prompt": "x", "stream_options": {"include_usage": true}})",
        "stream_options"},
       {R"({"model": "m", "prompt": "x", "seed": "1"})", "seed"},
-      {R"({"model": "m", "prompt": "x", "logprobs": 2})", "logprobs"},
+      {R"({"model": "m", "prompt": "x", "logprobs": 6})", "logprobs"},
+      {R"({"model": "m", "prompt": "x", "logprobs": -1})", "logprobs"},
+      {R"({"model": "m", "prompt": "x", "logprobs": true})", "logprobs"},
       {R"({"model": "m", "prompt": "x", "echo": true})", "echo"},
       {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775807, "n": 0})", "n"},
       {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775808})", "max_tokens"},
@@ -114,6 +116,64 @@ TEST(ServerApi, BadRequestsNameTheParam) {
     ApiError e = completion_error(body);
     EXPECT_EQ(e.status, 400) << body;
   }
+}
+
+TEST(ServerApi, LogprobsFollowOpenAIRanges) {
+  // Completions: logprobs N in [0, 5]; chat: logprobs true with top_logprobs in [0, 20].
+  EXPECT_EQ(parse_completion_request(R"({"model": "m", "prompt": "x"})", false).logprobs, -1);
+  EXPECT_EQ(
+      parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 0})", false).logprobs,
+      0);
+  EXPECT_EQ(
+      parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 5})", false).logprobs,
+      5);
+  const std::string msgs = R"("model": "m", "messages": [{"role": "user", "content": "x"}])";
+  auto chat = [&](const std::string& extra) {
+    return parse_completion_request("{" + msgs + extra + "}", true).logprobs;
+  };
+  EXPECT_EQ(chat(""), -1);
+  EXPECT_EQ(chat(R"(, "logprobs": false)"), -1);
+  EXPECT_EQ(chat(R"(, "logprobs": true)"), 0);
+  EXPECT_EQ(chat(R"(, "logprobs": true, "top_logprobs": 20)"), 20);
+  EXPECT_EQ(chat(R"(, "logprobs": true, "top_logprobs": null)"), 0);
+  for (const char* extra :
+       {R"(, "logprobs": true, "top_logprobs": 21)", R"(, "logprobs": true, "top_logprobs": -1)",
+        R"(, "logprobs": true, "top_logprobs": 1.5)", R"(, "top_logprobs": 3)",
+        R"(, "logprobs": false, "top_logprobs": 3)"}) {
+    ApiError e = completion_error("{" + msgs + extra + "}", true);
+    EXPECT_EQ(e.status, 400) << extra;
+    EXPECT_EQ(e.param, "top_logprobs") << extra;
+  }
+  EXPECT_EQ(completion_error("{" + msgs + R"(, "logprobs": 3})", true).param, "logprobs");
+}
+
+TEST(ServerApi, LogprobsJsonHasOpenAIShapes) {
+  // "\xE4\xBD" is the first two bytes of a three-byte character: the text gets U+FFFD.
+  const std::vector<TokenLogprob> toks{{"Hi", -0.25f, {{"Hi", -0.25f}, {" a", -2.0f}}},
+                                       {"\xE4\xBD", -1.5f, {{"x", -0.5f}, {"\xE4\xBD", -1.5f}}}};
+  int64_t offset = 0;
+  const json c = logprobs_json(true, toks, offset);
+  ASSERT_EQ(c["content"].size(), 2u);
+  EXPECT_TRUE(c["refusal"].is_null());
+  EXPECT_EQ(c["content"][0]["token"], "Hi");
+  EXPECT_EQ(c["content"][0]["logprob"], -0.25);
+  EXPECT_EQ(c["content"][0]["bytes"], json({72, 105}));
+  EXPECT_EQ(c["content"][0]["top_logprobs"][1]["token"], " a");
+  EXPECT_EQ(c["content"][0]["top_logprobs"][1]["logprob"], -2.0);
+  EXPECT_EQ(c["content"][1]["token"], "\xEF\xBF\xBD");
+  EXPECT_EQ(c["content"][1]["bytes"], json({0xE4, 0xBD}));
+  EXPECT_EQ(c["content"][1]["top_logprobs"][1]["bytes"], json({0xE4, 0xBD}));
+
+  offset = 10;
+  const json l = logprobs_json(false, toks, offset);
+  EXPECT_EQ(l["tokens"], json({"Hi", "\xEF\xBF\xBD"}));
+  EXPECT_EQ(l["token_logprobs"], json({-0.25, -1.5}));
+  EXPECT_EQ(l["text_offset"], json({10, 12}));  // code points: "Hi" is 2
+  EXPECT_EQ(offset, 13);
+  EXPECT_EQ(l["top_logprobs"][0], json({{"Hi", -0.25}, {" a", -2.0}}));
+  // The chosen token is always in the dict (k + 1 entries at most).
+  const std::vector<TokenLogprob> k0{{"z", -3.0f, {}}};
+  EXPECT_EQ(logprobs_json(false, k0, offset)["top_logprobs"][0], json({{"z", -3.0}}));
 }
 
 TEST(ServerApi, ParsesChatMessages) {

@@ -9,18 +9,22 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "llm/generate.h"
 #include "llm/text/text.h"
 #include "models/parity_util.h"
 #include "server/server.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace ingot::server {
 namespace {
@@ -187,6 +191,94 @@ TEST_F(ServerE2E, ChatGoesThroughTheTemplateStreamedOrNot) {
   }
   EXPECT_EQ(text, want);
   EXPECT_FALSE(ev.back()["choices"][0]["finish_reason"].is_null());
+}
+
+TEST_F(ServerE2E, LogprobsEqualAFloat64LogSoftmaxOfTheSequence) {
+  // The reference: greedy ids from llm::generate, then one full forward pass over prompt +
+  // generated ids and a float64 log-softmax (float32 both sides, incremental decode vs one
+  // pass: within 2e-4, as llm's score tests).
+  const std::vector<int32_t> prompt = llm::encode_prompt(*tm_, "Logprobs of");
+  const std::vector<int32_t>& eos = tm_->tokenizer->special_tokens().eos_ids;
+  llm::GenerateOptions g;
+  g.max_tokens = 10;
+  g.stop_ids = eos;
+  std::vector<int32_t> gen = llm::generate(*tm_->model, {prompt}, g).tokens[0];
+  if (std::find(eos.begin(), eos.end(), gen.back()) != eos.end()) gen.pop_back();  // no entry
+  ASSERT_FALSE(gen.empty());
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), gen.begin(), gen.end());
+  const Array lg = tm_->model->forward(Array(all, {1, static_cast<int64_t>(all.size())}, int32));
+  const std::vector<float> v = lg.to_vector<float>();
+  const size_t vocab = static_cast<size_t>(tm_->model->vocab_size());
+  auto ref_row = [&](size_t j) {  // log-softmax of the distribution of generated token j
+    const size_t at = (prompt.size() - 1 + j) * vocab;
+    double mx = -1e300, z = 0;
+    for (size_t i = 0; i < vocab; ++i) mx = std::max(mx, double(v[at + i]));
+    for (size_t i = 0; i < vocab; ++i) z += std::exp(double(v[at + i]) - mx);
+    std::vector<double> row;
+    for (size_t i = 0; i < vocab; ++i) row.push_back(double(v[at + i]) - mx - std::log(z));
+    return row;
+  };
+  constexpr double kTol = 2e-4;
+  // n 1 runs in the continuous batch, n 2 through generate_text: the same entries.
+  for (int n : {1, 2}) {
+    const json r = post("/v1/completions", {{"model", kModel},
+                                            {"prompt", prompt},
+                                            {"max_tokens", 10},
+                                            {"temperature", 0},
+                                            {"logprobs", 3},
+                                            {"n", n}});
+    ASSERT_EQ(r["choices"].size(), static_cast<size_t>(n));
+    for (const json& c : r["choices"]) {
+      const json& lp = c["logprobs"];
+      ASSERT_EQ(lp["token_logprobs"].size(), gen.size()) << lp.dump();
+      int64_t offset = 0;
+      for (size_t j = 0; j < gen.size(); ++j) {
+        const std::vector<double> row = ref_row(j);
+        std::vector<double> best = row;
+        std::sort(best.begin(), best.end(), std::greater<>());
+        const double chosen = lp["token_logprobs"][j].get<double>();
+        EXPECT_NEAR(chosen, row[static_cast<size_t>(gen[j])], kTol) << "n " << n << " token " << j;
+        EXPECT_GE(row[static_cast<size_t>(gen[j])], best[0] - kTol);  // greedy: the most likely
+        EXPECT_EQ(lp["text_offset"][j], offset);
+        offset += static_cast<int64_t>(utf8::count(lp["tokens"][j].get<std::string>()));
+        const json& top = lp["top_logprobs"][j];
+        EXPECT_LE(top.size(), 4u);
+        for (const auto& [text, x] : top.items()) {
+          const double d = x.get<double>();
+          EXPECT_TRUE(d == chosen || std::abs(d - best[0]) <= kTol ||
+                      std::abs(d - best[1]) <= kTol || std::abs(d - best[2]) <= kTol)
+              << "n " << n << " token " << j << " " << text;
+        }
+      }
+    }
+  }
+  // Chat: logprobs true and top_logprobs 2 give OpenAI's content entries, bytes included.
+  const json r =
+      post("/v1/chat/completions", {{"model", kModel},
+                                    {"messages", {{{"role", "user"}, {"content", "Hi"}}}},
+                                    {"max_tokens", 6},
+                                    {"temperature", 0},
+                                    {"logprobs", true},
+                                    {"top_logprobs", 2}});
+  const json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_GE(content.size(), 1u);
+  std::string text;
+  for (const json& e : content) {
+    std::string bytes;
+    for (const json& b : e["bytes"]) bytes.push_back(static_cast<char>(b.get<int>()));
+    text += bytes;
+    ASSERT_EQ(e["top_logprobs"].size(), 2u);
+    EXPECT_EQ(e["logprob"], e["top_logprobs"][0]["logprob"]);  // greedy: the most likely
+    EXPECT_GE(e["top_logprobs"][0]["logprob"].get<double>(),
+              e["top_logprobs"][1]["logprob"].get<double>());
+  }
+  EXPECT_EQ(utf8::to_valid_lossy(text), r["choices"][0]["message"]["content"]);
+  // Not asked: null.
+  EXPECT_TRUE(
+      post("/v1/completions",
+           {{"model", kModel}, {"prompt", "x"}, {"max_tokens", 2}})["choices"][0]["logprobs"]
+          .is_null());
 }
 
 TEST_F(ServerE2E, SeededSamplingRepeatsAndNGivesIndexedChoices) {

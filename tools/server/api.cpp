@@ -9,6 +9,8 @@
 #include <limits>
 #include <optional>
 
+#include "util/utf8.h"
+
 namespace ingot::server {
 
 using nlohmann::json;
@@ -410,15 +412,20 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
       if (r.grammar && r.forced_tool())
         bad("response_format", "response_format cannot be combined with a forced tool_choice");
     }
-    if (get_bool(j, "logprobs")) bad("logprobs", "logprobs are not supported yet");
+    // OpenAI: top_logprobs is 0-20 and needs logprobs: true.
+    const bool lp = get_bool(j, "logprobs");
+    if (field(j, "top_logprobs")) {
+      if (!lp) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+      r.logprobs = static_cast<int>(get_int(j, "top_logprobs", 0, 20));
+    } else if (lp) {
+      r.logprobs = 0;
+    }
     if (field(j, "max_completion_tokens"))
       r.max_tokens = get_int(j, "max_completion_tokens", INT64_MIN, INT64_MAX);
   } else {
     r.prompts = get_prompts(j, "prompt");
-    if (const json* lp = field(j, "logprobs")) {
-      if (!lp->is_number_integer() || lp->get<int64_t>() != 0)
-        bad("logprobs", "logprobs are not supported yet");
-    }
+    // Legacy completions: logprobs is the number of alternatives per token, 0-5.
+    if (field(j, "logprobs")) r.logprobs = static_cast<int>(get_int(j, "logprobs", 0, 5));
     if (get_bool(j, "echo")) bad("echo", "echo is not supported yet");
     if (const json* s = field(j, "suffix")) {
       if (!s->is_string() || !s->get<std::string>().empty())
@@ -544,15 +551,57 @@ namespace {
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
+
+json bytes_json(const std::string& b) {
+  json a = json::array();
+  for (char c : b) a.push_back(static_cast<uint8_t>(c));
+  return a;
+}
 }  // namespace
+
+json logprobs_json(bool chat, const std::vector<TokenLogprob>& tokens, int64_t& offset) {
+  if (chat) {
+    json content = json::array();
+    for (const TokenLogprob& t : tokens) {
+      json top = json::array();
+      for (const auto& [b, lp] : t.top)
+        top.push_back(
+            {{"token", utf8::to_valid_lossy(b)}, {"logprob", lp}, {"bytes", bytes_json(b)}});
+      content.push_back({{"token", utf8::to_valid_lossy(t.bytes)},
+                         {"logprob", t.logprob},
+                         {"bytes", bytes_json(t.bytes)},
+                         {"top_logprobs", top}});
+    }
+    return {{"content", content}, {"refusal", nullptr}};
+  }
+  json toks = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  for (const TokenLogprob& t : tokens) {
+    const std::string text = utf8::to_valid_lossy(t.bytes);
+    toks.push_back(text);
+    lps.push_back(t.logprob);
+    // OpenAI: the most likely alternatives and always the chosen token (up to k + 1 entries);
+    // alternatives whose texts coincide keep the first (most likely) value.
+    json top = json::object();
+    for (const auto& [b, lp] : t.top) {
+      const std::string k = utf8::to_valid_lossy(b);
+      if (!top.contains(k)) top[k] = lp;
+    }
+    if (!top.contains(text)) top[text] = t.logprob;
+    tops.push_back(top);
+    offs.push_back(offset);
+    offset += static_cast<int64_t>(utf8::count(text));
+  }
+  return {{"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
 
 std::string completion_response(bool chat, const std::string& id, int64_t created,
                                 const std::string& model, const std::vector<Choice>& choices,
                                 const Usage& usage) {
   json cs = json::array();
   for (const Choice& c : choices) {
+    json msg;
     if (chat) {
-      json msg = {{"role", "assistant"}, {"content", c.text}};
+      msg = {{"role", "assistant"}, {"content", c.text}};
       if (!c.tool_calls.empty()) {
         if (c.text.empty()) msg["content"] = nullptr;
         json calls = json::array();
@@ -562,14 +611,18 @@ std::string completion_response(bool chat, const std::string& id, int64_t create
                            {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
         msg["tool_calls"] = calls;
       }
+    }
+    int64_t offset = 0;
+    const json lp = c.logprobs ? logprobs_json(chat, *c.logprobs, offset) : json(nullptr);
+    if (chat)
       cs.push_back({{"index", c.index},
                     {"message", msg},
-                    {"logprobs", nullptr},
+                    {"logprobs", lp},
                     {"finish_reason", c.finish_reason}});
-    } else
+    else
       cs.push_back({{"index", c.index},
                     {"text", c.text},
-                    {"logprobs", nullptr},
+                    {"logprobs", lp},
                     {"finish_reason", c.finish_reason}});
   }
   return dump({{"id", id},
@@ -582,14 +635,15 @@ std::string completion_response(bool chat, const std::string& id, int64_t create
 
 std::string stream_chunk(bool chat, const std::string& id, int64_t created,
                          const std::string& model, int index, const std::string& text,
-                         const std::string& finish_reason, bool role) {
+                         const std::string& finish_reason, bool role, const json& logprobs) {
   json c = {{"index", index},
-            {"logprobs", nullptr},
+            {"logprobs", logprobs},
             {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (chat) {
     json delta = json::object();
     if (role) delta["role"] = "assistant";
-    if (!text.empty() || (role && finish_reason.empty())) delta["content"] = text;
+    if (!text.empty() || (role && finish_reason.empty()) || !logprobs.is_null())
+      delta["content"] = text;
     c["delta"] = delta;
   } else {
     c["text"] = text;

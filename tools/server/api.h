@@ -54,6 +54,14 @@ struct ToolCall {
   std::string arguments;  ///< JSON text of the arguments object
 };
 
+/// One generated token of a choice's `logprobs`: its bytes (raw: a token may hold part of a
+/// UTF-8 character), log-probability, and the most likely alternatives (descending).
+struct TokenLogprob {
+  std::string bytes;
+  float logprob = 0.0f;
+  std::vector<std::pair<std::string, float>> top;
+};
+
 /// POST /v1/completions and /v1/chat/completions.
 struct CompletionRequest {
   bool chat = false;
@@ -70,6 +78,9 @@ struct CompletionRequest {
   int n = 1;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  /// Log-probabilities: -1 none; otherwise the alternatives per token (chat `logprobs: true`
+  /// with `top_logprobs` 0-20, completions `logprobs` 0-5).
+  int logprobs = -1;
   /// response_format json_object / json_schema (chat): the grammar the output must follow
   /// (null: free text).
   std::shared_ptr<const llm::grammar::JsonGrammar> grammar;
@@ -128,7 +139,15 @@ struct Choice {
   std::string text;
   std::string finish_reason;         // "stop", "length" or "tool_calls"
   std::vector<ToolCall> tool_calls;  // chat: calls parsed from the output (text = the rest)
+  std::optional<std::vector<TokenLogprob>> logprobs;  // when the request asked for them
 };
+
+/// The `logprobs` object of a choice or a streamed chunk: chat {"content": [{token, logprob,
+/// bytes, top_logprobs: [{token, logprob, bytes}]}], "refusal": null}, completions {tokens,
+/// token_logprobs, top_logprobs: [{token: logprob} (the alternatives and the chosen token)],
+/// text_offset}. A token's text is its bytes as UTF-8 with invalid parts replaced by U+FFFD;
+/// `text_offset` (code points of those texts) starts at `offset`, which is advanced past them.
+nlohmann::json logprobs_json(bool chat, const std::vector<TokenLogprob>& tokens, int64_t& offset);
 
 struct Usage {
   int64_t prompt_tokens = 0;
@@ -148,7 +167,8 @@ std::string completion_response(bool chat, const std::string& id, int64_t create
 /// `finish_reason` empty while the choice runs; `role` (chat) is sent in a choice's first chunk.
 std::string stream_chunk(bool chat, const std::string& id, int64_t created,
                          const std::string& model, int index, const std::string& text,
-                         const std::string& finish_reason, bool role = false);
+                         const std::string& finish_reason, bool role = false,
+                         const nlohmann::json& logprobs = nullptr);
 /// The chunk with a chat choice's tool calls (delta.tool_calls, OpenAI's streaming shape).
 std::string stream_tool_calls_chunk(const std::string& id, int64_t created,
                                     const std::string& model, int index,

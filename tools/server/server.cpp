@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <future>
 #include <optional>
@@ -18,6 +19,7 @@
 
 #include "core/allocator.h"
 #include "llm/batch_decoder.h"
+#include "llm/logprobs.h"
 #include "server/api.h"
 #include "server/structured.h"
 #include "tokenizer/tokenizer.h"
@@ -50,10 +52,14 @@ struct BatchRow {
   llm::SamplerOptions sampler;
   int64_t max_tokens = 1;
   std::vector<std::string> stop;
-  std::function<void(const std::string& piece)> on_text;  // streamed text (may be empty)
-  /// The text, tokens generated, prompt tokens served from the prompt cache, finish reason.
+  /// Log-probabilities: -1 none, else the alternatives per token (CompletionRequest::logprobs).
+  int logprobs = -1;
+  /// Streamed text (may be empty), with the logprobs of the tokens taken since the last piece.
+  std::function<void(const std::string& piece, std::vector<TokenLogprob> logprobs)> on_text;
+  /// The text, tokens generated, prompt tokens served from the prompt cache, finish reason, and
+  /// the logprobs not passed to on_text (all of them without on_text).
   std::function<void(const std::string& text, int64_t tokens, int64_t cached,
-                     const std::string& finish)>
+                     const std::string& finish, std::vector<TokenLogprob> logprobs)>
       on_done;
   std::function<void(std::exception_ptr)> on_error;
   std::shared_ptr<const llm::grammar::JsonGrammar> grammar;  // constrained output (or null)
@@ -259,6 +265,27 @@ void Server::count_mask_work(const llm::grammar::TokenConstraint* c) {
   metrics_.masks_cached += c->stats().cached;
 }
 
+std::vector<int32_t> Server::eos_ids() const {
+  std::vector<int32_t> eos = opt_.stop_ids;
+  for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) eos.push_back(id);
+  return eos;
+}
+
+TokenLogprob Server::token_logprob(const llm::TokenLogprobs& t) {
+  const auto voc = vocabulary();
+  auto bytes = [&](int32_t id) {
+    const std::string& b = voc->bytes(id);
+    if (!b.empty()) return b;
+    return tm_.tokenizer->decode({id}, {.skip_special_tokens = false});
+  };
+  TokenLogprob out;
+  out.bytes = bytes(t.id);
+  out.logprob = std::isfinite(t.logprob) ? t.logprob : -9999.0f;
+  for (const auto& [id, lp] : t.top)
+    if (std::isfinite(lp)) out.top.emplace_back(bytes(id), lp);
+  return out;
+}
+
 void Server::release_cached_memory(double seconds) {
   const auto t = std::chrono::steady_clock::now();
   const size_t bytes = memory::release_idle_cache(seconds, tm_.model->device());
@@ -301,8 +328,9 @@ struct ActiveRow {
   std::string pending;  // decoded, not yet emitted (may start a stop string)
   std::string text;
   int64_t count = 0;
-  int64_t cached = 0;  // prompt tokens reused from the prompt cache
-  std::string finish;  // set when the row is done
+  int64_t cached = 0;                  // prompt tokens reused from the prompt cache
+  std::string finish;                  // set when the row is done
+  std::vector<TokenLogprob> logprobs;  // not yet passed on (BatchRow::logprobs >= 0)
 };
 
 /// Length of the longest suffix of `s` that is a proper prefix of a stop string.
@@ -323,14 +351,16 @@ void emit(ActiveRow& r, size_t k) {
   std::string piece = r.pending.substr(0, k);
   r.pending.erase(0, k);
   r.text += piece;
-  if (r.job->row->on_text) r.job->row->on_text(piece);
+  if (r.job->row->on_text) {
+    r.job->row->on_text(piece, std::move(r.logprobs));
+    r.logprobs.clear();
+  }
 }
 
 }  // namespace
 
 void Server::scheduler_loop() {
-  std::vector<int32_t> eos = opt_.stop_ids;
-  for (int32_t id : tm_.tokenizer->special_tokens().eos_ids) eos.push_back(id);
+  const std::vector<int32_t> eos = eos_ids();
   std::unique_ptr<llm::BatchDecoder> bd;
   std::vector<std::unique_ptr<ActiveRow>> active;
   std::vector<std::unique_ptr<ActiveRow>> joining;  // the group bd is prefilling
@@ -342,11 +372,14 @@ void Server::scheduler_loop() {
                                                         .max_bytes = opt_.prompt_cache_bytes}});
   };
 
-  // Takes the sampled id of row `r`; false when the row is done (r.finish set).
-  auto take_token = [&](ActiveRow& r, int32_t id) {
+  // Takes the sampled id of row `r` (with its logprobs when the row asked for them); false when
+  // the row is done (r.finish set). An EOS id gets no logprob entry (it adds no text).
+  auto take_token = [&](ActiveRow& r, int32_t id, const std::optional<llm::TokenLogprobs>& lp) {
     const BatchRow& br = *r.job->row;
     ++r.count;
-    if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
+    const bool is_eos = std::find(eos.begin(), eos.end(), id) != eos.end();
+    if (lp && !is_eos) r.logprobs.push_back(token_logprob(*lp));
+    if (is_eos) {
       r.pending += r.dec->step(id);
       r.pending += r.dec->finish();
       emit(r, r.pending.size());
@@ -390,7 +423,7 @@ void Server::scheduler_loop() {
       gone.push_back(r->key);
       count_mask_work(r->con.get());
       metrics_.generated_tokens += r->count;
-      r->job->row->on_done(r->text, r->count, r->cached, r->finish);
+      r->job->row->on_done(r->text, r->count, r->cached, r->finish, std::move(r->logprobs));
     }
     active = std::move(left);
     if (bd) bd->drop(gone);
@@ -537,6 +570,7 @@ void Server::scheduler_loop() {
       d.key = r->key;
       d.prompt = j->row->prompt;
       d.sampler = j->row->sampler;
+      d.logprobs = j->row->logprobs;
       try {
         r->con = constraint(j->row->grammar);
       } catch (...) {
@@ -569,7 +603,7 @@ void Server::scheduler_loop() {
         if (r->job->cancelled->load()) gone.push_back(r->key);
       if (gone.size() == joining.size()) {  // every client went away: abandon the group
         bd->drop(gone);
-        for (auto& r : joining) r->job->row->on_done("", 0, r->cached, "cancelled");
+        for (auto& r : joining) r->job->row->on_done("", 0, r->cached, "cancelled", {});
         joining.clear();
       } else {
         try {
@@ -591,7 +625,7 @@ void Server::scheduler_loop() {
             for (size_t i = 0; i < joining.size(); ++i) {
               metrics_.prompt_tokens += static_cast<int64_t>(joining[i]->job->row->prompt.size());
               metrics_.prompt_cached_tokens += joining[i]->cached;
-              take_token(*joining[i], (*first)[i]);
+              take_token(*joining[i], (*first)[i], bd->last_logprobs()[i]);
               active.push_back(std::move(joining[i]));
             }
             joining.clear();
@@ -625,7 +659,8 @@ void Server::scheduler_loop() {
         metrics_.decode_seconds += dt;
         metrics_.last_tokens_per_second = dt > 0 ? static_cast<double>(ids.size()) / dt : 0.0;
       }
-      for (size_t i = 0; i < ids.size(); ++i) take_token(*active[i], ids[i]);
+      for (size_t i = 0; i < ids.size(); ++i)
+        take_token(*active[i], ids[i], bd->last_logprobs()[i]);
       const size_t n = active.size();
       retire();
       metrics_.running -= static_cast<int64_t>(n - active.size());
@@ -942,11 +977,13 @@ void Server::setup_routes() {
       const int64_t created = now_seconds();
 
       // Generates every choice (prompt i, sample j -> index i*n+j) in order; `on_piece` gets
-      // streamed text; returns the choices and usage.
-      auto generate_all = [this, r, prompts, max_tokens, seed, finalize](
-                              std::atomic<bool>& cancelled,
-                              const std::function<void(int, const std::string&)>& on_piece,
-                              const std::function<void(int, const std::string&)>& on_finish) {
+      // streamed text with the logprobs of the tokens since the last piece, `on_finish` the
+      // finish reason with the logprobs not passed on yet; returns the choices and usage.
+      using Piece = std::function<void(int, const std::string&, std::vector<TokenLogprob>)>;
+      const std::vector<int32_t> eos = eos_ids();
+      auto generate_all = [this, r, prompts, max_tokens, seed, finalize, eos](
+                              std::atomic<bool>& cancelled, const Piece& on_piece,
+                              const Piece& on_finish) {
         std::vector<Choice> choices;
         Usage usage;
         for (size_t i = 0; i < prompts.size(); ++i) {
@@ -969,7 +1006,21 @@ void Server::setup_routes() {
                 return con->next_mask(gen);
               };
             t.stop_strings = r.stop;
-            if (on_piece) t.on_text = [&](const std::string& piece) { on_piece(index, piece); };
+            // Logprobs of every sampled token but an EOS (it adds no text).
+            std::vector<TokenLogprob> all, pending;
+            if (r.logprobs >= 0) {
+              t.gen.logprobs = r.logprobs;
+              t.gen.on_logprobs = [&](int, const llm::TokenLogprobs& lp) {
+                if (std::find(eos.begin(), eos.end(), lp.id) != eos.end()) return;
+                pending.push_back(token_logprob(lp));
+                all.push_back(pending.back());
+              };
+            }
+            if (on_piece)
+              t.on_text = [&](const std::string& piece) {
+                on_piece(index, piece, std::move(pending));
+                pending.clear();
+              };
             llm::TextResult tr = llm::generate_text(tm_, prompts[i], t);
             count_mask_work(con.get());
             usage.completion_tokens += static_cast<int64_t>(tr.tokens.size());
@@ -983,8 +1034,10 @@ void Server::setup_routes() {
               metrics_.last_tokens_per_second = tr.metrics.decode_tokens_per_second();
             }
             const std::string finish = tr.finish == llm::FinishReason::length ? "length" : "stop";
-            if (on_finish) on_finish(index, finish);
-            choices.push_back(finalize({index, tr.text, finish, {}}));
+            if (on_finish) on_finish(index, finish, std::move(pending));
+            Choice c{index, tr.text, finish, {}, std::nullopt};
+            if (r.logprobs >= 0) c.logprobs = std::move(all);
+            choices.push_back(finalize(std::move(c)));
           }
         }
         return std::make_pair(choices, usage);
@@ -1004,6 +1057,7 @@ void Server::setup_routes() {
         row->sampler.seed = seed;
         row->stop = r.stop;
         row->grammar = r.grammar;
+        row->logprobs = r.logprobs;
         return row;
       };
       const Usage prompt_usage{static_cast<int64_t>(prompts[0].size()), 0};
@@ -1014,14 +1068,16 @@ void Server::setup_routes() {
         auto job = std::make_shared<Job>();
         job->row = make_row();
         job->row->on_done = [=](const std::string& text, int64_t ntok, int64_t cached,
-                                const std::string& fin) {
+                                const std::string& fin, std::vector<TokenLogprob> lps) {
           if (fin == "cancelled") {
             done->set_value(
                 {503, error_body("the server is shutting down", "server_error", "", "")});
             return;
           }
+          Choice c{0, text, fin, {}, std::nullopt};
+          if (r.logprobs >= 0) c.logprobs = std::move(lps);
           done->set_value(
-              {200, completion_response(chat, id, created, r.model, {finalize({0, text, fin, {}})},
+              {200, completion_response(chat, id, created, r.model, {finalize(std::move(c))},
                                         {prompt_usage.prompt_tokens, ntok, cached})});
         };
         job->row->on_error = [done](std::exception_ptr ep) {
@@ -1054,23 +1110,34 @@ void Server::setup_routes() {
       auto cancelled = job->cancelled;
       job->run = [=] {
         try {
-          std::vector<bool> started(static_cast<size_t>(r.n) * prompts.size(), false);
-          auto on_piece = [&](int index, const std::string& piece) {
+          const size_t nchoices = static_cast<size_t>(r.n) * prompts.size();
+          std::vector<bool> started(nchoices, false);
+          std::vector<int64_t> offsets(nchoices, 0);  // completions' text_offset per choice
+          auto lp_json = [&](int index, const std::vector<TokenLogprob>& lps) {
+            return r.logprobs >= 0 ? logprobs_json(chat, lps, offsets[index]) : json(nullptr);
+          };
+          auto on_piece = [&](int index, const std::string& piece, std::vector<TokenLogprob> lps) {
             const bool role = chat && !started[index];
             started[index] = true;
-            events->push(stream_chunk(chat, id, created, r.model, index, piece, "", role));
+            events->push(stream_chunk(chat, id, created, r.model, index, piece, "", role,
+                                      lp_json(index, lps)));
           };
-          auto on_finish = [&](int index, const std::string& finish) {
-            if (chat && !started[index]) {  // no text at all: still send the role once
+          auto on_finish = [&](int index, const std::string& finish,
+                               std::vector<TokenLogprob> lps) {
+            if ((chat && !started[index]) || !lps.empty()) {
+              // The role once (no text at all), the logprobs not sent yet (EOS, stop string).
+              events->push(stream_chunk(chat, id, created, r.model, index, "", "",
+                                        chat && !started[index], lp_json(index, lps)));
               started[index] = true;
-              events->push(stream_chunk(chat, id, created, r.model, index, "", "", true));
             }
             events->push(stream_chunk(chat, id, created, r.model, index, "", finish));
           };
           if (r.parse_tools()) {  // buffered: text, tool calls and finish at the end
             auto [choices, usage] = generate_all(*cancelled, nullptr, nullptr);
             for (const Choice& c : choices) {
-              events->push(stream_chunk(chat, id, created, r.model, c.index, c.text, "", true));
+              events->push(
+                  stream_chunk(chat, id, created, r.model, c.index, c.text, "", true,
+                               c.logprobs ? lp_json(c.index, *c.logprobs) : json(nullptr)));
               if (!c.tool_calls.empty())
                 events->push(stream_tool_calls_chunk(id, created, r.model, c.index, c.tool_calls));
               events->push(stream_chunk(chat, id, created, r.model, c.index, "", c.finish_reason));
@@ -1093,15 +1160,22 @@ void Server::setup_routes() {
       if (batchable) {
         job->row = make_row();
         auto started = std::make_shared<bool>(false);
-        job->row->on_text = [=](const std::string& piece) {
-          events->push(stream_chunk(chat, id, created, r.model, 0, piece, "", chat && !*started));
+        auto offset = std::make_shared<int64_t>(0);  // completions' text_offset
+        auto lp_json = [=](const std::vector<TokenLogprob>& lps) {
+          return r.logprobs >= 0 ? logprobs_json(chat, lps, *offset) : json(nullptr);
+        };
+        job->row->on_text = [=](const std::string& piece, std::vector<TokenLogprob> lps) {
+          events->push(stream_chunk(chat, id, created, r.model, 0, piece, "", chat && !*started,
+                                    lp_json(lps)));
           *started = true;
         };
         job->row->on_done = [=](const std::string&, int64_t ntok, int64_t cached,
-                                const std::string& fin) {
+                                const std::string& fin, std::vector<TokenLogprob> lps) {
           if (fin != "cancelled") {
-            if (chat && !*started)
-              events->push(stream_chunk(chat, id, created, r.model, 0, "", "", true));
+            // The role once (no text at all), the logprobs not sent yet (EOS, stop string).
+            if ((chat && !*started) || !lps.empty())
+              events->push(stream_chunk(chat, id, created, r.model, 0, "", "", chat && !*started,
+                                        lp_json(lps)));
             events->push(stream_chunk(chat, id, created, r.model, 0, "", fin));
             if (r.include_usage)
               events->push(stream_usage_chunk(chat, id, created, r.model,

@@ -22,6 +22,9 @@
 namespace httplib {
 class Server;
 }
+namespace ingot::llm {
+struct TokenLogprobs;
+}
 
 namespace ingot::server {
 
@@ -72,6 +75,7 @@ struct ServerOptions {
 /// A unit of work for the scheduler thread, and a row of a batched generate call.
 struct Job;
 struct BatchRow;
+struct TokenLogprob;
 
 class Server {
  public:
@@ -115,6 +119,12 @@ class Server {
   std::unique_ptr<llm::grammar::TokenConstraint> constraint(
       const std::shared_ptr<const llm::grammar::JsonGrammar>& g);
   void count_mask_work(const llm::grammar::TokenConstraint* c);
+  /// The ids that end generation (ServerOptions::stop_ids and the tokenizer's EOS ids).
+  std::vector<int32_t> eos_ids() const;
+  /// A sampled token's OpenAI logprob entry: token bytes from the vocabulary (a special token:
+  /// its text); a -inf log-probability (JSON has no infinity) as -9999, as OpenAI reports
+  /// impossible tokens; alternatives with -inf (masked out by constrained decoding) dropped.
+  TokenLogprob token_logprob(const llm::TokenLogprobs& t);
   /// Gives the device allocator's cached blocks idle for `seconds` back to the system (all of
   /// them with 0, then also the C library's free heap pages).
   void release_cached_memory(double seconds);
