@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "core/ingot.h"
@@ -156,26 +157,75 @@ void BM_matmul_stream_read(benchmark::State& state) {
 }
 BENCHMARK(BM_matmul_stream_read)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// ---- bf16 GEMM (prefill): convert panels to float32 + sgemm ----
+// ---- bf16 GEMM (prefill): AVX512_BF16 kernel (route 1) vs convert to float32 + sgemm (route 0,
+// INGOT_CPU_BF16_GEMM=0), next to float32 sgemm on the same shape (route 2), same run ----
+
+/// Runs the benchmark body with INGOT_CPU_BF16_GEMM set for `route` (0 old, 1 new).
+struct RouteScope {
+  explicit RouteScope(int64_t route) { setenv("INGOT_CPU_BF16_GEMM", route == 0 ? "0" : "1", 1); }
+  ~RouteScope() { unsetenv("INGOT_CPU_BF16_GEMM"); }
+};
+
+/// x [m, k] @ W^T with W stored [n, k] (Linear layout); route 2 is the same product in float32.
+void linear_bench(benchmark::State& state, int64_t m, int64_t k, int64_t n, int64_t route) {
+  set_blas_threads();
+  RouteScope scope(route);
+  const ingot::Dtype t = route == 2 ? ingot::float32 : ingot::bfloat16;
+  Array x = filled({m, k}, t, 0.5f), w = filled({n, k}, t, 0.25f);
+  Array wt = ingot::transpose(w);
+  for (auto _ : state) {
+    Array c = ingot::matmul(x, wt);
+    c.eval();
+    benchmark::DoNotOptimize(c.raw_ptr());
+  }
+  flops_counter(state, m, n, k);
+  state.SetLabel(route == 0 ? "bf16 convert+sgemm" : route == 1 ? "bf16 direct" : "f32 sgemm");
+}
 
 void BM_matmul_bf16_gemm(benchmark::State& state) {
   const int64_t n = state.range(0);
+  linear_bench(state, n, n, n, state.range(1));
+}
+BENCHMARK(BM_matmul_bf16_gemm)
+    ->ArgsProduct({{256, 512, 1024, 2048}, {1, 0, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
+
+/// a [n, n] @ b [n, n] with b contiguous ([K, N] row-major, e.g. attention's p @ v): the direct
+/// kernel copies b into rows of b^T per call.
+void BM_matmul_bf16_gemm_kn(benchmark::State& state) {
+  const int64_t n = state.range(0);
   set_blas_threads();
-  Array a = filled({n, n}, ingot::bfloat16, 0.5f), w = filled({n, n}, ingot::bfloat16, 0.25f);
-  Array wt = ingot::transpose(w);  // Linear weight layout
+  RouteScope scope(state.range(1));
+  Array a = filled({n, n}, ingot::bfloat16, 0.5f), b = filled({n, n}, ingot::bfloat16, 0.25f);
   for (auto _ : state) {
-    Array c = ingot::matmul(a, wt);
+    Array c = ingot::matmul(a, b);
     c.eval();
     benchmark::DoNotOptimize(c.raw_ptr());
   }
   flops_counter(state, n, n, n);
+  state.SetLabel(state.range(1) == 0 ? "bf16 convert+sgemm" : "bf16 direct");
 }
-BENCHMARK(BM_matmul_bf16_gemm)
-    ->Arg(256)
-    ->Arg(512)
-    ->Arg(1024)
-    ->Arg(2048)
+BENCHMARK(BM_matmul_bf16_gemm_kn)
+    ->ArgsProduct({{256, 1024}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
     ->UseRealTime();
+
+/// Prefill Linear shapes: x [M, K] @ W^T, args (M, K, N, route).
+void BM_matmul_bf16_linear(benchmark::State& state) {
+  linear_bench(state, state.range(0), state.range(1), state.range(2), state.range(3));
+}
+void linear_shapes(benchmark::internal::Benchmark* b) {
+  const int64_t kn[][2] = {{1024, 2048}, {1024, 3072}, {3072, 1024},
+                           {2048, 8192}, {8192, 2048}, {2048, 128256}};
+  for (auto& s : kn)
+    for (int64_t route : {1, 0, 2}) b->Args({128, s[0], s[1], route});
+  for (int64_t m : {4, 5, 8, 16, 32, 64, 256, 512})
+    for (int64_t route : {1, 0}) b->Args({m, 1024, 3072, route});
+  b->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+}
+BENCHMARK(BM_matmul_bf16_linear)->Apply(linear_shapes);
 
 }  // namespace

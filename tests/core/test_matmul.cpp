@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/gemm_kernels.h"
 #include "core/primitives/linalg.h"
 #include "test_util.h"
@@ -295,6 +296,139 @@ TEST(Matmul, Avx512PathWhereAvailable) {
     check_2d(1, 1000, 300, t, Layout::contiguous, Layout::transposed);
     check_2d(1, 77, 300, t);
     check_2d(9, 70, 130, t, Layout::contiguous, Layout::transposed);
+  }
+}
+
+// ---- bf16 GEMM: AVX512_BF16 kernel (gemm_bf16.h) and the convert + sgemm route ----
+
+/// Sets INGOT_CPU_BF16_GEMM for the scope's lifetime.
+struct Bf16RouteScope {
+  explicit Bf16RouteScope(const char* v) { setenv("INGOT_CPU_BF16_GEMM", v, 1); }
+  ~Bf16RouteScope() { unsetenv("INGOT_CPU_BF16_GEMM"); }
+};
+
+/// A bf16 result against the float64 reference with a worst-case bound: products of two bf16
+/// values are exact in float32, so the float32 sum of K of them (any order) is within
+/// gamma_K * sum |a b| (gamma_K = K u / (1 - K u), u = 2^-24), and the final rounding to bf16
+/// adds at most 2^-8 of the result's magnitude. `scale` multiplies the product (alpha).
+void expect_bf16_bound(const Array& got, const Ref& ref, int64_t K, const std::string& what,
+                       const std::vector<double>* extra = nullptr) {
+  ASSERT_EQ(got.shape(), ref.shape) << what;
+  ASSERT_EQ(got.dtype(), bfloat16) << what;
+  std::vector<double> g = got.to_vector<double>();
+  const double u = std::ldexp(1.0, -24), gamma = K * u / (1 - K * u);
+  int bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double want = ref.v[i] + (extra ? (*extra)[i] : 0.0);
+    // The bias term (addmm) is one more float32 rounding of the sum.
+    const double acc = gamma * ref.absdot[i] + (extra ? u * (std::abs(want) + 1) : 0.0);
+    const double tol = acc + test::eps_of(bfloat16) * (std::abs(want) + acc) + 1e-30;
+    if (!(std::abs(g[i] - want) <= tol) && bad++ < 5)
+      ADD_FAILURE() << what << " at " << i << ": got " << g[i] << " want " << want << " tol "
+                    << tol;
+  }
+}
+
+/// The routes to check on this machine: (ISA cap, INGOT_CPU_BF16_GEMM).
+std::vector<std::pair<const char*, const char*>> bf16_routes() {
+  std::vector<std::pair<const char*, const char*>> r;
+  for (const char* isa : isas()) {
+    r.push_back({isa, "1"});
+    if (std::string(isa) == "avx512") r.push_back({isa, "0"});
+  }
+  return r;
+}
+
+TEST(Matmul, Bf16GemmSelection) {
+  {
+    IsaScope scope("avx512");
+    EXPECT_EQ(cpu::bf16_gemm_enabled(), cpu::has_avx512_bf16());
+    Bf16RouteScope off("0");
+    EXPECT_FALSE(cpu::bf16_gemm_enabled());
+  }
+  for (const char* isa : {"portable", "avx2"}) {
+    IsaScope scope(isa);
+    EXPECT_FALSE(cpu::bf16_gemm_enabled()) << isa;
+  }
+  if (!cpu::has_avx512_bf16())
+    GTEST_SKIP() << "this CPU has no AVX512_BF16: the direct bf16 kernel is not exercised";
+}
+
+TEST(Matmul, Bf16GemmAwkwardShapes) {
+  // M, K, N around the kernel's blocking (16-row panels, 6..16 W rows per micro-kernel, K blocks
+  // of 512, <= 240-column tiles, 192-row tiles), odd K, K = 1..3 (M <= 8 runs the GEMV), and a
+  // packed A over 8 MB (a buffer of its own, not the kept per-thread one).
+  const int64_t shapes[][3] = {{5, 1, 7},       {5, 2, 9},     {6, 3, 17},      {7, 31, 65},
+                               {17, 33, 241},   {63, 64, 240}, {64, 513, 97},   {65, 1025, 250},
+                               {129, 100, 481}, {193, 77, 33}, {700, 257, 130}, {33, 1030, 49},
+                               {48, 16, 6},     {385, 40, 23}, {9, 1, 7},       {12, 2, 9},
+                               {15, 3, 17},     {10, 513, 30}, {4100, 1030, 9}};
+  for (auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2];
+    std::vector<double> av = test::random_values(M * K, bfloat16, 61, -2, 2);
+    std::vector<double> bv = test::random_values(K * N, bfloat16, 62, -2, 2);
+    Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+    // transposed b is the Linear weight (x @ W^T, W [N, K]); contiguous b is [K, N].
+    for (Layout la : {Layout::contiguous, Layout::transposed, Layout::sliced})
+      for (Layout lb : {Layout::transposed, Layout::contiguous, Layout::sliced}) {
+        if (M * K * N > 2000000 && (la != Layout::contiguous || lb == Layout::sliced)) continue;
+        Array a = test::make_array(av, {M, K}, bfloat16, la);
+        Array b = test::make_array(bv, {K, N}, bfloat16, lb);
+        for (auto [isa, route] : bf16_routes()) {
+          IsaScope scope(isa);
+          Bf16RouteScope rs(route);
+          expect_bf16_bound(matmul(a, b), ref, K,
+                            tag(bfloat16, isa, {M, K}, {K, N}) + " route " + route + " layouts " +
+                                test::layout_name(la) + "/" + test::layout_name(lb));
+        }
+      }
+  }
+}
+
+TEST(Matmul, Bf16GemmBatchedAndAddmm) {
+  struct Case {
+    Shape a, b;
+  };
+  // Per-batch products (b differs per batch), a batch folded into M (b shared), broadcast.
+  const Case cases[] = {{{3, 37, 70}, {3, 70, 29}},
+                        {{2, 50, 33}, {33, 300}},
+                        {{2, 1, 9, 40}, {3, 40, 17}},
+                        {{4, 20, 129}, {1, 129, 65}}};
+  for (const Case& c : cases) {
+    std::vector<double> av = test::random_values(shape_size(c.a), bfloat16, 71, -2, 2);
+    std::vector<double> bv = test::random_values(shape_size(c.b), bfloat16, 72, -2, 2);
+    Ref ref = ref_matmul(av, c.a, bv, c.b);
+    for (Layout l : {Layout::contiguous, Layout::transposed}) {
+      Array a = test::make_array(av, c.a, bfloat16, l), b = test::make_array(bv, c.b, bfloat16, l);
+      for (auto [isa, route] : bf16_routes()) {
+        IsaScope scope(isa);
+        Bf16RouteScope rs(route);
+        expect_bf16_bound(
+            matmul(a, b), ref, c.a.back(),
+            tag(bfloat16, isa, c.a, c.b) + " route " + route + " " + test::layout_name(l));
+      }
+    }
+  }
+  // addmm: alpha * a @ b + beta * bias[N], a Linear weight (b transposed).
+  const int64_t M = 70, K = 130, N = 250;
+  std::vector<double> av = test::random_values(M * K, bfloat16, 73, -2, 2);
+  std::vector<double> bv = test::random_values(K * N, bfloat16, 74, -2, 2);
+  std::vector<double> cv = test::random_values(N, bfloat16, 75, -2, 2);
+  Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+  const float alpha = 0.5f, beta = -1.5f;
+  std::vector<double> bias(ref.v.size());
+  for (size_t i = 0; i < ref.v.size(); ++i) {
+    ref.v[i] *= alpha;
+    ref.absdot[i] *= alpha;
+    bias[i] = beta * cv[i % static_cast<size_t>(N)];
+  }
+  Array a = Array(av, {M, K}, bfloat16), c = Array(cv, {N}, bfloat16);
+  Array b = test::make_array(bv, {K, N}, bfloat16, Layout::transposed);
+  for (auto [isa, route] : bf16_routes()) {
+    IsaScope scope(isa);
+    Bf16RouteScope rs(route);
+    expect_bf16_bound(addmm(c, a, b, alpha, beta), ref, K,
+                      tag(bfloat16, isa, {M, K}, {K, N}) + " addmm route " + route, &bias);
   }
 }
 
