@@ -374,6 +374,87 @@ TEST(CudaSoftmax, Vjp) {
   }
 }
 
+// ---- softmax_cross_entropy (CrossEntropy / CrossEntropyGrad) ----
+
+TEST(CudaCrossEntropy, LossAndGradientMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  const std::vector<Shape> shapes = {{7},       {5, 7},     {2, 3, 33}, {4, 1000},
+                                     {3, 1025}, {700, 300}, {2, 151936}};
+  int ci = 0;
+  for (const Shape& s : shapes) {
+    ++ci;
+    const int64_t n = s.back();
+    const Shape ts(s.begin(), s.end() - 1);
+    std::mt19937 g(900 + ci);
+    std::vector<double> tv(static_cast<size_t>(shape_size(ts)));
+    for (auto& v : tv) v = static_cast<double>(g() % n);
+    if (!tv.empty()) tv[0] = static_cast<double>(n - 1);
+    for (Dtype t : {float32, bfloat16, float16, float64})
+      for (Lay l : {Lay::contiguous, Lay::transposed, Lay::sliced, Lay::broadcast}) {
+        if (s.size() < 2 && (l == Lay::transposed || l == Lay::broadcast)) continue;
+        if (n > 5000 && l != Lay::contiguous && l != Lay::sliced) continue;
+        const Operand x = make(s, t, l, 80 + ci, -8, 8);
+        const Dtype ld = t == float64 ? float64 : float32;
+        const Array w(values(shape_size(ts), float32, 90 + ci, -1, 1), ts, ld);
+        for (Dtype tt : {int32, int64}) {
+          const Array tc(tv, ts, tt);
+          const Array tgpu = on_cuda(tc);
+          const std::string what = std::string(dtype_name(t)) + " " + lay_name(l) + " " +
+                                   shape_str(s) + " targets " + std::string(dtype_name(tt));
+          // Both devices compute in float32: the sums of exponentials differ in order and
+          // exp/log implementation (a few float32 ulps of the row's logsumexp).
+          const double rt = ld == float64 ? 1e-12 : 2e-5;
+          expect_close(softmax_cross_entropy(x.gpu, tgpu), softmax_cross_entropy(x.cpu, tc), rt, rt,
+                       "loss " + what);
+          auto grad_of = [&](const Array& xa, const Array& ta, const Array& wa) {
+            return vjp(
+                       [&](const std::vector<Array>& in) {
+                         return std::vector<Array>{softmax_cross_entropy(in[0], ta)};
+                       },
+                       {xa}, {wa})
+                .second[0];
+          };
+          // Probabilities within 2e-5 relative before the one rounding to the dtype; the
+          // target's p * w - w within 2e-5 of |w| <= 1 absolute; float16 subnormals.
+          const double grt = ld == float64 ? 1e-12 : 2e-5 + dtype_rtol(t);
+          const double gat = ld == float64 ? 1e-12 : 2e-5;
+          expect_close(grad_of(x.gpu, tgpu, on_cuda(w)), grad_of(x.cpu, tc, w), gat, grt,
+                       "grad " + what);
+        }
+      }
+  }
+}
+
+TEST(CudaCrossEntropy, OutOfRangeTargetRaisesAtTheNextRead) {
+  INGOT_REQUIRE_CUDA();
+  const Array x = on_cuda(Array(values(2 * 5, float32, 3), {2, 5}, float32));
+  const Array bad = on_cuda(Array(std::vector<int32_t>{1, 9}, {2}));
+  // Reading back raises the CPU's message (the kernels record the first bad target).
+  auto expect_raises = [](const Array& a, const std::string& msg) {
+    try {
+      a.to_vector<double>();
+      ADD_FAILURE() << "no error; expected: " << msg;
+    } catch (const InvalidArgument& e) {
+      EXPECT_EQ(std::string(e.what()), msg);
+    }
+  };
+  const std::string msg = "[cross_entropy] index 9 is out of range for axis 1 of size 5";
+  expect_raises(softmax_cross_entropy(x, bad), msg);
+  expect_raises(vjp(
+                    [&](const std::vector<Array>& in) {
+                      return std::vector<Array>{softmax_cross_entropy(in[0], bad)};
+                    },
+                    {x}, {on_cuda(ones({2}))})
+                    .second[0],
+                msg);
+  // The record is cleared: the next call with good targets works.
+  const Array good = on_cuda(Array(std::vector<int32_t>{1, 4}, {2}));
+  expect_close(softmax_cross_entropy(x, good),
+               softmax_cross_entropy(Array(values(2 * 5, float32, 3), {2, 5}, float32),
+                                     Array(std::vector<int32_t>{1, 4}, {2})),
+               2e-5, 2e-5, "after the error");
+}
+
 // ---- cumsum (and cumprod through prod's VJP) ----
 
 TEST(CudaScan, Cumsum) {

@@ -1,6 +1,6 @@
-// CPU kernels of Softmax (and log-softmax) and LogSumExp: a fused row kernel (max, sum of exp,
-// scale) in float32 (float64 for float64), AVX2+FMA or portable, over rows gathered from any
-// layout.
+// CPU kernels of Softmax (and log-softmax), LogSumExp, CrossEntropy and CrossEntropyGrad: a
+// fused row kernel (max, sum of exp, scale) in float32 (float64 for float64), AVX2+FMA or
+// portable, over rows gathered from any layout.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -233,8 +233,11 @@ void for_gathered_rows(const T* x, const ReducePlan& p, int64_t b, int64_t e, F&
   }
 }
 
-template <typename T>
-void softmax_typed(const T* x, const ReducePlan& p, Array& out, bool log) {
+/// Calls fn(r, xrow, yrow) for every row r of x (gathered into a buffer of the compute type) and
+/// writes the yrow it fills to out's row r (a same-shape output planned in p); rows are split
+/// over the thread pool.
+template <typename T, typename F>
+void map_rows(const T* x, const ReducePlan& p, Array& out, F&& fn) {
   using C = backend::compute_t<T>;
   const int64_t n = p.n_red;
   const bool out_contig = p.rshape.size() == 1 && (p.rstrides[1][0] == 1 || n == 1);
@@ -244,8 +247,9 @@ void softmax_typed(const T* x, const ReducePlan& p, Array& out, bool log) {
   parallel_for(p.n_out, grain, [&](int64_t b, int64_t e) {
     std::vector<C> y(static_cast<size_t>(n));
     Walker rw = p.red_walker();
+    int64_t r = b;
     for_gathered_rows<T, C>(x, p, b, e, [&](const Walker& kw, const C* xr) {
-      softmax_row(xr, y.data(), n, log);
+      fn(r++, xr, y.data());
       char* orow = o + kw.offset(1) * osz;
       if (out_contig) return convert_copy(y.data(), dtype_of<C>(), orow, out.dtype(), n);
       rw.seek(0);
@@ -253,6 +257,12 @@ void softmax_typed(const T* x, const ReducePlan& p, Array& out, bool log) {
         convert_copy(&y[j], dtype_of<C>(), orow + rw.offset(1) * osz, out.dtype(), 1);
     });
   });
+}
+
+template <typename T>
+void softmax_typed(const T* x, const ReducePlan& p, Array& out, bool log) {
+  using C = backend::compute_t<T>;
+  map_rows(x, p, out, [&](int64_t, const C* xr, C* y) { softmax_row(xr, y, p.n_red, log); });
 }
 
 template <typename T>
@@ -269,6 +279,59 @@ void logsumexp_typed(const Array& in, Array& out, const std::vector<int>& axes) 
     for_gathered_rows<T, C>(in.raw_ptr<T>(), p, b, e,
                             [&](const Walker&, const C* xr) { vals.push_back(lse_row(xr, n)); });
     convert_copy(vals.data(), dtype_of<C>(), o + b * osz, out.dtype(), e - b);
+  });
+}
+
+/// The values of an array of per-row values (targets or the loss cotangent) in row-major order,
+/// converted to V.
+template <typename V>
+std::vector<V> row_major_values(const Array& a) {
+  std::vector<V> v(static_cast<size_t>(a.size()));
+  Walker w(a.shape(), {a.strides()});
+  dispatch_dtype(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = a.raw_ptr<T>();
+    for (size_t i = 0; i < v.size(); ++i, w.next()) v[i] = cast_value<V>(p[w.offset(0)]);
+  });
+  return v;
+}
+
+/// The targets of CrossEntropy's rows; InvalidArgument (as take_along_axis words it) for one
+/// outside [0, n_classes).
+std::vector<int64_t> checked_targets(const Array& targets, int64_t n_classes, int axis) {
+  std::vector<int64_t> t = row_major_values<int64_t>(targets);
+  for (int64_t v : t)
+    if (v < 0 || v >= n_classes)
+      raise("[cross_entropy] index {} is out of range for axis {} of size {}", v, axis, n_classes);
+  return t;
+}
+
+template <typename T>
+void cross_entropy_typed(const Array& x, const std::vector<int64_t>& tg, Array& out) {
+  using C = backend::compute_t<T>;
+  const ReducePlan p = backend::make_reduce_plan(x, {x.ndim() - 1}, false);
+  const int64_t n = p.n_red;
+  C* o = out.raw_ptr<C>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1));
+  parallel_for(p.n_out, grain, [&](int64_t b, int64_t e) {
+    int64_t r = b;
+    for_gathered_rows<T, C>(x.raw_ptr<T>(), p, b, e, [&](const Walker&, const C* xr) {
+      o[r] = lse_row(xr, n) - xr[tg[r]];
+      ++r;
+    });
+  });
+}
+
+template <typename T>
+void cross_entropy_grad_typed(const T* x, const ReducePlan& p, const std::vector<int64_t>& tg,
+                              const std::vector<backend::compute_t<T>>& g, Array& out) {
+  using C = backend::compute_t<T>;
+  const int64_t n = p.n_red;
+  map_rows(x, p, out, [&](int64_t r, const C* xr, C* y) {
+    softmax_row(xr, y, n, false);
+    const C gr = g[r];
+    for (int64_t j = 0; j < n; ++j) y[j] *= gr;
+    y[tg[r]] -= gr;
   });
 }
 
@@ -296,6 +359,36 @@ void LogSumExp::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   backend::alloc_cpu(out);
   if (out.size() == 0) return;
   dispatch_dtype(in.dtype(), [&](auto tag) { logsumexp_typed<decltype(tag)>(in, out, axes_); });
+}
+
+void CrossEntropy::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const std::vector<int64_t> tg = checked_targets(inputs[1], x.shape(-1), x.ndim() - 1);
+  backend::alloc_cpu(out);
+  if (out.size() == 0) return;
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cross_entropy_typed<T>(x, tg, out);
+  });
+}
+
+void CrossEntropyGrad::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const std::vector<int64_t> tg = checked_targets(inputs[1], x.shape(-1), x.ndim() - 1);
+  if (out.size() == 0) return backend::alloc_cpu(out);
+  const ReducePlan p = backend::make_reduce_plan(x, {x.ndim() - 1}, true);
+  // Each row is gathered before its outputs are written and rows are disjoint, so the logits'
+  // buffer can be donated (as Softmax does).
+  const void* xp = x.raw_ptr();
+  if (x.is_donatable() && x.dtype() == out.dtype())
+    out.move_shared_buffer(x);
+  else
+    backend::alloc_cpu(out);
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cross_entropy_grad_typed<T>(static_cast<const T*>(xp), p, tg,
+                                row_major_values<backend::compute_t<T>>(inputs[2]), out);
+  });
 }
 
 }  // namespace ingot

@@ -22,13 +22,14 @@ enum IndexOp : int {
   kTakeAlongAxis,
   kPutAlongAxis,
   kScatterAddAlongAxis,
-  kScatterAdd
+  kScatterAdd,
+  kCrossEntropy  // a target of CrossEntropy / CrossEntropyGrad
 };
 inline const char* index_op_name(int op) {
   constexpr const char* names[] = {
-      "take",       "gather", "take_along_axis", "put_along_axis", "scatter_add_along_axis",
-      "scatter_add"};
-  return op >= 0 && op <= kScatterAdd ? names[op] : "indexing";
+      "take",        "gather",       "take_along_axis", "put_along_axis", "scatter_add_along_axis",
+      "scatter_add", "cross_entropy"};
+  return op >= 0 && op <= kCrossEntropy ? names[op] : "indexing";
 }
 
 /// The first out-of-range index a kernel met on a device, in host-mapped pinned memory (read by

@@ -8,6 +8,7 @@
 
 #include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/layout.h"
+#include "backend/cuda/device/row_softmax.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/reduce_kernels.h"
 #include "backend/cuda/softmax_kernels.h"
@@ -16,115 +17,9 @@ namespace ingot::cu {
 
 namespace {
 
+using namespace rowsm;
+
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;
-
-template <typename T>
-using comp_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <typename T>
-__device__ __forceinline__ comp_t<T> to_c(T v) {
-  if constexpr (is_half_v<T>)
-    return to_float(v);
-  else
-    return static_cast<comp_t<T>>(v);
-}
-
-__device__ __forceinline__ float c_exp(float v) {
-  return expf(v);
-}
-__device__ __forceinline__ double c_exp(double v) {
-  return exp(v);
-}
-__device__ __forceinline__ float c_log(float v) {
-  return logf(v);
-}
-__device__ __forceinline__ double c_log(double v) {
-  return log(v);
-}
-
-template <typename C>
-__device__ __forceinline__ bool finite(C v) {
-  return v > -std::numeric_limits<C>::infinity() && v < std::numeric_limits<C>::infinity();
-}
-
-/// Running max m (NaN once any NaN was seen) and s = sum of exp(x - m); s only matters
-/// while m is finite.
-template <typename C>
-struct MS {
-  C m;
-  C s;
-};
-
-template <typename C>
-__device__ __forceinline__ MS<C> ms_init() {
-  return {-std::numeric_limits<C>::infinity(), C(0)};
-}
-
-template <typename C>
-__device__ __forceinline__ MS<C> shfl_xor(MS<C> a, int o) {
-  return {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o)};
-}
-
-template <typename C>
-__device__ __forceinline__ void ms_step(MS<C>& st, C x) {
-  if (x != x) {
-    st.m = x;
-  } else if (x > st.m) {  // false once m is NaN or +inf: those rows are decided
-    st.s = st.s * c_exp(st.m - x) + C(1);
-    st.m = x;
-  } else if (x > -std::numeric_limits<C>::infinity() && st.m < std::numeric_limits<C>::infinity()) {
-    st.s += c_exp(x - st.m);
-  }
-}
-
-struct MSMerge {
-  template <typename C>
-  __device__ MS<C> operator()(MS<C> a, MS<C> b) const {
-    if (a.m != a.m) return a;
-    if (b.m != b.m) return b;
-    const C m = a.m > b.m ? a.m : b.m;
-    if (!finite(m)) return {m, C(0)};
-    return {m, a.s * c_exp(a.m - m) + b.s * c_exp(b.m - m)};
-  }
-};
-
-/// logsumexp of a merged row: the max itself when it is not finite (all -inf or empty, +inf,
-/// NaN), as the CPU.
-template <typename C>
-__device__ __forceinline__ C lse_of(MS<C> t) {
-  return finite(t.m) ? t.m + c_log(t.s) : t.m;
-}
-
-/// Output value of x given the row's merged state: NaN for rows whose max is not finite
-/// (the CPU's exp(x - m) of inf - inf).
-template <typename C>
-struct RowOut {
-  C m, inv, lse;
-  bool bad, log;
-  __device__ RowOut(MS<C> t, bool lg) : m(t.m), inv(C(1) / t.s), lse(lse_of(t)), log(lg) {
-    bad = !finite(t.m);
-  }
-  __device__ C operator()(C x) const {
-    if (bad) return std::numeric_limits<C>::quiet_NaN();
-    return log ? x - lse : c_exp(x - m) * inv;
-  }
-};
-
-__device__ __forceinline__ bool contiguous(const Layout& l) {
-  return l.ndim == 1 && l.strides[0] == 1;
-}
-
-/// The running state of elements [b, e) of a row that thread t of nt owns.
-template <typename T>
-__device__ __forceinline__ MS<comp_t<T>> row_stats(const T* row, const Layout& red, int64_t b,
-                                                   int64_t e, int t, int nt) {
-  auto st = ms_init<comp_t<T>>();
-  if (contiguous(red))
-    for_each_contig(row, b, e, t, nt, [&](T v, int64_t) { ms_step(st, to_c(v)); });
-  else
-    for (int64_t j = b + t; j < e; j += nt) ms_step(st, to_c(row[red_offset(j, red)]));
-  return st;
-}
 
 /// Writes softmax / log-softmax of elements [b, e) of a row (thread t of nt).
 template <typename T>
@@ -147,11 +42,9 @@ __global__ void __launch_bounds__(kRowThreads)
     softmax_rows(SoftmaxMode mode, const T* x, RowPlan p, void* out, Dtype od) {
   using C = comp_t<T>;
   __shared__ MS<C> smem[32];
-  const int t = kWarp ? (threadIdx.x & 31) : threadIdx.x;
-  const int nt = kWarp ? 32 : blockDim.x;
-  const int per_block = kWarp ? kRowThreads / 32 : 1;
-  const int64_t first = int64_t(blockIdx.x) * per_block + (kWarp ? (threadIdx.x >> 5) : 0);
-  for (int64_t o = first; o < p.n_out; o += int64_t(gridDim.x) * per_block) {
+  const RowThreads<kWarp> rt;
+  const int t = rt.t, nt = rt.nt;
+  for (int64_t o = rt.first; o < p.n_out; o += rt.step) {
     const T* row = x + elem_offset(o, p.kept[0]);
     auto st = row_stats(row, p.red[0], 0, p.n_red, t, nt);
     st = kWarp ? warp_reduce(st, MSMerge{}) : block_reduce(st, MSMerge{}, smem);

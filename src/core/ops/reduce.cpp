@@ -295,6 +295,82 @@ Array log_softmax(const Array& a, int axis, StreamOrDevice s) {
                std::make_shared<Softmax>(resolve_stream(s, {&a}), std::move(ax), true), {a});
 }
 
+// ---- softmax_cross_entropy ----
+
+Array softmax_cross_entropy(const Array& logits, const Array& targets, StreamOrDevice s) {
+  if (!is_floating(logits.dtype()))
+    raise("[cross_entropy] logits must be floating point, got {}", dtype_name(logits.dtype()));
+  if (logits.ndim() != targets.ndim() + 1)
+    raise("[cross_entropy] logits {} must have one more axis than targets {}",
+          shape_str(logits.shape()), shape_str(targets.shape()));
+  for (int i = 0; i < targets.ndim(); ++i)
+    if (logits.shape(i) != targets.shape(i))
+      raise("[cross_entropy] logits {} and targets {} disagree on axis {}",
+            shape_str(logits.shape()), shape_str(targets.shape()), i);
+  if (!is_integral(targets.dtype()) || targets.dtype() == bool_)
+    raise("[cross_entropy] targets must be integers, got {}", dtype_name(targets.dtype()));
+  if (logits.shape(-1) == 0 && targets.size() > 0)
+    raise("[cross_entropy] logits {} have no classes", shape_str(logits.shape()));
+  const Stream st = resolve_stream(s, {&logits, &targets});
+  // The kernels read int32 or int64 targets; other integer types are widened to int64.
+  const Array t =
+      targets.dtype() == int32 || targets.dtype() == int64 ? targets : astype(targets, int64, st);
+  const Dtype out = logits.dtype() == float64 ? float64 : float32;
+  return Array(targets.shape(), out, std::make_shared<CrossEntropy>(st), {logits, t});
+}
+
+std::vector<Shape> CrossEntropy::output_shapes(const std::vector<Array>& in) {
+  return {in[1].shape()};
+}
+std::vector<Array> CrossEntropy::vjp(const std::vector<Array>& primals,
+                                     const std::vector<Array>& cotangents,
+                                     const std::vector<int>& argnums, const std::vector<Array>&) {
+  const Dtype loss = primals[0].dtype() == float64 ? float64 : float32;
+  std::vector<Array> r;
+  for (int a : argnums) {
+    if (a == 0)
+      r.push_back(Array(primals[0].shape(), primals[0].dtype(),
+                        std::make_shared<CrossEntropyGrad>(stream()),
+                        {primals[0], primals[1], astype(cotangents[0], loss, stream())}));
+    else
+      r.push_back(zeros_like(primals[a], stream()));
+  }
+  return r;
+}
+
+std::vector<Shape> CrossEntropyGrad::output_shapes(const std::vector<Array>& in) {
+  return {in[0].shape()};
+}
+// y = (p - onehot) * g with p = softmax(x): dy/dx applied to ct is g * p * (ct - sum(p * ct));
+// dy/dg applied to ct is sum((p - onehot) * ct) over the row. Written with public ops (so
+// grad-of-grad works) in the compute dtype.
+std::vector<Array> CrossEntropyGrad::vjp(const std::vector<Array>& primals,
+                                         const std::vector<Array>& cotangents,
+                                         const std::vector<int>& argnums,
+                                         const std::vector<Array>&) {
+  const Stream st = stream();
+  const Array& x = primals[0];
+  const Dtype ct = x.dtype() == float64 ? float64 : float32;
+  Array p = softmax(astype(x, ct, st), -1, st);
+  Array c = astype(cotangents[0], ct, st);
+  Array g = expand_dims(astype(primals[2], ct, st), -1, st);
+  std::vector<Array> r;
+  for (int a : argnums) {
+    if (a == 0) {
+      Array pc = multiply(p, c, st);
+      Array d = multiply(g, subtract(pc, multiply(p, sum(pc, -1, true, st), st), st), st);
+      r.push_back(astype(d, x.dtype(), st));
+    } else if (a == 2) {
+      Array picked = squeeze(take_along_axis(c, expand_dims(primals[1], -1, st), -1, st), -1, st);
+      Array d = subtract(sum(multiply(p, c, st), -1, false, st), picked, st);
+      r.push_back(astype(d, primals[2].dtype(), st));
+    } else {
+      r.push_back(zeros_like(primals[a], st));
+    }
+  }
+  return r;
+}
+
 // ---- cumsum ----
 
 Array cumsum(const Array& a, int axis, bool reverse, bool inclusive, StreamOrDevice s) {

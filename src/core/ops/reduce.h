@@ -55,6 +55,13 @@ Array softmax(const Array& a, const std::vector<int>& axes, StreamOrDevice s = {
 Array softmax(const Array& a, int axis = -1, StreamOrDevice s = {});
 Array log_softmax(const Array& a, int axis = -1, StreamOrDevice s = {});
 
+/// Cross-entropy of each row of `logits` [..., V] (a float dtype) against integer `targets`
+/// [...] in [0, V): logsumexp(row) - row[target], computed in float32 (float64 for float64
+/// logits) in one pass without a float32 copy of the logits; output [...] float32 (float64).
+/// Differentiable in the logits (the gradient is one fused primitive as well). A target
+/// outside [0, V) raises InvalidArgument (on CUDA at the next synchronisation).
+Array softmax_cross_entropy(const Array& logits, const Array& targets, StreamOrDevice s = {});
+
 /// Cumulative sum along an axis.
 Array cumsum(const Array& a, int axis, bool reverse = false, bool inclusive = true,
              StreamOrDevice s = {});

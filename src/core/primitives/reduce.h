@@ -69,6 +69,35 @@ class LogSumExp : public UnaryPrimitive {
   const bool keepdims_;
 };
 
+/// Cross-entropy of each row of logits [..., V] against an int32 target [...] in [0, V):
+/// logsumexp(row) - row[target] in float32 (float64 for float64 logits), one pass over the row
+/// (no float32 copy of the logits). A target outside [0, V) is InvalidArgument ("[cross_entropy]
+/// index ..."; on CUDA at the next synchronisation). Inputs {logits, targets}.
+class CrossEntropy : public UnaryPrimitive {
+ public:
+  explicit CrossEntropy(Stream s) : UnaryPrimitive(s) {}
+  INGOT_UNARY_PRIMITIVE(CrossEntropy)
+  INGOT_EQUIVALENT(CrossEntropy, std::make_tuple(0))
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+};
+
+/// CrossEntropy's gradient with respect to the logits: (softmax(row) - onehot(target)) * g[row]
+/// in float32 (float64), rounded once to the logits' dtype; inputs {logits, targets, g} with g
+/// [...] in the loss dtype. One read of the row for its (max, sum) and one to write.
+class CrossEntropyGrad : public UnaryPrimitive {
+ public:
+  explicit CrossEntropyGrad(Stream s) : UnaryPrimitive(s) {}
+  INGOT_UNARY_PRIMITIVE(CrossEntropyGrad)
+  INGOT_EQUIVALENT(CrossEntropyGrad, std::make_tuple(0))
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+};
+
 /// Softmax over sorted axes (float32 inside; output in the node's dtype). With `log_`, the
 /// log-softmax x - logsumexp(x).
 class Softmax : public UnaryPrimitive {
