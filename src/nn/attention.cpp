@@ -164,10 +164,14 @@ void Attention::project_heads(const std::optional<Array>& qkv, const Array& x,
   // product's q|k columns.
   const bool rope_together = qkv && !q_norm_ && !qkv_.has_branch(0, 2);
   if (qkv) {
-    v = heads(qkv_.output(*qkv, x, 2), cfg_.n_kv_heads);
+    // One cast of x for every low-rank branch of q, k and v.
+    const std::optional<Array> xc =
+        qkv_.branch_input(x, rope_together ? 2 : 0, rope_together ? 1 : 3);
+    const Array* xcp = xc ? &*xc : nullptr;
+    v = heads(qkv_.output(*qkv, x, 2, xcp), cfg_.n_kv_heads);
     if (!rope_together) {
-      q = heads(qkv_.output(*qkv, x, 0), cfg_.n_heads);
-      k = heads(qkv_.output(*qkv, x, 1), cfg_.n_kv_heads);
+      q = heads(qkv_.output(*qkv, x, 0, xcp), cfg_.n_heads);
+      k = heads(qkv_.output(*qkv, x, 1, xcp), cfg_.n_kv_heads);
     }
   } else {
     q = heads((*q_)(x), cfg_.n_heads);

@@ -27,16 +27,19 @@ Array Linear::operator()(const Array& x) const {
   return with_branch(y, x);
 }
 
-Array Linear::with_branch(const Array& y, const Array& x) const {
+Array Linear::with_branch(const Array& y, const Array& x, const Array* x_cast) const {
   if (!branch_) return y;
   const LowRankBranch& r = *branch_;
-  Array h = astype(x, r.a.dtype());
+  const Dtype dt = r.a.dtype();
+  Array h = x_cast && x_cast->dtype() == dt ? *x_cast : astype(x, dt);
   if (training() && r.dropout > 0.0f) {
     Array keep = random::bernoulli(Array(1.0f - r.dropout), h.shape());
     h = where(keep, h * (1.0f / (1.0f - r.dropout)), zeros_like(h));
   }
-  Array d = matmul(matmul(h, transpose(r.a)), transpose(r.b)) * Array(r.scale, r.a.dtype());
-  return astype(astype(y, d.dtype()) + d, y.dtype());
+  // y + scale * (h A^T) B^T as one product with the add and the scale in its epilogue (the
+  // gradient scales the small factors, not the output-sized cotangent).
+  return astype(addmm(astype(y, dt), matmul(h, transpose(r.a)), transpose(r.b), r.scale, 1.0f),
+                y.dtype());
 }
 
 Array Linear::add_to(const Array& residual, const Array& x) const {
@@ -117,8 +120,15 @@ std::optional<Array> StackedLinear::normed_glu(const Array& x, const RMSNorm& no
   return norm.glu(x, stack_, act);
 }
 
-Array StackedLinear::output(const Array& y, const Array& x, size_t i) const {
-  return layers_.at(i)->with_branch(columns(y, i, 1), x);
+Array StackedLinear::output(const Array& y, const Array& x, size_t i, const Array* x_cast) const {
+  return layers_.at(i)->with_branch(columns(y, i, 1), x, x_cast);
+}
+
+std::optional<Array> StackedLinear::branch_input(const Array& x, size_t first, size_t count) const {
+  for (size_t i = first; i < first + count; ++i)
+    if (const auto& b = layers_.at(i)->branch())
+      return b->a.dtype() == x.dtype() ? x : astype(x, b->a.dtype());
+  return std::nullopt;
 }
 
 bool StackedLinear::has_branch(size_t first, size_t count) const {
@@ -140,7 +150,8 @@ std::optional<std::vector<Array>> StackedLinear::operator()(const Array& x) cons
   const std::optional<Array> y = product(x);
   if (!y) return std::nullopt;
   std::vector<Array> out;
-  for (size_t i = 0; i < parts_.size(); ++i) out.push_back(output(*y, x, i));
+  const std::optional<Array> xc = branch_input(x, 0, parts_.size());
+  for (size_t i = 0; i < parts_.size(); ++i) out.push_back(output(*y, x, i, xc ? &*xc : nullptr));
   return out;
 }
 

@@ -28,8 +28,9 @@ class Linear : public Module {
   /// Initialised uniform(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Dtype dtype = float32);
   virtual Array operator()(const Array& x) const;
-  /// y (this layer's product for x) plus the low-rank branch of x, if any.
-  Array with_branch(const Array& y, const Array& x) const;
+  /// y (this layer's product for x) plus the low-rank branch of x, if any. x_cast: x already
+  /// cast to the branch's dtype (shared by layers that read the same x), used when it is.
+  Array with_branch(const Array& y, const Array& x, const Array* x_cast = nullptr) const;
   /// residual + (*this)(x), with the add fused into the matmul for a plain float layer (the
   /// product still rounds to the dtype first, so the result equals the separate ops').
   Array add_to(const Array& residual, const Array& x) const;
@@ -84,8 +85,12 @@ class StackedLinear {
   /// For two stacked layers of one width (gate, up): act(gate) * up of norm(x) as one primitive
   /// (fast::rms_norm_glu), or nullopt when normed_product would be.
   std::optional<Array> normed_glu(const Array& x, const RMSNorm& norm, Activation act) const;
-  /// Layer i's output from y = product(x): its columns plus its branch of x.
-  Array output(const Array& y, const Array& x, size_t i) const;
+  /// Layer i's output from y = product(x): its columns plus its branch of x (x_cast: see
+  /// Linear::with_branch).
+  Array output(const Array& y, const Array& x, size_t i, const Array* x_cast = nullptr) const;
+  /// x cast to the dtype of the first low-rank branch among layers [first, first + count), for
+  /// output()'s x_cast (one cast for every branch of the stack); nullopt without branches.
+  std::optional<Array> branch_input(const Array& x, size_t first, size_t count) const;
   /// Columns of y = product(x) of layers [first, first + count) (without branches).
   Array columns(const Array& y, size_t first, size_t count) const;
   /// True when one of layers [first, first + count) has a low-rank branch.

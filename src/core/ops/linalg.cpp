@@ -173,14 +173,19 @@ std::vector<Array> AddMM::vjp(const std::vector<Array>& primals,
                               const std::vector<Array>& cotangents, const std::vector<int>& argnums,
                               const std::vector<Array>&) {
   const Array& g = cotangents[0];
+  // The scalars go onto the other operand of each product (d a = g @ (alpha b)^T, d b =
+  // (alpha a)^T @ g) rather than onto g, which is the size of the output; 1 is no multiply.
+  auto scaled = [&](const Array& x, float f) {
+    return f == 1.0f ? x : multiply(x, Array(f), stream());
+  };
   std::vector<Array> out;
   for (int arg : argnums) {
-    if (arg == 0) {
-      out.push_back(sum_to_shape(multiply(g, Array(beta_), stream()), primals[0].shape()));
-    } else {
-      Array ga = multiply(g, Array(alpha_), stream());
-      out.push_back(matmul_vjp(primals[1], primals[2], ga, {arg}, 1)[0]);
-    }
+    if (arg == 0)
+      out.push_back(sum_to_shape(scaled(g, beta_), primals[0].shape()));
+    else if (arg == 1)
+      out.push_back(matmul_vjp(primals[1], scaled(primals[2], alpha_), g, {1}, 1)[0]);
+    else
+      out.push_back(matmul_vjp(scaled(primals[1], alpha_), primals[2], g, {2}, 1)[0]);
   }
   return out;
 }
