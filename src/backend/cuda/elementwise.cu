@@ -35,10 +35,7 @@ struct UnaryFn<ew::GeluTanhOp, T> {
   static constexpr int arity = 1;
   using O = T;
   __device__ __forceinline__ O operator()(T x) const {
-    if constexpr (ew::is_half_v<T>)
-      return ew::gelu_tanh_round<T>(ew::to_compute<float>(x));
-    else
-      return ew::GeluTanhOp{}(x);
+    return ew::gelu_tanh_to<T>(ew::to_compute<ew::compute_t<T>>(x));
   }
 };
 template <typename Op, typename T>

@@ -710,33 +710,26 @@ __global__ void __launch_bounds__(kMaxThreads, D <= 128 ? 4 : 2)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int BR = blockDim.x / 2;
   const int64_t units = a.B * a.Hkv * p.row_tiles;
-  // Unit x into shared memory at `base`: Q rows, then the K and V tiles.
-  auto issue = [&](int64_t x, T* base) {
+  T* cur = reinterpret_cast<T*>(smem_raw);
+  for (int64_t x = blockIdx.x; x < units; x += gridDim.x) {
     const Block c = block_coords(p, x, BR);
     const int64_t r1 = min(c.r0 + BR, p.rows);
     int64_t kb, ke;
     key_range(p, c, r1, kb, ke);
-    mma_load_q<T, D>(base, p, c, BR);
+    // Unit x into shared memory: Q rows, then the K and V tiles.
+    mma_load_q<T, D>(cur, p, c, BR);
     if (kb < ke) {
-      mma_load_tile<T, D>(base + BR * ST,
+      mma_load_tile<T, D>(cur + BR * ST,
                           static_cast<const T*>(a.k) + c.b * a.k_st[0] + c.hk * a.k_st[1],
                           a.k_st[2], kb, ke);
-      mma_load_tile<T, D>(base + (BR + BC) * ST,
+      mma_load_tile<T, D>(cur + (BR + BC) * ST,
                           static_cast<const T*>(a.v) + c.b * a.v_st[0] + c.hk * a.v_st[1],
                           a.v_st[2], kb, ke);
     }
-  };
-  T* cur = reinterpret_cast<T*>(smem_raw);
-  for (int64_t x = blockIdx.x; x < units; x += gridDim.x) {
-    issue(x, cur);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();  // this unit's Q, K and V have landed
 
-    const Block c = block_coords(p, x, BR);
-    const int64_t r1 = min(c.r0 + BR, p.rows);
-    int64_t kb, ke;
-    key_range(p, c, r1, kb, ke);
     const T* qwarp = cur + (warp * 16 + (lane & 15)) * ST + (lane >> 4) * 8;
     MmaRows<D> r;
     mma_rows_begin<T, D>(r, p, c, qwarp);

@@ -156,10 +156,7 @@ __device__ __forceinline__ T gated_value(ew::compute_t<T> g, ew::compute_t<T> u,
   } else if (act == 2) {
     ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluOp{}(g)));
   } else {
-    if constexpr (ew::is_half_v<T>)
-      ar = ew::to_compute<C>(ew::gelu_tanh_round<T>(g));
-    else
-      ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluTanhOp{}(g)));
+    ar = ew::to_compute<C>(ew::gelu_tanh_to<T>(g));
   }
   return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
 }

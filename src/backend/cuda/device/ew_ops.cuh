@@ -277,6 +277,16 @@ __device__ __forceinline__ S gelu_tanh_round(float x) {
   return from_compute<S>(GeluTanhOp{}(x));
 }
 
+/// gelu_tanh of x (in T's compute type) rounded to T: gelu_tanh_round for 16-bit T, the
+/// compute-type formula otherwise.
+template <typename T, typename C>
+__device__ __forceinline__ T gelu_tanh_to(C x) {
+  if constexpr (is_half_v<T>)
+    return gelu_tanh_round<T>(x);
+  else
+    return from_compute<T>(GeluTanhOp{}(x));
+}
+
 struct LogicalNotOp {
   INGOT_CU_EW_TRAITS(bools, false)
   __device__ __forceinline__ bool operator()(bool x) const { return !x; }
