@@ -90,13 +90,21 @@ TEST_P(PeftParity, AdamWLossCurveAndFinalAdapter) {
   auto stats = t.run();
   auto losses = ref_["losses"].get<std::vector<double>>();
   ASSERT_EQ(stats.size(), losses.size());
+  // The bound: the loss curve within 1% of PEFT's at every step. The run is chaotic
+  // (AdamW at lr 1e-2 turns last-bit differences of the float32 GEMMs into full-size updates of
+  // parameters whose gradients are near zero): measured on an AVX-512 AMD EPYC, ingot stays
+  // within 5e-5 of PEFT's curve with OpenBLAS's AVX2 kernels (OPENBLAS_CORETYPE=Haswell) and
+  // within 1.4e-3 with its AVX-512 kernels (the default there), whose summation order differs
+  // from the reference's from the first steps; the final factors then differ by up to 1.8% and
+  // the logits by 0.6%. A wrong gradient moves all of these far more (the first-step
+  // gradients are checked to 1e-4 above).
   for (size_t i = 0; i < losses.size(); ++i)
-    EXPECT_NEAR(stats[i].loss, losses[i], 1e-3 * std::abs(losses[i])) << "step " << i + 1;
+    EXPECT_NEAR(stats[i].loss, losses[i], 1e-2 * std::abs(losses[i])) << "step " << i + 1;
   LoraAdapter peft = LoraAdapter::load(dir_ + "/final", *model_);
-  for (auto& [n, v] : peft.params()) EXPECT_LT(rel(a.params().at(n), v), 1e-3) << n;
+  for (auto& [n, v] : peft.params()) EXPECT_LT(rel(a.params().at(n), v), 5e-2) << n;
   apply_adapter(*model_, a);
   auto logits = load_safetensors(dir_ + "/logits.safetensors");
-  EXPECT_LT(rel(model_->forward(Array(flat_, shape_, int32)), logits.at("final")), 1e-3);
+  EXPECT_LT(rel(model_->forward(Array(flat_, shape_, int32)), logits.at("final")), 2e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PeftParity, ::testing::Values("llama_f32", "qwen3_f32_tied"));
