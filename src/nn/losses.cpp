@@ -11,10 +11,8 @@ Array cross_entropy(const Array& logits, const Array& targets, const CrossEntrop
   Array valid = not_equal(targets, Array(opt.ignore_index, targets.dtype()));
   Array safe = where(valid, targets, zeros_like(targets));
   // One fused pass per row (and one fused gradient): no float32 copy of the [..., V] logits.
-  // INGOT_FUSED_CE=0: the composition (logsumexp - take_along_axis over float32 logits). On a
-  // GPU the fused kernels are opt-in (INGOT_FUSED_CE=1) until they have run on one.
-  static const long fused_env = env::get_int("INGOT_FUSED_CE", -1);
-  const bool fused = fused_env == -1 ? logits.device().type != Device::Type::cuda : fused_env != 0;
+  // INGOT_FUSED_CE=0: the composition (logsumexp - take_along_axis over float32 logits).
+  static const bool fused = env::get_int("INGOT_FUSED_CE", 1) != 0;
   Array nll;
   if (fused) {
     nll = astype(softmax_cross_entropy(logits, safe), float32);
