@@ -33,7 +33,7 @@ Array Linear::with_branch(const Array& y, const Array& x, const Array* x_cast) c
   const Dtype dt = r.a.dtype();
   Array h = x_cast && x_cast->dtype() == dt ? *x_cast : astype(x, dt);
   if (training() && r.dropout > 0.0f) {
-    Array keep = random::bernoulli(Array(1.0f - r.dropout), h.shape());
+    Array keep = random::bernoulli(Array(1.0f - r.dropout), h.shape(), std::nullopt, h.device());
     h = where(keep, h * (1.0f / (1.0f - r.dropout)), zeros_like(h));
   }
   // y + scale * (h A^T) B^T as one product with the add and the scale in its epilogue (the
@@ -218,7 +218,7 @@ Dropout::Dropout(float p) : p_(p) {
 
 Array Dropout::operator()(const Array& x) const {
   if (!training() || p_ == 0.0f) return x;
-  Array keep = random::bernoulli(Array(1.0f - p_), x.shape());
+  Array keep = random::bernoulli(Array(1.0f - p_), x.shape(), std::nullopt, x.device());
   return where(keep, x * (1.0f / (1.0f - p_)), zeros_like(x));
 }
 
