@@ -216,6 +216,12 @@ def test_classify():
                   all(abs(alone["probs"][k] - o["probs"][k]) < 1e-4 for k in o["probs"]),
                   f"classify {t!r} in order: {o} vs alone {alone}", a)
             check(a.stderr == b"", "classify: no progress bar when stderr is not a terminal", a)
+        r = run(args + ["--with-text"], "\n".join(lines) + "\n")
+        wt = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        check(r.returncode == 0 and [o["text"] for o in wt] == texts and
+              [list(o) for o in wt] == [["text", "label", "probs"]] * len(texts) and
+              [o["label"] for o in wt] == [o["label"] for o in out],
+              "classify --with-text: each line starts with its input text", r)
         r = run(args + ["--metrics"], "\n".join(lines) + "\n")
         m = dict(kv.split("=", 1) for kv in r.stderr.decode().split("metrics: ", 1)[-1].split())
         check(r.returncode == 0 and m.get("texts") == str(len(lines)) and float(m["classify_s"]) >= 0

@@ -26,6 +26,7 @@ struct ClassifyArgs {
   int64_t batch_size = 0;
   bool progress = false;
   bool metrics = false;
+  bool with_text = false;
 };
 
 /// Splits --labels on commas, keeping spaces (" yes, no" gives " yes" and " no").
@@ -53,11 +54,14 @@ class ResultWriter {
   explicit ResultWriter(const std::vector<std::string>& labels) {
     for (const std::string& l : labels) keys_.push_back(nlohmann::json(l).dump());
   }
-  void write(const llm::LabelProbs& p) {
+  /// `text`: also written, as the line's first field (--with-text), when not null.
+  void write(const llm::LabelProbs& p, const std::string* text = nullptr) {
     size_t best = 0;
     for (size_t k = 1; k < p.size(); ++k)
       if (p[k] > p[best]) best = k;
-    buf_ += "{\"label\": " + keys_.at(best) + ", \"probs\": {";
+    buf_ += '{';
+    if (text) buf_ += "\"text\": " + nlohmann::json(*text).dump() + ", ";
+    buf_ += "\"label\": " + keys_.at(best) + ", \"probs\": {";
     for (size_t k = 0; k < p.size(); ++k) {
       if (k) buf_ += ", ";
       buf_ += keys_.at(k) + ": ";
@@ -99,7 +103,7 @@ int run_classify(const ClassifyArgs& a) {
   llm::classify_texts(tm, c, texts, opt, [&](int64_t i, const llm::LabelProbs& p) {
     INGOT_ASSERT(i == next, "classify results must come in input order");
     ++next;
-    out.write(p);
+    out.write(p, a.with_text ? &texts[static_cast<size_t>(i)] : nullptr);
   });
   out.flush();
   bar.finish();
@@ -139,6 +143,8 @@ const Registrar reg(
        app.add_flag("--metrics", a->metrics,
                     "Print a metrics line on stderr at the end: texts, seconds reading the "
                     "input, loading the model and classifying (tokenization included), texts/s");
+       app.add_flag("--with-text", a->with_text,
+                    "Start each output line with the input text: {\"text\": ..., \"label\": ...}");
        app.footer(
            "Each label is scored as the continuation of the filled template (its first token "
            "when the labels' first tokens differ, otherwise all its tokens); probs are a softmax "

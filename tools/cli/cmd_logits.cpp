@@ -26,6 +26,7 @@ struct LogitsArgs {
   std::string npy;
   std::string trace_dir;
   std::string device;
+  std::string adapter;
 };
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -69,6 +70,7 @@ int run_logits(const LogitsArgs& a) {
   else if (a.attention != "fast")
     raise("[logits] --attention: unknown '{}' (use fast or eager)", a.attention);
   auto model = models::load_model(a.model, lo);
+  if (!a.adapter.empty()) apply_adapter(*model, ModelArgs{.dir = a.model, .adapter = a.adapter});
   for (int32_t id : ids)
     if (id >= model->vocab_size())
       raise("[logits] token id {} is out of range for the vocabulary of {} tokens", id,
@@ -121,6 +123,8 @@ const Registrar reg({"logits", "Print a model's logits for token ids as JSON", [
                        app.add_option("--trace", a->trace_dir,
                                       "Dump named intermediates (.npy) into this directory");
                        add_device_option(app, a->device);
+                       app.add_option("--adapter", a->adapter,
+                                      "LoRA adapter directory to apply, unfused (PEFT or mlx-lm)");
                        app.footer(
                            "Example: ingot logits --model ./Llama-3.2-1B --ids 128000,791,6864 "
                            "--all-positions --dtype float32 --device cuda\n"
