@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile embedded (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -148,5 +148,39 @@ if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "tabl
       $pargs --model "/tmp/ingot-bench-table/$m" --device cuda \
       2>&1 | tee "$LOG/profile-$m.txt" | head -${PROFILE_LINES:-30}
   done
+fi
+if [[ " $STEPS " == *" embedded "* ]]; then  # issue 15: pretrain the embedded model (scripts/embedded_model.sh)
+  # .cache/emb.tgz: data/ and tok/ made here by the data and tokenizer stages. EMB_VARIANTS:
+  # name:layers:lr:epochs runs trained side by side on the GPU; the lowest final validation loss
+  # gets the topic adapter and the transformers/tokenizers/PEFT check. Results: $OUT/emb/.
+  stamp embedded
+  W=/tmp/emb && mkdir -p "$W" "$OUT/emb" && tar xzf .cache/emb.tgz -C "$W"
+  for v in ${EMB_VARIANTS:-a:6:2e-3:30}; do
+    IFS=: read -r name layers lr epochs <<<"$v"
+    python3 -c 'import json,sys; c=json.load(open("scripts/embedded_config.json")); c["num_hidden_layers"]=int(sys.argv[1]); print(json.dumps(c, indent=2))' \
+      "$layers" >"$W/config_$name.json"
+    INGOT=build-gpu/tools/cli/ingot WORK=$W MODEL=$W/model_$name CONFIG=$W/config_$name.json LR=$lr \
+      EPOCHS=$epochs timeout "${EMB_BUDGET:-300}" bash scripts/embedded_model.sh pretrain \
+      >"$LOG/emb_$name.log" 2>&1 &
+  done
+  wait
+  best=$(python3 -c '
+import json, glob, os
+best = None
+for d in sorted(glob.glob("/tmp/emb/model_*")):
+    vals = [json.loads(l)["val_loss"] for l in open(d + "/loss.jsonl") if "val_loss" in l]
+    ok = os.path.exists(d + "/model.safetensors")
+    print(d, "val", vals[-3:], "complete" if ok else "INCOMPLETE", file=__import__("sys").stderr)
+    if ok and vals and (best is None or vals[-1] < best[0]): best = (vals[-1], d)
+print(best[1] if best else "")')
+  for f in "$LOG"/emb_*.log; do echo "== $f"; grep -E "^train|val_loss" "$f" | tail -4; done
+  if [ -n "$best" ]; then
+    echo "best: $best"
+    INGOT=build-gpu/tools/cli/ingot WORK=$W MODEL=$best bash scripts/embedded_model.sh adapter check \
+      >"$LOG/emb_adapter_check.log" 2>&1
+    echo "adapter+check rc=$?"; grep -E "topic adapter|tokenizer:|logits |embedded check|Error|error" "$LOG/emb_adapter_check.log" | head -20
+    cp -r "$W"/model_* "$W/topics" "$W/check.json" "$W"/config_*.json "$OUT/emb/" 2>/dev/null
+    rm -rf "$OUT"/emb/model_*/checkpoint-*
+  fi
 fi
 stamp done
