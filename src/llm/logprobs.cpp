@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/ops/ops.h"
+#include "models/model.h"
 #include "util/error.h"
 
 namespace ingot::llm {
@@ -53,6 +54,34 @@ std::vector<TokenLogprobs> read_token_logprobs(const std::vector<Array>& reads,
       const size_t at = r * static_cast<size_t>(kmax) + static_cast<size_t>(j);
       out[r].top.emplace_back(ti[at], tv[at]);
     }
+  }
+  return out;
+}
+
+std::vector<TokenLogprobs> prompt_logprobs(const models::Model& model,
+                                           const std::vector<int32_t>& ids, int k, int64_t chunk) {
+  if (ids.empty()) raise("[logprobs] the prompt has no tokens");
+  if (chunk < 1) raise("[logprobs] chunk must be >= 1 position, got {}", chunk);
+  if (k < 0 || k > model.vocab_size())
+    raise("[logprobs] top count {} outside [0, {}]", k, model.vocab_size());
+  const int64_t l = static_cast<int64_t>(ids.size());
+  std::vector<TokenLogprobs> out;
+  if (l < 2) return out;
+  // The final hidden states of every position (small: [L, E]); the logits [rows, V] of a chunk
+  // at a time, so a long prompt never holds L x V floats.
+  Array h = model.hidden(Array(ids, {1, l}, int32));
+  const int64_t e = h.shape(2);
+  h = reshape(h, {l, e});
+  h.eval();
+  out.reserve(static_cast<size_t>(l - 1));
+  for (int64_t b = 0; b < l - 1; b += chunk) {
+    const int64_t end = std::min(l - 1, b + chunk);
+    const std::vector<int32_t> next(ids.begin() + b + 1, ids.begin() + end + 1);
+    const Array lps = token_logprobs(model.lm_head(slice(h, {b, 0}, {end, e})));
+    std::vector<Array> reads = token_logprob_reads(lps, Array(next, {end - b}, int32), k);
+    eval(reads);
+    for (TokenLogprobs& t : read_token_logprobs(reads, next, std::vector<int>(next.size(), k)))
+      out.push_back(std::move(t));
   }
   return out;
 }

@@ -9,6 +9,10 @@
 
 #include "core/array.h"
 
+namespace ingot::models {
+class Model;
+}
+
 namespace ingot::llm {
 
 /// One sampled token: its log-probability and the `k` most likely ids with theirs (descending
@@ -32,5 +36,14 @@ std::vector<Array> token_logprob_reads(const Array& logprobs, const Array& ids, 
 std::vector<TokenLogprobs> read_token_logprobs(const std::vector<Array>& reads,
                                                const std::vector<int32_t>& ids,
                                                const std::vector<int>& k);
+
+/// Log-probabilities of a prompt's own tokens (the server's `echo` with `logprobs`): one forward
+/// pass over `ids` without a KV cache (as `ingot logits --all-positions`), then, `chunk` positions
+/// at a time, the same float32 log_softmax and reads as sampled tokens get. Entry i is ids[i + 1]
+/// given ids[0..i] with its `k` most likely alternatives (ids.size() - 1 entries; the first
+/// token has none). InvalidArgument on an empty prompt, a bad k or chunk.
+std::vector<TokenLogprobs> prompt_logprobs(const models::Model& model,
+                                           const std::vector<int32_t>& ids, int k,
+                                           int64_t chunk = 256);
 
 }  // namespace ingot::llm

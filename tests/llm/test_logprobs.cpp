@@ -140,5 +140,21 @@ TEST(Logprobs, BatchDecoderReportsThemOnlyForRowsThatAsk) {
   EXPECT_THROW(d.join({bad}), InvalidArgument);
 }
 
+TEST(Logprobs, PromptLogprobsScoreEachTokenAfterTheOnesBefore) {
+  auto m = load_f32("llama_f32");
+  const Ids ids{1, 5, 9, 30, 7, 8, 12};
+  const Ids rest(ids.begin() + 1, ids.end());
+  // Chunks of 1, 3 (a partial last chunk) and one chunk for the whole prompt: the same values.
+  for (int64_t chunk : {1, 3, 256}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    expect_matches(*m, {ids[0]}, rest, prompt_logprobs(*m, ids, 4, chunk), 4);
+  }
+  expect_matches(*m, {ids[0]}, rest, prompt_logprobs(*m, ids, 0), 0);
+  EXPECT_TRUE(prompt_logprobs(*m, {3}, 2).empty());  // one token: nothing before it
+  EXPECT_THROW(prompt_logprobs(*m, {}, 2), InvalidArgument);
+  EXPECT_THROW(prompt_logprobs(*m, ids, -1), InvalidArgument);
+  EXPECT_THROW(prompt_logprobs(*m, ids, 2, 0), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace ingot::llm

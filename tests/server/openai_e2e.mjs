@@ -454,6 +454,55 @@ try {
     for (const i of [0, 1]) checkLegacy(streamed[i], PROMPT_IDS, greedyIds, 2, true, `n=2 streamed #${i}`);
   });
 
+  await check("completions echo: prompt + completion, prompt logprobs equal the reference", async () => {
+    const text = "The quick brown fox";
+    const ids = execFileSync(ingot, ["tokenize", "--tokenizer", modelDir, "--add-special", "true"],
+                             { input: text, encoding: "utf8" }).trim().split(/\s+/).map(Number);
+    const req = { model: MODEL, prompt: text, max_tokens: 12, temperature: 0, logprobs: 2 };
+    const plain = await client.completions.create(req);
+    const r = await client.completions.create({ ...req, echo: true });
+    const c = r.choices[0];
+    assert.equal(c.text, text + plain.choices[0].text);
+    assert.equal(r.usage.completion_tokens, plain.usage.completion_tokens);
+    const lp = c.logprobs;
+    const np = ids.length;
+    assert.equal(lp.tokens.length, np + plain.choices[0].logprobs.tokens.length);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    const ref = refLogprobs(ids);
+    for (let j = 1; j < np; j++) {
+      const at = `echo prompt token ${j}`;
+      const v = lp.token_logprobs[j];
+      assert.ok(Math.abs(v - ref[j - 1][ids[j]]) <= TOL, `${at}: ${v} vs ${ref[j - 1][ids[j]]}`);
+      const dict = lp.top_logprobs[j];
+      assert.equal(dict[lp.tokens[j]], v, at);
+      const best = [...ref[j - 1]].sort((a, b) => b - a).slice(0, 2);
+      for (const [s, x] of Object.entries(dict)) {
+        if (!opaque(s)) assert.ok(Math.abs(x - ref[j - 1][idOf(utf8(s))]) <= TOL, `${at}: ${s}`);
+        assert.ok(x === v || best.some((b) => Math.abs(b - x) <= TOL), `${at}: ${s} not in the top 2`);
+      }
+    }
+    // text_offset from the start of the echoed text: BOS (not in it) does not advance it.
+    assert.equal(lp.text_offset[0], 0);
+    assert.equal(lp.tokens.slice(1, np).join(""), text);
+    assert.equal(lp.text_offset[np], text.length);
+    // The generated part equals the request without echo's.
+    plain.choices[0].logprobs.token_logprobs.forEach((v, j) =>
+      assert.ok(Math.abs(lp.token_logprobs[np + j] - v) <= TOL, `echo generated ${j}`));
+    // max_tokens 0: the prompt alone, scored.
+    const s0 = await client.completions.create({ ...req, echo: true, max_tokens: 0 });
+    assert.equal(s0.choices[0].text, text);
+    assert.equal(s0.usage.completion_tokens, 0);
+    assert.deepEqual(s0.choices[0].logprobs.token_logprobs, lp.token_logprobs.slice(0, np));
+    // Streamed: the chunks concatenate to the same text.
+    let streamed = "";
+    for await (const ch of await client.completions.create({ ...req, echo: true, stream: true }))
+      streamed += ch.choices[0]?.text ?? "";
+    assert.equal(streamed, c.text);
+    await assert.rejects(client.completions.create({ ...req, echo: "yes" }),
+                         (e) => e.status === 400 && e.param === "echo");
+  });
+
   await check("json_schema with logprobs: the masked distribution (chosen = top-1 under greedy)", async () => {
     const r = await client.chat.completions.create({
       model: MODEL, messages: [{ role: "user", content: "flags" }], max_tokens: 40, temperature: 0,

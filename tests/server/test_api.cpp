@@ -102,7 +102,9 @@ TEST(ServerApi, BadRequestsNameTheParam) {
       {R"({"model": "m", "prompt": "x", "logprobs": 6})", "logprobs"},
       {R"({"model": "m", "prompt": "x", "logprobs": -1})", "logprobs"},
       {R"({"model": "m", "prompt": "x", "logprobs": true})", "logprobs"},
-      {R"({"model": "m", "prompt": "x", "echo": true})", "echo"},
+      {R"({"model": "m", "prompt": "x", "echo": "yes"})", "echo"},
+      {R"({"model": "m", "prompt": "x", "echo": 1})", "echo"},
+      {R"({"model": "m", "prompt": "x", "max_tokens": -1, "echo": true})", "max_tokens"},
       {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775807, "n": 0})", "n"},
       {R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775808})", "max_tokens"},
   };
@@ -145,6 +147,41 @@ TEST(ServerApi, LogprobsFollowOpenAIRanges) {
     EXPECT_EQ(e.param, "top_logprobs") << extra;
   }
   EXPECT_EQ(completion_error("{" + msgs + R"(, "logprobs": 3})", true).param, "logprobs");
+}
+
+TEST(ServerApi, EchoIsABoolAndAllowsMaxTokensZero) {
+  EXPECT_FALSE(parse_completion_request(R"({"model": "m", "prompt": "x"})", false).echo);
+  EXPECT_FALSE(
+      parse_completion_request(R"({"model": "m", "prompt": "x", "echo": null})", false).echo);
+  const CompletionRequest r = parse_completion_request(
+      R"({"model": "m", "prompt": "x", "echo": true, "max_tokens": 0, "logprobs": 2})", false);
+  EXPECT_TRUE(r.echo);
+  EXPECT_EQ(r.max_tokens, 0);
+  EXPECT_EQ(r.logprobs, 2);
+  EXPECT_FALSE(
+      parse_completion_request(R"({"model": "m", "prompt": "x", "echo": false})", false).echo);
+  // Chat has no echo: max_tokens 0 stays an error there.
+  const std::string msgs = R"("model": "m", "messages": [{"role": "user", "content": "x"}])";
+  EXPECT_EQ(completion_error("{" + msgs + R"(, "max_tokens": 0, "echo": true})", true).param,
+            "max_tokens");
+}
+
+TEST(ServerApi, EchoedPromptEntriesInLegacyLogprobs) {
+  // The prompt's first token: null value and alternatives; a special token (BOS) keeps its
+  // entry but the echoed text leaves it out, so text_offset does not advance past it.
+  TokenLogprob bos{"<s>", 0.0f, {}};
+  bos.none = true;
+  bos.in_text = false;
+  const std::vector<TokenLogprob> toks{
+      bos, {"Hi", -0.25f, {{"Hi", -0.25f}, {" a", -2.0f}}}, {" there", -1.0f, {{"!", -0.5f}}}};
+  int64_t offset = 0;
+  const json l = logprobs_json(false, toks, offset);
+  EXPECT_EQ(l["tokens"], json({"<s>", "Hi", " there"}));
+  EXPECT_EQ(l["token_logprobs"], json({nullptr, -0.25, -1.0}));
+  EXPECT_TRUE(l["top_logprobs"][0].is_null());
+  EXPECT_EQ(l["top_logprobs"][2], json({{"!", -0.5}, {" there", -1.0}}));
+  EXPECT_EQ(l["text_offset"], json({0, 0, 2}));
+  EXPECT_EQ(offset, 8);
 }
 
 TEST(ServerApi, LogprobsJsonHasOpenAIShapes) {

@@ -281,6 +281,177 @@ TEST_F(ServerE2E, LogprobsEqualAFloat64LogSoftmaxOfTheSequence) {
           .is_null());
 }
 
+TEST_F(ServerE2E, EchoPrependsThePromptAndScoresItsTokens) {
+  // Text: the prompt followed by the completion of the same request without echo (greedy), in
+  // the batch (n 1), alone (n 2) and streamed.
+  const std::string text = "The quick brown fox";
+  const json plain =
+      post("/v1/completions",
+           {{"model", kModel}, {"prompt", text}, {"max_tokens", 8}, {"temperature", 0}});
+  const std::string completion = plain["choices"][0]["text"].get<std::string>();
+  ASSERT_FALSE(completion.empty());
+  for (int n : {1, 2}) {
+    const json r = post("/v1/completions", {{"model", kModel},
+                                            {"prompt", text},
+                                            {"max_tokens", 8},
+                                            {"temperature", 0},
+                                            {"echo", true},
+                                            {"n", n}});
+    ASSERT_EQ(r["choices"].size(), static_cast<size_t>(n));
+    for (const json& c : r["choices"]) EXPECT_EQ(c["text"], text + completion) << "n " << n;
+    EXPECT_EQ(r["usage"]["completion_tokens"],
+              n * plain["usage"]["completion_tokens"].get<int64_t>());
+  }
+
+  // Logprobs: the prompt's entries (the first null) are a float64 log-softmax of one forward
+  // pass over the prompt (within 2e-4, as the generated tokens' test), then the generated ones.
+  const std::string ptext = "Logprobs of";
+  const std::vector<int32_t> prompt = llm::encode_prompt(*tm_, ptext);
+  ASSERT_GE(prompt.size(), 3u);
+  const std::vector<int32_t>& eos = tm_->tokenizer->special_tokens().eos_ids;
+  llm::GenerateOptions g;
+  g.max_tokens = 6;
+  g.stop_ids = eos;
+  std::vector<int32_t> gen = llm::generate(*tm_->model, {prompt}, g).tokens[0];
+  if (std::find(eos.begin(), eos.end(), gen.back()) != eos.end()) gen.pop_back();
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), gen.begin(), gen.end());
+  const Array lg = tm_->model->forward(Array(all, {1, static_cast<int64_t>(all.size())}, int32));
+  const std::vector<float> v = lg.to_vector<float>();
+  const size_t vocab = static_cast<size_t>(tm_->model->vocab_size());
+  auto ref_row = [&](size_t pos) {  // log-softmax of the distribution after position pos
+    double mx = -1e300, z = 0;
+    for (size_t i = 0; i < vocab; ++i) mx = std::max(mx, double(v[pos * vocab + i]));
+    for (size_t i = 0; i < vocab; ++i) z += std::exp(double(v[pos * vocab + i]) - mx);
+    std::vector<double> row;
+    for (size_t i = 0; i < vocab; ++i) row.push_back(double(v[pos * vocab + i]) - mx - std::log(z));
+    return row;
+  };
+  constexpr double kTol = 2e-4;
+  auto check = [&](const json& lp, size_t generated, const std::string& what) {
+    ASSERT_EQ(lp["tokens"].size(), prompt.size() + generated) << what << lp.dump();
+    ASSERT_EQ(lp["token_logprobs"].size(), prompt.size() + generated) << what;
+    EXPECT_TRUE(lp["token_logprobs"][0].is_null()) << what;
+    EXPECT_TRUE(lp["top_logprobs"][0].is_null()) << what;
+    int64_t offset = 0;
+    std::string spelled;  // the prompt's non-special tokens' texts
+    for (size_t j = 0; j < prompt.size() + generated; ++j) {
+      const std::string tok = lp["tokens"][j].get<std::string>();
+      EXPECT_EQ(lp["text_offset"][j], offset) << what << " token " << j;
+      const bool special = j < prompt.size() && tm_->tokenizer->is_special(prompt[j]);
+      if (!special) offset += static_cast<int64_t>(utf8::count(tok));
+      if (j < prompt.size() && !special) spelled += tok;
+      if (j == prompt.size()) {  // the completion starts right after the echoed prompt
+        EXPECT_EQ(lp["text_offset"][j], static_cast<int64_t>(utf8::count(ptext))) << what;
+      }
+      if (j == 0) continue;
+      const std::vector<double> row = ref_row(j - 1);
+      std::vector<double> best = row;
+      std::sort(best.begin(), best.end(), std::greater<>());
+      const double chosen = lp["token_logprobs"][j].get<double>();
+      EXPECT_NEAR(chosen, row[static_cast<size_t>(all[j])], kTol) << what << " token " << j;
+      const json& top = lp["top_logprobs"][j];
+      EXPECT_GE(top.size(), 1u);
+      EXPECT_LE(top.size(), 4u);
+      if (j < prompt.size()) {  // the prompt's tokens (ASCII): their text is always there
+        EXPECT_TRUE(top.contains(tok)) << what << " token " << j;
+        EXPECT_EQ(top.value(tok, 0.0), chosen) << what << " token " << j;
+      }
+      for (const auto& [t, x] : top.items()) {
+        const double d = x.get<double>();
+        EXPECT_TRUE(d == chosen || std::abs(d - best[0]) <= kTol || std::abs(d - best[1]) <= kTol ||
+                    std::abs(d - best[2]) <= kTol)
+            << what << " token " << j << " " << t;
+      }
+    }
+    EXPECT_EQ(spelled, ptext) << what;
+  };
+  const json base = {{"model", kModel},  {"prompt", ptext}, {"max_tokens", 6},
+                     {"temperature", 0}, {"logprobs", 3},   {"echo", true}};
+  json batch = post("/v1/completions", base);  // n 1: a row of the continuous batch
+  json alone_body = base;
+  alone_body["n"] = 2;  // n 2: run alone through generate_text
+  json alone = post("/v1/completions", alone_body);
+  ASSERT_EQ(alone["choices"].size(), 2u);
+  check(batch["choices"][0]["logprobs"], gen.size(), "batch");
+  check(alone["choices"][0]["logprobs"], gen.size(), "alone #0");
+  check(alone["choices"][1]["logprobs"], gen.size(), "alone #1");
+  EXPECT_EQ(batch["choices"][0]["text"], ptext + direct(prompt, 6));
+  // The prompt's numbers come from the same computation either way: equal.
+  for (size_t j = 0; j < prompt.size(); ++j) {
+    EXPECT_EQ(batch["choices"][0]["logprobs"]["token_logprobs"][j],
+              alone["choices"][0]["logprobs"]["token_logprobs"][j])
+        << j;
+    EXPECT_EQ(batch["choices"][0]["logprobs"]["top_logprobs"][j],
+              alone["choices"][1]["logprobs"]["top_logprobs"][j])
+        << j;
+  }
+
+  // Streamed (batch row and alone): the first chunk is the prompt with its entries; the
+  // chunks concatenate to the non-streamed text and logprobs.
+  for (int n : {1, 2}) {
+    json body = base;
+    body["stream"] = true;
+    body["n"] = n;
+    auto res = server_->client().Post("/v1/completions", body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    std::vector<std::string> texts(static_cast<size_t>(n));
+    std::vector<json> merged(static_cast<size_t>(n));
+    std::vector<bool> first(static_cast<size_t>(n), true);
+    for (const json& e : events(res->body)) {
+      const json& c = e["choices"][0];
+      const size_t i = c["index"].get<size_t>();
+      if (first[i]) {
+        EXPECT_EQ(c["text"], ptext) << "n " << n;
+        EXPECT_EQ(c["logprobs"]["tokens"].size(), prompt.size()) << "n " << n;
+        first[i] = false;
+      }
+      texts[i] += c["text"].get<std::string>();
+      if (!c["logprobs"].is_null())
+        for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+          for (const json& x : c["logprobs"][key]) merged[i][key].push_back(x);
+    }
+    for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+      EXPECT_EQ(texts[i], batch["choices"][0]["text"]) << "n " << n;
+      check(merged[i], gen.size(), "streamed n " + std::to_string(n));
+      for (size_t j = 0; j < prompt.size(); ++j)
+        EXPECT_EQ(merged[i]["token_logprobs"][j],
+                  batch["choices"][0]["logprobs"]["token_logprobs"][j]);
+    }
+  }
+
+  // max_tokens 0 with echo scores the prompt: its text and entries, no completion tokens.
+  json score_body = base;
+  score_body["max_tokens"] = 0;
+  const json scored = post("/v1/completions", score_body);
+  EXPECT_EQ(scored["choices"][0]["text"], ptext);
+  EXPECT_EQ(scored["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(scored["usage"]["completion_tokens"], 0);
+  EXPECT_EQ(scored["usage"]["prompt_tokens"], prompt.size());
+  check(scored["choices"][0]["logprobs"], 0, "max_tokens 0");
+  for (size_t j = 0; j < prompt.size(); ++j)
+    EXPECT_EQ(scored["choices"][0]["logprobs"]["top_logprobs"][j],
+              batch["choices"][0]["logprobs"]["top_logprobs"][j]);
+  score_body["stream"] = true;
+  auto res = server_->client().Post("/v1/completions", score_body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  std::string streamed;
+  for (const json& e : events(res->body)) streamed += e["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(streamed, ptext);
+  // Token ids: their text is echoed (special tokens left out).
+  json ids_body = {{"model", kModel}, {"prompt", prompt}, {"max_tokens", 0}, {"echo", true}};
+  EXPECT_EQ(post("/v1/completions", ids_body)["choices"][0]["text"], ptext);
+
+  // Bad input: 400s naming the field.
+  EXPECT_EQ(post("/v1/completions", {{"model", kModel}, {"prompt", "x"}, {"max_tokens", 0}},
+                 400)["error"]["param"],
+            "max_tokens");
+  EXPECT_EQ(post("/v1/completions", {{"model", kModel}, {"prompt", "x"}, {"echo", "true"}},
+                 400)["error"]["param"],
+            "echo");
+}
+
 TEST_F(ServerE2E, SeededSamplingRepeatsAndNGivesIndexedChoices) {
   const json body = {{"model", kModel},    {"prompt", "Hello"}, {"max_tokens", 8},
                      {"temperature", 1.0}, {"seed", 7},         {"n", 3}};

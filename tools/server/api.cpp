@@ -426,7 +426,7 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
     r.prompts = get_prompts(j, "prompt");
     // Legacy completions: logprobs is the number of alternatives per token, 0-5.
     if (field(j, "logprobs")) r.logprobs = static_cast<int>(get_int(j, "logprobs", 0, 5));
-    if (get_bool(j, "echo")) bad("echo", "echo is not supported yet");
+    r.echo = get_bool(j, "echo");
     if (const json* s = field(j, "suffix")) {
       if (!s->is_string() || !s->get<std::string>().empty())
         bad("suffix", "suffix is not supported");
@@ -437,8 +437,11 @@ CompletionRequest parse_completion_request(const std::string& body, bool chat) {
     }
   }
   if (field(j, "max_tokens")) r.max_tokens = get_int(j, "max_tokens", INT64_MIN, INT64_MAX);
-  if (r.max_tokens && *r.max_tokens <= 0)
-    bad("max_tokens", "'max_tokens' must be at least 1, got " + std::to_string(*r.max_tokens));
+  // OpenAI: max_tokens 0 with echo scores the prompt (no completion).
+  if (r.max_tokens && *r.max_tokens < (r.echo ? 0 : 1))
+    bad("max_tokens", "'max_tokens' must be at least " + std::string(r.echo ? "0" : "1") +
+                          (chat || r.echo ? "" : " (0 only with echo)") + ", got " +
+                          std::to_string(*r.max_tokens));
   r.temperature = static_cast<float>(get_number(j, "temperature", 1.0, 0.0, 2.0));
   r.top_p = static_cast<float>(get_number(j, "top_p", 1.0, 0.0, 1.0));
   if (r.top_p <= 0.0f) bad("top_p", "'top_p' must be greater than 0");
@@ -578,6 +581,13 @@ json logprobs_json(bool chat, const std::vector<TokenLogprob>& tokens, int64_t& 
   for (const TokenLogprob& t : tokens) {
     const std::string text = utf8::to_valid_lossy(t.bytes);
     toks.push_back(text);
+    offs.push_back(offset);
+    if (t.in_text) offset += static_cast<int64_t>(utf8::count(text));
+    if (t.none) {  // echo: the prompt's first token
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
     lps.push_back(t.logprob);
     // OpenAI: the most likely alternatives and always the chosen token (up to k + 1 entries);
     // alternatives whose texts coincide keep the first (most likely) value.
@@ -588,8 +598,6 @@ json logprobs_json(bool chat, const std::vector<TokenLogprob>& tokens, int64_t& 
     }
     if (!top.contains(text)) top[text] = t.logprob;
     tops.push_back(top);
-    offs.push_back(offset);
-    offset += static_cast<int64_t>(utf8::count(text));
   }
   return {{"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
 }

@@ -60,6 +60,11 @@ struct TokenLogprob {
   std::string bytes;
   float logprob = 0.0f;
   std::vector<std::pair<std::string, float>> top;
+  /// Echo: the prompt's first token has no log-probability (null value and alternatives).
+  bool none = false;
+  /// Echo: false for a special token of the prompt (BOS), which the echoed text leaves out:
+  /// `text_offset` does not advance past it.
+  bool in_text = true;
 };
 
 /// POST /v1/completions and /v1/chat/completions.
@@ -81,6 +86,9 @@ struct CompletionRequest {
   /// Log-probabilities: -1 none; otherwise the alternatives per token (chat `logprobs: true`
   /// with `top_logprobs` 0-20, completions `logprobs` 0-5).
   int logprobs = -1;
+  /// Completions `echo`: each choice's text starts with the prompt (and `logprobs` cover the
+  /// prompt's tokens first); with echo, max_tokens 0 is allowed (the prompt alone, scored).
+  bool echo = false;
   /// response_format json_object / json_schema (chat): the grammar the output must follow
   /// (null: free text).
   std::shared_ptr<const llm::grammar::JsonGrammar> grammar;
@@ -146,7 +154,9 @@ struct Choice {
 /// bytes, top_logprobs: [{token, logprob, bytes}]}], "refusal": null}, completions {tokens,
 /// token_logprobs, top_logprobs: [{token: logprob} (the alternatives and the chosen token)],
 /// text_offset}. A token's text is its bytes as UTF-8 with invalid parts replaced by U+FFFD;
-/// `text_offset` (code points of those texts) starts at `offset`, which is advanced past them.
+/// `text_offset` (code points of those texts) starts at `offset`, which is advanced past them
+/// (not past a token with in_text false). A token with `none` (echo's first prompt token) has
+/// null in token_logprobs and top_logprobs.
 nlohmann::json logprobs_json(bool chat, const std::vector<TokenLogprob>& tokens, int64_t& offset);
 
 struct Usage {

@@ -54,6 +54,10 @@ struct BatchRow {
   std::vector<std::string> stop;
   /// Log-probabilities: -1 none, else the alternatives per token (CompletionRequest::logprobs).
   int logprobs = -1;
+  /// Echo: when the row is admitted (before its prefill), on_prompt gets the prompt tokens'
+  /// logprob entries (Server::echo_logprobs; empty without logprobs).
+  bool echo = false;
+  std::function<void(std::vector<TokenLogprob> logprobs)> on_prompt;
   /// Streamed text (may be empty), with the logprobs of the tokens taken since the last piece.
   std::function<void(const std::string& piece, std::vector<TokenLogprob> logprobs)> on_text;
   /// The text, tokens generated, prompt tokens served from the prompt cache, finish reason, and
@@ -283,6 +287,19 @@ TokenLogprob Server::token_logprob(const llm::TokenLogprobs& t) {
   out.logprob = std::isfinite(t.logprob) ? t.logprob : -9999.0f;
   for (const auto& [id, lp] : t.top)
     if (std::isfinite(lp)) out.top.emplace_back(bytes(id), lp);
+  return out;
+}
+
+std::vector<TokenLogprob> Server::echo_logprobs(const std::vector<int32_t>& prompt, int k) {
+  std::vector<TokenLogprob> out;
+  if (prompt.empty()) return out;
+  out.reserve(prompt.size());
+  TokenLogprob first = token_logprob({prompt[0], 0.0f, {}});
+  first.none = true;
+  out.push_back(std::move(first));
+  for (const llm::TokenLogprobs& t : llm::prompt_logprobs(*tm_.model, prompt, k))
+    out.push_back(token_logprob(t));
+  for (size_t i = 0; i < prompt.size(); ++i) out[i].in_text = !tm_.tokenizer->is_special(prompt[i]);
   return out;
 }
 
@@ -560,6 +577,16 @@ void Server::scheduler_loop() {
       if (j->cancelled->load()) {  // its client went away while it waited
         j->fail(499, "cancelled");
         continue;
+      }
+      if (j->row->echo) {  // the prompt's text (and logprobs) go out before any token
+        std::vector<TokenLogprob> lps;
+        try {
+          if (j->row->logprobs >= 0) lps = echo_logprobs(j->row->prompt, j->row->logprobs);
+        } catch (...) {
+          j->row->on_error(std::current_exception());
+          continue;
+        }
+        if (j->row->on_prompt) j->row->on_prompt(std::move(lps));
       }
       auto r = std::make_unique<ActiveRow>();
       r->job = j;
@@ -940,7 +967,9 @@ void Server::setup_routes() {
       std::vector<int64_t> max_tokens;
       for (const auto& p : prompts) {
         const int64_t len = static_cast<int64_t>(p.size());
-        if (len >= ctx || (r.max_tokens && *r.max_tokens > ctx - len))
+        // (Echo with max_tokens 0 scores a prompt that may fill the whole context.)
+        const bool score_only = r.max_tokens && *r.max_tokens == 0;
+        if (len > ctx || (len == ctx && !score_only) || (r.max_tokens && *r.max_tokens > ctx - len))
           throw ApiError(
               400,
               fmt::format("this model's maximum context length is {} tokens, but {} tokens "
@@ -960,6 +989,13 @@ void Server::setup_routes() {
                           len, max_tokens.back(), kv_need(1, len + max_tokens.back()), kv_budget_),
               "max_tokens", "kv_budget_exceeded");
       }
+      // Echo: the prompt as given (token ids: their text, special tokens left out).
+      std::vector<std::string> echo_texts(prompts.size());
+      if (r.echo)
+        for (size_t i = 0; i < prompts.size(); ++i)
+          echo_texts[i] = r.prompts[i].ids.empty()
+                              ? r.prompts[i].text
+                              : tm_.tokenizer->decode(prompts[i], {.skip_special_tokens = true});
       // Tool calls parsed out of a finished chat choice (finish_reason becomes "tool_calls").
       auto finalize = [r](Choice c) {
         if (!r.parse_tools()) return c;
@@ -981,16 +1017,29 @@ void Server::setup_routes() {
       // finish reason with the logprobs not passed on yet; returns the choices and usage.
       using Piece = std::function<void(int, const std::string&, std::vector<TokenLogprob>)>;
       const std::vector<int32_t> eos = eos_ids();
-      auto generate_all = [this, r, prompts, max_tokens, seed, finalize, eos](
+      auto generate_all = [this, r, prompts, max_tokens, seed, finalize, eos, echo_texts](
                               std::atomic<bool>& cancelled, const Piece& on_piece,
                               const Piece& on_finish) {
         std::vector<Choice> choices;
         Usage usage;
         for (size_t i = 0; i < prompts.size(); ++i) {
           usage.prompt_tokens += static_cast<int64_t>(prompts[i].size());
+          // Echo: the prompt's entries, computed once for its n choices.
+          std::vector<TokenLogprob> echo_lps;
+          if (r.echo && r.logprobs >= 0 && !cancelled.load())
+            echo_lps = echo_logprobs(prompts[i], r.logprobs);
           for (int j = 0; j < r.n; ++j) {
             const int index = static_cast<int>(i) * r.n + j;
             if (cancelled.load()) break;
+            if (r.echo && on_piece) on_piece(index, echo_texts[i], echo_lps);
+            if (max_tokens[i] == 0) {  // echo scoring the prompt: no completion
+              metrics_.prompt_tokens += static_cast<int64_t>(prompts[i].size());
+              if (on_finish) on_finish(index, "length", {});
+              Choice c{index, echo_texts[i], "length", {}, std::nullopt};
+              if (r.logprobs >= 0) c.logprobs = echo_lps;
+              choices.push_back(std::move(c));
+              continue;
+            }
             llm::TextGenerateOptions t;
             t.gen.max_tokens = max_tokens[i];
             t.gen.stop_ids = opt_.stop_ids;
@@ -1035,8 +1084,11 @@ void Server::setup_routes() {
             }
             const std::string finish = tr.finish == llm::FinishReason::length ? "length" : "stop";
             if (on_finish) on_finish(index, finish, std::move(pending));
-            Choice c{index, tr.text, finish, {}, std::nullopt};
-            if (r.logprobs >= 0) c.logprobs = std::move(all);
+            Choice c{index, echo_texts[i] + tr.text, finish, {}, std::nullopt};
+            if (r.logprobs >= 0) {
+              c.logprobs = echo_lps;
+              c.logprobs->insert(c.logprobs->end(), all.begin(), all.end());
+            }
             choices.push_back(finalize(std::move(c)));
           }
         }
@@ -1045,7 +1097,9 @@ void Server::setup_routes() {
 
       // Single-choice requests run as rows of the scheduler's continuous batch. (A stream
       // whose output is parsed for tool calls is answered when it is complete: it runs alone.)
-      const bool batchable = prompts.size() == 1 && r.n == 1 && !(r.stream && r.parse_tools());
+      // Echo with max_tokens 0 generates nothing: it runs alone too.
+      const bool batchable =
+          prompts.size() == 1 && r.n == 1 && !(r.stream && r.parse_tools()) && max_tokens[0] > 0;
       auto make_row = [&] {
         auto row = std::make_shared<BatchRow>();
         row->prompt = prompts[0];
@@ -1058,6 +1112,7 @@ void Server::setup_routes() {
         row->stop = r.stop;
         row->grammar = r.grammar;
         row->logprobs = r.logprobs;
+        row->echo = r.echo;
         return row;
       };
       const Usage prompt_usage{static_cast<int64_t>(prompts[0].size()), 0};
@@ -1067,6 +1122,11 @@ void Server::setup_routes() {
         auto fut = done->get_future();
         auto job = std::make_shared<Job>();
         job->row = make_row();
+        // Echo: the prompt's entries, set at admission (on the scheduler thread, as on_done).
+        auto echo_lps = std::make_shared<std::vector<TokenLogprob>>();
+        job->row->on_prompt = [echo_lps](std::vector<TokenLogprob> lps) {
+          *echo_lps = std::move(lps);
+        };
         job->row->on_done = [=](const std::string& text, int64_t ntok, int64_t cached,
                                 const std::string& fin, std::vector<TokenLogprob> lps) {
           if (fin == "cancelled") {
@@ -1074,8 +1134,11 @@ void Server::setup_routes() {
                 {503, error_body("the server is shutting down", "server_error", "", "")});
             return;
           }
-          Choice c{0, text, fin, {}, std::nullopt};
-          if (r.logprobs >= 0) c.logprobs = std::move(lps);
+          Choice c{0, echo_texts[0] + text, fin, {}, std::nullopt};
+          if (r.logprobs >= 0) {
+            c.logprobs = std::move(*echo_lps);
+            c.logprobs->insert(c.logprobs->end(), lps.begin(), lps.end());
+          }
           done->set_value(
               {200, completion_response(chat, id, created, r.model, {finalize(std::move(c))},
                                         {prompt_usage.prompt_tokens, ntok, cached})});
@@ -1163,6 +1226,10 @@ void Server::setup_routes() {
         auto offset = std::make_shared<int64_t>(0);  // completions' text_offset
         auto lp_json = [=](const std::vector<TokenLogprob>& lps) {
           return r.logprobs >= 0 ? logprobs_json(chat, lps, *offset) : json(nullptr);
+        };
+        job->row->on_prompt = [=](std::vector<TokenLogprob> lps) {
+          events->push(
+              stream_chunk(chat, id, created, r.model, 0, echo_texts[0], "", false, lp_json(lps)));
         };
         job->row->on_text = [=](const std::string& piece, std::vector<TokenLogprob> lps) {
           events->push(stream_chunk(chat, id, created, r.model, 0, piece, "", chat && !*started,

@@ -125,6 +125,11 @@ class Server {
   /// its text); a -inf log-probability (JSON has no infinity) as -9999, as OpenAI reports
   /// impossible tokens; alternatives with -inf (masked out by constrained decoding) dropped.
   TokenLogprob token_logprob(const llm::TokenLogprobs& t);
+  /// Echo with logprobs: an entry per prompt token, the first with none (null), the others the
+  /// model's log-probabilities of each token after the ones before it (llm::prompt_logprobs,
+  /// `k` alternatives); special tokens (BOS) are not in the echoed text (in_text false). Run on
+  /// the scheduler thread, in the batch and alone alike.
+  std::vector<TokenLogprob> echo_logprobs(const std::vector<int32_t>& prompt, int k);
   /// Gives the device allocator's cached blocks idle for `seconds` back to the system (all of
   /// them with 0, then also the C library's free heap pages).
   void release_cached_memory(double seconds);
