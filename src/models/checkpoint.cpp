@@ -95,6 +95,19 @@ Checkpoint Checkpoint::open(const std::string& dir, const CheckpointOptions& opt
   return c;
 }
 
+Checkpoint Checkpoint::from_config(ModelConfig config, const CheckpointOptions& opts) {
+  Checkpoint c;
+  c.opts_ = opts;
+  c.device_ = opts.device.value_or(default_device());
+  if (c.device_.type == Device::Type::cuda && c.device_.index >= gpu::device_count())
+    raise("[device] {} requested but {} CUDA device(s) are available", c.device_.str(),
+          gpu::device_count());
+  c.architecture_ = resolve_architecture(config.model_type, config.source);
+  c.config_ = std::move(config);
+  c.config_only_ = true;
+  return c;
+}
+
 void Checkpoint::open_weights() {
   const std::string index = (fs::path(dir_) / "model.safetensors.index.json").string();
   const std::string single = (fs::path(dir_) / "model.safetensors").string();

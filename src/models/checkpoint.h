@@ -68,6 +68,13 @@ class Checkpoint {
   /// file and the tensor or key), InvalidArgument "[device] cuda:N requested but K CUDA
   /// device(s) are available".
   static Checkpoint open(const std::string& dir, const CheckpointOptions& opts = {});
+  /// A checkpoint of a config alone, without weights (config_only()): an architecture's
+  /// factory builds the model from it and load_weights leaves the parameters as constructed
+  /// (init_model then initialises them). FormatError for an unsupported model_type,
+  /// InvalidArgument for a CUDA device that is not there.
+  static Checkpoint from_config(ModelConfig config, const CheckpointOptions& opts = {});
+  /// True for a checkpoint made by from_config (no tensors).
+  bool config_only() const { return config_only_; }
 
   const std::string& dir() const { return dir_; }
   const ModelConfig& config() const { return config_; }
@@ -123,6 +130,7 @@ class Checkpoint {
   std::vector<std::shared_ptr<SafetensorsFile>> st_;
   std::map<std::string, Entry> tensors_;
   std::vector<std::string> ignored_;
+  bool config_only_ = false;
 
   std::shared_ptr<const TensorSource> source_;  // GGUF: replaces st_
 

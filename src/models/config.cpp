@@ -428,6 +428,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   m.rms_norm_eps = c.opt_num("rms_norm_eps").value_or(d.eps);
   if (!(m.rms_norm_eps >= 0))
     raise<FormatError>("[config] {}: \"{}rms_norm_eps\" must be >= 0", source, c.path);
+  m.initializer_range = c.opt_num("initializer_range").value_or(0.02);
+  if (!(m.initializer_range >= 0))
+    raise<FormatError>("[config] {}: \"{}initializer_range\" must be >= 0", source, c.path);
   m.tie_word_embeddings = c.opt_bool("tie_word_embeddings")
                               .value_or(outer.opt_bool("tie_word_embeddings").value_or(d.tie));
   m.hidden_act =

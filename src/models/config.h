@@ -89,6 +89,9 @@ struct ModelConfig {
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
+  /// Standard deviation of the random initialisation of Linear and Embedding weights
+  /// (transformers' _init_weights; init_model), "initializer_range", default 0.02.
+  double initializer_range = 0.02;
   bool tie_word_embeddings = false;
   std::optional<int64_t> bos_token_id, pad_token_id;
   /// eos_token_id as a list (a single int becomes one entry).

@@ -16,7 +16,6 @@ void register_llama();
 void register_qwen3();
 void register_gemma3();
 
-namespace {
 void register_builtin_architectures() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -25,7 +24,6 @@ void register_builtin_architectures() {
     register_gemma3();
   });
 }
-}  // namespace
 
 std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt) {
   register_builtin_architectures();

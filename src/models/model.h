@@ -105,6 +105,27 @@ class Model : public nn::Module {
   double load_seconds_ = 0;
 };
 
+/// How init_model builds a model.
+struct InitModelOptions {
+  /// Compute dtype of the parameters (default float32).
+  Dtype dtype = float32;
+  /// Where the parameters live; absent: default_device().
+  std::optional<Device> device;
+  /// Seeds every parameter's random values (the same seed gives the same model).
+  uint64_t seed = 0;
+};
+
+/// A new model of the config's architecture (llama, qwen3, gemma3) with random weights, as
+/// transformers' _init_weights initialises them: Linear and Embedding weights ~ Normal(0,
+/// config.initializer_range), the embedding row of pad_token_id 0, biases 0, RMSNorm weights 1
+/// (0 for the (1 + w) norms of Gemma3). Each parameter's values come from a key of (seed, its
+/// name): deterministic, the same on every device. A tied head stays the embedding.
+/// FormatError for an unsupported model_type, Unsupported for a quantized config.
+std::shared_ptr<Model> init_model(const ModelConfig& config, const InitModelOptions& opt = {});
+/// init_model of the config.json at `path` (a file, or a directory holding config.json);
+/// IoError naming the path when it is missing.
+std::shared_ptr<Model> init_model(const std::string& path, const InitModelOptions& opt = {});
+
 /// Loads the checkpoint directory DIR: config.json + safetensors (single or sharded). Missing
 /// or wrongly shaped tensors are FormatErrors naming the tensor and file; unexpected tensors are
 /// warned about. On the CPU weights stay mmapped where no cast is needed; on a GPU they are

@@ -37,6 +37,10 @@ const ModelFactory& model_factory(const std::string& architecture);
 /// True when a factory is registered for the architecture.
 bool has_model_factory(const std::string& architecture);
 
+/// Registers the architectures built into the library (llama, qwen3, gemma3) once; load_model
+/// and init_model call it, so that a static link keeps the architecture files.
+void register_builtin_architectures();
+
 /// Registers a factory at static-initialisation time.
 struct ModelRegistrar {
   ModelRegistrar(const std::string& architecture, ModelFactory factory) {

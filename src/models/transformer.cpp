@@ -301,6 +301,10 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt) {
 }
 
 void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::string>& optional) {
+  if (ckpt.config_only()) {  // nothing to load: init_model fills the parameters
+    model.device_ = ckpt.device();
+    return;
+  }
   if (const auto& qc = ckpt.config().quantization) {
     // mlx-community checkpoints: a Linear / Embedding is quantized when the config names it
     // or its scales are stored; its weight, scales and biases then replace the float weight.

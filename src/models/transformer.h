@@ -97,7 +97,9 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt);
 /// FormatErrors from Checkpoint::validate; `optional` names may be absent or ignored) and
 /// replaces the parameters by the checkpoint's tensors cast to the model's dtype, on the
 /// checkpoint's device (which becomes model.device()). On a GPU the projections that read the
-/// same input are then stacked (fuse_projections).
+/// same input are then stacked (fuse_projections). A config-only checkpoint
+/// (Checkpoint::from_config) loads nothing: the model only moves to its device, its parameters
+/// keep their constructed values (init_model replaces them).
 void load_weights(Model& model, const Checkpoint& ckpt,
                   const std::vector<std::string>& optional = {});
 

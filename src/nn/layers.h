@@ -138,6 +138,7 @@ class RMSNorm : public Module {
   /// act(y[..., :I]) * y[..., I:] for y = linear(x, w), w stacked gate|up weights [2I, E]
   /// (fast::rms_norm_glu).
   Array glu(const Array& x, const Array& w, Activation act) const;
+  const RMSNormOptions& options() const { return opt_; }
 
  private:
   RMSNormOptions opt_;

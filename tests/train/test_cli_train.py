@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""CLI test of `ingot lora train` and `ingot lora fuse` (and their older names `ingot train` and
-`ingot fuse`) on the llama_bf16_tied fixture (it has a tokenizer): malformed data is reported
+"""CLI test of `ingot lora train` and `ingot lora fuse` (and the older name `ingot fuse`) on the
+llama_bf16_tied fixture (it has a tokenizer): malformed data is reported
 with file:line before training (exit 1), a short run writes the adapter, checkpoints and loss
 curve, `--resume` reproduces the uninterrupted run's adapter byte for byte (also with --pack),
 `score --adapter` equals `score` on the fused checkpoint, usage errors exit 2; fuse refuses
 quantized checkpoints and GGUF files (exit 1); the mlx-lm adapter fixture
 tests/data/lora/llama_f32_mlx fuses into logits equal to PEFT's recorded ones and generates;
 `--full` writes a bf16 checkpoint that loads and whose loss fell; LoRA dropout runs with
---grad-checkpoint; every spelling's --help has an example.
+--grad-checkpoint; every spelling's --help has an example. `ingot train` pretrains a new model
+from a config with the fixture's tokenizer on a plain-text corpus: the loss falls, the bf16
+checkpoint generates, --resume reproduces the weights byte for byte, a config whose vocabulary is
+smaller than the tokenizer's, a missing config and malformed data are errors (exit 1).
 
     python3 tests/train/test_cli_train.py BUILD/tools/cli/ingot REPO_ROOT
 """
@@ -76,12 +79,10 @@ with tempfile.TemporaryDirectory() as d:
     check(cfg.get("peft_type") == "LORA" and cfg.get("r") == 4 and cfg.get("target_modules") == "all-linear",
           "adapter_config.json is PEFT's")
     out2 = os.path.join(d, "out2")
-    # `ingot train` is the same command for now (issue 15 makes it pretraining).
-    r = run(["train", *common, "--out", out2, "--resume", os.path.join(out1, "checkpoint-3")])
+    r = run(["lora", "train", *common, "--out", out2, "--resume", os.path.join(out1, "checkpoint-3")])
     same = r.returncode == 0 and open(os.path.join(out1, "adapter_model.safetensors"), "rb").read() == \
         open(os.path.join(out2, "adapter_model.safetensors"), "rb").read()
-    check(same, "resume from checkpoint-3 (as `ingot train`) gives the same adapter bytes", r)
-    check(b"spelled `ingot lora train`" in r.stderr, "`ingot train` points to `ingot lora train`", r)
+    check(same, "resume from checkpoint-3 gives the same adapter bytes", r)
 
     # Packing: 24 short examples in rows of <= 64 tokens; resumable like the plain run.
     pk1, pk2 = os.path.join(d, "pack1"), os.path.join(d, "pack2")
@@ -212,11 +213,72 @@ with tempfile.TemporaryDirectory() as d:
           f"generate --adapter mlx-lm: first token = argmax of PEFT's logits ({want_first}), "
           "same ids as the fused model", ra if ra.returncode else rb)
 
+    # `ingot train`: pretraining a new Llama from a config with the fixture's tokenizer (384).
+    pcfg = os.path.join(d, "pre_config.json")
+    tiny = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 384, "max_position_embeddings": 256, "rms_norm_eps": 1e-5,
+            "hidden_act": "silu", "tie_word_embeddings": True, "bos_token_id": 1,
+            "eos_token_id": 2, "pad_token_id": 0, "rope_theta": 10000.0}
+    with open(pcfg, "w") as f:
+        json.dump(tiny, f)
+    corpus = os.path.join(d, "corpus.txt")  # documents separated by blank lines
+    lines = ["the cat sat on the mat.", "a dog ran to the red house.", "we like to sing a song."]
+    with open(corpus, "w") as f:
+        for i in range(36):
+            f.write(lines[i % 3] + "\n" + lines[(i + 1) % 3] + "\n\n")
+    pre, pre2 = os.path.join(d, "pre"), os.path.join(d, "pre2")
+    ptrain = ["train", "--model-config", pcfg, "--tokenizer", model, "--data", corpus,
+              "--seq-len", "64", "--batch-size", "4", "--lr", "3e-3", "--warmup", "3",
+              "--iters", "40", "--log-every", "0"]
+    r = run([*ptrain, "--save-every", "20", "--out", pre])
+    check(r.returncode == 0 and b"pretraining a llama model of" in r.stderr
+          and b"36 documents" in r.stderr, "ingot train: pretraining runs", r)
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+             "loss.jsonl", "checkpoint-20/model.safetensors", "checkpoint-40/trainer_state.json"]
+    check(all(os.path.exists(os.path.join(pre, x)) for x in files), "ingot train writes " + ", ".join(files), r)
+    if r.returncode == 0:
+        pc = json.load(open(os.path.join(pre, "config.json")))
+        check(pc.get("torch_dtype") == "bfloat16" and pc.get("architectures") == ["LlamaForCausalLM"],
+              "the pretrained config.json says bfloat16 and LlamaForCausalLM")
+        with open(os.path.join(pre, "model.safetensors"), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            hdr = json.loads(f.read(n))
+        check(all(v["dtype"] == "BF16" for k, v in hdr.items() if k != "__metadata__"),
+              "the pretrained weights are bf16")
+        steps = [json.loads(x) for x in open(os.path.join(pre, "loss.jsonl")) if '"loss"' in x]
+        check(len(steps) == 40 and steps[-1]["loss"] < steps[0]["loss"] - 2,
+              f"pretraining loss falls ({steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f})")
+    r = run(["generate", "--model", pre, "--prompt", "the cat", "--max-tokens", "5"])
+    check(r.returncode == 0, "generate --model on the pretrained checkpoint", r)
+    r = run([*ptrain, "--out", pre2, "--resume", os.path.join(pre, "checkpoint-20")])
+    check(r.returncode == 0 and open(os.path.join(pre, "model.safetensors"), "rb").read()
+          == open(os.path.join(pre2, "model.safetensors"), "rb").read(),
+          "pretraining resumed from checkpoint-20 gives the same weights", r)
+    small = dict(tiny, vocab_size=256)
+    scfg = os.path.join(d, "small_config.json")
+    with open(scfg, "w") as f:
+        json.dump(small, f)
+    bad_out = os.path.join(d, "pre_bad")
+    r = run(["train", "--model-config", scfg, "--tokenizer", model, "--data", corpus, "--out", bad_out])
+    check(r.returncode == 1 and b"vocab_size 256" in r.stderr and not os.path.exists(bad_out),
+          "ingot train: a tokenizer larger than the config's vocabulary is an error", r)
+    r = run(["train", "--model-config", os.path.join(d, "nope.json"), "--tokenizer", model,
+             "--data", corpus, "--out", bad_out])
+    check(r.returncode == 1 and b"nope.json" in r.stderr, "ingot train: missing config named", r)
+    r = run(["train", "--model-config", pcfg, "--tokenizer", model, "--data", bad, "--out", bad_out])
+    check(r.returncode == 1 and (bad + ":2:").encode() in r.stderr and not os.path.exists(bad_out),
+          "ingot train: malformed data reported with file:line", r)
+    r = run(["train", "--tokenizer", model, "--data", corpus, "--out", bad_out])
+    check(r.returncode == 2, "ingot train without --model-config: usage error", r)
+
     for cmd in (["lora"], ["lora", "train"], ["lora", "fuse"], ["train"], ["fuse"]):
         r = run([*cmd, "--help"])
         want = b"Example: ingot lora " + (cmd[-1].encode() if cmd != ["lora"] else b"train")
         if cmd == ["fuse"]:
             want = b"Example: ingot fuse"
+        if cmd == ["train"]:
+            want = b"Example: ingot train --model-config"
         check(r.returncode == 0 and want in r.stdout, f"{' '.join(cmd)} --help has an example", r)
     r = run(["lora", "trian", "--help"])
     check(r.returncode == 2 and b"Did you mean 'lora train'" in r.stderr, "lora: unknown subcommand", r)

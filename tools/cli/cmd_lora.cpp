@@ -1,6 +1,6 @@
 // `ingot lora`: LoRA fine-tuning commands, `ingot lora train` (cmd_train.cpp) and
-// `ingot lora fuse` (cmd_fuse.cpp), which register themselves in lora_commands(). `ingot train`
-// and `ingot fuse` stay as the same commands under their earlier names.
+// `ingot lora fuse` (cmd_fuse.cpp), which register themselves in lora_commands(). `ingot fuse`
+// stays as the same command under its earlier name (`ingot train` is pretraining now).
 #include <algorithm>
 #include <map>
 #include <memory>

@@ -1,9 +1,14 @@
-// `ingot lora train` (also `ingot train` for now): LoRA fine-tuning on JSONL data ({"text"},
-// {"prompt","completion"} or {"messages"}), writing a PEFT-compatible adapter, resumable
-// checkpoints and a loss curve; `--full` trains every weight and writes a full checkpoint.
+// `ingot lora train`: LoRA fine-tuning on JSONL data ({"text"}, {"prompt","completion"} or
+// {"messages"}), writing a PEFT-compatible adapter, resumable checkpoints and a loss curve;
+// `--full` trains every weight and writes a full checkpoint. `ingot train`: full-parameter
+// pretraining of a new model initialised at random from a config (models::init_model), on the
+// same trainer loop with packing.
+#include <stdlib.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -13,7 +18,9 @@
 
 #include "command.h"
 #include "llm_common.h"
+#include "models/model.h"
 #include "tokenizer/tokenizer.h"
+#include "train/pretrain.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -159,10 +166,8 @@ int run_train(TrainArgs a) {
 
 }  // namespace
 
-/// Adds the options of `ingot lora train` to `app`; returns its runner. `alias`: registered as
-/// `ingot train` (which issue 15 turns into full-parameter pretraining), which says so on
-/// stderr.
-std::function<int()> setup_lora_train(CLI::App& app, bool alias) {
+/// Adds the options of `ingot lora train` to `app`; returns its runner.
+std::function<int()> setup_lora_train(CLI::App& app) {
   const std::string spelling = "ingot lora train";
   auto a = std::make_shared<TrainArgs>();
   add_model_options(app, a->model);
@@ -232,14 +237,201 @@ std::function<int()> setup_lora_train(CLI::App& app, bool alias) {
       spelling +
       " --model ./SmolLM2-135M --data data/ --full --pack --seq-len 1024 --lr 1e-5 "
       "--out ./SmolLM2-135M-tuned");
-  return [a, alias] {
-    if (alias)
-      fmt::print(stderr,
-                 "note: `ingot train` is spelled `ingot lora train` now (issue 15 makes `ingot "
-                 "train` full-parameter pretraining)\n");
-    return run_train(*a);
-  };
+  return [a] { return run_train(*a); };
 }
+
+namespace {
+
+struct PretrainArgs {
+  std::string config, tokenizer, data, valid, out, resume, loss_log, device;
+  std::string dtype = "bfloat16", schedule = "cosine";
+  int64_t iters = 0;
+  double epochs = 0;
+  int batch_size = 8, grad_accum = 1;
+  int64_t seq_len = 256, warmup = 0, eval_every = 0, eval_batches = 0, save_every = 0;
+  int64_t log_every = 10;
+  float lr = 1e-3f, weight_decay = 0.1f, max_grad_norm = 1.0f;
+  uint64_t seed = 0;
+  bool grad_checkpoint = false;
+};
+
+/// A temporary directory removed at scope exit: the base directory (config.json with the saved
+/// dtype, tokenizer files) that the run's checkpoints copy their files from.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "ingot_pretrain_XXXXXX").string();
+    if (!mkdtemp(tmpl.data()))
+      raise<IoError>("[train] cannot create a temporary directory in {}",
+                     fs::temp_directory_path().string());
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+int run_pretrain(const PretrainArgs& a) {
+  if (a.iters > 0 && a.epochs > 0) raise("[train] give --iters or --epochs, not both");
+  // Everything is checked before the model is built: the config (IoError naming it), the
+  // tokenizer against it, the data (malformed lines with file:line), the output directory.
+  const models::ModelConfig config = models::load_model_config(a.config);
+  if (config.max_position_embeddings > 0 && a.seq_len > config.max_position_embeddings)
+    raise("[train] --seq-len {} is longer than max_position_embeddings {} of {}", a.seq_len,
+          config.max_position_embeddings, config.source);
+  const auto tok = tokenizer::Tokenizer::from_dir(a.tokenizer);
+  train::check_tokenizer(config, tok, a.tokenizer);
+  std::error_code ec;
+  if (fs::equivalent(fs::path(a.out), fs::path(a.tokenizer), ec))
+    raise("[train] --out {} is the tokenizer directory: give a new directory", a.out);
+  const auto train_records = train::read_corpus(a.data);
+  std::vector<train::Record> valid_records;
+  if (!a.valid.empty()) valid_records = train::read_corpus(a.valid);
+  const Dtype dtype = a.dtype == "float32" ? float32 : a.dtype == "float16" ? float16 : bfloat16;
+  TempDir base;
+  train::write_pretrain_base(a.config, a.tokenizer, dtype, base.path);
+  const Device device = select_device(a.device);
+
+  // Documents end with EOS; longer ones are split into pieces that fit a row.
+  const train::TokenizeOptions to{.mask_prompt = false, .add_eos = true, .max_seq_len = 0};
+  auto train_ex =
+      train::split_long_examples(train::tokenize(train_records, tok, to, a.data), a.seq_len);
+  std::vector<train::Example> valid_ex;
+  if (!valid_records.empty())
+    valid_ex =
+        train::split_long_examples(train::tokenize(valid_records, tok, to, a.valid), a.seq_len);
+  int64_t tokens = 0;
+  for (const auto& e : train_ex) tokens += static_cast<int64_t>(e.ids.size());
+  const int64_t rows = static_cast<int64_t>(train::pack_examples(train_ex, a.seq_len).size());
+  const int64_t per_epoch = (rows + a.batch_size - 1) / a.batch_size;
+  int32_t pad = 0;
+  if (auto p = tok.special_tokens().pad_token; !p.empty())
+    if (auto id = tok.token_to_id(p)) pad = *id;
+
+  train::TrainOptions o{.batch_size = a.batch_size,
+                        .grad_accum = a.grad_accum,
+                        .lr = a.lr,
+                        .warmup = a.warmup,
+                        .schedule = a.schedule,
+                        .weight_decay = a.weight_decay,
+                        .max_grad_norm = a.max_grad_norm,
+                        .seed = a.seed,
+                        .grad_checkpoint = a.grad_checkpoint,
+                        .eval_every = a.eval_every,
+                        .eval_batches = a.eval_batches,
+                        .save_every = a.save_every,
+                        .out_dir = a.out,
+                        .loss_log = a.loss_log,
+                        .log_every = a.log_every,
+                        .pad_id = pad,
+                        .pack = true,
+                        .seq_len = a.seq_len,
+                        .base_dir = base.path};
+  if (a.epochs > 0)
+    o.iters = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(a.epochs * static_cast<double>(per_epoch) /
+                                          static_cast<double>(a.grad_accum))));
+  else
+    o.iters = a.iters > 0 ? a.iters : 1000;
+
+  auto model = models::init_model(config, {.dtype = dtype, .device = device, .seed = a.seed});
+  const int64_t rows_per_step = static_cast<int64_t>(a.batch_size) * a.grad_accum;
+  fmt::print(stderr,
+             "train: pretraining a {} model of {} parameters ({}, {}); {} tokens in {} "
+             "documents, {} rows of <= {} tokens ({} steps per epoch); {} steps of {} rows "
+             "(about {} tokens/step); {} valid pieces\n",
+             model->architecture(), model->num_parameters(), dtype_name(dtype), device.str(),
+             tokens, train_records.size(), rows, a.seq_len,
+             (per_epoch + a.grad_accum - 1) / a.grad_accum, o.iters, rows_per_step,
+             tokens * rows_per_step / std::max<int64_t>(rows, 1), valid_ex.size());
+  train::Trainer t(*model, std::move(train_ex), std::move(valid_ex), o);
+  if (!a.resume.empty()) {
+    t.resume(a.resume);
+    fmt::print(stderr, "train: resumed from {} at step {}\n", a.resume, t.step_count());
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto stats = t.run();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t trained = 0;
+  for (auto& s : stats) trained += s.tokens;
+  fmt::print(stderr,
+             "train: done, {} steps in {:.1f}s ({:.0f} tok/s), last loss {:.4f}; checkpoint in "
+             "{}\n",
+             stats.size(), secs, static_cast<double>(trained) / std::max(secs, 1e-9),
+             stats.empty() ? std::nanf("") : stats.back().loss, a.out);
+  return 0;
+}
+
+std::function<int()> setup_pretrain(CLI::App& app) {
+  auto a = std::make_shared<PretrainArgs>();
+  app.add_option("--model-config", a->config,
+                 "config.json of the model to build (llama, qwen3, gemma3_text), or a "
+                 "directory holding one")
+      ->required();
+  app.add_option("--tokenizer", a->tokenizer,
+                 "Tokenizer directory (tokenizer.json, tokenizer_config.json), e.g. from `ingot "
+                 "tokenizer train`; at most the config's vocab_size tokens")
+      ->required();
+  app.add_option("--data", a->data,
+                 "Training text: JSONL {\"text\": ...} lines, or a .txt file of documents "
+                 "separated by blank lines")
+      ->required();
+  app.add_option("--valid", a->valid, "Validation text (same formats)");
+  app.add_option("--out", a->out,
+                 "Output directory: config.json, model.safetensors, tokenizer files, loss.jsonl, "
+                 "checkpoint-<step>/")
+      ->required();
+  app.add_option("--dtype", a->dtype, "Dtype of the model and the saved weights (bfloat16)")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+  add_device_option(app, a->device);
+  app.add_option("--seq-len", a->seq_len,
+                 "Tokens per packed row; longer documents are split (default 256)")
+      ->check(CLI::Range(int64_t{2}, std::numeric_limits<int64_t>::max()));
+  app.add_option("--batch-size", a->batch_size, "Packed rows per micro-batch (default 8)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--grad-accum", a->grad_accum, "Micro-batches per step (default 1)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--iters", a->iters, "Optimizer steps (default 1000)")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", a->epochs, "Passes over the data instead of --iters")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", a->lr, "Peak learning rate (default 1e-3)");
+  app.add_option("--warmup", a->warmup, "Linear warmup steps (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--schedule", a->schedule, "cosine, linear or constant (default cosine)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--weight-decay", a->weight_decay, "AdamW weight decay (default 0.1)");
+  app.add_option("--max-grad-norm", a->max_grad_norm,
+                 "Clip the global gradient norm (default 1, 0 = off)");
+  app.add_option("--seed", a->seed, "Seed of the initial weights and the batch order (0)");
+  app.add_option("--eval-every", a->eval_every, "Validation loss every N steps (0 = off)");
+  app.add_option("--eval-batches", a->eval_batches, "Validation batches (0 = all)");
+  app.add_option("--save-every", a->save_every,
+                 "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
+  app.add_option("--resume", a->resume, "Continue from a checkpoint-<step> directory");
+  app.add_option("--loss-log", a->loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
+  app.add_option("--log-every", a->log_every, "Progress line every N steps (default 10)");
+  app.add_flag("--grad-checkpoint", a->grad_checkpoint,
+               "Recompute each decoder block in the backward pass (less memory)");
+  app.footer(
+      "Full-parameter pretraining of a NEW model: its weights start at random (transformers' "
+      "init,\nNormal(0, initializer_range)), every one is trained (float32 master copies, "
+      "AdamW, warmup +\ncosine decay, clipping); documents end with EOS and are packed into rows "
+      "of --seq-len tokens,\nattention kept inside each document. Fine-tuning an existing "
+      "checkpoint: `ingot lora train`\n(--full for every weight).\n"
+      "Writes OUT/config.json (torch_dtype = --dtype), OUT/model.safetensors, the tokenizer "
+      "files and\nOUT/loss.jsonl; the result loads with `ingot generate --model OUT` and "
+      "transformers.\n"
+      "Example: ingot tokenizer train --data corpus.txt --vocab-size 4096 --out tok\n"
+      "Example: ingot train --model-config config.json --tokenizer tok --data corpus.txt "
+      "--seq-len 256 --batch-size 8 --iters 2000 --lr 1e-3 --warmup 100 --save-every 500 "
+      "--out ./my-model");
+  return [a] { return run_pretrain(*a); };
+}
+
+}  // namespace
 
 /// The subcommands of `ingot lora` (cmd_lora.cpp).
 std::vector<Command>& lora_commands();
@@ -250,14 +442,13 @@ const bool lora_train_registered =
     (lora_commands().push_back(Command{"train",
                                        "Fine-tune a LoRA adapter (or, with --full, every "
                                        "weight) on JSONL data",
-                                       [](CLI::App& app) { return setup_lora_train(app, false); }}),
+                                       [](CLI::App& app) { return setup_lora_train(app); }}),
      true);
 
-const Registrar reg(
-    {"train",
-     "LoRA fine-tuning on JSONL data (for now; spelled `ingot lora train`, which see). Issue 15 "
-     "makes `ingot train` full-parameter pretraining",
-     [](CLI::App& app) { return setup_lora_train(app, true); }});
+const Registrar reg({"train",
+                     "Pretrain a new model from a config.json on raw text (every weight, random "
+                     "init); LoRA fine-tuning is `ingot lora train`",
+                     setup_pretrain});
 
 }  // namespace
 }  // namespace ingot::cli
