@@ -385,6 +385,91 @@ TEST(Matmul, Bf16GemmAwkwardShapes) {
   }
 }
 
+TEST(Matmul, Bf16DecodeGemvRowsAndTails) {
+  // x [M, K] @ W^T, W [N, K] bf16 (a Linear weight): M = 1..8 runs the GEMV (with AVX512_BF16:
+  // one pass over each W row for all M rows of x, 32-element steps unrolled to 128/64 for M
+  // = 1/2, a masked tail), M = 9 the GEMM; K around those steps, N around the row blocks of
+  // ~128 KB (K = 33: 1985 rows, K = 1030: 63 rows).
+  const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+  const int64_t ks[] = {1, 31, 33, 64, 65, 127, 129, 1030};
+  const int64_t ns[] = {1, 7, 70, 300};
+  for (int64_t K : ks)
+    for (int64_t N : ns) {
+      std::vector<double> bv = test::random_values(K * N, bfloat16, 81, -2, 2);
+      Array b = test::make_array(bv, {K, N}, bfloat16, Layout::transposed);
+      for (int64_t M : ms) {
+        std::vector<double> av = test::random_values(M * K, bfloat16, 82, -2, 2);
+        Array a = Array(av, {M, K}, bfloat16);
+        Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+        for (auto [isa, route] : bf16_routes()) {
+          IsaScope scope(isa);
+          Bf16RouteScope rs(route);
+          expect_bf16_bound(matmul(a, b), ref, K,
+                            tag(bfloat16, isa, {M, K}, {K, N}) + " W^T route " + route);
+        }
+      }
+    }
+  // Several row blocks per product (N = 2100 rows of K = 33), strided x rows, and per-batch
+  // weights (the rows of x sharing one W are grouped; batches are not).
+  {
+    const int64_t M = 3, K = 33, N = 2100;
+    std::vector<double> av = test::random_values(M * K, bfloat16, 83, -2, 2);
+    std::vector<double> bv = test::random_values(K * N, bfloat16, 84, -2, 2);
+    Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+    for (Layout la : {Layout::contiguous, Layout::transposed, Layout::sliced}) {
+      Array a = test::make_array(av, {M, K}, bfloat16, la);
+      Array b = test::make_array(bv, {K, N}, bfloat16, Layout::transposed);
+      for (auto [isa, route] : bf16_routes()) {
+        IsaScope scope(isa);
+        Bf16RouteScope rs(route);
+        expect_bf16_bound(matmul(a, b), ref, K,
+                          tag(bfloat16, isa, {M, K}, {K, N}) + " x " + test::layout_name(la));
+      }
+    }
+  }
+  {
+    const Shape as{3, 2, 65}, bs{3, 65, 19};
+    std::vector<double> av = test::random_values(shape_size(as), bfloat16, 85, -2, 2);
+    std::vector<double> bv = test::random_values(shape_size(bs), bfloat16, 86, -2, 2);
+    Ref ref = ref_matmul(av, as, bv, bs);
+    Array a = Array(av, as, bfloat16);
+    std::vector<double> bt(bv.size());  // b stored [3, 19, 65], used transposed
+    for (int64_t q = 0; q < 3; ++q)
+      for (int64_t k = 0; k < 65; ++k)
+        for (int64_t n = 0; n < 19; ++n) bt[(q * 19 + n) * 65 + k] = bv[(q * 65 + k) * 19 + n];
+    Array w = swapaxes(Array(bt, {3, 19, 65}, bfloat16), 1, 2);
+    for (auto [isa, route] : bf16_routes()) {
+      IsaScope scope(isa);
+      Bf16RouteScope rs(route);
+      expect_bf16_bound(matmul(a, w), ref, 65,
+                        tag(bfloat16, isa, as, bs) + " per-batch W^T route " + route);
+    }
+  }
+  // addmm on the GEMV (alpha, bias): the float32 rows go through the scaled store.
+  {
+    const int64_t M = 2, K = 97, N = 45;
+    std::vector<double> av = test::random_values(M * K, bfloat16, 87, -2, 2);
+    std::vector<double> bv = test::random_values(K * N, bfloat16, 88, -2, 2);
+    std::vector<double> cv = test::random_values(N, bfloat16, 89, -2, 2);
+    Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+    const float alpha = 0.5f, beta = -1.5f;
+    std::vector<double> bias(ref.v.size());
+    for (size_t i = 0; i < ref.v.size(); ++i) {
+      ref.v[i] *= alpha;
+      ref.absdot[i] *= alpha;
+      bias[i] = beta * cv[i % static_cast<size_t>(N)];
+    }
+    Array a = Array(av, {M, K}, bfloat16), c = Array(cv, {N}, bfloat16);
+    Array b = test::make_array(bv, {K, N}, bfloat16, Layout::transposed);
+    for (auto [isa, route] : bf16_routes()) {
+      IsaScope scope(isa);
+      Bf16RouteScope rs(route);
+      expect_bf16_bound(addmm(c, a, b, alpha, beta), ref, K,
+                        tag(bfloat16, isa, {M, K}, {K, N}) + " addmm route " + route, &bias);
+    }
+  }
+}
+
 TEST(Matmul, Bf16GemmBatchedAndAddmm) {
   struct Case {
     Shape a, b;

@@ -28,6 +28,14 @@ using GemvRowsFn = void (*)(const void* w, int64_t ld, const float* x, int64_t k
 /// ([K, N] row-major).
 using GemvColsFn = void (*)(const void* w, int64_t ld, const float* x, int64_t k, float* y,
                             int64_t n);
+/// y[r * ldy + j] = sum_i x[r * k + i] * w[j * ld + i] for r < m (1..kBf16DotMaxRows) and
+/// j < n: bf16 weight rows (bit patterns) times m bf16 rows of x, float32 accumulation
+/// (vdpbf16ps: each product is exact, the sums are float32). The weight rows are read in one
+/// sequential stream per pass, each pass serving up to 4 rows of x (so m > 4 re-reads w: hand
+/// over blocks that fit in L2).
+using GemvBf16DotFn = void (*)(const uint16_t* w, int64_t ld, const uint16_t* x, int64_t m,
+                               int64_t k, float* y, int64_t ldy, int64_t n);
+inline constexpr int64_t kBf16DotMaxRows = 8;
 /// dst[i] = float(src[i]) for n contiguous 16-bit values.
 using ToF32Fn = void (*)(const uint16_t* src, float* dst, int64_t n);
 
@@ -40,6 +48,8 @@ struct GemmKernels {
   /// True when rows[bf16] uses AVX512_BF16 dot products (x is then rounded to bf16, which is
   /// exact when x came from a bf16 array).
   bool bf16_dot = false;
+  /// The AVX512_BF16 GEMV on bf16 x (null unless bf16_dot): matmul's bf16 decode path.
+  GemvBf16DotFn rows_bf16_dot = nullptr;
 };
 
 /// Kernel tables; avx2()/avx512() must only be called when the CPU supports that level.

@@ -137,11 +137,63 @@ void gemv_chunk(const GemvJob<T>& jb, const acc_t<T>* x, int64_t k, int64_t j0, 
   }
 }
 
+/// bf16 GEMV on the AVX512_BF16 dot kernel (kern.rows_bf16_dot), weights [n, k] with rows
+/// contiguous over k: x stays bf16 (copied once per call, no float32 round trip), consecutive
+/// jobs on the same weights (the rows of one small-M product, up to kBf16DotMaxRows) go to the
+/// kernel together, so each block of weight rows comes from DRAM once (the kernel's passes
+/// after the first read it from L2), and the weight rows are split over the pool in blocks of
+/// ~128 KB (parallel_for hands each thread one contiguous range of blocks).
+void run_gemv_bf16_dot(const std::vector<GemvJob<bfloat16_t>>& jobs, int64_t k, float alpha,
+                       float beta, const GemmKernels& kern) {
+  struct Group {
+    size_t q0, q1;  // jobs [q0, q1) share their weights
+  };
+  std::vector<Group> groups;
+  for (size_t q = 0; q < jobs.size();) {
+    size_t e = q + 1;
+    while (e < jobs.size() && static_cast<int64_t>(e - q) < cpu::kBf16DotMaxRows &&
+           jobs[e].w == jobs[q].w && jobs[e].wn == jobs[q].wn)
+      ++e;
+    groups.push_back({q, e});
+    q = e;
+  }
+  std::vector<uint16_t> xs(jobs.size() * static_cast<size_t>(k));
+  for (size_t q = 0; q < jobs.size(); ++q)
+    for (int64_t i = 0; i < k; ++i) xs[q * k + i] = jobs[q].x[i * jobs[q].xs].bits;
+  const int64_t n = jobs[0].n;
+  const int64_t nc = std::min(n, std::max<int64_t>(16, (int64_t{128} << 10) / (2 * k)));
+  const int64_t per_group = (n + nc - 1) / nc;
+  const int64_t ngroups = static_cast<int64_t>(groups.size());
+  parallel_for(per_group * ngroups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> y(static_cast<size_t>(cpu::kBf16DotMaxRows * nc));
+    for (int64_t t = begin; t < end; ++t) {
+      const Group& g = groups[static_cast<size_t>(t / per_group)];
+      const GemvJob<bfloat16_t>& j0b = jobs[g.q0];
+      const int64_t j0 = (t % per_group) * nc, len = std::min(nc, n - j0);
+      const int64_t m = static_cast<int64_t>(g.q1 - g.q0);
+      kern.rows_bf16_dot(reinterpret_cast<const uint16_t*>(j0b.w + j0 * j0b.wn), j0b.wn,
+                         xs.data() + g.q0 * k, m, k, y.data(), nc, len);
+      for (int64_t r = 0; r < m; ++r) {
+        const GemvJob<bfloat16_t>& jb = jobs[g.q0 + static_cast<size_t>(r)];
+        if (!jb.c && alpha == 1.0f)
+          cpu::round_to_bf16_avx512(y.data() + r * nc, reinterpret_cast<uint16_t*>(jb.out + j0),
+                                    len);
+        else
+          store_row(y.data() + r * nc, len, jb.out + j0, alpha, jb.c ? jb.c + j0 * jb.cs : nullptr,
+                    jb.cs, beta);
+      }
+    }
+  });
+}
+
 /// Runs every GEMV job, split over (job, column chunk) pairs with parallel_for.
 template <typename T>
 void run_gemv(const std::vector<GemvJob<T>>& jobs, int64_t k, float alpha, float beta) {
   using A = acc_t<T>;
   const GemmKernels& kern = cpu::active_kernels();
+  if constexpr (std::is_same_v<T, bfloat16_t>)
+    if (kern.rows_bf16_dot && !jobs.empty() && jobs[0].wk == 1)
+      return run_gemv_bf16_dot(jobs, k, alpha, beta, kern);
   // x of every job in the accumulation type, contiguous.
   std::vector<A> xs(jobs.size() * static_cast<size_t>(k));
   for (size_t q = 0; q < jobs.size(); ++q)
