@@ -57,7 +57,8 @@ for line in open(sys.argv[1]):
   done
   "$INGOT" lora train --model "$MODEL" --data "$WORK/topics_train.jsonl" \
     --valid "$WORK/topics_valid.jsonl" --out "$WORK/topics" --device "$DEVICE" \
-    --targets all-linear --rank 8 --alpha 16 --mask-prompt --epochs "${ADAPTER_EPOCHS:-12}" \
+    --targets all-linear --rank "${ADAPTER_RANK:-8}" --alpha "$((2 * ${ADAPTER_RANK:-8}))" \
+    --dropout "${ADAPTER_DROPOUT:-0}" --mask-prompt --epochs "${ADAPTER_EPOCHS:-12}" \
     --batch-size 16 --lr "${ADAPTER_LR:-1e-3}" --warmup 10 --eval-every 20 --seed "$SEED" \
     --log-every 20
   python3 -c '
