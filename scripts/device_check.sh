@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile embedded (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -182,5 +182,19 @@ print(best[1] if best else "")')
     cp -r "$W"/model_* "$W/topics" "$W/check.json" "$W"/config_*.json "$OUT/emb/" 2>/dev/null
     rm -rf "$OUT"/emb/model_*/checkpoint-*
   fi
+fi
+if [[ " $STEPS " == *" topics "* ]]; then  # issue 15: topic adapters for models/ingot-tiny, side by side
+  # TOPIC_VARIANTS: name:epochs:lr:rank:dropout; each trains on the GPU at the same time; the
+  # adapters and their validation accuracy come back in $OUT/topics.tgz.
+  stamp topics
+  for v in ${TOPIC_VARIANTS:-a:12:1e-3:8:0.1}; do
+    IFS=: read -r name epochs lr rank dropout <<<"$v"
+    INGOT=build-gpu/tools/cli/ingot WORK=/tmp/topics/$name MODEL=models/ingot-tiny DEVICE=cuda \
+      ADAPTER_EPOCHS=$epochs ADAPTER_LR=$lr ADAPTER_RANK=$rank ADAPTER_DROPOUT=$dropout \
+      timeout "${TOPIC_BUDGET:-200}" bash scripts/embedded_model.sh adapter >"$LOG/topics_$name.log" 2>&1 &
+  done
+  wait
+  for f in "$LOG"/topics_*.log; do echo "$(basename "$f"): $(grep -E "topic adapter|demo sentences|val_loss" "$f" | tail -3 | tr '\n' ' ')"; done
+  (cd /tmp/topics && tar czf "$OUT/topics.tgz" */topics/adapter_* */topics/loss.jsonl)
 fi
 stamp done

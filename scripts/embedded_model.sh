@@ -75,6 +75,14 @@ pred = [json.loads(l)["label"].strip() for l in open(sys.argv[2])]
 ok = sum(g == p for g, p in zip(gold, pred))
 print(f"topic adapter: {ok}/{len(gold)} validation sentences right ({ok / len(gold):.1%})")
 ' models/data/topics_valid.jsonl "$WORK/topics_valid_pred.jsonl"
+  "$INGOT" classify --model "$MODEL" --adapter "$WORK/topics" --device "$DEVICE" \
+    --labels " food, sports, weather, computers" --template models/data/topics_template.txt \
+    <models/data/topics_demo.jsonl | python3 -c '
+import json, sys
+got = [json.loads(l)["label"].strip() for l in sys.stdin]
+want = [l.strip() for l in open("models/data/topics_demo_labels.txt") if l.strip()]
+print(f"demo sentences: {sum(g == w for g, w in zip(got, want))}/{len(want)} right: {got}")
+'
 fi
 if has check; then
   stamp check
