@@ -47,14 +47,25 @@ test-gpu:
 	@cd $(GPU_DIR) && ctest --output-on-failure -j $(JOBS) -L cuda --timeout 600
 	@cd $(GPU_DIR) && INGOT_DEVICE=cuda ctest --output-on-failure -j 4 -L 'models|llm' --timeout 600
 
-# Text generation with the embedded default checkpoint (for now the smallest test fixture, random
-# weights: the text is gibberish), metrics on stderr; then the array-core demo and a quick look at
-# the same checkpoint.
+# The embedded model (models/ingot-tiny: a 7M-parameter Llama that ingot trained on Debian's
+# fortunes, docs/embedded-model.md): generation, topic classification with its LoRA adapter
+# (models/ingot-tiny-topics) and scoring, each with its metrics; then the array-core demo and a
+# look at the checkpoint.
+TINY := models/ingot-tiny
+INGOT := $(BUILD_DIR)/tools/cli/ingot
 run: build
-	@$(BUILD_DIR)/tools/cli/ingot generate --model tests/data/models/llama_bf16_tied --prompt "Once upon a time" --max-tokens 32; echo
-	@$(BUILD_DIR)/tools/cli/ingot demo
-	@$(BUILD_DIR)/tools/cli/ingot inspect --model tests/data/models/llama_bf16_tied
-	@printf 'The quick brown fox' | $(BUILD_DIR)/tools/cli/ingot tokenize --tokenizer tests/data/models/llama_bf16_tied
+	@echo "== ingot generate: the embedded model continues two prompts (greedy) =="
+	@for p in "Once upon a time" "The meaning of life is"; do \
+	  printf '%s' "$$p"; $(INGOT) generate --model $(TINY) --prompt "$$p" --max-tokens 48 2>$(BUILD_DIR)/run-generate.log \
+	    || { cat $(BUILD_DIR)/run-generate.log; exit 1; }; echo; cat $(BUILD_DIR)/run-generate.log; done
+	@echo; echo "== ingot classify: topics of new sentences, with the model's LoRA adapter =="
+	@$(INGOT) classify --model $(TINY) --adapter models/ingot-tiny-topics --labels " food, sports, weather, computers" --template models/data/topics_template.txt --with-text --metrics < models/data/topics_demo.jsonl
+	@echo; echo "== ingot score: log-probability of two continuations =="
+	@printf '%s\n' '{"prompt": "Early to bed and early to rise makes a man", "continuation": " healthy, wealthy and wise"}' '{"prompt": "Early to bed and early to rise makes a man", "continuation": " keyboard, river and purple"}' | $(INGOT) score --model $(TINY)
+	@echo; echo "== ingot demo: the array core (lazy arrays, autodiff, compile) =="
+	@$(INGOT) demo
+	@echo; echo "== ingot inspect =="
+	@$(INGOT) inspect --model $(TINY)
 
 bench: build
 	@$(BUILD_DIR)/bench/ingot_bench_core
