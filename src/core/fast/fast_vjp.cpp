@@ -1,6 +1,9 @@
 // VJPs, output shapes and printing of the fast:: primitives. The VJPs are explicit gradient
 // formulas written with public ops (float32 inside, float64 for float64), so grad-of-grad
 // works; they differentiate the float32 math and ignore intermediate 16-bit roundings.
+#include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <ostream>
 
 #include "core/fast/fast_internal.h"
@@ -267,10 +270,83 @@ void ScaledDotProductAttention::print(std::ostream& os) const {
   os << ")";
 }
 
+// ---- ScaledDotProductAttentionGrad ----
+
+std::vector<Shape> ScaledDotProductAttentionGrad::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape(), inputs[1].shape(), inputs[2].shape()};
+}
+
+void ScaledDotProductAttentionGrad::print(std::ostream& os) const {
+  os << "ScaledDotProductAttentionGrad(scale=" << scale_ << (causal_ ? ", causal" : "");
+  if (window_) os << ", window=" << window_;
+  if (mask_ == SdpaMask::additive) os << ", additive mask";
+  if (mask_ == SdpaMask::boolean) os << ", boolean mask";
+  os << ")";
+}
+
+bool sdpa_fused_bwd_supported_on_cuda(Dtype t, int64_t D, int64_t Dv) {
+  return (t == Dtype::bfloat16 || t == Dtype::float16) && D == Dv &&
+         (D == 64 || D == 128 || D == 256);
+}
+
+std::vector<Array> ScaledDotProductAttentionGrad::vjp(const std::vector<Array>&,
+                                                      const std::vector<Array>&,
+                                                      const std::vector<int>&,
+                                                      const std::vector<Array>&) {
+  raise<Unsupported>(
+      "[scaled_dot_product_attention] the fused backward has no gradient of its own; set "
+      "INGOT_SDPA_FUSED_BWD=0 for higher-order gradients of attention");
+}
+
+namespace {
+
+// INGOT_SDPA_FUSED_BWD: unset or empty = the fused backward where the CUDA kernels take the
+// problem; "0" = always the composition (A/B runs); anything else = the fused backward on the
+// CPU too (its CPU eval is a float64 reference loop, slower than the composition: for tests).
+// Read at every call so that tests can switch it.
+int fused_bwd_mode() {
+  const char* v = std::getenv("INGOT_SDPA_FUSED_BWD");
+  if (v == nullptr || *v == '\0') return -1;
+  return std::strcmp(v, "0") == 0 ? 0 : 1;
+}
+
+// The gradients for argnums through ScaledDotProductAttentionGrad, or nothing where the
+// composition must run: softcap, no forward output at hand, an additive mask's gradient, a
+// problem the CUDA kernels do not take, or the CPU without INGOT_SDPA_FUSED_BWD=1.
+std::optional<std::vector<Array>> fused_sdpa_vjp(const ScaledDotProductAttention& p,
+                                                 const std::vector<Array>& primals,
+                                                 const std::vector<Array>& cotangents,
+                                                 const std::vector<int>& argnums,
+                                                 const std::vector<Array>& outputs) {
+  const Array &q = primals[0], &k = primals[1], &v = primals[2];
+  if (p.softcap_ != 0 || outputs.empty()) return std::nullopt;
+  for (int a : argnums)
+    if (a == 3 && p.mask_ == SdpaMask::additive) return std::nullopt;
+  const int mode = fused_bwd_mode();
+  const bool use =
+      p.stream().device.type == Device::Type::cuda
+          ? mode != 0 && sdpa_fused_bwd_supported_on_cuda(q.dtype(), q.shape(3), v.shape(3))
+          : mode == 1;
+  if (!use) return std::nullopt;
+  std::vector<Array> in{q, k, v, outputs[0], astype(cotangents[0], q.dtype(), p.stream())};
+  if (p.mask_ != SdpaMask::none) in.push_back(primals[3]);
+  const std::vector<Array> g =
+      Array::make_arrays({q.shape(), k.shape(), v.shape()}, {q.dtype(), k.dtype(), v.dtype()},
+                         std::make_shared<ScaledDotProductAttentionGrad>(
+                             p.stream(), p.scale_, p.causal_, p.window_, p.mask_),
+                         std::move(in));
+  std::vector<Array> out;
+  for (int a : argnums) out.push_back(a < 3 ? g[a] : zeros_like(primals[3]));  // boolean mask
+  return out;
+}
+
+}  // namespace
+
 std::vector<Array> ScaledDotProductAttention::vjp(const std::vector<Array>& primals,
                                                   const std::vector<Array>& cotangents,
                                                   const std::vector<int>& argnums,
-                                                  const std::vector<Array>&) {
+                                                  const std::vector<Array>& outputs) {
+  if (auto g = fused_sdpa_vjp(*this, primals, cotangents, argnums, outputs)) return *g;
   const Array &q = primals[0], &k = primals[1], &v = primals[2];
   const Dtype ct = compute_dtype(q.dtype());
   const int64_t B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);

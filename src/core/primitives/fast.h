@@ -1,5 +1,5 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
-// RopeKvUpdate, ScaledDotProductAttention.
+// RopeKvUpdate, ScaledDotProductAttention, ScaledDotProductAttentionGrad.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
@@ -245,5 +245,34 @@ class ScaledDotProductAttention : public UnaryPrimitive {
   const float softcap_;
   const SdpaMask mask_;
 };
+
+/// The gradients of ScaledDotProductAttention (softcap 0) in one primitive: inputs {q, k, v,
+/// out, d_out[, mask]}, outputs {dq, dk, dv} in the dtypes of q, k and v. The probabilities are
+/// recomputed from q and k; delta_i = sum_d d_out[i, d] * out[i, d] (the forward's output as
+/// given). Rows whose every key is masked give zero gradients. CPU: float64-accumulating loops
+/// (a reference, slower than the composition); CUDA: flash-style tensor-core kernels for
+/// bfloat16/float16 with D == Dv in {64, 128, 256} (sdpa_fused_bwd_supported).
+class ScaledDotProductAttentionGrad : public Primitive {
+ public:
+  ScaledDotProductAttentionGrad(Stream s, float scale, bool causal, int window, SdpaMask mask)
+      : Primitive(s), scale_(scale), causal_(causal), window_(window), mask_(mask) {}
+  INGOT_MULTI_PRIMITIVE(ScaledDotProductAttentionGrad)
+  INGOT_EQUIVALENT(ScaledDotProductAttentionGrad,
+                   std::make_tuple(p->scale_, p->causal_, p->window_, p->mask_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  /// Throws Unsupported (higher-order gradients take the composition: INGOT_SDPA_FUSED_BWD=0).
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const float scale_;
+  const bool causal_;
+  const int window_;
+  const SdpaMask mask_;
+};
+
+/// True when the CUDA kernels of ScaledDotProductAttentionGrad take (dtype, D, Dv).
+bool sdpa_fused_bwd_supported_on_cuda(Dtype t, int64_t D, int64_t Dv);
 
 }  // namespace ingot

@@ -1,0 +1,85 @@
+// ScaledDotProductAttentionGrad::eval_cuda: copies q, k, v, out and d_out to row-major scratch
+// when they are not row-contiguous and 16-byte aligned, then queues the backward kernels of
+// fast_sdpa_bwd.cu (row statistics into float scratch, dk/dv, dq) on the primitive's stream.
+#include <optional>
+
+#include "backend/cuda/fast_sdpa_bwd_kernels.h"
+#include "backend/cuda/utils.h"
+#include "core/primitives/fast.h"
+
+namespace ingot {
+
+namespace {
+
+// a's data as row-major [.., D] rows at a 16-byte aligned address: in place when it already is,
+// else a copy into `copy` queued on s.
+const void* row_major(const Array& a, std::optional<cu::Scratch>& copy, cudaStream_t s) {
+  bool ok = a.flags().row_contiguous && reinterpret_cast<uintptr_t>(a.raw_ptr()) % 16 == 0;
+  if (ok) return a.raw_ptr();
+  copy.emplace(a.device(), a.nbytes());
+  cu::copy_to_row_major_device(a, copy->ptr(), s);
+  return copy->ptr();
+}
+
+}  // namespace
+
+void ScaledDotProductAttentionGrad::eval_cuda(const std::vector<Array>& inputs,
+                                              std::vector<Array>& outputs) {
+  constexpr const char* op = "[scaled_dot_product_attention_grad]";
+  const Array &q = inputs[0], &k = inputs[1], &v = inputs[2];
+  const Dtype t = q.dtype();
+  for (int i = 1; i < 5; ++i)
+    if (inputs[i].dtype() != t)
+      raise("{} q, k, v, out and d_out must have one dtype, got {} and {}", op, dtype_name(t),
+            dtype_name(inputs[i].dtype()));
+  if (!cu::sdpa_bwd_supported(t, q.shape(3), v.shape(3)))
+    raise<Unsupported>(
+        "{} CUDA takes bfloat16/float16 with D == Dv in {{64, 128, 256}}, got {} q {}, v {}", op,
+        dtype_name(t), shape_str(q.shape()), shape_str(v.shape()));
+  for (Array& o : outputs) cu::alloc(o);
+  cu::SdpaBwdArgs a;
+  a.dtype = t;
+  a.B = q.shape(0), a.H = q.shape(1), a.L = q.shape(2), a.D = q.shape(3);
+  a.Hkv = k.shape(1), a.S = k.shape(2);
+  if (a.B == 0 || a.H == 0 || a.Hkv == 0) return;  // empty outputs
+  cudaStream_t s = cu::stream(stream());
+  if (a.L == 0 || a.S == 0) {  // no queries: dk = dv = 0; no keys: dq = 0 (fully masked rows)
+    for (Array& o : outputs)
+      if (o.nbytes() > 0) INGOT_CUDA_CHECK(cudaMemsetAsync(o.raw_ptr(), 0, o.nbytes(), s));
+    return;
+  }
+  const int dev = q.device().index;
+  const cudaDeviceProp& pr = cu::props(dev);
+  const size_t smem = cu::sdpa_bwd_smem(a.D);
+  if (smem > pr.sharedMemPerBlockOptin)
+    raise<Unsupported>("{} D = {} needs {} bytes of shared memory; cuda:{} has {}", op, a.D, smem,
+                       dev, pr.sharedMemPerBlockOptin);
+  std::optional<cu::Scratch> copies[5];
+  a.q = row_major(q, copies[0], s);
+  a.k = row_major(k, copies[1], s);
+  a.v = row_major(v, copies[2], s);
+  a.out = row_major(inputs[3], copies[3], s);
+  a.d_out = row_major(inputs[4], copies[4], s);
+  a.dq = outputs[0].raw_ptr();
+  a.dk = outputs[1].raw_ptr();
+  a.dv = outputs[2].raw_ptr();
+  a.scale = scale_;
+  a.causal = causal_;
+  a.window = window_;
+  if (mask_ != SdpaMask::none) {
+    // Right-aligned against [B, H, L, S]; missing and size-1 axes broadcast (stride 0).
+    const Array& m = inputs[5];
+    a.mask = m.raw_ptr();
+    a.mask_dtype = m.dtype();
+    a.mask_kind =
+        mask_ == SdpaMask::boolean ? cu::SdpaMaskKind::boolean : cu::SdpaMaskKind::additive;
+    const int nd = m.ndim();
+    for (int i = 0; i < nd; ++i) a.m_st[4 - nd + i] = m.shape(i) == 1 ? 0 : m.strides()[i];
+  }
+  const cu::Scratch stats(q.device(), static_cast<size_t>(2 * a.B * a.H * a.L) * sizeof(float));
+  a.lse = stats.as<float>();
+  a.delta = a.lse + a.B * a.H * a.L;
+  cu::launch_sdpa_bwd(a, s);
+}
+
+}  // namespace ingot
