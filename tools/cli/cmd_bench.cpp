@@ -2,7 +2,7 @@
 // tokenizer needed), one JSON line per run on stdout: decode (B rows, P-token prompts, N new
 // tokens each), prefill (B x L tokens, last-position hidden states), classify (N prompts of
 // L tokens sharing an S-token prefix, K single-token labels) and lora (LoRA training steps of
-// the `ingot train` trainer on B x L tokens: AdamW, optional gradient checkpointing). Each
+// the `ingot lora train` trainer on B x L tokens: AdamW, optional gradient checkpointing). Each
 // figure follows warm-up run(s) of the same shapes; the device is synchronised before every
 // clock read.
 #include <algorithm>
@@ -158,7 +158,7 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-/// LoRA training steps through train::Trainer (what `ingot train` runs): `batch` random
+/// LoRA training steps through train::Trainer (what `ingot lora train` runs): `batch` random
 /// sequences of len + 1 ids, so that every step feeds batch x len tokens and predicts as many;
 /// loss on every position. The warm-up steps update the adapter like the measured ones.
 nlohmann::json bench_lora(models::Model& m, const BenchArgs& a, std::mt19937_64& g) {
