@@ -3,12 +3,16 @@ package ingot
 /*
 #include <stdlib.h>
 #include "ingot/ingot.h"
+void* ingot_go_box(uintptr_t h);
+void ingot_go_box_free(void* p);
+void ingot_go_release_tramp(void* ctx, void* data);
 */
 import "C"
 
 import (
 	"fmt"
 	"runtime"
+	"runtime/cgo"
 	"unsafe"
 )
 
@@ -129,6 +133,35 @@ func FromInt64(v []int64, shape ...int64) (*Array, error) {
 	return fromSlice(p, len(v), shape, Int64)
 }
 
+// FromCMemory makes an array over memory that is not Go's (C.malloc, mmap, another C library's
+// buffer), without a copy: row-major values of dtype dt, aligned for it. The memory must stay
+// valid and unchanged until release runs: once, when the last array using it is gone (after
+// Free of this array and of every array computed from it), maybe on another thread; release may
+// be nil. Go memory (slices, new) must not be passed: cgo forbids C keeping Go pointers. On
+// error release is not called and the memory stays the caller's.
+func FromCMemory(data unsafe.Pointer, dt Dtype, release func(), shape ...int64) (*Array, error) {
+	var fn C.ingot_release_fn
+	var ctx unsafe.Pointer
+	if release != nil {
+		ctx = C.ingot_go_box(C.uintptr_t(cgo.NewHandle(release)))
+		if ctx == nil {
+			return nil, &Error{Code: StatusOutOfMemory, Message: "[ingot] FromCMemory: out of memory"}
+		}
+		fn = C.ingot_release_fn(C.ingot_go_release_tramp)
+	}
+	cs, nd := cShape(shape)
+	a, err := newArray(func(out *C.ingot_array) C.int {
+		return C.ingot_array_from_data_nocopy(data, cs, nd, C.int(dt), fn, ctx, out)
+	})
+	if err != nil && ctx != nil {
+		C.ingot_go_box_free(ctx) // the C side took no ownership
+	}
+	return a, err
+}
+
+//export goReleaseCall
+func goReleaseCall(h C.uintptr_t) { cgo.Handle(h).Value().(func())() }
+
 // Scalar is a 0-d array of a value converted to dtype.
 func Scalar(v float64, dt Dtype) (*Array, error) {
 	return newArray(func(out *C.ingot_array) C.int { return C.ingot_array_from_double(C.double(v), C.int(dt), out) })
@@ -180,6 +213,26 @@ func (a *Array) Size() int64 {
 	var n C.int64_t
 	call(func() C.int { return C.ingot_array_size(a.handle(), &n) })
 	return int64(n)
+}
+
+// Dim is the size of one axis (negative axes count from the end).
+func (a *Array) Dim(axis int) (int64, error) {
+	var n C.int64_t
+	err := call(func() C.int { return C.ingot_array_dim(a.handle(), C.int(axis), &n) })
+	return int64(n), err
+}
+
+// NBytes is the size of the elements in bytes (0 for a freed array).
+func (a *Array) NBytes() int64 {
+	var n C.size_t
+	call(func() C.int { return C.ingot_array_nbytes(a.handle(), &n) })
+	return int64(n)
+}
+
+// Retain is a new handle to the same array, freed independently (e.g. to keep a callback's
+// borrowed input beyond the callback).
+func (a *Array) Retain() (*Array, error) {
+	return newArray(func(out *C.ingot_array) C.int { return C.ingot_array_retain(a.handle(), out) })
 }
 
 // Dtype is the element type (-1 for a freed array).
@@ -282,6 +335,13 @@ func (a *Array) Item() (float64, error) {
 	var v C.double
 	err := call(func() C.int { return C.ingot_array_item_double(a.handle(), &v) })
 	return float64(v), err
+}
+
+// ItemInt64 is the single value of a size-1 array as an int64 (exact for 64-bit integers).
+func (a *Array) ItemInt64() (int64, error) {
+	var v C.int64_t
+	err := call(func() C.int { return C.ingot_array_item_int64(a.handle(), &v) })
+	return int64(v), err
 }
 
 // String shows shape and dtype.

@@ -7,8 +7,7 @@
 //     metrics, and the model-bound LoRA operations (new/load/apply/fuse adapters, train, save)
 //   - ingot/tokenizer: tokenizers (encode, decode, streaming decode, chat template)
 //   - ingot/sample: the sampling and stopping options of generation
-//
-// The C ABI has no prompt-cache handles, so there is no cache package.
+//   - ingot/cache: prompt caches (the keys and values of a shared prompt prefix, prefilled once)
 //
 // Memory is deterministic: every handle (Array, Model, Tokenizer, ...) has Free or Close, which
 // releases it at once. A finalizer only catches handles that were never freed, frees them and

@@ -243,6 +243,14 @@ func ExpandDims(a *Array, axes ...int) (*Array, error) {
 
 // Squeeze removes size-1 axes (none given: all of them).
 func Squeeze(a *Array, axes ...int) (*Array, error) {
+	if len(axes) == 0 {
+		// The size-1 axes named here: the C library's n_axes == 0 removes none of them.
+		for i, d := range a.Shape() {
+			if d == 1 {
+				axes = append(axes, i)
+			}
+		}
+	}
 	ax, n := cInts(axes)
 	return newArray(func(o *C.ingot_array) C.int { return C.ingot_squeeze(a.handle(), ax, n, o) })
 }
@@ -326,6 +334,9 @@ func RandomSeed(seed uint64) error {
 
 // RandomNormal samples N(loc, scale^2); key may be nil.
 func RandomNormal(shape []int64, dt Dtype, loc, scale float64, key *Array) (*Array, error) {
+	if err := checkOptional(key); err != nil {
+		return nil, err
+	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_random_normal(cInt64s(shape), C.int(len(shape)), C.int(dt), C.double(loc), C.double(scale), key.handle(), o)
 	})
@@ -333,6 +344,9 @@ func RandomNormal(shape []int64, dt Dtype, loc, scale float64, key *Array) (*Arr
 
 // RandomUniform samples U[low, high); key may be nil.
 func RandomUniform(shape []int64, dt Dtype, low, high float64, key *Array) (*Array, error) {
+	if err := checkOptional(key); err != nil {
+		return nil, err
+	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_random_uniform(cInt64s(shape), C.int(len(shape)), C.int(dt), C.double(low), C.double(high), key.handle(), o)
 	})
@@ -340,6 +354,9 @@ func RandomUniform(shape []int64, dt Dtype, low, high float64, key *Array) (*Arr
 
 // RMSNorm over the last axis; weight may be nil.
 func RMSNorm(x, weight *Array, eps float32) (*Array, error) {
+	if err := checkOptional(weight); err != nil {
+		return nil, err
+	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_fast_rms_norm(x.handle(), weight.handle(), C.float(eps), o)
 	})
@@ -347,6 +364,9 @@ func RMSNorm(x, weight *Array, eps float32) (*Array, error) {
 
 // LayerNorm over the last axis; weight and bias may be nil.
 func LayerNorm(x, weight, bias *Array, eps float32) (*Array, error) {
+	if err := checkOptional(weight, bias); err != nil {
+		return nil, err
+	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_fast_layer_norm(x.handle(), weight.handle(), bias.handle(), C.float(eps), o)
 	})
@@ -361,7 +381,21 @@ func RoPE(x *Array, dims int, traditional bool, base, scale float32, offset int6
 
 // SDPA is softmax(q k^T * scale [+ mask]) v; mask may be nil.
 func SDPA(q, k, v *Array, scale float32, causal bool, mask *Array) (*Array, error) {
+	if err := checkOptional(mask); err != nil {
+		return nil, err
+	}
 	return newArray(func(o *C.ingot_array) C.int {
 		return C.ingot_fast_sdpa(q.handle(), k.handle(), v.handle(), C.float(scale), cBool(causal), mask.handle(), o)
 	})
+}
+
+// checkOptional rejects freed arrays given for optional inputs (nil means "none"; a freed array
+// would otherwise reach C as NULL and silently mean "none" too).
+func checkOptional(arrays ...*Array) error {
+	for _, a := range arrays {
+		if a != nil && a.h == nil {
+			return &Error{Code: StatusInvalidArgument, Message: "[ingot] a freed array given for an optional input"}
+		}
+	}
+	return nil
 }

@@ -25,3 +25,9 @@ void ingot_go_box_free(void* p) {
 int ingot_go_closure_tramp(void* ctx, const ingot_array* in, size_t n, ingot_array_list out) {
   return goClosureCall(*(uintptr_t*)ctx, (ingot_array*)in, n, out);
 }
+
+void ingot_go_release_tramp(void* ctx, void* data) {
+  (void)data;
+  goReleaseCall(*(uintptr_t*)ctx);
+  ingot_go_box_free(ctx);
+}

@@ -132,7 +132,10 @@ int ingot_expand_dims(ingot_array a, const int* axes, int n_axes, ingot_array* o
   return guard([&] { put(out, expand_dims(arr(a, "ingot_expand_dims"), to_axes(axes, n_axes))); });
 }
 int ingot_squeeze(ingot_array a, const int* axes, int n_axes, ingot_array* out) {
-  return guard([&] { put(out, squeeze(arr(a, "ingot_squeeze"), to_axes(axes, n_axes))); });
+  return guard([&] {  // n_axes == 0: every size-1 axis (squeeze with an empty list drops none)
+    const Array& x = arr(a, "ingot_squeeze");
+    put(out, n_axes == 0 ? squeeze(x) : squeeze(x, to_axes(axes, n_axes)));
+  });
 }
 int ingot_broadcast_to(ingot_array a, const int64_t* shape, int ndim, ingot_array* out) {
   return guard(

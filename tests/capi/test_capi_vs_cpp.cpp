@@ -156,6 +156,9 @@ TEST(CapiOps, ReductionsShapesAndIndexingEqualCpp) {
   expect_same(ed.h, expand_dims(A, 0), "expand_dims");
   ASSERT_EQ(ingot_squeeze(ed.h, e0, 1, &sq.h), INGOT_OK);
   expect_same(sq.h, A, "squeeze");
+  H sq_all;  // n_axes == 0: every size-1 axis ([1, 2, 3, 4] -> [2, 3, 4])
+  ASSERT_EQ(ingot_squeeze(ed.h, nullptr, 0, &sq_all.h), INGOT_OK);
+  expect_same(sq_all.h, A, "squeeze all");
   const int64_t bshape[] = {2, 2, 3, 4};
   H bc;
   ASSERT_EQ(ingot_broadcast_to(a.h, bshape, 4, &bc.h), INGOT_OK);

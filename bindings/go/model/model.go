@@ -137,6 +137,27 @@ func (m *Model) HiddenSize() (int64, error) {
 	return int64(n), err
 }
 
+// NumLayers is the number of transformer layers.
+func (m *Model) NumLayers() (int, error) {
+	var n C.int
+	err := call(func() C.int { return C.ingot_model_num_layers(m.handle(), &n) })
+	return int(n), err
+}
+
+// Dtype is the dtype the weights were loaded in.
+func (m *Model) Dtype() (ingot.Dtype, error) {
+	d := C.int(-1)
+	err := call(func() C.int { return C.ingot_model_dtype(m.handle(), &d) })
+	return ingot.Dtype(d), err
+}
+
+// Device is where the weights live.
+func (m *Model) Device() (ingot.Device, error) {
+	var d C.ingot_device
+	err := call(func() C.int { return C.ingot_model_device(m.handle(), &d) })
+	return ingot.Device{Type: int(d._type), Index: int(d.index)}, err
+}
+
 // Architecture is "llama", "qwen3", "gemma3".
 func (m *Model) Architecture() (string, error) {
 	var p *C.char

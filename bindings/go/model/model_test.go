@@ -40,6 +40,16 @@ func TestGenerateMatchesTransformersAndCancels(t *testing.T) {
 	if a := must(m.Architecture()); a != "llama" {
 		t.Fatal(a)
 	}
+	// the fixture's config: 2 layers; loaded as asked (float32 on the CPU)
+	if n := must(m.NumLayers()); n != 2 {
+		t.Fatalf("NumLayers %d", n)
+	}
+	if d := must(m.Dtype()); d != ingot.Float32 {
+		t.Fatalf("Dtype %v", d)
+	}
+	if d := must(m.Device()); d != ingot.CPU {
+		t.Fatalf("Device %v", d)
+	}
 	prompt := []int32{1, 375, 288, 83}
 	want := []int32{293, 152, 192, 186, 228, 108, 231, 228, 232, 215, 70, 205} // reference.json
 	o := sample.DefaultOptions()
@@ -154,6 +164,15 @@ func TestLoadErrors(t *testing.T) {
 	var nilModel *Model
 	if _, err := nilModel.VocabSize(); !errors.Is(err, ingot.ErrInvalidArgument) {
 		t.Fatalf("nil model: %v", err)
+	}
+	if _, err := nilModel.NumLayers(); !errors.Is(err, ingot.ErrInvalidArgument) {
+		t.Fatalf("nil model NumLayers: %v", err)
+	}
+	if _, err := nilModel.Dtype(); !errors.Is(err, ingot.ErrInvalidArgument) {
+		t.Fatalf("nil model Dtype: %v", err)
+	}
+	if _, err := nilModel.Device(); !errors.Is(err, ingot.ErrInvalidArgument) {
+		t.Fatalf("nil model Device: %v", err)
 	}
 	nilModel.Close() // fine
 }
