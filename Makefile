@@ -28,15 +28,16 @@ test-asan: deps
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target ingot_core_tests
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L core --timeout 900
 
-# The C API's C tests under ASan + UBSan with LeakSanitizer (used by CI); shares $(ASAN_DIR)
+# The C API's C tests and the GoogleTest cases comparing it with the C++ API (capi_test_vs_cpp,
+# ctest names Capi*.*) under ASan + UBSan with LeakSanitizer (used by CI); shares $(ASAN_DIR)
 # with test-asan (its core objects are reused) and adds the LLM layers and libingot.so.
 test-capi-asan: deps
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGOT_SANITIZE=address,undefined \
 	  -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target capi_c_test capi_lora_c_test capi_lora_resume_c_test \
-	  capi_cache_c_test
+	  capi_cache_c_test capi_test_vs_cpp
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) \
-	  -R '^capi_(c|lora_c|lora_resume_c|cache_c)_test$$' --timeout 900
+	  -R '^(capi_(c|lora_c|lora_resume_c|cache_c)_test|Capi[A-Za-z]*\..*)$$' --timeout 900
 
 # On a machine with an NVIDIA GPU: the CUDA backend's tests (every family against the CPU), then
 # the model, llm and core suites with the GPU as the default device.
