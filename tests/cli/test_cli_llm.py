@@ -380,9 +380,42 @@ def test_first_contact():
     check(r.returncode == 2 and b"Did you mean 'inspect'?" in r.stderr, "a prefix suggests", r)
 
 
+def test_logits_adapter():
+    # `ingot logits --adapter` (unfused LoRA) against PEFT's float32 logits of the same adapter
+    # (tests/data/lora/llama_f32: scripts/lora_goldens.py), read from the safetensors file here.
+    import struct
+    lora = os.path.join(root, "tests", "data", "lora", "llama_f32")
+    ref = json.load(open(os.path.join(lora, "reference.json")))
+    blob = open(os.path.join(lora, "logits.safetensors"), "rb").read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    ids = ref["ids"][0]  # the row without padding
+    base = os.path.join(models, ref["fixture"])
+    args = ["logits", "--model", base, "--ids", ",".join(map(str, ids)), "--all-positions",
+            "--dtype", "float32"]
+    plain = run(args)
+    check(plain.returncode == 0, "logits without the adapter", plain)
+    for name in ("init", "final"):
+        e = header[name]
+        _, rows, vocab = e["shape"]
+        start = 8 + n + e["data_offsets"][0]
+        want = struct.unpack(f"<{rows * vocab}f", blob[start:start + 4 * rows * vocab])
+        r = run(args + ["--adapter", os.path.join(lora, name)])
+        got = [v for row in json.loads(r.stdout)["logits"] for v in row] if r.returncode == 0 else []
+        scale = max(abs(v) for v in want)
+        err = max((abs(a - b) for a, b in zip(got, want)), default=math.inf)
+        check(r.returncode == 0 and len(got) == rows * vocab and err <= 1e-4 * scale,
+              f"logits --adapter {name}: max |ingot - PEFT| {err:.3g} (scale {scale:.3g})", r)
+        base_got = [v for row in json.loads(plain.stdout)["logits"] for v in row] if plain.returncode == 0 else []
+        moved = max((abs(a - b) for a, b in zip(got, base_got)), default=0)
+        check(moved > 100 * err, f"logits --adapter {name} moves the logits ({moved:.3g})", r)
+    r = run(args + ["--adapter", "/nonexistent-adapter"])
+    check(r.returncode == 1 and b"nonexistent-adapter" in r.stderr, "logits --adapter: missing directory", r)
+
+
 tests = [test_greedy_fixtures, test_seed, test_text_generate, test_prompt_cache, test_chat,
          test_classify, test_score, test_embed, test_errors_and_help, test_device,
-         test_first_contact]
+         test_first_contact, test_logits_adapter]
 only = sys.argv[3:]
 for t in tests:
     if only and t.__name__ not in only:
