@@ -8,7 +8,8 @@
 #              on the validation sentences with ingot classify
 #   check      scripts/embedded_check.py: tokenizers and transformers (+ PEFT) against ingot
 # Usage: INGOT=build/tools/cli/ingot WORK=/tmp/emb bash scripts/embedded_model.sh [STAGE...]
-# (no stage: all of them). Settings below can be overridden from the environment.
+# (no stage: all of them). The defaults below are the settings of the committed model and
+# adapter; each can be overridden from the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 INGOT=${INGOT:-build/tools/cli/ingot}
@@ -16,7 +17,7 @@ WORK=${WORK:-/tmp/ingot-embedded}
 DEVICE=${DEVICE:-cuda}
 CONFIG=${CONFIG:-scripts/embedded_config.json}
 MODEL=${MODEL:-$WORK/model}
-EPOCHS=${EPOCHS:-30}
+EPOCHS=${EPOCHS:-12}
 LR=${LR:-2e-3}
 BATCH=${BATCH:-32}
 SEQ=${SEQ:-256}
@@ -58,8 +59,8 @@ for line in open(sys.argv[1]):
   "$INGOT" lora train --model "$MODEL" --data "$WORK/topics_train.jsonl" \
     --valid "$WORK/topics_valid.jsonl" --out "$WORK/topics" --device "$DEVICE" \
     --targets all-linear --rank "${ADAPTER_RANK:-8}" --alpha "$((2 * ${ADAPTER_RANK:-8}))" \
-    --dropout "${ADAPTER_DROPOUT:-0}" --mask-prompt --epochs "${ADAPTER_EPOCHS:-12}" \
-    --batch-size 16 --lr "${ADAPTER_LR:-1e-3}" --warmup 10 --eval-every 20 --seed "$SEED" \
+    --dropout "${ADAPTER_DROPOUT:-0.1}" --mask-prompt --epochs "${ADAPTER_EPOCHS:-12}" \
+    --batch-size 16 --lr "${ADAPTER_LR:-2e-3}" --warmup 10 --eval-every 20 --seed "$SEED" \
     --log-every 20
   python3 -c '
 import json, sys
