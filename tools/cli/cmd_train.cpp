@@ -28,18 +28,85 @@ namespace ingot::cli {
 namespace {
 namespace fs = std::filesystem;
 
-struct TrainArgs {
-  ModelArgs model;
-  std::string data, valid, out, resume, targets = "q_proj,v_proj", loss_log;
-  int64_t iters = 0;
+/// The training loop's settings that `ingot lora train` and `ingot train` share (their defaults
+/// differ: each command's Args sets its own and default_iters).
+struct LoopArgs {
+  std::string data, valid, out, resume, loss_log, schedule = "cosine";
+  int64_t iters = 0, default_iters = 100;
   double epochs = 0;
-  int batch_size = 4, grad_accum = 1, rank = 8, num_layers = 0;
+  int batch_size = 4, grad_accum = 1;
   int64_t seq_len = 2048, warmup = 0, eval_every = 0, eval_batches = 0, save_every = 0;
   int64_t log_every = 10;
-  float alpha = 16.0f, dropout = 0.0f, lr = 1e-4f, weight_decay = 0.01f, max_grad_norm = 1.0f;
-  std::string schedule = "cosine";
+  float lr = 1e-4f, weight_decay = 0.01f, max_grad_norm = 1.0f;
   uint64_t seed = 0;
-  bool rslora = false, grad_checkpoint = false, mask_prompt = false, pack = false, full = false;
+  bool grad_checkpoint = false;
+};
+
+/// Registers the shared loop options (help texts show `a`'s defaults).
+void add_loop_options(CLI::App& app, LoopArgs& a) {
+  app.add_option("--grad-accum", a.grad_accum, "Micro-batches per step (default 1)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--iters", a.iters, fmt::format("Optimizer steps (default {})", a.default_iters))
+      ->check(CLI::PositiveNumber);
+  app.add_option("--epochs", a.epochs, "Passes over the data instead of --iters")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", a.lr, fmt::format("Peak learning rate (default {:g})", a.lr));
+  app.add_option("--warmup", a.warmup, "Linear warmup steps (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--schedule", a.schedule, "cosine, linear or constant (default cosine)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--weight-decay", a.weight_decay,
+                 fmt::format("AdamW weight decay (default {:g})", a.weight_decay));
+  app.add_option("--max-grad-norm", a.max_grad_norm,
+                 "Clip the global gradient norm (default 1, 0 = off)");
+  app.add_flag("--grad-checkpoint", a.grad_checkpoint,
+               "Recompute each decoder block in the backward pass (less memory)");
+  app.add_option("--eval-every", a.eval_every, "Validation loss every N steps (0 = off)");
+  app.add_option("--eval-batches", a.eval_batches, "Validation batches (0 = all)");
+  app.add_option("--save-every", a.save_every,
+                 "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
+  app.add_option("--resume", a.resume, "Continue from a checkpoint-<step> directory");
+  app.add_option("--loss-log", a.loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
+  app.add_option("--log-every", a.log_every, "Progress line every N steps (default 10)");
+}
+
+/// The trainer's options from the shared settings; `per_epoch` batches make an epoch (--epochs).
+train::TrainOptions loop_options(const LoopArgs& a, int32_t pad, bool pack, std::string base_dir,
+                                 int64_t per_epoch) {
+  train::TrainOptions o{.batch_size = a.batch_size,
+                        .grad_accum = a.grad_accum,
+                        .lr = a.lr,
+                        .warmup = a.warmup,
+                        .schedule = a.schedule,
+                        .weight_decay = a.weight_decay,
+                        .max_grad_norm = a.max_grad_norm,
+                        .seed = a.seed,
+                        .grad_checkpoint = a.grad_checkpoint,
+                        .eval_every = a.eval_every,
+                        .eval_batches = a.eval_batches,
+                        .save_every = a.save_every,
+                        .out_dir = a.out,
+                        .loss_log = a.loss_log,
+                        .log_every = a.log_every,
+                        .pad_id = pad,
+                        .pack = pack,
+                        .seq_len = a.seq_len,
+                        .base_dir = std::move(base_dir)};
+  if (a.epochs > 0)
+    o.iters = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(a.epochs * static_cast<double>(per_epoch) /
+                                          static_cast<double>(a.grad_accum))));
+  else
+    o.iters = a.iters > 0 ? a.iters : a.default_iters;
+  return o;
+}
+
+struct TrainArgs : LoopArgs {
+  ModelArgs model;
+  std::string targets = "q_proj,v_proj";
+  int rank = 8, num_layers = 0;
+  float alpha = 16.0f, dropout = 0.0f;
+  bool rslora = false, mask_prompt = false, pack = false, full = false;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -103,36 +170,12 @@ int run_train(TrainArgs a) {
                                             : train::LoraAdapter::load(a.model.adapter, *model));
   }
 
-  train::TrainOptions o{.batch_size = a.batch_size,
-                        .grad_accum = a.grad_accum,
-                        .lr = a.lr,
-                        .warmup = a.warmup,
-                        .schedule = a.schedule,
-                        .weight_decay = a.weight_decay,
-                        .max_grad_norm = a.max_grad_norm,
-                        .seed = a.seed,
-                        .grad_checkpoint = a.grad_checkpoint,
-                        .eval_every = a.eval_every,
-                        .eval_batches = a.eval_batches,
-                        .save_every = a.save_every,
-                        .out_dir = a.out,
-                        .loss_log = a.loss_log,
-                        .log_every = a.log_every,
-                        .pad_id = pad,
-                        .pack = a.pack,
-                        .seq_len = a.seq_len,
-                        .base_dir = a.model.dir};
   // Batches per epoch: of examples, or of packed rows with --pack.
   const int64_t rows = a.pack
                            ? static_cast<int64_t>(train::pack_examples(train_ex, a.seq_len).size())
                            : static_cast<int64_t>(train_ex.size());
   const int64_t per_epoch = (rows + a.batch_size - 1) / a.batch_size;
-  if (a.epochs > 0)
-    o.iters = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(a.epochs * static_cast<double>(per_epoch) /
-                                          static_cast<double>(a.grad_accum))));
-  else
-    o.iters = a.iters > 0 ? a.iters : 100;
+  const train::TrainOptions o = loop_options(a, pad, a.pack, a.model.dir, per_epoch);
   const std::string what =
       adapter ? fmt::format("LoRA r={} alpha={} on {} modules ({} trainable parameters)",
                             adapter->config().rank, adapter->config().alpha,
@@ -178,13 +221,8 @@ std::function<int()> setup_lora_train(CLI::App& app) {
   app.add_option("--out", a->out,
                  "Output directory: the adapter (default ./adapters), or the full checkpoint "
                  "with --full (required then)");
-  app.add_option("--iters", a->iters, "Optimizer steps (default 100)")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", a->epochs, "Passes over the data instead of --iters")
-      ->check(CLI::PositiveNumber);
   app.add_option("--batch-size", a->batch_size,
                  "Examples (packed rows with --pack) per micro-batch (default 4)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--grad-accum", a->grad_accum, "Micro-batches per step (default 1)")
       ->check(CLI::PositiveNumber);
   app.add_option("--seq-len", a->seq_len,
                  "Truncate examples to this many tokens; the row length with --pack (2048)")
@@ -204,25 +242,9 @@ std::function<int()> setup_lora_train(CLI::App& app) {
   app.add_option("--num-layers", a->num_layers, "Adapt only the last N layers (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
-  app.add_option("--lr", a->lr, "Peak learning rate (default 1e-4)");
-  app.add_option("--warmup", a->warmup, "Linear warmup steps (default 0)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--schedule", a->schedule, "cosine, linear or constant (default cosine)")
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  app.add_option("--weight-decay", a->weight_decay, "AdamW weight decay (default 0.01)");
-  app.add_option("--max-grad-norm", a->max_grad_norm,
-                 "Clip the global gradient norm (default 1, 0 = off)");
-  app.add_flag("--grad-checkpoint", a->grad_checkpoint,
-               "Recompute each decoder block in the backward pass (less memory)");
+  add_loop_options(app, *a);
   app.add_flag("--mask-prompt", a->mask_prompt, "Loss on completions / assistant messages only");
   app.add_option("--seed", a->seed, "Seed of the adapter init, batch order and dropout (0)");
-  app.add_option("--eval-every", a->eval_every, "Validation loss every N steps (0 = off)");
-  app.add_option("--eval-batches", a->eval_batches, "Validation batches (0 = all)");
-  app.add_option("--save-every", a->save_every,
-                 "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
-  app.add_option("--resume", a->resume, "Continue from a checkpoint-<step> directory");
-  app.add_option("--loss-log", a->loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
-  app.add_option("--log-every", a->log_every, "Progress line every N steps (default 10)");
   app.footer(
       "--adapter DIR starts from an existing adapter instead of a fresh one.\n"
       "Data lines: {\"text\": ...}, {\"prompt\": ..., \"completion\": ...} or "
@@ -242,17 +264,15 @@ std::function<int()> setup_lora_train(CLI::App& app) {
 
 namespace {
 
-struct PretrainArgs {
-  std::string config, tokenizer, data, valid, out, resume, loss_log, device;
-  std::string dtype = "bfloat16", schedule = "cosine";
-  int64_t iters = 0;
-  double epochs = 0;
-  int batch_size = 8, grad_accum = 1;
-  int64_t seq_len = 256, warmup = 0, eval_every = 0, eval_batches = 0, save_every = 0;
-  int64_t log_every = 10;
-  float lr = 1e-3f, weight_decay = 0.1f, max_grad_norm = 1.0f;
-  uint64_t seed = 0;
-  bool grad_checkpoint = false;
+struct PretrainArgs : LoopArgs {
+  PretrainArgs() {
+    batch_size = 8;
+    seq_len = 256;
+    lr = 1e-3f;
+    weight_decay = 0.1f;
+    default_iters = 1000;
+  }
+  std::string config, tokenizer, device, dtype = "bfloat16";
 };
 
 /// A temporary directory removed at scope exit: the base directory (config.json with the saved
@@ -311,31 +331,7 @@ int run_pretrain(const PretrainArgs& a) {
   if (auto p = tok.special_tokens().pad_token; !p.empty())
     if (auto id = tok.token_to_id(p)) pad = *id;
 
-  train::TrainOptions o{.batch_size = a.batch_size,
-                        .grad_accum = a.grad_accum,
-                        .lr = a.lr,
-                        .warmup = a.warmup,
-                        .schedule = a.schedule,
-                        .weight_decay = a.weight_decay,
-                        .max_grad_norm = a.max_grad_norm,
-                        .seed = a.seed,
-                        .grad_checkpoint = a.grad_checkpoint,
-                        .eval_every = a.eval_every,
-                        .eval_batches = a.eval_batches,
-                        .save_every = a.save_every,
-                        .out_dir = a.out,
-                        .loss_log = a.loss_log,
-                        .log_every = a.log_every,
-                        .pad_id = pad,
-                        .pack = true,
-                        .seq_len = a.seq_len,
-                        .base_dir = base.path};
-  if (a.epochs > 0)
-    o.iters = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(a.epochs * static_cast<double>(per_epoch) /
-                                          static_cast<double>(a.grad_accum))));
-  else
-    o.iters = a.iters > 0 ? a.iters : 1000;
+  const train::TrainOptions o = loop_options(a, pad, true, base.path, per_epoch);
 
   auto model = models::init_model(config, {.dtype = dtype, .device = device, .seed = a.seed});
   const int64_t rows_per_step = static_cast<int64_t>(a.batch_size) * a.grad_accum;
@@ -392,29 +388,8 @@ std::function<int()> setup_pretrain(CLI::App& app) {
       ->check(CLI::Range(int64_t{2}, std::numeric_limits<int64_t>::max()));
   app.add_option("--batch-size", a->batch_size, "Packed rows per micro-batch (default 8)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--grad-accum", a->grad_accum, "Micro-batches per step (default 1)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--iters", a->iters, "Optimizer steps (default 1000)")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", a->epochs, "Passes over the data instead of --iters")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--lr", a->lr, "Peak learning rate (default 1e-3)");
-  app.add_option("--warmup", a->warmup, "Linear warmup steps (default 0)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--schedule", a->schedule, "cosine, linear or constant (default cosine)")
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  app.add_option("--weight-decay", a->weight_decay, "AdamW weight decay (default 0.1)");
-  app.add_option("--max-grad-norm", a->max_grad_norm,
-                 "Clip the global gradient norm (default 1, 0 = off)");
+  add_loop_options(app, *a);
   app.add_option("--seed", a->seed, "Seed of the initial weights and the batch order (0)");
-  app.add_option("--eval-every", a->eval_every, "Validation loss every N steps (0 = off)");
-  app.add_option("--eval-batches", a->eval_batches, "Validation batches (0 = all)");
-  app.add_option("--save-every", a->save_every,
-                 "Resumable checkpoint OUT/checkpoint-<step> every N steps (0 = off)");
-  app.add_option("--resume", a->resume, "Continue from a checkpoint-<step> directory");
-  app.add_option("--loss-log", a->loss_log, "Loss-curve JSONL (default OUT/loss.jsonl)");
-  app.add_option("--log-every", a->log_every, "Progress line every N steps (default 10)");
-  app.add_flag("--grad-checkpoint", a->grad_checkpoint,
-               "Recompute each decoder block in the backward pass (less memory)");
   app.footer(
       "Full-parameter pretraining of a NEW model: its weights start at random (transformers' "
       "init,\nNormal(0, initializer_range)), every one is trained (float32 master copies, "
