@@ -210,7 +210,8 @@ def main():
     ap.add_argument("--models", default="qwen3-0.6b,llama-3.2-1b,gemma3-1b")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--tasks", default="decode,classify,prefill,batch,ttft",
-                    help="rows to run: decode (b1), classify, prefill, batch (decode b8/32/128), ttft")
+                    help="rows to run: decode (b1), classify, prefill, batch (decode b8/32/128), "
+                    "ttft, quant (Llama decode b1 of `ingot quantize` 8- and 4-bit copies)")
     a = ap.parse_args()
     tasks = set(a.tasks.split(","))
     os.makedirs(a.out, exist_ok=True)
@@ -276,6 +277,19 @@ def main():
                 add(f"decode b{b}, 32 + 64 new, tok/s", name, hf[0],
                     ing and ing["decode_tok_s"], "tok/s", None, hf[2],
                     ing and ing["peak_memory_mib"])
+            if "quant" in tasks:  # issue 14: quantized decode against the bf16 row
+                for bits in (8, 4):
+                    q = f"{d}-q{bits}"
+                    if not os.path.exists(os.path.join(q, "config.json")):
+                        subprocess.run([a.ingot, "quantize", "--model", d, "--out", q, "--bits",
+                                        str(bits), "--group-size", "64"], check=True,
+                                       capture_output=True, timeout=300)
+                    ing = ingot_bench(a.ingot, q, "decode", "--batch", 1, "--len", 32, "--new", 256)
+                    qbytes = sum(os.path.getsize(os.path.join(q, f)) for f in os.listdir(q)
+                                 if f.endswith(".safetensors"))
+                    add(f"decode b1 {bits}-bit g64, 32 + 256 new, tok/s", name, None,
+                        ing and ing["decode_tok_s"], "tok/s", copy_gbs * 1e9 / qbytes, None,
+                        ing and ing["peak_memory_mib"])
             if "ttft" in tasks:
                 hf = (None, None, None) if a.skip_hf else hf_decode(model, 1, 512, 2, vocab)
                 ing = ingot_bench(a.ingot, d, "decode", "--batch", 1, "--len", 512, "--new", 2)
