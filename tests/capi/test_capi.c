@@ -740,10 +740,12 @@ static void test_remaining_entry_points(void) {
   CHECK(cur.type == old_dev.type && cur.index == old_dev.index);
 
   /* memory: reset_peak sets peak to active; set_cache_limit returns the previous limit */
-  ingot_array big_arr = NULL; /* 4 MiB materialized (arange allocates its output) */
+  ingot_array big_arr = NULL; /* 4 MiB materialized on the CPU (arange allocates its output) */
+  OK(ingot_set_default_device(cpu)); /* the suite may run with a GPU as the default device */
   OK(ingot_arange(0, 1 << 20, 1, INGOT_FLOAT32, &big_arr));
   OK(ingot_eval(&big_arr, 1));
   ingot_array_free(big_arr);
+  OK(ingot_set_default_device(old_dev));
   ingot_memory_stats ms;
   OK(ingot_memory_get_stats(cpu, &ms));
   CHECK(ms.peak >= ((size_t)4 << 20));
