@@ -100,11 +100,11 @@ Array prefill(const models::Model& model, const std::vector<std::vector<int32_t>
     models::ForwardOptions fo;
     fo.caches = cache.layers();
     if (auto rp = cache.row_positions()) fo.offsets = *rp;
-    Array h = model.hidden(id_matrix(ids, c0, c1), fo);  // [B, c1 - c0, E]
     const int64_t from = std::max(c0, l - keep_last);
-    if (from < c1) {
-      kept.push_back(from == c0 ? h : slice_axis(h, 1, from - c0, c1 - c0));
-    }
+    // Only the kept columns' last layer is computed (the caches still get every column).
+    if (from > c0 && from < c1) fo.queries = c1 - from;
+    Array h = model.hidden(id_matrix(ids, c0, c1), fo);  // [B, c1 - max(c0, from), E]
+    if (from < c1) kept.push_back(h);
     if (c1 < l) {  // cut the graph: the next chunk starts from evaluated buffers
       std::vector<Array> all = cache.state();
       all.insert(all.end(), kept.begin(), kept.end());

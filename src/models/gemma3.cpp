@@ -60,7 +60,9 @@ class Gemma3Block : public Block {
   Array operator()(const Array& x, const nn::AttentionInputs& in) const override {
     if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
-      const Array h = x + (*post_attn_norm_)(attn_->normed(x, *input_norm_, in, nullptr));
+      // With in.queries, the rows after attention are the last ones only.
+      const Array h = nn::last_rows(x, in.queries) +
+                      (*post_attn_norm_)(attn_->normed(x, *input_norm_, in, nullptr));
       return h + (*post_ffn_norm_)(mlp_->normed(h, *pre_ffn_norm_, nullptr));
     }
     Array a = trace((*post_attn_norm_)(attend(*attn_, (*input_norm_)(x), in, attention_impl())),

@@ -51,6 +51,10 @@ struct ForwardOptions {
   /// broadcastable to [B, 1, L, S]; absent = causal. Sliding-window layers AND it with their
   /// window band. Without a mask, a cache may supply one (it then owns the window too).
   std::optional<Array> mask;
+  /// Only the last `queries` positions' hidden states are wanted (0 = all): the last layer
+  /// then runs its queries, attention output and MLP for those rows alone (keys and values,
+  /// and the caches, still cover every position) and hidden() returns [B, queries, E].
+  int64_t queries = 0;
 };
 
 /// A decoder-only language model. Parameters carry their Hugging Face names

@@ -174,8 +174,10 @@ PreNormBlock::PreNormBlock(int layer, const nn::AttentionConfig& attn, int64_t f
 Array PreNormBlock::operator()(const Array& x, const nn::AttentionInputs& in) const {
   if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
     // The norms fused into the q/k/v and gate/up products, the residual adds into the output
-    // and down projections (same results).
-    const Array h = attn_->normed(x, *input_norm_, in, &x);
+    // and down projections (same results). With in.queries, the rows after attention are the
+    // last ones only.
+    const Array xr = nn::last_rows(x, in.queries);
+    const Array h = attn_->normed(x, *input_norm_, in, &xr);
     return mlp_->normed(h, *post_attn_norm_, &h);
   }
   Array a = trace(attend(*attn_, (*input_norm_)(x), in, attention_impl()), "attn_out",
@@ -252,8 +254,11 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
     const LayerSpec& spec = config().layers[static_cast<size_t>(i)];
     if (mask && spec.kind == AttentionKind::sliding)
       in.mask = with_window(*mask, ids.shape(1), static_cast<int>(spec.window), dev);
+    if (i == n - 1) in.queries = opt.queries;
     x = trace(block(x, in), "layer_out", i);
   }
+  // A block that computed every row (eager or traced attention) is cut to the wanted ones.
+  x = nn::last_rows(x, opt.queries);
   return trace((*model_->norm)(x), "final_norm");
 }
 

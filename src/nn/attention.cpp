@@ -11,6 +11,12 @@
 
 namespace ingot::nn {
 
+Array last_rows(const Array& x, int64_t n) {
+  const int64_t l = x.shape(1);
+  if (n <= 0 || n >= l) return x;
+  return slice_axis(x, 1, l - n, l);
+}
+
 Attention::Attention(AttentionConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.n_heads <= 0 || cfg_.n_kv_heads <= 0 || cfg_.head_dim <= 0 ||
       cfg_.n_heads % cfg_.n_kv_heads != 0)
@@ -78,13 +84,20 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
   } else {
     project_heads(qkv, x, in, ro, mask, q, k, v);
   }
+  // Only the last `n` query rows (their mask rows too); the keys and values keep every row.
+  const int64_t n = in.queries > 0 && in.queries < l ? in.queries : l;
+  if (n < l) {
+    q = slice_axis(q, 2, l - n, l);
+    if (mask && mask->ndim() >= 2 && mask->shape(-2) == l)
+      mask = slice_axis(*mask, mask->ndim() - 2, l - n, l);
+  }
   fast::SdpaOptions so{.scale = cfg_.scale,
                        .causal = !mask.has_value(),
                        .mask = mask,
                        .window = mask ? 0 : cfg_.window,
                        .softcap = cfg_.softcap};
-  Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, L, D]
-  o = reshape(transpose(o, {0, 2, 1, 3}), {b, l, cfg_.n_heads * cfg_.head_dim});
+  Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, n, D]
+  o = reshape(transpose(o, {0, 2, 1, 3}), {b, n, cfg_.n_heads * cfg_.head_dim});
   return residual ? o_->add_to(*residual, o) : (*o_)(o);
 }
 

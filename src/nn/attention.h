@@ -78,7 +78,14 @@ struct AttentionInputs {
   /// Additive or boolean mask broadcastable to [B, H, L, S]; absent = causal.
   std::optional<Array> mask;
   KVCache* cache = nullptr;
+  /// Only the last `queries` query rows are computed (0 = all): keys and values (and the cache)
+  /// still take every row of x, the output is [B, queries, E] and a residual passed to
+  /// operator()/normed() must have that shape (last_rows(x, queries)).
+  int64_t queries = 0;
 };
+
+/// The last n positions of x [B, L, ...] (all of x when n is 0 or L).
+Array last_rows(const Array& x, int64_t n);
 
 /// The attention block.
 class Attention : public Module {

@@ -25,6 +25,8 @@ class ConcatCache : public nn::KVCache {
     return {k_, v_};
   }
   int64_t offset() const override { return offset_; }
+  const Array& keys() const { return k_; }
+  const Array& values() const { return v_; }
 
  private:
   Array k_, v_;
@@ -55,6 +57,42 @@ TEST(Model, HiddenAndLmHeadOnChosenRowsEqualForward) {
   Array sub = matmul(h, transpose(take(m->lm_head_weight(), rows, 0)));
   EXPECT_LT(max_rel(sub, take(full, rows, 2)), 1e-6);
   EXPECT_EQ(m->lm_head_weight().shape(), (Shape{256, 60}));  // tied: the embedding
+}
+
+TEST(Model, LastQueriesOnlyEqualTheLastRowsOfTheFullPass) {
+  // ForwardOptions::queries: the last layer runs only the wanted rows; the keys and values
+  // written to the caches still cover every position.
+  for (const char* fx : {"llama_f32", "qwen3_f32_tied", "gemma3_f32"}) {
+    for (AttentionImpl impl : {AttentionImpl::fast, AttentionImpl::eager}) {
+      auto m = load_model(fixture_dir(fx), {.dtype = float32, .warn = false, .attention = impl});
+      Array ids = ids_array(seq_ids(fx, 1));
+      const int64_t l = ids.shape(1), e = m->config().hidden_size;
+      std::vector<ConcatCache> full_c(static_cast<size_t>(m->num_layers()));
+      ForwardOptions fo;
+      for (auto& c : full_c) fo.caches.push_back(&c);
+      Array full = m->hidden(ids, fo);
+      for (int64_t n : {int64_t{1}, int64_t{3}}) {
+        ForwardOptions o;
+        o.queries = n;
+        std::vector<ConcatCache> cs(static_cast<size_t>(m->num_layers()));
+        for (auto& c : cs) o.caches.push_back(&c);
+        Array part = m->hidden(ids, o);
+        ASSERT_EQ(part.shape(), (Shape{1, n, e})) << fx;
+        // n rows against L rows through the projections: float32 summation order only.
+        EXPECT_LT(max_rel(part, slice(full, {0, l - n, 0}, {1, l, e})), 1e-6)
+            << fx << " n " << n << " impl " << static_cast<int>(impl);
+        // The last layer's keys and values still cover every position, computed as in the
+        // full pass (the same products over the same rows).
+        EXPECT_EQ(cs.back().offset(), l) << fx;
+        EXPECT_EQ(max_rel(cs.back().keys(), full_c.back().keys()), 0.0) << fx;
+        EXPECT_EQ(max_rel(cs.back().values(), full_c.back().values()), 0.0) << fx;
+      }
+      // queries >= L (or 0) is the full pass.
+      ForwardOptions all;
+      all.queries = l + 5;
+      EXPECT_EQ(m->hidden(ids, all).shape(), (Shape{1, l, e}));
+    }
+  }
 }
 
 TEST(Model, BatchRowsEqualSingleRows) {
