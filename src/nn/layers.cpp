@@ -43,8 +43,18 @@ Array Linear::with_branch(const Array& y, const Array& x, const Array* x_cast) c
 }
 
 Array Linear::add_to(const Array& residual, const Array& x) const {
-  if (quant_ || branch_ || has_param("bias") || !is_floating(x.dtype()))
-    return residual + (*this)(x);
+  if (branch_ || has_param("bias") || !is_floating(x.dtype())) return residual + (*this)(x);
+  if (quant_) {
+    // The add in the quantized product's epilogue where the fused op takes the operands (x,
+    // scales and residual of one dtype, residual of the output's shape).
+    Shape out = x.shape();
+    if (!out.empty()) out.back() = out_features();
+    const Array& sc = param("scales");
+    if (x.dtype() == float64 || x.ndim() < 1 || sc.dtype() != x.dtype() ||
+        residual.dtype() != x.dtype() || residual.shape() != out)
+      return residual + (*this)(x);
+    return fast::quantized_linear_add(residual, x, {param("weight"), sc, param("biases"), *quant_});
+  }
   return add_matmul(residual, x, transpose(param("weight")));
 }
 
@@ -62,54 +72,123 @@ void Linear::set_branch(std::optional<LowRankBranch> branch) {
 }
 
 namespace {
-/// A float Linear without bias or quantization (a low-rank branch is added after the product).
-bool plain(const Linear& l) {
-  return !l.quantization() && !l.has_param("bias");
+fast::RmsNormOptions norm_options(const RMSNorm& norm) {
+  return {.eps = norm.options().eps,
+          .add_unit_offset = norm.options().unit_offset,
+          .weight_in_float32 = norm.options().weight_in_float32};
 }
 }  // namespace
 
 bool StackedLinear::fuse(const std::vector<Linear*>& layers) {
   if (layers.size() < 2) return false;
-  std::vector<Array> ws;
-  for (Linear* l : layers) {
-    if (!l || !plain(*l)) return false;
+  std::optional<QuantizeOptions> q;
+  std::vector<Array> ws, ss, bs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Linear* l = layers[i];
+    if (!l || l->has_param("bias")) return false;
+    const std::optional<QuantizeOptions>& lq = l->quantization();
+    if (i == 0) {
+      q = lq;
+    } else if (lq.has_value() != q.has_value() ||
+               (lq && (lq->bits != q->bits || lq->group_size != q->group_size))) {
+      return false;
+    }
     const Array& w = l->param("weight");
-    if (!is_floating(w.dtype()) || w.ndim() != 2) return false;
+    if (w.ndim() != 2 || (!lq && !is_floating(w.dtype()))) return false;
     if (!ws.empty() && (w.dtype() != ws[0].dtype() || w.shape(1) != ws[0].shape(1) ||
                         w.device() != ws[0].device()))
       return false;
     ws.push_back(w);
+    if (lq) {
+      const Array &sc = l->param("scales"), &bi = l->param("biases");
+      if (sc.ndim() != 2 || bi.shape() != sc.shape() || bi.dtype() != sc.dtype() ||
+          (!ss.empty() && (sc.dtype() != ss[0].dtype() || sc.shape(1) != ss[0].shape(1))))
+        return false;
+      ss.push_back(sc);
+      bs.push_back(bi);
+    }
   }
+  // Row slices of a stack, one per layer (rows counted by the weights).
+  const auto split = [&](const Array& stack) {
+    std::vector<Array> parts;
+    int64_t row = 0;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const int64_t n = ws[i].shape(0);
+      parts.push_back(slice(stack, {row, 0}, {row + n, stack.shape(1)}));
+      row += n;
+    }
+    return parts;
+  };
   Array stack = concatenate(ws, 0);
-  eval({stack});
-  std::vector<Array> parts;
-  int64_t row = 0;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const int64_t n = ws[i].shape(0);
-    parts.push_back(slice(stack, {row, 0}, {row + n, stack.shape(1)}));
-    row += n;
+  std::vector<Array> to_eval{stack};
+  Array scales, biases;
+  if (q) {
+    scales = concatenate(ss, 0);
+    biases = concatenate(bs, 0);
+    to_eval.push_back(scales);
+    to_eval.push_back(biases);
   }
-  eval(parts);
-  for (size_t i = 0; i < layers.size(); ++i) layers[i]->update({{"weight", parts[i]}});
+  eval(to_eval);
+  std::vector<Array> parts = split(stack), scale_parts, bias_parts;
+  std::vector<Array> all = parts;
+  if (q) {
+    scale_parts = split(scales);
+    bias_parts = split(biases);
+    all.insert(all.end(), scale_parts.begin(), scale_parts.end());
+    all.insert(all.end(), bias_parts.begin(), bias_parts.end());
+  }
+  eval(all);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (q)
+      layers[i]->update(
+          {{"weight", parts[i]}, {"scales", scale_parts[i]}, {"biases", bias_parts[i]}});
+    else
+      layers[i]->update({{"weight", parts[i]}});
+  }
   layers_ = layers;
   parts_ = std::move(parts);
   stack_ = std::move(stack);
+  quant_ = q;
+  scale_parts_ = std::move(scale_parts);
+  bias_parts_ = std::move(bias_parts);
+  scales_ = std::move(scales);
+  biases_ = std::move(biases);
+  return true;
+}
+
+bool StackedLinear::current() const {
+  if (layers_.empty()) return false;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Linear& l = *layers_[i];
+    const std::optional<QuantizeOptions>& lq = l.quantization();
+    if (l.has_param("bias") || lq.has_value() != quant_.has_value() ||
+        !l.param("weight").same_node(parts_[i]))
+      return false;
+    if (quant_ && (lq->bits != quant_->bits || lq->group_size != quant_->group_size ||
+                   !l.param("scales").same_node(scale_parts_[i]) ||
+                   !l.param("biases").same_node(bias_parts_[i])))
+      return false;
+  }
   return true;
 }
 
 std::optional<Array> StackedLinear::product(const Array& x) const {
-  if (layers_.empty()) return std::nullopt;
-  for (size_t i = 0; i < layers_.size(); ++i)
-    if (!plain(*layers_[i]) || !layers_[i]->param("weight").same_node(parts_[i]))
-      return std::nullopt;
+  if (!current()) return std::nullopt;
+  if (quant_) return quantized_matmul(x, stack_, scales_, biases_, true, *quant_);
   return matmul(x, transpose(stack_));
 }
 
 std::optional<Array> StackedLinear::normed_product(const Array& x, const RMSNorm& norm) const {
-  if (layers_.empty() || has_branch(0, layers_.size())) return std::nullopt;
-  for (size_t i = 0; i < layers_.size(); ++i)
-    if (!plain(*layers_[i]) || !layers_[i]->param("weight").same_node(parts_[i]))
+  if (layers_.empty() || has_branch(0, layers_.size()) || !current()) return std::nullopt;
+  if (quant_) {
+    // The fused op wants x, the scales and the norm weight in one dtype.
+    const Dtype t = x.dtype();
+    if ((t != float32 && t != bfloat16 && t != float16) || scales_.dtype() != t ||
+        norm.param("weight").dtype() != t)
       return std::nullopt;
+    return fast::rms_norm_quantized_linear(x, norm.param("weight"),
+                                           {stack_, scales_, biases_, *quant_}, norm_options(norm));
+  }
   return norm.linear(x, stack_);
 }
 
@@ -117,6 +196,13 @@ std::optional<Array> StackedLinear::normed_glu(const Array& x, const RMSNorm& no
                                                Activation act) const {
   if (layers_.size() != 2 || parts_[0].shape(0) != parts_[1].shape(0) || !normed_product(x, norm))
     return std::nullopt;
+  if (quant_) {
+    const auto a = act == Activation::silu   ? fast::GatedActivation::silu
+                   : act == Activation::gelu ? fast::GatedActivation::gelu
+                                             : fast::GatedActivation::gelu_tanh;
+    return fast::rms_norm_quantized_glu(x, norm.param("weight"),
+                                        {stack_, scales_, biases_, *quant_}, a, norm_options(norm));
+  }
   return norm.glu(x, stack_, act);
 }
 

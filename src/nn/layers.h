@@ -31,8 +31,9 @@ class Linear : public Module {
   /// y (this layer's product for x) plus the low-rank branch of x, if any. x_cast: x already
   /// cast to the branch's dtype (shared by layers that read the same x), used when it is.
   Array with_branch(const Array& y, const Array& x, const Array* x_cast = nullptr) const;
-  /// residual + (*this)(x), with the add fused into the matmul for a plain float layer (the
-  /// product still rounds to the dtype first, so the result equals the separate ops').
+  /// residual + (*this)(x), with the add fused into the matmul for a layer without bias or
+  /// branch, float or quantized (fast::quantized_linear_add); the product still rounds to the
+  /// dtype first, so the result equals the separate ops'.
   Array add_to(const Array& residual, const Array& x) const;
   int64_t in_features() const {
     return param("weight").shape(1) * (quant_ ? 32 / quant_->bits : 1);
@@ -66,11 +67,14 @@ class RMSNorm;
 /// weights stacked row-wise: one GEMV per decode step instead of one per layer. fuse() stacks
 /// the weights once and makes each layer's weight a row slice of the stack, so no memory is
 /// added and every layer still works alone. The stacked product gives each layer exactly the
-/// dot products it would compute alone.
+/// dot products it would compute alone. Quantized layers stack too (their packed words, scales
+/// and biases, each row-wise): the products are then quantized_matmul's and the fused forms
+/// fast::rms_norm_quantized_linear / rms_norm_quantized_glu.
 class StackedLinear {
  public:
-  /// Stacks the layers' weights; false (nothing changed) unless every layer is a float Linear
-  /// without bias or quantization, with the same input size and dtype.
+  /// Stacks the layers' weights; false (nothing changed) unless every layer is a Linear
+  /// without bias, all float with the same input size and dtype, or all quantized with the same
+  /// input size, bits, group size and scales dtype.
   bool fuse(const std::vector<Linear*>& layers);
   /// The layers' outputs for x (low-rank branches added to their columns), or nullopt when
   /// the stack no longer is what the layers hold (a weight replaced by update(), quantization):
@@ -97,9 +101,16 @@ class StackedLinear {
   bool has_branch(size_t first, size_t count) const;
 
  private:
+  /// True while every layer still holds the parameters fuse() installed.
+  bool current() const;
+
   std::vector<Linear*> layers_;
   std::vector<Array> parts_;  // each layer's weight as fuse() installed it
   Array stack_;
+  // Quantized stacks: the options, and the stacked scales / biases with each layer's slices.
+  std::optional<QuantizeOptions> quant_;
+  std::vector<Array> scale_parts_, bias_parts_;
+  Array scales_, biases_;
 };
 
 /// Token embedding table [V, E].

@@ -35,6 +35,8 @@
 #include "backend/cpu/gemm_kernels.h"
 #include "backend/cpu/quantized_int8.h"
 #include "core/half.h"
+#include "core/primitives/elementwise.h"
+#include "core/primitives/fast.h"
 #include "core/primitives/quantized.h"
 #include "util/env.h"
 #include "util/error.h"
@@ -730,7 +732,55 @@ void AffineDequantize::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   });
 }
 
+// A fusion composes the separate primitives' kernels (RmsNorm, the plain product, the
+// activation and multiply on the product's column halves, the add), so its result is theirs.
 void QuantizedMatmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  if (fusion_.any()) {
+    const QuantizedMatmulFusion& f = fusion_;
+    Array h = inputs[0];
+    if (f.norm) {
+      std::vector<Array> norm_in{inputs[0]};
+      if (f.norm_weight) norm_in.push_back(inputs[4]);
+      auto np = std::make_shared<RmsNorm>(stream(), f.eps, f.add_unit_offset, f.weight_in_float32,
+                                          f.norm_weight);
+      h = Array(inputs[0].shape(), inputs[0].dtype(), np, norm_in);
+      np->eval_cpu(norm_in, h);
+    }
+    const std::shared_ptr<QuantizedMatmul> pp = product();
+    const std::vector<Array> prod_in{h, inputs[1], inputs[2], inputs[3]};
+    if (f.gate == 0 && !f.residual) return pp->eval_cpu(prod_in, out);
+    Shape ys = h.shape();
+    ys.back() = inputs[1].shape(0);
+    Array y(ys, out.dtype(), pp, prod_in);
+    pp->eval_cpu(prod_in, y);
+    if (f.gate > 0) {
+      std::shared_ptr<UnaryPrimitive> ap;
+      if (f.gate == 1)
+        ap = std::make_shared<Silu>(stream());
+      else if (f.gate == 2)
+        ap = std::make_shared<Gelu>(stream());
+      else
+        ap = std::make_shared<GeluTanh>(stream());
+      const Shape& os = out.shape();
+      const int64_t n = os.back();
+      auto columns = [&](int64_t first) {  // y[..., first:first + n] (y is row-contiguous)
+        const Strides& st = y.strides();
+        int64_t span = out.size() == 0 ? 0 : 1;
+        if (span)
+          for (size_t d = 0; d < os.size(); ++d) span += (os[d] - 1) * st[d];
+        Array v(os, y.dtype(), ap, {});
+        v.copy_shared_buffer(y, st, backend::compute_flags(os, st), span, first);
+        return v;
+      };
+      const Array g = columns(0), u = columns(n);
+      Array a(os, out.dtype(), ap, {g});
+      ap->eval_cpu({g}, a);
+      Multiply(stream()).eval_cpu({a, u}, out);
+    } else {
+      Add(stream()).eval_cpu({inputs.back(), y}, out);
+    }
+    return;
+  }
   backend::alloc_cpu(out);
   const Array& x = inputs[0];
   const int64_t k = x.shape(-1), n = out.shape(-1);

@@ -10,7 +10,9 @@
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
+#include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/matmul_kernels.h"
+#include "backend/cuda/quantized_kernels.h"
 
 namespace ingot::cu {
 namespace {
@@ -76,106 +78,14 @@ unsigned capped(int64_t n, int64_t cap) {
 // requested before it consumes them (the first ones before any prologue, so their latency
 // overlaps the prologue's).
 
-constexpr int kGemvWarps = 8;
-
 template <int M>
 constexpr int gemv_unroll() {
   return M <= 2 ? 4 : 2;
 }
 
-/// The norm prologue: x's M rows normalised into xs (rows of p.K elements), as RmsNorm's
-/// register kernel computes them: each thread sums the squares of its 16-byte vectors, then the
-/// warps' sums are added as block_sum adds them, so rows up to 256 vectors get that kernel's
-/// exact sums. All M rows go through each step together (one block-wide reduction).
-template <typename T, int M>
-__device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs) {
-  __shared__ float part[M][32];
-  __shared__ float inv[M];
-  constexpr int V = 16 / sizeof(T);
-  const int64_t chunks = p.K / V;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-  const char* x = static_cast<const char*>(p.x);
-  const char* nw_ptr = static_cast<const char*>(p.norm_w);
-  const int64_t xrow = p.sx_m * int64_t(sizeof(T));
-  float ss[M];
-#pragma unroll
-  for (int m = 0; m < M; ++m) ss[m] = 0.0f;
-  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-    uint4 v[M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) v[m] = load16(x + m * xrow + c * 16);
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      float f[V];
-      unpack16<T>(v[m], f);
-#pragma unroll
-      for (int j = 0; j < V; ++j) ss[m] += f[j] * f[j];
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    ss[m] = warp_sum(ss[m]);
-    if (lane == 0) part[m][warp] = ss[m];
-  }
-  __syncthreads();
-  if (warp == 0) {
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float r = warp_sum(lane < nw ? part[m][lane] : 0.0f);
-      if (lane == 0) inv[m] = 1.0f / sqrtf(r / static_cast<float>(p.K) + p.eps);
-    }
-  }
-  __syncthreads();
-  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-    float w[V];
-    if (nw_ptr) unpack16<T>(load16(nw_ptr + c * 16), w);
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      float f[V];
-      unpack16<T>(load16(x + m * xrow + c * 16), f);
-      alignas(16) T o[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        o[j] = rms_value<T>(f[j], inv[m], nw_ptr != nullptr, nw_ptr ? w[j] : 0.0f,
-                            p.add_unit_offset, p.weight_in_float32);
-      *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
-    }
-  }
-  __syncthreads();
-}
-
-/// act(g) * u rounded as the separate kernels round: the activation's functor in float, its
-/// value rounded to T, then the multiply in float, rounded to T (act: 1 silu, 2 gelu,
-/// 3 gelu_tanh).
-template <typename T>
-__device__ __forceinline__ T gated_value(ew::compute_t<T> g, ew::compute_t<T> u, int act) {
-  using C = ew::compute_t<T>;
-  C ar;
-  if (act == 1) {
-    ar = ew::to_compute<C>(ew::from_compute<T>(ew::SiluOp{}(g)));
-  } else if (act == 2) {
-    ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluOp{}(g)));
-  } else {
-    ar = ew::to_compute<C>(ew::gelu_tanh_to<T>(g));
-  }
-  return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
-}
-
-/// Before waiting for the previous kernel, block b queues weight rows [b, b + 1) * span into
-/// L2 (lane l of warp 0 one row in 32 when the rows are not contiguous): blocks resident while
-/// the previous kernel runs fetch the whole matrix, and the reads after the wait hit L2.
 template <typename T>
 __device__ __forceinline__ void gemv_prefetch(const GemvProblem& p, int64_t span) {
-  const int64_t n0 = int64_t(blockIdx.x) * span;
-  if (span <= 0 || threadIdx.x >= 32 || n0 >= p.N) return;
-  const int64_t n1 = n0 + span < p.N ? n0 + span : p.N;
-  const char* w = static_cast<const char*>(p.w);
-  const int64_t row = p.K * int64_t(sizeof(T)), stride = p.sw_n * int64_t(sizeof(T));
-  if (stride == row) {
-    if (threadIdx.x == 0) prefetch_l2(w + n0 * row, (n1 - n0) * row);
-  } else {
-    for (int64_t n = n0 + threadIdx.x; n < n1; n += 32) prefetch_l2(w + n * stride, row);
-  }
+  gemv_prefetch_rows(p.w, p.N, p.K * int64_t(sizeof(T)), p.sw_n * int64_t(sizeof(T)), span);
 }
 
 /// Requests chunks c0, c0 + 32, ... (U of them, those below `chunks`) of weight row w.
@@ -356,12 +266,22 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
                  (p.norm_w && !aligned(p.norm_w))))
     return false;
   if (p.pair && (p.pair < p.N || p.gate < 1 || p.gate > 3 || p.accumulate)) return false;
+  if (p.bits != 0) {
+    if ((p.bits != 4 && p.bits != 8) ||
+        (p.group_size != 32 && p.group_size != 64 && p.group_size != 128) ||
+        p.K % p.group_size != 0 || !p.scales || !p.biases || (p.pair && !p.norm))
+      return false;
+    return aligned(p.x) && aligned(p.w) && (p.sw_n * 4) % 16 == 0 &&
+           (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
+           (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);
+  }
   return (p.K * es) % 16 == 0 && aligned(p.x) && aligned(p.w) && (p.sw_n * es) % 16 == 0 &&
          (p.M == 1 || (p.sx_m * es) % 16 == 0) &&
          (p.N + kGemvWarps - 1) / kGemvWarps <= int64_t(0x7fffffff);
 }
 
 void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms) {
+  if (p.bits != 0) return launch_qgemv(t, p, s, sms);
   switch (t) {
     case Dtype::float16:
       launch_gemv_t<__half>(p, s, sms);

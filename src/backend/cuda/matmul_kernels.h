@@ -58,6 +58,17 @@ struct GemvProblem {
   // product, act (gate: 1 silu, 2 gelu, 3 gelu_tanh) and multiply kernels round.
   int64_t pair = 0;
   int gate = 0;
+  // Quantized weights (bits 4 or 8; 0: w holds elements of the dtype): w is then the packed
+  // uint32 words of core/primitives/quantized.h (row n at n * sw_n words, 16-byte aligned),
+  // with one scale and one bias of the dtype per group_size (32, 64 or 128) values, group g of
+  // row n at scales[n * ss_n + g] / biases[n * ss_n + g]. Each 16-byte chunk of a row (32
+  // values at 4 bits, 16 at 8) lies in one group: a lane takes its scale and bias with it and
+  // adds s * sum(q * x) + b * sum(x) per chunk. Runs on quantized.cu's kernel (launch_qgemv).
+  int bits = 0;
+  int group_size = 0;
+  const void* scales = nullptr;
+  const void* biases = nullptr;
+  int64_t ss_n = 0;
 };
 
 /// Most bytes of normalised x rows (M * K elements) the GEMV keeps in shared memory.
@@ -69,7 +80,9 @@ inline constexpr int64_t kGemvMaxRows = 8;
 /// True when `p` of dtype t runs on the GEMV kernel: t is float16, bfloat16 or float32,
 /// 1 <= M <= kGemvMaxRows, K a multiple of 16 bytes' worth of elements, and x, w and the
 /// row strides of x and w 16-byte aligned (with a norm prologue also: x row-contiguous, the
-/// rows within kGemvNormSmem, norm_w null or 16-byte aligned).
+/// rows within kGemvNormSmem, norm_w null or 16-byte aligned). Quantized weights also need
+/// bits 4 or 8, group_size 32, 64 or 128 dividing K, scales and biases set, and GLU pairs only
+/// with the norm prologue.
 bool gemv_supported(Dtype t, const GemvProblem& p);
 
 /// Queues the GEMV kernel for `p` (gemv_supported(t, p) must hold) on a device of `sms`

@@ -1,12 +1,18 @@
 // Affine quantization primitives on CUDA: inputs made row-contiguous, then quantized.cu's
-// kernels. QuantizedMatmul runs the fused dequantize-GEMV for M < 16 rows of x; for larger M
-// (prefill) the weight is dequantized into scratch memory and multiplied by the tiled GEMM of
-// matmul_kernels.h (no cuBLASLt plan for it yet).
+// kernels. QuantizedMatmul runs up to 8 rows of x (x and scales of one dtype) on the quantized
+// mode of the decode GEMV (matmul_kernels.h), with its fusion (norm prologue, GLU pairs,
+// residual epilogue) in that one launch; other rows below 16 take the plain dequantize-GEMV,
+// and a fusion that does not fit the GEMV runs as the separate kernels. Prefill (M >= 16)
+// dequantizes the weight into a temporary and multiplies through the matmul's cuBLASLt path.
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "backend/cuda/matmul_kernels.h"
 #include "backend/cuda/quantized_kernels.h"
 #include "backend/cuda/utils.h"
+#include "core/primitives/fast.h"
+#include "core/primitives/linalg.h"
 #include "core/primitives/quantized.h"
 #include "util/error.h"
 
@@ -21,6 +27,15 @@ const void* contiguous(const Array& a, std::unique_ptr<cu::Scratch>& tmp, cudaSt
   tmp = std::make_unique<cu::Scratch>(a.device(), a.nbytes());
   cu::copy_to_row_major_device(a, tmp->ptr(), s);
   return tmp->ptr();
+}
+
+/// INGOT_CUDA_GEMV=0 sends few-row products to the plain kernels too (as matmul.cpp reads it).
+bool gemv_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_CUDA_GEMV");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
 }
 
 }  // namespace
@@ -50,42 +65,118 @@ void AffineDequantize::eval_cuda(const std::vector<Array>& inputs, Array& out) {
 
 void QuantizedMatmul::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   const cudaStream_t s = cu::stream(stream());
-  cu::alloc(out);
+  const QuantizedMatmulFusion& f = fusion_;
   const Array& x = inputs[0];
-  const int64_t k = x.shape(-1), n = out.shape(-1);
+  const Dtype t = out.dtype();
+  const int64_t k = x.shape(-1), n = inputs[1].shape(0);
   const int64_t m = k > 0 ? x.size() / k : 0;
-  if (out.size() == 0) return;
+  if (out.size() == 0) return cu::alloc(out);
   if (k == 0) raise<Unsupported>("[quantized_matmul] K == 0 on CUDA");
-  std::unique_ptr<cu::Scratch> xt, wt, st, bt;
-  const void* xp = contiguous(x, xt, s);
+  std::unique_ptr<cu::Scratch> xt, wt, st, bt, nt, rt;
   const auto* wq = static_cast<const uint32_t*>(contiguous(inputs[1], wt, s));
   const void* sp = contiguous(inputs[2], st, s);
   const void* bp = contiguous(inputs[3], bt, s);
-  if (m < kGemmRows) {
-    cu::launch_qmv(x.dtype(), inputs[2].dtype(), xp, m, k, wq, sp, bp, n, group_size_, bits_,
-                   out.raw_ptr(), s);
+  // Decode: one GEMV (the quantized mode of matmul_kernels.h's) with the fusion in its
+  // prologue / pairs / epilogue.
+  if (m <= cu::kGemvMaxRows && gemv_enabled() && inputs[2].dtype() == t) {
+    cu::GemvProblem p;
+    p.M = m;
+    p.N = f.gate > 0 ? n / 2 : n;
+    p.K = k;
+    p.x = contiguous(x, xt, s);
+    p.sx_m = k;
+    p.w = wq;
+    p.sw_n = inputs[1].shape(1);
+    p.bits = bits_;
+    p.group_size = group_size_;
+    p.scales = sp;
+    p.biases = bp;
+    p.ss_n = inputs[2].shape(1);
+    if (f.norm) {
+      p.norm = true;
+      p.norm_w = f.norm_weight ? contiguous(inputs[4], nt, s) : nullptr;
+      p.eps = f.eps;
+      p.add_unit_offset = f.add_unit_offset;
+      p.weight_in_float32 = f.weight_in_float32;
+    }
+    if (f.gate > 0) {
+      p.pair = n / 2;
+      p.gate = f.gate;
+    }
+    if (f.residual) {  // residual + round(y): the separate add's result
+      p.accumulate = true;
+      p.round_product = true;
+      p.beta = 1.0f;
+      p.c = contiguous(inputs.back(), rt, s);
+      p.sc_m = p.N;
+      p.sc_n = 1;
+    }
+    if (cu::gemv_supported(t, p)) {
+      cu::alloc(out);
+      p.out = out.raw_ptr();
+      cu::launch_gemv(t, p, s, 0);
+      return;
+    }
+  }
+  if (f.any()) {
+    // The separate primitives' kernels: the norm into a temporary, the plain product, then the
+    // gated-rows kernel over its column halves or the add of the residual.
+    Array h = x;
+    if (f.norm) {
+      std::vector<Array> norm_in{x};
+      if (f.norm_weight) norm_in.push_back(inputs[4]);
+      auto np = std::make_shared<RmsNorm>(stream(), f.eps, f.add_unit_offset, f.weight_in_float32,
+                                          f.norm_weight);
+      h = Array(x.shape(), x.dtype(), np, norm_in);
+      np->eval_cuda(norm_in, h);
+    }
+    const std::shared_ptr<QuantizedMatmul> pp = product();
+    const std::vector<Array> prod_in{h, inputs[1], inputs[2], inputs[3]};
+    if (f.gate == 0 && !f.residual) return pp->eval_cuda(prod_in, out);
+    Shape ys = x.shape();
+    ys.back() = n;
+    Array y(ys, t, pp, prod_in);
+    pp->eval_cuda(prod_in, y);
+    cu::alloc(out);
+    if (f.gate > 0) {
+      const int64_t half = n / 2;
+      cu::launch_gated_rows(t, f.gate, y.raw_ptr(), n,
+                            static_cast<const char*>(y.raw_ptr()) + half * out.itemsize(), n,
+                            out.raw_ptr(), m, half, s);
+      return;
+    }
+    const Array& r = inputs.back();
+    if (r.flags().row_contiguous)
+      INGOT_CUDA_CHECK(
+          cudaMemcpyAsync(out.raw_ptr(), r.raw_ptr(), out.nbytes(), cudaMemcpyDeviceToDevice, s));
+    else
+      cu::copy_to_row_major_device(r, out.raw_ptr(), s);
+    cu::launch_add_product(t, out.raw_ptr(), y.raw_ptr(), out.size(), 1.0f, s);
     return;
   }
-  // Prefill: W [N, K] dequantized in x's dtype, then out = x @ W^T.
+  if (m < kGemmRows) {
+    cu::alloc(out);
+    cu::launch_qmv(x.dtype(), inputs[2].dtype(), contiguous(x, xt, s), m, k, wq, sp, bp, n,
+                   group_size_, bits_, out.raw_ptr(), s);
+    return;
+  }
+  // Prefill: W [N, K] dequantized in x's dtype into a temporary, then x @ W^T through the
+  // matmul's cuBLASLt path (its tiled fallback where cuBLASLt has no algorithm).
   if (inputs[2].dtype() != x.dtype())
     raise<Unsupported>(
         "[quantized_matmul] on CUDA, {} rows of x need x ({}) and the scales ({}) in one dtype", m,
         dtype_name(x.dtype()), dtype_name(inputs[2].dtype()));
-  cu::Scratch dense(out.device(), static_cast<size_t>(n * k) * size_of(x.dtype()));
-  cu::launch_affine_dequantize(x.dtype(), wq, sp, bp, n * k / group_size_, group_size_, bits_,
-                               dense.ptr(), s);
-  cu::GemmProblem p;
-  p.M = m;
-  p.N = n;
-  p.K = k;
-  p.a = xp;
-  p.sa_m = k;
-  p.sa_k = 1;
-  p.b = dense.ptr();
-  p.sb_k = 1;
-  p.sb_n = k;
-  p.out = out.raw_ptr();
-  cu::launch_gemm_fallback(x.dtype(), p, s);
+  auto dq = std::make_shared<AffineDequantize>(stream(), group_size_, bits_);
+  Array dense({n, k}, t, dq, {inputs[1], inputs[2], inputs[3]});
+  cu::alloc(dense);
+  cu::launch_affine_dequantize(t, wq, sp, bp, n * k / group_size_, group_size_, bits_,
+                               dense.raw_ptr(), s);
+  auto mm = std::make_shared<Matmul>(stream());
+  Array wt_view({k, n}, t, mm, {});  // dense^T, a view
+  wt_view.copy_shared_buffer(
+      dense, {1, k},
+      Flags{.contiguous = true, .row_contiguous = n == 1 || k == 1, .col_contiguous = true}, n * k);
+  mm->eval_cuda({x, wt_view}, out);
 }
 
 }  // namespace ingot

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/matmul_kernels.h"
 #include "core/dtype.h"
 
 namespace ingot::cu {
@@ -21,5 +22,8 @@ void launch_affine_dequantize(Dtype t, const uint32_t* wq, const void* scales, c
 void launch_qmv(Dtype tx, Dtype ts, const void* x, int64_t m, int64_t k, const uint32_t* wq,
                 const void* scales, const void* biases, int64_t n, int gs, int bits, void* out,
                 cudaStream_t s);
+/// The decode GEMV of matmul_kernels.h for quantized weights (p.bits 4 or 8; gemv_supported(t,
+/// p) must hold): launch_gemv calls it.
+void launch_qgemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms);
 
 }  // namespace ingot::cu

@@ -5,6 +5,7 @@
 #include "core/fast/fast_internal.h"
 #include "core/ops/ops.h"
 #include "core/primitives/fast.h"
+#include "core/primitives/quantized.h"
 
 namespace ingot::fast::detail {
 
@@ -217,6 +218,100 @@ Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Arr
                std::make_shared<RmsNormGlu>(st, opt.eps, opt.add_unit_offset, opt.weight_in_float32,
                                             weight.has_value(), static_cast<int>(act)),
                std::move(inputs));
+}
+
+namespace {
+
+/// Checks a quantized Linear weight against x (x [..., K] of float32/bfloat16/float16, w
+/// [N, K * bits / 32] uint32, scales and biases [N, K / gs] of x's dtype).
+void check_quantized_weight(const Array& x, const QuantizedLinearWeight& w, const char* op) {
+  check_quantize_options(w.opt, op);
+  if (x.dtype() != float32 && x.dtype() != bfloat16 && x.dtype() != float16)
+    raise("[{}] x must be float32, bfloat16 or float16, got {} {}", op, dtype_name(x.dtype()),
+          shape_str(x.shape()));
+  if (x.ndim() < 1) raise("[{}] x must have at least one dimension, got a scalar", op);
+  if (w.w.dtype() != uint32 || w.w.ndim() != 2)
+    raise("[{}] the quantized weight must be 2-d uint32, got {} {}", op, dtype_name(w.w.dtype()),
+          shape_str(w.w.shape()));
+  const int64_t k = w.w.shape(1) * (32 / w.opt.bits);
+  if (k != x.shape(-1))
+    raise("[{}] x {} does not fit the quantized weight {} holding {} x {} values", op,
+          shape_str(x.shape()), shape_str(w.w.shape()), w.w.shape(0), k);
+  const Shape ss{w.w.shape(0), k / w.opt.group_size};
+  if (w.scales.shape() != ss || w.biases.shape() != ss)
+    raise("[{}] scales {} and biases {} must have shape {} for the quantized weight {}", op,
+          shape_str(w.scales.shape()), shape_str(w.biases.shape()), shape_str(ss),
+          shape_str(w.w.shape()));
+  if (w.scales.dtype() != x.dtype() || w.biases.dtype() != x.dtype())
+    raise("[{}] scales ({}) and biases ({}) must have x's dtype {}", op,
+          dtype_name(w.scales.dtype()), dtype_name(w.biases.dtype()), dtype_name(x.dtype()));
+}
+
+Array quantized_node(const Array& x, const QuantizedLinearWeight& w, QuantizedMatmulFusion f,
+                     const std::optional<Array>& norm_weight, const std::optional<Array>& residual,
+                     StreamOrDevice s) {
+  std::vector<Array> inputs{x, w.w, w.scales, w.biases};
+  if (norm_weight) inputs.push_back(*norm_weight);
+  if (residual) inputs.push_back(*residual);
+  const Stream st = resolve_stream(s, inputs);
+  Shape out = x.shape();
+  out.back() = w.w.shape(0) / (f.gate > 0 ? 2 : 1);
+  return Array(std::move(out), x.dtype(),
+               std::make_shared<QuantizedMatmul>(st, w.opt.group_size, w.opt.bits, f),
+               std::move(inputs));
+}
+
+QuantizedMatmulFusion norm_fusion(const std::optional<Array>& weight, const RmsNormOptions& opt) {
+  QuantizedMatmulFusion f;
+  f.norm = true;
+  f.norm_weight = weight.has_value();
+  f.eps = opt.eps;
+  f.add_unit_offset = opt.add_unit_offset;
+  f.weight_in_float32 = opt.weight_in_float32;
+  return f;
+}
+
+}  // namespace
+
+Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weight,
+                                const QuantizedLinearWeight& w, RmsNormOptions opt,
+                                StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm_quantized_linear");
+  check_quantized_weight(x, w, "rms_norm_quantized_linear");
+  if (weight && weight->dtype() != x.dtype())
+    raise("[rms_norm_quantized_linear] the norm weight must have x's dtype {}, got {}",
+          dtype_name(x.dtype()), dtype_name(weight->dtype()));
+  return quantized_node(x, w, norm_fusion(weight, opt), weight, std::nullopt, s);
+}
+
+Array rms_norm_quantized_glu(const Array& x, const std::optional<Array>& weight,
+                             const QuantizedLinearWeight& w, GatedActivation act,
+                             RmsNormOptions opt, StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm_quantized_glu");
+  check_quantized_weight(x, w, "rms_norm_quantized_glu");
+  if (w.w.shape(0) % 2 != 0)
+    raise("[rms_norm_quantized_glu] w must be stacked gate|up rows [2I, ...], got {} rows",
+          w.w.shape(0));
+  if (weight && weight->dtype() != x.dtype())
+    raise("[rms_norm_quantized_glu] the norm weight must have x's dtype {}, got {}",
+          dtype_name(x.dtype()), dtype_name(weight->dtype()));
+  QuantizedMatmulFusion f = norm_fusion(weight, opt);
+  f.gate = static_cast<int>(act) + 1;
+  return quantized_node(x, w, f, weight, std::nullopt, s);
+}
+
+Array quantized_linear_add(const Array& residual, const Array& x, const QuantizedLinearWeight& w,
+                           StreamOrDevice s) {
+  check_quantized_weight(x, w, "quantized_linear_add");
+  Shape out = x.shape();
+  out.back() = w.w.shape(0);
+  if (residual.shape() != out || residual.dtype() != x.dtype())
+    raise("[quantized_linear_add] residual {} ({}) must have the output's shape {} and dtype {}",
+          shape_str(residual.shape()), dtype_name(residual.dtype()), shape_str(out),
+          dtype_name(x.dtype()));
+  QuantizedMatmulFusion f;
+  f.residual = true;
+  return quantized_node(x, w, f, std::nullopt, residual, s);
 }
 
 Array layer_norm(const Array& x, const std::optional<Array>& weight,

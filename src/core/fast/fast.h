@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/array.h"
+#include "core/ops/quantized.h"
 
 namespace ingot::fast {
 
@@ -41,6 +42,34 @@ enum class GatedActivation { silu, gelu, gelu_tanh };
 /// warps each compute a gate and its up column, with the norm in its prologue).
 Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
                    GatedActivation act, RmsNormOptions opt = {}, StreamOrDevice s = {});
+
+/// The packed weight of a quantized Linear (core/ops/quantized.h): w uint32 [N, K * bits / 32],
+/// scales and biases [N, K / group_size] of x's dtype.
+struct QuantizedLinearWeight {
+  Array w, scales, biases;
+  QuantizeOptions opt;
+};
+
+/// rms_norm(x, weight, opt) @ dequantize(w)^T (quantized_matmul of the normalised x, rounded to
+/// x's dtype first): the result is the two ops'. One primitive (a fused QuantizedMatmul), so a
+/// backend can fuse the norm into the product (CUDA, a few rows: the quantized GEMV's
+/// prologue). Errors as quantized_matmul's; the scales must have x's dtype.
+Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weight,
+                                const QuantizedLinearWeight& w, RmsNormOptions opt = {},
+                                StreamOrDevice s = {});
+
+/// rms_norm_glu over quantized stacked gate|up weights w [2I, ...]: act(y[..., :I]) *
+/// y[..., I:] for y = rms_norm_quantized_linear(x, weight, w, opt), each step rounded as the
+/// separate ops round.
+Array rms_norm_quantized_glu(const Array& x, const std::optional<Array>& weight,
+                             const QuantizedLinearWeight& w, GatedActivation act,
+                             RmsNormOptions opt = {}, StreamOrDevice s = {});
+
+/// residual + quantized_matmul(x, w) with the product rounded to x's dtype first (the two ops'
+/// result): the residual add of a quantized Linear in the product's epilogue (CUDA, a few rows:
+/// one GEMV). residual must have the output's shape and x's dtype.
+Array quantized_linear_add(const Array& residual, const Array& x, const QuantizedLinearWeight& w,
+                           StreamOrDevice s = {});
 
 /// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (float32 inside).
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
@@ -117,6 +146,14 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
                       RmsNormOptions opt = {}, StreamOrDevice s = {});
 Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
                    GatedActivation act, RmsNormOptions opt = {}, StreamOrDevice s = {});
+Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weight,
+                                const QuantizedLinearWeight& w, RmsNormOptions opt = {},
+                                StreamOrDevice s = {});
+Array rms_norm_quantized_glu(const Array& x, const std::optional<Array>& weight,
+                             const QuantizedLinearWeight& w, GatedActivation act,
+                             RmsNormOptions opt = {}, StreamOrDevice s = {});
+Array quantized_linear_add(const Array& residual, const Array& x, const QuantizedLinearWeight& w,
+                           StreamOrDevice s = {});
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps = 1e-5f, StreamOrDevice s = {});
 Array rope(const Array& x, int dims, const RopeOptions& opt = {}, StreamOrDevice s = {});

@@ -85,6 +85,34 @@ Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Arr
   return multiply(a, u, s);
 }
 
+Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weight,
+                                const QuantizedLinearWeight& w, RmsNormOptions opt,
+                                StreamOrDevice s) {
+  return quantized_matmul(ref::rms_norm(x, weight, opt, s), w.w, w.scales, w.biases, true, w.opt,
+                          s);
+}
+
+Array rms_norm_quantized_glu(const Array& x, const std::optional<Array>& weight,
+                             const QuantizedLinearWeight& w, GatedActivation act,
+                             RmsNormOptions opt, StreamOrDevice s) {
+  const Array y = ref::rms_norm_quantized_linear(x, weight, w, opt, s);
+  const int64_t i = w.w.shape(0) / 2;
+  Shape start(static_cast<size_t>(y.ndim()), 0), mid = y.shape();
+  mid.back() = i;
+  Shape up_start = start;
+  up_start.back() = i;
+  const Array g = slice(y, start, mid, s), u = slice(y, up_start, y.shape(), s);
+  const Array a = act == GatedActivation::silu   ? silu(g, s)
+                  : act == GatedActivation::gelu ? gelu(g, s)
+                                                 : gelu_tanh(g, s);
+  return multiply(a, u, s);
+}
+
+Array quantized_linear_add(const Array& residual, const Array& x, const QuantizedLinearWeight& w,
+                           StreamOrDevice s) {
+  return add(residual, quantized_matmul(x, w.w, w.scales, w.biases, true, w.opt, s), s);
+}
+
 Array layer_norm(const Array& x, const std::optional<Array>& weight,
                  const std::optional<Array>& bias, float eps, StreamOrDevice s) {
   check_norm_args(x, weight, bias, "layer_norm");
