@@ -17,27 +17,94 @@ bool plain_greedy(const SamplerOptions& o) {
          o.frequency_penalty == 0.0f && o.logit_bias.empty();
 }
 
-// Columns [from, to) of keys or values [B, H, S, D], with `front` zero columns before them.
-Array columns_of(const Array& a, int64_t from, int64_t to, int64_t front) {
-  const int64_t b = a.shape(0), h = a.shape(1), d = a.shape(3);
-  Array part = slice(a, {0, 0, from, 0}, {b, h, to, d});
-  if (front <= 0) return part;
-  return concatenate({zeros({b, h, front, d}, a.dtype(), a.device()), part}, 2);
-}
-
 }  // namespace
 
 BatchDecoder::BatchDecoder(const models::Model& model, int64_t prefill_chunk)
     : BatchDecoder(model, BatchDecoderOptions{.prefill_chunk = prefill_chunk}) {}
 
+namespace {
+
+PagedKvOptions paged_options(const BatchDecoderOptions& opt) {
+  if (opt.prefix.block < 1)
+    raise("[batch_decoder] the block (prefix.block) must be >= 1 token, got {}", opt.prefix.block);
+  if (opt.max_blocks < 0)
+    raise("[batch_decoder] max_blocks must be >= 0 (0 = no limit), got {}", opt.max_blocks);
+  return {.block = opt.prefix.block, .max_blocks = opt.max_blocks};
+}
+
+}  // namespace
+
 BatchDecoder::BatchDecoder(const models::Model& model, const BatchDecoderOptions& opt)
     : model_(model),
       opt_(opt),
       vocab_(model.vocab_size()),
+      kv_(model, paged_options(opt)),
       greedy_(SamplerOptions{}, model.vocab_size()) {
   if (opt_.prefill_chunk < 0)
     raise("[batch_decoder] prefill_chunk must be >= 0 tokens, got {}", opt_.prefill_chunk);
-  if (opt_.prefix.max_bytes > 0) store_ = std::make_unique<PrefixStore>(opt_.prefix);
+  if (opt_.prefix.max_bytes < 0)
+    raise("[batch_decoder] prefix.max_bytes must be >= 0 (0 = off), got {}", opt_.prefix.max_bytes);
+  if (opt_.prefix.max_bytes > 0) store_ = std::make_unique<PrefixStore>(opt_.prefix, kv_.pool());
+}
+
+int64_t BatchDecoder::columns() const {
+  int64_t n = 0;
+  for (const auto& r : rows_) n = std::max(n, r.len);
+  return n;
+}
+
+int64_t BatchDecoder::blocks_for(int64_t positions) const {
+  return (std::max<int64_t>(0, positions) + kv_.block() - 1) / kv_.block();
+}
+
+std::vector<int32_t> BatchDecoder::row_blocks(int64_t key) const {
+  for (const auto& r : rows_)
+    if (r.key == key) return r.blocks;
+  if (join_)
+    for (const auto& r : join_->rows)
+      if (r.key == key) return r.blocks;
+  return {};
+}
+
+std::vector<int32_t> BatchDecoder::shared_blocks_for(const std::vector<int32_t>& prompt) {
+  if (!store_ || prompt.empty()) return {};
+  return store_->match(prompt, static_cast<int64_t>(prompt.size()) - 1);
+}
+
+int64_t BatchDecoder::shared_blocks_in_use() const {
+  // Blocks some row took from the store and that are not another row's own (a row's own
+  // blocks that the store took in place are counted with that row's).
+  std::vector<int32_t> shared, own;
+  auto add = [&](const Row& r) {
+    shared.insert(shared.end(), r.blocks.begin(), r.blocks.begin() + r.shared);
+    own.insert(own.end(), r.blocks.begin() + r.shared, r.blocks.end());
+  };
+  for (const auto& r : rows_) add(r);
+  if (join_)
+    for (const auto& r : join_->rows) add(r);
+  std::sort(shared.begin(), shared.end());
+  shared.erase(std::unique(shared.begin(), shared.end()), shared.end());
+  std::sort(own.begin(), own.end());
+  int64_t n = 0;
+  for (int32_t id : shared) n += std::binary_search(own.begin(), own.end(), id) ? 0 : 1;
+  return n;
+}
+
+void BatchDecoder::reserve(Row& r, int64_t end) {
+  BlockPool& pool = kv_.pool();
+  while (static_cast<int64_t>(r.blocks.size()) * kv_.block() < end) {
+    // A full pool first gives up prompt-cache blocks that no row uses.
+    while (pool.available() <= 0 && store_ && store_->evict_one()) {
+    }
+    r.blocks.push_back(pool.allocate());
+  }
+}
+
+void BatchDecoder::release(Row& r) {
+  for (int32_t b : r.blocks) kv_.pool().release(b);
+  r.blocks.clear();
+  r.len = 0;
+  r.shared = 0;
 }
 
 std::vector<int64_t> BatchDecoder::keys() const {
@@ -144,12 +211,6 @@ std::vector<int32_t> BatchDecoder::sample(const Array& logits, std::vector<Row*>
   return ids;
 }
 
-void BatchDecoder::apply_padding() {
-  std::vector<PadSpan> pads;
-  for (const auto& r : rows_) pads.push_back({0, r.pad});
-  cache_->set_padding(pads);
-}
-
 std::vector<int32_t> BatchDecoder::admit(std::vector<DecoderRow> rows) {
   if (rows.empty()) return {};
   join(std::move(rows));
@@ -173,85 +234,45 @@ std::vector<int64_t> BatchDecoder::join(std::vector<DecoderRow> rows) {
       if (rows[k].key == rows[i].key) raise("[batch_decoder] row key {} given twice", rows[i].key);
   }
 
-  // The group is prefilled left-padded in a cache of its own. Unbounded caches on
-  // sliding-window layers too (the window is a mask): rows are merged column by column.
-  auto j = std::make_unique<Join>(PromptCache(model_, PromptCacheOptions{.unbounded = true}));
-  size_t longest = 0;
-  for (const auto& r : rows) longest = std::max(longest, r.prompt.size());
-  std::vector<PadSpan> pads;
-  for (const auto& r : rows) {
-    std::vector<int32_t> c(longest - r.prompt.size(), r.prompt[0]);  // never attended
-    c.insert(c.end(), r.prompt.begin(), r.prompt.end());
-    j->cols.push_back(std::move(c));
-    pads.push_back({0, static_cast<int64_t>(longest - r.prompt.size())});
-  }
-
-  // Prompt caching: every row's stored prefix (never its last id, whose logits are needed).
-  // One forward pass feeds one column to every row, so the group starts at the first column
-  // that some row must compute; a row whose stored prefix reaches further recomputes the rest.
+  // Every row starts after its stored prefix (whole blocks, at most its length - 1 ids: the
+  // last id's logits give the first token), its table pointing at the stored blocks (shared,
+  // not copied). What is left of each prompt is left-padded to the group's width: one pass
+  // feeds one column to every row, each at its own positions (padding columns are marked as
+  // such: neither stored nor attended).
+  auto j = std::make_unique<Join>();
   const size_t n = rows.size();
-  std::vector<std::vector<std::shared_ptr<const PrefixStore::Block>>> hits(n);
-  int64_t start = static_cast<int64_t>(longest);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t len = static_cast<int64_t>(rows[i].prompt.size());
-    if (store_) hits[i] = store_->match(rows[i].prompt, len - 1);
-    const int64_t reach = static_cast<int64_t>(hits[i].size()) * (store_ ? store_->block() : 0);
-    start = std::min(start, pads[i].end + reach);
-  }
   std::vector<int64_t> cached(n, 0);
-  if (start > 0) {
-    const PrefixStore::Block* like = nullptr;
-    for (const auto& h : hits)
-      if (!h.empty()) like = h[0].get();
-    INGOT_ASSERT(like != nullptr);
-    std::vector<Array> state;
-    for (int l = 0; l < j->cache.num_layers(); ++l) {
-      const Array& k0 = like->keys[static_cast<size_t>(l)];
-      const int64_t heads = k0.shape(1), d = k0.shape(3);
-      auto row_of = [&](size_t i, bool values) {
-        const int64_t pad = std::min(pads[i].end, start), keep = start - pad;
-        std::vector<Array> parts;
-        if (pad > 0) parts.push_back(zeros({1, heads, pad, d}, k0.dtype(), k0.device()));
-        for (int64_t b = 0; b * store_->block() < keep; ++b) {
-          const auto& blk = *hits[i][static_cast<size_t>(b)];
-          parts.push_back(values ? blk.values[static_cast<size_t>(l)]
-                                 : blk.keys[static_cast<size_t>(l)]);
-        }
-        Array all = parts.size() == 1 ? parts[0] : concatenate(parts, 2);
-        if (all.shape(2) == start) return all;
-        return slice(all, {0, 0, 0, 0}, {1, heads, start, d});
-      };
-      std::vector<Array> ks, vs;
-      for (size_t i = 0; i < n; ++i) {
-        ks.push_back(row_of(i, false));
-        vs.push_back(row_of(i, true));
-      }
-      LayerCache::Raw m;
-      m.keys = n == 1 ? ks[0] : concatenate(ks, 0);
-      m.values = n == 1 ? vs[0] : concatenate(vs, 0);
-      m.offset = m.filled = start;
-      state.push_back(m.keys);
-      state.push_back(m.values);
-      j->cache.layer(l).restore(std::move(m));
-    }
-    eval(state);
-    for (size_t i = 0; i < n; ++i) cached[i] = std::max<int64_t>(0, start - pads[i].end);
-  }
-  j->cache.set_padding(pads);
-  j->next = start;
-
   for (size_t i = 0; i < n; ++i) {
     Row r;
     r.key = rows[i].key;
     r.token_mask = std::move(rows[i].token_mask);
     r.logprobs = rows[i].logprobs;
-    r.pad = pads[i].end;
     if (!plain_greedy(rows[i].sampler)) {
       r.sampler = std::make_unique<Sampler>(rows[i].sampler, vocab_);
       r.sampler->add_prompt(0, rows[i].prompt);
     }
     r.prompt = std::move(rows[i].prompt);
     j->rows.push_back(std::move(r));
+  }
+  // (After everything that can throw: the references taken here are released by the group.)
+  for (size_t i = 0; i < n && store_; ++i) {
+    Row& r = j->rows[i];
+    r.blocks = store_->match(r.prompt, static_cast<int64_t>(r.prompt.size()) - 1);
+    for (int32_t b : r.blocks) kv_.pool().retain(b);
+    r.shared = static_cast<int64_t>(r.blocks.size());
+    r.len = r.shared * kv_.block();
+    cached[i] = r.len;
+  }
+  size_t width = 0;
+  for (const auto& r : j->rows)
+    width = std::max(width, r.prompt.size() - static_cast<size_t>(r.len));
+  for (const auto& r : j->rows) {
+    const auto rest = r.prompt.begin() + r.len;
+    const size_t left = r.prompt.size() - static_cast<size_t>(r.len);
+    std::vector<int32_t> c(width - left, *rest);  // never attended
+    c.insert(c.end(), rest, r.prompt.end());
+    j->cols.push_back(std::move(c));
+    j->pad.push_back(static_cast<int64_t>(width - left));
   }
   join_ = std::move(j);
   return cached;
@@ -271,73 +292,52 @@ std::optional<std::vector<int32_t>> BatchDecoder::prefill_step() {
     const int64_t width =
         opt_.prefill_chunk <= 0 ? len : std::max<int64_t>(1, opt_.prefill_chunk / n);
     const int64_t c1 = std::min(len, j.next + width);
+    // Row i's column c is at position len_i + c - pad_i (len_i: its stored prefix).
     std::vector<std::vector<int32_t>> part;
-    for (const auto& c : j.cols) part.emplace_back(c.begin() + j.next, c.begin() + c1);
-    Array h = prefill(model_, part, j.cache, 0, 1);  // [N, 1, E]
+    std::vector<const std::vector<int32_t>*> tables;
+    std::vector<int64_t> first, pads;
+    for (size_t i = 0; i < j.rows.size(); ++i) {
+      Row& r = j.rows[i];
+      part.emplace_back(j.cols[i].begin() + j.next, j.cols[i].begin() + c1);
+      reserve(r, r.len + c1 - j.pad[i]);
+      first.push_back(r.len + j.next - j.pad[i]);
+      pads.push_back(std::max<int64_t>(0, j.pad[i] - j.next));  // padding columns in this pass
+    }
+    for (const auto& r : j.rows) tables.push_back(&r.blocks);
+    kv_.begin_pass(tables, first, pads);
+    models::ForwardOptions fo;
+    fo.caches = kv_.layers();
+    fo.offsets = kv_.positions();
+    fo.queries = 1;  // only the last column's hidden state is used
+    std::vector<int32_t> flat;
+    for (const auto& c : part) flat.insert(flat.end(), c.begin(), c.end());
+    Array h = model_.hidden(Array(flat, {n, c1 - j.next}, int32), fo);  // [N, 1, E]
     ++passes_;
     j.next = c1;
-    if (c1 < len) {  // cut the graph: the next pass starts from evaluated buffers
-      j.cache.eval_state();
+    if (c1 < len) {  // cut the graph: the next pass starts from evaluated pools
+      eval(kv_.state());
       return std::nullopt;
     }
     Array logits = model_.lm_head(reshape(h, {n, h.shape(2)}));
     std::vector<Row*> ptrs;
     for (auto& r : j.rows) ptrs.push_back(&r);
-    std::vector<int32_t> first = sample(logits, ptrs);
-    j.cache.eval_state();
-    if (store_)
-      for (size_t i = 0; i < j.rows.size(); ++i)
-        store_prefix(j.cache, static_cast<int64_t>(i), j.rows[i].pad, j.rows[i].prompt,
-                     static_cast<int64_t>(j.rows[i].prompt.size()));
+    std::vector<int32_t> first_ids = sample(logits, ptrs);
+    eval(kv_.state());
+    for (auto& r : j.rows) {
+      r.len = static_cast<int64_t>(r.prompt.size());
+      if (store_) store_->insert(r.prompt, r.len, r.blocks);  // shared in place
+    }
     std::vector<int64_t> dropped = std::move(j.dropped);
-    merge(std::move(j.cache), std::move(j.rows));
+    for (auto& r : j.rows) rows_.push_back(std::move(r));
     join_.reset();
     if (!dropped.empty()) drop(dropped);
-    return first;
+    return first_ids;
   } catch (...) {
+    if (join_)
+      for (auto& r : join_->rows) release(r);
     join_.reset();
     throw;
   }
-}
-
-void BatchDecoder::store_prefix(const PromptCache& cache, int64_t row, int64_t pad,
-                                const std::vector<int32_t>& tokens, int64_t n) {
-  store_->insert(tokens, n, cache.num_layers(), [&](int l, int64_t from, int64_t to) {
-    LayerCache::Raw r = cache.layer(l).raw();
-    const int64_t heads = r.keys.shape(1), d = r.keys.shape(3);
-    return std::make_pair(slice(r.keys, {row, 0, pad + from, 0}, {row + 1, heads, pad + to, d}),
-                          slice(r.values, {row, 0, pad + from, 0}, {row + 1, heads, pad + to, d}));
-  });
-}
-
-void BatchDecoder::merge(PromptCache fresh, std::vector<Row> added) {
-  // Both parts are left-padded to the longer column count and stacked along the batch.
-  const int64_t old_cols = columns(), new_cols = fresh.offset();
-  if (!cache_ || rows_.empty()) {
-    cache_.emplace(std::move(fresh));
-  } else {
-    const int64_t total = std::max(old_cols, new_cols);
-    std::vector<Array> merged;
-    for (int i = 0; i < cache_->num_layers(); ++i) {
-      LayerCache::Raw a = cache_->layer(i).raw(), b = fresh.layer(i).raw();
-      LayerCache::Raw m;
-      m.keys = concatenate({columns_of(a.keys, 0, old_cols, total - old_cols),
-                            columns_of(b.keys, 0, new_cols, total - new_cols)},
-                           0);
-      m.values = concatenate({columns_of(a.values, 0, old_cols, total - old_cols),
-                              columns_of(b.values, 0, new_cols, total - new_cols)},
-                             0);
-      m.offset = m.filled = total;
-      merged.push_back(m.keys);
-      merged.push_back(m.values);
-      cache_->layer(i).restore(std::move(m));
-    }
-    eval(merged);
-    for (auto& r : rows_) r.pad += total - old_cols;
-    for (auto& r : added) r.pad += total - new_cols;
-  }
-  for (auto& r : added) rows_.push_back(std::move(r));
-  apply_padding();
 }
 
 std::vector<int32_t> BatchDecoder::step() {
@@ -345,16 +345,24 @@ std::vector<int32_t> BatchDecoder::step() {
   const int64_t b = static_cast<int64_t>(rows_.size());
   std::vector<int32_t> last;
   std::vector<Row*> ptrs;
+  std::vector<const std::vector<int32_t>*> tables;
+  std::vector<int64_t> first;
   for (auto& r : rows_) {
+    reserve(r, r.len + 1);  // the last token goes to position len
     last.push_back(r.generated.back());
     ptrs.push_back(&r);
+    first.push_back(r.len);
   }
+  for (const auto& r : rows_) tables.push_back(&r.blocks);
+  kv_.begin_pass(tables, first);
   models::ForwardOptions fo;
-  fo.caches = cache_->layers();
-  if (auto rp = cache_->row_positions()) fo.offsets = *rp;
+  fo.caches = kv_.layers();
+  fo.offsets = kv_.positions();
   Array h = model_.hidden(Array(last, {b, 1}, int32), fo);
   Array logits = model_.lm_head(reshape(h, {b, h.shape(2)}));
-  return sample(logits, ptrs);
+  std::vector<int32_t> ids = sample(logits, ptrs);
+  for (auto& r : rows_) ++r.len;
+  return ids;
 }
 
 void BatchDecoder::drop(const std::vector<int64_t>& keys) {
@@ -365,48 +373,25 @@ void BatchDecoder::drop(const std::vector<int64_t>& keys) {
         join_->dropped.push_back(r.key);
         ++gone;
       }
-    if (gone == join_->rows.size()) join_.reset();  // nobody left to prefill for
-  }
-  std::vector<int32_t> keep;
-  for (size_t i = 0; i < rows_.size(); ++i)
-    if (std::find(keys.begin(), keys.end(), rows_[i].key) == keys.end())
-      keep.push_back(static_cast<int32_t>(i));
-  if (keep.size() == rows_.size()) return;
-  if (store_ && opt_.store_generated) {  // prompt + generated ids (all but the last computed)
-    const int64_t cols = columns();
-    for (size_t i = 0; i < rows_.size(); ++i) {
-      if (std::find(keep.begin(), keep.end(), static_cast<int32_t>(i)) != keep.end()) continue;
-      std::vector<int32_t> seq = rows_[i].prompt;
-      seq.insert(seq.end(), rows_[i].generated.begin(), rows_[i].generated.end());
-      store_prefix(*cache_, static_cast<int64_t>(i), rows_[i].pad, seq, cols - rows_[i].pad);
+    if (gone == join_->rows.size()) {  // nobody left to prefill for
+      for (auto& r : join_->rows) release(r);
+      join_.reset();
     }
   }
   std::vector<Row> kept;
-  for (int32_t i : keep) kept.push_back(std::move(rows_[static_cast<size_t>(i)]));
+  for (auto& r : rows_) {
+    if (std::find(keys.begin(), keys.end(), r.key) == keys.end()) {
+      kept.push_back(std::move(r));
+      continue;
+    }
+    if (store_ && opt_.store_generated) {  // prompt + generated ids (all but the last computed)
+      std::vector<int32_t> seq = r.prompt;
+      seq.insert(seq.end(), r.generated.begin(), r.generated.end());
+      store_->insert(seq, r.len, r.blocks);
+    }
+    release(r);  // its blocks go back (the store keeps the ones it holds)
+  }
   rows_ = std::move(kept);
-  if (rows_.empty()) {
-    cache_.reset();
-    return;
-  }
-  // Columns that are padding in every remaining row go.
-  int64_t cut = std::numeric_limits<int64_t>::max();
-  for (const auto& r : rows_) cut = std::min(cut, r.pad);
-  const int64_t cols = columns();
-  const Array idx(keep, {static_cast<int64_t>(keep.size())}, int32);
-  std::vector<Array> state;
-  for (int i = 0; i < cache_->num_layers(); ++i) {
-    LayerCache::Raw a = cache_->layer(i).raw();
-    LayerCache::Raw m;
-    m.keys = take(columns_of(a.keys, cut, cols, 0), idx, 0);
-    m.values = take(columns_of(a.values, cut, cols, 0), idx, 0);
-    m.offset = m.filled = cols - cut;
-    state.push_back(m.keys);
-    state.push_back(m.values);
-    cache_->layer(i).restore(std::move(m));
-  }
-  eval(state);
-  for (auto& r : rows_) r.pad -= cut;
-  apply_padding();
 }
 
 }  // namespace ingot::llm

@@ -1,13 +1,14 @@
 // Step-wise batched decoding with rows that join and leave between steps (continuous batching,
-// DESIGN.md §6). New rows are prefilled on their own (left-padded among themselves), their first
-// token is sampled, and their keys/values are merged into the running batch's cache: every row
-// is left-padded to the batch's column count (one padding span per row, from column 0), so one
-// decode step feeds one column to every row. Finished rows leave (their cache rows are dropped)
-// and columns that are padding in every remaining row are cut off, so the cache stays as long
-// as the longest running row. Each row has its own sampler (options, seed, penalty state) and
-// optional token mask. Joining rows can be prefilled a chunk at a time between decode steps
-// (join + prefill_step), so running rows keep producing tokens while a long prompt joins, and
-// prompts can start from keys/values of earlier rows (a PrefixStore: prompt caching).
+// DESIGN.md §6). Keys and values live in a paged cache (llm/paged_kv.h): one pool of fixed-size
+// blocks per layer shared by every row, each row with its own block table, so rows join and
+// leave without copying anyone's keys/values: a joining row gets blocks as it computes
+// positions, a leaving row gives its blocks back. New rows are prefilled as a group (each row's
+// prompt left-padded to the group's width, every row at its own positions), their first token
+// is sampled, and they join the batch; one decode step feeds every row its last token at its
+// own position. Each row has its own sampler (options, seed, penalty state) and optional token
+// mask. Joining rows can be prefilled a chunk at a time between decode steps (join +
+// prefill_step), so running rows keep producing tokens while a long prompt joins, and prompts
+// start from the blocks of earlier rows (a PrefixStore: prompt caching, blocks shared in place).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 
 #include "llm/kv_cache.h"
 #include "llm/logprobs.h"
+#include "llm/paged_kv.h"
 #include "llm/sampler.h"
 #include "models/model.h"
 
@@ -45,10 +47,16 @@ struct BatchDecoderOptions {
   /// Prompt tokens per prefill pass of a joining group (0 = the whole group in one pass). A
   /// pass covers max(1, prefill_chunk / rows) columns of the group's left-padded prompts.
   int64_t prefill_chunk = 512;
-  /// Prompt caching across rows (max_bytes 0: off). Prompts are stored in whole blocks when
-  /// they join; a joining prompt reuses the longest stored prefix (at most its length - 1:
-  /// the last id is always computed).
+  /// Prompt caching across rows (max_bytes 0: off). `block` is also the KV cache's block size
+  /// (positions per block). Prompts are stored in whole blocks when they join; a joining prompt
+  /// points its table at the longest stored prefix (at most its length - 1: the last id is
+  /// always computed).
   PrefixStoreOptions prefix{.block = 16, .max_bytes = 0};
+  /// Most KV blocks in use at once, prompt-cache blocks included (0 = no limit). A row that
+  /// needs a block when none is free evicts prompt-cache blocks no row uses; beyond that the
+  /// step fails (InvalidArgument): callers admit rows only while their blocks fit
+  /// (blocks_for()).
+  int64_t max_blocks = 0;
   /// Also store a leaving row's prompt + generated ids (a chat's next turn starts with them).
   /// Off by default: every answer is new, so the store then fills to its budget.
   bool store_generated = false;
@@ -66,7 +74,8 @@ class BatchDecoder {
   /// while another group is joining.
   std::vector<int32_t> admit(std::vector<DecoderRow> rows);
   /// Starts prefilling `rows` as one group (one group at a time; InvalidArgument while another
-  /// joins). Returns how many prompt ids of each row come from the prefix store.
+  /// joins). Returns how many prompt ids of each row come from the prefix store (each row's
+  /// table starts with those blocks, shared in place).
   std::vector<int64_t> join(std::vector<DecoderRow> rows);
   /// True while a group started by join() is being prefilled.
   bool joining() const { return join_ != nullptr; }
@@ -78,10 +87,13 @@ class BatchDecoder {
   /// was, and the exception propagates.
   std::optional<std::vector<int32_t>> prefill_step();
   /// Feeds every row its last token and samples the next; returns the new ids in the order of
-  /// keys(). The batch must not be empty.
+  /// keys(). The batch must not be empty. A row that needs a block when the pool is full
+  /// (max_blocks, after evicting unused prompt-cache blocks) makes it fail (InvalidArgument).
   std::vector<int32_t> step();
-  /// Removes the rows with these keys (unknown keys are ignored). A row of the joining group is
-  /// removed when the group joins (the group is abandoned when every row of it is dropped).
+  /// Removes the rows with these keys (unknown keys are ignored); their blocks go back to the
+  /// pool (those the prompt cache holds stay there). A row of the joining group is removed when
+  /// the group joins (the group is abandoned, its blocks released, when every row of it is
+  /// dropped).
   void drop(const std::vector<int64_t>& keys);
 
   /// Per id last returned by step() / prefill_step() (same order): the row's TokenLogprobs,
@@ -92,10 +104,26 @@ class BatchDecoder {
   std::vector<int64_t> keys() const;
   size_t size() const { return rows_.size(); }
   bool empty() const { return rows_.empty(); }
-  /// Columns held by the cache (the longest row plus its padding alignment).
-  int64_t columns() const { return cache_ ? cache_->offset() : 0; }
-  /// Bytes held by the cache.
-  int64_t cache_bytes() const { return cache_ ? cache_->nbytes() : 0; }
+  /// Positions held by the longest row.
+  int64_t columns() const;
+  /// Bytes of the KV blocks in use (rows and prompt cache).
+  int64_t cache_bytes() const { return kv_.pool().used() * kv_.block_bytes(); }
+  /// The paged cache (block size, pool accounting, storage).
+  const PagedKvCache& kv() const { return kv_; }
+  /// KV blocks in use (rows and prompt cache; a block shared by several counts once).
+  int64_t blocks_in_use() const { return kv_.pool().used(); }
+  /// Blocks a row of `positions` positions needs (ceil(positions / block)).
+  int64_t blocks_for(int64_t positions) const;
+  /// The block table of the row (running or joining) with this key (empty when unknown).
+  std::vector<int32_t> row_blocks(int64_t key) const;
+  /// The prompt-cache blocks a row with this prompt would share if it joined now (what join()
+  /// would point its table at; empty without a store). Marks them recently used.
+  std::vector<int32_t> shared_blocks_for(const std::vector<int32_t>& prompt);
+  /// Distinct prompt-cache blocks that running or joining rows share (took from the store at
+  /// join), less those that are another running row's own blocks (stored in place). With each
+  /// row's own blocks (blocks_for(its reach) - its shared ones) this bounds the blocks that
+  /// cannot be evicted: admission keeps their sum within max_blocks.
+  int64_t shared_blocks_in_use() const;
   /// The prompt cache (null when off).
   const PrefixStore* prefix_store() const { return store_.get(); }
   /// Prefill passes run so far (over all groups).
@@ -109,31 +137,30 @@ class BatchDecoder {
     int logprobs = -1;  // top count of DecoderRow::logprobs (-1: none)
     std::vector<int32_t> prompt;
     std::vector<int32_t> generated;
-    int64_t pad = 0;  // padding columns [0, pad) of this row in the cache
+    std::vector<int32_t> blocks;  // block table: position t is in blocks[t / block]
+    int64_t len = 0;              // positions whose keys/values are stored
+    int64_t shared = 0;           // blocks[0, shared) came from the prompt cache
   };
-  /// A group being prefilled: its own cache, left-padded prompt columns, the next column.
+  /// A group being prefilled: each row's prompt after its cached prefix, left-padded to the
+  /// group's width; the next column.
   struct Join {
-    explicit Join(PromptCache c) : cache(std::move(c)) {}
-    PromptCache cache;
     std::vector<std::vector<int32_t>> cols;
+    std::vector<int64_t> pad;  // padding columns of each row
     int64_t next = 0;
     std::vector<Row> rows;
     std::vector<int64_t> dropped;  // keys dropped while joining
   };
   /// Samples one id per row of `rows` from `logits` [B, V] (row i of logits = rows[i]).
   std::vector<int32_t> sample(const Array& logits, std::vector<Row*>& rows);
-  void apply_padding();
-  /// Adds a prefilled group's rows and cache to the batch.
-  void merge(PromptCache fresh, std::vector<Row> added);
-  /// Stores the whole blocks of `tokens` whose keys/values are columns [pad, pad + n) of row
-  /// `row` of `cache`.
-  void store_prefix(const PromptCache& cache, int64_t row, int64_t pad,
-                    const std::vector<int32_t>& tokens, int64_t n);
+  /// Gives `r` blocks for positions [0, end).
+  void reserve(Row& r, int64_t end);
+  /// Gives the blocks of `r` back.
+  void release(Row& r);
 
   const models::Model& model_;
   BatchDecoderOptions opt_;
   int64_t vocab_;
-  std::optional<PromptCache> cache_;
+  PagedKvCache kv_;
   std::vector<Row> rows_;
   Sampler greedy_;
   std::unique_ptr<PrefixStore> store_;

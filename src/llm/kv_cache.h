@@ -1,6 +1,8 @@
 // KV caches for generation (DESIGN.md §6): per-layer key/value buffers grown in chunks, bounded
 // (rotating) buffers for sliding-window layers, per-row padding spans for batches, trim/rewind,
 // and a PromptCache over all layers that remembers its tokens for prefix reuse and saves to disk.
+// The paged cache of continuous batching and the prompt cache across requests (PrefixStore)
+// live in paged_kv.h.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "core/array.h"
+#include "llm/paged_kv.h"
 #include "models/model.h"
 #include "nn/attention.h"
 
@@ -175,68 +178,6 @@ class PromptCache {
   int64_t kv_heads_ = 0, head_dim_ = 0;
   Dtype dtype_ = float32;
   Device device_ = cpu_device;
-};
-
-/// Options of PrefixStore.
-struct PrefixStoreOptions {
-  /// Token ids per block (the unit of sharing: only whole blocks are stored and reused).
-  int64_t block = 16;
-  /// Bytes of keys/values kept; beyond it the least recently used blocks go (0 = store none).
-  int64_t max_bytes = int64_t{256} << 20;
-};
-
-/// Keys and values of token prefixes shared across requests (prompt caching). A trie whose
-/// edges are blocks of `block` token ids: a node holds, for every layer, the keys and values
-/// ([1, Hkv, block, D] each, own buffers) of its block's positions, computed after the whole
-/// prefix that leads to it, so a prompt that starts with a stored path reuses them instead of
-/// recomputing them. Blocks are looked up by exact ids (no hashing, no collisions). Lookups
-/// hand out shared references; a block that someone still holds (a copy in progress) or that
-/// has children is never evicted, the others go least recently used first once the store is
-/// over its byte budget.
-class PrefixStore {
- public:
-  /// One block's keys and values, per layer.
-  struct Block {
-    std::vector<Array> keys, values;
-  };
-  explicit PrefixStore(PrefixStoreOptions opt);
-
-  /// The blocks of the longest stored prefix of `tokens` that has at most `max_tokens` ids,
-  /// in order (their number times block() tokens); marks them recently used.
-  std::vector<std::shared_ptr<const Block>> match(const std::vector<int32_t>& tokens,
-                                                  int64_t max_tokens);
-  /// Stores the whole blocks of the first `n` ids of `tokens` that are not stored yet.
-  /// `kv(layer, from, to)` gives the keys and values of positions [from, to) of that sequence
-  /// ([1, Hkv, to - from, D]); they are copied. Returns the blocks added. Evicts afterwards.
-  int64_t insert(
-      const std::vector<int32_t>& tokens, int64_t n, int layers,
-      const std::function<std::pair<Array, Array>(int layer, int64_t from, int64_t to)>& kv);
-  int64_t block() const { return opt_.block; }
-  /// Bytes held by the stored blocks.
-  int64_t nbytes() const { return bytes_; }
-  /// Blocks stored.
-  int64_t size() const { return static_cast<int64_t>(nodes_.size()); }
-  /// Blocks evicted so far.
-  int64_t evicted() const { return evicted_; }
-  void clear();
-
- private:
-  struct Node {
-    int64_t parent = -1;  // -1: the root (no block)
-    std::vector<int32_t> ids;
-    std::shared_ptr<Block> kv;
-    int64_t children = 0;
-    int64_t bytes = 0;
-    uint64_t used = 0;  // tick of the last match / insert
-  };
-  void evict();
-  PrefixStoreOptions opt_;
-  std::unordered_map<int64_t, Node> nodes_;
-  std::map<std::pair<int64_t, std::vector<int32_t>>, int64_t> edges_;  // (parent, ids) -> node
-  int64_t next_id_ = 0;
-  int64_t bytes_ = 0;
-  int64_t evicted_ = 0;
-  uint64_t tick_ = 0;
 };
 
 }  // namespace ingot::llm

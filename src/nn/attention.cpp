@@ -75,6 +75,17 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
                        .freqs = cfg_.rope_freqs};
   std::optional<Array> mask = in.mask;
   Array q, k, v;
+  if (in.cache && in.cache->attends()) {
+    // A paged cache: it stores k, v and computes the attention (per-row positions in offsets).
+    AttentionInputs heads_only = in;
+    heads_only.cache = nullptr;
+    project_heads(qkv, x, heads_only, ro, mask, q, k, v);
+    Array o = in.cache->attend(q, k, v, cfg_.scale, cfg_.window, cfg_.softcap);  // [B, H, L, D]
+    const int64_t nq = in.queries > 0 && in.queries < l ? in.queries : l;
+    if (nq < l) o = slice_axis(o, 2, l - nq, l);
+    o = reshape(transpose(o, {0, 2, 1, 3}), {b, nq, cfg_.n_heads * cfg_.head_dim});
+    return residual ? o_->add_to(*residual, o) : (*o_)(o);
+  }
   // q/k norms, rotary and the key/value writes in one primitive where the cache allows.
   if (auto fused = fused_cache_update(qkv, in, ro)) {
     q = (*fused)[0];

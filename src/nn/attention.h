@@ -67,6 +67,17 @@ class KVCache {
   virtual std::pair<Array, Array> finish_append(Array keys, Array values, int64_t l) {
     raise("[attention] internal: finish_append without prepare_append");
   }
+  /// Caches that compute the attention themselves (a paged cache: keys/values in blocks of a
+  /// pool, read through per-row block tables) return true: the block then projects q, k, v
+  /// [B, H(kv), L, D] (norms, rotary at AttentionInputs::offsets) without update_and_fetch()
+  /// and calls attend() instead of scaled_dot_product_attention. false (the default): no.
+  virtual bool attends() const { return false; }
+  /// Stores k, v and returns softmax(q k^T * scale) v [B, H, L, D] over each row's cached
+  /// positions and the new ones (causal; `window` and `softcap` as in fast::SdpaOptions).
+  virtual Array attend(const Array& q, const Array& k, const Array& v, float scale, int window,
+                       float softcap) {
+    raise("[attention] internal: attend on a cache that does not attend");
+  }
 };
 
 /// Per-call inputs of an attention block.

@@ -587,6 +587,7 @@ TEST_F(ServerE2E, MetricsCountRequestsAndTokens) {
 TEST_F(ServerE2E, ClientDisconnectCancelsAStream) {
   auto c = server_->client();
   const double before = metric(c, "ingot_requests_cancelled_total");
+  const double blocks = metric(c, "ingot_kv_blocks_in_use");  // the prompt cache's, if any
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
   sockaddr_in addr{};
@@ -612,6 +613,11 @@ TEST_F(ServerE2E, ClientDisconnectCancelsAStream) {
     now = metric(c, "ingot_requests_cancelled_total");
   }
   EXPECT_EQ(now, before + 1);
+  // The cancelled row's KV blocks went back to the pool ("Hello" has no whole block to store).
+  for (int i = 0; i < 200 && metric(c, "ingot_kv_blocks_in_use") != blocks; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_in_use"), blocks);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_reserved"), 0);
   auto h = c.Get("/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
@@ -983,17 +989,77 @@ int64_t fixture_kv_bytes_per_token() {
          cfg["head_dim"].get<int64_t>() * 4;
 }
 
+// Two requests running together with a common prefix: their block tables point at the same
+// prompt-cache blocks (/metrics counts every block once) and admission counts the shared blocks
+// once, against the same requests on a server without the cache (every row its own blocks, so
+// under the same budget one waits for the other); answers equal generate_text's.
+TEST(ServerPromptCache, RowsWithACommonPrefixShareItsBlocks) {
+  ServerOptions o;
+  o.prompt_cache_block = 4;
+  o.kv_budget_bytes = 12 * 4 * fixture_kv_bytes_per_token();  // 12 blocks of 4 positions
+  OwnServer on(o);
+  o.prompt_cache_bytes = 0;
+  OwnServer off(o);
+  // p (30 ids) runs first: its 7 whole blocks (28 ids) stay in the prompt cache.
+  const std::vector<int32_t> p = ids_of(30, 3);
+  EXPECT_EQ(on.complete(p, 5)["choices"][0]["text"], on.direct(p, 5));
+  auto c = on.s->client();
+  for (int i = 0; i < 200 && metric(c, "ingot_kv_blocks_in_use") != 7; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_in_use"), 7);
+  EXPECT_EQ(metric(c, "ingot_prompt_cache_blocks"), 7);
+  // q1 and q2: p's first 28 ids and 2 of their own (30 ids), 5 tokens each. Each can reach
+  // 30 + 5 = 35 positions: 9 blocks, 7 of them the shared ones, so together they reserve
+  // 7 + 2 + 2 = 11 of the 12 blocks and join as one group; while both run (after 3 decode
+  // steps: positions up to 32) 11 blocks are in use. Without sharing: 9 + 9 > 12, one at a
+  // time.
+  std::vector<int32_t> q1(p.begin(), p.begin() + 28), q2 = q1;
+  for (int32_t id : ids_of(2, 4)) q1.push_back(id);
+  for (int32_t id : ids_of(2, 5)) q2.push_back(id);
+  for (OwnServer* s : {&on, &off}) {
+    s->s->srv->hold(true);
+    std::vector<json> got(2);
+    std::thread t1([&] { got[0] = s->complete(q1, 5); });
+    std::thread t2([&] { got[1] = s->complete(q2, 5); });
+    for (int i = 0; i < 2000 && s->s->srv->queue_depth() < 2; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    s->s->srv->hold(false);
+    t1.join();
+    t2.join();
+    EXPECT_EQ(got[0]["choices"][0]["text"], on.direct(q1, 5));
+    EXPECT_EQ(got[1]["choices"][0]["text"], on.direct(q2, 5));
+    const int64_t cached = s == &on ? 28 : 0;
+    EXPECT_EQ(got[0]["usage"]["prompt_tokens_details"]["cached_tokens"], cached);
+    EXPECT_EQ(got[1]["usage"]["prompt_tokens_details"]["cached_tokens"], cached);
+  }
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_peak"), 7 + 2 + 2);
+  EXPECT_EQ(metric(c, "ingot_kv_cache_peak_bytes"), 11 * on.s->srv->kv_block_bytes());
+  EXPECT_EQ(metric(c, "ingot_requests_waited_for_kv_total"), 0);
+  auto c2 = off.s->client();
+  EXPECT_EQ(metric(c2, "ingot_kv_blocks_peak"), 9);
+  EXPECT_EQ(metric(c2, "ingot_requests_waited_for_kv_total"), 1);
+  // Idle: only the prompt cache's blocks stay (q1's and q2's have no new whole block).
+  for (int i = 0; i < 200 && metric(c, "ingot_kv_blocks_in_use") != 7; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_in_use"), 7);
+  EXPECT_EQ(metric(c2, "ingot_kv_blocks_in_use"), 0);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_reserved"), 0);
+}
+
 TEST(ServerKvBudget, RowsJoinOnlyWhileTheirKeysAndValuesFitAndTheRestWait) {
   const int64_t per_token = fixture_kv_bytes_per_token();
-  // The batch's cache grows in steps of 256 columns (the fixture's whole context), so every row
-  // holds 256 columns: a budget of 2.5 rows lets at most 2 run together.
-  const int64_t row = 256 * per_token;
+  // Keys/values are blocks of 16 positions (prompt_cache_block): each request below (8-12
+  // prompt ids + 12 tokens) can reach 2 blocks, so a budget of 5.5 blocks (5 whole) lets at
+  // most 2 run together.
+  const int64_t block = 16 * per_token;
   ServerOptions o;
-  o.kv_budget_bytes = row * 5 / 2;
+  o.kv_budget_bytes = block * 11 / 2;
   o.prompt_cache_bytes = 0;
   OwnServer srv(o);
   EXPECT_EQ(srv.s->srv->kv_bytes_per_token(), per_token);
-  EXPECT_EQ(srv.s->srv->kv_budget(), row * 5 / 2);
+  EXPECT_EQ(srv.s->srv->kv_budget(), block * 11 / 2);
+  EXPECT_EQ(srv.s->srv->kv_block_bytes(), block);
+  EXPECT_EQ(srv.s->srv->kv_max_blocks(), 5);
   auto c = srv.s->client();
   // Five requests wait together (scheduler held), then are released at once.
   srv.s->srv->hold(true);
@@ -1010,21 +1076,25 @@ TEST(ServerKvBudget, RowsJoinOnlyWhileTheirKeysAndValuesFitAndTheRestWait) {
   for (int i = 0; i < kN; ++i)
     EXPECT_EQ(got[static_cast<size_t>(i)]["choices"][0]["text"], srv.direct(ids_of(8 + i, i), 12))
         << i;
-  // Some waited for room (not refused: every answer above is a 200); the batch's real buffers
-  // never went over the budget, and two rows did run together.
+  // Some waited for room (not refused: every answer above is a 200); the blocks in use never
+  // went over the budget, and two rows did run together (2 blocks each).
   EXPECT_GE(metric(c, "ingot_requests_waited_for_kv_total"), 1);
-  EXPECT_EQ(metric(c, "ingot_kv_budget_bytes"), row * 5 / 2);
-  EXPECT_LE(metric(c, "ingot_kv_cache_peak_bytes"), row * 5 / 2);
-  EXPECT_EQ(metric(c, "ingot_kv_cache_peak_bytes"), 2 * row);
+  EXPECT_EQ(metric(c, "ingot_kv_budget_bytes"), block * 11 / 2);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_total"), 5);
+  EXPECT_LE(metric(c, "ingot_kv_cache_peak_bytes"), block * 11 / 2);
+  EXPECT_EQ(metric(c, "ingot_kv_cache_peak_bytes"), 4 * block);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_peak"), 4);
   EXPECT_GT(metric(c, "ingot_decode_step_rows_total"), metric(c, "ingot_decode_steps_total"));
   // Idle again: nothing reserved (published after the last answer went out, so wait for it).
   for (int i = 0; i < 200 && metric(c, "ingot_kv_reserved_bytes") != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(metric(c, "ingot_kv_reserved_bytes"), 0);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_reserved"), 0);
+  EXPECT_EQ(metric(c, "ingot_kv_blocks_in_use"), 0);  // every row gave its blocks back
 }
 
 TEST(ServerKvBudget, StreamsWaitingForRoomAreServedInOrder) {
-  const int64_t row = 256 * fixture_kv_bytes_per_token();
+  const int64_t row = 16 * fixture_kv_bytes_per_token();  // one block: 6 ids + 9 tokens fit
   ServerOptions o;
   o.kv_budget_bytes = row;  // one row at a time
   OwnServer srv(o);
@@ -1074,13 +1144,14 @@ TEST(ServerKvBudget, StreamsWaitingForRoomAreServedInOrder) {
 TEST(ServerKvBudget, ARequestThatCanNeverFitIs400WithItsSizes) {
   const int64_t per_token = fixture_kv_bytes_per_token();
   ServerOptions o;
-  o.kv_budget_bytes = 100 * per_token;  // under one row's 256 columns
+  o.kv_budget_bytes = 32 * per_token;  // 2 blocks of 16 positions
   OwnServer srv(o);
   auto c = srv.s->client();
+  // 5 + 40 positions: 3 blocks.
   const std::vector<json> bodies = {
-      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}},
-      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}, {"stream", true}},
-      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 4}, {"n", 2}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 40}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 40}, {"stream", true}},
+      {{"model", kModel}, {"prompt", ids_of(5, 1)}, {"max_tokens", 40}, {"n", 2}},
       {{"model", kModel}, {"prompt", ids_of(5, 1)}}};  // default max_tokens
   for (const json& b : bodies) {
     auto r = c.Post("/v1/completions", b.dump(), "application/json");
@@ -1091,13 +1162,19 @@ TEST(ServerKvBudget, ARequestThatCanNeverFitIs400WithItsSizes) {
     EXPECT_EQ(e["param"], "max_tokens");
     EXPECT_EQ(e["type"], "invalid_request_error");
     const std::string msg = e["message"];
-    EXPECT_NE(msg.find(std::to_string(256 * per_token) + " bytes"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(std::to_string(100 * per_token)), std::string::npos) << msg;
+    if (b.contains("max_tokens")) {
+      EXPECT_NE(msg.find("3 KV blocks (" + std::to_string(48 * per_token) + " bytes"),
+                std::string::npos)
+          << msg;
+    }
+    EXPECT_NE(msg.find("2 blocks (" + std::to_string(32 * per_token) + " bytes)"),
+              std::string::npos)
+        << msg;
   }
   auto chat = c.Post("/v1/chat/completions",
                      json{{"model", kModel},
                           {"messages", {{{"role", "user"}, {"content", "Hi"}}}},
-                          {"max_tokens", 3}}
+                          {"max_tokens", 40}}
                          .dump(),
                      "application/json");
   ASSERT_TRUE(chat);

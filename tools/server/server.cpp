@@ -10,6 +10,7 @@
 #include <future>
 #include <optional>
 #include <random>
+#include <set>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -169,6 +170,8 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
   } else if (tm_.model->device().type == Device::Type::cpu) {
     kv_budget_ = util::available_memory() / 2;  // the weights are loaded: what is left, halved
   }
+  // The budget in whole blocks (at least one, so that 0 keeps meaning "no limit").
+  if (kv_budget_ > 0) kv_max_blocks_ = std::max<int64_t>(1, kv_budget_ / kv_block_bytes());
   created_ = now_seconds();
   // Every running or queued request holds an HTTP thread (a stream writes from it, a plain
   // request waits in it): enough threads for a full batch and a full queue, plus a few for
@@ -227,11 +230,11 @@ size_t Server::queue_depth() const {
   return queue_.size();
 }
 
-int64_t Server::kv_need(int64_t rows, int64_t longest) const {
-  // The batch's cache is one buffer per layer, every row left-padded to the longest, grown in
-  // steps of PromptCacheOptions::step columns (BatchDecoder's caches use the default).
-  const int64_t step = std::max<int64_t>(1, llm::PromptCacheOptions{}.step);
-  return rows * ((longest + step - 1) / step * step) * kv_token_bytes_;
+int64_t Server::kv_blocks(int64_t positions) const {
+  // A row's keys/values are blocks of a paged cache: it can reach prompt + max_tokens
+  // positions, in whole blocks (admission takes off the prompt-cache blocks it shares).
+  const int64_t b = opt_.prompt_cache_block;
+  return (std::max<int64_t>(0, positions) + b - 1) / b;
 }
 
 int64_t Server::context_limit() const {
@@ -386,7 +389,8 @@ void Server::scheduler_loop() {
     return std::make_unique<llm::BatchDecoder>(
         *tm_.model, llm::BatchDecoderOptions{.prefill_chunk = opt_.prefill_chunk,
                                              .prefix = {.block = opt_.prompt_cache_block,
-                                                        .max_bytes = opt_.prompt_cache_bytes}});
+                                                        .max_bytes = opt_.prompt_cache_bytes},
+                                             .max_blocks = kv_max_blocks_});
   };
 
   // Takes the sampled id of row `r` (with its logprobs when the row asked for them); false when
@@ -445,16 +449,29 @@ void Server::scheduler_loop() {
     active = std::move(left);
     if (bd) bd->drop(gone);
   };
+  // KV blocks that cannot be evicted while the running and joining rows last: each row's own
+  // blocks (its reach, prompt + max_tokens, minus the blocks it shares from the prompt cache)
+  // and the shared blocks they hold (each once). Admission keeps it within the budget, so a
+  // row that needs a block always finds one free or held only by the prompt cache.
+  auto reserved_blocks = [&] {
+    const int64_t b = opt_.prompt_cache_block;
+    int64_t n = bd ? bd->shared_blocks_in_use() : 0;
+    for (const auto& r : active) n += kv_blocks(row_length(*r->job)) - r->cached / b;
+    for (const auto& r : joining) n += kv_blocks(row_length(*r->job)) - r->cached / b;
+    return n;
+  };
   // Publishes the decoder's sizes to /metrics (read by other threads).
   auto publish = [&] {
     metrics_.kv_cache_bytes = bd ? bd->cache_bytes() : 0;
     if (metrics_.kv_cache_bytes > metrics_.kv_cache_peak_bytes)
       metrics_.kv_cache_peak_bytes = metrics_.kv_cache_bytes.load();
-    int64_t longest = 0;
-    for (const auto& r : active) longest = std::max(longest, row_length(*r->job));
-    for (const auto& r : joining) longest = std::max(longest, row_length(*r->job));
-    metrics_.kv_reserved_bytes =
-        kv_need(static_cast<int64_t>(active.size() + joining.size()), longest);
+    metrics_.kv_blocks_in_use = bd ? bd->blocks_in_use() : 0;
+    if (metrics_.kv_blocks_in_use > metrics_.kv_blocks_peak)
+      metrics_.kv_blocks_peak = metrics_.kv_blocks_in_use.load();
+    metrics_.kv_storage_bytes = bd ? bd->kv().storage_bytes() : 0;
+    const int64_t reserved = reserved_blocks();
+    metrics_.kv_blocks_reserved = reserved;
+    metrics_.kv_reserved_bytes = reserved * kv_block_bytes();
     const llm::PrefixStore* ps = bd ? bd->prefix_store() : nullptr;
     metrics_.prompt_cache_blocks = ps ? ps->size() : 0;
     metrics_.prompt_cache_bytes = ps ? ps->nbytes() : 0;
@@ -511,18 +528,23 @@ void Server::scheduler_loop() {
         admit_now = waiting >= std::min(room, std::max(1, static_cast<int>(active.size()) / 8)) ||
                     waited >= std::chrono::milliseconds(opt_.admit_wait_ms);
       }
-      // KV budget: a row joins only while the cache of the batch with it (running, joining and
-      // admitted rows, padded to the longest) fits; otherwise it waits at the head of the queue
-      // (arrival order is kept) until rows leave.
+      // KV budget: a row joins only while the blocks it can reach (prompt + max_tokens, less
+      // the prompt-cache blocks it will share that rows already hold) fit next to those
+      // reserved by the running, joining and admitted rows; otherwise it waits at the head of
+      // the queue (arrival order is kept) until rows leave and free theirs.
       int64_t rows_in = static_cast<int64_t>(active.size() + joining.size());
-      int64_t longest = 0;
-      for (const auto& r : active) longest = std::max(longest, row_length(*r->job));
-      for (const auto& r : joining) longest = std::max(longest, row_length(*r->job));
+      int64_t reserved = reserved_blocks();
+      std::set<int32_t> will_share;  // prompt-cache blocks the rows admitted here will hold
       while (admit_now && !stopping_ && !held_ && !queue_.empty() &&
              static_cast<int>(active.size() + admit.size()) < opt_.max_batch) {
         if (queue_.front()->row) {
-          const int64_t len = row_length(*queue_.front());
-          if (kv_budget_ > 0 && kv_need(rows_in + 1, std::max(longest, len)) > kv_budget_) {
+          const std::vector<int32_t> shared =
+              bd ? bd->shared_blocks_for(queue_.front()->row->prompt) : std::vector<int32_t>{};
+          int64_t held = 0;  // of those, blocks some row already holds (counted already)
+          for (int32_t id : shared)
+            if (bd->kv().pool().refs(id) >= 2 || will_share.count(id)) ++held;
+          const int64_t need = kv_blocks(row_length(*queue_.front())) - held;
+          if (kv_max_blocks_ > 0 && reserved + need > kv_max_blocks_) {
             if (rows_in == 0) {  // cannot fit even alone (refused at submission; a safety net)
               refuse = std::move(queue_.front());
               queue_.pop_front();
@@ -535,7 +557,8 @@ void Server::scheduler_loop() {
             break;
           }
           ++rows_in;
-          longest = std::max(longest, len);
+          reserved += need;
+          will_share.insert(shared.begin(), shared.end());
           admit.push_back(std::move(queue_.front()));
           queue_.pop_front();
           continue;
@@ -556,9 +579,11 @@ void Server::scheduler_loop() {
     if (refuse)
       refuse->row->on_error(std::make_exception_ptr(
           ApiError(400,
-                   fmt::format("this request needs {} bytes of keys/values, more than the "
-                               "server's KV budget of {} bytes",
-                               kv_need(1, row_length(*refuse)), kv_budget_),
+                   fmt::format("this request needs {} KV blocks ({} bytes), more than the "
+                               "server's KV budget of {} blocks ({} bytes)",
+                               kv_blocks(row_length(*refuse)),
+                               kv_blocks(row_length(*refuse)) * kv_block_bytes(), kv_max_blocks_,
+                               kv_budget_),
                    "max_tokens", "kv_budget_exceeded")));
     if (solo) {
       if (solo->cancelled->load()) {
@@ -766,16 +791,31 @@ std::string Server::metrics_text() const {
   gauge("ingot_prompt_cache_evicted_blocks_total",
         "Prompt cache blocks evicted (least recently used, over the budget).", "counter",
         static_cast<double>(metrics_.prompt_cache_evicted.load()));
-  gauge("ingot_kv_cache_bytes", "Bytes of keys/values of the running batch.", "gauge",
-        static_cast<double>(metrics_.kv_cache_bytes.load()));
-  gauge("ingot_kv_cache_peak_bytes", "Most bytes of keys/values the running batch has held.",
-        "gauge", static_cast<double>(metrics_.kv_cache_peak_bytes.load()));
+  gauge("ingot_kv_cache_bytes",
+        "Bytes of the KV blocks in use (running rows and prompt cache; shared blocks once).",
+        "gauge", static_cast<double>(metrics_.kv_cache_bytes.load()));
+  gauge("ingot_kv_cache_peak_bytes", "Most bytes of KV blocks in use at once.", "gauge",
+        static_cast<double>(metrics_.kv_cache_peak_bytes.load()));
+  gauge("ingot_kv_blocks_in_use",
+        "KV blocks in use (running rows and prompt cache; a block shared by rows counts once).",
+        "gauge", static_cast<double>(metrics_.kv_blocks_in_use.load()));
+  gauge("ingot_kv_blocks_peak", "Most KV blocks in use at once.", "gauge",
+        static_cast<double>(metrics_.kv_blocks_peak.load()));
+  gauge("ingot_kv_blocks_total", "KV blocks the budget allows (0 = no limit).", "gauge",
+        static_cast<double>(kv_max_blocks_));
+  gauge("ingot_kv_block_tokens", "Positions per KV block.", "gauge",
+        static_cast<double>(opt_.prompt_cache_block));
+  gauge("ingot_kv_blocks_reserved",
+        "KV blocks the running and joining rows can reach (prompt + max_tokens each); "
+        "admission keeps it within the budget.",
+        "gauge", static_cast<double>(metrics_.kv_blocks_reserved.load()));
+  gauge("ingot_kv_storage_bytes", "Bytes of the KV block pool's storage (grows, never shrinks).",
+        "gauge", static_cast<double>(metrics_.kv_storage_bytes.load()));
   gauge("ingot_kv_budget_bytes", "Keys/values the running batch may hold (0 = no limit).", "gauge",
         static_cast<double>(kv_budget_));
   gauge("ingot_kv_reserved_bytes",
-        "Keys/values the running and joining rows can reach (rows x longest prompt + "
-        "max_tokens); admission keeps it within the budget.",
-        "gauge", static_cast<double>(metrics_.kv_reserved_bytes.load()));
+        "Bytes of the KV blocks reserved by the running and joining rows.", "gauge",
+        static_cast<double>(metrics_.kv_reserved_bytes.load()));
   gauge("ingot_requests_waited_for_kv_total",
         "Requests that waited in the queue for KV room (the budget was full).", "counter",
         static_cast<double>(metrics_.kv_waited.load()));
@@ -980,13 +1020,15 @@ void Server::setup_routes() {
                                           : std::min(opt_.default_max_tokens, ctx - len));
         // A request that could never join the batch (alone over the KV budget) is refused
         // now instead of waiting forever.
-        if (kv_budget_ > 0 && kv_need(1, len + max_tokens.back()) > kv_budget_)
+        if (kv_max_blocks_ > 0 && kv_blocks(len + max_tokens.back()) > kv_max_blocks_)
           throw ApiError(
               400,
-              fmt::format("{} prompt + {} completion tokens need {} bytes of "
-                          "keys/values, more than this server's KV budget of {} "
-                          "bytes; ask for fewer max_tokens or send a shorter prompt",
-                          len, max_tokens.back(), kv_need(1, len + max_tokens.back()), kv_budget_),
+              fmt::format("{} prompt + {} completion tokens need {} KV blocks ({} bytes of "
+                          "keys/values), more than this server's KV budget of {} blocks ({} "
+                          "bytes); ask for fewer max_tokens or send a shorter prompt",
+                          len, max_tokens.back(), kv_blocks(len + max_tokens.back()),
+                          kv_blocks(len + max_tokens.back()) * kv_block_bytes(), kv_max_blocks_,
+                          kv_budget_),
               "max_tokens", "kv_budget_exceeded");
       }
       // Echo: the prompt as given (token ids: their text, special tokens left out).

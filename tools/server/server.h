@@ -46,15 +46,16 @@ struct ServerOptions {
   /// Prompt tokens per prefill pass of a joining group; running rows step between passes
   /// (0 = a group's prompts in one pass).
   int64_t prefill_chunk = 512;
-  /// Prompt caching across requests: bytes of keys/values kept (0 = off) and tokens per block.
+  /// Prompt caching across requests: bytes of keys/values kept (0 = off) and tokens per block
+  /// (also the block size of the batch's paged KV cache).
   int64_t prompt_cache_bytes = int64_t{256} << 20;
   int64_t prompt_cache_block = 16;
-  /// Keys/values the running batch may hold, in bytes: a request joins only while the batch's
-  /// cache with it fits (rows x the longest prompt + max_tokens of the batch, rounded to the
-  /// cache's growth step, x the model's bytes per token: the cache is contiguous and padded to
-  /// its longest row); otherwise it waits in the queue. A request that cannot fit even alone is
-  /// refused with 400 (code kv_budget_exceeded). nullopt: half the memory available at start
-  /// on the CPU (no limit on other devices); 0: no limit.
+  /// Keys/values the running batch may hold, in bytes; in blocks: budget / (block x the model's
+  /// bytes per token), the size of the paged cache's pool (prompt-cache blocks included). A
+  /// request joins only while the blocks it can reach (prompt + max_tokens, in whole blocks)
+  /// fit next to those of the running rows; otherwise it waits in the queue. A request that
+  /// cannot fit even alone is refused with 400 (code kv_budget_exceeded). nullopt: half the
+  /// memory available at start on the CPU (no limit on other devices); 0: no limit.
   std::optional<int64_t> kv_budget_bytes;
   /// Memory the model's device allocator keeps cached for reuse: while the scheduler works on
   /// the CPU, blocks not reused for max(this, 4 decode steps) seconds are given back to the system
@@ -103,9 +104,13 @@ class Server {
   /// The KV budget in force (bytes; 0 = no limit) and the model's keys/values per token.
   int64_t kv_budget() const { return kv_budget_; }
   int64_t kv_bytes_per_token() const { return kv_token_bytes_; }
-  /// Bytes of keys/values the running batch's cache can reach with `rows` rows whose longest
-  /// prompt + max_tokens is `longest` tokens (what admission compares with the budget).
-  int64_t kv_need(int64_t rows, int64_t longest) const;
+  /// Keys/values live in blocks of prompt_cache_block positions (a paged cache): the bytes of
+  /// one block, the blocks the budget allows (0 = no limit) and the blocks a row of
+  /// `positions` positions (prompt + max_tokens) can reach (what admission reserves, less the
+  /// prompt-cache blocks the row shares with running rows).
+  int64_t kv_block_bytes() const { return kv_token_bytes_ * opt_.prompt_cache_block; }
+  int64_t kv_max_blocks() const { return kv_max_blocks_; }
+  int64_t kv_blocks(int64_t positions) const;
 
  private:
   void setup_routes();
@@ -138,6 +143,7 @@ class Server {
   ServerOptions opt_;
   int64_t kv_budget_ = 0;       // resolved budget (0 = no limit)
   int64_t kv_token_bytes_ = 0;  // keys + values of one token over every layer
+  int64_t kv_max_blocks_ = 0;   // kv_budget_ in blocks (0 = no limit)
   std::unique_ptr<httplib::Server> http_;
   int64_t created_ = 0;
 
@@ -171,9 +177,13 @@ class Server {
     std::atomic<int64_t> prompt_cache_evicted{0};
     std::atomic<int64_t> kv_cache_bytes{0};  // the running batch's keys/values
     std::atomic<int64_t> kv_cache_peak_bytes{0};
-    std::atomic<int64_t> kv_reserved_bytes{0};  // kv_need of the running and joining rows
-    std::atomic<int64_t> kv_waited{0};          // requests that waited for KV room
-    std::atomic<int64_t> cache_released{0};     // allocator cache bytes given back (idle)
+    std::atomic<int64_t> kv_reserved_bytes{0};  // blocks reserved by running and joining rows
+    std::atomic<int64_t> kv_blocks_in_use{0};   // real blocks (rows and prompt cache)
+    std::atomic<int64_t> kv_blocks_peak{0};
+    std::atomic<int64_t> kv_blocks_reserved{0};
+    std::atomic<int64_t> kv_storage_bytes{0};  // the pool's allocated storage
+    std::atomic<int64_t> kv_waited{0};         // requests that waited for KV room
+    std::atomic<int64_t> cache_released{0};    // allocator cache bytes given back (idle)
     mutable std::mutex mu;
     double decode_seconds = 0;   // sum over decode steps and requests run alone
     double prefill_seconds = 0;  // admissions into the batch
