@@ -5,32 +5,36 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile serverload embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
 trap 'exit 143' TERM INT
 t0=$(date +%s)
 stamp() { echo "[device $(($(date +%s) - t0))s] $*"; }
-source .devkit/unpack.sh
-# SYNC=1: build exactly the last commit packed by scripts/device_sync.sh (the copied tree's .git
-# is stale, so git cannot do this here): drop the untracked files, unpack with fresh mtimes.
-if [ -n "${SYNC:-}" ]; then
-  [ -f .cache/head.tgz ] || { echo "SYNC=1 needs .cache/head.tgz (scripts/device_sync.sh)"; exit 1; }
-  xargs -a .cache/untracked.txt rm -f
-  tar xzmf .cache/head.tgz && echo "synced to the packed commit"
+# NOBUILD=1: a warm follow-up call that reuses build-gpu from the previous call (no .devkit,
+# no SYNC, no configure or build; e.g. STEPS=serverload with .node carried instead).
+if [ -z "${NOBUILD:-}" ]; then
+  source .devkit/unpack.sh
+  # SYNC=1: build exactly the last commit packed by scripts/device_sync.sh (the copied tree's .git
+  # is stale, so git cannot do this here): drop the untracked files, unpack with fresh mtimes.
+  if [ -n "${SYNC:-}" ]; then
+    [ -f .cache/head.tgz ] || { echo "SYNC=1 needs .cache/head.tgz (scripts/device_sync.sh)"; exit 1; }
+    xargs -a .cache/untracked.txt rm -f
+    tar xzmf .cache/head.tgz && echo "synced to the packed commit"
+  fi
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$LOG/gpu.txt"
+  stamp configure
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DINGOT_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DINGOT_WERROR=OFF -DINGOT_BENCH="${BENCH:-OFF}" \
+    $INGOT_CMAKE_DEPS >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+  stamp build
+  if ! cmake --build build-gpu -j16 >"$LOG/build.log" 2>&1; then
+    grep -E "error|Error" "$LOG/build.log" | head -40
+    exit 1
+  fi
+  grep -c "warning" "$LOG/build.log" | xargs echo "build warnings:"
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$LOG/gpu.txt"
-stamp configure
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DINGOT_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DINGOT_WERROR=OFF -DINGOT_BENCH="${BENCH:-OFF}" \
-  $INGOT_CMAKE_DEPS >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
-stamp build
-if ! cmake --build build-gpu -j16 >"$LOG/build.log" 2>&1; then
-  grep -E "error|Error" "$LOG/build.log" | head -40
-  exit 1
-fi
-grep -c "warning" "$LOG/build.log" | xargs echo "build warnings:"
 run_ctest() {  # name, then ctest args
   local name=$1
   shift
@@ -148,6 +152,25 @@ if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "tabl
       $pargs --model "/tmp/ingot-bench-table/$m" --device cuda \
       2>&1 | tee "$LOG/profile-$m.txt" | head -${PROFILE_LINES:-30}
   done
+fi
+if [[ " $STEPS " == *" serverload "* ]]; then  # issue 13: `ingot serve` on the GPU under load
+  # Node is not on the device image: carry .node/node.xz (xz of the build machine's node 20
+  # binary). The model is the table step's random-weight checkpoint with its real tokenizer
+  # (run "table" with .cache/tok.tgz first, in this call or a warm earlier one). A batch-1 run
+  # (one client), then SERVER_CLIENTS streaming clients for SERVER_SECONDS with disconnects and
+  # malformed requests (scripts/server_load.mjs); the JSON reports come back in the logs.
+  stamp serverload
+  xz -dc .node/node.xz >/tmp/node && chmod +x /tmp/node
+  sm=/tmp/ingot-bench-table/${SERVER_MODEL:-llama-3.2-1b}
+  /tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
+    --server-args "--device cuda ${SERVER_ARGS:-}" --clients 1 --seconds "${SERVER_B1_SECONDS:-30}" \
+    --warmup 5 --max-tokens "${SERVER_MAX_TOKENS:-64}" >"$LOG/server_b1.json" 2>"$LOG/server_b1.err"
+  echo "batch 1 rc=$?: $(grep -E '"tokens_per_s_after_warmup"|"p50"' "$LOG/server_b1.json" | tr -d ' \n')"
+  /tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
+    --server-args "--device cuda ${SERVER_ARGS:-}" --clients "${SERVER_CLIENTS:-64}" \
+    --seconds "${SERVER_SECONDS:-120}" --warmup "${SERVER_WARMUP:-30}" --sample 10 \
+    --max-tokens "${SERVER_MAX_TOKENS:-64}" --max-rss-change 5 >"$LOG/server_load.json" 2>"$LOG/server_load.err"
+  echo "load rc=$?"; grep -vE '^\s+\{ "t"|"t":|"rss":|"alloc|"malloc|"kv' "$LOG/server_load.json" | head -60
 fi
 if [[ " $STEPS " == *" embedded "* ]]; then  # issue 15: pretrain the embedded model (scripts/embedded_model.sh)
   # .cache/emb.tgz: data/ and tok/ made here by the data and tokenizer stages. EMB_VARIANTS:
