@@ -16,6 +16,15 @@ stamp() { echo "[device $(($(date +%s) - t0))s] $*"; }
 # no SYNC, no configure or build; e.g. STEPS=serverload with .node carried instead).
 if [ -z "${NOBUILD:-}" ]; then
   source .devkit/unpack.sh
+  # .devkit-server (optional, ignored by git): Debian's cpp-httplib and what it links (libssl3,
+  # libbrotli1, zlib, their -dev packages), so that the GPU build has `ingot serve`.
+  if [ -d .devkit-server ] && [ ! -e /opt/ingot-deps/.server ]; then
+    for f in .devkit-server/*.deb; do dpkg -x "$f" /opt/ingot-deps; done
+    find /opt/ingot-deps -name '*.pc' -exec sed -i "s#^prefix=/usr\$#prefix=/opt/ingot-deps/usr#" {} +
+    # zlib1g-dev's libz.so points at Debian's libz.so.1.2.13 by an absolute path
+    ln -sf /lib/x86_64-linux-gnu/libz.so.1 /opt/ingot-deps/usr/lib/x86_64-linux-gnu/libz.so
+    touch /opt/ingot-deps/.server
+  fi
   # SYNC=1: build exactly the last commit packed by scripts/device_sync.sh (the copied tree's .git
   # is stale, so git cannot do this here): drop the untracked files, unpack with fresh mtimes.
   if [ -n "${SYNC:-}" ]; then
@@ -53,7 +62,7 @@ if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 co
     -E "${CPU_EXCLUDE:-^$}"
 fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
-  INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L 'train|server|capi|nn' -E "${EXTRA_EXCLUDE:-^$}"
+  INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L "${EXTRA_LABELS:-train|server|capi|nn}" -E "${EXTRA_EXCLUDE:-^$}"
 fi
 if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy into tests/data/lora)
   stamp lora
