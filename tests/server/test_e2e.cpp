@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/allocator.h"
+#include "core/device.h"
 #include "llm/generate.h"
 #include "llm/text/text.h"
 #include "models/parity_util.h"
@@ -1212,6 +1214,21 @@ TEST(ServerKvBudget, DefaultIsHalfTheAvailableMemoryOnTheCpuAndZeroIsNoLimit) {
   EXPECT_EQ(s.kv_budget(), 0);
   o.kv_budget_bytes = -1;
   EXPECT_THROW(Server(tm, o), InvalidArgument);
+}
+
+// On a GPU the default is half of what the device's allocator can still get (its free memory
+// plus its cache). Skips without a CUDA device.
+TEST(ServerKvBudget, DefaultOnAGpuIsHalfItsAvailableMemory) {
+  if (gpu::device_count() == 0) GTEST_SKIP() << "no CUDA device: the GPU default untested";
+  const Device cuda{Device::Type::cuda, 0};
+  llm::TextModel tm = llm::load_text_model(models::fixture_dir("llama_bf16_tied"),
+                                           {.dtype = float32, .warn = false, .device = cuda});
+  const double half = static_cast<double>(memory::available(cuda)) / 2;
+  ASSERT_GT(half, 0.0);
+  Server s(tm, ServerOptions{});
+  // Other processes may use the card meanwhile: within 25% of half of it.
+  EXPECT_GT(static_cast<double>(s.kv_budget()), 0.75 * half);
+  EXPECT_LT(static_cast<double>(s.kv_budget()), 1.25 * half);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ struct ServeArgs {
   int64_t prompt_cache_block = 16;
   int64_t max_context = 0;
   int64_t default_max_tokens = 256;
-  int64_t kv_budget_mb = -1;  // -1: the server's default (half the available memory on the CPU)
+  int64_t kv_budget_mb = -1;  // -1: the server's default (half the available memory)
   std::string api_key;
   std::string model_name;
   bool quiet = false;
@@ -116,7 +116,8 @@ const Registrar reg(
        app.add_option("--kv-budget-mb", a->kv_budget_mb,
                       "Keys/values the running batch may hold: requests wait for room, one that "
                       "cannot fit even alone is refused with 400 (default: half the memory "
-                      "available at start on the CPU, no limit on a GPU; 0 = no limit)")
+                      "available once the weights are loaded, on the CPU or the GPU; 0 = no "
+                      "limit)")
            ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
        app.add_option("--max-queue", a->max_queue,
                       "Requests that may wait; more are refused with HTTP 429 (default 64)")

@@ -169,6 +169,10 @@ Server::Server(llm::TextModel tm, ServerOptions opt)
     kv_budget_ = *opt_.kv_budget_bytes;
   } else if (tm_.model->device().type == Device::Type::cpu) {
     kv_budget_ = util::available_memory() / 2;  // the weights are loaded: what is left, halved
+  } else {
+    // A GPU: half of what its allocator can still get (the device's free memory plus its
+    // cache), the other half left for the steps' activations.
+    kv_budget_ = static_cast<int64_t>(memory::available(tm_.model->device()) / 2);
   }
   // The budget in whole blocks (at least one, so that 0 keeps meaning "no limit").
   if (kv_budget_ > 0) kv_max_blocks_ = std::max<int64_t>(1, kv_budget_ / kv_block_bytes());
