@@ -65,15 +65,9 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
   return astype(n * w, x.dtype(), s);
 }
 
-Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
-                      RmsNormOptions opt, StreamOrDevice s) {
-  return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);
-}
-
-Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
-                   GatedActivation act, RmsNormOptions opt, StreamOrDevice s) {
-  const Array y = ref::rms_norm_linear(x, weight, w, opt, s);
-  const int64_t i = w.shape(0) / 2;
+// act(gate) * up of y's last-axis halves [gate | up].
+static Array glu_halves(const Array& y, GatedActivation act, StreamOrDevice s) {
+  const int64_t i = y.shape().back() / 2;
   Shape start(static_cast<size_t>(y.ndim()), 0), mid = y.shape();
   mid.back() = i;
   Shape up_start = start;
@@ -83,6 +77,16 @@ Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Arr
                   : act == GatedActivation::gelu ? gelu(g, s)
                                                  : gelu_tanh(g, s);
   return multiply(a, u, s);
+}
+
+Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
+                      RmsNormOptions opt, StreamOrDevice s) {
+  return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);
+}
+
+Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
+                   GatedActivation act, RmsNormOptions opt, StreamOrDevice s) {
+  return glu_halves(ref::rms_norm_linear(x, weight, w, opt, s), act, s);
 }
 
 Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weight,
@@ -95,17 +99,7 @@ Array rms_norm_quantized_linear(const Array& x, const std::optional<Array>& weig
 Array rms_norm_quantized_glu(const Array& x, const std::optional<Array>& weight,
                              const QuantizedLinearWeight& w, GatedActivation act,
                              RmsNormOptions opt, StreamOrDevice s) {
-  const Array y = ref::rms_norm_quantized_linear(x, weight, w, opt, s);
-  const int64_t i = w.w.shape(0) / 2;
-  Shape start(static_cast<size_t>(y.ndim()), 0), mid = y.shape();
-  mid.back() = i;
-  Shape up_start = start;
-  up_start.back() = i;
-  const Array g = slice(y, start, mid, s), u = slice(y, up_start, y.shape(), s);
-  const Array a = act == GatedActivation::silu   ? silu(g, s)
-                  : act == GatedActivation::gelu ? gelu(g, s)
-                                                 : gelu_tanh(g, s);
-  return multiply(a, u, s);
+  return glu_halves(ref::rms_norm_quantized_linear(x, weight, w, opt, s), act, s);
 }
 
 Array quantized_linear_add(const Array& residual, const Array& x, const QuantizedLinearWeight& w,
