@@ -38,9 +38,12 @@ if [ -z "${NOBUILD:-}" ]; then
     -DCMAKE_CUDA_ARCHITECTURES=90 -DINGOT_WERROR=OFF -DINGOT_BENCH="${BENCH:-OFF}" \
     $INGOT_CMAKE_DEPS >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
   stamp build
-  if ! cmake --build build-gpu -j16 >"$LOG/build.log" 2>&1; then
-    grep -E "error|Error" "$LOG/build.log" | head -40
-    exit 1
+  # -k 0: one target that fails (a test file the device's newer headers reject) does not stop
+  # the others; the steps go on when the ingot binary was built.
+  if ! cmake --build build-gpu -j16 -- -k 0 >"$LOG/build.log" 2>&1; then
+    grep -E "FAILED|error:" "$LOG/build.log" | head -40
+    [ -x build-gpu/tools/cli/ingot ] || exit 1
+    echo "BUILD FAILED for the targets above; going on with the rest"
   fi
   grep -c "warning" "$LOG/build.log" | xargs echo "build warnings:"
 fi
