@@ -415,7 +415,7 @@ TEST_F(ServerE2E, EchoPrependsThePromptAndScoresItsTokens) {
           for (const json& x : c["logprobs"][key]) merged[i][key].push_back(x);
     }
     for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
-      EXPECT_EQ(texts[i], batch["choices"][0]["text"]) << "n " << n;
+      EXPECT_EQ(batch["choices"][0]["text"], texts[i]) << "n " << n;
       check(merged[i], gen.size(), "streamed n " + std::to_string(n));
       for (size_t j = 0; j < prompt.size(); ++j)
         EXPECT_EQ(merged[i]["token_logprobs"][j],
