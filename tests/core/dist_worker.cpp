@@ -71,6 +71,12 @@ int main(int argc, char** argv) {
     auto summed = [&](const Array& a) { return sum(dist::all_sum(a, g) * w4); };
     write("grad_gather", grad(gathered)(x));
     write("grad_sum", grad(summed)(x));
+  } else if (scenario == "cuda") {  // NCCL: rank r on cuda:r (one GPU per rank)
+    const Device d{Device::Type::cuda, r};
+    for (Dtype t : {float32, bfloat16})
+      write("cuda_sum_" + std::string(dtype_name(t)),
+            dist::all_sum(to_device(input(r, {3, 5, 7}, t), d), g));
+    write("cuda_gather1", dist::all_gather(to_device(input(r, {2, 3}, float32), d), 1, g));
   } else if (scenario == "die") {
     if (r == 1) std::_Exit(3);  // a rank that dies right after joining
     try {

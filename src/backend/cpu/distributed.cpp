@@ -58,6 +58,10 @@ void reduce(Dtype t, const std::vector<const void*>& bufs, size_t n, void* out) 
 void AllSum::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   const Array& in = inputs[0];
   backend::alloc_cpu(out);
+  if (group_->size() == 1) {  // only when built by hand: the op returns its input
+    std::memcpy(out.raw_ptr(), row_major_bytes(in), in.nbytes());
+    return;
+  }
   util::StarNetwork& net = group_->network();
   const size_t bytes = in.nbytes();
   if (net.rank() == 0) {
@@ -79,6 +83,10 @@ void AllSum::eval_cpu(const std::vector<Array>& inputs, Array& out) {
 void AllGather::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   const Array& in = inputs[0];
   backend::alloc_cpu(out);
+  if (group_->size() == 1) {
+    std::memcpy(out.raw_ptr(), row_major_bytes(in), in.nbytes());
+    return;
+  }
   util::StarNetwork& net = group_->network();
   const size_t bytes = in.nbytes();
   if (net.rank() == 0) {
