@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 # `ingot launch` and `ingot dist-check` on the CPU: N ranks sum and gather over the TCP
 # rendezvous, only rank 0's stdout comes out, a failing rank stops the group with exit 1 (no
-# hang), bad arguments are errors. Usage: test_cli_launch.py INGOT_BINARY REPO_ROOT
+# hang), bad arguments are errors; `--tp 2` on generate / score / classify gives one process's
+# results. Usage: test_cli_launch.py INGOT_BINARY REPO_ROOT
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 ingot = sys.argv[1]
 failures = 0
@@ -63,6 +65,78 @@ r = run(["launch", "--nproc", "2", "--nnodes", "2", "--", "dist-check"])
 check(r.returncode == 1 and b"--master-port" in r.stderr, "several hosts need a port", r)
 r = run(["launch", "--nproc", "2", "--", "launch", "--nproc", "2"])
 check(r.returncode == 1 and b"cannot launch" in r.stderr, "no nested launch", r)
+
+# Tensor parallelism through the commands (--tp relaunches under the launcher; every rank reads
+# the same stdin): the same greedy ids, log-probabilities and labels as one process, in float32.
+root = sys.argv[2]
+tok_model = os.path.join(root, "tests", "data", "models", "llama_bf16_tied")  # H = Hkv = 4
+have_llm = run(["generate", "--help"]).returncode == 0 and os.path.isdir(tok_model)
+
+
+def run_in(args, stdin):
+    return subprocess.run([ingot, *args], input=stdin.encode(), capture_output=True, timeout=300,
+                          env=env)
+
+
+if have_llm:
+    gen = ["generate", "--model", tok_model, "--dtype", "float32", "--prompt-ids", "1,375,288",
+           "--max-tokens", "8", "--output", "ids"]
+    one = run(gen)
+    check(one.returncode == 0 and one.stdout.strip(), "generate: one process", one)
+    for extra in (["--tp", "2"], ["--tp=2"]):
+        two = run(gen + extra)
+        check(two.returncode == 0 and two.stdout == one.stdout,
+              f"generate {extra}: the same ids as one process", two)
+    two = run(["launch", "--nproc", "2", "--", *gen, "--tp", "2"])
+    check(two.returncode == 0 and two.stdout == one.stdout, "launch -- generate --tp 2", two)
+
+    lines = "".join(json.dumps(l) + "\n" for l in [
+        {"prompt": "Once upon a time", "continuation": " there was"},
+        {"prompt_ids": [1, 375, 288], "continuation_ids": [83, 9, 10]}])
+    sc = ["score", "--model", tok_model, "--dtype", "float32"]
+    one, two = run_in(sc, lines), run_in(sc + ["--tp", "2"], lines)
+    o1 = [json.loads(l) for l in one.stdout.decode().splitlines()] if one.returncode == 0 else []
+    o2 = [json.loads(l) for l in two.stdout.decode().splitlines()] if two.returncode == 0 else []
+    check(len(o1) == 2 and len(o2) == 2, "score --tp 2: one line per input", two)
+    for a, b in zip(o1, o2):
+        check(a["tokens"] == b["tokens"] and
+              all(abs(x - y) < 1e-4 for x, y in zip(a["token_logprobs"], b["token_logprobs"])),
+              f"score --tp 2: {b} vs {a}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpl = os.path.join(tmp, "t.txt")
+        open(tmpl, "w").write("Review: {text}\nSentiment:\n")
+        cl = ["classify", "--model", tok_model, "--labels", " yes, no", "--template", tmpl,
+              "--dtype", "float32", "--batch-size", "2"]
+        texts = "".join(json.dumps(t) + "\n" for t in ["good", "a much longer text here", "bad"])
+        one, two = run_in(cl, texts), run_in(cl + ["--tp", "2"], texts)
+        o1 = [json.loads(l) for l in one.stdout.decode().splitlines()] if one.returncode == 0 else []
+        o2 = [json.loads(l) for l in two.stdout.decode().splitlines()] if two.returncode == 0 else []
+        check(len(o1) == 3 and len(o2) == 3, "classify --tp 2: one line per input", two)
+        for a, b in zip(o1, o2):
+            check(a["label"] == b["label"] and
+                  all(abs(a["probs"][k] - b["probs"][k]) < 1e-5 for k in a["probs"]),
+                  f"classify --tp 2: {b} vs {a}")
+
+        # Data parallel: shares of the texts on 2 and 3 ranks (one rank gets a single text),
+        # the lines in input order, with their texts.
+        for n in ("2", "3"):
+            dp = run_in(cl + ["--dp", n, "--with-text"], texts)
+            od = [json.loads(l) for l in dp.stdout.decode().splitlines()] if dp.returncode == 0 else []
+            check(len(od) == 3 and [o["text"] for o in od] == ["good", "a much longer text here", "bad"],
+                  f"classify --dp {n}: one line per input, in order", dp)
+            for a, b in zip(o1, od):
+                check(a["label"] == b["label"] and
+                      all(abs(a["probs"][k] - b["probs"][k]) < 1e-5 for k in a["probs"]),
+                      f"classify --dp {n}: {b} vs {a}")
+        r = run_in(cl + ["--dp", "2", "--tp", "2"], texts)
+        check(r.returncode == 1 and b"--dp with --tp" in r.stderr, "classify --dp with --tp", r)
+
+    r = run(gen + ["--tp", "3"])
+    check(r.returncode == 1 and b"num_attention_heads = 4 is not divisible by the 3 ranks" in r.stderr,
+          "generate --tp 3 on 4 heads: a clear error", r)
+    r = run(["launch", "--nproc", "2", "--", *gen, "--tp", "3"])
+    check(r.returncode == 1 and b"--tp 3 needs 3 ranks" in r.stderr, "--tp 3 on 2 ranks", r)
 
 print(f"{checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

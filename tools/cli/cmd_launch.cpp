@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -22,6 +23,7 @@
 
 #include "command.h"
 #include "core/device.h"
+#include "launch.h"
 #include "util/env.h"
 #include "util/error.h"
 
@@ -76,12 +78,15 @@ std::string self_exe() {
   return std::string(buf.data(), static_cast<size_t>(n));
 }
 
-/// One running rank: its pid, its stderr pipe (ranks > 0) and what is left of a partial line.
+/// One running rank: its pid, its stderr pipe (ranks > 0) and what is left of a partial line,
+/// its stdin pipe and the bytes of our stdin not yet written to it.
 struct Rank {
   int rank = 0;
   pid_t pid = -1;
   int err_fd = -1;
   std::string pending;
+  int in_fd = -1;
+  std::string to_write;
   bool done = false;
   int code = 0;  // exit code, or 128 + signal
 };
@@ -116,6 +121,7 @@ void drain(Rank& r) {
 }
 
 int run_launch(const LaunchArgs& a) {
+  ::signal(SIGPIPE, SIG_IGN);  // a rank that exits while we write its stdin is not our death
   if (a.nproc < 1) raise("[launch] --nproc must be at least 1, got {}", a.nproc);
   if (a.nnodes < 1 || a.node_rank < 0 || a.node_rank >= a.nnodes)
     raise("[launch] --node-rank {} is outside --nnodes {}", a.node_rank, a.nnodes);
@@ -132,7 +138,9 @@ int run_launch(const LaunchArgs& a) {
     if (auto v = env::get("CUDA_VISIBLE_DEVICES")) gpus = split_commas(*v);
   if (gpus.empty())
     for (int i = 0; i < gpu::device_count(); ++i) gpus.push_back(std::to_string(i));
-  const bool bind = !a.no_gpu_binding && !gpus.empty();
+  // INGOT_DEVICE=cpu: the ranks compute on the CPU, whatever GPUs the machine has.
+  const bool cpu_only = env::device() && *env::device() == "cpu";
+  const bool bind = !a.no_gpu_binding && !cpu_only && !gpus.empty();
   if (bind && static_cast<int>(gpus.size()) < a.nproc)
     raise(
         "[launch] {} ranks on this host but {} GPU(s) to bind them to ({}); pass --gpus or "
@@ -179,6 +187,12 @@ int run_launch(const LaunchArgs& a) {
 
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    // Every rank reads the same stdin (a prompt, a JSONL file): the launcher copies its own to
+    // each rank's pipe.
+    int in_fds[2] = {-1, -1};
+    if (::pipe2(in_fds, O_CLOEXEC) != 0)
+      raise<IoError>("[launch] pipe failed: {}", std::strerror(errno));
+    posix_spawn_file_actions_adddup2(&fa, in_fds[0], STDIN_FILENO);
     int pipe_fds[2] = {-1, -1};
     if (i > 0) {  // stdout of ranks > 0 is dropped; stderr comes through a pipe, prefixed
       posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
@@ -189,8 +203,12 @@ int run_launch(const LaunchArgs& a) {
     const int rc = ::posix_spawn(&r.pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     if (pipe_fds[1] >= 0) ::close(pipe_fds[1]);
+    ::close(in_fds[0]);
+    r.in_fd = in_fds[1];
+    ::fcntl(r.in_fd, F_SETFL, ::fcntl(r.in_fd, F_GETFL) | O_NONBLOCK);
     if (rc != 0) {
       if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
+      ::close(r.in_fd);
       r.pid = -1;
       stop_all(SIGKILL);
       for (auto& o : ranks)
@@ -209,20 +227,54 @@ int run_launch(const LaunchArgs& a) {
   bool stopping = false;
   std::chrono::steady_clock::time_point kill_at{};
   size_t left = ranks.size();
+  bool stdin_open = true;
+  constexpr size_t kMaxBuffered = 1 << 20;  // stop reading stdin while a rank lags this much
+  auto close_in = [](Rank& r) {
+    if (r.in_fd >= 0) ::close(r.in_fd);
+    r.in_fd = -1;
+    r.to_write.clear();
+  };
   while (left > 0) {
     std::vector<pollfd> fds;
     for (auto& r : ranks)
       if (r.err_fd >= 0) fds.push_back({r.err_fd, POLLIN, 0});
-    if (!fds.empty())
-      ::poll(fds.data(), fds.size(), 50);
-    else
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (auto& r : ranks)
+      if (r.in_fd >= 0 && !r.to_write.empty()) fds.push_back({r.in_fd, POLLOUT, 0});
+    const bool read_stdin =
+        stdin_open && std::all_of(ranks.begin(), ranks.end(),
+                                  [&](const Rank& r) { return r.to_write.size() < kMaxBuffered; });
+    if (read_stdin) fds.push_back({STDIN_FILENO, POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 50);
+    for (const pollfd& p : fds) {
+      if (p.fd != STDIN_FILENO || !(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[65536];
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n > 0) {
+        for (auto& r : ranks)
+          if (r.in_fd >= 0) r.to_write.append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stdin_open = false;
+      }
+    }
+    for (auto& r : ranks) {
+      while (r.in_fd >= 0 && !r.to_write.empty()) {
+        const ssize_t w = ::write(r.in_fd, r.to_write.data(), r.to_write.size());
+        if (w > 0) {
+          r.to_write.erase(0, static_cast<size_t>(w));
+        } else {
+          if (w < 0 && (errno == EAGAIN || errno == EINTR)) break;
+          close_in(r);  // the rank closed its stdin or exited
+        }
+      }
+      if (!stdin_open && r.to_write.empty() && r.in_fd >= 0) close_in(r);  // end of input
+    }
     for (auto& r : ranks) drain(r);
     for (auto& r : ranks) {
       if (r.done) continue;
       int status = 0;
       if (::waitpid(r.pid, &status, WNOHANG) != r.pid) continue;
       r.done = true;
+      close_in(r);
       --left;
       r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       if (r.code != 0 && !stopping) failed.push_back(&r);
@@ -251,6 +303,33 @@ int run_launch(const LaunchArgs& a) {
   }
   return 0;
 }
+
+}  // namespace
+
+std::optional<int> relaunch_for_tp(int argc, char** argv) {
+  int ranks = 1;  // --tp N or --dp N (classify): N ranks
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    for (const char* flag : {"--tp", "--dp"}) {
+      if (arg == flag && i + 1 < argc) ranks = std::max(ranks, std::atoi(argv[i + 1]));
+      if (arg.rfind(std::string(flag) + "=", 0) == 0)
+        ranks = std::max(ranks, std::atoi(arg.c_str() + 5));
+    }
+  }
+  if (ranks <= 1 || env::get("INGOT_WORLD_SIZE")) return std::nullopt;
+  LaunchArgs a;
+  a.nproc = ranks;
+  for (int i = 1; i < argc; ++i) a.command.emplace_back(argv[i]);
+  try {
+    return run_launch(a);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
+namespace {
 
 const Registrar reg(
     {"launch", "Run a subcommand as the ranks of a multi-process (multi-GPU) group",
