@@ -5,6 +5,7 @@
 # results. Usage: test_cli_launch.py INGOT_BINARY REPO_ROOT
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,49 @@ if have_llm:
                       f"classify --dp {n}: {b} vs {a}")
         r = run_in(cl + ["--dp", "2", "--tp", "2"], texts)
         check(r.returncode == 1 and b"--dp with --tp" in r.stderr, "classify --dp with --tp", r)
+
+    # Data-parallel LoRA: --dp N with --grad-accum k makes the updates of one process with
+    # --grad-accum N*k (same losses, same adapter up to the order of the gradient sums).
+    def safetensors(path):
+        raw = open(path, "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        out = {}
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            check(t["dtype"] == "F32", f"adapter tensor {name} is float32")
+            a, b = t["data_offsets"]
+            out[name] = struct.unpack(f"<{(b - a) // 4}f", raw[8 + n + a:8 + n + b])
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "train.jsonl")
+        with open(data, "w") as f:
+            for i in range(12):
+                f.write(json.dumps({"text": f"example {i}: " + "the quick brown fox " * (1 + i % 3)}) + "\n")
+        tr = ["lora", "train", "--model", tok_model, "--dtype", "float32", "--data", data,
+              "--iters", "3", "--batch-size", "2", "--lr", "1e-2", "--targets", "all-linear",
+              "--log-every", "0"]
+        for dp, accum in ((2, 1), (2, 2), (3, 1)):
+            one_dir, dp_dir = os.path.join(tmp, f"one{dp}{accum}"), os.path.join(tmp, f"dp{dp}{accum}")
+            one = run(tr + ["--grad-accum", str(dp * accum), "--out", one_dir])
+            par = run(tr + ["--grad-accum", str(accum), "--dp", str(dp), "--out", dp_dir])
+            what = f"lora train --dp {dp} --grad-accum {accum}"
+            check(one.returncode == 0 and par.returncode == 0, what, par if one.returncode == 0 else one)
+            if one.returncode or par.returncode:
+                continue
+            l1 = [json.loads(l) for l in open(os.path.join(one_dir, "loss.jsonl"))]
+            l2 = [json.loads(l) for l in open(os.path.join(dp_dir, "loss.jsonl"))]
+            check(len(l1) == len(l2) == 3 and all(
+                a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-5 and a["tokens"] == b["tokens"]
+                for a, b in zip(l1, l2)), f"{what}: the losses of one process: {l2} vs {l1}")
+            w1 = safetensors(os.path.join(one_dir, "adapter_model.safetensors"))
+            w2 = safetensors(os.path.join(dp_dir, "adapter_model.safetensors"))
+            check(sorted(w1) == sorted(w2) and all(
+                max(abs(x - y) for x, y in zip(w1[k], w2[k])) < 1e-5 for k in w1),
+                f"{what}: the adapter of one process")
+            check(par.stderr.count(b"train: done") == 1, f"{what}: rank 0 reports alone", par)
 
     r = run(gen + ["--tp", "3"])
     check(r.returncode == 1 and b"num_attention_heads = 4 is not divisible by the 3 ranks" in r.stderr,

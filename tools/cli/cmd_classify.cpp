@@ -176,11 +176,12 @@ int run_classify(const ClassifyArgs& a) {
       return std::chrono::duration<double>(y - x).count();
     };
     const double run_s = secs(t_run, Clock::now());
+    const size_t total = dp.group ? all_texts.size() : texts.size();  // --dp: every rank's
     const std::string line = fmt::format(
         "metrics: device={} texts={} read_s={:.3f} load_s={:.3f} classify_s={:.3f} "
         "texts/s={:.1f} total_s={:.3f}\n",
-        tm.model->device().str(), texts.size(), secs(t0, t_read), secs(t_read, t_run), run_s,
-        run_s > 0 ? static_cast<double>(texts.size()) / run_s : 0.0, secs(t0, Clock::now()));
+        tm.model->device().str(), total, secs(t0, t_read), secs(t_read, t_run), run_s,
+        run_s > 0 ? static_cast<double>(total) / run_s : 0.0, secs(t0, Clock::now()));
     std::fwrite(line.data(), 1, line.size(), stderr);
   }
   return 0;

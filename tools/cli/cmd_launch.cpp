@@ -221,11 +221,12 @@ int run_launch(const LaunchArgs& a) {
     }
   }
 
-  // Wait for every rank, forwarding stderr; the first failure stops the others (SIGTERM, then
-  // SIGKILL after a grace period), so a dead rank never leaves the rest blocked.
+  // Wait for every rank, forwarding stderr; the first failure stops the others (SIGTERM after
+  // a second in which the peers it took down with it exit too, so that the rank at fault is
+  // among those named; SIGKILL 5 s later), so a dead rank never leaves the rest blocked.
   std::vector<const Rank*> failed;  // ranks that failed before the others were stopped
   bool stopping = false;
-  std::chrono::steady_clock::time_point kill_at{};
+  std::chrono::steady_clock::time_point term_at{}, kill_at{};
   size_t left = ranks.size();
   bool stdin_open = true;
   constexpr size_t kMaxBuffered = 1 << 20;  // stop reading stdin while a rank lags this much
@@ -279,12 +280,16 @@ int run_launch(const LaunchArgs& a) {
       r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       if (r.code != 0 && !stopping) failed.push_back(&r);
     }
-    if (!failed.empty() && !stopping) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!failed.empty() && term_at == std::chrono::steady_clock::time_point{}) {
+      term_at = now + std::chrono::seconds(1);
+      kill_at = term_at + std::chrono::seconds(5);
+    }
+    if (!stopping && !failed.empty() && left > 0 && now > term_at) {
       stopping = true;
       stop_all(SIGTERM);
-      kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     }
-    if (stopping && left > 0 && std::chrono::steady_clock::now() > kill_at) stop_all(SIGKILL);
+    if (stopping && left > 0 && now > kill_at) stop_all(SIGKILL);
   }
   for (auto& r : ranks) {
     while (r.err_fd >= 0) drain(r);  // what was written before exiting
@@ -295,8 +300,8 @@ int run_launch(const LaunchArgs& a) {
       which += fmt::format("{}rank {} ({} {})", which.empty() ? "" : ", ", r->rank,
                            r->code > 128 ? "signal" : "exit code",
                            r->code > 128 ? r->code - 128 : r->code);
-    std::fprintf(stderr, "error: [launch] %s failed; the other ranks were stopped\n",
-                 which.c_str());
+    std::fprintf(stderr, "error: [launch] %s failed%s\n", which.c_str(),
+                 stopping ? "; the other ranks were stopped" : "");
     const bool usage =
         std::all_of(failed.begin(), failed.end(), [](const Rank* r) { return r->code == 2; });
     return usage ? 2 : 1;
