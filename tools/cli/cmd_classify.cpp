@@ -171,7 +171,7 @@ int run_classify(const ClassifyArgs& a) {
   }
   out.flush();
   bar.finish();
-  if (a.metrics) {
+  if (a.metrics && (!dp.group || dp.group->rank() == 0)) {  // --dp: rank 0 reports
     const auto secs = [](Clock::time_point x, Clock::time_point y) {
       return std::chrono::duration<double>(y - x).count();
     };
