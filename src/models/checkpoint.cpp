@@ -17,9 +17,11 @@
 
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/shape.h"
 #include "core/transforms/eval.h"
 #include "models/gguf_checkpoint.h"
 #include "models/registry.h"
+#include "models/tensor_parallel.h"
 #include "util/error.h"
 
 namespace ingot::models {
@@ -74,8 +76,16 @@ std::map<std::string, std::string> read_index(const std::string& path) {
 
 }  // namespace
 
+void Checkpoint::apply_tensor_parallel() {
+  if (opts_.tensor_parallel) config_ = shard_config(config_, opts_.tensor_parallel);
+}
+
 Checkpoint Checkpoint::open(const std::string& dir, const CheckpointOptions& opts) {
-  if (is_gguf_file(dir)) return open_gguf_checkpoint(dir, opts);
+  if (is_gguf_file(dir)) {
+    Checkpoint c = open_gguf_checkpoint(dir, opts);
+    c.apply_tensor_parallel();
+    return c;
+  }
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) raise<IoError>("[checkpoint] {}: no such directory", dir);
   if (!S_ISDIR(st.st_mode))
@@ -92,6 +102,7 @@ Checkpoint Checkpoint::open(const std::string& dir, const CheckpointOptions& opt
   c.config_ = load_model_config(cfg);
   c.architecture_ = resolve_architecture(c.config_.model_type, cfg);
   c.open_weights();
+  c.apply_tensor_parallel();
   return c;
 }
 
@@ -105,6 +116,7 @@ Checkpoint Checkpoint::from_config(ModelConfig config, const CheckpointOptions& 
   c.architecture_ = resolve_architecture(config.model_type, config.source);
   c.config_ = std::move(config);
   c.config_only_ = true;
+  c.apply_tensor_parallel();
   return c;
 }
 
@@ -235,7 +247,14 @@ Array Checkpoint::load(const std::string& name) const {
   const Entry& e = tensors_.at(name);
   // Move first, then cast: the cast runs on the device, and the copy moves the stored bytes
   // (bf16 weights cross the bus at half the size of their float32 cast).
-  Array a = to_device(source_ ? source_->load(e.stored) : st_[e.file]->load(e.stored), device_);
+  Array stored = source_ ? source_->load(e.stored) : st_[e.file]->load(e.stored);
+  if (auto axis = shard_axis(config_, name)) {
+    // This rank's slice, cut from the mapping on the CPU: only the shard is copied or moved.
+    const int64_t n = stored.shape(*axis) / config_.tp->size();
+    const int64_t start = n * config_.tp->rank();
+    stored = contiguous(slice_axis(stored, *axis, start, start + n, 1, cpu_device), cpu_device);
+  }
+  Array a = to_device(stored, device_);
   if (opts_.dtype && is_floating(a.dtype()) && *opts_.dtype != a.dtype())
     a = astype(a, *opts_.dtype);
   // A GPU copy is made now: lazy nodes would keep the mapping alive and move the load time
@@ -293,9 +312,19 @@ ValidationReport Checkpoint::validate(const std::vector<ExpectedTensor>& expecte
       continue;
     }
     const TensorInfo& t = stored_info(it->second);
-    if (t.shape != x.shape)
+    Shape shape = t.shape;  // this rank's slice of a split tensor
+    if (auto axis = shard_axis(config_, x.name); axis && *axis < static_cast<int>(shape.size())) {
+      int64_t& d = shape[static_cast<size_t>(*axis)];
+      if (d % config_.tp->size() != 0)
+        raise<FormatError>(
+            "[checkpoint] {}: tensor '{}' of shape {} cannot be split {} ways along axis {}",
+            files_[it->second.file].path, it->second.stored, shape_str(t.shape), config_.tp->size(),
+            *axis);
+      d /= config_.tp->size();
+    }
+    if (shape != x.shape)
       raise<FormatError>("[checkpoint] {}: tensor '{}' has shape {}, expected {} for {}",
-                         files_[it->second.file].path, it->second.stored, shape_str(t.shape),
+                         files_[it->second.file].path, it->second.stored, shape_str(shape),
                          shape_str(x.shape), architecture_);
     check_floating(x.name);
   }

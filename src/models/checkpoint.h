@@ -23,6 +23,10 @@ struct CheckpointOptions {
   bool warn = true;
   /// Device load() places tensors on; absent: default_device() at open().
   std::optional<Device> device;
+  /// Shard the model over this group (tensor parallelism, models/tensor_parallel.h): config()
+  /// becomes this rank's share, load() gives this rank's slice of split tensors and validate()
+  /// checks the stored tensors' full shapes against the shard's.
+  std::shared_ptr<dist::Group> tensor_parallel;
 };
 
 /// One weights file of a checkpoint.
@@ -139,6 +143,7 @@ class Checkpoint {
     return source_ ? source_->info(e.stored) : st_[e.file]->info(e.stored);
   }
   void open_weights();
+  void apply_tensor_parallel();
   void map_names(const std::map<std::string, size_t>& stored);
 };
 

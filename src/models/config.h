@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/dist/group.h"
 #include "core/dtype.h"
 
 namespace ingot::models {
@@ -121,6 +123,10 @@ struct ModelConfig {
 
   /// Where the config came from (for messages).
   std::string source;
+
+  /// Tensor parallelism: the group the model is sharded over (models/tensor_parallel.h); the
+  /// head and intermediate counts above are then this rank's share. Null: not sharded.
+  std::shared_ptr<dist::Group> tp;
 
   /// Layers of each kind, e.g. "5 sliding (window 512) + 1 global, pattern S S S S S G".
   std::string attention_summary() const;

@@ -28,8 +28,10 @@ void register_builtin_architectures() {
 std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions& opt) {
   register_builtin_architectures();
   const auto t0 = std::chrono::steady_clock::now();
-  Checkpoint ckpt =
-      Checkpoint::open(dir, {.dtype = opt.dtype, .warn = opt.warn, .device = opt.device});
+  Checkpoint ckpt = Checkpoint::open(dir, {.dtype = opt.dtype,
+                                           .warn = opt.warn,
+                                           .device = opt.device,
+                                           .tensor_parallel = opt.tensor_parallel});
   if (opt.warn && !ckpt.ignored().empty())
     std::fprintf(stderr,
                  "[models] warning: %s: skipping %zu tensors outside the text model (first: %s)\n",

@@ -36,6 +36,10 @@ struct LoadModelOptions {
   AttentionImpl attention = AttentionImpl::fast;
   /// Device the weights are loaded onto and the model computes on; absent: default_device().
   std::optional<Device> device;
+  /// Shard the model over this group (tensor parallelism: every rank of the group loads the
+  /// same checkpoint with its group and runs the same calls; models/tensor_parallel.h). Null
+  /// or a single-rank group: the whole model.
+  std::shared_ptr<dist::Group> tensor_parallel;
 };
 
 /// Per-call inputs of a forward pass.

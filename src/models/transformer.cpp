@@ -4,9 +4,11 @@
 #include <cmath>
 #include <limits>
 
+#include "core/dist/ops.h"
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
+#include "models/tensor_parallel.h"
 #include "models/trace.h"
 #include "nn/quantized.h"
 #include "util/error.h"
@@ -208,10 +210,13 @@ DecoderLM::DecoderLM(ModelConfig config, std::string architecture, DecoderOption
                      const BlockFactory& make_block)
     : Model(std::move(config), std::move(architecture), opt.dtype), opt_(opt) {
   model_ = register_module("model", std::make_shared<Backbone>(this->config(), opt_, make_block));
-  if (!opt_.tie_word_embeddings)
-    head_ = register_module(
-        "lm_head", std::make_shared<nn::Linear>(this->config().hidden_size,
-                                                this->config().vocab_size, false, opt_.dtype));
+  if (!opt_.tie_word_embeddings) {
+    // Vocabulary-parallel under tensor parallelism: this rank's rows of the head.
+    const ModelConfig& c = this->config();
+    const int64_t rows = vocab_parallel(c) ? c.vocab_size / c.tp->size() : c.vocab_size;
+    head_ = register_module("lm_head",
+                            std::make_shared<nn::Linear>(c.hidden_size, rows, false, opt_.dtype));
+  }
 }
 
 namespace {
@@ -267,12 +272,16 @@ void DecoderLM::set_attention_impl(AttentionImpl impl) {
 }
 
 Array DecoderLM::lm_head_weight() const {
+  if (head_ && vocab_parallel(config()))
+    return dist::all_gather(nn::dense_weight(*head_), 0, config().tp);
   return head_ ? nn::dense_weight(*head_) : nn::dense_weight(*model_->embed);
 }
 
 Array DecoderLM::lm_head(const Array& h) const {
   // The head runs in the compute dtype and its output is rounded there, as in transformers.
   Array logits = head_ ? (*head_)(h) : model_->embed->as_linear(h);
+  if (head_ && vocab_parallel(config()))  // [..., V / tp] on each rank -> [..., V]
+    logits = dist::all_gather(logits, -1, config().tp);
   if (opt_.final_softcap) {
     logits = softcap_rounded(logits, *opt_.final_softcap);
   }
@@ -280,6 +289,8 @@ Array DecoderLM::lm_head(const Array& h) const {
 }
 
 Array DecoderLM::lm_head_rows(const Array& h, const Array& ids) const {
+  // A vocabulary-parallel head holds a slice of the rows: the full logits, then the wanted.
+  if (head_ && vocab_parallel(config())) return take(lm_head(h), ids, -1);
   Array w = head_ ? nn::weight_rows(*head_, ids) : nn::weight_rows(*model_->embed, ids);  // [K, E]
   Array logits = matmul(h, transpose(w));
   if (opt_.final_softcap) logits = softcap_rounded(logits, *opt_.final_softcap);
@@ -306,7 +317,8 @@ Dtype checkpoint_dtype(const Checkpoint& ckpt) {
 }
 
 void load_weights(Model& model, const Checkpoint& ckpt, const std::vector<std::string>& optional) {
-  if (ckpt.config_only()) {  // nothing to load: init_model fills the parameters
+  set_row_parallel(model, model.config());  // o_proj / down_proj sum over the ranks
+  if (ckpt.config_only()) {                 // nothing to load: init_model fills the parameters
     model.device_ = ckpt.device();
     return;
   }

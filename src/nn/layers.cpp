@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/dist/ops.h"
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/compile.h"
@@ -23,6 +24,7 @@ Array Linear::operator()(const Array& x) const {
   Array y =
       quant_ ? quantized_matmul(x, param("weight"), param("scales"), param("biases"), true, *quant_)
              : matmul(x, transpose(param("weight")));
+  if (row_group_) y = dist::all_sum(y, row_group_);  // the partial products of the ranks
   if (has_param("bias")) y = y + param("bias");
   return with_branch(y, x);
 }
@@ -43,7 +45,8 @@ Array Linear::with_branch(const Array& y, const Array& x, const Array* x_cast) c
 }
 
 Array Linear::add_to(const Array& residual, const Array& x) const {
-  if (branch_ || has_param("bias") || !is_floating(x.dtype())) return residual + (*this)(x);
+  if (branch_ || row_group_ || has_param("bias") || !is_floating(x.dtype()))
+    return residual + (*this)(x);
   if (quant_) {
     // The add in the quantized product's epilogue where the fused op takes the operands (x,
     // scales and residual of one dtype, residual of the output's shape).
@@ -58,7 +61,16 @@ Array Linear::add_to(const Array& residual, const Array& x) const {
   return add_matmul(residual, x, transpose(param("weight")));
 }
 
+void Linear::set_row_parallel(std::shared_ptr<dist::Group> group) {
+  if (group && group->size() == 1) group = nullptr;
+  if (group && branch_)
+    raise<Unsupported>("[linear] a low-rank branch on a row-parallel (tensor-parallel) layer");
+  row_group_ = std::move(group);
+}
+
 void Linear::set_branch(std::optional<LowRankBranch> branch) {
+  if (branch && row_group_)
+    raise<Unsupported>("[linear] a low-rank branch on a row-parallel (tensor-parallel) layer");
   if (branch) {
     const LowRankBranch& r = *branch;
     if (r.a.ndim() != 2 || r.b.ndim() != 2 || r.a.shape(1) != in_features() ||

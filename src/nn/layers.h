@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist/group.h"
 #include "core/dtype.h"
 #include "core/ops/quantized.h"
 #include "nn/module.h"
@@ -49,10 +50,17 @@ class Linear : public Module {
   const std::optional<QuantizeOptions>& quantization() const { return quant_; }
   /// Quantizes the layer in place (defined in nn/quantized.cpp).
   void quantize(QuantizeOptions opt);
+  /// Row-parallel (tensor parallelism): the weight holds this rank's slice of the input
+  /// features, x the matching slice of the input, and the products are summed over `group`
+  /// (dist::all_sum) before the bias is added. Null: an ordinary layer. Unsupported with a
+  /// low-rank branch.
+  void set_row_parallel(std::shared_ptr<dist::Group> group);
+  const std::shared_ptr<dist::Group>& row_parallel() const { return row_group_; }
 
  private:
   std::optional<LowRankBranch> branch_;
   std::optional<QuantizeOptions> quant_;
+  std::shared_ptr<dist::Group> row_group_;
 };
 
 /// Activation functions by Hugging Face name: "silu", "gelu", "gelu_pytorch_tanh"/"gelu_tanh".

@@ -6,12 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/allocator.h"
+#include "core/dist/ops.h"
 #include "core/io/safetensors.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
@@ -275,6 +277,16 @@ void Trainer::init() {
   if (opt_.grad_accum <= 0) raise("[train] grad_accum must be positive, got {}", opt_.grad_accum);
   if (opt_.batch_size <= 0) raise("[train] batch size must be positive, got {}", opt_.batch_size);
   (void)learning_rate(opt_, 0);  // validates the schedule name
+  if (const auto& g = opt_.data_parallel; g && g->size() > 1) {
+    if (opt_.grad_accum % g->size() != 0)
+      raise("[train] data parallelism over {} ranks needs grad_accum divisible by {}, got {}",
+            g->size(), g->size(), opt_.grad_accum);
+    if (g->rank() != 0) {  // rank 0 writes and reports for the group
+      opt_.out_dir.clear();
+      opt_.loss_log.clear();
+      opt_.log_every = 0;
+    }
+  }
   if (opt_.pack) {
     train_ = pack_examples(train_, opt_.seq_len);
     if (!valid_.empty()) valid_ = pack_examples(valid_, opt_.seq_len);
@@ -357,10 +369,13 @@ StepStats Trainer::step() {
     explicit TrainMode(models::Model& model) : m(model) { m.train(true); }
     ~TrainMode() { m.train(false); }
   } mode(model_);
+  const auto& dp = opt_.data_parallel;
+  const int ranks = dp ? dp->size() : 1, me = dp ? dp->rank() : 0;
   for (int k = 0; k < opt_.grad_accum; ++k) {
     const uint64_t dropout_seed =
         opt_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(position_) + 1;
     Batch b = next_batch();
+    if (k % ranks != me) continue;  // another rank's micro-batch
     auto [loss, g] = adapter_ ? lora_value_and_grad(model_, *adapter_, params, b,
                                                     opt_.grad_checkpoint, dropout_seed)
                               : full_value_and_grad(model_, params, b, opt_.grad_checkpoint);
@@ -384,6 +399,7 @@ StepStats Trainer::step() {
     loss_sum += l;
     tokens += b.tokens;
   }
+  if (ranks > 1) reduce_over_ranks(grads, loss_sum, tokens);
   StepStats st;
   st.lr = optim_->learning_rate();
   if (opt_.max_grad_norm > 0.0f) {
@@ -403,6 +419,36 @@ StepStats Trainer::step() {
   st.tokens = tokens;
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
+}
+
+void Trainer::reduce_over_ranks(ParamMap& grads, double& loss_sum, int64_t& tokens) const {
+  // One all_sum per dtype of the flattened gradients (few large messages, not one per tensor),
+  // and one of [loss, tokens] in float64.
+  std::map<Dtype, std::vector<std::string>> by_dtype;
+  for (const auto& [n, v] : grads) by_dtype[v.dtype()].push_back(n);
+  std::vector<Array> outs;
+  std::vector<std::pair<std::string, Array>> summed;
+  for (const auto& [t, names] : by_dtype) {
+    std::vector<Array> flat;
+    for (const auto& n : names) flat.push_back(reshape(grads.at(n), {-1}));
+    const Array total = dist::all_sum(concatenate(flat, 0), opt_.data_parallel);
+    int64_t at = 0;
+    for (const auto& n : names) {
+      const Array& g = grads.at(n);
+      summed.emplace_back(n, reshape(slice_axis(total, 0, at, at + g.size()), g.shape()));
+      at += g.size();
+    }
+    outs.push_back(total);
+  }
+  const Array scalars =
+      dist::all_sum(Array(std::vector<double>{loss_sum, static_cast<double>(tokens)}, {2}, float64),
+                    opt_.data_parallel, cpu_device);
+  outs.push_back(scalars);
+  eval(outs);
+  for (auto& [n, v] : summed) grads.at(n) = v;
+  const auto s = scalars.to_vector<double>();
+  loss_sum = s[0];
+  tokens = static_cast<int64_t>(std::llround(s[1]));
 }
 
 float Trainer::evaluate() {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist/group.h"
 #include "nn/optimizers.h"
 #include "train/adapter.h"
 #include "train/data.h"
@@ -55,6 +56,13 @@ struct TrainOptions {
   /// Full fine-tuning only: the checkpoint directory the model was loaded from (config.json
   /// and the tokenizer files are copied from it into every saved checkpoint).
   std::string base_dir;
+  /// Data parallelism (docs/multi-gpu.md): every rank of the group runs this loop on the same
+  /// data and options; of each step's grad_accum micro-batches rank r computes those whose
+  /// index modulo the group's size is r, and the gradients and losses are summed over the
+  /// ranks before the update, so every rank makes the update one process with these options
+  /// would. grad_accum must be a multiple of the group's size. Only rank 0 writes (out_dir,
+  /// the loss log) and prints progress. Null: one process.
+  std::shared_ptr<dist::Group> data_parallel;
 };
 
 /// One optimizer step's figures.
@@ -148,6 +156,8 @@ class Trainer {
   void log(const std::string& json_line);
   void set_params(const ParamMap& p);
   void save_weights(const std::string& dir, bool final) const;
+  /// Sums the ranks' gradients, loss and token count (data parallelism).
+  void reduce_over_ranks(ParamMap& grads, double& loss_sum, int64_t& tokens) const;
 
   models::Model& model_;
   LoraAdapter* adapter_ = nullptr;  // null: full fine-tuning

@@ -58,4 +58,18 @@ bool cpu_int8() {
   return get_int("INGOT_CPU_INT8", 1) != 0;
 }
 
+DistEnv dist() {
+  DistEnv d;
+  d.rank = static_cast<int>(get_int("INGOT_RANK", 0));
+  d.world_size = static_cast<int>(get_int("INGOT_WORLD_SIZE", 1));
+  if (auto a = get("INGOT_MASTER_ADDR")) d.master_addr = *a;
+  d.master_port = static_cast<int>(get_int("INGOT_MASTER_PORT", 29500));
+  if (auto t = get("INGOT_DIST_TIMEOUT")) {
+    char* end = nullptr;
+    const double v = std::strtod(t->c_str(), &end);
+    if (end && *end == 0 && v > 0) d.timeout_s = v;
+  }
+  return d;
+}
+
 }  // namespace ingot::env

@@ -27,4 +27,15 @@ std::optional<std::string> cpu_isa();
 /// (docs/checkpoints.md).
 bool cpu_int8();
 
+/// The multi-process group of this process (launched by `ingot launch` or by hand).
+struct DistEnv {
+  int rank = 0;                           ///< INGOT_RANK (default 0)
+  int world_size = 1;                     ///< INGOT_WORLD_SIZE (default 1: no group)
+  std::string master_addr = "127.0.0.1";  ///< INGOT_MASTER_ADDR: host of rank 0
+  int master_port = 29500;                ///< INGOT_MASTER_PORT: where rank 0 listens
+  double timeout_s = 300.0;               ///< INGOT_DIST_TIMEOUT: seconds before a wait fails
+};
+/// INGOT_RANK, INGOT_WORLD_SIZE, INGOT_MASTER_ADDR, INGOT_MASTER_PORT, INGOT_DIST_TIMEOUT.
+DistEnv dist();
+
 }  // namespace ingot::env

@@ -265,6 +265,7 @@ const Registrar reg(
      [](CLI::App& app) {
        auto a = std::make_shared<BenchArgs>();
        add_model_options(app, a->model);
+       add_tp_option(app, a->model);
        app.add_option("task", a->task, "decode | prefill | classify | lora")
            ->required()
            ->check(CLI::IsMember({"decode", "prefill", "classify", "lora"}));

@@ -10,11 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "core/dist/group.h"
 #include "llm/text/text.h"
 #include "llm_common.h"
 #include "progress.h"
 #include "text_common.h"
 #include "util/error.h"
+#include "util/net.h"
 
 namespace ingot::cli {
 namespace {
@@ -27,6 +29,7 @@ struct ClassifyArgs {
   bool progress = false;
   bool metrics = false;
   bool with_text = false;
+  int dp = 1;  // data-parallel ranks (--dp)
 };
 
 /// Splits --labels on commas, keeping spaces (" yes, no" gives " yes" and " no").
@@ -85,11 +88,63 @@ class ResultWriter {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 
+/// Data parallelism (--dp N): every rank reads all the texts and classifies its contiguous
+/// share; rank 0 receives the others' probabilities over the group's rendezvous and writes
+/// every line in input order (the other ranks write nothing).
+struct DataParallel {
+  std::shared_ptr<dist::Group> group;
+  size_t begin = 0, end = 0;  // this rank's texts
+  size_t share(size_t n, int r) const {
+    return n * static_cast<size_t>(r) / static_cast<size_t>(group->size());
+  }
+};
+
+DataParallel data_parallel(const ClassifyArgs& a, size_t n) {
+  DataParallel d;
+  d.end = n;
+  if (a.dp <= 1) return d;
+  if (a.model.tp > 1) raise("[classify] --dp with --tp is not supported yet");
+  d.group = dist::world();
+  if (d.group->size() != a.dp)
+    raise("[classify] --dp {} needs {} ranks, but this process is one of {} (INGOT_WORLD_SIZE)",
+          a.dp, a.dp, d.group->size());
+  d.begin = d.share(n, d.group->rank());
+  d.end = d.share(n, d.group->rank() + 1);
+  return d;
+}
+
+/// Rank 0: the probabilities of every rank's share in input order (`mine` first); the other
+/// ranks send theirs and get an empty vector.
+std::vector<llm::LabelProbs> gather_probs(const DataParallel& d, std::vector<llm::LabelProbs> mine,
+                                          size_t n, size_t labels) {
+  util::StarNetwork& net = d.group->network();
+  if (net.rank() != 0) {
+    std::vector<double> flat;
+    for (const auto& p : mine) flat.insert(flat.end(), p.begin(), p.end());
+    net.send(0, flat.data(), flat.size() * sizeof(double));
+    return {};
+  }
+  for (int r = 1; r < net.size(); ++r) {
+    const size_t count = d.share(n, r + 1) - d.share(n, r);
+    std::vector<double> flat(count * labels);
+    net.recv(r, flat.data(), flat.size() * sizeof(double));
+    for (size_t i = 0; i < count; ++i)
+      mine.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(i * labels),
+                        flat.begin() + static_cast<std::ptrdiff_t>((i + 1) * labels));
+  }
+  return mine;
+}
+
 int run_classify(const ClassifyArgs& a) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   llm::TextClassifier c{read_template(a.template_path, "classify"), split_labels(a.labels)};
-  const std::vector<std::string> texts = read_text_lines("classify");
+  std::vector<std::string> texts = read_text_lines("classify");
+  const DataParallel dp = data_parallel(a, texts.size());
+  const std::vector<std::string> all_texts = dp.group ? texts : std::vector<std::string>{};
+  if (dp.group)
+    texts = std::vector<std::string>(texts.begin() + static_cast<std::ptrdiff_t>(dp.begin),
+                                     texts.begin() + static_cast<std::ptrdiff_t>(dp.end));
   const auto t_read = Clock::now();
   llm::TextModel tm = load_text_model(a.model.dir, base_load_options(a.model));
   apply_adapter(*tm.model, a.model);
@@ -100,23 +155,33 @@ int run_classify(const ClassifyArgs& a) {
   opt.on_progress = [&bar](int64_t done, int64_t) { bar.update(done); };
   int64_t next = 0;
   const auto t_run = Clock::now();
+  std::vector<llm::LabelProbs> kept;  // --dp: this rank's results, sent to rank 0 at the end
   llm::classify_texts(tm, c, texts, opt, [&](int64_t i, const llm::LabelProbs& p) {
     INGOT_ASSERT(i == next, "classify results must come in input order");
     ++next;
-    out.write(p, a.with_text ? &texts[static_cast<size_t>(i)] : nullptr);
+    if (dp.group)
+      kept.push_back(p);
+    else
+      out.write(p, a.with_text ? &texts[static_cast<size_t>(i)] : nullptr);
   });
+  if (dp.group) {
+    const auto all = gather_probs(dp, std::move(kept), all_texts.size(), c.labels.size());
+    for (size_t i = 0; i < all.size(); ++i)
+      out.write(all[i], a.with_text ? &all_texts[i] : nullptr);
+  }
   out.flush();
   bar.finish();
-  if (a.metrics) {
+  if (a.metrics && (!dp.group || dp.group->rank() == 0)) {  // --dp: rank 0 reports
     const auto secs = [](Clock::time_point x, Clock::time_point y) {
       return std::chrono::duration<double>(y - x).count();
     };
     const double run_s = secs(t_run, Clock::now());
+    const size_t total = dp.group ? all_texts.size() : texts.size();  // --dp: every rank's
     const std::string line = fmt::format(
         "metrics: device={} texts={} read_s={:.3f} load_s={:.3f} classify_s={:.3f} "
         "texts/s={:.1f} total_s={:.3f}\n",
-        tm.model->device().str(), texts.size(), secs(t0, t_read), secs(t_read, t_run), run_s,
-        run_s > 0 ? static_cast<double>(texts.size()) / run_s : 0.0, secs(t0, Clock::now()));
+        tm.model->device().str(), total, secs(t0, t_read), secs(t_read, t_run), run_s,
+        run_s > 0 ? static_cast<double>(total) / run_s : 0.0, secs(t0, Clock::now()));
     std::fwrite(line.data(), 1, line.size(), stderr);
   }
   return 0;
@@ -127,6 +192,11 @@ const Registrar reg(
      [](CLI::App& app) {
        auto a = std::make_shared<ClassifyArgs>();
        add_model_options(app, a->model);
+       add_tp_option(app, a->model);
+       app.add_option("--dp", a->dp,
+                      "Data-parallel ranks: N model replicas (one per GPU) each classify a share "
+                      "of the texts; output in input order (relaunches under ingot launch)")
+           ->check(CLI::PositiveNumber);
        app.add_option("--labels", a->labels,
                       "Comma-separated labels, spaces kept (e.g. ' positive, negative')")
            ->required();

@@ -108,6 +108,7 @@ const Registrar reg(
     {"generate", "Generate a continuation of a prompt and stream it to stdout", [](CLI::App& app) {
        auto a = std::make_shared<GenerateArgs>();
        add_model_options(app, a->model);
+       add_tp_option(app, a->model);
        auto* prompt = app.add_option_group("prompt", "What to continue (one of)");
        prompt->add_option("--prompt", a->prompt, "Prompt text (BOS added as the tokenizer does)");
        CLI::Option* ids_opt =

@@ -129,6 +129,7 @@ const Registrar reg(
      [](CLI::App& app) {
        auto a = std::make_shared<ScoreArgs>();
        add_model_options(app, a->model);
+       add_tp_option(app, a->model);
        app.add_option("--batch-size", a->batch_size, "Requests per forward pass (default 16)")
            ->check(CLI::PositiveNumber);
        app.footer(

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "command.h"
+#include "core/dist/group.h"
 #include "llm_common.h"
 #include "models/model.h"
 #include "tokenizer/tokenizer.h"
@@ -107,6 +108,7 @@ struct TrainArgs : LoopArgs {
   int rank = 8, num_layers = 0;
   float alpha = 16.0f, dropout = 0.0f;
   bool rslora = false, mask_prompt = false, pack = false, full = false;
+  int dp = 1;  // data-parallel ranks (--dp)
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -134,6 +136,17 @@ int run_train(TrainArgs a) {
           a.model.dir);
   }
   if (a.out.empty()) a.out = "adapters";
+  // --dp N: N ranks share each step's micro-batches (grad_accum counts the group's).
+  std::shared_ptr<dist::Group> dp;
+  if (a.dp > 1) {
+    if (a.model.tp > 1) raise("[train] --dp with --tp is not supported yet");
+    dp = dist::world();
+    if (dp->size() != a.dp)
+      raise("[train] --dp {} needs {} ranks, but this process is one of {} (INGOT_WORLD_SIZE)",
+            a.dp, a.dp, dp->size());
+    a.grad_accum *= a.dp;
+  }
+  const bool report = !dp || dp->rank() == 0;  // rank 0 speaks for the group
   std::string train_path = a.data, valid_path = a.valid;
   if (fs::is_directory(a.data)) {  // mlx-lm layout: DIR/train.jsonl (+ DIR/valid.jsonl)
     train_path = (fs::path(a.data) / "train.jsonl").string();
@@ -175,18 +188,21 @@ int run_train(TrainArgs a) {
                            ? static_cast<int64_t>(train::pack_examples(train_ex, a.seq_len).size())
                            : static_cast<int64_t>(train_ex.size());
   const int64_t per_epoch = (rows + a.batch_size - 1) / a.batch_size;
-  const train::TrainOptions o = loop_options(a, pad, a.pack, a.model.dir, per_epoch);
+  train::TrainOptions o = loop_options(a, pad, a.pack, a.model.dir, per_epoch);
+  o.data_parallel = dp;
   const std::string what =
       adapter ? fmt::format("LoRA r={} alpha={} on {} modules ({} trainable parameters)",
                             adapter->config().rank, adapter->config().alpha,
                             adapter->targets().size(), adapter->num_parameters())
               : fmt::format("full fine-tuning ({} trainable parameters, float32 masters)",
                             model->num_parameters());
-  fmt::print(
-      stderr, "train: {} examples{} ({} batches of {} per epoch), {} valid; {}; {} steps on {}\n",
-      train_ex.size(),
-      a.pack ? fmt::format(" packed into {} rows of <= {} tokens", rows, a.seq_len) : std::string(),
-      per_epoch, a.batch_size, valid_ex.size(), what, o.iters, model->device().str());
+  if (report)
+    fmt::print(stderr,
+               "train: {} examples{} ({} batches of {} per epoch), {} valid; {}; {} steps on {}\n",
+               train_ex.size(),
+               a.pack ? fmt::format(" packed into {} rows of <= {} tokens", rows, a.seq_len)
+                      : std::string(),
+               per_epoch, a.batch_size, valid_ex.size(), what, o.iters, model->device().str());
   std::unique_ptr<train::Trainer> t =
       adapter
           ? std::make_unique<train::Trainer>(*model, *adapter, std::move(train_ex),
@@ -194,16 +210,18 @@ int run_train(TrainArgs a) {
           : std::make_unique<train::Trainer>(*model, std::move(train_ex), std::move(valid_ex), o);
   if (!a.resume.empty()) {
     t->resume(a.resume);
-    fmt::print(stderr, "train: resumed from {} at step {}\n", a.resume, t->step_count());
+    if (report)
+      fmt::print(stderr, "train: resumed from {} at step {}\n", a.resume, t->step_count());
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto stats = t->run();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int64_t tokens = 0;
   for (auto& s : stats) tokens += s.tokens;
-  fmt::print(stderr, "train: done, {} steps in {:.1f}s ({:.0f} tok/s); {} in {}\n", stats.size(),
-             secs, static_cast<double>(tokens) / std::max(secs, 1e-9),
-             adapter ? "adapter" : "checkpoint", a.out);
+  if (report)
+    fmt::print(stderr, "train: done, {} steps in {:.1f}s ({:.0f} tok/s); {} in {}\n", stats.size(),
+               secs, static_cast<double>(tokens) / std::max(secs, 1e-9),
+               adapter ? "adapter" : "checkpoint", a.out);
   return 0;
 }
 
@@ -242,6 +260,11 @@ std::function<int()> setup_lora_train(CLI::App& app) {
   app.add_option("--num-layers", a->num_layers, "Adapt only the last N layers (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
+  app.add_option("--dp", a->dp,
+                 "Data-parallel ranks, one per GPU: each step's micro-batches are shared out "
+                 "and the gradients summed (NCCL), the same updates as one process with "
+                 "--grad-accum x N (relaunches under ingot launch)")
+      ->check(CLI::PositiveNumber);
   add_loop_options(app, *a);
   app.add_flag("--mask-prompt", a->mask_prompt, "Loss on completions / assistant messages only");
   app.add_option("--seed", a->seed, "Seed of the adapter init, batch order and dropout (0)");

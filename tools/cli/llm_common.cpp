@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "core/dist/group.h"
 #include "core/io/gguf.h"
 #include "models/gguf_checkpoint.h"
 #include "train/adapter.h"
@@ -48,6 +49,13 @@ void add_model_options(CLI::App& app, ModelArgs& a) {
                  "adapters.safetensors, with adapter_config.json)");
 }
 
+void add_tp_option(CLI::App& app, ModelArgs& a) {
+  app.add_option("--tp", a.tp,
+                 "Tensor-parallel ranks: shard the model over N processes, one per GPU "
+                 "(default 1; docs/multi-gpu.md)")
+      ->check(CLI::PositiveNumber);
+}
+
 models::LoadModelOptions load_options(const ModelArgs& a) {
   if (!a.adapter.empty())
     raise("[cli] --adapter is not supported by this command yet (fuse it first: ingot lora fuse)");
@@ -64,6 +72,15 @@ models::LoadModelOptions base_load_options(const ModelArgs& a) {
   if (a.dtype == "bfloat16") lo.dtype = bfloat16;
   if (a.dtype == "float16") lo.dtype = float16;
   lo.device = select_device(a.device);
+  if (a.tp > 1) {
+    auto world = dist::world();
+    if (world->size() != a.tp)
+      raise(
+          "[cli] --tp {} needs {} ranks, but this process is one of {} (INGOT_WORLD_SIZE): run "
+          "it as `ingot launch --nproc {} -- ...`, or without INGOT_WORLD_SIZE set",
+          a.tp, a.tp, world->size(), a.tp);
+    lo.tensor_parallel = world;
+  }
   return lo;
 }
 

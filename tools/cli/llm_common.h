@@ -33,9 +33,13 @@ struct ModelArgs {
   std::string dtype;    // "" = the checkpoint's storage dtype
   std::string device;   // "" = the default device
   std::string adapter;  // "" = none; else a LoRA adapter directory (PEFT or mlx-lm)
+  int tp = 1;           // tensor-parallel ranks (--tp; docs/multi-gpu.md)
 };
 /// Adds --model (required), --dtype, --device and --adapter to `app`.
 void add_model_options(CLI::App& app, ModelArgs& a);
+/// Adds --tp N: shard the model over N ranks (the command relaunches itself under `ingot
+/// launch --nproc N` when it is not already one of N ranks).
+void add_tp_option(CLI::App& app, ModelArgs& a);
 /// The load options of `a` (--dtype, and --device through select_device). InvalidArgument when
 /// --adapter is given: callers that load the model themselves use base_load_options and then
 /// apply_adapter, so that an adapter is never silently ignored.

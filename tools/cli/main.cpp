@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "command.h"
+#include "launch.h"
 #include "util/error.h"
 
 namespace ingot::cli {
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(c.name, c.description);
     runners[sub] = c.setup(*sub);
   }
+  // `--tp N` outside a group: the command runs as N ranks under the launcher.
+  if (auto rc = relaunch_for_tp(argc, argv)) return *rc;
   if (argc == 1) {  // `ingot` alone: what it can do
     std::printf("%s", app.help().c_str());
     return 0;
