@@ -1023,8 +1023,9 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
 // cluster per (batch, kv head). A CTA copies all of its span's K and V rows into shared memory
 // with cp.async at once (one DRAM round trip; spans longer than one stage run in two stages that
 // load while the other computes), then
-//   1. scores: groups of LPK lanes (16 bytes each) take keys g, g + GROUPS, ...; lane `sub` of a
-//      group applies softcap, mask and visibility for row `sub` (score_mv) and stores the score;
+//   1. scores: groups of LPK lanes (16 bytes each) take keys g, g + GROUPS, ..., four at a time
+//      without branches between them; lane `sub` of a group applies softcap, mask and
+//      visibility for row `sub` (score_mv) and stores the score;
 //   2. softmax: warp w takes rows w, w + 4: the span's maximum, probabilities in place of the
 //      scores, the row sum (one rescale per stage of the running state, none per key);
 //   3. P.V: each group sums probability x value chunk for its keys, groups then warps add up;
@@ -1038,9 +1039,12 @@ constexpr int kCdThreads = 128, kCdWarps = kCdThreads / 32;
 constexpr int kCdMaxCluster = 8;          // portable cluster size
 constexpr int kCdStageBytes = 64 * 1024;  // K and V rows of one CTA in shared memory at once
 constexpr int kCdKeysPerGroup = 16;       // kCdStageBytes / (4 D) / (128 / (D / 8)) for any D
+constexpr int kCdKeyBatch = 4;  // keys a group scores (and adds into P.V) without a branch
+constexpr int kCdLaneKeys = 8;  // a stage's keys per lane of a softmax warp: 256 at most
+static_assert(kCdStageBytes / (4 * 64) <= 32 * kCdLaneKeys && kCdKeysPerGroup % kCdKeyBatch == 0);
 
 struct CdParams {
-  KParams p;  // q/k/v/mask/out and options for the shared helpers (mask_at, score_mv)
+  KParams p;  // q/k/v/mask/out and options for the shared helpers (score_mv, mask_value)
   int Hkv, G, rows, L, S;
   int kmin;  // first key some row may see
   int kps;   // keys per CTA
@@ -1092,7 +1096,7 @@ __global__ void __launch_bounds__(kCdThreads)
     sdpa_decode_cluster_kernel(const __grid_constant__ CdParams cp) {
   pdl_prologue();
   constexpr int V = kVec16<T>, D = LPK * V, GPW = 32 / LPK, GROUPS = GPW * kCdWarps;
-  constexpr int KPG = kCdKeysPerGroup, RW = (R + kCdWarps - 1) / kCdWarps;
+  constexpr int KPG = kCdKeysPerGroup, KB = kCdKeyBatch, RW = (R + kCdWarps - 1) / kCdWarps;
   static_assert(R <= LPK, "lane `sub` of a group finishes the score of row `sub`");
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -1136,7 +1140,6 @@ __global__ void __launch_bounds__(kCdThreads)
   if (nstage > 1) issue(1, 1);
 
   // Row coordinates (32-bit) and the pre-scaled query chunks.
-  const Block c{b, hk, bh, 0, static_cast<int>(rank)};
   auto row_of = [&](int r) {
     Row w;
     w.valid = r < rows;
@@ -1146,31 +1149,55 @@ __global__ void __launch_bounds__(kCdThreads)
     w.pos = cp.S - cp.L + l;
     return w;
   };
+  // Every row's load is issued before any is used (rows past the end read row 0's).
+  uint4 qraw[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const Row w = row_of(r);
+    qraw[r] = load16(static_cast<const T*>(a.q) + b * a.q_st[0] + w.h * a.q_st[1] +
+                     w.l * a.q_st[2] + sub * V);
+  }
   float q[R][V];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    float qf[V] = {};
-    if (r < rows) {
-      const Row w = row_of(r);
-      unpack16<T>(load16(static_cast<const T*>(a.q) + b * a.q_st[0] + w.h * a.q_st[1] +
-                         w.l * a.q_st[2] + sub * V),
-                  qf);
-    }
+    float qf[V];
+    unpack16<T>(qraw[r], qf);
 #pragma unroll
-    for (int i = 0; i < V; ++i) q[r][i] = qf[i] * a.scale;  // pre-scaled as the CPU does
+    for (int i = 0; i < V; ++i) q[r][i] = r < rows ? qf[i] * a.scale : 0.0f;  // pre-scaled
   }
-  // Lane `sub` finishes row `sub`'s scores and reads its mask values, a stage ahead.
+  // Lane `sub` finishes row `sub`'s scores and reads its mask values, a stage ahead. Boolean
+  // masks (the static KV cache's) keep the loaded bytes until the scores need them, so that the
+  // loads stay in flight; other mask dtypes are converted to float bits as they arrive.
   const Row my_row = row_of(sub);
   const bool my_valid = sub < rows;
   const bool has_mask = a.mask_kind != SdpaMaskKind::none;
-  float mreg[KPG];
+  const bool mask_bytes = has_mask && a.mask_dtype == Dtype::bool_;
+  const int64_t mbase = int64_t(b) * a.m_st[0] + my_row.h * a.m_st[1] + my_row.l * a.m_st[2],
+                mst = a.m_st[3];
+  uint32_t mreg[KPG];
   auto load_mask = [&](int s) {
     const int j0 = kb + s * cap, nk = min(cap, ke - j0);
+    const bool on = has_mask && my_valid;
+    if (mask_bytes) {
+      const uint8_t* m = static_cast<const uint8_t*>(a.mask) + mbase;
 #pragma unroll
-    for (int u = 0; u < KPG; ++u) {
-      const int i = group + u * GROUPS;
-      mreg[u] = has_mask && my_valid && i < nk ? mask_at<float>(p, c, my_row, j0 + i) : 0.0f;
+      for (int u = 0; u < KPG; ++u) {
+        const int i = group + u * GROUPS;
+        mreg[u] = on && i < nk ? m[(j0 + i) * mst] : 0u;
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < KPG; ++u) {
+        const int i = group + u * GROUPS;
+        mreg[u] =
+            on && i < nk
+                ? __float_as_uint(mask_value<float>(a.mask, a.mask_dtype, mbase + (j0 + i) * mst))
+                : 0u;
+      }
     }
+  };
+  auto mask_val = [&](uint32_t w) {
+    return mask_bytes ? (w != 0u ? 1.0f : 0.0f) : __uint_as_float(w);
   };
   if (nstage > 0) load_mask(0);
 
@@ -1190,47 +1217,74 @@ __global__ void __launch_bounds__(kCdThreads)
     const int j0 = kb + s * cap, nk = min(cap, ke - j0), buf = s & 1;
     const T* ks = kv + buf * 2 * cap * D + sub * V;
     const T* vs = ks + cap * D;
-    // 1. Scores. Trip counts are warp-uniform (the shuffles need every lane); a group past the
-    // stage's keys reads a stale row of the buffer (inside it: cap is a multiple of GROUPS) and
-    // stores nothing.
+    // 1. Scores, KB keys per group at a time with no branch between them, so that their
+    // shared-memory reads and shuffles overlap. Trip counts are warp-uniform (the shuffles need
+    // every lane); a group past the stage's keys reads a row of the buffer (clamped into it)
+    // and stores nothing.
 #pragma unroll
-    for (int u = 0; u < KPG; ++u) {
-      if (warp * GPW + u * GROUPS >= nk) break;
-      const int i = group + u * GROUPS;
-      float kf[V];
-      unpack16<T>(*reinterpret_cast<const uint4*>(ks + i * D), kf);
-      float mine = 0.0f;
+    for (int u0 = 0; u0 < KPG; u0 += KB) {
+      if (warp * GPW + u0 * GROUPS >= nk) break;
+      float kf[KB][V];
+#pragma unroll
+      for (int ub = 0; ub < KB; ++ub) {
+        const int i = min(group + (u0 + ub) * GROUPS, cap - 1);
+        unpack16<T>(*reinterpret_cast<const uint4*>(ks + i * D), kf[ub]);
+      }
+      float mine[KB];
+#pragma unroll
+      for (int ub = 0; ub < KB; ++ub) mine[ub] = 0.0f;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (r >= rows) break;
-        float d = 0.0f;
+        float d[KB];
 #pragma unroll
-        for (int e = 0; e < V; ++e) d += q[r][e] * kf[e];
+        for (int ub = 0; ub < KB; ++ub) {
+          d[ub] = 0.0f;
 #pragma unroll
-        for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-        if (r == sub) mine = d;
+          for (int e = 0; e < V; ++e) d[ub] += q[r][e] * kf[ub][e];
+        }
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1)
+#pragma unroll
+          for (int ub = 0; ub < KB; ++ub) d[ub] += __shfl_xor_sync(0xffffffffu, d[ub], off);
+#pragma unroll
+        for (int ub = 0; ub < KB; ++ub)
+          if (r == sub) mine[ub] = d[ub];
       }
-      if (my_valid && i < nk)
-        ss[sub * cap + i] = score_mv<float>(p, my_row, j0 + i, ke, mine, mreg[u]);
+#pragma unroll
+      for (int ub = 0; ub < KB; ++ub) {
+        const int i = group + (u0 + ub) * GROUPS;
+        if (my_valid && i < nk)
+          ss[sub * cap + i] =
+              score_mv<float>(p, my_row, j0 + i, ke, mine[ub], mask_val(mreg[u0 + ub]));
+      }
     }
     if (s + 1 < nstage) load_mask(s + 1);
     __syncthreads();  // the stage's scores are stored
-    // 2. Softmax of the stage against the running maximum (in registers of warp r % 4).
+    // 2. Softmax of the stage against the running maximum (in registers of warp r % 4): a
+    // lane's scores (at most kCdLaneKeys) stay in registers between the two passes.
 #pragma unroll
     for (int t = 0; t < RW; ++t) {
       const int r = warp + kCdWarps * t;
       if (r >= rows) break;
       float* sr = ss + r * cap;
+      float x[kCdLaneKeys];
       float mx = kNegInf;  // NaN scores never become the maximum; their weight is NaN
-      for (int i = lane; i < nk; i += 32) mx = sr[i] > mx ? sr[i] : mx;
+#pragma unroll
+      for (int k = 0; k < kCdLaneKeys; ++k) {
+        const int i = lane + 32 * k;
+        x[k] = i < nk ? sr[i] : kNegInf;
+        mx = x[k] > mx ? x[k] : mx;
+      }
       mx = warp_max(mx);
       const float mnew = mrun[t] > mx ? mrun[t] : mx;
       const float alpha = mrun[t] == kNegInf ? 0.0f : expf(mrun[t] - mnew);
       float ls = 0.0f;
-      for (int i = lane; i < nk; i += 32) {
-        const float x = sr[i];
-        const float pr = x == kNegInf ? 0.0f : expf(x - mnew);
-        sr[i] = pr;
+#pragma unroll
+      for (int k = 0; k < kCdLaneKeys; ++k) {
+        const int i = lane + 32 * k;
+        const float pr = x[k] == kNegInf ? 0.0f : expf(x[k] - mnew);
+        if (i < nk) sr[i] = pr;
         ls += pr;
       }
       lrun[t] = lrun[t] * alpha + warp_sum(ls);
@@ -1239,7 +1293,8 @@ __global__ void __launch_bounds__(kCdThreads)
     }
     __syncthreads();  // probabilities and rescales are stored
 
-    // 3. O = O * rescale + P V over this group's keys.
+    // 3. O = O * rescale + P V over this group's keys, KB at a time (keys past the stage's
+    // count weigh 0 and read a zeroed value: the buffer row is stale).
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (r >= rows) break;
@@ -1248,25 +1303,36 @@ __global__ void __launch_bounds__(kCdThreads)
       for (int e = 0; e < V; ++e) o[r][e] *= al;
     }
 #pragma unroll
-    for (int u = 0; u < KPG; ++u) {
-      const int i = group + u * GROUPS;
-      if (i >= nk) break;
-      float vf[V];
-      unpack16<T>(*reinterpret_cast<const uint4*>(vs + i * D), vf);
+    for (int u0 = 0; u0 < KPG; u0 += KB) {
+      if (group + u0 * GROUPS >= nk) break;
+      float vf[KB][V], pr[KB][R];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (r >= rows) break;
-        const float pr = ss[r * cap + i];
+      for (int ub = 0; ub < KB; ++ub) {
+        const int i = group + (u0 + ub) * GROUPS, ic = min(i, cap - 1);
+        unpack16<T>(*reinterpret_cast<const uint4*>(vs + ic * D), vf[ub]);
 #pragma unroll
-        for (int e = 0; e < V; ++e) o[r][e] += pr * vf[e];
+        for (int r = 0; r < R; ++r) pr[ub][r] = r < rows ? ss[r * cap + ic] : 0.0f;
+        if (i >= nk) {
+#pragma unroll
+          for (int e = 0; e < V; ++e) vf[ub][e] = 0.0f;
+#pragma unroll
+          for (int r = 0; r < R; ++r) pr[ub][r] = 0.0f;
+        }
       }
+#pragma unroll
+      for (int ub = 0; ub < KB; ++ub)
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (r >= rows) break;
+#pragma unroll
+          for (int e = 0; e < V; ++e) o[r][e] += pr[ub][r] * vf[ub][e];
+        }
     }
     if (s + 1 < nstage) {
       __syncthreads();  // every thread is done with the scores and with its buffer `buf`
       if (s + 2 < nstage) issue(s + 2, buf);
     }
   }
-
   // 4. Groups of a warp, then warps (all at the same running maximum: plain sums).
 #pragma unroll
   for (int r = 0; r < R; ++r) {
