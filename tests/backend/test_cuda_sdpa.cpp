@@ -420,8 +420,9 @@ TEST(CudaSdpa, NanInputsGiveNanRowsWithoutHanging) {
   }
 }
 
-// ---- decode attention on the cluster kernel (and, under INGOT_CUDA_DECODE_KERNEL=0, on the
-// split kernel: tests/backend/CMakeLists.txt runs this binary again with it) ----
+// ---- decode attention on the cluster kernel (tests/backend/CMakeLists.txt runs this binary
+// again on the split kernel, INGOT_CUDA_DECODE_KERNEL=0, and the decode tests with clusters of
+// one CTA, INGOT_CUDA_DECODE_CLUSTER=1) ----
 //
 // With the H200's 132 SMs the cluster plan gives: S = 1 one CTA per (batch, kv head); S = 37
 // clusters of 2 or 3 CTAs with spans that are not multiples of the lane groups; S = 384 (the

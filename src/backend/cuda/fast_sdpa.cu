@@ -1585,7 +1585,12 @@ bool cd_fits(int ncl) {
   const size_t smem = cd_layout(D, R, cd_stage_keys(D), 1, kCdMaxCluster).bytes;
   ok = ok && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(smem)) == cudaSuccess;
-  if (ok) {
+  if (ok && ncl == 1) {  // launched without a cluster
+    int per_sm = 0;
+    ok = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCdThreads, smem) ==
+             cudaSuccess &&
+         per_sm > 0;
+  } else if (ok) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(static_cast<unsigned>(ncl), 1, 1);
     cfg.blockDim = dim3(kCdThreads, 1, 1);
@@ -1671,11 +1676,22 @@ bool cluster_decode_on() {
   return on;
 }
 
+/// INGOT_CUDA_DECODE_CLUSTER=N (1 to 8): at most N CTAs per cluster of the cluster kernel (1: a
+/// CTA per (batch, kv head), no cluster); read once.
+int64_t cluster_decode_max() {
+  static const int64_t n = [] {
+    const char* v = std::getenv("INGOT_CUDA_DECODE_CLUSTER");
+    const int x = v != nullptr ? std::atoi(v) : 0;
+    return int64_t(x >= 1 && x <= kCdMaxCluster ? x : kCdMaxCluster);
+  }();
+  return n;
+}
+
 // The cluster kernel's plan for a decode problem with R rows per CTA, or cluster == 0 when it
 // cannot take it (float32, a device without clusters, too many (batch, kv head) pairs).
-// Clusters of up to 8 CTAs per (batch, kv head), as many as keep about two CTAs per SM, and at
-// least two keys per lane group in each; a CTA's span in one stage when it fits, else stages of
-// half the buffer, one loading while the other computes.
+// Clusters of up to 8 CTAs (INGOT_CUDA_DECODE_CLUSTER) per (batch, kv head), as many as keep
+// about two CTAs per SM, and at least two keys per lane group in each; a CTA's span in one
+// stage when it fits, else stages of half the buffer, one loading while the other computes.
 SdpaPlan plan_cluster_decode(const SdpaArgs& a, int sm_count, int R) {
   SdpaPlan pl;
   const int64_t bh = a.B * a.Hkv, D = a.D;
@@ -1686,7 +1702,7 @@ SdpaPlan plan_cluster_decode(const SdpaArgs& a, int sm_count, int R) {
   const int64_t span = a.S - cd_kmin(a);
   const int64_t target = 2 * int64_t(std::max(sm_count, 1));
   int64_t ncl = std::min(
-      {int64_t(kCdMaxCluster), std::max<int64_t>(1, target / bh), ceil_div(span, 2 * groups)});
+      {cluster_decode_max(), std::max<int64_t>(1, target / bh), ceil_div(span, 2 * groups)});
   ncl = std::max<int64_t>(ncl, 1);
   const int64_t kps = ceil_div(span, ncl);
   ncl = ceil_div(span, kps);
