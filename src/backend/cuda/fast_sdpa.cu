@@ -1695,7 +1695,7 @@ int64_t cluster_decode_max() {
 SdpaPlan plan_cluster_decode(const SdpaArgs& a, int sm_count, int R) {
   SdpaPlan pl;
   const int64_t bh = a.B * a.Hkv, D = a.D;
-  if ((a.dtype != Dtype::bfloat16 && a.dtype != Dtype::float16) || bh > 65535 ||
+  if ((a.dtype != Dtype::bfloat16 && a.dtype != Dtype::float16) || bh < 1 || bh > 65535 ||
       a.S > (int64_t{1} << 30))
     return pl;
   const int64_t groups = kCdThreads / (D / 8), cap1 = cd_stage_keys(D);
