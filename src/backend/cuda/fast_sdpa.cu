@@ -1092,7 +1092,7 @@ __device__ __forceinline__ float* cluster_map(float* p, unsigned rank) {
 }
 
 template <typename T, int LPK, int R>
-__global__ void __launch_bounds__(kCdThreads)
+__global__ void __launch_bounds__(kCdThreads, 1)
     sdpa_decode_cluster_kernel(const __grid_constant__ CdParams cp) {
   pdl_prologue();
   constexpr int V = kVec16<T>, D = LPK * V, GPW = 32 / LPK, GROUPS = GPW * kCdWarps;
