@@ -14,6 +14,7 @@
 
 #include "core/fast/fast.h"
 #include "core/ingot.h"
+#include "core/transforms/graph.h"
 #include "cuda_test_util.h"
 
 using namespace ingot;
@@ -416,6 +417,147 @@ TEST(CudaSdpa, NanInputsGiveNanRowsWithoutHanging) {
       }
       EXPECT_GT(nans, 0);
     }
+  }
+}
+
+// ---- decode attention on the cluster kernel (opt-in: tests/backend/CMakeLists.txt runs this
+// binary again with INGOT_CUDA_DECODE_KERNEL=1, and the decode tests once more with clusters of
+// one CTA, INGOT_CUDA_DECODE_CLUSTER=1; by default these cases run on the split kernel) ----
+//
+// With the H200's 132 SMs the cluster plan gives: S = 1 one CTA per (batch, kv head); S = 37
+// clusters of 2 or 3 CTAs with spans that are not multiples of the lane groups; S = 384 (the
+// static cache of the Llama/Qwen3 decode benchmarks) clusters of 8, one stage; S = 3000 clusters
+// of 8 whose spans run in 3 to 12 stages; many (batch, kv head) pairs one CTA each (no cluster).
+
+const Dtype kHalves[] = {bfloat16, float16};
+
+// Keep-mask [B, 1, 1, S] as the static KV cache passes it: batch row i has a left padding span
+// [2 + 3i, 9 + 5i) and is valid up to its own length (S - 1 - 7i).
+Array padded_keep(int64_t B, int64_t S) {
+  std::vector<bool> keep(static_cast<size_t>(B * S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < S; ++j)
+      keep[static_cast<size_t>(b * S + j)] =
+          !(j >= 2 + 3 * b && j < 9 + 5 * b) && j <= std::max<int64_t>(0, S - 1 - 7 * b);
+  return Array(keep, {B, 1, 1, S});
+}
+
+TEST(CudaSdpa, DecodeClusterRowsAndHeadDimsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 2000;
+  for (Dtype t : kHalves)
+    for (int64_t D : {64, 128, 256})
+      for (int64_t G : {1, 2, 4, 8}) {
+        check_case({1, 2 * G, 2, 1, 1, D, D}, t, seed += 3);     // one key
+        check_case({2, 2 * G, 2, 1, 37, D, D}, t, seed += 3);    // short, uneven spans
+        check_case({1, 8 * G, 8, 1, 3000, D, D}, t, seed += 3);  // several stages
+        const Case c{3, 2 * G, 2, 1, 384, D, D};                 // batch 3, static cache
+        check_case(c, t, seed += 3, padded_keep(3, 384), " padded keep");
+      }
+}
+
+TEST(CudaSdpa, DecodeClusterRowsFromPositionsMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  // G * L rows with L > 1 (speculative tokens): causal rows at different positions, with a
+  // window (the plan skips the keys before the first row's window) and softcap, and masks that
+  // differ between the rows.
+  uint32_t seed = 2500;
+  for (Dtype t : kHalves) {
+    check_case({1, 8, 2, 2, 1000, 128, 128, true, 50, 30.0f}, t, seed += 3);  // G 4, L 2
+    check_case({2, 4, 4, 8, 700, 64, 64, true, 200}, t, seed += 3);           // G 1, L 8
+    check_case({1, 16, 8, 3, 390, 256, 256, true, 0, 20.0f}, t, seed += 3);   // 6 rows of 8
+    check_case({2, 4, 2, 1, 2000, 64, 64, true, 16}, t, seed += 3);           // tiny window
+    const Case c{2, 8, 2, 2, 500, 64, 64};
+    const uint32_t m = seed += 10;
+    check_case(c, t, m, additive_mask({2, 8, 2, 500}, float32, m), " add [B,H,L,S]");
+    check_case(c, t, m + 3, bool_mask({2, 1, 2, 500}, m + 3), " bool [B,1,L,S]");
+    check_case(c, t, m + 6, additive_mask({500}, t, m + 6), " add [S] in-dtype");
+  }
+}
+
+TEST(CudaSdpa, DecodeClusterFallbacksMatchCpu) {
+  INGOT_REQUIRE_CUDA();
+  // More (batch, kv head) pairs than two per SM: one CTA each, no cluster, its span in stages;
+  // and a fully masked batch row (zeros, as on the CPU).
+  uint32_t seed = 2700;
+  for (Dtype t : kHalves) {
+    check_case({4, 160, 80, 1, 500, 64, 64}, t, seed += 3);
+    check_case({3, 96, 96, 1, 300, 128, 128, true}, t, seed += 3);
+    std::vector<bool> keep(2 * 384, true);
+    for (size_t j = 0; j < 384; ++j) keep[j] = false;  // batch row 0 sees nothing
+    check_case({2, 8, 2, 1, 384, 64, 64}, t, seed += 3, Array(keep, {2, 1, 1, 384}), " row 0 off");
+  }
+}
+
+TEST(CudaSdpa, DecodeClusterNanKeyGivesNanRows) {
+  INGOT_REQUIRE_CUDA();
+  // A NaN key in one (batch, kv head) of a clustered problem: its rows are NaN on both devices
+  // (through the cluster's combine), every other row finite and equal.
+  for (Dtype t : kHalves) {
+    const int64_t D = 64, S = 384;
+    Array q = host_normal({2, 8, 1, D}, t, 21);
+    Array k = host_normal({2, 2, S, D}, t, 22);
+    Array v = host_normal({2, 2, S, D}, t, 23);
+    std::vector<float> kv = astype(k, float32).to_vector<float>();
+    kv[static_cast<size_t>(300 * D + 5)] = NAN;  // batch 0, kv head 0, key 300
+    k = astype(Array(kv, k.shape()), t);
+    const fast::SdpaOptions o{.scale = 0.125f};
+    const auto w = astype(fast::scaled_dot_product_attention(q, k, v, o, cpu_device), float32)
+                       .to_vector<float>();
+    const auto g =
+        astype(fast::scaled_dot_product_attention(on_cuda(q), on_cuda(k), on_cuda(v), o), float32)
+            .to_vector<float>();
+    ASSERT_EQ(g.size(), w.size());
+    int nans = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      ASSERT_EQ(std::isnan(g[i]), std::isnan(w[i])) << dtype_name(t) << " at " << i;
+      nans += std::isnan(w[i]) ? 1 : 0;
+      if (!std::isnan(w[i])) {
+        EXPECT_NEAR(g[i], w[i], 2e-2) << dtype_name(t) << " at " << i;
+      }
+    }
+    EXPECT_EQ(nans, 4 * D);  // the 4 query heads of (batch 0, kv head 0)
+  }
+}
+
+TEST(CudaSdpa, DecodeClusterReplaysInADeviceGraph) {
+  INGOT_REQUIRE_CUDA();
+  // A decode attention recorded into a device graph (inputs written between replays, as the
+  // static decoder does) gives the CPU's values at every replay. The first call of the kernel
+  // happens inside the capture.
+  const int64_t B = 2, H = 8, Hkv = 2, S = 384, D = 128;
+  Array q = on_cuda(zeros({B, H, 1, D}, float32, cpu_device));
+  Array k = on_cuda(zeros({B, Hkv, S, D}, float32, cpu_device));
+  Array v = on_cuda(zeros({B, Hkv, S, D}, float32, cpu_device));
+  Array keep = on_cuda(Array(std::vector<bool>(B * S, true), {B, 1, 1, S}));
+  eval({q, k, v, keep});
+  const fast::SdpaOptions o{.scale = 0.09f, .mask = keep};
+  DeviceGraph g = DeviceGraph::capture(kCuda, [&] {
+    return std::vector<Array>{fast::scaled_dot_product_attention(
+        astype(q, bfloat16), astype(k, bfloat16), astype(v, bfloat16), o)};
+  });
+  for (int round = 0; round < 3; ++round) {
+    const Array qh = host_normal({B, H, 1, D}, float32, 40 + 3 * round);
+    const Array kh = host_normal({B, Hkv, S, D}, float32, 41 + 3 * round);
+    const Array vh = host_normal({B, Hkv, S, D}, float32, 42 + 3 * round);
+    const auto qv = qh.to_vector<float>(), kv = kh.to_vector<float>(), vv = vh.to_vector<float>();
+    write_from_host(q, qv.data(), qv.size() * sizeof(float));
+    write_from_host(k, kv.data(), kv.size() * sizeof(float));
+    write_from_host(v, vv.data(), vv.size() * sizeof(float));
+    // The keys each batch row sees shrink with the round (the mask is an input too).
+    std::vector<uint8_t> keep_h(static_cast<size_t>(B * S));
+    std::vector<bool> keep_b(static_cast<size_t>(B * S));
+    for (int64_t i = 0; i < B * S; ++i) {
+      const bool on = i % S < S - 50 * round - 7 * (i / S);
+      keep_h[static_cast<size_t>(i)] = on ? 1 : 0;
+      keep_b[static_cast<size_t>(i)] = on;
+    }
+    write_from_host(keep, keep_h.data(), keep_h.size());
+    g.replay();
+    const fast::SdpaOptions oc{.scale = 0.09f, .mask = Array(keep_b, {B, 1, 1, S})};
+    const Array want = fast::scaled_dot_product_attention(
+        astype(qh, bfloat16), astype(kh, bfloat16), astype(vh, bfloat16), oc);
+    expect_sdpa_close(g.outputs()[0], want, fmt::format("graph replay {}", round));
   }
 }
 

@@ -1,6 +1,7 @@
 // Launchers of the CUDA attention kernels (fast_sdpa.cu): a tensor-core flash kernel for 16-bit
 // inputs with D == Dv in {64, 80, 96, 128, 256}, a generic SIMT flash kernel for the rest, and
-// split-K over the keys (with a combine pass) when there are too few (batch, head, row-tile) CTAs.
+// split-K over the keys (with a combine pass) when there are too few (batch, head, row-tile) CTAs;
+// decode problems (few rows per kv head) on a cluster kernel or a split kernel.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,6 +52,12 @@ struct SdpaPlan {
   // persistent kernel (at most as many CTAs as fit on the sm_count SMs).
   bool short_rows = false;
   int sm_count = 0;
+  // Decode on the cluster kernel (sm_90, opt-in with INGOT_CUDA_DECODE_KERNEL=1):
+  // CTAs per (batch, kv head) in one thread-block cluster (splits == cluster, no partials), keys
+  // per shared-memory stage and stages (1 or 2). 0: another kernel.
+  int cluster = 0;
+  int stage_keys = 0;
+  int stages = 0;
 };
 
 /// Head dim largest of D and Dv the kernels take.
@@ -60,9 +67,11 @@ inline constexpr int64_t kSdpaMaxHeadDim = 256;
 /// q/k/v pointers and (batch, head, position) strides that are multiples of 8 elements.
 bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv);
 
-/// True when the problem runs on the few-row decode kernel (16-bit or float32, D == Dv of 64,
+/// True when the problem runs on a few-row decode kernel (16-bit or float32, D == Dv of 64,
 /// 128 or 256 16-bit / 32, 64 or 128 float32 elements, G * L <= 8 rows per kv head), which
 /// needs 16-byte aligned q/k/v pointers and strides. INGOT_CUDA_DECODE_ATTENTION=0 turns it off.
+/// With INGOT_CUDA_DECODE_KERNEL=1, 16-bit problems on sm_90 run on the cluster kernel; the
+/// others (and all by default) on the split kernel; plan_sdpa decides.
 bool sdpa_uses_decode(const SdpaArgs& a);
 
 /// Tiles, splits and memory of a problem (S > 0 and a non-empty output) for a device with
