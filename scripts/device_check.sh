@@ -171,6 +171,9 @@ if [[ " $STEPS " == *" serverload "* ]]; then  # issue 13: `ingot serve` on the 
   # (run "table" with .cache/tok.tgz first, in this call or a warm earlier one). A batch-1 run
   # (one client), then SERVER_CLIENTS streaming clients for SERVER_SECONDS with disconnects and
   # malformed requests (scripts/server_load.mjs); the JSON reports come back in the logs.
+  # SERVER_ARGS must not repeat --max-batch (the script passes it: the server refuses a second).
+  # A run longer than one call (the issue's 10 minutes): start this step with setsid and another
+  # OUT, check its log after a minute, then collect it from a warm follow-up call.
   stamp serverload
   xz -dc .node/node.xz >/tmp/node && chmod +x /tmp/node
   sm=/tmp/ingot-bench-table/${SERVER_MODEL:-llama-3.2-1b}
