@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile serverload embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -172,20 +172,47 @@ if [[ " $STEPS " == *" serverload "* ]]; then  # issue 13: `ingot serve` on the 
   # (one client), then SERVER_CLIENTS streaming clients for SERVER_SECONDS with disconnects and
   # malformed requests (scripts/server_load.mjs); the JSON reports come back in the logs.
   # SERVER_ARGS must not repeat --max-batch (the script passes it: the server refuses a second).
-  # A run longer than one call (the issue's 10 minutes): start this step with setsid and another
-  # OUT, check its log after a minute, then collect it from a warm follow-up call.
+  # SERVER_BG=1 (a run longer than one call, e.g. the issue's 10 minutes): the runs go on in
+  # their own process session; this call checks after SERVER_BG_CHECK seconds that both started
+  # (stops them and fails if not), and a warm follow-up call with STEPS=servercollect waits
+  # for the end and brings the reports back.
   stamp serverload
-  xz -dc .node/node.xz >/tmp/node && chmod +x /tmp/node
+  xz -dc .node/node.xz >/tmp/node && chmod +x /tmp/node || { echo "no .node/node.xz"; exit 1; }
   sm=/tmp/ingot-bench-table/${SERVER_MODEL:-llama-3.2-1b}
-  /tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
-    --server-args "--device cuda ${SERVER_ARGS:-}" --clients 1 --seconds "${SERVER_B1_SECONDS:-30}" \
-    --warmup 5 --max-tokens "${SERVER_MAX_TOKENS:-64}" >"$LOG/server_b1.json" 2>"$LOG/server_b1.err"
-  echo "batch 1 rc=$?: $(grep -E '"tokens_per_s_after_warmup"|"p50"' "$LOG/server_b1.json" | tr -d ' \n')"
-  /tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
-    --server-args "--device cuda ${SERVER_ARGS:-}" --clients "${SERVER_CLIENTS:-64}" \
-    --seconds "${SERVER_SECONDS:-120}" --warmup "${SERVER_WARMUP:-30}" --sample 10 \
-    --max-tokens "${SERVER_MAX_TOKENS:-64}" --max-rss-change 5 >"$LOG/server_load.json" 2>"$LOG/server_load.err"
-  echo "load rc=$?"; grep -vE '^\s+\{ "t"|"t":|"rss":|"alloc|"malloc|"kv' "$LOG/server_load.json" | head -60
+  [ -d "$sm" ] || { echo "no checkpoint $sm: run the table step first"; exit 1; }
+  rm -f "$LOG/serverload.done"
+  cat >/tmp/serverload.sh <<EOS
+/tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
+  --server-args "--device ${SERVER_DEVICE:-cuda} ${SERVER_ARGS:-}" --clients 1 --seconds "${SERVER_B1_SECONDS:-30}" \
+  --warmup 5 --max-tokens "${SERVER_MAX_TOKENS:-64}" >"$LOG/server_b1.json" 2>"$LOG/server_b1.err"
+echo "batch 1 rc=\$?" >"$LOG/serverload.status"
+/tmp/node scripts/server_load.mjs --ingot build-gpu/tools/cli/ingot --model "$sm" \
+  --server-args "--device ${SERVER_DEVICE:-cuda} ${SERVER_ARGS:-}" --clients "${SERVER_CLIENTS:-64}" \
+  --seconds "${SERVER_SECONDS:-120}" --warmup "${SERVER_WARMUP:-30}" --sample 10 \
+  --max-tokens "${SERVER_MAX_TOKENS:-64}" --max-rss-change 5 >"$LOG/server_load.json" 2>"$LOG/server_load.err"
+echo "load rc=\$?" >>"$LOG/serverload.status"
+touch "$LOG/serverload.done"
+EOS
+  if [ -n "${SERVER_BG:-}" ]; then
+    setsid nohup bash /tmp/serverload.sh >/dev/null 2>&1 </dev/null &
+    # Both runs must be under way before this call ends: the batch-1 run, then the load run.
+    sleep "${SERVER_BG_CHECK:-$((${SERVER_B1_SECONDS:-30} + 25))}"
+    cat "$LOG/serverload.status" 2>/dev/null
+    if ! grep -q "batch 1 rc=0" "$LOG/serverload.status" 2>/dev/null || [ -e "$LOG/serverload.done" ]; then
+      echo "serverload did not start: stopping it"; pkill -f server_load.mjs; pkill -f "ingot serve"
+      head -c 2000 "$LOG/server_b1.err"; head -c 2000 "$LOG/server_load.err"; exit 1
+    fi
+    echo "serverload running in the background: collect it with STEPS=servercollect (warm call)"
+  else
+    bash /tmp/serverload.sh
+  fi
+fi
+if [[ " $STEPS " == *" serverload "* && -z "${SERVER_BG:-}" ]] || [[ " $STEPS " == *" servercollect "* ]]; then
+  stamp servercollect
+  while [ ! -e "$LOG/serverload.done" ]; do sleep 5; done
+  cat "$LOG/serverload.status"
+  grep -E '"tokens_per_s_after_warmup"|"p50"' "$LOG/server_b1.json" | tr -d ' \n'; echo
+  grep -vE '^\s+\{ "t"|"t":|"rss":|"alloc|"malloc|"kv' "$LOG/server_load.json" | head -60
 fi
 if [[ " $STEPS " == *" embedded "* ]]; then  # issue 15: pretrain the embedded model (scripts/embedded_model.sh)
   # .cache/emb.tgz: data/ and tok/ made here by the data and tokenizer stages. EMB_VARIANTS:
