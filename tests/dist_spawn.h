@@ -12,6 +12,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +22,24 @@
 extern char** environ;
 
 namespace ingot::test {
+
+/// The numbers a worker rank wrote to DIR/rank<R>_<NAME>.txt (empty when it wrote none).
+inline std::vector<double> rank_values(const std::filesystem::path& dir, int rank,
+                                       const std::string& name) {
+  std::ifstream f(dir / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
+  std::vector<double> v;
+  double x;
+  while (f >> x) v.push_back(x);
+  return v;
+}
+
+/// The text a worker rank wrote to DIR/rank<R>_<NAME>.txt (empty when it wrote none).
+inline std::string rank_text(const std::filesystem::path& dir, int rank, const std::string& name) {
+  std::ifstream f(dir / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
 
 /// A TCP port that was free a moment ago (bound to port 0, then released).
 inline int free_port() {

@@ -41,18 +41,12 @@ class Distributed : public ::testing::Test {
                              env, ranks);
   }
   std::vector<double> values(int rank, const std::string& name) const {
-    std::ifstream f(dir_ / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
-    EXPECT_TRUE(f.good()) << "rank " << rank << " wrote no " << name;
-    std::vector<double> v;
-    double x;
-    while (f >> x) v.push_back(x);
-    return v;
+    EXPECT_TRUE(fs::exists(dir_ / ("rank" + std::to_string(rank) + "_" + name + ".txt")))
+        << "rank " << rank << " wrote no " << name;
+    return test::rank_values(dir_, rank, name);
   }
   std::string text(int rank, const std::string& name) const {
-    std::ifstream f(dir_ / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return test::rank_text(dir_, rank, name);
   }
   fs::path dir_;
 };

@@ -36,17 +36,10 @@ class TensorParallel : public ::testing::Test {
                              {"INGOT_DEVICE=cpu", "INGOT_NUM_THREADS=1", "INGOT_DIST_TIMEOUT=120"});
   }
   std::vector<double> values(int rank, const std::string& name) const {
-    std::ifstream f(dir_ / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
-    std::vector<double> v;
-    double x;
-    while (f >> x) v.push_back(x);
-    return v;
+    return test::rank_values(dir_, rank, name);
   }
   std::string text(int rank, const std::string& name) const {
-    std::ifstream f(dir_ / ("rank" + std::to_string(rank) + "_" + name + ".txt"));
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return test::rank_text(dir_, rank, name);
   }
   fs::path dir_;
 };
