@@ -575,8 +575,12 @@ void quantized_gemv_int8(Int8Gemv kern, const float* x, int64_t m, int64_t k, co
   const uint8_t* wb = reinterpret_cast<const uint8_t*>(w);
   const size_t elem = st == QScale::f32 ? 4 : 2;
   const int64_t blocks = (n + kNR - 1) / kNR;
-  const int64_t grain = std::max<int64_t>(1, 65536 / (kNR * k));
-  parallel_for(blocks, grain, [&](int64_t b0, int64_t b1) {
+  // Blocks of kNR rows handed out in chunks of ~128 KB of weights (decode) or of the prefill
+  // batch below (~256 KB) to whichever thread asks next (parallel_for_dynamic: a worker that
+  // wakes late takes fewer chunks instead of delaying the caller). Each output comes from the
+  // same kernel call whatever the split, so the result does not depend on the thread count.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{m < 16 ? 1 : 2} << 17) / (kNR * row_bytes));
+  parallel_for_dynamic(blocks, chunk, [&](int64_t b0, int64_t b1) {
     const int64_t sstride = xp.gp + 16;
     std::vector<float> sb(static_cast<size_t>(kNR * sstride), 0.0f),
         bb(static_cast<size_t>(kNR * xp.gp), 0.0f);
