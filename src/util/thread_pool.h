@@ -1,5 +1,8 @@
 // A fixed pool of worker threads for CPU kernels. Workers sleep on a condition variable (never
 // spin), so an idle pool costs nothing and never competes with OpenBLAS or a second process.
+// Workers are kept off the CPU the calling thread runs on (INGOT_POOL_AFFINITY=0 turns this
+// off): some VM schedulers wake a thread on the waker's vCPU while another one idles, and the
+// two threads then take turns on one core.
 #pragma once
 
 #include <cstdint>
