@@ -1,6 +1,6 @@
 // matmul / addmm against float64 naive loops: decode and GEMM shapes, every float dtype, every
 // ISA path the CPU has, transposed/sliced/broadcast operands, batch broadcasting, 1-d operands,
-// errors.
+// errors; the decode GEMV's bytes equal at 1, 2 and 3 threads.
 #include <cstdlib>
 #include <string>
 
@@ -8,6 +8,7 @@
 #include "backend/cpu/gemm_kernels.h"
 #include "core/primitives/linalg.h"
 #include "test_util.h"
+#include "util/thread_pool.h"
 
 namespace ingot {
 namespace {
@@ -514,6 +515,57 @@ TEST(Matmul, Bf16GemmBatchedAndAddmm) {
     Bf16RouteScope rs(route);
     expect_bf16_bound(addmm(c, a, b, alpha, beta), ref, K,
                       tag(bfloat16, isa, {M, K}, {K, N}) + " addmm route " + route, &bias);
+  }
+}
+
+/// The bytes of an evaluated array.
+std::vector<uint8_t> bytes_of(Array a) {
+  a.eval();
+  const auto* p = static_cast<const uint8_t*>(a.raw_ptr());
+  return std::vector<uint8_t>(p, p + a.nbytes());
+}
+
+TEST(Matmul, DecodeGemvSameBytesAtEveryThreadCount) {
+  // The decode GEMVs split the output columns over the pool (parallel_for_dynamic for W [N, K],
+  // one chunk per thread for [K, N]): every output stays one dot product in one order, so 1, 2
+  // and 3 threads give the same bytes, each also within the float64 bound. N = 1100 rows of
+  // K = 256 are several column chunks on every path (the AVX512_BF16 GEMV's 256-row blocks, the
+  // float32-accumulating GEMV's 64 KB chunks); M = 3 groups rows of x on one weight block.
+  const int64_t K = 256, N = 1100;
+  for (Dtype t : {bfloat16, float16, float32}) {
+    std::vector<double> bv = test::random_values(K * N, t, 91, -2, 2);
+    for (Layout lb : {Layout::transposed, Layout::contiguous}) {
+      Array b = test::make_array(bv, {K, N}, t, lb);
+      for (int64_t M : {1, 3}) {
+        std::vector<double> av = test::random_values(M * K, t, 92, -2, 2);
+        Array a(av, {M, K}, t);
+        Ref ref = ref_matmul(av, {M, K}, bv, {K, N});
+        std::vector<std::pair<const char*, const char*>> routes = bf16_routes();
+        if (t != bfloat16) {
+          routes.clear();
+          for (const char* isa : isas()) routes.push_back({isa, "1"});
+        }
+        for (auto [isa, route] : routes) {
+          IsaScope scope(isa);
+          Bf16RouteScope rs(route);
+          const std::string what = tag(t, isa, {M, K}, {K, N}) + " " + test::layout_name(lb);
+          std::vector<uint8_t> one;
+          for (int threads : {1, 2, 3}) {
+            ScopedPoolThreads pool(threads);
+            Array y = matmul(a, b);
+            const std::string w = what + fmt::format(" threads {}", threads);
+            if (t == bfloat16)
+              expect_bf16_bound(y, ref, K, w);
+            else
+              expect_matches(y, ref, K, w);
+            if (threads == 1)
+              one = bytes_of(y);
+            else
+              EXPECT_TRUE(bytes_of(y) == one) << w << ": bytes differ from 1 thread";
+          }
+        }
+      }
+    }
   }
 }
 

@@ -6,10 +6,12 @@
 // panels, row blocks) on every ISA; the int8-activation GEMV (the decode default on the AVX2 and
 // AVX-512 levels) against its documented bound and its integer scheme: every kernel the CPU has
 // (portable everywhere, AVX2, AVX-512 VNNI), every scale dtype, rows with a partial last span.
+// The decode GEMVs' bytes equal at 1, 2 and 3 threads.
 #include <cpuid.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <string>
@@ -17,6 +19,7 @@
 #include "backend/cpu/gemm_kernels.h"
 #include "backend/cpu/quantized_int8.h"
 #include "test_util.h"
+#include "util/thread_pool.h"
 
 namespace ingot {
 namespace {
@@ -440,6 +443,69 @@ TEST(Quantized, Int8ActivationGemvWithinBound) {
         }
       }
   if (!cpu_has_vnni()) std::printf("note: no AVX512_VNNI on this CPU; its kernel did not run\n");
+}
+
+TEST(Quantized, DecodeGemvSameBytesAtEveryThreadCount) {
+  // The decode GEMVs split the weight rows over the pool (parallel_for_dynamic): each output
+  // comes from the same kernel call whatever the split, so 1, 2 and 3 threads give the same bytes
+  // (quantized_matmul on every ISA, int8 kernels on and off; each int8 kernel called directly),
+  // each also within its float64 bound. n = 1100 rows of k = 512 are 3 to 5 chunks on each path.
+  const int64_t k = 512, n = 1100;
+  for (const Case c : {Case{4, 64}, Case{8, 64}})
+    for (int64_t m : {1, 3}) {
+      const Dtype xdt = m == 1 ? bfloat16 : float32;
+      Packed p = random_packed(n, k, c.gs, c.bits, bfloat16, static_cast<uint32_t>(m + c.bits));
+      std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m), -1, 1);
+      Array x(xv, {m, k}, xdt);
+      for (const char* isa : isas()) {
+        IsaScope scope(isa);
+        for (bool int8 : {false, true}) {
+          Int8Scope i8(int8);
+          const std::string what =
+              fmt::format("{} int8={} bits={} gs={} m={}", isa, int8, c.bits, c.gs, m);
+          std::vector<uint8_t> one;
+          for (int threads : {1, 2, 3}) {
+            ScopedPoolThreads pool(threads);
+            Array y =
+                quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+            const std::string w = what + fmt::format(" threads {}", threads);
+            if (int8 && int8_runs(isa, m, c.bits))
+              expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, w,
+                                xdt == float32 ? 0 : test::eps_of(xdt));
+            else
+              expect_close(y, reference(xv, m, k, p, n, c.gs, c.bits), k, w);
+            y.eval();
+            const auto* b = static_cast<const uint8_t*>(y.raw_ptr());
+            std::vector<uint8_t> got(b, b + y.nbytes());
+            if (threads == 1)
+              one = got;
+            else
+              EXPECT_TRUE(got == one) << w << ": bytes differ from 1 thread";
+          }
+        }
+      }
+      std::vector<float> xf(xv.begin(), xv.end()), out(static_cast<size_t>(m * n));
+      const std::vector<uint8_t> sr = raw_of(p.scales, bfloat16), br = raw_of(p.biases, bfloat16);
+      for (cpu::Int8Gemv kern :
+           {cpu::Int8Gemv::portable, cpu::Int8Gemv::avx2, cpu::Int8Gemv::avx512vnni}) {
+        if (!cpu::int8_gemv_supported(kern)) continue;
+        std::vector<float> one;
+        for (int threads : {1, 2, 3}) {
+          ScopedPoolThreads pool(threads);
+          std::fill(out.begin(), out.end(), std::nanf(""));
+          cpu::quantized_gemv_int8(kern, xf.data(), m, k, p.words.data(), sr.data(), br.data(),
+                                   cpu::QScale::bf16, n, c.gs, c.bits, out.data());
+          const std::string w = fmt::format("int8 kernel {} bits={} m={} threads {}",
+                                            static_cast<int>(kern), c.bits, m, threads);
+          expect_int8_bound(std::vector<double>(out.begin(), out.end()), xv, m, k, p, n, c, w);
+          if (threads == 1)
+            one = out;
+          else
+            EXPECT_EQ(0, std::memcmp(out.data(), one.data(), out.size() * sizeof(float)))
+                << w << ": bytes differ from 1 thread";
+        }
+      }
+    }
 }
 
 TEST(Quantized, Int8DecodeSelection) {

@@ -142,7 +142,9 @@ void gemv_chunk(const GemvJob<T>& jb, const acc_t<T>* x, int64_t k, int64_t j0, 
 /// jobs on the same weights (the rows of one small-M product, up to kBf16DotMaxRows) go to the
 /// kernel together, so each block of weight rows comes from DRAM once (the kernel's passes
 /// after the first read it from L2), and the weight rows are split over the pool in blocks of
-/// ~128 KB (parallel_for hands each thread one contiguous range of blocks).
+/// ~128 KB handed out one at a time (parallel_for_dynamic: a worker that wakes late takes fewer
+/// blocks instead of delaying the caller; each output column is one dot product whatever the
+/// split, so the result does not depend on the thread count).
 void run_gemv_bf16_dot(const std::vector<GemvJob<bfloat16_t>>& jobs, int64_t k, float alpha,
                        float beta, const GemmKernels& kern) {
   struct Group {
@@ -164,8 +166,9 @@ void run_gemv_bf16_dot(const std::vector<GemvJob<bfloat16_t>>& jobs, int64_t k, 
   const int64_t nc = std::min(n, std::max<int64_t>(16, (int64_t{128} << 10) / (2 * k)));
   const int64_t per_group = (n + nc - 1) / nc;
   const int64_t ngroups = static_cast<int64_t>(groups.size());
-  parallel_for(per_group * ngroups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> y(static_cast<size_t>(cpu::kBf16DotMaxRows * nc));
+  parallel_for_dynamic(per_group * ngroups, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> y;
+    y.resize(static_cast<size_t>(cpu::kBf16DotMaxRows * nc));
     for (int64_t t = begin; t < end; ++t) {
       const Group& g = groups[static_cast<size_t>(t / per_group)];
       const GemvJob<bfloat16_t>& j0b = jobs[g.q0];
@@ -214,7 +217,7 @@ void run_gemv(const std::vector<GemvJob<T>>& jobs, int64_t k, float alpha, float
   const int64_t njobs = static_cast<int64_t>(jobs.size());
   const int64_t total = per_job * static_cast<int64_t>(jobs.size());
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, nc * k));
-  parallel_for(total, grain, [&](int64_t begin, int64_t end) {
+  auto body = [&](int64_t begin, int64_t end) {
     std::vector<A> y(static_cast<size_t>(nc));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t q = t % njobs;
@@ -223,7 +226,18 @@ void run_gemv(const std::vector<GemvJob<T>>& jobs, int64_t k, float alpha, float
       gemv_chunk(jb, xs.data() + q * k, k, j0, len, y.data(), kern);
       store_row(y.data(), len, jb.out + j0, alpha, jb.c ? jb.c + j0 * jb.cs : nullptr, jb.cs, beta);
     }
-  });
+  };
+  // [N, K] rows: chunks of >= 64 KB of weights handed out one at a time (parallel_for_dynamic;
+  // a column split leaves every dot product as it is). [K, N]: one chunk per thread (above).
+  if (cols)
+    parallel_for(total, grain, body);
+  else
+    parallel_for_dynamic(
+        total,
+        std::max<int64_t>(
+            grain,
+            (int64_t{64} << 10) / std::max<int64_t>(1, nc * k * static_cast<int64_t>(sizeof(T)))),
+        body);
 }
 
 // ---------------------------------------------------------------- float32/float64 GEMM (BLAS)

@@ -522,8 +522,10 @@ void qmm_gemv(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* sca
   prepare_x(x, m, k, gs, bits, kern.v, xf, xsum);
   const int64_t groups = k / gs;
   const int64_t row_words = k * bits / 32;
+  // Rows handed out in chunks of >= 256k multiply-adds to whichever thread asks next
+  // (parallel_for_dynamic); each row's sums are the same whatever the split.
   const int64_t grain = std::max<int64_t>(8, 262144 / std::max<int64_t>(k * m, 1));
-  parallel_for(n, grain, [&](int64_t n0, int64_t n1) {
+  parallel_for_dynamic(n, grain, [&](int64_t n0, int64_t n1) {
     std::vector<float> s(static_cast<size_t>(groups)), b(s.size());
     float y[4];
     for (int64_t j = n0; j < n1; ++j) {
