@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table lorabench profile serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table longdecode lorabench profile serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -138,6 +138,19 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
   fi
+fi
+if [[ " $STEPS " == *" longdecode "* ]]; then  # decode attention at long contexts, per kernel
+  # (after "table": its Llama checkpoint). LONG_CONFIGS: batch:prompt pairs; LONG_ENVS: the
+  # settings compared, e.g. the split kernel (default) against INGOT_CUDA_DECODE_KERNEL=1.
+  stamp longdecode
+  for cfg in ${LONG_CONFIGS:-1:4096 1:16384 16:4096 64:2048}; do
+    IFS=: read -r b l <<<"$cfg"
+    for e in ${LONG_ENVS:-INGOT_CUDA_DECODE_KERNEL=0 INGOT_CUDA_DECODE_KERNEL=1}; do
+      r=$(env "$e" timeout 120 build-gpu/tools/cli/ingot bench decode --model /tmp/ingot-bench-table/llama-3.2-1b \
+        --device cuda --batch "$b" --len "$l" --new 64 --repeat 2 2>"$LOG/longdecode.err" | tail -1)
+      echo "b$b len$l $e: $(echo "$r" | grep -oE '"decode_tok_s": *[0-9.]+')"
+    done
+  done | tee "$LOG/longdecode.txt"
 fi
 if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, ingot next to PEFT
   stamp lorabench
