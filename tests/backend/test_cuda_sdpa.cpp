@@ -420,9 +420,10 @@ TEST(CudaSdpa, NanInputsGiveNanRowsWithoutHanging) {
   }
 }
 
-// ---- decode attention on the cluster kernel (opt-in: tests/backend/CMakeLists.txt runs this
-// binary again with INGOT_CUDA_DECODE_KERNEL=1, and the decode tests once more with clusters of
-// one CTA, INGOT_CUDA_DECODE_CLUSTER=1; by default these cases run on the split kernel) ----
+// ---- decode attention on the cluster kernel (by default only problems with enough (batch, kv
+// head) pairs take it: tests/backend/CMakeLists.txt runs this binary again with
+// INGOT_CUDA_DECODE_KERNEL=1 (every decode problem on it) and =0 (none), and the decode tests
+// once more with clusters of one CTA, INGOT_CUDA_DECODE_CLUSTER=1) ----
 //
 // With the H200's 132 SMs the cluster plan gives: S = 1 one CTA per (batch, kv head); S = 37
 // clusters of 2 or 3 CTAs with spans that are not multiples of the lane groups; S = 384 (the

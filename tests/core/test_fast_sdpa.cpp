@@ -193,6 +193,28 @@ TEST(FastSdpa, VjpMatchesFiniteDifferences) {
       {in.q, in.k, in.v}, {{1, 2, 3, 4}, {1, 1, 5, 4}, {1, 1, 5, 3}}, "sdpa window bool mask");
 }
 
+TEST(FastSdpa, NanKeyGivesNanRowsOnEveryIsa) {
+  // A NaN key deep in a long row (in the vectorised exp, not its scalar tail): the query heads
+  // of its (batch, kv head) are NaN, as in torch, and every other row is finite. Every CPU ISA.
+  const int64_t D = 64, S = 384;
+  for (const char* isa : {"avx512", "avx2", "portable"}) {
+    ScopedIsa scoped(isa);
+    for (Dtype t : {float32, bfloat16}) {
+      std::vector<double> kv = random_values(2 * 2 * S * D, t, 31, -1, 1);
+      kv[static_cast<size_t>(300 * D + 5)] = std::nan("");  // batch 0, kv head 0, key 300
+      const Array q(random_values(2 * 8 * D, t, 32, -1, 1), {2, 8, 1, D}, t);
+      const Array k(kv, {2, 2, S, D}, t);
+      const Array v(random_values(2 * 2 * S * D, t, 33, -1, 1), {2, 2, S, D}, t);
+      const auto y = values_of(
+          fast::scaled_dot_product_attention(q, k, v, fast::SdpaOptions{.scale = 0.125f}));
+      ASSERT_EQ(y.size(), static_cast<size_t>(2 * 8 * D));
+      for (size_t i = 0; i < y.size(); ++i)  // rows of (batch 0, heads 0-3) come first
+        ASSERT_EQ(std::isnan(y[i]), i < static_cast<size_t>(4 * D))
+            << isa << " " << dtype_name(t) << " at " << i;
+    }
+  }
+}
+
 TEST(FastSdpa, Errors) {
   auto sdpa = [](Shape q, Shape k, Shape v, fast::SdpaOptions o = {}) {
     fast::scaled_dot_product_attention(zeros(q), zeros(k), zeros(v), o);

@@ -128,6 +128,16 @@ TEST(Softmax, InfinitiesAndMasks) {
   Array c(std::vector<float>{1.f, NAN, 2.f}, {3});
   for (float v : softmax(c).to_vector<float>()) EXPECT_TRUE(std::isnan(v));
   EXPECT_TRUE(std::isnan(logsumexp(c, 0).item<float>()));
+  // Also where the NaN falls in the vectorised part of a longer row (8-wide exp), not only in
+  // its scalar tail; the NaN-free row beside it stays finite.
+  std::vector<float> d(2 * 40);
+  for (size_t i = 0; i < d.size(); ++i) d[i] = 0.1f * static_cast<float>(i % 7);
+  d[17] = NAN;
+  const auto sd = softmax(Array(d, {2, 40})).to_vector<float>();
+  for (size_t i = 0; i < sd.size(); ++i) EXPECT_EQ(std::isnan(sd[i]), i < 40) << i;
+  const auto ld = logsumexp(Array(d, {2, 40}), 1).to_vector<float>();
+  EXPECT_TRUE(std::isnan(ld[0]));
+  EXPECT_TRUE(std::isfinite(ld[1]));
 }
 
 TEST(Softmax, MatchesNaiveFloat32ToFewUlp) {

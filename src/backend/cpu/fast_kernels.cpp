@@ -220,10 +220,11 @@ AVX2_FN void pv_tile_avx2(const float* p, int64_t ldp, int rows, const float* v,
   }
 }
 
-// exp(x) for x <= 0 (Cephes polynomial, as exp_nonpos); -inf and x < -87.3 give 0.
+// exp(x) for x <= 0 (Cephes polynomial, as exp_nonpos); -inf and x < -87.3 give 0, NaN gives
+// NaN (max/min return their second operand when one is NaN: x goes second).
 AVX2_FN inline __m256 exp_nonpos_avx2(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.3f);
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(lo, x));
   const __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);

@@ -99,7 +99,8 @@ float lse_row_portable(const float* x, int64_t n) {
 /// exp for x <= 0 (NaN passes through; below -87.3 gives 0), as backend::exp_nonpos.
 INGOT_AVX2 inline __m256 exp8_nonpos(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-87.3f);
-  __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+  // max/min return their second operand when one is NaN: x goes second to pass NaN through.
+  __m256 xc = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(lo, x));
   __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);

@@ -1666,15 +1666,16 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-/// INGOT_CUDA_DECODE_KERNEL=1: decode attention on the cluster kernel instead of the split
-/// kernel (sdpa_decode_kernel); read once. Opt-in until the cluster kernel has passed its tests
-/// and been measured on a GPU (written in session 15 without one).
-bool cluster_decode_on() {
-  static const bool on = [] {
+/// Which kernel takes decode attention: INGOT_CUDA_DECODE_KERNEL=1 the cluster kernel, =0 the
+/// split kernel (sdpa_decode_kernel), unset: by the problem (use_cluster_decode); read once.
+int cluster_decode_mode() {
+  static const int mode = [] {
     const char* v = std::getenv("INGOT_CUDA_DECODE_KERNEL");
-    return v != nullptr && std::strcmp(v, "1") == 0;
+    if (v != nullptr && std::strcmp(v, "1") == 0) return 1;
+    if (v != nullptr && std::strcmp(v, "0") == 0) return 0;
+    return -1;
   }();
-  return on;
+  return mode;
 }
 
 /// INGOT_CUDA_DECODE_CLUSTER=N (1 to 8): at most N CTAs per cluster of the cluster kernel (1: a
@@ -1781,7 +1782,14 @@ SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
     pl.decode = true;
     pl.threads = kDecodeThreads;
     pl.rows_per_cta = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
-    if (cluster_decode_on()) {
+    // The cluster kernel once its clusters (up to cluster_decode_max() CTAs per (batch, kv
+    // head)) give about two CTAs per SM, as the split kernel's splits do: measured on the H200
+    // (Llama-3.2-1B, 8 kv heads), 1.33x the split kernel's decode rate at batch 16 / 4096
+    // keys and 1.84x at batch 64 / 2048, but 0.85x at batch 1 / 16384 keys (8 clusters of 8
+    // CTAs leave half the SMs idle) and 0.98x at batch 1 / 4096.
+    const int mode = cluster_decode_mode();
+    const bool fills = a.B * a.Hkv * cluster_decode_max() >= 2 * int64_t(std::max(sm_count, 1));
+    if (mode == 1 || (mode == -1 && fills)) {
       const SdpaPlan cpl = plan_cluster_decode(a, sm_count, pl.rows_per_cta);
       if (cpl.cluster > 0) return cpl;
     }

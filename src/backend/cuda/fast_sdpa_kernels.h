@@ -52,7 +52,8 @@ struct SdpaPlan {
   // persistent kernel (at most as many CTAs as fit on the sm_count SMs).
   bool short_rows = false;
   int sm_count = 0;
-  // Decode on the cluster kernel (sm_90, opt-in with INGOT_CUDA_DECODE_KERNEL=1):
+  // Decode on the cluster kernel (sm_90; by default when its clusters fill the card, see
+  // plan_sdpa; INGOT_CUDA_DECODE_KERNEL=1 always, =0 never):
   // CTAs per (batch, kv head) in one thread-block cluster (splits == cluster, no partials), keys
   // per shared-memory stage and stages (1 or 2). 0: another kernel.
   int cluster = 0;
@@ -70,8 +71,9 @@ bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv);
 /// True when the problem runs on a few-row decode kernel (16-bit or float32, D == Dv of 64,
 /// 128 or 256 16-bit / 32, 64 or 128 float32 elements, G * L <= 8 rows per kv head), which
 /// needs 16-byte aligned q/k/v pointers and strides. INGOT_CUDA_DECODE_ATTENTION=0 turns it off.
-/// With INGOT_CUDA_DECODE_KERNEL=1, 16-bit problems on sm_90 run on the cluster kernel; the
-/// others (and all by default) on the split kernel; plan_sdpa decides.
+/// 16-bit problems on sm_90 with enough (batch, kv head) pairs to fill the card run on the
+/// cluster kernel (INGOT_CUDA_DECODE_KERNEL=1: all of them, =0: none), the others on the split
+/// kernel; plan_sdpa decides.
 bool sdpa_uses_decode(const SdpaArgs& a);
 
 /// Tiles, splits and memory of a problem (S > 0 and a non-empty output) for a device with
