@@ -1,6 +1,6 @@
 // ScaledDotProductAttention::eval_cuda: reads q, k, v (and the mask) in place through their
 // strides, copying only operands whose last axis is strided (or, for the tensor-core kernel,
-// misaligned), then queues the flash kernels of fast_sdpa.cu on the primitive's stream.
+// misaligned), then queues the kernels of fast_sdpa{,_decode}.cu on the primitive's stream.
 #include <optional>
 
 #include "backend/cuda/fast_sdpa_kernels.h"

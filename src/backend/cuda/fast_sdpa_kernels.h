@@ -1,7 +1,7 @@
 // Launchers of the CUDA attention kernels (fast_sdpa.cu): a tensor-core flash kernel for 16-bit
 // inputs with D == Dv in {64, 80, 96, 128, 256}, a generic SIMT flash kernel for the rest, and
 // split-K over the keys (with a combine pass) when there are too few (batch, head, row-tile) CTAs;
-// decode problems (few rows per kv head) on a cluster kernel or a split kernel.
+// decode problems (few rows per kv head) on a cluster or a split kernel (fast_sdpa_decode.cu).
 #pragma once
 
 #include <cuda_runtime.h>
