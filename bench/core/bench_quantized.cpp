@@ -1,9 +1,12 @@
 // Quantized matmul (affine, MLX layout) against bf16 at Llama-3.2-1B's projection shapes:
 // x [rows, K] @ W^T with W [N, K], rows 1 (decode), 4 and 8 (still the GEMV, below the GEMM
-// threshold of 16), 16 and 128 (prefill GEMM); the head at decode. The bf16 and 8-/4-bit variants
-// of one shape run in the same binary and run, so their ratios mean something on a shared machine
-// (absolute rates do not). Args: rows, K, N, bits (16: bf16), group size, int8 (on the SIMD levels:
-// 1 the int8-activation kernels, 0 the float32 GEMV or dequantizing GEMM).
+// threshold of 16), 16, 32, 64 and 128 (prefill: on AVX512_BF16 the bf16 GEMM takes over from
+// the VNNI kernel at 32 rows for 8-bit and 48 for 4-bit; INGOT_CPU_BF16_GEMM=0 keeps the VNNI
+// kernel, for comparison, and sends bf16 through sgemm); the head at decode. The bf16 and 8-/4-bit
+// variants of one shape run in the same binary and run, so their ratios mean something on a shared
+// machine (absolute rates do not). Args: rows, K, N, bits (16: bf16), group size, int8 (on the
+// SIMD levels: 1 the default, the int8-activation kernels or the bf16 prefill GEMM, 0 the float32
+// GEMV or dequantizing GEMM).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -55,7 +58,7 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "K", "N", "bits", "gs", "int8"});
   // gate/up (2048 -> 8192), down (8192 -> 2048), q/o (2048 -> 2048).
   const int64_t kn[][2] = {{2048, 8192}, {8192, 2048}, {2048, 2048}};
-  for (int64_t rows : {1, 4, 8, 16, 128})
+  for (int64_t rows : {1, 4, 8, 16, 32, 64, 128})
     for (const auto& s : kn)
       for (int64_t bits : {16, 8, 4}) {
         b->Args({rows, s[0], s[1], bits, 64, 1});

@@ -22,9 +22,10 @@ std::optional<std::string> cpu_isa();
 /// INGOT_CPU_INT8: whether quantized_matmul on the CPU runs the int8-activation kernels (x
 /// rounded to int8 per group, as llama.cpp's q4_0 / q8_0 dot products do) where they measured
 /// faster than the float32 path (AVX-512 VNNI; AVX2 decode and 4-bit prefill; 8-bit decode on
-/// the portable level: cpu::int8_gemv_faster in backend/cpu/quantized_int8.h). Default on; "0"
-/// selects float32 activations (MLX's numerics) everywhere. Read at every call
-/// (docs/checkpoints.md).
+/// the portable level: cpu::int8_gemv_faster in backend/cpu/quantized_int8.h), and where the CPU
+/// has AVX512_BF16 a bf16 GEMM for prefill (x and dequantized weights rounded to bf16,
+/// cpu::bf16_prefill_faster). Default on; "0" selects float32 activations (MLX's numerics)
+/// everywhere. Read at every call (docs/checkpoints.md).
 bool cpu_int8();
 
 /// The multi-process group of this process (launched by `ingot launch` or by hand).

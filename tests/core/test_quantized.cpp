@@ -6,7 +6,9 @@
 // panels, row blocks) on every ISA; the int8-activation GEMV (the decode default on the AVX2 and
 // AVX-512 levels) against its documented bound and its integer scheme: every kernel the CPU has
 // (portable everywhere, AVX2, AVX-512 VNNI), every scale dtype, rows with a partial last span.
-// The decode GEMVs' bytes equal at 1, 2 and 3 threads.
+// The decode GEMVs' bytes equal at 1, 2 and 3 threads. The bf16 prefill GEMM (AVX512_BF16)
+// against its documented bound and a float64 replay of its scheme, and the same bytes at 1 and
+// 2 threads.
 #include <cpuid.h>
 
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <random>
 #include <string>
 
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/gemm_kernels.h"
 #include "backend/cpu/quantized_int8.h"
 #include "test_util.h"
@@ -225,6 +228,74 @@ bool int8_runs(const std::string& isa, int64_t m, int bits) {
   return m < 16 || (bits == 4 && isa == "avx2");
 }
 
+/// Whether quantized_matmul runs the bf16 prefill GEMM on level `isa` with the int8 kernels
+/// switched on (the documented rule, cpu::bf16_prefill_faster): the avx512 level of an
+/// AVX512_BF16 CPU, from 32 rows of x (8-bit) or 48 (4-bit).
+bool bf16_runs(const std::string& isa, int64_t m, int bits) {
+  return isa == "avx512" && cpu::has_avx512_bf16() && m >= (bits == 8 ? 32 : 48);
+}
+
+/// x as the bf16 prefill multiplies it: rounded to bf16 (nearest even).
+std::vector<double> bf16_rounded(const std::vector<double>& xv) {
+  std::vector<double> r;
+  for (double v : xv) r.push_back(test::round_to(v, bfloat16));
+  return r;
+}
+
+/// The bf16 prefill's documented bound: against the float64 product of bf16(x) and the
+/// dequantized weights, (2^-8 + 2^-23) * sum |bf16(x) w| (the weights' rounding to bf16), plus
+/// float32 accumulation as elsewhere and the rounding to a 16-bit output dtype (out_round).
+void expect_bf16_bound(const std::vector<double>& got, const std::vector<double>& xv, int64_t m,
+                       int64_t k, const Packed& p, int64_t n, const Case c, const std::string& what,
+                       double out_round = 0) {
+  const std::vector<double> xb = bf16_rounded(xv);
+  const std::vector<uint32_t> q = unpack(p.words, c.bits);
+  const int64_t groups = k / c.gs;
+  ASSERT_EQ(got.size(), static_cast<size_t>(m * n)) << what;
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0, mag = 0;
+      for (int64_t t = 0; t < k; ++t) {
+        const double w =
+            p.scales[j * groups + t / c.gs] * q[j * k + t] + p.biases[j * groups + t / c.gs];
+        acc += xb[i * k + t] * w;
+        mag += std::abs(xb[i * k + t] * w);
+      }
+      const double bound = (std::ldexp(1.0, -8) + std::ldexp(1.0, -23)) * mag;
+      const double tol =
+          bound + 1e-6 * std::sqrt(k + 1.0) * mag + out_round * (std::abs(acc) + bound);
+      const double g = got[static_cast<size_t>(i * n + j)];
+      if (!(std::abs(g - acc) <= tol) && bad++ < 5)
+        ADD_FAILURE() << what << " at " << i << "," << j << ": got " << g << " want " << acc
+                      << " tol " << tol;
+    }
+}
+
+/// The bf16 prefill's scheme replayed in float64: bf16(x) times bf16(fma_f32(q, s, b)).
+std::vector<double> bf16_scheme(const std::vector<double>& xv, int64_t m, int64_t k,
+                                const Packed& p, int64_t n, const Case c) {
+  const std::vector<double> xb = bf16_rounded(xv);
+  const std::vector<uint32_t> q = unpack(p.words, c.bits);
+  const int64_t groups = k / c.gs;
+  std::vector<double> wb(static_cast<size_t>(n * k));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t t = 0; t < k; ++t) {
+      const float f = std::fma(static_cast<float>(q[j * k + t]),
+                               static_cast<float>(p.scales[j * groups + t / c.gs]),
+                               static_cast<float>(p.biases[j * groups + t / c.gs]));
+      wb[j * k + t] = static_cast<float>(bfloat16_t(f));
+    }
+  std::vector<double> y;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t t = 0; t < k; ++t) acc += xb[i * k + t] * wb[j * k + t];
+      y.push_back(acc);
+    }
+  return y;
+}
+
 /// INGOT_CPU_INT8 set (or, with nullptr, unset) for a scope; the previous value comes back.
 struct Int8EnvScope {
   explicit Int8EnvScope(const char* v) {
@@ -275,7 +346,7 @@ TEST(Quantized, MatmulAgainstFloat64EveryPath) {
   for (const char* isa : isas()) {
     IsaScope scope(isa);
     for (const Case c : kCases)
-      for (int64_t m : {1, 2, 3, 5, 17, 33}) {
+      for (int64_t m : {1, 2, 3, 5, 17, 33, 50}) {
         const Dtype xdt = m % 2 ? float32 : bfloat16;
         const Dtype sdt = c.gs == 64 ? bfloat16 : (c.gs == 32 ? float16 : float32);
         Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 31 + c.gs));
@@ -288,8 +359,12 @@ TEST(Quantized, MatmulAgainstFloat64EveryPath) {
           ASSERT_EQ(y.dtype(), xdt);
           const std::string what =
               fmt::format("{} int8={} bits={} gs={} m={}", isa, int8, c.bits, c.gs, m);
-          // The int8 kernels where they run (int8_runs); elsewhere the float32 paths.
-          if (int8 && int8_runs(isa, m, c.bits))
+          // The bf16 prefill or the int8 kernels where they run (bf16_runs, int8_runs);
+          // elsewhere the float32 paths.
+          if (int8 && bf16_runs(isa, m, c.bits))
+            expect_bf16_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
+                              xdt == float32 ? 0 : test::eps_of(xdt));
+          else if (int8 && int8_runs(isa, m, c.bits))
             expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
                               xdt == float32 ? 0 : test::eps_of(xdt));
           else
@@ -321,19 +396,131 @@ TEST(Quantized, PrefillPanelsAgainstFloat64EveryPath) {
           ASSERT_EQ(y.shape(), (Shape{m, n}));
           expect_close(y, ref, k, fmt::format("{} bits={} gs={} m={}", isa, c.bits, c.gs, m));
         }
-        // Switched on: the int8 kernels where they take prefill (AVX-512 VNNI, 4-bit AVX2 on the
-        // avx2 level; 150 rows are three chunks of x codes), the float32 GEMM elsewhere.
+        // Switched on: the bf16 prefill where it runs (AVX512_BF16, 150 rows), the int8 kernels
+        // where they take prefill (AVX-512 VNNI, 4-bit AVX2 on the avx2 level; 150 rows are
+        // three chunks of x codes), the float32 GEMM elsewhere.
         Int8Scope i8(true);
         Array y = quantized_matmul(Array(xv, {m, k}, xdt), p.w, p.s, p.b, true,
                                    {.group_size = c.gs, .bits = c.bits});
         const std::string what = fmt::format("int8 {} bits={} gs={} m={}", isa, c.bits, c.gs, m);
-        if (int8_runs(isa, m, c.bits))
+        if (bf16_runs(isa, m, c.bits))
+          expect_bf16_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
+                            xdt == float32 ? 0 : test::eps_of(xdt));
+        else if (int8_runs(isa, m, c.bits))
           expect_int8_bound(y.to_vector<double>(), xv, m, k, p, n, c, what,
                             xdt == float32 ? 0 : test::eps_of(xdt));
         else
           expect_close(y, ref, k, what);
       }
     }
+}
+
+TEST(Quantized, Bf16PrefillAgainstFloat64) {
+  // The bf16 prefill GEMM (AVX512_BF16) through quantized_matmul: within its documented bound of
+  // the float64 product of bf16(x) and the dequantized weights, and within float32 accumulation
+  // of its scheme replayed in float64 (weights bf16(fma(q, s, b)), nearest even). K = 1152 is
+  // two K blocks of 512 and one of 128; N = 261 is two column tiles (144 + 117 columns at 1
+  // thread, not multiples of any micro-kernel width); M just at and above the thresholds
+  // (32, 48), odd, and 1041 (two row passes of <= 1024; N = 70 there). float32, bf16 and
+  // float16 x; bf16, float16 and float32 scales. 2 threads give the bytes of 1 thread.
+  if (!cpu::has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  IsaScope scope("avx512");
+  Int8Scope i8(true);
+  const int64_t k = 1152;
+  int run = 0;
+  for (const Case c : kCases)
+    for (int64_t m : {int64_t{c.bits == 8 ? 32 : 48}, int64_t{c.bits == 8 ? 33 : 49}, int64_t{77},
+                      int64_t{1041}}) {
+      if (m == 1041 && c.gs != 64) continue;  // the row passes: once per bit width
+      ASSERT_TRUE(cpu::bf16_prefill_faster(m, c.bits));
+      const Dtype xdt = run % 3 == 0 ? float32 : (run % 3 == 1 ? bfloat16 : float16);
+      const Dtype sdt = run % 4 == 0 ? float32 : (run % 4 == 1 ? float16 : bfloat16);
+      ++run;
+      const int64_t n = m == 1041 ? 70 : 261;
+      Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(m * 3 + c.gs));
+      std::vector<double> xv = test::random_values(m * k, xdt, static_cast<uint32_t>(m + 9), -1, 1);
+      xv[7] = 37.5;  // an outlier (no effect on the scheme: each x is rounded alone)
+      Array x(xv, {m, k}, xdt);
+      const std::vector<double> want = bf16_scheme(xv, m, k, p, n, c);
+      const std::vector<double> xb = bf16_rounded(xv);
+      std::vector<uint8_t> one;
+      for (int threads : {1, 2}) {
+        ScopedPoolThreads pool(threads);
+        const std::string what = fmt::format("bits={} gs={} m={} x {} scales {} threads {}", c.bits,
+                                             c.gs, m, dtype_name(xdt), dtype_name(sdt), threads);
+        Array y = quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+        ASSERT_EQ(y.shape(), (Shape{m, n}));
+        ASSERT_EQ(y.dtype(), xdt);
+        const std::vector<double> got = y.to_vector<double>();
+        y.eval();
+        const auto* b = static_cast<const uint8_t*>(y.raw_ptr());
+        std::vector<uint8_t> bytes(b, b + y.nbytes());
+        if (threads == 2) {
+          EXPECT_TRUE(bytes == one) << what << ": bytes differ from 1 thread";
+          continue;
+        }
+        one = bytes;
+        const double out_round = xdt == float32 ? 0 : test::eps_of(xdt);
+        expect_bf16_bound(got, xv, m, k, p, n, c, what, out_round);
+        const std::vector<uint32_t> q = unpack(p.words, c.bits);
+        int bad = 0;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            // float32 sums of exact bf16 products (|w| of the replayed weights, bounded here by
+            // the scale and bias magnitudes).
+            double mag = 0;
+            for (int64_t t = 0; t < k; ++t)
+              mag += std::abs(xb[i * k + t]) *
+                     (std::abs(p.scales[j * (k / c.gs) + t / c.gs]) * q[j * k + t] +
+                      std::abs(p.biases[j * (k / c.gs) + t / c.gs])) *
+                     (1 + std::ldexp(1.0, -7));
+            const size_t o = static_cast<size_t>(i * n + j);
+            const double tol = 1e-6 * std::sqrt(k + 1.0) * mag + out_round * std::abs(want[o]);
+            if (!(std::abs(got[o] - want[o]) <= tol) && bad++ < 5)
+              ADD_FAILURE() << what << " replay at " << i << "," << j << ": got " << got[o]
+                            << " want " << want[o] << " tol " << tol;
+          }
+      }
+    }
+}
+
+TEST(Quantized, Bf16PrefillSelection) {
+  // The documented rule: from 32 rows (8-bit) or 48 (4-bit) on the avx512 level of an
+  // AVX512_BF16 CPU; never below the avx512 cap or with INGOT_CPU_BF16_GEMM=0; INGOT_CPU_INT8=0
+  // keeps the float32 GEMM (its result within float32 rounding of the float64 product).
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    for (int bits : {4, 8})
+      for (int64_t m : {16, 31, 32, 47, 48, 128})
+        EXPECT_EQ(cpu::bf16_prefill_faster(m, bits), bf16_runs(isa, m, bits))
+            << isa << " bits " << bits << " m " << m;
+  }
+  if (!cpu::has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  IsaScope scope("avx512");
+  setenv("INGOT_CPU_BF16_GEMM", "0", 1);
+  EXPECT_FALSE(cpu::bf16_prefill_faster(128, 4));
+  unsetenv("INGOT_CPU_BF16_GEMM");
+  EXPECT_TRUE(cpu::bf16_prefill_faster(128, 4));
+  const int64_t m = 64, k = 256, n = 40;
+  const Case c{4, 64};
+  Packed p = random_packed(n, k, c.gs, c.bits, bfloat16, 11);
+  std::vector<double> xv = test::random_values(m * k, float32, 12, -1, 1);
+  Array x(xv, {m, k}, float32);
+  auto run = [&] {
+    return quantized_matmul(x, p.w, p.s, p.b, true, {.group_size = c.gs, .bits = c.bits});
+  };
+  Int8EnvScope unset(nullptr);
+  Array on = run(), off;
+  {
+    Int8EnvScope env("0");
+    off = run();
+    eval({off});
+  }
+  expect_close(off, reference(xv, m, k, p, n, c.gs, c.bits), k, "INGOT_CPU_INT8=0");
+  const std::vector<double> got = on.to_vector<double>();
+  expect_bf16_bound(got, xv, m, k, p, n, c, "default");
+  // The rounding to bf16 shows: the default differs from the float32 path.
+  EXPECT_NE(got, off.to_vector<double>());
 }
 
 /// The int8 scheme replayed here: x rounded per group exactly as documented (float32 step

@@ -43,4 +43,30 @@ struct Bf16Gemm {
 /// has_avx512_bf16() and M, N, K > 0.
 void gemm_bf16_avx512(const Bf16Gemm& g);
 
+/// Writes the bf16 bits of W[n0 + j, k0 + t] (W = B^T, [N, K]) to dst[j * ld + t] for j < rows,
+/// t < kc (kc even).
+using Bf16PanelFn = void (*)(void* ctx, int64_t n0, int64_t rows, int64_t k0, int64_t kc,
+                             uint16_t* dst, int64_t ld);
+
+/// A product whose W is produced panel by panel (quantized_matmul's prefill on AVX512_BF16
+/// dequantizes its weights this way): A as in Bf16Gemm, W from `panel`.
+struct Bf16PanelGemm {
+  int64_t M = 0, N = 0, K = 0;  // K even
+  const uint16_t* a = nullptr;  // bf16 bits, element (m, k) at a[m * sa_m + k * sa_k]
+  int64_t sa_m = 0, sa_k = 0;
+  Bf16PanelFn panel = nullptr;
+  void* panel_ctx = nullptr;
+  Bf16StoreFn store = nullptr;
+  void* ctx = nullptr;
+};
+
+/// gemm_bf16_avx512 with W made by g.panel: the same packed A, micro-kernel, K blocks and
+/// column tiles, but each thread's tile spans all M rows (up to kPanelGemmRows per pass), so
+/// every W panel (<= 240 columns x 512 k values, 240 KB, reused per thread) is produced once per
+/// call and met by every row. Each output's float32 sums are formed in the same order as
+/// gemm_bf16_avx512's, whatever the thread count. Requires has_avx512_bf16(), M, N, K > 0 and
+/// K even.
+void gemm_bf16_avx512_panels(const Bf16PanelGemm& g);
+inline constexpr int64_t kPanelGemmRows = 1024;
+
 }  // namespace ingot::cpu

@@ -5,7 +5,9 @@
 // Cache blocking, per parallel_for tile of MC rows x NC columns:
 //   K block of KC -> 16*NV-row strip of packed A (L1) -> MR rows of W (L2) -> micro-kernel,
 // with the tile's float32 sums (transposed) in a per-thread buffer across K blocks, transposed
-// back in 16 x 16 blocks at the end.
+// back in 16 x 16 blocks at the end. gemm_bf16_avx512_panels runs the same blocking with W
+// written per K block into a per-thread panel by a callback (quantized prefill dequantizes
+// there), its tiles spanning all rows so that each panel is made once per call.
 // GCC 12 flags the _mm512_undefined_* inside its own intrinsics headers as maybe-uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -322,6 +324,59 @@ void gemm_bf16_avx512(const Bf16Gemm& g) {
       }
       untranspose(ct, mc, nj, mi, rows, ncp);
       for (int64_t i = 0; i < mi; ++i) g.store(g.ctx, i0 + i, j0, rows + i * ncp, nj);
+    }
+  });
+}
+
+void gemm_bf16_avx512_panels(const Bf16PanelGemm& g) {
+  const int64_t M = g.M, N = g.N, K = g.K, kp = K / 2, vstride = kp * 16;
+  thread_local std::vector<uint32_t> a_keep;
+  std::unique_ptr<uint32_t[]> a_own;
+  uint32_t* const a_pack = scratch(a_keep, a_own, static_cast<size_t>((M + 15) / 16 * vstride));
+  pack_a(g.a, g.sa_m, g.sa_k, M, K, a_pack);
+  // Tiles of all rows (passes of <= kPanelGemmRows, balanced, a multiple of 16) x nc <= kNc
+  // columns, the column count chosen as in gemm_bf16_avx512.
+  const int64_t mblocks = (M + kPanelGemmRows - 1) / kPanelGemmRows;
+  const int64_t mc = ((M + mblocks - 1) / mblocks + 15) / 16 * 16;
+  const int64_t mt = (M + mc - 1) / mc;
+  int64_t nt = (N + kNc - 1) / kNc;
+  const int64_t threads = pool_threads();
+  if (mt * nt < 8 * threads)
+    while ((mt * nt) % threads != 0 && (N + nt) / (nt + 1) >= 16) ++nt;
+  const int64_t nc = std::min(kNc, ((N + nt - 1) / nt + 15) / 16 * 16);
+  nt = (N + nc - 1) / nc;
+  const int64_t ncp = (nc + 15) / 16 * 16;
+  const int64_t ldp = kKc + 32;  // panel rows (bf16 values), 64 bytes off a 1 KB multiple
+  parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> ct_keep, rows_keep;
+    thread_local std::vector<uint16_t> w_keep;
+    std::unique_ptr<float[]> ct_own, rows_own;
+    std::unique_ptr<uint16_t[]> w_own;
+    float* const ct = scratch(ct_keep, ct_own, static_cast<size_t>(ncp * mc));  // C^T: [n][m]
+    float* const rows = scratch(rows_keep, rows_own, static_cast<size_t>(16 * ncp));
+    uint16_t* const wp = scratch(w_keep, w_own, static_cast<size_t>(ncp * ldp));  // W panel
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i0 = (t / nt) * mc, j0 = (t % nt) * nc;
+      const int64_t mi = std::min(mc, M - i0), nj = std::min(nc, N - j0);
+      const int64_t strips = (mi + 15) / 16;
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0), kpc = kc / 2;
+        g.panel(g.panel_ctx, j0, nj, k0, kc, wp, ldp);
+        for (int64_t s = 0; s < strips; s += kMaxNv) {
+          const int nv = static_cast<int>(std::min<int64_t>(kMaxNv, strips - s));
+          const uint32_t* ap = a_pack + (i0 / 16 + s) * vstride + (k0 / 2) * 16;
+          const int mr = kMrOf[nv];
+          for (int64_t n = 0; n < nj; n += mr) {
+            const int r = static_cast<int>(std::min<int64_t>(mr, nj - n));
+            kMicro[nv][r](kpc, wp + n * ldp, ldp, ap, vstride, ct + n * mc + s * 16, mc, k0 > 0);
+          }
+        }
+      }
+      for (int64_t r0 = 0; r0 < mi; r0 += 16) {
+        const int64_t rr = std::min<int64_t>(16, mi - r0);
+        untranspose(ct + r0, mc, nj, rr, rows, ncp);
+        for (int64_t i = 0; i < rr; ++i) g.store(g.ctx, i0 + r0 + i, j0, rows + i * ncp, nj);
+      }
     }
   });
 }

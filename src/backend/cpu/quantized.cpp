@@ -10,10 +10,14 @@
 //     AVX2 (chosen at run time by cpu::active_isa(), so INGOT_CPU_ISA forces a level) or
 //     portable; per group it forms s * <x_g, q_g> + b * sum(x_g), so the bias costs one
 //     multiply-add per group, and up to four rows of x share one pass over the weights;
-//   prefill (M >= kGemmRows): AVX-512 / AVX2 dequantize L2-sized weight panels and multiply
-//     them at once with register tiles (no float32 copy of the weight matrix); the portable
-//     level dequantizes panels and calls OpenBLAS sgemm (BLAS is never called from inside
-//     parallel_for; see matmul.cpp).
+//   bf16 prefill (AVX512_BF16 with the int8 kernels switched on, from 32 rows of x for 8-bit
+//     and 48 for 4-bit: cpu::bf16_prefill_faster, bound in quantized_int8.h): x rounded to
+//     bf16, weight panels dequantized straight to bf16 in the bf16 GEMM's layout and multiplied
+//     by its vdpbf16ps micro-kernel (gemm_bf16_avx512_panels), each panel once per call;
+//   prefill (M >= kGemmRows) otherwise: AVX-512 / AVX2 dequantize L2-sized weight panels to
+//     float32 and multiply them at once with register tiles (no float32 copy of the weight
+//     matrix); the portable level dequantizes panels and calls OpenBLAS sgemm (BLAS is never
+//     called from inside parallel_for; see matmul.cpp).
 // Everything accumulates in float32 (the int8 path: int32 per 8 or 4 elements, then float32).
 // GCC 12 flags the _mm512_undefined_* inside its own intrinsics headers as maybe-uninitialized.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -32,6 +36,7 @@
 #include <vector>
 
 #include "backend/common/utils.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/gemm_kernels.h"
 #include "backend/cpu/quantized_int8.h"
 #include "core/half.h"
@@ -45,6 +50,7 @@
 #define INGOT_Q_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INGOT_Q_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 #define INGOT_Q_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INGOT_Q_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
 
 namespace ingot {
 namespace {
@@ -315,6 +321,144 @@ FusedKernels fused_kernels() {
     default:
       return {};
   }
+}
+
+// ------------------------------------------------------------------ bf16 prefill
+//
+// With AVX512_BF16 (cpu::bf16_gemm_enabled) and the int8 kernels switched on, prefill runs the
+// bf16 GEMM's blocking and micro-kernel (gemm_bf16_avx512_panels): x is rounded to bf16 once
+// per call (as bf16 activations already are), and each K block of a thread's weight columns is
+// dequantized straight into the kernel's W panel, s * q + b in float32 (one FMA) rounded to
+// bf16 by vcvtne2ps2bf16 (nearest even; a dequantized weight below 2^-126 in magnitude becomes
+// 0), then multiplied by vdpbf16ps with float32 sums.
+
+/// dst[t] = bf16(s[t / gs] * q[t] + b[t / gs]) for t < k (k a multiple of gs), bits 4 or 8.
+/// 4-bit: the group's 16 possible values (each formed as the 8-bit path forms it) are a vpermw
+/// table indexed by the nibbles (byte i widened to 32-bit lane i, low nibble to its low word).
+INGOT_Q_BF16 void deq_row_bf16(const uint8_t* w, const float* s, const float* b, int64_t k, int gs,
+                               int bits, uint16_t* dst) {
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i nib2 = _mm512_set1_epi32(0x000F000F);
+  for (int64_t g = 0; g < k / gs; ++g) {
+    const __m512 vs = _mm512_set1_ps(s[g]), vb = _mm512_set1_ps(b[g]);
+    uint16_t* d = dst + g * gs;
+    if (bits == 4) {
+      const __m512i table = _mm512_castsi256_si512(
+          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_fmadd_ps(iota, vs, vb))));
+      const uint8_t* p = w + g * gs / 2;
+      for (int c = 0; c < gs; c += 32) {
+        const __m512i q =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + c / 2)));
+        // (q | q << 12) & 0x000F000F: low nibble in the low word, high nibble in the high one.
+        const __m512i idx = _mm512_ternarylogic_epi32(q, _mm512_slli_epi32(q, 12), nib2, 0xA8);
+        _mm512_storeu_si512(d + c, _mm512_permutexvar_epi16(idx, table));
+      }
+      continue;
+    }
+    const uint8_t* p = w + g * gs;
+    for (int c = 0; c < gs; c += 32) {
+      const __m128i e0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + c));
+      const __m128i e1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + c + 16));
+      const __m512 f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(e0)), vs, vb);
+      const __m512 f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(e1)), vs, vb);
+      _mm512_storeu_si512(d + c, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(f1, f0)));
+    }
+  }
+}
+
+/// The packed weights behind one bf16 prefill product (the Bf16PanelFn context).
+template <typename S>
+struct BfPanelSrc {
+  const uint8_t* wb;
+  const S *scales, *biases;
+  int64_t groups, row_bytes;
+  int gs, bits;
+};
+
+/// Bf16PanelFn: weight rows [n0, n0 + rows), columns [k0, k0 + kc) dequantized to bf16 (k0 and
+/// kc are multiples of the group size: K blocks of 512 of a K that is one).
+template <typename S>
+void bf_panel(void* ctx, int64_t n0, int64_t rows, int64_t k0, int64_t kc, uint16_t* dst,
+              int64_t ld) {
+  const BfPanelSrc<S>& c = *static_cast<const BfPanelSrc<S>*>(ctx);
+  constexpr int64_t kChunk = 1024;  // k values per deq_row_bf16 call (32 groups at most)
+  float s[kChunk / 32], b[kChunk / 32];
+  const int64_t seg = kc * c.bits / 8;  // bytes of a row in this block
+  for (int64_t j = 0; j < rows; ++j) {
+    const int64_t r = n0 + j;
+    const uint8_t* src = c.wb + r * c.row_bytes + k0 * c.bits / 8;
+    // Segments of rows row_bytes apart defeat the hardware prefetcher (as in qmm_fused).
+    if (j + 4 < rows)
+      for (int64_t off = 0; off < seg; off += 64) __builtin_prefetch(src + 4 * c.row_bytes + off);
+    for (int64_t t0 = 0; t0 < kc; t0 += kChunk) {
+      const int64_t tc = std::min(kChunk, kc - t0), g0 = (k0 + t0) / c.gs;
+      for (int64_t g = 0; g < tc / c.gs; ++g) {
+        s[g] = static_cast<float>(c.scales[r * c.groups + g0 + g]);
+        b[g] = static_cast<float>(c.biases[r * c.groups + g0 + g]);
+      }
+      deq_row_bf16(src + t0 * c.bits / 8, s, b, tc, c.gs, c.bits, dst + j * ld + t0);
+    }
+  }
+}
+
+/// Where the bf16 prefill stores float32 rows of the product (the Bf16StoreFn context).
+template <typename T>
+struct BfOut {
+  T* out;
+  int64_t n;
+};
+template <typename T>
+void bf_store(void* ctx, int64_t m, int64_t n0, const float* y, int64_t len) {
+  const BfOut<T>& o = *static_cast<const BfOut<T>*>(ctx);
+  T* dst = o.out + m * o.n + n0;
+  if constexpr (std::is_same_v<T, float>)
+    std::copy_n(y, len, dst);
+  else if constexpr (std::is_same_v<T, bfloat16_t>)
+    cpu::round_to_bf16_avx512(y, reinterpret_cast<uint16_t*>(dst), len);
+  else
+    for (int64_t i = 0; i < len; ++i) dst[i] = T(y[i]);
+}
+
+/// out [m, n] = bf16(x) @ bf16(dequantize(w))^T with float32 sums (see above).
+template <typename T, typename S>
+void qmm_bf16(const T* x, int64_t m, int64_t k, const uint32_t* wq, const S* scales,
+              const S* biases, int64_t n, int gs, int bits, T* out) {
+  const uint16_t* xb;
+  std::unique_ptr<uint16_t[]> xr;
+  if constexpr (std::is_same_v<T, bfloat16_t>) {
+    xb = reinterpret_cast<const uint16_t*>(x);
+  } else {
+    // float32 (float16 through float32, exact) rounded to nearest even bf16, as bfloat16_t does.
+    xr.reset(new uint16_t[static_cast<size_t>(m * k)]);
+    parallel_for(m * k, 16384, [&](int64_t i0, int64_t i1) {
+      if constexpr (std::is_same_v<T, float>) {
+        cpu::round_to_bf16_avx512(x + i0, xr.get() + i0, i1 - i0);
+      } else {
+        float f[1024];
+        for (int64_t i = i0; i < i1; i += 1024) {
+          const int64_t c = std::min<int64_t>(1024, i1 - i);
+          for (int64_t t = 0; t < c; ++t) f[t] = static_cast<float>(x[i + t]);
+          cpu::round_to_bf16_avx512(f, xr.get() + i, c);
+        }
+      }
+    });
+    xb = xr.get();
+  }
+  BfPanelSrc<S> src{
+      reinterpret_cast<const uint8_t*>(wq), scales, biases, k / gs, k * bits / 8, gs, bits};
+  BfOut<T> o{out, n};
+  cpu::Bf16PanelGemm g;
+  g.M = m;
+  g.N = n;
+  g.K = k;
+  g.a = xb;
+  g.sa_m = k;
+  g.sa_k = 1;
+  g.panel = bf_panel<S>;
+  g.panel_ctx = &src;
+  g.store = bf_store<T>;
+  g.ctx = &o;
+  cpu::gemm_bf16_avx512_panels(g);
 }
 
 // ------------------------------------------------------------------ GEMV kernels
@@ -706,6 +850,10 @@ bool cpu::int8_gemv_faster(Int8Gemv kern, int64_t m, int bits) {
   }
 }
 
+bool cpu::bf16_prefill_faster(int64_t m, int bits) {
+  return m >= (bits == 8 ? 32 : 48) && bf16_gemm_enabled();
+}
+
 void AffineQuantize::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array& w = inputs[0];
   for (Array& o : outputs) backend::alloc_cpu(o);
@@ -800,8 +948,12 @@ void QuantizedMatmul::eval_cpu(const std::vector<Array>& inputs, Array& out) {
       const S* sp = contiguous_ptr(inputs[2], st);
       const S* bp = contiguous_ptr(inputs[3], bt);
       cpu::Int8Gemv kern;
-      // The int8 kernels where they measured faster than the float32 ones.
-      if (cpu::int8_gemv_active(kern) && cpu::int8_gemv_faster(kern, m, bits_))
+      const bool fast = cpu::int8_gemv_active(kern);
+      // Prefill on AVX512_BF16 (bf16 x and weights), else the int8 kernels where they measured
+      // faster than the float32 ones.
+      if (fast && cpu::bf16_prefill_faster(m, bits_))
+        qmm_bf16<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
+      else if (fast && cpu::int8_gemv_faster(kern, m, bits_))
         qmm_gemv_int8<T, S>(kern, xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());
       else if (m >= kGemmRows)
         qmm_gemm<T, S>(xp, m, k, wq, sp, bp, n, group_size_, bits_, out.raw_ptr<T>());

@@ -51,7 +51,8 @@ struct ScopedInt8Decode {
 /// (AMD EPYC Zen 5, 1 thread, Llama-3.2-1B shapes; the AVX2 kernel on the avx512 level standing
 /// in for AVX-512 CPUs without VNNI), "decode" meaning m < 16 (the float32 GEMV; from 16 rows
 /// the float32 GEMM):
-///   avx512vnni: always (decode 2.3-5x, prefill 1.3-2.8x);
+///   avx512vnni: always (decode 2.3-5x, prefill 1.3-2.8x), except for prefill where the CPU
+///     also has AVX512_BF16 and bf16_prefill_faster says the bf16 GEMM runs instead;
 ///   avx2 on the avx2 level: decode (4-bit 1.9-2.8x, 8-bit 1.3-1.7x) and 4-bit prefill
 ///     (1.1-1.5x; 8-bit prefill 0.76-0.99x stays float32);
 ///   avx2 on the avx512 level: decode only (4-bit 1.7-2.9x, 8-bit 1.1-1.3x; prefill 0.8-1.0x of
@@ -60,6 +61,19 @@ struct ScopedInt8Decode {
 ///     GEMV's ordered sums do not; 4-bit decode 0.96-0.99x and prefill, against sgemm, stay
 ///     float32, so INGOT_CPU_ISA=portable keeps the float32 reference for those).
 bool int8_gemv_faster(Int8Gemv kern, int64_t m, int bits);
+
+/// Whether quantized_matmul's prefill runs the bf16 GEMM (backend/cpu/quantized.cpp) instead of
+/// the int8 kernels, for m rows of x and `bits`-bit weights, when the int8 kernels are switched
+/// on (int8_gemv_active; INGOT_CPU_INT8=0 keeps float32 everywhere): bf16_gemm_enabled()
+/// (AVX512_BF16, the ISA cap allows avx512, INGOT_CPU_BF16_GEMM not "0") and m >= 32 (8-bit) or
+/// m >= 48 (4-bit), where it measured faster than the VNNI kernel (AMD EPYC Zen 4, 1 thread,
+/// Llama-3.2-1B shapes: 128 rows 1.1-1.4x; 32 rows 8-bit 1.05-1.3x, 4-bit 0.84-0.99x; 16 rows
+/// 0.6-0.8x). x and the dequantized weights are rounded to bf16 (nearest even; w first to
+/// float32 by one FMA) and multiplied with float32 sums, so each output differs from the
+/// float64 product of bf16(x) and the dequantized weights w by at most
+///   (2^-8 + 2^-23) * sum_t |bf16(x_t) * w_t|   (plus float32 rounding of the sums)
+/// (a w below 2^-126 in magnitude becomes 0: vcvtne2ps2bf16 flushes it).
+bool bf16_prefill_faster(int64_t m, int bits);
 
 /// out [m, n] float32 = x [m, k] @ dequantize(w)^T by the int8 scheme above; w, scales and
 /// biases in the MLX layout ([n, k * bits / 32] uint32, [n, k / group_size] of `st`). bits 4 or
