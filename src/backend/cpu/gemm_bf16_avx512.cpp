@@ -268,6 +268,43 @@ bool bf16_gemm_enabled() {
          env::get_int("INGOT_CPU_BF16_GEMM", 1) != 0;
 }
 
+namespace {
+
+// Column tiles of a GEMM with mt row tiles and N columns: nc <= kNc columns each (a multiple of
+// 16), nt of them, ncp = nc rounded up to 16. parallel_for hands each thread one contiguous run
+// of tiles: with few tiles, their count becomes a multiple of the thread count (narrower, equal
+// tiles) so no thread idles at the end.
+struct ColumnTiles {
+  int64_t nc, nt, ncp;
+};
+
+ColumnTiles column_tiles(int64_t N, int64_t mt) {
+  int64_t nt = (N + kNc - 1) / kNc;
+  const int64_t threads = pool_threads();
+  if (mt * nt < 8 * threads)
+    while ((mt * nt) % threads != 0 && (N + nt) / (nt + 1) >= 16) ++nt;
+  const int64_t nc = std::min(kNc, ((N + nt - 1) / nt + 15) / 16 * 16);
+  return {nc, (N + nc - 1) / nc, (nc + 15) / 16 * 16};
+}
+
+// ct (C^T, [n][mc]) of one tile's `strips` 16-row strips (packed A from a strip) x nj columns
+// (W rows at w, ldw apart, from column k0 of the K block) over kpc k pairs; accumulates into
+// ct when k0 > 0.
+void tile_block(const uint16_t* w, int64_t ldw, const uint32_t* a, int64_t vstride, int64_t strips,
+                int64_t nj, int64_t kpc, int64_t k0, float* ct, int64_t mc) {
+  for (int64_t s = 0; s < strips; s += kMaxNv) {
+    const int nv = static_cast<int>(std::min<int64_t>(kMaxNv, strips - s));
+    const uint32_t* ap = a + s * vstride;
+    const int mr = kMrOf[nv];
+    for (int64_t n = 0; n < nj; n += mr) {
+      const int r = static_cast<int>(std::min<int64_t>(mr, nj - n));
+      kMicro[nv][r](kpc, w + n * ldw, ldw, ap, vstride, ct + n * mc + s * 16, mc, k0 > 0);
+    }
+  }
+}
+
+}  // namespace
+
 void gemm_bf16_avx512(const Bf16Gemm& g) {
   const int64_t M = g.M, N = g.N, K = g.K, kp = (K + 1) / 2, vstride = kp * 16;
   // A packed per call (O(MK)); W = B^T used in place when its rows are k-contiguous pairs.
@@ -291,15 +328,7 @@ void gemm_bf16_avx512(const Bf16Gemm& g) {
   int64_t mc = (rows_per + 63) / 64 * 64;
   if (mc > kMc) mc = (rows_per + 15) / 16 * 16;
   const int64_t mt = (M + mc - 1) / mc;
-  int64_t nt = (N + kNc - 1) / kNc;
-  // parallel_for hands each thread one contiguous run of tiles: with few tiles, make their
-  // count a multiple of the thread count (narrower, equal tiles) so no thread idles at the end.
-  const int64_t threads = pool_threads();
-  if (mt * nt < 8 * threads)
-    while ((mt * nt) % threads != 0 && (N + nt) / (nt + 1) >= 16) ++nt;
-  const int64_t nc = std::min(kNc, ((N + nt - 1) / nt + 15) / 16 * 16);
-  nt = (N + nc - 1) / nc;
-  const int64_t ncp = (nc + 15) / 16 * 16;
+  const auto [nc, nt, ncp] = column_tiles(N, mt);
   parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> ct_keep, rows_keep;
     std::unique_ptr<float[]> ct_own, rows_own;
@@ -311,16 +340,8 @@ void gemm_bf16_avx512(const Bf16Gemm& g) {
       const int64_t strips = (mi + 15) / 16;
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0), kpc = (kc + 1) / 2;
-        for (int64_t s = 0; s < strips; s += kMaxNv) {
-          const int nv = static_cast<int>(std::min<int64_t>(kMaxNv, strips - s));
-          const uint32_t* ap = a_pack + (i0 / 16 + s) * vstride + (k0 / 2) * 16;
-          const int mr = kMrOf[nv];
-          for (int64_t n = 0; n < nj; n += mr) {
-            const int r = static_cast<int>(std::min<int64_t>(mr, nj - n));
-            kMicro[nv][r](kpc, w + (j0 + n) * ldw + k0, ldw, ap, vstride, ct + n * mc + s * 16, mc,
-                          k0 > 0);
-          }
-        }
+        tile_block(w + j0 * ldw + k0, ldw, a_pack + (i0 / 16) * vstride + (k0 / 2) * 16, vstride,
+                   strips, nj, kpc, k0, ct, mc);
       }
       untranspose(ct, mc, nj, mi, rows, ncp);
       for (int64_t i = 0; i < mi; ++i) g.store(g.ctx, i0 + i, j0, rows + i * ncp, nj);
@@ -339,13 +360,7 @@ void gemm_bf16_avx512_panels(const Bf16PanelGemm& g) {
   const int64_t mblocks = (M + kPanelGemmRows - 1) / kPanelGemmRows;
   const int64_t mc = ((M + mblocks - 1) / mblocks + 15) / 16 * 16;
   const int64_t mt = (M + mc - 1) / mc;
-  int64_t nt = (N + kNc - 1) / kNc;
-  const int64_t threads = pool_threads();
-  if (mt * nt < 8 * threads)
-    while ((mt * nt) % threads != 0 && (N + nt) / (nt + 1) >= 16) ++nt;
-  const int64_t nc = std::min(kNc, ((N + nt - 1) / nt + 15) / 16 * 16);
-  nt = (N + nc - 1) / nc;
-  const int64_t ncp = (nc + 15) / 16 * 16;
+  const auto [nc, nt, ncp] = column_tiles(N, mt);
   const int64_t ldp = kKc + 32;  // panel rows (bf16 values), 64 bytes off a 1 KB multiple
   parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> ct_keep, rows_keep;
@@ -362,15 +377,8 @@ void gemm_bf16_avx512_panels(const Bf16PanelGemm& g) {
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0), kpc = kc / 2;
         g.panel(g.panel_ctx, j0, nj, k0, kc, wp, ldp);
-        for (int64_t s = 0; s < strips; s += kMaxNv) {
-          const int nv = static_cast<int>(std::min<int64_t>(kMaxNv, strips - s));
-          const uint32_t* ap = a_pack + (i0 / 16 + s) * vstride + (k0 / 2) * 16;
-          const int mr = kMrOf[nv];
-          for (int64_t n = 0; n < nj; n += mr) {
-            const int r = static_cast<int>(std::min<int64_t>(mr, nj - n));
-            kMicro[nv][r](kpc, wp + n * ldp, ldp, ap, vstride, ct + n * mc + s * 16, mc, k0 > 0);
-          }
-        }
+        tile_block(wp, ldp, a_pack + (i0 / 16) * vstride + (k0 / 2) * 16, vstride, strips, nj, kpc,
+                   k0, ct, mc);
       }
       for (int64_t r0 = 0; r0 < mi; r0 += 16) {
         const int64_t rr = std::min<int64_t>(16, mi - r0);
