@@ -328,7 +328,9 @@ void gemm_bf16_avx512(const Bf16Gemm& g) {
   int64_t mc = (rows_per + 63) / 64 * 64;
   if (mc > kMc) mc = (rows_per + 15) / 16 * 16;
   const int64_t mt = (M + mc - 1) / mc;
-  const auto [nc, nt, ncp] = column_tiles(N, mt);
+  // Plain names, not a structured binding: clang 14 cannot capture those in the lambda below.
+  const ColumnTiles tiles = column_tiles(N, mt);
+  const int64_t nc = tiles.nc, nt = tiles.nt, ncp = tiles.ncp;
   parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> ct_keep, rows_keep;
     std::unique_ptr<float[]> ct_own, rows_own;
@@ -360,7 +362,9 @@ void gemm_bf16_avx512_panels(const Bf16PanelGemm& g) {
   const int64_t mblocks = (M + kPanelGemmRows - 1) / kPanelGemmRows;
   const int64_t mc = ((M + mblocks - 1) / mblocks + 15) / 16 * 16;
   const int64_t mt = (M + mc - 1) / mc;
-  const auto [nc, nt, ncp] = column_tiles(N, mt);
+  // Plain names, not a structured binding: clang 14 cannot capture those in the lambda below.
+  const ColumnTiles tiles = column_tiles(N, mt);
+  const int64_t nc = tiles.nc, nt = tiles.nt, ncp = tiles.ncp;
   const int64_t ldp = kKc + 32;  // panel rows (bf16 values), 64 bytes off a 1 KB multiple
   parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> ct_keep, rows_keep;
