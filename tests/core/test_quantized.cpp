@@ -695,6 +695,39 @@ TEST(Quantized, DecodeGemvSameBytesAtEveryThreadCount) {
     }
 }
 
+TEST(Quantized, Int8DecodeRowEqualsItsRowInABatch) {
+  // One row of x (decode: the VNNI kernel's run-of-rows path with row sums reduced 16 at a time,
+  // the other kernels' one-row path) gives the same bytes as the same row inside a call with two
+  // rows of x (the per-pass kernels): a sequence's logits do not depend on what it was batched
+  // with. n = 37 rows: two groups of 16 and a partial one; k = 1024 and 1088 (a partial span).
+  const int64_t n = 37;
+  for (const Case c : {Case{4, 64}, Case{8, 64}, Case{4, 32}, Case{8, 128}})
+    for (int64_t k : {int64_t{1024}, int64_t{c.gs == 128 ? 1152 : 1088}})
+      for (cpu::QScale st : {cpu::QScale::bf16, cpu::QScale::f16, cpu::QScale::f32}) {
+        const Dtype sdt =
+            st == cpu::QScale::bf16 ? bfloat16 : (st == cpu::QScale::f16 ? float16 : float32);
+        Packed p = random_packed(n, k, c.gs, c.bits, sdt, static_cast<uint32_t>(k + c.gs));
+        std::vector<double> xv = test::random_values(2 * k, float32, 5, -1, 1);
+        const std::vector<float> xf(xv.begin(), xv.end());
+        const std::vector<uint8_t> sr = raw_of(p.scales, sdt), br = raw_of(p.biases, sdt);
+        for (cpu::Int8Gemv kern :
+             {cpu::Int8Gemv::portable, cpu::Int8Gemv::avx2, cpu::Int8Gemv::avx512vnni}) {
+          if (!cpu::int8_gemv_supported(kern)) continue;
+          std::vector<float> two(static_cast<size_t>(2 * n)), one(static_cast<size_t>(n));
+          cpu::quantized_gemv_int8(kern, xf.data(), 2, k, p.words.data(), sr.data(), br.data(), st,
+                                   n, c.gs, c.bits, two.data());
+          for (int64_t r = 0; r < 2; ++r) {
+            std::fill(one.begin(), one.end(), std::nanf(""));
+            cpu::quantized_gemv_int8(kern, xf.data() + r * k, 1, k, p.words.data(), sr.data(),
+                                     br.data(), st, n, c.gs, c.bits, one.data());
+            EXPECT_EQ(0, std::memcmp(one.data(), two.data() + r * n, one.size() * sizeof(float)))
+                << "kernel " << static_cast<int>(kern) << " bits=" << c.bits << " gs=" << c.gs
+                << " k=" << k << " scales " << static_cast<int>(st) << " row " << r;
+          }
+        }
+      }
+}
+
 TEST(Quantized, Int8DecodeSelection) {
   // Switched on: the VNNI kernel on the avx512 level of a VNNI CPU, AVX2 on the other SIMD
   // levels, the portable one on the portable level (quantized_matmul then runs it where
