@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "backend/common/utils.h"
+#include "backend/cpu/fast_kernels.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/gemm_kernels.h"
 #include "backend/cpu/quantized_int8.h"
@@ -716,8 +717,9 @@ void qmm_gemv_int8(cpu::Int8Gemv kern, const T* x, int64_t m, int64_t k, const u
     yp = yf.data();
   }
   cpu::quantized_gemv_int8(kern, xp, m, k, wq, scales, biases, st, n, gs, bits, yp);
+  // The SIMD rounding (same bits as T(float)): a decode head writes 128-152k values per token.
   if constexpr (!std::is_same_v<T, float>)
-    for (int64_t i = 0; i < m * n; ++i) out[i] = T(yf[i]);
+    backend::fastk::store_row(backend::fastk::kernels(), yp, out, m * n);
 }
 
 void init_blas_threads() {
