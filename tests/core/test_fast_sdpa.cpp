@@ -215,6 +215,31 @@ TEST(FastSdpa, NanKeyGivesNanRowsOnEveryIsa) {
   }
 }
 
+TEST(FastSdpa, NanQueryGivesANanRowOnEveryIsa) {
+  // A NaN query makes every score of its row NaN (the running max then never leaves -inf): that
+  // row is NaN, as in torch, not zeros; every other row is finite. Decode (one position, keys
+  // read in place) and prefill (causal, key panels), every CPU ISA.
+  const int64_t D = 64, S = 96;
+  for (const char* isa : {"avx512", "avx2", "portable"}) {
+    ScopedIsa scoped(isa);
+    for (Dtype t : {float32, bfloat16})
+      for (int64_t L : {int64_t{1}, S}) {
+        std::vector<double> qv = random_values(2 * 4 * L * D, t, 41, -1, 1);
+        const int64_t bad = (1 * 4 + 2) * L + (L - 1);  // batch 1, head 2, last position
+        qv[static_cast<size_t>(bad * D + 7)] = std::nan("");
+        const Array q(qv, {2, 4, L, D}, t);
+        const Array k(random_values(2 * 2 * S * D, t, 42, -1, 1), {2, 2, S, D}, t);
+        const Array v(random_values(2 * 2 * S * D, t, 43, -1, 1), {2, 2, S, D}, t);
+        const auto y = values_of(fast::scaled_dot_product_attention(
+            q, k, v, fast::SdpaOptions{.scale = 0.125f, .causal = L > 1}));
+        ASSERT_EQ(y.size(), static_cast<size_t>(2 * 4 * L * D));
+        for (size_t i = 0; i < y.size(); ++i)
+          ASSERT_EQ(std::isnan(y[i]), static_cast<int64_t>(i) / D == bad)
+              << isa << " " << dtype_name(t) << " L=" << L << " at " << i;
+      }
+  }
+}
+
 TEST(FastSdpa, Errors) {
   auto sdpa = [](Shape q, Shape k, Shape v, fast::SdpaOptions o = {}) {
     fast::scaled_dot_product_attention(zeros(q), zeros(k), zeros(v), o);

@@ -252,6 +252,31 @@ TEST(FastPagedAttention, WritesThePoolInPlaceWhenNothingElseHoldsIt) {
   EXPECT_EQ(values_of(out[1]), wk);
 }
 
+TEST(FastPagedAttention, NanQueryGivesANanRow) {
+  // A NaN query: its row of the output is NaN (as in torch and the contiguous sdpa), not zeros;
+  // every other row stays finite. Decode (one query per row: the direct loops) and a prefill
+  // chunk of many query rows (the tiled kernel).
+  const std::vector<PagedCase> all = cases();
+  for (const PagedCase& c : {all[0], all[6]})
+    for (Dtype t : {float32, bfloat16}) {
+      PagedInputs in = make_inputs(c, t, 91);
+      const int64_t b = 0, h = 1, l = c.L - 1;  // row 0 has no padding
+      const int64_t bad = (b * c.H + h) * c.L + l;
+      in.q[static_cast<size_t>(bad * c.D + 3)] = std::nan("");
+      Array q(in.q, {c.B, c.H, c.L, c.D}, t);
+      Array k(in.k, {c.B, c.Hkv, c.L, c.D}, t), v(in.v, {c.B, c.Hkv, c.L, c.D}, t);
+      Array kp(in.kpool, {c.N, c.Hkv, c.P, c.D}, t), vp(in.vpool, {c.N, c.Hkv, c.P, c.D}, t);
+      Array table(in.table, {c.B, c.M}, int32), pos(c.pos, {c.B}, int32);
+      fast::PagedAttentionOptions po{.scale = 0.25f, .window = c.window, .softcap = c.softcap};
+      if (!c.pad.empty()) po.padding = Array(c.pad, {c.B}, int32);
+      const std::vector<double> y =
+          values_of(fast::paged_attention(q, k, v, kp, vp, table, pos, po)[0]);
+      for (size_t i = 0; i < y.size(); ++i)
+        ASSERT_EQ(std::isnan(y[i]), static_cast<int64_t>(i) / c.D == bad)
+            << case_name(c, t) << " at " << i;
+    }
+}
+
 TEST(FastPagedAttention, Errors) {
   const Array q = zeros({2, 4, 1, 8}), k = zeros({2, 2, 1, 8});
   const Array pool = zeros({4, 2, 2, 8}), table = zeros({2, 3}, int32), pos = zeros({2}, int32);

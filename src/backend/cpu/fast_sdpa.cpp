@@ -189,7 +189,11 @@ void softmax_update(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, co
   }
   A mx = sc.m[r];
   for (int64_t jj = 0; jj < nk; ++jj) mx = std::max(mx, s[jj]);
-  if (mx == neg_inf) {  // nothing visible yet: no contribution
+  if (mx == neg_inf) {  // nothing visible yet: no contribution ...
+    // ... unless the scores are NaN (a NaN query, or NaN keys only so far; std::max skips NaN):
+    // the row's sum becomes NaN and stays NaN, so the row is NaN as in torch, not zeros.
+    for (int64_t jj = 0; jj < nk; ++jj)
+      if (std::isnan(s[jj])) sc.l[r] = std::numeric_limits<A>::quiet_NaN();
     std::fill(s, s + nk, A(0));
     return;
   }
@@ -252,7 +256,8 @@ void run_task(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, int64_t 
   }
   for (int64_t r = 0; r < t.R; ++r) {
     A* ar = sc.acc.data() + r * Dp;
-    const A inv = sc.l[r] > A(0) ? A(1) / sc.l[r] : A(0);
+    // l = 0: no visible key (zeros); NaN: a NaN score (NaN row).
+    const A inv = std::isnan(sc.l[r]) ? sc.l[r] : (sc.l[r] > A(0) ? A(1) / sc.l[r] : A(0));
     for (int64_t d = 0; d < pb.Dv; ++d) ar[d] *= inv;
     store_row(tl.k, ar, out + ((b * pb.H + t.head(r, pb.G)) * L + t.pos(r)) * pb.Dv, pb.Dv);
   }

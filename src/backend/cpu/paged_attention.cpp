@@ -136,7 +136,9 @@ void task_f32(const PagedAttention& prim, const Geometry& g, const Kernels& kn, 
   }
   for (int64_t r = 0; r < G; ++r) {
     float* ar = acc.data() + r * D;
-    const float inv = l[static_cast<size_t>(r)] > 0.0f ? 1.0f / l[static_cast<size_t>(r)] : 0.0f;
+    // NaN: a NaN score (e.g. a NaN query) makes the row NaN, as in torch.
+    const float lr = l[static_cast<size_t>(r)];
+    const float inv = std::isnan(lr) ? lr : (lr > 0.0f ? 1.0f / lr : 0.0f);
     for (int64_t d = 0; d < D; ++d) ar[d] *= inv;
     store_row(kn, ar, out_row(r), D);
   }
@@ -219,7 +221,9 @@ void task_tiled(const PagedAttention& prim, const Geometry& g, const Kernels& kn
         sr[jj] = x;
         mx = std::max(mx, x);
       }
-      if (mx == neg_inf) {  // nothing visible yet: no contribution
+      if (mx == neg_inf) {  // nothing visible yet: no contribution, unless a score is NaN
+        for (int64_t jj = 0; jj < nk; ++jj)
+          if (std::isnan(sr[jj])) sc.l[static_cast<size_t>(r)] = std::nanf("");
         std::fill(sr, sr + nk, 0.0f);
         continue;
       }
@@ -243,7 +247,10 @@ void task_tiled(const PagedAttention& prim, const Geometry& g, const Kernels& kn
     T* o = out + ((b * g.H + h) * g.L + i) * D;
     float* ar = sc.acc.data() + r * Dp;
     const float l = sc.l[static_cast<size_t>(r)];
-    const float inv = sc.pos[static_cast<size_t>(r)] >= 0 && l > 0.0f ? 1.0f / l : 0.0f;
+    const float inv = sc.pos[static_cast<size_t>(r)] < 0 ? 0.0f
+                      : std::isnan(l)                    ? l
+                      : l > 0.0f                         ? 1.0f / l
+                                                         : 0.0f;
     for (int64_t d = 0; d < D; ++d) ar[d] *= inv;
     store_row(kn, ar, o, D);
   }
