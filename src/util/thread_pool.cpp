@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -26,6 +27,15 @@ namespace ingot {
 namespace {
 
 thread_local bool t_in_parallel = false;
+
+/// A spin-wait hint to the CPU (x86 `pause`: frees the core's resources for a sibling thread).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
 
 std::atomic<int> g_threads_override{0};  // set_pool_threads' value, 0: the default
 
@@ -75,6 +85,7 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = &job;
       ++generation_;
+      published_.store(generation_, std::memory_order_release);
     }
     cv_.notify_all();
     work(job);
@@ -144,6 +155,12 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       Job* job;
+      if (spin_us_ > 0) {  // the next region usually comes within microseconds (decode)
+        const auto t0 = std::chrono::steady_clock::now();
+        while (published_.load(std::memory_order_acquire) == seen &&
+               std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(spin_us_))
+          cpu_relax();
+      }
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stop_ || (job_ && generation_ != seen); });
@@ -164,6 +181,10 @@ class Pool {
   std::vector<pid_t> tids_;  // kernel thread ids of the workers (0 until started; mu_)
   cpu_set_t allowed_;        // the process's CPUs when the pool was made
   const bool affinity_ = env::get_int("INGOT_POOL_AFFINITY", 1) != 0;
+  // Bounded poll before sleeping (thread_pool.h); at most 10 ms.
+  const int spin_us_ =
+      static_cast<int>(std::clamp<long>(env::get_int("INGOT_POOL_SPIN_US", 100), 0, 10000));
+  std::atomic<uint64_t> published_{0};
   int off_cpu_ = -1;  // the CPU the workers are kept off (run_mu_)
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;

@@ -73,6 +73,26 @@ TEST(ThreadPool, DynamicChunksTileTheRange) {
   }
 }
 
+TEST(ThreadPool, BackToBackRegionsTileTheRange) {
+  // Regions one right after another, as in decode: the workers are still polling for the next
+  // region (INGOT_POOL_SPIN_US) or have just gone to sleep when it is published; each region
+  // must still be tiled exactly once and return (no lost wake-up, no chunk run twice), with
+  // short serial gaps of varying length between regions.
+  for (int threads : {2, 3}) {
+    ScopedPoolThreads pool(threads);
+    std::vector<int> hits(64);
+    for (int region = 0; region < 3000; ++region) {
+      std::fill(hits.begin(), hits.end(), 0);
+      parallel_for_dynamic(64, 4, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+      });
+      for (int h : hits) ASSERT_EQ(h, 1) << "threads " << threads << " region " << region;
+      volatile int gap = 0;  // a serial gap of 0 to ~100 us
+      for (int i = 0; i < (region % 7) * 5000; ++i) gap = gap + 1;
+    }
+  }
+}
+
 TEST(ThreadPool, StaticSplitTilesTheRange) {
   for (int threads : {1, 2, 3}) {
     ScopedPoolThreads pool(threads);
