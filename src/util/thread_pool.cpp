@@ -69,6 +69,10 @@ class Pool {
         loop();
       });
     }
+    // Polling only helps when every thread (the workers and the caller) has a CPU of its own;
+    // otherwise it takes time from the caller or another worker.
+    spin_ok_.store(static_cast<int>(workers_.size()) + 1 <= CPU_COUNT(&allowed_),
+                   std::memory_order_relaxed);
   }
 
   /// Runs chunks [0, chunks) of [0, n) with at most `helpers` workers besides the caller.
@@ -155,7 +159,8 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       Job* job;
-      if (spin_us_ > 0) {  // the next region usually comes within microseconds (decode)
+      // The next region usually comes within microseconds (decode).
+      if (spin_us_ > 0 && spin_ok_.load(std::memory_order_relaxed)) {
         const auto t0 = std::chrono::steady_clock::now();
         while (published_.load(std::memory_order_acquire) == seen &&
                std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(spin_us_))
@@ -184,8 +189,9 @@ class Pool {
   // Bounded poll before sleeping (thread_pool.h); at most 10 ms.
   const int spin_us_ =
       static_cast<int>(std::clamp<long>(env::get_int("INGOT_POOL_SPIN_US", 100), 0, 10000));
-  std::atomic<uint64_t> published_{0};
-  int off_cpu_ = -1;  // the CPU the workers are kept off (run_mu_)
+  std::atomic<uint64_t> published_{0};  // generation_, readable without mu_ (polling)
+  std::atomic<bool> spin_ok_{false};    // no more threads than allowed CPUs
+  int off_cpu_ = -1;                    // the CPU the workers are kept off (run_mu_)
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   Job* job_ = nullptr;

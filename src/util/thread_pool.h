@@ -1,9 +1,10 @@
 // A fixed pool of worker threads for CPU kernels. Workers sleep on a condition variable, so an
 // idle pool costs nothing and never competes with OpenBLAS or a second process; after a parallel
 // region a worker first polls for the next one for a bounded time (INGOT_POOL_SPIN_US, default
-// 100 us, 0: never; a pause loop, then the condition variable) because waking a sleeping worker
-// takes 20-25 us on a VM and decode runs ~100 regions per token with short serial work between
-// them (Qwen3-0.6B 4-bit, 2 threads, Zen 4 VM: 38 -> 44-52 tok/s). No unbounded spinning.
+// 100 us, 0: never; only when each thread has a CPU of its own; a pause loop, then the
+// condition variable) because waking a sleeping worker takes 20-25 us on a VM and decode runs
+// ~100 regions per token with short serial work between them (Qwen3-0.6B 4-bit, 2 threads,
+// Zen 4 VM: 38 -> 44-52 tok/s). No unbounded spinning.
 // Workers are kept off the CPU the calling thread runs on (INGOT_POOL_AFFINITY=0 turns this
 // off): some VM schedulers wake a thread on the waker's vCPU while another one idles, and the
 // two threads then take turns on one core.
