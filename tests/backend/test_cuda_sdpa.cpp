@@ -420,6 +420,40 @@ TEST(CudaSdpa, NanInputsGiveNanRowsWithoutHanging) {
   }
 }
 
+TEST(CudaSdpa, NanQueryGivesANanRow) {
+  INGOT_REQUIRE_CUDA();
+  // A NaN in a query row makes every score of that row NaN; torch and the CPU give a NaN output
+  // row (a maximum that skips NaN must not make the row look fully masked and give zeros).
+  for (Dtype t : {float32, bfloat16}) {
+    for (int d : {16, 64, 128}) {
+      for (int64_t L : {int64_t{1}, int64_t{5}, int64_t{70}}) {  // decode, mma/generic, tiles
+        Array q = host_normal({2, 4, L, d}, t, 21);
+        Array k = host_normal({2, 2, 80, d}, t, 22);
+        Array v = host_normal({2, 2, 80, d}, t, 23);
+        std::vector<float> qv = astype(q, float32).to_vector<float>();
+        qv[static_cast<size_t>((1 * L + L - 1) * d + 2)] = NAN;  // batch 0, head 1, last row
+        q = astype(Array(qv, q.shape()), t);
+        const fast::SdpaOptions o{.scale = 0.25f, .causal = true};
+        const Array want = fast::scaled_dot_product_attention(q, k, v, o, cpu_device);
+        const Array got = fast::scaled_dot_product_attention(on_cuda(q), on_cuda(k), on_cuda(v), o);
+        const auto w = astype(want, float32).to_vector<float>();
+        const auto g = astype(got, float32).to_vector<float>();
+        ASSERT_EQ(g.size(), w.size());
+        int nans = 0;
+        for (size_t i = 0; i < g.size(); ++i) {
+          ASSERT_EQ(std::isnan(g[i]), std::isnan(w[i]))
+              << dtype_name(t) << " D " << d << " L " << L << " at " << i;
+          nans += std::isnan(w[i]) ? 1 : 0;
+          if (!std::isnan(w[i])) {
+            EXPECT_NEAR(g[i], w[i], 2e-2) << dtype_name(t) << " at " << i;
+          }
+        }
+        EXPECT_EQ(nans, d) << dtype_name(t) << " D " << d << " L " << L;  // exactly that row
+      }
+    }
+  }
+}
+
 // ---- decode attention on the cluster kernel (by default only problems with enough (batch, kv
 // head) pairs take it: tests/backend/CMakeLists.txt runs this binary again with
 // INGOT_CUDA_DECODE_KERNEL=1 (every decode problem on it) and =0 (none), and the decode tests
