@@ -11,6 +11,10 @@
 #include "core/array.h"
 #include "core/cast.h"
 
+namespace ingot {
+class RopeKvUpdate;
+}  // namespace ingot
+
 namespace ingot::backend::fastk {
 
 /// Element offset of row r of an array viewed as rows along its last axis (any strides).
@@ -107,5 +111,15 @@ inline double sum_squares(const Kernels&, const double* x, int64_t n) {
 inline float sum_squares(const Kernels& k, const float* x, int64_t n) {
   return k.sum_squares(x, n);
 }
+
+/// RopeKvUpdate's CPU evaluation on arrays passed one by one (backend/cpu/fast_rope.cpp), so
+/// that a primitive chaining it (DecodeBlock) adds no holders to keys and values: q into `q`,
+/// the updated buffers into keys_out and values_out, which take over keys' and values' storage
+/// when they are held `holders` times only (Array::is_donatable). q_norm and k_norm are null
+/// without the norm; rope_params are the Rope inputs after x ({[offsets], [freqs]}).
+void rope_kv_update(const RopeKvUpdate& p, const Array& qkv, const Array* q_norm,
+                    const Array* k_norm, const std::vector<Array>& rope_params, const Array& keys,
+                    const Array& values, const Array& column, Array& q, Array& keys_out,
+                    Array& values_out, long holders);
 
 }  // namespace ingot::backend::fastk

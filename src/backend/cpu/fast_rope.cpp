@@ -142,18 +142,18 @@ void Rope::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   }
 }
 
+}  // namespace ingot
+
+namespace ingot::backend::fastk {
+
 // The separate ops' CPU kernels one after the other on views of qkv (RmsNorm, Rope), then the
 // new keys/values copied into the (donated) buffers: the values of the unfused ops exactly.
-void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
-  const Array& qkv = inputs[0];
-  const Array& keys = inputs[inputs.size() - 3];
-  const Array& values = inputs[inputs.size() - 2];
-  const Array& column = inputs.back();
-  const Array* q_norm = has_norm_ ? &inputs[1] : nullptr;
-  const Array* k_norm = has_norm_ ? &inputs[2] : nullptr;
-  const std::vector<Array> rope_params(inputs.begin() + (has_norm_ ? 3 : 1), inputs.end() - 3);
+void rope_kv_update(const RopeKvUpdate& p, const Array& qkv, const Array* q_norm,
+                    const Array* k_norm, const std::vector<Array>& rope_params, const Array& keys,
+                    const Array& values, const Array& column, Array& q, Array& keys_out,
+                    Array& values_out, long holders) {
   const int64_t b = qkv.shape(0), l = qkv.shape(1), d = keys.shape(3), c = keys.shape(2);
-  const int64_t h = n_heads_, hk = n_kv_heads_;
+  const int64_t h = p.n_heads_, hk = p.n_kv_heads_;
   int64_t col = 0;
   dispatch_dtype(column.dtype(), [&](auto t) {
     using I = decltype(t);
@@ -161,7 +161,7 @@ void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>
   });
   if (col < 0 || col + l > c)
     raise("[rope_kv_update] columns [{}, {}) are outside the cache's {} columns", col, col + l, c);
-  const std::shared_ptr<Rope> rp = rope(static_cast<int>(d));
+  const std::shared_ptr<Rope> rp = p.rope(static_cast<int>(d));
   // Heads [first, first + count) of qkv as a [B, count, L, D] view.
   const Strides& qs = qkv.strides();
   auto heads = [&](int64_t first, int64_t count) {
@@ -175,7 +175,7 @@ void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>
   };
   auto norm_rope = [&](Array x, const Array* w, Array& out) {
     if (w) {
-      const std::shared_ptr<RmsNorm> np = norm();
+      const std::shared_ptr<RmsNorm> np = p.norm();
       Array n(x.shape(), x.dtype(), np, {x, *w});
       np->eval_cpu({x, *w}, n);
       x = n;
@@ -184,17 +184,15 @@ void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>
     rin.insert(rin.end(), rope_params.begin(), rope_params.end());
     rp->eval_cpu(rin, out);
   };
-  norm_rope(heads(0, h), q_norm, outputs[0]);
+  norm_rope(heads(0, h), q_norm, q);
   Array k({b, hk, l, d}, qkv.dtype(), rp, {});
   norm_rope(heads(h, hk), k_norm, k);
   const Array v = heads(h + hk, hk);
-  // Each of the three outputs holds the inputs: the buffers are free when held only so.
-  const long holders = static_cast<long>(outputs.size());
-  backend::copy_or_donate(keys, outputs[1], holders);
-  backend::copy_or_donate(values, outputs[2], holders);
+  backend::copy_or_donate(keys, keys_out, holders);
+  backend::copy_or_donate(values, values_out, holders);
   const size_t es = qkv.itemsize();
-  char* ko = static_cast<char*>(outputs[1].raw_ptr());
-  char* vo = static_cast<char*>(outputs[2].raw_ptr());
+  char* ko = static_cast<char*>(keys_out.raw_ptr());
+  char* vo = static_cast<char*>(values_out.raw_ptr());
   const Strides& ks = k.strides();
   const Strides& vs = v.strides();
   for (int64_t bi = 0; bi < b; ++bi)
@@ -210,6 +208,19 @@ void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>
           std::memcpy(vo + (dst + j) * es, vr + j * vs[3] * static_cast<int64_t>(es), es);
         }
       }
+}
+
+}  // namespace ingot::backend::fastk
+
+namespace ingot {
+
+void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const std::vector<Array> rope_params(inputs.begin() + (has_norm_ ? 3 : 1), inputs.end() - 3);
+  // Each of the three outputs holds the inputs: the buffers are free when held only so.
+  fastk::rope_kv_update(*this, inputs[0], has_norm_ ? &inputs[1] : nullptr,
+                        has_norm_ ? &inputs[2] : nullptr, rope_params, inputs[inputs.size() - 3],
+                        inputs[inputs.size() - 2], inputs.back(), outputs[0], outputs[1],
+                        outputs[2], static_cast<long>(outputs.size()));
 }
 
 }  // namespace ingot

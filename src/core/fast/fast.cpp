@@ -153,6 +153,81 @@ int64_t check_rope_kv_args(const Array& qkv, const std::optional<Array>& q_norm,
   return d;
 }
 
+// The arguments of decode_block (see fast.h); returns D.
+int64_t check_decode_block_args(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt) {
+  const char* op = "decode_block";
+  check_float(x, op, "x");
+  const Dtype t = x.dtype();
+  if (t != Dtype::float32 && t != Dtype::bfloat16 && t != Dtype::float16)
+    raise("[{}] x must be float32, bfloat16 or float16, got {}", op, dtype_name(t));
+  if (x.ndim() != 3 || x.shape(1) != 1)
+    raise("[{}] x must be [B, 1, E] (one new token per row), got {}", op, shape_str(x.shape()));
+  const int64_t b = x.shape(0), e = x.shape(2);
+  if (opt.n_heads <= 0 || opt.n_kv_heads <= 0 || opt.n_heads % opt.n_kv_heads != 0)
+    raise(
+        "[{}] n_heads and n_kv_heads must be positive with n_heads a multiple of n_kv_heads, got "
+        "{} and {}",
+        op, opt.n_heads, opt.n_kv_heads);
+  if (keys.ndim() != 4 || values.shape() != keys.shape() || keys.shape(0) != b ||
+      keys.shape(1) != opt.n_kv_heads)
+    raise("[{}] keys and values must both be [B = {}, Hkv = {}, C, D], got {} and {}", op, b,
+          opt.n_kv_heads, shape_str(keys.shape()), shape_str(values.shape()));
+  const int64_t d = keys.shape(3), c = keys.shape(2);
+  if (d % 16 != 0 || d > 256)
+    raise("[{}] the head dimension must be a multiple of 16 and at most 256, got {}", op, d);
+  if (c < 1)
+    raise("[{}] the cache must have at least one column, got {}", op, shape_str(keys.shape()));
+  // Every float input: its shape and x's dtype.
+  auto check = [&](const Array& a, const char* what, const Shape& want) {
+    if (a.shape() != want || a.dtype() != t)
+      raise("[{}] {} must be {} of x's dtype {}, got {} {}", op, what, shape_str(want),
+            dtype_name(t), dtype_name(a.dtype()), shape_str(a.shape()));
+  };
+  const int64_t h = opt.n_heads, hk = opt.n_kv_heads;
+  check(keys, "keys", keys.shape());
+  check(values, "values", keys.shape());
+  check(input_norm, "input_norm", {e});
+  check(post_norm, "post_norm", {e});
+  check(w_qkv, "w_qkv [(H + 2 Hkv) D, E]", {(h + 2 * hk) * d, e});
+  if (q_norm.has_value() != k_norm.has_value())
+    raise("[{}] q_norm and k_norm must both be given or both be absent", op);
+  if (q_norm) {
+    check(*q_norm, "q_norm", {d});
+    check(*k_norm, "k_norm", {d});
+  }
+  check(w_o, "w_o [E, H D]", {e, h * d});
+  if (w_gate_up.ndim() != 2 || w_gate_up.shape(0) % 2 != 0 || w_gate_up.shape(0) == 0)
+    raise("[{}] w_gate_up must be stacked gate|up Linear weights [2I, E = {}], got {}", op, e,
+          shape_str(w_gate_up.shape()));
+  const int64_t inter = w_gate_up.shape(0) / 2;
+  check(w_gate_up, "w_gate_up [2I, E]", {2 * inter, e});
+  check(w_down, "w_down [E, I]", {e, inter});
+  if (column.size() != 1 || column.ndim() > 1 || !is_integral(column.dtype()) ||
+      column.dtype() == Dtype::bool_)
+    raise("[{}] column must be an integer array of one element, got {} {}", op,
+          dtype_name(column.dtype()), shape_str(column.shape()));
+  if (mask.dtype() != Dtype::bool_ || mask.shape() != Shape{b, 1, 1, c})
+    raise("[{}] mask must be bool [B, 1, 1, C] = [{}, 1, 1, {}], got {} {}", op, b, c,
+          dtype_name(mask.dtype()), shape_str(mask.shape()));
+  const RopeOptions& r = opt.rope;
+  if (!r.offsets) raise("[{}] rope.offsets (the [B] positions of the new tokens) are required", op);
+  if (r.offset != 0)
+    raise("[{}] rope.offset must be 0 (rope.offsets give the positions), got {}", op, r.offset);
+  if (r.offsets->ndim() != 1 || r.offsets->shape(0) != b)
+    raise("[{}] rope.offsets must have shape [B] = [{}], got {}", op, b,
+          shape_str(r.offsets->shape()));
+  // The rotary checks of rope (offsets' dtype, freqs), on q's shape.
+  check_rope_shape({b, h, 1, d}, static_cast<int>(d), r);
+  const int act = static_cast<int>(opt.act);
+  if (act < 0 || act > 2) raise("[{}] unknown activation {}", op, act);
+  return d;
+}
+
 }  // namespace ingot::fast::detail
 
 namespace ingot::fast {
@@ -374,6 +449,36 @@ Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& 
                std::make_shared<ScaledDotProductAttention>(resolve_stream(s, {&q}), opt.scale,
                                                            opt.causal, opt.window, opt.softcap, mk),
                std::move(inputs));
+}
+
+std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt,
+                                StreamOrDevice s) {
+  check_decode_block_args(x, input_norm, w_qkv, q_norm, k_norm, w_o, post_norm, w_gate_up, w_down,
+                          keys, values, column, mask, opt);
+  const Stream st = resolve_stream(s, {&x, &w_qkv, &keys, &values, &column, &mask});
+  // The order of DecodeBlock::slots().
+  std::vector<Array> inputs{x, input_norm, w_qkv};
+  if (q_norm) {
+    inputs.push_back(*q_norm);
+    inputs.push_back(*k_norm);
+  }
+  inputs.insert(inputs.end(), {w_o, post_norm, w_gate_up, w_down, *opt.rope.offsets});
+  if (opt.rope.freqs) inputs.push_back(*opt.rope.freqs);
+  inputs.insert(inputs.end(), {keys, values, column, mask});
+  const RopeOptions& r = opt.rope;
+  auto p = std::make_shared<DecodeBlock>(
+      st, opt.n_heads, opt.n_kv_heads, q_norm.has_value(), opt.norm.eps, opt.norm.add_unit_offset,
+      opt.norm.weight_in_float32, opt.qk_norm.eps, opt.qk_norm.add_unit_offset,
+      opt.qk_norm.weight_in_float32, r.traditional, r.base, r.scale, r.freqs.has_value(), opt.scale,
+      static_cast<int>(opt.act));
+  return Array::make_arrays({x.shape(), keys.shape(), values.shape()},
+                            {x.dtype(), keys.dtype(), values.dtype()}, std::move(p),
+                            std::move(inputs));
 }
 
 }  // namespace ingot::fast

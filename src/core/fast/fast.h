@@ -138,6 +138,46 @@ struct SdpaOptions {
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
                                    const SdpaOptions& opt = {}, StreamOrDevice s = {});
 
+/// Options of decode_block.
+struct DecodeBlockOptions {
+  int n_heads = 0;     // H
+  int n_kv_heads = 0;  // Hkv
+  /// The input and post-attention norms.
+  RmsNormOptions norm;
+  /// The q/k norms (used when q_norm and k_norm are given).
+  RmsNormOptions qk_norm;
+  /// Rotary over all D features: offsets ([B] integer positions) are required, offset must be
+  /// 0; freqs optional.
+  RopeOptions rope;
+  /// Attention scale.
+  float scale = 1.0f;
+  GatedActivation act = GatedActivation::silu;
+};
+/// One pre-norm Llama/Qwen3 decoder block of a decode step (one new token per row) over a
+/// fixed-size key/value cache, as one primitive (one persistent kernel on a GPU):
+///   qkv = rms_norm_linear(x, input_norm, w_qkv, opt.norm)
+///   {q, keys', values'} = rope_kv_update(qkv, q_norm, k_norm, keys, values, column,
+///                                        {H, Hkv, opt.qk_norm, opt.rope})
+///   o = scaled_dot_product_attention(q, keys', values', {.scale, .mask}) as [B, 1, H D]
+///   h = add_matmul(x, o, transpose(w_o))
+///   out = add_matmul(h, rms_norm_glu(h, post_norm, w_gate_up, opt.act, opt.norm),
+///                    transpose(w_down))
+/// and returns {out [B, 1, E], keys', values'} with exactly those ops' values
+/// (ref::decode_block). x [B, 1, E] is float32, bfloat16 or float16 and every float input has
+/// its dtype: input_norm, post_norm [E]; w_qkv [(H + 2 Hkv) D, E] (q, k, v rows); q_norm and
+/// k_norm [D] (both or neither); w_o [E, H D]; w_gate_up [2I, E] (gate rows first); w_down
+/// [E, I]; keys, values [B, Hkv, C, D]. column: an integer array of one element (the cache
+/// column written); mask: bool [B, 1, 1, C] (true = keep). Linear weights as stored ([out,
+/// in]), not transposed. D must be a multiple of 16 and at most 256. keys' and values' reuse
+/// the buffers when nothing else holds them. Not differentiable (a cache write).
+std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt,
+                                StreamOrDevice s = {});
+
 /// Reference compositions from ops (oracles and default VJPs).
 namespace ref {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
@@ -163,6 +203,13 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
                                   const RopeKvOptions& opt, StreamOrDevice s = {});
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
                                    const SdpaOptions& opt = {}, StreamOrDevice s = {});
+std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt,
+                                StreamOrDevice s = {});
 }  // namespace ref
 
 }  // namespace ingot::fast

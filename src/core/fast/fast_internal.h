@@ -16,6 +16,13 @@ void check_rope_args(const Array& x, int dims, const RopeOptions& opt);
 int64_t check_rope_kv_args(const Array& qkv, const std::optional<Array>& q_norm,
                            const std::optional<Array>& k_norm, const Array& keys,
                            const Array& values, const Array& column, const RopeKvOptions& opt);
+/// Validates decode_block's arguments (see fast.h); returns the head dimension D.
+int64_t check_decode_block_args(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt);
 /// check_rope_args without x's dtype check, for an x of this shape.
 void check_rope_shape(const Shape& shape, int dims, const RopeOptions& opt);
 SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt);

@@ -203,5 +203,27 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
   return {q, put_along_axis(keys, idx, k, 2, s), put_along_axis(values, idx, v, 2, s)};
 }
 
+std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,
+                                const std::optional<Array>& q_norm,
+                                const std::optional<Array>& k_norm, const Array& w_o,
+                                const Array& post_norm, const Array& w_gate_up, const Array& w_down,
+                                const Array& keys, const Array& values, const Array& column,
+                                const Array& mask, const DecodeBlockOptions& opt,
+                                StreamOrDevice s) {
+  check_decode_block_args(x, input_norm, w_qkv, q_norm, k_norm, w_o, post_norm, w_gate_up, w_down,
+                          keys, values, column, mask, opt);
+  const int64_t b = x.shape(0), hd = int64_t{opt.n_heads} * keys.shape(3);
+  const Array qkv = fast::rms_norm_linear(x, input_norm, w_qkv, opt.norm, s);
+  const RopeKvOptions ko{
+      .n_heads = opt.n_heads, .n_kv_heads = opt.n_kv_heads, .norm = opt.qk_norm, .rope = opt.rope};
+  std::vector<Array> qkv2 = fast::rope_kv_update(qkv, q_norm, k_norm, keys, values, column, ko, s);
+  Array o = fast::scaled_dot_product_attention(qkv2[0], qkv2[1], qkv2[2],
+                                               {.scale = opt.scale, .mask = mask}, s);
+  o = reshape(transpose(o, {0, 2, 1, 3}, s), {b, 1, hd}, s);
+  const Array h = add_matmul(x, o, transpose(w_o, s), s);
+  const Array g = fast::rms_norm_glu(h, post_norm, w_gate_up, opt.act, opt.norm, s);
+  return {add_matmul(h, g, transpose(w_down, s), s), qkv2[1], qkv2[2]};
+}
+
 }  // namespace ref
 }  // namespace ingot::fast

@@ -270,6 +270,31 @@ void ScaledDotProductAttention::print(std::ostream& os) const {
   os << ")";
 }
 
+// ---- DecodeBlock ----
+
+std::vector<Shape> DecodeBlock::output_shapes(const std::vector<Array>& inputs) {
+  const Slots s = slots();
+  return {inputs[s.x].shape(), inputs[s.keys].shape(), inputs[s.values].shape()};
+}
+
+void DecodeBlock::print(std::ostream& os) const {
+  os << "DecodeBlock(heads=" << n_heads_ << ", kv_heads=" << n_kv_heads_ << ", eps=" << eps_
+     << (add_unit_offset_ ? ", unit_offset" : "") << (weight_in_float32_ ? ", weight_f32" : "");
+  if (has_qk_norm_)
+    os << ", qk_norm(eps=" << qk_eps_ << (qk_add_unit_offset_ ? ", unit_offset" : "")
+       << (qk_weight_in_float32_ ? ", weight_f32" : "") << ")";
+  os << (traditional_ ? ", traditional" : "") << ", base=" << base_
+     << ", rope_scale=" << rope_scale_ << (has_freqs_ ? ", freqs" : "") << ", scale=" << scale_
+     << ", act=" << act_ << ")";
+}
+
+std::vector<Array> DecodeBlock::vjp(const std::vector<Array>&, const std::vector<Array>&,
+                                    const std::vector<int>&, const std::vector<Array>&) {
+  raise<Unsupported>(
+      "[decode_block] is not differentiable (it writes the key/value cache); differentiate the "
+      "separate ops instead");
+}
+
 // ---- ScaledDotProductAttentionGrad ----
 
 std::vector<Shape> ScaledDotProductAttentionGrad::output_shapes(const std::vector<Array>& inputs) {

@@ -1,5 +1,5 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
-// RopeKvUpdate, ScaledDotProductAttention, ScaledDotProductAttentionGrad.
+// RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, ScaledDotProductAttentionGrad.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
@@ -244,6 +244,109 @@ class ScaledDotProductAttention : public UnaryPrimitive {
   const int window_;
   const float softcap_;
   const SdpaMask mask_;
+};
+
+/// fast::decode_block: one pre-norm decoder block of a decode step over a fixed-size cache.
+/// Inputs {x, input_norm, w_qkv, [q_norm, k_norm], w_o, post_norm, w_gate_up, w_down, offsets,
+/// [freqs], keys, values, column, mask} (Linear weights as stored, [out, in]; see slots()),
+/// outputs {out, keys', values'}. The keys/values buffers are donated to the outputs when
+/// nothing else holds them. The rotary offset is 0 (offsets give the positions). act_ as
+/// RmsNormGlu's. No VJP (a cache write).
+class DecodeBlock : public Primitive {
+ public:
+  DecodeBlock(Stream s, int n_heads, int n_kv_heads, bool has_qk_norm, float eps,
+              bool add_unit_offset, bool weight_in_float32, float qk_eps, bool qk_add_unit_offset,
+              bool qk_weight_in_float32, bool traditional, float base, float rope_scale,
+              bool has_freqs, float scale, int act)
+      : Primitive(s),
+        n_heads_(n_heads),
+        n_kv_heads_(n_kv_heads),
+        has_qk_norm_(has_qk_norm),
+        eps_(eps),
+        add_unit_offset_(add_unit_offset),
+        weight_in_float32_(weight_in_float32),
+        qk_eps_(qk_eps),
+        qk_add_unit_offset_(qk_add_unit_offset),
+        qk_weight_in_float32_(qk_weight_in_float32),
+        traditional_(traditional),
+        base_(base),
+        rope_scale_(rope_scale),
+        has_freqs_(has_freqs),
+        scale_(scale),
+        act_(act) {}
+  INGOT_MULTI_PRIMITIVE(DecodeBlock)
+  INGOT_EQUIVALENT(DecodeBlock, std::make_tuple(p->n_heads_, p->n_kv_heads_, p->has_qk_norm_,
+                                                p->eps_, p->add_unit_offset_, p->weight_in_float32_,
+                                                p->qk_eps_, p->qk_add_unit_offset_,
+                                                p->qk_weight_in_float32_, p->traditional_, p->base_,
+                                                p->rope_scale_, p->has_freqs_, p->scale_, p->act_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  /// Throws Unsupported: the block writes the cache.
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  /// Positions of the inputs in the inputs vector (q_norm, k_norm, freqs: -1 when absent).
+  struct Slots {
+    int x, input_norm, w_qkv, q_norm, k_norm, w_o, post_norm, w_gate_up, w_down, offsets, freqs,
+        keys, values, column, mask;
+  };
+  Slots slots() const {
+    Slots s{};
+    int i = 0;
+    s.x = i++;
+    s.input_norm = i++;
+    s.w_qkv = i++;
+    s.q_norm = has_qk_norm_ ? i++ : -1;
+    s.k_norm = has_qk_norm_ ? i++ : -1;
+    s.w_o = i++;
+    s.post_norm = i++;
+    s.w_gate_up = i++;
+    s.w_down = i++;
+    s.offsets = i++;
+    s.freqs = has_freqs_ ? i++ : -1;
+    s.keys = i++;
+    s.values = i++;
+    s.column = i++;
+    s.mask = i++;
+    return s;
+  }
+  /// The steps as primitives of their own (the separate ops' kernels): the normed q/k/v
+  /// product, the q/k norms + rotary + cache write, the attention, the normed gate/up GLU.
+  std::shared_ptr<RmsNormLinear> qkv_product() const {
+    return std::make_shared<RmsNormLinear>(stream(), eps_, add_unit_offset_, weight_in_float32_,
+                                           true);
+  }
+  std::shared_ptr<RopeKvUpdate> kv_update() const {
+    return std::make_shared<RopeKvUpdate>(stream(), n_heads_, n_kv_heads_, has_qk_norm_, qk_eps_,
+                                          qk_add_unit_offset_, qk_weight_in_float32_, traditional_,
+                                          base_, rope_scale_, 0, true, has_freqs_);
+  }
+  std::shared_ptr<ScaledDotProductAttention> attention() const {
+    return std::make_shared<ScaledDotProductAttention>(stream(), scale_, false, 0, 0.0f,
+                                                       SdpaMask::boolean);
+  }
+  std::shared_ptr<RmsNormGlu> glu() const {
+    return std::make_shared<RmsNormGlu>(stream(), eps_, add_unit_offset_, weight_in_float32_, true,
+                                        act_);
+  }
+
+  const int n_heads_;
+  const int n_kv_heads_;
+  const bool has_qk_norm_;
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool weight_in_float32_;
+  const float qk_eps_;
+  const bool qk_add_unit_offset_;
+  const bool qk_weight_in_float32_;
+  const bool traditional_;
+  const float base_;
+  const float rope_scale_;
+  const bool has_freqs_;
+  const float scale_;
+  const int act_;
 };
 
 /// The gradients of ScaledDotProductAttention (softcap 0) in one primitive: inputs {q, k, v,
