@@ -178,6 +178,8 @@ Array PreNormBlock::operator()(const Array& x, const nn::AttentionInputs& in) co
     // The norms fused into the q/k/v and gate/up products, the residual adds into the output
     // and down projections (same results). With in.queries, the rows after attention are the
     // last ones only.
+    // A decode step on the GPU: the whole block as one primitive where it qualifies.
+    if (auto y = attn_->decode_block(x, *input_norm_, in, *mlp_, *post_attn_norm_)) return *y;
     const Array xr = nn::last_rows(x, in.queries);
     const Array h = attn_->normed(x, *input_norm_, in, &xr);
     return mlp_->normed(h, *post_attn_norm_, &h);

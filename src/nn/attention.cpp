@@ -1,6 +1,7 @@
 // Attention block (see attention.h).
 #include "nn/attention.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -173,6 +174,98 @@ std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optio
     out[2] = kv.second;
   }
   return out;
+}
+
+namespace {
+
+// set_decode_block's override: -1 none (the environment), 0 off, 1 on.
+std::atomic<int> decode_block_override{-1};
+
+bool decode_block_on() {
+  static const bool env = [] {
+    const char* v = std::getenv("INGOT_DECODE_BLOCK");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  const int o = decode_block_override.load();
+  return o < 0 ? env : o == 1;
+}
+
+bool same_options(const RMSNormOptions& a, const RMSNormOptions& b) {
+  return a.eps == b.eps && a.unit_offset == b.unit_offset &&
+         a.weight_in_float32 == b.weight_in_float32;
+}
+
+fast::RmsNormOptions fast_options(const RMSNormOptions& o) {
+  return {.eps = o.eps, .add_unit_offset = o.unit_offset, .weight_in_float32 = o.weight_in_float32};
+}
+
+}  // namespace
+
+void set_decode_block(std::optional<bool> on) {
+  decode_block_override.store(on ? (*on ? 1 : 0) : -1);
+}
+
+std::optional<Array> Attention::decode_block(const Array& x, const RMSNorm& input_norm,
+                                             const AttentionInputs& in, const GatedMLP& mlp,
+                                             const RMSNorm& post_norm) const {
+  // The call: decode (one row per sequence, a few sequences) of a 16-bit model on the GPU.
+  const Dtype t = x.dtype();
+  if (!decode_block_on() || x.device().type != Device::Type::cuda || is_tracing() ||
+      (t != bfloat16 && t != float16) || x.ndim() != 3 || x.shape(1) != 1 || x.shape(0) < 1 ||
+      x.shape(0) > kDecodeBlockMaxRows || x.shape(2) != cfg_.dims)
+    return std::nullopt;
+  const int64_t b = x.shape(0), d = cfg_.head_dim;
+  // The cache: fixed buffers written at a device column, with a bool mask [B, 1, 1, C]; the
+  // positions per row; no mask of the caller's.
+  Array keys, values, column;
+  if (!in.cache || !in.cache->fixed(&keys, &values, &column) || !in.offsets || in.mask)
+    return std::nullopt;
+  const std::optional<Array> mask = in.cache->mask(1);
+  if (!mask || mask->dtype() != bool_ || mask->shape() != Shape{b, 1, 1, keys.shape(2)} ||
+      keys.dtype() != t || values.dtype() != t ||
+      keys.shape() != Shape{b, cfg_.n_kv_heads, keys.shape(2), d} ||
+      in.offsets->shape() != Shape{b} || !is_integral(in.offsets->dtype()) ||
+      in.offsets->dtype() == bool_)
+    return std::nullopt;
+  // The block: full rotary, no softcap, a head size the kernel takes, the same norm options.
+  if (cfg_.softcap != 0 || cfg_.rope_dims != cfg_.head_dim || (d != 64 && d != 128 && d != 256) ||
+      !same_options(input_norm.options(), post_norm.options()))
+    return std::nullopt;
+  // The weights: dense, of x's dtype, on x's device.
+  Array w_gate_up, w_down;
+  fast::GatedActivation act{};
+  const std::optional<Array> w_qkv = qkv_.dense_stack();
+  const std::optional<Array> w_o = o_->dense_weight();
+  if (!w_qkv || !w_o || !mlp.dense_glu(&w_gate_up, &w_down, &act)) return std::nullopt;
+  std::optional<Array> qw, kw;
+  if (q_norm_) {
+    qw = q_norm_->param("weight");
+    kw = k_norm_->param("weight");
+  }
+  for (const std::optional<Array>& w :
+       {w_qkv, w_o, std::optional<Array>(w_gate_up), std::optional<Array>(w_down),
+        std::optional<Array>(input_norm.param("weight")),
+        std::optional<Array>(post_norm.param("weight")), qw, kw})
+    if (w && (w->dtype() != t || w->device() != x.device())) return std::nullopt;
+  if (cfg_.rope_freqs && cfg_.rope_freqs->device() != x.device()) return std::nullopt;
+  if (w_qkv->shape(0) != (cfg_.n_heads + 2 * int64_t{cfg_.n_kv_heads}) * d) return std::nullopt;
+
+  fast::DecodeBlockOptions opt{.n_heads = cfg_.n_heads,
+                               .n_kv_heads = cfg_.n_kv_heads,
+                               .norm = fast_options(input_norm.options()),
+                               .rope = {.traditional = cfg_.rope_traditional,
+                                        .base = cfg_.rope_base,
+                                        .scale = cfg_.rope_scale,
+                                        .offsets = in.offsets,
+                                        .freqs = cfg_.rope_freqs},
+                               .scale = cfg_.scale,
+                               .act = act};
+  if (cfg_.qk_norm) opt.qk_norm = fast_options(*cfg_.qk_norm);
+  std::vector<Array> out = fast::decode_block(
+      x, input_norm.param("weight"), *w_qkv, qw, kw, *w_o, post_norm.param("weight"), w_gate_up,
+      w_down, std::move(keys), std::move(values), column, *mask, opt);
+  in.cache->set_fixed(out[1], out[2]);
+  return out[0];
 }
 
 void Attention::project_heads(const std::optional<Array>& qkv, const Array& x,

@@ -95,6 +95,14 @@ struct AttentionInputs {
   int64_t queries = 0;
 };
 
+/// Most rows x may have for Attention::decode_block (the fused decoder block of a decode step).
+constexpr int64_t kDecodeBlockMaxRows = 1;
+/// Overrides INGOT_DECODE_BLOCK (unset or not "0": on) for Attention::decode_block; nullopt
+/// restores the environment's setting (for tests).
+void set_decode_block(std::optional<bool> on);
+
+class GatedMLP;
+
 /// The last n positions of x [B, L, ...] (all of x when n is 0 or L).
 Array last_rows(const Array& x, int64_t n);
 
@@ -110,6 +118,16 @@ class Attention : public Module {
   /// the q/k/v product where the stack allows (StackedLinear::normed_product).
   Array normed(const Array& x, const RMSNorm& norm, const AttentionInputs& in,
                const Array* residual) const;
+  /// A whole pre-norm decoder block of a decode step, h = x + attn(input_norm(x)), out = h +
+  /// mlp(post_norm(h)), as one primitive (fast::decode_block: one persistent kernel on a GPU),
+  /// writing the cache's fixed buffers. nullopt (run the block op by op) unless: on a CUDA
+  /// device outside gradient transforms, INGOT_DECODE_BLOCK not "0" (set_decode_block), x
+  /// bfloat16/float16 [B, 1, E] with B <= kDecodeBlockMaxRows, a fixed cache with a bool mask,
+  /// per-row offsets, no explicit mask, dense unquantized weights without bias or branches,
+  /// full rotary, no softcap, head_dim in {64, 128, 256}, both norms with the same options.
+  std::optional<Array> decode_block(const Array& x, const RMSNorm& input_norm,
+                                    const AttentionInputs& in, const GatedMLP& mlp,
+                                    const RMSNorm& post_norm) const;
   const AttentionConfig& config() const { return cfg_; }
   /// Runs the q, k and v projections as one stacked matmul from now on (see StackedLinear);
   /// false if the layers do not qualify.

@@ -61,6 +61,11 @@ Array Linear::add_to(const Array& residual, const Array& x) const {
   return add_matmul(residual, x, transpose(param("weight")));
 }
 
+std::optional<Array> Linear::dense_weight() const {
+  if (branch_ || quant_ || row_group_ || has_param("bias")) return std::nullopt;
+  return param("weight");
+}
+
 void Linear::set_row_parallel(std::shared_ptr<dist::Group> group) {
   if (group && group->size() == 1) group = nullptr;
   if (group && branch_)
@@ -235,6 +240,13 @@ bool StackedLinear::has_branch(size_t first, size_t count) const {
   return false;
 }
 
+std::optional<Array> StackedLinear::dense_stack() const {
+  if (quant_ || !current() || has_branch(0, layers_.size())) return std::nullopt;
+  for (const Linear* l : layers_)
+    if (l->row_parallel()) return std::nullopt;
+  return stack_;
+}
+
 Array StackedLinear::columns(const Array& y, size_t first, size_t count) const {
   int64_t col = 0, n = 0;
   for (size_t i = 0; i < first + count; ++i) (i < first ? col : n) += parts_.at(i).shape(0);
@@ -375,6 +387,19 @@ Array gated(const Array& g, const Array& u, Activation act) {
 }
 
 }  // namespace
+
+bool GatedMLP::dense_glu(Array* gate_up, Array* down, fast::GatedActivation* act) const {
+  const std::optional<Array> gu = gate_up_.dense_stack();
+  const std::optional<Array> dw = down_->dense_weight();
+  // gate and up of one width (the stack's rows split in halves).
+  if (!gu || !dw || gate_->param("weight").shape(0) != up_->param("weight").shape(0)) return false;
+  *gate_up = *gu;
+  *down = *dw;
+  *act = act_ == Activation::silu   ? fast::GatedActivation::silu
+         : act_ == Activation::gelu ? fast::GatedActivation::gelu
+                                    : fast::GatedActivation::gelu_tanh;
+  return true;
+}
 
 Array GatedMLP::operator()(const Array& x) const {
   if (auto gu = gate_up_(x)) return (*down_)(gated((*gu)[0], (*gu)[1], act_));

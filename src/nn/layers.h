@@ -8,6 +8,7 @@
 
 #include "core/dist/group.h"
 #include "core/dtype.h"
+#include "core/fast/fast.h"
 #include "core/ops/quantized.h"
 #include "nn/module.h"
 
@@ -56,6 +57,9 @@ class Linear : public Module {
   /// low-rank branch.
   void set_row_parallel(std::shared_ptr<dist::Group> group);
   const std::shared_ptr<dist::Group>& row_parallel() const { return row_group_; }
+  /// The weight [out, in] of a plain dense layer (no bias, branch, quantization or
+  /// row-parallel group), else nullopt: for fused kernels that take the weight itself.
+  std::optional<Array> dense_weight() const;
 
  private:
   std::optional<LowRankBranch> branch_;
@@ -107,6 +111,9 @@ class StackedLinear {
   Array columns(const Array& y, size_t first, size_t count) const;
   /// True when one of layers [first, first + count) has a low-rank branch.
   bool has_branch(size_t first, size_t count) const;
+  /// The stacked weight [N, E] when the stack is current, float (not quantized) and no layer
+  /// has a low-rank branch or a row-parallel group; else nullopt.
+  std::optional<Array> dense_stack() const;
 
  private:
   /// True while every layer still holds the parameters fuse() installed.
@@ -201,6 +208,9 @@ class GatedMLP : public Module {
   /// Runs gate and up as one stacked matmul from now on (see StackedLinear); false if the
   /// layers do not qualify.
   bool fuse_projections();
+  /// For fused kernels: the stacked gate|up weight [2I, E], the down weight [E, I] and the
+  /// activation, when gate/up are a dense stack and down a plain dense Linear; else false.
+  bool dense_glu(Array* gate_up, Array* down, fast::GatedActivation* act) const;
 
  private:
   std::shared_ptr<Linear> gate_, up_, down_;
