@@ -97,9 +97,11 @@ struct AttentionInputs {
 
 /// Most rows x may have for Attention::decode_block (the fused decoder block of a decode step).
 constexpr int64_t kDecodeBlockMaxRows = 1;
-/// Overrides INGOT_DECODE_BLOCK (unset or not "0": on) for Attention::decode_block; nullopt
+/// Overrides INGOT_DECODE_BLOCK ("1": on; off by default) for Attention::decode_block; nullopt
 /// restores the environment's setting (for tests).
 void set_decode_block(std::optional<bool> on);
+/// How many times Attention::decode_block has built the fused block (tests check it is taken).
+int64_t decode_blocks_built();
 
 class GatedMLP;
 
@@ -121,7 +123,7 @@ class Attention : public Module {
   /// A whole pre-norm decoder block of a decode step, h = x + attn(input_norm(x)), out = h +
   /// mlp(post_norm(h)), as one primitive (fast::decode_block: one persistent kernel on a GPU),
   /// writing the cache's fixed buffers. nullopt (run the block op by op) unless: on a CUDA
-  /// device outside gradient transforms, INGOT_DECODE_BLOCK not "0" (set_decode_block), x
+  /// device outside gradient transforms, INGOT_DECODE_BLOCK=1 (or set_decode_block(true)), x
   /// bfloat16/float16 [B, 1, E] with B <= kDecodeBlockMaxRows, a fixed cache with a bool mask,
   /// per-row offsets, no explicit mask, dense unquantized weights without bias or branches,
   /// full rotary, no softcap, head_dim in {64, 128, 256}, both norms with the same options.

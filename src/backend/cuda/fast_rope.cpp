@@ -8,21 +8,23 @@
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
 
-namespace ingot {
-namespace {
+namespace ingot::cu {
 
-/// The inverse frequencies by value, computed on the host as the CPU backend computes them
-/// (empty with custom freqs, or beyond kRopeMaxInvFreqs: the device computes those).
-cu::RopeInvFreqs host_inv_freqs(int dims, float base, bool has_freqs) {
-  cu::RopeInvFreqs inv;
+RopeInvFreqs host_inv_freqs(int dims, float base, bool has_freqs) {
+  RopeInvFreqs inv;
   const int half = dims / 2;
-  if (!has_freqs && half <= cu::kRopeMaxInvFreqs) {
+  if (!has_freqs && half <= kRopeMaxInvFreqs) {
     inv.n = half;
     for (int i = 0; i < half; ++i)  // the CPU backend's expression (powf), for bitwise parity
       inv.v[i] = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(dims));
   }
   return inv;
 }
+
+}  // namespace ingot::cu
+
+namespace ingot {
+namespace {
 
 /// Offsets input o (per-row start positions [B] or one [1]) into a.
 void set_offsets(cu::RopeArgs& a, const Array& o) {
@@ -58,7 +60,7 @@ void Rope::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   if (has_offsets_) set_offsets(a, inputs[1]);
   a.rows_per_b = a.nb > 1 ? a.n_rows / a.nb : a.n_rows;
   if (has_freqs_) set_freqs(a, inputs.back());
-  const cu::RopeInvFreqs inv = host_inv_freqs(dims_, base_, has_freqs_);
+  const cu::RopeInvFreqs inv = cu::host_inv_freqs(dims_, base_, has_freqs_);
   const cudaStream_t s = cu::stream(stream());
   // Each element is read before it is written, by the same thread: x's buffer can be reused.
   if (x.is_donatable() && x.dtype() == out.dtype())
@@ -131,7 +133,7 @@ void RopeKvUpdate::eval_cuda(const std::vector<Array>& inputs, std::vector<Array
   r.offset = offset_;
   if (has_offsets_) set_offsets(r, inputs[i++]);
   if (has_freqs_) set_freqs(r, inputs[i++]);
-  const cu::RopeInvFreqs inv = host_inv_freqs(static_cast<int>(a.D), base_, has_freqs_);
+  const cu::RopeInvFreqs inv = cu::host_inv_freqs(static_cast<int>(a.D), base_, has_freqs_);
   cu::alloc(outputs[0]);
   // Each of the three outputs holds the inputs: the buffers are free when held only so.
   const long holders = static_cast<long>(outputs.size());

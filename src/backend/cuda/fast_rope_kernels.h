@@ -44,6 +44,10 @@ struct RopeInvFreqs {
   float v[kRopeMaxInvFreqs];
 };
 
+/// The inverse frequencies by value, computed on the host as the CPU backend computes them
+/// (empty with custom freqs, or beyond kRopeMaxInvFreqs: the device computes those).
+RopeInvFreqs host_inv_freqs(int dims, float base, bool has_freqs);
+
 /// Rope on x of float dtype t. Inverse frequency i is freqs[i] when set, else inv.v[i] when
 /// i < inv.n, else 1 / base^(2i / dims) computed on the device.
 void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream_t s);
