@@ -25,6 +25,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 #include "backend/cuda/decode_block_kernels.h"
 #include "backend/cuda/device/indexing.cuh"
@@ -225,6 +226,120 @@ __device__ __forceinline__ void db_gemv(const void* wp, int64_t N, int64_t K, in
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int u = 0; u < U; ++u) wv[r][u] = wn[r][u];
+    }
+  }
+}
+
+// ---- GEMV phases through a shared-memory ring (cp.async) ----
+//
+// The register pipeline above keeps kDbUnroll chunks a lane in flight (32 KB an SM), too few for
+// HBM's latency with one CTA an SM. Here each thread owns kDbRing 16-byte slots of shared memory
+// (128 KB a CTA) that cp.async fills without registers: a step's R chunks go to the slots of
+// step f mod P (P = kDbRing / R steps in flight, one commit group each), a thread reads only the
+// slots it filled itself (no barrier), and refills a slot with step f + P once it has used it.
+
+constexpr int kDbRing = 32;
+
+__device__ __forceinline__ uint32_t db_smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ unsigned char* db_slot(unsigned char* ring, int slot) {
+  return ring + (size_t(slot) * kDbThreads + threadIdx.x) * 16;
+}
+
+/// The next step a thread issues: its index, row (among the warp's rows) and chunk slot.
+struct DbCursor {
+  int f, k, slot;
+  __device__ __forceinline__ DbCursor(const DbSteps& st, int f0)
+      : f(f0), k(f0 / st.steps), slot(f0 % st.steps) {}
+};
+
+/// Issues step cur.f's R chunks (nothing past the end or the row) into the ring and commits
+/// them as one group (an empty one keeps the group count uniform); advances the cursor.
+template <typename T, int R>
+__device__ __forceinline__ void db_issue(unsigned char* ring, const T* w, const DbSteps& st,
+                                         int64_t pair, int64_t K, DbCursor& cur) {
+  constexpr int P = kDbRing / R;
+  const int c = (threadIdx.x & 31) + 32 * cur.slot;
+  if (cur.f < st.total && c < st.chunks) {
+    const int64_t n = st.gw + cur.k * st.warps;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const char* src = reinterpret_cast<const char*>(w + (n + r * pair) * K) + int64_t(c) * 16;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(
+                       db_smem_addr(db_slot(ring, (cur.f & (P - 1)) * R + r))),
+                   "l"(src)
+                   : "memory");
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  ++cur.f;
+  if (++cur.slot == st.steps) cur.slot = 0, ++cur.k;
+}
+
+/// The first P steps of a product, issued before the barrier that precedes it.
+template <typename T, int R>
+__device__ __forceinline__ void db_ring_prime(unsigned char* ring, const void* w, int64_t N,
+                                              int64_t pair, int64_t K) {
+  constexpr int P = kDbRing / R;
+  const DbSteps st(N, K, kVec16<T>);
+  DbCursor cur(st, 0);
+#pragma unroll 1
+  for (int i = 0; i < P; ++i) db_issue<T, R>(ring, static_cast<const T*>(w), st, pair, K, cur);
+}
+
+/// db_gemv's rows and sums (the same bits) with the weights from the ring (db_ring_prime first).
+template <typename T, int M, int R, typename Epi>
+__device__ __forceinline__ void db_ring_gemv(unsigned char* ring, const void* wp, int64_t N,
+                                             int64_t K, int64_t pair, const T* xs, Epi&& epi) {
+  constexpr int V = kVec16<T>, P = kDbRing / R;
+  const T* w = static_cast<const T*>(wp);
+  const int lane = threadIdx.x & 31;
+  const DbSteps st(N, K, V);
+  DbCursor cur(st, P);
+  const char* x = reinterpret_cast<const char*>(xs);
+  const int64_t xrow = K * int64_t(sizeof(T));
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+  int k = 0, slot = 0;
+  for (int f = 0; f < st.total; ++f) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(P - 1) : "memory");
+    const int c = lane + 32 * slot;
+    if (c < st.chunks) {
+      uint4 xv[M];
+#pragma unroll
+      for (int m = 0; m < M; ++m)
+        xv[m] = *reinterpret_cast<const uint4*>(x + m * xrow + int64_t(c) * 16);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float wf[V];
+        unpack16<T>(*reinterpret_cast<const uint4*>(db_slot(ring, (f & (P - 1)) * R + r)), wf);
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          float xf[V];
+          unpack16<T>(xv[m], xf);
+#pragma unroll
+          for (int j = 0; j < V; ++j) acc[r][m] = fmaf(wf[j], xf[j], acc[r][m]);
+        }
+      }
+    }
+    // The slots just read (their values are in the sums above) take step f + P.
+    db_issue<T, R>(ring, w, st, pair, K, cur);
+    if (++slot == st.steps) {  // the row's last step: every lane (warp-uniform)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
+      if (lane == 0) epi(st.gw + k * st.warps, acc);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+      slot = 0;
+      ++k;
     }
   }
 }
@@ -609,41 +724,62 @@ __device__ void db_attention(const DbParams& P, float* sm) {
 
 // ---- the kernel ----
 
-template <typename T, int M, int LPK>
+template <typename T, int M, int LPK, bool RING>
 __global__ void __launch_bounds__(kDbThreads, 1)
     decode_block_kernel(const __grid_constant__ DbParams P) {
   extern __shared__ __align__(16) unsigned char db_smem[];
   const DecodeBlockArgs& a = P.a;
-  T* xs = reinterpret_cast<T*>(db_smem);
+  unsigned char* ring = db_smem;  // RING: kDbRing slots a thread, then the work area
+  unsigned char* work = RING ? db_smem + size_t(kDbRing) * kDbThreads * 16 : db_smem;
+  T* xs = reinterpret_cast<T*>(work);
   const int64_t E = a.E, HD = int64_t(a.H) * a.D, I = a.I, N = int64_t(a.H + 2 * a.Hkv) * a.D;
   T* qkv = static_cast<T*>(P.qkv);
   T* h = static_cast<T*>(P.h);
   T* g = static_cast<T*>(P.g);
   T* out = static_cast<T*>(a.out);
   const T* x = static_cast<const T*>(a.x);
+  // A product's first chunks (before the barrier ahead of it), then the product.
+  auto prime = [&](auto r_tag, uint4(&wv)[decltype(r_tag)::value][kDbUnroll], const void* w,
+                   int64_t rows, int64_t pair, int64_t K) {
+    constexpr int R = decltype(r_tag)::value;
+    if constexpr (RING)
+      db_ring_prime<T, R>(ring, w, rows, pair, K);
+    else
+      db_prime<T, R>(wv, w, rows, pair, K);
+  };
+  auto gemv = [&](auto r_tag, uint4(&wv)[decltype(r_tag)::value][kDbUnroll], const void* w,
+                  int64_t rows, int64_t K, int64_t pair, auto&& epi) {
+    constexpr int R = decltype(r_tag)::value;
+    if constexpr (RING)
+      db_ring_gemv<T, M, R>(ring, w, rows, K, pair, xs, epi);
+    else
+      db_gemv<T, M, R>(w, rows, K, pair, xs, wv, epi);
+  };
+  using R1 = std::integral_constant<int, 1>;
+  using R2 = std::integral_constant<int, 2>;
 
   // A: the weights first (they never depend on earlier kernels), then wait for them.
   uint4 wa[1][kDbUnroll];
-  db_prime<T, 1>(wa, a.w_qkv, N, 0, E);
+  prime(R1{}, wa, a.w_qkv, N, 0, E);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   db_norm_rows<T, M, false>(a.x, E, a.in_norm, a.eps, a.add_unit_offset, a.weight_in_float32, xs);
-  db_gemv<T, M, 1>(a.w_qkv, N, E, 0, xs, wa, [&](int64_t n, const float(&acc)[1][M]) {
+  gemv(R1{}, wa, a.w_qkv, N, E, 0, [&](int64_t n, const float(&acc)[1][M]) {
 #pragma unroll
     for (int m = 0; m < M; ++m) qkv[m * N + n] = cast<T>(acc[0][m]);
   });
   uint4 wc[1][kDbUnroll];
-  db_prime<T, 1>(wc, a.w_o, E, 0, HD);
+  prime(R1{}, wc, a.w_o, E, 0, HD);
   grid_barrier(P.bar);
 
   // B
-  db_attention<T, LPK>(P, reinterpret_cast<float*>(db_smem));
+  db_attention<T, LPK>(P, reinterpret_cast<float*>(work));
   grid_barrier(P.bar);
 
   // C: h = x + attn @ w_o^T, the product rounded first.
   db_copy_rows<T>(P.attn, M * HD, xs);
-  db_gemv<T, M, 1>(a.w_o, E, HD, 0, xs, wc, [&](int64_t n, const float(&acc)[1][M]) {
+  gemv(R1{}, wc, a.w_o, E, HD, 0, [&](int64_t n, const float(&acc)[1][M]) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float r = to_float(cast<T>(acc[0][m]));
@@ -651,12 +787,12 @@ __global__ void __launch_bounds__(kDbThreads, 1)
     }
   });
   uint4 wd[2][kDbUnroll];
-  db_prime<T, 2>(wd, a.w_gu, I, I, E);
+  prime(R2{}, wd, a.w_gu, I, I, E);
   grid_barrier(P.bar);
 
   // D: g = act(gate) * up of rms_norm(h).
   db_norm_rows<T, M, true>(P.h, E, a.post_norm, a.eps, a.add_unit_offset, a.weight_in_float32, xs);
-  db_gemv<T, M, 2>(a.w_gu, I, E, I, xs, wd, [&](int64_t n, const float(&acc)[2][M]) {
+  gemv(R2{}, wd, a.w_gu, I, E, I, [&](int64_t n, const float(&acc)[2][M]) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float gv = to_float(cast<T>(acc[0][m]));
@@ -665,7 +801,7 @@ __global__ void __launch_bounds__(kDbThreads, 1)
     }
   });
   uint4 we[1][kDbUnroll];
-  db_prime<T, 1>(we, a.w_down, E, 0, I);
+  prime(R1{}, we, a.w_down, E, 0, I);
   grid_barrier(P.bar);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
@@ -673,13 +809,16 @@ __global__ void __launch_bounds__(kDbThreads, 1)
 
   // E: out = h + g @ w_down^T.
   db_copy_rows<T>(P.g, M * I, xs);
-  db_gemv<T, M, 1>(a.w_down, E, I, 0, xs, we, [&](int64_t n, const float(&acc)[1][M]) {
+  gemv(R1{}, we, a.w_down, E, I, 0, [&](int64_t n, const float(&acc)[1][M]) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float r = to_float(cast<T>(acc[0][m]));
       out[m * E + n] = cast<T>(load_cg_elem(h + m * E + n) + r);
     }
   });
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (RING) asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
 }
 
 // ---- host side ----
@@ -688,11 +827,21 @@ int lanes_per_key(const DecodeBlockArgs& a) {
   return a.D / 8;  // 16-bit elements: 8 per 16-byte chunk
 }
 
+/// The ring GEMV (default) or the register one (INGOT_DECODE_BLOCK_RING=0).
+bool db_ring() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_DECODE_BLOCK_RING");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
 size_t db_smem_bytes(const DecodeBlockArgs& a) {
   const int64_t kmax = std::max({int64_t(a.E), int64_t(a.H) * a.D, int64_t(a.I)});
   const size_t gemv = static_cast<size_t>(a.B * kmax * 2);
   const size_t attn = static_cast<size_t>(db_attn_smem(a.D).floats) * 4;
-  return std::max(gemv, attn);
+  const size_t ring = db_ring() ? size_t(kDbRing) * kDbThreads * 16 : 0;
+  return ring + std::max(gemv, attn);
 }
 
 int db_grid(int sm_count) {
@@ -748,7 +897,8 @@ unsigned* db_counters(cudaStream_t s) {
 
 template <typename T, int M, int LPK>
 void launch_t(const DbParams& P, size_t smem, cudaStream_t s, int grid) {
-  auto* k = decode_block_kernel<T, M, LPK>;
+  auto* k =
+      db_ring() ? decode_block_kernel<T, M, LPK, true> : decode_block_kernel<T, M, LPK, false>;
   if (smem > 48 * 1024)
     INGOT_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(smem)));
@@ -777,7 +927,7 @@ bool decode_block_supported(const DecodeBlockArgs& a, int sm_count) {
   if (a.D != 64 && a.D != 128 && a.D != 256) return false;
   if (a.E % 8 != 0 || a.I % 8 != 0 || a.E <= 0 || a.I <= 0 || a.C < 1) return false;
   if (int64_t(a.B) * a.H + 1 > kDbCounters) return false;
-  if (db_smem_bytes(a) > 200 * 1024) return false;
+  if (db_smem_bytes(a) > 220 * 1024) return false;
   if (!a.freqs && a.D / 2 > kRopeMaxInvFreqs) return false;
   return sm_count > 0;
 }
