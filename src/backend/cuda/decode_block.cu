@@ -35,6 +35,7 @@
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
+#include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/gemv_common.cuh"
 
 namespace ingot::cu {
@@ -72,21 +73,6 @@ __device__ __forceinline__ float load_cg_elem(const T* p) {
   T v;
   memcpy(&v, &u, sizeof(v));
   return to_float(v);
-}
-
-__device__ __forceinline__ int64_t db_int(const void* p, Dtype t, int64_t i) {
-  switch (t) {
-    case Dtype::int8:
-      return static_cast<const int8_t*>(p)[i];
-    case Dtype::uint8:
-      return static_cast<const uint8_t*>(p)[i];
-    case Dtype::uint32:
-      return static_cast<const uint32_t*>(p)[i];
-    case Dtype::int64:
-      return static_cast<const int64_t*>(p)[i];
-    default:
-      return static_cast<const int32_t*>(p)[i];
-  }
 }
 
 // ---- the grid barrier ----
@@ -412,37 +398,6 @@ __device__ __forceinline__ void db_copy_rows(const void* src, int64_t elems, T* 
 
 // ---- attention phase ----
 
-template <int V>
-struct DbState {
-  float m, l, o[V];
-};
-
-template <int V>
-__device__ __forceinline__ void db_add(DbState<V>& s, float x, const float* v) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  float alpha = 1.0f;
-  if (x > s.m) {
-    alpha = s.m == kNegInf ? 0.0f : expf(s.m - x);
-    s.m = x;
-  }
-  const float pr = x == kNegInf ? 0.0f : expf(x - s.m);
-  s.l = s.l * alpha + pr;
-#pragma unroll
-  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * alpha + pr * v[i];
-}
-
-template <int V>
-__device__ __forceinline__ void db_merge(DbState<V>& s, float tm, float tl, const float* to) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const float mx = tm > s.m ? tm : s.m;
-  const float ws = s.m == kNegInf ? 0.0f : expf(s.m - mx);
-  const float wt = tm == kNegInf ? 0.0f : expf(tm - mx);
-  s.m = mx;
-  s.l = s.l * ws + tl * wt;
-#pragma unroll
-  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * ws + to[i] * wt;
-}
-
 /// Inverse frequency of rotary pair k (rope_kernel's inv_freq).
 __device__ __forceinline__ float db_inv_freq(const DbParams& P, int k) {
   const DecodeBlockArgs& a = P.a;
@@ -542,7 +497,7 @@ __device__ void db_attention(const DbParams& P, float* sm) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane % LPK;
   const int D = a.D, H = a.H, Hkv = a.Hkv, G = H / Hkv, C = a.C;
   const int64_t N = int64_t(H + 2 * Hkv) * D;
-  int64_t col = db_int(a.column, a.column_dtype, 0);
+  int64_t col = load_int(a.column, a.column_dtype, 0);
   if (col < 0 || col >= C) {
     if (blockIdx.x == 0 && threadIdx.x == 0) record_fault(a.site, col, C);
     col = col < 0 ? 0 : C - 1;  // the step's values are then meaningless; the fault is raised
@@ -560,7 +515,7 @@ __device__ void db_attention(const DbParams& P, float* sm) {
     const bool has_new = kb <= col && col < ke;
     // The position's cos/sin (a float64 sincos per pair, as the rope kernels).
     const float pos = __fmul_rn(
-        static_cast<float>(db_int(a.positions, a.positions_dtype, b * a.positions_stride)),
+        static_cast<float>(load_int(a.positions, a.positions_dtype, b * a.positions_stride)),
         a.rope_scale);
     for (int k = threadIdx.x; k < D / 2; k += blockDim.x) {
       const float ang = __fmul_rn(pos, db_inv_freq(P, k));
@@ -598,11 +553,8 @@ __device__ void db_attention(const DbParams& P, float* sm) {
     float q[V];
 #pragma unroll
     for (int i = 0; i < V; ++i) q[i] = sm[L.q + d0 + i];
-    DbState<V> st;
-    st.m = kNegInf;
-    st.l = 0.0f;
-#pragma unroll
-    for (int i = 0; i < V; ++i) st.o[i] = 0.0f;
+    sdpa_detail::DecodeState<V> st;
+    sdpa_detail::decode_init(st);
     const T* kp = static_cast<const T*>(a.keys) + (int64_t(b) * Hkv + kvh) * C * D + d0;
     const T* vp = static_cast<const T*>(a.values) + (int64_t(b) * Hkv + kvh) * C * D + d0;
     const bool* mk = a.mask + int64_t(b) * C;
@@ -642,7 +594,7 @@ __device__ void db_attention(const DbParams& P, float* sm) {
         for (int i = 0; i < V; ++i) d += q[i] * kf[i];
 #pragma unroll
         for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-        db_add(st, j < ke && keep[u] ? d : kNegInf, vf);
+        sdpa_detail::decode_add(st, j < ke && keep[u] ? d : kNegInf, vf);
       }
     }
     // Groups of a warp, then warps.
@@ -653,7 +605,7 @@ __device__ void db_attention(const DbParams& P, float* sm) {
       for (int i = 0; i < V; ++i) to[i] = __shfl_xor_sync(0xffffffffu, st.o[i], off);
       const float tm = __shfl_xor_sync(0xffffffffu, st.m, off);
       const float tl = __shfl_xor_sync(0xffffffffu, st.l, off);
-      db_merge(st, tm, tl, to);
+      sdpa_detail::decode_merge(st, tm, tl, to);
     }
     if (lane < LPK) {
 #pragma unroll
@@ -667,7 +619,8 @@ __device__ void db_attention(const DbParams& P, float* sm) {
     const int64_t hd = int64_t(b) * H * D + int64_t(h) * D;  // the head's output in attn
     if (warp == 0 && lane < LPK) {
       for (int w = 1; w < kDbWarps; ++w)
-        db_merge(st, sm[L.wml + 2 * w], sm[L.wml + 2 * w + 1], sm + L.wo + w * D + d0);
+        sdpa_detail::decode_merge(st, sm[L.wml + 2 * w], sm[L.wml + 2 * w + 1],
+                                  sm + L.wo + w * D + d0);
       if (splits == 1) {
         const float inv = st.l > 0.0f ? 1.0f / st.l : 0.0f;
         float y[V];

@@ -20,21 +20,6 @@
 namespace ingot::cu {
 namespace {
 
-__device__ __forceinline__ int64_t load_int(const void* p, Dtype t, int64_t i) {
-  switch (t) {
-    case Dtype::int8:
-      return static_cast<const int8_t*>(p)[i];
-    case Dtype::uint8:
-      return static_cast<const uint8_t*>(p)[i];
-    case Dtype::uint32:
-      return static_cast<const uint32_t*>(p)[i];
-    case Dtype::int64:
-      return static_cast<const int64_t*>(p)[i];
-    default:
-      return static_cast<const int32_t*>(p)[i];
-  }
-}
-
 __device__ __forceinline__ float load_float(const void* p, Dtype t, int64_t i) {
   switch (t) {
     case Dtype::float16:
@@ -328,8 +313,7 @@ __global__ void __launch_bounds__(kRowsThreads)
       const int r = r0 + u * groups;
       if (r >= rows) break;
       const int pi = r / heads, hd = r - pi * heads;
-      const T* src =
-          static_cast<const T*>(p.qkv) + pos_b[pi] * p.sb + pos_l[pi] * p.sl + hd * p.D;
+      const T* src = static_cast<const T*>(p.qkv) + pos_b[pi] * p.sb + pos_l[pi] * p.sl + hd * p.D;
 #pragma unroll
       for (int i = 0; i < NV; ++i) raw[u][i] = load16(src + (sub + LPR * i) * V);
     }

@@ -156,6 +156,52 @@ __device__ __forceinline__ A score(const KParams& p, const Block& c, const Row& 
   return score_mv<A>(p, w, j, ke, x, j < ke ? mask_at<A>(p, c, w, j) : A(0));
 }
 
+// ---- decode attention's online softmax (the decode kernels and the decode block) ----
+
+// Running softmax state (m, l) and output chunk o of one row.
+template <int V>
+struct DecodeState {
+  float m, l, o[V];
+};
+
+template <int V>
+__device__ __forceinline__ void decode_init(DecodeState<V>& s) {
+  s.m = -std::numeric_limits<float>::infinity();
+  s.l = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = 0.0f;
+}
+
+// Adds key score x with value chunk v. A NaN score never becomes the maximum and its weight
+// is NaN, so it reaches the output as on the CPU.
+template <int V>
+__device__ __forceinline__ void decode_add(DecodeState<V>& s, float x, const float* v) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float alpha = 1.0f;
+  if (x > s.m) {
+    alpha = s.m == kNegInf ? 0.0f : expf(s.m - x);
+    s.m = x;
+  }
+  const float pr = x == kNegInf ? 0.0f : expf(x - s.m);
+  s.l = s.l * alpha + pr;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * alpha + pr * v[i];
+}
+
+// s = merge of s and t (partials over disjoint keys).
+template <int V>
+__device__ __forceinline__ void decode_merge(DecodeState<V>& s, float tm, float tl,
+                                             const float* to) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float mx = tm > s.m ? tm : s.m;
+  const float ws = s.m == kNegInf ? 0.0f : expf(s.m - mx);
+  const float wt = tm == kNegInf ? 0.0f : expf(tm - mx);
+  s.m = mx;
+  s.l = s.l * ws + tl * wt;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s.o[i] = s.o[i] * ws + to[i] * wt;
+}
+
 // ---- cp.async: 16-byte global-to-shared copies ----
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {

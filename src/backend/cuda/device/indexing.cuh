@@ -5,6 +5,7 @@
 
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/indexing_kernels.h"
+#include "core/dtype.h"
 
 namespace ingot::cu {
 
@@ -19,6 +20,22 @@ inline __device__ __noinline__ void record_fault(const FaultSite& f, int64_t ind
   r->size = n;
   __threadfence_system();
   *reinterpret_cast<volatile int*>(&r->set) = 1;
+}
+
+/// Element i of an integer array of dtype t (positions, columns), widened to int64.
+__device__ __forceinline__ int64_t load_int(const void* p, Dtype t, int64_t i) {
+  switch (t) {
+    case Dtype::int8:
+      return static_cast<const int8_t*>(p)[i];
+    case Dtype::uint8:
+      return static_cast<const uint8_t*>(p)[i];
+    case Dtype::uint32:
+      return static_cast<const uint32_t*>(p)[i];
+    case Dtype::int64:
+      return static_cast<const int64_t*>(p)[i];
+    default:
+      return static_cast<const int32_t*>(p)[i];
+  }
 }
 
 /// Offset (in elements) of the element with row-major index `i` in layout `l`.
