@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table longdecode lorabench profile serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table longdecode blockphases lorabench profile serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -151,6 +151,19 @@ if [[ " $STEPS " == *" longdecode "* ]]; then  # decode attention at long contex
       echo "b$b len$l $e: $(echo "$r" | grep -oE '"decode_tok_s": *[0-9.]+')"
     done
   done | tee "$LOG/longdecode.txt"
+fi
+if [[ " $STEPS " == *" blockphases "* ]]; then  # the decode block's phases timed by differences
+  # (after "table": its checkpoints). INGOT_DECODE_BLOCK_PHASES=N stops the kernel after N of its
+  # five phases (A qkv, B attention, C o, D GLU, E down); "off" is the separate kernels.
+  stamp blockphases
+  for m in ${BLOCK_MODELS:-llama-3.2-1b qwen3-0.6b}; do
+    for ph in off 1 2 3 4 5; do
+      if [ "$ph" = off ]; then e="INGOT_DECODE_BLOCK=0"; else e="INGOT_DECODE_BLOCK=1 INGOT_DECODE_BLOCK_PHASES=$ph"; fi
+      r=$(env $e timeout 120 build-gpu/tools/cli/ingot bench decode --model /tmp/ingot-bench-table/$m \
+        --device cuda --len 32 --new 256 --repeat 3 2>"$LOG/blockphases.err" | tail -1)
+      echo "$m phases=$ph: $(echo "$r" | grep -oE '"decode_tok_s": *[0-9.]+')"
+    done
+  done | tee "$LOG/blockphases.txt"
 fi
 if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, ingot next to PEFT
   stamp lorabench
