@@ -212,7 +212,45 @@ __global__ void __launch_bounds__(32 * kRopeKvWarps)
   }
 }
 
+// ---- cos/sin tables (packed attention): one thread per (position, pair) ----
+
+template <typename T>
+__global__ void rope_table_kernel(const RopeArgs p, const __grid_constant__ RopeInvFreqs inv,
+                                  int64_t first, int64_t n, float* cs, float* sn) {
+  pdl_prologue();
+  const int64_t half = p.D / 2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * half;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i % half;
+    const float pos = __fmul_rn(static_cast<float>(first + i / half), p.scale);
+    const float ang = __fmul_rn(pos, inv_freq(p, inv, k));
+    double sd, cd;
+    sincos(static_cast<double>(ang), &sd, &cd);
+    cs[i] = round_through<T>(static_cast<float>(cd));
+    sn[i] = round_through<T>(static_cast<float>(sd));
+  }
+}
+
 }  // namespace
+
+void launch_rope_table(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, int64_t first,
+                       int64_t n, float* cs, float* sn, cudaStream_t s) {
+  const int64_t work = n * (a.D / 2);
+  if (work == 0) return;
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>((work + 255) / 256, 4096));
+  switch (t) {
+    case Dtype::float16:
+      launch_pdl(rope_table_kernel<__half>, blocks, 256, 0, s, a, inv, first, n, cs, sn);
+      break;
+    case Dtype::bfloat16:
+      launch_pdl(rope_table_kernel<__nv_bfloat16>, blocks, 256, 0, s, a, inv, first, n, cs, sn);
+      break;
+    default:
+      launch_pdl(rope_table_kernel<float>, blocks, 256, 0, s, a, inv, first, n, cs, sn);
+      break;
+  }
+  check_launch("rope_table_kernel");
+}
 
 void launch_rope(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, cudaStream_t s) {
   if (a.n_rows == 0 || a.D == 0 || a.L == 0) return;

@@ -82,4 +82,11 @@ inline constexpr int64_t kRopeKvRowsMin = 256;
 /// Queues the rope_kv_update kernel for dtype t (float32, bfloat16 or float16).
 void launch_rope_kv(Dtype t, const RopeKvArgs& a, const RopeInvFreqs& inv, cudaStream_t s);
 
+/// cos and sin of rope_kv_update's rotation at positions first, first + 1, ..., first + n - 1
+/// into cs / sn [n][D / 2] (float, rounded through dtype t exactly as its kernels round them):
+/// angle = (position * a.scale) * inverse frequency k, the frequencies as launch_rope takes them
+/// (a.D, a.dims = D, a.base, a.freqs). For kernels that rotate many rows at few positions.
+void launch_rope_table(Dtype t, const RopeArgs& a, const RopeInvFreqs& inv, int64_t first,
+                       int64_t n, float* cs, float* sn, cudaStream_t s);
+
 }  // namespace ingot::cu

@@ -13,6 +13,7 @@
 #include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/fast_sdpa_kernels.h"
+#include "backend/cuda/fast_sdpa_mma.cuh"
 
 namespace ingot::cu {
 using namespace sdpa_detail;
@@ -170,68 +171,8 @@ __global__ void __launch_bounds__(kSimtThreads) sdpa_simt_kernel(const KParams p
   }
 }
 
-// ---- tensor-core kernel: bf16/f16, D == Dv in {64, 80, 96, 128, 256} ----
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// c += a (16x16, row) * b (16x8, col), float accumulators.
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                          uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-// Two floats rounded to T, packed low-first as the mma fragments and memory order want.
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float x, float y) {
-  uint32_t u;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-    memcpy(&u, &h, 4);
-  } else {
-    const __half2 h = __floats2half2_rn(x, y);
-    memcpy(&u, &h, 4);
-  }
-  return u;
-}
-
-// 2^x by the MUFU unit (relative error about 2^-22; 2^-inf = 0).
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-template <int D>
-struct MmaTile {
-  static constexpr int kKeys = D <= 128 ? 64 : 32;  // keys per tile (register budget at D=256)
-  static constexpr int kStride = D + 8;     // smem row stride: rows shift banks, ldmatrix is clean
-  static constexpr int kChunks = D / 8;     // 16-byte chunks per row
-  static constexpr bool kQRegs = D <= 128;  // Q fragments kept in registers
-};
-
-// The pieces of the tensor-core kernels. One warp per 16 rows (1 to 4 warps). Fragment layouts
-// follow PTX's mma.m16n8k16: thread (g = lane / 4, q = lane % 4) holds rows g and g + 8,
-// columns 2q and 2q + 1 of each 8-wide tile.
+// ---- tensor-core kernel: bf16/f16, D == Dv in {64, 80, 96, 128, 256} (pieces in
+// fast_sdpa_mma.cuh) ----
 
 // Q rows [c.r0, c.r0 + BR) of the CTA into shared memory (async; rows past the end read zeros).
 template <typename T, int D>
@@ -273,16 +214,6 @@ __device__ __forceinline__ void mma_load_tile(T* dst, const T* src, int64_t st, 
   }
 }
 
-// Per-thread state of a warp's 16 rows: Q fragments (D <= 128), output accumulators and the
-// online softmax's running maximum (log2 units) and sum.
-template <int D>
-struct MmaRows {
-  uint32_t qf[MmaTile<D>::kQRegs ? D / 16 : 1][4];
-  float o[D / 8][4];
-  float m[2], l[2];
-  Row rw[2];
-};
-
 // Starts a warp's rows: Q fragments from shared memory (when kept in registers), zeroed
 // accumulators, the rows' coordinates.
 template <typename T, int D>
@@ -299,34 +230,6 @@ __device__ __forceinline__ void mma_rows_begin(MmaRows<D>& r, const KParams& p, 
   for (int dt = 0; dt < D / 8; ++dt) r.o[dt][0] = r.o[dt][1] = r.o[dt][2] = r.o[dt][3] = 0.0f;
   r.m[0] = r.m[1] = -INFINITY;
   r.l[0] = r.l[1] = 0.0f;
-}
-
-// s = Q K_j^T for the warp's 16 rows and the tile's keys (K tile in shared memory).
-template <typename T, int D>
-__device__ __forceinline__ void mma_scores(float (&s)[MmaTile<D>::kKeys / 8][4],
-                                           const MmaRows<D>& r, const T* qwarp, const T* ks) {
-  using Cfg = MmaTile<D>;
-  constexpr int BC = Cfg::kKeys, ST = Cfg::kStride;
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    uint32_t af[4];
-    if constexpr (Cfg::kQRegs) {
-      af[0] = r.qf[kk][0], af[1] = r.qf[kk][1], af[2] = r.qf[kk][2], af[3] = r.qf[kk][3];
-    } else {
-      ldsm_x4(af, qwarp + kk * 16);
-    }
-#pragma unroll
-    for (int n2 = 0; n2 < BC / 16; ++n2) {
-      uint32_t bf[4];
-      ldsm_x4(bf, ks + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * ST + kk * 16 +
-                      (((lane >> 3) & 1) << 3));
-      mma_16816<T>(s[2 * n2], af, bf[0], bf[1]);
-      mma_16816<T>(s[2 * n2 + 1], af, bf[2], bf[3]);
-    }
-  }
 }
 
 // The online softmax over the tile of keys j0..: scales the scores (softcap, mask and
@@ -356,65 +259,7 @@ __device__ __forceinline__ void mma_softmax(float (&s)[MmaTile<D>::kKeys / 8][4]
                                s[n][e] * a.scale) *
                   kLog2e;
   }
-  float alpha[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    float mx = r.m[i];
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    // A row that has seen no visible key keeps max -inf; its probabilities are 2^-inf = 0.
-    const float mu = mx == -INFINITY ? 0.0f : mx;
-    alpha[i] = ex2(r.m[i] - mu);
-    r.m[i] = mx;
-    float sum = 0.0f;
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-      for (int e = 2 * i; e < 2 * i + 2; ++e) {
-        s[n][e] = ex2(s[n][e] - mu);
-        sum += s[n][e];
-      }
-    r.l[i] = r.l[i] * alpha[i] + sum;  // this thread's columns; the quad is summed at the end
-  }
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) {
-    r.o[dt][0] *= alpha[0], r.o[dt][1] *= alpha[0];
-    r.o[dt][2] *= alpha[1], r.o[dt][3] *= alpha[1];
-  }
-}
-
-// O += P V_j (V tile in shared memory).
-template <typename T, int D>
-__device__ __forceinline__ void mma_pv(MmaRows<D>& r, const float (&s)[MmaTile<D>::kKeys / 8][4],
-                                       const T* vs) {
-  constexpr int BC = MmaTile<D>::kKeys, ST = MmaTile<D>::kStride;
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int kt = 0; kt < BC / 16; ++kt) {
-    const uint32_t pa[4] = {
-        pack2<T>(s[2 * kt][0], s[2 * kt][1]), pack2<T>(s[2 * kt][2], s[2 * kt][3]),
-        pack2<T>(s[2 * kt + 1][0], s[2 * kt + 1][1]), pack2<T>(s[2 * kt + 1][2], s[2 * kt + 1][3])};
-#pragma unroll
-    for (int d2 = 0; d2 < D / 16; ++d2) {
-      uint32_t bf[4];
-      ldsm_x4_t(bf, vs + (kt * 16 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ST + d2 * 16 +
-                        ((lane >> 4) << 3));
-      mma_16816<T>(r.o[2 * d2], pa, bf[0], bf[1]);
-      mma_16816<T>(r.o[2 * d2 + 1], pa, bf[2], bf[3]);
-    }
-  }
-}
-
-// Sums the row sums over the quad (after the last tile).
-template <int D>
-__device__ __forceinline__ void mma_rows_end(MmaRows<D>& r) {
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    r.l[i] += __shfl_xor_sync(0xffffffffu, r.l[i], 1);
-    r.l[i] += __shfl_xor_sync(0xffffffffu, r.l[i], 2);
-  }
+  mma_online_softmax<D>(s, r);
 }
 
 // The warp's normalised rows into the output, staged through `stage` (16 rows of the warp's

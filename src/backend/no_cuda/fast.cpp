@@ -11,5 +11,6 @@ INGOT_NO_CUDA_UNARY(Rope)
 INGOT_NO_CUDA_MULTI(RopeKvUpdate)
 INGOT_NO_CUDA_UNARY(ScaledDotProductAttention)
 INGOT_NO_CUDA_MULTI(DecodeBlock)
+INGOT_NO_CUDA_UNARY(PackedAttention)
 INGOT_NO_CUDA_MULTI(ScaledDotProductAttentionGrad)
 }  // namespace ingot

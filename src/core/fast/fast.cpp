@@ -1,6 +1,10 @@
 // fast:: ops: validate arguments and build RmsNorm / LayerNorm / Rope /
-// ScaledDotProductAttention nodes (kernels in backend/*/fast_*).
+// ScaledDotProductAttention / PackedAttention nodes (kernels in backend/*/fast_*).
 #include "core/fast/fast.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "core/fast/fast_internal.h"
 #include "core/ops/ops.h"
@@ -225,6 +229,78 @@ int64_t check_decode_block_args(const Array& x, const Array& input_norm, const A
   check_rope_shape({b, h, 1, d}, static_cast<int>(d), r);
   const int act = static_cast<int>(opt.act);
   if (act < 0 || act > 2) raise("[{}] unknown activation {}", op, act);
+  return d;
+}
+
+// The arguments of packed_attention (see fast.h); returns D.
+int64_t check_packed_attention_args(const Array& qkv, const std::optional<Array>& q_norm,
+                                    const std::optional<Array>& k_norm,
+                                    const std::optional<Array>& prefix_keys,
+                                    const std::optional<Array>& prefix_values,
+                                    const PackedAttentionOptions& opt) {
+  const char* op = "packed_attention";
+  check_float(qkv, op, "qkv");
+  const Dtype t = qkv.dtype();
+  if (t != Dtype::float32 && t != Dtype::bfloat16 && t != Dtype::float16)
+    raise("[{}] qkv must be float32, bfloat16 or float16, got {}", op, dtype_name(t));
+  if (opt.n_heads <= 0 || opt.n_kv_heads <= 0 || opt.n_heads % opt.n_kv_heads != 0)
+    raise(
+        "[{}] n_heads and n_kv_heads must be positive with n_heads a multiple of n_kv_heads, got "
+        "{} and {}",
+        op, opt.n_heads, opt.n_kv_heads);
+  const int64_t h = opt.n_heads, hk = opt.n_kv_heads, heads = h + 2 * hk;
+  if (qkv.ndim() != 2 || qkv.shape(1) % heads != 0 || qkv.shape(1) == 0)
+    raise("[{}] qkv must be [T, (H + 2 Hkv) D] with H + 2 Hkv = {} and D > 0, got {}", op, heads,
+          shape_str(qkv.shape()));
+  const int64_t rows = qkv.shape(0), d = qkv.shape(1) / heads;
+  if (d % 2 != 0)
+    raise("[{}] the head dimension D must be even, got {} (qkv {})", op, d, shape_str(qkv.shape()));
+  if (rows > std::numeric_limits<int32_t>::max())
+    raise("[{}] qkv has {} rows, more than int32 positions hold", op, rows);
+  if (q_norm.has_value() != k_norm.has_value())
+    raise("[{}] q_norm and k_norm must both be given or both be absent", op);
+  for (const std::optional<Array>* w : {&q_norm, &k_norm})
+    if (*w && ((*w)->ndim() != 1 || (*w)->shape(0) != d || (*w)->dtype() != t))
+      raise("[{}] q_norm and k_norm must be [D = {}] of qkv's dtype {}, got {} {}", op, d,
+            dtype_name(t), dtype_name((*w)->dtype()), shape_str((*w)->shape()));
+  // Sequence boundaries.
+  const std::vector<int64_t>& st = opt.starts;
+  if (st.size() < 2)
+    raise("[{}] starts must have at least two entries (one sequence), got {}", op, st.size());
+  if (st.front() != 0) raise("[{}] starts[0] must be 0, got {}", op, st.front());
+  for (size_t i = 1; i < st.size(); ++i)
+    if (st[i] < st[i - 1])
+      raise("[{}] starts must not decrease, got starts[{}] = {} after starts[{}] = {}", op, i,
+            st[i], i - 1, st[i - 1]);
+  if (st.back() != rows)
+    raise("[{}] the last entry of starts must be T = {} (qkv's rows), got {}", op, rows, st.back());
+  // Rotary: positions are P + i, so no offset of any kind; freqs [D / 2].
+  const RopeOptions& r = opt.rope;
+  if (r.offset != 0)
+    raise("[{}] rope.offset must be 0 (row i of a sequence is at position P + i), got {}", op,
+          r.offset);
+  if (r.offsets) raise("[{}] rope.offsets must be absent (row i of a sequence is at P + i)", op);
+  if (r.freqs &&
+      (!is_floating(r.freqs->dtype()) || r.freqs->ndim() != 1 || r.freqs->shape(0) != d / 2))
+    raise("[{}] rope.freqs must be a floating-point [D / 2] = [{}], got {} {}", op, d / 2,
+          dtype_name(r.freqs->dtype()), shape_str(r.freqs->shape()));
+  // The shared prefix.
+  if (prefix_keys.has_value() != prefix_values.has_value())
+    raise("[{}] prefix_keys and prefix_values must both be given or both be absent", op);
+  if (prefix_keys) {
+    const Array &pk = *prefix_keys, &pv = *prefix_values;
+    if (pk.ndim() != 4 || pk.shape(0) != 1 || pk.shape(1) != hk || pk.shape(3) != d ||
+        pv.shape() != pk.shape())
+      raise(
+          "[{}] prefix_keys and prefix_values must both be [1, Hkv = {}, P, D = {}], got {} and "
+          "{}",
+          op, hk, d, shape_str(pk.shape()), shape_str(pv.shape()));
+    if (pk.dtype() != t || pv.dtype() != t)
+      raise("[{}] prefix_keys and prefix_values must have qkv's dtype {}, got {} and {}", op,
+            dtype_name(t), dtype_name(pk.dtype()), dtype_name(pv.dtype()));
+  }
+  if (opt.window < 0) raise("[{}] window must be >= 0, got {}", op, opt.window);
+  if (!(opt.softcap >= 0)) raise("[{}] softcap must be >= 0, got {}", op, opt.softcap);
   return d;
 }
 
@@ -479,6 +555,47 @@ std::vector<Array> decode_block(const Array& x, const Array& input_norm, const A
   return Array::make_arrays({x.shape(), keys.shape(), values.shape()},
                             {x.dtype(), keys.dtype(), values.dtype()}, std::move(p),
                             std::move(inputs));
+}
+
+Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                       const std::optional<Array>& k_norm, const std::optional<Array>& prefix_keys,
+                       const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
+                       StreamOrDevice s) {
+  const int64_t d =
+      check_packed_attention_args(qkv, q_norm, k_norm, prefix_keys, prefix_values, opt);
+  const Stream st = resolve_stream(
+      s, {&qkv, prefix_keys ? &*prefix_keys : nullptr, prefix_values ? &*prefix_values : nullptr});
+  const int64_t t = qkv.shape(0), hd = int64_t{opt.n_heads} * d;
+  if (t == 0) return zeros({0, hd}, qkv.dtype(), st);
+  // The GPU kernel covers 16-bit problems with D in {64, 128, 256}; others run as the ops.
+  const bool half = qkv.dtype() == Dtype::bfloat16 || qkv.dtype() == Dtype::float16;
+  if (st.device.type == Device::Type::cuda && !(half && (d == 64 || d == 128 || d == 256)))
+    return ref::packed_attention(qkv, q_norm, k_norm, prefix_keys, prefix_values, opt, st);
+  std::vector<int32_t> starts(opt.starts.size());
+  int64_t max_len = 0;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    starts[i] = static_cast<int32_t>(opt.starts[i]);
+    if (i > 0) max_len = std::max(max_len, opt.starts[i] - opt.starts[i - 1]);
+  }
+  // The order of PackedAttention::slots().
+  std::vector<Array> inputs{qkv};
+  if (q_norm) {
+    inputs.push_back(*q_norm);
+    inputs.push_back(*k_norm);
+  }
+  inputs.emplace_back(starts, Shape{static_cast<int64_t>(starts.size())}, Dtype::int32);
+  if (opt.rope.freqs) inputs.push_back(*opt.rope.freqs);
+  if (prefix_keys) {
+    inputs.push_back(*prefix_keys);
+    inputs.push_back(*prefix_values);
+  }
+  const RopeOptions& r = opt.rope;
+  const RmsNormOptions& n = opt.qk_norm;
+  auto p = std::make_shared<PackedAttention>(
+      st, opt.n_heads, opt.n_kv_heads, q_norm.has_value(), n.eps, n.add_unit_offset,
+      n.weight_in_float32, r.traditional, r.base, r.scale, r.freqs.has_value(), opt.scale,
+      opt.window, opt.softcap, prefix_keys.has_value(), max_len);
+  return Array({t, hd}, qkv.dtype(), std::move(p), std::move(inputs));
 }
 
 }  // namespace ingot::fast

@@ -178,6 +178,45 @@ std::vector<Array> decode_block(const Array& x, const Array& input_norm, const A
                                 const Array& mask, const DecodeBlockOptions& opt,
                                 StreamOrDevice s = {});
 
+/// Options of packed_attention.
+struct PackedAttentionOptions {
+  int n_heads = 0;     // H
+  int n_kv_heads = 0;  // Hkv
+  /// Sequence boundaries: sequence s is rows [starts[s], starts[s + 1]) of qkv. starts[0] is 0,
+  /// the entries do not decrease, the last is T; at least two entries (one sequence). Empty
+  /// sequences are allowed (they have no rows).
+  std::vector<int64_t> starts;
+  /// The q/k norms (used when q_norm and k_norm are given).
+  RmsNormOptions qk_norm;
+  /// Rotary over all D features (traditional, base, scale, freqs). offset must be 0 and
+  /// offsets absent: row i of a sequence is at position P + i (P: the prefix's columns).
+  RopeOptions rope;
+  /// Attention scale, sliding window (0 = none) and logit softcap (0 = none) as in SdpaOptions.
+  float scale = 1.0f;
+  int window = 0;
+  float softcap = 0.0f;
+};
+/// Causal self-attention of a packed batch: N sequences' rows back to back, no padding (bulk
+/// classification and scoring). From the stacked projection qkv [T, (H + 2 Hkv) D] (q heads,
+/// then k heads, then v heads), for each sequence s (rows [starts[s], starts[s + 1]), row i at
+/// position P + i):
+///   q, k = rope(rms_norm(q / k heads, q_norm / k_norm)) at those positions, v = v heads
+///   o = scaled_dot_product_attention(q, [prefix_keys; k], [prefix_values; v],
+///                                    {.scale, .causal = true, .window, .softcap})
+/// Output [T, H D] in qkv's dtype: row r is the attention output of qkv's row r, heads side by
+/// side (ready for the output projection), with the values of those ops run per sequence
+/// (ref::packed_attention). Every sequence sees the shared prefix prefix_keys / prefix_values
+/// [1, Hkv, P, D] (as a cache holds them: normalised and rotated at positions 0..P-1; both or
+/// neither, P may be 0) and its own earlier rows, never another sequence's. qkv is float32,
+/// bfloat16 or float16 and q_norm, k_norm ([D], both or neither) and the prefix have its dtype;
+/// D is even. On a GPU, 16-bit problems with D in {64, 128, 256} run as one kernel (norms, rotary
+/// and attention fused, reading qkv in place); others run as ref::packed_attention (the separate
+/// ops, on the same device). Not differentiable.
+Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                       const std::optional<Array>& k_norm, const std::optional<Array>& prefix_keys,
+                       const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
+                       StreamOrDevice s = {});
+
 /// Reference compositions from ops (oracles and default VJPs).
 namespace ref {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
@@ -210,6 +249,10 @@ std::vector<Array> decode_block(const Array& x, const Array& input_norm, const A
                                 const Array& keys, const Array& values, const Array& column,
                                 const Array& mask, const DecodeBlockOptions& opt,
                                 StreamOrDevice s = {});
+Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                       const std::optional<Array>& k_norm, const std::optional<Array>& prefix_keys,
+                       const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
+                       StreamOrDevice s = {});
 }  // namespace ref
 
 }  // namespace ingot::fast

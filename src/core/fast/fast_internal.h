@@ -23,6 +23,12 @@ int64_t check_decode_block_args(const Array& x, const Array& input_norm, const A
                                 const Array& post_norm, const Array& w_gate_up, const Array& w_down,
                                 const Array& keys, const Array& values, const Array& column,
                                 const Array& mask, const DecodeBlockOptions& opt);
+/// Validates packed_attention's arguments (see fast.h); returns the head dimension D.
+int64_t check_packed_attention_args(const Array& qkv, const std::optional<Array>& q_norm,
+                                    const std::optional<Array>& k_norm,
+                                    const std::optional<Array>& prefix_keys,
+                                    const std::optional<Array>& prefix_values,
+                                    const PackedAttentionOptions& opt);
 /// check_rope_args without x's dtype check, for an x of this shape.
 void check_rope_shape(const Shape& shape, int dims, const RopeOptions& opt);
 SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt);

@@ -225,5 +225,44 @@ std::vector<Array> decode_block(const Array& x, const Array& input_norm, const A
   return {add_matmul(h, g, transpose(w_down, s), s), qkv2[1], qkv2[2]};
 }
 
+Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                       const std::optional<Array>& k_norm, const std::optional<Array>& prefix_keys,
+                       const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
+                       StreamOrDevice s) {
+  const int64_t d =
+      check_packed_attention_args(qkv, q_norm, k_norm, prefix_keys, prefix_values, opt);
+  const int64_t h = opt.n_heads, hk = opt.n_kv_heads, heads = h + 2 * hk;
+  const int64_t p = prefix_keys ? prefix_keys->shape(2) : 0;
+  RopeOptions rope = opt.rope;
+  rope.offset = p;  // row i of a sequence is at position P + i
+  const SdpaOptions so{
+      .scale = opt.scale, .causal = true, .window = opt.window, .softcap = opt.softcap};
+  std::vector<Array> outs;
+  for (size_t i = 0; i + 1 < opt.starts.size(); ++i) {
+    const int64_t r0 = opt.starts[i], len = opt.starts[i + 1] - r0;
+    if (len == 0) continue;
+    // The sequence's heads [1, H + 2 Hkv, len, D].
+    const Array rows = slice(qkv, {r0, 0}, {r0 + len, heads * d}, s);
+    const Array x = transpose(reshape(rows, {1, len, heads, d}, s), {0, 2, 1, 3}, s);
+    Array q = slice(x, {0, 0, 0, 0}, {1, h, len, d}, s);
+    Array k = slice(x, {0, h, 0, 0}, {1, h + hk, len, d}, s);
+    Array v = slice(x, {0, h + hk, 0, 0}, {1, heads, len, d}, s);
+    if (q_norm) {
+      q = fast::rms_norm(q, q_norm, opt.qk_norm, s);
+      k = fast::rms_norm(k, k_norm, opt.qk_norm, s);
+    }
+    q = fast::rope(q, static_cast<int>(d), rope, s);
+    k = fast::rope(k, static_cast<int>(d), rope, s);
+    if (prefix_keys) {
+      k = concatenate({*prefix_keys, k}, 2, s);
+      v = concatenate({*prefix_values, v}, 2, s);
+    }
+    const Array o = fast::scaled_dot_product_attention(q, k, v, so, s);
+    outs.push_back(reshape(transpose(o, {0, 2, 1, 3}, s), {len, h * d}, s));
+  }
+  if (outs.empty()) return zeros({0, h * d}, qkv.dtype(), s);
+  return outs.size() == 1 ? outs[0] : concatenate(outs, 0, s);
+}
+
 }  // namespace ref
 }  // namespace ingot::fast

@@ -295,6 +295,32 @@ std::vector<Array> DecodeBlock::vjp(const std::vector<Array>&, const std::vector
       "separate ops instead");
 }
 
+// ---- PackedAttention ----
+
+std::vector<Shape> PackedAttention::output_shapes(const std::vector<Array>& inputs) {
+  const Array& qkv = inputs[slots().qkv];
+  const int64_t d = qkv.shape(1) / (n_heads_ + 2 * int64_t{n_kv_heads_});
+  return {{qkv.shape(0), n_heads_ * d}};
+}
+
+void PackedAttention::print(std::ostream& os) const {
+  os << "PackedAttention(heads=" << n_heads_ << ", kv_heads=" << n_kv_heads_;
+  if (has_qk_norm_)
+    os << ", qk_norm(eps=" << qk_eps_ << (qk_add_unit_offset_ ? ", unit_offset" : "")
+       << (qk_weight_in_float32_ ? ", weight_f32" : "") << ")";
+  os << (traditional_ ? ", traditional" : "") << ", base=" << base_
+     << ", rope_scale=" << rope_scale_ << (has_freqs_ ? ", freqs" : "") << ", scale=" << scale_
+     << ", window=" << window_ << ", softcap=" << softcap_ << (has_prefix_ ? ", prefix" : "")
+     << ", max_len=" << max_len_ << ")";
+}
+
+std::vector<Array> PackedAttention::vjp(const std::vector<Array>&, const std::vector<Array>&,
+                                        const std::vector<int>&, const std::vector<Array>&) {
+  raise<Unsupported>(
+      "[packed_attention] is not differentiable (inference only); differentiate the separate "
+      "ops (ref::packed_attention) instead");
+}
+
 // ---- ScaledDotProductAttentionGrad ----
 
 std::vector<Shape> ScaledDotProductAttentionGrad::output_shapes(const std::vector<Array>& inputs) {

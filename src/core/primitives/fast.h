@@ -1,5 +1,6 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
-// RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, ScaledDotProductAttentionGrad.
+// RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, PackedAttention,
+// ScaledDotProductAttentionGrad.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
@@ -347,6 +348,80 @@ class DecodeBlock : public Primitive {
   const bool has_freqs_;
   const float scale_;
   const int act_;
+};
+
+/// fast::packed_attention: causal self-attention of sequences packed back to back. Inputs {qkv
+/// [T, (H + 2 Hkv) D], [q_norm, k_norm], starts (int32 [N + 1], the sequences' first rows and
+/// T), [freqs], [prefix_keys, prefix_values] ([1, Hkv, P, D])} (see slots()); output [T, H D].
+/// max_len_ is the longest sequence's row count (the host knows it; kernels size their work
+/// from it). Rotary offset 0: row i of a sequence is at position P + i. No VJP.
+class PackedAttention : public UnaryPrimitive {
+ public:
+  PackedAttention(Stream s, int n_heads, int n_kv_heads, bool has_qk_norm, float qk_eps,
+                  bool qk_add_unit_offset, bool qk_weight_in_float32, bool traditional, float base,
+                  float rope_scale, bool has_freqs, float scale, int window, float softcap,
+                  bool has_prefix, int64_t max_len)
+      : UnaryPrimitive(s),
+        n_heads_(n_heads),
+        n_kv_heads_(n_kv_heads),
+        has_qk_norm_(has_qk_norm),
+        qk_eps_(qk_eps),
+        qk_add_unit_offset_(qk_add_unit_offset),
+        qk_weight_in_float32_(qk_weight_in_float32),
+        traditional_(traditional),
+        base_(base),
+        rope_scale_(rope_scale),
+        has_freqs_(has_freqs),
+        scale_(scale),
+        window_(window),
+        softcap_(softcap),
+        has_prefix_(has_prefix),
+        max_len_(max_len) {}
+  INGOT_UNARY_PRIMITIVE(PackedAttention)
+  INGOT_EQUIVALENT(PackedAttention,
+                   std::make_tuple(p->n_heads_, p->n_kv_heads_, p->has_qk_norm_, p->qk_eps_,
+                                   p->qk_add_unit_offset_, p->qk_weight_in_float32_,
+                                   p->traditional_, p->base_, p->rope_scale_, p->has_freqs_,
+                                   p->scale_, p->window_, p->softcap_, p->has_prefix_, p->max_len_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  /// Throws Unsupported (inference only).
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  /// Positions of the inputs in the inputs vector (-1 when absent).
+  struct Slots {
+    int qkv, q_norm, k_norm, starts, freqs, prefix_keys, prefix_values;
+  };
+  Slots slots() const {
+    Slots s{};
+    int i = 0;
+    s.qkv = i++;
+    s.q_norm = has_qk_norm_ ? i++ : -1;
+    s.k_norm = has_qk_norm_ ? i++ : -1;
+    s.starts = i++;
+    s.freqs = has_freqs_ ? i++ : -1;
+    s.prefix_keys = has_prefix_ ? i++ : -1;
+    s.prefix_values = has_prefix_ ? i++ : -1;
+    return s;
+  }
+
+  const int n_heads_;
+  const int n_kv_heads_;
+  const bool has_qk_norm_;
+  const float qk_eps_;
+  const bool qk_add_unit_offset_;
+  const bool qk_weight_in_float32_;
+  const bool traditional_;
+  const float base_;
+  const float rope_scale_;
+  const bool has_freqs_;
+  const float scale_;
+  const int window_;
+  const float softcap_;
+  const bool has_prefix_;
+  const int64_t max_len_;
 };
 
 /// The gradients of ScaledDotProductAttention (softcap 0) in one primitive: inputs {q, k, v,
