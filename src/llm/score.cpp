@@ -1,9 +1,11 @@
 // Scoring, classification and embeddings (see score.h). Classification groups prompts, prefills
 // the group's shared prefix once (or extends a precomputed one), then runs length-sorted batches
-// whose padding sits between the prefix and each row's own tokens (masked, positions skip it).
+// whose padding sits between the prefix and each row's own tokens (masked, positions skip it),
+// or packed batches: the rows' own tokens back to back over the prefix's keys, no padding.
 #include "llm/score.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -22,6 +24,46 @@ namespace {
 bool pipelined() {
   static const bool on = env::get_int("INGOT_CLASSIFY_PIPELINE", 1) != 0;
   return on;
+}
+
+// set_classify_packed's override: -1 none (the environment), 0 off, 1 on.
+std::atomic<int> packed_override{-1};
+std::atomic<int64_t> packed_batches{0};
+
+/// Whether classify / embed batches on `model` are packed: set_classify_packed, else
+/// INGOT_CLASSIFY_PACKED, else on for a model on a GPU; and only where the model takes them.
+bool packed_on(const models::Model& model) {
+  static const long env = env::get_int("INGOT_CLASSIFY_PACKED", -1);
+  const int o = packed_override.load();
+  const bool want = o >= 0     ? o == 1
+                    : env >= 0 ? env != 0
+                               : model.device().type == Device::Type::cuda;
+  return want && model.supports_packed();
+}
+
+/// Tokens of an automatically sized batch on a GPU (INGOT_CLASSIFY_TOKENS, default 32,768).
+int64_t batch_tokens() {
+  static const int64_t tokens = std::max<long>(1, env::get_int("INGOT_CLASSIFY_TOKENS", 32768));
+  return tokens;
+}
+
+/// Bytes of one layer's activations per token of a batch: x, the residual, a norm's output and
+/// the attention output; the stacked q|k|v product; the gate|up product and the gated values.
+int64_t activation_bytes(const models::Model& model) {
+  const models::ModelConfig& c = model.config();
+  const int64_t es = static_cast<int64_t>(size_of(model.dtype()));
+  const int64_t hd = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;
+  return es * (4 * c.hidden_size + (c.num_attention_heads + 2 * c.num_key_value_heads) * hd +
+               3 * c.intermediate_size);
+}
+
+/// Tokens of an automatically sized packed batch on a GPU: batch_tokens(), fewer when their
+/// activations would take more than a quarter of the device memory still available (no cache:
+/// the shared prefix's keys and values are read by every row, not copied).
+int64_t packed_batch_tokens(const models::Model& model) {
+  const auto budget = static_cast<int64_t>(memory::available(model.device()) / 4);
+  return std::clamp<int64_t>(budget / std::max<int64_t>(1, activation_bytes(model)), 1,
+                             batch_tokens());
 }
 
 void check_ids(const std::vector<int32_t>& ids, int64_t vocab, const char* what, size_t i) {
@@ -95,7 +137,9 @@ PromptCache batch_cache(const models::Model& model, const PromptCache& base, siz
 
 /// A run over groups of prompts sharing a prefilled prefix (opt.prefix, checked by the caller,
 /// extended by the further ids a group shares); calls `batch_fn` for each length-sorted batch
-/// with its cache (prefix + padded rows prefilled) and hidden states.
+/// with its cache (prefix + padded rows prefilled) and hidden states, or for a packed batch
+/// (`packed`: the rows' own ids back to back over the prefix's keys and values, no cache) its
+/// rows' last hidden states.
 /// `batch_fn` queues the batch's results (evaluated, reads started with PendingRead) and
 /// returns what finishes it (reads and stores them); that runs after the next batch has been
 /// queued, so the device works on one batch while the host builds the next and reads the last.
@@ -106,10 +150,12 @@ struct GroupRunner {
   int64_t keep_last = 1;
   /// Hidden states of the prefix (all columns) are wanted (mean pooling).
   bool want_prefix_hidden = false;
+  /// Packed batches (keep_last 1, no prefix hidden states; batch_fn does not use the cache).
+  bool packed = false;
 
   struct Batch {
-    std::vector<size_t> items;  // prompt indices, one per row
-    PromptCache* cache;
+    std::vector<size_t> items;           // prompt indices, one per row
+    PromptCache* cache;                  // nullptr for a packed batch
     Array hidden;                        // [B, kept columns, E]
     int64_t prefix_len;                  // P: cached columns the batch's rows start with
     std::optional<Array> prefix_hidden;  // [1, P, E] (want_prefix_hidden)
@@ -164,19 +210,26 @@ struct GroupRunner {
         if (want_prefix_hidden) prefix_hidden = h;  // held is 0 here (no given prefix)
         held = p;
       }
+      // Packed batches read the prefix's keys and values [1, Hkv, held, D] of every layer in
+      // place (a view of the buffers, evaluated once for the group).
+      std::vector<std::pair<Array, Array>> prefix_kv;
+      if (packed && held > 0) {
+        std::vector<Array> kv;
+        for (int i = 0; i < prefix_cache.num_layers(); ++i) {
+          const LayerCache::Raw r = prefix_cache.layer(i).raw();
+          const auto h = static_cast<int64_t>(held);
+          prefix_kv.emplace_back(slice_axis(r.keys, 2, 0, h), slice_axis(r.values, 2, 0, h));
+          kv.push_back(prefix_kv.back().first);
+          kv.push_back(prefix_kv.back().second);
+        }
+        eval(kv);
+      }
       std::vector<size_t> order(g1 - g0);
       std::iota(order.begin(), order.end(), g0);
       std::stable_sort(order.begin(), order.end(),
                        [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
-      for (size_t b0 = 0, bsize = 1; b0 < order.size(); b0 += bsize) {
-        // The batch's first prompt is its longest (the order is by length, longest first).
-        bsize = static_cast<size_t>(
-            opt.batch_size > 0
-                ? opt.batch_size
-                : auto_batch_rows(model, static_cast<int64_t>(held),
-                                  std::max<int64_t>(
-                                      1, static_cast<int64_t>(prompts[order[b0]].size() - held))));
-        const size_t b1 = std::min(order.size(), b0 + bsize);
+      for (size_t b0 = 0, b1 = 0; b0 < order.size(); b0 = b1) {
+        b1 = batch_end(prompts, order, b0, held);
         Batch bt;
         bt.items.assign(order.begin() + b0, order.begin() + b1);
         // Columns of the prefix the batch uses: all, or one fewer than its shortest prompt when
@@ -188,21 +241,47 @@ struct GroupRunner {
         size_t width = 0;
         for (size_t i : bt.items) width = std::max(width, prompts[i].size() - pb);
         bt.width = static_cast<int64_t>(width);
-        std::vector<std::vector<int32_t>> rows;
-        std::vector<PadSpan> pads;
-        for (size_t i : bt.items) {
-          const auto& pr = prompts[i];
-          const size_t own = pr.size() - pb;
-          std::vector<int32_t> row(width - own, pr[pb]);
-          row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(pb), pr.end());
-          rows.push_back(std::move(row));
-          bt.rest_len.push_back(static_cast<int64_t>(own));
-          pads.push_back({bt.prefix_len, bt.prefix_len + static_cast<int64_t>(width - own)});
+        std::optional<PromptCache> cache;
+        if (packed) {
+          // The rows' own ids back to back in one row; each attends to the prefix and itself.
+          std::vector<int32_t> ids;
+          std::vector<int64_t> starts{0};
+          for (size_t i : bt.items) {
+            const auto& pr = prompts[i];
+            ids.insert(ids.end(), pr.begin() + static_cast<std::ptrdiff_t>(pb), pr.end());
+            starts.push_back(static_cast<int64_t>(ids.size()));
+            bt.rest_len.push_back(static_cast<int64_t>(pr.size() - pb));
+          }
+          const auto t = static_cast<int64_t>(ids.size());
+          models::ForwardOptions fo{.queries = 1, .starts = std::move(starts)};
+          if (pb == held) {
+            fo.prefix = prefix_kv;
+          } else if (pb > 0) {  // a prompt no longer than the given prefix: fewer columns
+            for (const auto& [k, v] : prefix_kv)
+              fo.prefix.emplace_back(slice_axis(k, 2, 0, static_cast<int64_t>(pb)),
+                                     slice_axis(v, 2, 0, static_cast<int64_t>(pb)));
+          }
+          const Array h = model.hidden(Array(ids, {1, t}, int32), fo);  // [1, N, E]
+          bt.hidden = reshape(h, {static_cast<int64_t>(bt.items.size()), 1, h.shape(2)});
+          bt.cache = nullptr;
+          packed_batches.fetch_add(1);
+        } else {
+          std::vector<std::vector<int32_t>> rows;
+          std::vector<PadSpan> pads;
+          for (size_t i : bt.items) {
+            const auto& pr = prompts[i];
+            const size_t own = pr.size() - pb;
+            std::vector<int32_t> row(width - own, pr[pb]);
+            row.insert(row.end(), pr.begin() + static_cast<std::ptrdiff_t>(pb), pr.end());
+            rows.push_back(std::move(row));
+            bt.rest_len.push_back(static_cast<int64_t>(own));
+            pads.push_back({bt.prefix_len, bt.prefix_len + static_cast<int64_t>(width - own)});
+          }
+          cache.emplace(batch_cache(model, prefix_cache, pb, static_cast<int64_t>(rows.size())));
+          cache->set_padding(pads);
+          bt.cache = &*cache;
+          bt.hidden = prefill(model, rows, *cache, 0, keep_last);
         }
-        PromptCache cache = batch_cache(model, prefix_cache, pb, static_cast<int64_t>(rows.size()));
-        cache.set_padding(pads);
-        bt.cache = &cache;
-        bt.hidden = prefill(model, rows, cache, 0, keep_last);
         Finish f = batch_fn(bt);
         finish();  // the previous batch, while this one runs
         pending = f ? std::move(f) : Finish([] {});
@@ -213,23 +292,58 @@ struct GroupRunner {
       group_done(g0, g1);
     }
   }
+
+  /// End of the batch starting at order[b0] (prompts sorted longest first, `held` prefix
+  /// columns): opt.batch_size rows, else auto_batch_rows for its first (longest) prompt; on a
+  /// GPU a packed batch takes prompts while their own tokens stay within packed_batch_tokens()
+  /// (at least one).
+  size_t batch_end(const std::vector<std::vector<int32_t>>& prompts,
+                   const std::vector<size_t>& order, size_t b0, size_t held) const {
+    const size_t n = order.size();
+    if (opt.batch_size > 0) return std::min(n, b0 + static_cast<size_t>(opt.batch_size));
+    const int64_t width =
+        std::max<int64_t>(1, static_cast<int64_t>(prompts[order[b0]].size() - held));
+    if (!packed || model.device().type == Device::Type::cpu)
+      return std::min(
+          n, b0 + static_cast<size_t>(auto_batch_rows(model, static_cast<int64_t>(held), width)));
+    const int64_t budget = packed_batch_tokens(model);
+    // Tokens of order[b0, b1): every prompt's ids after the batch's prefix columns pb (the
+    // given prefix, or fewer for a prompt no longer than it).
+    size_t b1 = b0, pb = held;
+    int64_t ids = 0;
+    while (b1 < n) {
+      const size_t len = prompts[order[b1]].size(), p = std::min(pb, len - 1);
+      const int64_t tokens = ids + static_cast<int64_t>(len) -
+                             static_cast<int64_t>(b1 - b0 + 1) * static_cast<int64_t>(p);
+      if (b1 > b0 && tokens > budget) break;
+      ids += static_cast<int64_t>(len);
+      pb = p;
+      ++b1;
+    }
+    return b1;
+  }
 };
 
 }  // namespace
 
+void set_classify_packed(std::optional<bool> on) {
+  packed_override.store(on ? (*on ? 1 : 0) : -1);
+}
+
+int64_t classify_packed_batches() {
+  return packed_batches.load();
+}
+
 int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t width) {
   constexpr int64_t kCpuRows = 64, kMaxRows = 1024;
   if (model.device().type == Device::Type::cpu) return kCpuRows;
-  static const int64_t tokens = std::max<long>(1, env::get_int("INGOT_CLASSIFY_TOKENS", 32768));
+  const int64_t tokens = batch_tokens();
   const models::ModelConfig& c = model.config();
   const int64_t es = static_cast<int64_t>(size_of(model.dtype()));
   const int64_t hd = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;
-  // Per token of the batch: x, the residual, a norm's output and the attention output; the
-  // stacked q|k|v product; the gate|up product and the gated values. Per column of a row's
-  // cache (its copy of the prefix included): every layer's keys and values.
-  const int64_t act =
-      es * (4 * c.hidden_size + (c.num_attention_heads + 2 * c.num_key_value_heads) * hd +
-            3 * c.intermediate_size);
+  // Per token of the batch: one layer's activations. Per column of a row's cache (its copy of
+  // the prefix included): every layer's keys and values.
+  const int64_t act = activation_bytes(model);
   const int64_t kv = es * 2 * c.num_hidden_layers * c.num_key_value_heads * hd;
   const int64_t row_bytes = std::max<int64_t>(1, width * act + (prefix + width) * kv);
   const auto budget = static_cast<int64_t>(memory::available(model.device()) / 4);
@@ -316,7 +430,8 @@ std::vector<LabelProbs> classify(const models::Model& model,
   Array first_ids(first, {k}, int32);
 
   std::vector<LabelProbs> out(prompts.size());
-  GroupRunner runner{model, opt, 1, false};
+  // Whole label sequences extend each batch's cache: padded batches then.
+  GroupRunner runner{model, opt, 1, false, first_token_only && packed_on(model)};
   runner.run(
       prompts,
       [&](GroupRunner::Batch& bt) -> GroupRunner::Finish {
@@ -381,7 +496,7 @@ std::vector<std::vector<float>> embed(const models::Model& model,
   if (mean_pool && given > 0)
     raise("[embed] mean pooling cannot use a prefix cache (it holds no hidden states)");
   std::vector<std::vector<float>> out(prompts.size());
-  GroupRunner runner{model, opt, mean_pool ? 0 : 1, mean_pool};
+  GroupRunner runner{model, opt, mean_pool ? 0 : 1, mean_pool, !mean_pool && packed_on(model)};
   runner.run(
       prompts,
       [&](GroupRunner::Batch& bt) -> GroupRunner::Finish {

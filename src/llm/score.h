@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,9 @@ std::vector<ScoreResult> score(const models::Model& model, const std::vector<Sco
 /// Options of classify / embed.
 struct ClassifyOptions {
   /// Rows per forward pass; texts are sorted by length first so a batch pads little. 0: sized
-  /// per batch (auto_batch_rows).
+  /// per batch (auto_batch_rows; a packed batch on a GPU by its tokens instead: rows are added
+  /// while their tokens stay within INGOT_CLASSIFY_TOKENS and one layer's activations for them
+  /// within a quarter of the free device memory).
   int64_t batch_size = 0;
   /// Texts taken, sorted and batched together; results come out in input order per group.
   int64_t group_size = 4096;
@@ -56,6 +59,17 @@ struct ClassifyOptions {
 /// (one layer's activations per token plus every layer's keys and values) stays within a
 /// quarter of the device memory still available.
 int64_t auto_batch_rows(const models::Model& model, int64_t prefix, int64_t width);
+
+/// Overrides INGOT_CLASSIFY_PACKED for classify and embed (true: packed batches where the model
+/// supports them, false: padded batches); nullopt restores the environment's setting (for
+/// tests). Packed batches put a batch's prompts back to back in one row with no padding and no
+/// KV cache (fast::packed_attention keeps each prompt to itself and the shared prefix); they
+/// are used for classify with distinct first label tokens and embed with Pooling::last, when
+/// Model::supports_packed(). INGOT_CLASSIFY_PACKED: "1" on, "0" off; unset: on for a model on
+/// a GPU, off on the CPU.
+void set_classify_packed(std::optional<bool> on);
+/// How many packed batches classify and embed have run (tests check the path is taken).
+int64_t classify_packed_batches();
 
 /// Per text: probability of each label (softmax over the labels' log-likelihoods).
 using LabelProbs = std::vector<double>;

@@ -60,9 +60,10 @@ class Gemma3Block : public Block {
   Array operator()(const Array& x, const nn::AttentionInputs& in) const override {
     if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
-      // With in.queries, the rows after attention are the last ones only.
-      const Array h = nn::last_rows(x, in.queries) +
-                      (*post_attn_norm_)(attn_->normed(x, *input_norm_, in, nullptr));
+      // With in.queries, the rows after attention are the last ones only (of each sequence of
+      // a packed batch).
+      const Array h =
+          nn::query_rows(x, in) + (*post_attn_norm_)(attn_->normed(x, *input_norm_, in, nullptr));
       return h + (*post_ffn_norm_)(mlp_->normed(h, *pre_ffn_norm_, nullptr));
     }
     Array a = trace((*post_attn_norm_)(attend(*attn_, (*input_norm_)(x), in, attention_impl())),
@@ -71,6 +72,7 @@ class Gemma3Block : public Block {
     Array m = trace((*post_ffn_norm_)((*mlp_)((*pre_ffn_norm_)(h))), "mlp_out", layer());
     return h + m;
   }
+  const nn::Attention* attention() const override { return attn_.get(); }
 
  private:
   std::shared_ptr<nn::RMSNorm> input_norm_, post_attn_norm_, pre_ffn_norm_, post_ffn_norm_;

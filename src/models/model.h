@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/array.h"
@@ -57,8 +58,18 @@ struct ForwardOptions {
   std::optional<Array> mask;
   /// Only the last `queries` positions' hidden states are wanted (0 = all): the last layer
   /// then runs its queries, attention output and MLP for those rows alone (keys and values,
-  /// and the caches, still cover every position) and hidden() returns [B, queries, E].
+  /// and the caches, still cover every position) and hidden() returns [B, queries, E]. With
+  /// `starts`: 0, or 1 for the last token of each sequence ([1, N, E]).
   int64_t queries = 0;
+  /// A packed batch when non-empty (Model::supports_packed()): ids is [1, T], N sequences back
+  /// to back without padding, sequence s is columns [starts[s], starts[s + 1]) (starts[0] = 0,
+  /// the last entry T, every sequence at least one token). Token i of a sequence is at position
+  /// P + i and attends to the prefix's P columns and its own earlier tokens only, with no cache,
+  /// so no caches, mask, offsets or offset (0) with it.
+  std::vector<int64_t> starts;
+  /// Packed batches: one (keys, values) pair per layer, each [1, Hkv, P, D], of a prefix every
+  /// sequence continues, as a cache holds them (a LayerCache's first P columns); empty: none.
+  std::vector<std::pair<Array, Array>> prefix;
 };
 
 /// A decoder-only language model. Parameters carry their Hugging Face names
@@ -80,6 +91,8 @@ class Model : public nn::Module {
   virtual Array lm_head_weight() const = 0;
   /// Switches how attention is computed (default fast).
   virtual void set_attention_impl(AttentionImpl impl) = 0;
+  /// Whether hidden() takes packed batches (ForwardOptions::starts) now; false by default.
+  virtual bool supports_packed() const { return false; }
 
   const ModelConfig& config() const { return config_; }
   /// Architecture name ("llama", "qwen3", "gemma3").

@@ -99,6 +99,7 @@ Array softcap_rounded(const Array& x, float cap) {
 /// transformers' eager_attention_forward on nn::Attention's weights: scores and probabilities
 /// rounded to the compute dtype where transformers rounds them.
 Array eager_attention(const nn::Attention& attn, const Array& x, const nn::AttentionInputs& in) {
+  if (in.starts) raise("[attention] packed batches need the fast attention, not eager");
   const nn::AttentionConfig& c = attn.config();
   const int64_t b = x.shape(0), l = x.shape(1), hd = c.head_dim;
   const int64_t g = c.n_heads / c.n_kv_heads;
@@ -177,10 +178,10 @@ Array PreNormBlock::operator()(const Array& x, const nn::AttentionInputs& in) co
   if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
     // The norms fused into the q/k/v and gate/up products, the residual adds into the output
     // and down projections (same results). With in.queries, the rows after attention are the
-    // last ones only.
+    // last ones only (of each sequence of a packed batch).
     // A decode step on the GPU: the whole block as one primitive where it qualifies.
     if (auto y = attn_->decode_block(x, *input_norm_, in, *mlp_, *post_attn_norm_)) return *y;
-    const Array xr = nn::last_rows(x, in.queries);
+    const Array xr = nn::query_rows(x, in);
     const Array h = attn_->normed(x, *input_norm_, in, &xr);
     return mlp_->normed(h, *post_attn_norm_, &h);
   }
@@ -248,6 +249,8 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
   // host values, which every op places itself).
   const Device dev = device();
   auto here = [&](const Array& a) { return a.is_host_constant() ? a : to_device(a, dev); };
+  const bool packed = !opt.starts.empty();
+  if (packed) check_packed(ids, opt);
   std::optional<Array> offsets, mask;
   if (opt.offsets) offsets = here(*opt.offsets);
   if (opt.mask) mask = here(*opt.mask);
@@ -258,15 +261,63 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
     const Block& block = (*model_->layers)[static_cast<size_t>(i)];
     nn::AttentionInputs in{.offset = opt.offset, .offsets = offsets, .mask = mask};
     if (!opt.caches.empty()) in.cache = opt.caches[static_cast<size_t>(i)];
+    if (packed) {
+      // Sliding-window layers: the window is the attention's own (packed_attention's option).
+      in.starts = &opt.starts;
+      if (!opt.prefix.empty()) {
+        in.prefix_keys = here(opt.prefix[static_cast<size_t>(i)].first);
+        in.prefix_values = here(opt.prefix[static_cast<size_t>(i)].second);
+      }
+    }
     const LayerSpec& spec = config().layers[static_cast<size_t>(i)];
     if (mask && spec.kind == AttentionKind::sliding)
       in.mask = with_window(*mask, ids.shape(1), static_cast<int>(spec.window), dev);
     if (i == n - 1) in.queries = opt.queries;
     x = trace(block(x, in), "layer_out", i);
   }
-  // A block that computed every row (eager or traced attention) is cut to the wanted ones.
-  x = nn::last_rows(x, opt.queries);
+  // A block that computed every row (eager or traced attention) is cut to the wanted ones
+  // (packed batches run neither: their blocks output the wanted rows).
+  if (!packed) x = nn::last_rows(x, opt.queries);
   return trace((*model_->norm)(x), "final_norm");
+}
+
+void DecoderLM::check_packed(const Array& ids, const ForwardOptions& opt) const {
+  const std::vector<int64_t>& st = opt.starts;
+  if (ids.shape(0) != 1)
+    raise("[model] a packed batch (starts) is one row of ids [1, T], got {}",
+          shape_str(ids.shape()));
+  if (!opt.caches.empty() || opt.mask || opt.offsets || opt.offset != 0)
+    raise("[model] a packed batch (starts) takes no caches, mask, offsets or offset");
+  if (opt.queries != 0 && opt.queries != 1)
+    raise(
+        "[model] a packed batch wants every token (queries 0) or each sequence's last (1), "
+        "got queries {}",
+        opt.queries);
+  if (st.size() < 2 || st.front() != 0 || st.back() != ids.shape(1))
+    raise("[model] packed batch starts must go from 0 to the {} ids, got {} entries from {} to {}",
+          ids.shape(1), st.size(), st.front(), st.back());
+  for (size_t s = 1; s < st.size(); ++s)
+    if (st[s] <= st[s - 1])
+      raise("[model] packed batch sequence {} is empty or reversed (starts {} then {})", s - 1,
+            st[s - 1], st[s]);
+  if (!opt.prefix.empty() && static_cast<int>(opt.prefix.size()) != num_layers())
+    raise("[model] expected a packed batch prefix per layer ({}), got {}", num_layers(),
+          opt.prefix.size());
+  if (!supports_packed())
+    raise(
+        "[model] this model cannot run packed batches now (eager attention, a trace hook, "
+        "unstacked or adapted q/k/v projections, partial rotary or tensor parallelism): see "
+        "Model::supports_packed");
+}
+
+bool DecoderLM::supports_packed() const {
+  if (trace_enabled() || (config().tp && config().tp->size() > 1)) return false;
+  for (size_t i = 0; i < model_->layers->size(); ++i) {
+    const Block& b = (*model_->layers)[i];
+    const nn::Attention* a = b.attention();
+    if (b.attention_impl() != AttentionImpl::fast || !a || !a->packs()) return false;
+  }
+  return true;
 }
 
 void DecoderLM::set_attention_impl(AttentionImpl impl) {

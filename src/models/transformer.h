@@ -33,6 +33,8 @@ class Block : public nn::Module {
   explicit Block(int layer) : layer_(layer) {}
   virtual Array operator()(const Array& x, const nn::AttentionInputs& in) const = 0;
   int layer() const { return layer_; }
+  /// The block's attention (nullptr if it has none).
+  virtual const nn::Attention* attention() const { return nullptr; }
   AttentionImpl attention_impl() const { return impl_; }
   void set_attention_impl(AttentionImpl impl) { impl_ = impl; }
 
@@ -49,6 +51,7 @@ class PreNormBlock : public Block {
   PreNormBlock(int layer, const nn::AttentionConfig& attn, int64_t ffn, nn::Activation act,
                bool mlp_bias, nn::RMSNormOptions norm);
   Array operator()(const Array& x, const nn::AttentionInputs& in) const override;
+  const nn::Attention* attention() const override { return attn_.get(); }
 
  private:
   std::shared_ptr<nn::RMSNorm> input_norm_, post_attn_norm_;
@@ -82,9 +85,15 @@ class DecoderLM : public Model {
   Array lm_head_rows(const Array& h, const Array& ids) const override;
   Array lm_head_weight() const override;
   void set_attention_impl(AttentionImpl impl) override;
+  /// True when every block's attention is fast (not eager) and packs() (q/k/v stacked by
+  /// fuse_projections, no adapters on them, full rotary), no trace hook is installed and the
+  /// model is not tensor-parallel.
+  bool supports_packed() const override;
 
  private:
   class Backbone;
+  /// Checks a packed call's ids and options (ForwardOptions::starts).
+  void check_packed(const Array& ids, const ForwardOptions& opt) const;
   DecoderOptions opt_;
   std::shared_ptr<Backbone> model_;
   std::shared_ptr<nn::Linear> head_;

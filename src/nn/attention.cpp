@@ -18,6 +18,26 @@ Array last_rows(const Array& x, int64_t n) {
   return slice_axis(x, 1, l - n, l);
 }
 
+namespace {
+
+/// The last row of each sequence of a packed batch (starts[s + 1] - 1), as int32 indices [N].
+Array last_of_each(const std::vector<int64_t>& starts) {
+  std::vector<int32_t> rows;
+  for (size_t s = 1; s < starts.size(); ++s) rows.push_back(static_cast<int32_t>(starts[s] - 1));
+  return Array(rows, {static_cast<int64_t>(rows.size())}, int32);
+}
+
+fast::RmsNormOptions fast_options(const RMSNormOptions& o) {
+  return {.eps = o.eps, .add_unit_offset = o.unit_offset, .weight_in_float32 = o.weight_in_float32};
+}
+
+}  // namespace
+
+Array query_rows(const Array& x, const AttentionInputs& in) {
+  if (!in.starts || in.queries != 1) return last_rows(x, in.queries);
+  return take(x, last_of_each(*in.starts), 1);
+}
+
 Attention::Attention(AttentionConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.n_heads <= 0 || cfg_.n_kv_heads <= 0 || cfg_.head_dim <= 0 ||
       cfg_.n_heads % cfg_.n_kv_heads != 0)
@@ -41,7 +61,34 @@ Attention::Attention(AttentionConfig cfg) : cfg_(std::move(cfg)) {
 }
 
 bool Attention::fuse_projections() {
-  return qkv_.fuse({q_.get(), k_.get(), v_.get()});
+  stacked_.clear();
+  const std::vector<Linear*> layers{q_.get(), k_.get(), v_.get()};
+  if (!qkv_.fuse(layers)) return false;
+  for (const Linear* l : layers) stacked_.push_back(l->param("weight"));
+  if (q_->quantization())
+    for (const char* name : {"scales", "biases"})
+      for (const Linear* l : layers) stacked_.push_back(l->param(name));
+  return true;
+}
+
+bool Attention::packs() const {
+  const Dtype t = cfg_.dtype;
+  if (stacked_.empty() || cfg_.rope_dims != cfg_.head_dim || cfg_.head_dim % 2 != 0 ||
+      (t != float32 && t != bfloat16 && t != float16))
+    return false;
+  // What StackedLinear::product computes: the stack fuse() made, still the layers' parameters.
+  const std::vector<const Linear*> layers{q_.get(), k_.get(), v_.get()};
+  const bool quantized = stacked_.size() == 3 * layers.size();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Linear& l = *layers[i];
+    if (l.branch() || l.row_parallel() || l.has_param("bias") ||
+        l.quantization().has_value() != quantized || !l.param("weight").same_node(stacked_[i]))
+      return false;
+    if (quantized && (!l.param("scales").same_node(stacked_[3 + i]) ||
+                      !l.param("biases").same_node(stacked_[6 + i])))
+      return false;
+  }
+  return true;
 }
 
 Array Attention::operator()(const Array& x, const AttentionInputs& in) const {
@@ -62,6 +109,7 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
                      const RMSNorm* norm) const {
   if (x_in.ndim() != 3 || x_in.shape(2) != cfg_.dims)
     raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x_in.shape()));
+  if (in.starts) return run_packed(x_in, in, residual, norm);
   // With a norm: fused into the stacked q/k/v product when it can be (no branch reads x then);
   // otherwise x is normalised first.
   std::optional<Array> qkv = norm ? qkv_.normed_product(x_in, *norm) : std::nullopt;
@@ -110,6 +158,63 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
                        .softcap = cfg_.softcap};
   Array o = fast::scaled_dot_product_attention(q, k, v, so);  // [B, H, n, D]
   o = reshape(transpose(o, {0, 2, 1, 3}), {b, n, cfg_.n_heads * cfg_.head_dim});
+  return residual ? o_->add_to(*residual, o) : (*o_)(o);
+}
+
+Array Attention::run_packed(const Array& x_in, const AttentionInputs& in, const Array* residual,
+                            const RMSNorm* norm) const {
+  const std::vector<int64_t>& starts = *in.starts;
+  const int64_t t = x_in.shape(1);
+  if (x_in.shape(0) != 1)
+    raise("[attention] a packed batch is one row [1, T, {}], got x of shape {}", cfg_.dims,
+          shape_str(x_in.shape()));
+  if (in.cache || in.mask || in.offsets)
+    raise("[attention] a packed batch (starts) takes no cache, mask or per-row offsets");
+  if (in.queries != 0 && in.queries != 1)
+    raise(
+        "[attention] a packed batch computes every row (queries 0) or each sequence's last (1), "
+        "got queries {}",
+        in.queries);
+  if (starts.size() < 2 || starts.front() != 0 || starts.back() != t)
+    raise("[attention] packed batch starts must go from 0 to the {} rows of x, got {} entries ({})",
+          t, starts.size(), starts.empty() ? "none" : std::to_string(starts.back()) + " last");
+  for (size_t s = 1; s < starts.size(); ++s)
+    if (starts[s] <= starts[s - 1])
+      raise("[attention] packed batch sequence {} is empty or reversed (starts {} then {})", s - 1,
+            starts[s - 1], starts[s]);
+  if (in.prefix_keys.has_value() != in.prefix_values.has_value())
+    raise("[attention] a packed batch's prefix needs both keys and values");
+  if (cfg_.rope_dims != cfg_.head_dim)
+    raise("[attention] packed batches need full rotary, got {} of {} features rotated",
+          cfg_.rope_dims, cfg_.head_dim);
+  // The stacked q|k|v product (the norm fused in where it can be).
+  std::optional<Array> qkv = norm ? qkv_.normed_product(x_in, *norm) : std::nullopt;
+  if (!qkv) qkv = qkv_.product(norm ? (*norm)(x_in) : x_in);
+  if (!qkv || qkv_.has_branch(0, 3))
+    raise(
+        "[attention] packed batches need the q/k/v projections stacked (fuse_projections) "
+        "without low-rank branches");
+  fast::PackedAttentionOptions opt{.n_heads = cfg_.n_heads,
+                                   .n_kv_heads = cfg_.n_kv_heads,
+                                   .starts = starts,
+                                   .rope = {.traditional = cfg_.rope_traditional,
+                                            .base = cfg_.rope_base,
+                                            .scale = cfg_.rope_scale,
+                                            .freqs = cfg_.rope_freqs},
+                                   .scale = cfg_.scale,
+                                   .window = cfg_.window,
+                                   .softcap = cfg_.softcap};
+  std::optional<Array> qw, kw;
+  if (q_norm_) {
+    opt.qk_norm = fast_options(*cfg_.qk_norm);
+    qw = q_norm_->param("weight");
+    kw = k_norm_->param("weight");
+  }
+  Array o = fast::packed_attention(reshape(*qkv, {t, qkv->shape(2)}), qw, kw, in.prefix_keys,
+                                   in.prefix_values, opt);  // [T, H D]
+  // Only each sequence's last row goes on (the output projection, the MLP after it).
+  if (in.queries == 1) o = take(o, last_of_each(starts), 0);
+  o = reshape(o, {1, o.shape(0), cfg_.n_heads * cfg_.head_dim});
   return residual ? o_->add_to(*residual, o) : (*o_)(o);
 }
 
@@ -196,10 +301,6 @@ bool decode_block_on() {
 bool same_options(const RMSNormOptions& a, const RMSNormOptions& b) {
   return a.eps == b.eps && a.unit_offset == b.unit_offset &&
          a.weight_in_float32 == b.weight_in_float32;
-}
-
-fast::RmsNormOptions fast_options(const RMSNormOptions& o) {
-  return {.eps = o.eps, .add_unit_offset = o.unit_offset, .weight_in_float32 = o.weight_in_float32};
 }
 
 }  // namespace

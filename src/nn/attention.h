@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "core/fast/fast.h"
 #include "nn/layers.h"
@@ -91,8 +92,19 @@ struct AttentionInputs {
   KVCache* cache = nullptr;
   /// Only the last `queries` query rows are computed (0 = all): keys and values (and the cache)
   /// still take every row of x, the output is [B, queries, E] and a residual passed to
-  /// operator()/normed() must have that shape (last_rows(x, queries)).
+  /// operator()/normed() must have that shape (query_rows(x, in)). With `starts`: 0 or 1, and
+  /// 1 keeps the last row of each sequence (rows starts[s + 1] - 1): the output is [1, N, E].
   int64_t queries = 0;
+  /// A packed batch when set: x is [1, T, E], N sequences back to back without padding, and
+  /// sequence s is rows [starts[s], starts[s + 1]) (starts[0] = 0, the last entry T, every
+  /// sequence at least one row). Row i of a sequence is at position P + i and attends to the
+  /// prefix's P columns and its own earlier rows only (fast::packed_attention). No cache, mask
+  /// or offsets; offset is ignored. Needs Attention::packs().
+  const std::vector<int64_t>* starts = nullptr;
+  /// Packed batches: keys and values [1, Hkv, P, D] of a shared prefix every sequence
+  /// continues, as a cache holds them (normalised and rotated at positions 0..P-1); both or
+  /// neither.
+  std::optional<Array> prefix_keys, prefix_values;
 };
 
 /// Most rows x may have for Attention::decode_block (the fused decoder block of a decode step).
@@ -107,6 +119,10 @@ class GatedMLP;
 
 /// The last n positions of x [B, L, ...] (all of x when n is 0 or L).
 Array last_rows(const Array& x, int64_t n);
+/// The rows of x [B, L, ...] an attention block with inputs `in` outputs: last_rows(x,
+/// in.queries), or for a packed batch with in.queries == 1 the last row of each sequence
+/// ([1, N, ...]).
+Array query_rows(const Array& x, const AttentionInputs& in);
 
 /// The attention block.
 class Attention : public Module {
@@ -134,10 +150,17 @@ class Attention : public Module {
   /// Runs the q, k and v projections as one stacked matmul from now on (see StackedLinear);
   /// false if the layers do not qualify.
   bool fuse_projections();
+  /// Whether the block takes packed batches (AttentionInputs::starts): q, k and v stacked by
+  /// fuse_projections() and still as it left them (dense or quantized), no low-rank branch or
+  /// row-parallel group on them, full rotary, an even head_dim, a float compute dtype.
+  bool packs() const;
 
  private:
   Array run(const Array& x, const AttentionInputs& in, const Array* residual,
             const RMSNorm* norm) const;
+  /// run() of a packed batch (in.starts): the stacked product, then fast::packed_attention.
+  Array run_packed(const Array& x, const AttentionInputs& in, const Array* residual,
+                   const RMSNorm* norm) const;
   /// {q, keys, values} from the stacked product through fast::rope_kv_update when the block
   /// qualifies (no branches, full rotary, D % 16 == 0, D <= 256) and the cache takes it: fixed
   /// buffers (with q/k norms only) or a growing cache's prepare_append (outside gradient
@@ -154,6 +177,9 @@ class Attention : public Module {
   AttentionConfig cfg_;
   std::shared_ptr<Linear> q_, k_, v_, o_;
   StackedLinear qkv_;
+  /// The q, k, v parameters fuse_projections() installed (weights, then scales and biases
+  /// when quantized): packs() checks they are still the layers'.
+  std::vector<Array> stacked_;
   std::shared_ptr<RMSNorm> q_norm_, k_norm_;
 };
 

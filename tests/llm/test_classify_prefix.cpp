@@ -150,15 +150,6 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, PrefixFixture,
                          testing::Values("llama_f32", "qwen3_f32_tied", "gemma3_f32"),
                          [](const auto& info) { return std::string(info.param); });
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const InvalidArgument& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(ClassifyPrefix, ErrorsNameTheProblem) {
   auto m = load_f32("gemma3_f32");  // sliding-window layers
   PromptCache pc = prefilled(*m, kPrefix);
