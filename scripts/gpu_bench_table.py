@@ -8,7 +8,8 @@ Llama-3.2-1B (the configs of scripts/parity_real_shapes.py; real tokenizers copi
 
   decode     batch 1, 32-token prompt + 256 new tokens (transformers: static cache, sdpa)
   classify   512 prompts x 64 tokens, label logits of the last position
-             (transformers: logits_to_keep=1; ingot: `ingot bench classify`)
+             (transformers: logits_to_keep=1; ingot: `ingot bench classify`); ingot also on
+             512 prompts of 16-64 tokens (`--min-len 16`: mixed lengths)
   prefill    64 x 512 tokens (Llama only), last-position hidden state
   batch      decode at 8 / 32 / 128 rows (Llama only), TTFT of a 512-token prompt
   cli        `ingot classify` end to end, 40-token template + ~24-token texts (Gemma3 only,
@@ -251,6 +252,12 @@ def main():
             ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64)
             add("classify 512 x 64, seq/s", name, hf[0], ing and ing["seq_s"], "seq/s",
                 cls_floor, hf[1], ing and ing["peak_memory_mib"])
+            # Mixed lengths (16-64 tokens, 40 on average): what padding-free packed batches
+            # save; the floor counts the tokens there are.
+            ing = ingot_bench(a.ingot, d, "classify", "--texts", 512, "--len", 64,
+                              "--min-len", 16)
+            add("classify 512 x 16-64 mixed, seq/s", name, None, ing and ing["seq_s"], "seq/s",
+                tflops * 1e12 / (flops_per_token * 40), None, ing and ing["peak_memory_mib"])
         if name == "gemma3-1b" and "classify" in tasks:
             ing = ingot_bench(a.ingot, d, "classify", "--texts", 4096, "--len", 64,
                               "--shared-prefix", 40)

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,16 @@ inline bool have_cuda() {
     if (!::ingot::test::have_cuda())                                                     \
       GTEST_SKIP() << "no CUDA device (no driver/GPU or a build without CUDA): skipped"; \
   } while (0)
+
+/// A host array of N(mean, scale^2) values in dtype t (reproducible per seed).
+inline Array normal_host(const Shape& shape, Dtype t, uint32_t seed, double scale = 1.0,
+                         double mean = 0.0) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(mean, scale);
+  std::vector<double> v(static_cast<size_t>(shape_size(shape)));
+  for (auto& x : v) x = nd(g);
+  return Array(v, shape, t);
+}
 
 /// `a` copied to cuda:0.
 inline Array on_cuda(const Array& a) {

@@ -27,15 +27,6 @@ struct Case {
   std::string name;
 };
 
-Array host_normal(const Shape& shape, Dtype t, uint32_t seed, double scale = 1.0,
-                  double mean = 0.0) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd(mean, scale);
-  std::vector<double> v(static_cast<size_t>(shape_size(shape)));
-  for (auto& x : v) x = nd(g);
-  return Array(v, shape, t);
-}
-
 struct Inputs {
   Array x, in_norm, w_qkv, q_norm, k_norm, w_o, post_norm, w_gu, w_down, keys, values, column,
       positions, freqs, mask;
@@ -46,17 +37,17 @@ Inputs make_inputs(const Case& c, uint32_t seed) {
   const double se = 1.0 / std::sqrt(double(c.E)), sh = 1.0 / std::sqrt(double(c.H * c.D)),
                si = 1.0 / std::sqrt(double(c.I));
   Inputs in;
-  in.x = host_normal({1, 1, c.E}, t, seed);
-  in.in_norm = host_normal({c.E}, t, seed + 1, 0.1, 1.0);
-  in.w_qkv = host_normal({(c.H + 2 * c.Hkv) * c.D, c.E}, t, seed + 2, se);
-  in.q_norm = host_normal({c.D}, t, seed + 3, 0.1, 1.0);
-  in.k_norm = host_normal({c.D}, t, seed + 4, 0.1, 1.0);
-  in.w_o = host_normal({c.E, c.H * c.D}, t, seed + 5, sh);
-  in.post_norm = host_normal({c.E}, t, seed + 6, 0.1, 1.0);
-  in.w_gu = host_normal({2 * c.I, c.E}, t, seed + 7, se);
-  in.w_down = host_normal({c.E, c.I}, t, seed + 8, si);
-  in.keys = host_normal({1, c.Hkv, c.C, c.D}, t, seed + 9);
-  in.values = host_normal({1, c.Hkv, c.C, c.D}, t, seed + 10);
+  in.x = normal_host({1, 1, c.E}, t, seed);
+  in.in_norm = normal_host({c.E}, t, seed + 1, 0.1, 1.0);
+  in.w_qkv = normal_host({(c.H + 2 * c.Hkv) * c.D, c.E}, t, seed + 2, se);
+  in.q_norm = normal_host({c.D}, t, seed + 3, 0.1, 1.0);
+  in.k_norm = normal_host({c.D}, t, seed + 4, 0.1, 1.0);
+  in.w_o = normal_host({c.E, c.H * c.D}, t, seed + 5, sh);
+  in.post_norm = normal_host({c.E}, t, seed + 6, 0.1, 1.0);
+  in.w_gu = normal_host({2 * c.I, c.E}, t, seed + 7, se);
+  in.w_down = normal_host({c.E, c.I}, t, seed + 8, si);
+  in.keys = normal_host({1, c.Hkv, c.C, c.D}, t, seed + 9);
+  in.values = normal_host({1, c.Hkv, c.C, c.D}, t, seed + 10);
   in.column = Array(std::vector<int32_t>{static_cast<int32_t>(c.col)}, {1}, int32);
   in.positions = Array(std::vector<int32_t>{static_cast<int32_t>(c.col + 3)}, {1}, int32);
   std::vector<float> f(static_cast<size_t>(c.D / 2));

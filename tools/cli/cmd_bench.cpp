@@ -36,9 +36,10 @@ struct BenchArgs {
   int64_t new_tokens = 256;   // decode
   int64_t texts = 512;        // classify prompts
   int64_t shared_prefix = 0;  // classify: tokens every prompt starts with
-  int64_t labels = 3;         // classify
-  int64_t batch_size = 0;     // classify rows per forward pass (0: auto)
-  int repeat = 3;             // measured runs (the best is reported)
+  int64_t min_len = 0;     // classify: shortest prompt (lengths uniform in [min_len, len]; 0: len)
+  int64_t labels = 3;      // classify
+  int64_t batch_size = 0;  // classify rows per forward pass (0: auto)
+  int repeat = 3;          // measured runs (the best is reported)
   uint64_t seed = 0;
   // lora
   int rank = 16;
@@ -123,7 +124,18 @@ nlohmann::json bench_prefill(const models::Model& m, const BenchArgs& a, std::mt
 nlohmann::json bench_classify(const models::Model& m, const BenchArgs& a, std::mt19937_64& g) {
   if (a.shared_prefix >= a.prompt_len)
     raise("[bench] --shared-prefix {} must be below --len {}", a.shared_prefix, a.prompt_len);
-  const auto prompts = random_ids(a.texts, a.prompt_len, a.shared_prefix, m.vocab_size(), g);
+  const int64_t lo = a.min_len > 0 ? a.min_len : a.prompt_len;
+  if (lo > a.prompt_len || lo <= a.shared_prefix)
+    raise("[bench] --min-len {} must be above --shared-prefix {} and at most --len {}", lo,
+          a.shared_prefix, a.prompt_len);
+  auto prompts = random_ids(a.texts, a.prompt_len, a.shared_prefix, m.vocab_size(), g);
+  // Mixed lengths: each prompt cut to a length uniform in [lo, len].
+  std::uniform_int_distribution<int64_t> cut(lo, a.prompt_len);
+  int64_t tokens = 0;
+  for (auto& p : prompts) {
+    p.resize(static_cast<size_t>(cut(g)));
+    tokens += static_cast<int64_t>(p.size());
+  }
   std::vector<std::vector<int32_t>> labels;
   for (int64_t k = 0; k < a.labels; ++k) labels.push_back({static_cast<int32_t>(100 + 7 * k)});
   llm::ClassifyOptions opt;
@@ -145,7 +157,7 @@ nlohmann::json bench_classify(const models::Model& m, const BenchArgs& a, std::m
     }
   }
   return {{"seq_s", static_cast<double>(a.texts) / best},
-          {"tok_s", static_cast<double>(a.texts * a.prompt_len) / best},
+          {"tok_s", static_cast<double>(tokens) / best},
           {"seconds", best},
           {"peak_memory_mib", mib(peak)}};
 }
@@ -249,6 +261,7 @@ int run_bench(const BenchArgs& a) {
     r["texts"] = a.texts;
     r["len"] = a.prompt_len;
     r["shared_prefix"] = a.shared_prefix;
+    r["min_len"] = a.min_len > 0 ? a.min_len : a.prompt_len;
     r["labels"] = a.labels;
     r["batch_size"] = a.batch_size;
   }
@@ -283,6 +296,10 @@ const Registrar reg(
        app.add_option("--shared-prefix", a->shared_prefix,
                       "classify: leading tokens shared by every prompt (default 0)")
            ->check(CLI::NonNegativeNumber);
+       app.add_option("--min-len", a->min_len,
+                      "classify: shortest prompt; lengths are uniform in [min-len, len] "
+                      "(default: every prompt has --len tokens)")
+           ->check(CLI::PositiveNumber);
        app.add_option("--labels", a->labels, "classify: single-token labels (default 3)")
            ->check(CLI::Range(2, 64));
        app.add_option("--batch-size", a->batch_size,
