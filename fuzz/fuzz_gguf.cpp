@@ -1,5 +1,6 @@
 // libFuzzer target: the GGUF parser on arbitrary bytes, and for inputs it accepts, loading every
-// tensor through the mmapped reader (plain types zero-copy, block types dequantized) and the
+// tensor through the mmapped reader (plain types zero-copy, block types dequantized, and the
+// affine rewrite of Q8_0/Q4_0/Q4_K) and the
 // metadata -> model config mapping, and the tokenizer.ggml.* metadata -> tokenizer path of the
 // text commands (read_gguf_vocab, tokenizer_from_gguf_vocab, a short encode). Every rejection must
 // be an ingot::Error; anything else (crash, other exception, sanitizer report) is a bug.
@@ -39,6 +40,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (a.size() > 0 && a.size() < 4096)
             (void)ingot::astype(a, ingot::float32).to_vector<float>();
         } catch (const ingot::Error&) {
+        }
+        if (ingot::gguf_affine_bits(t.type) != 0 && t.dims.size() >= 2) {
+          try {  // the exact affine rewrite the native GGUF load uses
+            ingot::GgufAffineTensor q = f.load_affine(t.name);
+            if (q.scales.size() > 0 && q.scales.size() < 4096) (void)q.scales.to_vector<float>();
+          } catch (const ingot::Error&) {
+          }
         }
       }
       try {

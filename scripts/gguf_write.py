@@ -487,7 +487,8 @@ def main():
                           "models")
     os.makedirs(args.out, exist_ok=True)
     plan = [("llama_f32", ["F32", "F16", "Q8_0"]), ("qwen3_f32_tied", ["F32"]),
-            ("gemma3_f32", ["F32"]), ("gemma3_bf16", ["BF16"]), ("llama_bf16_tied", ["BF16"]),
+            ("gemma3_f32", ["F32"]), ("gemma3_bf16", ["BF16", "Q8_0"]),
+            ("llama_bf16_tied", ["BF16", "Q4_0"]),
             ("qwen3_bf16", ["BF16", "Q8_0", "Q4_0"])]
     for fx, types in plan:
         for t in types:

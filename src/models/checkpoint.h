@@ -27,6 +27,10 @@ struct CheckpointOptions {
   /// becomes this rank's share, load() gives this rank's slice of split tensors and validate()
   /// checks the stored tensors' full shapes against the shard's.
   std::shared_ptr<dist::Group> tensor_parallel;
+  /// GGUF files: load Q8_0 / Q4_0 / Q4_K matrices as affine quantized modules (true) or
+  /// dequantize them to the compute dtype (false); absent: INGOT_GGUF_NATIVE (default true).
+  /// Tensor-parallel loads always dequantize (quantized checkpoints are not sharded).
+  std::optional<bool> gguf_native;
 };
 
 /// One weights file of a checkpoint.

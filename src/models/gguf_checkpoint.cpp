@@ -13,8 +13,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <numbers>
 #include <regex>
+#include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -22,6 +25,7 @@
 #include "core/io/gguf.h"
 #include "core/ops/ops.h"
 #include "models/registry.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::models {
@@ -248,11 +252,17 @@ std::string gguf_canonical_name(const std::string& g, const std::string& arch) {
 
 namespace {
 
-/// GGUF tensors with the converter's layout changes undone.
+// Stored names of the scales and biases of a matrix loaded in the affine form.
+constexpr std::string_view kScales = " (scales)", kBiases = " (biases)";
+
+/// GGUF tensors with the converter's layout changes undone. The matrices named in `affine`
+/// (Q8_0 / Q4_0 / Q4_K) load as packed words under their own name plus "<name> (scales)" and
+/// "<name> (biases)" (GgufFile::load_affine); the others are dequantized.
 class GgufSource : public TensorSource {
  public:
-  GgufSource(std::shared_ptr<GgufFile> f, const ModelConfig& c, std::string arch, Dtype fdt)
-      : f_(std::move(f)), arch_(std::move(arch)), float_dtype_(fdt) {
+  GgufSource(std::shared_ptr<GgufFile> f, const ModelConfig& c, std::string arch, Dtype fdt,
+             std::set<std::string> affine)
+      : f_(std::move(f)), arch_(std::move(arch)), float_dtype_(fdt), affine_(std::move(affine)) {
     heads_ = c.num_attention_heads;
     kv_heads_ = c.num_key_value_heads;
     for (auto& t : f_->header().tensors) {
@@ -262,6 +272,18 @@ class GgufSource : public TensorSource {
       ti.stored_dtype = stored_dtype(t.type);
       ti.begin = t.offset;
       ti.end = t.offset + t.nbytes;
+      if (affine_.count(t.name)) {
+        const int bits = gguf_affine_bits(t.type);
+        TensorInfo si = ti;
+        si.shape.back() /= 32;
+        si.stored_dtype = st_dtype_from_ingot(float_dtype_);  // float32, cast on load
+        for (std::string_view part : {kScales, kBiases}) {
+          si.name = t.name + std::string(part);
+          infos_.emplace(si.name, si);
+        }
+        ti.shape.back() = ti.shape.back() * bits / 32;
+        ti.stored_dtype = StDtype::U32;
+      }
       infos_.emplace(t.name, std::move(ti));
     }
   }
@@ -271,12 +293,20 @@ class GgufSource : public TensorSource {
     return it->second;
   }
   Array load(const std::string& stored) const override {
-    Array a = f_->load(stored, float_dtype_);
-    const bool is_weight = stored.size() > 7 && stored.ends_with(".weight");
+    std::string name = stored;
+    int part = -1;  // -1: not affine; 0 words, 1 scales, 2 biases
+    if (stored.ends_with(kScales) || stored.ends_with(kBiases)) {
+      part = stored.ends_with(kScales) ? 1 : 2;
+      name = stored.substr(0, stored.size() - kScales.size());
+    } else if (affine_.count(stored)) {
+      part = 0;
+    }
+    Array a = part < 0 ? f_->load(stored, float_dtype_) : affine_part(name, part);
+    const bool is_weight = name.size() > 7 && name.ends_with(".weight");
     if (arch_ == "llama" && is_weight &&
-        (stored.ends_with(".attn_q.weight") || stored.ends_with(".attn_k.weight")))
-      a = unpermute(a, stored.ends_with(".attn_q.weight") ? heads_ : kv_heads_, stored);
-    if (arch_ == "gemma3" && stored.ends_with("norm.weight") && is_floating(a.dtype()))
+        (name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight")))
+      a = unpermute(a, name.ends_with(".attn_q.weight") ? heads_ : kv_heads_, stored);
+    if (arch_ == "gemma3" && name.ends_with("norm.weight") && is_floating(a.dtype()))
       a = subtract(a, Array(1.0f, a.dtype()), cpu_device);  // on the host, like the load
     return a;
   }
@@ -285,8 +315,23 @@ class GgufSource : public TensorSource {
   std::shared_ptr<GgufFile> f_;
   std::string arch_;
   Dtype float_dtype_;
+  std::set<std::string> affine_;
   int64_t heads_ = 0, kv_heads_ = 0;
   std::map<std::string, TensorInfo> infos_;
+  // The last matrix rewritten (a module's biases, scales and weight are loaded one after
+  // another), so that it is rewritten once.
+  mutable std::mutex mu_;
+  mutable std::string cached_;
+  mutable GgufAffineTensor cache_;
+
+  Array affine_part(const std::string& name, int part) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cached_ != name) {
+      cache_ = f_->load_affine(name);
+      cached_ = name;
+    }
+    return part == 0 ? cache_.words : part == 1 ? cache_.scales : cache_.biases;
+  }
 
   StDtype stored_dtype(GgufTensorType t) const {
     switch (t) {
@@ -322,6 +367,14 @@ class GgufSource : public TensorSource {
   }
 };
 
+/// The weight of a linear layer or of the embedding: the matrices a quantized module holds.
+bool is_projection_weight(const std::string& canon) {
+  if (canon == "model.embed_tokens.weight" || canon == "lm_head.weight") return true;
+  static const std::regex re(
+      R"(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight)");
+  return std::regex_match(canon, re);
+}
+
 }  // namespace
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const CheckpointOptions& opts) {
@@ -342,16 +395,34 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const CheckpointOptions
   // block format or an F16 fallback): every floating tensor is cast to it on load.
   c.opts_.dtype = fdt;
   c.files_.push_back({path, f->file_size(), f->header().tensors.size()});
+  // Q8_0 / Q4_0 / Q4_K matrices of the linear layers and the embedding run as affine quantized
+  // modules (group size 32: 8 bits for Q8_0, 4 for the others), exactly the stored values;
+  // Q6_K and the rest are dequantized. A tensor-parallel load dequantizes everything.
+  const bool native = !opts.tensor_parallel && opts.gguf_native.value_or(env::gguf_native());
+  QuantizationConfig qc;
+  qc.defaults = {.group_size = 32, .bits = 4};
+  std::set<std::string> affine;
+  auto add = [&](const std::string& canon, const std::string& stored) {
+    auto [it, inserted] = c.tensors_.emplace(canon, Checkpoint::Entry{stored, 0});
+    if (!inserted)
+      raise<FormatError>("[gguf] {}: tensors '{}' and '{}' both map to '{}'", path,
+                         it->second.stored, stored, canon);
+  };
   for (auto& t : f->header().tensors) {
     if (t.name == "rope_freqs.weight") continue;  // folded into the config
     std::string canon = gguf_canonical_name(t.name, arch);
     if (canon.empty()) canon = t.name;  // reported as unexpected by validate()
-    auto [it, inserted] = c.tensors_.emplace(canon, Checkpoint::Entry{t.name, 0});
-    if (!inserted)
-      raise<FormatError>("[gguf] {}: tensors '{}' and '{}' both map to '{}'", path,
-                         it->second.stored, t.name, canon);
+    add(canon, t.name);
+    const int bits = gguf_affine_bits(t.type);
+    if (!native || bits == 0 || t.dims.size() != 2 || !is_projection_weight(canon)) continue;
+    const std::string module = canon.substr(0, canon.size() - std::string_view(".weight").size());
+    add(module + ".scales", t.name + std::string(kScales));
+    add(module + ".biases", t.name + std::string(kBiases));
+    if (bits != qc.defaults.bits) qc.modules[module] = QuantizationSpec{32, bits};
+    affine.insert(t.name);
   }
-  c.source_ = std::make_shared<GgufSource>(f, c.config_, arch, fdt);
+  if (!affine.empty()) c.config_.quantization = std::move(qc);
+  c.source_ = std::make_shared<GgufSource>(f, c.config_, arch, fdt, std::move(affine));
   return c;
 }
 

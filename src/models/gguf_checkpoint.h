@@ -26,9 +26,13 @@ ModelConfig gguf_model_config(const GgufFile& file);
 std::string gguf_canonical_name(const std::string& gguf_name, const std::string& architecture);
 
 /// Opens a GGUF file as a checkpoint (what Checkpoint::open does for a .gguf path). Weights in
-/// F32/F16/BF16 are zero-copy views of the mapping (on the CPU); Q8_0/Q4_0/Q4_K/Q6_K are
-/// dequantized on load to the compute dtype (opts.dtype, else float32 for an all-F32 file and
-/// bfloat16 otherwise).
+/// F32/F16/BF16 are zero-copy views of the mapping (on the CPU). Q8_0/Q4_0/Q4_K matrices of the
+/// linear layers and the embedding load as affine quantized modules (`<module>.weight` packed
+/// uint32, `.scales`, `.biases`, group size 32, 8 or 4 bits; the config gets the matching
+/// quantization section) unless opts.gguf_native / INGOT_GGUF_NATIVE say otherwise or the load
+/// is tensor parallel; other block-quantized tensors (and all of them then) are dequantized
+/// on load to the compute dtype (opts.dtype, else float32 for an all-F32 file and bfloat16
+/// otherwise).
 Checkpoint open_gguf_checkpoint(const std::string& path, const CheckpointOptions& opts);
 
 }  // namespace ingot::models

@@ -31,7 +31,8 @@ std::shared_ptr<Model> load_model(const std::string& dir, const LoadModelOptions
   Checkpoint ckpt = Checkpoint::open(dir, {.dtype = opt.dtype,
                                            .warn = opt.warn,
                                            .device = opt.device,
-                                           .tensor_parallel = opt.tensor_parallel});
+                                           .tensor_parallel = opt.tensor_parallel,
+                                           .gguf_native = opt.gguf_native});
   if (opt.warn && !ckpt.ignored().empty())
     std::fprintf(stderr,
                  "[models] warning: %s: skipping %zu tensors outside the text model (first: %s)\n",

@@ -41,6 +41,9 @@ struct LoadModelOptions {
   /// same checkpoint with its group and runs the same calls; models/tensor_parallel.h). Null
   /// or a single-rank group: the whole model.
   std::shared_ptr<dist::Group> tensor_parallel;
+  /// GGUF files: run Q8_0 / Q4_0 / Q4_K matrices quantized (true) or dequantize them on load
+  /// (false); absent: INGOT_GGUF_NATIVE, default true (CheckpointOptions::gguf_native).
+  std::optional<bool> gguf_native;
 };
 
 /// Per-call inputs of a forward pass.

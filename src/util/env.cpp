@@ -58,6 +58,10 @@ bool cpu_int8() {
   return get_int("INGOT_CPU_INT8", 1) != 0;
 }
 
+bool gguf_native() {
+  return get_int("INGOT_GGUF_NATIVE", 1) != 0;
+}
+
 DistEnv dist() {
   DistEnv d;
   d.rank = static_cast<int>(get_int("INGOT_RANK", 0));

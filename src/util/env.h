@@ -27,6 +27,10 @@ std::optional<std::string> cpu_isa();
 /// cpu::bf16_prefill_faster). Default on; "0" selects float32 activations (MLX's numerics)
 /// everywhere. Read at every call (docs/checkpoints.md).
 bool cpu_int8();
+/// INGOT_GGUF_NATIVE: whether Q8_0 / Q4_0 / Q4_K matrices of a GGUF file load as affine
+/// quantized modules (8-/4-bit, group size 32) instead of being dequantized to the compute
+/// dtype. Default on; "0" dequantizes (models/gguf_checkpoint.h).
+bool gguf_native();
 
 /// The multi-process group of this process (launched by `ingot launch` or by hand).
 struct DistEnv {

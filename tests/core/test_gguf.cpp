@@ -11,6 +11,7 @@
 
 #include "core/half.h"
 #include "core/io/gguf.h"
+#include "core/ops/quantized.h"
 #include "test_util.h"
 
 namespace ingot::test {
@@ -250,6 +251,44 @@ TEST(Gguf, DequantizeMatchesFloat64Reference) {
   EXPECT_THROW(gguf_dequantize(GgufTensorType::Q5_K, nullptr, nullptr, 256), Unsupported);
 }
 
+/// Code j of a row of packed words (value j of a word at bits [j * bits, (j + 1) * bits)).
+uint32_t code_at(const uint32_t* words, int bits, int64_t j) {
+  const int64_t per = 32 / bits;
+  return (words[j / per] >> ((j % per) * bits)) & ((1u << bits) - 1);
+}
+
+TEST(Gguf, AffineFormDequantizesBitEqualToTheBlockDecoder) {
+  std::mt19937 rng(15);
+  for (auto [t, bits] : {std::pair{GgufTensorType::Q8_0, 8}, std::pair{GgufTensorType::Q4_0, 4},
+                         std::pair{GgufTensorType::Q4_K, 4}}) {
+    SCOPED_TRACE(gguf_tensor_type_name(t));
+    EXPECT_EQ(gguf_affine_bits(t), bits);
+    const int nb = 24;
+    const int64_t n = nb * gguf_block_size(t);
+    auto blocks = random_blocks(t, nb, rng);
+    std::vector<float> ref(static_cast<size_t>(n));
+    gguf_dequantize(t, blocks.data(), ref.data(), n);
+    std::vector<uint32_t> words(static_cast<size_t>(n * bits / 32));
+    std::vector<float> sc(static_cast<size_t>(n / 32)), bi(sc.size());
+    gguf_to_affine(t, blocks.data(), n, words.data(), sc.data(), bi.data());
+    // Unpacked here from the layout's definition: scale * q + bias in float32, bit for bit.
+    for (int64_t j = 0; j < n; ++j) {
+      const auto g = static_cast<size_t>(j / 32);
+      const float v = sc[g] * static_cast<float>(code_at(words.data(), bits, j)) + bi[g];
+      ASSERT_EQ(v, ref[static_cast<size_t>(j)]) << "element " << j;
+    }
+    // And through the dequantize op (one row of n values).
+    Array d = dequantize(
+        Array(words, {1, std::ssize(words)}, uint32), Array(sc, {1, std::ssize(sc)}, float32),
+        Array(bi, {1, std::ssize(bi)}, float32), {.group_size = 32, .bits = bits}, cpu_device);
+    EXPECT_EQ(d.to_vector<float>(), ref);
+  }
+  for (auto t : {GgufTensorType::Q6_K, GgufTensorType::F16, GgufTensorType::Q5_K}) {
+    EXPECT_EQ(gguf_affine_bits(t), 0);
+    EXPECT_THROW(gguf_to_affine(t, nullptr, 256, nullptr, nullptr, nullptr), Unsupported);
+  }
+}
+
 // ---- files: loading and errors ----
 
 struct TmpFile {
@@ -307,6 +346,16 @@ TEST(Gguf, LoadsPlainAndQuantizedTensors) {
     auto vb = astype(f.load(name, bfloat16), float32).to_vector<float>();
     for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(vb[i], static_cast<float>(bfloat16_t(v[i])));
   }
+  // The affine form of the Q8_0 matrix: 2 rows of 64 codes in 16 words, 2 groups per row.
+  GgufAffineTensor af = f.load_affine("q8");
+  EXPECT_EQ(af.bits, 8);
+  EXPECT_EQ(af.words.shape(), (Shape{2, 16}));
+  EXPECT_EQ(af.scales.shape(), (Shape{2, 2}));
+  EXPECT_EQ(af.biases.dtype(), float32);
+  EXPECT_EQ(dequantize(af.words, af.scales, af.biases, {.group_size = 32, .bits = 8}, cpu_device)
+                .to_vector<float>(),
+            f.load("q8").to_vector<float>());
+  for (const char* name : {"q6", "m"}) EXPECT_THROW(f.load_affine(name), Unsupported) << name;
   try {
     f.info("nope");
     ADD_FAILURE();
@@ -323,6 +372,9 @@ TEST(Gguf, ZeroElementQuantizedTensorAllocatesNothing) {
   Array z = f.load("z", bfloat16);
   EXPECT_EQ(z.shape(), (Shape{0, int64_t{1} << 40}));
   EXPECT_EQ(z.size(), 0);
+  GgufAffineTensor az = f.load_affine("z");
+  EXPECT_EQ(az.words.shape(), (Shape{0, (int64_t{1} << 40) / 4}));
+  EXPECT_EQ(az.scales.shape(), (Shape{0, (int64_t{1} << 40) / 32}));
 }
 
 TEST(Gguf, UnsupportedTypeLoadsAsClearError) {

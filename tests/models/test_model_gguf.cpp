@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <vector>
 
+#include "backend/cpu/quantized_int8.h"
 #include "core/half.h"
 #include "core/io/gguf.h"
 #include "models/checkpoint.h"
@@ -163,7 +165,8 @@ class GgufModel : public testing::TestWithParam<Case> {};
 TEST_P(GgufModel, LogitsEqualTheFixtureWithTheSameWeights) {
   const Case& p = GetParam();
   // Every array here lives on the default device (INGOT_DEVICE=cuda runs it on the GPU).
-  auto g = load_model(gguf_path(p.file), {.warn = false});
+  // Block formats dequantized on load (the native affine load is GgufNative's).
+  auto g = load_model(gguf_path(p.file), {.warn = false, .gguf_native = false});
   auto ids = ids_array(longest_sequence(p.fixture));
   Array lg = g->forward(ids);
   // The fixture model with the GGUF's weights as decoded here.
@@ -185,23 +188,36 @@ TEST_P(GgufModel, LogitsEqualTheFixtureWithTheSameWeights) {
   record_error("gguf " + p.file + " vs fixture (" + std::string(dtype_name(g->dtype())) + ")", d);
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, GgufModel,
-                         testing::Values(Case{"llama_f32.f32.gguf", "llama_f32", true},
-                                         Case{"qwen3_f32_tied.f32.gguf", "qwen3_f32_tied", true},
-                                         Case{"gemma3_f32.f32.gguf", "gemma3_f32", true},
-                                         Case{"gemma3_bf16.bf16.gguf", "gemma3_bf16", true},
-                                         Case{"llama_bf16_tied.bf16.gguf", "llama_bf16_tied", true},
-                                         Case{"qwen3_bf16.bf16.gguf", "qwen3_bf16", true},
-                                         Case{"llama_f32.f16.gguf", "llama_f32", false},
-                                         Case{"llama_f32.q8_0.gguf", "llama_f32", false},
-                                         Case{"qwen3_bf16.q8_0.gguf", "qwen3_bf16", false},
-                                         Case{"qwen3_bf16.q4_0.gguf", "qwen3_bf16", false}),
-                         [](const auto& info) {
-                           std::string s = info.param.file.substr(0, info.param.file.size() - 5);
-                           for (char& ch : s)
-                             if (ch == '.') ch = '_';
-                           return s;
-                         });
+// Test names from file names: "qwen3_bf16.q4_0.gguf" -> "qwen3_bf16_q4_0".
+std::string case_name(const testing::TestParamInfo<Case>& info) {
+  std::string s = info.param.file.substr(0, info.param.file.size() - 5);
+  for (char& ch : s)
+    if (ch == '.') ch = '_';
+  return s;
+}
+
+// The block-quantized files: those GgufNative also runs natively.
+std::vector<Case> quantized_cases() {
+  return {{"llama_f32.q8_0.gguf", "llama_f32", false},
+          {"qwen3_bf16.q8_0.gguf", "qwen3_bf16", false},
+          {"qwen3_bf16.q4_0.gguf", "qwen3_bf16", false},
+          {"llama_bf16_tied.q4_0.gguf", "llama_bf16_tied", false},
+          {"gemma3_bf16.q8_0.gguf", "gemma3_bf16", false}};
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> all = {{"llama_f32.f32.gguf", "llama_f32", true},
+                           {"qwen3_f32_tied.f32.gguf", "qwen3_f32_tied", true},
+                           {"gemma3_f32.f32.gguf", "gemma3_f32", true},
+                           {"gemma3_bf16.bf16.gguf", "gemma3_bf16", true},
+                           {"llama_bf16_tied.bf16.gguf", "llama_bf16_tied", true},
+                           {"qwen3_bf16.bf16.gguf", "qwen3_bf16", true},
+                           {"llama_f32.f16.gguf", "llama_f32", false}};
+  for (auto& c : quantized_cases()) all.push_back(c);
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, GgufModel, testing::ValuesIn(all_cases()), case_name);
 
 TEST(GgufModel, F32LogitsMatchTransformersReference) {
   // Independent of the fixture loader: the HF float64 goldens, at the parity test's bound.
@@ -249,8 +265,142 @@ TEST(GgufModel, CheckpointNamesAndStoredNames) {
   EXPECT_EQ(c.stored_name("model.layers.0.post_attention_layernorm.weight"),
             "blk.0.ffn_norm.weight");
   EXPECT_FALSE(c.contains("rope_freqs.weight"));
-  EXPECT_EQ(c.info("lm_head.weight").shape, (Shape{256, 48}));
+  EXPECT_EQ(c.info("lm_head.weight").shape, (Shape{256, 48}));  // F16: 48 is not whole blocks
+  // Q8_0 matrices load in the affine form: packed words, scales and biases, 8 bits, groups of 32.
+  const std::string down = "model.layers.2.mlp.down_proj";
+  EXPECT_EQ(c.info(down + ".weight").shape, (Shape{48, 128 * 8 / 32}));
+  EXPECT_EQ(c.info(down + ".weight").dtype(), uint32);
+  EXPECT_EQ(c.info(down + ".scales").shape, (Shape{48, 128 / 32}));
+  EXPECT_EQ(c.stored_name(down + ".biases"), "blk.2.ffn_down.weight (biases)");
+  ASSERT_TRUE(c.config().quantization);
+  EXPECT_EQ(c.config().quantization->for_module(down, true), (QuantizationSpec{32, 8}));
+  EXPECT_FALSE(c.contains("lm_head.scales"));
+  EXPECT_FALSE(c.dtype_problem(down + ".weight"));
+  // Dequantized on request: no quantization config, the float matrix.
+  auto d =
+      Checkpoint::open(gguf_path("llama_f32.q8_0.gguf"), {.warn = false, .gguf_native = false});
+  EXPECT_FALSE(d.config().quantization);
+  EXPECT_FALSE(d.contains(down + ".scales"));
+  EXPECT_EQ(d.info(down + ".weight").shape, (Shape{48, 128}));
 }
+
+// ---- native execution: Q8_0 / Q4_0 / Q4_K matrices as affine quantized modules ----
+
+/// The matrices of a GGUF file that load as affine modules (2-D Q8_0 / Q4_0 / Q4_K weights of
+/// the linear layers and the embedding), by HF module path, with their bits.
+std::map<std::string, int> affine_modules(const std::string& path) {
+  GgufFile f(path);
+  const bool gemma = gguf_string(*f.find("general.architecture"), path, "arch") == "gemma3";
+  std::map<std::string, int> out;
+  for (const auto& t : f.header().tensors) {
+    const std::string name = hf_name(t.name, gemma);
+    const bool matrix = name.ends_with("_proj.weight") || name == "model.embed_tokens.weight" ||
+                        name == "lm_head.weight";
+    const int bits = t.type == GgufTensorType::Q8_0   ? 8
+                     : t.type == GgufTensorType::Q4_0 ? 4
+                     : t.type == GgufTensorType::Q4_K ? 4
+                                                      : 0;
+    if (matrix && bits && t.dims.size() == 2) out[name.substr(0, name.size() - 7)] = bits;
+  }
+  return out;
+}
+
+/// The int8-activation path's first-order bound (test_model_quantized.cpp's
+/// int8_activation_bound): (2^bits - 1) * max|s| * sqrt(32) / 254 per element, times the hidden
+/// size per quantized matmul, 7 per layer plus the head.
+double int8_bound(const Model& m, const std::map<std::string, int>& mods) {
+  const ParamMap p = m.parameters();
+  double per = 0;
+  for (const auto& [mod, bits] : mods) {
+    const double smax = max(abs(astype(p.at(mod + ".scales"), float32))).item<float>();
+    per = std::max(per, ((1 << bits) - 1) * smax * std::sqrt(32.0) / 254);
+  }
+  const ModelConfig& c = m.config();
+  return per * static_cast<double>(c.hidden_size) *
+         static_cast<double>(1 + 7 * c.num_hidden_layers);
+}
+
+class GgufNative : public testing::TestWithParam<Case> {};
+
+TEST_P(GgufNative, MatricesRunQuantizedWithTheStoredValues) {
+  const Case& p = GetParam();
+  const std::string path = gguf_path(p.file);
+  const auto mods = affine_modules(path);
+  ASSERT_FALSE(mods.empty()) << p.file;
+  auto g = load_model(path, {.dtype = float32, .warn = false, .gguf_native = true});
+  const ParamMap params = g->parameters();
+  for (const auto& [mod, bits] : mods) {
+    SCOPED_TRACE(mod);
+    const Array& w = params.at(mod + ".weight");
+    const Array& sc = params.at(mod + ".scales");
+    EXPECT_EQ(w.dtype(), uint32);
+    EXPECT_EQ(sc.dtype(), float32);
+    EXPECT_EQ(w.shape(-1) * (32 / bits), sc.shape(-1) * 32);
+    EXPECT_EQ(params.at(mod + ".biases").shape(), sc.shape());
+  }
+  int float_matrices = 0;  // F16 fallbacks (rows that are not whole blocks) stay float
+  for (const auto& [name, a] : params)
+    if (name.ends_with("_proj.weight") && is_floating(a.dtype())) ++float_matrices;
+  std::cerr << "[gguf] " << p.file << ": " << mods.size() << " affine modules, " << float_matrices
+            << " float projections\n";
+  // On the float32-activation path: the fixture model carrying the weights decoded here in
+  // float64 (exact in float32), up to float32 sums in another order.
+  auto ids = ids_array(longest_sequence(p.fixture));
+  auto ref = load_model(fixture_dir(p.fixture), {.dtype = float32, .warn = false});
+  ref->update(reference_weights(path, ref->config(), float32));
+  if (ref->device().type == Device::Type::cuda) fuse_projections(*ref);
+  const Array want = ref->forward(ids);
+  Array lf;
+  {
+    cpu::ScopedInt8Decode float_activations(false);
+    lf = g->forward(ids);
+    eval({lf});
+  }
+  const double same = rel_diff(lf, want);
+  EXPECT_LE(same, 1e-5) << p.file;
+  record_error("gguf native " + p.file + " (float activations) vs decoded weights", same);
+  // The default path (int8 activations on a CPU with the kernels): within their bound.
+  const Array li = g->forward(ids);
+  const double diff = max(abs(li - lf)).item<float>(), bound = int8_bound(*g, mods);
+  EXPECT_LT(diff, bound) << p.file;
+  std::cerr << "[gguf] " << p.file << ": default path max |logit diff| " << diff << " (bound "
+            << bound << ")\n";
+}
+
+TEST_P(GgufNative, DefaultDtypeKeepsTheModelSmall) {
+  // The compute dtype (bfloat16 here) holds the scales and biases; the matrices stay packed.
+  const Case& p = GetParam();
+  const std::string path = gguf_path(p.file);
+  auto q = load_model(path, {.warn = false, .gguf_native = true});
+  auto d = load_model(path, {.warn = false, .gguf_native = false});
+  EXPECT_EQ(q->dtype(), d->dtype());
+  auto bytes = [](const Model& m, bool affine_only, const std::map<std::string, int>& mods) {
+    int64_t n = 0;
+    for (const auto& [name, a] : m.parameters()) {
+      const auto dot = name.rfind('.');
+      if (affine_only && !mods.count(name.substr(0, dot))) continue;
+      n += static_cast<int64_t>(a.nbytes());
+    }
+    return n;
+  };
+  const auto mods = affine_modules(path);
+  // Per 32 values: 32 * bits / 8 bytes of codes plus a scale and a bias in the compute dtype.
+  int64_t want = 0;
+  const ParamMap dp = d->parameters();
+  for (const auto& [mod, bits] : mods)
+    want += dp.at(mod + ".weight").size() / 32 *
+            (4 * bits + 2 * static_cast<int64_t>(size_of(d->dtype())));
+  EXPECT_EQ(bytes(*q, true, mods), want);
+  std::cerr << "[gguf] " << p.file << ": parameters " << bytes(*q, false, mods) << " bytes native, "
+            << bytes(*d, false, mods) << " dequantized\n";
+  // Same model up to the rounding of each scale and bias to the compute dtype (against each
+  // weight's own rounding when dequantized) and the int8 activations: reported.
+  auto ids = ids_array(longest_sequence(p.fixture));
+  record_error("gguf native " + p.file + " default dtype vs dequantized",
+               rel_diff(q->forward(ids), d->forward(ids)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, GgufNative, testing::ValuesIn(quantized_cases()), case_name);
 
 // ---- round-trip bounds of the writer's quantizers (tensors.gguf: x and x.<type>) ----
 

@@ -503,4 +503,31 @@ Array GgufFile::load(const std::string& name, Dtype float_dtype) const {
   return leaf(t.shape(), float_dtype, std::move(d));
 }
 
+GgufAffineTensor GgufFile::load_affine(const std::string& name) const {
+  const GgufTensorInfo& t = info(name);
+  const int bits = gguf_affine_bits(t.type);
+  if (bits == 0 || t.dims.size() < 2)
+    raise<Unsupported>("[gguf] {}: tensor '{}' ({}, {} dimensions) has no affine form", path_, name,
+                       gguf_tensor_type_name(t.type), t.dims.size());
+  const int64_t n = t.numel(), k = static_cast<int64_t>(t.dims[0]);
+  Shape ws = t.shape(), ss = t.shape();
+  ws.back() = k * bits / 32;
+  ss.back() = k / 32;
+  auto buffer = [n](int64_t count) {
+    if (n == 0)  // no elements (a zero dimension): no buffer, whatever dims[0] says
+      return std::make_pair(Buffer{nullptr, 0},
+                            std::make_shared<Data>(Buffer{nullptr, 0}, cpu_device, [](Buffer) {}));
+    Buffer b = allocator(cpu_device).malloc(static_cast<size_t>(count) * 4);
+    return std::make_pair(b, std::make_shared<Data>(b, cpu_device));
+  };
+  auto [wb, wd] = buffer(n * bits / 32);
+  auto [sb, sd] = buffer(n / 32);
+  auto [bb, bd] = buffer(n / 32);
+  if (n > 0)
+    gguf_to_affine(t.type, data(t), n, static_cast<uint32_t*>(wb.ptr), static_cast<float*>(sb.ptr),
+                   static_cast<float*>(bb.ptr));
+  return {leaf(ws, uint32, std::move(wd)), leaf(ss, float32, std::move(sd)),
+          leaf(ss, float32, std::move(bd)), bits};
+}
+
 }  // namespace ingot

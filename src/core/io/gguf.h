@@ -134,6 +134,25 @@ GgufHeader parse_gguf_header(const uint8_t* bytes, size_t size, const std::strin
 /// Throws Unsupported for types other than Q8_0, Q4_0, Q4_K and Q6_K.
 void gguf_dequantize(GgufTensorType t, const uint8_t* src, float* dst, int64_t n);
 
+/// Bits of the affine form (core/ops/quantized.h: value = scale * q + bias per group of 32
+/// elements) that block type `t` rewrites to exactly: 8 for Q8_0, 4 for Q4_0 and Q4_K (one
+/// group per Q8_0/Q4_0 block or Q4_K sub-block), 0 for the others.
+int gguf_affine_bits(GgufTensorType t);
+
+/// Rewrites `n` elements (a whole number of blocks) of block type `t` as `n * bits / 32` packed
+/// words and `n / 32` float32 scales and biases (bits = gguf_affine_bits(t)), such that
+/// scale * q + bias in float32 equals gguf_dequantize's value bit for bit. Unsupported for
+/// other types.
+void gguf_to_affine(GgufTensorType t, const uint8_t* src, int64_t n, uint32_t* words, float* scales,
+                    float* biases);
+
+/// A tensor in the affine form: packed uint32 words [..., K * bits / 32] and float32 scales and
+/// biases [..., K / 32] (CPU arrays).
+struct GgufAffineTensor {
+  Array words, scales, biases;
+  int bits = 0;
+};
+
 /// An open GGUF file: header parsed eagerly, tensors loaded on request.
 class GgufFile {
  public:
@@ -154,6 +173,9 @@ class GgufFile {
   /// int32), quantized types dequantized to `float_dtype` (float32, bfloat16 or float16).
   /// Unsupported types throw Unsupported naming the tensor and the type.
   Array load(const std::string& name, Dtype float_dtype = Dtype::float32) const;
+  /// A Q8_0 / Q4_0 / Q4_K tensor of 2 or more dimensions in the affine form
+  /// (gguf_to_affine); Unsupported naming the tensor for other types.
+  GgufAffineTensor load_affine(const std::string& name) const;
   const MappedFile& mapping() const { return *map_; }
 
  private:
