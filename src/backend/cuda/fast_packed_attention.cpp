@@ -10,6 +10,7 @@
 #include "backend/cuda/packed_attention_kernels.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
+#include "util/env.h"
 
 namespace ingot {
 
@@ -105,6 +106,8 @@ void PackedAttention::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   a.window = window_;
   a.max_len = max_len_;
   a.out = out.raw_ptr();
+  // INGOT_CUDA_PACKED_KERNEL=streaming: never the resident variant (for comparisons).
+  a.kernel = env::get("INGOT_CUDA_PACKED_KERNEL").value_or("") == "streaming" ? 1 : 0;
   // cos/sin of positions P .. P + max_len - 1.
   cu::RopeArgs r;
   r.D = r.dims = d;

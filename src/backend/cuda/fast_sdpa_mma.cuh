@@ -75,20 +75,21 @@ struct MmaTile {
 // follow PTX's mma.m16n8k16: thread (g = lane / 4, q = lane % 4) holds rows g and g + 8,
 // columns 2q and 2q + 1 of each 8-wide tile.
 
-// Per-thread state of a warp's 16 rows: Q fragments (D <= 128), output accumulators and the
-// online softmax's running maximum (log2 units) and sum.
-template <int D>
+// Per-thread state of a warp's 16 rows: Q fragments (QR: kept in registers, by default when
+// D <= 128), output accumulators and the online softmax's running maximum (log2 units) and sum.
+template <int D, bool QR = MmaTile<D>::kQRegs>
 struct MmaRows {
-  uint32_t qf[MmaTile<D>::kQRegs ? D / 16 : 1][4];
+  static constexpr bool kQRegs = QR;
+  uint32_t qf[QR ? D / 16 : 1][4];
   float o[D / 8][4];
   float m[2], l[2];
   Row rw[2];
 };
 
 // s = Q K_j^T for the warp's 16 rows and the tile's keys (K tile in shared memory).
-template <typename T, int D>
+template <typename T, int D, bool QR>
 __device__ __forceinline__ void mma_scores(float (&s)[MmaTile<D>::kKeys / 8][4],
-                                           const MmaRows<D>& r, const T* qwarp, const T* ks) {
+                                           const MmaRows<D, QR>& r, const T* qwarp, const T* ks) {
   using Cfg = MmaTile<D>;
   constexpr int BC = Cfg::kKeys, ST = Cfg::kStride;
   const int lane = threadIdx.x & 31;
@@ -97,7 +98,7 @@ __device__ __forceinline__ void mma_scores(float (&s)[MmaTile<D>::kKeys / 8][4],
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     uint32_t af[4];
-    if constexpr (Cfg::kQRegs) {
+    if constexpr (QR) {
       af[0] = r.qf[kk][0], af[1] = r.qf[kk][1], af[2] = r.qf[kk][2], af[3] = r.qf[kk][3];
     } else {
       ldsm_x4(af, qwarp + kk * 16);
@@ -116,9 +117,9 @@ __device__ __forceinline__ void mma_scores(float (&s)[MmaTile<D>::kKeys / 8][4],
 // The online softmax step over a tile of scores already scaled to log2 units (masked keys
 // -inf): turns them into probabilities and rescales the accumulators and sums by the change of
 // the running maximum.
-template <int D>
+template <int D, bool QR>
 __device__ __forceinline__ void mma_online_softmax(float (&s)[MmaTile<D>::kKeys / 8][4],
-                                                   MmaRows<D>& r) {
+                                                   MmaRows<D, QR>& r) {
   constexpr int BC = MmaTile<D>::kKeys;
   float alpha[2];
 #pragma unroll
@@ -150,9 +151,9 @@ __device__ __forceinline__ void mma_online_softmax(float (&s)[MmaTile<D>::kKeys 
 }
 
 // O += P V_j (V tile in shared memory).
-template <typename T, int D>
-__device__ __forceinline__ void mma_pv(MmaRows<D>& r, const float (&s)[MmaTile<D>::kKeys / 8][4],
-                                       const T* vs) {
+template <typename T, int D, bool QR>
+__device__ __forceinline__ void mma_pv(MmaRows<D, QR>& r,
+                                       const float (&s)[MmaTile<D>::kKeys / 8][4], const T* vs) {
   constexpr int BC = MmaTile<D>::kKeys, ST = MmaTile<D>::kStride;
   const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -172,8 +173,8 @@ __device__ __forceinline__ void mma_pv(MmaRows<D>& r, const float (&s)[MmaTile<D
 }
 
 // Sums the row sums over the quad (after the last tile).
-template <int D>
-__device__ __forceinline__ void mma_rows_end(MmaRows<D>& r) {
+template <int D, bool QR>
+__device__ __forceinline__ void mma_rows_end(MmaRows<D, QR>& r) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     r.l[i] += __shfl_xor_sync(0xffffffffu, r.l[i], 1);

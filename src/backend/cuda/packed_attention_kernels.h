@@ -39,6 +39,9 @@ struct PackedAttentionArgs {
   float softcap = 0.0f;
   int window = 0;
   int64_t max_len = 0;  // the longest sequence's rows
+  /// 0: the resident kernel where the keys fit in shared memory (P + max_len <= 128), else the
+  /// streaming one; 1: the streaming kernel always (INGOT_CUDA_PACKED_KERNEL, for comparisons).
+  int kernel = 0;
 };
 
 /// True when the kernel takes (dtype t, head dim D): bfloat16 / float16 with D in {64, 128, 256}.
