@@ -612,16 +612,20 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
     const GemmContext gc{out.device(), t, s, alpha, beta, true, round_product, c, sc_m, sc_n};
     if (try_gemv(gc, calls[0])) return;
   }
-  if (c) fill_from(*c, out, s);
   if (round_product && c) {
-    // beta * c + round(alpha * a @ b): the product into scratch, then an add pass.
+    // beta * c + round(alpha * a @ b): the product into scratch, then an add pass that reads c
+    // in place when it has out's shape and is row-contiguous (else from a broadcast copy in out).
     cu::Scratch prod(out.device(), out.nbytes());
     const GemmContext gp{out.device(), t, s, alpha, 0.0f, false, false, nullptr, 0, 0};
     for (const Call& call : plan_calls(av, bv, static_cast<char*>(prod.ptr()), out.itemsize()))
       run_call(gp, call);
-    cu::launch_add_product(t, out.raw_ptr(), prod.ptr(), out.size(), beta, s);
+    const bool direct = c->shape() == out.shape() && c->flags().row_contiguous;
+    if (!direct) fill_from(*c, out, s);
+    cu::launch_add_product(t, out.raw_ptr(), direct ? c->raw_ptr() : nullptr, prod.ptr(),
+                           out.size(), beta, s);
     return;
   }
+  if (c) fill_from(*c, out, s);
   const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr, false, nullptr, 0, 0};
   for (const Call& call : calls) run_call(g, call);
 }

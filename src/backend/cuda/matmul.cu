@@ -360,22 +360,26 @@ void launch_gated_rows(Dtype t, int act, const void* g, int64_t sg, const void* 
 }
 
 namespace {
+// out = beta * c + prod (c: out itself when null).
 template <typename T>
-__global__ void add_product_kernel(T* out, const T* prod, int64_t n, float beta) {
+__global__ void add_product_kernel(T* out, const T* c, const T* prod, int64_t n, float beta) {
   using A = gemm_acc_t<T>;
+  const T* src = c ? c : out;
   INGOT_CUDA_KERNEL_LOOP(i, n) {
-    out[i] = cast<T>(A(beta) * to_acc<A>(out[i]) + to_acc<A>(prod[i]));
+    out[i] = cast<T>(A(beta) * to_acc<A>(src[i]) + to_acc<A>(prod[i]));
   }
 }
 
 // The same over 16-byte vectors (16-bit and float32 dtypes, aligned, n a multiple of V).
 template <typename T>
-__global__ void add_product_vec_kernel(T* out, const T* prod, int64_t nvec, float beta) {
+__global__ void add_product_vec_kernel(T* out, const T* c, const T* prod, int64_t nvec,
+                                       float beta) {
   pdl_prologue();
   constexpr int V = 16 / sizeof(T);
+  const T* src = c ? c : out;
   INGOT_CUDA_KERNEL_LOOP(i, nvec) {
     float o[V], q[V];
-    unpack16<T>(load16(out + i * V), o);
+    unpack16<T>(load16(src + i * V), o);
     unpack16<T>(load16(prod + i * V), q);
 #pragma unroll
     for (int e = 0; e < V; ++e) o[e] = to_float(cast<T>(beta * o[e] + q[e]));
@@ -384,8 +388,8 @@ __global__ void add_product_vec_kernel(T* out, const T* prod, int64_t nvec, floa
 }
 }  // namespace
 
-void launch_add_product(Dtype t, void* out, const void* prod, int64_t n, float beta,
-                        cudaStream_t s) {
+void launch_add_product(Dtype t, void* out, const void* c, const void* prod, int64_t n,
+                        float beta, cudaStream_t s) {
   if (n == 0) return;
   constexpr int threads = 256;
   dispatch_cuda_float(t, [&](auto v) {
@@ -393,14 +397,16 @@ void launch_add_product(Dtype t, void* out, const void* prod, int64_t n, float b
     if constexpr (!std::is_same_v<T, double>) {
       constexpr int64_t V = 16 / sizeof(T);
       if (n % V == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+          reinterpret_cast<uintptr_t>(c) % 16 == 0 &&
           reinterpret_cast<uintptr_t>(prod) % 16 == 0) {
         launch_pdl(add_product_vec_kernel<T>, grid_for(n / V, threads), threads, 0, s,
-                   static_cast<T*>(out), static_cast<const T*>(prod), n / V, beta);
+                   static_cast<T*>(out), static_cast<const T*>(c), static_cast<const T*>(prod),
+                   n / V, beta);
         return;
       }
     }
     add_product_kernel<T><<<grid_for(n, threads), threads, 0, s>>>(
-        static_cast<T*>(out), static_cast<const T*>(prod), n, beta);
+        static_cast<T*>(out), static_cast<const T*>(c), static_cast<const T*>(prod), n, beta);
   });
   check_launch("add_product_kernel");
 }

@@ -95,9 +95,10 @@ void launch_gemv(Dtype t, const GemvProblem& p, cudaStream_t s, int sms);
 void launch_gated_rows(Dtype t, int act, const void* g, int64_t sg, const void* u, int64_t su,
                        void* out, int64_t rows, int64_t k, cudaStream_t s);
 
-/// out[i] = beta * out[i] + prod[i] for n elements of dtype t, in float (double for float64)
-/// and rounded once: the add of an AddMM whose product was rounded first (round_product).
-void launch_add_product(Dtype t, void* out, const void* prod, int64_t n, float beta,
+/// out[i] = beta * c[i] + prod[i] for n elements of dtype t (c: out itself when null), in float
+/// (double for float64) and rounded once: the add of an AddMM whose product was rounded first
+/// (round_product).
+void launch_add_product(Dtype t, void* out, const void* c, const void* prod, int64_t n, float beta,
                         cudaStream_t s);
 
 /// out[i] = alpha * 0 + beta * out[i] in the accumulation type, rounded once (an AddMM with

@@ -151,7 +151,7 @@ void QuantizedMatmul::eval_cuda(const std::vector<Array>& inputs, Array& out) {
           cudaMemcpyAsync(out.raw_ptr(), r.raw_ptr(), out.nbytes(), cudaMemcpyDeviceToDevice, s));
     else
       cu::copy_to_row_major_device(r, out.raw_ptr(), s);
-    cu::launch_add_product(t, out.raw_ptr(), y.raw_ptr(), out.size(), 1.0f, s);
+    cu::launch_add_product(t, out.raw_ptr(), nullptr, y.raw_ptr(), out.size(), 1.0f, s);
     return;
   }
   if (m < kGemmRows) {
