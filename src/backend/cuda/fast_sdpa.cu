@@ -268,27 +268,15 @@ __device__ __forceinline__ void mma_softmax(float (&s)[MmaTile<D>::kKeys / 8][4]
 template <typename T, int D>
 __device__ __forceinline__ void mma_store(const MmaRows<D>& r, const KParams& p, const Block& c,
                                           T* stage) {
-  constexpr int ST = MmaTile<D>::kStride, CH = MmaTile<D>::kChunks;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, quad = lane & 3;
+  const int warp = threadIdx.x >> 5;
   const SdpaArgs& a = p.a;
-  const float inv[2] = {r.l[0] > 0.0f ? 1.0f / r.l[0] : 0.0f, r.l[1] > 0.0f ? 1.0f / r.l[1] : 0.0f};
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
-          pack2<T>(r.o[dt][2 * i] * inv[i], r.o[dt][2 * i + 1] * inv[i]);
-  __syncwarp();
   T* out = static_cast<T*>(a.out);
-  for (int idx = lane; idx < 16 * CH; idx += 32) {
-    const int i = idx / CH, ch = idx % CH;
+  mma_write_rows<T, D>(r, stage, [&](int i, int ch, const uint4& v) {
     const int64_t rr = c.r0 + warp * 16 + i;
-    if (rr >= p.rows) continue;
+    if (rr >= p.rows) return;
     const Row w = row_at(p, c, rr);
-    *reinterpret_cast<uint4*>(out + ((c.b * a.H + w.h) * a.L + w.l) * D + ch * 8) =
-        *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8);
-  }
-  __syncwarp();
+    *reinterpret_cast<uint4*>(out + ((c.b * a.H + w.h) * a.L + w.l) * D + ch * 8) = v;
+  });
 }
 
 // True when every key of the tile j0.. is visible to every row of the CTA without checks (no

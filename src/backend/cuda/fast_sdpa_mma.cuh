@@ -182,4 +182,28 @@ __device__ __forceinline__ void mma_rows_end(MmaRows<D, QR>& r) {
   }
 }
 
+// The warp's 16 rows divided by their sums and rounded to T, staged through `stage` ([16][ST],
+// shared memory no other warp reads), then handed out as 16-byte chunks: store(i, ch, chunk)
+// for row i of the warp's 16 and chunk ch (elements 8 ch .. 8 ch + 7), rows past the end
+// included (store skips them).
+template <typename T, int D, bool QR, typename F>
+__device__ __forceinline__ void mma_write_rows(const MmaRows<D, QR>& r, T* stage, F&& store) {
+  constexpr int ST = MmaTile<D>::kStride, CH = MmaTile<D>::kChunks;
+  const int lane = threadIdx.x & 31, quad = lane & 3;
+  const float inv[2] = {r.l[0] > 0.0f ? 1.0f / r.l[0] : 0.0f, r.l[1] > 0.0f ? 1.0f / r.l[1] : 0.0f};
+  __syncwarp();
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
+          pack2<T>(r.o[dt][2 * i] * inv[i], r.o[dt][2 * i + 1] * inv[i]);
+  __syncwarp();
+  for (int idx = lane; idx < 16 * CH; idx += 32) {
+    const int i = idx / CH, ch = idx % CH;
+    store(i, ch, *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8));
+  }
+  __syncwarp();
+}
+
 }  // namespace ingot::cu::sdpa_detail

@@ -313,26 +313,13 @@ __global__ void __launch_bounds__(32 * kWarps, D <= 128 ? 3 : 2)
 
     // The warp's rows, normalised, staged through its own Q rows (no other warp reads them),
     // then out in 16-byte stores.
-    const float inv[2] = {r.l[0] > 0.0f ? 1.0f / r.l[0] : 0.0f,
-                          r.l[1] > 0.0f ? 1.0f / r.l[1] : 0.0f};
-    T* stage = qs + warp * 16 * ST;
-    __syncwarp();
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        *reinterpret_cast<uint32_t*>(stage + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
-            pack2<T>(r.o[dt][2 * i] * inv[i], r.o[dt][2 * i + 1] * inv[i]);
-    __syncwarp();
     T* out = static_cast<T*>(a.out);
-    for (int idx = lane; idx < 16 * CH; idx += 32) {
-      const int i = idx / CH, ch = idx % CH;
+    mma_write_rows<T, D>(r, qs + warp * 16 * ST, [&](int i, int ch, const uint4& v) {
       const int64_t rr = r0 + warp * 16 + i;
-      if (rr >= rows) continue;
+      if (rr >= rows) return;
       const int64_t l = rr / G, h = hk * G + rr % G;
-      *reinterpret_cast<uint4*>(out + (t0 + l) * a.H * D + h * D + ch * 8) =
-          *reinterpret_cast<const uint4*>(stage + i * ST + ch * 8);
-    }
+      *reinterpret_cast<uint4*>(out + (t0 + l) * a.H * D + h * D + ch * 8) = v;
+    });
     __syncthreads();  // every warp is done with the Q rows before the next unit's
   }
 }
@@ -557,27 +544,15 @@ __global__ void __launch_bounds__(32 * kWarps, kResidentBlocks<D>)
       }
       mma_rows_end<D>(r);
 
-      // The slab's rows, normalised, staged through its own buffer, out in 16-byte stores.
-      const float inv[2] = {r.l[0] > 0.0f ? 1.0f / r.l[0] : 0.0f,
-                            r.l[1] > 0.0f ? 1.0f / r.l[1] : 0.0f};
-      __syncwarp();
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-#pragma unroll
-        for (int i = 0; i < 2; ++i)
-          *reinterpret_cast<uint32_t*>(qs + ((lane >> 2) + 8 * i) * ST + dt * 8 + quad * 2) =
-              pack2<T>(r.o[dt][2 * i] * inv[i], r.o[dt][2 * i + 1] * inv[i]);
-      __syncwarp();
+      // The slab's rows, normalised, staged through its own buffer, out in 16-byte stores
+      // (then the buffer is free for the slab after next).
       T* out = static_cast<T*>(a.out);
-      for (int idx = lane; idx < 16 * CH; idx += 32) {
-        const int i = idx / CH, ch = idx % CH;
+      mma_write_rows<T, D>(r, qs, [&](int i, int ch, const uint4& v) {
         const int rr = w0 + i;
-        if (rr >= w1) continue;
+        if (rr >= w1) return;
         const int64_t l = pos_of(rr), h = hk * G + head_of(rr);
-        *reinterpret_cast<uint4*>(out + (t0 + l) * a.H * D + h * D + ch * 8) =
-            *reinterpret_cast<const uint4*>(qs + i * ST + ch * 8);
-      }
-      __syncwarp();  // the buffer is free for the slab after next
+        *reinterpret_cast<uint4*>(out + (t0 + l) * a.H * D + h * D + ch * 8) = v;
+      });
       if constexpr (QB == 2) b ^= 1;
     }
     __syncthreads();  // every warp is done with the keys before the next unit's
