@@ -20,13 +20,13 @@
 #include "backend/cuda/packed_attention_kernels.h"
 
 using namespace ingot;
-#define CK(x)                                                               \
-  do {                                                                      \
-    cudaError_t e_ = (x);                                                   \
-    if (e_ != cudaSuccess) {                                                \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));         \
-      std::exit(1);                                                         \
-    }                                                                       \
+#define CK(x)                                                       \
+  do {                                                              \
+    cudaError_t e_ = (x);                                           \
+    if (e_ != cudaSuccess) {                                        \
+      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                 \
+    }                                                               \
   } while (0)
 
 struct Shape {
@@ -39,7 +39,7 @@ struct Shape {
 };
 
 int main(int argc, char** argv) {
-  const char* only = argc > 1 ? argv[1] : nullptr;   // run one shape (for ncu)
+  const char* only = argc > 1 ? argv[1] : nullptr;  // run one shape (for ncu)
   const int only_kernel = argc > 2 ? std::atoi(argv[2]) : -1;
   std::vector<Shape> shapes = {
       {"qwen3 512x64", 16, 8, 128, true, false, 0, 0, 512, 64, 64},
@@ -152,8 +152,8 @@ int main(int argc, char** argv) {
     std::printf(
         "%-20s T=%6lld maxlen=%3d  streaming %8.1f us  resident %8.1f us  (%.2fx)  bytes %.0f MB "
         "-> %.0f GB/s | max|diff| %.3g (max|x| %.3g) bad %lld nonfinite %lld\n",
-        sh.name, (long long)T, max_len, us[0], us[1], us[0] / us[1], mb, mb / us[1] * 1e3,
-        md, mx, (long long)bad, (long long)nan);
+        sh.name, (long long)T, max_len, us[0], us[1], us[0] / us[1], mb, mb / us[1] * 1e3, md, mx,
+        (long long)bad, (long long)nan);
     cudaFree(outs[0]);
     cudaFree(outs[1]);
   }
