@@ -1,10 +1,11 @@
 // The packed attention kernels (backend/cuda/packed_attention.cu) timed on classify-shaped
 // problems: random bf16 q|k|v rows of the published models' head layouts, 20 launches after 3
 // warm-ups, the resident kernel (the default where P + the longest text fits in 128 keys)
-// against the streaming one on the same inputs, with their largest output difference (zero
-// unless a window makes them group key tiles differently). Run on a GPU machine:
+// against the streaming one on the same inputs, with their largest output difference (zero on
+// the 64-key problems, within a bf16 ulp elsewhere: a window shifts the tile grid, and a 16-row
+// slab finds more tiles fully visible than a 64-row unit). Run on a GPU machine:
 //   build/bench/ingot_bench_packed_attention [shape] [kernel]
-// (one shape and kernel 0 / 1 once each: for ncu, e.g.
+// (one shape, and kernel 0 = streaming / 1 = the default, once each: for ncu, e.g.
 //   ncu --set full -k regex:packed_attention ingot_bench_packed_attention "qwen3 512x64").
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
