@@ -270,6 +270,69 @@ TEST(CudaMatmul, GluGemvEqualsTheSeparateOps) {
       }
 }
 
+TEST(CudaMatmul, GluRowsOverEveryGateValue) {
+  INGOT_REQUIRE_CUDA();
+  // Many rows of fast::rms_norm_glu run the stacked product, then the gated-rows kernel; for
+  // 16-bit dtypes that kernel reads act(g) from a table of all 65,536 gate values (filled on the
+  // device with the activation's own functor). Every finite gate value goes through it here and
+  // must give the separate ops' bits: x row r is 16 * e_(r mod 16) and the norm weight 1/4, so
+  // the normalised row is e_(r mod 16) exactly and gate column j of row r is w[j, r mod 16].
+  constexpr int64_t E = 16, M = 256, I = 4096;
+  const fast::GatedActivation acts[] = {fast::GatedActivation::silu, fast::GatedActivation::gelu,
+                                        fast::GatedActivation::gelu_tanh};
+  for (Dtype t : {bfloat16, float16}) {
+    const auto value = [&](uint16_t b) {
+      return t == bfloat16 ? double(float(bfloat16_t::from_bits(b)))
+                           : double(float(float16_t::from_bits(b)));
+    };
+    std::vector<double> xv(M * E, 0.0), wv(2 * I * E), nwv(E, 0.25);
+    for (int64_t r = 0; r < M; ++r) xv[r * E + r % E] = 16.0;
+    std::mt19937 gen(17);
+    std::normal_distribution<double> nd(0.0, 1.0);
+    int64_t finite = 0;
+    for (int64_t j = 0; j < I; ++j)
+      for (int64_t k = 0; k < E; ++k) {
+        const double v = value(static_cast<uint16_t>(k * I + j));
+        // Infinities and NaNs would reach other rows through 0 * w in the product.
+        wv[j * E + k] = std::isfinite(v) ? v : 0.0;
+        finite += std::isfinite(v) ? 1 : 0;
+        wv[(I + j) * E + k] = nd(gen);
+      }
+    const Array x = on_cuda(Array(xv, {M, E}, t)), w = on_cuda(Array(wv, {2 * I, E}, t)),
+                nw = on_cuda(Array(nwv, {E}, t));
+    const fast::RmsNormOptions o{.eps = 0.0f};
+    const Array y = fast::rms_norm_linear(x, nw, w, o);
+    const Array g = slice(y, {0, 0}, {M, I}), u = slice(y, {0, I}, {M, 2 * I});
+    // The sweep covers what it claims: the gates are w's values (normal ones at least, in case
+    // the product flushes subnormals: both sides below then see the same flushed gates).
+    const std::vector<double> gv = g.to_vector<double>();
+    int64_t seen = 0;
+    for (int64_t r = 0; r < E; ++r)
+      for (int64_t j = 0; j < I; ++j) {
+        const double want = wv[j * E + r], a = std::fabs(want);
+        if (a == 0.0 || a >= (t == bfloat16 ? 1.1754943508222875e-38 : 6.103515625e-05)) {
+          ASSERT_EQ(gv[r * I + j], want) << dtype_name(t) << " gate " << r << "," << j;
+          ++seen;
+        }
+      }
+    EXPECT_GT(seen, finite * 9 / 10) << dtype_name(t);
+    for (fast::GatedActivation a : acts) {
+      const std::string what = name(t, fmt::format("act {}", static_cast<int>(a)));
+      const Array got = fast::rms_norm_glu(x, nw, w, a, o);
+      const Array sep = (a == fast::GatedActivation::silu   ? silu(g)
+                         : a == fast::GatedActivation::gelu ? gelu(g)
+                                                            : gelu_tanh(g)) *
+                        u;
+      const auto gb = got.to_vector<double>(), sb = sep.to_vector<double>();
+      ASSERT_EQ(gb.size(), sb.size()) << what;
+      for (size_t i = 0; i < gb.size(); ++i) {
+        if (std::isnan(gb[i]) && std::isnan(sb[i])) continue;
+        ASSERT_EQ(gb[i], sb[i]) << what << " at row " << i / I << " gate " << gv[i];
+      }
+    }
+  }
+}
+
 TEST(CudaMatmul, OperandLayouts) {
   INGOT_REQUIRE_CUDA();
   const int64_t M = 37, K = 64, N = 29;
