@@ -62,9 +62,10 @@ class Gemma3Block : public Block {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
       // With in.queries, the rows after attention are the last ones only (of each sequence of
       // a packed batch).
-      const Array h =
-          nn::query_rows(x, in) + (*post_attn_norm_)(attn_->normed(x, *input_norm_, in, nullptr));
-      return h + (*post_ffn_norm_)(mlp_->normed(h, *pre_ffn_norm_, nullptr));
+      // The post-norms and their residual adds as one primitive each (fast::rms_norm_add).
+      const Array h = post_attn_norm_->add_to(nn::query_rows(x, in),
+                                              attn_->normed(x, *input_norm_, in, nullptr));
+      return post_ffn_norm_->add_to(h, mlp_->normed(h, *pre_ffn_norm_, nullptr));
     }
     Array a = trace((*post_attn_norm_)(attend(*attn_, (*input_norm_)(x), in, attention_impl())),
                     "attn_out", layer());

@@ -293,6 +293,18 @@ Array RMSNorm::operator()(const Array& x) const {
                                              .weight_in_float32 = opt_.weight_in_float32});
 }
 
+Array RMSNorm::add_to(const Array& residual, const Array& x) const {
+  static const bool fused = [] {
+    const char* v = std::getenv("INGOT_NORM_ADD");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!fused) return residual + (*this)(x);
+  return fast::rms_norm_add(residual, x, param("weight"),
+                            fast::RmsNormOptions{.eps = opt_.eps,
+                                                 .add_unit_offset = opt_.unit_offset,
+                                                 .weight_in_float32 = opt_.weight_in_float32});
+}
+
 Array RMSNorm::linear(const Array& x, const Array& w) const {
   return fast::rms_norm_linear(x, param("weight"), w,
                                fast::RmsNormOptions{.eps = opt_.eps,

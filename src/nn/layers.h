@@ -159,6 +159,9 @@ class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dims, RMSNormOptions opt = {}, Dtype dtype = float32);
   Array operator()(const Array& x) const;
+  /// residual + (*this)(x) as one primitive (fast::rms_norm_add, the same result);
+  /// INGOT_NORM_ADD=0 runs the two ops.
+  Array add_to(const Array& residual, const Array& x) const;
   /// (*this)(x) @ w^T for a Linear weight w [N, E] (fast::rms_norm_linear).
   Array linear(const Array& x, const Array& w) const;
   /// act(y[..., :I]) * y[..., I:] for y = linear(x, w), w stacked gate|up weights [2I, E]

@@ -118,6 +118,47 @@ TEST(CudaFastNorm, RmsNormMatchesCpu) {
       }
 }
 
+TEST(CudaFastNorm, RmsNormAddEqualsNormThenAdd) {
+  INGOT_REQUIRE_CUDA();
+  // fast::rms_norm_add on the GPU: bit for bit the GPU's rms_norm followed by its add (the
+  // norm rounds, then the sum), over x layouts, residual layouts (contiguous, and a transposed
+  // view, which is copied first so that the kernel and its order of the row sums stay
+  // rms_norm's), register and multi-pass kernels; and the CPU's result within the norm's
+  // tolerance (the row sums run in another order).
+  uint32_t seed = 500;
+  for (Dtype t : kFloats)
+    for (int64_t E : kNormSizes)
+      for (const NormLayout& lay : norm_layouts(E)) {
+        const Pair x = both(host_normal(lay.base, t, seed++), lay.view);
+        const Shape sh = x.cpu.shape();
+        const Pair rc = both(host_normal(sh, t, seed++), identity);
+        Shape tsh(sh.rbegin(), sh.rend());
+        std::vector<int> perm(sh.size());
+        for (size_t d = 0; d < perm.size(); ++d) perm[d] = static_cast<int>(perm.size() - 1 - d);
+        const Pair rt =
+            both(host_normal(tsh, t, seed++), [&](const Array& a) { return transpose(a, perm); });
+        const Pair w = both(host_normal({E}, t, seed++, 1.0), identity);
+        for (const Pair* res : {&rc, &rt})
+          for (bool wf32 : {true, false}) {
+            const fast::RmsNormOptions o{.eps = 1e-5f, .weight_in_float32 = wf32};
+            const std::string what =
+                name(t, lay.what + (" E " + std::to_string(E)) +
+                            (res == &rc ? " residual contiguous" : " residual transposed") +
+                            (wf32 ? " weight in float32" : " weight rounded"));
+            const Array got = fast::rms_norm_add(res->gpu, x.gpu, w.gpu, o);
+            const Array two = res->gpu + fast::rms_norm(x.gpu, w.gpu, o);
+            ASSERT_EQ(got.shape(), two.shape()) << what;
+            const auto gv = got.to_vector<double>(), tv = two.to_vector<double>();
+            for (size_t i = 0; i < gv.size(); ++i) ASSERT_EQ(gv[i], tv[i]) << what << " at " << i;
+            // The norm's tolerance in absolute terms at its values' scale (up to ~5 here:
+            // |x| / rms(x) times the weight), plus the sum's rounding.
+            const Array cpu = fast::rms_norm_add(res->cpu, x.cpu, w.cpu, o);
+            const double r = t == float32 ? 1e-5 : t == float64 ? 1e-12 : 2 * dtype_rtol(t);
+            expect_close(got, cpu, 16 * r, r, what + " vs CPU");
+          }
+      }
+}
+
 /// LayerNorm results: float32 ones against float64 math on the same inputs (the backends sum a
 /// row in different orders, and a row far from zero loses ~E ulps of its mean in float32: the
 /// CUDA error must be within the float32 tolerance or no larger than the CPU's own); the other

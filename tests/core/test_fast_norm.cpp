@@ -123,6 +123,66 @@ TEST(FastRmsNorm, Errors) {
       "[rms_norm] weight must have shape [8]");
 }
 
+TEST(FastRmsNormAdd, EqualsNormThenAdd) {
+  // residual + rms_norm(x): the norm rounds to the dtype, then the add rounds again. Bit for
+  // bit the two ops on the CPU (rms_norm is checked against float64 loops above), and the
+  // reference composition within rounding; every dtype, weight mode and layout of x and residual.
+  const std::vector<Shape> shapes{{1, 1}, {7, 33}, {2, 3, 64}, {3, 1030}};
+  uint32_t seed = 300;
+  for (Dtype t : kDtypes)
+    for (const Shape& sh : shapes)
+      for (Layout xl : {Layout::contiguous, Layout::transposed, Layout::sliced})
+        for (Layout rl : {Layout::contiguous, Layout::sliced, Layout::transposed})
+          for (int variant = 0; variant < 4; ++variant) {
+            const int64_t E = sh.back();
+            auto xv = random_values(shape_size(sh), t, seed++);
+            auto rv = random_values(shape_size(sh), t, seed++, -3, 3);
+            auto wv = random_values(E, t, seed++, -2, 2);
+            const Array x = make_array(xv, sh, t, xl), res = make_array(rv, sh, t, rl);
+            std::optional<Array> w;
+            if (variant > 0) w = Array(wv, {E}, t);
+            const fast::RmsNormOptions o{
+                .eps = 1e-5f, .add_unit_offset = variant == 2, .weight_in_float32 = variant != 3};
+            const std::string what = std::string(dtype_name(t)) + " " + shape_str(sh) + " x " +
+                                     layout_name(xl) + " residual " + layout_name(rl) +
+                                     " variant " + std::to_string(variant);
+            const Array got = fast::rms_norm_add(res, x, w, o);
+            EXPECT_EQ(got.dtype(), t) << what;
+            const auto two = values_of(res + fast::rms_norm(x, w, o)), g = values_of(got);
+            ASSERT_EQ(g.size(), two.size()) << what;
+            for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], two[i]) << what << " at " << i;
+            // The reference sums in another order: within the roundings of values up to ~4.
+            expect_close(values_of(fast::ref::rms_norm_add(res, x, w, o)), two, tol_of(t),
+                         4 * tol_of(t), what + " (ref)");
+          }
+}
+
+TEST(FastRmsNormAdd, ErrorsAndGradients) {
+  const Array x = zeros({2, 8});
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_add(zeros({2, 7}), x, std::nullopt);
+      },
+      "[rms_norm_add] residual must have x's shape and dtype float32 [2, 8], got float32 [2, 7]");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_add(zeros({2, 8}, bfloat16), x, std::nullopt);
+      },
+      "[rms_norm_add] residual must have x's shape and dtype float32 [2, 8], got bfloat16 [2, 8]");
+  expect_error<InvalidArgument>([&] { fast::rms_norm_add(x, x, zeros({7})); },
+                                "[rms_norm_add] weight must have shape [8]");
+  auto xv = random_values(3 * 5, float64, 21), wv = random_values(5, float64, 22),
+       rv = random_values(3 * 5, float64, 23);
+  for (bool unit : {false, true})
+    check_vjp(
+        [&](std::vector<Array> a) {
+          return fast::rms_norm_add(a[2], a[0], a[1], {.eps = 1e-3f, .add_unit_offset = unit});
+        },
+        {xv, wv, rv}, {{3, 5}, {5}, {3, 5}}, "rms_norm_add");
+  check_vjp([&](std::vector<Array> a) { return fast::rms_norm_add(a[1], a[0], std::nullopt); },
+            {xv, rv}, {{3, 5}, {3, 5}}, "rms_norm_add without weight");
+}
+
 TEST(FastLayerNorm, MatchesNaiveAndReference) {
   const std::vector<Shape> shapes{{1, 2}, {7, 33}, {2, 3, 64}, {3, 1030}};
   uint32_t seed = 100;

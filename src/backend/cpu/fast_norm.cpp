@@ -1,6 +1,7 @@
 // CPU kernels of RmsNorm and LayerNorm: one pass per row (any layout), float32 math (float64
 // for float64), rows split over the thread pool.
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "backend/common/utils.h"
@@ -38,8 +39,8 @@ void alloc_out(const Array& x, Array& out) {
     alloc_cpu(out);
 }
 
-// Gives `out` storage and runs fn(row, out_row) over all rows of x: `row` is x's row loaded
-// into a scratch buffer of the compute type A (modifiable), out_row the output row to write.
+// Gives `out` storage and runs fn(row, out_row, r) over all rows r of x: `row` is x's row
+// loaded into a scratch buffer of the compute type A (modifiable), out_row the output row.
 // x's buffer is donated to out when possible (each row is read before it is written).
 template <typename T, typename A, typename F>
 void for_rows(const Array& x, Array& out, F&& fn) {
@@ -56,7 +57,7 @@ void for_rows(const Array& x, Array& out, F&& fn) {
     std::vector<A> buf(static_cast<size_t>(E));
     for (int64_t r = b; r < e; ++r) {
       gather_row(xp + offs(r), sx, E, buf.data());
-      fn(buf.data(), op + r * E);
+      fn(buf.data(), op + r * E, r);
     }
   });
 }
@@ -68,12 +69,23 @@ void rms_norm_impl(const RmsNorm& p, const std::vector<Array>& inputs, Array& ou
   std::vector<A> w;
   if (p.has_weight_) w = param_vector<A>(inputs[1], p.add_unit_offset_ ? A(1) : A(0));
   const Kernels& k = kernels();
-  for_rows<T, A>(x, out, [&](A* v, T* o) {
+  // A residual (the last input) is added to the rounded norm, then the sum rounds again.
+  const Array* res = p.has_residual_ ? &inputs.back() : nullptr;
+  const std::optional<RowOffsets> res_offs =
+      res ? std::optional<RowOffsets>(RowOffsets(*res)) : std::nullopt;
+  for_rows<T, A>(x, out, [&](A* v, T* o, int64_t row) {
     const A r = A(1) / std::sqrt(sum_squares(k, v, E) / static_cast<A>(E) + static_cast<A>(p.eps_));
     for (int64_t i = 0; i < E; ++i) v[i] *= r;
     if (!w.empty()) {
       if (!p.weight_in_float32_) round_through<T, A>(v, E);
       for (int64_t i = 0; i < E; ++i) v[i] *= w[i];
+    }
+    if (res) {
+      thread_local std::vector<A> rb;
+      rb.resize(static_cast<size_t>(E));
+      gather_row(res->raw_ptr<T>() + (*res_offs)(row), res->strides().back(), E, rb.data());
+      round_through<T, A>(v, E);
+      for (int64_t i = 0; i < E; ++i) v[i] += rb[i];
     }
     store_row(k, v, o, E);
   });
@@ -88,7 +100,7 @@ void layer_norm_impl(const LayerNorm& p, const std::vector<Array>& inputs, Array
   if (p.has_weight_) w = param_vector<A>(inputs[next++], A(0));
   if (p.has_bias_) bias = param_vector<A>(inputs[next++], A(0));
   const Kernels& k = kernels();
-  for_rows<T, A>(x, out, [&](A* v, T* o) {
+  for_rows<T, A>(x, out, [&](A* v, T* o, int64_t) {
     A sum = 0;
     for (int64_t i = 0; i < E; ++i) sum += v[i];
     const A mu = sum / static_cast<A>(E);

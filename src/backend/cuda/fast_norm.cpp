@@ -1,5 +1,7 @@
 // RmsNorm / LayerNorm on CUDA: validate, give out storage (x's buffer when donatable, as the CPU
 // backend does), describe the rows and launch the kernels of fast_norm.cu.
+#include <optional>
+
 #include "backend/cuda/fast_norm_kernels.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
@@ -48,6 +50,23 @@ void RmsNorm::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   a.add_unit_offset = add_unit_offset_;
   a.weight_in_float32 = weight_in_float32_;
   const cudaStream_t s = cu::stream(stream());
+  // A residual that is not row-contiguous and 16-byte aligned is copied first, so the kernel
+  // choice (and with it the order of the row sums) depends on x alone: the result is always
+  // rms_norm's followed by the add, bit for bit.
+  std::optional<cu::Scratch> res_copy;
+  if (has_residual_) {
+    const Array& r = inputs.back();
+    a.residual = r.raw_ptr();
+    a.res_rows = cu::row_layout(r);
+    a.sres = r.strides().back();
+    if (!r.flags().row_contiguous || reinterpret_cast<uintptr_t>(r.raw_ptr()) % 16 != 0) {
+      res_copy.emplace(r.device(), r.nbytes());
+      cu::copy_to_row_major_device(r, res_copy->ptr(), s);
+      a.residual = res_copy->ptr();
+      a.res_rows = cu::collapsed_layout(r.shape(), row_major_strides(r.shape()), r.ndim() - 1);
+      a.sres = 1;
+    }
+  }
   alloc_out(x, out);
   if (a.n_rows == 0) return;
   a.out = out.raw_ptr();

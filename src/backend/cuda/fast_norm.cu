@@ -73,10 +73,12 @@ enum class Kind { rms, layer };
 
 /// Output element for x value v of a row with mean mu (layer norm) and inverse deviation r,
 /// weight w and bias b in the compute type (unused when absent), rounded as the CPU does.
+/// rms: res is the residual's element (added after the norm rounds; unused without one).
 template <typename T, typename A, Kind K>
-__device__ __forceinline__ T norm_value(const NormArgs& p, A v, A mu, A r, A w, A b) {
+__device__ __forceinline__ T norm_value(const NormArgs& p, A v, A mu, A r, A w, A b, A res) {
   if constexpr (K == Kind::rms) {
-    return rms_value<T>(v, r, p.weight != nullptr, w, p.add_unit_offset, p.weight_in_float32);
+    const T n = rms_value<T>(v, r, p.weight != nullptr, w, p.add_unit_offset, p.weight_in_float32);
+    return p.residual ? cast<T>(add_rn(to_acc<A>(n), res)) : n;
   } else {
     A y = mul_rn(v - mu, r);
     if (p.weight) y = mul_rn(y, w);
@@ -130,8 +132,15 @@ __global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBl
       ss = row_sum<Block>(ss, smem);
     }
     const A r = A(1) / sqrt(ss / static_cast<A>(p.E) + static_cast<A>(p.eps));
+    const T* rr = K == Kind::rms && p.residual
+                      ? static_cast<const T*>(p.residual) + elem_offset(row, p.res_rows)
+                      : nullptr;
     for (int64_t i = lane * V; i < p.E; i += span) {
       load_vals<T, A, V>(xr, i, p.sx, vals);
+      A res[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) res[j] = A(0);
+      if (rr) load_vals<T, A, V>(rr, i, p.sres, res);
       T o[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) {
@@ -140,7 +149,7 @@ __global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBl
         const A b = K == Kind::layer && p.bias
                         ? load_param<A>(p.bias, p.bias_dtype, (i + j) * p.bias_stride)
                         : A(0);
-        o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w, b);
+        o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w, b, res[j]);
       }
       store_vals<T, V>(orow, i, o);
     }
@@ -173,11 +182,14 @@ __global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
   if (!Block && row >= p.n_rows) return;  // whole warps
   const int64_t i = int64_t(threadIdx.x) * V;
   const bool has = i < p.E;
-  A vals[V], w[V], b[V];
+  A vals[V], w[V], b[V], res[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j) vals[j] = w[j] = b[j] = A(0);
+  for (int j = 0; j < V; ++j) vals[j] = w[j] = b[j] = res[j] = A(0);
   if (has) {
     load_vals<T, A, V>(static_cast<const T*>(p.x) + elem_offset(row, p.rows), i, 1, vals);
+    if (K == Kind::rms && p.residual)
+      load_vals<T, A, V>(static_cast<const T*>(p.residual) + elem_offset(row, p.res_rows), i, 1,
+                         res);
     if (p.weight)
       load_param_vals<T, A, V>(p.weight, p.weight_dtype, p.weight_stride, p.weight_vec, i, w);
     if (K == Kind::layer && p.bias)
@@ -204,7 +216,7 @@ __global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
   const A r = A(1) / sqrt(ss / static_cast<A>(p.E) + static_cast<A>(p.eps));
   T o[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j) o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w[j], b[j]);
+  for (int j = 0; j < V; ++j) o[j] = norm_value<T, A, K>(p, vals[j], mu, r, w[j], b[j], res[j]);
   store_vals<T, V>(static_cast<T*>(p.out) + row * p.E, i, o);
 }
 
@@ -213,15 +225,19 @@ bool param_vec(const void* p, Dtype t, int64_t st, Dtype xt) {
   return p && t == xt && st == 1 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-/// True when every row of x and out can be read with 16-byte loads of V elements.
+/// True when rows described by `rows` from p can be read with 16-byte loads.
+bool rows_aligned(const void* p, const Layout& rows, size_t es) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  for (int d = 0; d < rows.ndim; ++d)
+    if (rows.shape[d] > 1 && (rows.strides[d] * static_cast<int64_t>(es)) % 16 != 0) return false;
+  return true;
+}
+
+/// True when every row of x, out and the residual can be read with 16-byte loads of V elements.
 bool vectorizable(const NormArgs& a, int V, size_t es) {
   if (V <= 1 || a.sx != 1 || a.E % V != 0) return false;
-  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || reinterpret_cast<uintptr_t>(a.out) % 16 != 0)
-    return false;
-  for (int d = 0; d < a.rows.ndim; ++d)
-    if (a.rows.shape[d] > 1 && (a.rows.strides[d] * static_cast<int64_t>(es)) % 16 != 0)
-      return false;
-  return true;
+  if (reinterpret_cast<uintptr_t>(a.out) % 16 != 0 || !rows_aligned(a.x, a.rows, es)) return false;
+  return !a.residual || (a.sres == 1 && rows_aligned(a.residual, a.res_rows, es));
 }
 
 template <Kind K>

@@ -26,6 +26,11 @@ struct NormArgs {
   Dtype bias_dtype = Dtype::float32;
   int64_t bias_stride = 0;
   float eps = 0.0f;
+  // rms: out = residual + (the norm rounded to x's dtype), rounded (fast::rms_norm_add); null
+  // when absent. Row r of the residual starts at elem_offset(r, res_rows), stride sres.
+  const void* residual = nullptr;
+  Layout res_rows;
+  int64_t sres = 1;
   bool add_unit_offset = false;   // rms: scale by 1 + weight
   bool weight_in_float32 = true;  // rms: false rounds the normalised x to x's dtype first
   // Set by the launchers: weight / bias have x's dtype, unit stride and 16-byte alignment.

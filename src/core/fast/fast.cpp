@@ -321,6 +321,23 @@ Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOption
                std::move(inputs));
 }
 
+Array rms_norm_add(const Array& residual, const Array& x, const std::optional<Array>& weight,
+                   RmsNormOptions opt, StreamOrDevice s) {
+  check_norm_args(x, weight, std::nullopt, "rms_norm_add");
+  if (residual.shape() != x.shape() || residual.dtype() != x.dtype())
+    raise("[rms_norm_add] residual must have x's shape and dtype {} {}, got {} {}",
+          dtype_name(x.dtype()), shape_str(x.shape()), dtype_name(residual.dtype()),
+          shape_str(residual.shape()));
+  std::vector<Array> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  inputs.push_back(residual);
+  return Array(
+      x.shape(), x.dtype(),
+      std::make_shared<RmsNorm>(resolve_stream(s, {&x, &residual}), opt.eps, opt.add_unit_offset,
+                                opt.weight_in_float32, weight.has_value(), true),
+      std::move(inputs));
+}
+
 namespace {
 /// Inputs {x, [weight], w^T} of a norm-then-product primitive (w [N, E] of x's dtype).
 std::vector<Array> norm_product_inputs(const Array& x, const std::optional<Array>& weight,

@@ -25,6 +25,12 @@ struct RmsNormOptions {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
                StreamOrDevice s = {});
 
+/// residual + rms_norm(x, weight, opt) (the norm rounded to x's dtype, then the add rounded, as
+/// the two ops round) in one primitive: one pass over the rows instead of two. residual: x's
+/// shape and dtype. For the sandwich norms of Gemma3's blocks.
+Array rms_norm_add(const Array& residual, const Array& x, const std::optional<Array>& weight,
+                   RmsNormOptions opt = {}, StreamOrDevice s = {});
+
 /// rms_norm(x, weight, opt) @ transpose(w) for a Linear weight w [N, E] of x's dtype: the
 /// normalised x is rounded to x's dtype, then multiplied, so the result is the two ops' result.
 /// One primitive, so a backend can fuse the norm into the product (CUDA: into the few-row
@@ -221,6 +227,8 @@ Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
 namespace ref {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
                StreamOrDevice s = {});
+Array rms_norm_add(const Array& residual, const Array& x, const std::optional<Array>& weight,
+                   RmsNormOptions opt = {}, StreamOrDevice s = {});
 Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
                       RmsNormOptions opt = {}, StreamOrDevice s = {});
 Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,

@@ -79,6 +79,11 @@ static Array glu_halves(const Array& y, GatedActivation act, StreamOrDevice s) {
   return multiply(a, u, s);
 }
 
+Array rms_norm_add(const Array& residual, const Array& x, const std::optional<Array>& weight,
+                   RmsNormOptions opt, StreamOrDevice s) {
+  return add(residual, ref::rms_norm(x, weight, opt, s), s);
+}
+
 Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const Array& w,
                       RmsNormOptions opt, StreamOrDevice s) {
   return matmul(ref::rms_norm(x, weight, opt, s), transpose(w, {1, 0}, s), s);

@@ -44,7 +44,8 @@ std::vector<Shape> RmsNorm::output_shapes(const std::vector<Array>& inputs) {
 
 void RmsNorm::print(std::ostream& os) const {
   os << "RmsNorm(eps=" << eps_ << (add_unit_offset_ ? ", 1+w" : "")
-     << (weight_in_float32_ ? "" : ", weight after rounding") << ")";
+     << (weight_in_float32_ ? "" : ", weight after rounding")
+     << (has_residual_ ? ", + residual" : "") << ")";
 }
 
 std::vector<Array> RmsNorm::vjp(const std::vector<Array>& primals,
@@ -62,10 +63,14 @@ std::vector<Array> RmsNorm::vjp(const std::vector<Array>& primals,
     if (add_unit_offset_) w = Array(1.0f, ct) + w;
     gn = g * w;
   }
+  // A residual input (the last) gets the cotangent as it is.
+  const int residual = has_residual_ ? (has_weight_ ? 2 : 1) : -1;
   std::vector<Array> out;
   for (int a : argnums) {
     if (a == 0)
       out.push_back(astype(r * (gn - n * mean(gn * n, -1, true)), x.dtype()));
+    else if (a == residual)
+      out.push_back(astype(cotangents[0], primals[static_cast<size_t>(a)].dtype()));
     else
       out.push_back(astype(sum_rows(g * n), primals[1].dtype()));
   }

@@ -13,20 +13,25 @@
 
 namespace ingot {
 
-/// RMS normalisation over the last axis. Inputs {x} or {x, weight [E]}; output in x's dtype.
+/// RMS normalisation over the last axis. Inputs {x}, {x, weight [E]}, and with has_residual a
+/// last input residual (x's shape and dtype); output in x's dtype.
 /// weight_in_float32: multiply by the weight in float32 and round once (Gemma3); otherwise
 /// round the normalised x to x's dtype first, then multiply and round again (HF Llama/Qwen).
+/// has_residual (fast::rms_norm_add): the rounded norm is added to the residual and rounded
+/// again, as a separate add would.
 class RmsNorm : public UnaryPrimitive {
  public:
-  RmsNorm(Stream s, float eps, bool add_unit_offset, bool weight_in_float32, bool has_weight)
+  RmsNorm(Stream s, float eps, bool add_unit_offset, bool weight_in_float32, bool has_weight,
+          bool has_residual = false)
       : UnaryPrimitive(s),
         eps_(eps),
         add_unit_offset_(add_unit_offset),
         weight_in_float32_(weight_in_float32),
-        has_weight_(has_weight) {}
+        has_weight_(has_weight),
+        has_residual_(has_residual) {}
   INGOT_UNARY_PRIMITIVE(RmsNorm)
   INGOT_EQUIVALENT(RmsNorm, std::make_tuple(p->eps_, p->add_unit_offset_, p->weight_in_float32_,
-                                            p->has_weight_))
+                                            p->has_weight_, p->has_residual_))
   std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
   std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
                          const std::vector<int>& argnums,
@@ -37,6 +42,7 @@ class RmsNorm : public UnaryPrimitive {
   const bool add_unit_offset_;
   const bool weight_in_float32_;
   const bool has_weight_;
+  const bool has_residual_;
 };
 
 /// rms_norm(x, weight) @ wt in one primitive: inputs {x, wt} or {x, weight [E], wt} with wt
