@@ -31,11 +31,18 @@ size_t held_back(const std::string& s, const std::vector<std::string>& stops) {
 }  // namespace
 
 TextModel load_text_model(const std::string& dir, const models::LoadModelOptions& opt) {
+  // The tokenizer is parsed on a second thread while the weights load (a 262k-token
+  // tokenizer.json takes about as long as reading a 1B model's weights onto a GPU). The model's
+  // errors still come first: the future is waited for (its exception dropped) when load_model
+  // throws, and read after it returns.
+  std::future<std::shared_ptr<tokenizer::Tokenizer>> tok = std::async(std::launch::async, [dir] {
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json"))
+      raise<IoError>("[text] {}: no tokenizer.json (pass token ids instead of text)", dir);
+    return std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_dir(dir));
+  });
   TextModel tm;
   tm.model = models::load_model(dir, opt);
-  if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json"))
-    raise<IoError>("[text] {}: no tokenizer.json (pass token ids instead of text)", dir);
-  tm.tokenizer = std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_dir(dir));
+  tm.tokenizer = tok.get();
   return tm;
 }
 
