@@ -196,6 +196,7 @@ def ingot_cli_classify(binary, model_dir, work, n):
     m = {}
     for line in r.stderr.splitlines():
         if line.startswith("metrics: "):
+            log("ingot classify CLI", line, f"(process wall {wall:.3f}s)")
             m = dict(kv.split("=", 1) for kv in line[len("metrics: "):].split())
     return {"seq_s_wall": n / wall, "wall_s": wall, "texts": n,
             "seq_s_classify": float(m["texts/s"]) if "texts/s" in m else None,
