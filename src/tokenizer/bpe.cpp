@@ -2,7 +2,9 @@
 // linked list of symbols, exactly as `tokenizers`' Word::merge_all.
 #include "tokenizer/bpe.h"
 
+#include <algorithm>
 #include <queue>
+#include <thread>
 
 #include "util/error.h"
 #include "util/utf8.h"
@@ -18,27 +20,10 @@ uint64_t pair_key(int32_t a, int32_t b) {
 }
 }  // namespace
 
-Bpe::Bpe(const json& m) {
+void Bpe::load_options(const json& m) {
   std::string type = m.value("type", std::string("BPE"));
   if (type != "BPE")
     raise<Unsupported>("[tokenizer] model type '{}' is not supported (BPE only)", type);
-  const json& vocab = m.at("vocab");
-  if (!vocab.is_object()) raise<FormatError>("[tokenizer] model.vocab must be an object");
-  vocab_.reserve(vocab.size());
-  int32_t max_id = -1;
-  for (auto& [tok, id] : vocab.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 30))
-      raise<FormatError>("[tokenizer] model.vocab['{}'] is not a valid id", tok);
-    int32_t i = id.get<int32_t>();
-    vocab_.emplace(tok, i);
-    max_id = std::max(max_id, i);
-  }
-  id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  has_id_.assign(static_cast<size_t>(max_id + 1), false);
-  for (auto& [tok, id] : vocab_) {
-    id_to_token_[id] = tok;
-    has_id_[id] = true;
-  }
   auto str_or_empty = [&](const char* key) {
     return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() : std::string();
   };
@@ -47,45 +32,129 @@ Bpe::Bpe(const json& m) {
   byte_fallback_ = m.value("byte_fallback", false);
   fuse_unk_ = m.value("fuse_unk", false);
   ignore_merges_ = m.value("ignore_merges", false);
-  if (m.contains("unk_token") && m["unk_token"].is_string()) {
-    auto it = vocab_.find(m["unk_token"].get<std::string>());
-    if (it != vocab_.end()) unk_id_ = it->second;
-  }
-  for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
-    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+}
+
+Bpe::Bpe(const json& m) {
+  load_options(m);
+  const json& vocab = m.at("vocab");
+  if (!vocab.is_object()) raise<FormatError>("[tokenizer] model.vocab must be an object");
+  BpeTables t;
+  t.vocab.reserve(vocab.size());
+  for (auto& [tok, id] : vocab.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 30))
+      raise<FormatError>("[tokenizer] model.vocab['{}'] is not a valid id", tok);
+    t.vocab.emplace_back(tok, id.get<int32_t>());
   }
   const json& merges = m.contains("merges") ? m["merges"] : json::array();
-  merges_.reserve(merges.size());
-  int32_t rank = 0;
+  t.merges.reserve(merges.size());
+  int64_t rank = 0;
   for (auto& mg : merges) {
-    std::string a, b;
     if (mg.is_string()) {
       const std::string& s = mg.get_ref<const std::string&>();
       size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
         raise<FormatError>("[tokenizer] merge #{} '{}' is not 'a b'", rank, s);
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
+      t.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
-      a = mg[0].get<std::string>();
-      b = mg[1].get<std::string>();
+      t.merges.emplace_back(mg[0].get<std::string>(), mg[1].get<std::string>());
     } else {
       raise<FormatError>("[tokenizer] merge #{} has a bad format: {}", rank, mg.dump());
     }
-    auto ia = vocab_.find(a), ib = vocab_.find(b);
-    if (ia == vocab_.end() || ib == vocab_.end())
-      raise<FormatError>("[tokenizer] merge #{} '{} {}' uses a token missing from the vocab", rank,
-                         a, b);
-    if (b.compare(0, prefix_.size(), prefix_) != 0 && !prefix_.empty())
-      raise<FormatError>("[tokenizer] merge #{}: '{}' lacks the subword prefix", rank, b);
-    std::string merged = a + b.substr(prefix_.size());
-    auto im = vocab_.find(merged);
-    if (im == vocab_.end())
-      raise<FormatError>("[tokenizer] merge #{} result '{}' is missing from the vocab", rank,
-                         merged);
-    merges_.emplace(pair_key(ia->second, ib->second), std::make_pair(rank, im->second));
     ++rank;
+  }
+  build(std::move(t));
+  set_unk(m);
+}
+
+Bpe::Bpe(const json& m, BpeTables tables) {
+  load_options(m);
+  for (const auto& [tok, id] : tables.vocab)
+    if (id < 0 || id > (1 << 30))
+      raise<FormatError>("[tokenizer] model.vocab['{}'] is not a valid id", tok);
+  build(std::move(tables));
+  set_unk(m);
+}
+
+void Bpe::set_unk(const json& m) {
+  if (m.contains("unk_token") && m["unk_token"].is_string()) {
+    auto it = vocab_.find(m["unk_token"].get<std::string>());
+    if (it != vocab_.end()) unk_id_ = it->second;
+  }
+}
+
+namespace {
+/// A merge's ids: left, right, merged (-1: missing from the vocab), or a missing prefix.
+struct MergeIds {
+  int32_t a = -1, b = -1, merged = -1;
+  bool bad_prefix = false;
+};
+}  // namespace
+
+void Bpe::build(BpeTables t) {
+  vocab_.reserve(t.vocab.size());
+  int32_t max_id = -1;
+  for (auto& [tok, id] : t.vocab) {
+    max_id = std::max(max_id, id);
+    vocab_.insert_or_assign(std::move(tok), id);  // a repeated key: the last one counts
+  }
+  id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  has_id_.assign(static_cast<size_t>(max_id + 1), false);
+  for (auto& [tok, id] : vocab_) {
+    id_to_token_[id] = tok;
+    has_id_[id] = true;
+  }
+  for (int b = 0; b < 256; ++b) {
+    auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
+    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+  }
+  // The merges' vocab lookups (three hash lookups each, ~500k merges for a 262k vocab) run on
+  // several threads: they only read vocab_. Errors are then raised for the lowest rank, and the
+  // pairs inserted in rank order (a repeated pair keeps its lowest rank), as a serial loop does.
+  const size_t n = t.merges.size();
+  std::vector<MergeIds> ids(n);
+  const auto resolve = [&](size_t begin, size_t end) {
+    std::string merged;
+    for (size_t r = begin; r < end; ++r) {
+      const auto& [a, b] = t.merges[r];
+      MergeIds& m = ids[r];
+      auto ia = vocab_.find(a), ib = vocab_.find(b);
+      if (ia == vocab_.end() || ib == vocab_.end()) continue;
+      m.a = ia->second;
+      m.b = ib->second;
+      if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) != 0) {
+        m.bad_prefix = true;
+        continue;
+      }
+      merged.assign(a);
+      merged.append(b, prefix_.size());
+      auto im = vocab_.find(merged);
+      if (im != vocab_.end()) m.merged = im->second;
+    }
+  };
+  const size_t threads =
+      n < 65536 ? 1 : std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  if (threads <= 1) {
+    resolve(0, n);
+  } else {
+    std::vector<std::thread> pool;
+    for (size_t w = 1; w < threads; ++w)
+      pool.emplace_back(resolve, n * w / threads, n * (w + 1) / threads);
+    resolve(0, n / threads);
+    for (auto& th : pool) th.join();
+  }
+  merges_.reserve(n);
+  for (size_t r = 0; r < n; ++r) {
+    const MergeIds& m = ids[r];
+    const auto& [a, b] = t.merges[r];
+    if (m.a < 0 || m.b < 0)
+      raise<FormatError>("[tokenizer] merge #{} '{} {}' uses a token missing from the vocab", r, a,
+                         b);
+    if (m.bad_prefix)
+      raise<FormatError>("[tokenizer] merge #{}: '{}' lacks the subword prefix", r, b);
+    if (m.merged < 0)
+      raise<FormatError>("[tokenizer] merge #{} result '{}' is missing from the vocab", r,
+                         a + b.substr(prefix_.size()));
+    merges_.emplace(pair_key(m.a, m.b), std::make_pair(static_cast<int32_t>(r), m.merged));
   }
 }
 

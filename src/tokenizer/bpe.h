@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/pipeline.h"
@@ -21,10 +22,21 @@ struct StringHash {
 };
 using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
+/// The vocab and merges of a BPE model read straight from tokenizer.json's text (without a
+/// JSON tree for them): vocab entries in file order (a repeated key: the last one counts, as in
+/// the tree), merges as (left, right) pairs in rank order.
+struct BpeTables {
+  std::vector<std::pair<std::string, int32_t>> vocab;
+  std::vector<std::pair<std::string, std::string>> merges;
+};
+
 /// The BPE model ("model": {"type": "BPE", ...}).
 class Bpe {
  public:
   explicit Bpe(const json& model);
+  /// The same model with its "vocab" and "merges" given as tables (`model`'s own entries for
+  /// them, if any, are ignored): the result equals Bpe(model with those entries).
+  Bpe(const json& model, BpeTables tables);
 
   /// Appends the ids of one pre-tokenized word to `out`.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
@@ -38,6 +50,9 @@ class Bpe {
   }
 
  private:
+  void load_options(const json& model);
+  void build(BpeTables tables);
+  void set_unk(const json& model);
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
 
   TokenMap vocab_;

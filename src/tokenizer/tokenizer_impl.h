@@ -29,7 +29,11 @@ struct Tokenizer::Impl {
   std::string chat_template;
   std::string config_json = "{}";
 
-  void load(const json& j);
+  /// Reads the tree of tokenizer.json; `tables`: the BPE model's vocab and merges read apart
+  /// from the tree (FastTokenizerJson), or null when they are in it.
+  void load(const json& j, BpeTables* tables = nullptr);
+  /// Parses tokenizer.json's text (`source` names it in errors) and loads it.
+  void load_text(std::string_view text, const std::string& source);
   std::vector<int32_t> encode(std::string_view text, bool add_special) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const;
   const std::string* token_of(int32_t id) const;

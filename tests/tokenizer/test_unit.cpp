@@ -3,6 +3,8 @@
 // streaming, and load errors. Expected values follow `tokenizers`' documented semantics.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/tokenizer.h"
@@ -323,6 +325,96 @@ TEST(Load, ErrorsAreTyped) {
   u["model"]["type"] = "Unigram";
   EXPECT_THROW(Tokenizer::from_json(u.dump()), Unsupported);
   EXPECT_THROW(Tokenizer::from_dir("/nonexistent/dir"), IoError);
+}
+
+// The message of the FormatError that loading `text` raises ("" when it loads).
+std::string load_error(const std::string& text) {
+  try {
+    Tokenizer::from_json(text);
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Load, VocabAndMergesReadOutsideTheTreeKeepTheTreesMeaning) {
+  // tokenizer.json's BPE vocab and merges are read into tables by a SAX pass; whatever that
+  // pass does not expect falls back to the JSON tree, so every error is the tree's.
+  const std::string head = R"({"model": {"type": "BPE", )";
+  const auto err = [&](const std::string& model_tail) { return load_error(head + model_tail); };
+  EXPECT_NE(err(R"("vocab": {"a": "x"}}})").find("model.vocab['a'] is not a valid id"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": -1}}})").find("model.vocab['a'] is not a valid id"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 1.5}}})").find("model.vocab['a'] is not a valid id"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": ["a"]}})").find("model.vocab must be an object"), std::string::npos);
+  // A repeated "vocab" key: the last one counts, as in the tree.
+  EXPECT_NE(err(R"("vocab": {"a": 0}, "vocab": 3}})").find("model.vocab must be an object"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["ab"]}})")
+                .find("merge #0 'ab' is not 'a b'"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b", "c"]]}})")
+                .find("merge #0 has a bad format"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b", [1, 2]]}})")
+                .find("merge #1 has a bad format"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 0, "b": 1}, "merges": ["a b"]}})")
+                .find("merge #0 result 'ab' is missing from the vocab"),
+            std::string::npos);
+  EXPECT_NE(err(R"("vocab": {"a": 0, "ab": 2}, "merges": ["a b"]}})")
+                .find("merge #0 'a b' uses a token missing from the vocab"),
+            std::string::npos);
+  EXPECT_NE(load_error(R"({"model": {"type": "BPE", "vocab": {"a": 0})").find("invalid JSON"),
+            std::string::npos);
+  // Well-formed variants load with the tree's meaning: a repeated vocab key keeps its last id;
+  // merges as "a b" strings or ["a", "b"] pairs; a merges object's values (the tree iterates
+  // them).
+  Tokenizer dup = Tokenizer::from_json(head + R"("vocab": {"a": 0, "b": 1, "a": 2}}})");
+  EXPECT_EQ(dup.token_to_id("a"), std::optional<int32_t>(2));
+  EXPECT_EQ(dup.id_to_token(0), std::nullopt);
+  for (const char* merges : {R"(["a b", "ab c"])", R"([["a", "b"], ["ab", "c"]])",
+                             R"(["a b", ["ab", "c"]])", R"({"x": "a b", "y": "ab c"})"}) {
+    Tokenizer t = Tokenizer::from_json(
+        head + R"("vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4}, "merges": )" + merges +
+        "}}");
+    EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{4})) << merges;
+  }
+}
+
+TEST(Load, ManyMergesResolveInRankOrder) {
+  // More merges than one thread resolves (65,536): 260 two-byte characters and a merge for
+  // every ordered pair of them. The lowest failing rank is reported, whichever thread met it.
+  std::vector<std::string> chars;
+  for (int c = 0x100; c < 0x100 + 260; ++c) {
+    std::string u;
+    u += static_cast<char>(0xC0 | (c >> 6));
+    u += static_cast<char>(0x80 | (c & 0x3F));
+    chars.push_back(u);
+  }
+  json vocab = json::object();
+  json merges = json::array();
+  int id = 0;
+  for (const auto& c : chars) vocab[c] = id++;
+  for (const auto& a : chars)
+    for (const auto& b : chars) {
+      vocab[a + b] = id++;
+      merges.push_back(a + " " + b);
+    }
+  json j = make({});
+  j["model"]["vocab"] = vocab;
+  j["model"]["merges"] = merges;
+  Tokenizer t = Tokenizer::from_json(j.dump());
+  EXPECT_EQ(t.encode(chars[7] + chars[200]),
+            (std::vector<int32_t>{*t.token_to_id(chars[7] + chars[200])}));
+  EXPECT_EQ(t.encode(chars[259] + chars[0] + chars[3]).size(), 2u);
+  j["model"]["merges"][60000] = "x " + chars[1];
+  j["model"]["merges"][50000] = chars[1] + " y";
+  EXPECT_NE(load_error(j.dump()).find("merge #50000 '" + chars[1] +
+                                      " y' uses a token missing from the vocab"),
+            std::string::npos);
 }
 
 }  // namespace
