@@ -233,6 +233,12 @@ def test_classify():
         check(r.returncode == 1 and b"line 3" in r.stderr, "classify: bad line names line 3", r)
         r = run(args, '{"text": "a"}\n{oops\n')
         check(r.returncode == 1 and b"line 2" in r.stderr, "classify: invalid JSON names line 2", r)
+        # enough lines to be parsed on several threads: still the first bad line is named
+        many = [json.dumps("t%d" % i) for i in range(6000)]
+        many[4099], many[5899] = '{"txt": 1}', "{oops"
+        r = run(args, "\r\n".join(many) + "\r\n")
+        check(r.returncode == 1 and b"line 4100:" in r.stderr,
+              "classify: the first of two bad lines among 6000 is named", r)
         for bad in ("no placeholder", "{text} and {text}"):
             r = run(["classify", "--model", tok_model, "--labels", "a,b", "--template",
                      write(tmp, "bad.txt", bad)], '"x"\n')
