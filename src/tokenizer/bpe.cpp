@@ -92,11 +92,10 @@ struct MergeIds {
 
 void Bpe::build(BpeTables t) {
   vocab_.reserve(t.vocab.size());
-  int32_t max_id = -1;
-  for (auto& [tok, id] : t.vocab) {
-    max_id = std::max(max_id, id);
+  for (auto& [tok, id] : t.vocab)
     vocab_.insert_or_assign(std::move(tok), id);  // a repeated key: the last one counts
-  }
+  int32_t max_id = -1;
+  for (const auto& [tok, id] : vocab_) max_id = std::max(max_id, id);
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_id_.assign(static_cast<size_t>(max_id + 1), false);
   for (auto& [tok, id] : vocab_) {
