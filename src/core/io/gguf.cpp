@@ -511,7 +511,8 @@ GgufAffineTensor GgufFile::load_affine(const std::string& name) const {
                        gguf_tensor_type_name(t.type), t.dims.size());
   const int64_t n = t.numel(), k = static_cast<int64_t>(t.dims[0]);
   Shape ws = t.shape(), ss = t.shape();
-  ws.back() = k * bits / 32;
+  // k * bits / 32 without the product (dims[0] may be huge when another dimension is zero).
+  ws.back() = k / 32 * bits + k % 32 * bits / 32;
   ss.back() = k / 32;
   auto buffer = [n](int64_t count) {
     if (n == 0)  // no elements (a zero dimension): no buffer, whatever dims[0] says
