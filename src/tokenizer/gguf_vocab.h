@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/tokenizer.h"
@@ -14,18 +15,26 @@ namespace ingot::tokenizer {
 
 /// The tokenizer.ggml.* metadata of a GGUF file.
 struct GgufVocab {
-  /// tokenizer.ggml.model: "gpt2" (byte-level BPE) is supported; "llama" (SentencePiece) not yet.
+  /// tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE: Llama 2,
+  /// Gemma); others are Unsupported.
   std::string model;
-  /// tokenizer.ggml.pre: "gpt-2"/"default", "llama-bpe" (Llama 3), "qwen2".
+  /// tokenizer.ggml.pre (gpt2 only): "gpt-2"/"default", "llama-bpe" (Llama 3), "qwen2".
   std::string pre;
-  /// tokenizer.ggml.tokens, token_type (1 normal, 2 unknown, 3 control, 4 user-defined,
-  /// 5 unused, 6 byte) and merges ("a b").
+  /// tokenizer.ggml.tokens, token_type (0 or 1 normal, 2 unknown, 3 control, 4 user-defined,
+  /// 5 unused, 6 byte), merges ("a b"; gpt2) and scores (llama: one per token, the
+  /// SentencePiece piece scores the merge order derives from).
   std::vector<std::string> tokens;
   std::vector<int32_t> token_types;
   std::vector<std::string> merges;
+  std::vector<float> scores;
   std::optional<int32_t> bos_id;
-  /// tokenizer.ggml.add_bos_token.
+  /// tokenizer.ggml.add_bos_token and add_eos_token (read_gguf_vocab: when absent, BOS is
+  /// added for llama vocabularies, as llama.cpp does, and EOS never).
   bool add_bos = false;
+  bool add_eos = false;
+  /// tokenizer.ggml.add_space_prefix (llama only): "▁" prepended to the text, as SentencePiece's
+  /// add_dummy_prefix (Llama 2 true, Gemma false; llama.cpp's default when absent: true).
+  bool add_space_prefix = true;
   /// tokenizer.ggml.eos_token_id, eot_token_id, eom_token_id (end of turn / message: where
   /// generation stops too), padding_token_id and unknown_token_id.
   std::optional<int32_t> eos_id, eot_id, eom_id, pad_id, unk_id;
@@ -33,11 +42,20 @@ struct GgufVocab {
   std::string chat_template;
 };
 
-/// tokenizer.json text equivalent to `v` (model BPE over the tokens and merges, the
-/// pre-tokenizer `pre` names, control and user-defined tokens as added tokens, BOS prepended
-/// when add_bos). Throws Unsupported "[tokenizer] <source>: ..." for other models and
-/// pre-tokenizers, FormatError for inconsistent lists.
+/// tokenizer.json text equivalent to `v`. gpt2: model BPE over the tokens and merges, the
+/// pre-tokenizer `pre` names, control and user-defined tokens as added tokens. llama: what
+/// transformers' converter makes of the SentencePiece model (BPE with byte fallback, merges
+/// derived from the scores, spaces as "▁", control/unknown/user-defined pieces as added
+/// tokens). BOS/EOS added when add_bos/add_eos. Throws Unsupported "[tokenizer] <source>: ..."
+/// for other models and pre-tokenizers, FormatError naming the key for inconsistent lists.
 std::string gguf_vocab_to_tokenizer_json(const GgufVocab& v, const std::string& source);
+
+/// The merges, in rank order, that transformers derives from a SentencePiece BPE model with
+/// these pieces and scores (one per piece): every split of a piece into two pieces of the
+/// vocabulary, ranked by the piece's score, then the left and right parts' lengths in
+/// characters (all descending), then piece order and the parts' ids.
+std::vector<std::pair<std::string, std::string>> sentencepiece_merges(
+    const std::vector<std::string>& pieces, const std::vector<float>& scores);
 
 /// tokenizer_config.json text of `v`: bos/eos/pad/unk tokens, add_bos_token, chat_template.
 std::string gguf_vocab_to_tokenizer_config(const GgufVocab& v);

@@ -15,8 +15,8 @@ namespace ingot::tokenizer {
 
 /// The tokenizer a GGUF header describes, or nullopt when it has no tokenizer.ggml.model.
 /// FormatError "[gguf] <source>: ..." naming the key for values of the wrong type (tokens and
-/// merges must be string arrays, token_type an integer array as long as tokens, ids
-/// non-negative 32-bit integers).
+/// merges must be string arrays, token_type an integer array of 0..6 and scores a float array
+/// as long as tokens, scores present for a llama vocabulary, ids non-negative 32-bit integers).
 inline std::optional<GgufVocab> read_gguf_vocab(const GgufHeader& h, const std::string& source) {
   const GgufValue* model = h.find("tokenizer.ggml.model");
   if (model == nullptr) return std::nullopt;
@@ -42,8 +42,27 @@ inline std::optional<GgufVocab> read_gguf_vocab(const GgufHeader& h, const std::
           "[gguf] {}: key 'tokenizer.ggml.token_type' must be an integer array with one entry "
           "per token ({})",
           source, v.tokens.size());
-    for (int64_t t : x->ints)
-      v.token_types.push_back(t >= 0 && t <= 6 ? static_cast<int32_t>(t) : 1);
+    for (size_t i = 0; i < x->ints.size(); ++i) {
+      const int64_t t = x->ints[i];
+      if (t < 0 || t > 6)
+        raise<FormatError>(
+            "[gguf] {}: key 'tokenizer.ggml.token_type' entry {} is {} (token types are 0..6)",
+            source, i, t);
+      v.token_types.push_back(static_cast<int32_t>(t));
+    }
+  }
+  if (const GgufValue* x = h.find("tokenizer.ggml.scores")) {
+    if (!x->is_array() || x->floats.size() != x->size() || x->size() != v.tokens.size())
+      raise<FormatError>(
+          "[gguf] {}: key 'tokenizer.ggml.scores' must be a float array with one entry per token "
+          "({})",
+          source, v.tokens.size());
+    v.scores.assign(x->floats.begin(), x->floats.end());
+  } else if (v.model == "llama") {
+    raise<FormatError>(
+        "[gguf] {}: missing metadata key 'tokenizer.ggml.scores' (a llama "
+        "tokenizer derives its merges from the scores)",
+        source);
   }
   auto id = [&](const char* key) -> std::optional<int32_t> {
     const GgufValue* x = h.find(key);
@@ -59,8 +78,14 @@ inline std::optional<GgufVocab> read_gguf_vocab(const GgufHeader& h, const std::
   v.eom_id = id("tokenizer.ggml.eom_token_id");
   v.pad_id = id("tokenizer.ggml.padding_token_id");
   v.unk_id = id("tokenizer.ggml.unknown_token_id");
-  if (const GgufValue* x = h.find("tokenizer.ggml.add_bos_token"))
-    v.add_bos = gguf_int(*x, source, "tokenizer.ggml.add_bos_token") != 0;
+  auto flag = [&](const char* key, bool absent) {
+    const GgufValue* x = h.find(key);
+    return x == nullptr ? absent : gguf_int(*x, source, key) != 0;
+  };
+  // Defaults when absent as llama.cpp's: a SentencePiece vocabulary adds BOS and the space prefix.
+  v.add_bos = flag("tokenizer.ggml.add_bos_token", v.model == "llama");
+  v.add_eos = flag("tokenizer.ggml.add_eos_token", false);
+  v.add_space_prefix = flag("tokenizer.ggml.add_space_prefix", true);
   if (const GgufValue* x = h.find("tokenizer.chat_template"))
     v.chat_template = gguf_string(*x, source, "tokenizer.chat_template");
   return v;

@@ -386,6 +386,10 @@ Tokenizer Tokenizer::from_texts(std::string_view tokenizer_json, const std::stri
                                 const ConfigTexts& c) {
   auto impl = std::make_unique<Impl>();
   impl->load_text(tokenizer_json, source);
+  return from_impl(std::move(impl), c);
+}
+
+Tokenizer Tokenizer::from_impl(std::unique_ptr<Impl> impl, const ConfigTexts& c) {
   Tokenizer tok(std::move(impl));
   Impl& im = *tok.impl_;
   SpecialTokens& st = im.specials;

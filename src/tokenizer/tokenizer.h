@@ -79,6 +79,9 @@ class Tokenizer {
   struct Impl;
   /// Internal access for the streaming decoder.
   const Impl& impl() const { return *impl_; }
+  /// Internal: a pipeline built in code (tokenizer_impl.h; e.g. from GGUF metadata without a
+  /// tokenizer.json text) with the config texts `c` applied exactly as from_texts does.
+  static Tokenizer from_impl(std::unique_ptr<Impl> impl, const ConfigTexts& c);
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
