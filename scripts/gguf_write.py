@@ -7,7 +7,10 @@ permutation, Gemma's 1 + w norms, Llama 3 rope factors as rope_freqs.weight), wi
 stored as F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (its own quantizers; rows whose length is not
 a multiple of the block fall back to F16, as llama.cpp does) and 1-D tensors as F32.
 
-It shares no code with ingot's C++ reader. It also writes tensors.gguf, a non-model file with
+It also writes two SentencePiece-vocabulary files (tokenizer.ggml.model "llama": pieces, scores
+and types, no merges) on the gemma3_bf16 and llama_f32 weights: gemma3_spm.bf16.gguf (Gemma's
+layout) and llama_spm.q8_0.gguf (Llama 2's, add_space_prefix). It shares no code with ingot's
+C++ reader. It also writes tensors.gguf, a non-model file with
 the same values stored in every type (for the dequantization tests), and a few corrupt files.
 
 Usage: scripts/gguf_write.py [--out tests/data/gguf]     (regenerates every committed file)
@@ -320,7 +323,7 @@ def model_kvs(cfg, gen, name):
     return arch, kvs
 
 
-def convert(fixture, typ, out_path, synthetic_vocab=False):
+def convert(fixture, typ, out_path, synthetic_vocab=False, spm=None):
     cfg = json.load(open(os.path.join(fixture, "config_classic.json")))
     gen = json.load(open(os.path.join(fixture, "generation_config.json")))
     arch, kvs = model_kvs(cfg, gen, os.path.basename(fixture.rstrip("/")))
@@ -330,6 +333,8 @@ def convert(fixture, typ, out_path, synthetic_vocab=False):
     rtype = rope.get("rope_type", rope.get("type"))
     if synthetic_vocab:
         kvs += synthetic_vocab_kvs(cfg["vocab_size"])
+    elif spm:
+        kvs += spm_vocab_kvs(cfg["vocab_size"], spm)
     else:
         kvs += tokenizer_kvs(fixture)
 
@@ -384,6 +389,59 @@ def tokenizer_kvs(fixture):
            ("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", False)))]
     if tcfg.get("chat_template"):
         kvs.append(("tokenizer.chat_template", STR, tcfg["chat_template"]))
+    return kvs
+
+
+# A small SentencePiece BPE vocabulary: pieces in the order SentencePiece's BPE trainer learns
+# them (the k-th scores -k; each joins two earlier pieces), then the single characters.
+SPM_LEARNED = ["\u2581t", "he", "\u2581the", "ll", "llo", "\u2581w", "or", "\u2581wor", "ld",
+               "\u2581world", "\u2581h", "\u2581he", "\u2581hello", "He", "Hello", "ea",
+               "\u2581tea", "in", "ing", "\u2581s", "\u2581th", "er", "\u2581a", "at",
+               "\u2581at", "\u2581\u2581", "\u2581\u2581\u2581", "\u00e9t", "\u00e9t\u00e9"]
+SPM_CHARS = ["\u2581", "e", "t", "h", "l", "o", "w", "r", "d", "a", "H", "i", "n", "g", "s", ",",
+             ".", "!", "\u00e9", "\u65e5", "\u672c"]
+SPM_BYTES = [0x09, 0x0A, 0xE2, 0x98, 0x83]  # tab, newline and U+2603 (byte fallback)
+
+
+def spm_vocab_kvs(n, style):
+    """tokenizer.ggml.* of a SentencePiece BPE vocabulary of n tokens as llama.cpp's converter
+    writes one ("llama" model, scores, types; no merges): style "gemma" (Gemma's special tokens,
+    user-defined "\\n" and "\u2581\u2581" pieces, <start_of_turn>/<end_of_turn> at 105/106, no space
+    prefix) or "llama2" (<unk> <s> </s>, add_space_prefix). Added tokens score -1000 and
+    user-defined pieces have "\u2581" written as " ", as the converter writes them."""
+    sp = "\u2581"
+    if style == "gemma":
+        head = [("<pad>", 3), ("<eos>", 3), ("<bos>", 3), ("<unk>", 3), ("<mask>", 3)]
+        fixed = {105: ("<start_of_turn>", 3), 106: ("<end_of_turn>", 3), 107: ("\n", 4),
+                 108: (sp * 2, 4), 109: ("<b>", 4)}
+        learned = [p for p in SPM_LEARNED if p not in (sp * 2,)]
+    else:
+        head = [("<unk>", 2), ("<s>", 3), ("</s>", 3)]
+        fixed = {}
+        learned = SPM_LEARNED
+    body = [("<0x%02X>" % b, 6, 0.0) for b in SPM_BYTES]
+    body += [(p, 1, -float(k)) for k, p in enumerate(learned + SPM_CHARS)]
+    toks = [(t, ty, -1000.0 if ty != 2 else 0.0) for t, ty in head]
+    unused = 0
+    while len(toks) < n:
+        if len(toks) in fixed:
+            t, ty = fixed[len(toks)]
+            toks.append((t.replace(sp, " ") if ty == 4 else t, ty, -1000.0))
+        elif body:
+            toks.append(body.pop(0))
+        elif style == "gemma":
+            toks.append(("<unused%d>" % unused, 3, -1000.0))
+            unused += 1
+        else:
+            toks.append(("[PAD%d]" % len(toks), 5, -1000.0))
+    kvs = [("tokenizer.ggml.model", STR, "llama"), ("tokenizer.ggml.pre", STR, "default"),
+           ("tokenizer.ggml.tokens", ARR, [t for t, _, _ in toks], STR),
+           ("tokenizer.ggml.scores", ARR, [sc for _, _, sc in toks], F32V),
+           ("tokenizer.ggml.token_type", ARR, [ty for _, ty, _ in toks], I32),
+           ("tokenizer.ggml.add_bos_token", BOOL, True),
+           ("tokenizer.ggml.add_eos_token", BOOL, False),
+           ("tokenizer.ggml.add_space_prefix", BOOL, style != "gemma"),
+           ("tokenizer.ggml.unknown_token_id", U32, 3 if style == "gemma" else 0)]
     return kvs
 
 
@@ -467,6 +525,10 @@ def write_fuzz_seeds(out):
            ("tokenizer.ggml.add_bos_token", BOOL, True),
            ("tokenizer.chat_template", STR, "{% for m in messages %}{{ m.content }}{% endfor %}")]
     write_gguf(os.path.join(out, "tokenizer_meta.gguf"), tok, [])
+    # A SentencePiece vocabulary ("llama": scores, types, no merges; the Llama 2 layout).
+    spm = spm_vocab_kvs(64, "llama2") + [("tokenizer.ggml.bos_token_id", U32, 1),
+                                         ("tokenizer.ggml.eos_token_id", U32, 2)]
+    write_gguf(os.path.join(out, "tokenizer_spm.gguf"), spm, [])
 
 
 def main():
@@ -495,6 +557,12 @@ def main():
             out = os.path.join(args.out, "%s.%s.gguf" % (fx, t.lower()))
             convert(os.path.join(models, fx), t, out)
             print("wrote", out, os.path.getsize(out), "bytes")
+    # SentencePiece vocabularies (tokenizer.ggml.model "llama") on the fixtures' weights.
+    for fx, t, style, name in [("gemma3_bf16", "BF16", "gemma", "gemma3_spm.bf16.gguf"),
+                               ("llama_f32", "Q8_0", "llama2", "llama_spm.q8_0.gguf")]:
+        out = os.path.join(args.out, name)
+        convert(os.path.join(models, fx), t, out, spm=style)
+        print("wrote", out, os.path.getsize(out), "bytes")
     write_tensor_file(os.path.join(args.out, "tensors.gguf"))
     write_fuzz_seeds(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz",
                                   "corpus", "gguf"))

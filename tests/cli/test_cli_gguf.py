@@ -8,7 +8,8 @@ weights, tokenizer.json, tokenizer_config.json, generation_config.json) written 
 scripts/gguf_write.py. Every command must give the same output on the GGUF file as on the
 Hugging Face directory (same weights, the tokenizer.json that the tokenizer goldens check against
 Hugging Face `tokenizers`). A GGUF file without tokenizer metadata is a clear error for text
-input (exit 1) and still runs on token ids, stopping at the EOS ids of its metadata.
+input (exit 1) and still runs on token ids, stopping at the EOS ids of its metadata. The
+SentencePiece fixtures (gemma3_spm, llama_spm) tokenize to SentencePiece's own ids.
 
     python3 tests/cli/test_cli_gguf.py BUILD/tools/cli/ingot REPO_ROOT
 """
@@ -101,6 +102,45 @@ r = run(["tokenize", "--tokenizer", no_tok], "hello")
 check(r.returncode == 1 and b"no tokenizer metadata" in r.stderr, "GGUF without tokenizer: tokenize exits 1", r)
 r = run(["generate", "--model", no_tok, "--prompt-ids", "1,2,3", "--max-tokens", "2", "--output", "ids"])
 check(r.returncode == 0 and r.stdout.strip(), "GGUF without tokenizer: --prompt-ids runs", r)
+
+# SentencePiece vocabularies (tokenizer.ggml.model "llama": pieces, scores and types, no merges):
+# gemma3_spm (Gemma layout: no space prefix, user-defined "\n" and "  " pieces, BOS 2) and
+# llama_spm (Llama 2 layout: add_space_prefix, <unk> <s> </s>), written by scripts/gguf_write.py.
+# The ids are SentencePiece's own for the same vocabulary (scripts/spm_fixture_check.py).
+spm_texts = ["Hello world", "hello  world", "the tea\there", "\u00e9t\u00e9 \u2603!",
+             "\u65e5\u672c\nat", "   at"]
+spm_ids = {
+    "gemma3_spm.bf16.gguf": (2, [[24, 19], [11, 14, 108, 44, 16, 18], [40, 11, 26, 5, 11, 45, 39],
+                                 [37, 38, 7, 8, 9, 55], [57, 58, 107, 33], [108, 34]]),
+    "llama_spm.q8_0.gguf": (1, [[37, 22, 17], [20, 37, 17], [10, 24, 3, 9, 44, 38],
+                                [37, 36, 37, 5, 6, 7, 54], [37, 56, 57, 4, 31], [34, 32]]),
+}
+spm_jsonl = "".join(json.dumps(t) + "\n" for t in spm_texts)
+for name, (bos, want) in spm_ids.items():
+    m = os.path.join(root, "tests", "data", "gguf", name)
+    r = run(["tokenize", "--tokenizer", m, "--jsonl", "--add-special", "false"], spm_jsonl)
+    got = [[int(x) for x in line.split()] for line in r.stdout.decode().splitlines()]
+    check(r.returncode == 0 and got == want, f"{name}: tokenize gives SentencePiece's ids", r)
+    if got != want:
+        print(f"  got  {got}\n  want {want}")
+    r = run(["tokenize", "--tokenizer", m, "--jsonl"], spm_jsonl)
+    got = [[int(x) for x in line.split()] for line in r.stdout.decode().splitlines()]
+    check(r.returncode == 0 and got == [[bos] + w for w in want], f"{name}: BOS {bos} prepended", r)
+    back = "".join(" ".join(map(str, w)) + "\n" for w in want)
+    r = run(["detokenize", "--tokenizer", m, "--jsonl"], back)
+    got = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    check(r.returncode == 0 and got == spm_texts, f"{name}: detokenize round-trips", r)
+    if got != spm_texts:
+        print(f"  got  {got!r}")
+    # generate on text: the prompt's ids are the tokenizer's (BOS + ids), the reply decodes.
+    a = run(["generate", "--model", m, "--prompt", "Hello world", "--max-tokens", "6", "--output",
+             "ids"])
+    b = run(["generate", "--model", m, "--prompt-ids", ",".join(map(str, [bos] + want[0])),
+             "--max-tokens", "6", "--output", "ids"])
+    check(a.returncode == 0 and b.returncode == 0 and a.stdout == b.stdout and a.stdout.strip(),
+          f"{name}: generate --prompt = --prompt-ids of its ids", a if a.returncode else b)
+    r = run(["generate", "--model", m, "--prompt", "Hello world", "--max-tokens", "6"])
+    check(r.returncode == 0, f"{name}: generate --prompt prints text", r)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

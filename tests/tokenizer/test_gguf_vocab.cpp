@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -54,6 +55,14 @@ void expect_same_encoding(const Tokenizer& a, const Tokenizer& b, const std::str
       o.add_special_tokens = special;
       ASSERT_EQ(a.encode(t, o), b.encode(t, o)) << what << ": " << t.substr(0, 60);
     }
+}
+
+void expect_same_encoding_no_special(const Tokenizer& a, const Tokenizer& b,
+                                     const std::string& what) {
+  for (const auto& t : corpus())
+    ASSERT_EQ(a.encode(t, {.add_special_tokens = false}),
+              b.encode(t, {.add_special_tokens = false}))
+        << what << ": " << t.substr(0, 60);
 }
 
 TEST(GgufVocab, FixtureMetadataEncodesLikeItsTokenizerJson) {
@@ -183,6 +192,138 @@ TEST(GgufVocab, RealTokenizersInConverterLayout) {
     }
   }
   if (ran == 0) GTEST_SKIP() << "real tokenizers not fetched (scripts/tokenizer_fetch.sh)";
+}
+
+GgufValue gguf_f32s(const std::vector<double>& f) {
+  GgufValue v;
+  v.type = GgufValueType::ARRAY;
+  v.element_type = GgufValueType::FLOAT32;
+  v.floats = f;
+  return v;
+}
+GgufValue gguf_bool(bool b) {
+  GgufValue v;
+  v.type = GgufValueType::BOOL;
+  v.ints = {b ? 1 : 0};
+  return v;
+}
+GgufValue gguf_i32s(const std::vector<int64_t>& i) {
+  GgufValue v;
+  v.type = GgufValueType::ARRAY;
+  v.element_type = GgufValueType::INT32;
+  v.ints = i;
+  return v;
+}
+
+// The SentencePiece fixtures through the GGUF reader: the flags and lists as written, and the
+// ids SentencePiece itself gives for the same vocabulary (scripts/spm_fixture_check.py).
+TEST(GgufVocab, SentencePieceFixtures) {
+  const std::string dir = std::string(INGOT_SOURCE_DIR) + "/tests/data/gguf/";
+  struct Case {
+    const char* file;
+    bool space_prefix;
+    int32_t bos;
+    std::vector<int32_t> hello, spaces;
+  };
+  for (const Case& c : {Case{"gemma3_spm.bf16.gguf", false, 2, {24, 19}, {108, 34}},
+                        Case{"llama_spm.q8_0.gguf", true, 1, {37, 22, 17}, {34, 32}}}) {
+    GgufFile f(dir + c.file);
+    std::optional<GgufVocab> v = read_gguf_vocab(f.header(), c.file);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->model, "llama");
+    EXPECT_EQ(v->scores.size(), v->tokens.size());
+    EXPECT_EQ(v->add_space_prefix, c.space_prefix);
+    EXPECT_TRUE(v->add_bos);
+    EXPECT_FALSE(v->add_eos);
+    Tokenizer g = tokenizer_from_gguf_vocab(*v, c.file);
+    EXPECT_EQ(g.encode("Hello world", {.add_special_tokens = false}), c.hello) << c.file;
+    EXPECT_EQ(g.encode("   at", {.add_special_tokens = false}), c.spaces) << c.file;
+    std::vector<int32_t> with_bos = {c.bos};
+    with_bos.insert(with_bos.end(), c.hello.begin(), c.hello.end());
+    EXPECT_EQ(g.encode("Hello world"), with_bos);
+    EXPECT_EQ(g.decode(with_bos, {.skip_special_tokens = true}), "Hello world");
+    // A character outside the vocabulary whose bytes are missing too: <unk>, runs fused.
+    const int32_t unk = c.space_prefix ? 0 : 3;
+    EXPECT_EQ(g.encode("?x", {.add_special_tokens = false}).back(), unk);
+    // The tokenizer.json text loads to the same tokenizer as the tables do.
+    Tokenizer j = Tokenizer::from_json(gguf_vocab_to_tokenizer_json(*v, c.file));
+    expect_same_encoding_no_special(g, j, c.file);
+  }
+}
+
+TEST(GgufVocab, MalformedSentencePieceMetadataIsAFormatErrorNamingTheKey) {
+  GgufHeader h;
+  h.metadata = {{"tokenizer.ggml.model", gguf_str("llama")},
+                {"tokenizer.ggml.tokens", gguf_strs({"<unk>", "a", "b", "ab"})},
+                {"tokenizer.ggml.scores", gguf_f32s({0, -1, -2, 0})},
+                {"tokenizer.ggml.token_type", gguf_i32s({2, 1, 1, 1})},
+                {"tokenizer.ggml.add_space_prefix", gguf_bool(false)}};
+  ASSERT_TRUE(read_gguf_vocab(h, "x.gguf").has_value());
+  Tokenizer ok = tokenizer_from_gguf_vocab(*read_gguf_vocab(h, "x.gguf"), "x.gguf");
+  EXPECT_EQ(ok.encode("ab", {.add_special_tokens = false}), (std::vector<int32_t>{3}));
+  EXPECT_EQ(ok.encode("ab c", {.add_special_tokens = false}), (std::vector<int32_t>{3, 0}));
+  auto expect_error = [&](GgufHeader bad, const std::string& needle) {
+    try {
+      auto v = read_gguf_vocab(bad, "x.gguf");
+      if (v) (void)tokenizer_from_gguf_vocab(*v, "x.gguf");
+      ADD_FAILURE() << "expected an error naming " << needle;
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  GgufHeader b = h;
+  b.metadata.erase(b.metadata.begin() + 2);  // no scores
+  expect_error(b, "tokenizer.ggml.scores");
+  b = h;
+  b.metadata[2].second = gguf_f32s({0, -1, -2});  // one short
+  expect_error(b, "tokenizer.ggml.scores");
+  b = h;
+  b.metadata[2].second = gguf_strs({"0", "-1", "-2", "0"});  // not numbers
+  expect_error(b, "tokenizer.ggml.scores");
+  b = h;
+  b.metadata[3].second = gguf_i32s({2, 1, 7, 1});  // no type 7
+  expect_error(b, "tokenizer.ggml.token_type");
+  b = h;
+  b.metadata[3].second = gguf_i32s({2, 1, -1, 1});
+  expect_error(b, "tokenizer.ggml.token_type");
+  b = h;
+  b.metadata[4].second = gguf_str("yes");
+  expect_error(b, "tokenizer.ggml.add_space_prefix");
+  // The same checks on a GgufVocab built in code.
+  GgufVocab v = *read_gguf_vocab(h, "x.gguf");
+  auto expect_vocab_error = [&](const GgufVocab& bad, const std::string& needle) {
+    try {
+      (void)tokenizer_from_gguf_vocab(bad, "x.gguf");
+      ADD_FAILURE() << "expected an error naming " << needle;
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  GgufVocab bv = v;
+  bv.scores.pop_back();
+  expect_vocab_error(bv, "tokenizer.ggml.scores has 3 entries for 4 tokens");
+  bv = v;
+  bv.scores[1] = std::nanf("");
+  expect_vocab_error(bv, "tokenizer.ggml.scores[1] is NaN");
+  bv = v;
+  bv.token_types[1] = 9;
+  expect_vocab_error(bv, "tokenizer.ggml.token_type[1] is 9");
+  bv = v;
+  bv.tokens[1] = "\xff";
+  expect_vocab_error(bv, "tokenizer.ggml.tokens[1]");
+}
+
+// Merge order on a small vocabulary: score first (user-defined and control pieces score 0
+// whatever the file says), then the left and right lengths, then piece order.
+TEST(GgufVocab, SentencePieceMergeOrder) {
+  const std::vector<std::string> pieces = {"a", "b", "c", "ab", "bc", "abc", "cc", "ccc"};
+  const std::vector<float> scores = {0, 0, 0, -2, -1, -3, -1, -1};
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(
+      sentencepiece_merges(pieces, scores),
+      (std::vector<P>{
+          {"cc", "c"}, {"c", "cc"}, {"b", "c"}, {"c", "c"}, {"a", "b"}, {"ab", "c"}, {"a", "bc"}}));
+  // Score -1: "ccc"'s splits (left lengths 2, then 1) before "bc" and "cc" (1+1, piece order).
 }
 
 /// What llama.cpp's converter (_create_vocab_sentencepiece) stores for a SentencePiece BPE
