@@ -156,6 +156,12 @@ std::vector<Array> Array::siblings() const {
   return r;
 }
 
+uintptr_t Array::group_id() const {
+  for (auto& w : desc().siblings)
+    if (auto s = w.desc.lock()) return reinterpret_cast<uintptr_t>(s.get());
+  return id();
+}
+
 std::vector<Array> Array::outputs() const {
   const Desc& d = desc();
   if (d.siblings.empty()) return {*this};

@@ -132,6 +132,9 @@ class Array {
   int output_index() const { return desc().position; }
   /// Identity of the node (stable while the array lives).
   uintptr_t id() const { return reinterpret_cast<uintptr_t>(desc_.get()); }
+  /// Identity shared by every output of one multi-output primitive node (the id of its first
+  /// output still alive); id() for a single-output array.
+  uintptr_t group_id() const;
   bool same_node(const Array& o) const { return desc_ == o.desc_; }
   /// Drops primitive, inputs and siblings (after evaluation).
   void detach();

@@ -33,20 +33,21 @@ void detail::set_tracing(int delta) {
 }
 
 void eval(const std::vector<Array>& arrays) {
-  // 1. Post-order DFS with an explicit stack over unevaluated nodes.
+  // 1. Post-order DFS with an explicit stack over unevaluated nodes. The outputs of one
+  //    multi-output primitive are one node (group_id): the first one reached goes on the tape
+  //    and computes them all, and their shared inputs are walked once, not once per output.
   std::vector<Array> tape;
   std::unordered_set<uintptr_t> visited;
   std::vector<std::pair<Array, size_t>> stack;
   for (const Array& root : arrays) {
-    if (!root.valid() || root.is_evaluated() || visited.count(root.id())) continue;
+    if (!root.valid() || root.is_evaluated() || !visited.insert(root.group_id()).second) continue;
     stack.emplace_back(root, 0);
-    visited.insert(root.id());
     while (!stack.empty()) {
       auto& [node, next] = stack.back();
       const auto& ins = node.inputs();
       if (next < ins.size()) {
         const Array& in = ins[next++];
-        if (!in.is_evaluated() && visited.insert(in.id()).second) stack.emplace_back(in, 0);
+        if (!in.is_evaluated() && visited.insert(in.group_id()).second) stack.emplace_back(in, 0);
         continue;
       }
       tape.push_back(std::move(node));
