@@ -543,6 +543,32 @@ TEST(CudaElementwise, AsTypeLayouts) {
   }
 }
 
+TEST(CudaElementwise, AsTypeFloatRowsAndTails) {
+  INGOT_REQUIRE_CUDA();
+  // The 16-byte kernel between floating types: contiguous runs with and without a tail of
+  // n % 8, column blocks of a wider matrix (rows 16-byte aligned), a block starting off the
+  // 16-byte grid (the one-element kernel), NaN/inf/ties among the values.
+  const Dtype fl[] = {float32, bfloat16, float16};
+  for (Dtype s : fl)
+    for (Dtype d : fl) {
+      const std::string what =
+          std::string("astype ") + std::string(dtype_name(s)) + " -> " + std::string(dtype_name(d));
+      for (int64_t n : {7, 8, 9, 1001, 4096 + 5}) {
+        std::vector<double> v = values(n, float64, 60 + static_cast<uint32_t>(n), {});
+        v[0] = kNaN, v[1] = -kInf, v[2] = 1.00390625, v[3] = 65520;
+        const Array x = astype(host(v, {n}, float64), s);
+        expect_same(astype(on_cuda(x), d), astype(x, d), what + " n " + std::to_string(n));
+      }
+      const Array m = astype(host(values(33 * 96, float64, 70, {}), {33, 96}, float64), s);
+      for (auto [c0, c1] : {std::pair<int64_t, int64_t>{16, 80}, {8, 72}, {1, 65}, {0, 96}}) {
+        const Array cols_cpu = slice(m, {0, c0}, {33, c1}),
+                    cols_gpu = slice(on_cuda(m), {0, c0}, {33, c1});
+        expect_same(astype(cols_gpu, d), astype(cols_cpu, d),
+                    what + " columns " + std::to_string(c0) + ".." + std::to_string(c1));
+      }
+    }
+}
+
 // ---- creation ----
 
 TEST(CudaCreation, Full) {

@@ -1,7 +1,10 @@
 // CUDA kernels of the elementwise primitives. Three kernel templates, written once: vector
 // (16-byte loads/stores; inputs contiguous or broadcast scalars), flat (the same, misaligned)
-// and strided; each op is instantiated only for the dtypes it accepts. AsType: one kernel.
+// and strided; each op is instantiated only for the dtypes it accepts. AsType: one kernel, plus
+// a 16-byte one for conversions between floating types of contiguous arrays or rows.
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/device/ew_ops.cuh"
 #include "backend/cuda/device/indexing.cuh"
@@ -251,6 +254,67 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// V elements of T in 16-byte pieces (V * sizeof(T) a multiple of 16).
+template <typename T, int V>
+struct alignas(16) Pack {
+  T v[V];
+};
+
+/// AsType between floating types with 16-byte loads and stores: rows of `cols` elements (a
+/// multiple of V) that start row_stride source elements apart (rows == 1: one contiguous run of
+/// n elements, the last n % V converted one by one). Both pointers are 16-byte aligned, and so
+/// is every source row.
+template <typename S, typename D, int V>
+__global__ void __launch_bounds__(kThreads)
+    astype_rows_kernel(const S* src, int64_t rows, int64_t cols, int64_t row_stride, D* dst,
+                       int64_t n) {
+  pdl_prologue();
+  const int64_t per_row = cols / V, nv = rows * per_row;
+  INGOT_CUDA_KERNEL_LOOP(k, nv) {
+    int64_t r = 0, c = k;
+    if (rows > 1) {
+      r = k / per_row;
+      c = k - r * per_row;
+    }
+    const Pack<S, V> in = *reinterpret_cast<const Pack<S, V>*>(src + r * row_stride + c * V);
+    Pack<D, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) out.v[j] = ew::convert<D>(in.v[j]);
+    *reinterpret_cast<Pack<D, V>*>(dst + (r * cols + c * V)) = out;
+  }
+  if (rows == 1) {
+    const int64_t i = nv * V + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = ew::convert<D>(src[i]);
+  }
+}
+
+/// Runs astype_rows_kernel when s -> d is a conversion between floating types of 2 or 4 bytes
+/// and the layout allows it (contiguous, or rows with a unit inner stride); false otherwise.
+template <typename S, typename D>
+bool launch_astype_rows(const S* src, const Layout& l, D* dst, int64_t n, cudaStream_t s) {
+  constexpr bool floats =
+      (std::is_same_v<S, float> || is_half_v<S>)&&(std::is_same_v<D, float> || is_half_v<D>);
+  if constexpr (!floats) {
+    return false;
+  } else {
+    constexpr int V = 8;  // 16 or 32 bytes of each side
+    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    if (!aligned(src) || !aligned(dst) || n < V) return false;
+    int64_t rows = 1, cols = n, row_stride = 0;
+    if (l.ndim == 2 && l.strides[1] == 1 && l.shape[1] % V == 0 &&
+        (l.strides[0] * static_cast<int64_t>(sizeof(S))) % 16 == 0) {
+      rows = l.shape[0], cols = l.shape[1], row_stride = l.strides[0];
+    } else if (!(l.ndim == 1 && l.strides[0] == 1)) {
+      return false;
+    }
+    const int64_t nv = rows * (cols / V);
+    launch_pdl(astype_rows_kernel<S, D, V>, grid_for(std::max<int64_t>(nv, V), kThreads), kThreads,
+               0, s, src, rows, cols, row_stride, dst, n);
+    check_launch("astype_rows_kernel");
+    return true;
+  }
+}
+
 }  // namespace
 
 bool ew_supported(EwKind op, Dtype in, Dtype out) {
@@ -298,6 +362,8 @@ void launch_astype(Dtype in, Dtype out, const void* src, const Layout& src_layou
     dispatch_cuda_dtype(out, [&](auto di) {
       using S = decltype(si);
       using D = decltype(di);
+      if (launch_astype_rows(static_cast<const S*>(src), src_layout, static_cast<D*>(dst), n, s))
+        return;
       launch_pdl(astype_kernel<S, D>, grid_for(n, kThreads), kThreads, 0, s,
                  static_cast<const S*>(src), src_layout, static_cast<D*>(dst), n);
       check_launch("astype_kernel");
