@@ -4,7 +4,9 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/transforms/autodiff.h"
 #include "nn/module.h"
@@ -25,14 +27,21 @@ Schedule join_schedules(std::vector<Schedule> schedules, std::vector<int64_t> bo
 /// Scales gradients so their global L2 norm is at most max_norm; returns the scaled gradients
 /// and the norm before clipping.
 std::pair<ParamMap, Array> clip_grad_norm(const ParamMap& grads, float max_norm);
+/// The factor clip_grad_norm multiplies every gradient by, min(1, max_norm / (norm + 1e-6)),
+/// as a float32 scalar on the gradients' device, and the norm (its square summed by one
+/// fast::sum_squares per device). Optimizer::apply takes the factor as its grad_scale.
+std::pair<Array, Array> clip_grad_scale(const ParamMap& grads, float max_norm);
 
 /// Base optimizer: keeps per-parameter state (float32) by name and a step counter.
 class Optimizer {
  public:
   explicit Optimizer(Schedule lr) : lr_(std::move(lr)) {}
   virtual ~Optimizer() = default;
-  /// New parameter values after one step (does not modify `params`).
-  ParamMap apply(const ParamMap& params, const ParamMap& grads);
+  /// New parameter values after one step (does not modify `params`). grad_scale (a float32
+  /// scalar, e.g. clip_grad_scale's factor) multiplies each gradient first, rounded to the
+  /// gradient's dtype: the same step as applying clip_grad_norm's scaled gradients.
+  ParamMap apply(const ParamMap& params, const ParamMap& grads,
+                 const std::optional<Array>& grad_scale = std::nullopt);
   /// Updates the module's parameters in place from gradients of its trainable parameters.
   void update(Module& module, const ParamMap& grads);
   int64_t step() const { return step_; }
@@ -46,6 +55,11 @@ class Optimizer {
   /// One parameter's update: returns the new value, reading/writing its slots.
   virtual Array update_one(const std::string& name, const Array& param, const Array& grad,
                            float lr) = 0;
+  /// The updates of the parameters `names` (each has a gradient) into `out`. Default:
+  /// update_one for each, with its float32 gradient scaled as clip_grad_norm scales it.
+  virtual void update_all(const std::vector<std::string>& names, const ParamMap& params,
+                          const ParamMap& grads, const std::optional<Array>& grad_scale, float lr,
+                          ParamMap& out);
   Array& slot(const std::string& name, const std::string& slot, const Array& like);
   std::map<std::string, Array> slots_;
   int64_t step_ = 0;
@@ -82,14 +96,23 @@ struct AdamOptions {
   float weight_decay = 0.0f;
   bool bias_correction = true;
 };
-/// Adam (Kingma & Ba), PyTorch semantics.
+/// Adam (Kingma & Ba), PyTorch semantics. The parameters of a device (float32, bfloat16 or
+/// float16, with gradients of those dtypes) step together, a fast::adam_step per 16 of them,
+/// bit for bit the separate ops of fast::ref::adam_step (INGOT_FUSED_OPTIM=0 runs those
+/// instead); others update one by one.
 class Adam : public Optimizer {
  public:
   Adam(Schedule lr, AdamOptions opt = {});
 
  protected:
   Array update_one(const std::string& name, const Array& p, const Array& g, float lr) override;
+  void update_all(const std::vector<std::string>& names, const ParamMap& params,
+                  const ParamMap& grads, const std::optional<Array>& grad_scale, float lr,
+                  ParamMap& out) override;
   Array adam_direction(const std::string& name, const Array& g);
+  /// AdamW: the weight decay multiplies the parameter (decoupled) instead of joining the
+  /// gradient.
+  virtual bool decoupled() const { return false; }
   AdamOptions opt_;
 };
 
@@ -100,6 +123,7 @@ class AdamW : public Adam {
 
  protected:
   Array update_one(const std::string& name, const Array& p, const Array& g, float lr) override;
+  bool decoupled() const override { return true; }
 };
 
 }  // namespace ingot::nn

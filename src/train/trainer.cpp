@@ -402,12 +402,15 @@ StepStats Trainer::step() {
   if (ranks > 1) reduce_over_ranks(grads, loss_sum, tokens);
   StepStats st;
   st.lr = optim_->learning_rate();
+  // Clipping as a factor the optimizer applies to each gradient (in its fused step on the
+  // GPU): the same update as stepping on clip_grad_norm's scaled gradients.
+  std::optional<Array> grad_scale;
   if (opt_.max_grad_norm > 0.0f) {
-    auto [clipped, norm] = nn::clip_grad_norm(grads, opt_.max_grad_norm);
-    grads = std::move(clipped);
+    auto [scale, norm] = nn::clip_grad_scale(grads, opt_.max_grad_norm);
+    grad_scale = scale;
     st.grad_norm = norm.item<float>();
   }
-  ParamMap next = optim_->apply(params, grads);
+  ParamMap next = optim_->apply(params, grads, grad_scale);
   std::vector<Array> outs;
   for (auto& [n, v] : next) outs.push_back(v);
   for (auto& [n, v] : optim_->state()) outs.push_back(v);

@@ -10,8 +10,12 @@ using namespace ingot::test;
 using namespace ingot::nn;
 
 namespace {
-ParamMap one(const std::vector<float>& v) { return {{"w", Array(v, {(int64_t)v.size()})}}; }
-std::vector<double> get(const ParamMap& m) { return m.at("w").to_vector<double>(); }
+ParamMap one(const std::vector<float>& v) {
+  return {{"w", Array(v, {(int64_t)v.size()})}};
+}
+std::vector<double> get(const ParamMap& m) {
+  return m.at("w").to_vector<double>();
+}
 }  // namespace
 
 TEST(Optim, SgdMomentumNesterovWeightDecay) {
@@ -36,16 +40,20 @@ TEST(Optim, AdamAndAdamW) {
     std::vector<double> p{0.5, -1.5, 2.0}, m(3, 0), v(3, 0);
     const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
     std::unique_ptr<Optimizer> opt;
-    if (decoupled) opt = std::make_unique<AdamW>(constant_schedule(lr), AdamOptions{.weight_decay = 0.1f});
-    else opt = std::make_unique<Adam>(constant_schedule(lr), AdamOptions{.weight_decay = 0.1f});
+    if (decoupled)
+      opt = std::make_unique<AdamW>(constant_schedule(lr), AdamOptions{.weight_decay = 0.1f});
+    else
+      opt = std::make_unique<Adam>(constant_schedule(lr), AdamOptions{.weight_decay = 0.1f});
     ParamMap cur = one({0.5f, -1.5f, 2.0f});
     for (int t = 1; t <= 5; ++t) {
       std::vector<float> g{0.1f * t, -0.3f, 0.02f};
       cur = opt->apply(cur, one(g));
       for (int i = 0; i < 3; ++i) {
         double gi = g[i];
-        if (decoupled) p[i] *= 1 - lr * wd;
-        else gi += wd * p[i];
+        if (decoupled)
+          p[i] *= 1 - lr * wd;
+        else
+          gi += wd * p[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;
         double mh = m[i] / (1 - std::pow(b1, t)), vh = v[i] / (1 - std::pow(b2, t));
@@ -68,8 +76,11 @@ TEST(Optim, StateSaveLoadResumesExactly) {
   ParamMap pa = a.apply(p, one({0.2f, 0.2f}));
   ParamMap pb = b.apply(p, one({0.2f, 0.2f}));
   EXPECT_EQ(get(pa), get(pb));
-  expect_error<InvalidArgument>([&] { b.load_state({{"nodot", zeros({1})}}); },
-                                "[optimizer] unknown state entry 'nodot'");
+  expect_error<InvalidArgument>(
+      [&] {
+        b.load_state({{"nodot", zeros({1})}});
+      },
+      "[optimizer] unknown state entry 'nodot'");
 }
 
 TEST(Optim, SchedulesAndClipping) {
@@ -90,4 +101,44 @@ TEST(Optim, SchedulesAndClipping) {
   EXPECT_FLOAT_EQ(c2.at("b").to_vector<float>()[0], 4.0f);
   expect_error<InvalidArgument>([] { join_schedules({constant_schedule(1)}, {5}); },
                                 "[schedule] join needs one boundary fewer");
+}
+
+TEST(Optim, GradScaleStepsAsClippedGradients) {
+  // apply(params, grads, clip_grad_scale's factor) is the step on clip_grad_norm's scaled
+  // gradients, bit for bit, for Adam/AdamW (one fused step over float32/bfloat16/float16
+  // parameters, a float64 one updated on its own) and SGD.
+  auto vals = [](int64_t n, Dtype t, uint32_t seed) {
+    return Array(random_values(n, t, seed, -1, 1), {n}, t);
+  };
+  const ParamMap p0{{"a", vals(5, float32, 1)},
+                    {"b", vals(7, bfloat16, 2)},
+                    {"c", vals(3, float16, 3)},
+                    {"d", vals(4, float64, 4)}};
+  for (int kind = 0; kind < 3; ++kind) {
+    auto make = [&]() -> std::unique_ptr<Optimizer> {
+      if (kind == 0) return std::make_unique<AdamW>(constant_schedule(0.01f));
+      if (kind == 1)
+        return std::make_unique<Adam>(constant_schedule(0.01f), AdamOptions{.weight_decay = 0.1f});
+      return std::make_unique<SGD>(constant_schedule(0.01f), SGDOptions{.momentum = 0.9f});
+    };
+    auto x = make(), y = make();
+    ParamMap px = p0, py = p0;
+    for (int step = 0; step < 3; ++step) {
+      ParamMap g{{"a", vals(5, float32, 10 + step)},
+                 {"b", vals(7, bfloat16, 20 + step)},
+                 {"c", vals(3, float16, 30 + step)},
+                 {"d", vals(4, float64, 40 + step)}};
+      auto [scale, norm] = clip_grad_scale(g, 0.5f);
+      auto [clipped, norm2] = clip_grad_norm(g, 0.5f);
+      EXPECT_EQ(norm.item<float>(), norm2.item<float>());
+      EXPECT_LT(scale.item<float>(), 1.0f);  // the gradients' norm is above 0.5: they clip
+      px = x->apply(px, g, scale);
+      py = y->apply(py, clipped);
+      for (auto& [k, v] : px) {
+        EXPECT_EQ(v.dtype(), p0.at(k).dtype()) << k;
+        EXPECT_EQ(v.to_vector<double>(), py.at(k).to_vector<double>())
+            << "optimizer " << kind << " param " << k << " step " << step;
+      }
+    }
+  }
 }

@@ -13,4 +13,6 @@ INGOT_NO_CUDA_UNARY(ScaledDotProductAttention)
 INGOT_NO_CUDA_MULTI(DecodeBlock)
 INGOT_NO_CUDA_UNARY(PackedAttention)
 INGOT_NO_CUDA_MULTI(ScaledDotProductAttentionGrad)
+INGOT_NO_CUDA_MULTI(AdamStep)
+INGOT_NO_CUDA_UNARY(SumSquares)
 }  // namespace ingot

@@ -223,6 +223,39 @@ Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
                        const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
                        StreamOrDevice s = {});
 
+/// The host scalars of one Adam/AdamW step (PyTorch semantics), computed by the caller in float
+/// exactly as it would pass them to the separate ops: lr, the betas and 1 - beta, eps, the bias
+/// corrections c1 = 1 - beta1^t and c2 = 1 - beta2^t (1 without correction), and the weight
+/// decay: decoupled (AdamW) multiplies the parameter by `decay` (= 1 - lr * weight_decay) first;
+/// otherwise (Adam) weight_decay * p is added to the gradient when weight_decay != 0.
+struct AdamStepOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f, beta2 = 0.999f;
+  float one_minus_beta1 = 1.0f - 0.9f, one_minus_beta2 = 1.0f - 0.999f;
+  float eps = 1e-8f;
+  float c1 = 1.0f, c2 = 1.0f;
+  float weight_decay = 0.0f;
+  float decay = 1.0f;
+  bool decoupled = true;
+};
+/// One Adam/AdamW step over many parameters in one primitive (one kernel per chunk of tensors
+/// on the GPU instead of a dozen ops per parameter). params and grads: float32, bfloat16 or
+/// float16 (each gradient of its parameter's shape); m and v: float32 state of the same shapes.
+/// grad_scale (optional float32 scalar, e.g. a clipping factor) multiplies each gradient first,
+/// rounded to the gradient's dtype. Per element, as ref::adam_step's separate ops round:
+///   g = float(grad) [* scale]; p = float(param); AdamW: p = p * decay; Adam: g = g + wd * p
+///   m' = beta1 * m + (1 - beta1) * g;   v' = beta2 * v + (1 - beta2) * (g * g)
+///   p' = p - lr * ((m' / c1) / (sqrt(v' / c2) + eps)), rounded to param's dtype.
+/// Returns {p'_0..p'_{n-1}, m'_0.., v'_0..}. All on one device. Not differentiable.
+std::vector<Array> adam_step(const std::vector<Array>& params, const std::vector<Array>& grads,
+                             const std::vector<Array>& m, const std::vector<Array>& v,
+                             const AdamStepOptions& opt,
+                             const std::optional<Array>& grad_scale = std::nullopt,
+                             StreamOrDevice s = {});
+/// sum(x^2) over every element of every array in xs (float dtypes, squared in float32), a
+/// float32 scalar: a global gradient norm's square in one primitive. Empty xs gives 0.
+Array sum_squares(const std::vector<Array>& xs, StreamOrDevice s = {});
+
 /// Reference compositions from ops (oracles and default VJPs).
 namespace ref {
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
@@ -261,6 +294,12 @@ Array packed_attention(const Array& qkv, const std::optional<Array>& q_norm,
                        const std::optional<Array>& k_norm, const std::optional<Array>& prefix_keys,
                        const std::optional<Array>& prefix_values, const PackedAttentionOptions& opt,
                        StreamOrDevice s = {});
+std::vector<Array> adam_step(const std::vector<Array>& params, const std::vector<Array>& grads,
+                             const std::vector<Array>& m, const std::vector<Array>& v,
+                             const AdamStepOptions& opt,
+                             const std::optional<Array>& grad_scale = std::nullopt,
+                             StreamOrDevice s = {});
+Array sum_squares(const std::vector<Array>& xs, StreamOrDevice s = {});
 }  // namespace ref
 
 }  // namespace ingot::fast

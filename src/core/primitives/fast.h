@@ -1,6 +1,6 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
 // RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, PackedAttention,
-// ScaledDotProductAttentionGrad.
+// ScaledDotProductAttentionGrad, AdamStep, SumSquares.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
@@ -454,6 +454,58 @@ class ScaledDotProductAttentionGrad : public Primitive {
   const bool causal_;
   const int window_;
   const SdpaMask mask_;
+};
+
+/// fast::adam_step: one Adam/AdamW step over n parameters at once. Inputs {p_0..p_{n-1},
+/// g_0.., m_0.., v_0..[, grad_scale]}, outputs {p'_0.., m'_0.., v'_0..} (p' in p's dtype, m' and
+/// v' float32). Every operation rounds as the separate ops of fast::ref::adam_step do (see
+/// AdamStepOptions), so the results are theirs bit for bit. The m/v buffers are donated to m'/v'
+/// when nothing else holds them. No VJP.
+class AdamStep : public Primitive {
+ public:
+  AdamStep(Stream s, int n, float lr, float beta1, float beta2, float one_minus_beta1,
+           float one_minus_beta2, float eps, float c1, float c2, float weight_decay, float decay,
+           bool decoupled, bool has_scale)
+      : Primitive(s),
+        n_(n),
+        lr_(lr),
+        beta1_(beta1),
+        beta2_(beta2),
+        one_minus_beta1_(one_minus_beta1),
+        one_minus_beta2_(one_minus_beta2),
+        eps_(eps),
+        c1_(c1),
+        c2_(c2),
+        weight_decay_(weight_decay),
+        decay_(decay),
+        decoupled_(decoupled),
+        has_scale_(has_scale) {}
+  INGOT_MULTI_PRIMITIVE(AdamStep)
+  INGOT_EQUIVALENT(AdamStep,
+                   std::make_tuple(p->n_, p->lr_, p->beta1_, p->beta2_, p->one_minus_beta1_,
+                                   p->one_minus_beta2_, p->eps_, p->c1_, p->c2_, p->weight_decay_,
+                                   p->decay_, p->decoupled_, p->has_scale_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  void print(std::ostream& os) const override;
+
+  const int n_;
+  const float lr_, beta1_, beta2_, one_minus_beta1_, one_minus_beta2_, eps_, c1_, c2_;
+  const float weight_decay_, decay_;
+  const bool decoupled_;
+  const bool has_scale_;
+};
+
+/// fast::sum_squares: the float32 sum of x^2 over every element of every input (any float
+/// dtypes, widened to float32), as a scalar. The order of the sums is the backend's.
+class SumSquares : public UnaryPrimitive {
+ public:
+  explicit SumSquares(Stream s) : UnaryPrimitive(s) {}
+  INGOT_UNARY_PRIMITIVE(SumSquares)
+  INGOT_EQUIVALENT(SumSquares, std::make_tuple(0))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
 };
 
 /// True when the CUDA kernels of ScaledDotProductAttentionGrad take (dtype, D, Dv).
