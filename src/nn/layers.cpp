@@ -8,6 +8,7 @@
 
 #include "core/dist/ops.h"
 #include "core/fast/fast.h"
+#include "core/fast/lora.h"
 #include "core/ops/ops.h"
 #include "core/transforms/compile.h"
 #include "util/error.h"
@@ -33,11 +34,19 @@ Array Linear::with_branch(const Array& y, const Array& x, const Array* x_cast) c
   if (!branch_) return y;
   const LowRankBranch& r = *branch_;
   const Dtype dt = r.a.dtype();
-  Array h = x_cast && x_cast->dtype() == dt ? *x_cast : astype(x, dt);
-  if (training() && r.dropout > 0.0f) {
+  const bool drop = training() && r.dropout > 0.0f;
+  auto dropped = [&](const Array& h) {
     Array keep = random::bernoulli(Array(1.0f - r.dropout), h.shape(), std::nullopt, h.device());
-    h = where(keep, h * (1.0f / (1.0f - r.dropout)), zeros_like(h));
-  }
+    return where(keep, h * (1.0f / (1.0f - r.dropout)), zeros_like(h));
+  };
+  // One primitive with a fused backward where it takes the branch: x read in its own dtype,
+  // no float32 copies of x and y (x_cast, a shared cast of x, is for the composition).
+  if (dt == float32 && r.b.dtype() == float32 && r.a.shape(0) <= fast::kLoraMaxRank &&
+      is_floating(y.dtype()) && y.dtype() != float64 && x.dtype() != float64 &&
+      fast::lora_branch_enabled(x.device()))
+    return fast::lora_branch(y, drop ? dropped(astype(x, dt)) : x, r.a, r.b, r.scale);
+  Array h = x_cast && x_cast->dtype() == dt ? *x_cast : astype(x, dt);
+  if (drop) h = dropped(h);
   // y + scale * (h A^T) B^T as one product with the add and the scale in its epilogue (the
   // gradient scales the small factors, not the output-sized cotangent).
   return astype(addmm(astype(y, dt), matmul(h, transpose(r.a)), transpose(r.b), r.scale, 1.0f),

@@ -23,13 +23,6 @@ using namespace backend;
 
 namespace {
 
-/// a's elements as float32, row-major.
-std::vector<float> as_floats(const Array& a) {
-  std::vector<float> v(static_cast<size_t>(a.size()));
-  if (!v.empty()) copy_array(a, v.data(), float32);
-  return v;
-}
-
 /// x rounded to dtype t's precision (float32, bfloat16 or float16) and widened back.
 float round_to(Dtype t, float x) {
   if (t == bfloat16) return static_cast<float>(bfloat16_t(x));
@@ -55,13 +48,13 @@ void store(const std::vector<float>& v, Array& out) {
 
 void AdamStep::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const size_t n = static_cast<size_t>(n_);
-  const float scale = has_scale_ ? as_floats(inputs.back())[0] : 1.0f;
+  const float scale = has_scale_ ? floats_of(inputs.back())[0] : 1.0f;
   // One parameter per task: the tensors are independent.
   parallel_for(n_, 1, [&](int64_t begin, int64_t end) {
     for (auto i = static_cast<size_t>(begin); i < static_cast<size_t>(end); ++i) {
       const Array& g_in = inputs[n + i];
-      std::vector<float> p = as_floats(inputs[i]), g = as_floats(g_in);
-      std::vector<float> m = as_floats(inputs[2 * n + i]), v = as_floats(inputs[3 * n + i]);
+      std::vector<float> p = floats_of(inputs[i]), g = floats_of(g_in);
+      std::vector<float> m = floats_of(inputs[2 * n + i]), v = floats_of(inputs[3 * n + i]);
       const Dtype gt = g_in.dtype();
       for (size_t j = 0; j < p.size(); ++j) {
         float gj = g[j];
@@ -98,7 +91,7 @@ void SumSquares::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   parallel_for(static_cast<int64_t>(inputs.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       double s = 0.0;
-      for (float x : as_floats(inputs[static_cast<size_t>(i)]))
+      for (float x : floats_of(inputs[static_cast<size_t>(i)]))
         s += static_cast<double>(x) * static_cast<double>(x);
       sums[static_cast<size_t>(i)] = s;
     }

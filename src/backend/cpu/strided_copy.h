@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/array.h"
 
@@ -16,6 +17,13 @@ void strided_copy(const void* src, Dtype src_type, const Strides& src_strides, v
 /// Copies `a` (any layout) into `dst`, converted to dst_type, laid out with `dst_strides`
 /// (row-major strides of a.shape() when empty).
 void copy_array(const Array& a, void* dst, Dtype dst_type, const Strides& dst_strides = {});
+
+/// a's elements (any layout) as float32, row-major.
+inline std::vector<float> floats_of(const Array& a) {
+  std::vector<float> v(static_cast<size_t>(a.size()));
+  if (!v.empty()) copy_array(a, v.data(), Dtype::float32);
+  return v;
+}
 
 /// Gives `out` the storage of `in` when it can be donated (same size and dtype, no other
 /// owner; `holders`: see Array::is_donatable), else fresh storage holding a row-major copy.

@@ -11,15 +11,6 @@
 namespace ingot {
 namespace {
 
-/// Row-major device pointer to a's elements: a's own, or a scratch copy kept in `keep`.
-const void* row_major(const Array& a, cudaStream_t s,
-                      std::vector<std::unique_ptr<cu::Scratch>>& keep) {
-  if (a.flags().row_contiguous) return a.raw_ptr();
-  keep.push_back(std::make_unique<cu::Scratch>(a.device(), a.nbytes()));
-  cu::copy_to_row_major_device(a, keep.back()->ptr(), s);
-  return keep.back()->ptr();
-}
-
 /// out's storage: in's buffer when in is row-contiguous, of out's dtype and held only by this
 /// primitive (`holders` handles), else fresh memory.
 void alloc_or_donate(const Array& in, Array& out, long holders) {
@@ -40,10 +31,10 @@ void AdamStep::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& o
   for (size_t i = 0; i < n; ++i) {
     const Array &p = inputs[i], &g = inputs[n + i], &m = inputs[2 * n + i], &v = inputs[3 * n + i];
     cu::AdamTensor& t = ts[i];
-    t.p = row_major(p, s, keep);
-    t.g = row_major(g, s, keep);
-    t.m = static_cast<const float*>(row_major(m, s, keep));
-    t.v = static_cast<const float*>(row_major(v, s, keep));
+    t.p = cu::row_major_ptr(p, s, keep);
+    t.g = cu::row_major_ptr(g, s, keep);
+    t.m = static_cast<const float*>(cu::row_major_ptr(m, s, keep));
+    t.v = static_cast<const float*>(cu::row_major_ptr(v, s, keep));
     t.n = p.size();
     t.p_dtype = p.dtype();
     t.g_dtype = g.dtype();
@@ -57,7 +48,7 @@ void AdamStep::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& o
   }
   cu::AdamScalars sc{lr_, beta1_, beta2_,        one_minus_beta1_, one_minus_beta2_, eps_,
                      c1_, c2_,    weight_decay_, decay_,           decoupled_,       nullptr};
-  if (has_scale_) sc.scale = static_cast<const float*>(row_major(inputs.back(), s, keep));
+  if (has_scale_) sc.scale = static_cast<const float*>(cu::row_major_ptr(inputs.back(), s, keep));
   cu::launch_adam_step(ts.data(), n_, sc, s);
 }
 
@@ -67,7 +58,7 @@ void SumSquares::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   std::vector<cu::SquaresInput> xs;
   for (const Array& x : inputs) {
     if (x.size() == 0) continue;
-    xs.push_back({row_major(x, s, keep), x.size(), x.dtype()});
+    xs.push_back({cu::row_major_ptr(x, s, keep), x.size(), x.dtype()});
   }
   const int count = static_cast<int>(xs.size());
   const int64_t np = cu::squares_partials(xs.data(), count);

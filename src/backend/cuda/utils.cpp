@@ -126,6 +126,14 @@ void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s) {
                       a.size(), static_cast<int>(a.itemsize()), s);
 }
 
+const void* row_major_ptr(const Array& a, cudaStream_t s,
+                          std::vector<std::unique_ptr<Scratch>>& keep) {
+  if (a.flags().row_contiguous) return a.raw_ptr();
+  keep.push_back(std::make_unique<Scratch>(a.device(), a.nbytes()));
+  copy_to_row_major_device(a, keep.back()->ptr(), s);
+  return keep.back()->ptr();
+}
+
 void copy_or_donate(const Array& in, Array& out, cudaStream_t s, long holders) {
   if (in.is_donatable(holders) && in.dtype() == out.dtype() && in.size() == out.size()) {
     out.move_shared_buffer(in);

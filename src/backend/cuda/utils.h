@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/indexing_kernels.h"
@@ -59,6 +61,10 @@ inline Layout row_layout(const Array& a) {
 /// Copies `a` (any layout, on a CUDA device) into row-major device memory at `dst` on stream s.
 /// The element type is unchanged (the copy only moves bytes of size_of(dtype)).
 void copy_to_row_major_device(const Array& a, void* dst, cudaStream_t s);
+/// Row-major device pointer to a's elements: a's own when a is row-contiguous, else a copy in
+/// scratch memory appended to `keep` (alive while `keep` is).
+const void* row_major_ptr(const Array& a, cudaStream_t s,
+                          std::vector<std::unique_ptr<Scratch>>& keep);
 /// out = in's values, row-major: takes in's buffer when in is uniquely held (a KV cache's
 /// in-place update; `holders`: see Array::is_donatable), else a fresh copy queued on s.
 void copy_or_donate(const Array& in, Array& out, cudaStream_t s, long holders = 1);

@@ -1,6 +1,7 @@
 // eval_cuda stubs of the fast:: primitives for builds without CUDA.
 #include "core/primitives/fast.h"
 #include "backend/no_cuda/stubs.h"
+#include "core/primitives/fast_lora.h"
 
 namespace ingot {
 INGOT_NO_CUDA_UNARY(RmsNorm)
@@ -15,4 +16,6 @@ INGOT_NO_CUDA_UNARY(PackedAttention)
 INGOT_NO_CUDA_MULTI(ScaledDotProductAttentionGrad)
 INGOT_NO_CUDA_MULTI(AdamStep)
 INGOT_NO_CUDA_UNARY(SumSquares)
+INGOT_NO_CUDA_UNARY(LoraBranch)
+INGOT_NO_CUDA_MULTI(LoraBranchGrad)
 }  // namespace ingot

@@ -1,0 +1,129 @@
+// CUDA fast::lora_branch (forward and fused backward) against the CPU backend's kernels (which
+// test_fast_lora checks against float64 loops): every x/y dtype, ranks 1..64 across the padded
+// widths, row counts around the tiles, sizes that split the column and row sums over blocks, a
+// column block of a stacked product as y, a transposed x; the same bits on every run; nn's
+// LoRA layer on the GPU, fused against the composition (INGOT_FUSED_LORA=0).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/fast/lora.h"
+#include "core/ingot.h"
+#include "cuda_test_util.h"
+#include "nn/layers.h"
+
+using namespace ingot;
+using namespace ingot::test;
+
+namespace {
+
+std::pair<std::vector<Array>, std::vector<Array>> branch_vjp(const Array& y, const Array& x,
+                                                             const Array& a, const Array& b,
+                                                             const Array& g, float scale) {
+  auto res = vjp(
+      [&](const std::vector<Array>& in) {
+        return std::vector<Array>{fast::lora_branch(in[0], in[1], in[2], in[3], scale)};
+      },
+      {y, x, a, b}, {g});
+  eval(res.first);
+  eval(res.second);
+  return res;
+}
+
+struct Case {
+  int64_t rows, k, n, r;
+};
+
+/// CUDA against the CPU backend: the 16-bit results may differ by one ulp (float32 sums in
+/// another order on either side of a rounding boundary), float32 ones by the sums' rounding.
+void check_case(const Case& c, Dtype yt, Dtype xt, uint32_t seed) {
+  const std::string what = "rows " + std::to_string(c.rows) + " k " + std::to_string(c.k) + " n " +
+                           std::to_string(c.n) + " r " + std::to_string(c.r) + " y " +
+                           std::string(dtype_name(yt)) + " x " + std::string(dtype_name(xt));
+  const Array y = normal_host({c.rows, c.n}, yt, seed),
+              x = normal_host({c.rows, c.k}, xt, seed + 1);
+  const Array a = normal_host({c.r, c.k}, float32, seed + 2, 0.1),
+              b = normal_host({c.n, c.r}, float32, seed + 3, 0.1);
+  const Array g = normal_host({c.rows, c.n}, yt, seed + 4);
+  auto [co, cg] = branch_vjp(y, x, a, b, g, 0.5f);
+  auto [go, gg] = branch_vjp(on_cuda(y), on_cuda(x), on_cuda(a), on_cuda(b), on_cuda(g), 0.5f);
+  expect_close(go[0], co[0], 1e-4, 2.02 * dtype_rtol(yt), what + " out");
+  expect_close(gg[0], cg[0], 0, 0, what + " dy");
+  expect_close(gg[1], cg[1], 1e-4, 2.02 * dtype_rtol(xt), what + " dx");
+  expect_close(gg[2], cg[2], 1e-4, 1e-4, what + " da");
+  expect_close(gg[3], cg[3], 1e-4, 1e-4, what + " db");
+}
+
+}  // namespace
+
+TEST(CudaFastLora, EqualsCpuOverDtypesAndRanks) {
+  INGOT_REQUIRE_CUDA();
+  const Dtype dts[] = {float32, bfloat16, float16};
+  uint32_t seed = 100;
+  for (const Case& c :
+       {Case{1, 8, 8, 1}, Case{31, 70, 130, 8}, Case{33, 129, 65, 16}, Case{64, 64, 200, 17},
+        Case{97, 100, 300, 32}, Case{40, 260, 96, 33}, Case{65, 96, 129, 64}})
+    for (Dtype yt : dts)
+      for (Dtype xt : dts) check_case(c, yt, xt, seed += 10);
+}
+
+TEST(CudaFastLora, LargeShapesSplitTheSums) {
+  INGOT_REQUIRE_CUDA();
+  // 4096 tokens of a 2048-wide input (the project and colsum sums split over blocks), and a
+  // rank-64 case with a float32 x (dropout's input).
+  check_case({4096, 2048, 512, 16}, bfloat16, bfloat16, 1);
+  check_case({1500, 640, 2304, 64}, bfloat16, float32, 2);
+}
+
+TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {
+  INGOT_REQUIRE_CUDA();
+  // y: columns [16, 56) of a [3, 50, 96] product; x: a transposed view (copied first).
+  const Array stacked = on_cuda(normal_host({3, 50, 96}, bfloat16, 7));
+  const Array y = slice(stacked, {0, 0, 16}, {3, 50, 56});
+  const Array x = transpose(on_cuda(normal_host({3, 72, 50}, bfloat16, 8)), {0, 2, 1});
+  const Array a = on_cuda(normal_host({12, 72}, float32, 9, 0.1));
+  const Array b = on_cuda(normal_host({40, 12}, float32, 10, 0.1));
+  const Array g = on_cuda(normal_host({3, 50, 40}, bfloat16, 11));
+  auto [o1, g1] = branch_vjp(y, x, a, b, g, 1.5f);
+  auto [o2, g2] = branch_vjp(y, x, a, b, g, 1.5f);
+  auto to_cpu = [](const Array& v) { return to_device(v, cpu_device); };
+  auto [co, cg] = branch_vjp(to_cpu(y), to_cpu(x), to_cpu(a), to_cpu(b), to_cpu(g), 1.5f);
+  expect_close(o1[0], co[0], 1e-4, 2.02 * dtype_rtol(bfloat16), "out");
+  for (size_t i = 1; i < 4; ++i)
+    expect_close(g1[i], cg[i], 1e-4, i == 1 ? 2.02 * dtype_rtol(bfloat16) : 1e-4,
+                 "grad " + std::to_string(i));
+  expect_close(o2[0], to_cpu(o1[0]), 0, 0, "out, second run");
+  for (size_t i = 0; i < 4; ++i)
+    expect_close(g2[i], to_cpu(g1[i]), 0, 0, "grad, second run " + std::to_string(i));
+}
+
+TEST(CudaFastLora, LinearLayerFusedEqualsComposition) {
+  INGOT_REQUIRE_CUDA();
+  nn::Linear lin(256, 192, false, bfloat16);
+  lin.update({{"weight", on_cuda(normal_host({192, 256}, bfloat16, 5, 0.05))}});
+  const Array a = on_cuda(normal_host({16, 256}, float32, 1, 0.05));
+  const Array b = on_cuda(normal_host({192, 16}, float32, 2, 0.05));
+  const Array x = on_cuda(normal_host({4, 33, 256}, bfloat16, 3));
+  const Array g = on_cuda(normal_host({4, 33, 192}, bfloat16, 4));
+  auto run = [&](const char* flag) {
+    setenv("INGOT_FUSED_LORA", flag, 1);
+    auto res = vjp(
+        [&](const std::vector<Array>& in) {
+          lin.set_branch(nn::LowRankBranch{in[0], in[1], 2.0f, 0.0f});
+          return std::vector<Array>{lin(in[2])};
+        },
+        {a, b, x}, {g});
+    eval(res.first);
+    eval(res.second);
+    unsetenv("INGOT_FUSED_LORA");
+    return res;
+  };
+  auto [fo, fg] = run("1");
+  auto [ro, rg] = run("0");
+  expect_close(fo[0], to_device(ro[0], cpu_device), 1e-3, 2.02 * dtype_rtol(bfloat16), "out");
+  expect_close(fg[0], to_device(rg[0], cpu_device), 1e-4, 1e-4, "da");
+  expect_close(fg[1], to_device(rg[1], cpu_device), 1e-4, 1e-4, "db");
+  expect_close(fg[2], to_device(rg[2], cpu_device), 1e-3, 2.02 * dtype_rtol(bfloat16), "dx");
+}
