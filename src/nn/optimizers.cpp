@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
@@ -59,17 +60,20 @@ Array scaled_float(const Array& g, const std::optional<Array>& scale) {
   return astype(astype(f * on_device(*scale, op_device(g)), g.dtype()), float32);
 }
 
+/// Appends v to its device's group (groups in order of first appearance).
+template <typename T>
+void add_to_group(std::vector<std::pair<Device, std::vector<T>>>& groups, Device d, T v) {
+  auto it = std::find_if(groups.begin(), groups.end(), [&](auto& e) { return e.first == d; });
+  if (it == groups.end()) it = groups.insert(groups.end(), {d, {}});
+  it->second.push_back(std::move(v));
+}
+
 }  // namespace
 
 std::pair<Array, Array> clip_grad_scale(const ParamMap& grads, float max_norm) {
   // One fast::sum_squares per device, in order of first appearance.
   std::vector<std::pair<Device, std::vector<Array>>> groups;
-  for (auto& [k, g] : grads) {
-    const Device d = op_device(g);
-    auto it = std::find_if(groups.begin(), groups.end(), [&](auto& e) { return e.first == d; });
-    if (it == groups.end()) it = groups.insert(groups.end(), {d, {}});
-    it->second.push_back(g);
-  }
+  for (auto& [k, g] : grads) add_to_group(groups, op_device(g), g);
   // On the first group's device (the only one but under tensor or pipeline splits).
   std::optional<Array> total;
   for (auto& [d, gs] : groups) {
@@ -236,10 +240,7 @@ void Adam::update_all(const std::vector<std::string>& names, const ParamMap& par
       out.emplace(name, update_one(name, p, scaled_float(g, grad_scale), lr));
       continue;
     }
-    const Device d = op_device(g);
-    auto it = std::find_if(groups.begin(), groups.end(), [&](auto& e) { return e.first == d; });
-    if (it == groups.end()) it = groups.insert(groups.end(), {d, {}});
-    it->second.push_back(name);
+    add_to_group(groups, op_device(g), name);
   }
   // Chunks of up to 16 parameters a step: one kernel launch each on the GPU, and few enough
   // outputs that every output's hold on the shared inputs stays cheap (48 outputs x 65 inputs).
