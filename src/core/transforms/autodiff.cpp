@@ -2,12 +2,12 @@
 #include "core/transforms/autodiff.h"
 
 #include <unordered_map>
-#include <unordered_set>
 
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
 #include "core/primitive.h"
 #include "core/primitives/transforms.h"
+#include "core/transforms/id_set.h"
 
 namespace ingot {
 namespace {
@@ -31,31 +31,38 @@ bool is_stop_gradient(const Array& a) {
 }
 
 // Nodes reachable from `outputs` that depend on a tracer, in topological (post) order.
-std::vector<Array> build_tape(const std::vector<Array>& outputs,
-                              const std::unordered_set<uintptr_t>& tracers,
-                              std::unordered_set<uintptr_t>& depends) {
+std::vector<Array> build_tape(const std::vector<Array>& outputs, const detail::IdSet& tracers,
+                              detail::IdSet& depends) {
   std::vector<Array> tape;
-  std::unordered_set<uintptr_t> visited;
-  std::vector<std::pair<Array, size_t>> stack;
+  detail::IdSet visited;
+  struct Frame {
+    Array node;
+    size_t next;
+    bool leaf;  // a tracer or a stop_gradient: its inputs are not walked
+  };
+  std::vector<Frame> stack;
+  auto push = [&](const Array& a) {
+    const bool tracer = tracers.contains(a.id());
+    stack.push_back({a, 0, tracer || is_stop_gradient(a)});
+  };
   for (const Array& root : outputs) {
-    if (!visited.insert(root.id()).second) continue;
-    stack.emplace_back(root, 0);
+    if (!visited.insert(root.id())) continue;
+    push(root);
     while (!stack.empty()) {
-      auto& [node, next] = stack.back();
-      bool is_tracer = tracers.count(node.id()) > 0;
-      const auto& ins = node.inputs();
-      if (!is_tracer && !is_stop_gradient(node) && next < ins.size()) {
-        const Array& in = ins[next++];
-        if (visited.insert(in.id()).second) stack.emplace_back(in, 0);
+      Frame& f = stack.back();
+      const auto& ins = f.node.inputs();
+      if (!f.leaf && f.next < ins.size()) {
+        const Array& in = ins[f.next++];
+        if (visited.insert(in.id())) push(in);
         continue;
       }
-      bool dep = is_tracer;
-      if (!is_tracer && !is_stop_gradient(node))
-        for (const auto& in : ins) dep = dep || depends.count(in.id()) > 0;
+      bool dep = tracers.contains(f.node.id());
+      if (!f.leaf)
+        for (const auto& in : ins) dep = dep || depends.contains(in.id());
       if (dep) {
-        depends.insert(node.id());
-        for (auto& s : node.siblings()) depends.insert(s.id());
-        tape.push_back(node);
+        depends.insert(f.node.id());
+        for (auto& sib : f.node.siblings()) depends.insert(sib.id());
+        tape.push_back(f.node);
       }
       stack.pop_back();
     }
@@ -78,7 +85,7 @@ std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
                                                            const CotangentSeed& seed) {
   TraceGuard guard;
   std::vector<Array> tracers;
-  std::unordered_set<uintptr_t> tracer_ids;
+  detail::IdSet tracer_ids;
   for (const auto& p : primals) {
     tracers.push_back(make_tracer(p));
     tracer_ids.insert(tracers.back().id());
@@ -86,19 +93,20 @@ std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
   std::vector<Array> outputs = fn(tracers);
   std::vector<Array> seeds = seed(outputs);
 
-  std::unordered_set<uintptr_t> depends;
+  detail::IdSet depends;
   std::vector<Array> tape = build_tape(outputs, tracer_ids, depends);
 
   std::unordered_map<uintptr_t, Array> cots;
+  cots.reserve(2 * tape.size() + outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i)
     if (seeds[i].valid()) accumulate(cots, outputs[i], seeds[i]);
 
-  std::unordered_set<const Primitive*> done;
+  detail::IdSet done;
   for (auto it = tape.rbegin(); it != tape.rend(); ++it) {
     const Array& node = *it;
-    if (tracer_ids.count(node.id()) || !node.has_primitive()) continue;
+    if (tracer_ids.contains(node.id()) || !node.has_primitive()) continue;
     Primitive* prim = &node.primitive();
-    if (!done.insert(prim).second) continue;
+    if (!done.insert(reinterpret_cast<uintptr_t>(prim))) continue;
     std::vector<Array> outs = node.outputs();
     std::vector<Array> out_cots;
     bool any = false;
@@ -115,7 +123,7 @@ std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
     std::vector<int> argnums;
     const auto& ins = node.inputs();
     for (size_t i = 0; i < ins.size(); ++i)
-      if (depends.count(ins[i].id())) argnums.push_back(static_cast<int>(i));
+      if (depends.contains(ins[i].id())) argnums.push_back(static_cast<int>(i));
     if (argnums.empty()) continue;
     std::vector<Array> in_cots = prim->vjp(ins, out_cots, argnums, outs);
     if (in_cots.size() != argnums.size())
@@ -160,7 +168,7 @@ std::pair<std::vector<Array>, std::vector<Array>> jvp(const ArrayFn& fn,
             shape_str(tangents[i].shape()), i, shape_str(primals[i].shape()));
   TraceGuard guard;
   std::vector<Array> tracers;
-  std::unordered_set<uintptr_t> tracer_ids;
+  detail::IdSet tracer_ids;
   std::unordered_map<uintptr_t, Array> tans;
   for (size_t i = 0; i < primals.size(); ++i) {
     tracers.push_back(make_tracer(primals[i]));
@@ -168,13 +176,13 @@ std::pair<std::vector<Array>, std::vector<Array>> jvp(const ArrayFn& fn,
     tans.emplace(tracers.back().id(), tangents[i]);
   }
   std::vector<Array> outputs = fn(tracers);
-  std::unordered_set<uintptr_t> depends;
+  detail::IdSet depends;
   std::vector<Array> tape = build_tape(outputs, tracer_ids, depends);
-  std::unordered_set<const Primitive*> done;
+  detail::IdSet done;
   for (const Array& node : tape) {
-    if (tracer_ids.count(node.id()) || !node.has_primitive()) continue;
+    if (tracer_ids.contains(node.id()) || !node.has_primitive()) continue;
     Primitive* prim = &node.primitive();
-    if (!done.insert(prim).second) continue;
+    if (!done.insert(reinterpret_cast<uintptr_t>(prim))) continue;
     const auto& ins = node.inputs();
     std::vector<int> argnums;
     std::vector<Array> in_tans;

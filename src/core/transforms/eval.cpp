@@ -1,14 +1,16 @@
 // Iterative topological evaluation with detach-after-use so intermediates free early.
 #include "core/transforms/eval.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "core/primitive.h"
 #include "core/transforms/autodiff.h"
+#include "core/transforms/id_set.h"
 
 namespace ingot {
 
@@ -24,6 +26,38 @@ bool trace_eval() {
   }();
   return on;
 }
+/// The DFS's buffers, kept per thread between evals so a step of many small evals does not
+/// allocate (and free) its tape, stack and visited set each time. A nested eval (a primitive
+/// that evaluates a graph of its own) uses fresh ones.
+struct EvalScratch {
+  std::vector<Array> tape;
+  std::vector<std::pair<Array, size_t>> stack;
+  detail::IdSet visited;
+};
+thread_local EvalScratch g_scratch;
+thread_local int g_eval_depth = 0;
+
+/// Takes the thread's scratch (or `own` when nested) and leaves it empty on exit, exceptions
+/// included; a set grown past 1M slots by one huge graph is released.
+class ScratchUse {
+ public:
+  explicit ScratchUse(EvalScratch& own) : s_(g_eval_depth++ == 0 ? g_scratch : own) {
+    s_.visited.clear();
+  }
+  ~ScratchUse() {
+    s_.tape.clear();
+    s_.stack.clear();
+    if (s_.visited.capacity() > (size_t{1} << 20)) s_.visited.release();
+    --g_eval_depth;
+  }
+  ScratchUse(const ScratchUse&) = delete;
+  ScratchUse& operator=(const ScratchUse&) = delete;
+  EvalScratch& operator*() const { return s_; }
+
+ private:
+  EvalScratch& s_;
+};
+
 }  // namespace
 bool is_tracing() {
   return g_tracing > 0;
@@ -36,18 +70,20 @@ void eval(const std::vector<Array>& arrays) {
   // 1. Post-order DFS with an explicit stack over unevaluated nodes. The outputs of one
   //    multi-output primitive are one node (group_id): the first one reached goes on the tape
   //    and computes them all, and their shared inputs are walked once, not once per output.
-  std::vector<Array> tape;
-  std::unordered_set<uintptr_t> visited;
-  std::vector<std::pair<Array, size_t>> stack;
+  EvalScratch own;
+  const ScratchUse use(own);
+  std::vector<Array>& tape = (*use).tape;
+  std::vector<std::pair<Array, size_t>>& stack = (*use).stack;
+  detail::IdSet& visited = (*use).visited;
   for (const Array& root : arrays) {
-    if (!root.valid() || root.is_evaluated() || !visited.insert(root.group_id()).second) continue;
+    if (!root.valid() || root.is_evaluated() || !visited.insert(root.group_id())) continue;
     stack.emplace_back(root, 0);
     while (!stack.empty()) {
       auto& [node, next] = stack.back();
       const auto& ins = node.inputs();
       if (next < ins.size()) {
         const Array& in = ins[next++];
-        if (!in.is_evaluated() && visited.insert(in.group_id()).second) stack.emplace_back(in, 0);
+        if (!in.is_evaluated() && visited.insert(in.group_id())) stack.emplace_back(in, 0);
         continue;
       }
       tape.push_back(std::move(node));
