@@ -1,5 +1,6 @@
 // Graph evaluation: deep chains without stack overflow, memory returning to what live arrays
 // need, detach after eval, donation, siblings, and the allocator's limits.
+#include "core/transforms/id_set.h"
 #include "test_util.h"
 
 using namespace ingot;
@@ -158,4 +159,26 @@ TEST(Allocator, CacheLimitAndClear) {
 TEST(Eval, DefaultArrayErrors) {
   Array e;
   expect_error<InvalidArgument>([&] { (void)e.shape(); }, "[array] use of an empty");
+}
+
+TEST(IdSet, InsertContainsClearAndGrowth) {
+  // The walks' set: every id stays found through growth, clear() forgets them all at once,
+  // and ids of an earlier generation never shadow the new ones.
+  ingot::detail::IdSet s;
+  EXPECT_FALSE(s.contains(8));
+  for (uintptr_t id = 8; id < 8 * 5000; id += 8) EXPECT_TRUE(s.insert(id));
+  for (uintptr_t id = 8; id < 8 * 5000; id += 8) {
+    ASSERT_TRUE(s.contains(id)) << id;
+    ASSERT_FALSE(s.insert(id)) << id;
+  }
+  EXPECT_FALSE(s.contains(4));
+  EXPECT_GE(s.capacity(), 2u * 4999);
+  s.clear();
+  for (uintptr_t id = 8; id < 8 * 5000; id += 8) ASSERT_FALSE(s.contains(id)) << id;
+  for (uintptr_t id = 16; id < 16 * 100; id += 16) EXPECT_TRUE(s.insert(id));
+  EXPECT_TRUE(s.contains(16 * 50));
+  EXPECT_FALSE(s.contains(8));
+  s.release();
+  EXPECT_FALSE(s.contains(16));
+  EXPECT_TRUE(s.insert(16));
 }
