@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(cmake g++ make ccache pkg-config
       libopenblas-pthread-dev nlohmann-json3-dev libcli11-dev libfmt-dev
       libgtest-dev libgmock-dev libbenchmark-dev libonig-dev libutf8proc-dev
-      clang libclang-rt-14-dev nodejs npm golang-go libcpp-httplib-dev)
+      clang libclang-rt-14-dev nodejs npm golang-go libcpp-httplib-dev libtcmalloc-minimal4)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

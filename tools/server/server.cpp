@@ -1,6 +1,7 @@
 // The OpenAI-compatible HTTP server (see server.h, docs/server.md).
 #include "server/server.h"
 
+#include <dlfcn.h>
 #include <httplib.h>
 
 #include <algorithm>
@@ -321,6 +322,14 @@ void Server::release_cached_memory(double seconds) {
   // bytes stayed flat (5-6 MiB) under load anyway.
   if (seconds == 0) malloc_trim(0);
 #endif
+  // The same for tcmalloc where the process runs on it (the ingot CLI links it when built
+  // with it): its free spans back to the system.
+  if (seconds == 0) {
+    using ReleaseFn = void (*)();
+    static const auto release =
+        reinterpret_cast<ReleaseFn>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"));
+    if (release) release();
+  }
   std::lock_guard<std::mutex> lk(metrics_.mu);
   metrics_.release_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
