@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(kExpThreads)
   __shared__ __align__(16) float ws[RP][kExpRows];
   __shared__ __align__(16) float qs[RP][kExpCols];
   const int t = threadIdx.x;
-  const int64_t m0 = int64_t{blockIdx.y} * kExpRows, n0 = int64_t{blockIdx.x} * kExpCols;
+  const int64_t m0 = int64_t{blockIdx.x} * kExpRows, n0 = int64_t{blockIdx.y} * kExpCols;
   for (int idx = t; idx < kExpRows * RP; idx += kExpThreads) {
     const int row = idx / RP, j = idx % RP;
     ws[j][row] = j < r && m0 + row < rows ? w[(m0 + row) * r + j] : 0.0f;
@@ -294,8 +294,9 @@ void launch_lora_expand(LoraRows base, const float* w, int64_t rows, int64_t col
                         int64_t qj, int64_t qn, int r, float alpha, void* out, Dtype out_dtype,
                         cudaStream_t s) {
   if (rows == 0 || cols == 0) return;
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, kExpCols)),
-                  static_cast<unsigned>(ceil_div(rows, kExpRows)));
+  // Rows on x (up to 2^31 - 1 blocks), columns on y (up to 65,535 x 128).
+  const dim3 grid(static_cast<unsigned>(ceil_div(rows, kExpRows)),
+                  static_cast<unsigned>(ceil_div(cols, kExpCols)));
   dispatch_cuda_float(out_dtype, [&](auto tag) {
     using TO = decltype(tag);
     dispatch_rank(r, [&]<int RP>() {
