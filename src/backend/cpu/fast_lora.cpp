@@ -44,68 +44,64 @@ std::vector<float> project_rows(const std::vector<float>& v, int64_t rows, int64
   return out;
 }
 
+/// out[m, c] = base[m, c] + alpha * sum_j w[m * r + j] * q[j * qj + c * qn] (base: null for 0).
+std::vector<float> expand_rows(const std::vector<float>* base, const std::vector<float>& w,
+                               int64_t rows, int64_t cols, const std::vector<float>& q, int64_t qj,
+                               int64_t qn, int64_t r, float alpha) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m)
+      for (int64_t c = 0; c < cols; ++c) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < r; ++j)
+          s += w[static_cast<size_t>(m * r + j)] * q[static_cast<size_t>(j * qj + c * qn)];
+        const size_t o = static_cast<size_t>(m * cols + c);
+        out[o] = base ? (*base)[o] + alpha * s : alpha * s;
+      }
+  });
+  return out;
+}
+
+/// alpha * sum over m of w[m * r + j] * v[m, c], at [j, c] or (transposed) [c, j]; the sums in
+/// order of m.
+std::vector<float> colsum(const std::vector<float>& v, const std::vector<float>& w, int64_t rows,
+                          int64_t cols, int64_t r, float alpha, bool transposed) {
+  std::vector<float> out(static_cast<size_t>(r * cols));
+  parallel_for(cols, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      for (int64_t j = 0; j < r; ++j) {
+        float s = 0.0f;
+        for (int64_t m = 0; m < rows; ++m)
+          s += w[static_cast<size_t>(m * r + j)] * v[static_cast<size_t>(m * cols + c)];
+        out[static_cast<size_t>(transposed ? c * r + j : j * cols + c)] = alpha * s;
+      }
+  });
+  return out;
+}
+
 }  // namespace
 
 void LoraBranch::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   const Array &y_in = inputs[0], &x_in = inputs[1], &a_in = inputs[2], &b_in = inputs[3];
   const int64_t n = y_in.shape(-1), k = x_in.shape(-1), r = a_in.shape(0);
   const int64_t rows = n ? y_in.size() / n : 0;
-  std::vector<float> y = floats_of(y_in), x = floats_of(x_in);
+  const std::vector<float> y = floats_of(y_in), x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
   const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);  // x a^T
-  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m)
-      for (int64_t j = 0; j < n; ++j) {
-        float s = 0.0f;
-        for (int64_t q = 0; q < r; ++q)
-          s += t[static_cast<size_t>(m * r + q)] * b[static_cast<size_t>(j * r + q)];
-        float& o = y[static_cast<size_t>(m * n + j)];
-        o = o + scale_ * s;
-      }
-  });
-  store_floats(y, out);
+  store_floats(expand_rows(&y, t, rows, n, b, 1, r, r, scale_), out);       // y + s t b^T
 }
 
 void LoraBranchGrad::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array &g_in = inputs[0], &x_in = inputs[1], &a_in = inputs[2], &b_in = inputs[3];
   const int64_t n = g_in.shape(-1), k = x_in.shape(-1), r = a_in.shape(0);
-  const int64_t rows = n ? g_in.size() / n : 0;
+  const int64_t rows = n ? g_in.size() / n : (k ? x_in.size() / k : 0);
   const std::vector<float> g = floats_of(g_in), x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
-  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);     // x a^T
-  const std::vector<float> dt = project_rows(g, rows, n, b, r, 1, r, scale_);  // scale g b
-  std::vector<float> dx(static_cast<size_t>(rows * k)), da(static_cast<size_t>(r * k)),
-      db(static_cast<size_t>(n * r));
-  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {  // dx = dt a
-    for (int64_t m = begin; m < end; ++m)
-      for (int64_t c = 0; c < k; ++c) {
-        float s = 0.0f;
-        for (int64_t q = 0; q < r; ++q)
-          s += dt[static_cast<size_t>(m * r + q)] * a[static_cast<size_t>(q * k + c)];
-        dx[static_cast<size_t>(m * k + c)] = s;
-      }
-  });
-  parallel_for(k, 64, [&](int64_t begin, int64_t end) {  // da = dt^T x, sums over rows in order
-    for (int64_t c = begin; c < end; ++c)
-      for (int64_t q = 0; q < r; ++q) {
-        float s = 0.0f;
-        for (int64_t m = 0; m < rows; ++m)
-          s += dt[static_cast<size_t>(m * r + q)] * x[static_cast<size_t>(m * k + c)];
-        da[static_cast<size_t>(q * k + c)] = s;
-      }
-  });
-  parallel_for(n, 64, [&](int64_t begin, int64_t end) {  // db = scale g^T t
-    for (int64_t c = begin; c < end; ++c)
-      for (int64_t q = 0; q < r; ++q) {
-        float s = 0.0f;
-        for (int64_t m = 0; m < rows; ++m)
-          s += g[static_cast<size_t>(m * n + c)] * t[static_cast<size_t>(m * r + q)];
-        db[static_cast<size_t>(c * r + q)] = scale_ * s;
-      }
-  });
-  store_floats(dx, outputs[0]);
-  store_floats(da, outputs[1]);
-  store_floats(db, outputs[2]);
+  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);        // x a^T
+  const std::vector<float> dt = project_rows(g, rows, n, b, r, 1, r, scale_);     // s g b
+  store_floats(expand_rows(nullptr, dt, rows, k, a, k, 1, r, 1.0f), outputs[0]);  // dt a
+  store_floats(colsum(x, dt, rows, k, r, 1.0f, false), outputs[1]);               // dt^T x
+  store_floats(colsum(g, t, rows, n, r, scale_, true), outputs[2]);               // s g^T t
 }
 
 }  // namespace ingot
