@@ -33,7 +33,8 @@ void project_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& width)
   const int64_t mblocks = std::max<int64_t>(ceil_div(rows, kProjRows), 1);
   splits = std::clamp<int64_t>(ceil_div(512, mblocks), 1,
                                std::max<int64_t>(ceil_div(cols, kProjChunk), 1));
-  width = ceil_div(ceil_div(cols, splits), kProjChunk) * kProjChunk;
+  // At least one chunk: zero columns (an empty x or cotangent) must not divide by zero.
+  width = std::max<int64_t>(ceil_div(ceil_div(cols, splits), kProjChunk), 1) * kProjChunk;
   splits = std::max<int64_t>(ceil_div(cols, width), 1);
 }
 
@@ -42,7 +43,7 @@ void colsum_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height)
   const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kSumCols), 1);
   splits = std::clamp<int64_t>(ceil_div(1024, cblocks), 1,
                                std::max<int64_t>(ceil_div(rows, kSumRows), 1));
-  height = ceil_div(ceil_div(rows, splits), kSumRows) * kSumRows;
+  height = std::max<int64_t>(ceil_div(ceil_div(rows, splits), kSumRows), 1) * kSumRows;  // rows 0
   splits = std::max<int64_t>(ceil_div(rows, height), 1);
 }
 
