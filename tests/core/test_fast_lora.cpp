@@ -2,6 +2,7 @@
 // and against the composition it replaces (fast::ref::lora_branch), every float dtype of x/y,
 // ranks 1..64, a column block of a stacked output as y, zero-size rows; argument errors.
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -177,4 +178,27 @@ TEST(FastLora, Errors) {
         eval({grad(outer, {0})({a})[0]});
       },
       "INGOT_FUSED_LORA=0");
+}
+
+// The switch nn reads: unset means on CUDA devices only, "0" never, anything else everywhere.
+TEST(FastLora, SwitchDefaultsToCudaOnly) {
+  const Device gpu{Device::Type::cuda, 1};
+  const char* before = std::getenv("INGOT_FUSED_LORA");
+  const std::string saved = before ? before : "";
+  unsetenv("INGOT_FUSED_LORA");
+  EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
+  EXPECT_TRUE(fast::lora_branch_enabled(gpu));
+  setenv("INGOT_FUSED_LORA", "", 1);
+  EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
+  EXPECT_TRUE(fast::lora_branch_enabled(gpu));
+  setenv("INGOT_FUSED_LORA", "0", 1);
+  EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
+  EXPECT_FALSE(fast::lora_branch_enabled(gpu));
+  setenv("INGOT_FUSED_LORA", "1", 1);
+  EXPECT_TRUE(fast::lora_branch_enabled(cpu_device));
+  EXPECT_TRUE(fast::lora_branch_enabled(gpu));
+  if (before)
+    setenv("INGOT_FUSED_LORA", saved.c_str(), 1);
+  else
+    unsetenv("INGOT_FUSED_LORA");
 }
