@@ -19,11 +19,10 @@ inline constexpr int64_t kLoraMaxRank = 64;
 Array lora_branch(const Array& y, const Array& x, const Array& a, const Array& b, float scale,
                   StreamOrDevice s = {});
 
-/// Whether nn uses lora_branch on device d (INGOT_FUSED_LORA). Unset or empty: on CUDA devices
-/// (the fused backward saves a step's casts and float32 copies: 141-146 -> 125 ms and 1.8 GiB on
-/// Llama-3.2-1B 8 x 512, H200), not on the CPU (its composition goes through OpenBLAS's GEMMs);
-/// "0": never (the composition); anything else: everywhere. The composition also serves
-/// higher-order gradients.
+/// Whether nn uses lora_branch on device d (INGOT_FUSED_LORA). Unset, empty or "0": never (the
+/// composition); "1" or anything else: everywhere. Off by default until the CUDA kernels have
+/// been run on a GPU (written in a session without one; tests/backend/test_cuda_fast_lora.cpp
+/// and the LoRA bench are the gate). The composition also serves higher-order gradients.
 bool lora_branch_enabled(Device d);
 
 namespace ref {
