@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra lora stack sanitizer bench core parity table longdecode blockphases lorabench profile serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases lorabench profile serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -66,6 +66,15 @@ if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 co
 fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
   INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L "${EXTRA_LABELS:-train|server|capi|nn}" -E "${EXTRA_EXCLUDE:-^$}"
+fi
+if [[ " $STEPS " == *" fusedlora "* ]]; then  # fast::lora_branch switched on (INGOT_FUSED_LORA=1)
+  INGOT_FUSED_LORA=1 INGOT_DEVICE=cuda run_ctest fused_lora_on_cuda -j 8 -L "${FUSED_LABELS:-train|nn}"
+  INGOT_FUSED_LORA=1 run_ctest fused_lora_kernels -j 8 -R 'CudaFastLora|FastLora|LoraBranch|IdSet'
+  stamp "CudaCompile x${COMPILE_REPEAT:-5}"
+  for t in build-gpu/tests/backend/backend_test_cuda_compile; do
+    [ -x "$t" ] && "$t" --gtest_repeat="${COMPILE_REPEAT:-5}" >"$LOG/compile_repeat.log" 2>&1
+    echo "CudaCompile repeat rc=$?"; grep -E "FAILED|PASSED" "$LOG/compile_repeat.log" | sort | uniq -c | head
+  done
 fi
 if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy into tests/data/lora)
   stamp lora
@@ -175,6 +184,15 @@ if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, 
     --budget "$lb_budget" ${LORA_BENCH_ARGS:-} >"$LOG/lorabench.log" 2>&1
   echo "lorabench rc=$?"
   if [ -f "$OUT/lora_bench.md" ]; then cat "$OUT/lora_bench.md"; else tail -30 "$LOG/lorabench.log"; fi
+  # LORA_BENCH_FUSED=1: the ingot side again with INGOT_FUSED_LORA=1 (into $OUT/fused)
+  if [ -n "${LORA_BENCH_FUSED:-}" ]; then
+    mkdir -p "$OUT/fused"
+    INGOT_FUSED_LORA=1 PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/fused" --steps "${LORA_BENCH_STEPS:-3}" \
+      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_fused.log" 2>&1
+    echo "lorabench (INGOT_FUSED_LORA=1) rc=$?"
+    if [ -f "$OUT/fused/lora_bench.md" ]; then cat "$OUT/fused/lora_bench.md"; else tail -30 "$LOG/lorabench_fused.log"; fi
+  fi
 fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")
   stamp profile
