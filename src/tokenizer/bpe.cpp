@@ -18,7 +18,80 @@ constexpr size_t kCacheCapacity = 10000;
 uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
+
+/// Open-addressing tables at most half full: a power of two >= 2n (>= 16).
+uint64_t capacity_for(size_t n) {
+  uint64_t c = 16;
+  while (c < 2 * static_cast<uint64_t>(n)) c <<= 1;
+  return c;
+}
 }  // namespace
+
+void TokenIndex::build(std::vector<std::pair<std::string, int32_t>>&& entries) {
+  keys_.clear();
+  ids_.clear();
+  keys_.reserve(entries.size());
+  ids_.reserve(entries.size());
+  const uint64_t cap = capacity_for(entries.size());
+  slots_.assign(cap, 0);
+  mask_ = cap - 1;
+  for (auto& [key, id] : entries) {
+    const uint64_t h = std::hash<std::string_view>{}(key);
+    const uint64_t tag = h >> 32 << 32;
+    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+      const uint64_t s = slots_[i];
+      if (s == 0) {
+        keys_.push_back(std::move(key));
+        ids_.push_back(id);
+        slots_[i] = tag | keys_.size();
+        break;
+      }
+      const size_t k = static_cast<uint32_t>(s) - 1;
+      if ((s >> 32 << 32) == tag && keys_[k] == key) {
+        ids_[k] = id;  // a repeated key: the last one counts
+        break;
+      }
+    }
+  }
+}
+
+int32_t TokenIndex::find(std::string_view token) const {
+  if (slots_.empty()) return -1;
+  const uint64_t h = std::hash<std::string_view>{}(token);
+  const uint64_t tag = h >> 32 << 32;
+  for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+    const uint64_t s = slots_[i];
+    if (s == 0) return -1;
+    const size_t k = static_cast<uint32_t>(s) - 1;
+    if ((s >> 32 << 32) == tag && keys_[k] == token) return ids_[k];
+  }
+}
+
+void MergeIndex::reserve(size_t n) {
+  const uint64_t cap = capacity_for(n);
+  slots_.assign(cap, Entry{kEmpty, 0, 0});
+  mask_ = cap - 1;
+  shift_ = 64 - __builtin_ctzll(cap);
+  size_ = 0;
+}
+
+void MergeIndex::insert(uint64_t key, int32_t rank, int32_t merged) {
+  if (2 * (size_ + 1) > slots_.size()) {  // grow: re-insert in slot order keeps first ranks
+    std::vector<Entry> old = std::move(slots_);
+    reserve(2 * (size_ + 1));
+    for (const Entry& e : old)
+      if (e.key != kEmpty) insert(e.key, e.rank, e.merged);
+  }
+  for (uint64_t i = slot_of(key);; i = (i + 1) & mask_) {
+    Entry& e = slots_[i];
+    if (e.key == key) return;
+    if (e.key == kEmpty) {
+      e = {key, rank, merged};
+      ++size_;
+      return;
+    }
+  }
+}
 
 void Bpe::load_options(const json& m) {
   std::string type = m.value("type", std::string("BPE"));
@@ -77,8 +150,8 @@ Bpe::Bpe(const json& m, BpeTables tables) {
 
 void Bpe::set_unk(const json& m) {
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
-    auto it = vocab_.find(m["unk_token"].get<std::string>());
-    if (it != vocab_.end()) unk_id_ = it->second;
+    const int32_t id = vocab_.find(m["unk_token"].get<std::string>());
+    if (id >= 0) unk_id_ = id;
   }
 }
 
@@ -91,21 +164,13 @@ struct MergeIds {
 }  // namespace
 
 void Bpe::build(BpeTables t) {
-  vocab_.reserve(t.vocab.size());
-  for (auto& [tok, id] : t.vocab)
-    vocab_.insert_or_assign(std::move(tok), id);  // a repeated key: the last one counts
+  vocab_.build(std::move(t.vocab));  // a repeated key: the last one counts
   int32_t max_id = -1;
-  for (const auto& [tok, id] : vocab_) max_id = std::max(max_id, id);
-  id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  has_id_.assign(static_cast<size_t>(max_id + 1), false);
-  for (auto& [tok, id] : vocab_) {
-    id_to_token_[id] = tok;
-    has_id_[id] = true;
-  }
-  for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
-    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
-  }
+  for (int32_t id : vocab_.ids()) max_id = std::max(max_id, id);
+  id_key_.assign(static_cast<size_t>(max_id + 1), -1);
+  // Two keys with one id: the later key names it.
+  for (size_t i = 0; i < vocab_.size(); ++i) id_key_[vocab_.ids()[i]] = static_cast<int32_t>(i);
+  for (int b = 0; b < 256; ++b) byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
   // The merges' vocab lookups (three hash lookups each, ~500k merges for a 262k vocab) run on
   // several threads: they only read vocab_. Errors are then raised for the lowest rank, and the
   // pairs inserted in rank order (a repeated pair keeps its lowest rank), as a serial loop does.
@@ -116,18 +181,17 @@ void Bpe::build(BpeTables t) {
     for (size_t r = begin; r < end; ++r) {
       const auto& [a, b] = t.merges[r];
       MergeIds& m = ids[r];
-      auto ia = vocab_.find(a), ib = vocab_.find(b);
-      if (ia == vocab_.end() || ib == vocab_.end()) continue;
-      m.a = ia->second;
-      m.b = ib->second;
+      const int32_t ia = vocab_.find(a), ib = vocab_.find(b);
+      if (ia < 0 || ib < 0) continue;
+      m.a = ia;
+      m.b = ib;
       if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) != 0) {
         m.bad_prefix = true;
         continue;
       }
       merged.assign(a);
       merged.append(b, prefix_.size());
-      auto im = vocab_.find(merged);
-      if (im != vocab_.end()) m.merged = im->second;
+      m.merged = vocab_.find(merged);
     }
   };
   const size_t threads =
@@ -153,16 +217,16 @@ void Bpe::build(BpeTables t) {
     if (m.merged < 0)
       raise<FormatError>("[tokenizer] merge #{} result '{}' is missing from the vocab", r,
                          a + b.substr(prefix_.size()));
-    merges_.emplace(pair_key(m.a, m.b), std::make_pair(static_cast<int32_t>(r), m.merged));
+    merges_.insert(pair_key(m.a, m.b), static_cast<int32_t>(r), m.merged);
   }
 }
 
 void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {
-    auto it = vocab_.find(word);
-    if (it != vocab_.end()) {
-      out.push_back(it->second);
+    const int32_t id = vocab_.find(word);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }
@@ -212,10 +276,9 @@ void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
       if (i == w.size()) buf += suffix_;
       key = buf;
     }
-    auto it = vocab_.find(key);
-    if (it != vocab_.end()) {
+    if (const int32_t id = vocab_.find(key); id >= 0) {
       if (pending_unk >= 0) add(pending_unk), pending_unk = -1;
-      add(it->second);
+      add(id);
       continue;
     }
     if (byte_fallback_) {
@@ -248,8 +311,8 @@ void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
   auto push_pair = [&](int32_t pos) {
     int32_t nx = syms[pos].next;
     if (nx < 0) return;
-    auto it = merges_.find(pair_key(syms[pos].id, syms[nx].id));
-    if (it != merges_.end()) q.push({it->second.first, pos, it->second.second});
+    if (const MergeIndex::Entry* e = merges_.find(pair_key(syms[pos].id, syms[nx].id)))
+      q.push({e->rank, pos, e->merged});
   };
   for (int32_t p = 0; p + 1 < static_cast<int32_t>(syms.size()); ++p) push_pair(p);
   while (!q.empty()) {
@@ -258,8 +321,8 @@ void Bpe::merge_word(std::string_view w, std::vector<int32_t>& out) const {
     Symbol& s = syms[c.pos];
     if (!s.alive || s.next < 0) continue;
     Symbol& r = syms[s.next];
-    auto it = merges_.find(pair_key(s.id, r.id));
-    if (it == merges_.end() || it->second.second != c.new_id) continue;  // stale entry
+    const MergeIndex::Entry* e = merges_.find(pair_key(s.id, r.id));
+    if (e == nullptr || e->merged != c.new_id) continue;  // stale entry
     s.id = c.new_id;
     r.alive = false;
     s.next = r.next;

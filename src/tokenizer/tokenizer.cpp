@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_json.h"
 #include "util/error.h"
 #include "util/utf8.h"
 
@@ -36,158 +37,6 @@ std::string read_file(const fs::path& p) {
     s += ss.str();
   }
   return s;
-}
-
-/// tokenizer.json read with nlohmann's SAX interface: a JSON tree for everything but the BPE
-/// model's "vocab" object and "merges" array, which go straight into tables (a 262k-token
-/// vocab with ~500k merges is most of the file; as tree nodes they cost more to build and free
-/// than the BPE model itself). Anything unusual (a vocab value that is not a valid id, a merge
-/// that is neither "a b" nor ["a", "b"], a second model, a syntax error) gives up: the caller
-/// parses the tree as before, which raises the same errors as ever.
-class FastTokenizerJson {
- public:
-  json root;
-  BpeTables tables;
-  bool has_vocab = false;
-
-  bool null() { return value(json(nullptr)); }
-  bool boolean(bool v) { return value(json(v)); }
-  bool number_integer(json::number_integer_t v) {
-    if (mode_ == Mode::vocab) return vocab_id(v);
-    return value(json(v));
-  }
-  bool number_unsigned(json::number_unsigned_t v) {
-    if (mode_ == Mode::vocab) return v <= (1u << 30) && vocab_id(static_cast<int64_t>(v));
-    return value(json(v));
-  }
-  bool number_float(json::number_float_t v, const std::string&) { return value(json(v)); }
-  bool string(std::string& v) {
-    if (mode_ == Mode::merges) {
-      const size_t sp = v.find(' ');
-      if (sp == std::string::npos || v.find(' ', sp + 1) != std::string::npos) return false;
-      tables.merges.emplace_back(v.substr(0, sp), v.substr(sp + 1));
-      return true;
-    }
-    if (mode_ == Mode::pair) {
-      if (pair_n_ >= 2) return false;
-      pair_[pair_n_++] = std::move(v);
-      return true;
-    }
-    return value(json(std::move(v)));
-  }
-  bool binary(json::binary_t&) { return false; }
-  bool key(std::string& k) {
-    key_ = std::move(k);
-    return true;
-  }
-  bool start_object(std::size_t) {
-    if (mode_ != Mode::tree || at_model_key("merges")) return false;
-    if (at_model_key("vocab")) {
-      if (has_vocab) return false;
-      has_vocab = true;
-      mode_ = Mode::vocab;
-      return true;
-    }
-    return push(json::object());
-  }
-  bool end_object() {
-    if (mode_ == Mode::vocab) {
-      mode_ = Mode::tree;
-      return true;
-    }
-    stack_.pop_back();
-    return true;
-  }
-  bool start_array(std::size_t) {
-    if (mode_ == Mode::merges) {
-      mode_ = Mode::pair;
-      pair_n_ = 0;
-      return true;
-    }
-    if (mode_ != Mode::tree || at_model_key("vocab")) return false;
-    if (at_model_key("merges")) {
-      if (has_merges_) return false;
-      has_merges_ = true;
-      mode_ = Mode::merges;
-      return true;
-    }
-    return push(json::array());
-  }
-  bool end_array() {
-    if (mode_ == Mode::pair) {
-      if (pair_n_ != 2) return false;
-      tables.merges.emplace_back(std::move(pair_[0]), std::move(pair_[1]));
-      mode_ = Mode::merges;
-      return true;
-    }
-    if (mode_ == Mode::merges) {
-      mode_ = Mode::tree;
-      return true;
-    }
-    stack_.pop_back();
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
-    return false;
-  }
-
- private:
-  enum class Mode { tree, vocab, merges, pair };
-  struct Open {
-    json* node;
-    bool is_model;  // root["model"]
-  };
-
-  bool at_model_key(const char* name) const {
-    return !stack_.empty() && stack_.back().is_model && key_ == name;
-  }
-  bool vocab_id(int64_t v) {
-    if (v < 0 || v > (int64_t(1) << 30)) return false;
-    tables.vocab.emplace_back(std::move(key_), static_cast<int32_t>(v));
-    return true;
-  }
-  // Where the next value goes: the root, the open object's key_ (a repeated key: the last
-  // value counts, as in nlohmann's tree), or the end of the open array.
-  json& slot() {
-    if (stack_.empty()) return root;
-    json& top = *stack_.back().node;
-    if (top.is_object()) return top[key_];
-    top.push_back(json());
-    return top.back();
-  }
-  bool value(json v) {
-    // A vocab or merges entry of another kind: the tree path says what is wrong with it.
-    if (mode_ != Mode::tree || at_model_key("vocab") || at_model_key("merges")) return false;
-    slot() = std::move(v);
-    return true;
-  }
-  bool push(json container) {
-    const bool model = stack_.size() == 1 && key_ == "model" && stack_.back().node->is_object();
-    if (model && seen_model_) return false;
-    seen_model_ = seen_model_ || model;
-    json& s = slot();
-    s = std::move(container);
-    stack_.push_back({&s, model && s.is_object()});
-    return true;
-  }
-
-  Mode mode_ = Mode::tree;
-  std::vector<Open> stack_;
-  std::string key_;
-  std::string pair_[2];
-  int pair_n_ = 0;
-  bool has_merges_ = false, seen_model_ = false;
-};
-
-/// The fast reading of tokenizer.json, or nullopt (then parse the tree).
-std::optional<FastTokenizerJson> read_fast(std::string_view text) {
-  std::optional<FastTokenizerJson> r(std::in_place);
-  try {
-    if (!json::sax_parse(text, &*r) || !r->has_vocab) return std::nullopt;
-  } catch (const json::exception&) {
-    return std::nullopt;
-  }
-  return r;
 }
 
 json parse_json(std::string_view text, const std::string& what) {
@@ -348,7 +197,7 @@ Tokenizer Tokenizer::from_json(std::string_view text) {
 
 void Tokenizer::Impl::load_text(std::string_view text, const std::string& source) {
   try {
-    if (std::optional<FastTokenizerJson> f = read_fast(text)) {
+    if (std::optional<TokenizerJsonParts> f = scan_tokenizer_json(text)) {
       load(f->root, &f->tables);
     } else {
       load(parse_json(text, source));
@@ -463,14 +312,14 @@ std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   auto a = impl_->added_by_content.find(token);
   if (a != impl_->added_by_content.end()) return a->second;
-  auto v = impl_->model->vocab().find(token);
-  if (v != impl_->model->vocab().end()) return v->second;
+  const int32_t id = impl_->model->vocab().find(token);
+  if (id >= 0) return id;
   return std::nullopt;
 }
 
 int32_t Tokenizer::vocab_size() const {
   int32_t n = 0;
-  for (auto& [tok, id] : impl_->model->vocab()) n = std::max(n, id + 1);
+  for (int32_t id : impl_->model->vocab().ids()) n = std::max(n, id + 1);
   for (auto& a : impl_->added) n = std::max(n, a.id + 1);
   return n;
 }

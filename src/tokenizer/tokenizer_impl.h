@@ -30,7 +30,7 @@ struct Tokenizer::Impl {
   std::string config_json = "{}";
 
   /// Reads the tree of tokenizer.json; `tables`: the BPE model's vocab and merges read apart
-  /// from the tree (FastTokenizerJson), or null when they are in it.
+  /// from the tree (scan_tokenizer_json), or null when they are in it.
   void load(const json& j, BpeTables* tables = nullptr);
   /// Parses tokenizer.json's text (`source` names it in errors) and loads it.
   void load_text(std::string_view text, const std::string& source);

@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "test_tokenizer_json.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 #include "util/utf8.h"
@@ -121,6 +122,17 @@ TEST_P(Golden, IdsAndDecodesMatchHuggingFace) {
       "stream %d/%zu\n",
       name.c_str(), ids_ok, corpus.size(), sids_ok, corpus.size(), dec_ok, corpus.size(), skip_ok,
       corpus.size(), stream_ok, corpus.size());
+}
+
+TEST_P(Golden, ScannedTokenizerJsonMatchesTheTree) {
+  // The real files take the scanner's path (a fallback to the tree would be slower, not wrong,
+  // so it is asserted here), and it reads what nlohmann's parse reads.
+  const std::string text = read_all(models_dir() + "/" + GetParam() + "/tokenizer.json");
+  std::optional<TokenizerJsonParts> parts = scan_tokenizer_json(text);
+  ASSERT_TRUE(parts.has_value());
+  EXPECT_GT(parts->tables.vocab.size(), 100000u);
+  EXPECT_GT(parts->tables.merges.size(), 100000u);
+  expect_parts_match_tree(*parts, text);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, Golden, ::testing::Values("gemma3", "qwen3", "llama3_1"));
