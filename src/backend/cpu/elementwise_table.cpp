@@ -2,10 +2,12 @@
 // fast paths the compiler vectorises; 16-bit floats compute in float and round once. Ops that
 // vectorise get a second copy of each loop compiled for AVX2 (no FMA: the scalar math per
 // element is the same, so both copies give bitwise equal results), chosen at run time.
+#include <bit>
 #include <type_traits>
 
 #include "backend/cpu/elementwise_kernels.h"
 #include "backend/cpu/elementwise_ops.h"
+#include "backend/cpu/reduce_utils.h"
 #include "core/dtype.h"
 #include "util/env.h"
 #include "util/error.h"
@@ -133,6 +135,39 @@ INGOT_EW_AVX2 void astype_loop_avx2(const EwArg* in, void* out, int64_t n) {
   astype_body<S, D>(in, out, n);
 }
 
+/// SiLU on the CPU, x / (1 + e^-x), with its own e^-x so that its loops vectorise (libm's expf
+/// kept them scalar: SiLU was ~7% of a Qwen3-0.6B 4-bit prefill on Zen 4): -x clamped to
+/// [-86, 88.8] (e^-86 ~ 4e-38 leaves 1 + e^-x == 1; past 88.72 the result overflows to inf, so
+/// x <= -88.7 still gives -0), backend::exp_reduced, times 2^(n-1) * 2 from exponent bits
+/// (2^128 would not fit). At most 2.24 float32 ulps from x * sigmoid(x) on every 97th float in
+/// |x| < 87, as the libm version (tested at 4). Plain IEEE multiplies and adds (the AVX2 copy is
+/// built without FMA), so both copies agree bitwise. A NaN x stays NaN through the division.
+/// CUDA keeps its own SiluOp.
+struct CpuSiluOp {
+  static constexpr EwAccepts accepts = SiluOp::accepts;
+  static constexpr bool bool_out = SiluOp::bool_out;
+  float operator()(float x) const {
+    float t = -x;
+    t = t > -86.0f ? t : -86.0f;  // a NaN becomes -86: x carries it
+    t = t < 88.8f ? t : 88.8f;
+    float n;
+    const float p = backend::exp_reduced(t, &n);
+    const auto bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 126) << 23;
+    return x / (1.0f + p * std::bit_cast<float>(bits) * 2.0f);
+  }
+  double operator()(double x) const { return x / (1.0 + std::exp(-x)); }
+};
+
+/// The functor the CPU tables run for an op (SiLU: CpuSiluOp).
+template <typename Op>
+struct cpu_op {
+  using type = Op;
+};
+template <>
+struct cpu_op<SiluOp> {
+  using type = CpuSiluOp;
+};
+
 /// AVX2 copies are used when the CPU has AVX2 and INGOT_CPU_ISA does not say "portable".
 bool use_avx2() {
   static const bool v = [] {
@@ -158,7 +193,6 @@ INGOT_EW_SCALAR_ONLY(Cos)
 INGOT_EW_SCALAR_ONLY(Tanh)
 INGOT_EW_SCALAR_ONLY(Sigmoid)
 INGOT_EW_SCALAR_ONLY(Erf)
-INGOT_EW_SCALAR_ONLY(Silu)
 INGOT_EW_SCALAR_ONLY(Gelu)
 INGOT_EW_SCALAR_ONLY(GeluTanh)
 INGOT_EW_SCALAR_ONLY(FloorDivide)
@@ -188,7 +222,8 @@ EwKernel pick(Dtype out) {
 
 template <typename Op, int Arity>
 EwKernel pick_op(Dtype in, Dtype out) {
-  return dispatch_dtype(in, [&](auto t) { return pick<Op, Arity, decltype(t)>(out); });
+  using C = typename cpu_op<Op>::type;
+  return dispatch_dtype(in, [&](auto t) { return pick<C, Arity, decltype(t)>(out); });
 }
 
 EwKernel astype_kernel(Dtype in, Dtype out) {

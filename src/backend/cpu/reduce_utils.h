@@ -98,24 +98,32 @@ void load_float(const T* in, float* out, int64_t n) {
   }
 }
 
-/// exp(x) for x <= 0 (and NaN), vectorisable: Cephes polynomial after range reduction, about
-/// 1 ulp; x below -87.3 gives exactly 0, positive x is clamped at 88.
-inline float exp_nonpos(float x) {
-  const float lo = -87.3f;
-  float xc = x < lo ? lo : (x > 88.0f ? 88.0f : x);
-  float t = xc * 1.44269504088896341f;
-  float fx = (t + 12582912.0f) - 12582912.0f;  // round to nearest
-  float r = xc - fx * 0.693359375f;
+/// e^t = 2^n * e^r for finite t with |t| < 2^22: n = t / ln2 rounded to nearest (the 1.5 * 2^23
+/// trick), r = t - n ln2 by Cody-Waite (|r| <= ln2 / 2), e^r by Cephes' expf polynomial (about
+/// 1 ulp). Returns e^r and sets *n; plain multiplies and adds, so its loops vectorise.
+inline float exp_reduced(float t, float* n) {
+  const float fx = (t * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = t - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
-  float z = r * r;
+  const float z = r * r;
   float y = 1.9875691500e-4f;
   y = y * r + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.0f;
-  int32_t n = static_cast<int32_t>(fx);
+  *n = fx;
+  return y * z + r + 1.0f;
+}
+
+/// exp(x) for x <= 0 (and NaN), vectorisable: exp_reduced; x below -87.3 gives exactly 0,
+/// positive x is clamped at 88.
+inline float exp_nonpos(float x) {
+  const float lo = -87.3f;
+  const float xc = x < lo ? lo : (x > 88.0f ? 88.0f : x);
+  float fx;
+  float y = exp_reduced(xc, &fx);
+  const auto n = static_cast<int32_t>(fx);
   y *= std::bit_cast<float>(static_cast<uint32_t>(n + 127) << 23);
   y = x < lo ? 0.0f : y;
   return x != x ? x : y;
