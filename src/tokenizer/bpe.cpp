@@ -168,7 +168,7 @@ void Bpe::build(BpeTables t) {
   int32_t max_id = -1;
   for (int32_t id : vocab_.ids()) max_id = std::max(max_id, id);
   id_key_.assign(static_cast<size_t>(max_id + 1), -1);
-  // Two keys with one id: the later key names it.
+  // Two keys with one id: the key first seen later in the file names it.
   for (size_t i = 0; i < vocab_.size(); ++i) id_key_[vocab_.ids()[i]] = static_cast<int32_t>(i);
   for (int b = 0; b < 256; ++b) byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
   // The merges' vocab lookups (three hash lookups each, ~500k merges for a 262k vocab) run on
