@@ -71,10 +71,9 @@ if [[ " $STEPS " == *" fusedlora "* ]]; then  # fast::lora_branch switched on (I
   INGOT_FUSED_LORA=1 INGOT_DEVICE=cuda run_ctest fused_lora_on_cuda -j 8 -L "${FUSED_LABELS:-train|nn}"
   INGOT_FUSED_LORA=1 run_ctest fused_lora_kernels -j 8 -R 'CudaFastLora|FastLora|LoraBranch|IdSet'
   stamp "CudaCompile x${COMPILE_REPEAT:-5}"
-  for t in build-gpu/tests/backend/backend_test_cuda_compile; do
-    [ -x "$t" ] && "$t" --gtest_repeat="${COMPILE_REPEAT:-5}" >"$LOG/compile_repeat.log" 2>&1
-    echo "CudaCompile repeat rc=$?"; grep -E "FAILED|PASSED" "$LOG/compile_repeat.log" | sort | uniq -c | head
-  done
+  build-gpu/tests/backend/backend_test_cuda_compile --gtest_repeat="${COMPILE_REPEAT:-5}" \
+    >"$LOG/compile_repeat.log" 2>&1
+  echo "CudaCompile repeat rc=$?"; grep -E "FAILED|PASSED" "$LOG/compile_repeat.log" | sort | uniq -c | head
 fi
 if [[ " $STEPS " == *" lora "* ]]; then  # PEFT references for tests/train (copy into tests/data/lora)
   stamp lora

@@ -19,7 +19,8 @@ class Scanner {
     TokenizerJsonParts parts;
     parts.root = json::object();
     // Room for the tables up front (the vectors' regrowth moved every string, up to a quarter of
-    // the scan): a vocab entry takes at least ~8 bytes of text, a merge ~6.
+    // the scan): an estimate from the text's size that covers the tokenizers seen (Gemma3's 33
+    // MB: room for 521k vocab entries and 695k merges); a larger table grows as usual.
     const size_t bytes = static_cast<size_t>(end_ - p_);
     parts.tables.vocab.reserve(bytes / 64);
     parts.tables.merges.reserve(bytes / 48);
