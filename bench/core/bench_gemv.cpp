@@ -3,9 +3,10 @@
 // Llama-3.2-1B decode shapes (lm_head included), reported in GB/s of weight bytes read, next to
 // a streaming read of the same bytes in the same run (AVX-512 loads where the CPU has them; the
 // GEMV's ceiling). Every benchmark cycles through copies of its weights totalling >= 256 MiB, so
-// W comes from DRAM as in decode, never from the 32 MiB L3. BM_decode_step runs every projection
-// of every layer plus the head, as one decode step does (one weight set per layer, so the pool
-// wakes as often as in decode): its time per iteration is a step's GEMV time.
+// W comes from DRAM as in decode, never from the 32 MiB L3 (except BM_gemv_q_cached, which
+// measures the kernel without DRAM). BM_decode_step runs every projection of every layer plus
+// the head, as one decode step does (one weight set per layer, so the pool wakes as often as in
+// decode): its time per iteration is a step's GEMV time.
 // The last argument is the thread count (ScopedPoolThreads), so 1 and 2 threads of one shape run
 // back to back in one process; 0 keeps INGOT_NUM_THREADS (or the physical cores).
 // GCC 12 flags the _mm512_undefined_* inside its own intrinsics headers as maybe-uninitialized.
@@ -155,6 +156,31 @@ void BM_gemv_q(benchmark::State& state) {
   }
   set_bytes(state, bytes);
 }
+
+/// The same GEMV on one weight copy that stays in L2 (no DRAM): the kernel's compute rate.
+/// Next to BM_gemv_q (DRAM) it tells how far a decode GEMV is from compute-bound: at rates C
+/// (here) and M (stream), no overlap of compute and memory would give 1 / (1/C + 1/M). args: K,
+/// N, bits (threads: 1).
+void BM_gemv_q_cached(benchmark::State& state) {
+  const int64_t k = state.range(0), n = state.range(1);
+  const int bits = static_cast<int>(state.range(2));
+  auto pool = threads_of(state, 1);
+  const QWeight w = qweight(n, k, bits);
+  Array x = ingot::random::uniform({1, k}, ingot::bfloat16, -1.0f, 1.0f);
+  x.eval();
+  for (auto _ : state) {
+    Array y =
+        ingot::quantized_matmul(x, w.w, w.scales, w.biases, true, {.group_size = 64, .bits = bits});
+    y.eval();
+    benchmark::DoNotOptimize(y.raw_ptr());
+  }
+  set_bytes(state, qbytes(w));
+}
+void cached_args(benchmark::internal::Benchmark* b) {
+  for (int64_t bits : {8, 4}) b->Args({2048, 256, bits})->Args({8192, 64, bits});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+BENCHMARK(BM_gemv_q_cached)->Apply(cached_args);
 
 /// The projections of one decoder layer ({K, N}: q, k, v, o, gate, up, down) and the head.
 struct ModelShape {
