@@ -133,6 +133,11 @@ QWeight qweight(int64_t n, int64_t k, int bits) {
 double qbytes(const QWeight& q) {
   return static_cast<double>(q.w.nbytes() + q.scales.nbytes() + q.biases.nbytes());
 }
+/// x @ q^T (group 64), the decode call.
+Array qmatmul(const Array& x, const QWeight& q, int bits) {
+  return ingot::quantized_matmul(x, q.w, q.scales, q.biases, true,
+                                 {.group_size = 64, .bits = bits});
+}
 
 /// Quantized decode GEMV (int8-activation kernels where they run, as in decode). args: K, N,
 /// bits, threads.
@@ -148,8 +153,7 @@ void BM_gemv_q(benchmark::State& state) {
   x.eval();
   size_t c = 0;
   for (auto _ : state) {
-    Array y = ingot::quantized_matmul(x, w[c].w, w[c].scales, w[c].biases, true,
-                                      {.group_size = 64, .bits = bits});
+    Array y = qmatmul(x, w[c], bits);
     y.eval();
     benchmark::DoNotOptimize(y.raw_ptr());
     c = (c + 1) % w.size();
@@ -169,8 +173,7 @@ void BM_gemv_q_cached(benchmark::State& state) {
   Array x = ingot::random::uniform({1, k}, ingot::bfloat16, -1.0f, 1.0f);
   x.eval();
   for (auto _ : state) {
-    Array y =
-        ingot::quantized_matmul(x, w.w, w.scales, w.biases, true, {.group_size = 64, .bits = bits});
+    Array y = qmatmul(x, w, bits);
     y.eval();
     benchmark::DoNotOptimize(y.raw_ptr());
   }
@@ -242,9 +245,7 @@ void BM_decode_step(benchmark::State& state) {
   for (auto _ : state) {
     for (size_t i = 0; i < shapes.size(); ++i) {
       const Array& x = x_of(shapes[i][0]);
-      Array y = bits == 16 ? ingot::matmul(x, wt[i])
-                           : ingot::quantized_matmul(x, wq[i].w, wq[i].scales, wq[i].biases, true,
-                                                     {.group_size = 64, .bits = bits});
+      Array y = bits == 16 ? ingot::matmul(x, wt[i]) : qmatmul(x, wq[i], bits);
       y.eval();
       benchmark::DoNotOptimize(y.raw_ptr());
     }
