@@ -164,28 +164,38 @@ INGOT_AVX512BF16 void dot_rows_bf16(const uint16_t* w, int64_t ld, const uint16_
   const __mmask32 tail = static_cast<__mmask32>((1ull << (k % 32)) - 1);
   for (int64_t j = 0; j < n; ++j) {
     const uint16_t* r = w + j * ld;
+    // Every loop over m and u is unrolled: GCC then keeps acc in registers (left rolled, it
+    // kept a stack copy of acc and stored every accumulator on every step).
     __m512 acc[M][U];
+#pragma GCC unroll 4
     for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
       for (int u = 0; u < U; ++u) acc[m][u] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i < kb; i += step)
+#pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
         const __m512bh wv = ldbh(r + i + 32 * u, full);
+#pragma GCC unroll 4
         for (int m = 0; m < M; ++m)
           acc[m][u] = _mm512_dpbf16_ps(acc[m][u], wv, ldbh(x + m * k + i + 32 * u, full));
       }
     for (; i < k32; i += 32) {
       const __m512bh wv = ldbh(r + i, full);
+#pragma GCC unroll 4
       for (int m = 0; m < M; ++m)
         acc[m][0] = _mm512_dpbf16_ps(acc[m][0], wv, ldbh(x + m * k + i, full));
     }
     if (tail) {
       const __m512bh wv = ldbh(r + k32, tail);
+#pragma GCC unroll 4
       for (int m = 0; m < M; ++m)
         acc[m][0] = _mm512_dpbf16_ps(acc[m][0], wv, ldbh(x + m * k + k32, tail));
     }
+#pragma GCC unroll 4
     for (int m = 0; m < M; ++m) {
       __m512 s = acc[m][0];
+#pragma GCC unroll 4
       for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[m][u]);
       y[m * ldy + j] = _mm512_reduce_add_ps(s);
     }
