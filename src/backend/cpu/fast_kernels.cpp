@@ -153,15 +153,18 @@ template <int R>
 AVX2_FN inline void qk_tile_avx2_r(const float* q, int64_t ldq, const float* kp, int64_t D,
                                    float* s, int64_t lds) {
   __m256 a[R][2];
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
   for (int64_t d = 0; d < D; ++d) {
     const __m256 k0 = _mm256_loadu_ps(kp + d * 16), k1 = _mm256_loadu_ps(kp + d * 16 + 8);
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
       a[r][0] = _mm256_fmadd_ps(qb, k0, a[r][0]);
       a[r][1] = _mm256_fmadd_ps(qb, k1, a[r][1]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     _mm256_storeu_ps(s + r * lds, a[r][0]);
     _mm256_storeu_ps(s + r * lds + 8, a[r][1]);
@@ -188,16 +191,19 @@ AVX2_FN inline void pv_tile_avx2_r(const float* p, int64_t ldp, const float* v, 
   for (int64_t dc = 0; dc < Dp; dc += 16) {
     // Sum the block from zero, then add it: blocked summation keeps long key ranges accurate.
     __m256 a[R][2];
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
     for (int64_t j = 0; j < nk; ++j) {
       const __m256 v0 = _mm256_loadu_ps(v + j * ldv + dc);
       const __m256 v1 = _mm256_loadu_ps(v + j * ldv + dc + 8);
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         const __m256 pb = _mm256_broadcast_ss(p + r * ldp + j);
         a[r][0] = _mm256_fmadd_ps(pb, v0, a[r][0]);
         a[r][1] = _mm256_fmadd_ps(pb, v1, a[r][1]);
       }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       float* ar = acc + r * lda + dc;
       _mm256_storeu_ps(ar, _mm256_add_ps(_mm256_loadu_ps(ar), a[r][0]));

@@ -517,9 +517,11 @@ template <int MR>
 INGOT_Q_AVX2 void row_avx2_mr(const RowArgs& a) {
   const __m256i nib = _mm256_set1_epi32(0xF);
   __m256 acc[MR];
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < a.k / a.gs; ++g) {
     __m256 ga[MR][2];
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
     for (int c = 0; c < a.gs; c += 32) {
       const int64_t e = g * a.gs + c;
@@ -536,8 +538,10 @@ INGOT_Q_AVX2 void row_avx2_mr(const RowArgs& a) {
         f[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
       } else {
         const uint8_t* p = a.w + e;
+#pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) f[j] = widen8(p + 8 * j);
       }
+#pragma GCC unroll 4
       for (int r = 0; r < MR; ++r) {
         const float* x = a.x + r * a.k + e;
         ga[r][0] = _mm256_fmadd_ps(f[0], _mm256_loadu_ps(x), ga[r][0]);
@@ -547,9 +551,11 @@ INGOT_Q_AVX2 void row_avx2_mr(const RowArgs& a) {
       }
     }
     const __m256 s = _mm256_set1_ps(a.s[g]);
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), s, acc[r]);
   }
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r) a.y[r] = hsum8(acc[r]);
 }
 
