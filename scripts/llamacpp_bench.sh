@@ -11,7 +11,8 @@
 #
 # Environment: INGOT (the ingot binary, default build-lcpp/tools/cli/ingot), LLAMACPP_DIR
 # (default /tmp/llamacpp: npm install, models and results; keep it outside the repository),
-# MODELS ("qwen3-0.6b llama-3.2-1b"), THREADS ("1 2"), FORMATS ("bf16 q8 q4"), ROUNDS (1),
+# MODELS ("qwen3-0.6b llama-3.2-1b"), THREADS ("1 2"), FORMATS ("bf16 q8 q4"), ROUNDS (1), ORDER
+# (table: the whole table once per round; cell: each cell's rounds back to back),
 # PP (128), TG (64), PROMPT (16), REPEAT (3, at least 2), GROUP (64: ingot's quantization
 # group size).
 #
@@ -27,6 +28,7 @@ MODELS="${MODELS:-qwen3-0.6b llama-3.2-1b}"
 THREADS="${THREADS:-1 2}"
 FORMATS="${FORMATS:-bf16 q8 q4}"
 ROUNDS="${ROUNDS:-1}"
+ORDER="${ORDER:-table}"
 PP="${PP:-128}" TG="${TG:-64}" PROMPT="${PROMPT:-16}" REPEAT="${REPEAT:-3}" GROUP="${GROUP:-64}"
 NLC_VERSION="${NLC_VERSION:-3.22.1}"
 M="$LLAMACPP_DIR/models"
@@ -86,36 +88,45 @@ cmd_check() {
 cmd_run() {
   mkdir -p "$(dirname "$RESULTS")"
   local cpu; cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  for round in $(seq "$ROUNDS"); do
-    for m in $MODELS; do
-      for t in $THREADS; do
-        for f in $FORMATS; do
-          local tag="\"round\":$round,\"model\":\"$m\",\"format\":\"$f\",\"threads\":$t"
-          tag="$tag,\"cpu\":\"$cpu\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\""
-          local d; d="$(ingot_dir "$m" "$f")"
-          local p; p=$(ingot_cpu "$t" "$LLAMACPP_DIR"/cpu_p3 bench prefill --model "$d" --len "$PP" \
-            --repeat "$REPEAT")
-          local g; g=$(ingot_cpu "$t" "$LLAMACPP_DIR"/cpu_g bench decode --model "$d" --len "$PROMPT" \
-            --new "$TG" --repeat "$REPEAT")
-          if [ "$t" = 1 ]; then  # CPU seconds per prefill / per token from run differences
-            ingot_cpu 1 "$LLAMACPP_DIR"/cpu_p1 bench prefill --model "$d" --len "$PP" --repeat 1 >/dev/null
-            ingot_cpu 1 "$LLAMACPP_DIR"/cpu_g8 bench decode --model "$d" --len "$PROMPT" --new 8 \
-              --repeat "$REPEAT" >/dev/null
-            local cp cg
-            cp=$(awk -v a="$(cat "$LLAMACPP_DIR"/cpu_p3)" -v b="$(cat "$LLAMACPP_DIR"/cpu_p1)" -v r="$REPEAT" \
-              'BEGIN { print (a - b) / (r - 1) }')
-            cg=$(awk -v a="$(cat "$LLAMACPP_DIR"/cpu_g)" -v b="$(cat "$LLAMACPP_DIR"/cpu_g8)" -v r="$REPEAT" \
-              -v n="$TG" 'BEGIN { print (a - b) / (r * (n - 8)) }')
-            p="${p%\}},\"cpu_seconds\":$cp}"
-            g="${g%\}},\"cpu_seconds_per_token\":$cg}"
-          fi
-          echo "{$tag,\"engine\":\"ingot\",\"prefill\":$p,\"decode\":$g}" | tee -a "$RESULTS"
-          local l; l=$(node_bench bench --model "$(gguf_file "$m" "$f")" --threads "$t" \
-            --pp "$PP" --tg "$TG" --prompt "$PROMPT" --repeat "$REPEAT")
-          echo "{$tag,\"engine\":\"llama.cpp\",\"result\":$l}" | tee -a "$RESULTS"
-        done
-      done
-    done
+  # The cells in run order: ORDER=table runs the whole table once per round; ORDER=cell runs
+  # each cell's rounds back to back (the engines alternating), so that a cell's ratios come from
+  # one stretch of the machine's (noisy) memory rate.
+  local cells=() round m t f
+  if [ "$ORDER" = cell ]; then
+    for m in $MODELS; do for t in $THREADS; do for f in $FORMATS; do for round in $(seq "$ROUNDS"); do
+      cells+=("$round $m $t $f")
+    done; done; done; done
+  else
+    for round in $(seq "$ROUNDS"); do for m in $MODELS; do for t in $THREADS; do for f in $FORMATS; do
+      cells+=("$round $m $t $f")
+    done; done; done; done
+  fi
+  local cell
+  for cell in "${cells[@]}"; do
+    read -r round m t f <<<"$cell"
+    local tag="\"round\":$round,\"model\":\"$m\",\"format\":\"$f\",\"threads\":$t"
+    tag="$tag,\"cpu\":\"$cpu\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+    local d; d="$(ingot_dir "$m" "$f")"
+    local p; p=$(ingot_cpu "$t" "$LLAMACPP_DIR"/cpu_p3 bench prefill --model "$d" --len "$PP" \
+      --repeat "$REPEAT")
+    local g; g=$(ingot_cpu "$t" "$LLAMACPP_DIR"/cpu_g bench decode --model "$d" --len "$PROMPT" \
+      --new "$TG" --repeat "$REPEAT")
+    if [ "$t" = 1 ]; then  # CPU seconds per prefill / per token from run differences
+      ingot_cpu 1 "$LLAMACPP_DIR"/cpu_p1 bench prefill --model "$d" --len "$PP" --repeat 1 >/dev/null
+      ingot_cpu 1 "$LLAMACPP_DIR"/cpu_g8 bench decode --model "$d" --len "$PROMPT" --new 8 \
+        --repeat "$REPEAT" >/dev/null
+      local cp cg
+      cp=$(awk -v a="$(cat "$LLAMACPP_DIR"/cpu_p3)" -v b="$(cat "$LLAMACPP_DIR"/cpu_p1)" -v r="$REPEAT" \
+        'BEGIN { print (a - b) / (r - 1) }')
+      cg=$(awk -v a="$(cat "$LLAMACPP_DIR"/cpu_g)" -v b="$(cat "$LLAMACPP_DIR"/cpu_g8)" -v r="$REPEAT" \
+        -v n="$TG" 'BEGIN { print (a - b) / (r * (n - 8)) }')
+      p="${p%\}},\"cpu_seconds\":$cp}"
+      g="${g%\}},\"cpu_seconds_per_token\":$cg}"
+    fi
+    echo "{$tag,\"engine\":\"ingot\",\"prefill\":$p,\"decode\":$g}" | tee -a "$RESULTS"
+    local l; l=$(node_bench bench --model "$(gguf_file "$m" "$f")" --threads "$t" \
+      --pp "$PP" --tg "$TG" --prompt "$PROMPT" --repeat "$REPEAT")
+    echo "{$tag,\"engine\":\"llama.cpp\",\"result\":$l}" | tee -a "$RESULTS"
   done
 }
 
