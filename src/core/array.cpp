@@ -163,9 +163,19 @@ uintptr_t Array::group_id() const {
 }
 
 std::vector<Array> Array::outputs() const {
-  const Desc& d = desc();
-  if (d.siblings.empty()) return {*this};
   std::vector<Array> r;
+  outputs_into(r);
+  return r;
+}
+
+void Array::outputs_into(std::vector<Array>& r) const {
+  r.clear();
+  const Desc& d = desc();
+  if (d.siblings.empty()) {
+    r.push_back(*this);
+    return;
+  }
+  r.reserve(d.siblings.size());
   for (auto& w : d.siblings) {
     if (auto s = w.desc.lock()) {
       r.push_back(Array(s));
@@ -173,7 +183,6 @@ std::vector<Array> Array::outputs() const {
       r.emplace_back(w.shape, w.dtype, d.primitive, d.inputs);  // stand-in for a dropped output
     }
   }
-  return r;
 }
 
 void Array::detach() {

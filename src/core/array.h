@@ -128,6 +128,8 @@ class Array {
   /// All outputs of this array's primitive in position order (just this array for
   /// single-output primitives); outputs the caller dropped are recreated as stand-ins.
   std::vector<Array> outputs() const;
+  /// outputs() into `r` (cleared first): eval reuses one vector instead of allocating per node.
+  void outputs_into(std::vector<Array>& r) const;
   /// Index of this array among its primitive's outputs.
   int output_index() const { return desc().position; }
   /// Identity of the node (stable while the array lives).

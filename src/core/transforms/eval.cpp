@@ -31,6 +31,7 @@ bool trace_eval() {
 /// that evaluates a graph of its own) uses fresh ones.
 struct EvalScratch {
   std::vector<Array> tape;
+  std::vector<Array> outputs;  // the running node's outputs (empty between nodes)
   std::vector<std::pair<Array, size_t>> stack;
   detail::IdSet visited;
 };
@@ -46,6 +47,7 @@ class ScratchUse {
   }
   ~ScratchUse() {
     s_.tape.clear();
+    s_.outputs.clear();
     s_.stack.clear();
     if (s_.visited.capacity() > (size_t{1} << 20)) s_.visited.release();
     --g_eval_depth;
@@ -92,12 +94,13 @@ void eval(const std::vector<Array>& arrays) {
   }
   // 2. Run primitives in order. The tape gives up its handle as each node runs, so a node's
   //    storage is released once its last consumer has run and detached.
+  std::vector<Array>& outputs = (*use).outputs;
   for (auto& slot : tape) {
     Array node = std::move(slot);
     if (node.is_evaluated()) continue;  // computed as a sibling
     if (!node.has_primitive()) raise("[eval] array has neither data nor a primitive");
     std::shared_ptr<Primitive> prim = node.primitive_ptr();
-    std::vector<Array> outputs = node.outputs();
+    node.outputs_into(outputs);
     // The inputs stay referenced by the node until detach, so kernels may check donation
     // (use_count == 1 means no other consumer or user handle remains).
     const std::vector<Array>& inputs = node.inputs();
@@ -123,6 +126,7 @@ void eval(const std::vector<Array>& arrays) {
       o.set_evaluated();
       if (!keep) o.detach();
     }
+    outputs.clear();  // the next node's donation checks count handles: hold none of these
   }
 }
 
