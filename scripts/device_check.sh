@@ -67,8 +67,8 @@ fi
 if [[ " $STEPS " == *" extra "* ]]; then  # train, server and C ABI suites, GPU as default device
   INGOT_DEVICE=cuda run_ctest extra_on_cuda -j 8 -L "${EXTRA_LABELS:-train|server|capi|nn}" -E "${EXTRA_EXCLUDE:-^$}"
 fi
-if [[ " $STEPS " == *" fusedlora "* ]]; then  # fast::lora_branch switched on (INGOT_FUSED_LORA=1)
-  INGOT_FUSED_LORA=1 INGOT_DEVICE=cuda run_ctest fused_lora_on_cuda -j 8 -L "${FUSED_LABELS:-train|nn}"
+if [[ " $STEPS " == *" fusedlora "* ]]; then  # fast::lora_branch off (the composition) and on everywhere
+  INGOT_FUSED_LORA=0 INGOT_DEVICE=cuda run_ctest composed_lora_on_cuda -j 8 -L "${FUSED_LABELS:-train|nn}"
   INGOT_FUSED_LORA=1 run_ctest fused_lora_kernels -j 8 -R 'CudaFastLora|FastLora|LoraBranch|IdSet'
   stamp "CudaCompile x${COMPILE_REPEAT:-5}"
   build-gpu/tests/backend/backend_test_cuda_compile --gtest_repeat="${COMPILE_REPEAT:-5}" \
@@ -183,14 +183,14 @@ if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, 
     --budget "$lb_budget" ${LORA_BENCH_ARGS:-} >"$LOG/lorabench.log" 2>&1
   echo "lorabench rc=$?"
   if [ -f "$OUT/lora_bench.md" ]; then cat "$OUT/lora_bench.md"; else tail -30 "$LOG/lorabench.log"; fi
-  # LORA_BENCH_FUSED=1: the ingot side again with INGOT_FUSED_LORA=1 (into $OUT/fused)
-  if [ -n "${LORA_BENCH_FUSED:-}" ]; then
-    mkdir -p "$OUT/fused"
-    INGOT_FUSED_LORA=1 PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
-      --ingot build-gpu/tools/cli/ingot --out "$OUT/fused" --steps "${LORA_BENCH_STEPS:-3}" \
-      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_fused.log" 2>&1
-    echo "lorabench (INGOT_FUSED_LORA=1) rc=$?"
-    if [ -f "$OUT/fused/lora_bench.md" ]; then cat "$OUT/fused/lora_bench.md"; else tail -30 "$LOG/lorabench_fused.log"; fi
+  # LORA_BENCH_COMPOSED=1: the ingot side again with INGOT_FUSED_LORA=0 (into $OUT/composed)
+  if [ -n "${LORA_BENCH_COMPOSED:-}" ]; then
+    mkdir -p "$OUT/composed"
+    INGOT_FUSED_LORA=0 PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/composed" --steps "${LORA_BENCH_STEPS:-3}" \
+      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_composed.log" 2>&1
+    echo "lorabench (INGOT_FUSED_LORA=0) rc=$?"
+    if [ -f "$OUT/composed/lora_bench.md" ]; then cat "$OUT/composed/lora_bench.md"; else tail -30 "$LOG/lorabench_composed.log"; fi
   fi
 fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")

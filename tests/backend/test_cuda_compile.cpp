@@ -24,6 +24,15 @@ size_t kernels_compiled() {
   return cu::jit_cache_size();
 }
 
+/// True the first time a test asks in this process. The kernel cache lives as long as the
+/// process, so under --gtest_repeat a later iteration finds its kernels already compiled: the
+/// values are still checked then, the compilation counts only on the first pass.
+bool first_pass(bool& seen) {
+  const bool first = !seen;
+  seen = true;
+  return first;
+}
+
 /// A CPU-resident copy of `a` (host constants would move to whichever device uses them).
 Array on_cpu(const Array& a) {
   Array r = copy(a, cpu_device);
@@ -355,13 +364,15 @@ TEST(CudaCompile, KernelCacheBySignature) {
   auto inputs = [](const Shape& s, uint32_t seed) {
     return std::vector<Array>{values_array(float32, s, seed), values_array(float32, s, seed + 1)};
   };
+  static bool seen = false;
+  const bool count = first_pass(seen);
   const size_t n0 = kernels_compiled();
   expect_program_matches(p, inputs({8, 9}, 1), "first");
-  EXPECT_EQ(kernels_compiled(), n0 + 1);
+  if (count) EXPECT_EQ(kernels_compiled(), n0 + 1);
   expect_program_matches(p, inputs({8, 9}, 3), "new values");
   expect_program_matches(p, inputs({300, 7}, 5), "new shape");
   expect_program_matches(p, inputs({5}, 7), "new rank");
-  EXPECT_EQ(kernels_compiled(), n0 + 1);
+  if (count) EXPECT_EQ(kernels_compiled(), n0 + 1);
   // A transposed input reads through a layout: another kernel, then cached too.
   for (int rep = 0; rep < 2; ++rep) {
     Array a = on_cuda(values_array(float32, {9, 8}, 11));
@@ -373,12 +384,12 @@ TEST(CudaCompile, KernelCacheBySignature) {
                     cpu_device);
     expect_close(got[0], want[0], 1e-6, 2e-6, "transposed");
   }
-  EXPECT_EQ(kernels_compiled(), n0 + 2);
+  if (count) EXPECT_EQ(kernels_compiled(), n0 + 2);
   Program q = p;  // the same program in float64
   for (auto& st : q.steps) st.in_dtype = st.out_dtype = float64;
   expect_program_matches(q, {values_array(float64, {8, 9}, 1), values_array(float64, {8, 9}, 2)},
                          "float64");
-  EXPECT_EQ(kernels_compiled(), n0 + 3);
+  if (count) EXPECT_EQ(kernels_compiled(), n0 + 3);
 }
 
 // ---- through compile() ----
@@ -408,6 +419,8 @@ std::vector<Array> gelu_mul_add(const std::vector<Array>& in) {
 TEST(CudaCompile, CompiledGeluMulAddAndItsCache) {
   INGOT_REQUIRE_CUDA();
   Array x = values_array(float32, {64, 300}, 1, false), y = values_array(float32, {300}, 2, false);
+  static bool seen = false;
+  const bool count = first_pass(seen);
   ArrayFn cf = expect_compiled_matches(gelu_mul_add, {on_cpu(x), on_cpu(y)},
                                        {on_cuda(x), on_cuda(y)}, 1e-6, 1e-5, "gelu*y+1");
   const size_t n0 = kernels_compiled();
@@ -426,7 +439,7 @@ TEST(CudaCompile, CompiledGeluMulAddAndItsCache) {
         yb = values_array(bfloat16, {300}, 8, false);
   expect_compiled_matches(gelu_mul_add, {on_cpu(xb), on_cpu(yb)}, {on_cuda(xb), on_cuda(yb)}, 2e-2,
                           2.0 / 128, "bfloat16");
-  EXPECT_GT(kernels_compiled(), n0);
+  if (count) EXPECT_GT(kernels_compiled(), n0);
 }
 
 TEST(CudaCompile, CompiledWhereAsTypeChainTwoOutputs) {

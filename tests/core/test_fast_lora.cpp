@@ -180,17 +180,17 @@ TEST(FastLora, Errors) {
       "INGOT_FUSED_LORA=0");
 }
 
-// The switch nn reads: unset, empty or "0" means never (opt-in until the CUDA kernels have run
-// on a GPU with the fixes of a380433), anything else everywhere.
-TEST(FastLora, SwitchIsOptIn) {
+// The switch nn reads: unset or empty means CUDA only, "0" never, anything else everywhere.
+TEST(FastLora, SwitchIsOnByDefaultOnCudaOnly) {
   const Device gpu{Device::Type::cuda, 1};
   const char* before = std::getenv("INGOT_FUSED_LORA");
   const std::string saved = before ? before : "";
   unsetenv("INGOT_FUSED_LORA");
   EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
-  EXPECT_FALSE(fast::lora_branch_enabled(gpu));
+  EXPECT_TRUE(fast::lora_branch_enabled(gpu));
   setenv("INGOT_FUSED_LORA", "", 1);
-  EXPECT_FALSE(fast::lora_branch_enabled(gpu));
+  EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
+  EXPECT_TRUE(fast::lora_branch_enabled(gpu));
   setenv("INGOT_FUSED_LORA", "0", 1);
   EXPECT_FALSE(fast::lora_branch_enabled(cpu_device));
   EXPECT_FALSE(fast::lora_branch_enabled(gpu));

@@ -19,10 +19,10 @@ inline constexpr int64_t kLoraMaxRank = 64;
 Array lora_branch(const Array& y, const Array& x, const Array& a, const Array& b, float scale,
                   StreamOrDevice s = {});
 
-/// Whether nn uses lora_branch on device d (INGOT_FUSED_LORA). Unset, empty or "0": never (the
-/// composition); "1" or anything else: everywhere. Off by default until the CUDA kernels have
-/// been run on a GPU (written in a session without one; tests/backend/test_cuda_fast_lora.cpp
-/// and the LoRA bench are the gate). The composition also serves higher-order gradients.
+/// Whether nn uses lora_branch on device d (INGOT_FUSED_LORA). Unset or empty: on CUDA only
+/// (there it is faster and lighter: see BENCHMARKS.md; on the CPU the composition's BLAS
+/// products are as fast); "0": never (the composition); "1" or anything else: everywhere. The
+/// composition also serves higher-order gradients.
 bool lora_branch_enabled(Device d);
 
 namespace ref {
