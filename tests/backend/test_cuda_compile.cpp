@@ -368,11 +368,15 @@ TEST(CudaCompile, KernelCacheBySignature) {
   const bool count = first_pass(seen);
   const size_t n0 = kernels_compiled();
   expect_program_matches(p, inputs({8, 9}, 1), "first");
-  if (count) EXPECT_EQ(kernels_compiled(), n0 + 1);
+  if (count) {
+    EXPECT_EQ(kernels_compiled(), n0 + 1);
+  }
   expect_program_matches(p, inputs({8, 9}, 3), "new values");
   expect_program_matches(p, inputs({300, 7}, 5), "new shape");
   expect_program_matches(p, inputs({5}, 7), "new rank");
-  if (count) EXPECT_EQ(kernels_compiled(), n0 + 1);
+  if (count) {
+    EXPECT_EQ(kernels_compiled(), n0 + 1);
+  }
   // A transposed input reads through a layout: another kernel, then cached too.
   for (int rep = 0; rep < 2; ++rep) {
     Array a = on_cuda(values_array(float32, {9, 8}, 11));
@@ -384,12 +388,16 @@ TEST(CudaCompile, KernelCacheBySignature) {
                     cpu_device);
     expect_close(got[0], want[0], 1e-6, 2e-6, "transposed");
   }
-  if (count) EXPECT_EQ(kernels_compiled(), n0 + 2);
+  if (count) {
+    EXPECT_EQ(kernels_compiled(), n0 + 2);
+  }
   Program q = p;  // the same program in float64
   for (auto& st : q.steps) st.in_dtype = st.out_dtype = float64;
   expect_program_matches(q, {values_array(float64, {8, 9}, 1), values_array(float64, {8, 9}, 2)},
                          "float64");
-  if (count) EXPECT_EQ(kernels_compiled(), n0 + 3);
+  if (count) {
+    EXPECT_EQ(kernels_compiled(), n0 + 3);
+  }
 }
 
 // ---- through compile() ----
@@ -439,7 +447,9 @@ TEST(CudaCompile, CompiledGeluMulAddAndItsCache) {
         yb = values_array(bfloat16, {300}, 8, false);
   expect_compiled_matches(gelu_mul_add, {on_cpu(xb), on_cpu(yb)}, {on_cuda(xb), on_cuda(yb)}, 2e-2,
                           2.0 / 128, "bfloat16");
-  if (count) EXPECT_GT(kernels_compiled(), n0);
+  if (count) {
+    EXPECT_GT(kernels_compiled(), n0);
+  }
 }
 
 TEST(CudaCompile, CompiledWhereAsTypeChainTwoOutputs) {
