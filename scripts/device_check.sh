@@ -183,14 +183,15 @@ if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, 
     --budget "$lb_budget" ${LORA_BENCH_ARGS:-} >"$LOG/lorabench.log" 2>&1
   echo "lorabench rc=$?"
   if [ -f "$OUT/lora_bench.md" ]; then cat "$OUT/lora_bench.md"; else tail -30 "$LOG/lorabench.log"; fi
-  # LORA_BENCH_COMPOSED=1: the ingot side again with INGOT_FUSED_LORA=0 (into $OUT/composed)
-  if [ -n "${LORA_BENCH_COMPOSED:-}" ]; then
-    mkdir -p "$OUT/composed"
-    INGOT_FUSED_LORA=0 PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
-      --ingot build-gpu/tools/cli/ingot --out "$OUT/composed" --steps "${LORA_BENCH_STEPS:-3}" \
-      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_composed.log" 2>&1
-    echo "lorabench (INGOT_FUSED_LORA=0) rc=$?"
-    if [ -f "$OUT/composed/lora_bench.md" ]; then cat "$OUT/composed/lora_bench.md"; else tail -30 "$LOG/lorabench_composed.log"; fi
+  # LORA_BENCH_ALT_ENV="VAR=value ...": the ingot side again under those settings (into
+  # $OUT/alt), e.g. INGOT_FUSED_LORA=0 or INGOT_FUSED_NORM_GRAD=0 for an A/B on one card.
+  if [ -n "${LORA_BENCH_ALT_ENV:-}" ]; then
+    mkdir -p "$OUT/alt"
+    env $LORA_BENCH_ALT_ENV PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
+      --ingot build-gpu/tools/cli/ingot --out "$OUT/alt" --steps "${LORA_BENCH_STEPS:-3}" \
+      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_alt.log" 2>&1
+    echo "lorabench ($LORA_BENCH_ALT_ENV) rc=$?"
+    if [ -f "$OUT/alt/lora_bench.md" ]; then cat "$OUT/alt/lora_bench.md"; else tail -30 "$LOG/lorabench_alt.log"; fi
   fi
 fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")

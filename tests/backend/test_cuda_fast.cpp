@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/ingot.h"
+#include "core/primitive.h"
 #include "cuda_test_util.h"
 
 using namespace ingot;
@@ -247,6 +248,41 @@ TEST(CudaFastNorm, RmsNormVjpMatchesCpu) {
       expect_close(got.second[1], want.second[1], tol, tol, what + " d/dw");
     }
   }
+}
+
+// RmsNormGrad (rms_norm's x gradient in one kernel a row) on every dtype, layout and row
+// size of the norm kernels, with and without a weight, against the CPU's RmsNormGrad.
+TEST(CudaFastNorm, RmsNormGradMatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 50;
+  for (Dtype t : kFloats)
+    for (int64_t E : kNormSizes)
+      for (const NormLayout& l : norm_layouts(E)) {
+        const Pair x = both(host_normal(l.base, t, seed++), l.view);
+        const Shape sh = x.cpu.shape();
+        const Pair g = both(host_normal(sh, t, seed++), identity);
+        const Pair w = both(host_normal({E}, float32, seed++, 1.0), identity);
+        for (int variant = 0; variant < 3; ++variant) {
+          const fast::RmsNormOptions o{.eps = 1e-5f, .add_unit_offset = variant == 2};
+          auto dx = [&](const Array& xs, const Array& ws, const Array& gs) {
+            auto fn = [&](const std::vector<Array>& in) {
+              return std::vector<Array>{
+                  fast::rms_norm(in[0], variant ? std::optional<Array>(ws) : std::nullopt, o)};
+            };
+            return vjp(fn, {xs}, {gs}).second[0];
+          };
+          const Array got = dx(x.gpu, w.gpu, g.gpu), want = dx(x.cpu, w.cpu, g.cpu);
+          ASSERT_STREQ(got.primitive().name(), "RmsNormGrad");
+          const std::string what = name(t, std::string(l.what) + " E=" + std::to_string(E) +
+                                               " variant " + std::to_string(variant));
+          if (t == float64)
+            expect_close(got, want, 1e-12, 1e-11, what);
+          else if (t == float32)
+            expect_close(got, want, 1e-5, 1e-5, what);
+          else  // one rounding of float32 values that differ in their last bits
+            expect_close(got, want, 2e-2 * dtype_rtol(t), 2 * dtype_rtol(t), what);
+        }
+      }
 }
 
 // ---- rope ----

@@ -2,6 +2,7 @@
 // compositions, on every float dtype and layout; VJPs against finite differences.
 #include "core/fast/fast.h"
 #include "core/primitives/fast.h"
+#include "core/transforms/autodiff.h"
 #include "test_fast_util.h"
 
 namespace ingot::test {
@@ -231,6 +232,112 @@ TEST(FastNormVjp, MatchesFiniteDifferences) {
             {{3, 5}, {5}, {5}}, "layer_norm");
   check_vjp([&](std::vector<Array> a) { return fast::layer_norm(a[0], std::nullopt, a[1]); },
             {xv, bv}, {{3, 5}, {5}}, "layer_norm bias only");
+}
+
+// ---- RmsNormGrad: rms_norm's x gradient in one pass a row ----
+
+// dx = r * (gw - n * mean(gw * n)) in float64, n = x r, gw = g w, rounded to t.
+std::vector<double> naive_rms_dx(const std::vector<double>& x, const std::vector<double>& g,
+                                 const std::vector<double>* w, int64_t E, double eps,
+                                 bool unit_offset, Dtype t) {
+  std::vector<double> dx(x.size());
+  for (size_t r = 0; r < x.size() / E; ++r) {
+    const double* xr = &x[r * E];
+    double ss = 0, dot = 0;
+    for (int64_t i = 0; i < E; ++i) ss += xr[i] * xr[i];
+    const double inv = 1.0 / std::sqrt(ss / E + eps);
+    auto gw = [&](int64_t i) {
+      return g[r * E + i] * (w ? (*w)[i] + (unit_offset ? 1.0 : 0.0) : 1.0);
+    };
+    for (int64_t i = 0; i < E; ++i) dot += gw(i) * xr[i] * inv;
+    for (int64_t i = 0; i < E; ++i)
+      dx[r * E + i] = round_to(inv * (gw(i) - xr[i] * inv * dot / E), t);
+  }
+  return dx;
+}
+
+/// The x gradient of rms_norm(x, w, o) for cotangent g, through whichever path
+/// INGOT_FUSED_NORM_GRAD selects ("0": the composition).
+Array rms_norm_dx(const Array& x, const std::optional<Array>& w, const Array& g,
+                  const fast::RmsNormOptions& o, const char* fused) {
+  setenv("INGOT_FUSED_NORM_GRAD", fused, 1);
+  auto res = vjp(
+      [&](const std::vector<Array>& a) { return std::vector<Array>{fast::rms_norm(a[0], w, o)}; },
+      {x}, {g});
+  unsetenv("INGOT_FUSED_NORM_GRAD");
+  return res.second[0];
+}
+
+TEST(FastRmsNormGrad, MatchesNaiveOnEveryDtypeAndLayout) {
+  const std::vector<Shape> shapes{{1, 1}, {7, 33}, {2, 3, 64}, {3, 1030}, {2, 2056}};
+  uint32_t seed = 100;
+  for (Dtype t : kDtypes)
+    for (const Shape& sh : shapes)
+      for (Layout lay : {Layout::contiguous, Layout::transposed, Layout::sliced})
+        for (int variant = 0; variant < 3; ++variant) {
+          const int64_t E = sh.back();
+          auto xv = random_values(shape_size(sh), t, seed++);
+          auto gv = random_values(shape_size(sh), t, seed++);
+          auto wv = random_values(E, t, seed++, -2, 2);
+          Array x = make_array(xv, sh, t, lay), g = make_array(gv, sh, t, Layout::contiguous);
+          std::optional<Array> w;
+          if (variant > 0) w = Array(wv, {E}, t);
+          const fast::RmsNormOptions o{.eps = 1e-5f, .add_unit_offset = variant == 2};
+          const std::string what = std::string(dtype_name(t)) + " " + shape_str(sh) + " " +
+                                   layout_name(lay) + " variant " + std::to_string(variant);
+          Array dx = rms_norm_dx(x, w, g, o, "1");
+          ASSERT_TRUE(dx.has_primitive()) << what;
+          EXPECT_STREQ(dx.primitive().name(), "RmsNormGrad") << what;
+          auto want =
+              naive_rms_dx(xv, gv, variant > 0 ? &wv : nullptr, E, double{1e-5f}, variant == 2, t);
+          // |dx| reaches ~10 here; the float32 sums cost a few ulps of float32 on top of the
+          // one rounding to t.
+          const double tol = t == float64 ? 1e-12 : 4 * eps_of(t) + 2e-5;
+          expect_close(values_of(dx), want, tol, tol, what);
+          expect_close(values_of(rms_norm_dx(x, w, g, o, "0")), want, tol, tol,
+                       what + " (composition)");
+        }
+}
+
+TEST(FastRmsNormGrad, StridedCotangentAndDonation) {
+  auto xv = random_values(6 * 40, bfloat16, 1), gv = random_values(6 * 40, bfloat16, 2);
+  Array x(xv, {6, 40}, bfloat16);
+  Array g = make_array(gv, {6, 40}, bfloat16, Layout::transposed);
+  const fast::RmsNormOptions o{.eps = 1e-6f};
+  auto want = naive_rms_dx(xv, gv, nullptr, 40, double{1e-6f}, false, bfloat16);
+  expect_close(values_of(rms_norm_dx(x, std::nullopt, g, o, "1")), want, 4 * eps_of(bfloat16),
+               4 * eps_of(bfloat16), "transposed cotangent");
+  // A cotangent held nowhere else gives its buffer to dx; x is left as it was.
+  Array dx = rms_norm_dx(x, std::nullopt, Array(gv, {6, 40}, bfloat16), o, "1");
+  expect_close(values_of(dx), want, 4 * eps_of(bfloat16), 4 * eps_of(bfloat16), "donated");
+  expect_close(values_of(x), xv, 0, 0, "x intact");
+}
+
+TEST(FastRmsNormGrad, SecondOrderEqualsTheComposition) {
+  auto xv = random_values(4 * 9, float64, 21), wv = random_values(9, float64, 22),
+       gv = random_values(4 * 9, float64, 23), hv = random_values(4 * 9, float64, 24);
+  const Array x(xv, {4, 9}, float64), w(wv, {9}, float64), g(gv, {4, 9}, float64),
+      h(hv, {4, 9}, float64);
+  const fast::RmsNormOptions o{.eps = 1e-3f, .add_unit_offset = true};
+  // d/d(x, w, g) of sum(dx * h), dx the first-order x gradient.
+  auto second = [&](const char* fused) {
+    setenv("INGOT_FUSED_NORM_GRAD", fused, 1);
+    auto f = [&](const std::vector<Array>& a) {
+      auto inner = [&](const std::vector<Array>& b) {
+        return std::vector<Array>{fast::rms_norm(b[0], b[1], o)};
+      };
+      const Array dx = vjp(inner, {a[0], a[1]}, {a[2]}).second[0];
+      return std::vector<Array>{sum(dx * h)};
+    };
+    auto res = vjp(f, {x, w, g}, {Array(1.0, float64)}).second;
+    unsetenv("INGOT_FUSED_NORM_GRAD");
+    return res;
+  };
+  const auto fused = second("1"), composed = second("0");
+  ASSERT_EQ(fused.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    expect_close(values_of(fused[i]), values_of(composed[i]), 1e-12, 1e-10,
+                 "second order, input " + std::to_string(i));
 }
 
 TEST(FastRmsNormLinear, EqualsNormThenMatmul) {

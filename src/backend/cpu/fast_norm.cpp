@@ -1,5 +1,5 @@
-// CPU kernels of RmsNorm and LayerNorm: one pass per row (any layout), float32 math (float64
-// for float64), rows split over the thread pool.
+// CPU kernels of RmsNorm, its gradient (RmsNormGrad) and LayerNorm: one pass per row (any layout),
+// float32 math (float64 for float64), rows split over the thread pool.
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -91,6 +91,48 @@ void rms_norm_impl(const RmsNorm& p, const std::vector<Array>& inputs, Array& ou
   });
 }
 
+// dx = r * (gw - n * mean(gw * n)) per row, n = x r, gw = g * w (RmsNormGrad).
+template <typename T, typename A>
+void rms_norm_grad_impl(const RmsNormGrad& p, const std::vector<Array>& inputs, Array& out) {
+  const Array& x = inputs[0];
+  const Array& g = inputs.back();
+  const int64_t E = x.shape(-1);
+  const int64_t rows = E ? x.size() / E : 0;
+  std::vector<A> w;
+  if (p.has_weight_) w = param_vector<A>(inputs[1], p.add_unit_offset_ ? A(1) : A(0));
+  const Kernels& k = kernels();
+  const RowOffsets xo(x), go(g);
+  const int64_t sx = x.strides().back(), sg = g.strides().back();
+  const T* xp = x.raw_ptr<T>();
+  const T* gp = g.raw_ptr<T>();
+  // Each row of x and g is read before its output row is written: either buffer may be donated.
+  if (g.is_donatable() && g.dtype() == out.dtype())
+    out.move_shared_buffer(g);
+  else
+    alloc_out(x, out);
+  if (rows == 0) return;
+  T* op = out.raw_ptr<T>();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(E, 1));
+  parallel_for(rows, grain, [&](int64_t b, int64_t e) {
+    std::vector<A> xv(static_cast<size_t>(E)), gv(static_cast<size_t>(E));
+    for (int64_t r = b; r < e; ++r) {
+      gather_row(xp + xo(r), sx, E, xv.data());
+      gather_row(gp + go(r), sg, E, gv.data());
+      const A inv = A(1) / std::sqrt(sum_squares(k, xv.data(), E) / static_cast<A>(E) +
+                                     static_cast<A>(p.eps_));
+      A dot = 0;  // sum(gw * n), n = x r
+      for (int64_t i = 0; i < E; ++i) {
+        if (!w.empty()) gv[i] *= w[i];
+        xv[i] *= inv;
+        dot += gv[i] * xv[i];
+      }
+      const A m = dot / static_cast<A>(E);
+      for (int64_t i = 0; i < E; ++i) gv[i] = inv * (gv[i] - xv[i] * m);
+      store_row(k, gv.data(), op + r * E, E);
+    }
+  });
+}
+
 template <typename T, typename A>
 void layer_norm_impl(const LayerNorm& p, const std::vector<Array>& inputs, Array& out) {
   const Array& x = inputs[0];
@@ -137,6 +179,12 @@ void dispatch_float(Dtype t, const char* op, F&& f) {
 void RmsNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   dispatch_float(out.dtype(), "rms_norm", [&](auto t, auto a) {
     rms_norm_impl<decltype(t), decltype(a)>(*this, inputs, out);
+  });
+}
+
+void RmsNormGrad::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+  dispatch_float(out.dtype(), "rms_norm_grad", [&](auto t, auto a) {
+    rms_norm_grad_impl<decltype(t), decltype(a)>(*this, inputs, out);
   });
 }
 

@@ -3,12 +3,14 @@
 // side in float32. Shapes: rows M (tokens), columns K or N (features), rank r <= 64 padded to
 // RP in {16, 32, 64} (the padding is zeros in shared memory).
 //  - project: [M, C] x [C, r] -> [M, r] (x a^T, g b). A block takes 32 rows and a column range;
-//    lane = row, warp = 8 of each 64-column chunk; the float32 partial sums of the warps and of
-//    the column ranges are added in a fixed order.
+//    lane = row, warp = 8 of each 64-column chunk, the next chunk loaded (16-byte loads where
+//    aligned) while the current one is multiplied; the float32 partial sums of the warps and
+//    of the column ranges are added in a fixed order.
 //  - expand: [M, r] x [r, C] (+ base) -> [M, C] (the branch's output, dx): 32 x 128 tiles,
 //    4 x 4 outputs a thread.
-//  - colsum: [M, r]^T x [M, C] -> [r, C] (da, db): 128 columns a block over a row range, then
-//    the ranges' partial sums added in order.
+//  - colsum: [M, r]^T x [M, C] -> [r, C] (da, db): 128 columns a block over a row range (32
+//    rows x 128 columns staged with 16-byte loads where aligned), then the ranges' partial sums
+//    added in order.
 // Every sum is in a fixed order, so a launch gives the same bits every run.
 #include <algorithm>
 #include <cstdint>
@@ -52,53 +54,94 @@ __device__ __forceinline__ float load_f(const void* p, int64_t i) {
   return to_float(static_cast<const T*>(p)[i]);
 }
 
+/// Eight consecutive values of a row at element offset `off` as floats: 16-byte loads when
+/// `vec` (the caller checked alignment and that all eight are in range), else one by one with
+/// the first `n` in range (the rest 0).
+template <typename TV>
+__device__ __forceinline__ void load8(const void* v, int64_t off, bool vec, int n, float* out) {
+  const TV* src = static_cast<const TV*>(v) + off;
+  if constexpr (sizeof(TV) * 8 % 16 == 0) {
+    if (vec) {
+      constexpr int NV = static_cast<int>(sizeof(TV) * 8 / 16);
+      alignas(16) TV tmp[8];
+#pragma unroll
+      for (int q = 0; q < NV; ++q)
+        reinterpret_cast<uint4*>(tmp)[q] = reinterpret_cast<const uint4*>(src)[q];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out[i] = to_float(tmp[i]);
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = i < n ? to_float(src[i]) : 0.0f;
+}
+
+// The next chunk's values are loaded into registers while the current chunk is multiplied
+// (one chunk in flight a block), so a block does not wait on memory between chunks. The sums
+// are in the same order as without the prefetch.
 template <typename TV, int RP>
 __global__ void __launch_bounds__(kProjThreads)
     project_kernel(const void* v, int64_t ldv, int64_t rows, int64_t cols, int64_t width,
-                   const float* p, int64_t ps, int64_t js, int r, float* partial) {
+                   const float* p, int64_t ps, int64_t js, int r, bool vec, float* partial) {
   pdl_prologue();
+  constexpr int PL = kProjChunk * RP / kProjThreads;  // p values a thread stages a chunk
   __shared__ float vs[kProjChunk][kProjRows + 1];
   __shared__ __align__(16) float pw[kProjChunk][RP];
   __shared__ float red[kProjRows][RP + 1];
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int64_t m0 = int64_t{blockIdx.x} * kProjRows;
   const int64_t cb = int64_t{blockIdx.y} * width, ce = std::min(cols, cb + width);
+  // A thread stages 8 consecutive columns of one row of the 32 x 64 chunk.
+  const int srow = t >> 3, cg = (t & 7) * 8;
+  const int64_t sm = m0 + srow;
+  // Element idx = t + i * kProjThreads of the chunk's p tile, read along p's unit stride.
+  auto p_slot = [&](int i, int& kk, int& j) {
+    const int idx = t + i * kProjThreads;
+    if (ps == 1) {
+      j = idx / kProjChunk;
+      kk = idx % kProjChunk;
+    } else {
+      kk = idx / RP;
+      j = idx % RP;
+    }
+  };
+  float xr[8], pr[PL];
+  auto fetch = [&](int64_t c0) {
+    const int64_t c = c0 + cg;
+    const int n = sm < rows ? static_cast<int>(std::clamp<int64_t>(ce - c, 0, 8)) : 0;
+    load8<TV>(v, sm * ldv + c, vec && n == 8, n, xr);
+#pragma unroll
+    for (int i = 0; i < PL; ++i) {
+      int kk, j;
+      p_slot(i, kk, j);
+      const int64_t cc = c0 + kk;
+      pr[i] = j < r && cc < ce ? p[cc * ps + j * js] : 0.0f;
+    }
+  };
   float acc[RP];
 #pragma unroll
   for (int j = 0; j < RP; ++j) acc[j] = 0.0f;
+  if (cb < ce) fetch(cb);
   for (int64_t c0 = cb; c0 < ce; c0 += kProjChunk) {
     __syncthreads();
-    {  // 32 rows x 64 columns: 8 consecutive columns of one row a thread
-      const int row = t >> 3, cg = (t & 7) * 8;
-      const int64_t m = m0 + row;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int64_t c = c0 + cg + i;
-        vs[cg + i][row] = m < rows && c < ce ? load_f<TV>(v, m * ldv + c) : 0.0f;
-      }
-    }
-    for (int idx = t; idx < kProjChunk * RP; idx += kProjThreads) {
-      // Read p along its unit stride.
+    for (int i = 0; i < 8; ++i) vs[cg + i][srow] = xr[i];
+#pragma unroll
+    for (int i = 0; i < PL; ++i) {
       int kk, j;
-      if (ps == 1) {
-        j = idx / kProjChunk;
-        kk = idx % kProjChunk;
-      } else {
-        kk = idx / RP;
-        j = idx % RP;
-      }
-      const int64_t c = c0 + kk;
-      pw[kk][j] = j < r && c < ce ? p[c * ps + j * js] : 0.0f;
+      p_slot(i, kk, j);
+      pw[kk][j] = pr[i];
     }
     __syncthreads();
+    if (c0 + kProjChunk < ce) fetch(c0 + kProjChunk);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int kk = warp * 8 + i;
       const float xv = vs[kk][lane];
-      const float4* pr = reinterpret_cast<const float4*>(pw[kk]);
+      const float4* prow = reinterpret_cast<const float4*>(pw[kk]);
 #pragma unroll
       for (int q = 0; q < RP / 4; ++q) {
-        const float4 w = pr[q];
+        const float4 w = prow[q];
         acc[4 * q] += xv * w.x;
         acc[4 * q + 1] += xv * w.y;
         acc[4 * q + 2] += xv * w.z;
@@ -189,7 +232,7 @@ __global__ void __launch_bounds__(kExpThreads)
 template <typename TV, int RP>
 __global__ void __launch_bounds__(kSumThreads)
     colsum_kernel(const void* v, int64_t ldv, const float* w, int64_t rows, int64_t cols,
-                  int64_t height, int r, float* partial) {
+                  int64_t height, int r, bool vec, float* partial) {
   pdl_prologue();
   constexpr int RQ = RP / 4;  // ranks a lane
   __shared__ __align__(16) float vs[kSumRows][kSumCols];
@@ -201,9 +244,17 @@ __global__ void __launch_bounds__(kSumThreads)
   float acc[RQ][4] = {};
   for (int64_t r0 = mb; r0 < me; r0 += kSumRows) {
     __syncthreads();
-    for (int row = 0; row < kSumRows; ++row) {
-      const int64_t m = r0 + row, c = c0 + t;
-      vs[row][t] = m < me && c < cols ? load_f<TV>(v, m * ldv + c) : 0.0f;
+    // 8 consecutive columns of 4 rows a thread (16-byte loads where aligned).
+#pragma unroll
+    for (int k = 0; k < kSumRows * kSumCols / (8 * kSumThreads); ++k) {
+      const int row = k * (kSumThreads / (kSumCols / 8)) + t / (kSumCols / 8);
+      const int col = (t % (kSumCols / 8)) * 8;
+      const int64_t m = r0 + row, c = c0 + col;
+      const int n = m < me ? static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8)) : 0;
+      float x8[8];
+      load8<TV>(v, m * ldv + c, vec && n == 8, n, x8);
+      *reinterpret_cast<float4*>(&vs[row][col]) = make_float4(x8[0], x8[1], x8[2], x8[3]);
+      *reinterpret_cast<float4*>(&vs[row][col + 4]) = make_float4(x8[4], x8[5], x8[6], x8[7]);
     }
     for (int idx = t; idx < kSumRows * RP; idx += kSumThreads) {
       const int row = idx / RP, j = idx % RP;
@@ -282,9 +333,12 @@ void launch_lora_project(LoraRows v, int64_t rows, int64_t cols, const float* p,
   const dim3 grid(static_cast<unsigned>(ceil_div(rows, kProjRows)), static_cast<unsigned>(splits));
   dispatch_cuda_float(v.dtype, [&](auto tag) {
     using TV = decltype(tag);
+    // 16-byte loads when every row start is 16-byte aligned (chunks start at multiples of 64).
+    const bool vec = reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 &&
+                     (v.ld * static_cast<int64_t>(sizeof(TV))) % 16 == 0;
     dispatch_rank(r, [&]<int RP>() {
       launch_pdl(project_kernel<TV, RP>, grid, dim3(kProjThreads), 0, s, v.ptr, v.ld, rows, cols,
-                 width, p, ps, js, r, scratch);
+                 width, p, ps, js, r, vec, scratch);
     });
   });
   check_launch("lora project_kernel");
@@ -324,9 +378,12 @@ void launch_lora_colsum(LoraRows v, const float* w, int64_t rows, int64_t cols, 
   const dim3 grid(static_cast<unsigned>(ceil_div(cols, kSumCols)), static_cast<unsigned>(splits));
   dispatch_cuda_float(v.dtype, [&](auto tag) {
     using TV = decltype(tag);
+    // 16-byte loads when every row start is 16-byte aligned (blocks start at multiples of 128).
+    const bool vec = reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 &&
+                     (v.ld * static_cast<int64_t>(sizeof(TV))) % 16 == 0;
     dispatch_rank(r, [&]<int RP>() {
       launch_pdl(colsum_kernel<TV, RP>, grid, dim3(kSumThreads), 0, s, v.ptr, v.ld, w, rows, cols,
-                 height, r, scratch);
+                 height, r, vec, scratch);
     });
   });
   check_launch("lora colsum_kernel");

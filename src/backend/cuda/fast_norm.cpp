@@ -1,5 +1,5 @@
-// RmsNorm / LayerNorm on CUDA: validate, give out storage (x's buffer when donatable, as the CPU
-// backend does), describe the rows and launch the kernels of fast_norm.cu.
+// RmsNorm, RmsNormGrad and LayerNorm on CUDA: validate, give out storage (x's buffer when
+// donatable, as the CPU backend does), describe the rows and launch the kernels of fast_norm.cu.
 #include <optional>
 
 #include "backend/cuda/fast_norm_kernels.h"
@@ -71,6 +71,37 @@ void RmsNorm::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   if (a.n_rows == 0) return;
   a.out = out.raw_ptr();
   cu::launch_rms_norm(out.dtype(), a, s);
+}
+
+// x and g are read as row-contiguous [rows, E]: other layouts are copied first. out takes g's
+// buffer when it may (each element is read before the same thread writes it).
+void RmsNormGrad::eval_cuda(const std::vector<Array>& inputs, Array& out) {
+  check_dtype(out.dtype(), "rms_norm_grad");
+  const Array& x = inputs[0];
+  const Array& g = inputs.back();
+  const cudaStream_t s = cu::stream(stream());
+  cu::NormGradArgs a;
+  a.E = x.shape(-1);
+  a.n_rows = a.E ? x.size() / a.E : 0;
+  a.eps = eps_;
+  a.add_unit_offset = add_unit_offset_;
+  if (has_weight_) set_param(inputs[1], a.weight, a.weight_dtype, a.weight_stride);
+  std::optional<cu::Scratch> x_copy, g_copy;
+  auto rows_of = [&](const Array& v, std::optional<cu::Scratch>& copy) -> const void* {
+    if (v.flags().row_contiguous || v.size() == 0) return v.raw_ptr();
+    copy.emplace(v.device(), v.nbytes());
+    cu::copy_to_row_major_device(v, copy->ptr(), s);
+    return copy->ptr();
+  };
+  a.x = rows_of(x, x_copy);
+  a.g = rows_of(g, g_copy);
+  if (g.is_donatable() && g.dtype() == out.dtype() && g.flags().row_contiguous)
+    out.move_shared_buffer(g);
+  else
+    cu::alloc(out);
+  if (a.n_rows == 0) return;
+  a.out = out.raw_ptr();
+  cu::launch_rms_norm_grad(out.dtype(), a, s);
 }
 
 void LayerNorm::eval_cuda(const std::vector<Array>& inputs, Array& out) {

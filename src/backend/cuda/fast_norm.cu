@@ -1,5 +1,5 @@
-// CUDA kernels of RmsNorm and LayerNorm: one warp per row for short rows, one block per row
-// for long ones, 16-byte loads when rows are contiguous and aligned. Rounding points follow
+// CUDA kernels of RmsNorm, RmsNormGrad and LayerNorm: one warp per row for short rows, one block
+// per row for long ones, 16-byte loads when rows are contiguous and aligned. Rounding points follow
 // backend/cpu/fast_norm.cpp (products and sums with _rn intrinsics so nothing contracts into
 // an FMA the CPU does not have); only the order of the row sums differs.
 #include <cstdint>
@@ -220,6 +220,76 @@ __global__ void __launch_bounds__(1024) norm_reg_kernel(NormArgs p) {
   store_vals<T, V>(static_cast<T*>(p.out) + row * p.E, i, o);
 }
 
+// ---- RmsNormGrad: one pass for the two row sums (x.x and gw.x), one to write dx ----
+//
+// A row is a warp (E <= kWarpRowMax, kRowsPerWarpBlock rows a block) or a block; the second
+// pass re-reads x and g (from L1/L2). Each element is read and written by the same thread, so
+// out may alias g (a donated buffer).
+template <typename T, typename A, int V, bool Block>
+__global__ void __launch_bounds__(Block ? kMaxBlockThreads : 32 * kRowsPerWarpBlock)
+    norm_grad_kernel(NormGradArgs p) {
+  pdl_prologue();
+  __shared__ A smem[32];
+  const int lane = threadIdx.x;
+  const int64_t span = static_cast<int64_t>(Block ? blockDim.x : 32) * V;
+  const int64_t first = Block ? blockIdx.x : int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  const int64_t step = Block ? gridDim.x : int64_t(gridDim.x) * blockDim.y;
+  const A one = p.add_unit_offset ? A(1) : A(0);
+  for (int64_t row = first; row < p.n_rows; row += step) {
+    const T* xr = static_cast<const T*>(p.x) + row * p.E;
+    const T* gr = static_cast<const T*>(p.g) + row * p.E;
+    T* orow = static_cast<T*>(p.out) + row * p.E;
+    A xv[V], gv[V];
+    A sxx = 0, sgx = 0;
+    for (int64_t i = lane * V; i < p.E; i += span) {
+      load_vals<T, A, V>(xr, i, 1, xv);
+      load_vals<T, A, V>(gr, i, 1, gv);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A w = p.weight
+                        ? load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride) + one
+                        : A(1);
+        sxx += xv[j] * xv[j];
+        sgx += gv[j] * w * xv[j];
+      }
+    }
+    sxx = row_sum<Block>(sxx, smem);
+    sgx = row_sum<Block>(sgx, smem);
+    const A r = A(1) / sqrt(sxx / static_cast<A>(p.E) + static_cast<A>(p.eps));
+    const A m = sgx * r / static_cast<A>(p.E);  // mean(gw * n)
+    for (int64_t i = lane * V; i < p.E; i += span) {
+      load_vals<T, A, V>(xr, i, 1, xv);
+      load_vals<T, A, V>(gr, i, 1, gv);
+      T o[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A w = p.weight
+                        ? load_param<A>(p.weight, p.weight_dtype, (i + j) * p.weight_stride) + one
+                        : A(1);
+        o[j] = cast<T>(r * (gv[j] * w - xv[j] * r * m));
+      }
+      store_vals<T, V>(orow, i, o);
+    }
+  }
+}
+
+/// Launches a kernel over rows of E elements read V at a time: the warp version (a warp per
+/// row, kRowsPerWarpBlock rows a block) up to kWarpRowMax elements, else the block version (a
+/// block per row, about four loads a thread, 32..kMaxBlockThreads threads).
+template <typename Args>
+void launch_rows(void (*warp_kernel)(Args), void (*block_kernel)(Args), const Args& a,
+                 int64_t n_rows, int64_t E, int V, cudaStream_t s) {
+  if (E <= kWarpRowMax) {
+    launch_pdl(warp_kernel, grid_for(n_rows, kRowsPerWarpBlock), dim3(32, kRowsPerWarpBlock), 0, s,
+               a);
+    return;
+  }
+  const int64_t loads = (E + V - 1) / V;
+  int64_t threads = ((loads + 3) / 4 + 31) / 32 * 32;
+  threads = threads < 32 ? 32 : (threads > kMaxBlockThreads ? kMaxBlockThreads : threads);
+  launch_pdl(block_kernel, grid_for(n_rows, 1), static_cast<unsigned>(threads), 0, s, a);
+}
+
 /// True when parameter p (dtype t, stride st) can be read as 16-byte vectors of x's dtype xt.
 bool param_vec(const void* p, Dtype t, int64_t st, Dtype xt) {
   return p && t == xt && st == 1 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
@@ -264,32 +334,44 @@ void launch_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
         launch_pdl(norm_reg_kernel<T, A, VW, true, K>, static_cast<unsigned>(a.n_rows), threads, 0,
                    s, b);
       }
-    } else if (a.E <= kWarpRowMax) {
-      const dim3 block(32, kRowsPerWarpBlock);
-      const unsigned grid = grid_for(a.n_rows, kRowsPerWarpBlock);
-      if (vec)
-        launch_pdl(norm_kernel<T, A, VW, false, K>, grid, block, 0, s, a);
-      else
-        launch_pdl(norm_kernel<T, A, 1, false, K>, grid, block, 0, s, a);
+    } else if (vec) {
+      launch_rows(norm_kernel<T, A, VW, false, K>, norm_kernel<T, A, VW, true, K>, a, a.n_rows, a.E,
+                  V, s);
     } else {
-      // About four loads per thread, 32..kMaxBlockThreads threads.
-      const int64_t loads = (a.E + V - 1) / V;
-      int64_t threads = ((loads + 3) / 4 + 31) / 32 * 32;
-      threads = threads < 32 ? 32 : (threads > kMaxBlockThreads ? kMaxBlockThreads : threads);
-      const unsigned grid = grid_for(a.n_rows, 1);
-      if (vec)
-        launch_pdl(norm_kernel<T, A, VW, true, K>, grid, static_cast<unsigned>(threads), 0, s, a);
-      else
-        launch_pdl(norm_kernel<T, A, 1, true, K>, grid, static_cast<unsigned>(threads), 0, s, a);
+      launch_rows(norm_kernel<T, A, 1, false, K>, norm_kernel<T, A, 1, true, K>, a, a.n_rows, a.E,
+                  V, s);
     }
   });
   check_launch(K == Kind::rms ? "rms_norm_kernel" : "layer_norm_kernel");
+}
+
+void launch_norm_grad(Dtype t, const NormGradArgs& a, cudaStream_t s) {
+  if (a.n_rows == 0 || a.E == 0) return;
+  dispatch_cuda_float(t, [&](auto tag) {
+    using T = decltype(tag);
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    constexpr int VW = static_cast<int>(16 / sizeof(T));
+    const bool vec = a.E % VW == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(a.g) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(a.out) % 16 == 0;
+    if (vec)
+      launch_rows(norm_grad_kernel<T, A, VW, false>, norm_grad_kernel<T, A, VW, true>, a, a.n_rows,
+                  a.E, VW, s);
+    else
+      launch_rows(norm_grad_kernel<T, A, 1, false>, norm_grad_kernel<T, A, 1, true>, a, a.n_rows,
+                  a.E, 1, s);
+  });
+  check_launch("rms_norm_grad_kernel");
 }
 
 }  // namespace
 
 void launch_rms_norm(Dtype t, const NormArgs& a, cudaStream_t s) {
   launch_norm<Kind::rms>(t, a, s);
+}
+
+void launch_rms_norm_grad(Dtype t, const NormGradArgs& a, cudaStream_t s) {
+  launch_norm_grad(t, a, s);
 }
 
 void launch_layer_norm(Dtype t, const NormArgs& a, cudaStream_t s) {

@@ -37,8 +37,25 @@ struct NormArgs {
   bool weight_vec = false, bias_vec = false;
 };
 
+/// RmsNormGrad: dx = r * (gw - n * mean(gw * n)) per row (n = x r, gw = g * w), x, g and out
+/// row-contiguous [n_rows, E] of one float dtype; weight as in NormArgs (null when absent).
+struct NormGradArgs {
+  const void* x = nullptr;
+  const void* g = nullptr;
+  void* out = nullptr;
+  int64_t n_rows = 0;
+  int64_t E = 0;
+  const void* weight = nullptr;
+  Dtype weight_dtype = Dtype::float32;
+  int64_t weight_stride = 0;
+  float eps = 0.0f;
+  bool add_unit_offset = false;
+};
+
 /// RmsNorm on x of float dtype t (float32 math, float64 for float64), as the CPU kernel rounds.
 void launch_rms_norm(Dtype t, const NormArgs& a, cudaStream_t s);
+/// RmsNormGrad on rows of float dtype t (float32 math, float64 for float64).
+void launch_rms_norm_grad(Dtype t, const NormGradArgs& a, cudaStream_t s);
 /// LayerNorm likewise (two-pass variance, weight then bias).
 void launch_layer_norm(Dtype t, const NormArgs& a, cudaStream_t s);
 

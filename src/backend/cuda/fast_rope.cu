@@ -42,6 +42,8 @@ __device__ __forceinline__ float inv_freq(const RopeArgs& p, const RopeInvFreqs&
                    static_cast<float>(pow(static_cast<double>(p.base), static_cast<double>(e))));
 }
 
+constexpr int kRopeHeadBatch = 8;
+
 // Work item k of a row: k < half rotates pair k, the rest copy feature dims + (k - half)
 // (the unrotated tail of partial rotary). Elements are read and written by the same thread,
 // so out may alias x (a donated buffer).
@@ -68,16 +70,29 @@ __global__ void rope_kernel(RopeArgs p, const __grid_constant__ RopeInvFreqs inv
         const A c = round_through<T>(static_cast<A>(static_cast<float>(cd)));
         const A s = round_through<T>(static_cast<A>(static_cast<float>(sd)));
         const int64_t i1 = Trad ? 2 * k : k, i2 = Trad ? 2 * k + 1 : k + half;
-        for (int64_t g = g0; g < g1; ++g) {
-          const int64_t r = bb * p.rows_per_b + g * p.L + l;
-          const T* xr = x + elem_offset(r, p.rows);
-          const A x1 = to_acc<A>(xr[i1 * p.sx]), x2 = to_acc<A>(xr[i2 * p.sx]);
-          const A o1 = round_through<T>(
-              add_rn(round_through<T>(mul_rn(x1, c)), round_through<T>(mul_rn(-x2, s))));
-          const A o2 = round_through<T>(
-              add_rn(round_through<T>(mul_rn(x2, c)), round_through<T>(mul_rn(x1, s))));
-          out[r * p.D + i1] = cast<T>(o1);
-          out[r * p.D + i2] = cast<T>(o2);
+        // kRopeHeadBatch heads' pairs are loaded before any is written: out may alias x, so
+        // the compiler could not hoist a later head's loads above an earlier head's stores,
+        // and one load in flight per thread left the kernel far from the memory's rate.
+        for (int64_t gb = g0; gb < g1; gb += kRopeHeadBatch) {
+          A x1[kRopeHeadBatch], x2[kRopeHeadBatch];
+#pragma unroll
+          for (int u = 0; u < kRopeHeadBatch; ++u) {
+            if (gb + u >= g1) break;
+            const T* xr = x + elem_offset(bb * p.rows_per_b + (gb + u) * p.L + l, p.rows);
+            x1[u] = to_acc<A>(xr[i1 * p.sx]);
+            x2[u] = to_acc<A>(xr[i2 * p.sx]);
+          }
+#pragma unroll
+          for (int u = 0; u < kRopeHeadBatch; ++u) {
+            if (gb + u >= g1) break;
+            const int64_t r = bb * p.rows_per_b + (gb + u) * p.L + l;
+            const A o1 = round_through<T>(
+                add_rn(round_through<T>(mul_rn(x1[u], c)), round_through<T>(mul_rn(-x2[u], s))));
+            const A o2 = round_through<T>(
+                add_rn(round_through<T>(mul_rn(x2[u], c)), round_through<T>(mul_rn(x1[u], s))));
+            out[r * p.D + i1] = cast<T>(o1);
+            out[r * p.D + i2] = cast<T>(o2);
+          }
         }
       } else {
         const int64_t j = p.dims + (k - half);

@@ -10,6 +10,7 @@
 #include "core/ops/ops.h"
 #include "core/primitives/elementwise.h"
 #include "core/primitives/linalg.h"
+#include "core/transforms/autodiff.h"
 
 namespace ingot {
 
@@ -48,32 +49,91 @@ void RmsNorm::print(std::ostream& os) const {
      << (has_residual_ ? ", + residual" : "") << ")";
 }
 
+namespace {
+
+// RmsNorm's gradient with respect to x as public ops (the composition RmsNormGrad fuses):
+// r * (gw - n * mean(gw * n)) with n = x r and gw = g w, in the compute dtype.
+Array rms_norm_dx_composed(const Array& x, const std::optional<Array>& weight, const Array& g,
+                           float eps, bool add_unit_offset) {
+  const Dtype ct = compute_dtype(x.dtype());
+  Array xf = astype(x, ct);
+  Array r = rsqrt(mean(square(xf), -1, true) + Array(eps, ct));
+  Array n = xf * r;
+  Array gn = astype(g, ct);
+  if (weight) {
+    Array w = astype(*weight, ct);
+    if (add_unit_offset) w = Array(1.0f, ct) + w;
+    gn = gn * w;
+  }
+  return astype(r * (gn - n * mean(gn * n, -1, true)), x.dtype());
+}
+
+// INGOT_FUSED_NORM_GRAD: unset, empty or anything but "0" = RmsNormGrad (one pass a row);
+// "0" = the composition (A/B runs). Read at every call so that tests can switch it.
+bool fused_norm_grad() {
+  const char* v = std::getenv("INGOT_FUSED_NORM_GRAD");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+}  // namespace
+
 std::vector<Array> RmsNorm::vjp(const std::vector<Array>& primals,
                                 const std::vector<Array>& cotangents,
                                 const std::vector<int>& argnums, const std::vector<Array>&) {
   const Array& x = primals[0];
+  const Array& g = cotangents[0];
   const Dtype ct = compute_dtype(x.dtype());
-  Array xf = astype(x, ct);
-  Array g = astype(cotangents[0], ct);
-  Array r = rsqrt(mean(square(xf), -1, true) + Array(eps_, ct));
-  Array n = xf * r;
-  Array gn = g;
-  if (has_weight_) {
-    Array w = astype(primals[1], ct);
-    if (add_unit_offset_) w = Array(1.0f, ct) + w;
-    gn = g * w;
-  }
+  const std::optional<Array> weight = has_weight_ ? std::optional<Array>(primals[1]) : std::nullopt;
   // A residual input (the last) gets the cotangent as it is.
   const int residual = has_residual_ ? (has_weight_ ? 2 : 1) : -1;
   std::vector<Array> out;
   for (int a : argnums) {
-    if (a == 0)
-      out.push_back(astype(r * (gn - n * mean(gn * n, -1, true)), x.dtype()));
-    else if (a == residual)
-      out.push_back(astype(cotangents[0], primals[static_cast<size_t>(a)].dtype()));
-    else
-      out.push_back(astype(sum_rows(g * n), primals[1].dtype()));
+    if (a == 0) {
+      if (fused_norm_grad() && g.dtype() == x.dtype() && g.shape() == x.shape()) {
+        std::vector<Array> in{x};
+        if (weight) in.push_back(*weight);
+        in.push_back(g);
+        out.push_back(
+            Array(x.shape(), x.dtype(),
+                  std::make_shared<RmsNormGrad>(stream(), eps_, add_unit_offset_, has_weight_),
+                  std::move(in)));
+      } else {
+        out.push_back(rms_norm_dx_composed(x, weight, g, eps_, add_unit_offset_));
+      }
+    } else if (a == residual) {
+      out.push_back(astype(g, primals[static_cast<size_t>(a)].dtype()));
+    } else {  // the weight: sum over rows of g * x r
+      Array xf = astype(x, ct);
+      Array n = xf * rsqrt(mean(square(xf), -1, true) + Array(eps_, ct));
+      out.push_back(astype(sum_rows(astype(g, ct) * n), primals[1].dtype()));
+    }
   }
+  return out;
+}
+
+// ---- RmsNormGrad ----
+
+std::vector<Shape> RmsNormGrad::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape()};
+}
+
+void RmsNormGrad::print(std::ostream& os) const {
+  os << "RmsNormGrad(eps=" << eps_ << (add_unit_offset_ ? ", 1+w" : "") << ")";
+}
+
+// The composition's own gradient (RmsNormGrad is its value computed in one pass).
+std::vector<Array> RmsNormGrad::vjp(const std::vector<Array>& primals,
+                                    const std::vector<Array>& cotangents,
+                                    const std::vector<int>& argnums, const std::vector<Array>&) {
+  const float eps = eps_;
+  const bool offset = add_unit_offset_, has_weight = has_weight_;
+  auto f = [eps, offset, has_weight](const std::vector<Array>& in) {
+    const std::optional<Array> w = has_weight ? std::optional<Array>(in[1]) : std::nullopt;
+    return std::vector<Array>{rms_norm_dx_composed(in[0], w, in.back(), eps, offset)};
+  };
+  const std::vector<Array> all = ingot::vjp(f, primals, cotangents).second;
+  std::vector<Array> out;
+  for (int a : argnums) out.push_back(all[static_cast<size_t>(a)]);
   return out;
 }
 

@@ -1,5 +1,5 @@
-// Primitives of the fused "fast" ops: RmsNorm, RmsNormLinear, RmsNormGlu, LayerNorm, Rope,
-// RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, PackedAttention,
+// Primitives of the fused "fast" ops: RmsNorm, RmsNormGrad, RmsNormLinear, RmsNormGlu, LayerNorm,
+// Rope, RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, PackedAttention,
 // ScaledDotProductAttentionGrad, AdamStep, SumSquares.
 // Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
 // gradient formulas written with public ops, so higher-order gradients work.
@@ -43,6 +43,29 @@ class RmsNorm : public UnaryPrimitive {
   const bool weight_in_float32_;
   const bool has_weight_;
   const bool has_residual_;
+};
+
+/// The gradient of RmsNorm with respect to x in one pass over each row: inputs {x, g} or
+/// {x, weight [E], g} (g, the output's cotangent, has x's shape and dtype), output dx in x's
+/// dtype. With r = 1 / sqrt(mean(x^2) + eps), n = x r and gw = g * w (w = 1 + weight with
+/// add_unit_offset): dx = r * (gw - n * mean(gw * n)), in float32 (float64 for float64) and
+/// rounded once. The same math as RmsNorm's composed VJP (which serves INGOT_FUSED_NORM_GRAD=0)
+/// up to the order of the row sums; its own VJP differentiates that composition.
+class RmsNormGrad : public UnaryPrimitive {
+ public:
+  RmsNormGrad(Stream s, float eps, bool add_unit_offset, bool has_weight)
+      : UnaryPrimitive(s), eps_(eps), add_unit_offset_(add_unit_offset), has_weight_(has_weight) {}
+  INGOT_UNARY_PRIMITIVE(RmsNormGrad)
+  INGOT_EQUIVALENT(RmsNormGrad, std::make_tuple(p->eps_, p->add_unit_offset_, p->has_weight_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const float eps_;
+  const bool add_unit_offset_;
+  const bool has_weight_;
 };
 
 /// rms_norm(x, weight) @ wt in one primitive: inputs {x, wt} or {x, weight [E], wt} with wt
