@@ -285,6 +285,47 @@ TEST(CudaFastNorm, RmsNormGradMatchesCpu) {
       }
 }
 
+// ActivationGrad (silu / gelu / gelu_tanh VJPs in one kernel) on every float dtype: aligned
+// 16-byte vectors with odd tails, an unaligned start (offset by one element) and a transposed
+// x (copied first), against the CPU's ActivationGrad.
+TEST(CudaFastActivationGrad, MatchesCpu) {
+  INGOT_REQUIRE_CUDA();
+  using Fn = Array (*)(const Array&, StreamOrDevice);
+  const std::pair<const char*, Fn> acts[] = {
+      {"silu", silu}, {"gelu", gelu}, {"gelu_tanh", gelu_tanh}};
+  uint32_t seed = 90;
+  for (const auto& [aname, fn] : acts)
+    for (Dtype t : kFloats)
+      for (const Shape& sh : {Shape{5, 1}, Shape{64, 72}, Shape{3, 1001}, Shape{4096, 130}}) {
+        const int64_t n = shape_size(sh);
+        const std::pair<const char*, Pair> xs[] = {
+            {"contiguous", both(host_normal(sh, t, seed++), identity)},
+            {"offset by one",
+             both(host_normal({n + 1}, t, seed++),
+                  [&](const Array& a) { return reshape(slice(a, {1}, {n + 1}), sh); })},
+            {"transposed", both(host_normal({sh[1], sh[0]}, t, seed++),
+                                [](const Array& a) { return transpose(a); })}};
+        const Pair g = both(host_normal(sh, t, seed++), identity);
+        for (const auto& [lname, x] : xs) {
+          auto dx = [&](const Array& xa, const Array& ga) {
+            auto f = [&](const std::vector<Array>& in) {
+              return std::vector<Array>{fn(in[0], {})};
+            };
+            return vjp(f, {xa}, {ga}).second[0];
+          };
+          const Array got = dx(x.gpu, g.gpu), want = dx(x.cpu, g.cpu);
+          ASSERT_STREQ(got.primitive().name(), "ActivationGrad");
+          const std::string what = name(t, std::string(aname) + " " + lname + " " + shape_str(sh));
+          if (t == float64)
+            expect_close(got, want, 1e-13, 1e-12, what);
+          else if (t == float32)  // exp/erf/tanh of two libraries; gelu_tanh's cancelling terms
+            expect_close(got, want, 1e-5, 1e-5, what);
+          else
+            expect_close(got, want, 1e-5, 2 * dtype_rtol(t), what);
+        }
+      }
+}
+
 // ---- rope ----
 
 struct RopeCase {

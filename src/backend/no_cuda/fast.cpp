@@ -6,6 +6,7 @@
 namespace ingot {
 INGOT_NO_CUDA_UNARY(RmsNorm)
 INGOT_NO_CUDA_UNARY(RmsNormGrad)
+INGOT_NO_CUDA_UNARY(ActivationGrad)
 INGOT_NO_CUDA_UNARY(RmsNormLinear)
 INGOT_NO_CUDA_UNARY(RmsNormGlu)
 INGOT_NO_CUDA_UNARY(LayerNorm)

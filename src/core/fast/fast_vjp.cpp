@@ -28,6 +28,17 @@ Array sum_to_shape(const Array& a, const Shape& shape) {
   return reshape(r, shape);
 }
 
+// The cotangents for argnums of f, a composition of public ops that a fused primitive
+// evaluates in one pass (its higher-order gradients).
+std::vector<Array> composed_vjp(const ArrayFn& f, const std::vector<Array>& primals,
+                                const std::vector<Array>& cotangents,
+                                const std::vector<int>& argnums) {
+  const std::vector<Array> all = vjp(f, primals, cotangents).second;
+  std::vector<Array> out;
+  for (int a : argnums) out.push_back(all[static_cast<size_t>(a)]);
+  return out;
+}
+
 // Sum over every axis but the last.
 Array sum_rows(const Array& a) {
   std::vector<int> axes;
@@ -131,10 +142,28 @@ std::vector<Array> RmsNormGrad::vjp(const std::vector<Array>& primals,
     const std::optional<Array> w = has_weight ? std::optional<Array>(in[1]) : std::nullopt;
     return std::vector<Array>{rms_norm_dx_composed(in[0], w, in.back(), eps, offset)};
   };
-  const std::vector<Array> all = ingot::vjp(f, primals, cotangents).second;
-  std::vector<Array> out;
-  for (int a : argnums) out.push_back(all[static_cast<size_t>(a)]);
-  return out;
+  return composed_vjp(f, primals, cotangents, argnums);
+}
+
+// ---- ActivationGrad ----
+
+std::vector<Shape> ActivationGrad::output_shapes(const std::vector<Array>& inputs) {
+  return {inputs[0].shape()};
+}
+
+void ActivationGrad::print(std::ostream& os) const {
+  os << "ActivationGrad(" << (act_ == 0 ? "silu" : act_ == 1 ? "gelu" : "gelu_tanh") << ")";
+}
+
+// The composition's own gradient (ActivationGrad is its value computed in one pass).
+std::vector<Array> ActivationGrad::vjp(const std::vector<Array>& primals,
+                                       const std::vector<Array>& cotangents,
+                                       const std::vector<int>& argnums, const std::vector<Array>&) {
+  const int act = act_;
+  auto f = [act](const std::vector<Array>& in) {
+    return std::vector<Array>{multiply(in[1], activation_derivative(in[0], act))};
+  };
+  return composed_vjp(f, primals, cotangents, argnums);
 }
 
 // ---- RmsNormLinear ----

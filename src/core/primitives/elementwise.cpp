@@ -2,8 +2,12 @@
 // works), plus the EwOp helpers.
 #include "core/primitives/elementwise.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
+#include "core/primitives/fast.h"
 
 namespace ingot {
 
@@ -92,24 +96,58 @@ INGOT_UNARY_GRAD(Cos, cos, negative(sin(x)))
 INGOT_UNARY_GRAD(Tanh, tanh, subtract(Array(1), square(y)))
 INGOT_UNARY_GRAD(Sigmoid, sigmoid, multiply(y, subtract(Array(1), y)))
 INGOT_UNARY_GRAD(Erf, erf, multiply(Array(kTwoOverSqrtPi), exp(negative(square(x)))))
-INGOT_UNARY_GRAD(Silu, silu, [&] {
-  Array s = sigmoid(x);
-  return multiply(s, add(Array(1), multiply(x, subtract(Array(1), s))));
-}())
-INGOT_UNARY_GRAD(Gelu, gelu, [&] {
-  Array cdf = multiply(Array(0.5), add(Array(1), erf(multiply(x, Array(kSqrt1_2)))));
-  Array pdf = multiply(Array(kInvSqrt2Pi), exp(multiply(Array(-0.5), square(x))));
-  return add(cdf, multiply(x, pdf));
-}())
-INGOT_UNARY_GRAD(GeluTanh, gelu_tanh, [&] {
+#undef INGOT_UNARY_GRAD
+
+Array activation_derivative(const Array& x, int act) {
+  if (act == 0) {
+    Array s = sigmoid(x);
+    return multiply(s, add(Array(1), multiply(x, subtract(Array(1), s))));
+  }
+  if (act == 1) {
+    Array cdf = multiply(Array(0.5), add(Array(1), erf(multiply(x, Array(kSqrt1_2)))));
+    Array pdf = multiply(Array(kInvSqrt2Pi), exp(multiply(Array(-0.5), square(x))));
+    return add(cdf, multiply(x, pdf));
+  }
   Array x2 = square(x);
   Array t = tanh(multiply(Array(kGeluC), add(x, multiply(Array(kGeluK), multiply(x2, x)))));
   Array du = multiply(Array(kGeluC), add(Array(1), multiply(Array(3 * kGeluK), x2)));
   Array half_x = multiply(Array(0.5), x);
   return add(multiply(Array(0.5), add(Array(1), t)),
              multiply(half_x, multiply(subtract(Array(1), square(t)), du)));
-}())
-#undef INGOT_UNARY_GRAD
+}
+
+namespace {
+
+// INGOT_FUSED_ACT_GRAD: unset, empty or anything but "0" = one ActivationGrad; "0" = the
+// composition (A/B runs). Read at every call so that tests can switch it.
+bool fused_act_grad() {
+  const char* v = std::getenv("INGOT_FUSED_ACT_GRAD");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+/// g * act'(x): one ActivationGrad when g and x share dtype and shape, else the composition.
+Array activation_vjp(const Array& x, const Array& g, int act, Stream s) {
+  if (fused_act_grad() && is_floating(x.dtype()) && g.dtype() == x.dtype() &&
+      g.shape() == x.shape())
+    return Array(x.shape(), x.dtype(), std::make_shared<ActivationGrad>(s, act), {x, g});
+  return multiply(g, activation_derivative(x, act));
+}
+
+}  // namespace
+
+// ---- the GLU activations: the VJP as one ActivationGrad ----
+#define INGOT_ACT_GRAD(NAME, ACT)                                                            \
+  Arrays NAME::vjp(const Arrays& primals, const Arrays& cotangents, const std::vector<int>&, \
+                   const Arrays&) {                                                          \
+    return {activation_vjp(primals[0], cotangents[0], ACT, stream())};                       \
+  }                                                                                          \
+  Arrays NAME::jvp(const Arrays& primals, const Arrays& tangents, const std::vector<int>&) { \
+    return {multiply(tangents[0], activation_derivative(primals[0], ACT))};                  \
+  }
+INGOT_ACT_GRAD(Silu, 0)
+INGOT_ACT_GRAD(Gelu, 1)
+INGOT_ACT_GRAD(GeluTanh, 2)
+#undef INGOT_ACT_GRAD
 
 // Piecewise-constant or boolean ops: zero derivative.
 #define INGOT_ZERO_GRAD(NAME)                                                             \

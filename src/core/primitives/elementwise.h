@@ -12,17 +12,19 @@
 namespace ingot {
 
 // X-macro lists of the ops; the backend maps each NAME to its functor NAME##Op.
-#define INGOT_EW_UNARY_OPS(X)                                                               \
-  X(Abs)                                                                                    \
-  X(Negative)                                                                               \
-  X(Sign) X(Floor) X(Ceil) X(Round) X(Square) X(Reciprocal) X(Exp) X(Expm1) X(Log) X(Log1p) \
-      X(Sqrt) X(Rsqrt) X(Sin) X(Cos) X(Tanh) X(Sigmoid) X(Erf) X(Silu) X(Gelu) X(GeluTanh)  \
-          X(LogicalNot) X(IsNan) X(IsInf)
+#define INGOT_EW_UNARY_OPS(X)                                                                    \
+  X(Abs)                                                                                         \
+  X(Negative)                                                                                    \
+  X(Sign)                                                                                        \
+  X(Floor) X(Ceil) X(Round) X(Square) X(Reciprocal) X(Exp) X(Expm1) X(Log) X(Log1p) X(Sqrt)      \
+      X(Rsqrt) X(Sin) X(Cos) X(Tanh) X(Sigmoid) X(Erf) X(Silu) X(Gelu) X(GeluTanh) X(LogicalNot) \
+          X(IsNan) X(IsInf)
 #define INGOT_EW_BINARY_OPS(X)                                                              \
   X(Add)                                                                                    \
   X(Subtract)                                                                               \
-  X(Multiply) X(Divide) X(FloorDivide) X(Remainder) X(Power) X(Maximum) X(Minimum) X(Equal) \
-      X(NotEqual) X(Less) X(LessEqual) X(Greater) X(GreaterEqual) X(LogicalAnd) X(LogicalOr)
+  X(Multiply)                                                                               \
+  X(Divide) X(FloorDivide) X(Remainder) X(Power) X(Maximum) X(Minimum) X(Equal) X(NotEqual) \
+      X(Less) X(LessEqual) X(Greater) X(GreaterEqual) X(LogicalAnd) X(LogicalOr)
 
 /// Identity of an elementwise operation (unary ops, then binary ops, then Where, AsType).
 enum class EwOp : uint8_t {
@@ -37,6 +39,11 @@ enum class EwOp : uint8_t {
 int ew_arity(EwOp op);
 /// Class name of the op, e.g. "Add".
 const char* ew_name(EwOp op);
+
+class Array;
+/// act'(x) as public ops in x's dtype (act 0 silu, 1 gelu, 2 gelu_tanh): the composition that
+/// ActivationGrad evaluates in one pass, and its second-order gradients.
+Array activation_derivative(const Array& x, int act);
 
 /// Base of every elementwise primitive. Its inputs all have the output's shape (ops broadcast
 /// them first with broadcast_to views) and, except for Where's condition (bool) and AsType,

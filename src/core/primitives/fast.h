@@ -1,8 +1,8 @@
-// Primitives of the fused "fast" ops: RmsNorm, RmsNormGrad, RmsNormLinear, RmsNormGlu, LayerNorm,
-// Rope, RopeKvUpdate, ScaledDotProductAttention, DecodeBlock, PackedAttention,
-// ScaledDotProductAttentionGrad, AdamStep, SumSquares.
-// Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit
-// gradient formulas written with public ops, so higher-order gradients work.
+// Primitives of the fused "fast" ops: RmsNorm, RmsNormGrad, ActivationGrad, RmsNormLinear,
+// RmsNormGlu, LayerNorm, Rope, RopeKvUpdate, ScaledDotProductAttention, DecodeBlock,
+// PackedAttention, ScaledDotProductAttentionGrad, AdamStep, SumSquares. Kernels live in
+// backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit gradient formulas
+// written with public ops, so higher-order gradients work.
 #pragma once
 
 #include <memory>
@@ -66,6 +66,24 @@ class RmsNormGrad : public UnaryPrimitive {
   const float eps_;
   const bool add_unit_offset_;
   const bool has_weight_;
+};
+
+/// The VJP of an activation (act 0 silu, 1 gelu, 2 gelu_tanh): inputs {x, g} of one float dtype
+/// and shape, output g * act'(x) evaluated in float32 (float64 for float64) and rounded once,
+/// where the composed VJP (INGOT_FUSED_ACT_GRAD=0) rounds after each of its 6-12 ops. Its own
+/// VJP differentiates that composition.
+class ActivationGrad : public UnaryPrimitive {
+ public:
+  ActivationGrad(Stream s, int act) : UnaryPrimitive(s), act_(act) {}
+  INGOT_UNARY_PRIMITIVE(ActivationGrad)
+  INGOT_EQUIVALENT(ActivationGrad, std::make_tuple(p->act_))
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<Array>& outputs) override;
+  void print(std::ostream& os) const override;
+
+  const int act_;
 };
 
 /// rms_norm(x, weight) @ wt in one primitive: inputs {x, wt} or {x, weight [E], wt} with wt
