@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases lorabench profile serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases lorabench profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -40,7 +40,8 @@ if [ -z "${NOBUILD:-}" ]; then
   stamp build
   # -k 0: one target that fails (a test file the device's newer headers reject) does not stop
   # the others; the steps go on when the ingot binary was built.
-  if ! cmake --build build-gpu -j16 -- -k 0 >"$LOG/build.log" 2>&1; then
+  # BUILD_TARGET (e.g. ingot): only that target (a profiling call that runs no test suite).
+  if ! cmake --build build-gpu -j16 ${BUILD_TARGET:+--target $BUILD_TARGET} -- -k 0 >"$LOG/build.log" 2>&1; then
     grep -E "FAILED|error:" "$LOG/build.log" | head -40
     [ -x build-gpu/tools/cli/ingot ] || exit 1
     echo "BUILD FAILED for the targets above; going on with the rest"
@@ -207,6 +208,23 @@ if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "tabl
     python3 scripts/gpu_kernel_profile.py ${PROFILE_ARGS:-} --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
       $pargs --model "/tmp/ingot-bench-table/$m" --device cuda \
       2>&1 | tee "$LOG/profile-$m.txt" | head -${PROFILE_LINES:-30}
+  done
+fi
+if [[ " $STEPS " == *" ncu "* ]]; then  # ncu sections of chosen kernels of a LoRA step
+  # NCU_KERNELS: space-separated name regexes, one ncu run each (NCU_COUNT launches of it).
+  stamp ncu
+  nm=${NCU_MODEL:-llama-3.2-1b}
+  md=/tmp/ingot-bench-table/$nm
+  [ -d "$md" ] || python3 scripts/lora_bench.py --ingot build-gpu/tools/cli/ingot --out /tmp/ncu-lb \
+    --models "$nm" --modes plain --sides ingot --steps 1 --warmup 0 >"$LOG/ncu_model.log" 2>&1
+  for k in ${NCU_KERNELS:-project_kernel}; do
+    ncu --clock-control none --kernel-name "regex:$k" --launch-skip "${NCU_SKIP:-0}" \
+      --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section Occupancy \
+      --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+      build-gpu/tools/cli/ingot bench lora --model "$md" --batch 8 --len 512 --steps 1 \
+      --warmup-steps 0 --device cuda >"$LOG/ncu-$k.txt" 2>&1
+    grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit (Reg|Shared)|Compute \(SM\) Throughput|Warp Cycles Per Issued|Grid Size|Block Size|Stall|OPT|Bank" \
+      "$LOG/ncu-$k.txt" | head -"${NCU_LINES:-60}"
   done
 fi
 if [[ " $STEPS " == *" serverload "* ]]; then  # issue 13: `ingot serve` on the GPU under load
