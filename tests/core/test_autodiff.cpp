@@ -1,6 +1,7 @@
 // Autodiff: the VJP of every differentiable primitive against central finite differences in
 // float64, jvp against vjp, grad-of-grad, value_and_grad of an MLP against hand-derived
 // gradients, stop_gradient, custom_vjp and checkpoint.
+#include "core/primitive.h"
 #include "test_util.h"
 
 using namespace ingot;
@@ -143,6 +144,46 @@ TEST(Autodiff, Matmul) {
   check_vjp("matmul 1-d rhs", bin(matmul), {rand64({2, 4}, 16), rand64({4}, 17)});
   check_vjp("addmm", [](auto& v) { return std::vector<Array>{addmm(v[0], v[1], v[2], 0.5f, 2.f)}; },
             {rand64({5}, 18), rand64({3, 4}, 19), rand64({4, 5}, 20)});
+}
+
+// Disjoint column slices of one array (q/k/v or gate/up of a stacked projection): their padded
+// cotangents are written into one zero array instead of added; overlapping or strided slices
+// still add. Either way the gradient is the sum of the padded cotangents.
+TEST(Autodiff, DisjointSliceCotangentsMerge) {
+  const Array x = rand64({4, 10}, 31);
+  const Array w1 = rand64({4, 3}, 32), w2 = rand64({4, 5}, 33), w3 = rand64({4, 2}, 34);
+  auto f = [&](const Array& a) {  // the weighted sum of slices [0:3), [3:8), [8:10) of a
+    return sum(slice(a, {0, 0}, {4, 3}) * w1) + sum(slice(a, {0, 3}, {4, 8}) * w2) +
+           sum(slice(a, {0, -2}, {4, 10}) * w3);
+  };
+  const auto [outs, grads] =
+      vjp([&](const std::vector<Array>& v) { return std::vector<Array>{f(v[0])}; }, {x},
+          {Array(1.0, float64)});
+  ASSERT_TRUE(grads[0].has_primitive());
+  EXPECT_STREQ(grads[0].primitive().name(), "SliceUpdate");
+  const auto g = grads[0].to_vector<double>();
+  const auto a = w1.to_vector<double>(), b = w2.to_vector<double>(), c = w3.to_vector<double>();
+  for (int r = 0; r < 4; ++r)
+    for (int k = 0; k < 10; ++k) {
+      const double want = k < 3 ? a[r * 3 + k] : k < 8 ? b[r * 5 + k - 3] : c[r * 2 + k - 8];
+      EXPECT_EQ(g[r * 10 + k], want) << r << "," << k;
+    }
+  check_vjp("disjoint slices", [&](auto& v) { return std::vector<Array>{f(v[0])}; }, {x});
+  // Overlapping slices ([0:5) and [3:10)) and a strided one add.
+  auto h = [&](const Array& a) {
+    return sum(slice(a, {0, 0}, {4, 5}) * 2.0) + sum(slice(a, {0, 3}, {4, 10}) * 3.0) +
+           sum(slice(a, {0, 1}, {4, 10}, {1, 4}) * 5.0);
+  };
+  const auto gh = vjp([&](const std::vector<Array>& v) { return std::vector<Array>{h(v[0])}; }, {x},
+                      {Array(1.0, float64)})
+                      .second[0]
+                      .to_vector<double>();
+  for (int r = 0; r < 4; ++r)
+    for (int k = 0; k < 10; ++k) {
+      const double want = (k < 5 ? 2.0 : 0.0) + (k >= 3 ? 3.0 : 0.0) + (k % 4 == 1 ? 5.0 : 0.0);
+      EXPECT_EQ(gh[r * 10 + k], want) << r << "," << k;
+    }
+  check_vjp("overlapping slices", [&](auto& v) { return std::vector<Array>{h(v[0])}; }, {x});
 }
 
 TEST(Autodiff, ShapeOps) {

@@ -22,14 +22,20 @@ void check_shape(const Shape& shape, const char* op) {
 
 }  // namespace
 
-Array full(const Shape& shape, const Array& value, Dtype dtype, StreamOrDevice s) {
+namespace {
+Array full_node(const Shape& shape, const Array& value, Dtype dtype, StreamOrDevice s, bool zero) {
   check_shape(shape, "full");
   if (broadcast_shapes(value.shape(), shape, "full") != shape)
     raise("[full] cannot broadcast the value of shape {} to {}", shape_str(value.shape()),
           shape_str(shape));
   Stream st = resolve_stream(s, {&value});
   Array v = broadcast_to(astype(value, dtype, st), shape, st);
-  return Array(shape, dtype, std::make_shared<Full>(st), {v});
+  return Array(shape, dtype, std::make_shared<Full>(st, zero), {v});
+}
+}  // namespace
+
+Array full(const Shape& shape, const Array& value, Dtype dtype, StreamOrDevice s) {
+  return full_node(shape, value, dtype, s, false);
 }
 
 Array full(const Shape& shape, const Array& value, StreamOrDevice s) {
@@ -37,7 +43,7 @@ Array full(const Shape& shape, const Array& value, StreamOrDevice s) {
 }
 
 Array zeros(const Shape& shape, Dtype dtype, StreamOrDevice s) {
-  return full(shape, Array(0, dtype), dtype, s);
+  return full_node(shape, Array(0, dtype), dtype, s, true);
 }
 
 Array ones(const Shape& shape, Dtype dtype, StreamOrDevice s) {

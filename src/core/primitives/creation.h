@@ -10,11 +10,13 @@
 namespace ingot {
 
 /// Materialises its input (a broadcast view of the fill value, already in the output dtype)
-/// into fresh row-contiguous storage.
+/// into fresh row-contiguous storage. zero_: made by zeros() (the value is known to be 0
+/// without reading it; autodiff merges zero-padded cotangents on it).
 class Full : public UnaryPrimitive {
  public:
-  using UnaryPrimitive::UnaryPrimitive;
+  explicit Full(Stream s, bool zero = false) : UnaryPrimitive(s), zero_(zero) {}
   INGOT_UNARY_PRIMITIVE(Full)
+  const bool zero_;
   bool is_equivalent(const Primitive& o) const override {
     return dynamic_cast<const Full*>(&o) != nullptr;
   }

@@ -1,11 +1,15 @@
 // Reverse- and forward-mode autodiff over the lazy graph, custom VJPs and checkpointing.
 #include "core/transforms/autodiff.h"
 
+#include <optional>
 #include <unordered_map>
 
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/shape.h"
 #include "core/primitive.h"
+#include "core/primitives/creation.h"
+#include "core/primitives/shape.h"
 #include "core/primitives/transforms.h"
 #include "core/transforms/id_set.h"
 
@@ -70,12 +74,58 @@ std::vector<Array> build_tape(const std::vector<Array>& outputs, const detail::I
   return tape;
 }
 
+/// The slice updates of `a` when it is zeros() with slices written into it (Slice's VJP pads
+/// its cotangent so), innermost last; nullopt for any other array.
+std::optional<std::vector<const SliceUpdate*>> zero_padded(const Array& a) {
+  std::vector<const SliceUpdate*> regions;
+  for (Array cur = a;;) {
+    if (!cur.has_primitive()) return std::nullopt;
+    const Primitive& p = cur.primitive();
+    if (const auto* f = dynamic_cast<const Full*>(&p))
+      return f->zero_ ? std::optional(std::move(regions)) : std::nullopt;
+    const auto* u = dynamic_cast<const SliceUpdate*>(&p);
+    if (!u) return std::nullopt;
+    for (int64_t st : u->strides_)
+      if (st != 1) return std::nullopt;
+    regions.push_back(u);
+    cur = cur.inputs()[0];
+  }
+}
+
+/// Whether the unit-stride slices a and b of an array of `shape` share no element.
+bool disjoint(const Shape& shape, const SliceUpdate& a, const SliceUpdate& b) {
+  const SliceSpec x = normalize_slice(shape, a.start_, a.stop_, a.strides_);
+  const SliceSpec y = normalize_slice(shape, b.start_, b.stop_, b.strides_);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (x.start[d] + x.count[d] <= y.start[d] || y.start[d] + y.count[d] <= x.start[d]) return true;
+  return false;
+}
+
+/// c + g where both are zero-padded slices of one array (the cotangents of q/k/v or gate/up
+/// column slices of a stacked projection): g's slice written into c (one fill and copies, in
+/// place when c's buffer is free) instead of a second full-size fill and an add. Exact: the
+/// regions are disjoint, so every element is the one nonzero term. Empty when not that case.
+std::optional<Array> merge_padded(const Array& c, const Array& g) {
+  if (c.shape() != g.shape() || c.dtype() != g.dtype()) return std::nullopt;
+  const auto gr = zero_padded(g);
+  if (!gr || gr->size() != 1) return std::nullopt;
+  const auto cr = zero_padded(c);
+  if (!cr || cr->empty()) return std::nullopt;
+  const SliceUpdate& u = *gr->front();
+  for (const SliceUpdate* r : *cr)
+    if (!disjoint(c.shape(), *r, u)) return std::nullopt;
+  return slice_update(c, g.inputs()[1], u.start_, u.stop_, u.strides_);
+}
+
 void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target, const Array& g) {
   auto it = cots.find(target.id());
-  if (it == cots.end())
+  if (it == cots.end()) {
     cots.emplace(target.id(), g);
-  else
+  } else if (auto m = merge_padded(it->second, g)) {
+    it->second = *m;
+  } else {
     it->second = add(it->second, g);
+  }
 }
 
 using CotangentSeed = std::function<std::vector<Array>(const std::vector<Array>&)>;
