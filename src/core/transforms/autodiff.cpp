@@ -1,7 +1,9 @@
 // Reverse- and forward-mode autodiff over the lazy graph, custom VJPs and checkpointing.
 #include "core/transforms/autodiff.h"
 
+#include <cstdlib>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/ops/creation.h"
@@ -106,7 +108,12 @@ bool disjoint(const Shape& shape, const SliceUpdate& a, const SliceUpdate& b) {
 /// place when c's buffer is free) instead of a second full-size fill and an add. Exact: the
 /// regions are disjoint, so every element is the one nonzero term. Empty when not that case.
 std::optional<Array> merge_padded(const Array& c, const Array& g) {
-  if (c.shape() != g.shape() || c.dtype() != g.dtype()) return std::nullopt;
+  // INGOT_MERGE_SLICE_GRADS=0: always the add (A/B runs); read once.
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_MERGE_SLICE_GRADS");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  if (!on || c.shape() != g.shape() || c.dtype() != g.dtype()) return std::nullopt;
   const auto gr = zero_padded(g);
   if (!gr || gr->size() != 1) return std::nullopt;
   const auto cr = zero_padded(c);
