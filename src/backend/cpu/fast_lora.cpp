@@ -1,6 +1,9 @@
-// CPU kernels of LoraBranch and LoraBranchGrad (fast::lora_branch): plain float32 loops, rows
-// split over the pool. nn runs the composition on the CPU by default (its products use the
-// BLAS); these kernels keep the primitive usable, and testable against it, on every device.
+// CPU kernels of LoraBranch and LoraBranchGrad (fast::lora_branch): the operands widened to
+// float32 once, the five skinny products through the BLAS (cblas_sgemm, as the composition's
+// products run), the output rounded once. nn runs the composition on the CPU unless
+// INGOT_FUSED_LORA=1.
+#include <cblas.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -23,24 +26,51 @@ void store_floats(const std::vector<float>& v, Array& out) {
                row_major_strides(out.shape()), out.shape());
 }
 
-/// out[m, j] = alpha * sum_c v[m, c] * p[c * ps + j * js] for m < rows, j < r (float32 sums in
-/// order of c).
+/// c [m, n] (row-major) = alpha * op(a) op(b) + beta * c through the BLAS (a and b row-major with
+/// leading dimensions lda and ldb, transposed when ta / tb); nothing to multiply when a
+/// dimension is 0 (beta 0 leaves c's zeros).
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c) {
+  if (m == 0 || n == 0 || k == 0) return;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(n));
+}
+
+/// The [cols, r] factor f (element (c, j) at f[c * cs + j * js]) as a BLAS operand: the flag
+/// to transpose and the leading dimension when it is a row-major [r, cols] or [cols, r] matrix
+/// as stored; else packed into `packed` as [cols, r].
+const float* factor(const std::vector<float>& f, int64_t cols, int64_t r, int64_t cs, int64_t js,
+                    std::vector<float>& packed, bool& trans, int64_t& ld) {
+  if (cs == 1 && js >= std::max<int64_t>(cols, 1)) {  // [r, cols]
+    trans = true;
+    ld = js;
+    return f.data();
+  }
+  if (js == 1 && cs >= std::max<int64_t>(r, 1)) {  // [cols, r]
+    trans = false;
+    ld = cs;
+    return f.data();
+  }
+  packed.resize(static_cast<size_t>(cols * r));
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t j = 0; j < r; ++j)
+      packed[static_cast<size_t>(c * r + j)] = f[static_cast<size_t>(c * cs + j * js)];
+  trans = false;
+  ld = r;
+  return packed.data();
+}
+
+/// out[m, j] = alpha * sum_c v[m, c] * p[c * ps + j * js] for m < rows, j < r.
 std::vector<float> project_rows(const std::vector<float>& v, int64_t rows, int64_t cols,
                                 const std::vector<float>& p, int64_t ps, int64_t js, int64_t r,
                                 float alpha) {
-  std::vector<float> out(static_cast<size_t>(rows * r));
-  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(r));
-    for (int64_t m = begin; m < end; ++m) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      const float* vm = v.data() + m * cols;
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t j = 0; j < r; ++j)
-          acc[static_cast<size_t>(j)] += vm[c] * p[static_cast<size_t>(c * ps + j * js)];
-      for (int64_t j = 0; j < r; ++j)
-        out[static_cast<size_t>(m * r + j)] = alpha * acc[static_cast<size_t>(j)];
-    }
-  });
+  std::vector<float> out(static_cast<size_t>(rows * r)), packed;
+  bool trans = false;
+  int64_t ld = 0;
+  const float* f = factor(p, cols, r, ps, js, packed, trans, ld);
+  // [rows, cols] x [cols, r]: f as stored ([cols, r]) or transposed ([r, cols]).
+  gemm(false, trans, rows, r, cols, alpha, v.data(), cols, f, ld, 0.0f, out.data());
   return out;
 }
 
@@ -48,34 +78,24 @@ std::vector<float> project_rows(const std::vector<float>& v, int64_t rows, int64
 std::vector<float> expand_rows(const std::vector<float>* base, const std::vector<float>& w,
                                int64_t rows, int64_t cols, const std::vector<float>& q, int64_t qj,
                                int64_t qn, int64_t r, float alpha) {
-  std::vector<float> out(static_cast<size_t>(rows * cols));
-  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m)
-      for (int64_t c = 0; c < cols; ++c) {
-        float s = 0.0f;
-        for (int64_t j = 0; j < r; ++j)
-          s += w[static_cast<size_t>(m * r + j)] * q[static_cast<size_t>(j * qj + c * qn)];
-        const size_t o = static_cast<size_t>(m * cols + c);
-        out[o] = base ? (*base)[o] + alpha * s : alpha * s;
-      }
-  });
+  std::vector<float> out = base ? *base : std::vector<float>(static_cast<size_t>(rows * cols));
+  std::vector<float> packed;
+  bool trans = false;
+  int64_t ld = 0;
+  const float* f = factor(q, cols, r, qn, qj, packed, trans, ld);
+  // [rows, r] x [r, cols]: the factor's [cols, r] form transposed, or its [r, cols] form.
+  gemm(false, !trans, rows, cols, r, alpha, w.data(), r, f, ld, base ? 1.0f : 0.0f, out.data());
   return out;
 }
 
-/// alpha * sum over m of w[m * r + j] * v[m, c], at [j, c] or (transposed) [c, j]; the sums in
-/// order of m.
+/// alpha * sum over m of w[m * r + j] * v[m, c], at [j, c] or (transposed) [c, j].
 std::vector<float> colsum(const std::vector<float>& v, const std::vector<float>& w, int64_t rows,
                           int64_t cols, int64_t r, float alpha, bool transposed) {
   std::vector<float> out(static_cast<size_t>(r * cols));
-  parallel_for(cols, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c)
-      for (int64_t j = 0; j < r; ++j) {
-        float s = 0.0f;
-        for (int64_t m = 0; m < rows; ++m)
-          s += w[static_cast<size_t>(m * r + j)] * v[static_cast<size_t>(m * cols + c)];
-        out[static_cast<size_t>(transposed ? c * r + j : j * cols + c)] = alpha * s;
-      }
-  });
+  if (transposed)
+    gemm(true, false, cols, r, rows, alpha, v.data(), cols, w.data(), r, 0.0f, out.data());
+  else
+    gemm(true, false, r, cols, rows, alpha, w.data(), r, v.data(), cols, 0.0f, out.data());
   return out;
 }
 

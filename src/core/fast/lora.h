@@ -20,8 +20,8 @@ Array lora_branch(const Array& y, const Array& x, const Array& a, const Array& b
                   StreamOrDevice s = {});
 
 /// Whether nn uses lora_branch on device d (INGOT_FUSED_LORA). Unset or empty: on CUDA only
-/// (faster and lighter there: BENCHMARKS.md; not timed against the composition on the
-/// CPU); "0": never (the composition); "1" or anything else: everywhere. The
+/// (faster and lighter there: BENCHMARKS.md; on the CPU ~10% slower than the composition at
+/// ~0.6x its peak memory); "0": never (the composition); "1" or anything else: everywhere. The
 /// composition also serves higher-order gradients.
 bool lora_branch_enabled(Device d);
 
