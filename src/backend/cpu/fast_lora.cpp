@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "backend/common/utils.h"
@@ -74,17 +75,20 @@ std::vector<float> project_rows(const std::vector<float>& v, int64_t rows, int64
   return out;
 }
 
-/// out[m, c] = base[m, c] + alpha * sum_j w[m * r + j] * q[j * qj + c * qn] (base: null for 0).
-std::vector<float> expand_rows(const std::vector<float>* base, const std::vector<float>& w,
-                               int64_t rows, int64_t cols, const std::vector<float>& q, int64_t qj,
-                               int64_t qn, int64_t r, float alpha) {
-  std::vector<float> out = base ? *base : std::vector<float>(static_cast<size_t>(rows * cols));
+/// out[m, c] = base[m, c] + alpha * sum_j w[m * r + j] * q[j * qj + c * qn], written over base
+/// (empty for 0).
+std::vector<float> expand_rows(std::vector<float> base, const std::vector<float>& w, int64_t rows,
+                               int64_t cols, const std::vector<float>& q, int64_t qj, int64_t qn,
+                               int64_t r, float alpha) {
+  const bool has_base = !base.empty();
+  std::vector<float> out =
+      has_base ? std::move(base) : std::vector<float>(static_cast<size_t>(rows * cols));
   std::vector<float> packed;
   bool trans = false;
   int64_t ld = 0;
   const float* f = factor(q, cols, r, qn, qj, packed, trans, ld);
   // [rows, r] x [r, cols]: the factor's [cols, r] form transposed, or its [r, cols] form.
-  gemm(false, !trans, rows, cols, r, alpha, w.data(), r, f, ld, base ? 1.0f : 0.0f, out.data());
+  gemm(false, !trans, rows, cols, r, alpha, w.data(), r, f, ld, has_base ? 1.0f : 0.0f, out.data());
   return out;
 }
 
@@ -105,10 +109,11 @@ void LoraBranch::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   const Array &y_in = inputs[0], &x_in = inputs[1], &a_in = inputs[2], &b_in = inputs[3];
   const int64_t n = y_in.shape(-1), k = x_in.shape(-1), r = a_in.shape(0);
   const int64_t rows = n ? y_in.size() / n : 0;
-  const std::vector<float> y = floats_of(y_in), x = floats_of(x_in);
+  std::vector<float> y = floats_of(y_in);
+  const std::vector<float> x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
-  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);  // x a^T
-  store_floats(expand_rows(&y, t, rows, n, b, 1, r, r, scale_), out);       // y + s t b^T
+  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);       // x a^T
+  store_floats(expand_rows(std::move(y), t, rows, n, b, 1, r, r, scale_), out);  // y + s t b^T
 }
 
 void LoraBranchGrad::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
@@ -117,11 +122,11 @@ void LoraBranchGrad::eval_cpu(const std::vector<Array>& inputs, std::vector<Arra
   const int64_t rows = n ? g_in.size() / n : (k ? x_in.size() / k : 0);
   const std::vector<float> g = floats_of(g_in), x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
-  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);        // x a^T
-  const std::vector<float> dt = project_rows(g, rows, n, b, r, 1, r, scale_);     // s g b
-  store_floats(expand_rows(nullptr, dt, rows, k, a, k, 1, r, 1.0f), outputs[0]);  // dt a
-  store_floats(colsum(x, dt, rows, k, r, 1.0f, false), outputs[1]);               // dt^T x
-  store_floats(colsum(g, t, rows, n, r, scale_, true), outputs[2]);               // s g^T t
+  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);     // x a^T
+  const std::vector<float> dt = project_rows(g, rows, n, b, r, 1, r, scale_);  // s g b
+  store_floats(expand_rows({}, dt, rows, k, a, k, 1, r, 1.0f), outputs[0]);    // dt a
+  store_floats(colsum(x, dt, rows, k, r, 1.0f, false), outputs[1]);            // dt^T x
+  store_floats(colsum(g, t, rows, n, r, scale_, true), outputs[2]);            // s g^T t
 }
 
 }  // namespace ingot

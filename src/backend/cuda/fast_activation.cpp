@@ -1,6 +1,7 @@
 // ActivationGrad on CUDA: x and g as contiguous element runs (other layouts copied first), out
 // in g's buffer when it may take it, then one elementwise kernel (fast_activation.cu).
-#include <optional>
+#include <memory>
+#include <vector>
 
 #include "backend/cuda/fast_activation_kernels.h"
 #include "backend/cuda/utils.h"
@@ -14,16 +15,11 @@ void ActivationGrad::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   const Array& x = inputs[0];
   const Array& g = inputs[1];
   const cudaStream_t s = cu::stream(stream());
-  std::optional<cu::Scratch> x_copy, g_copy;
-  auto contiguous = [&](const Array& v, std::optional<cu::Scratch>& copy) -> const void* {
-    if (v.flags().row_contiguous || v.size() == 0) return v.raw_ptr();
-    copy.emplace(v.device(), v.nbytes());
-    cu::copy_to_row_major_device(v, copy->ptr(), s);
-    return copy->ptr();
-  };
-  const void* xp = contiguous(x, x_copy);
-  const void* gp = contiguous(g, g_copy);
-  if (g.is_donatable() && g.dtype() == t && g.flags().row_contiguous)
+  std::vector<std::unique_ptr<cu::Scratch>> keep;
+  const void* xp = cu::row_major_ptr(x, s, keep);
+  const void* gp = cu::row_major_ptr(g, s, keep);
+  // g's buffer when it is free (Array::is_donatable: row-contiguous, held only here).
+  if (g.is_donatable() && g.dtype() == t)
     out.move_shared_buffer(g);
   else
     cu::alloc(out);

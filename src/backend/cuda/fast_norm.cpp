@@ -1,6 +1,8 @@
 // RmsNorm, RmsNormGrad and LayerNorm on CUDA: validate, give out storage (x's buffer when
 // donatable, as the CPU backend does), describe the rows and launch the kernels of fast_norm.cu.
+#include <memory>
 #include <optional>
+#include <vector>
 
 #include "backend/cuda/fast_norm_kernels.h"
 #include "backend/cuda/utils.h"
@@ -86,19 +88,10 @@ void RmsNormGrad::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   a.eps = eps_;
   a.add_unit_offset = add_unit_offset_;
   if (has_weight_) set_param(inputs[1], a.weight, a.weight_dtype, a.weight_stride);
-  std::optional<cu::Scratch> x_copy, g_copy;
-  auto rows_of = [&](const Array& v, std::optional<cu::Scratch>& copy) -> const void* {
-    if (v.flags().row_contiguous || v.size() == 0) return v.raw_ptr();
-    copy.emplace(v.device(), v.nbytes());
-    cu::copy_to_row_major_device(v, copy->ptr(), s);
-    return copy->ptr();
-  };
-  a.x = rows_of(x, x_copy);
-  a.g = rows_of(g, g_copy);
-  if (g.is_donatable() && g.dtype() == out.dtype() && g.flags().row_contiguous)
-    out.move_shared_buffer(g);
-  else
-    cu::alloc(out);
+  std::vector<std::unique_ptr<cu::Scratch>> keep;
+  a.x = cu::row_major_ptr(x, s, keep);
+  a.g = cu::row_major_ptr(g, s, keep);
+  alloc_out(g, out);
   if (a.n_rows == 0) return;
   a.out = out.raw_ptr();
   cu::launch_rms_norm_grad(out.dtype(), a, s);
