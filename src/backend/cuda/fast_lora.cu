@@ -80,13 +80,15 @@ __device__ __forceinline__ void load8(const void* v, int64_t off, bool vec, int 
 // (one chunk in flight a block), so a block does not wait on memory between chunks. The sums
 // are in the same order as without the prefetch.
 template <typename TV, int RP>
-__global__ void __launch_bounds__(kProjThreads)
+__global__ void __launch_bounds__(kProjThreads, 4)
     project_kernel(const void* v, int64_t ldv, int64_t rows, int64_t cols, int64_t width,
                    const float* p, int64_t ps, int64_t js, int r, bool vec, float* partial) {
   pdl_prologue();
   constexpr int PL = kProjChunk * RP / kProjThreads;  // p values a thread stages a chunk
   __shared__ float vs[kProjChunk][kProjRows + 1];
-  __shared__ __align__(16) float pw[kProjChunk][RP];
+  // Rows padded by 4 floats: the staging stores below (8 columns x 4 ranks a warp) then fall on
+  // 32 distinct banks, where unpadded rows put 16 lanes on one bank.
+  __shared__ __align__(16) float pw[kProjChunk][RP + 4];
   __shared__ float red[kProjRows][RP + 1];
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int64_t m0 = int64_t{blockIdx.x} * kProjRows;
@@ -94,16 +96,12 @@ __global__ void __launch_bounds__(kProjThreads)
   // A thread stages 8 consecutive columns of one row of the 32 x 64 chunk.
   const int srow = t >> 3, cg = (t & 7) * 8;
   const int64_t sm = m0 + srow;
-  // Element idx = t + i * kProjThreads of the chunk's p tile, read along p's unit stride.
+  // Element idx = t + i * kProjThreads of the chunk's p tile: a warp stages 8 consecutive
+  // columns x 4 consecutive ranks (32-byte runs of p either way it is laid out).
   auto p_slot = [&](int i, int& kk, int& j) {
-    const int idx = t + i * kProjThreads;
-    if (ps == 1) {
-      j = idx / kProjChunk;
-      kk = idx % kProjChunk;
-    } else {
-      kk = idx / RP;
-      j = idx % RP;
-    }
+    const int idx = t + i * kProjThreads, l = idx & 31, w = idx >> 5;
+    kk = (l & 7) + 8 * (w % (kProjChunk / 8));
+    j = (l >> 3) + 4 * (w / (kProjChunk / 8));
   };
   float xr[8], pr[PL];
   auto fetch = [&](int64_t c0) {
