@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases lorabench profile ncu serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad lorabench profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -174,6 +174,11 @@ if [[ " $STEPS " == *" blockphases "* ]]; then  # the decode block's phases time
     done
   done | tee "$LOG/blockphases.txt"
 fi
+if [[ " $STEPS " == *" sdpagrad "* ]]; then  # attention backward kernels next to PyTorch's (BENCH=ON)
+  stamp sdpagrad
+  build-gpu/bench/ingot_bench_sdpa_grad 2>&1 | tee "$LOG/sdpagrad.txt"
+  python3 scripts/sdpa_grad_torch.py 2>&1 | tee -a "$LOG/sdpagrad.txt" | tail -5
+fi
 if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, ingot next to PEFT
   stamp lorabench
   # LORA_BENCH_STEPS timed steps (after 2 warm-up steps) per run; 3 models x 2 modes x 2 sides.
@@ -185,14 +190,21 @@ if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, 
   echo "lorabench rc=$?"
   if [ -f "$OUT/lora_bench.md" ]; then cat "$OUT/lora_bench.md"; else tail -30 "$LOG/lorabench.log"; fi
   # LORA_BENCH_ALT_ENV="VAR=value ...": the ingot side again under those settings (into
-  # $OUT/alt), e.g. INGOT_FUSED_LORA=0 or INGOT_FUSED_NORM_GRAD=0 for an A/B on one card.
+  # $OUT/alt), e.g. INGOT_FUSED_LORA=0 or INGOT_FUSED_NORM_GRAD=0 for an A/B on one card;
+  # several sets separated by ';' run one after another (into $OUT/alt, $OUT/alt2, ...).
   if [ -n "${LORA_BENCH_ALT_ENV:-}" ]; then
-    mkdir -p "$OUT/alt"
-    env $LORA_BENCH_ALT_ENV PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
-      --ingot build-gpu/tools/cli/ingot --out "$OUT/alt" --steps "${LORA_BENCH_STEPS:-3}" \
-      --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_alt.log" 2>&1
-    echo "lorabench ($LORA_BENCH_ALT_ENV) rc=$?"
-    if [ -f "$OUT/alt/lora_bench.md" ]; then cat "$OUT/alt/lora_bench.md"; else tail -30 "$LOG/lorabench_alt.log"; fi
+    IFS=';' read -ra alt_sets <<<"$LORA_BENCH_ALT_ENV"
+    n=0
+    for alt in "${alt_sets[@]}"; do
+      n=$((n + 1))
+      dir="$OUT/alt$([ $n -gt 1 ] && echo $n)"
+      mkdir -p "$dir"
+      env $alt PYTHONUNBUFFERED=1 timeout $((lb_budget + 90)) python3 scripts/lora_bench.py \
+        --ingot build-gpu/tools/cli/ingot --out "$dir" --steps "${LORA_BENCH_STEPS:-3}" \
+        --budget "$lb_budget" --sides ingot ${LORA_BENCH_ARGS:-} >"$LOG/lorabench_alt$n.log" 2>&1
+      echo "lorabench ($alt) rc=$?"
+      if [ -f "$dir/lora_bench.md" ]; then cat "$dir/lora_bench.md"; else tail -30 "$LOG/lorabench_alt$n.log"; fi
+    done
   fi
 fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")

@@ -1,4 +1,6 @@
-// CUDA ScaledDotProductAttentionGrad (the fused attention backward) against float64 naive loops:
+// CUDA ScaledDotProductAttentionGrad (the fused attention backward: the mma.sync kernels for
+// unmasked D 64 / 128 problems, the wmma kernels for the rest and with INGOT_SDPA_BWD_MMA=0)
+// against float64 naive loops:
 // bfloat16/float16, D in {64, 128, 256}, L = S from 1 to 512, L < S and L > S, GQA 1/2/4,
 // causal, sliding window, a block-diagonal packing mask [B, 1, L, S], additive masks, fully
 // masked rows; determinism; unsupported cases; and the vjp of fast::scaled_dot_product_attention
@@ -132,12 +134,20 @@ SdpaGradProblem make_problem(const GradCase& c, Dtype t, MaskGen mg, uint32_t se
 }
 
 // The primitive on `dev` for problem p in dtype t.
-std::vector<Array> fused_grad(const SdpaGradProblem& p, Dtype t, Device dev) {
-  std::vector<Array> in{to_device(Array(p.q, {p.B, p.H, p.L, p.D}, t), dev),
-                        to_device(Array(p.k, {p.B, p.Hkv, p.S, p.D}, t), dev),
-                        to_device(Array(p.v, {p.B, p.Hkv, p.S, p.Dv}, t), dev),
-                        to_device(Array(p.out, {p.B, p.H, p.L, p.Dv}, t), dev),
-                        to_device(Array(p.d_out, {p.B, p.H, p.L, p.Dv}, t), dev)};
+// An input [B, H, L, D] on dev: row-major, or (blhd) stored [B, L, H, D] and viewed through a
+// transpose, as attention's projections give it.
+Array input(const std::vector<double>& v, const Shape& shape, Dtype t, Device dev, bool blhd) {
+  const Array x(v, shape, t);
+  if (!blhd) return to_device(x, dev);
+  return swapaxes(to_device(contiguous(swapaxes(x, 1, 2)), dev), 1, 2);
+}
+
+std::vector<Array> fused_grad(const SdpaGradProblem& p, Dtype t, Device dev, bool blhd = false) {
+  std::vector<Array> in{input(p.q, {p.B, p.H, p.L, p.D}, t, dev, blhd),
+                        input(p.k, {p.B, p.Hkv, p.S, p.D}, t, dev, blhd),
+                        input(p.v, {p.B, p.Hkv, p.S, p.Dv}, t, dev, blhd),
+                        input(p.out, {p.B, p.H, p.L, p.Dv}, t, dev, blhd),
+                        input(p.d_out, {p.B, p.H, p.L, p.Dv}, t, dev, blhd)};
   SdpaMask mk = SdpaMask::none;
   if (p.mask_kind == 1) {
     in.push_back(to_device(Array(p.mask, p.mask_shape, t), dev));
@@ -157,9 +167,10 @@ std::vector<Array> fused_grad(const SdpaGradProblem& p, Dtype t, Device dev) {
 // 2u (|want| + sum |terms|); kFloatTol of the dS-magnitude sums covers float32 dP - delta and
 // logits; kAtolRel float16's subnormals. The same check rejects a 3% wrong scale
 // (WrongScaleIsCaught). On an H200 a scratch run of these cases gave worst ratios <= 0.47.
-void check_problem(const SdpaGradProblem& p, Dtype t, const std::string& what, Device dev = kCuda) {
+void check_problem(const SdpaGradProblem& p, Dtype t, const std::string& what, Device dev = kCuda,
+                   bool blhd = false) {
   const SdpaGradRef r = sdpa_grad_ref(p);
-  const std::vector<Array> g = fused_grad(p, t, dev);
+  const std::vector<Array> g = fused_grad(p, t, dev, blhd);
   ASSERT_EQ(g.size(), 3u);
   for (const Array& x : g) {
     EXPECT_EQ(x.dtype(), t) << what;
@@ -218,9 +229,9 @@ TEST(CudaSdpaGrad, LongSequencesMatchFloat64) {
     }
 }
 
-TEST(CudaSdpaGrad, GqaOffsetsWindowsMatchFloat64) {
-  INGOT_REQUIRE_CUDA();
-  uint32_t seed = 2000;
+// GQA, query/key offsets, windows: unmasked problems, which the mma.sync kernels
+// (fast_sdpa_bwd_mma.cu) take at D 64 and 128 and the wmma kernels at D 256.
+void check_gqa_offsets_windows(uint32_t seed) {
   for (int64_t D : {64, 128, 256})
     for (Dtype t : {bfloat16, float16}) {
       const GradCase cs[] = {
@@ -237,6 +248,40 @@ TEST(CudaSdpaGrad, GqaOffsetsWindowsMatchFloat64) {
         check_problem(make_problem(c, t, MaskGen::none, seed += 5), t,
                       name_of(c, t, MaskGen::none));
     }
+}
+
+TEST(CudaSdpaGrad, GqaOffsetsWindowsMatchFloat64) {
+  INGOT_REQUIRE_CUDA();
+  check_gqa_offsets_windows(2000);
+}
+
+TEST(CudaSdpaGrad, WmmaKernelsOnUnmaskedProblemsMatchFloat64) {
+  INGOT_REQUIRE_CUDA();
+  const ScopedEnv off("INGOT_SDPA_BWD_MMA", "0");  // the wmma kernels at every D
+  check_gqa_offsets_windows(2500);
+}
+
+TEST(CudaSdpaGrad, TrainingShapeMatchesFloat64) {
+  // A Llama-3.2-1B / Qwen3 training layer's shape, cut down: causal, G 4, 256 rows, several
+  // key tiles per CTA and query tiles per head in the dk/dv loop; row-major inputs and inputs
+  // stored [B, L, H, D] (which the mma kernels read in place through their strides, the wmma
+  // kernels from row-major copies).
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 3000;
+  for (const char* mma : {"1", "0"})
+    for (bool blhd : {false, true})
+      for (int64_t D : {64, 128}) {
+        const ScopedEnv env("INGOT_SDPA_BWD_MMA", mma);
+        const GradCase c{2, 8, 2, 256, 256, D, true};
+        check_problem(make_problem(c, bfloat16, MaskGen::none, seed += 5), bfloat16,
+                      name_of(c, bfloat16, MaskGen::none) + (blhd ? " [B, L, H, D] storage" : "") +
+                          " INGOT_SDPA_BWD_MMA=" + mma,
+                      kCuda, blhd);
+      }
+  // An L < S chunk with a window, G 2, strided, float16.
+  const GradCase cw{1, 4, 2, 70, 150, 128, true, 40};
+  check_problem(make_problem(cw, float16, MaskGen::none, seed += 5), float16,
+                name_of(cw, float16, MaskGen::none) + " [B, L, H, D] storage", kCuda, true);
 }
 
 TEST(CudaSdpaGrad, MasksMatchFloat64) {

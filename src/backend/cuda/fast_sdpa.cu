@@ -463,18 +463,11 @@ __global__ void __launch_bounds__(kMaxSplits) sdpa_combine_kernel(const KParams 
 
 // ---- launchers ----
 
-template <typename K>
-void set_smem(K kernel, size_t smem) {
-  if (smem > 48 * 1024)
-    INGOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-}
-
 template <typename T, int D>
 void launch_mma(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
   if (pl.short_rows) {
     const auto kernel = sdpa_mma_short_kernel<T, D>;
-    set_smem(kernel, pl.smem);
+    allow_dynamic_smem(kernel, pl.smem);
     int per_sm = 0;
     INGOT_CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, pl.threads, pl.smem));
@@ -483,7 +476,7 @@ void launch_mma(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStre
     check_launch("sdpa_mma_short_kernel");
     return;
   }
-  set_smem(sdpa_mma_kernel<T, D>, pl.smem);
+  allow_dynamic_smem(sdpa_mma_kernel<T, D>, pl.smem);
   sdpa_mma_kernel<T, D><<<blocks, pl.threads, pl.smem, s>>>(kp);
   check_launch("sdpa_mma_kernel");
 }
@@ -506,7 +499,7 @@ void launch_mma_dim(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cuda
 
 template <typename T, typename A, int BR>
 void launch_simt(const KParams& kp, const SdpaPlan& pl, unsigned blocks, cudaStream_t s) {
-  set_smem(sdpa_simt_kernel<T, A, BR>, pl.smem);
+  allow_dynamic_smem(sdpa_simt_kernel<T, A, BR>, pl.smem);
   sdpa_simt_kernel<T, A, BR><<<blocks, kSimtThreads, pl.smem, s>>>(kp);
   check_launch("sdpa_simt_kernel");
 }

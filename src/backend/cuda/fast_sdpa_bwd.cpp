@@ -1,5 +1,6 @@
 // ScaledDotProductAttentionGrad::eval_cuda: copies q, k, v, out and d_out to row-major scratch
-// when they are not row-contiguous and 16-byte aligned, then queues the backward kernels of
+// when they are not row-contiguous and 16-byte aligned (the mma kernels read unit-stride rows at
+// any 16-byte aligned strides in place), then queues the backward kernels of
 // fast_sdpa_bwd.cu (row statistics into float scratch, dk/dv, dq) on the primitive's stream.
 #include <optional>
 
@@ -11,11 +12,23 @@ namespace ingot {
 
 namespace {
 
-// a's data as row-major [.., D] rows at a 16-byte aligned address: in place when it already is,
-// else a copy into `copy` queued on s.
-const void* row_major(const Array& a, std::optional<cu::Scratch>& copy, cudaStream_t s) {
-  bool ok = a.flags().row_contiguous && reinterpret_cast<uintptr_t>(a.raw_ptr()) % 16 == 0;
-  if (ok) return a.raw_ptr();
+// a [B, H, L, D]'s data and its (batch, head, position) element strides: in place when a is
+// row-contiguous, or (`strided`: the kernels take strides) when its rows are unit-stride and
+// every stride keeps 16-byte alignment, both at a 16-byte aligned address; else a row-major copy
+// into `copy` queued on s.
+const void* rows_of(const Array& a, bool strided, int64_t (&st)[3],
+                    std::optional<cu::Scratch>& copy, cudaStream_t s) {
+  const bool aligned = reinterpret_cast<uintptr_t>(a.raw_ptr()) % 16 == 0;
+  bool ok = aligned && a.flags().row_contiguous;
+  if (!ok && strided && aligned && a.strides()[3] == 1) {
+    ok = true;
+    for (int d = 0; d < 3; ++d) ok = ok && (a.shape(d) == 1 || a.strides()[d] % 8 == 0);
+  }
+  if (ok) {
+    for (int d = 0; d < 3; ++d) st[d] = a.strides()[d];
+    return a.raw_ptr();
+  }
+  st[2] = a.shape(3), st[1] = a.shape(2) * st[2], st[0] = a.shape(1) * st[1];
   copy.emplace(a.device(), a.nbytes());
   cu::copy_to_row_major_device(a, copy->ptr(), s);
   return copy->ptr();
@@ -54,15 +67,6 @@ void ScaledDotProductAttentionGrad::eval_cuda(const std::vector<Array>& inputs,
   if (smem > pr.sharedMemPerBlockOptin)
     raise<Unsupported>("{} D = {} needs {} bytes of shared memory; cuda:{} has {}", op, a.D, smem,
                        dev, pr.sharedMemPerBlockOptin);
-  std::optional<cu::Scratch> copies[5];
-  a.q = row_major(q, copies[0], s);
-  a.k = row_major(k, copies[1], s);
-  a.v = row_major(v, copies[2], s);
-  a.out = row_major(inputs[3], copies[3], s);
-  a.d_out = row_major(inputs[4], copies[4], s);
-  a.dq = outputs[0].raw_ptr();
-  a.dk = outputs[1].raw_ptr();
-  a.dv = outputs[2].raw_ptr();
   a.scale = scale_;
   a.causal = causal_;
   a.window = window_;
@@ -76,6 +80,17 @@ void ScaledDotProductAttentionGrad::eval_cuda(const std::vector<Array>& inputs,
     const int nd = m.ndim();
     for (int i = 0; i < nd; ++i) a.m_st[4 - nd + i] = m.shape(i) == 1 ? 0 : m.strides()[i];
   }
+  // The mma kernels read the transposed views attention passes ([B, L, H, D] storage) in place.
+  const bool strided = cu::sdpa_bwd_mma_takes(a);
+  std::optional<cu::Scratch> copies[5];
+  a.q = rows_of(q, strided, a.q_st, copies[0], s);
+  a.k = rows_of(k, strided, a.k_st, copies[1], s);
+  a.v = rows_of(v, strided, a.v_st, copies[2], s);
+  a.out = rows_of(inputs[3], strided, a.o_st, copies[3], s);
+  a.d_out = rows_of(inputs[4], strided, a.g_st, copies[4], s);
+  a.dq = outputs[0].raw_ptr();
+  a.dk = outputs[1].raw_ptr();
+  a.dv = outputs[2].raw_ptr();
   const cu::Scratch stats(q.device(), static_cast<size_t>(2 * a.B * a.H * a.L) * sizeof(float));
   a.lse = stats.as<float>();
   a.delta = a.lse + a.B * a.H * a.L;

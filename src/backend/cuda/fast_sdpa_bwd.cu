@@ -13,6 +13,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
@@ -418,13 +419,6 @@ __global__ void __launch_bounds__(BwdTile<D>::kThreads) sdpa_bwd_dq_kernel(const
 
 // ---- launchers ----
 
-template <typename K>
-void set_smem(K kernel, size_t smem) {
-  if (smem > 48 * 1024)
-    INGOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
-}
-
 int64_t ceil_div(int64_t x, int64_t y) {
   return (x + y - 1) / y;
 }
@@ -434,13 +428,13 @@ void launch_dim(const SdpaBwdArgs& a, cudaStream_t s) {
   using C = BwdTile<D>;
   const auto rows_grid = static_cast<unsigned>(a.B * a.H * ceil_div(a.L, C::kBM));
   const auto keys_grid = static_cast<unsigned>(a.B * a.Hkv * ceil_div(a.S, C::kBN));
-  set_smem(sdpa_bwd_rows_kernel<T, D>, C::kSmem);
+  allow_dynamic_smem(sdpa_bwd_rows_kernel<T, D>, C::kSmem);
   sdpa_bwd_rows_kernel<T, D><<<rows_grid, C::kThreads, C::kSmem, s>>>(a);
   check_launch("sdpa_bwd_rows_kernel");
-  set_smem(sdpa_bwd_dkdv_kernel<T, D>, C::kSmem);
+  allow_dynamic_smem(sdpa_bwd_dkdv_kernel<T, D>, C::kSmem);
   sdpa_bwd_dkdv_kernel<T, D><<<keys_grid, C::kThreads, C::kSmem, s>>>(a);
   check_launch("sdpa_bwd_dkdv_kernel");
-  set_smem(sdpa_bwd_dq_kernel<T, D>, C::kSmem);
+  allow_dynamic_smem(sdpa_bwd_dq_kernel<T, D>, C::kSmem);
   sdpa_bwd_dq_kernel<T, D><<<rows_grid, C::kThreads, C::kSmem, s>>>(a);
   check_launch("sdpa_bwd_dq_kernel");
 }
@@ -469,6 +463,7 @@ size_t sdpa_bwd_smem(int64_t D) {
 }
 
 void launch_sdpa_bwd(const SdpaBwdArgs& a, cudaStream_t s) {
+  if (sdpa_bwd_mma_takes(a)) return launch_sdpa_bwd_mma(a, s);
   if (a.dtype == Dtype::bfloat16)
     launch_type<__nv_bfloat16>(a, s);
   else

@@ -9,11 +9,20 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <utility>
 
 #include "backend/cuda/device/layout.h"
 
 namespace ingot::cu {
+
+/// Lets `kernel` take `bytes` of dynamic shared memory (the opt-in above the default 48 KB).
+template <typename K>
+void allow_dynamic_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    INGOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+}
 
 /// Wait for the grids this one depends on (a no-op when launched without PDL, or before sm_90),
 /// then allow the next PDL kernel on the stream to begin launching.
