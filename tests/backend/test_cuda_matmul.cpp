@@ -530,6 +530,40 @@ TEST(CudaAddmm, BatchedStridedCAndDecode) {
   }
 }
 
+TEST(CudaAddmm, UnheldCIsUpdatedInPlace) {
+  // c computed on the device and held by nothing but the AddMM (an accumulated gradient): its
+  // buffer becomes the output and the GEMM adds into it. Batched [2, 40, K] @ [K, N] rows (the
+  // GEMM path, not the GEMV's), alpha/beta other than 1.
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 900;
+  for (Dtype t : {float32, bfloat16}) {
+    const Pair c = both(host_normal({2, 40, 24}, t, seed++), identity);
+    const Pair a = both(host_normal({2, 40, 32}, t, seed++), identity);
+    const Pair b =
+        both(host_normal({24, 32}, t, seed++), [](const Array& x) { return transpose(x); });
+    for (const auto& p : {std::pair{1.0f, 1.0f}, std::pair{0.5f, -2.0f}}) {
+      // The float64 result rounded once (the GEMM's float32 epilogue rounds once too).
+      const Array want =
+          astype(addmm(astype(multiply(c.cpu, Array(3.0, t)), float64), astype(a.cpu, float64),
+                       astype(b.cpu, float64), p.first, p.second),
+                 t);
+      const Array got = addmm(multiply(c.gpu, Array(3.0, t)), a.gpu, b.gpu, p.first, p.second);
+      const Array scale =
+          add(multiply(abs_product(a.cpu, b.cpu), Array(std::fabs(double(p.first)))),
+              multiply(abs(astype(multiply(c.cpu, Array(3.0, t)), float64)),
+                       Array(std::fabs(double(p.second)))));
+      expect_gemm_close(got, want, scale, acc_tol(t), name(t, "unheld c, batched"));
+      // c itself is unchanged when something else holds it.
+      const Array held = multiply(c.gpu, Array(3.0, t));
+      held.eval();
+      const std::vector<double> before = held.to_vector<double>();
+      const Array got2 = addmm(held, a.gpu, b.gpu, p.first, p.second);
+      expect_gemm_close(got2, want, scale, acc_tol(t), name(t, "held c, batched"));
+      EXPECT_EQ(held.to_vector<double>(), before) << name(t, "held c changed");
+    }
+  }
+}
+
 TEST(CudaAddmm, EmptyKGivesBetaC) {
   INGOT_REQUIRE_CUDA();
   for (Dtype t : {float32, bfloat16, float64}) {

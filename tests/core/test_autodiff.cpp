@@ -1,6 +1,7 @@
 // Autodiff: the VJP of every differentiable primitive against central finite differences in
 // float64, jvp against vjp, grad-of-grad, value_and_grad of an MLP against hand-derived
 // gradients, stop_gradient, custom_vjp and checkpoint.
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -189,6 +190,53 @@ TEST(Autodiff, DisjointSliceCotangentsMerge) {
       EXPECT_EQ(gh[r * 10 + k], want) << r << "," << k;
     }
   check_vjp("overlapping slices", [&](auto& v) { return std::vector<Array>{h(v[0])}; }, {x});
+}
+
+TEST(Autodiff, ProductCotangentFoldsIntoAddMM) {
+  // x feeds a product and an elementwise op: its cotangent u @ w^T + cos(x) becomes one AddMM
+  // (INGOT_FOLD_PRODUCT_GRADS=0: the Add of the two).
+  const Array x = rand64({3, 4, 5}, 41), w = rand64({5, 6}, 42), u = rand64({3, 4, 6}, 43);
+  auto f = [&](const Array& a) { return sum(matmul(a, w) * u) + sum(sin(a)); };
+  const auto [outs, grads] =
+      vjp([&](const std::vector<Array>& v) { return std::vector<Array>{f(v[0])}; }, {x},
+          {Array(1.0, float64)});
+  ASSERT_TRUE(grads[0].has_primitive());
+  const char* fold = std::getenv("INGOT_FOLD_PRODUCT_GRADS");
+  EXPECT_STREQ(grads[0].primitive().name(), fold && std::string(fold) == "0" ? "Add" : "AddMM");
+  const auto g = grads[0].to_vector<double>(), xv = x.to_vector<double>();
+  const auto wv = w.to_vector<double>(), uv = u.to_vector<double>();
+  for (int r = 0; r < 12; ++r)
+    for (int k = 0; k < 5; ++k) {
+      double want = std::cos(xv[r * 5 + k]);
+      for (int n = 0; n < 6; ++n) want += uv[r * 6 + n] * wv[k * 6 + n];
+      EXPECT_NEAR(g[r * 5 + k], want, 1e-12) << r << "," << k;
+    }
+  check_vjp("product next to an elementwise op",
+            [&](auto& v) { return std::vector<Array>{f(v[0])}; }, {x});
+  // bfloat16: the fold adds the float32 product to the other term before rounding once.
+  const Array xb = astype(x, bfloat16), wb = astype(w, bfloat16), ub = astype(u, bfloat16);
+  const auto gb = vjp(
+                      [&](const std::vector<Array>& v) {
+                        return std::vector<Array>{sum(astype(matmul(v[0], wb) * ub, float32)) +
+                                                  sum(astype(sin(v[0]), float32))};
+                      },
+                      {xb}, {Array(1.0f, float32)})
+                      .second[0]
+                      .to_vector<double>();
+  const auto xbv = xb.to_vector<double>(), wbv = wb.to_vector<double>();
+  const auto ubv = ub.to_vector<double>();
+  for (int r = 0; r < 12; ++r)
+    for (int k = 0; k < 5; ++k) {
+      double prod = 0;
+      for (int n = 0; n < 6; ++n) prod += ubv[r * 6 + n] * wbv[k * 6 + n];
+      // cos rounds to bf16 (its own op), then the sum once: within u = 2^-8 of it; without
+      // the fold the product rounds first (u |prod| more).
+      const double want = prod + Array(std::cos(xbv[r * 5 + k]), bfloat16).item<double>();
+      const bool off = fold && std::string(fold) == "0";
+      EXPECT_NEAR(gb[r * 5 + k], want,
+                  std::ldexp(std::fabs(want) + (off ? std::fabs(prod) : 0.0), -8) + 1e-7)
+          << r << "," << k;
+    }
 }
 
 TEST(Autodiff, ShapeOps) {

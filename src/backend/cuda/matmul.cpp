@@ -604,8 +604,7 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   };
   contiguous(a, av, sa);
   contiguous(b, bv, sb);
-  const std::vector<Call> calls =
-      plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize());
+  std::vector<Call> calls = plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize());
   // A GEMV reads c itself in its epilogue (no copy of c into out first).
   int64_t sc_m = 0, sc_n = 0;
   if (c && calls.size() == 1 && row_strides(*c, out.shape(), sc_m, sc_n)) {
@@ -625,7 +624,14 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
                            out.size(), beta, s);
     return;
   }
-  if (c) fill_from(*c, out, s);
+  // c's buffer becomes out's when nothing else holds it (an accumulated gradient: autodiff folds
+  // g + a @ b into AddMM); the GEMM then updates it in place. Else out = c first.
+  if (c && c->dtype() == t && c->shape() == out.shape() && c->is_donatable()) {
+    out.move_shared_buffer(*c);  // the calls write into the new buffer
+    calls = plan_calls(av, bv, static_cast<char*>(out.raw_ptr()), out.itemsize());
+  } else if (c) {
+    fill_from(*c, out, s);
+  }
   const GemmContext g{out.device(), t, s, alpha, beta, c != nullptr, false, nullptr, 0, 0};
   for (const Call& call : calls) run_call(g, call);
 }

@@ -4,13 +4,16 @@
 #include <cstdlib>
 #include <optional>
 #include <string_view>
+#include <typeinfo>
 #include <unordered_map>
 
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
 #include "core/ops/shape.h"
 #include "core/primitive.h"
 #include "core/primitives/creation.h"
+#include "core/primitives/linalg.h"
 #include "core/primitives/shape.h"
 #include "core/primitives/transforms.h"
 #include "core/transforms/id_set.h"
@@ -124,12 +127,37 @@ std::optional<Array> merge_padded(const Array& c, const Array& g) {
   return slice_update(c, g.inputs()[1], u.start_, u.stop_, u.strides_);
 }
 
+/// c + g where one of them is a product a @ b not evaluated yet (a linear layer's input
+/// gradient next to its LoRA branch's, or to another consumer's): one AddMM, c + a @ b, whose
+/// GEMM adds into c's buffer (no separate add pass reading both and writing a third). The sum is
+/// rounded once instead of twice. Empty when neither is such a product.
+std::optional<Array> fold_product(const Array& c, const Array& g) {
+  // INGOT_FOLD_PRODUCT_GRADS=0: always the add (A/B runs); read once.
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_FOLD_PRODUCT_GRADS");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  if (!on || c.shape() != g.shape() || c.dtype() != g.dtype() || !is_floating(c.dtype()))
+    return std::nullopt;
+  auto product = [](const Array& x) {
+    return x.has_primitive() && !x.is_evaluated() && x.inputs().size() == 2 &&
+           typeid(x.primitive()) == typeid(Matmul) && x.inputs()[0].dtype() == x.dtype() &&
+           x.inputs()[1].dtype() == x.dtype();
+  };
+  const bool pg = product(g);
+  if (!pg && !product(c)) return std::nullopt;
+  const Array& p = pg ? g : c;
+  return addmm(pg ? c : g, p.inputs()[0], p.inputs()[1], 1.0f, 1.0f, p.primitive().stream());
+}
+
 void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target, const Array& g) {
   auto it = cots.find(target.id());
   if (it == cots.end()) {
     cots.emplace(target.id(), g);
   } else if (auto m = merge_padded(it->second, g)) {
     it->second = *m;
+  } else if (auto f = fold_product(it->second, g)) {
+    it->second = *f;
   } else {
     it->second = add(it->second, g);
   }
