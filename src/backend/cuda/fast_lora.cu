@@ -8,12 +8,16 @@
 //    of the column ranges are added in a fixed order.
 //  - expand: [M, r] x [r, C] (+ base) -> [M, C] (the branch's output, dx): 32 x 128 tiles,
 //    4 x 4 outputs a thread.
-//  - colsum: [M, r]^T x [M, C] -> [r, C] (da, db): 128 columns a block over a row range (32
-//    rows x 128 columns staged with 16-byte loads where aligned), then the ranges' partial sums
-//    added in order.
+//  - colsum: [M, r]^T x [M, C] -> [r, C] (da, db): 64 columns a block over a row range, two
+//    blocks an SM, about one wave of blocks (narrow columns, tall ranges: few partial sums);
+//    128-row slabs of v and w go through a cp.async ring (3 deep at bf16 r 16), a thread sums 8
+//    columns x 8 ranks of every 16th (rank 16) row, the row classes and then the ranges' partial
+//    sums (none with one range) added in order. Bound by FP32 FMA issue (16 FMAs a bf16 value):
+//    H100, 4096 x 8192 bf16 r 16: 40 us (1.7 TB/s; 72 us before), 4096 x 2048: 16 us (26).
 // Every sum is in a fixed order, so a launch gives the same bits every run.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/types.cuh"
@@ -24,7 +28,10 @@ namespace {
 
 constexpr int kProjRows = 32, kProjChunk = 64, kProjThreads = 256;
 constexpr int kExpRows = 32, kExpCols = 128, kExpThreads = 256;
-constexpr int kSumCols = 128, kSumRows = 32, kSumThreads = 128;
+constexpr int kSumCols = 64, kSumRows = 128, kSumThreads = 256;
+// Ranks a colsum thread sums (with 8 columns), colsum blocks an SM, and the shared memory such a
+// block stages into (bytes; the ring depth follows from it).
+constexpr int kSumRT = 8, kSumBlocks = 2, kSumSmem = 96 * 1024;
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -40,13 +47,30 @@ void project_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& width)
   splits = std::max<int64_t>(ceil_div(cols, width), 1);
 }
 
-/// Row splits of a colsum launch and their height (a multiple of kSumRows).
+/// Multiprocessors of the current device (colsum's splits fill them).
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 132;
+  return std::max(n, 1);
+}
+
+/// Row splits of a colsum launch and their height (a multiple of kSumRows): the count of the
+/// fewest waves of blocks (one a multiprocessor) times the slabs a block takes, plus 4 slabs'
+/// worth of fixed cost a block (the ring filling, the closing reduction).
 void colsum_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height) {
-  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kSumCols), 1);
-  splits = std::clamp<int64_t>(ceil_div(1024, cblocks), 1,
-                               std::max<int64_t>(ceil_div(rows, kSumRows), 1));
-  height = std::max<int64_t>(ceil_div(ceil_div(rows, splits), kSumRows), 1) * kSumRows;  // rows 0
-  splits = std::max<int64_t>(ceil_div(rows, height), 1);
+  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kSumCols), 1),
+                slots = sm_count() * kSumBlocks;
+  const int64_t slabs = std::max<int64_t>(ceil_div(rows, kSumRows), 1);
+  int64_t best = -1;
+  splits = 1;
+  for (int64_t sp = 1; sp <= std::min<int64_t>(slabs, 256); ++sp) {
+    const int64_t cost = ceil_div(cblocks * sp, slots) * (ceil_div(slabs, sp) + 4);
+    if (best < 0 || cost < best) best = cost, splits = sp;
+  }
+  height = ceil_div(slabs, splits) * kSumRows;
+  splits = ceil_div(std::max<int64_t>(rows, 1), height);
 }
 
 template <typename T>
@@ -79,8 +103,11 @@ __device__ __forceinline__ void load8(const void* v, int64_t off, bool vec, int 
 // The next chunk's values are loaded into registers while the current chunk is multiplied
 // (one chunk in flight a block), so a block does not wait on memory between chunks. The sums
 // are in the same order as without the prefetch.
+// Four blocks an SM (64 registers) only at rank 16: at ranks 32 and 64 the 32 / 64 sums and the
+// staged p values do not fit 64 registers (rank 64 spilled 1.5 KB a thread, 440 us for 4096 x
+// 2048 bf16 on an H100; 103 us at 2 blocks).
 template <typename TV, int RP>
-__global__ void __launch_bounds__(kProjThreads, 4)
+__global__ void __launch_bounds__(kProjThreads, RP == 16 ? 4 : 2)
     project_kernel(const void* v, int64_t ldv, int64_t rows, int64_t cols, int64_t width,
                    const float* p, int64_t ps, int64_t js, int r, bool vec, float* partial) {
   pdl_prologue();
@@ -97,7 +124,8 @@ __global__ void __launch_bounds__(kProjThreads, 4)
   const int srow = t >> 3, cg = (t & 7) * 8;
   const int64_t sm = m0 + srow;
   // Element idx = t + i * kProjThreads of the chunk's p tile: a warp stages 8 consecutive
-  // columns x 4 consecutive ranks (32-byte runs of p either way it is laid out).
+  // columns x 4 consecutive ranks (contiguous runs of 32 bytes when p's columns are adjacent,
+  // of 16 bytes when its ranks are).
   auto p_slot = [&](int i, int& kk, int& j) {
     const int idx = t + i * kProjThreads, l = idx & 31, w = idx >> 5;
     kk = (l & 7) + 8 * (w % (kProjChunk / 8));
@@ -227,64 +255,234 @@ __global__ void __launch_bounds__(kExpThreads)
   }
 }
 
+/// Staging of a colsum block (RP the padded rank, RT ranks a thread): kSumThreads threads, each
+/// with RT ranks x 8 columns of sums; TPR threads cover a row (8 columns a thread, RP / RT rank
+/// blocks), the NRC = kSumThreads / TPR row classes take every NRC-th row of a slab. A stage
+/// holds a slab's v rows (raw, kSumCols x sizeof(TV) bytes each) and w rows (RP + 4 floats:
+/// the 16-byte loads of 4 row classes then fall on distinct banks).
 template <typename TV, int RP>
-__global__ void __launch_bounds__(kSumThreads)
+struct ColsumPlan {
+  static constexpr int RT = kSumRT, CT = 8;
+  static constexpr int TPR = kSumCols / CT * (RP / RT), NRC = kSumThreads / TPR;
+  static constexpr int VROW = kSumCols * static_cast<int>(sizeof(TV)), WROW = RP + 4;
+  static constexpr int VBYTES = kSumRows * VROW, STAGE = VBYTES + kSumRows * WROW * 4;
+  static constexpr int STAGES = std::clamp(kSumSmem / STAGE, 2, 8);
+  // The closing reduction reuses the stages: NRC x (4 RP / RT) x kSumCols floats a round.
+  static constexpr int RED = kSumThreads * CT * 4 * 4;
+  static constexpr int SMEM = std::max(STAGES * STAGE, RED);
+  static_assert(NRC >= 1 && kSumRows % NRC == 0 && RT % 4 == 0 && RP % RT == 0);
+};
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/// Eight staged values (8 x sizeof(TV) bytes at a 16-byte aligned shared address) as floats.
+template <typename TV>
+__device__ __forceinline__ void staged8(const unsigned char* p, float* x) {
+  if constexpr (std::is_same_v<TV, __nv_bfloat16>) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = __uint_as_float(w[i] << 16);
+      x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  } else {
+    constexpr int NV = static_cast<int>(sizeof(TV)) * 8 / 16;
+    alignas(16) TV tmp[8];
+#pragma unroll
+    for (int q = 0; q < NV; ++q)
+      reinterpret_cast<uint4*>(tmp)[q] = reinterpret_cast<const uint4*>(p)[q];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) x[i] = to_float(tmp[i]);
+  }
+}
+
+/// Same-size unsigned integer of T (raw copies of bf16 / f16 / f32 / f64 values).
+template <typename T>
+using raw_t = std::conditional_t<sizeof(T) == 2, uint16_t,
+                                 std::conditional_t<sizeof(T) == 4, uint32_t, unsigned long long>>;
+
+// A block sums the rows [mb, me) of kSumCols columns: slabs of kSumRows rows go through a
+// STAGES-deep cp.async ring (v by 16-byte copies where aligned and in range, else plain loads;
+// w by 16- or 4-byte copies; rows past me and ranks past r are zeros), so STAGES - 1 slabs are
+// in flight while one is multiplied. A thread adds its row class's rows in row order into RT x 8
+// float32 sums; the row classes are then added in class order through shared memory. One split
+// writes alpha times the sums to out; several write partial sums for sum_splits_kernel.
+template <typename TV, int RP>
+__global__ void __launch_bounds__(kSumThreads, kSumBlocks)
     colsum_kernel(const void* v, int64_t ldv, const float* w, int64_t rows, int64_t cols,
-                  int64_t height, int r, bool vec, float* partial) {
+                  int64_t height, int r, bool vec, bool wvec, float alpha, bool transposed,
+                  float* partial, float* out) {
   pdl_prologue();
-  constexpr int RQ = RP / 4;  // ranks a lane
-  __shared__ __align__(16) float vs[kSumRows][kSumCols];
-  __shared__ __align__(16) float ws[kSumRows][RP];
-  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-  const int cg = warp * 32 + (lane & 7) * 4, rg = (lane >> 3) * RQ;
+  using P = ColsumPlan<TV, RP>;
+  using Raw = raw_t<TV>;
+  constexpr int RT = P::RT, CT = P::CT, NRC = P::NRC, VROW = P::VROW, WROW = P::WROW;
+  constexpr int CH = 16 / static_cast<int>(sizeof(TV));  // values a 16-byte chunk
+  constexpr int VCH = VROW / 16;                         // chunks a staged row
+  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* vst = smem;
+  float* wst = reinterpret_cast<float*>(smem + P::STAGES * P::VBYTES);
+  const int t = threadIdx.x;
+  const int cg = t % (kSumCols / CT), rb = t / (kSumCols / CT) % (RP / RT), rc = t / P::TPR;
   const int64_t c0 = int64_t{blockIdx.x} * kSumCols;
   const int64_t mb = int64_t{blockIdx.y} * height, me = std::min(rows, mb + height);
-  float acc[RQ][4] = {};
-  for (int64_t r0 = mb; r0 < me; r0 += kSumRows) {
-    __syncthreads();
-    // 8 consecutive columns of 4 rows a thread (16-byte loads where aligned).
+  const int64_t slabs = (me - mb + kSumRows - 1) / kSumRows;
+  const Raw* vr = static_cast<const Raw*>(v);
+
+  // A thread copies the same 16-byte column chunk of rows t / VCH + k * VSTEP of every slab
+  // (and likewise of w), so its addresses only move by a slab's rows from one slab to the next.
+  constexpr int VSTEP = kSumThreads / VCH;
+  const int vrow = t / VCH;
+  const int64_t vc = c0 + t % VCH * CH;
+  const int vn = static_cast<int>(std::clamp<int64_t>(cols - vc, 0, CH));
+  const bool vfull = vec && vn == CH;
+  constexpr int WCH = RP / 4, WSTEP = kSumThreads / WCH;  // wvec: 16-byte chunks of a w row
+  constexpr int WSTEP1 = kSumThreads / RP;                // else: floats
+  const int wrow = wvec ? t / WCH : t / RP, wj = wvec ? t % WCH * 4 : t % RP;
+  const bool wok = wj < r;
+  const int sv = vrow * VROW + t % VCH * 16, sw = wrow * WROW + wj;
+  // The next slab to stage: its ring slot, this thread's first rows (counted from me) and
+  // sources. Slots and sources step by additions: a modulo or a 64-bit product a slab costs as
+  // much as a tenth of the slab's multiplies.
+  int64_t next = 0, vleft = me - mb - vrow, wleft = me - mb - wrow;
+  int nslot = 0;
+  const Raw* vsrc = vr + (mb + vrow) * ldv + vc;
+  const float* wsrc = w + (mb + wrow) * r + wj;
+  const int64_t vstep = kSumRows * ldv, wstep = int64_t{kSumRows} * r;
+
+  // Stage the next slab into its ring slot (a commit group even past the last slab).
+  auto issue = [&]() {
+    if (next < slabs) {
+      unsigned char* vd = vst + nslot * P::VBYTES + sv;
 #pragma unroll
-    for (int k = 0; k < kSumRows * kSumCols / (8 * kSumThreads); ++k) {
-      const int row = k * (kSumThreads / (kSumCols / 8)) + t / (kSumCols / 8);
-      const int col = (t % (kSumCols / 8)) * 8;
-      const int64_t m = r0 + row, c = c0 + col;
-      const int n = m < me ? static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8)) : 0;
-      float x8[8];
-      load8<TV>(v, m * ldv + c, vec && n == 8, n, x8);
-      *reinterpret_cast<float4*>(&vs[row][col]) = make_float4(x8[0], x8[1], x8[2], x8[3]);
-      *reinterpret_cast<float4*>(&vs[row][col + 4]) = make_float4(x8[4], x8[5], x8[6], x8[7]);
-    }
-    for (int idx = t; idx < kSumRows * RP; idx += kSumThreads) {
-      const int row = idx / RP, j = idx % RP;
-      const int64_t m = r0 + row;
-      ws[row][j] = j < r && m < me ? w[m * r + j] : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll 4
-    for (int row = 0; row < kSumRows; ++row) {
-      const float4 x = *reinterpret_cast<const float4*>(&vs[row][cg]);
-      const float xv[4] = {x.x, x.y, x.z, x.w};
+      for (int k = 0; k < kSumRows / VSTEP; ++k) {
+        const bool in = k * VSTEP < vleft;
+        const Raw* sk = vsrc + k * VSTEP * ldv;
+        unsigned char* d = vd + k * VSTEP * VROW;
+        if (vfull && in) {
+          cp_async16(d, sk);
+        } else {
+          alignas(16) Raw tmp[CH];
 #pragma unroll
-      for (int q = 0; q < RQ; q += 4) {
-        const float4 g = *reinterpret_cast<const float4*>(&ws[row][rg + q]);
+          for (int i = 0; i < CH; ++i) tmp[i] = in && i < vn ? sk[i] : Raw{0};
+          *reinterpret_cast<uint4*>(d) = *reinterpret_cast<const uint4*>(tmp);
+        }
+      }
+      float* wd = wst + nslot * kSumRows * WROW + sw;
+      if (wvec) {
+#pragma unroll
+        for (int k = 0; k < kSumRows / WSTEP; ++k) {
+          float* d = wd + k * WSTEP * WROW;
+          if (wok && k * WSTEP < wleft)
+            cp_async16(d, wsrc + k * WSTEP * r);
+          else
+            *reinterpret_cast<float4*>(d) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+      } else {
+#pragma unroll
+        for (int k = 0; k < kSumRows / WSTEP1; ++k) {
+          float* d = wd + k * WSTEP1 * WROW;
+          if (wok && k * WSTEP1 < wleft)
+            cp_async4(d, wsrc + k * WSTEP1 * r);
+          else
+            *d = 0.0f;
+        }
+      }
+      ++next;
+      nslot = nslot + 1 == P::STAGES ? 0 : nslot + 1;
+      vleft -= kSumRows;
+      wleft -= kSumRows;
+      vsrc += vstep;
+      wsrc += wstep;
+    }
+    cp_async_commit();
+  };
+
+  float acc[RT][CT];
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int k = 0; k < CT; ++k) acc[i][k] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < P::STAGES - 1; ++s) issue();
+  const unsigned char* vb0 = vst + cg * CT * sizeof(TV) + rc * VROW;
+  const float* wb0 = wst + rb * RT + rc * WROW;
+  int slot = 0;
+  for (int64_t s = 0; s < slabs; ++s) {
+    cp_async_wait<P::STAGES - 2>();  // this thread's copies of slab s have landed
+    __syncthreads();                 // everyone's, and slab s - 1's slot is free
+    issue();
+    const unsigned char* vb = vb0 + slot * P::VBYTES;
+    const float* wb = wb0 + slot * kSumRows * WROW;
+    slot = slot + 1 == P::STAGES ? 0 : slot + 1;
+#pragma unroll
+    for (int i = 0; i < kSumRows / NRC; ++i) {
+      float x[CT];
+      staged8<TV>(vb + i * NRC * VROW, x);
+#pragma unroll
+      for (int q = 0; q < RT / 4; ++q) {
+        const float4 g = *reinterpret_cast<const float4*>(wb + i * NRC * WROW + 4 * q);
         const float gv[4] = {g.x, g.y, g.z, g.w};
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
+        for (int a = 0; a < 4; ++a)
 #pragma unroll
-          for (int k = 0; k < 4; ++k) acc[q + i][k] += gv[i] * xv[k];
+          for (int k = 0; k < CT; ++k) acc[4 * q + a][k] += gv[a] * x[k];
       }
     }
   }
-  float* out = partial + int64_t{blockIdx.y} * r * cols;
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // The row classes' sums added in class order, 4 ranks of every rank block a round:
+  // red[rc][rb * 4 + a][column].
+  constexpr int JR = 4 * (RP / RT);
+  float* red = reinterpret_cast<float*>(smem);
+  const bool one = gridDim.y == 1;
+  float* dst = partial + int64_t{blockIdx.y} * r * cols;
 #pragma unroll
-  for (int i = 0; i < RQ; ++i) {
-    const int j = rg + i;
-    if (j >= r) break;
+  for (int q = 0; q < RT / 4; ++q) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int64_t c = c0 + cg + k;
-      if (c < cols) out[j * cols + c] = acc[i][k];
+    for (int a = 0; a < 4; ++a) {
+      float* d = red + (rc * JR + rb * 4 + a) * kSumCols + cg * CT;
+#pragma unroll
+      for (int k = 0; k < CT; k += 4)
+        *reinterpret_cast<float4*>(d + k) = make_float4(
+            acc[4 * q + a][k], acc[4 * q + a][k + 1], acc[4 * q + a][k + 2], acc[4 * q + a][k + 3]);
     }
+    __syncthreads();
+#pragma unroll
+    for (int e = 0; e < JR * kSumCols / kSumThreads; ++e) {
+      const int o = t + e * kSumThreads;
+      float sum = 0.0f;
+#pragma unroll 8
+      for (int k = 0; k < NRC; ++k) sum += red[k * JR * kSumCols + o];
+      const int jj = o / kSumCols, j = jj / 4 * RT + 4 * q + jj % 4;
+      const int64_t c = c0 + o % kSumCols;
+      if (j < r && c < cols) {
+        if (!one)
+          dst[j * cols + c] = sum;
+        else
+          out[transposed ? c * r + j : j * cols + c] = alpha * sum;
+      }
+    }
+    __syncthreads();
   }
 }
 
@@ -319,7 +517,7 @@ int64_t lora_project_scratch(int64_t rows, int64_t cols, int r) {
 int64_t lora_colsum_scratch(int64_t rows, int64_t cols, int r) {
   int64_t splits, height;
   colsum_splits(rows, cols, splits, height);
-  return splits * r * cols;
+  return splits > 1 ? splits * r * cols : 0;  // one split writes out itself
 }
 
 void launch_lora_project(LoraRows v, int64_t rows, int64_t cols, const float* p, int64_t ps,
@@ -367,25 +565,30 @@ void launch_lora_expand(LoraRows base, const float* w, int64_t rows, int64_t col
 void launch_lora_colsum(LoraRows v, const float* w, int64_t rows, int64_t cols, int r, float alpha,
                         bool transposed, float* scratch, float* out, cudaStream_t s) {
   if (cols == 0) return;
-  int64_t splits, height;
-  colsum_splits(rows, cols, splits, height);
   if (rows == 0) {
     cudaMemsetAsync(out, 0, static_cast<size_t>(r * cols) * sizeof(float), s);
     return;
   }
+  int64_t splits, height;
+  colsum_splits(rows, cols, splits, height);
   const dim3 grid(static_cast<unsigned>(ceil_div(cols, kSumCols)), static_cast<unsigned>(splits));
+  // 16-byte copies of w's rows when each starts 16-byte aligned.
+  const bool wvec = reinterpret_cast<uintptr_t>(w) % 16 == 0 && r % 4 == 0;
   dispatch_cuda_float(v.dtype, [&](auto tag) {
     using TV = decltype(tag);
-    // 16-byte loads when every row start is 16-byte aligned (blocks start at multiples of 128).
+    // 16-byte copies when every row start is 16-byte aligned (blocks start at multiples of 64).
     const bool vec = reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 &&
                      (v.ld * static_cast<int64_t>(sizeof(TV))) % 16 == 0;
     dispatch_rank(r, [&]<int RP>() {
-      launch_pdl(colsum_kernel<TV, RP>, grid, dim3(kSumThreads), 0, s, v.ptr, v.ld, w, rows, cols,
-                 height, r, vec, scratch);
+      const auto kernel = colsum_kernel<TV, RP>;
+      constexpr int smem = ColsumPlan<TV, RP>::SMEM;
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      launch_pdl(kernel, grid, dim3(kSumThreads), smem, s, v.ptr, v.ld, w, rows, cols, height, r,
+                 vec, wvec, alpha, transposed, scratch, out);
     });
   });
   check_launch("lora colsum_kernel");
-  launch_sum_splits(scratch, splits, r * cols, alpha, cols, r, transposed, out, s);
+  if (splits > 1) launch_sum_splits(scratch, splits, r * cols, alpha, cols, r, transposed, out, s);
 }
 
 }  // namespace ingot::cu
