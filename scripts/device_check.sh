@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad lorabench profile ncu serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad loraproj lorabench profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -178,6 +178,10 @@ if [[ " $STEPS " == *" sdpagrad "* ]]; then  # attention backward kernels next t
   stamp sdpagrad
   build-gpu/bench/ingot_bench_sdpa_grad 2>&1 | tee "$LOG/sdpagrad.txt"
   python3 scripts/sdpa_grad_torch.py 2>&1 | tee -a "$LOG/sdpagrad.txt" | tail -5
+fi
+if [[ " $STEPS " == *" loraproj "* ]]; then  # LoRA project kernel, SIMT vs tensor cores (BENCH=ON)
+  stamp loraproj
+  build-gpu/bench/ingot_bench_lora_project 2>&1 | tee "$LOG/loraproj.txt"
 fi
 if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, ingot next to PEFT
   stamp lorabench

@@ -19,16 +19,9 @@
 #include <vector>
 
 #include "backend/cuda/packed_attention_kernels.h"
+#include "cuda_check.h"
 
 using namespace ingot;
-#define CK(x)                                                       \
-  do {                                                              \
-    cudaError_t e_ = (x);                                           \
-    if (e_ != cudaSuccess) {                                        \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                 \
-    }                                                               \
-  } while (0)
 
 struct Shape {
   const char* name;

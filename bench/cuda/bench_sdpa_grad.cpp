@@ -16,16 +16,9 @@
 #include <vector>
 
 #include "backend/cuda/fast_sdpa_bwd_kernels.h"
+#include "cuda_check.h"
 
 using namespace ingot;
-#define CK(x)                                                       \
-  do {                                                              \
-    cudaError_t e_ = (x);                                           \
-    if (e_ != cudaSuccess) {                                        \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                 \
-    }                                                               \
-  } while (0)
 
 namespace {
 

@@ -138,6 +138,27 @@ TEST(CudaFastLora, LargeShapesSplitTheSums) {
   check_case({1500, 640, 2304, 64}, bfloat16, float32, 2);
 }
 
+TEST(CudaFastLora, TensorCoreProjectEqualsCpu) {
+  // INGOT_LORA_PROJECT_MMA=1: x a^T and g b on tensor cores (bf16 operands with a multiple of 8
+  // columns, rank <= 16; p as three bf16 parts), held to the same bounds as the float32 kernel.
+  // Column counts around the 64-column stages (200: a partial last stage) and the splits,
+  // ranks below 16, rows around the 64-row blocks; k = 70 is not a multiple of 8, so x a^T
+  // stays on the SIMT kernel while g b (n = 96) takes the tensor cores.
+  INGOT_REQUIRE_CUDA();
+  const char* old = std::getenv("INGOT_LORA_PROJECT_MMA");
+  const std::string saved = old ? old : "";
+  setenv("INGOT_LORA_PROJECT_MMA", "1", 1);
+  uint32_t seed = 700;
+  for (const Case& c :
+       {Case{1, 8, 8, 1}, Case{33, 128, 64, 16}, Case{64, 64, 200, 8}, Case{97, 136, 72, 12},
+        Case{130, 70, 96, 16}, Case{65, 520, 1032, 5}, Case{4096, 2048, 512, 16}})
+    check_case(c, bfloat16, bfloat16, seed += 10);
+  if (old)
+    setenv("INGOT_LORA_PROJECT_MMA", saved.c_str(), 1);
+  else
+    unsetenv("INGOT_LORA_PROJECT_MMA");
+}
+
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {
   INGOT_REQUIRE_CUDA();
   // y: columns [16, 56) of a [3, 50, 96] product; x: a transposed view (copied first).

@@ -17,9 +17,12 @@
 // Every sum is in a fixed order, so a launch gives the same bits every run.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 #include <type_traits>
 
 #include "backend/cuda/device/launch.cuh"
+#include "backend/cuda/device/mma.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/fast_lora_kernels.h"
 
@@ -487,6 +490,141 @@ __global__ void __launch_bounds__(kSumThreads, kSumBlocks)
 }
 
 /// Calls f.template operator()<RP>() with RP the padded rank.
+// ---- project on tensor cores (INGOT_LORA_PROJECT_MMA=1; bf16 v, rank <= 16) ----
+//
+// v [M, C] bf16 times p [C, 16] float32 as three bf16 products: p = hi + mid + lo, each the
+// bf16 rounding of what the previous ones leave, so hi + mid + lo carries p's 24 bits and every
+// product v * part is exact in the float32 accumulators (mma.sync m16n8k16). A CTA takes 64 rows
+// (16 a warp) of a column range, 64 columns a stage through a 4-deep ring: v by cp.async, p
+// read into registers a stage ahead and split into shared memory after the current stage's
+// products. The ranges' partial sums go through sum_splits_kernel as the SIMT kernel's do.
+
+constexpr int kPmRows = 64, kPmK = 64, kPmStages = 4, kPmThreads = 128;
+constexpr int kPmLd = kPmK + 8;  // shared row stride (elements): ldmatrix rows on distinct banks
+// A stage: the v tile [64 rows][kPmLd] and the three parts of p, each [16 ranks][kPmLd].
+constexpr int kPmStage = (kPmRows + 3 * 16) * kPmLd;  // elements
+constexpr size_t kPmSmem = size_t(kPmStages) * kPmStage * sizeof(__nv_bfloat16);
+
+/// Column splits of an mma project launch: about four CTAs an SM.
+void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& width) {
+  const int64_t mblocks = std::max<int64_t>(ceil_div(rows, kPmRows), 1);
+  splits = std::clamp<int64_t>(ceil_div(4 * sm_count(), mblocks), 1,
+                               std::max<int64_t>(ceil_div(cols, kPmK), 1));
+  width = std::max<int64_t>(ceil_div(ceil_div(cols, splits), kPmK), 1) * kPmK;
+  splits = std::max<int64_t>(ceil_div(cols, width), 1);
+}
+
+/// Whether launch_lora_project takes the tensor-core kernel: asked for, bf16 v whose rows are
+/// 16-byte aligned with a multiple of 8 columns, rank <= 16.
+bool project_mma(const LoraRows& v, int64_t cols, int r) {
+  const char* e = std::getenv("INGOT_LORA_PROJECT_MMA");
+  return e && std::string_view(e) == "1" && v.dtype == Dtype::bfloat16 && r <= 16 &&
+         cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
+}
+
+__global__ void __launch_bounds__(kPmThreads)
+    project_mma_kernel(const __nv_bfloat16* v, int64_t ldv, int64_t rows, int64_t cols,
+                       int64_t width, const float* p, int64_t ps, int64_t js, int r,
+                       float* partial) {
+  pdl_prologue();
+  extern __shared__ __align__(16) unsigned char pm_raw[];
+  __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(pm_raw);
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int64_t m0 = int64_t{blockIdx.x} * kPmRows;
+  const int64_t cb = int64_t{blockIdx.y} * width, ce = std::min(cols, cb + width);
+  const int nk = static_cast<int>((ce - cb + kPmK - 1) / kPmK);
+  // v: a thread's 16-byte chunks are t + 128 i (i < 4) of the 64 x 8 chunks of a stage.
+  auto issue_v = [&](int k) {
+    __nv_bfloat16* st = smem + (k % kPmStages) * kPmStage;
+    const int64_t c0 = cb + int64_t{k} * kPmK;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = t + kPmThreads * i, row = idx >> 3, ch = idx & 7;
+      const int64_t m = m0 + row, c = c0 + ch * 8;
+      __nv_bfloat16* dst = st + row * kPmLd + ch * 8;
+      if (m < rows && c < ce)
+        cp_async16(dst, v + m * ldv + c);
+      else
+        *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  // p: a thread's 8 values are (column kk, rank j) with j = t & 15, kk = (t >> 4) + 8 i.
+  const int pj = t & 15;
+  float pr[8];
+  auto read_p = [&](int k) {
+    const int64_t c0 = cb + int64_t{k} * kPmK;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int64_t c = c0 + (t >> 4) + 8 * i;
+      pr[i] = pj < r && c < ce ? p[c * ps + pj * js] : 0.0f;
+    }
+  };
+  auto store_p = [&](int k) {
+    __nv_bfloat16* st = smem + (k % kPmStages) * kPmStage + kPmRows * kPmLd;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int kk = (t >> 4) + 8 * i;
+      const __nv_bfloat16 hi = __float2bfloat16_rn(pr[i]);
+      const float r1 = pr[i] - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
+      const __nv_bfloat16 lo = __float2bfloat16_rn(r1 - __bfloat162float(mid));
+      st[pj * kPmLd + kk] = hi;
+      st[(16 + pj) * kPmLd + kk] = mid;
+      st[(32 + pj) * kPmLd + kk] = lo;
+    }
+  };
+  for (int k = 0; k < kPmStages - 1; ++k) {
+    if (k < nk) {
+      issue_v(k);
+      read_p(k);
+      store_p(k);
+    }
+    cp_async_commit();
+  }
+  float acc[2][4] = {};
+  for (int k = 0; k < nk; ++k) {
+    cp_async_wait<kPmStages - 2>();
+    __syncthreads();  // stage k landed (v by cp.async, p by the stores); stage k - 1 is consumed
+    const int kn = k + kPmStages - 1;
+    if (kn < nk) {
+      issue_v(kn);
+      read_p(kn);
+    }
+    cp_async_commit();
+    const __nv_bfloat16* st = smem + (k % kPmStages) * kPmStage;
+    const __nv_bfloat16* a = st + (warp * 16 + (lane & 15)) * kPmLd + (lane >> 4) * 8;
+    const __nv_bfloat16* b =
+        st + kPmRows * kPmLd + ((lane & 7) + ((lane >> 4) << 3)) * kPmLd + (((lane >> 3) & 1) << 3);
+#pragma unroll
+    for (int kk = 0; kk < kPmK / 16; ++kk) {
+      uint32_t af[4];
+      ldsm_x4(af, a + kk * 16);
+#pragma unroll
+      for (int part = 0; part < 3; ++part) {
+        uint32_t bf[4];
+        ldsm_x4(bf, b + part * 16 * kPmLd + kk * 16);
+        mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
+        mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+      }
+    }
+    if (kn < nk) store_p(kn);  // its buffer held stage k - 1, which every warp has finished
+  }
+  cp_async_wait<0>();
+  // Rows g and g + 8 of the warp, ranks 8 n + 2 q and + 1.
+  const int g = lane >> 2, q = lane & 3;
+  float* out = partial + int64_t{blockIdx.y} * rows * r;
+#pragma unroll
+  for (int n = 0; n < 2; ++n)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t m = m0 + warp * 16 + g + 8 * h;
+      const int j = 8 * n + 2 * q;
+      if (m >= rows) continue;
+      if (j < r) out[m * r + j] = acc[n][2 * h];
+      if (j + 1 < r) out[m * r + j + 1] = acc[n][2 * h + 1];
+    }
+}
+
 template <typename F>
 void dispatch_rank(int r, F&& f) {
   if (r <= 16)
@@ -509,9 +647,10 @@ void launch_sum_splits(const float* partial, int64_t splits, int64_t count, floa
 }  // namespace
 
 int64_t lora_project_scratch(int64_t rows, int64_t cols, int r) {
-  int64_t splits, width;
+  int64_t splits, width, mma_splits;
   project_splits(rows, cols, splits, width);
-  return splits * rows * r;
+  project_mma_splits(rows, cols, mma_splits, width);  // the larger: either kernel may run
+  return std::max(splits, mma_splits) * rows * r;
 }
 
 int64_t lora_colsum_scratch(int64_t rows, int64_t cols, int r) {
@@ -525,6 +664,17 @@ void launch_lora_project(LoraRows v, int64_t rows, int64_t cols, const float* p,
                          cudaStream_t s) {
   if (rows == 0) return;
   int64_t splits, width;
+  if (cols > 0 && project_mma(v, cols, r)) {
+    project_mma_splits(rows, cols, splits, width);
+    allow_dynamic_smem(project_mma_kernel, kPmSmem);
+    const dim3 grid(static_cast<unsigned>(ceil_div(rows, kPmRows)), static_cast<unsigned>(splits));
+    launch_pdl(project_mma_kernel, grid, dim3(kPmThreads), kPmSmem, s,
+               static_cast<const __nv_bfloat16*>(v.ptr), v.ld, rows, cols, width, p, ps, js, r,
+               scratch);
+    check_launch("lora project_mma_kernel");
+    launch_sum_splits(scratch, splits, rows * r, alpha, r, r, false, out, s);
+    return;
+  }
   project_splits(rows, cols, splits, width);
   const dim3 grid(static_cast<unsigned>(ceil_div(rows, kProjRows)), static_cast<unsigned>(splits));
   dispatch_cuda_float(v.dtype, [&](auto tag) {

@@ -1,6 +1,6 @@
 // The tensor-core pieces of the flash attention kernels (fast_sdpa.cu) shared with the packed
-// attention kernel (packed_attention.cu): ldmatrix/mma wrappers, a warp's row state, S = Q K^T,
-// the online softmax step and O += P V over shared-memory tiles.
+// attention kernel (packed_attention.cu): the ldmatrix/mma wrappers (device/mma.cuh), a warp's row
+// state, S = Q K^T, the online softmax step and O += P V over shared-memory tiles.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,51 +10,15 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backend/cuda/device/mma.cuh"
 #include "backend/cuda/fast_sdpa_common.cuh"
 
 namespace ingot::cu::sdpa_detail {
 
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// c += a (16x16, row) * b (16x8, col), float accumulators.
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                          uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-// Two floats rounded to T, packed low-first as the mma fragments and memory order want.
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float x, float y) {
-  uint32_t u;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-    memcpy(&u, &h, 4);
-  } else {
-    const __half2 h = __floats2half2_rn(x, y);
-    memcpy(&u, &h, 4);
-  }
-  return u;
-}
+using cu::ldsm_x4;
+using cu::ldsm_x4_t;
+using cu::mma_16816;
+using cu::pack2;
 
 // 2^x by the MUFU unit (relative error about 2^-22; 2^-inf = 0).
 __device__ __forceinline__ float ex2(float x) {
