@@ -6,19 +6,19 @@
 # may stop earlier on a slower machine) explores a prefix of the same inputs. For exploration, pass
 # FUZZ_SEED=0 (random) and a large FUZZ_SECONDS/FUZZ_RUNS. Exit != 0 on a crash.
 # Usage: scripts/run_fuzz.sh [TARGET...]   (default: every target: tokenizer_load tokenizer_encode
-# tokenizer_template bpe_train safetensors gguf config prompt_cache adapter_config server_request). Seeds also come from fuzz/corpus/<target>/ when present.
+# tokenizer_template tokenizer_cache bpe_train safetensors gguf config prompt_cache adapter_config server_request). Seeds also come from fuzz/corpus/<target>/ when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
 # A smaller ASan quarantine: long runs otherwise hit the RSS limit with freed memory alone.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=64}
-declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000 [bpe_train]=1500
+declare -A RUNS=([tokenizer_load]=150000 [tokenizer_encode]=1500 [tokenizer_template]=50000 [tokenizer_cache]=50000 [bpe_train]=1500
   [safetensors]=150000 [gguf]=100000 [config]=150000 [prompt_cache]=10000 [adapter_config]=150000 [server_request]=40000)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${FUZZ_JOBS:-2}
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template bpe_train safetensors gguf config prompt_cache adapter_config server_request)
+[[ ${#targets[@]} -eq 0 ]] && targets=(tokenizer_load tokenizer_encode tokenizer_template tokenizer_cache bpe_train safetensors gguf config prompt_cache adapter_config server_request)
 
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$BUILD" -DINGOT_FUZZ=ON \
   -DINGOT_TESTS=OFF -DINGOT_BENCH=OFF -DINGOT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -62,6 +62,9 @@ out = pathlib.Path(sys.argv[1])
 for i, c in enumerate(json.load(open("tests/data/tokenizer/jinja/features.json", encoding="utf-8"))):
     (out / f"feat{i}").write_bytes(c["template"].encode() + b"\0" + json.dumps(c["context"]).encode())
 PY
+      ;;
+    tokenizer_cache)  # valid cache payloads (and whole files) the target writes itself
+      INGOT_FUZZ_SEED_DIR="$dir" "$BUILD/fuzz/fuzz_tokenizer_cache" -runs=0 "$dir" >/dev/null 2>&1 || true
       ;;
     prompt_cache)
       INGOT_FUZZ_SEED_DIR="$dir" "$BUILD/fuzz/fuzz_prompt_cache" -runs=0 "$dir" >/dev/null 2>&1 || true

@@ -2,7 +2,11 @@
 // linked list of symbols, exactly as `tokenizers`' Word::merge_all.
 #include "tokenizer/bpe.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <exception>
 #include <queue>
 #include <thread>
 
@@ -27,32 +31,61 @@ uint64_t capacity_for(size_t n) {
 }
 }  // namespace
 
-void TokenIndex::build(std::vector<std::pair<std::string, int32_t>>&& entries) {
-  keys_.clear();
-  ids_.clear();
-  keys_.reserve(entries.size());
-  ids_.reserve(entries.size());
+namespace {
+template <class Entries>
+void build_index(Entries& entries, std::vector<std::string>& keys, std::vector<int32_t>& ids,
+                 HugeVector<uint64_t>& slots, uint64_t& mask) {
+  keys.clear();
+  ids.clear();
+  keys.reserve(entries.size());
+  ids.reserve(entries.size());
   const uint64_t cap = capacity_for(entries.size());
-  slots_.assign(cap, 0);
-  mask_ = cap - 1;
+  slots.assign(cap, 0);
+  mask = cap - 1;
   for (auto& [key, id] : entries) {
     const uint64_t h = std::hash<std::string_view>{}(key);
     const uint64_t tag = h >> 32 << 32;
-    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
-      const uint64_t s = slots_[i];
+    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+      const uint64_t s = slots[i];
       if (s == 0) {
-        keys_.push_back(std::move(key));
-        ids_.push_back(id);
-        slots_[i] = tag | keys_.size();
+        keys.emplace_back(std::move(key));
+        ids.push_back(id);
+        slots[i] = tag | keys.size();
         break;
       }
       const size_t k = static_cast<uint32_t>(s) - 1;
-      if ((s >> 32 << 32) == tag && keys_[k] == key) {
-        ids_[k] = id;  // a repeated key: the last one counts
+      if ((s >> 32 << 32) == tag && keys[k] == key) {
+        ids[k] = id;  // a repeated key: the last one counts
         break;
       }
     }
   }
+}
+}  // namespace
+
+void* huge_page_alloc(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) return ::operator new(bytes);
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (!p) throw std::bad_alloc();
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
+  return p;
+}
+
+void huge_page_free(void* p, size_t bytes) {
+  if (bytes < (size_t{2} << 20))
+    ::operator delete(p);
+  else
+    std::free(p);
+}
+
+void TokenIndex::build(std::vector<std::pair<std::string, int32_t>>&& entries) {
+  build_index(entries, keys_, ids_, slots_, mask_);
+}
+
+void TokenIndex::build_from_views(std::span<const std::pair<std::string_view, int32_t>> entries) {
+  build_index(entries, keys_, ids_, slots_, mask_);
 }
 
 int32_t TokenIndex::find(std::string_view token) const {
@@ -77,7 +110,7 @@ void MergeIndex::reserve(size_t n) {
 
 void MergeIndex::insert(uint64_t key, int32_t rank, int32_t merged) {
   if (2 * (size_ + 1) > slots_.size()) {  // grow: re-insert in slot order keeps first ranks
-    std::vector<Entry> old = std::move(slots_);
+    HugeVector<Entry> old = std::move(slots_);
     reserve(2 * (size_ + 1));
     for (const Entry& e : old)
       if (e.key != kEmpty) insert(e.key, e.rank, e.merged);
@@ -163,14 +196,18 @@ struct MergeIds {
 };
 }  // namespace
 
-void Bpe::build(BpeTables t) {
-  vocab_.build(std::move(t.vocab));  // a repeated key: the last one counts
+void Bpe::index_ids() {
   int32_t max_id = -1;
   for (int32_t id : vocab_.ids()) max_id = std::max(max_id, id);
   id_key_.assign(static_cast<size_t>(max_id + 1), -1);
   // Two keys with one id: the key first seen later in the file names it.
   for (size_t i = 0; i < vocab_.size(); ++i) id_key_[vocab_.ids()[i]] = static_cast<int32_t>(i);
   for (int b = 0; b < 256; ++b) byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
+}
+
+void Bpe::build(BpeTables t) {
+  vocab_.build(std::move(t.vocab));  // a repeated key: the last one counts
+  index_ids();
   // The merges' vocab lookups (three hash lookups each, ~500k merges for a 262k vocab) run on
   // several threads: they only read vocab_. Errors are then raised for the lowest rank, and the
   // pairs inserted in rank order (a repeated pair keeps its lowest rank), as a serial loop does.
@@ -219,6 +256,66 @@ void Bpe::build(BpeTables t) {
                          a + b.substr(prefix_.size()));
     merges_.insert(pair_key(m.a, m.b), static_cast<int32_t>(r), m.merged);
   }
+}
+
+Bpe::Bpe(const json& m, const BpeSnapshot& s) {
+  load_options(m);
+  const size_t n = s.vocab.size();
+  for (const auto& [tok, id] : s.vocab)
+    if (id < 0 || id > (1 << 30))
+      raise<FormatError>("[tokenizer] snapshot: vocab id {} is out of range", id);
+  // The merges are ids already: their table builds while the vocab's does (each is about half
+  // of a load from the cache); they are checked against the vocab afterwards.
+  std::exception_ptr merges_error;
+  const auto insert_merges = [&]() noexcept {
+    try {
+      merges_.reserve(s.merges.size());
+      for (const BpeSnapshot::Merge& mg : s.merges)
+        merges_.insert(pair_key(mg.left, mg.right), mg.rank, mg.merged);
+    } catch (...) {
+      merges_error = std::current_exception();
+    }
+  };
+  {
+    std::jthread merges_thread;  // joined on the way out, also when the vocab's build throws
+    if (s.merges.size() >= 65536 && std::thread::hardware_concurrency() > 1)
+      merges_thread = std::jthread(insert_merges);
+    else
+      insert_merges();
+    vocab_.build_from_views(s.vocab);
+    index_ids();
+  }
+  if (merges_error) std::rethrow_exception(merges_error);
+  if (vocab_.size() != n) raise<FormatError>("[tokenizer] snapshot: a vocab key is repeated");
+  const auto known = [&](int32_t id) {
+    return id >= 0 && static_cast<size_t>(id) < id_key_.size() && id_key_[id] >= 0;
+  };
+  int32_t last_rank = -1;
+  for (const BpeSnapshot::Merge& mg : s.merges) {
+    if (mg.rank <= last_rank || !known(mg.left) || !known(mg.right) || !known(mg.merged))
+      raise<FormatError>("[tokenizer] snapshot: merge of rank {} is invalid", mg.rank);
+    last_rank = mg.rank;
+  }
+  set_unk(m);
+}
+
+std::vector<BpeSnapshot::Merge> Bpe::merges_by_rank() const {
+  // Ranks are below the number of merges read, so the entries sort by placing them at their
+  // ranks (no comparison sort of ~500k entries).
+  int32_t max_rank = -1;
+  size_t count = 0;
+  for (const MergeIndex::Entry& e : merges_.slots())
+    if (e.key != MergeIndex::kEmpty) max_rank = std::max(max_rank, e.rank), ++count;
+  std::vector<const MergeIndex::Entry*> by_rank(static_cast<size_t>(max_rank + 1), nullptr);
+  for (const MergeIndex::Entry& e : merges_.slots())
+    if (e.key != MergeIndex::kEmpty) by_rank[static_cast<size_t>(e.rank)] = &e;
+  std::vector<BpeSnapshot::Merge> out;
+  out.reserve(count);
+  for (const MergeIndex::Entry* e : by_rank)
+    if (e)
+      out.push_back({static_cast<int32_t>(e->key >> 32), static_cast<int32_t>(e->key & 0xFFFFFFFFu),
+                     e->rank, e->merged});
+  return out;
 }
 
 void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {

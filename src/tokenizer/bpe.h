@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,28 @@ struct StringHash {
 };
 using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
+/// Allocates large arrays on transparent huge pages where the kernel offers them (madvise): a
+/// 262k-token model's tables are ~30 MB, and a fresh process otherwise takes a page fault per
+/// 4 KB of them, which on a virtual machine was most of a load from the cache.
+/// `bytes` of memory (huge-page backed from 2 MB up); release with huge_page_free.
+void* huge_page_alloc(size_t bytes);
+void huge_page_free(void* p, size_t bytes);
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(huge_page_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { huge_page_free(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
+};
+template <class T>
+using HugeVector = std::vector<T, HugePageAllocator<T>>;
+
 /// The vocab of a BPE model, string -> id, in flat arrays (open addressing, linear probing):
 /// built and searched several times faster than a node-based map for a 262k-token vocab, whose
 /// ~1.5M lookups while resolving the merges are most of a tokenizer's load.
@@ -29,6 +52,8 @@ class TokenIndex {
  public:
   /// Builds the index; a repeated key: its last entry counts.
   void build(std::vector<std::pair<std::string, int32_t>>&& entries);
+  /// The same from views of the keys.
+  void build_from_views(std::span<const std::pair<std::string_view, int32_t>> entries);
   /// The id of `token`, or -1.
   int32_t find(std::string_view token) const;
   size_t size() const { return keys_.size(); }
@@ -38,7 +63,7 @@ class TokenIndex {
  private:
   std::vector<std::string> keys_;  // distinct keys, in order of their first entry
   std::vector<int32_t> ids_;       // ids_[i]: the id of keys_[i]
-  std::vector<uint64_t> slots_;    // 0: empty; else (hash's high 32 bits << 32) | (i + 1)
+  HugeVector<uint64_t> slots_;     // 0: empty; else (hash's high 32 bits << 32) | (i + 1)
   uint64_t mask_ = 0;
 };
 
@@ -54,6 +79,8 @@ class MergeIndex {
   void reserve(size_t n);
   /// Inserts unless `key` is present (a repeated pair keeps its first, lowest rank).
   void insert(uint64_t key, int32_t rank, int32_t merged);
+  /// The slots, empty ones (key kEmpty) included, in no particular order.
+  const HugeVector<Entry>& slots() const { return slots_; }
   /// The entry of `key`, or nullptr.
   const Entry* find(uint64_t key) const {
     if (slots_.empty()) return nullptr;
@@ -66,7 +93,7 @@ class MergeIndex {
 
  private:
   uint64_t slot_of(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_ & mask_; }
-  std::vector<Entry> slots_;
+  HugeVector<Entry> slots_;
   uint64_t mask_ = 0;
   int shift_ = 0;
   size_t size_ = 0;
@@ -80,6 +107,17 @@ struct BpeTables {
   std::vector<std::pair<std::string, std::string>> merges;
 };
 
+/// A built BPE model's tables in flat form, as views (what the tokenizer cache stores,
+/// tokenizer_cache.h): the vocab's distinct keys with their ids in the index's order, and the
+/// distinct merges by increasing rank. Rebuilding from it skips the merges' ~1.5M vocab lookups.
+struct BpeSnapshot {
+  struct Merge {
+    int32_t left, right, rank, merged;
+  };
+  std::vector<std::pair<std::string_view, int32_t>> vocab;
+  std::span<const Merge> merges;
+};
+
 /// The BPE model ("model": {"type": "BPE", ...}).
 class Bpe {
  public:
@@ -87,6 +125,13 @@ class Bpe {
   /// The same model with its "vocab" and "merges" given as tables (`model`'s own entries for
   /// them, if any, are ignored): the result equals Bpe(model with those entries).
   Bpe(const json& model, BpeTables tables);
+  /// The model whose vocab keys/ids and merges_by_rank() `snapshot` holds, given the same
+  /// `model` options (its "vocab" and "merges", if any, are ignored). A snapshot no model has
+  /// (an id out of range or missing from the vocab, a repeated key, ranks out of order) is a
+  /// FormatError.
+  Bpe(const json& model, const BpeSnapshot& snapshot);
+  /// The distinct merges by increasing rank (a repeated pair kept its lowest rank).
+  std::vector<BpeSnapshot::Merge> merges_by_rank() const;
 
   /// Appends the ids of one pre-tokenized word to `out`.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
@@ -102,6 +147,7 @@ class Bpe {
  private:
   void load_options(const json& model);
   void build(BpeTables tables);
+  void index_ids();  // id_key_ and byte_ids_ of a built vocab_
   void set_unk(const json& model);
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
 

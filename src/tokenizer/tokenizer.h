@@ -34,9 +34,10 @@ struct SpecialTokens {
 class Tokenizer {
  public:
   /// Loads `dir`/tokenizer.json plus, when present, tokenizer_config.json and
-  /// generation_config.json. `dir` may also name a tokenizer.json file directly.
+  /// generation_config.json. `dir` may also name a tokenizer.json file directly. A large
+  /// tokenizer.json goes through the per-user load cache (tokenizer_cache.h, docs/tokenizer.md).
   static Tokenizer from_dir(const std::string& dir);
-  /// Loads a tokenizer.json given as text (no config files).
+  /// Loads a tokenizer.json given as text (no config files; never the load cache).
   static Tokenizer from_json(std::string_view json_text);
   /// The texts of the files from_dir reads besides tokenizer.json (nullopt: absent), and the
   /// names errors give them.

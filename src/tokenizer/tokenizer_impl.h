@@ -30,10 +30,12 @@ struct Tokenizer::Impl {
   std::string config_json = "{}";
 
   /// Reads the tree of tokenizer.json; `tables`: the BPE model's vocab and merges read apart
-  /// from the tree (scan_tokenizer_json), or null when they are in it.
+  /// from the tree (scan_tokenizer_json), or null when they are in it. A `model` already set
+  /// (e.g. from the cache) is kept and the tree's model then only checked to be there.
   void load(const json& j, BpeTables* tables = nullptr);
-  /// Parses tokenizer.json's text (`source` names it in errors) and loads it.
-  void load_text(std::string_view text, const std::string& source);
+  /// Parses tokenizer.json's text (`source` names it in errors) and loads it; `root`, if given,
+  /// receives the tree without the model's "vocab" and "merges".
+  void load_text(std::string_view text, const std::string& source, json* root = nullptr);
   std::vector<int32_t> encode(std::string_view text, bool add_special) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const;
   const std::string* token_of(int32_t id) const;
