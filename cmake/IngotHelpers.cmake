@@ -38,6 +38,8 @@ function(ingot_test name)
   target_compile_options(${name} PRIVATE ${INGOT_WARNINGS})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
+  # Caches the library writes (the tokenizer load cache) go to the build tree, never the home.
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}"
+                       ENVIRONMENT "INGOT_CACHE_DIR=${CMAKE_BINARY_DIR}/test_cache"
                        WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 endfunction()
