@@ -13,8 +13,10 @@
 //    The next query tile (q, d_out, lse, delta) loads while the current one is multiplied.
 //  - dq: a CTA per (batch, head, 64 queries); S = Q K^T and dP = dO V^T per key tile, then
 //    dQ += dS K; the next key tile loads while the current one is multiplied.
-// No atomics: every output element is written once (deterministic). P and dS are rounded to the
-// input dtype before their products, as in fast_sdpa_bwd.cu.
+// q, k, v, out and d_out are read through their (batch, head, position) strides (attention's
+// transposed [B, L, H, D] storage in place); dq, dk, dv are written row-major. No atomics: every
+// output element is written once (deterministic). P and dS are rounded to the input dtype
+// before their products, as in fast_sdpa_bwd.cu.
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
