@@ -140,8 +140,9 @@ std::optional<Array> fold_product(const Array& c, const Array& g) {
   if (!on || c.shape() != g.shape() || c.dtype() != g.dtype() || !is_floating(c.dtype()))
     return std::nullopt;
   auto product = [](const Array& x) {
-    return x.has_primitive() && !x.is_evaluated() && x.inputs().size() == 2 &&
-           typeid(x.primitive()) == typeid(Matmul) && x.inputs()[0].dtype() == x.dtype() &&
+    if (!x.has_primitive() || x.is_evaluated() || x.inputs().size() != 2) return false;
+    const Primitive& p = x.primitive();
+    return typeid(p) == typeid(Matmul) && x.inputs()[0].dtype() == x.dtype() &&
            x.inputs()[1].dtype() == x.dtype();
   };
   const bool pg = product(g);
