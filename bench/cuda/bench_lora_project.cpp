@@ -31,9 +31,6 @@ int main() {
                           {4096, 2048, 8, false}};
   cudaStream_t s;
   CK(cudaStreamCreate(&s));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   std::printf(
       "| v (bf16) | r | p | SIMT us | GB/s | mma us | GB/s | SIMT / mma | max rel diff |\n"
       "|---|---|---|---|---|---|---|---|---|\n");
@@ -62,19 +59,7 @@ int main() {
                                 1.0f, static_cast<float*>(scratch), static_cast<float*>(out[path]),
                                 s);
       };
-      for (int i = 0; i < 3; ++i) launch();
-      std::vector<float> ms;
-      for (int i = 0; i < 20; ++i) {
-        CK(cudaEventRecord(e0, s));
-        launch();
-        CK(cudaEventRecord(e1, s));
-        CK(cudaEventSynchronize(e1));
-        float t = 0;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        ms.push_back(t);
-      }
-      std::sort(ms.begin(), ms.end());
-      us[path] = 1000.0 * ms[ms.size() / 2];
+      us[path] = 1000.0 * median_ms(launch, s, 20);
     }
     std::vector<float> a(size_t(sh.rows) * sh.r), b(a.size());
     CK(cudaMemcpy(a.data(), out[0], a.size() * 4, cudaMemcpyDeviceToHost));

@@ -50,29 +50,6 @@ std::vector<float> read(const void* src, size_t n) {
   return f;
 }
 
-// Median milliseconds of `reps` launches (after 3 warm-ups) on stream s.
-template <typename F>
-double time_ms(F&& launch, cudaStream_t s, int reps) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) launch();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    CK(cudaEventRecord(a, s));
-    launch();
-    CK(cudaEventRecord(b, s));
-    CK(cudaEventSynchronize(b));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, a, b));
-    ms.push_back(t);
-  }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,7 +101,7 @@ int main(int argc, char** argv) {
         ms[path] = 0;
         continue;
       }
-      ms[path] = time_ms([&] { cu::launch_sdpa_bwd(x, s); }, s, 20);
+      ms[path] = median_ms([&] { cu::launch_sdpa_bwd(x, s); }, s, 20);
     }
     CK(cudaStreamSynchronize(s));
     float diff[3] = {0, 0, 0};

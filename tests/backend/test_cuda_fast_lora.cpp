@@ -14,6 +14,7 @@
 #include "core/ingot.h"
 #include "cuda_test_util.h"
 #include "nn/layers.h"
+#include "scoped_env.h"
 
 using namespace ingot;
 using namespace ingot::test;
@@ -145,18 +146,12 @@ TEST(CudaFastLora, TensorCoreProjectEqualsCpu) {
   // ranks below 16, rows around the 64-row blocks; k = 70 is not a multiple of 8, so x a^T
   // stays on the SIMT kernel while g b (n = 96) takes the tensor cores.
   INGOT_REQUIRE_CUDA();
-  const char* old = std::getenv("INGOT_LORA_PROJECT_MMA");
-  const std::string saved = old ? old : "";
-  setenv("INGOT_LORA_PROJECT_MMA", "1", 1);
+  const ScopedEnv mma("INGOT_LORA_PROJECT_MMA", "1");
   uint32_t seed = 700;
   for (const Case& c :
        {Case{1, 8, 8, 1}, Case{33, 128, 64, 16}, Case{64, 64, 200, 8}, Case{97, 136, 72, 12},
         Case{130, 70, 96, 16}, Case{65, 520, 1032, 5}, Case{4096, 2048, 512, 16}})
     check_case(c, bfloat16, bfloat16, seed += 10);
-  if (old)
-    setenv("INGOT_LORA_PROJECT_MMA", saved.c_str(), 1);
-  else
-    unsetenv("INGOT_LORA_PROJECT_MMA");
 }
 
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {

@@ -20,6 +20,7 @@
 #include "core/primitives/fast.h"
 #include "core/sdpa_grad_ref.h"
 #include "cuda_test_util.h"
+#include "scoped_env.h"
 
 using namespace ingot;
 using namespace ingot::test;
@@ -43,29 +44,6 @@ std::vector<double> uniform(int64_t n, Dtype t, uint32_t seed, double lo, double
   for (auto& x : v) x = u(g);
   return Array(v, {n}, t).to_vector<double>();
 }
-
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 struct GradCase {
   int64_t B, H, Hkv, L, S, D;

@@ -11,6 +11,7 @@
 #include "core/fast/fast.h"
 #include "core/primitives/fast.h"
 #include "core/sdpa_grad_ref.h"
+#include "scoped_env.h"
 #include "test_fast_util.h"
 
 namespace ingot::test {
@@ -19,25 +20,6 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Sets an environment variable for the scope of a test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 struct GradCase {
   int64_t B, H, Hkv, L, S, D, Dv;

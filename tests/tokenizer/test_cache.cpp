@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "scoped_env.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_cache.h"
@@ -25,31 +26,7 @@ using testing::data_dir;
 using testing::models_dir;
 using testing::read_all;
 
-/// Sets (or unsets, with nullopt) environment variables for a scope.
-class ScopedEnv {
- public:
-  void set(const char* name, std::optional<std::string> value) {
-    if (!saved_.count(name)) {
-      const char* old = std::getenv(name);
-      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
-    }
-    if (value)
-      ::setenv(name, value->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    for (auto& [name, value] : saved_) {
-      if (value)
-        ::setenv(name.c_str(), value->c_str(), 1);
-      else
-        ::unsetenv(name.c_str());
-    }
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
+using ingot::test::ScopedEnv;
 
 /// A fresh temporary cache directory in INGOT_CACHE_DIR, caching files of any size.
 class CacheTest : public ::testing::Test {
