@@ -154,6 +154,24 @@ TEST(CudaFastLora, TensorCoreProjectEqualsCpu) {
     check_case(c, bfloat16, bfloat16, seed += 10);
 }
 
+TEST(CudaFastLora, TensorCoreColsumEqualsCpu) {
+  // INGOT_LORA_COLSUM_MMA=1: da = dt^T x and db = s g^T t on tensor cores (bf16 operands with a
+  // multiple of 8 columns, rank <= 16; the float32 side as three bf16 parts), held to the same
+  // float64 bounds as the float32 kernel. Columns around the 128-column blocks (200, 1032: a
+  // partial last block), rows around the 64-row stages and the row splits (4096 rows), ranks
+  // below 16; k = 70 keeps da on the SIMT kernel while db (n = 96) takes the tensor cores. Both
+  // kernels at once (with INGOT_LORA_PROJECT_MMA=1) as training runs them.
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 800;
+  for (const char* project : {"0", "1"}) {
+    const ScopedEnv sum("INGOT_LORA_COLSUM_MMA", "1"), proj("INGOT_LORA_PROJECT_MMA", project);
+    for (const Case& c :
+         {Case{1, 8, 8, 1}, Case{33, 128, 64, 16}, Case{64, 64, 200, 8}, Case{97, 136, 72, 12},
+          Case{130, 70, 96, 16}, Case{65, 520, 1032, 5}, Case{4096, 2048, 512, 16}})
+      check_case(c, bfloat16, bfloat16, seed += 10);
+  }
+}
+
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {
   INGOT_REQUIRE_CUDA();
   // y: columns [16, 56) of a [3, 50, 96] product; x: a transposed view (copied first).

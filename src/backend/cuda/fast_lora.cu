@@ -625,6 +625,176 @@ __global__ void __launch_bounds__(kPmThreads)
     }
 }
 
+// ---- colsum on tensor cores (INGOT_LORA_COLSUM_MMA=1; bf16 v, rank <= 16) ----
+//
+// out^T [C, r] = v^T [C, M] w [M, r] with the rows M as the products' inner dimension: v's
+// 16 x 16 tiles are the A fragments through transposing ldmatrix, w (float32) is split into
+// three bf16 parts as the project kernel splits p (exact products, float32 accumulators) and
+// staged transposed ([part][rank][row]) for plain ldmatrix B fragments. A CTA takes 128 columns
+// of a row range, 64 rows a stage through a 4-deep ring; warp (wr, wc) multiplies columns
+// [64 wc, 64 wc + 64) of the stage's rows [32 wr, 32 wr + 32), and the two row halves are added
+// in a fixed order at the end. Row ranges as colsum_kernel's (sum_splits_kernel adds them).
+
+constexpr int kCmCols = 128, kCmRows = 64, kCmStages = 4, kCmThreads = 128;
+constexpr int kCmLdV =
+    kCmCols + 8;  // v stage row stride (elements): ldmatrix rows on distinct banks
+constexpr int kCmLdW = kCmRows + 8;                           // w part row stride (elements)
+constexpr int kCmStage = kCmRows * kCmLdV + 3 * 16 * kCmLdW;  // elements
+constexpr size_t kCmSmem = size_t(kCmStages) * kCmStage * sizeof(__nv_bfloat16);
+
+/// Row splits of a tensor-core colsum and their height (a multiple of kCmRows): as
+/// colsum_splits, with two CTAs an SM.
+void colsum_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height) {
+  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kCmCols), 1), slots = sm_count() * 2;
+  const int64_t slabs = std::max<int64_t>(ceil_div(rows, kCmRows), 1);
+  int64_t best = -1;
+  splits = 1;
+  for (int64_t sp = 1; sp <= std::min<int64_t>(slabs, 256); ++sp) {
+    const int64_t cost = ceil_div(cblocks * sp, slots) * (ceil_div(slabs, sp) + 4);
+    if (best < 0 || cost < best) best = cost, splits = sp;
+  }
+  height = ceil_div(slabs, splits) * kCmRows;
+  splits = ceil_div(std::max<int64_t>(rows, 1), height);
+}
+
+/// Whether launch_lora_colsum takes the tensor-core kernel: asked for, bf16 v whose rows are
+/// 16-byte aligned with a multiple of 8 columns, rank <= 16.
+bool colsum_mma(const LoraRows& v, int64_t cols, int r) {
+  const char* e = std::getenv("INGOT_LORA_COLSUM_MMA");
+  return e && std::string_view(e) == "1" && v.dtype == Dtype::bfloat16 && r <= 16 &&
+         cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
+}
+
+__global__ void __launch_bounds__(kCmThreads, 2)
+    colsum_mma_kernel(const __nv_bfloat16* v, int64_t ldv, const float* w, int64_t rows,
+                      int64_t cols, int64_t height, int r, float alpha, bool transposed,
+                      float* partial, float* out) {
+  pdl_prologue();
+  extern __shared__ __align__(16) unsigned char cm_raw[];
+  __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(cm_raw);
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5, wc = warp & 1, wr = warp >> 1;
+  const int64_t c0 = int64_t{blockIdx.x} * kCmCols;
+  const int64_t mb = int64_t{blockIdx.y} * height, me = std::min(rows, mb + height);
+  const int nk = static_cast<int>((me - mb + kCmRows - 1) / kCmRows);
+  // v: a thread's 16-byte chunks are t + 128 i (i < 8) of the 64 x 16 chunks of a stage.
+  auto issue_v = [&](int k) {
+    __nv_bfloat16* st = smem + (k % kCmStages) * kCmStage;
+    const int64_t m0 = mb + int64_t{k} * kCmRows;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int idx = t + kCmThreads * i, row = idx >> 4, ch = idx & 15;
+      const int64_t m = m0 + row, c = c0 + ch * 8;
+      __nv_bfloat16* dst = st + row * kCmLdV + ch * 8;
+      if (m < me && c < cols)
+        cp_async16(dst, v + m * ldv + c);
+      else
+        *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  // w: a thread's 8 values are (row kk, rank j) with j = t & 15, kk = (t >> 4) + 8 i.
+  const int wj = t & 15;
+  float wv[8];
+  auto read_w = [&](int k) {
+    const int64_t m0 = mb + int64_t{k} * kCmRows;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int64_t m = m0 + (t >> 4) + 8 * i;
+      wv[i] = wj < r && m < me ? w[m * r + wj] : 0.0f;
+    }
+  };
+  auto store_w = [&](int k) {
+    __nv_bfloat16* st = smem + (k % kCmStages) * kCmStage + kCmRows * kCmLdV;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int kk = (t >> 4) + 8 * i;
+      const __nv_bfloat16 hi = __float2bfloat16_rn(wv[i]);
+      const float r1 = wv[i] - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
+      const __nv_bfloat16 lo = __float2bfloat16_rn(r1 - __bfloat162float(mid));
+      st[wj * kCmLdW + kk] = hi;
+      st[(16 + wj) * kCmLdW + kk] = mid;
+      st[(32 + wj) * kCmLdW + kk] = lo;
+    }
+  };
+  for (int k = 0; k < kCmStages - 1; ++k) {
+    if (k < nk) {
+      issue_v(k);
+      read_w(k);
+      store_w(k);
+    }
+    cp_async_commit();
+  }
+  float acc[4][2][4] = {};  // [16-column tile][8-rank tile][fragment]
+  for (int k = 0; k < nk; ++k) {
+    cp_async_wait<kCmStages - 2>();
+    __syncthreads();  // stage k landed (v by cp.async, w by the stores); stage k - 1 is consumed
+    const int kn = k + kCmStages - 1;
+    if (kn < nk) {
+      issue_v(kn);
+      read_w(kn);
+    }
+    cp_async_commit();
+    const __nv_bfloat16* st = smem + (k % kCmStages) * kCmStage;
+    // A (columns x rows) from v's [row][column] tile: lane l addresses row (l >> 4) * 8 + (l & 7)
+    // of the 16-row step, columns ((l >> 3) & 1) * 8 of the 16-column tile (transposed loads).
+    const __nv_bfloat16* a = st + (wr * 32 + ((lane >> 4) << 3) + (lane & 7)) * kCmLdV + wc * 64 +
+                             (((lane >> 3) & 1) << 3);
+    const __nv_bfloat16* b = st + kCmRows * kCmLdV + ((lane & 7) + ((lane >> 4) << 3)) * kCmLdW +
+                             wr * 32 + (((lane >> 3) & 1) << 3);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      uint32_t bf[3][4];
+#pragma unroll
+      for (int part = 0; part < 3; ++part) ldsm_x4(bf[part], b + part * 16 * kCmLdW + kk * 16);
+#pragma unroll
+      for (int ct = 0; ct < 4; ++ct) {
+        uint32_t af[4];
+        ldsm_x4_t(af, a + kk * 16 * kCmLdV + ct * 16);
+#pragma unroll
+        for (int part = 0; part < 3; ++part) {
+          mma_16816<__nv_bfloat16>(acc[ct][0], af, bf[part][0], bf[part][1]);
+          mma_16816<__nv_bfloat16>(acc[ct][1], af, bf[part][2], bf[part][3]);
+        }
+      }
+    }
+    if (kn < nk) store_w(kn);  // its buffer held stage k - 1, which every warp has finished
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with the ring: its first stage takes the upper half
+  float* red = reinterpret_cast<float*>(smem);
+  constexpr int kFrag = 4 * 2 * 4;
+  if (wr == 1) {
+#pragma unroll
+    for (int ct = 0; ct < 4; ++ct)
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          red[((wc * kFrag) + (ct * 2 + n) * 4 + e) * 32 + lane] = acc[ct][n][e];
+  }
+  __syncthreads();
+  if (wr == 1) return;
+  // Columns g and g + 8 of each 16-column tile, ranks 8 n + 2 q and + 1.
+  const int g = lane >> 2, q = lane & 3;
+  const bool one = gridDim.y == 1;
+  float* dst = partial + int64_t{blockIdx.y} * r * cols;
+#pragma unroll
+  for (int ct = 0; ct < 4; ++ct)
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float sum = acc[ct][n][e] + red[((wc * kFrag) + (ct * 2 + n) * 4 + e) * 32 + lane];
+        const int64_t c = c0 + wc * 64 + ct * 16 + g + 8 * (e >> 1);
+        const int j = 8 * n + 2 * q + (e & 1);
+        if (j >= r || c >= cols) continue;
+        if (!one)
+          dst[j * cols + c] = sum;
+        else
+          out[transposed ? c * r + j : j * cols + c] = alpha * sum;
+      }
+}
+
 template <typename F>
 void dispatch_rank(int r, F&& f) {
   if (r <= 16)
@@ -654,8 +824,10 @@ int64_t lora_project_scratch(int64_t rows, int64_t cols, int r) {
 }
 
 int64_t lora_colsum_scratch(int64_t rows, int64_t cols, int r) {
-  int64_t splits, height;
+  int64_t splits, height, mma_splits;
   colsum_splits(rows, cols, splits, height);
+  colsum_mma_splits(rows, cols, mma_splits, height);  // the larger: either kernel may run
+  splits = std::max(splits, mma_splits);
   return splits > 1 ? splits * r * cols : 0;  // one split writes out itself
 }
 
@@ -720,6 +892,18 @@ void launch_lora_colsum(LoraRows v, const float* w, int64_t rows, int64_t cols, 
     return;
   }
   int64_t splits, height;
+  if (colsum_mma(v, cols, r)) {
+    colsum_mma_splits(rows, cols, splits, height);
+    allow_dynamic_smem(colsum_mma_kernel, kCmSmem);
+    const dim3 grid(static_cast<unsigned>(ceil_div(cols, kCmCols)), static_cast<unsigned>(splits));
+    launch_pdl(colsum_mma_kernel, grid, dim3(kCmThreads), kCmSmem, s,
+               static_cast<const __nv_bfloat16*>(v.ptr), v.ld, w, rows, cols, height, r, alpha,
+               transposed, scratch, out);
+    check_launch("lora colsum_mma_kernel");
+    if (splits > 1)
+      launch_sum_splits(scratch, splits, r * cols, alpha, cols, r, transposed, out, s);
+    return;
+  }
   colsum_splits(rows, cols, splits, height);
   const dim3 grid(static_cast<unsigned>(ceil_div(cols, kSumCols)), static_cast<unsigned>(splits));
   // 16-byte copies of w's rows when each starts 16-byte aligned.
