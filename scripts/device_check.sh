@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad loraproj lorabench profile ncu serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad loraproj lorabench gpuutil profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -210,6 +210,20 @@ if [[ " $STEPS " == *" lorabench "* ]]; then  # issue 11's LoRA training speed, 
       if [ -f "$dir/lora_bench.md" ]; then cat "$dir/lora_bench.md"; else tail -30 "$LOG/lorabench_alt$n.log"; fi
     done
   fi
+fi
+if [[ " $STEPS " == *" gpuutil "* ]]; then  # is a LoRA step GPU-bound? nvidia-smi's busy share while it runs
+  stamp gpuutil
+  for m in ${PROFILE_MODELS:-llama-3.2-1b}; do
+    nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 100 \
+      >"$LOG/util-$m.csv" 2>&1 &
+    smi=$!
+    build-gpu/tools/cli/ingot bench lora --batch 8 --len 512 --steps ${GPUUTIL_STEPS:-40} \
+      --warmup-steps 3 --model "/tmp/ingot-bench-table/$m" --device cuda >"$LOG/util-bench-$m.txt" 2>&1
+    kill $smi 2>/dev/null
+    grep -o '"step_ms":[0-9.]*' "$LOG/util-bench-$m.txt"
+    # the last samples cover the timed steps (the process ends right after them)
+    echo "$m utilization.gpu, last 30 samples (100 ms apart): $(tail -30 "$LOG/util-$m.csv" | cut -d, -f2 | tr -d ' ' | tr '\n' ' ')"
+  done
 fi
 if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "table")
   stamp profile
