@@ -8,6 +8,8 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <string_view>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -338,7 +340,30 @@ void Trainer::save_weights(const std::string& dir, bool final) const {
     train::save_checkpoint(master_, opt_.base_dir, dir, final ? model_.dtype() : float32);
 }
 
+// A step of LoRA training on an asynchronous device (CUDA) used to leave the device idle while
+// the host built the next step's graph (autodiff over ~6,000 nodes for a 1B model), because
+// the step read its loss (a synchronisation) before returning. Now, once a step's work is
+// queued, the host builds the next step's first micro-batch (its loss and gradients, lazily,
+// from the parameters the queued update will produce) and only then reads this step's loss:
+// the build overlaps the device's work. The next step() uses it when nothing changed in
+// between (the same parameter arrays and data position), else builds afresh. A non-finite
+// loss, now seen after the update was queued, puts back the parameters and optimizer state
+// from before the step. The results are those of building each step when it runs.
+struct Trainer::Lookahead {
+  int64_t position = 0;       // data position the micro-batch was drawn at
+  int64_t next_position = 0;  // data position after it
+  std::vector<Array> params;  // the parameter arrays it was built from
+  Array loss;
+  ParamMap grads;
+  int64_t tokens = 0;
+};
+
 Trainer::~Trainer() = default;
+
+bool Trainer::lookahead_enabled() const {
+  const char* v = std::getenv("INGOT_TRAIN_LOOKAHEAD");  // read per step: tests switch it
+  return (v == nullptr || std::string_view(v) != "0") && adapter_ != nullptr && !opt_.data_parallel;
+}
 
 int64_t Trainer::batches_per_epoch() const {
   return (static_cast<int64_t>(train_.size()) + opt_.batch_size - 1) / opt_.batch_size;
@@ -358,6 +383,7 @@ Batch Trainer::next_batch() {
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const ParamMap params = this->params();
+  const int64_t start_position = position_;
   ParamMap grads;
   double loss_sum = 0.0;
   int64_t tokens = 0;
@@ -371,14 +397,49 @@ StepStats Trainer::step() {
   } mode(model_);
   const auto& dp = opt_.data_parallel;
   const int ranks = dp ? dp->size() : 1, me = dp ? dp->rank() : 0;
-  for (int k = 0; k < opt_.grad_accum; ++k) {
+  const bool ahead = lookahead_enabled();
+  // The micro-batch's loss and gradients at the current data position (which it advances).
+  auto build = [&](Batch& b) {
     const uint64_t dropout_seed =
         opt_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(position_) + 1;
-    Batch b = next_batch();
-    if (k % ranks != me) continue;  // another rank's micro-batch
-    auto [loss, g] = adapter_ ? lora_value_and_grad(model_, *adapter_, params, b,
-                                                    opt_.grad_checkpoint, dropout_seed)
-                              : full_value_and_grad(model_, params, b, opt_.grad_checkpoint);
+    b = next_batch();
+    return adapter_ ? lora_value_and_grad(model_, *adapter_, this->params(), b,
+                                          opt_.grad_checkpoint, dropout_seed)
+                    : full_value_and_grad(model_, this->params(), b, opt_.grad_checkpoint);
+  };
+  // The built-ahead micro-batch, when it was built from these parameters at this position.
+  std::unique_ptr<Lookahead> pre = std::move(ahead_);
+  if (pre && pre->position == position_ && pre->params.size() == params.size()) {
+    size_t i = 0;
+    for (const auto& [n, v] : params)
+      if (!v.same_node(pre->params[i++])) {
+        pre.reset();
+        break;
+      }
+  } else {
+    pre.reset();
+  }
+  std::vector<Array> losses;  // lookahead: the micro-batches' losses, read at the end
+  for (int k = 0; k < opt_.grad_accum; ++k) {
+    Array loss;
+    ParamMap g;
+    int64_t batch_tokens = 0;
+    if (k == 0 && pre) {
+      loss = pre->loss;
+      g = std::move(pre->grads);
+      batch_tokens = pre->tokens;
+      position_ = pre->next_position;
+      pre.reset();
+      ++built_ahead_;
+    } else {
+      Batch b;
+      if (k % ranks != me) {  // another rank's micro-batch
+        next_batch();
+        continue;
+      }
+      std::tie(loss, g) = build(b);
+      batch_tokens = b.tokens;
+    }
     std::vector<Array> outs{loss};
     for (auto& [n, v] : g) {
       auto it = grads.find(n);
@@ -390,6 +451,11 @@ StepStats Trainer::step() {
     }
     for (auto& [n, v] : grads) outs.push_back(v);
     eval(outs);
+    tokens += batch_tokens;
+    if (ahead) {
+      losses.push_back(loss);
+      continue;
+    }
     const float l = loss.item<float>();
     if (!std::isfinite(l))
       raise<Error>(
@@ -397,26 +463,65 @@ StepStats Trainer::step() {
           "values from step {}",
           std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, adapter_ ? "adapter" : "model", step_);
     loss_sum += l;
-    tokens += b.tokens;
   }
   if (ranks > 1) reduce_over_ranks(grads, loss_sum, tokens);
   StepStats st;
   st.lr = optim_->learning_rate();
   // Clipping as a factor the optimizer applies to each gradient (in its fused step on the
   // GPU): the same update as stepping on clip_grad_norm's scaled gradients.
-  std::optional<Array> grad_scale;
+  std::optional<Array> grad_scale, grad_norm;
   if (opt_.max_grad_norm > 0.0f) {
     auto [scale, norm] = nn::clip_grad_scale(grads, opt_.max_grad_norm);
     grad_scale = scale;
-    st.grad_norm = norm.item<float>();
+    grad_norm = norm;
+    if (!ahead) st.grad_norm = norm.item<float>();
   }
+  // Lookahead: the state to put back if this step's loss turns out not finite.
+  std::map<std::string, Array> state_before;
+  if (ahead) state_before = optim_->state();
   ParamMap next = optim_->apply(params, grads, grad_scale);
   std::vector<Array> outs;
   for (auto& [n, v] : next) outs.push_back(v);
   for (auto& [n, v] : optim_->state()) outs.push_back(v);
+  if (grad_norm) outs.push_back(*grad_norm);
   eval(outs);
   set_params(next);
   ++step_;
+  if (ahead) {
+    if (step_ < opt_.iters) {  // run() takes another step: build its first micro-batch now
+      // A failure here is left to the next step, which builds it again and reports it.
+      const int64_t here = position_;
+      auto la = std::make_unique<Lookahead>();
+      la->position = here;
+      for (const auto& [n, v] : this->params()) la->params.push_back(v);
+      try {
+        Batch b;
+        std::tie(la->loss, la->grads) = build(b);
+        la->tokens = b.tokens;
+        la->next_position = position_;
+        ahead_ = std::move(la);
+      } catch (const std::exception&) {
+        ahead_.reset();
+      }
+      position_ = here;  // the next step moves it on when it takes the micro-batch
+    }
+    for (size_t k = 0; k < losses.size(); ++k) {
+      const float l = losses[k].item<float>();
+      if (!std::isfinite(l)) {
+        ahead_.reset();
+        set_params(params);
+        optim_->load_state(state_before);
+        --step_;
+        position_ = start_position;
+        raise<Error>(
+            "[train] loss is {} at step {} (micro-batch {}); stopping, the adapter keeps its "
+            "values from step {}",
+            std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, step_);
+      }
+      loss_sum += l;
+    }
+    if (grad_norm) st.grad_norm = grad_norm->item<float>();
+  }
   st.step = step_;
   st.loss = static_cast<float>(loss_sum / opt_.grad_accum);
   st.tokens = tokens;

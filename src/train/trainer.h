@@ -142,6 +142,8 @@ class Trainer {
   void log_validation(int64_t step, float val_loss);
 
   int64_t step_count() const { return step_; }
+  /// Steps that used a micro-batch built ahead by the step before (INGOT_TRAIN_LOOKAHEAD).
+  int64_t steps_built_ahead() const { return built_ahead_; }
   /// Micro-batches consumed so far.
   int64_t data_position() const { return position_; }
   int64_t batches_per_epoch() const;
@@ -153,6 +155,9 @@ class Trainer {
  private:
   void init();
   Batch next_batch();
+  /// Whether step() builds the next step's graph before reading this step's loss (see
+  /// Lookahead in trainer.cpp): LoRA, one process, INGOT_TRAIN_LOOKAHEAD not "0".
+  bool lookahead_enabled() const;
   void log(const std::string& json_line);
   void set_params(const ParamMap& p);
   void save_weights(const std::string& dir, bool final) const;
@@ -165,10 +170,13 @@ class Trainer {
   std::vector<Example> train_, valid_;
   TrainOptions opt_;
   std::unique_ptr<nn::AdamW> optim_;
-  int64_t step_ = 0, position_ = 0;
+  int64_t step_ = 0, position_ = 0, built_ahead_ = 0;
   int64_t cached_epoch_ = -1;
   std::vector<std::vector<size_t>> epoch_;
   std::string log_path_;
+  /// The first micro-batch of the next step, built ahead (trainer.cpp); null when none.
+  struct Lookahead;
+  std::unique_ptr<Lookahead> ahead_;
 };
 
 /// The learning rate of `opt` at 0-based step `step` (warmup, then cosine/linear/constant).

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/io/safetensors.h"
+#include "scoped_env.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -232,6 +234,93 @@ TEST(Trainer, NanLossStopsNamingTheStep) {
     EXPECT_NE(std::string(e.what()).find("NaN at step 2"), std::string::npos) << e.what();
   }
   EXPECT_EQ(t.step_count(), 1);
+}
+
+TEST(Trainer, LookaheadGivesTheStepsOfBuildingEachStepWhenItRuns) {
+  // Every step but the last builds the next step's first micro-batch before reading its own
+  // loss (INGOT_TRAIN_LOOKAHEAD, on by default for LoRA). Same losses, gradient norms, data
+  // positions and adapter as building each step when it runs, bit for bit: with gradient
+  // accumulation, clipping, dropout, a validation pass and a checkpoint between steps, and
+  // with the adapter changed from outside between two steps (the built-ahead step is dropped).
+  auto m = load("llama_f32");
+  auto ex = toy_examples(6, 256);
+  LoraConfig c{.rank = 4, .alpha = 8.0f, .dropout = 0.1f, .targets = {"q_proj", "down_proj"}};
+  auto run = [&](const char* lookahead) {
+    const ingot::test::ScopedEnv env("INGOT_TRAIN_LOOKAHEAD", lookahead);
+    TempDir d;
+    LoraAdapter a = LoraAdapter::init(*m, c, 5);
+    Trainer t(*m, a, ex, toy_examples(2, 256),
+              {.iters = 5,
+               .batch_size = 2,
+               .grad_accum = 2,
+               .lr = 5e-3f,
+               .max_grad_norm = 0.5f,
+               .seed = 2,
+               .eval_every = 2,
+               .save_every = 2,
+               .out_dir = d.path,
+               .log_every = 0});
+    std::vector<StepStats> st;
+    std::vector<int64_t> pos;
+    for (int i = 0; i < 5; ++i) {
+      if (i == 3) {  // from outside: b of one module scaled
+        ParamMap p = a.params();
+        auto& b = p.at("model.layers.1.mlp.down_proj.lora_B.weight");
+        b = b * Array(1.5f);
+        a.set_params(p);
+      }
+      st.push_back(t.step());
+      pos.push_back(t.data_position());
+      if (i == 1) {
+        EXPECT_TRUE(std::isfinite(t.evaluate()));
+        t.save_checkpoint((std::filesystem::path(d.path) / "ck").string());
+      }
+    }
+    // Steps 2, 3 and 5 took theirs (step 4's was dropped after the change from outside).
+    EXPECT_EQ(t.steps_built_ahead(), std::string_view(lookahead) == "1" ? 3 : 0);
+    return std::make_tuple(st, pos, a.params());
+  };
+  auto [s1, p1, a1] = run("1");
+  auto [s0, p0, a0] = run("0");
+  ASSERT_EQ(s1.size(), s0.size());
+  for (size_t i = 0; i < s1.size(); ++i) {
+    EXPECT_EQ(s1[i].loss, s0[i].loss) << i;
+    EXPECT_EQ(s1[i].grad_norm, s0[i].grad_norm) << i;
+    EXPECT_EQ(s1[i].tokens, s0[i].tokens) << i;
+    EXPECT_EQ(p1[i], p0[i]) << i;
+  }
+  EXPECT_GT(s1[0].grad_norm, 0.0f);
+  for (auto& [n, v] : a1) EXPECT_EQ(max_abs_diff(v, a0.at(n)), 0.0) << n;
+}
+
+TEST(Trainer, NanLossWithLookaheadPutsBackTheStepsState) {
+  // The loss is read after the update was queued: a non-finite one puts back the adapter, the
+  // optimizer state and the data position from before the step.
+  const ingot::test::ScopedEnv env("INGOT_TRAIN_LOOKAHEAD", "1");
+  auto m = load("llama_f32");
+  LoraAdapter a = LoraAdapter::init(*m, LoraConfig{.rank = 2, .alpha = 2.0f}, 0);
+  Trainer t(*m, a, toy_examples(4, m->vocab_size()), {},
+            {.iters = 5, .batch_size = 2, .log_every = 0});
+  t.step();
+  ParamMap p = a.params();
+  auto& b = p.at("model.layers.1.self_attn.v_proj.lora_B.weight");
+  b = full(b.shape(), Array(NAN), float32);
+  a.set_params(p);
+  TempDir d;
+  t.save_checkpoint((std::filesystem::path(d.path) / "before").string());
+  const int64_t position = t.data_position();
+  EXPECT_THROW(t.step(), Error);
+  EXPECT_EQ(t.step_count(), 1);
+  EXPECT_EQ(t.data_position(), position);
+  for (auto& [n, v] : a.params()) EXPECT_TRUE(v.same_node(p.at(n))) << n;
+  // The optimizer state is the one saved before the step, bit for bit.
+  t.save_checkpoint((std::filesystem::path(d.path) / "after").string());
+  const auto before =
+      load_safetensors((std::filesystem::path(d.path) / "before/optimizer.safetensors").string());
+  const auto after =
+      load_safetensors((std::filesystem::path(d.path) / "after/optimizer.safetensors").string());
+  ASSERT_EQ(before.size(), after.size());
+  for (auto& [n, v] : before) EXPECT_EQ(max_abs_diff(v, after.at(n)), 0.0) << n;
 }
 
 TEST(Trainer, RejectsBadOptions) {
