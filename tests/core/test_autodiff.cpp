@@ -394,6 +394,21 @@ TEST(Autodiff, StopGradientAndCustomVjp) {
   expect_close(grads[0].to_vector<double>(), std::vector<double>(4, 3.0), 0, 0, "custom");
 }
 
+TEST(Autodiff, MultiOutputPrimitiveGetsTheCotangentsOfAllItsOutputs) {
+  // checkpoint's one primitive with two outputs, consumed on two paths: the tape reaches b only
+  // after a's consumers, so the VJP must wait for the earlier output (a) to see both cotangents.
+  const Array x = rand64({5}, 61), w = rand64({5}, 62), v = rand64({5}, 63);
+  const ArrayFn two = checkpoint([](const std::vector<Array>& in) {
+    return std::vector<Array>{in[0] * 2.0, in[0] * 3.0};
+  });
+  auto g = grad([&](const Array& y) {
+    const std::vector<Array> ab = two({y});
+    return sum(ab[0] * w) + sum(ab[1] * v);
+  });
+  expect_close(g(x).to_vector<double>(), (2.0 * w + 3.0 * v).to_vector<double>(), 1e-15, 0,
+               "both outputs' cotangents");
+}
+
 TEST(Autodiff, ErrorsNameTheProblem) {
   auto vg =
       value_and_grad([](const std::vector<Array>& x) { return std::vector<Array>{x[0] * 2.0}; });
