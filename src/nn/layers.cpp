@@ -386,14 +386,39 @@ bool GatedMLP::fuse_projections() {
 }
 
 namespace {
-/// act(g) * u as one compiled elementwise kernel (each step rounds as the separate ops do).
+/// INGOT_FUSED_GLU_GRAD: unset or anything but "0" = act(g) * u traced as one fast op (below);
+/// "0" = the separate ops (A/B runs). Read once.
+bool fused_glu_grad() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_FUSED_GLU_GRAD");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+// gated() casts one activation enum to the other.
+static_assert(static_cast<int>(Activation::silu) == static_cast<int>(fast::GatedActivation::silu) &&
+              static_cast<int>(Activation::gelu) == static_cast<int>(fast::GatedActivation::gelu) &&
+              static_cast<int>(Activation::gelu_tanh) ==
+                  static_cast<int>(fast::GatedActivation::gelu_tanh));
+
+/// act(g) * u, each step rounded as the separate ops round: one compiled elementwise kernel on
+/// the GPU for inference, one fast op under a gradient transform, else the separate ops.
 Array gated(const Array& g, const Array& u, Activation act) {
-  // Only for inference: under a gradient transform the plain ops are traced (the compiled
-  // function's VJP under an outer trace gave wrong LoRA gradients on the GPU).
+  // Under a gradient transform: fast::gated_activation, the same values, whose backward reads
+  // g, u and the cotangent once and writes dg and du once (the separate ops' backward: four
+  // kernels, eleven passes over tensors of g's size). Not the compiled function: its VJP under
+  // an outer trace gave wrong LoRA gradients on the GPU.
+  if (is_tracing()) {
+    if (fused_glu_grad() && g.shape() == u.shape() && g.dtype() == u.dtype() &&
+        is_floating(g.dtype()))
+      return fast::gated_activation(g, u, static_cast<fast::GatedActivation>(act));
+    return activate(g, act) * u;
+  }
   // Any row count: the separate ops read the strided column slices of a stacked gate/up
   // product element by element too, in two passes (measured on an H200: their two kernels
   // were 18% of a Qwen3 classify batch's kernel time).
-  if (g.device().type != Device::Type::cuda || is_tracing()) return activate(g, act) * u;
+  if (g.device().type != Device::Type::cuda) return activate(g, act) * u;
   static const std::array<ArrayFn, 3> fns = [] {
     std::array<ArrayFn, 3> f;
     for (int a = 0; a < 3; ++a)

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/ingot.h"
+#include "core/primitive.h"
 
 namespace ingot::test {
 
@@ -248,6 +250,22 @@ inline void check_jvp(const std::function<Array(const Array&)>& fn, const Array&
   std::vector<double> up = shifted(h), down = shifted(-h), want(up.size());
   for (size_t i = 0; i < up.size(); ++i) want[i] = (up[i] - down[i]) / (2 * h);
   expect_close(values_of(res.second[0]), want, 1e-6, 1e-6, "jvp");
+}
+
+/// Distinct primitives named `name` in the graphs behind `roots`, down to evaluated arrays (eval
+/// detaches a node from its inputs): which kernels a traced computation will run.
+inline int count_primitives(const std::vector<Array>& roots, const std::string& name) {
+  std::vector<Array> stack = roots;
+  std::set<uintptr_t> nodes;
+  std::set<const Primitive*> found;
+  while (!stack.empty()) {
+    const Array a = stack.back();
+    stack.pop_back();
+    if (!nodes.insert(a.id()).second || !a.has_primitive()) continue;
+    if (a.primitive().name() == name) found.insert(&a.primitive());
+    for (const Array& in : a.inputs()) stack.push_back(in);
+  }
+  return static_cast<int>(found.size());
 }
 
 /// Expects an exception of type E whose message contains `needle`.

@@ -2,6 +2,10 @@
 // per-block gradient checkpointing giving the same loss and gradients as the plain pass.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
+
+#include "core/test_util.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -87,6 +91,28 @@ TEST(LoraGrad, CheckpointedBlocksGiveTheSameLossAndGradients) {
     }
     // The model is restored after both.
     for (auto& [n, w] : base) EXPECT_EQ(max_abs_diff(w, m->parameters().at(n)), 0.0) << n;
+  }
+}
+
+TEST(LoraGrad, TheStepTracesOneGluGradPerBlock) {
+  // The trainer's step (lora_value_and_grad) runs the forward under value_and_grad, so each
+  // block's gated MLP is one Glu whose backward is one GluGrad, with and without per-block
+  // checkpointing (there the backward recomputes the block under vjp); INGOT_FUSED_GLU_GRAD=0:
+  // the separate ops.
+  const char* env = std::getenv("INGOT_FUSED_GLU_GRAD");
+  const bool fused = env == nullptr || std::string(env) != "0";
+  for (const char* fx : {"llama_f32", "gemma3_f32"}) {
+    auto m = load(fx);
+    LoraAdapter a =
+        LoraAdapter::init(*m, LoraConfig{.rank = 4, .alpha = 8.0f, .targets = {"all-linear"}}, 2);
+    const Batch b = fixed_batch(m->vocab_size());
+    for (bool ckpt : {false, true}) {
+      auto [loss, grads] = lora_value_and_grad(*m, a, a.params(), b, ckpt);
+      std::vector<Array> gs;
+      for (auto& [n, g] : grads) gs.push_back(g);
+      EXPECT_EQ(ingot::test::count_primitives(gs, "GluGrad"), fused ? m->num_layers() : 0)
+          << fx << (ckpt ? " checkpointed" : "");
+    }
   }
 }
 

@@ -82,21 +82,21 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs, int 
   __syncthreads();
 }
 
-/// act(g) * u rounded as the separate kernels round: the activation's functor in float, its
-/// value rounded to T, then the multiply in float, rounded to T (act: 1 silu, 2 gelu,
-/// 3 gelu_tanh).
+/// act(g) as the activation's kernel computes it: its functor in float, the value rounded to T
+/// (returned widened back to T's compute type; act: 1 silu, 2 gelu, 3 gelu_tanh).
+template <typename T>
+__device__ __forceinline__ ew::compute_t<T> gated_act(ew::compute_t<T> g, int act) {
+  using C = ew::compute_t<T>;
+  if (act == 1) return ew::to_compute<C>(ew::from_compute<T>(ew::SiluOp{}(g)));
+  if (act == 2) return ew::to_compute<C>(ew::from_compute<T>(ew::GeluOp{}(g)));
+  return ew::to_compute<C>(ew::gelu_tanh_to<T>(g));
+}
+
+/// act(g) * u rounded as the separate kernels round: gated_act, then the multiply in float,
+/// rounded to T (act: 1 silu, 2 gelu, 3 gelu_tanh).
 template <typename T>
 __device__ __forceinline__ T gated_value(ew::compute_t<T> g, ew::compute_t<T> u, int act) {
-  using C = ew::compute_t<T>;
-  C ar;
-  if (act == 1) {
-    ar = ew::to_compute<C>(ew::from_compute<T>(ew::SiluOp{}(g)));
-  } else if (act == 2) {
-    ar = ew::to_compute<C>(ew::from_compute<T>(ew::GeluOp{}(g)));
-  } else {
-    ar = ew::to_compute<C>(ew::gelu_tanh_to<T>(g));
-  }
-  return ew::from_compute<T>(ew::MultiplyOp{}(ar, u));
+  return ew::from_compute<T>(ew::MultiplyOp{}(gated_act<T>(g, act), u));
 }
 
 /// Before waiting for the previous kernel, block b queues weight rows [b, b + 1) * span into

@@ -1,12 +1,15 @@
 // eval_cuda stubs of the fast:: primitives for builds without CUDA.
 #include "core/primitives/fast.h"
 #include "backend/no_cuda/stubs.h"
+#include "core/primitives/fast_glu.h"
 #include "core/primitives/fast_lora.h"
 
 namespace ingot {
 INGOT_NO_CUDA_UNARY(RmsNorm)
 INGOT_NO_CUDA_UNARY(RmsNormGrad)
 INGOT_NO_CUDA_UNARY(ActivationGrad)
+INGOT_NO_CUDA_UNARY(Glu)
+INGOT_NO_CUDA_MULTI(GluGrad)
 INGOT_NO_CUDA_UNARY(RmsNormLinear)
 INGOT_NO_CUDA_UNARY(RmsNormGlu)
 INGOT_NO_CUDA_UNARY(LayerNorm)

@@ -41,6 +41,13 @@ Array rms_norm_linear(const Array& x, const std::optional<Array>& weight, const 
 /// The activation of a gated product (GatedMLP's gate): silu, gelu (erf) or gelu_tanh.
 enum class GatedActivation { silu, gelu, gelu_tanh };
 
+/// act(g) * u, a GLU feed-forward's gated product, as one primitive (Glu): g and u of one float
+/// dtype and shape (any layouts, e.g. the column halves of a stacked gate|up product), output in
+/// that dtype. act(g) is rounded to the dtype, then the product, so the result is the two ops'
+/// bit for bit. Its gradient is one primitive too (GluGrad): dg and du in one pass over g, u and
+/// the cotangent, each computed in float32 (float64 for float64) and rounded once.
+Array gated_activation(const Array& g, const Array& u, GatedActivation act, StreamOrDevice s = {});
+
 /// The gated product of a GLU feed-forward: with y = rms_norm_linear(x, weight, w, opt) for the
 /// stacked gate|up Linear weights w [2I, E] (gate rows first), act(y[..., :I]) * y[..., I:],
 /// output [..., I] in x's dtype. Each step rounds to the dtype as the separate ops do, so the
@@ -258,6 +265,7 @@ Array sum_squares(const std::vector<Array>& xs, StreamOrDevice s = {});
 
 /// Reference compositions from ops (oracles and default VJPs).
 namespace ref {
+Array gated_activation(const Array& g, const Array& u, GatedActivation act, StreamOrDevice s = {});
 Array rms_norm(const Array& x, const std::optional<Array>& weight, RmsNormOptions opt = {},
                StreamOrDevice s = {});
 Array rms_norm_add(const Array& residual, const Array& x, const std::optional<Array>& weight,
