@@ -190,14 +190,18 @@ std::pair<std::vector<Array>, std::vector<Array>> vjp_impl(const ArrayFn& fn,
   // A multi-output primitive's VJP runs once, at its output earliest on the tape: the consumers
   // of every output come after that one, so all its cotangents are in by then (at the latest
   // one, an output consumed in between would count as zero).
-  std::unordered_map<const Primitive*, size_t> first;
-  for (size_t i = 0; i < tape.size(); ++i)
-    if (tape[i].has_primitive()) first.try_emplace(&tape[i].primitive(), i);
+  std::vector<bool> first(tape.size(), false);
+  {
+    detail::IdSet seen;
+    for (size_t i = 0; i < tape.size(); ++i)
+      if (tape[i].has_primitive())
+        first[i] = seen.insert(reinterpret_cast<uintptr_t>(&tape[i].primitive()));
+  }
   for (size_t i = tape.size(); i-- > 0;) {
     const Array& node = tape[i];
     if (tracer_ids.contains(node.id()) || !node.has_primitive()) continue;
     Primitive* prim = &node.primitive();
-    if (first.at(prim) != i) continue;
+    if (!first[i]) continue;
     std::vector<Array> outs = node.outputs();
     std::vector<Array> out_cots;
     bool any = false;
