@@ -62,18 +62,23 @@ int sm_count() {
 /// Row splits of a colsum launch and their height (a multiple of kSumRows): the count of the
 /// fewest waves of blocks (one a multiprocessor) times the slabs a block takes, plus 4 slabs'
 /// worth of fixed cost a block (the ring filling, the closing reduction).
-void colsum_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height) {
-  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kSumCols), 1),
-                slots = sm_count() * kSumBlocks;
-  const int64_t slabs = std::max<int64_t>(ceil_div(rows, kSumRows), 1);
+/// (A block takes `bcols` columns, slabs of `brows` rows, `per_sm` blocks an SM.)
+void row_splits(int64_t rows, int64_t cols, int64_t bcols, int64_t brows, int64_t per_sm,
+                int64_t& splits, int64_t& height) {
+  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, bcols), 1), slots = sm_count() * per_sm;
+  const int64_t slabs = std::max<int64_t>(ceil_div(rows, brows), 1);
   int64_t best = -1;
   splits = 1;
   for (int64_t sp = 1; sp <= std::min<int64_t>(slabs, 256); ++sp) {
     const int64_t cost = ceil_div(cblocks * sp, slots) * (ceil_div(slabs, sp) + 4);
     if (best < 0 || cost < best) best = cost, splits = sp;
   }
-  height = ceil_div(slabs, splits) * kSumRows;
+  height = ceil_div(slabs, splits) * brows;
   splits = ceil_div(std::max<int64_t>(rows, 1), height);
+}
+
+void colsum_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height) {
+  row_splits(rows, cols, kSumCols, kSumRows, kSumBlocks, splits, height);
 }
 
 template <typename T>
@@ -499,6 +504,18 @@ __global__ void __launch_bounds__(kSumThreads, kSumBlocks)
 // read into registers a stage ahead and split into shared memory after the current stage's
 // products. The ranges' partial sums go through sum_splits_kernel as the SIMT kernel's do.
 
+/// x as three bf16 parts at dst (hi), dst + part (mid), dst + 2 part (lo): each the bf16
+/// rounding of what the previous ones leave, so hi + mid + lo carries x's 24 bits and each
+/// part's product with a bf16 value is exact in float32.
+__device__ __forceinline__ void store_split3(float x, __nv_bfloat16* dst, int part) {
+  const __nv_bfloat16 hi = __float2bfloat16_rn(x);
+  const float r1 = x - __bfloat162float(hi);
+  const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
+  dst[0] = hi;
+  dst[part] = mid;
+  dst[2 * part] = __float2bfloat16_rn(r1 - __bfloat162float(mid));
+}
+
 constexpr int kPmRows = 64, kPmK = 64, kPmStages = 4, kPmThreads = 128;
 constexpr int kPmLd = kPmK + 8;  // shared row stride (elements): ldmatrix rows on distinct banks
 // A stage: the v tile [64 rows][kPmLd] and the three parts of p, each [16 ranks][kPmLd].
@@ -564,13 +581,7 @@ __global__ void __launch_bounds__(kPmThreads)
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int kk = (t >> 4) + 8 * i;
-      const __nv_bfloat16 hi = __float2bfloat16_rn(pr[i]);
-      const float r1 = pr[i] - __bfloat162float(hi);
-      const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
-      const __nv_bfloat16 lo = __float2bfloat16_rn(r1 - __bfloat162float(mid));
-      st[pj * kPmLd + kk] = hi;
-      st[(16 + pj) * kPmLd + kk] = mid;
-      st[(32 + pj) * kPmLd + kk] = lo;
+      store_split3(pr[i], st + pj * kPmLd + kk, 16 * kPmLd);
     }
   };
   for (int k = 0; k < kPmStages - 1; ++k) {
@@ -645,16 +656,7 @@ constexpr size_t kCmSmem = size_t(kCmStages) * kCmStage * sizeof(__nv_bfloat16);
 /// Row splits of a tensor-core colsum and their height (a multiple of kCmRows): as
 /// colsum_splits, with two CTAs an SM.
 void colsum_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& height) {
-  const int64_t cblocks = std::max<int64_t>(ceil_div(cols, kCmCols), 1), slots = sm_count() * 2;
-  const int64_t slabs = std::max<int64_t>(ceil_div(rows, kCmRows), 1);
-  int64_t best = -1;
-  splits = 1;
-  for (int64_t sp = 1; sp <= std::min<int64_t>(slabs, 256); ++sp) {
-    const int64_t cost = ceil_div(cblocks * sp, slots) * (ceil_div(slabs, sp) + 4);
-    if (best < 0 || cost < best) best = cost, splits = sp;
-  }
-  height = ceil_div(slabs, splits) * kCmRows;
-  splits = ceil_div(std::max<int64_t>(rows, 1), height);
+  row_splits(rows, cols, kCmCols, kCmRows, 2, splits, height);
 }
 
 /// Whether launch_lora_colsum takes the tensor-core kernel: asked for, bf16 v whose rows are
@@ -707,13 +709,7 @@ __global__ void __launch_bounds__(kCmThreads, 2)
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int kk = (t >> 4) + 8 * i;
-      const __nv_bfloat16 hi = __float2bfloat16_rn(wv[i]);
-      const float r1 = wv[i] - __bfloat162float(hi);
-      const __nv_bfloat16 mid = __float2bfloat16_rn(r1);
-      const __nv_bfloat16 lo = __float2bfloat16_rn(r1 - __bfloat162float(mid));
-      st[wj * kCmLdW + kk] = hi;
-      st[(16 + wj) * kCmLdW + kk] = mid;
-      st[(32 + wj) * kCmLdW + kk] = lo;
+      store_split3(wv[i], st + wj * kCmLdW + kk, 16 * kCmLdW);
     }
   };
   for (int k = 0; k < kCmStages - 1; ++k) {
