@@ -420,6 +420,13 @@ StepStats Trainer::step() {
     pre.reset();
   }
   std::vector<Array> losses;  // lookahead: the micro-batches' losses, read at the end
+  // The error of a non-finite loss l at micro-batch k (0-based) of step step_ + 1.
+  auto diverged = [&](float l, size_t k) {
+    raise<Error>(
+        "[train] loss is {} at step {} (micro-batch {}); stopping, the {} keeps its values from "
+        "step {}",
+        std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, adapter_ ? "adapter" : "model", step_);
+  };
   for (int k = 0; k < opt_.grad_accum; ++k) {
     Array loss;
     ParamMap g;
@@ -457,11 +464,7 @@ StepStats Trainer::step() {
       continue;
     }
     const float l = loss.item<float>();
-    if (!std::isfinite(l))
-      raise<Error>(
-          "[train] loss is {} at step {} (micro-batch {}); stopping, the {} keeps its "
-          "values from step {}",
-          std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, adapter_ ? "adapter" : "model", step_);
+    if (!std::isfinite(l)) diverged(l, static_cast<size_t>(k));
     loss_sum += l;
   }
   if (ranks > 1) reduce_over_ranks(grads, loss_sum, tokens);
@@ -513,10 +516,7 @@ StepStats Trainer::step() {
         optim_->load_state(state_before);
         --step_;
         position_ = start_position;
-        raise<Error>(
-            "[train] loss is {} at step {} (micro-batch {}); stopping, the adapter keeps its "
-            "values from step {}",
-            std::isnan(l) ? "NaN" : "Inf", step_ + 1, k + 1, step_);
+        diverged(l, k);
       }
       loss_sum += l;
     }
