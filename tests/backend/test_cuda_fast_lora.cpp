@@ -140,8 +140,9 @@ TEST(CudaFastLora, LargeShapesSplitTheSums) {
 }
 
 TEST(CudaFastLora, TensorCoreProjectEqualsCpu) {
-  // INGOT_LORA_PROJECT_MMA=1: x a^T and g b on tensor cores (bf16 operands with a multiple of 8
-  // columns, rank <= 16; p as three bf16 parts), held to the same bounds as the float32 kernel.
+  // x a^T and g b on tensor cores (the default, pinned here with INGOT_LORA_PROJECT_MMA=1; bf16
+  // operands with a multiple of 8 columns, rank <= 16; p as three bf16 parts), held to the same
+  // bounds as the float32 kernel.
   // Column counts around the 64-column stages (200: a partial last stage) and the splits,
   // ranks below 16, rows around the 64-row blocks; k = 70 is not a multiple of 8, so x a^T
   // stays on the SIMT kernel while g b (n = 96) takes the tensor cores.
@@ -155,12 +156,13 @@ TEST(CudaFastLora, TensorCoreProjectEqualsCpu) {
 }
 
 TEST(CudaFastLora, TensorCoreColsumEqualsCpu) {
-  // INGOT_LORA_COLSUM_MMA=1: da = dt^T x and db = s g^T t on tensor cores (bf16 operands with a
-  // multiple of 8 columns, rank <= 16; the float32 side as three bf16 parts), held to the same
-  // float64 bounds as the float32 kernel. Columns around the 128-column blocks (200, 1032: a
-  // partial last block), rows around the 64-row stages and the row splits (4096 rows), ranks
-  // below 16; k = 70 keeps da on the SIMT kernel while db (n = 96) takes the tensor cores. Both
-  // kernels at once (with INGOT_LORA_PROJECT_MMA=1) as training runs them.
+  // da = dt^T x and db = s g^T t on tensor cores (the default, pinned here with
+  // INGOT_LORA_COLSUM_MMA=1; bf16 operands with a multiple of 8 columns, rank <= 16; the float32
+  // side as three bf16 parts), held to the same float64 bounds as the float32 kernel. Columns
+  // around the 128-column blocks (200, 1032: a partial last block), rows around the 64-row stages
+  // and the row splits (4096 rows), ranks below 16; k = 70 keeps da on the SIMT kernel while db (n
+  // = 96) takes the tensor cores. Both kernels at once (with INGOT_LORA_PROJECT_MMA=1) as training
+  // runs them.
   INGOT_REQUIRE_CUDA();
   uint32_t seed = 800;
   for (const char* project : {"0", "1"}) {
@@ -170,6 +172,18 @@ TEST(CudaFastLora, TensorCoreColsumEqualsCpu) {
           Case{130, 70, 96, 16}, Case{65, 520, 1032, 5}, Case{4096, 2048, 512, 16}})
       check_case(c, bfloat16, bfloat16, seed += 10);
   }
+}
+
+TEST(CudaFastLora, SimtProjectAndColsumEqualCpu) {
+  // INGOT_LORA_PROJECT_MMA=0 / INGOT_LORA_COLSUM_MMA=0: the SIMT kernels (the tensor-core ones
+  // are the default for bf16 at rank <= 16) on the cases the tensor-core tests use.
+  INGOT_REQUIRE_CUDA();
+  const ScopedEnv proj("INGOT_LORA_PROJECT_MMA", "0"), sum("INGOT_LORA_COLSUM_MMA", "0");
+  uint32_t seed = 900;
+  for (const Case& c :
+       {Case{1, 8, 8, 1}, Case{33, 128, 64, 16}, Case{64, 64, 200, 8}, Case{97, 136, 72, 12},
+        Case{130, 70, 96, 16}, Case{65, 520, 1032, 5}, Case{4096, 2048, 512, 16}})
+    check_case(c, bfloat16, bfloat16, seed += 10);
 }
 
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {

@@ -495,7 +495,8 @@ __global__ void __launch_bounds__(kSumThreads, kSumBlocks)
 }
 
 /// Calls f.template operator()<RP>() with RP the padded rank.
-// ---- project on tensor cores (INGOT_LORA_PROJECT_MMA=1; bf16 v, rank <= 16) ----
+// ---- project on tensor cores (default; INGOT_LORA_PROJECT_MMA=0 = the SIMT kernel; bf16 v,
+// rank <= 16) ----
 //
 // v [M, C] bf16 times p [C, 16] float32 as three bf16 products: p = hi + mid + lo, each the
 // bf16 rounding of what the previous ones leave, so hi + mid + lo carries p's 24 bits and every
@@ -531,11 +532,19 @@ void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& wi
   splits = std::max<int64_t>(ceil_div(cols, width), 1);
 }
 
-/// Whether launch_lora_project takes the tensor-core kernel: asked for, bf16 v whose rows are
-/// 16-byte aligned with a multiple of 8 columns, rank <= 16.
+/// INGOT_LORA_PROJECT_MMA / INGOT_LORA_COLSUM_MMA: unset or anything but "0" = the tensor-core
+/// kernel where it applies (an H100 LoRA step measured 1.2-1.95x faster project and up to 1.28x
+/// colsum calls; BENCHMARKS.md, session 32); "0" = the SIMT kernels. Read per launch (tests and
+/// the kernel bench switch them).
+bool mma_enabled(const char* name) {
+  const char* e = std::getenv(name);
+  return e == nullptr || std::string_view(e) != "0";
+}
+
+/// Whether launch_lora_project takes the tensor-core kernel: not switched off, bf16 v whose rows
+/// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool project_mma(const LoraRows& v, int64_t cols, int r) {
-  const char* e = std::getenv("INGOT_LORA_PROJECT_MMA");
-  return e && std::string_view(e) == "1" && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return mma_enabled("INGOT_LORA_PROJECT_MMA") && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
@@ -636,7 +645,8 @@ __global__ void __launch_bounds__(kPmThreads)
     }
 }
 
-// ---- colsum on tensor cores (INGOT_LORA_COLSUM_MMA=1; bf16 v, rank <= 16) ----
+// ---- colsum on tensor cores (default; INGOT_LORA_COLSUM_MMA=0 = the SIMT kernel; bf16 v,
+// rank <= 16) ----
 //
 // out^T [C, r] = v^T [C, M] w [M, r] with the rows M as the products' inner dimension: v's
 // 16 x 16 tiles are the A fragments through transposing ldmatrix, w (float32) is split into
@@ -659,11 +669,10 @@ void colsum_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& hei
   row_splits(rows, cols, kCmCols, kCmRows, 2, splits, height);
 }
 
-/// Whether launch_lora_colsum takes the tensor-core kernel: asked for, bf16 v whose rows are
-/// 16-byte aligned with a multiple of 8 columns, rank <= 16.
+/// Whether launch_lora_colsum takes the tensor-core kernel: not switched off, bf16 v whose rows
+/// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool colsum_mma(const LoraRows& v, int64_t cols, int r) {
-  const char* e = std::getenv("INGOT_LORA_COLSUM_MMA");
-  return e && std::string_view(e) == "1" && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return mma_enabled("INGOT_LORA_COLSUM_MMA") && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
