@@ -240,6 +240,60 @@ TEST(FastSdpa, NanQueryGivesANanRowOnEveryIsa) {
   }
 }
 
+// K or V [B, Hkv, S, D] as a view of a padded cache [B, Hkv, S + 5, D + 3] (key stride D + 3,
+// head stride (S + 5) (D + 3)) whose other entries are NaN: a read past a row or past the keys
+// shows in the result.
+Array padded_cache_view(const std::vector<double>& x, int64_t B, int64_t Hkv, int64_t S, int64_t D,
+                        Dtype t) {
+  const int64_t Sp = S + 5, Dp = D + 3;
+  std::vector<double> buf(static_cast<size_t>(B * Hkv * Sp * Dp), std::nan(""));
+  for (int64_t bh = 0; bh < B * Hkv; ++bh)
+    for (int64_t j = 0; j < S; ++j)
+      for (int64_t d = 0; d < D; ++d)
+        buf[static_cast<size_t>((bh * Sp + j) * Dp + d)] =
+            x[static_cast<size_t>((bh * S + j) * D + d)];
+  return slice(Array(buf, {B, Hkv, Sp, Dp}, t), {0, 0, 0, 0}, {B, Hkv, S, D}, {1, 1, 1, 1});
+}
+
+TEST(FastSdpa, DecodeDirectLoopsMatchNaiveOnEveryIsa) {
+  // Decode shapes (1 or 2 query positions, G = 1 .. 8 query heads per KV head, so at most 8 rows
+  // per task: K and V read in place by the direct loops, 1 to 4 rows per call) on every CPU ISA,
+  // K/V from a padded cache view, against the float64 loop: head dims with and without a 16-lane
+  // tail (D != Dv too), key counts below 4, not a multiple of 4 and past one direct block of
+  // 256 keys, an additive mask with -inf entries.
+  using M = MaskKind;
+  const SdpaCase decode_cases[] = {
+      {1, 16, 8, 1, 517, 128, 128},  // Qwen3-0.6B heads, G = 2
+      {1, 32, 8, 1, 300, 128, 128, false, 0, 0, M::additive, {1, 32, 1, 300}},  // Llama, G = 4
+      {2, 3, 1, 1, 259, 64, 64},                                                // G = 3
+      {1, 8, 1, 1, 70, 64, 64, false, 0, 0, M::additive, {70}},                 // G = 8: 4 + 4 rows
+      {1, 4, 4, 1, 33, 256, 256},                                               // G = 1, D = 256
+      {1, 6, 2, 1, 257, 256, 256},                                              // G = 3, D = 256
+      {1, 4, 2, 2, 45, 80, 80, true, 0, 0, M::additive, {1, 1, 2, 45}},  // 2 positions, 4 rows
+      {1, 12, 4, 2, 263, 72, 80, true},                                  // 6 rows, D 72, Dv 80
+      {1, 2, 1, 1, 3, 128, 128},                                         // 3 keys
+      {1, 1, 1, 1, 1, 72, 72},                                           // 1 key
+  };
+  uint32_t seed = 500;
+  for (const char* isa : {"avx512", "avx2", "portable"}) {
+    ScopedIsa scoped(isa);
+    for (const SdpaCase& c : decode_cases)
+      for (Dtype t : {bfloat16, float16, float32}) {
+        Inputs in = make_inputs(c, t, seed += 4);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+        fast::SdpaOptions o{.scale = scale, .causal = c.causal};
+        if (c.mask == MaskKind::additive) o.mask = Array(in.m, c.mask_shape, t);
+        const Array q(in.q, {c.B, c.H, c.L, c.D}, t);
+        const Array k = padded_cache_view(in.k, c.B, c.Hkv, c.S, c.D, t);
+        const Array v = padded_cache_view(in.v, c.B, c.Hkv, c.S, c.Dv, t);
+        const double e = 4 * eps_of(t) + 2e-6;
+        expect_close(values_of(fast::scaled_dot_product_attention(q, k, v, o)),
+                     naive_sdpa(c, in, scale, t), e, 4 * e,
+                     std::string(isa) + " " + case_name(c) + " " + std::string(dtype_name(t)));
+      }
+  }
+}
+
 TEST(FastSdpa, Errors) {
   auto sdpa = [](Shape q, Shape k, Shape v, fast::SdpaOptions o = {}) {
     fast::scaled_dot_product_attention(zeros(q), zeros(k), zeros(v), o);

@@ -1,7 +1,9 @@
 // Helpers of the CPU fast-op kernels (norms, rope, attention): row addressing for any layout,
-// float conversion of rows, and the SIMD inner loops picked at run time (AVX2+FMA or portable).
+// float conversion of rows, and the SIMD inner loops picked at run time (AVX-512, AVX2+FMA or
+// portable).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -77,7 +79,36 @@ struct Kernels {
 /// Storage type of the keys/values read by the direct attention loops.
 enum class SrcKind : int { f32 = 0, bf16 = 1, f16 = 2 };
 
-/// AVX2+FMA+F16C kernels when the CPU has them and INGOT_CPU_ISA allows, else portable ones.
+/// How far ahead of the row being read the SIMD direct attention loops prefetch (bytes of
+/// rows). They prefetch rows below nk only (a paged pool's next rows belong to another head):
+/// a caller that reads one long run in several calls prefetches the first rows of the next
+/// call itself (prefetch_rows).
+inline constexpr int64_t kPrefetchBytes = 8192;
+
+/// Rows of row_bytes bytes that cover kPrefetchBytes (at least 4).
+inline int64_t prefetch_distance(int64_t row_bytes) {
+  return std::max<int64_t>(4, (kPrefetchBytes + row_bytes - 1) / std::max<int64_t>(row_bytes, 1));
+}
+
+/// Prefetches the cache line of p into L1.
+inline void prefetch_line(const char* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  // Not __builtin_prefetch: GCC 12 deletes some loops whose only statements are those.
+  asm volatile("prefetcht0 %0" : : "m"(*p));
+#else
+  __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+/// Prefetches n rows of row_bytes bytes, stride bytes apart from p, into L1.
+inline void prefetch_rows(const void* p, int64_t stride, int64_t row_bytes, int64_t n) {
+  const char* b = static_cast<const char*>(p);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t x = 0; x < row_bytes; x += 64) prefetch_line(b + i * stride + x);
+}
+
+/// AVX-512 direct attention loops (with the AVX2 ones for the rest) or AVX2+FMA+F16C kernels
+/// when the CPU has them and INGOT_CPU_ISA allows, else portable ones.
 /// Reads the environment: call once per kernel invocation, not per row.
 const Kernels& kernels();
 

@@ -19,7 +19,10 @@ using namespace backend::fastk;
 
 namespace {
 
-constexpr int64_t kBk = 64;    // keys per block (a multiple of 16)
+constexpr int64_t kBk = 64;  // keys per block (a multiple of 16)
+// Keys per block of the direct loops (K and V read in place): long runs, so that their software
+// prefetch ahead of the rows being read stays inside the run.
+constexpr int64_t kBkDirect = 256;
 constexpr int64_t kRows = 64;  // target query rows per task
 
 // The tile loops in the compute type: float32 through the SIMD table, float64 portable.
@@ -92,6 +95,8 @@ struct Problem {
   int64_t B, H, L, D, Hkv, S, Dv, G, Dp, Lb;
   /// SrcKind of K/V for the direct (no conversion) loops of few-row tasks, or -1.
   int direct = -1;
+  /// Keys per block (the row stride of the scores): kBk, or kBkDirect with the direct loops.
+  int64_t bk = kBk;
 };
 
 // Address of element `off` of a view.
@@ -103,16 +108,18 @@ inline const void* elem(const View4& v, int64_t off) {
 template <typename A>
 struct Scratch {
   std::vector<A> q, acc, s, kp, vf, row, m, l, mrow;
-  Scratch(int64_t R, int64_t D, int64_t Dp) {
+  Scratch(int64_t R, int64_t D, int64_t Dp, int64_t bk, bool direct) {
     q.resize(R * D);
     acc.resize(R * Dp);
-    s.resize(R * kBk);
-    kp.resize(kBk * D);
-    vf.resize(kBk * Dp);
-    row.resize(std::max(D, Dp));
+    s.resize(R * bk);
+    if (!direct) {
+      kp.resize(bk * D);
+      vf.resize(bk * Dp);
+      row.resize(std::max(D, Dp));
+    }
     m.resize(R);
     l.resize(R);
-    mrow.resize(kBk);
+    mrow.resize(bk);
   }
 };
 
@@ -131,9 +138,9 @@ void block_scores(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, cons
   if constexpr (std::is_same_v<A, float>) {
     if (pb.direct >= 0) {
       for (int64_t r0 = 0; r0 < t.R; r0 += 4)
-        tl.k.qk_direct[pb.direct](sc.q.data() + r0 * D, D,
-                                  static_cast<int>(std::min<int64_t>(4, t.R - r0)),
-                                  elem(pb.k, koff), pb.k.st[2], nk, D, sc.s.data() + r0 * kBk, kBk);
+        tl.k.qk_direct[pb.direct](
+            sc.q.data() + r0 * D, D, static_cast<int>(std::min<int64_t>(4, t.R - r0)),
+            elem(pb.k, koff), pb.k.st[2], nk, D, sc.s.data() + r0 * pb.bk, pb.bk);
       return;
     }
   }
@@ -152,7 +159,7 @@ void block_scores(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, cons
     const int rows = static_cast<int>(std::min<int64_t>(4, t.R - r0));
     for (int64_t pn = 0; pn < npanel; ++pn)
       tl.qk(sc.q.data() + r0 * D, D, rows, sc.kp.data() + pn * 16 * D, D,
-            sc.s.data() + r0 * kBk + pn * 16, kBk);
+            sc.s.data() + r0 * pb.bk + pn * 16, pb.bk);
   }
 }
 
@@ -165,7 +172,7 @@ void softmax_update(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, co
   const A neg_inf = -std::numeric_limits<A>::infinity();
   const int64_t h = t.head(r, pb.G), l = t.pos(r);
   const int64_t pos = pb.S - pb.L + l;
-  A* s = sc.s.data() + r * kBk;
+  A* s = sc.s.data() + r * pb.bk;
   if (p.softcap_ > 0) {
     const A cap = static_cast<A>(p.softcap_), inv = A(1) / cap;
     for (int64_t jj = 0; jj < nk; ++jj) s[jj] = cap * std::tanh(s[jj] * inv);
@@ -215,14 +222,33 @@ void block_pv(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, const Ta
     const int rows = static_cast<int>(std::min<int64_t>(4, t.R - r0));
     if constexpr (std::is_same_v<A, float>) {
       if (pb.direct >= 0) {
-        tl.k.pv_direct[pb.direct](sc.s.data() + r0 * kBk, kBk, rows, elem(pb.v, voff), pb.v.st[2],
-                                  nk, pb.Dv, sc.acc.data() + r0 * Dp, Dp);
+        tl.k.pv_direct[pb.direct](sc.s.data() + r0 * pb.bk, pb.bk, rows, elem(pb.v, voff),
+                                  pb.v.st[2], nk, pb.Dv, sc.acc.data() + r0 * Dp, Dp);
         continue;
       }
     }
-    tl.pv(sc.s.data() + r0 * kBk, kBk, rows, sc.vf.data(), Dp, nk, Dp, sc.acc.data() + r0 * Dp, Dp);
+    tl.pv(sc.s.data() + r0 * pb.bk, pb.bk, rows, sc.vf.data(), Dp, nk, Dp, sc.acc.data() + r0 * Dp,
+          Dp);
   }
 }
+
+// Prefetch of the first rows of a direct-loop call on K or V (no-op for the other paths).
+struct Prefetcher {
+  const View4& x;
+  int64_t stride = 0, row = 0, n = 0;  // bytes, bytes, rows
+  template <typename A>
+  Prefetcher(const Problem<A>& pb, const View4& x, int64_t D) : x(x) {
+    if (pb.direct < 0) return;
+    const auto es = static_cast<int64_t>(size_of(x.dtype));
+    stride = x.st[2] * es;
+    row = D * es;
+    n = prefetch_distance(row);
+  }
+  // Rows j .. j + n (below j_end) of the (batch, head) at element offset base.
+  void operator()(int64_t base, int64_t j, int64_t j_end) const {
+    if (n > 0) prefetch_rows(elem(x, base + j * x.st[2]), stride, row, std::min(n, j_end - j));
+  }
+};
 
 template <typename T, typename A>
 void run_task(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, int64_t b, int64_t hk,
@@ -246,12 +272,20 @@ void run_task(const Problem<A>& pb, const Tiles<A>& tl, Scratch<A>& sc, int64_t 
     j_end = std::clamp<int64_t>(S - L + l0 + nl, 0, S);
     if (p.window_ > 0) j_begin = std::clamp<int64_t>(S - L + l0 - p.window_ + 1, 0, S);
   }
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kBk) {
-    const int64_t nk = std::min(kBk, j_end - j0);
-    const int64_t koff = b * pb.k.st[0] + hk * pb.k.st[1] + j0 * pb.k.st[2];
-    const int64_t voff = b * pb.v.st[0] + hk * pb.v.st[1] + j0 * pb.v.st[2];
+  // The direct loops prefetch ahead inside each call: the first rows of a call are prefetched
+  // here, one phase ahead (V during q.k, the next K block during p.v).
+  const Prefetcher pf_k(pb, pb.k, pb.D), pf_v(pb, pb.v, pb.Dv);
+  const int64_t kbase = b * pb.k.st[0] + hk * pb.k.st[1];
+  const int64_t vbase = b * pb.v.st[0] + hk * pb.v.st[1];
+  pf_k(kbase, j_begin, j_end);
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += pb.bk) {
+    const int64_t nk = std::min(pb.bk, j_end - j0);
+    const int64_t koff = kbase + j0 * pb.k.st[2];
+    const int64_t voff = vbase + j0 * pb.v.st[2];
+    pf_v(vbase, j0, j_end);
     block_scores(pb, tl, sc, t, koff, voff, nk);
     for (int64_t r = 0; r < t.R; ++r) softmax_update(pb, tl, sc, t, r, j0, nk);
+    pf_k(kbase, j0 + nk, j_end);
     block_pv(pb, tl, sc, t, voff, nk);
   }
   for (int64_t r = 0; r < t.R; ++r) {
@@ -289,6 +323,7 @@ void sdpa_impl(const ScaledDotProductAttention& prim, const std::vector<Array>& 
     pb.direct = q.dtype() == Dtype::bfloat16  ? static_cast<int>(SrcKind::bf16)
                 : q.dtype() == Dtype::float16 ? static_cast<int>(SrcKind::f16)
                                               : static_cast<int>(SrcKind::f32);
+    pb.bk = kBkDirect;
   }
   alloc_cpu(out);
   if (out.size() == 0) return;
@@ -298,7 +333,7 @@ void sdpa_impl(const ScaledDotProductAttention& prim, const std::vector<Array>& 
   const Tiles<A> tl{kernels()};
   const int64_t R = pb.G * std::min(pb.Lb, pb.L);
   parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    Scratch<A> sc(R, pb.D, pb.Dp);
+    Scratch<A> sc(R, pb.D, pb.Dp, pb.bk, pb.direct >= 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t lb = t % nlb, bh = t / nlb;
       run_task<T, A>(pb, tl, sc, bh / pb.Hkv, bh % pb.Hkv, lb * pb.Lb, op);
