@@ -190,6 +190,11 @@ void Array::detach() {
   d.primitive.reset();
   d.inputs.clear();
   d.siblings.clear();
+  d.held.clear();
+}
+
+void Array::hold(const Array& other) {
+  if (other.desc_ != desc_) desc().held.push_back(other.desc_);
 }
 
 void Array::eval() const {

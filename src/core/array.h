@@ -138,8 +138,13 @@ class Array {
   /// output still alive); id() for a single-output array.
   uintptr_t group_id() const;
   bool same_node(const Array& o) const { return desc_ == o.desc_; }
-  /// Drops primitive, inputs and siblings (after evaluation).
+  /// Drops primitive, inputs, siblings and held arrays (after evaluation).
   void detach();
+  /// Keeps `other` (a sibling output the caller does not return, needed by this array's VJP)
+  /// alive until this array is evaluated and detached: siblings are held weakly, so an output
+  /// nobody holds is otherwise gone by the time the VJP asks for it (outputs() then gives a
+  /// stand-in). `other` must not hold this array (no cycle).
+  void hold(const Array& other);
 
   // --- storage (for kernels; arrays must be evaluated or being evaluated) ---
   const Strides& strides() const { return desc().strides; }
@@ -191,6 +196,7 @@ class Array {
       Dtype dtype;
     };
     std::vector<Sibling> siblings;  // all outputs incl. self, by position (multi-output only)
+    std::vector<std::shared_ptr<Desc>> held;  // hold(): kept alive until detach()
     int position = 0;
     std::shared_ptr<Data> data;
     void* data_ptr = nullptr;

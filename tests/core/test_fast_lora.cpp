@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/fast/lora.h"
+#include "core/primitives/fast_lora.h"
 #include "core/test_util.h"
 
 using namespace ingot;
@@ -124,6 +125,35 @@ TEST(FastLora, EqualsTheCompositionOnAStackedColumnBlock) {
   expect_close(values_of(fg[1]), values_of(rg[1]), eps_of(bfloat16) * 2.02, 1e-6, "dx");
   expect_close(values_of(fg[2]), values_of(rg[2]), 1e-5, 1e-5, "da");
   expect_close(values_of(fg[3]), values_of(rg[3]), 1e-5, 1e-5, "db");
+}
+
+TEST(FastLora, BackwardTakesTheForwardsProductInsteadOfRecomputingIt) {
+  // The VJP's LoraBranchGrad reads t = x a^T from the forward (its fifth input, the forward
+  // node's second output) rather than reading x again; the gradients are those of a backward
+  // that recomputes t (the forward evaluated and detached before the VJP is built: t is then
+  // gone and the VJP must fall back) bit for bit.
+  Array y(random_values(6 * 20, bfloat16, 21), {6, 20}, bfloat16);
+  Array x(random_values(6 * 12, bfloat16, 22), {6, 12}, bfloat16);
+  Array a(random_values(4 * 12, float32, 23, -0.5, 0.5), {4, 12}, float32);
+  Array b(random_values(20 * 4, float32, 24, -0.5, 0.5), {20, 4}, float32);
+  Array g(random_values(6 * 20, bfloat16, 25, -1, 1), {6, 20}, bfloat16);
+  Array out = fast::lora_branch(y, x, a, b, 0.5f);
+  std::vector<Array> grads =
+      out.primitive().vjp({y, x, a, b}, {g, zeros({6, 4}, float32)}, {1, 2, 3}, out.outputs());
+  ASSERT_EQ(grads.size(), 3u);
+  ASSERT_TRUE(grads[0].has_primitive());
+  const std::vector<Array>& in = grads[0].inputs();
+  ASSERT_EQ(in.size(), 5u) << grads[0].primitive().name();
+  EXPECT_TRUE(in[4].same_node(out.outputs()[1])) << "t is the forward's second output";
+  EXPECT_EQ(in[4].shape(), (Shape{6, 4}));
+
+  // The same gradients bit for bit from a LoraBranchGrad without t (it recomputes x a^T, as
+  // under INGOT_LORA_KEEP_PRODUCT=0).
+  std::vector<Array> recomputed = Array::make_arrays(
+      {x.shape(), a.shape(), b.shape()}, {x.dtype(), float32, float32},
+      std::make_shared<LoraBranchGrad>(out.primitive().stream(), 0.5f), {g, x, a, b});
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(values_of(grads[i]), values_of(recomputed[i])) << "gradient " << i;
 }
 
 TEST(FastLora, ZeroRows) {

@@ -105,15 +105,17 @@ std::vector<float> colsum(const std::vector<float>& v, const std::vector<float>&
 
 }  // namespace
 
-void LoraBranch::eval_cpu(const std::vector<Array>& inputs, Array& out) {
+void LoraBranch::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const Array &y_in = inputs[0], &x_in = inputs[1], &a_in = inputs[2], &b_in = inputs[3];
   const int64_t n = y_in.shape(-1), k = x_in.shape(-1), r = a_in.shape(0);
-  const int64_t rows = n ? y_in.size() / n : 0;
+  const int64_t rows = k ? x_in.size() / k : (n ? y_in.size() / n : 0);
   std::vector<float> y = floats_of(y_in);
   const std::vector<float> x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
-  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);       // x a^T
-  store_floats(expand_rows(std::move(y), t, rows, n, b, 1, r, r, scale_), out);  // y + s t b^T
+  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);  // x a^T
+  store_floats(expand_rows(std::move(y), t, rows, n, b, 1, r, r, scale_),
+               outputs[0]);  // y + s t b^T
+  store_floats(t, outputs[1]);
 }
 
 void LoraBranchGrad::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
@@ -122,7 +124,8 @@ void LoraBranchGrad::eval_cpu(const std::vector<Array>& inputs, std::vector<Arra
   const int64_t rows = n ? g_in.size() / n : (k ? x_in.size() / k : 0);
   const std::vector<float> g = floats_of(g_in), x = floats_of(x_in);
   const std::vector<float> a = floats_of(a_in), b = floats_of(b_in);
-  const std::vector<float> t = project_rows(x, rows, k, a, 1, k, r, 1.0f);     // x a^T
+  const std::vector<float> t = inputs.size() > 4 ? floats_of(inputs[4])  // x a^T (kept)
+                                                 : project_rows(x, rows, k, a, 1, k, r, 1.0f);
   const std::vector<float> dt = project_rows(g, rows, n, b, r, 1, r, scale_);  // s g b
   store_floats(expand_rows({}, dt, rows, k, a, k, 1, r, 1.0f), outputs[0]);    // dt a
   store_floats(colsum(x, dt, rows, k, r, 1.0f, false), outputs[1]);            // dt^T x

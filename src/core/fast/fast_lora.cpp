@@ -11,20 +11,34 @@
 namespace ingot {
 
 std::vector<Shape> LoraBranch::output_shapes(const std::vector<Array>& inputs) {
-  return {inputs[0].shape()};
+  Shape t = inputs[1].shape();
+  t.back() = inputs[2].shape(0);
+  return {inputs[0].shape(), t};
 }
 
 std::vector<Array> LoraBranch::vjp(const std::vector<Array>& primals,
                                    const std::vector<Array>& cotangents,
-                                   const std::vector<int>& argnums, const std::vector<Array>&) {
+                                   const std::vector<int>& argnums,
+                                   const std::vector<Array>& outputs) {
   const Array& g = cotangents[0];
   std::vector<Array> grads;
   for (int i : argnums)
     if (i > 0) {
       const Array &x = primals[1], &a = primals[2], &b = primals[3];
+      // INGOT_LORA_KEEP_PRODUCT=0: the backward recomputes t from x (A/B runs); read once.
+      static const bool keep = [] {
+        const char* v = std::getenv("INGOT_LORA_KEEP_PRODUCT");
+        return v == nullptr || std::string(v) != "0";
+      }();
+      std::vector<Array> in{g, x, a, b};
+      // The kept t (out holds it until evaluated). Never a stand-in from outputs() (a fresh
+      // node of this primitive alone, which would run it with one output): then recompute.
+      if (keep && outputs.size() == 2 &&
+          (outputs[1].is_evaluated() || !outputs[1].siblings().empty()))
+        in.push_back(outputs[1]);
       grads =
           Array::make_arrays({x.shape(), a.shape(), b.shape()}, {x.dtype(), a.dtype(), b.dtype()},
-                             std::make_shared<LoraBranchGrad>(stream(), scale_), {g, x, a, b});
+                             std::make_shared<LoraBranchGrad>(stream(), scale_), std::move(in));
       break;
     }
   std::vector<Array> out;
@@ -91,8 +105,12 @@ Array lora_branch(const Array& y, const Array& x, const Array& a, const Array& b
                   StreamOrDevice s) {
   check_lora_args(y, x, a, b);
   const std::vector<Array> inputs{y, x, a, b};
-  return Array(y.shape(), y.dtype(), std::make_shared<LoraBranch>(resolve_stream(s, inputs), scale),
-               inputs);
+  auto p = std::make_shared<LoraBranch>(resolve_stream(s, inputs), scale);
+  std::vector<Shape> shapes = p->output_shapes(inputs);
+  std::vector<Array> outs =
+      Array::make_arrays(std::move(shapes), {y.dtype(), float32}, std::move(p), inputs);
+  outs[0].hold(outs[1]);  // t lives until the VJP has taken it (or out is evaluated)
+  return outs[0];
 }
 
 bool lora_branch_enabled(Device d) {
