@@ -1,6 +1,7 @@
 // Autodiff: the VJP of every differentiable primitive against central finite differences in
 // float64, jvp against vjp, grad-of-grad, value_and_grad of an MLP against hand-derived
 // gradients, stop_gradient, custom_vjp and checkpoint.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -237,6 +238,82 @@ TEST(Autodiff, ProductCotangentFoldsIntoAddMM) {
                   std::ldexp(std::fabs(want) + (off ? std::fabs(prod) : 0.0), -8) + 1e-7)
           << r << "," << k;
     }
+}
+
+/// The primitive names of the graph behind a (a's own first), depth first, each node once.
+std::vector<std::string> graph_names(const Array& a) {
+  std::vector<std::string> names;
+  std::vector<Array> stack{a};
+  std::vector<uintptr_t> seen;
+  while (!stack.empty()) {
+    Array cur = stack.back();
+    stack.pop_back();
+    if (std::find(seen.begin(), seen.end(), cur.id()) != seen.end() || !cur.has_primitive())
+      continue;
+    seen.push_back(cur.id());
+    names.push_back(cur.primitive().name());
+    for (const Array& in : cur.inputs()) stack.push_back(in);
+  }
+  return names;
+}
+
+TEST(Autodiff, StackedProductGradientSkipsThePaddedCotangent) {
+  // y = x @ [Wq; Wk; Wv]^T with its column blocks feeding separate consumers (as q/k/v of a
+  // stacked projection do) and x also feeding an elementwise op: x's gradient is the sum of
+  // g_i @ W_i over the blocks plus the other term, a chain of AddMMs over the blocks, with no
+  // zero fill and no slice updates of the full-width cotangent
+  // (INGOT_SPLIT_STACKED_GRADS=0: the product over the padded cotangent).
+  const Array x = rand64({2, 3, 6}, 51), stack = rand64({9, 6}, 52);
+  const Array uq = rand64({2, 3, 4}, 53), uk = rand64({2, 3, 2}, 54), uv = rand64({2, 3, 3}, 55);
+  auto f = [&](const Array& a) {
+    const Array y = matmul(a, transpose(stack));
+    return sum(slice(y, {0, 0, 0}, {2, 3, 4}) * uq) +
+           sum(exp(slice(y, {0, 0, 4}, {2, 3, 6})) * uk) +
+           sum(square(slice(y, {0, 0, 6}, {2, 3, 9})) * uv) + sum(sin(a));
+  };
+  const auto [outs, grads] =
+      vjp([&](const std::vector<Array>& v) { return std::vector<Array>{f(v[0])}; }, {x},
+          {Array(1.0, float64)});
+  const std::vector<std::string> names = graph_names(grads[0]);
+  const char* split = std::getenv("INGOT_SPLIT_STACKED_GRADS");
+  const bool off = split && std::string(split) == "0";
+  const auto count = [&](const char* n) { return std::count(names.begin(), names.end(), n); };
+  EXPECT_EQ(count("SliceUpdate"), off ? 3 : 0);
+  EXPECT_EQ(count("AddMM"), off ? 1 : 3);  // the blocks (and the sin term folded in)
+  // Against float64 loops: dx[r, k] = cos(x) + sum_n dy[r, n] stack[n, k].
+  const auto xv = x.to_vector<double>(), sv = stack.to_vector<double>();
+  const auto y = matmul(x, transpose(stack)).to_vector<double>();
+  const auto qv = uq.to_vector<double>(), kv = uk.to_vector<double>(), vv = uv.to_vector<double>();
+  const auto g = grads[0].to_vector<double>();
+  for (int r = 0; r < 6; ++r)
+    for (int k = 0; k < 6; ++k) {
+      double want = std::cos(xv[r * 6 + k]);
+      for (int n = 0; n < 9; ++n) {
+        const double yn = y[r * 9 + n];
+        const double dy = n < 4   ? qv[r * 4 + n]
+                          : n < 6 ? std::exp(yn) * kv[r * 2 + n - 4]
+                                  : 2 * yn * vv[r * 3 + n - 6];
+        want += dy * sv[n * 6 + k];
+      }
+      EXPECT_NEAR(g[r * 6 + k], want, 1e-12 * (1 + std::fabs(want))) << r << "," << k;
+    }
+  check_vjp("stacked product", [&](auto& v) { return std::vector<Array>{f(v[0])}; }, {x});
+  // A block missing (the middle columns unused) leaves those columns out of the sum; the
+  // weight's gradient still takes the padded cotangent.
+  auto h = [&](const std::vector<Array>& v) {
+    const Array y = matmul(v[0], transpose(v[1]));
+    return std::vector<Array>{sum(slice(y, {0, 0, 0}, {2, 3, 4}) * uq) +
+                              sum(slice(y, {0, 0, 6}, {2, 3, 9}) * uv)};
+  };
+  const auto gh = vjp(h, {x, stack}, {Array(1.0, float64)}).second;
+  for (int r = 0; r < 6; ++r)
+    for (int k = 0; k < 6; ++k) {
+      double want = 0;
+      for (int n = 0; n < 4; ++n) want += qv[r * 4 + n] * sv[n * 6 + k];
+      for (int n = 6; n < 9; ++n) want += vv[r * 3 + n - 6] * sv[n * 6 + k];
+      EXPECT_NEAR(gh[0].to_vector<double>()[r * 6 + k], want, 1e-12 * (1 + std::fabs(want)));
+    }
+  check_vjp("stacked product, a block unused, and the weight", h, {x, stack});
 }
 
 TEST(Autodiff, ShapeOps) {

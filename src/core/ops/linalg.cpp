@@ -3,12 +3,17 @@
 #include "core/ops/linalg.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
 #include "core/primitives/linalg.h"
+#include "core/primitives/shape.h"
 
 namespace ingot {
 namespace {
@@ -52,12 +57,57 @@ Matrices as_matrices(const Array& a, const Array& b, const Array& g) {
 }
 
 /// Cotangents of a and b for out = a @ b, given the cotangent g of out.
+/// a's gradient g @ b^T as sum_i g_i @ b[:, c_i:c_i + n_i]^T when g is zeros with whole
+/// column blocks g_i written into it (the cotangent of a stacked product, x @ [Wq; Wk; Wv]^T,
+/// whose column slices feed separate consumers): no fill of g's zeros, no copies of the blocks
+/// into it, no product over its zero columns. A Matmul for the first block and AddMMs adding
+/// the others into it (autodiff folds the chain into further terms the same way). Nullopt for
+/// any other g, a b with batch axes or disjointness it cannot prove.
+std::optional<Array> column_block_grad(const Array& a, const Array& b, const Array& g) {
+  // INGOT_SPLIT_STACKED_GRADS=0: the product over the whole padded g (A/B runs); read once.
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_SPLIT_STACKED_GRADS");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  if (!on || b.ndim() != 2 || a.ndim() < 2 || g.ndim() != a.ndim() || g.dtype() != b.dtype())
+    return std::nullopt;
+  const std::optional<std::vector<Array>> regions = zero_padded(g);
+  if (!regions || regions->empty()) return std::nullopt;
+  const int nd = g.ndim();
+  std::vector<std::pair<int64_t, Array>> blocks;  // (first column, block), by column
+  for (const Array& r : *regions) {
+    const auto& u = static_cast<const SliceUpdate&>(r.primitive());
+    const SliceSpec sp = normalize_slice(g.shape(), u.start_, u.stop_, u.strides_);
+    for (int d = 0; d + 1 < nd; ++d)
+      if (sp.start[d] != 0 || sp.count[d] != g.shape(d)) return std::nullopt;
+    for (const Array& o : *regions)
+      if (!o.same_node(r) &&
+          !disjoint(g.shape(), u, static_cast<const SliceUpdate&>(o.primitive())))
+        return std::nullopt;
+    const Array& block = r.inputs()[1];
+    if (block.dtype() != g.dtype() || sp.count.back() == 0) return std::nullopt;
+    blocks.emplace_back(sp.start.back(), block);
+  }
+  std::sort(blocks.begin(), blocks.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  Array sum;
+  for (const auto& [col, block] : blocks) {
+    const Array bt = swapaxes(slice(b, {0, col}, {b.shape(0), col + block.shape(-1)}), -1, -2);
+    sum = sum.valid() ? addmm(sum, block, bt, 1.0f, 1.0f) : matmul(block, bt);
+  }
+  return sum;
+}
+
 std::vector<Array> matmul_vjp(const Array& a, const Array& b, const Array& g,
                               const std::vector<int>& argnums, int a_index) {
   Matrices m = as_matrices(a, b, g);
   std::vector<Array> out;
   for (int arg : argnums) {
     if (arg == a_index) {
+      if (std::optional<Array> blocks = column_block_grad(a, b, g)) {
+        out.push_back(*blocks);
+        continue;
+      }
       out.push_back(sum_to_shape(matmul(m.g, swapaxes(m.b, -1, -2)), m.a.shape()));
       out.back() = reshape(out.back(), a.shape());
     } else {

@@ -7,6 +7,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "core/ops/shape.h"
+#include "core/primitives/creation.h"
 #include "core/primitives/shape.h"
 
 namespace ingot {
@@ -89,6 +90,30 @@ Array slice_update(const Array& a, const Array& update, Shape start, Shape stop,
 Array slice_update(const Array& a, const Array& update, Shape start, Shape stop, StreamOrDevice s) {
   Shape strides(a.shape().size(), 1);
   return slice_update(a, update, std::move(start), std::move(stop), std::move(strides), s);
+}
+
+std::optional<std::vector<Array>> zero_padded(const Array& a) {
+  std::vector<Array> regions;
+  for (Array cur = a;;) {
+    if (!cur.has_primitive()) return std::nullopt;
+    const Primitive& p = cur.primitive();
+    if (const auto* f = dynamic_cast<const Full*>(&p))
+      return f->zero_ ? std::optional(std::move(regions)) : std::nullopt;
+    const auto* u = dynamic_cast<const SliceUpdate*>(&p);
+    if (!u) return std::nullopt;
+    for (int64_t st : u->strides_)
+      if (st != 1) return std::nullopt;
+    regions.push_back(cur);
+    cur = cur.inputs()[0];
+  }
+}
+
+bool disjoint(const Shape& shape, const SliceUpdate& a, const SliceUpdate& b) {
+  const SliceSpec x = normalize_slice(shape, a.start_, a.stop_, a.strides_);
+  const SliceSpec y = normalize_slice(shape, b.start_, b.stop_, b.strides_);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (x.start[d] + x.count[d] <= y.start[d] || y.start[d] + y.count[d] <= x.start[d]) return true;
+  return false;
 }
 
 std::vector<Shape> SliceUpdate::output_shapes(const std::vector<Array>& inputs) {

@@ -2,6 +2,7 @@
 // live in views.h). Slices follow Python semantics (see SliceSpec).
 #pragma once
 
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -44,6 +45,13 @@ class SliceUpdate : public UnaryPrimitive {
 
   const Shape start_, stop_, strides_;
 };
+
+/// The SliceUpdate nodes of `a` when it is zeros() with unit-stride slices written into it
+/// (Slice's VJP pads its cotangent so; autodiff merges such cotangents), innermost last; nullopt
+/// for any other array. Each node's update is its inputs()[1].
+std::optional<std::vector<Array>> zero_padded(const Array& a);
+/// Whether two unit-stride slice updates of an array of `shape` share no element.
+bool disjoint(const Shape& shape, const SliceUpdate& a, const SliceUpdate& b);
 
 /// Joins the inputs along axis_; inputs may have different dtypes (converted to the output's).
 class Concatenate : public UnaryPrimitive {

@@ -79,33 +79,6 @@ std::vector<Array> build_tape(const std::vector<Array>& outputs, const detail::I
   return tape;
 }
 
-/// The slice updates of `a` when it is zeros() with slices written into it (Slice's VJP pads
-/// its cotangent so), innermost last; nullopt for any other array.
-std::optional<std::vector<const SliceUpdate*>> zero_padded(const Array& a) {
-  std::vector<const SliceUpdate*> regions;
-  for (Array cur = a;;) {
-    if (!cur.has_primitive()) return std::nullopt;
-    const Primitive& p = cur.primitive();
-    if (const auto* f = dynamic_cast<const Full*>(&p))
-      return f->zero_ ? std::optional(std::move(regions)) : std::nullopt;
-    const auto* u = dynamic_cast<const SliceUpdate*>(&p);
-    if (!u) return std::nullopt;
-    for (int64_t st : u->strides_)
-      if (st != 1) return std::nullopt;
-    regions.push_back(u);
-    cur = cur.inputs()[0];
-  }
-}
-
-/// Whether the unit-stride slices a and b of an array of `shape` share no element.
-bool disjoint(const Shape& shape, const SliceUpdate& a, const SliceUpdate& b) {
-  const SliceSpec x = normalize_slice(shape, a.start_, a.stop_, a.strides_);
-  const SliceSpec y = normalize_slice(shape, b.start_, b.stop_, b.strides_);
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (x.start[d] + x.count[d] <= y.start[d] || y.start[d] + y.count[d] <= x.start[d]) return true;
-  return false;
-}
-
 /// c + g where both are zero-padded slices of one array (the cotangents of q/k/v or gate/up
 /// column slices of a stacked projection): g's slice written into c (one fill and copies, in
 /// place when c's buffer is free) instead of a second full-size fill and an add. Exact: the
@@ -121,16 +94,39 @@ std::optional<Array> merge_padded(const Array& c, const Array& g) {
   if (!gr || gr->size() != 1) return std::nullopt;
   const auto cr = zero_padded(c);
   if (!cr || cr->empty()) return std::nullopt;
-  const SliceUpdate& u = *gr->front();
-  for (const SliceUpdate* r : *cr)
-    if (!disjoint(c.shape(), *r, u)) return std::nullopt;
+  const auto& u = static_cast<const SliceUpdate&>(gr->front().primitive());
+  for (const Array& r : *cr)
+    if (!disjoint(c.shape(), static_cast<const SliceUpdate&>(r.primitive()), u))
+      return std::nullopt;
   return slice_update(c, g.inputs()[1], u.start_, u.stop_, u.strides_);
 }
 
-/// c + g where one of them is a product a @ b not evaluated yet (a linear layer's input
-/// gradient next to its LoRA branch's, or to another consumer's): one AddMM, c + a @ b, whose
-/// GEMM adds into c's buffer (no separate add pass reading both and writing a third). The sum is
-/// rounded once instead of twice. Empty when neither is such a product.
+/// The products a_i @ b_i of x when x is a sum of them not evaluated yet: a Matmul, or an AddMM
+/// (alpha = beta = 1, one rounding) over such a sum (a chain matmul_vjp builds for a stacked
+/// product's column blocks). Each as the Matmul / AddMM node whose last two inputs are a_i, b_i.
+std::optional<std::vector<Array>> product_terms(const Array& x) {
+  std::vector<Array> terms;
+  for (Array cur = x;;) {
+    if (!cur.has_primitive() || cur.is_evaluated()) return std::nullopt;
+    const Primitive& p = cur.primitive();
+    const size_t n = cur.inputs().size();
+    if (n < 2 || cur.inputs()[n - 2].dtype() != cur.dtype() ||
+        cur.inputs()[n - 1].dtype() != cur.dtype())
+      return std::nullopt;
+    terms.push_back(cur);
+    if (typeid(p) == typeid(Matmul) && n == 2) return terms;
+    const auto* m = dynamic_cast<const AddMM*>(&p);
+    if (!m || n != 3 || m->alpha() != 1.0f || m->beta() != 1.0f || m->round_product() ||
+        cur.inputs()[0].dtype() != cur.dtype() || cur.inputs()[0].shape() != cur.shape())
+      return std::nullopt;
+    cur = cur.inputs()[0];
+  }
+}
+
+/// c + g where one of them is a product a @ b not evaluated yet, or a sum of such products (a
+/// linear layer's input gradient next to its LoRA branch's, or to another consumer's): AddMMs,
+/// c + a @ b, whose GEMMs add into c's buffer (no separate add pass reading both and writing a
+/// third). Each product's sum is rounded once. Empty when neither is such a product.
 std::optional<Array> fold_product(const Array& c, const Array& g) {
   // INGOT_FOLD_PRODUCT_GRADS=0: always the add (A/B runs); read once.
   static const bool on = [] {
@@ -139,16 +135,17 @@ std::optional<Array> fold_product(const Array& c, const Array& g) {
   }();
   if (!on || c.shape() != g.shape() || c.dtype() != g.dtype() || !is_floating(c.dtype()))
     return std::nullopt;
-  auto product = [](const Array& x) {
-    if (!x.has_primitive() || x.is_evaluated() || x.inputs().size() != 2) return false;
-    const Primitive& p = x.primitive();
-    return typeid(p) == typeid(Matmul) && x.inputs()[0].dtype() == x.dtype() &&
-           x.inputs()[1].dtype() == x.dtype();
-  };
-  const bool pg = product(g);
-  if (!pg && !product(c)) return std::nullopt;
-  const Array& p = pg ? g : c;
-  return addmm(pg ? c : g, p.inputs()[0], p.inputs()[1], 1.0f, 1.0f, p.primitive().stream());
+  std::optional<std::vector<Array>> terms = product_terms(g);
+  const bool pg = terms.has_value();
+  if (!pg) terms = product_terms(c);
+  if (!terms) return std::nullopt;
+  Array sum = pg ? c : g;
+  for (size_t i = terms->size(); i-- > 0;) {  // innermost (first) product first
+    const Array& t = (*terms)[i];
+    const size_t n = t.inputs().size();
+    sum = addmm(sum, t.inputs()[n - 2], t.inputs()[n - 1], 1.0f, 1.0f, t.primitive().stream());
+  }
+  return sum;
 }
 
 void accumulate(std::unordered_map<uintptr_t, Array>& cots, const Array& target, const Array& g) {
