@@ -186,6 +186,30 @@ TEST(CudaFastLora, SimtProjectAndColsumEqualCpu) {
     check_case(c, bfloat16, bfloat16, seed += 10);
 }
 
+TEST(CudaFastLora, WideExpandEqualsCpu) {
+  // INGOT_LORA_EXPAND_WIDE=1: the expand kernel's 2 x 8 mapping with 16-byte loads and stores
+  // (opt-in) over every output dtype, ranks up to 64, column counts that leave partial vectors
+  // and unaligned rows (the element-wise fallback), and a strided y (a column block).
+  INGOT_REQUIRE_CUDA();
+  const ScopedEnv wide("INGOT_LORA_EXPAND_WIDE", "1");
+  const Dtype dts[] = {float32, bfloat16, float16};
+  uint32_t seed = 1300;
+  for (const Case& c : {Case{1, 8, 8, 1}, Case{31, 70, 130, 8}, Case{33, 129, 65, 16},
+                        Case{97, 100, 300, 32}, Case{65, 96, 129, 64}, Case{4096, 2048, 512, 16}})
+    for (Dtype yt : dts) check_case(c, yt, yt, seed += 10);
+  const Array stacked = on_cuda(normal_host({2, 40, 200}, bfloat16, 31));
+  const Array y = slice(stacked, {0, 0, 64}, {2, 40, 192});
+  const Array x = on_cuda(normal_host({2, 40, 72}, bfloat16, 32));
+  const Array a = on_cuda(normal_host({16, 72}, float32, 33, 0.1));
+  const Array b = on_cuda(normal_host({128, 16}, float32, 34, 0.1));
+  const Array g = on_cuda(normal_host({2, 40, 128}, bfloat16, 35));
+  auto to_cpu = [](const Array& v) { return to_device(v, cpu_device); };
+  auto [o, gr] = branch_vjp(y, x, a, b, g, 0.5f);
+  auto [co, cg] = branch_vjp(to_cpu(y), to_cpu(x), to_cpu(a), to_cpu(b), to_cpu(g), 0.5f);
+  expect_close(o[0], co[0], 1e-4, 2.02 * dtype_rtol(bfloat16), "out of a column block");
+  expect_close(gr[1], cg[1], 1e-4, 2.02 * dtype_rtol(bfloat16), "dx of a column block");
+}
+
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {
   INGOT_REQUIRE_CUDA();
   // y: columns [16, 56) of a [3, 50, 96] product; x: a transposed view (copied first).

@@ -24,6 +24,7 @@
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/mma.cuh"
 #include "backend/cuda/device/types.cuh"
+#include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_lora_kernels.h"
 
 namespace ingot::cu {
@@ -210,10 +211,15 @@ __global__ void sum_splits_kernel(const float* partial, int64_t splits, int64_t 
   }
 }
 
-template <typename TO, int RP, bool kBase>
+// The 32 x 128 output tile of a block, its w rows and q columns staged in shared memory. kWide
+// (INGOT_LORA_EXPAND_WIDE=1, opt-in until it has run on a GPU): each thread computes 2 rows x 8
+// consecutive columns, so a warp covers two rows of 128 columns and, with `vec` (16-byte aligned
+// rows, all 8 columns in range), reads base and writes out as whole 256-byte row segments in
+// 16-byte vectors. Otherwise 4 rows x 4 columns a thread, element by element.
+template <typename TO, int RP, bool kBase, bool kWide>
 __global__ void __launch_bounds__(kExpThreads)
     expand_kernel(const void* base, int64_t ldb, const float* w, int64_t rows, int64_t cols,
-                  const float* q, int64_t qj, int64_t qn, int r, float alpha, TO* out) {
+                  const float* q, int64_t qj, int64_t qn, int r, float alpha, bool vec, TO* out) {
   pdl_prologue();
   __shared__ __align__(16) float ws[RP][kExpRows];
   __shared__ __align__(16) float qs[RP][kExpCols];
@@ -236,29 +242,60 @@ __global__ void __launch_bounds__(kExpThreads)
     qs[j][nn] = j < r && n < cols ? q[j * qj + n * qn] : 0.0f;
   }
   __syncthreads();
-  const int tr = (t >> 5) * 4, tc = (t & 31) * 4;
-  float acc[4][4] = {};
+  static_assert(kExpThreads == 256 && kExpRows == 32 && kExpCols == 128);
+  constexpr int TR = kWide ? 2 : 4, TC = kWide ? 8 : 4;  // rows x columns a thread
+  const int tr = kWide ? (t >> 4) * 2 : (t >> 5) * 4, tc = kWide ? (t & 15) * 8 : (t & 31) * 4;
+  float acc[TR][TC] = {};
 #pragma unroll 8
   for (int j = 0; j < RP; ++j) {
-    const float4 a = *reinterpret_cast<const float4*>(&ws[j][tr]);
-    const float4 b = *reinterpret_cast<const float4*>(&qs[j][tc]);
-    const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+    float av[TR], bv[TC];
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < TR; i += 2) {
+      const float2 a = *reinterpret_cast<const float2*>(&ws[j][tr + i]);
+      av[i] = a.x;
+      av[i + 1] = a.y;
+    }
 #pragma unroll
-      for (int k = 0; k < 4; ++k) acc[i][k] += av[i] * bv[k];
+    for (int k = 0; k < TC; k += 4) {
+      const float4 b = *reinterpret_cast<const float4*>(&qs[j][tc + k]);
+      bv[k] = b.x;
+      bv[k + 1] = b.y;
+      bv[k + 2] = b.z;
+      bv[k + 3] = b.w;
+    }
+#pragma unroll
+    for (int i = 0; i < TR; ++i)
+#pragma unroll
+      for (int k = 0; k < TC; ++k) acc[i][k] += av[i] * bv[k];
   }
+  constexpr int kV = kVec16<TO>;  // elements of a 16-byte vector: 8 (half types) or 4 (float)
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < TR; ++i) {
     const int64_t m = m0 + tr + i;
     if (m >= rows) break;
+    const int64_t n = n0 + tc;
+    float o[TC];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int64_t n = n0 + tc + k;
-      if (n >= cols) break;
-      float o = alpha * acc[i][k];
-      if constexpr (kBase) o = load_f<TO>(base, m * ldb + n) + o;
-      out[m * cols + n] = cast<TO>(o);
+    for (int k = 0; k < TC; ++k) o[k] = alpha * acc[i][k];
+    if (kWide && vec && n + TC <= cols) {
+#pragma unroll
+      for (int v = 0; v < TC / kV; ++v) {
+        if constexpr (kBase) {
+          float bv[kV];
+          unpack16<TO>(load16(static_cast<const TO*>(base) + m * ldb + n + v * kV), bv);
+#pragma unroll
+          for (int k = 0; k < kV; ++k) o[v * kV + k] = bv[k] + o[v * kV + k];
+        }
+        *reinterpret_cast<uint4*>(out + m * cols + n + v * kV) = pack16<TO>(o + v * kV);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < TC; ++k) {
+        if (n + k >= cols) break;
+        float x = o[k];
+        if constexpr (kBase) x = load_f<TO>(base, m * ldb + n + k) + x;
+        out[m * cols + n + k] = cast<TO>(x);
+      }
     }
   }
 }
@@ -539,6 +576,14 @@ void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& wi
 bool mma_enabled(const char* name) {
   const char* e = std::getenv(name);
   return e == nullptr || std::string_view(e) != "0";
+}
+
+/// INGOT_LORA_EXPAND_WIDE=1: the expand kernel's 2 x 8 mapping with 16-byte loads and stores
+/// (written in session 33, not yet run on a GPU; the 4 x 4 element-wise mapping otherwise). Read
+/// per launch (tests switch it).
+bool expand_wide() {
+  const char* e = std::getenv("INGOT_LORA_EXPAND_WIDE");
+  return e != nullptr && std::string_view(e) == "1";
 }
 
 /// Whether launch_lora_project takes the tensor-core kernel: not switched off, bf16 v whose rows
@@ -877,13 +922,21 @@ void launch_lora_expand(LoraRows base, const float* w, int64_t rows, int64_t col
                   static_cast<unsigned>(ceil_div(cols, kExpCols)));
   dispatch_cuda_float(out_dtype, [&](auto tag) {
     using TO = decltype(tag);
+    // 16-byte vectors of base and out when every row starts 16-byte aligned.
+    const auto aligned = [](const void* p, int64_t ld) {
+      return reinterpret_cast<uintptr_t>(p) % 16 == 0 && (ld * int64_t{sizeof(TO)}) % 16 == 0;
+    };
+    const bool vec = aligned(out, cols) && (!base.ptr || aligned(base.ptr, base.ld));
+    const bool wide = expand_wide();
     dispatch_rank(r, [&]<int RP>() {
+      auto go = [&]<bool kBase, bool kWide>() {
+        launch_pdl(expand_kernel<TO, RP, kBase, kWide>, grid, dim3(kExpThreads), 0, s, base.ptr,
+                   base.ld, w, rows, cols, q, qj, qn, r, alpha, vec, static_cast<TO*>(out));
+      };
       if (base.ptr)
-        launch_pdl(expand_kernel<TO, RP, true>, grid, dim3(kExpThreads), 0, s, base.ptr, base.ld, w,
-                   rows, cols, q, qj, qn, r, alpha, static_cast<TO*>(out));
+        wide ? go.template operator()<true, true>() : go.template operator()<true, false>();
       else
-        launch_pdl(expand_kernel<TO, RP, false>, grid, dim3(kExpThreads), 0, s, base.ptr, base.ld,
-                   w, rows, cols, q, qj, qn, r, alpha, static_cast<TO*>(out));
+        wide ? go.template operator()<false, true>() : go.template operator()<false, false>();
     });
   });
   check_launch("lora expand_kernel");
