@@ -531,7 +531,6 @@ __global__ void __launch_bounds__(kSumThreads, kSumBlocks)
   }
 }
 
-/// Calls f.template operator()<RP>() with RP the padded rank.
 // ---- project on tensor cores (default; INGOT_LORA_PROJECT_MMA=0 = the SIMT kernel; bf16 v,
 // rank <= 16) ----
 //
@@ -845,6 +844,7 @@ __global__ void __launch_bounds__(kCmThreads, 2)
       }
 }
 
+/// Calls f.template operator()<RP>() with RP the padded rank.
 template <typename F>
 void dispatch_rank(int r, F&& f) {
   if (r <= 16)
