@@ -210,6 +210,33 @@ TEST(CudaFastLora, WideExpandEqualsCpu) {
   expect_close(gr[1], cg[1], 1e-4, 2.02 * dtype_rtol(bfloat16), "dx of a column block");
 }
 
+TEST(CudaFastLora, FusedSplitSumsGiveTheSeparateLaunchsBits) {
+  // INGOT_LORA_FUSED_SPLITS=1: the tensor-core project and colsum kernels add their split sums
+  // in the CTA that finishes last (opt-in) instead of a sum_splits_kernel launch: the same
+  // float32 sums in the same order, so the same bits, on shapes that split (4096 rows), one that
+  // does not, and twice in a row (the arrival counters must be back at 0 for the next launch).
+  INGOT_REQUIRE_CUDA();
+  uint32_t seed = 1500;
+  for (const Case& c : {Case{4096, 2048, 512, 16}, Case{4096, 8192, 2048, 16},
+                        Case{1000, 2056, 136, 8}, Case{33, 128, 64, 16}}) {
+    const Array y = on_cuda(normal_host({c.rows, c.n}, bfloat16, seed += 10));
+    const Array x = on_cuda(normal_host({c.rows, c.k}, bfloat16, seed + 1));
+    const Array a = on_cuda(normal_host({c.r, c.k}, float32, seed + 2, 0.1));
+    const Array b = on_cuda(normal_host({c.n, c.r}, float32, seed + 3, 0.1));
+    const Array g = on_cuda(normal_host({c.rows, c.n}, bfloat16, seed + 4));
+    const std::string what = "rows " + std::to_string(c.rows) + " k " + std::to_string(c.k);
+    auto [so, sg] = branch_vjp(y, x, a, b, g, 0.5f);
+    const ScopedEnv fused("INGOT_LORA_FUSED_SPLITS", "1");
+    for (int run = 0; run < 2; ++run) {
+      auto [fo, fg] = branch_vjp(y, x, a, b, g, 0.5f);
+      expect_close(fo[0], to_device(so[0], cpu_device), 0, 0, what + " out");
+      for (size_t i = 1; i < 4; ++i)
+        expect_close(fg[i], to_device(sg[i], cpu_device), 0, 0,
+                     what + " grad " + std::to_string(i) + " run " + std::to_string(run));
+    }
+  }
+}
+
 TEST(CudaFastLora, StridedOperandsAndRepeatableBits) {
   INGOT_REQUIRE_CUDA();
   // y: columns [16, 56) of a [3, 50, 96] product; x: a transposed view (copied first).

@@ -18,8 +18,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/mma.cuh"
@@ -207,6 +210,40 @@ __global__ void sum_splits_kernel(const float* partial, int64_t splits, int64_t 
        i += int64_t{gridDim.x} * blockDim.x) {
     float s = 0.0f;
     for (int64_t k = 0; k < splits; ++k) s += partial[k * count + i];
+    out[transposed ? (i % cols) * r + i / cols : i] = alpha * s;
+  }
+}
+
+/// Split sums reduced inside the kernel that writes them (INGOT_LORA_FUSED_SPLITS=1, opt-in:
+/// written in session 33, not yet run on a GPU): every CTA of a column of the grid (blockIdx.x,
+/// all blockIdx.y) writes its partial sums, then counts itself in counters[blockIdx.x]; the
+/// last one to arrive adds the gridDim.y partials of its region in split order, exactly as
+/// sum_splits_kernel does (the same bits), and puts the counter back to 0 for the next launch
+/// on the stream. Returns whether this CTA is that last one. Call with every thread.
+__device__ bool last_split(unsigned* counters) {
+  __shared__ bool last;
+  __threadfence();  // this thread's partial sums before the count
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned before = atomicAdd(&counters[blockIdx.x], 1u);
+    last = before == gridDim.y - 1;
+    if (last) atomicExch(&counters[blockIdx.x], 0u);
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+/// The last CTA's sums (see last_split): out[i] = alpha * sum_s partial[s * count + i] over
+/// the region's elements i = base + (e / run) * stride + e % run for e < n, at i or (transposed,
+/// i = j * cols + c) at c * r + j. Loads bypass L1 (other CTAs wrote them).
+__device__ void reduce_region(const float* partial, int64_t splits, int64_t count, int64_t base,
+                              int64_t n, int64_t run, int64_t stride, float alpha, int64_t cols,
+                              int r, bool transposed, float* out) {
+  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const int64_t i = base + (e / run) * stride + e % run;
+    float s = 0.0f;
+    for (int64_t k = 0; k < splits; ++k) s += __ldcg(partial + k * count + i);
     out[transposed ? (i % cols) * r + i / cols : i] = alpha * s;
   }
 }
@@ -585,6 +622,39 @@ bool expand_wide() {
   return e != nullptr && std::string_view(e) == "1";
 }
 
+/// INGOT_LORA_FUSED_SPLITS=1: the tensor-core project and colsum kernels add their split sums
+/// themselves (last_split) instead of a sum_splits_kernel launch after them. Opt-in until it
+/// has run on a GPU. Read per launch.
+bool fused_splits() {
+  const char* e = std::getenv("INGOT_LORA_FUSED_SPLITS");
+  return e != nullptr && std::string_view(e) == "1";
+}
+
+/// Zeroed arrival counters for last_split on stream s (one array per device and stream, made on
+/// first use and kept for the process; the last CTA of each region puts its counter back to 0),
+/// or nullptr when fused split sums are off, `blocks` exceeds the array, or the array would have
+/// to be made while the stream is being captured into a graph (the caller then launches
+/// sum_splits_kernel).
+unsigned* split_counters(cudaStream_t s, int64_t blocks) {
+  constexpr int64_t kCap = int64_t{1} << 16;
+  if (!fused_splits() || blocks > kCap) return nullptr;
+  static std::mutex mu;
+  static std::map<std::pair<int, cudaStream_t>, unsigned*> arrays;
+  int dev = 0;
+  INGOT_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = arrays.find({dev, s});
+  if (it != arrays.end()) return it->second;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  INGOT_CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+  if (cs != cudaStreamCaptureStatusNone) return nullptr;
+  unsigned* c = nullptr;
+  INGOT_CUDA_CHECK(cudaMalloc(&c, kCap * sizeof(unsigned)));
+  INGOT_CUDA_CHECK(cudaMemset(c, 0, kCap * sizeof(unsigned)));
+  arrays.emplace(std::make_pair(dev, s), c);
+  return c;
+}
+
 /// Whether launch_lora_project takes the tensor-core kernel: not switched off, bf16 v whose rows
 /// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool project_mma(const LoraRows& v, int64_t cols, int r) {
@@ -594,8 +664,8 @@ bool project_mma(const LoraRows& v, int64_t cols, int r) {
 
 __global__ void __launch_bounds__(kPmThreads)
     project_mma_kernel(const __nv_bfloat16* v, int64_t ldv, int64_t rows, int64_t cols,
-                       int64_t width, const float* p, int64_t ps, int64_t js, int r,
-                       float* partial) {
+                       int64_t width, const float* p, int64_t ps, int64_t js, int r, float* partial,
+                       unsigned* counters, float alpha, float* final_out) {
   pdl_prologue();
   extern __shared__ __align__(16) unsigned char pm_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(pm_raw);
@@ -687,6 +757,10 @@ __global__ void __launch_bounds__(kPmThreads)
       if (j < r) out[m * r + j] = acc[n][2 * h];
       if (j + 1 < r) out[m * r + j + 1] = acc[n][2 * h + 1];
     }
+  if (counters && last_split(counters)) {  // this row block's rows, all ranks: one run
+    const int64_t n = (std::min<int64_t>(m0 + kPmRows, rows) - m0) * r;
+    reduce_region(partial, gridDim.y, rows * r, m0 * r, n, n, 0, alpha, r, r, false, final_out);
+  }
 }
 
 // ---- colsum on tensor cores (default; INGOT_LORA_COLSUM_MMA=0 = the SIMT kernel; bf16 v,
@@ -723,7 +797,7 @@ bool colsum_mma(const LoraRows& v, int64_t cols, int r) {
 __global__ void __launch_bounds__(kCmThreads, 2)
     colsum_mma_kernel(const __nv_bfloat16* v, int64_t ldv, const float* w, int64_t rows,
                       int64_t cols, int64_t height, int r, float alpha, bool transposed,
-                      float* partial, float* out) {
+                      float* partial, float* out, unsigned* counters) {
   pdl_prologue();
   extern __shared__ __align__(16) unsigned char cm_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(cm_raw);
@@ -822,26 +896,31 @@ __global__ void __launch_bounds__(kCmThreads, 2)
           red[((wc * kFrag) + (ct * 2 + n) * 4 + e) * 32 + lane] = acc[ct][n][e];
   }
   __syncthreads();
-  if (wr == 1) return;
-  // Columns g and g + 8 of each 16-column tile, ranks 8 n + 2 q and + 1.
-  const int g = lane >> 2, q = lane & 3;
   const bool one = gridDim.y == 1;
-  float* dst = partial + int64_t{blockIdx.y} * r * cols;
+  if (wr == 0) {
+    // Columns g and g + 8 of each 16-column tile, ranks 8 n + 2 q and + 1.
+    const int g = lane >> 2, q = lane & 3;
+    float* dst = partial + int64_t{blockIdx.y} * r * cols;
 #pragma unroll
-  for (int ct = 0; ct < 4; ++ct)
+    for (int ct = 0; ct < 4; ++ct)
 #pragma unroll
-    for (int n = 0; n < 2; ++n)
+      for (int n = 0; n < 2; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float sum = acc[ct][n][e] + red[((wc * kFrag) + (ct * 2 + n) * 4 + e) * 32 + lane];
-        const int64_t c = c0 + wc * 64 + ct * 16 + g + 8 * (e >> 1);
-        const int j = 8 * n + 2 * q + (e & 1);
-        if (j >= r || c >= cols) continue;
-        if (!one)
-          dst[j * cols + c] = sum;
-        else
-          out[transposed ? c * r + j : j * cols + c] = alpha * sum;
-      }
+        for (int e = 0; e < 4; ++e) {
+          const float sum = acc[ct][n][e] + red[((wc * kFrag) + (ct * 2 + n) * 4 + e) * 32 + lane];
+          const int64_t c = c0 + wc * 64 + ct * 16 + g + 8 * (e >> 1);
+          const int j = 8 * n + 2 * q + (e & 1);
+          if (j >= r || c >= cols) continue;
+          if (!one)
+            dst[j * cols + c] = sum;
+          else
+            out[transposed ? c * r + j : j * cols + c] = alpha * sum;
+        }
+  }
+  if (!one && counters && last_split(counters))  // this block's columns of every rank
+    reduce_region(partial, gridDim.y, r * cols, c0,
+                  int64_t{r} * std::min<int64_t>(kCmCols, cols - c0),
+                  std::min<int64_t>(kCmCols, cols - c0), cols, alpha, cols, r, transposed, out);
 }
 
 /// Calls f.template operator()<RP>() with RP the padded rank.
@@ -890,11 +969,12 @@ void launch_lora_project(LoraRows v, int64_t rows, int64_t cols, const float* p,
     project_mma_splits(rows, cols, splits, width);
     allow_dynamic_smem(project_mma_kernel, kPmSmem);
     const dim3 grid(static_cast<unsigned>(ceil_div(rows, kPmRows)), static_cast<unsigned>(splits));
+    unsigned* counters = split_counters(s, grid.x);
     launch_pdl(project_mma_kernel, grid, dim3(kPmThreads), kPmSmem, s,
                static_cast<const __nv_bfloat16*>(v.ptr), v.ld, rows, cols, width, p, ps, js, r,
-               scratch);
+               scratch, counters, alpha, out);
     check_launch("lora project_mma_kernel");
-    launch_sum_splits(scratch, splits, rows * r, alpha, r, r, false, out, s);
+    if (!counters) launch_sum_splits(scratch, splits, rows * r, alpha, r, r, false, out, s);
     return;
   }
   project_splits(rows, cols, splits, width);
@@ -954,11 +1034,12 @@ void launch_lora_colsum(LoraRows v, const float* w, int64_t rows, int64_t cols, 
     colsum_mma_splits(rows, cols, splits, height);
     allow_dynamic_smem(colsum_mma_kernel, kCmSmem);
     const dim3 grid(static_cast<unsigned>(ceil_div(cols, kCmCols)), static_cast<unsigned>(splits));
+    unsigned* counters = splits > 1 ? split_counters(s, grid.x) : nullptr;
     launch_pdl(colsum_mma_kernel, grid, dim3(kCmThreads), kCmSmem, s,
                static_cast<const __nv_bfloat16*>(v.ptr), v.ld, w, rows, cols, height, r, alpha,
-               transposed, scratch, out);
+               transposed, scratch, out, counters);
     check_launch("lora colsum_mma_kernel");
-    if (splits > 1)
+    if (splits > 1 && !counters)
       launch_sum_splits(scratch, splits, r * cols, alpha, cols, r, transposed, out, s);
     return;
   }
