@@ -56,7 +56,6 @@ Matrices as_matrices(const Array& a, const Array& b, const Array& g) {
   return {a2, b2, reshape(g, gs)};
 }
 
-/// Cotangents of a and b for out = a @ b, given the cotangent g of out.
 /// a's gradient g @ b^T as sum_i g_i @ b[:, c_i:c_i + n_i]^T when g is zeros with whole
 /// column blocks g_i written into it (the cotangent of a stacked product, x @ [Wq; Wk; Wv]^T,
 /// whose column slices feed separate consumers): no fill of g's zeros, no copies of the blocks
@@ -98,6 +97,7 @@ std::optional<Array> column_block_grad(const Array& a, const Array& b, const Arr
   return sum;
 }
 
+/// Cotangents of a and b for out = a @ b, given the cotangent g of out.
 std::vector<Array> matmul_vjp(const Array& a, const Array& b, const Array& g,
                               const std::vector<int>& argnums, int a_index) {
   Matrices m = as_matrices(a, b, g);
