@@ -234,8 +234,9 @@ if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "tabl
     lora) pargs="bench lora --batch 8 --len 512 --steps 1 --warmup-steps 1" ;;
     *) pargs="bench decode --batch 1 --len 32 --new 64" ;;
   esac
+  # PROFILE_ENV="VAR=value ...": settings for the profiled run only (e.g. opt-in kernels).
   for m in ${PROFILE_MODELS:-qwen3-0.6b}; do
-    python3 scripts/gpu_kernel_profile.py ${PROFILE_ARGS:-} --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
+    env ${PROFILE_ENV:-} python3 scripts/gpu_kernel_profile.py ${PROFILE_ARGS:-} --out "$OUT/profile-$m" -- build-gpu/tools/cli/ingot \
       $pargs --model "/tmp/ingot-bench-table/$m" --device cuda \
       2>&1 | tee "$LOG/profile-$m.txt" | head -${PROFILE_LINES:-30}
   done
