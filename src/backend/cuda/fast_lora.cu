@@ -647,29 +647,19 @@ void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& wi
   splits = std::max<int64_t>(ceil_div(cols, width), 1);
 }
 
-/// INGOT_LORA_PROJECT_MMA / INGOT_LORA_COLSUM_MMA: unset or anything but "0" = the tensor-core
-/// kernel where it applies (an H100 LoRA step measured 1.2-1.95x faster project and up to 1.28x
-/// colsum calls; BENCHMARKS.md, session 32); "0" = the SIMT kernels. Read per launch (tests and
-/// the kernel bench switch them).
-bool mma_enabled(const char* name) {
+/// The kernel switches, read per launch (tests and the kernel bench flip them). A default-on
+/// switch is off only at "0"; a default-off (opt-in) one is on only at "1".
+/// - INGOT_LORA_PROJECT_MMA / INGOT_LORA_COLSUM_MMA (on): the tensor-core kernels where they
+///   apply (an H100 LoRA step measured 1.2-1.95x faster project and up to 1.28x colsum calls;
+///   BENCHMARKS.md, session 32); off: the SIMT kernels.
+/// - INGOT_LORA_EXPAND_WIDE (opt-in): the expand kernel's 2 x 8 mapping with 16-byte loads and
+///   stores (written in session 33, not yet run on a GPU); off: the 4 x 4 element-wise mapping.
+/// - INGOT_LORA_FUSED_SPLITS (opt-in): the tensor-core project and colsum kernels add their
+///   split sums themselves (last_split) instead of a sum_splits_kernel launch after them.
+bool switched_on(const char* name, bool dflt) {
   const char* e = std::getenv(name);
-  return e == nullptr || std::string_view(e) != "0";
-}
-
-/// INGOT_LORA_EXPAND_WIDE=1: the expand kernel's 2 x 8 mapping with 16-byte loads and stores
-/// (written in session 33, not yet run on a GPU; the 4 x 4 element-wise mapping otherwise). Read
-/// per launch (tests switch it).
-bool expand_wide() {
-  const char* e = std::getenv("INGOT_LORA_EXPAND_WIDE");
-  return e != nullptr && std::string_view(e) == "1";
-}
-
-/// INGOT_LORA_FUSED_SPLITS=1: the tensor-core project and colsum kernels add their split sums
-/// themselves (last_split) instead of a sum_splits_kernel launch after them. Opt-in until it
-/// has run on a GPU. Read per launch.
-bool fused_splits() {
-  const char* e = std::getenv("INGOT_LORA_FUSED_SPLITS");
-  return e != nullptr && std::string_view(e) == "1";
+  if (e == nullptr) return dflt;
+  return dflt ? std::string_view(e) != "0" : std::string_view(e) == "1";
 }
 
 /// Zeroed arrival counters for last_split on stream s (one array per device and stream, made on
@@ -679,7 +669,7 @@ bool fused_splits() {
 /// sum_splits_kernel).
 unsigned* split_counters(cudaStream_t s, int64_t blocks) {
   constexpr int64_t kCap = int64_t{1} << 16;
-  if (!fused_splits() || blocks > kCap) return nullptr;
+  if (!switched_on("INGOT_LORA_FUSED_SPLITS", false) || blocks > kCap) return nullptr;
   static std::mutex mu;
   static std::map<std::pair<int, cudaStream_t>, unsigned*> arrays;
   int dev = 0;
@@ -700,7 +690,7 @@ unsigned* split_counters(cudaStream_t s, int64_t blocks) {
 /// Whether launch_lora_project takes the tensor-core kernel: not switched off, bf16 v whose rows
 /// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool project_mma(const LoraRows& v, int64_t cols, int r) {
-  return mma_enabled("INGOT_LORA_PROJECT_MMA") && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return switched_on("INGOT_LORA_PROJECT_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
@@ -832,7 +822,7 @@ void colsum_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& hei
 /// Whether launch_lora_colsum takes the tensor-core kernel: not switched off, bf16 v whose rows
 /// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool colsum_mma(const LoraRows& v, int64_t cols, int r) {
-  return mma_enabled("INGOT_LORA_COLSUM_MMA") && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return switched_on("INGOT_LORA_COLSUM_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
@@ -1049,7 +1039,7 @@ void launch_lora_expand(LoraRows base, const float* w, int64_t rows, int64_t col
       return reinterpret_cast<uintptr_t>(p) % 16 == 0 && (ld * int64_t{sizeof(TO)}) % 16 == 0;
     };
     const bool vec = aligned(out, cols) && (!base.ptr || aligned(base.ptr, base.ld));
-    const bool wide = expand_wide();
+    const bool wide = switched_on("INGOT_LORA_EXPAND_WIDE", false);
     dispatch_rank(r, [&]<int RP>() {
       auto go = [&]<bool kBase, bool kWide>() {
         launch_pdl(expand_kernel<TO, RP, kBase, kWide>, grid, dim3(kExpThreads), 0, s, base.ptr,
