@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table longdecode blockphases sdpagrad loraproj lorabench gpuutil profile ncu serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table decodesweep longdecode blockphases sdpagrad loraproj lorabench gpuutil profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -60,6 +60,8 @@ if [[ " $STEPS " == *" tests "* ]]; then
   run_ctest cuda_tests -j 8 -L cuda
   # TESTS_MODELS=0: the CUDA suite only (a short re-check after a change below nn/models).
   [ "${TESTS_MODELS:-1}" = 0 ] || INGOT_DEVICE=cuda run_ctest models_llm_on_cuda -j 8 -L 'models|llm'
+  # TESTS_REGEX: tests picked by name too (GPU as default device), e.g. a new model-level test.
+  [ -z "${TESTS_REGEX:-}" ] || INGOT_DEVICE=cuda run_ctest selected_on_cuda -j 8 -R "$TESTS_REGEX"
 fi
 if [[ " $STEPS " == *" cpu "* ]]; then  # CPU suites (CPU default device), 16 cores here
   INGOT_DEVICE=cpu run_ctest cpu_suites -j 16 -L "${CPU_LABELS:-core|models|llm|nn|train}" \
@@ -147,6 +149,22 @@ if [[ " $STEPS " == *" table "* ]]; then  # issue 10's side-by-side table (token
       --ingot build-gpu/tools/cli/ingot --out "$OUT/nograph" --skip-hf --tokenizers "$tok" \
       ${TABLE_ARGS:-} 2>&1 | tee "$LOG/table_nograph.log" | tail -12
   fi
+fi
+if [[ " $STEPS " == *" decodesweep "* ]]; then  # decode b1 under several settings, rounds interleaved
+  # (after "table": its checkpoints). SWEEP_ENVS: ';'-separated sets of VAR=value ("-": none);
+  # SWEEP_MODELS, SWEEP_ROUNDS, SWEEP_ARGS (ingot bench decode options).
+  stamp decodesweep
+  IFS=';' read -ra sweep_sets <<<"${SWEEP_ENVS:--;INGOT_DECODE_PREFETCH_MB=32}"
+  for round in $(seq "${SWEEP_ROUNDS:-2}"); do
+    for m in ${SWEEP_MODELS:-qwen3-0.6b llama-3.2-1b gemma3-1b}; do
+      for e in "${sweep_sets[@]}"; do
+        [ "$e" = "-" ] && e=""
+        r=$(env $e timeout 120 build-gpu/tools/cli/ingot bench decode --model /tmp/ingot-bench-table/$m \
+          --device cuda ${SWEEP_ARGS:---len 32 --new 256 --repeat 3} 2>>"$LOG/decodesweep.err" | tail -1)
+        echo "round $round $m [${e:-default}]: $(echo "$r" | grep -oE '"decode_tok_s": *[0-9.]+')"
+      done
+    done
+  done | tee "$LOG/decodesweep.txt"
 fi
 if [[ " $STEPS " == *" longdecode "* ]]; then  # decode attention at long contexts, per kernel
   # (after "table": its Llama checkpoint). LONG_CONFIGS: batch:prompt pairs; LONG_ENVS: the
