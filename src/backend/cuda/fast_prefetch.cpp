@@ -4,6 +4,8 @@
 // ran beside later work without a graph's join could outlive the arrays it names.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/fast_prefetch_kernels.h"
 #include "backend/cuda/graph.h"
@@ -40,8 +42,17 @@ void Prefetch::eval_cuda(const std::vector<Array>& inputs, Array& out) {
     }
   }
   if (list.count == 0) return;
-  const cudaStream_t branch = cu::fork_branch(d, cu::stream(stream()));
-  cu::launch_prefetch(list, cu::props(d.index).multiProcessorCount, branch);
+  const int sms = cu::props(d.index).multiProcessorCount;
+  // INGOT_DECODE_PREFETCH_CHAIN=1: in the main chain, a PDL link (measuring which costs less).
+  static const bool chain = [] {
+    const char* e = std::getenv("INGOT_DECODE_PREFETCH_CHAIN");
+    return e && std::string(e) == "1";
+  }();
+  if (chain) {
+    cu::launch_prefetch(list, sms, cu::stream(stream()), true);
+    return;
+  }
+  cu::launch_prefetch(list, sms, cu::fork_branch(d, cu::stream(stream())), false);
 }
 
 }  // namespace ingot

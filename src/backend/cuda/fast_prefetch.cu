@@ -12,10 +12,9 @@ namespace {
 
 constexpr int64_t kPiece = int64_t{128} << 10;
 
-__global__ void prefetch_kernel(const PrefetchList list, int64_t pieces) {
-  if (threadIdx.x != 0) return;
+/// This block's pieces: piece p lies in the range whose ceil(bytes / kPiece) pieces hold it.
+__device__ __forceinline__ void issue(const PrefetchList& list, int64_t pieces) {
   for (int64_t p = blockIdx.x; p < pieces; p += gridDim.x) {
-    // Piece p's range: ranges hold ceil(bytes / kPiece) pieces each, in order.
     int64_t first = 0;
     for (int r = 0; r < list.count; ++r) {
       const int64_t n = (list.bytes[r] + kPiece - 1) / kPiece;
@@ -30,14 +29,31 @@ __global__ void prefetch_kernel(const PrefetchList list, int64_t pieces) {
   }
 }
 
+// kChain: launched in the main chain under PDL. It lets the next kernel launch at once, queues
+// its pieces without waiting (hints on data the previous kernel does not write), then waits for
+// the previous grid, so that the next kernel's own wait still orders it after that grid.
+template <bool kChain>
+__global__ void prefetch_kernel(const PrefetchList list, int64_t pieces) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kChain) asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+  if (threadIdx.x == 0) issue(list, pieces);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kChain) asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 }  // namespace
 
-void launch_prefetch(const PrefetchList& list, int max_blocks, cudaStream_t s) {
+void launch_prefetch(const PrefetchList& list, int max_blocks, cudaStream_t s, bool chain) {
   int64_t pieces = 0;
   for (int r = 0; r < list.count; ++r) pieces += (list.bytes[r] + kPiece - 1) / kPiece;
   if (pieces == 0) return;
   const int blocks = static_cast<int>(std::min<int64_t>(pieces, std::max(max_blocks, 1)));
-  prefetch_kernel<<<blocks, 32, 0, s>>>(list, pieces);
+  if (chain)
+    launch_pdl(prefetch_kernel<true>, dim3(blocks), dim3(32), 0, s, list, pieces);
+  else
+    prefetch_kernel<false><<<blocks, 32, 0, s>>>(list, pieces);
   check_launch("prefetch_kernel");
 }
 

@@ -16,8 +16,9 @@ struct PrefetchList {
 };
 
 /// Queues every range of `list` into L2 (cp.async.bulk.prefetch, sm_90+; nothing before) from
-/// up to `max_blocks` blocks, each taking its share in 128 KB pieces, on stream s. Plain launch
-/// (no PDL): it runs on a graph branch.
-void launch_prefetch(const PrefetchList& list, int max_blocks, cudaStream_t s);
+/// up to `max_blocks` blocks, each taking its share in 128 KB pieces, on stream s. chain: a
+/// link of s's PDL chain (the next kernel launches at once; the grid still ends after the
+/// previous one); else a plain launch (on a graph branch).
+void launch_prefetch(const PrefetchList& list, int max_blocks, cudaStream_t s, bool chain);
 
 }  // namespace ingot::cu
