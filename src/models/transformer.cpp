@@ -1,20 +1,13 @@
 // Shared decoder pieces (see transformer.h).
 #include "models/transformer.h"
 
-#include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <string>
-#include <utility>
-#include <vector>
 
 #include "core/dist/ops.h"
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
-#include "core/transforms/graph.h"
 #include "models/tensor_parallel.h"
 #include "models/trace.h"
 #include "nn/quantized.h"
@@ -231,84 +224,6 @@ DecoderLM::DecoderLM(ModelConfig config, std::string architecture, DecoderOption
 
 namespace {
 
-std::atomic<int64_t> prefetch_override{-1};  // set_decode_prefetch; -1: the environment's
-std::atomic<int64_t> prefetch_hints{0};
-
-/// Bytes of weights a recorded decode step asks L2 for ahead of the layer it is at.
-int64_t decode_prefetch_bytes() {
-  static const int64_t from_env = [] {
-    const char* e = std::getenv("INGOT_DECODE_PREFETCH_MB");
-    return e ? std::max<int64_t>(std::atoll(e), 0) << 20 : int64_t{0};
-  }();
-  const int64_t o = prefetch_override.load(std::memory_order_relaxed);
-  return o >= 0 ? o : from_env;
-}
-
-/// Which product of a block reads a parameter, in a decode step's order (q/k/v, o, gate/up,
-/// down); -1 for the rest (norm weights: a few KB).
-int read_rank(const std::string& name) {
-  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
-  if (has("q_proj.") || has("k_proj.") || has("v_proj.")) return 0;
-  if (has("o_proj.")) return 1;
-  if (has("gate_proj.") || has("up_proj.")) return 2;
-  if (has("down_proj.")) return 3;
-  return -1;
-}
-
-/// A module's evaluated, row-contiguous parameters in the order a decode step reads them (by
-/// read_rank, then by address, so that the slices of a stacked q|k|v or gate|up weight follow
-/// one another); every parameter when `all` (an LM head).
-std::vector<Array> read_order(const nn::Module& m, bool all) {
-  std::vector<std::pair<std::pair<int, uintptr_t>, Array>> v;
-  for (const auto& [name, a] : m.parameters()) {
-    const int r = all ? 0 : read_rank(name);
-    if (r < 0 || !a.is_evaluated() || !a.flags().row_contiguous) continue;
-    v.push_back({{r, reinterpret_cast<uintptr_t>(a.raw_ptr())}, a});
-  }
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<Array> r;
-  for (auto& [k, a] : v) r.push_back(std::move(a));
-  return r;
-}
-
-/// The L2 hints of a recorded decode step: the weights of the layers and the head as one byte
-/// stream in reading order; at each layer's start (and the head's) fast::prefetch asks for the
-/// stream up to `budget` bytes past that point, beyond what earlier hints asked for.
-class DecodePrefetch {
- public:
-  DecodePrefetch(std::vector<std::vector<Array>> segments, int64_t budget)
-      : segments_(std::move(segments)), budget_(budget) {
-    int64_t at = 0;
-    for (const auto& seg : segments_) {
-      starts_.push_back(at);
-      for (const Array& a : seg) at += static_cast<int64_t>(a.nbytes());
-    }
-    total_ = at;
-  }
-  /// x with the hint for segment `seg` attached.
-  Array at(int seg, const Array& x) {
-    const int64_t end = std::min(starts_[static_cast<size_t>(seg)] + budget_, total_);
-    if (end <= asked_) return x;
-    std::vector<fast::PrefetchRange> ranges;
-    int64_t pos = 0;
-    for (const auto& segment : segments_)
-      for (const Array& a : segment) {
-        const auto n = static_cast<int64_t>(a.nbytes());
-        const int64_t lo = std::max(asked_, pos), hi = std::min(end, pos + n);
-        if (lo < hi) ranges.push_back({a, lo - pos, hi - lo});
-        pos += n;
-      }
-    asked_ = end;
-    prefetch_hints.fetch_add(1, std::memory_order_relaxed);
-    return fast::prefetch(x, ranges);
-  }
-
- private:
-  std::vector<std::vector<Array>> segments_;
-  std::vector<int64_t> starts_;
-  int64_t budget_, total_ = 0, asked_ = 0;
-};
-
 /// mask AND (query position - key position < window), for an explicit mask [.., L, S] whose
 /// queries are the last L of S positions; the band is made on `dev` (the model's device).
 Array with_window(const Array& mask, int64_t l, int window, Device dev) {
@@ -342,19 +257,8 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
   Array x = (*model_->embed)(here(ids));  // [B, L, E]
   if (opt_.embed_scale) x = x * Array(*opt_.embed_scale, dtype());
   trace(x, "embed");
-  // A decode step recorded on the GPU (one token a row): weights asked into L2 ahead of use.
-  std::optional<DecodePrefetch> hints;
-  if (ids.shape(1) == 1 && !packed && dev.type == Device::Type::cuda &&
-      decode_prefetch_bytes() > 0 && recording_graph() &&
-      !(config().tp && config().tp->size() > 1)) {
-    std::vector<std::vector<Array>> segments;
-    for (int i = 0; i < n; ++i) segments.push_back(read_order((*model_->layers)[i], false));
-    segments.push_back(head_ ? read_order(*head_, true) : read_order(*model_->embed, true));
-    hints.emplace(std::move(segments), decode_prefetch_bytes());
-  }
   for (int i = 0; i < n; ++i) {
     const Block& block = (*model_->layers)[static_cast<size_t>(i)];
-    if (hints) x = hints->at(i, x);
     nn::AttentionInputs in{.offset = opt.offset, .offsets = offsets, .mask = mask};
     if (!opt.caches.empty()) in.cache = opt.caches[static_cast<size_t>(i)];
     if (packed) {
@@ -374,16 +278,7 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
   // A block that computed every row (eager or traced attention) is cut to the wanted ones
   // (packed batches run neither: their blocks output the wanted rows).
   if (!packed) x = nn::last_rows(x, opt.queries);
-  if (hints) x = hints->at(n, x);
   return trace((*model_->norm)(x), "final_norm");
-}
-
-void set_decode_prefetch(std::optional<int64_t> bytes) {
-  prefetch_override.store(bytes ? std::max<int64_t>(*bytes, 0) : -1, std::memory_order_relaxed);
-}
-
-int64_t decode_prefetch_hints() {
-  return prefetch_hints.load(std::memory_order_relaxed);
 }
 
 void DecoderLM::check_packed(const Array& ids, const ForwardOptions& opt) const {

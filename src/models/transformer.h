@@ -117,15 +117,6 @@ void load_weights(Model& model, const Checkpoint& ckpt,
 /// quantization or new weights fall back to separate matmuls by themselves.
 void fuse_projections(Model& model);
 
-/// Decode-step L2 hints: when a GPU decode step (one token a row) is recorded as a device graph,
-/// DecoderLM::hidden attaches fast::prefetch hints that ask for the weights `bytes` ahead of the
-/// layer being computed (in the step's reading order, the LM head last), so that HBM streams
-/// the next weights while latency-bound kernels (attention, small GEMVs) run. Default:
-/// INGOT_DECODE_PREFETCH_MB (MiB; 0 or unset: none); nullopt restores the default.
-void set_decode_prefetch(std::optional<int64_t> bytes);
-/// Hints (fast::prefetch nodes) built so far in this process (tests).
-int64_t decode_prefetch_hints();
-
 /// Activation of config.hidden_act, with the config file named in errors.
 nn::Activation config_activation(const ModelConfig& c);
 

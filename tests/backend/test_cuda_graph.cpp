@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include "core/allocator.h"
-#include "core/fast/fast.h"
 #include "core/transforms/graph.h"
 #include "cuda_test_util.h"
 
@@ -77,46 +76,6 @@ TEST(CudaGraph, HostReadInsideCaptureFailsAndTheDeviceCarriesOn) {
                                     }),
                Error);
   EXPECT_EQ(host_f32(x * Array(2.0f)), (std::vector<float>{2, 4, 6}));
-}
-
-TEST(CudaGraph, PrefetchBranchesChangeNoValues) {
-  INGOT_REQUIRE_CUDA();
-  // Weights of 2.5 MB (many 128 KB pieces over several blocks), a slice of a stack, ranges
-  // that overlap, reach past the end or are empty; hints at the start, in the middle and as
-  // the last node (the branch joined back when nothing follows it).
-  Array x = on_cuda(normal_host({4, 640}, bfloat16, 1));
-  Array w = on_cuda(normal_host({2048, 640}, bfloat16, 2, 0.05));
-  Array stack = on_cuda(normal_host({3, 640, 64}, bfloat16, 3, 0.05));
-  Array part = slice(stack, {1, 0, 0}, {2, 640, 64});
-  eval({x, w, stack, part});
-  const auto body = [&] {
-    Array h = fast::prefetch(x, {{w, 0, 1 << 20}, {w, 1 << 20, 64 << 20}, {part, 0, 4096}});
-    Array y = matmul(h, transpose(w));  // [4, 2048]
-    y = fast::prefetch(y, {{stack, 100, 300000}, {w, 5, 17}});
-    Array z = matmul(reshape(slice(y, {0, 0}, {4, 640}), {4, 640}), reshape(part, {640, 64}));
-    return std::vector<Array>{z, fast::prefetch(y, {{w, 0, 32}})};
-  };
-  DeviceGraph g = DeviceGraph::capture(kCuda, body);
-  for (int round = 0; round < 3; ++round) {
-    Array in = normal_host({4, 640}, bfloat16, 10 + round);
-    write_from_host(x, in.to_vector<bfloat16_t>().data(), x.nbytes());
-    g.replay();
-    const std::vector<Array> want = body();  // eagerly: the hints do nothing there
-    eval(want);
-    EXPECT_EQ(host_f32(g.outputs()[0]), host_f32(want[0])) << "round " << round;
-    EXPECT_EQ(host_f32(g.outputs()[1]), host_f32(want[1])) << "round " << round;
-  }
-  // A capture that fails after forking a branch leaves the device and the next capture fine.
-  EXPECT_THROW(DeviceGraph::capture(kCuda,
-                                    [&] {
-                                      Array h = fast::prefetch(x, {{w, 0, 1 << 20}});
-                                      (void)(h + h).to_vector<bfloat16_t>();
-                                      return std::vector<Array>{h};
-                                    }),
-               Error);
-  DeviceGraph again = DeviceGraph::capture(kCuda, body);
-  again.replay();
-  EXPECT_EQ(host_f32(again.outputs()[0]), host_f32(g.outputs()[0]));
 }
 
 TEST(CudaGraph, CpuDeviceIsUnsupported) {

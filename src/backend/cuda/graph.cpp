@@ -1,9 +1,7 @@
 // CUDA-graph capture and launch (core/transforms/graph.h). The capture runs in relaxed mode on
 // the device's one stream; host constants uploaded while it records are copied at once through
 // a side stream into blocks outside the graph's pool, and kept with the graph, because a
-// recorded copy from pageable host memory would read it again at every replay. Kernels that
-// nothing waits for (L2 prefetches) may run on a branch stream forked from the recording one;
-// it is joined back before the capture ends.
+// recorded copy from pageable host memory would read it again at every replay.
 #include "backend/cuda/graph.h"
 
 #include <mutex>
@@ -22,19 +20,14 @@ namespace {
 struct Capture {
   Device device;
   std::vector<Array>* keep = nullptr;
-  cudaEvent_t queued = nullptr;   // recorded on the stream just before the capture began
-  cudaStream_t branch = nullptr;  // fork_branch's stream once forked
-  cudaEvent_t fork = nullptr, join = nullptr;
+  cudaEvent_t queued = nullptr;  // recorded on the stream just before the capture began
 };
 thread_local Capture* current = nullptr;
 
-/// A non-blocking stream per device and role (kind 0: uploads made while the main stream
-/// records; kind 1: fork_branch's branch).
-cudaStream_t device_stream(Device d, int kind) {
+/// A non-blocking stream per device for uploads made while the main stream records.
+cudaStream_t side_stream(Device d) {
   static std::mutex mu;
-  static std::vector<cudaStream_t>* all[2] = {new std::vector<cudaStream_t>(),
-                                              new std::vector<cudaStream_t>()};
-  std::vector<cudaStream_t>* streams = all[kind];
+  static std::vector<cudaStream_t>* streams = new std::vector<cudaStream_t>();
   std::lock_guard<std::mutex> lk(mu);
   if (streams->size() <= static_cast<size_t>(d.index)) streams->resize(d.index + 1, nullptr);
   cudaStream_t& s = (*streams)[static_cast<size_t>(d.index)];
@@ -43,18 +36,6 @@ cudaStream_t device_stream(Device d, int kind) {
     INGOT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   }
   return s;
-}
-cudaStream_t side_stream(Device d) {
-  return device_stream(d, 0);
-}
-
-/// Joins the branch (if any) back into the recording stream st: EndCapture needs every forked
-/// stream joined.
-cudaError_t join_branch(Capture& c, cudaStream_t st) {
-  if (!c.branch) return cudaSuccess;
-  const cudaError_t e = cudaEventRecord(c.join, c.branch);
-  c.branch = nullptr;
-  return e != cudaSuccess ? e : cudaStreamWaitEvent(st, c.join, 0);
 }
 
 }  // namespace
@@ -82,20 +63,6 @@ void upload_during_capture(Array& out, const void* src, size_t bytes) {
   current->keep->push_back(out);
 }
 
-cudaStream_t fork_branch(Device d, cudaStream_t s) {
-  if (!capturing(d)) return nullptr;
-  Capture& c = *current;
-  if (!c.fork) {
-    INGOT_CUDA_CHECK(cudaEventCreateWithFlags(&c.fork, cudaEventDisableTiming));
-    INGOT_CUDA_CHECK(cudaEventCreateWithFlags(&c.join, cudaEventDisableTiming));
-  }
-  cudaStream_t b = device_stream(d, 1);
-  INGOT_CUDA_CHECK(cudaEventRecord(c.fork, s));
-  INGOT_CUDA_CHECK(cudaStreamWaitEvent(b, c.fork, 0));
-  c.branch = b;
-  return b;
-}
-
 }  // namespace cu
 
 namespace gpu {
@@ -109,12 +76,9 @@ std::shared_ptr<void> capture_graph(Stream s, const std::function<void()>& body,
   cu::Capture cap{s.device, &keep};
   INGOT_CUDA_CHECK(cudaEventCreateWithFlags(&cap.queued, cudaEventDisableTiming));
   struct EventGuard {
-    cu::Capture& c;
-    ~EventGuard() {
-      for (cudaEvent_t e : {c.queued, c.fork, c.join})
-        if (e) cudaEventDestroy(e);
-    }
-  } guard{cap};
+    cudaEvent_t e;
+    ~EventGuard() { cudaEventDestroy(e); }
+  } guard{cap.queued};
   INGOT_CUDA_CHECK(cudaEventRecord(cap.queued, st));
   INGOT_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
   cu::current = &cap;
@@ -123,19 +87,12 @@ std::shared_ptr<void> capture_graph(Stream s, const std::function<void()>& body,
     body();
   } catch (...) {
     cu::current = nullptr;
-    cu::join_branch(cap, st);  // so that EndCapture can close the capture
     if (cudaStreamEndCapture(st, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
     cudaGetLastError();
     throw;
   }
   cu::current = nullptr;
-  const cudaError_t je = cu::join_branch(cap, st);
   const cudaError_t e = cudaStreamEndCapture(st, &graph);
-  if (je != cudaSuccess && e == cudaSuccess && graph) {
-    cudaGraphDestroy(graph);
-    cudaGetLastError();
-    raise<DeviceError>("[graph] joining the prefetch branch failed: {}", cudaGetErrorString(je));
-  }
   if (e != cudaSuccess || !graph) {
     cudaGetLastError();
     raise<DeviceError>(

@@ -21,7 +21,6 @@ INGOT_NO_CUDA_UNARY(PackedAttention)
 INGOT_NO_CUDA_MULTI(ScaledDotProductAttentionGrad)
 INGOT_NO_CUDA_MULTI(AdamStep)
 INGOT_NO_CUDA_UNARY(SumSquares)
-INGOT_NO_CUDA_UNARY(Prefetch)
 INGOT_NO_CUDA_MULTI(LoraBranch)
 INGOT_NO_CUDA_MULTI(LoraBranchGrad)
 }  // namespace ingot

@@ -263,20 +263,6 @@ std::vector<Array> adam_step(const std::vector<Array>& params, const std::vector
 /// float32 scalar: a global gradient norm's square in one primitive. Empty xs gives 0.
 Array sum_squares(const std::vector<Array>& xs, StreamOrDevice s = {});
 
-/// A byte range [offset, offset + bytes) of the storage behind `array` (an evaluated,
-/// row-contiguous array; offset and bytes are clamped to its nbytes()).
-struct PrefetchRange {
-  Array array;
-  int64_t offset = 0;
-  int64_t bytes = 0;
-};
-/// x, unchanged (the result shares its buffer; the gradient passes to x), with a hint: on a
-/// GPU, while a device graph records (DeviceGraph::capture), the ranges are queued into L2 on a
-/// branch of the graph that starts when x is ready and that nothing after it waits for, so the
-/// weights the next kernels read arrive while earlier, latency-bound ones run (decode steps).
-/// Elsewhere (CPU, eager GPU evaluation) the ranges are ignored. Values never change.
-Array prefetch(const Array& x, const std::vector<PrefetchRange>& ranges, StreamOrDevice s = {});
-
 /// Reference compositions from ops (oracles and default VJPs).
 namespace ref {
 Array gated_activation(const Array& g, const Array& u, GatedActivation act, StreamOrDevice s = {});

@@ -7,7 +7,6 @@
 
 #include <memory>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 #include "core/primitive.h"
@@ -548,29 +547,6 @@ class SumSquares : public UnaryPrimitive {
   std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
                          const std::vector<int>& argnums,
                          const std::vector<Array>& outputs) override;
-};
-
-/// fast::prefetch: output 0 shares input 0's buffer; inputs 1.. are the arrays whose byte
-/// ranges (ranges_[i - 1]: offset, bytes) the CUDA backend queues into L2 on a graph branch
-/// while a device graph records. The gradient passes to input 0; the others get none.
-class Prefetch : public UnaryPrimitive {
- public:
-  Prefetch(Stream s, std::vector<std::pair<int64_t, int64_t>> ranges)
-      : UnaryPrimitive(s), ranges_(std::move(ranges)) {}
-  INGOT_UNARY_PRIMITIVE(Prefetch)
-  INGOT_EQUIVALENT(Prefetch, std::make_tuple(p->ranges_))
-  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override {
-    return {inputs[0].shape()};
-  }
-  std::vector<Array> vjp(const std::vector<Array>& primals, const std::vector<Array>& cotangents,
-                         const std::vector<int>& argnums,
-                         const std::vector<Array>& outputs) override;
-  std::vector<Array> jvp(const std::vector<Array>& primals, const std::vector<Array>& tangents,
-                         const std::vector<int>& argnums) override;
-  const std::vector<std::pair<int64_t, int64_t>>& ranges() const { return ranges_; }
-
- private:
-  const std::vector<std::pair<int64_t, int64_t>> ranges_;
 };
 
 /// True when the CUDA kernels of ScaledDotProductAttentionGrad take (dtype, D, Dv).

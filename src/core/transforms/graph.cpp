@@ -24,14 +24,6 @@ struct DeviceGraph::State {
   }
 };
 
-namespace {
-thread_local int recording = 0;
-}  // namespace
-
-bool recording_graph() {
-  return recording > 0;
-}
-
 DeviceGraph DeviceGraph::capture(Device device, const std::function<std::vector<Array>()>& fn) {
   if (device.type != Device::Type::cuda)
     raise<Unsupported>("[graph] device graphs need a GPU, got {}", device.str());
@@ -41,7 +33,6 @@ DeviceGraph DeviceGraph::capture(Device device, const std::function<std::vector<
   st->device = device;
   st->pool = alloc->create_pool();
   const int previous = alloc->route_to_pool(st->pool);
-  ++recording;
   try {
     st->exec = gpu::capture_graph(
         default_stream(device),
@@ -55,11 +46,9 @@ DeviceGraph DeviceGraph::capture(Device device, const std::function<std::vector<
         },
         st->keep);
   } catch (...) {
-    --recording;
     alloc->route_to_pool(previous);
     throw;
   }
-  --recording;
   alloc->route_to_pool(previous);
   DeviceGraph g;
   g.state_ = std::move(st);

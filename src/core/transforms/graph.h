@@ -43,10 +43,6 @@ class DeviceGraph {
   std::shared_ptr<State> state_;
 };
 
-/// True on this thread while DeviceGraph::capture runs its function: work built now is recorded
-/// once and replayed many times (worth per-step hints such as fast::prefetch).
-bool recording_graph();
-
 /// Copies `bytes` of host memory into the buffer of an evaluated, row-contiguous array, in the
 /// order of its device's stream (a graph's inputs between replays). InvalidArgument when the
 /// sizes differ.
