@@ -5,7 +5,7 @@
 # consistency tests, then the extra steps named in $STEPS. Logs come back as $OUT/logs.tgz.
 set -uo pipefail
 OUT=${OUT:-/tmp/ingot-out}
-STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table decodesweep longdecode blockphases sdpagrad loraproj lorabench gpuutil profile ncu serverload servercollect embedded topics (in order)
+STEPS=${STEPS:-tests}  # any of: tests cpu extra fusedlora lora stack sanitizer bench core parity table decodesweep latencyprobe longdecode blockphases sdpagrad loraproj lorabench gpuutil profile ncu serverload servercollect embedded topics (in order)
 LOG=/tmp/ingot-logs
 mkdir -p "$OUT" "$LOG"
 trap 'tar czf "$OUT/logs.tgz" -C "$LOG" . 2>/dev/null' EXIT
@@ -165,6 +165,14 @@ if [[ " $STEPS " == *" decodesweep "* ]]; then  # decode b1 under several settin
       done
     done
   done | tee "$LOG/decodesweep.txt"
+fi
+if [[ " $STEPS " == *" latencyprobe "* ]]; then  # what chains of launches cost (needs no ingot
+  # build: NOBUILD=1 STEPS=latencyprobe); bench/cuda/probe_decode_latency.cu
+  stamp latencyprobe
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$LOG/gpu.txt"
+  "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" -O3 -std=c++17 -arch=sm_90 bench/cuda/probe_decode_latency.cu -o /tmp/probe_decode_latency \
+    >"$LOG/latencyprobe_build.log" 2>&1 || { cat "$LOG/latencyprobe_build.log"; exit 1; }
+  timeout 240 /tmp/probe_decode_latency 2>&1 | tee "$LOG/latencyprobe.txt" "$OUT/latencyprobe.txt"
 fi
 if [[ " $STEPS " == *" longdecode "* ]]; then  # decode attention at long contexts, per kernel
   # (after "table": its Llama checkpoint). LONG_CONFIGS: batch:prompt pairs; LONG_ENVS: the
