@@ -230,6 +230,15 @@ bool append_fused() {
   return on;
 }
 
+/// INGOT_DECODE_FUSED_KV=1: a fixed-size cache takes rope_kv_update without q/k norms too.
+bool fused_kv_without_norms() {
+  static const bool on = [] {
+    const char* v = std::getenv("INGOT_DECODE_FUSED_KV");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
 }  // namespace
 
 std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optional<Array>& qkv,
@@ -249,8 +258,8 @@ std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optio
     // A fixed-size cache (decode): only with q/k norms (Qwen3, Gemma3: six launches become
     // one, decode +20% / +9% on the H200). Without them the separate path is three launches,
     // and the fused kernel measured 5% slower for Llama-3.2-1B single-stream decode
-    // (BENCHMARKS.md, session 8).
-    if (!q_norm_ || keys.dtype() != t ||
+    // (BENCHMARKS.md, session 8); INGOT_DECODE_FUSED_KV=1 takes it there too, to measure again.
+    if ((!q_norm_ && !fused_kv_without_norms()) || keys.dtype() != t ||
         keys.shape() != Shape{b, cfg_.n_kv_heads, keys.shape(2), cfg_.head_dim})
       return std::nullopt;
   } else if (!append_fused() || is_tracing() ||
