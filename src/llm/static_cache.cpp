@@ -8,6 +8,7 @@
 
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::llm {
@@ -32,10 +33,7 @@ std::pair<Array, Array> StaticLayerCache::update_and_fetch(const Array& k, const
 }
 
 bool StaticLayerCache::fixed(Array* keys, Array* values, Array* column) const {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_DECODE_FUSED_KV");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_DECODE_FUSED_KV", true);
   if (!on) return false;
   *keys = keys_;
   *values = values_;

@@ -9,6 +9,7 @@
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/autodiff.h"
+#include "util/env.h"
 
 namespace ingot::nn {
 
@@ -223,19 +224,13 @@ namespace {
 /// INGOT_PREFILL_FUSED_KV=0: growing caches take their new keys/values through
 /// update_and_fetch (the separate norm, rope and copy kernels) instead of rope_kv_update.
 bool append_fused() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_PREFILL_FUSED_KV");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_PREFILL_FUSED_KV", true);
   return on;
 }
 
 /// INGOT_DECODE_FUSED_KV=1: a fixed-size cache takes rope_kv_update without q/k norms too.
 bool fused_kv_without_norms() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_DECODE_FUSED_KV");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool on = env::flag("INGOT_DECODE_FUSED_KV", false);
   return on;
 }
 
@@ -297,14 +292,11 @@ std::atomic<int> decode_block_override{-1};
 std::atomic<int64_t> decode_block_builds{0};
 
 bool decode_block_on() {
-  static const bool env = [] {
-    // Off by default: on the H200 the persistent kernel is not faster yet (Llama-3.2-1B decode
-    // 722 against 852 tok/s, Qwen3-0.6B level; BENCHMARKS.md). INGOT_DECODE_BLOCK=1 turns it on.
-    const char* v = std::getenv("INGOT_DECODE_BLOCK");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  // Off by default: on the H200 the persistent kernel is not faster yet (Llama-3.2-1B decode
+  // 722 against 852 tok/s, Qwen3-0.6B level; BENCHMARKS.md). INGOT_DECODE_BLOCK=1 turns it on.
+  static const bool from_env = env::flag("INGOT_DECODE_BLOCK", false);
   const int o = decode_block_override.load();
-  return o < 0 ? env : o == 1;
+  return o < 0 ? from_env : o == 1;
 }
 
 bool same_options(const RMSNormOptions& a, const RMSNormOptions& b) {

@@ -11,6 +11,7 @@
 #include "core/fast/lora.h"
 #include "core/ops/ops.h"
 #include "core/transforms/compile.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::nn {
@@ -303,10 +304,7 @@ Array RMSNorm::operator()(const Array& x) const {
 }
 
 Array RMSNorm::add_to(const Array& residual, const Array& x) const {
-  static const bool fused = [] {
-    const char* v = std::getenv("INGOT_NORM_ADD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool fused = env::flag("INGOT_NORM_ADD", true);
   if (!fused) return residual + (*this)(x);
   return fast::rms_norm_add(residual, x, param("weight"),
                             fast::RmsNormOptions{.eps = opt_.eps,
@@ -389,10 +387,7 @@ namespace {
 /// INGOT_FUSED_GLU_GRAD: unset or anything but "0" = act(g) * u traced as one fast op (below);
 /// "0" = the separate ops (A/B runs). Read once.
 bool fused_glu_grad() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_FUSED_GLU_GRAD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_FUSED_GLU_GRAD", true);
   return on;
 }
 
@@ -456,10 +451,7 @@ Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residua
   std::optional<Array> h;
   // On the GPU, for inference: the norm, the gate/up product, the activation and the multiply
   // as one primitive (fast::rms_norm_glu: one GEMV for a few rows). INGOT_GLU_FUSED=0: off.
-  static const bool glu = [] {
-    const char* v = std::getenv("INGOT_GLU_FUSED");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool glu = env::flag("INGOT_GLU_FUSED", true);
   if (glu && x.device().type == Device::Type::cuda && !is_tracing())
     h = gate_up_.normed_glu(x, norm, act_);
   if (!h) {

@@ -11,6 +11,7 @@
 #include "core/fast/fast.h"
 #include "core/ops/ops.h"
 #include "core/transforms/eval.h"
+#include "util/env.h"
 
 namespace ingot::nn {
 
@@ -211,10 +212,7 @@ Array Adam::update_one(const std::string& name, const Array& p, const Array& g, 
 void Adam::update_all(const std::vector<std::string>& names, const ParamMap& params,
                       const ParamMap& grads, const std::optional<Array>& grad_scale, float lr,
                       ParamMap& out) {
-  static const bool fused = [] {
-    const char* v = std::getenv("INGOT_FUSED_OPTIM");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool fused = env::flag("INGOT_FUSED_OPTIM", true);
   // The scalars of this step, as adam_direction and update_one compute them.
   fast::AdamStepOptions o;
   o.lr = lr;

@@ -21,6 +21,7 @@
 #include "core/transforms/eval.h"
 #include "models/transformer.h"
 #include "nn/losses.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::train {
@@ -361,8 +362,8 @@ struct Trainer::Lookahead {
 Trainer::~Trainer() = default;
 
 bool Trainer::lookahead_enabled() const {
-  const char* v = std::getenv("INGOT_TRAIN_LOOKAHEAD");  // read per step: tests switch it
-  return (v == nullptr || std::string_view(v) != "0") && adapter_ != nullptr && !opt_.data_parallel;
+  // INGOT_TRAIN_LOOKAHEAD, read per step: tests switch it.
+  return env::flag("INGOT_TRAIN_LOOKAHEAD", true) && adapter_ != nullptr && !opt_.data_parallel;
 }
 
 int64_t Trainer::batches_per_epoch() const {

@@ -24,6 +24,13 @@ long get_int(const char* name, long fallback) {
   return (end && *end == 0) ? r : fallback;
 }
 
+bool flag(const char* name, bool fallback) {
+  const auto v = get(name);
+  if (v == "1") return true;
+  if (v == "0") return false;
+  return fallback;
+}
+
 static int physical_cores() {
   // Count distinct (physical id, core id) pairs; fall back to hardware_concurrency.
   std::ifstream f("/proc/cpuinfo");

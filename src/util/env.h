@@ -10,6 +10,10 @@ namespace ingot::env {
 std::optional<std::string> get(const char* name);
 /// Integer value of an environment variable, or `fallback` when unset or unparsable.
 long get_int(const char* name, long fallback);
+/// A switch: "1" on, "0" off; unset, empty or any other value gives `fallback`. So a switch that
+/// is on by default goes off only at "0" and an opt-in one comes on only at "1". Reads the
+/// environment at every call (callers that read it once keep the result in a static).
+bool flag(const char* name, bool fallback);
 
 /// INGOT_NUM_THREADS, default: physical cores.
 int num_threads();

@@ -37,6 +37,7 @@
 #include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/gemv_common.cuh"
+#include "util/env.h"
 
 namespace ingot::cu {
 namespace {
@@ -793,10 +794,7 @@ int lanes_per_key(const DecodeBlockArgs& a) {
 
 /// The ring GEMV (default) or the register one (INGOT_DECODE_BLOCK_RING=0).
 bool db_ring() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_DECODE_BLOCK_RING");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_DECODE_BLOCK_RING", true);
   return on;
 }
 

@@ -29,6 +29,7 @@
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_lora_kernels.h"
+#include "util/env.h"
 
 namespace ingot::cu {
 namespace {
@@ -647,8 +648,8 @@ void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& wi
   splits = std::max<int64_t>(ceil_div(cols, width), 1);
 }
 
-/// The kernel switches, read per launch (tests and the kernel bench flip them). A default-on
-/// switch is off only at "0"; a default-off (opt-in) one is on only at "1".
+/// The kernel switches, read per launch through env::flag (tests and the kernel bench flip them).
+/// A default-on switch is off only at "0"; a default-off (opt-in) one is on only at "1".
 /// - INGOT_LORA_PROJECT_MMA / INGOT_LORA_COLSUM_MMA (on): the tensor-core kernels where they
 ///   apply (an H100 LoRA step measured 1.2-1.95x faster project and up to 1.28x colsum calls;
 ///   BENCHMARKS.md, session 32); off: the SIMT kernels.
@@ -656,11 +657,6 @@ void project_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& wi
 ///   stores (written in session 33, not yet run on a GPU); off: the 4 x 4 element-wise mapping.
 /// - INGOT_LORA_FUSED_SPLITS (opt-in): the tensor-core project and colsum kernels add their
 ///   split sums themselves (last_split) instead of a sum_splits_kernel launch after them.
-bool switched_on(const char* name, bool dflt) {
-  const char* e = std::getenv(name);
-  if (e == nullptr) return dflt;
-  return dflt ? std::string_view(e) != "0" : std::string_view(e) == "1";
-}
 
 /// Zeroed arrival counters for last_split on stream s (one array per device and stream, made on
 /// first use and kept for the process; the last CTA of each region puts its counter back to 0),
@@ -669,7 +665,7 @@ bool switched_on(const char* name, bool dflt) {
 /// sum_splits_kernel).
 unsigned* split_counters(cudaStream_t s, int64_t blocks) {
   constexpr int64_t kCap = int64_t{1} << 16;
-  if (!switched_on("INGOT_LORA_FUSED_SPLITS", false) || blocks > kCap) return nullptr;
+  if (!env::flag("INGOT_LORA_FUSED_SPLITS", false) || blocks > kCap) return nullptr;
   static std::mutex mu;
   static std::map<std::pair<int, cudaStream_t>, unsigned*> arrays;
   int dev = 0;
@@ -690,7 +686,7 @@ unsigned* split_counters(cudaStream_t s, int64_t blocks) {
 /// Whether launch_lora_project takes the tensor-core kernel: not switched off, bf16 v whose rows
 /// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool project_mma(const LoraRows& v, int64_t cols, int r) {
-  return switched_on("INGOT_LORA_PROJECT_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return env::flag("INGOT_LORA_PROJECT_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
@@ -822,7 +818,7 @@ void colsum_mma_splits(int64_t rows, int64_t cols, int64_t& splits, int64_t& hei
 /// Whether launch_lora_colsum takes the tensor-core kernel: not switched off, bf16 v whose rows
 /// are 16-byte aligned with a multiple of 8 columns, rank <= 16.
 bool colsum_mma(const LoraRows& v, int64_t cols, int r) {
-  return switched_on("INGOT_LORA_COLSUM_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
+  return env::flag("INGOT_LORA_COLSUM_MMA", true) && v.dtype == Dtype::bfloat16 && r <= 16 &&
          cols % 8 == 0 && reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.ld % 8 == 0;
 }
 
@@ -1039,7 +1035,7 @@ void launch_lora_expand(LoraRows base, const float* w, int64_t rows, int64_t col
       return reinterpret_cast<uintptr_t>(p) % 16 == 0 && (ld * int64_t{sizeof(TO)}) % 16 == 0;
     };
     const bool vec = aligned(out, cols) && (!base.ptr || aligned(base.ptr, base.ld));
-    const bool wide = switched_on("INGOT_LORA_EXPAND_WIDE", false);
+    const bool wide = env::flag("INGOT_LORA_EXPAND_WIDE", false);
     dispatch_rank(r, [&]<int RP>() {
       auto go = [&]<bool kBase, bool kWide>() {
         launch_pdl(expand_kernel<TO, RP, kBase, kWide>, grid, dim3(kExpThreads), 0, s, base.ptr,

@@ -14,6 +14,7 @@
 #include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/fast_sdpa_kernels.h"
 #include "backend/cuda/fast_sdpa_mma.cuh"
+#include "util/env.h"
 
 namespace ingot::cu {
 using namespace sdpa_detail;
@@ -547,10 +548,7 @@ SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count) {
   pl.keys_per_split = ceil_div(ceil_div(a.S, splits), bc) * bc;
   pl.splits = static_cast<int>(ceil_div(a.S, pl.keys_per_split));
   // Many CTAs whose keys fit one tile: the persistent two-stage kernel.
-  static const bool short_on = [] {
-    const char* v = std::getenv("INGOT_CUDA_SDPA_SHORT");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool short_on = env::flag("INGOT_CUDA_SDPA_SHORT", true);
   if (pl.mma && short_on && pl.splits == 1 && a.S <= bc && ctas >= 8 * int64_t(sm_count)) {
     pl.short_rows = true;
     pl.sm_count = std::max(sm_count, 1);

@@ -25,6 +25,7 @@
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/fast_sdpa_bwd_kernels.h"
 #include "backend/cuda/fast_sdpa_mma.cuh"
+#include "util/env.h"
 
 namespace ingot::cu {
 namespace {
@@ -491,10 +492,10 @@ void launch_type(const SdpaBwdArgs& a, cudaStream_t s) {
 }  // namespace
 
 bool sdpa_bwd_mma_takes(const SdpaBwdArgs& a) {
-  const char* env = std::getenv("INGOT_SDPA_BWD_MMA");  // "0": the wmma kernels for everything
+  // INGOT_SDPA_BWD_MMA=0: the wmma kernels for everything.
   return a.mask_kind == SdpaMaskKind::none && (a.D == 64 || a.D == 128) &&
          (a.dtype == Dtype::bfloat16 || a.dtype == Dtype::float16) &&
-         !(env && std::string_view(env) == "0");
+         env::flag("INGOT_SDPA_BWD_MMA", true);
 }
 
 void launch_sdpa_bwd_mma(const SdpaBwdArgs& a, cudaStream_t s) {

@@ -17,6 +17,7 @@
 #include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/fast_sdpa_kernels.h"
+#include "util/env.h"
 
 namespace ingot::cu {
 using namespace sdpa_detail;
@@ -900,10 +901,7 @@ void sdpa_detail::launch_cluster(const SdpaArgs& a, const KParams& kp, const Sdp
 }
 
 bool sdpa_uses_decode(const SdpaArgs& a) {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_DECODE_ATTENTION");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_DECODE_ATTENTION", true);
   const int64_t es = a.dtype == Dtype::float32                                 ? 4
                      : a.dtype == Dtype::bfloat16 || a.dtype == Dtype::float16 ? 2
                                                                                : 0;

@@ -20,6 +20,7 @@
 #include "core/primitives/elementwise.h"
 #include "core/primitives/fast.h"
 #include "core/primitives/linalg.h"
+#include "util/env.h"
 
 namespace ingot {
 namespace {
@@ -38,12 +39,9 @@ namespace {
   } while (0)
 
 /// INGOT_CUDA_TF32=1 lets float32 GEMMs use TF32 tensor cores (default: full float32). Read
-/// once. TODO(lead): move to util/env.* with the other knobs.
+/// once.
 bool tf32_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_TF32");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_TF32", false);
   return on;
 }
 
@@ -407,10 +405,7 @@ struct GemmContext {
 
 /// INGOT_CUDA_GEMV=0 sends few-row products to cuBLASLt too (default: the GEMV kernel). Read once.
 bool gemv_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_GEMV");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_GEMV", true);
   return on;
 }
 
@@ -418,10 +413,7 @@ bool gemv_enabled() {
 /// (the multiprocessor count) with INGOT_CUDA_GEMV_PREFETCH=1; none by default: on the H200
 /// it gained Qwen3-0.6B decode 1% and cost Llama-3.2-1B and Gemma3-1B 5-6% (BENCHMARKS.md).
 int gemv_prefetch_sms(const Device& d) {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_GEMV_PREFETCH");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_GEMV_PREFETCH", false);
   return on ? cu::props(d.index).multiProcessorCount : 0;
 }
 

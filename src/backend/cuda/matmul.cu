@@ -17,6 +17,7 @@
 #include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/matmul_kernels.h"
 #include "backend/cuda/quantized_kernels.h"
+#include "util/env.h"
 
 namespace ingot::cu {
 namespace {
@@ -459,10 +460,7 @@ int act_table_ready(int act, cudaStream_t s) {
 
 /// INGOT_CUDA_GLU_TABLE=0 turns the table kernel off (the per-element kernel, same bits).
 bool glu_table_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_GLU_TABLE");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_GLU_TABLE", true);
   return on;
 }
 

@@ -14,6 +14,7 @@
 #include "core/primitives/fast.h"
 #include "core/primitives/linalg.h"
 #include "core/primitives/quantized.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot {
@@ -31,10 +32,7 @@ const void* contiguous(const Array& a, std::unique_ptr<cu::Scratch>& tmp, cudaSt
 
 /// INGOT_CUDA_GEMV=0 sends few-row products to the plain kernels too (as matmul.cpp reads it).
 bool gemv_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_CUDA_GEMV");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env::flag("INGOT_CUDA_GEMV", true);
   return on;
 }
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ingot::cu {
@@ -59,10 +60,7 @@ const cudaDeviceProp& props(int index) {
 }
 
 bool pdl_enabled() {
-  static const bool env_on = [] {
-    const char* v = std::getenv("INGOT_CUDA_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool env_on = env::flag("INGOT_CUDA_PDL", true);
   if (!env_on) return false;
   thread_local int cached_device = -1;
   thread_local bool cached_on = false;

@@ -7,6 +7,7 @@
 #include "core/fast/lora.h"
 #include "core/ops/ops.h"
 #include "core/primitives/fast_lora.h"
+#include "util/env.h"
 
 namespace ingot {
 
@@ -26,10 +27,7 @@ std::vector<Array> LoraBranch::vjp(const std::vector<Array>& primals,
     if (i > 0) {
       const Array &x = primals[1], &a = primals[2], &b = primals[3];
       // INGOT_LORA_KEEP_PRODUCT=0: the backward recomputes t from x (A/B runs); read once.
-      static const bool keep = [] {
-        const char* v = std::getenv("INGOT_LORA_KEEP_PRODUCT");
-        return v == nullptr || std::string(v) != "0";
-      }();
+      static const bool keep = env::flag("INGOT_LORA_KEEP_PRODUCT", true);
       std::vector<Array> in{g, x, a, b};
       // The kept t (out holds it until evaluated). Never a stand-in from outputs() (a fresh
       // node of this primitive alone, which would run it with one output): then recompute.

@@ -11,6 +11,7 @@
 #include "core/primitives/elementwise.h"
 #include "core/primitives/linalg.h"
 #include "core/transforms/autodiff.h"
+#include "util/env.h"
 
 namespace ingot {
 
@@ -82,8 +83,7 @@ Array rms_norm_dx_composed(const Array& x, const std::optional<Array>& weight, c
 // INGOT_FUSED_NORM_GRAD: unset, empty or anything but "0" = RmsNormGrad (one pass a row);
 // "0" = the composition (A/B runs). Read at every call so that tests can switch it.
 bool fused_norm_grad() {
-  const char* v = std::getenv("INGOT_FUSED_NORM_GRAD");
-  return v == nullptr || std::strcmp(v, "0") != 0;
+  return env::flag("INGOT_FUSED_NORM_GRAD", true);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "core/ops/shape.h"
 #include "core/primitives/linalg.h"
 #include "core/primitives/shape.h"
+#include "util/env.h"
 
 namespace ingot {
 namespace {
@@ -64,10 +65,7 @@ Matrices as_matrices(const Array& a, const Array& b, const Array& g) {
 /// any other g, a b with batch axes or disjointness it cannot prove.
 std::optional<Array> column_block_grad(const Array& a, const Array& b, const Array& g) {
   // INGOT_SPLIT_STACKED_GRADS=0: the product over the whole padded g (A/B runs); read once.
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_SPLIT_STACKED_GRADS");
-    return v == nullptr || std::string_view(v) != "0";
-  }();
+  static const bool on = env::flag("INGOT_SPLIT_STACKED_GRADS", true);
   if (!on || b.ndim() != 2 || a.ndim() < 2 || g.ndim() != a.ndim() || g.dtype() != b.dtype())
     return std::nullopt;
   const std::optional<std::vector<Array>> regions = zero_padded(g);

@@ -8,6 +8,7 @@
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
 #include "core/primitives/fast.h"
+#include "util/env.h"
 
 namespace ingot {
 
@@ -121,8 +122,7 @@ namespace {
 // INGOT_FUSED_ACT_GRAD: unset, empty or anything but "0" = one ActivationGrad; "0" = the
 // composition (A/B runs). Read at every call so that tests can switch it.
 bool fused_act_grad() {
-  const char* v = std::getenv("INGOT_FUSED_ACT_GRAD");
-  return v == nullptr || std::strcmp(v, "0") != 0;
+  return env::flag("INGOT_FUSED_ACT_GRAD", true);
 }
 
 /// g * act'(x): one ActivationGrad when g and x share dtype and shape, else the composition.

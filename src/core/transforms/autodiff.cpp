@@ -17,6 +17,7 @@
 #include "core/primitives/shape.h"
 #include "core/primitives/transforms.h"
 #include "core/transforms/id_set.h"
+#include "util/env.h"
 
 namespace ingot {
 namespace {
@@ -85,10 +86,7 @@ std::vector<Array> build_tape(const std::vector<Array>& outputs, const detail::I
 /// regions are disjoint, so every element is the one nonzero term. Empty when not that case.
 std::optional<Array> merge_padded(const Array& c, const Array& g) {
   // INGOT_MERGE_SLICE_GRADS=0: always the add (A/B runs); read once.
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_MERGE_SLICE_GRADS");
-    return v == nullptr || std::string_view(v) != "0";
-  }();
+  static const bool on = env::flag("INGOT_MERGE_SLICE_GRADS", true);
   if (!on || c.shape() != g.shape() || c.dtype() != g.dtype()) return std::nullopt;
   const auto gr = zero_padded(g);
   if (!gr || gr->size() != 1) return std::nullopt;
@@ -129,10 +127,7 @@ std::optional<std::vector<Array>> product_terms(const Array& x) {
 /// third). Each product's sum is rounded once. Empty when neither is such a product.
 std::optional<Array> fold_product(const Array& c, const Array& g) {
   // INGOT_FOLD_PRODUCT_GRADS=0: always the add (A/B runs); read once.
-  static const bool on = [] {
-    const char* v = std::getenv("INGOT_FOLD_PRODUCT_GRADS");
-    return v == nullptr || std::string_view(v) != "0";
-  }();
+  static const bool on = env::flag("INGOT_FOLD_PRODUCT_GRADS", true);
   if (!on || c.shape() != g.shape() || c.dtype() != g.dtype() || !is_floating(c.dtype()))
     return std::nullopt;
   std::optional<std::vector<Array>> terms = product_terms(g);
