@@ -251,8 +251,12 @@ TEST(CudaReduce, ArgMaxArgMin) {
     Shape shape;
     int axis;
   };
-  const std::vector<A> cases = {{{3, 7, 5}, 0}, {{3, 7, 5}, 1}, {{3, 7, 5}, 2},   {{4, 3000}, 1},
-                                {{3000, 4}, 0}, {{3, 5000}, 0}, {{2, 100000}, 1}, {{1, 1, 1}, 1}};
+  // Few long contiguous rows (a decode step's argmax over a vocabulary: {1, 151936}) are split
+  // into chunks whose bests a second kernel combines; the ties below put the first extreme in an
+  // early chunk and equal values in later ones.
+  const std::vector<A> cases = {{{3, 7, 5}, 0},  {{3, 7, 5}, 1}, {{3, 7, 5}, 2},   {{4, 3000}, 1},
+                                {{3000, 4}, 0},  {{3, 5000}, 0}, {{2, 100000}, 1}, {{1, 151936}, 1},
+                                {{5, 40003}, 1}, {{1, 1, 1}, 1}};
   for (const A& c : cases)
     for (Dtype t : kAllTypes)
       for (Lay l : {Lay::contiguous, Lay::transposed, Lay::sliced}) {
@@ -264,6 +268,31 @@ TEST(CudaReduce, ArgMaxArgMin) {
         expect_close(argmin(x.gpu, c.axis, true), argmin(x.cpu, c.axis, true), 0, 0,
                      "argmin " + what);
       }
+}
+
+TEST(CudaReduce, ArgMaxOfALongRowSplitIntoChunks) {
+  INGOT_REQUIRE_CUDA();
+  // Distinct values: the extreme sits at one index, placed in the first, a middle and the last
+  // chunk, and right after a chunk boundary; then a NaN (the extreme of argmax and argmin) late
+  // in the row behind an earlier +inf.
+  const int64_t n = 151936;
+  for (Dtype t : {float32, bfloat16, float64})
+    for (int64_t at : {int64_t(3), n / 2 + 1, n - 1, int64_t(4096), int64_t(8193)}) {
+      std::vector<double> v(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) v[size_t(j)] = std::sin(0.37 * double(j)) * 4.0;
+      v[size_t(at)] = 9.0;
+      v[size_t(n - 1 - at)] = -9.0;
+      const Array x(v, {1, n}, t);
+      const std::string what = std::string(dtype_name(t)) + " at " + std::to_string(at);
+      EXPECT_EQ(argmax(on_cuda(x), 1).to_vector<int64_t>(), (std::vector<int64_t>{at})) << what;
+      EXPECT_EQ(argmin(on_cuda(x), 1).to_vector<int64_t>(), (std::vector<int64_t>{n - 1 - at}))
+          << what;
+      v[size_t(at / 2)] = kInf;
+      v[size_t(n - 2)] = kNaN;
+      const Array y(v, {1, n}, t);
+      EXPECT_EQ(argmax(on_cuda(y), 1).to_vector<int64_t>(), (std::vector<int64_t>{n - 2})) << what;
+      EXPECT_EQ(argmin(on_cuda(y), 1).to_vector<int64_t>(), (std::vector<int64_t>{n - 2})) << what;
+    }
 }
 
 // ---- logsumexp, softmax, log_softmax ----

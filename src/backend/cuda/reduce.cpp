@@ -136,8 +136,11 @@ void ArgReduce::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   if (out.size() == 0) return;
   cudaStream_t s = cu::stream(stream());
   const cu::RowPlan p = cu::plan_rows(in.shape(), in.strides(), {axis_}, false);
+  const int splits = cu::arg_reduce_splits(p, cu::props(out.device().index).multiProcessorCount);
+  std::optional<cu::Scratch> scratch;
+  if (splits > 1) scratch.emplace(out.device(), cu::arg_reduce_scratch(p, splits));
   cu::launch_arg_reduce(type_ == Type::argmax, in.raw_ptr(), in.dtype(), p, out.raw_ptr<uint32_t>(),
-                        s);
+                        splits, scratch ? scratch->ptr() : nullptr, s);
 }
 
 }  // namespace ingot

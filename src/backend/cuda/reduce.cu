@@ -352,10 +352,67 @@ __global__ void arg_reduce_cols(const T* x, Layout kept, int64_t n, int64_t st, 
   }
 }
 
+/// Bytes of one chunk's partial of a split ArgReduce (an ArgState<wide_t<T>>, at most 16).
+constexpr size_t kArgPartialBytes = 16;
+
+/// One block per (output row, chunk) of contiguous rows: the chunk's best into
+/// partial[row * splits + chunk] (index < 0: an empty chunk).
 template <typename T, bool kMax>
-void run_arg_reduce(const T* x, const RowPlan& p, uint32_t* out, cudaStream_t s) {
+__global__ void __launch_bounds__(kRowThreads)
+    arg_reduce_chunks(const T* x, Layout kept, int64_t n, int64_t n_out, int splits,
+                      ArgState<wide_t<T>>* partial) {
+  pdl_prologue();
+  using L = wide_t<T>;
+  static_assert(sizeof(ArgState<L>) <= kArgPartialBytes);
+  __shared__ ArgState<L> smem[32];
+  for (int64_t u = blockIdx.x; u < n_out * splits; u += gridDim.x) {
+    const int64_t o = u / splits, c = u % splits;
+    const int64_t b = n * c / splits, e = n * (c + 1) / splits;
+    ArgState<L> best{L(0), -1};
+    for_each_contig(x + elem_offset(o, kept), b, e, int(threadIdx.x), int(blockDim.x),
+                    [&](T v, int64_t j) {
+                      const L lv = static_cast<L>(load_val(v));
+                      if (best.i < 0 || beats<kMax>(lv, best.v)) best = {lv, j};
+                    });
+    best = block_reduce(best, ArgMerge<kMax>{}, smem);
+    if (threadIdx.x == 0) partial[u] = best;
+  }
+}
+
+/// One warp per output row: the best of its chunks' partials (ArgMerge is order-free: the
+/// extreme value, NaN first, the lowest index among equals).
+template <typename T, bool kMax>
+__global__ void __launch_bounds__(kRowThreads)
+    arg_reduce_finish(const ArgState<wide_t<T>>* partial, int64_t n_out, int splits,
+                      uint32_t* out) {
+  pdl_prologue();
+  using L = wide_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t o = int64_t(blockIdx.x) * (kRowThreads / 32) + (threadIdx.x >> 5);
+  if (o >= n_out) return;
+  ArgState<L> best{L(0), -1};
+  for (int c = lane; c < splits; c += 32) best = ArgMerge<kMax>{}(best, partial[o * splits + c]);
+  best = warp_reduce(best, ArgMerge<kMax>{});
+  if (lane == 0) out[o] = static_cast<uint32_t>(best.i);
+}
+
+template <typename T, bool kMax>
+void run_arg_reduce(const T* x, const RowPlan& p, uint32_t* out, int splits, void* scratch,
+                    cudaStream_t s) {
   const int64_t n = p.n_red, n_out = p.n_out;
   const int64_t st = p.red[0].strides[0];
+  if (splits > 1) {
+    auto* partial = static_cast<ArgState<wide_t<T>>*>(scratch);
+    const int64_t blocks = std::min(n_out * splits, kMaxBlocks);
+    launch_pdl(arg_reduce_chunks<T, kMax>, static_cast<unsigned>(blocks), kRowThreads, 0, s, x,
+               p.kept[0], n, n_out, splits, partial);
+    check_launch("arg_reduce_chunks");
+    const int64_t rows_per_block = kRowThreads / 32;
+    launch_pdl(arg_reduce_finish<T, kMax>,
+               static_cast<unsigned>((n_out + rows_per_block - 1) / rows_per_block), kRowThreads, 0,
+               s, static_cast<const ArgState<wide_t<T>>*>(partial), n_out, splits, out);
+    return check_launch("arg_reduce_finish");
+  }
   if (st != 1 && n_out >= 2048) {
     arg_reduce_cols<T, kMax><<<grid_for(n_out, 256), 256, 0, s>>>(x, p.kept[0], n, st, n_out, out);
     return check_launch("arg_reduce_cols");
@@ -416,15 +473,27 @@ void launch_reduce(RedKind kind, const void* in, Dtype in_type, const RowPlan& p
   }
 }
 
+int arg_reduce_splits(const RowPlan& p, int sms) {
+  // Contiguous rows only (the chunk kernel walks them with 16-byte loads); a chunk of at least
+  // 4096 elements, at most 256 chunks a row.
+  if (p.n_out == 0 || p.n_red == 0 || p.red[0].strides[0] != 1) return 1;
+  return row_splits(p.n_out, p.n_red, sms, 4096, 256);
+}
+
+size_t arg_reduce_scratch(const RowPlan& p, int splits) {
+  return splits > 1 ? static_cast<size_t>(splits) * static_cast<size_t>(p.n_out) * kArgPartialBytes
+                    : 0;
+}
+
 void launch_arg_reduce(bool is_max, const void* in, Dtype in_type, const RowPlan& p, uint32_t* out,
-                       cudaStream_t s) {
+                       int splits, void* scratch, cudaStream_t s) {
   if (p.n_out == 0 || p.n_red == 0) return;
   dispatch_cuda_dtype(in_type, [&](auto tag) {
     using T = decltype(tag);
     if (is_max)
-      run_arg_reduce<T, true>(static_cast<const T*>(in), p, out, s);
+      run_arg_reduce<T, true>(static_cast<const T*>(in), p, out, splits, scratch, s);
     else
-      run_arg_reduce<T, false>(static_cast<const T*>(in), p, out, s);
+      run_arg_reduce<T, false>(static_cast<const T*>(in), p, out, splits, scratch, s);
   });
 }
 

@@ -68,10 +68,18 @@ ReduceConfig reduce_config(const RowPlan& p, int sms);
 void launch_reduce(RedKind kind, const void* in, Dtype in_type, const RowPlan& p, void* out,
                    Dtype out_type, const ReduceConfig& cfg, void* scratch, cudaStream_t s);
 
+/// Chunks each row of an ArgReduce is split into (1: none): few long contiguous rows (a decode
+/// step's argmax over the vocabulary) are spread over the GPU, their chunks' bests combined by
+/// a second kernel.
+int arg_reduce_splits(const RowPlan& p, int sms);
+/// Scratch bytes of an ArgReduce split into `splits` chunks a row (0 when 1).
+size_t arg_reduce_scratch(const RowPlan& p, int splits);
+
 /// argmax (is_max) or argmin along the single reduced axis of p: first index of the extreme,
-/// NaN counting as the extreme; uint32 indices into row-major `out`.
+/// NaN counting as the extreme; uint32 indices into row-major `out`. With splits > 1 (from
+/// arg_reduce_splits) `scratch` holds arg_reduce_scratch(p, splits) bytes.
 void launch_arg_reduce(bool is_max, const void* in, Dtype in_type, const RowPlan& p, uint32_t* out,
-                       cudaStream_t s);
+                       int splits, void* scratch, cudaStream_t s);
 
 }  // namespace ingot::cu
 
