@@ -110,8 +110,10 @@ TEST(CudaMatmul, ShapesAndDtypes) {
 TEST(CudaMatmul, GemvRowsMatchCpu) {
   INGOT_REQUIRE_CUDA();
   // x [M, K] @ w^T with w a row-major [N, K] weight (nn::Linear) and M <= 8 runs on the GEMV
-  // kernel: every row count, K that fill one or several unrolled load rounds or end mid-round,
-  // N below and above a block's eight warps, and the cuBLASLt boundary (M = 9, odd K).
+  // kernel: every row count, K that fill one or several unrolled load rounds or end mid-round
+  // (K 2056 and 8192: under INGOT_CUDA_GEMV_SPLIT=1, each column split over 2 and 4 warps), N
+  // below and above a block's eight warps (blocks whose last columns are past N), and the
+  // cuBLASLt boundary (M = 9, odd K).
   const View wt = [](const Array& x) { return transpose(x); };
   uint32_t seed = 50;
   for (Dtype t : {float32, bfloat16, float16})

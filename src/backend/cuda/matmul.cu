@@ -106,15 +106,18 @@ __device__ __forceinline__ void gemv_load_w(uint4 (&wv)[U], const char* w, int64
 
 // NORM: the norm prologue. PAIR: each warp computes weight rows n and n + p.pair (a gate and
 // its up column) and writes act(gate) * up at n, each rounded as the separate ops round.
+// parts (1, 2, 4 or 8; gemv_parts): warps per output column, each summing every parts-th run of
+// 32 U chunks of the row; warp 0 of the column adds the others' sums in order.
 template <typename T, int M, bool NORM, bool PAIR>
 __global__ void __launch_bounds__(32 * kGemvWarps)
-    gemv_kernel(const GemvProblem p, int64_t prefetch_span) {
+    gemv_kernel(const GemvProblem p, int64_t prefetch_span, int parts) {
   gemv_prefetch<T>(p, prefetch_span);
   pdl_prologue();
   constexpr int V = 16 / sizeof(T), U = gemv_unroll<M>(), R = PAIR ? 2 : 1;
   extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  __shared__ float part_sum[kGemvWarps][R][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % parts;
+  const int64_t n = int64_t(blockIdx.x) * (kGemvWarps / parts) + warp / parts;
   const bool active = n < p.N;
   const int64_t row_bytes = p.sw_n * int64_t(sizeof(T));
   const char* w[R];
@@ -122,9 +125,10 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   for (int r = 0; r < R; ++r)
     w[r] = static_cast<const char*>(p.w) + ((active ? n : 0) + r * p.pair) * row_bytes;
   const int64_t chunks = active ? p.K / V : 0;
+  const int64_t first = lane + int64_t(32 * U) * part, step = int64_t(32 * U) * parts;
   uint4 wv[R][U];
 #pragma unroll
-  for (int r = 0; r < R; ++r) gemv_load_w<U>(wv[r], w[r], lane, chunks);
+  for (int r = 0; r < R; ++r) gemv_load_w<U>(wv[r], w[r], first, chunks);
   // The accumulate operand is requested now too, so its latency is not added at the end.
   float cin[M];
 #pragma unroll
@@ -137,7 +141,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     }
   }
   if constexpr (NORM) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
-  if (!active) return;  // whole warps leave together
+  if (!active && parts == 1) return;  // whole warps leave together (split: after the barrier)
   const char* x = NORM ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
   const int64_t xrow = (NORM ? p.K : p.sx_m) * int64_t(sizeof(T));
   float acc[R][M];
@@ -145,7 +149,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
-  for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+  for (int64_t c0 = first; c0 < chunks; c0 += step) {
     uint4 xv[U][M];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -162,7 +166,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     }
     uint4 wn[R][U];
 #pragma unroll
-    for (int r = 0; r < R; ++r) gemv_load_w<U>(wn[r], w[r], c0 + 32 * U, chunks);
+    for (int r = 0; r < R; ++r) gemv_load_w<U>(wn[r], w[r], c0 + step, chunks);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c0 + 32 * u < chunks) {
@@ -187,6 +191,20 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
+  if (parts > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) part_sum[warp][r][m] = acc[r][m];
+    __syncthreads();
+    if (part != 0 || !active) return;
+    for (int j = 1; j < parts; ++j)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] += part_sum[warp + j][r][m];
+  }
   if (lane == 0) {
     T* out = static_cast<T*>(p.out);
 #pragma unroll
@@ -206,22 +224,37 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   }
 }
 
+/// Warps per output column of the GEMV. One by default. INGOT_CUDA_GEMV_SPLIT=1: long rows (K
+/// of 2048 elements and more) are split over 2 or 4 warps, so that the few-column products of
+/// a decode step (o and down projections, 1,024-2,048 columns: one block of 8 columns an SM)
+/// keep more loads in flight; by K alone, so that products of one K (a GLU pair and its stacked
+/// product) sum alike. Measured on the H100 (session 35, decode b1): Qwen3-0.6B and Gemma3-1B
+/// level, Llama-3.2-1B 7% slower (its 2048-wide rows: every product of the step split, the LM
+/// head included), hence off.
+int gemv_parts(const GemvProblem& p) {
+  static const bool on = env::flag("INGOT_CUDA_GEMV_SPLIT", false);
+  if (!on) return 1;
+  return p.K >= 4096 ? 4 : p.K >= 2048 ? 2 : 1;
+}
+
 template <typename T, int M>
 void launch_gemv_m(const GemvProblem& p, cudaStream_t s, int sms) {
-  const unsigned grid = static_cast<unsigned>((p.N + kGemvWarps - 1) / kGemvWarps);
+  const int parts = gemv_parts(p);
+  const int64_t cols = kGemvWarps / parts;
+  const unsigned grid = static_cast<unsigned>((p.N + cols - 1) / cols);
   const unsigned block = 32 * kGemvWarps;
   // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
   int64_t span = 0;
   if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
   const size_t smem = p.norm ? size_t(M) * p.K * sizeof(T) : 0;
   if (p.norm && p.pair)
-    launch_pdl(gemv_kernel<T, M, true, true>, grid, block, smem, s, p, span);
+    launch_pdl(gemv_kernel<T, M, true, true>, grid, block, smem, s, p, span, parts);
   else if (p.norm)
-    launch_pdl(gemv_kernel<T, M, true, false>, grid, block, smem, s, p, span);
+    launch_pdl(gemv_kernel<T, M, true, false>, grid, block, smem, s, p, span, parts);
   else if (p.pair)
-    launch_pdl(gemv_kernel<T, M, false, true>, grid, block, smem, s, p, span);
+    launch_pdl(gemv_kernel<T, M, false, true>, grid, block, smem, s, p, span, parts);
   else
-    launch_pdl(gemv_kernel<T, M, false, false>, grid, block, smem, s, p, span);
+    launch_pdl(gemv_kernel<T, M, false, false>, grid, block, smem, s, p, span, parts);
 }
 
 template <typename T>
