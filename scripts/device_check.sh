@@ -154,7 +154,7 @@ if [[ " $STEPS " == *" decodesweep "* ]]; then  # decode b1 under several settin
   # (after "table": its checkpoints). SWEEP_ENVS: ';'-separated sets of VAR=value ("-": none);
   # SWEEP_MODELS, SWEEP_ROUNDS, SWEEP_ARGS (ingot bench decode options).
   stamp decodesweep
-  IFS=';' read -ra sweep_sets <<<"${SWEEP_ENVS:--;INGOT_DECODE_FUSED_KV=1}"
+  IFS=';' read -ra sweep_sets <<<"${SWEEP_ENVS:--;INGOT_DECODE_FUSED_KV=0}"
   for round in $(seq "${SWEEP_ROUNDS:-2}"); do
     for m in ${SWEEP_MODELS:-qwen3-0.6b llama-3.2-1b gemma3-1b}; do
       for e in "${sweep_sets[@]}"; do

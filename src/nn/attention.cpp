@@ -136,8 +136,15 @@ Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* 
     o = reshape(transpose(o, {0, 2, 1, 3}), {b, nq, cfg_.n_heads * cfg_.head_dim});
     return residual ? o_->add_to(*residual, o) : (*o_)(o);
   }
-  // q/k norms, rotary and the key/value writes in one primitive where the cache allows.
-  if (auto fused = fused_cache_update(qkv, in, ro)) {
+  // q/k norms, rotary and the key/value writes in one primitive where the cache allows; for
+  // one new token over a fixed-size cache with the attention too.
+  bool attended = false;
+  if (auto fused = fused_cache_update(qkv, in, ro, &attended)) {
+    if (attended) {
+      const Array o =
+          reshape(transpose((*fused)[0], {0, 2, 1, 3}), {b, l, cfg_.n_heads * cfg_.head_dim});
+      return residual ? o_->add_to(*residual, o) : (*o_)(o);
+    }
     q = (*fused)[0];
     k = (*fused)[1];
     v = (*fused)[2];
@@ -228,9 +235,19 @@ bool append_fused() {
   return on;
 }
 
-/// INGOT_DECODE_FUSED_KV=1: a fixed-size cache takes rope_kv_update without q/k norms too.
+/// INGOT_DECODE_FUSED_KV=0: a fixed-size cache of a model without q/k norms runs the separate
+/// rope and cache-write ops (static_cache.cpp reads the same switch for every model).
 bool fused_kv_without_norms() {
-  static const bool on = env::flag("INGOT_DECODE_FUSED_KV", false);
+  static const bool on = env::flag("INGOT_DECODE_FUSED_KV", true);
+  return on;
+}
+
+/// INGOT_DECODE_ROPE_KV_ATTENTION=1: a decode step over a fixed-size cache runs rope_kv_update
+/// and the attention as one primitive, fast::rope_kv_attention (one kernel on a GPU). Off by
+/// default: on the H100 (session 35, decode b1) it was +1.5% for Qwen3-0.6B but -2% for
+/// Llama-3.2-1B and -2.5% for Gemma3-1B against the two kernels (BENCHMARKS.md).
+bool attend_fixed() {
+  static const bool on = env::flag("INGOT_DECODE_ROPE_KV_ATTENTION", false);
   return on;
 }
 
@@ -238,7 +255,8 @@ bool fused_kv_without_norms() {
 
 std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optional<Array>& qkv,
                                                                 const AttentionInputs& in,
-                                                                const fast::RopeOptions& ro) const {
+                                                                const fast::RopeOptions& ro,
+                                                                bool* attended) const {
   if (!qkv || !in.cache || qkv_.has_branch(0, 3) || cfg_.rope_dims != cfg_.head_dim ||
       cfg_.head_dim % 16 != 0 || cfg_.head_dim > 256)
     return std::nullopt;
@@ -250,10 +268,10 @@ std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optio
   Array keys, values, column;
   const bool fixed = in.cache->fixed(&keys, &values, &column);
   if (fixed) {
-    // A fixed-size cache (decode): only with q/k norms (Qwen3, Gemma3: six launches become
-    // one, decode +20% / +9% on the H200). Without them the separate path is three launches,
-    // and the fused kernel measured 5% slower for Llama-3.2-1B single-stream decode
-    // (BENCHMARKS.md, session 8); INGOT_DECODE_FUSED_KV=1 takes it there too, to measure again.
+    // A fixed-size cache (decode). With q/k norms (Qwen3, Gemma3) six launches become one,
+    // decode +20% / +9% on the H200. Without them (Llama) three become one: 5% slower on the
+    // H200 in session 8, but +5.6% for Llama-3.2-1B single-stream decode on the H100 in
+    // session 35 (BENCHMARKS.md), so it is taken there too (INGOT_DECODE_FUSED_KV=0: not).
     if ((!q_norm_ && !fused_kv_without_norms()) || keys.dtype() != t ||
         keys.shape() != Shape{b, cfg_.n_kv_heads, keys.shape(2), cfg_.head_dim})
       return std::nullopt;
@@ -272,6 +290,19 @@ std::optional<std::vector<Array>> Attention::fused_cache_update(const std::optio
                                     .weight_in_float32 = cfg_.qk_norm->weight_in_float32};
     qw = q_norm_->param("weight");
     kw = k_norm_->param("weight");
+  }
+  if (fixed && attended && attend_fixed() && l == 1 && cfg_.softcap == 0.0f &&
+      (in.queries <= 0 || in.queries >= l)) {
+    // One new token a row: rope_kv_update and the attention over the updated cache as one
+    // primitive (one kernel on a GPU; INGOT_DECODE_ROPE_KV_ATTENTION=1 only).
+    const std::optional<Array> mask = in.mask ? in.mask : in.cache->mask(l);
+    if (mask) {
+      std::vector<Array> out = fast::rope_kv_attention(
+          *qkv, qw, kw, std::move(keys), std::move(values), column, mask, opt, cfg_.scale);
+      in.cache->set_fixed(out[1], out[2]);
+      *attended = true;
+      return out;
+    }
   }
   std::vector<Array> out =
       fast::rope_kv_update(*qkv, qw, kw, std::move(keys), std::move(values), column, opt);

@@ -163,11 +163,14 @@ class Attention : public Module {
                    const RMSNorm* norm) const;
   /// {q, keys, values} from the stacked product through fast::rope_kv_update when the block
   /// qualifies (no branches, full rotary, D % 16 == 0, D <= 256) and the cache takes it: fixed
-  /// buffers (with q/k norms only) or a growing cache's prepare_append (outside gradient
-  /// transforms).
+  /// buffers or a growing cache's prepare_append (outside gradient transforms). With
+  /// `attended` set and INGOT_DECODE_ROPE_KV_ATTENTION=1, one new token over fixed buffers with
+  /// a mask and no softcap takes fast::rope_kv_attention instead: then the first array is the
+  /// attention's output [B, H, 1, D] and *attended is set true.
   std::optional<std::vector<Array>> fused_cache_update(const std::optional<Array>& qkv,
                                                        const AttentionInputs& in,
-                                                       const fast::RopeOptions& ro) const;
+                                                       const fast::RopeOptions& ro,
+                                                       bool* attended = nullptr) const;
   /// q, k, v [B, H(kv), S, D] one op at a time: projections (or the stacked product's
   /// columns), q/k norms, rotary, the cache update; mask set from the cache if unset.
   void project_heads(const std::optional<Array>& qkv, const Array& x, const AttentionInputs& in,

@@ -457,9 +457,9 @@ TEST(CudaSdpa, NanQueryGivesANanRow) {
   }
 }
 
-// ---- decode attention on the cluster kernel (by default only problems with enough (batch, kv
-// head) pairs take it: tests/backend/CMakeLists.txt runs this binary again with
-// INGOT_CUDA_DECODE_KERNEL=1 (every decode problem on it) and =0 (none), and the decode tests
+// ---- decode attention on the cluster kernel (by default problems with enough (batch, kv
+// head) pairs or at most 2048 keys take it: tests/backend/CMakeLists.txt runs this binary again
+// with INGOT_CUDA_DECODE_KERNEL=1 (every decode problem on it) and =0 (none), and the decode tests
 // once more with clusters of one CTA, INGOT_CUDA_DECODE_CLUSTER=1) ----
 //
 // With the H200's 132 SMs the cluster plan gives: S = 1 one CTA per (batch, kv head); S = 37
@@ -597,6 +597,127 @@ TEST(CudaSdpa, DecodeClusterReplaysInADeviceGraph) {
         astype(qh, bfloat16), astype(kh, bfloat16), astype(vh, bfloat16), oc);
     expect_sdpa_close(g.outputs()[0], want, fmt::format("graph replay {}", round));
   }
+}
+
+// ---- fast::rope_kv_attention: the new token's q/k norms, rotary, cache writes and attention in
+// one kernel (the cluster decode kernel with a prologue) where the cluster plan takes the
+// attention, else rope_kv_update's kernel and the attention's ----
+
+struct RopeKvAttentionCase {
+  int64_t B, H, Hkv, D, C, column;
+  bool norm, unit_offset, weight_f32, freqs;
+  int mask;  // 0 boolean padded keep [B, 1, 1, C], 1 additive [B, 1, 1, C], 2 all-keep [C]
+};
+
+TEST(CudaSdpa, DecodeRopeKvAttentionEqualsRopeKvUpdateThenAttention) {
+  INGOT_REQUIRE_CUDA();
+  const RopeKvAttentionCase cases[] = {
+      {1, 16, 8, 128, 384, 300, true, false, false, false, 0},  // Qwen3-0.6B shapes
+      {2, 32, 8, 64, 384, 37, false, false, true, true, 0},     // Llama-3.2-1B: no norms
+      // Gemma3-1B (D 256, one kv head): 8 CTAs of 75 keys in stages of 32, the new column in
+      // the third stage of the fourth CTA (its slot is filled after the prologue, in the loop).
+      {1, 4, 1, 256, 600, 295, true, true, true, false, 2},
+      {3, 8, 1, 128, 1000, 999, true, false, false, false, 1},    // G 8, the last column
+      {2, 2, 2, 64, 129, 0, true, false, false, false, 0},        // G 1, the first column
+      {1, 16, 8, 128, 3000, 2500, true, false, false, false, 2},  // long: split kernel
+  };
+  uint32_t seed = 4000;
+  for (const RopeKvAttentionCase& c : cases)
+    for (Dtype t : kHalves) {
+      const std::string what = fmt::format("{} B{} H{} Hkv{} D{} C{} column {}", dtype_name(t), c.B,
+                                           c.H, c.Hkv, c.D, c.C, c.column);
+      const int64_t f = (c.H + 2 * c.Hkv) * c.D;
+      const Array qkv = host_normal({c.B, 1, f}, t, seed += 7);
+      const Array keys = host_normal({c.B, c.Hkv, c.C, c.D}, t, seed + 1);
+      const Array values = host_normal({c.B, c.Hkv, c.C, c.D}, t, seed + 2);
+      std::optional<Array> qw, kw;
+      if (c.norm) {
+        qw = astype(host_normal({c.D}, float32, seed + 3) * 0.3f + 1.0f, t);
+        kw = astype(host_normal({c.D}, float32, seed + 4) * 0.3f + 1.0f, t);
+      }
+      Array mask = c.mask == 0   ? padded_keep(c.B, c.C)
+                   : c.mask == 1 ? additive_mask({c.B, 1, 1, c.C}, float32, seed + 5)
+                                 : Array(std::vector<bool>(static_cast<size_t>(c.C), true), {c.C});
+      fast::RopeKvOptions o{.n_heads = static_cast<int>(c.H),
+                            .n_kv_heads = static_cast<int>(c.Hkv)};
+      o.norm = {.eps = 1e-6f, .add_unit_offset = c.unit_offset, .weight_in_float32 = c.weight_f32};
+      o.rope = {.base = 1000000.0f};
+      std::vector<int32_t> pos;
+      for (int64_t i = 0; i < c.B; ++i) pos.push_back(static_cast<int32_t>(c.column + 3 * i));
+      o.rope.offsets = Array(pos, {c.B}, int32);
+      if (c.freqs) {
+        std::vector<float> fr;
+        for (int64_t i = 0; i < c.D / 2; ++i) fr.push_back(1.0f / static_cast<float>(1 + i));
+        o.rope.freqs = Array(fr, {c.D / 2});
+      }
+      const Array column({static_cast<int32_t>(c.column)}, {1}, int32);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+      auto dev = [](const std::optional<Array>& a) {
+        return a ? std::optional<Array>(on_cuda(*a)) : std::nullopt;
+      };
+      fast::RopeKvOptions og = o;
+      og.rope.offsets = dev(o.rope.offsets);
+      og.rope.freqs = dev(o.rope.freqs);
+      // Fresh device copies of the buffers for each run (each run writes its own).
+      auto run = [&](bool fused) {
+        const auto f = fused ? fast::rope_kv_attention : fast::ref::rope_kv_attention;
+        return f(on_cuda(qkv), dev(qw), dev(kw), on_cuda(keys), on_cuda(values), on_cuda(column),
+                 on_cuda(mask), og, scale, {});
+      };
+      const std::vector<Array> got = run(true), composed = run(false);
+      const std::vector<Array> cpu =
+          fast::rope_kv_attention(qkv, qw, kw, keys, values, column, mask, o, scale);
+      // The one kernel computes q, the new key and the attention as the two kernels do.
+      expect_close(got[0], composed[0], 0, 0, what + " o against the two kernels");
+      expect_close(got[1], composed[1], 0, 0, what + " keys against the two kernels");
+      expect_close(got[2], composed[2], 0, 0, what + " values against the two kernels");
+      expect_sdpa_close(got[0], cpu[0], what + " o against the CPU");
+      expect_close(got[1], cpu[1], 4 * dtype_rtol(t), 4 * dtype_rtol(t), what + " keys vs CPU");
+      expect_close(got[2], cpu[2], 0, 0, what + " values against the CPU");
+    }
+}
+
+TEST(CudaSdpa, DecodeRopeKvAttentionUpdatesTheBuffersInPlace) {
+  INGOT_REQUIRE_CUDA();
+  // Keys and values held only by the call are donated to its outputs (what a recorded decode
+  // graph relies on), on the one kernel's path (Qwen3 shapes) and on the two kernels' (long).
+  for (int64_t C : {384, 3000}) {
+    Array keys = on_cuda(host_normal({1, 8, C, 128}, bfloat16, 3));
+    Array values = on_cuda(host_normal({1, 8, C, 128}, bfloat16, 4));
+    eval({keys, values});
+    const void* kp = keys.raw_ptr();
+    const void* vp = values.raw_ptr();
+    const Array qkv = on_cuda(host_normal({1, 1, 32 * 128}, bfloat16, 5));
+    const Array mask = on_cuda(Array(std::vector<bool>(static_cast<size_t>(C), true), {C}));
+    std::vector<Array> out = fast::rope_kv_attention(
+        qkv, std::nullopt, std::nullopt, std::move(keys), std::move(values),
+        on_cuda(Array({7}, int32)), mask, {.n_heads = 16, .n_kv_heads = 8}, 0.1f);
+    keys = Array();
+    values = Array();
+    eval(out);
+    EXPECT_EQ(out[1].raw_ptr(), kp) << "C " << C << ": the keys buffer was not reused";
+    EXPECT_EQ(out[2].raw_ptr(), vp) << "C " << C << ": the values buffer was not reused";
+  }
+}
+
+TEST(CudaSdpa, DecodeRopeKvAttentionOutOfRangeColumnRaises) {
+  INGOT_REQUIRE_CUDA();
+  const Array qkv = on_cuda(host_normal({1, 1, 6 * 128}, bfloat16, 1));
+  const Array kv = on_cuda(host_normal({1, 2, 64, 128}, bfloat16, 2));
+  const Array mask = on_cuda(Array(std::vector<bool>(64, true), {64}));
+  const fast::RopeKvOptions o{.n_heads = 2, .n_kv_heads = 2};
+  const std::vector<Array> out = fast::rope_kv_attention(
+      qkv, std::nullopt, std::nullopt, kv, kv, on_cuda(Array({64}, int32)), mask, o, 0.1f);
+  try {
+    out[0].to_vector<double>();
+    ADD_FAILURE() << "no error for column 64 of 64";
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "[put_along_axis] index 64 is out of range for axis 2 of size 64");
+  }
+  const std::vector<Array> ok = fast::rope_kv_attention(qkv, std::nullopt, std::nullopt, kv, kv,
+                                                        on_cuda(Array({63}, int32)), mask, o, 0.1f);
+  EXPECT_EQ(ok[0].to_vector<double>().size(), 256u);
 }
 
 }  // namespace

@@ -276,5 +276,105 @@ TEST(FastRopeKvUpdate, Errors) {
       "[rope_kv_update] columns [4, 5) are outside the cache's 4 columns");
 }
 
+// ---- rope_kv_attention: rope_kv_update and the attention over the updated cache ----
+
+TEST(FastRopeKvAttention, EqualsTheOpsOneAtATime) {
+  uint32_t seed = 500;
+  for (const RopeKvCase& c : rope_kv_cases())
+    for (Dtype t : {float32, bfloat16, float16})
+      for (int m = 0; m < 3; ++m) {
+        const int64_t f = (c.h + 2 * c.hk) * c.d;
+        seed += 10;
+        const Array qkv(random_values(c.b * c.l * f, t, seed), {c.b, c.l, f}, t);
+        const Shape kvs{c.b, c.hk, c.c, c.d};
+        const Array keys(random_values(shape_size(kvs), t, seed + 1), kvs, t);
+        const Array values(random_values(shape_size(kvs), t, seed + 2), kvs, t);
+        std::optional<Array> qw, kw;
+        if (c.norm) {
+          qw = Array(random_values(c.d, t, seed + 3, 0.5, 1.5), {c.d}, t);
+          kw = Array(random_values(c.d, t, seed + 4, 0.5, 1.5), {c.d}, t);
+        }
+        fast::RopeKvOptions o{.n_heads = static_cast<int>(c.h),
+                              .n_kv_heads = static_cast<int>(c.hk)};
+        o.norm = {
+            .eps = 1e-6f, .add_unit_offset = c.unit_offset, .weight_in_float32 = c.weight_f32};
+        o.rope = {.traditional = c.traditional, .offset = 11};
+        // m: a boolean keep-mask [B, 1, 1, C] (column 0 of row 0 off), an additive [B, H, L, C],
+        // none.
+        std::optional<Array> mask;
+        if (m == 0) {
+          std::vector<bool> keep(static_cast<size_t>(c.b * c.c), true);
+          keep[0] = false;
+          mask = Array(keep, {c.b, 1, 1, c.c});
+        } else if (m == 1) {
+          const Shape ms{c.b, c.h, c.l, c.c};
+          mask = Array(random_values(shape_size(ms), float32, seed + 5, -2.0, 0.0), ms, float32);
+        }
+        const Array column = Array({static_cast<int32_t>(c.column)}, {1}, int32);
+        const float scale = 0.25f;
+        const std::vector<Array> got =
+            fast::rope_kv_attention(qkv, qw, kw, keys, values, column, mask, o, scale);
+        const std::vector<Array> want =
+            fast::ref::rope_kv_attention(qkv, qw, kw, keys, values, column, mask, o, scale);
+        ASSERT_EQ(got.size(), 3u);
+        EXPECT_EQ(got[0].shape(), (Shape{c.b, c.h, c.l, c.d}));
+        const char* names[] = {"o", "keys", "values"};
+        for (int i = 0; i < 3; ++i)
+          expect_close(values_of(got[i]), values_of(want[i]), 0, 0,
+                       std::string(dtype_name(t)) + " D " + std::to_string(c.d) + " L " +
+                           std::to_string(c.l) + " mask " + std::to_string(m) + " " + names[i]);
+      }
+}
+
+TEST(FastRopeKvAttention, UpdatesTheBuffersInPlace) {
+  Array keys(random_values(2 * 5 * 16, float32, 6), {1, 2, 5, 16}, float32);
+  Array values(random_values(2 * 5 * 16, float32, 7), {1, 2, 5, 16}, float32);
+  eval({keys, values});
+  const void* kp = keys.raw_ptr();
+  const void* vp = values.raw_ptr();
+  const Array qkv(random_values(8 * 16, float32, 8), {1, 1, 8 * 16}, float32);
+  std::vector<Array> out = fast::rope_kv_attention(
+      qkv, std::nullopt, std::nullopt, std::move(keys), std::move(values), Array({2}, int32),
+      std::nullopt, {.n_heads = 4, .n_kv_heads = 2}, 0.25f);
+  keys = Array();
+  values = Array();
+  eval(out);
+  EXPECT_EQ(out[1].raw_ptr(), kp) << "the keys buffer was not reused";
+  EXPECT_EQ(out[2].raw_ptr(), vp) << "the values buffer was not reused";
+}
+
+TEST(FastRopeKvAttention, Errors) {
+  const Array qkv = zeros({1, 1, 64}), kv = zeros({1, 1, 4, 16}), col = Array({0}, int32);
+  const fast::RopeKvOptions o{.n_heads = 2, .n_kv_heads = 1};
+  const std::optional<Array> none;
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_attention(qkv, none, none, kv, kv, col, zeros({1, 1, 1, 5}), o, 1.0f);
+      },
+      "[rope_kv_attention] mask [1, 1, 1, 5] does not broadcast to [B, H, L, S] = [1, 2, 1, 4]");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_attention(qkv, none, none, kv, kv, col, Array({1, 1, 1, 1}, int32), o, 1.0f);
+      },
+      "[rope_kv_attention] mask must be boolean or floating point (additive), got int32");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_attention(zeros({1, 1, 80}), none, none, zeros({1, 2, 4, 16}),
+                                zeros({1, 2, 4, 16}), col, none, {.n_heads = 1, .n_kv_heads = 2},
+                                1.0f);
+      },
+      "[rope_kv_attention] n_heads 1 must be a multiple of n_kv_heads 2");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rope_kv_attention(zeros({1, 1, 60}), none, none, kv, kv, col, none, o, 1.0f);
+      },
+      "[rope_kv_update] qkv must be [B = 1, L, (H + 2 Hkv) D = 64], got [1, 1, 60]");
+  expect_error<InvalidArgument>(
+      [&] {
+        eval(fast::rope_kv_attention(qkv, none, none, kv, kv, Array({4}, int32), none, o, 1.0f));
+      },
+      "[rope_kv_update] columns [4, 5) are outside the cache's 4 columns");
+}
+
 }  // namespace
 }  // namespace ingot::test

@@ -214,6 +214,25 @@ void rope_kv_update(const RopeKvUpdate& p, const Array& qkv, const Array* q_norm
 
 namespace ingot {
 
+// rope_kv_update's kernels, then the attention's over the updated buffers (the values of
+// ref::rope_kv_attention exactly).
+void RopeKvAttention::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const size_t n = kv_inputs(inputs.size());
+  const bool norm = kv_->has_norm_;
+  const std::vector<Array> rope_params(inputs.begin() + (norm ? 3 : 1),
+                                       inputs.begin() + static_cast<long>(n) - 3);
+  const Array& qkv = inputs[0];
+  const Array& keys = inputs[n - 3];
+  Array q({qkv.shape(0), kv_->n_heads_, qkv.shape(1), keys.shape(3)}, qkv.dtype(), kv_, {});
+  // Each of the three outputs holds the inputs: the buffers are free when held only so.
+  fastk::rope_kv_update(*kv_, qkv, norm ? &inputs[1] : nullptr, norm ? &inputs[2] : nullptr,
+                        rope_params, keys, inputs[n - 2], inputs[n - 1], q, outputs[1], outputs[2],
+                        static_cast<long>(outputs.size()));
+  std::vector<Array> ain{q, outputs[1], outputs[2]};
+  if (n < inputs.size()) ain.push_back(inputs.back());
+  attention()->eval_cpu(ain, outputs[0]);
+}
+
 void RopeKvUpdate::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
   const std::vector<Array> rope_params(inputs.begin() + (has_norm_ ? 3 : 1), inputs.end() - 3);
   // Each of the three outputs holds the inputs: the buffers are free when held only so.

@@ -5,8 +5,11 @@
 #include <memory>
 
 #include "backend/cuda/fast_rope_kernels.h"
+#include "backend/cuda/fast_sdpa_args.h"
+#include "backend/cuda/fast_sdpa_kernels.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
+#include "util/env.h"
 
 namespace ingot::cu {
 
@@ -72,42 +75,49 @@ void Rope::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   cu::launch_rope(out.dtype(), a, inv, s);
 }
 
-// One kernel: q/k norms, rotation and the key/value writes (fast_rope.cu). qkv is copied to a
-// row-major scratch first when its rows are not contiguous 16-byte aligned runs.
-void RopeKvUpdate::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
-  const Array& qkv = inputs[0];
-  const Array& keys = inputs[inputs.size() - 3];
-  const Array& values = inputs[inputs.size() - 2];
-  const Array& column = inputs.back();
-  const cudaStream_t s = cu::stream(stream());
-  const Device dev = outputs[0].device();
+namespace {
+
+/// RopeKvUpdate's kernel arguments for its inputs, the first n of `inputs` (qkv, [norms],
+/// [offsets], [freqs], keys, values, column), with the copies they need kept alive;
+/// keys/values/q_out are set by the caller once its outputs exist. (The inputs are not copied
+/// into a vector of their own: that would add holders to the buffers to donate.) qkv is copied to a
+/// row-major scratch first when its rows are not contiguous 16-byte aligned runs, a norm weight
+/// when it is not a contiguous aligned [D].
+struct RopeKvPrep {
   cu::RopeKvArgs a;
+  cu::RopeInvFreqs inv;
+  std::unique_ptr<cu::Scratch> tmp, wtmp[2];
+};
+
+void prepare_rope_kv(const RopeKvUpdate& p, const std::vector<Array>& inputs, size_t n, Device dev,
+                     cudaStream_t s, RopeKvPrep& pr) {
+  const Array& qkv = inputs[0];
+  const Array& keys = inputs[n - 3];
+  const Array& column = inputs[n - 1];
+  cu::RopeKvArgs& a = pr.a;
   a.B = qkv.shape(0);
   a.L = qkv.shape(1);
   a.D = keys.shape(3);
   a.C = keys.shape(2);
-  a.H = n_heads_;
-  a.Hkv = n_kv_heads_;
+  a.H = p.n_heads_;
+  a.Hkv = p.n_kv_heads_;
   const int64_t es = static_cast<int64_t>(qkv.itemsize());
   const Strides& st = qkv.strides();
   const bool aligned = reinterpret_cast<uintptr_t>(qkv.raw_ptr()) % 16 == 0 &&
                        (a.B == 1 || (st[0] * es) % 16 == 0) && (a.L == 1 || (st[1] * es) % 16 == 0);
-  std::unique_ptr<cu::Scratch> tmp;
   if (st[2] == 1 && aligned) {
     a.qkv = qkv.raw_ptr();
     a.sb = st[0];
     a.sl = st[1];
   } else {
-    tmp = std::make_unique<cu::Scratch>(dev, qkv.nbytes());
-    cu::copy_to_row_major_device(qkv, tmp->ptr(), s);
-    a.qkv = tmp->ptr();
+    pr.tmp = std::make_unique<cu::Scratch>(dev, qkv.nbytes());
+    cu::copy_to_row_major_device(qkv, pr.tmp->ptr(), s);
+    a.qkv = pr.tmp->ptr();
     a.sl = qkv.shape(2);
     a.sb = a.L * a.sl;
   }
   size_t i = 1;
-  // Norm weights: contiguous 16-byte aligned [D] (else a contiguous copy).
-  std::unique_ptr<cu::Scratch> wtmp[2];
-  if (has_norm_) {
+  if (p.has_norm_) {
     const void** dst[2] = {&a.q_norm, &a.k_norm};
     for (int w = 0; w < 2; ++w, ++i) {
       const Array& nw = inputs[i];
@@ -115,37 +125,97 @@ void RopeKvUpdate::eval_cuda(const std::vector<Array>& inputs, std::vector<Array
           reinterpret_cast<uintptr_t>(nw.raw_ptr()) % 16 == 0) {
         *dst[w] = nw.raw_ptr();
       } else {
-        wtmp[w] = std::make_unique<cu::Scratch>(dev, nw.nbytes());
-        cu::copy_to_row_major_device(nw, wtmp[w]->ptr(), s);
-        *dst[w] = wtmp[w]->ptr();
+        pr.wtmp[w] = std::make_unique<cu::Scratch>(dev, nw.nbytes());
+        cu::copy_to_row_major_device(nw, pr.wtmp[w]->ptr(), s);
+        *dst[w] = pr.wtmp[w]->ptr();
       }
     }
   }
-  a.eps = eps_;
-  a.add_unit_offset = add_unit_offset_;
-  a.weight_in_float32 = weight_in_float32_;
+  a.eps = p.eps_;
+  a.add_unit_offset = p.add_unit_offset_;
+  a.weight_in_float32 = p.weight_in_float32_;
   cu::RopeArgs& r = a.rope;
   r.D = r.dims = a.D;
   r.L = a.L;
-  r.traditional = traditional_;
-  r.base = base_;
-  r.scale = scale_;
-  r.offset = offset_;
-  if (has_offsets_) set_offsets(r, inputs[i++]);
-  if (has_freqs_) set_freqs(r, inputs[i++]);
-  const cu::RopeInvFreqs inv = cu::host_inv_freqs(static_cast<int>(a.D), base_, has_freqs_);
-  cu::alloc(outputs[0]);
-  // Each of the three outputs holds the inputs: the buffers are free when held only so.
-  const long holders = static_cast<long>(outputs.size());
-  cu::copy_or_donate(keys, outputs[1], s, holders);
-  cu::copy_or_donate(values, outputs[2], s, holders);
-  a.q_out = outputs[0].raw_ptr();
-  a.keys = outputs[1].raw_ptr();
-  a.values = outputs[2].raw_ptr();
+  r.traditional = p.traditional_;
+  r.base = p.base_;
+  r.scale = p.scale_;
+  r.offset = p.offset_;
+  if (p.has_offsets_) set_offsets(r, inputs[i++]);
+  if (p.has_freqs_) set_freqs(r, inputs[i++]);
+  pr.inv = cu::host_inv_freqs(static_cast<int>(a.D), p.base_, p.has_freqs_);
   a.column = column.raw_ptr();
   a.column_dtype = column.dtype();
   a.site = cu::fault_site(dev, cu::kPutAlongAxis, 2);
-  cu::launch_rope_kv(qkv.dtype(), a, inv, s);
+}
+
+/// The updated keys/values buffers (inputs n - 3 and n - 2) as the outputs (donated when the
+/// outputs are their only holders) and their pointers in a.
+void take_buffers(const std::vector<Array>& inputs, size_t n, std::vector<Array>& outputs,
+                  cudaStream_t s, cu::RopeKvArgs& a) {
+  // Each of the three outputs holds the inputs: the buffers are free when held only so.
+  const long holders = static_cast<long>(outputs.size());
+  cu::copy_or_donate(inputs[n - 3], outputs[1], s, holders);
+  cu::copy_or_donate(inputs[n - 2], outputs[2], s, holders);
+  a.keys = outputs[1].raw_ptr();
+  a.values = outputs[2].raw_ptr();
+}
+
+}  // namespace
+
+// One kernel: q/k norms, rotation and the key/value writes (fast_rope.cu).
+void RopeKvUpdate::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const cudaStream_t s = cu::stream(stream());
+  RopeKvPrep pr;
+  prepare_rope_kv(*this, inputs, inputs.size(), outputs[0].device(), s, pr);
+  cu::alloc(outputs[0]);
+  take_buffers(inputs, inputs.size(), outputs, s, pr.a);
+  pr.a.q_out = outputs[0].raw_ptr();
+  cu::launch_rope_kv(inputs[0].dtype(), pr.a, pr.inv, s);
+}
+
+// The one kernel of fast_sdpa_decode.cu when the cluster decode kernel takes the attention
+// (one new token a row, 16-bit, sm_90); otherwise RopeKvUpdate's kernel into a temporary q,
+// then the attention's kernels.
+void RopeKvAttention::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const size_t n = kv_inputs(inputs.size());
+  const Array& qkv = inputs[0];
+  const Dtype t = qkv.dtype();
+  const Device dev = outputs[0].device();
+  const cudaStream_t s = cu::stream(stream());
+  RopeKvPrep pr;
+  prepare_rope_kv(*kv_, inputs, n, dev, s, pr);
+  take_buffers(inputs, n, outputs, s, pr.a);
+  const Array& keys = outputs[1];
+  cu::SdpaArgs a;
+  a.dtype = t;
+  a.B = pr.a.B, a.H = pr.a.H, a.L = pr.a.L, a.D = a.Dv = pr.a.D;
+  a.Hkv = pr.a.Hkv, a.S = pr.a.C;
+  // keys'/values' are row-major [B, Hkv, C, D] buffers.
+  a.k_st[0] = a.v_st[0] = a.Hkv * a.S * a.D;
+  a.k_st[1] = a.v_st[1] = a.S * a.D;
+  a.k_st[2] = a.v_st[2] = a.D;
+  a.k = keys.raw_ptr();
+  a.v = outputs[2].raw_ptr();
+  a.scale = scale_;
+  if (mask_ != SdpaMask::none) cu::set_sdpa_mask(a, inputs.back(), mask_);
+  static const bool fused_on = env::flag("INGOT_CUDA_ROPE_KV_ATTENTION", true);
+  if (fused_on && a.S > 0 && a.L == 1 && cu::sdpa_uses_decode(a)) {
+    cu::alloc(outputs[0]);
+    a.out = outputs[0].raw_ptr();
+    const cudaDeviceProp& props = cu::props(dev.index);
+    const cu::SdpaPlan plan = cu::plan_sdpa(a, props.multiProcessorCount);
+    if (plan.smem <= props.sharedMemPerBlockOptin &&
+        cu::launch_rope_kv_attention(a, plan, pr.a, pr.inv, s))
+      return;
+  }
+  Array q({pr.a.B, pr.a.H, pr.a.L, pr.a.D}, t, kv_, {});
+  cu::alloc(q);
+  pr.a.q_out = q.raw_ptr();
+  cu::launch_rope_kv(t, pr.a, pr.inv, s);
+  std::vector<Array> ain{q, outputs[1], outputs[2]};
+  if (n < inputs.size()) ain.push_back(inputs.back());
+  attention()->eval_cuda(ain, outputs[0]);
 }
 
 }  // namespace ingot

@@ -16,30 +16,14 @@
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
 #include "backend/cuda/fast_rope_kernels.h"
+#include "backend/cuda/fast_rope_row.cuh"
 
 namespace ingot::cu {
 namespace {
 
-__device__ __forceinline__ float load_float(const void* p, Dtype t, int64_t i) {
-  switch (t) {
-    case Dtype::float16:
-      return to_float(static_cast<const __half*>(p)[i]);
-    case Dtype::bfloat16:
-      return to_float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case Dtype::float64:
-      return static_cast<float>(static_cast<const double*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
-
-/// Inverse frequency of pair k.
+/// Inverse frequency of pair k (the host table inv, else computed).
 __device__ __forceinline__ float inv_freq(const RopeArgs& p, const RopeInvFreqs& inv, int64_t k) {
-  if (p.freqs) return load_float(p.freqs, p.freqs_dtype, k * p.freqs_stride);
-  if (k < inv.n) return inv.v[k];
-  const float e = __fdiv_rn(static_cast<float>(2 * k), static_cast<float>(p.dims));
-  return __fdiv_rn(1.0f,
-                   static_cast<float>(pow(static_cast<double>(p.base), static_cast<double>(e))));
+  return rope_inv_freq(p, inv.v, inv.n, k);
 }
 
 constexpr int kRopeHeadBatch = 8;
@@ -113,34 +97,11 @@ __global__ void rope_kernel(RopeArgs p, const __grid_constant__ RopeInvFreqs inv
 
 constexpr int kRopeKvWarps = 4;
 
-/// Rotates element e of a row held (as the dtype's values, in float) in buf.
-template <typename T>
-__device__ __forceinline__ float rope_element(bool traditional, int64_t half, const float* buf,
-                                              const float* cs, const float* sn, int64_t e) {
-  int64_t k, i1, i2;
-  if (traditional) {
-    k = e / 2;
-    i1 = 2 * k;
-    i2 = i1 + 1;
-  } else {
-    k = e < half ? e : e - half;
-    i1 = k;
-    i2 = k + half;
-  }
-  const float c = cs[k], s = sn[k];
-  const float x1 = buf[i1], x2 = buf[i2];
-  if (e == i1)
-    return round_through<T>(
-        add_rn(round_through<T>(mul_rn(x1, c)), round_through<T>(mul_rn(-x2, s))));
-  return round_through<T>(add_rn(round_through<T>(mul_rn(x2, c)), round_through<T>(mul_rn(x1, s))));
-}
-
 template <typename T>
 __global__ void __launch_bounds__(32 * kRopeKvWarps)
     rope_kv_kernel(const __grid_constant__ RopeKvArgs p, const __grid_constant__ RopeInvFreqs inv) {
   pdl_prologue();
   constexpr int V = 16 / sizeof(T);
-  constexpr int NV = 256 / V > 32 ? 2 : 1;  // 16-byte vectors a lane holds (D <= 256)
   __shared__ float rows[kRopeKvWarps][256];
   __shared__ float cs[128], sn[128];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -150,13 +111,8 @@ __global__ void __launch_bounds__(32 * kRopeKvWarps)
       p.rope.offsets ? load_int(p.rope.offsets, p.rope.offsets_dtype, b * p.rope.offsets_stride)
                      : p.rope.offset;
   const float pos = __fmul_rn(static_cast<float>(start + l), p.rope.scale);
-  for (int64_t k = threadIdx.x; k < half; k += blockDim.x) {
-    const float ang = __fmul_rn(pos, inv_freq(p.rope, inv, k));
-    double sd, cd;
-    sincos(static_cast<double>(ang), &sd, &cd);
-    cs[k] = round_through<T>(static_cast<float>(cd));
-    sn[k] = round_through<T>(static_cast<float>(sd));
-  }
+  for (int64_t k = threadIdx.x; k < half; k += blockDim.x)
+    rope_cos_sin<T>(p.rope, inv.v, inv.n, pos, k, cs[k], sn[k]);
   __syncthreads();
   const int64_t hd = int64_t(blockIdx.y) * kRopeKvWarps + warp;
   if (hd >= heads) return;  // whole warps; no block-wide barrier below
@@ -180,51 +136,9 @@ __global__ void __launch_bounds__(32 * kRopeKvWarps)
       return;
     }
   }
-  float vals[NV][V];
-  float ss = 0.0f;
-#pragma unroll
-  for (int i = 0; i < NV; ++i) {
-    const int64_t c = lane + 32 * i;
-    if (c < nvec) {
-      unpack16<T>(load16(src + c * V), vals[i]);
-#pragma unroll
-      for (int j = 0; j < V; ++j) ss += vals[i][j] * vals[i][j];
-    }
-  }
-  const void* nw = hd < p.H ? p.q_norm : p.k_norm;
-  float* buf = rows[warp];
-  float r = 0.0f;
-  if (nw) {
-    ss = warp_sum(ss);
-    r = 1.0f / sqrtf(ss / static_cast<float>(p.D) + p.eps);
-  }
-#pragma unroll
-  for (int i = 0; i < NV; ++i) {
-    const int64_t c = lane + 32 * i;
-    if (c < nvec) {
-      float w[V];
-      if (nw) unpack16<T>(load16(static_cast<const T*>(nw) + c * V), w);
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        if (nw)
-          vals[i][j] = to_float(
-              rms_value<T>(vals[i][j], r, true, w[j], p.add_unit_offset, p.weight_in_float32));
-        buf[c * V + j] = vals[i][j];
-      }
-    }
-  }
-  __syncwarp();
-#pragma unroll
-  for (int i = 0; i < NV; ++i) {
-    const int64_t c = lane + 32 * i;
-    if (c < nvec) {
-      float o[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j)
-        o[j] = rope_element<T>(p.rope.traditional, half, buf, cs, sn, c * V + j);
-      *reinterpret_cast<uint4*>(dst + c * V) = pack16<T>(o);
-    }
-  }
+  const T* nw = static_cast<const T*>(hd < p.H ? p.q_norm : p.k_norm);
+  rope_norm_row<T>(src, nw, p.eps, p.add_unit_offset, p.weight_in_float32, p.rope.traditional, p.D,
+                   cs, sn, rows[warp], dst, nullptr);
 }
 
 // ---- cos/sin tables (packed attention): one thread per (position, pair) ----

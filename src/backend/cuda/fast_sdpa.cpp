@@ -3,6 +3,7 @@
 // misaligned), then queues the kernels of fast_sdpa{,_decode}.cu on the primitive's stream.
 #include <optional>
 
+#include "backend/cuda/fast_sdpa_args.h"
 #include "backend/cuda/fast_sdpa_kernels.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
@@ -64,16 +65,7 @@ void ScaledDotProductAttention::eval_cuda(const std::vector<Array>& inputs, Arra
   a.softcap = softcap_;
   a.causal = causal_;
   a.window = window_;
-  if (mask_ != SdpaMask::none) {
-    // Right-aligned against [B, H, L, S]; missing and size-1 axes broadcast (stride 0).
-    const Array& m = inputs[3];
-    a.mask = m.raw_ptr();
-    a.mask_dtype = m.dtype();
-    a.mask_kind =
-        mask_ == SdpaMask::boolean ? cu::SdpaMaskKind::boolean : cu::SdpaMaskKind::additive;
-    const int nd = m.ndim();
-    for (int i = 0; i < nd; ++i) a.m_st[4 - nd + i] = m.shape(i) == 1 ? 0 : m.strides()[i];
-  }
+  if (mask_ != SdpaMask::none) cu::set_sdpa_mask(a, inputs[3], mask_);
   const int dev = out.device().index;
   const cudaDeviceProp& pr = cu::props(dev);
   const cu::SdpaPlan plan = cu::plan_sdpa(a, pr.multiProcessorCount);

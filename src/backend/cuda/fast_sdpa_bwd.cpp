@@ -4,6 +4,7 @@
 // fast_sdpa_bwd.cu (row statistics into float scratch, dk/dv, dq) on the primitive's stream.
 #include <optional>
 
+#include "backend/cuda/fast_sdpa_args.h"
 #include "backend/cuda/fast_sdpa_bwd_kernels.h"
 #include "backend/cuda/utils.h"
 #include "core/primitives/fast.h"
@@ -70,16 +71,7 @@ void ScaledDotProductAttentionGrad::eval_cuda(const std::vector<Array>& inputs,
   a.scale = scale_;
   a.causal = causal_;
   a.window = window_;
-  if (mask_ != SdpaMask::none) {
-    // Right-aligned against [B, H, L, S]; missing and size-1 axes broadcast (stride 0).
-    const Array& m = inputs[5];
-    a.mask = m.raw_ptr();
-    a.mask_dtype = m.dtype();
-    a.mask_kind =
-        mask_ == SdpaMask::boolean ? cu::SdpaMaskKind::boolean : cu::SdpaMaskKind::additive;
-    const int nd = m.ndim();
-    for (int i = 0; i < nd; ++i) a.m_st[4 - nd + i] = m.shape(i) == 1 ? 0 : m.strides()[i];
-  }
+  if (mask_ != SdpaMask::none) cu::set_sdpa_mask(a, inputs[5], mask_);
   // The mma kernels read the transposed views attention passes ([B, L, H, D] storage) in place.
   const bool strided = cu::sdpa_bwd_mma_takes(a);
   std::optional<cu::Scratch> copies[5];

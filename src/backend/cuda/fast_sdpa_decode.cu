@@ -6,15 +6,18 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <type_traits>
 #include <utility>
 
+#include "backend/cuda/device/indexing.cuh"
 #include "backend/cuda/device/launch.cuh"
 #include "backend/cuda/device/layout.h"
 #include "backend/cuda/device/reduce.cuh"
 #include "backend/cuda/device/types.cuh"
 #include "backend/cuda/device/vec.cuh"
+#include "backend/cuda/fast_rope_row.cuh"
 #include "backend/cuda/fast_sdpa_common.cuh"
 #include "backend/cuda/fast_sdpa_kernels.h"
 #include "util/env.h"
@@ -230,6 +233,7 @@ __global__ void __launch_bounds__(kDecodeThreads) sdpa_decode_kernel(const KPara
 
 constexpr int kCdThreads = 128, kCdWarps = kCdThreads / 32;
 constexpr int kCdMaxCluster = 8;          // portable cluster size
+constexpr int64_t kCdShortSpan = 2048;    // keys up to which it takes any decode problem
 constexpr int kCdStageBytes = 64 * 1024;  // K and V rows of one CTA in shared memory at once
 constexpr int kCdKeysPerGroup = 16;       // kCdStageBytes / (4 D) / (128 / (D / 8)) for any D
 constexpr int kCdKeyBatch = 4;  // keys a group scores (and adds into P.V) without a branch
@@ -246,6 +250,14 @@ struct CdParams {
   // Byte offsets in dynamic shared memory: scores [R][cap], warp outputs [4][R][D], row state
   // (max, sum, rescale) [R] each, and on rank 0 the cluster's partials [ncl][R][D], [ncl][R][2].
   int off_s, off_o, off_ml, off_part, off_pml;
+};
+
+// The new token's prologue of the fused kernel (launch_rope_kv_attention): rope_kv_update's
+// arguments and the first 128 host-computed inverse frequencies (head dims up to 256).
+struct CdFused {
+  RopeKvArgs kv;
+  int n_inv;
+  float inv[128];
 };
 
 __device__ __forceinline__ unsigned cluster_rank() {
@@ -284,9 +296,13 @@ __device__ __forceinline__ float* cluster_map(float* p, unsigned rank) {
 #endif
 }
 
-template <typename T, int LPK, int R>
-__global__ void __launch_bounds__(kCdThreads, 1)
-    sdpa_decode_cluster_kernel(const __grid_constant__ CdParams cp) {
+// FUSED (rope_kv_attention_kernel): the query rows are normalised and rotated here from the
+// stacked q|k|v product (fz->kv.qkv) into shared memory, and the CTA whose span holds the new
+// column also normalises and rotates the new key, writes it and the value to the cache and
+// into its stage buffer (that slot is not copied from the cache), all while the stages' copies
+// of the other keys are in flight.
+template <typename T, int LPK, int R, bool FUSED>
+__device__ __forceinline__ void cluster_decode_body(const CdParams& cp, const CdFused* fz) {
   pdl_prologue();
   constexpr int V = kVec16<T>, D = LPK * V, GPW = 32 / LPK, GROUPS = GPW * kCdWarps;
   constexpr int KPG = kCdKeysPerGroup, KB = kCdKeyBatch, RW = (R + kCdWarps - 1) / kCdWarps;
@@ -332,6 +348,93 @@ __global__ void __launch_bounds__(kCdThreads, 1)
   if (nstage > 0) issue(0, 0);
   if (nstage > 1) issue(1, 1);
 
+  // FUSED: the prologue, while those copies are in flight. Its loads go out together first
+  // (the column, the position, each warp's rows of q|k|v and their norm weights); then cos/sin
+  // of the position and a warp per row: the G query rows into fz_q, and in the CTA whose span
+  // holds the new column (col; -1 when out of range: recorded as put_along_axis's fault,
+  // nothing written) the new key (normalised, rotated) and value, written to the cache and kept
+  // in fz_new for patch_new.
+  int col = -1;
+  const T* fz_q = nullptr;    // [R][D]
+  const T* fz_new = nullptr;  // key [D], then value [D]
+  if constexpr (FUSED) {
+    constexpr int NV = kRopeRowVecs<T>, RPW = (R + 2 + kCdWarps - 1) / kCdWarps;
+    __shared__ float f_cs[128], f_sn[128];
+    __shared__ float f_buf[kCdWarps][256];
+    __shared__ __align__(16) T f_rows[R + 2][D];
+    const RopeKvArgs& k = fz->kv;
+    const int64_t c = load_int(k.column, k.column_dtype, 0);
+    const int64_t start =
+        k.rope.offsets ? load_int(k.rope.offsets, k.rope.offsets_dtype, b * k.rope.offsets_stride)
+                       : k.rope.offset;
+    // Row i of this CTA: q rows 0..rows-1 (heads hk G + i), then the new key and value.
+    const T* src = static_cast<const T*>(k.qkv) + b * k.sb;
+    const T* qn = static_cast<const T*>(k.q_norm);
+    const T* kn = static_cast<const T*>(k.k_norm);
+    auto row_src = [&](int i) {
+      const int64_t head = i < rows    ? int64_t(hk) * cp.G + i
+                           : i == rows ? k.H + hk
+                                       : k.H + k.Hkv + hk;
+      return src + head * D;
+    };
+    uint4 xr[RPW][NV], wr[RPW][NV];
+#pragma unroll
+    for (int j = 0; j < RPW; ++j) {
+      const int i = warp + kCdWarps * j;
+      if (i < rows + 2)
+        rope_row_load<T>(row_src(i), i < rows ? qn : i == rows ? kn : nullptr, D, xr[j], wr[j]);
+    }
+    if (c >= 0 && c < cp.S)
+      col = static_cast<int>(c);
+    else if (tid == 0 && rank == 0 && bh == 0)
+      record_fault(k.site, c, cp.S);
+    const float pos = __fmul_rn(static_cast<float>(start), k.rope.scale);
+    for (int j = tid; j < D / 2; j += kCdThreads)
+      rope_cos_sin<T>(k.rope, fz->inv, fz->n_inv, pos, j, f_cs[j], f_sn[j]);
+    __syncthreads();
+    const bool owner = col >= kb && col < ke;
+    const int64_t dst_row = ((int64_t(b) * k.Hkv + hk) * k.C + col) * D;
+#pragma unroll
+    for (int j = 0; j < RPW; ++j) {
+      const int i = warp + kCdWarps * j;
+      if (i < rows) {
+        rope_row_finish<T>(xr[j], wr[j], qn != nullptr, k.eps, k.add_unit_offset,
+                           k.weight_in_float32, k.rope.traditional, D, f_cs, f_sn, f_buf[warp],
+                           f_rows[i], nullptr);
+      } else if (i == rows && owner) {
+        rope_row_finish<T>(xr[j], wr[j], kn != nullptr, k.eps, k.add_unit_offset,
+                           k.weight_in_float32, k.rope.traditional, D, f_cs, f_sn, f_buf[warp],
+                           f_rows[R], static_cast<T*>(k.keys) + dst_row);
+      } else if (i == rows + 1 && owner) {  // the value: a copy
+        T* vdst = static_cast<T*>(k.values) + dst_row;
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+          const int cc = lane + 32 * v;
+          if (cc < D / V) {
+            *reinterpret_cast<uint4*>(vdst + cc * V) = xr[j][v];
+            *reinterpret_cast<uint4*>(&f_rows[R + 1][cc * V]) = xr[j][v];
+          }
+        }
+      }
+    }
+    __syncthreads();
+    fz_q = &f_rows[0][0];
+    fz_new = &f_rows[R][0];
+  }
+  // FUSED: the new column's key and value over what stage s copied from the cache (the old
+  // column), by the threads that copied those chunks and will read them, once their copies have
+  // landed (after their cp_async_wait).
+  auto patch_new = [&](int s, int buf) {
+    if constexpr (FUSED) {
+      const int i = col - (kb + s * cap);
+      if (col < kb || col >= ke || i < 0 || i >= cap || group != i % GROUPS) return;
+      T* kd = kv + buf * 2 * cap * D + sub * V;
+      *reinterpret_cast<uint4*>(kd + i * D) = *reinterpret_cast<const uint4*>(fz_new + sub * V);
+      *reinterpret_cast<uint4*>(kd + cap * D + i * D) =
+          *reinterpret_cast<const uint4*>(fz_new + D + sub * V);
+    }
+  };
+
   // Row coordinates (32-bit) and the pre-scaled query chunks.
   auto row_of = [&](int r) {
     Row w;
@@ -346,9 +449,13 @@ __global__ void __launch_bounds__(kCdThreads, 1)
   uint4 qraw[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    const Row w = row_of(r);
-    qraw[r] = load16(static_cast<const T*>(a.q) + b * a.q_st[0] + w.h * a.q_st[1] +
-                     w.l * a.q_st[2] + sub * V);
+    if constexpr (FUSED) {
+      qraw[r] = *reinterpret_cast<const uint4*>(fz_q + (r < rows ? r : 0) * D + sub * V);
+    } else {
+      const Row w = row_of(r);
+      qraw[r] = load16(static_cast<const T*>(a.q) + b * a.q_st[0] + w.h * a.q_st[1] +
+                       w.l * a.q_st[2] + sub * V);
+    }
   }
   float q[R][V];
 #pragma unroll
@@ -408,6 +515,7 @@ __global__ void __launch_bounds__(kCdThreads, 1)
     else
       cp_async_wait<0>();
     const int j0 = kb + s * cap, nk = min(cap, ke - j0), buf = s & 1;
+    patch_new(s, buf);
     const T* ks = kv + buf * 2 * cap * D + sub * V;
     const T* vs = ks + cap * D;
     // 1. Scores, KB keys per group at a time with no branch between them, so that their
@@ -617,6 +725,19 @@ __global__ void __launch_bounds__(kCdThreads, 1)
   }
 }
 
+template <typename T, int LPK, int R>
+__global__ void __launch_bounds__(kCdThreads, 1)
+    sdpa_decode_cluster_kernel(const __grid_constant__ CdParams cp) {
+  cluster_decode_body<T, LPK, R, false>(cp, nullptr);
+}
+
+template <typename T, int LPK, int R>
+__global__ void __launch_bounds__(kCdThreads, 1)
+    rope_kv_attention_kernel(const __grid_constant__ CdParams cp,
+                             const __grid_constant__ CdFused fz) {
+  cluster_decode_body<T, LPK, R, true>(cp, &fz);
+}
+
 // ---- launchers ----
 
 template <typename T, int LPK>
@@ -713,13 +834,18 @@ bool cd_dispatch(Dtype t, int64_t D, int R, F&& f) {
 // Whether clusters of `ncl` CTAs of the kernel fit the current device (sm_90+, the largest
 // shared memory of any plan), cached per device and cluster size. The first query of a device
 // also raises the kernel's shared-memory limit to that largest size.
-template <typename T, int LPK, int R>
+template <typename T, int LPK, int R, bool FUSED = false>
 bool cd_fits(int ncl) {
-  const auto kernel = sdpa_decode_cluster_kernel<T, LPK, R>;
+  const auto kernel = [] {
+    if constexpr (FUSED)
+      return rope_kv_attention_kernel<T, LPK, R>;
+    else
+      return sdpa_decode_cluster_kernel<T, LPK, R>;
+  }();
   constexpr int64_t D = LPK * kVec16<T>;
   int dev = 0;
   INGOT_CUDA_CHECK(cudaGetDevice(&dev));
-  static std::mutex mu;
+  static std::mutex mu;  // one per instantiation (kernel)
   static auto* seen = new std::map<std::pair<int, int>, bool>;
   std::lock_guard<std::mutex> lock(mu);
   const auto key = std::make_pair(dev, ncl);
@@ -755,8 +881,10 @@ bool cd_fits(int ncl) {
   return ok;
 }
 
+// fz: the fused kernel's prologue (rope_kv_attention_kernel), else null.
 template <typename T, int LPK, int R>
-void launch_cluster_decode(const CdParams& cp, int64_t bh, size_t smem, cudaStream_t s) {
+void launch_cluster_decode(const CdParams& cp, int64_t bh, size_t smem, cudaStream_t s,
+                           const CdFused* fz) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(cp.ncl), static_cast<unsigned>(bh), 1);
   cfg.blockDim = dim3(kCdThreads, 1, 1);
@@ -778,8 +906,13 @@ void launch_cluster_decode(const CdParams& cp, int64_t bh, size_t smem, cudaStre
   }
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  (void)cudaLaunchKernelEx(&cfg, sdpa_decode_cluster_kernel<T, LPK, R>, cp);
-  check_launch("sdpa_decode_cluster_kernel");
+  if (fz) {
+    (void)cudaLaunchKernelEx(&cfg, rope_kv_attention_kernel<T, LPK, R>, cp, *fz);
+    check_launch("rope_kv_attention_kernel");
+  } else {
+    (void)cudaLaunchKernelEx(&cfg, sdpa_decode_cluster_kernel<T, LPK, R>, cp);
+    check_launch("sdpa_decode_cluster_kernel");
+  }
 }
 
 /// Which kernel takes decode attention: INGOT_CUDA_DECODE_KERNEL=1 the cluster kernel, =0 the
@@ -874,8 +1007,10 @@ void sdpa_detail::launch_split_decode(const KParams& kp, const SdpaPlan& pl, uns
   });
 }
 
-void sdpa_detail::launch_cluster(const SdpaArgs& a, const KParams& kp, const SdpaPlan& pl,
-                                 cudaStream_t s) {
+namespace {
+
+// The cluster kernel's parameters for plan pl.
+CdParams cd_params(const SdpaArgs& a, const KParams& kp, const SdpaPlan& pl) {
   CdParams cp{};
   cp.p = kp;
   cp.Hkv = static_cast<int>(a.Hkv);
@@ -893,11 +1028,44 @@ void sdpa_detail::launch_cluster(const SdpaArgs& a, const KParams& kp, const Sdp
   cp.off_ml = l.off_ml;
   cp.off_part = l.off_part;
   cp.off_pml = l.off_pml;
+  return cp;
+}
+
+}  // namespace
+
+void sdpa_detail::launch_cluster(const SdpaArgs& a, const KParams& kp, const SdpaPlan& pl,
+                                 cudaStream_t s) {
+  const CdParams cp = cd_params(a, kp, pl);
   cd_dispatch(a.dtype, a.D, pl.rows_per_cta, [&](auto t, auto lpk, auto r) {
-    launch_cluster_decode<decltype(t), decltype(lpk)::value, decltype(r)::value>(cp, a.B * a.Hkv,
-                                                                                 pl.smem, s);
+    launch_cluster_decode<decltype(t), decltype(lpk)::value, decltype(r)::value>(
+        cp, a.B * a.Hkv, pl.smem, s, nullptr);
     return true;
   });
+}
+
+bool launch_rope_kv_attention(const SdpaArgs& a, const SdpaPlan& pl, const RopeKvArgs& kv,
+                              const RopeInvFreqs& inv, cudaStream_t s) {
+  if (!pl.decode || pl.cluster <= 0 || a.L != 1 || kv.L != 1 || a.D != kv.D || a.D > 256 ||
+      a.D != a.Dv || (a.dtype != Dtype::bfloat16 && a.dtype != Dtype::float16) || a.B * a.Hkv <= 0)
+    return false;
+  const bool fits = cd_dispatch(a.dtype, a.D, pl.rows_per_cta, [&](auto t, auto lpk, auto r) {
+    return cd_fits<decltype(t), decltype(lpk)::value, decltype(r)::value, true>(pl.cluster);
+  });
+  if (!fits) return false;
+  (void)decode_counters(s, a.B * a.Hkv);  // as launch_sdpa: before any capture of the stream
+  KParams kp{a, a.H / a.Hkv, 0, pl.row_tiles, pl.keys_per_split, pl.splits, nullptr, nullptr};
+  kp.rows = kp.G * a.L;
+  const CdParams cp = cd_params(a, kp, pl);
+  auto fz = std::make_unique<CdFused>();
+  fz->kv = kv;
+  fz->n_inv = std::min(inv.n, 128);
+  for (int i = 0; i < fz->n_inv; ++i) fz->inv[i] = inv.v[i];
+  cd_dispatch(a.dtype, a.D, pl.rows_per_cta, [&](auto t, auto lpk, auto r) {
+    launch_cluster_decode<decltype(t), decltype(lpk)::value, decltype(r)::value>(
+        cp, a.B * a.Hkv, pl.smem, s, fz.get());
+    return true;
+  });
+  return true;
 }
 
 bool sdpa_uses_decode(const SdpaArgs& a) {
@@ -922,9 +1090,14 @@ SdpaPlan sdpa_detail::plan_decode(const SdpaArgs& a, int sm_count) {
   // (Llama-3.2-1B, 8 kv heads), 1.33x the split kernel's decode rate at batch 16 / 4096
   // keys and 1.84x at batch 64 / 2048, but 0.85x at batch 1 / 16384 keys (8 clusters of 8
   // CTAs leave half the SMs idle) and 0.98x at batch 1 / 4096.
+  // On the H100 (session 35) the cluster kernel also won single-stream decode over a
+  // 384-column fixed cache: Qwen3-0.6B +3%, Llama-3.2-1B +6.5%, Gemma3-1B (one kv head) +13%
+  // tok/s. So it takes spans of up to kCdShortSpan keys whether or not its clusters fill the
+  // GPU (below the 4096 keys where the H200 measured it level).
   const int mode = cluster_decode_mode();
   const bool fills = a.B * a.Hkv * cluster_decode_max() >= 2 * int64_t(std::max(sm_count, 1));
-  if (mode == 1 || (mode == -1 && fills)) {
+  const bool short_span = a.S - cd_kmin(a) <= kCdShortSpan;
+  if (mode == 1 || (mode == -1 && (fills || short_span))) {
     const SdpaPlan cpl = plan_cluster_decode(a, sm_count, pl.rows_per_cta);
     if (cpl.cluster > 0) return cpl;
   }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cuda/fast_rope_kernels.h"
 #include "core/dtype.h"
 
 namespace ingot::cu {
@@ -71,9 +72,9 @@ bool sdpa_uses_mma(Dtype t, int64_t D, int64_t Dv);
 /// True when the problem runs on a few-row decode kernel (16-bit or float32, D == Dv of 64,
 /// 128 or 256 16-bit / 32, 64 or 128 float32 elements, G * L <= 8 rows per kv head), which
 /// needs 16-byte aligned q/k/v pointers and strides. INGOT_CUDA_DECODE_ATTENTION=0 turns it off.
-/// 16-bit problems on sm_90 with enough (batch, kv head) pairs to fill the card run on the
-/// cluster kernel (INGOT_CUDA_DECODE_KERNEL=1: all of them, =0: none), the others on the split
-/// kernel; plan_sdpa decides.
+/// 16-bit problems on sm_90 with enough (batch, kv head) pairs to fill the card, or with at
+/// most 2048 keys, run on the cluster kernel (INGOT_CUDA_DECODE_KERNEL=1: all of them, =0:
+/// none), the others on the split kernel; plan_sdpa decides.
 bool sdpa_uses_decode(const SdpaArgs& a);
 
 /// Tiles, splits and memory of a problem (S > 0 and a non-empty output) for a device with
@@ -82,5 +83,16 @@ SdpaPlan plan_sdpa(const SdpaArgs& a, int sm_count);
 
 /// Queues the attention kernels of `plan` on stream s; `partials` holds plan.partial_bytes.
 void launch_sdpa(const SdpaArgs& a, const SdpaPlan& plan, void* partials, cudaStream_t s);
+
+/// fast::rope_kv_attention as one kernel: the cluster decode kernel (plan.cluster > 0) with
+/// rope_kv_update's work for its kv head in its prologue. Each CTA normalises and rotates its G
+/// query rows from kv.qkv [B, 1, (H + 2 Hkv) D] (as rope_kv_kernel does, into shared memory);
+/// the CTA whose key span holds column kv.column[0] also normalises and rotates the new key,
+/// writes it and the new value to kv.keys / kv.values (= a.k / a.v, [B, Hkv, C, D]
+/// row-contiguous) and puts them straight into its shared-memory stage instead of reading them
+/// back. a describes the attention over the written cache (a.q unused, L = 1). False (nothing
+/// queued) when the kernel does not take the problem: not a cluster plan, L != 1, not 16-bit.
+bool launch_rope_kv_attention(const SdpaArgs& a, const SdpaPlan& plan, const RopeKvArgs& kv,
+                              const RopeInvFreqs& inv, cudaStream_t s);
 
 }  // namespace ingot::cu

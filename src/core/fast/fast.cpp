@@ -97,9 +97,12 @@ SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const S
   if (opt.window > 0 && !opt.causal)
     raise("[{}] a sliding window ({}) needs causal = true", op, opt.window);
   if (opt.softcap < 0) raise("[{}] softcap must be >= 0, got {}", op, opt.softcap);
-  if (!opt.mask) return SdpaMask::none;
-  const Array& m = *opt.mask;
-  const Shape full{q.shape(0), q.shape(1), q.shape(2), k.shape(2)};
+  return check_sdpa_mask(opt.mask, {q.shape(0), q.shape(1), q.shape(2), k.shape(2)}, op);
+}
+
+SdpaMask check_sdpa_mask(const std::optional<Array>& mask, const Shape& full, const char* op) {
+  if (!mask) return SdpaMask::none;
+  const Array& m = *mask;
   bool ok = m.ndim() <= 4;
   for (int i = 1; ok && i <= m.ndim(); ++i) {
     int64_t md = m.shape()[m.ndim() - i];
@@ -506,12 +509,13 @@ Array rope(const Array& x, int dims, const RopeOptions& opt, StreamOrDevice s) {
       std::move(inputs));
 }
 
-std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
-                                  const std::optional<Array>& k_norm, const Array& keys,
-                                  const Array& values, const Array& column,
-                                  const RopeKvOptions& opt, StreamOrDevice s) {
-  const int64_t d = check_rope_kv_args(qkv, q_norm, k_norm, keys, values, column, opt);
-  const Stream st = resolve_stream(s, {&qkv, &keys, &values, &column});
+namespace {
+
+/// RopeKvUpdate's primitive and inputs for rope_kv_update's (checked) arguments.
+std::pair<std::shared_ptr<RopeKvUpdate>, std::vector<Array>> rope_kv_primitive(
+    const Array& qkv, const std::optional<Array>& q_norm, const std::optional<Array>& k_norm,
+    const Array& keys, const Array& values, const Array& column, const RopeKvOptions& opt,
+    const Stream& st) {
   std::vector<Array> inputs{qkv};
   if (q_norm) {
     inputs.push_back(*q_norm);
@@ -527,9 +531,42 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
       st, opt.n_heads, opt.n_kv_heads, q_norm.has_value(), opt.norm.eps, opt.norm.add_unit_offset,
       opt.norm.weight_in_float32, r.traditional, r.base, r.scale, r.offset, r.offsets.has_value(),
       r.freqs.has_value());
+  return {std::move(p), std::move(inputs)};
+}
+
+}  // namespace
+
+std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& q_norm,
+                                  const std::optional<Array>& k_norm, const Array& keys,
+                                  const Array& values, const Array& column,
+                                  const RopeKvOptions& opt, StreamOrDevice s) {
+  const int64_t d = check_rope_kv_args(qkv, q_norm, k_norm, keys, values, column, opt);
+  const Stream st = resolve_stream(s, {&qkv, &keys, &values, &column});
+  auto [p, inputs] = rope_kv_primitive(qkv, q_norm, k_norm, keys, values, column, opt, st);
   return Array::make_arrays(
       {{qkv.shape(0), opt.n_heads, qkv.shape(1), d}, keys.shape(), values.shape()},
       {qkv.dtype(), keys.dtype(), values.dtype()}, std::move(p), std::move(inputs));
+}
+
+std::vector<Array> rope_kv_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                                     const std::optional<Array>& k_norm, const Array& keys,
+                                     const Array& values, const Array& column,
+                                     const std::optional<Array>& mask, const RopeKvOptions& opt,
+                                     float scale, StreamOrDevice s) {
+  const int64_t d = check_rope_kv_args(qkv, q_norm, k_norm, keys, values, column, opt);
+  const Shape q_shape{qkv.shape(0), opt.n_heads, qkv.shape(1), d};
+  if (opt.n_heads % opt.n_kv_heads != 0)
+    raise("[rope_kv_attention] n_heads {} must be a multiple of n_kv_heads {}", opt.n_heads,
+          opt.n_kv_heads);
+  const SdpaMask mk = check_sdpa_mask(mask, {q_shape[0], q_shape[1], q_shape[2], keys.shape(2)},
+                                      "rope_kv_attention");
+  const Stream st = resolve_stream(s, {&qkv, &keys, &values, &column});
+  auto [kv, inputs] = rope_kv_primitive(qkv, q_norm, k_norm, keys, values, column, opt, st);
+  if (mask) inputs.push_back(*mask);
+  auto p = std::make_shared<RopeKvAttention>(st, std::move(kv), scale, mk);
+  return Array::make_arrays({q_shape, keys.shape(), values.shape()},
+                            {qkv.dtype(), keys.dtype(), values.dtype()}, std::move(p),
+                            std::move(inputs));
 }
 
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,

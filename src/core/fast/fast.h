@@ -132,6 +132,21 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
                                   const Array& values, const Array& column,
                                   const RopeKvOptions& opt, StreamOrDevice s = {});
 
+/// rope_kv_update, then the attention of its q over the updated cache, as one primitive (on a
+/// GPU one kernel for one new token a row where the cluster decode kernel takes the attention:
+/// 16-bit, head dim 64/128/256, sm_90, a fixed cache whose keys fit its clusters' shared memory):
+///   {q, keys', values'} = rope_kv_update(qkv, q_norm, k_norm, keys, values, column, opt)
+///   o = scaled_dot_product_attention(q, keys', values', {.scale = scale, .mask = mask})
+/// Returns {o [B, H, L, D], keys', values'} with those ops' values (ref::rope_kv_attention); the
+/// one kernel sums the attention in the cluster kernel's order (an output ulp apart at most,
+/// like scaled_dot_product_attention's kernels among themselves). mask: boolean (true = keep)
+/// or additive, broadcastable to [B, H, L, C]. Not differentiable (a cache write).
+std::vector<Array> rope_kv_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                                     const std::optional<Array>& k_norm, const Array& keys,
+                                     const Array& values, const Array& column,
+                                     const std::optional<Array>& mask, const RopeKvOptions& opt,
+                                     float scale, StreamOrDevice s = {});
+
 /// Options of scaled_dot_product_attention.
 struct SdpaOptions {
   float scale = 1.0f;
@@ -289,6 +304,11 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
                                   const std::optional<Array>& k_norm, const Array& keys,
                                   const Array& values, const Array& column,
                                   const RopeKvOptions& opt, StreamOrDevice s = {});
+std::vector<Array> rope_kv_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                                     const std::optional<Array>& k_norm, const Array& keys,
+                                     const Array& values, const Array& column,
+                                     const std::optional<Array>& mask, const RopeKvOptions& opt,
+                                     float scale, StreamOrDevice s = {});
 Array scaled_dot_product_attention(const Array& q, const Array& k, const Array& v,
                                    const SdpaOptions& opt = {}, StreamOrDevice s = {});
 std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,

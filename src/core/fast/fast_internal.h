@@ -32,6 +32,9 @@ int64_t check_packed_attention_args(const Array& qkv, const std::optional<Array>
 /// check_rope_args without x's dtype check, for an x of this shape.
 void check_rope_shape(const Shape& shape, int dims, const RopeOptions& opt);
 SdpaMask check_sdpa_args(const Array& q, const Array& k, const Array& v, const SdpaOptions& opt);
+/// The attention mask's checks (boolean or floating, broadcastable to `full` = [B, H, L, S]);
+/// `op` names the op in the error.
+SdpaMask check_sdpa_mask(const std::optional<Array>& mask, const Shape& full, const char* op);
 
 /// float64 for float64 inputs, else float32: the dtype the fast ops compute in.
 inline Dtype compute_dtype(Dtype t) {

@@ -208,6 +208,17 @@ std::vector<Array> rope_kv_update(const Array& qkv, const std::optional<Array>& 
   return {q, put_along_axis(keys, idx, k, 2, s), put_along_axis(values, idx, v, 2, s)};
 }
 
+std::vector<Array> rope_kv_attention(const Array& qkv, const std::optional<Array>& q_norm,
+                                     const std::optional<Array>& k_norm, const Array& keys,
+                                     const Array& values, const Array& column,
+                                     const std::optional<Array>& mask, const RopeKvOptions& opt,
+                                     float scale, StreamOrDevice s) {
+  std::vector<Array> kv = fast::rope_kv_update(qkv, q_norm, k_norm, keys, values, column, opt, s);
+  const Array o =
+      fast::scaled_dot_product_attention(kv[0], kv[1], kv[2], {.scale = scale, .mask = mask}, s);
+  return {o, kv[1], kv[2]};
+}
+
 std::vector<Array> decode_block(const Array& x, const Array& input_norm, const Array& w_qkv,
                                 const std::optional<Array>& q_norm,
                                 const std::optional<Array>& k_norm, const Array& w_o,

@@ -312,6 +312,27 @@ void RopeKvUpdate::print(std::ostream& os) const {
      << (has_freqs_ ? ", freqs" : "") << ")";
 }
 
+bool RopeKvAttention::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const RopeKvAttention*>(&other);
+  return o && kv_->is_equivalent(*o->kv_) && scale_ == o->scale_ && mask_ == o->mask_;
+}
+
+std::vector<Shape> RopeKvAttention::output_shapes(const std::vector<Array>& inputs) {
+  const std::vector<Array> kin(inputs.begin(),
+                               inputs.begin() + static_cast<long>(kv_inputs(inputs.size())));
+  return kv_->output_shapes(kin);
+}
+
+void RopeKvAttention::print(std::ostream& os) const {
+  os << "RopeKvAttention(";
+  kv_->print(os);
+  os << ", scale=" << scale_
+     << (mask_ == SdpaMask::boolean    ? ", boolean mask"
+         : mask_ == SdpaMask::additive ? ", additive mask"
+                                       : "")
+     << ")";
+}
+
 std::vector<Array> Rope::vjp(const std::vector<Array>& primals,
                              const std::vector<Array>& cotangents, const std::vector<int>& argnums,
                              const std::vector<Array>&) {

@@ -1,5 +1,6 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormGrad, ActivationGrad, RmsNormLinear,
-// RmsNormGlu, LayerNorm, Rope, RopeKvUpdate, ScaledDotProductAttention, DecodeBlock,
+// RmsNormGlu, LayerNorm, Rope, RopeKvUpdate, RopeKvAttention, ScaledDotProductAttention,
+// DecodeBlock,
 // PackedAttention, ScaledDotProductAttentionGrad, AdamStep, SumSquares. Kernels live in
 // backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit gradient formulas
 // written with public ops, so higher-order gradients work.
@@ -291,6 +292,29 @@ class ScaledDotProductAttention : public UnaryPrimitive {
   const bool causal_;
   const int window_;
   const float softcap_;
+  const SdpaMask mask_;
+};
+
+/// fast::rope_kv_attention: inputs RopeKvUpdate's {qkv, [q_norm, k_norm], [offsets], [freqs],
+/// keys, values, column}, then the mask unless mask_ is none; outputs {o [B, H, L, D], keys',
+/// values'} (see fast.h). kv_ is the RopeKvUpdate it runs first. No VJP (a cache write).
+class RopeKvAttention : public Primitive {
+ public:
+  RopeKvAttention(Stream s, std::shared_ptr<RopeKvUpdate> kv, float scale, SdpaMask mask)
+      : Primitive(s), kv_(std::move(kv)), scale_(scale), mask_(mask) {}
+  INGOT_MULTI_PRIMITIVE(RopeKvAttention)
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  void print(std::ostream& os) const override;
+  /// The attention over the updated cache as a primitive of its own.
+  std::shared_ptr<ScaledDotProductAttention> attention() const {
+    return std::make_shared<ScaledDotProductAttention>(stream(), scale_, false, 0, 0.0f, mask_);
+  }
+  /// How many of `n` inputs are the RopeKvUpdate's (all but the mask).
+  size_t kv_inputs(size_t n) const { return mask_ == SdpaMask::none ? n : n - 1; }
+
+  const std::shared_ptr<RopeKvUpdate> kv_;
+  const float scale_;
   const SdpaMask mask_;
 };
 
