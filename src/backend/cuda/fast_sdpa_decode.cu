@@ -298,9 +298,9 @@ __device__ __forceinline__ float* cluster_map(float* p, unsigned rank) {
 
 // FUSED (rope_kv_attention_kernel): the query rows are normalised and rotated here from the
 // stacked q|k|v product (fz->kv.qkv) into shared memory, and the CTA whose span holds the new
-// column also normalises and rotates the new key, writes it and the value to the cache and
-// into its stage buffer (that slot is not copied from the cache), all while the stages' copies
-// of the other keys are in flight.
+// column also normalises and rotates the new key, writes it and the value to the cache and,
+// once that stage's copy of the old column has landed, over it in the stage buffer; all while
+// the stages' copies are in flight.
 template <typename T, int LPK, int R, bool FUSED>
 __device__ __forceinline__ void cluster_decode_body(const CdParams& cp, const CdFused* fz) {
   pdl_prologue();
