@@ -89,8 +89,8 @@ void launch_sdpa(const SdpaArgs& a, const SdpaPlan& plan, void* partials, cudaSt
 /// query rows from kv.qkv [B, 1, (H + 2 Hkv) D] (as rope_kv_kernel does, into shared memory);
 /// the CTA whose key span holds column kv.column[0] also normalises and rotates the new key,
 /// writes it and the new value to kv.keys / kv.values (= a.k / a.v, [B, Hkv, C, D]
-/// row-contiguous) and puts them straight into its shared-memory stage instead of reading them
-/// back. a describes the attention over the written cache (a.q unused, L = 1). False (nothing
+/// row-contiguous) and over the old column in its shared-memory stage once that stage's copy
+/// has landed. a describes the attention over the written cache (a.q unused, L = 1). False (nothing
 /// queued) when the kernel does not take the problem: not a cluster plan, L != 1, not 16-bit.
 bool launch_rope_kv_attention(const SdpaArgs& a, const SdpaPlan& plan, const RopeKvArgs& kv,
                               const RopeInvFreqs& inv, cudaStream_t s);
