@@ -269,17 +269,25 @@ if [[ " $STEPS " == *" profile "* ]]; then  # kernel times of a run (after "tabl
 fi
 if [[ " $STEPS " == *" ncu "* ]]; then  # ncu sections of chosen kernels of a LoRA step
   # NCU_KERNELS: space-separated name regexes, one ncu run each (NCU_COUNT launches of it).
+  # NCU_TASK=decode: of a single-stream decode run instead (`bench decode --len 32 --new 16`,
+  # the table step's checkpoint; e.g. NCU_MODEL=gemma3-1b NCU_KERNELS="gemv_kernel").
   stamp ncu
   nm=${NCU_MODEL:-llama-3.2-1b}
   md=/tmp/ingot-bench-table/$nm
   [ -d "$md" ] || python3 scripts/lora_bench.py --ingot build-gpu/tools/cli/ingot --out /tmp/ncu-lb \
     --models "$nm" --modes plain --sides ingot --steps 1 --warmup 0 >"$LOG/ncu_model.log" 2>&1
+  ncu_graph=()
+  if [ "${NCU_TASK:-lora}" = decode ]; then  # the decode step's kernels are graph nodes
+    ncu_cmd=(bench decode --model "$md" --batch 1 --len 32 --new 16 --device cuda)
+    ncu_graph=(--graph-profiling node)
+  else
+    ncu_cmd=(bench lora --model "$md" --batch 8 --len 512 --steps 1 --warmup-steps 0 --device cuda)
+  fi
   for k in ${NCU_KERNELS:-project_kernel}; do
-    ncu --clock-control none --kernel-name "regex:$k" --launch-skip "${NCU_SKIP:-0}" \
+    ncu --clock-control none "${ncu_graph[@]}" --kernel-name "regex:$k" --launch-skip "${NCU_SKIP:-0}" \
       --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section Occupancy \
       --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
-      build-gpu/tools/cli/ingot bench lora --model "$md" --batch 8 --len 512 --steps 1 \
-      --warmup-steps 0 --device cuda >"$LOG/ncu-$k.txt" 2>&1
+      build-gpu/tools/cli/ingot "${ncu_cmd[@]}" >"$LOG/ncu-$k.txt" 2>&1
     grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit (Reg|Shared)|Compute \(SM\) Throughput|Warp Cycles Per Issued|Grid Size|Block Size|Stall|OPT|Bank" \
       "$LOG/ncu-$k.txt" | head -"${NCU_LINES:-60}"
   done
