@@ -283,13 +283,20 @@ if [[ " $STEPS " == *" ncu "* ]]; then  # ncu sections of chosen kernels of a Lo
   else
     ncu_cmd=(bench lora --model "$md" --batch 8 --len 512 --steps 1 --warmup-steps 0 --device cuda)
   fi
-  for k in ${NCU_KERNELS:-project_kernel}; do
-    ncu --clock-control none "${ncu_graph[@]}" --kernel-name "regex:$k" --launch-skip "${NCU_SKIP:-0}" \
-      --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section Occupancy \
-      --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
-      build-gpu/tools/cli/ingot "${ncu_cmd[@]}" >"$LOG/ncu-$k.txt" 2>&1
-    grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit (Reg|Shared)|Compute \(SM\) Throughput|Warp Cycles Per Issued|Grid Size|Block Size|Stall|OPT|Bank" \
-      "$LOG/ncu-$k.txt" | head -"${NCU_LINES:-60}"
+  # NCU_ENVS: ';'-separated sets of VAR=value for the profiled run ("-": none), one pass each.
+  IFS=';' read -ra ncu_sets <<<"${NCU_ENVS:--}"
+  for e in "${ncu_sets[@]}"; do
+    [ "$e" = "-" ] && e=""
+    for k in ${NCU_KERNELS:-project_kernel}; do
+      f="$LOG/ncu-$k${e:+-$(echo "$e" | tr -c 'A-Za-z0-9=_\n' '_')}.txt"
+      echo "ncu $k [${e:-default}]"
+      env $e ncu --clock-control none "${ncu_graph[@]}" --kernel-name "regex:$k" --launch-skip "${NCU_SKIP:-0}" \
+        --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section Occupancy \
+        --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+        build-gpu/tools/cli/ingot "${ncu_cmd[@]}" >"$f" 2>&1
+      grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit (Reg|Shared)|Compute \(SM\) Throughput|Warp Cycles Per Issued|Grid Size|Block Size|Stall|OPT|Bank" \
+        "$f" | head -"${NCU_LINES:-60}"
+    done
   done
 fi
 if [[ " $STEPS " == *" serverload "* ]]; then  # issue 13: `ingot serve` on the GPU under load

@@ -146,6 +146,52 @@ TEST(CudaMatmul, GemvRowsMatchCpu) {
   }
 }
 
+TEST(CudaMatmul, GemvLoopsOverMoreColumnsThanResidentWarps) {
+  INGOT_REQUIRE_CUDA();
+  // Products with more columns than the card's resident warps (thousands to tens of thousands,
+  // as an LM head's; short rows where there are many, so the CPU reference stays quick): each warp
+  // of the GEMV takes several columns, requesting the next column's first chunks while it finishes
+  // the current one. Every variant (plain, with the residual add, norm prologue, GLU pair), rows
+  // that end mid-round (K 1152 bf16: 144 chunks, a full round of 128 then 16), N not a multiple
+  // of 8.
+  const View wt = [](const Array& x) { return transpose(x); };
+  uint32_t seed = 900;
+  for (Dtype t : {bfloat16, float32})
+    for (int64_t M : {1, 3}) {
+      // bf16: Gemma3's K; 9001 columns are ~3 per warp of an H100's resident GEMV blocks.
+      const int64_t K = t == bfloat16 ? 1152 : 72, N = t == bfloat16 ? 9001 : 40001;
+      const Pair a = both(host_normal({M, K}, t, seed++), identity);
+      const Pair b = both(host_normal({N, K}, t, seed++), wt);
+      check_matmul(a, b, name(t, fmt::format("looped gemv M{} K{} N{}", M, K, N)));
+      // The residual add in the epilogue: bit for bit the separate add of the rounded product.
+      const Pair c = both(host_normal({M, N}, t, seed++), identity);
+      const auto got = add_matmul(c.gpu, a.gpu, b.gpu).to_vector<double>();
+      const auto sep = add(c.gpu, matmul(a.gpu, b.gpu)).to_vector<double>();
+      ASSERT_EQ(got.size(), sep.size());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(got[i], sep[i]) << dtype_name(t) << " looped add_matmul M" << M << " at " << i;
+      // The norm prologue and the GLU pair over the same rows (N gate|up pairs).
+      const fast::RmsNormOptions o{.eps = 1e-6f, .weight_in_float32 = true};
+      const Pair x = both(host_normal({1, M, K}, t, seed++), identity);
+      const Pair nw = both(host_normal({K}, t, seed++), identity);
+      const Pair w2 = both(host_normal({2 * N, K}, t, seed++), identity);
+      const std::string what = name(t, fmt::format("looped norm/glu gemv M{}", M));
+      const Array n_cpu = fast::rms_norm(x.cpu, nw.cpu, o);
+      const double tol = t == float32 ? 1e-5 : dtype_rtol(t);
+      expect_gemm_close(fast::rms_norm_linear(x.gpu, nw.gpu, w2.gpu, o),
+                        fast::rms_norm_linear(x.cpu, nw.cpu, w2.cpu, o),
+                        abs_product(n_cpu, wt(w2.cpu)), tol, what + " norm");
+      // The pair against the norm product's halves on the GPU: bit for bit.
+      const Array glu = fast::rms_norm_glu(x.gpu, nw.gpu, w2.gpu, fast::GatedActivation::silu, o);
+      const Array yg = fast::rms_norm_linear(x.gpu, nw.gpu, w2.gpu, o);
+      const Array sep2 =
+          silu(slice(yg, {0, 0, 0}, {1, M, N})) * slice(yg, {0, 0, N}, {1, M, 2 * N});
+      const auto gv = glu.to_vector<double>(), sv = sep2.to_vector<double>();
+      ASSERT_EQ(gv.size(), sv.size()) << what;
+      for (size_t i = 0; i < gv.size(); ++i) ASSERT_EQ(gv[i], sv[i]) << what << " glu at " << i;
+    }
+}
+
 TEST(CudaMatmul, AddMatmulEqualsTheSeparateOps) {
   INGOT_REQUIRE_CUDA();
   // add_matmul rounds the product first: on the GPU it equals add(c, matmul(a, b)) bit for bit,

@@ -1,9 +1,12 @@
 // Helper kernels of the CUDA matmul: the K == 0 AddMM epilogue and a plain tiled GEMM, the
 // safety net for layouts or alignments cuBLASLt's heuristic offers no algorithm for.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <tuple>
 #include <type_traits>
 
 #include "backend/cuda/device/ew_ops.cuh"
@@ -108,6 +111,11 @@ __device__ __forceinline__ void gemv_load_w(uint4 (&wv)[U], const char* w, int64
 // its up column) and writes act(gate) * up at n, each rounded as the separate ops round.
 // parts (1, 2, 4 or 8; gemv_parts): warps per output column, each summing every parts-th run of
 // 32 U chunks of the row; warp 0 of the column adds the others' sums in order.
+// Columns: the grid's G = gridDim.x * kGemvWarps / parts column slots each take columns g,
+// g + G, ... (launch_gemv_m sizes the grid to the resident blocks, so that the norm prologue is
+// paid once a block and each warp's loads run from one column into the next without a gap).
+// A warp's work is one stream of steps (a column and its first chunk c0); each step requests
+// the next step's weight chunks before it consumes its own, across column boundaries too.
 template <typename T, int M, bool NORM, bool PAIR>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_kernel(const GemvProblem p, int64_t prefetch_span, int parts) {
@@ -117,31 +125,35 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   extern __shared__ uint4 gemv_smem[];  // NORM: the normalised rows of x
   __shared__ float part_sum[kGemvWarps][R][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % parts;
-  const int64_t n = int64_t(blockIdx.x) * (kGemvWarps / parts) + warp / parts;
-  const bool active = n < p.N;
-  const int64_t row_bytes = p.sw_n * int64_t(sizeof(T));
-  const char* w[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-    w[r] = static_cast<const char*>(p.w) + ((active ? n : 0) + r * p.pair) * row_bytes;
-  const int64_t chunks = active ? p.K / V : 0;
+  const int64_t slots = kGemvWarps / parts, G = int64_t(gridDim.x) * slots;
+  int64_t n = int64_t(blockIdx.x) * slots + warp / parts;
+  const int64_t row_bytes = p.sw_n * int64_t(sizeof(T)), row_chunks = p.K / V;
+  const char* const wbase = static_cast<const char*>(p.w);
+  // Row r of column col (column 0's for a column past N, whose chunks are never requested).
+  const auto wrow = [&](int64_t col, int r) {
+    return wbase + ((col < p.N ? col : 0) + r * p.pair) * row_bytes;
+  };
   const int64_t first = lane + int64_t(32 * U) * part, step = int64_t(32 * U) * parts;
   uint4 wv[R][U];
 #pragma unroll
-  for (int r = 0; r < R; ++r) gemv_load_w<U>(wv[r], w[r], first, chunks);
-  // The accumulate operand is requested now too, so its latency is not added at the end.
+  for (int r = 0; r < R; ++r) gemv_load_w<U>(wv[r], wrow(n, r), first, n < p.N ? row_chunks : 0);
+  // The accumulate operand is requested with the column's first chunks, so its latency is not
+  // added at the end.
   float cin[M];
+  const auto load_cin = [&](int64_t col) {
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    cin[m] = 0.0f;
-    if (!PAIR && p.accumulate && active && lane == 0) {
-      const T* out = static_cast<const T*>(p.out);
-      cin[m] =
-          to_float(p.c ? static_cast<const T*>(p.c)[m * p.sc_m + n * p.sc_n] : out[m * p.N + n]);
+    for (int m = 0; m < M; ++m) {
+      cin[m] = 0.0f;
+      if (!PAIR && p.accumulate && col < p.N && lane == 0) {
+        const T* out = static_cast<const T*>(p.out);
+        cin[m] = to_float(p.c ? static_cast<const T*>(p.c)[m * p.sc_m + col * p.sc_n]
+                              : out[m * p.N + col]);
+      }
     }
-  }
+  };
+  load_cin(n);
   if constexpr (NORM) gemv_norm_rows<T, M>(p, reinterpret_cast<T*>(gemv_smem));
-  if (!active && parts == 1) return;  // whole warps leave together (split: after the barrier)
+  if (n >= p.N && parts == 1) return;  // whole warps leave together (split: after the barrier)
   const char* x = NORM ? reinterpret_cast<const char*>(gemv_smem) : static_cast<const char*>(p.x);
   const int64_t xrow = (NORM ? p.K : p.sx_m) * int64_t(sizeof(T));
   float acc[R][M];
@@ -149,7 +161,14 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
-  for (int64_t c0 = first; c0 < chunks; c0 += step) {
+  for (int64_t c0 = first;;) {
+    const int64_t chunks = n < p.N ? row_chunks : 0;
+    // The next step: the next run of this column, or the first of the next one.
+    int64_t c1 = c0 + step, n1 = n;
+    if (c1 >= chunks) {
+      c1 = first;
+      n1 = n + G;
+    }
     uint4 xv[U][M];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -166,7 +185,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     }
     uint4 wn[R][U];
 #pragma unroll
-    for (int r = 0; r < R; ++r) gemv_load_w<U>(wn[r], w[r], c0 + step, chunks);
+    for (int r = 0; r < R; ++r) gemv_load_w<U>(wn[r], wrow(n1, r), c1, n1 < p.N ? row_chunks : 0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c0 + 32 * u < chunks) {
@@ -186,41 +205,53 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 #pragma unroll
       for (int r = 0; r < R; ++r) wv[r][u] = wn[r][u];
     }
-  }
+    c0 = c1;
+    if (n1 == n) continue;
+      // Column n is summed: reduce, write, and go on with n1 (whose first chunks are in flight).
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
-  if (parts > 1) {
-    if (lane == 0)
+      for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
+    bool write = n < p.N && lane == 0;
+    if (parts > 1) {  // one column a warp (the grid covers every column): one barrier
+      if (lane == 0)
 #pragma unroll
-      for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int m = 0; m < M; ++m) part_sum[warp][r][m] = acc[r][m];
-    __syncthreads();
-    if (part != 0 || !active) return;
-    for (int j = 1; j < parts; ++j)
+          for (int m = 0; m < M; ++m) part_sum[warp][r][m] = acc[r][m];
+      __syncthreads();
+      write = write && part == 0;
+      if (write)
+        for (int j = 1; j < parts; ++j)
 #pragma unroll
-      for (int r = 0; r < R; ++r)
+          for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int m = 0; m < M; ++m) acc[r][m] += part_sum[warp + j][r][m];
-  }
-  if (lane == 0) {
-    T* out = static_cast<T*>(p.out);
+            for (int m = 0; m < M; ++m) acc[r][m] += part_sum[warp + j][r][m];
+    }
+    if (write) {
+      T* out = static_cast<T*>(p.out);
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-      if constexpr (PAIR) {
-        // The product's columns rounded to T, then act and the multiply as their kernels do.
-        const float g = to_float(cast<T>(p.alpha * acc[0][m]));
-        const float u = to_float(cast<T>(p.alpha * acc[1][m]));
-        out[m * p.N + n] = gated_value<T>(g, u, p.gate);
-      } else {
-        float r = p.alpha * acc[0][m];
-        if (p.round_product) r = to_float(cast<T>(r));
-        if (p.accumulate) r = p.beta * cin[m] + r;
-        out[m * p.N + n] = cast<T>(r);
+      for (int m = 0; m < M; ++m) {
+        if constexpr (PAIR) {
+          // The product's columns rounded to T, then act and the multiply as their kernels do.
+          const float g = to_float(cast<T>(p.alpha * acc[0][m]));
+          const float u = to_float(cast<T>(p.alpha * acc[1][m]));
+          out[m * p.N + n] = gated_value<T>(g, u, p.gate);
+        } else {
+          float r = p.alpha * acc[0][m];
+          if (p.round_product) r = to_float(cast<T>(r));
+          if (p.accumulate) r = p.beta * cin[m] + r;
+          out[m * p.N + n] = cast<T>(r);
+        }
       }
     }
+    n = n1;
+    if (n >= p.N) return;
+    load_cin(n);
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
   }
 }
 
@@ -230,31 +261,100 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 /// keep more loads in flight; by K alone, so that products of one K (a GLU pair and its stacked
 /// product) sum alike. Measured on the H100 (session 35, decode b1): Qwen3-0.6B and Gemma3-1B
 /// level, Llama-3.2-1B 7% slower (its 2048-wide rows: every product of the step split, the LM
-/// head included), hence off.
-int gemv_parts(const GemvProblem& p) {
-  static const bool on = env::flag("INGOT_CUDA_GEMV_SPLIT", false);
-  if (!on) return 1;
-  return p.K >= 4096 ? 4 : p.K >= 2048 ? 2 : 1;
+/// head included), hence off. INGOT_CUDA_GEMV_SPLIT=2: split (2 or 4 warps, K >= 2048 per
+/// 2 parts) only while the weight rows read times the parts stay within `warps`, the resident
+/// warps of the card (24 an SM): by the rows read (N, or 2N for a GLU pair), so that a pair and
+/// its stacked product still decide alike.
+int gemv_parts(const GemvProblem& p, int64_t warps) {
+  static const long mode = env::get_int("INGOT_CUDA_GEMV_SPLIT", 0);
+  if (mode == 1) return p.K >= 4096 ? 4 : p.K >= 2048 ? 2 : 1;
+  if (mode != 2 || warps <= 0) return 1;
+  const int64_t rows = p.pair ? 2 * p.pair : p.N;
+  for (int parts : {4, 2})
+    if (p.K >= 1024 * parts && rows * parts <= warps) return parts;
+  return 1;
+}
+
+/// Multiprocessors of the current device (0 when unknown), cached per device.
+int64_t gemv_sms() {
+  static std::atomic<int> cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  if (const int n = cached[dev].load(std::memory_order_relaxed)) return n;
+  int n = 0;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  cached[dev].store(n, std::memory_order_relaxed);
+  return n;
+}
+
+/// Blocks of `kernel` (256 threads, `smem` dynamic bytes) resident on the current device at
+/// once (the occupancy calculator's blocks per SM times the SMs), cached per (device, kernel,
+/// smem); 0 when unknown (the launch then covers every column with its own warp).
+int64_t gemv_resident_blocks(const void* kernel, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, const void*, size_t>, int64_t> seen;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  const auto key = std::make_tuple(dev, kernel, smem);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = seen.find(key); it != seen.end()) return it->second;
+  int sms = 0, per_sm = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kGemvWarps, smem) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;  // not cached: asked again next time
+  }
+  const int64_t blocks = int64_t(std::max(sms, 0)) * std::max(per_sm, 0);
+  seen.emplace(key, blocks);
+  return blocks;
+}
+
+/// INGOT_CUDA_GEMV_LOOP=0: one warp (or `parts` warps) per output column and a block per 8
+/// columns, as before session 36; else (the default) at most the resident blocks, looping
+/// over the columns.
+bool gemv_loop() {
+  static const bool on = env::flag("INGOT_CUDA_GEMV_LOOP", true);
+  return on;
+}
+
+template <typename T, int M, bool NORM, bool PAIR>
+void launch_gemv_k(const GemvProblem& p, cudaStream_t s, int sms) {
+  const auto kernel = gemv_kernel<T, M, NORM, PAIR>;
+  const int parts = gemv_parts(p, 24 * gemv_sms());
+  const int64_t cols = kGemvWarps / parts;
+  const size_t smem = NORM ? size_t(M) * p.K * sizeof(T) : 0;
+  int64_t blocks = (p.N + cols - 1) / cols;
+  if (parts == 1 && gemv_loop()) {  // a split GEMV keeps one column a warp (one barrier)
+    const int64_t resident = gemv_resident_blocks(reinterpret_cast<const void*>(kernel), smem);
+    if (resident > 0) blocks = std::min(blocks, resident);
+  }
+  // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
+  int64_t span = 0;
+  if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
+  launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * kGemvWarps), smem, s, p, span,
+             parts);
 }
 
 template <typename T, int M>
 void launch_gemv_m(const GemvProblem& p, cudaStream_t s, int sms) {
-  const int parts = gemv_parts(p);
-  const int64_t cols = kGemvWarps / parts;
-  const unsigned grid = static_cast<unsigned>((p.N + cols - 1) / cols);
-  const unsigned block = 32 * kGemvWarps;
-  // The first `sms` blocks (the ones scheduled early under PDL) prefetch all weight rows.
-  int64_t span = 0;
-  if (pdl_enabled() && sms > 0) span = (p.N + sms - 1) / sms;
-  const size_t smem = p.norm ? size_t(M) * p.K * sizeof(T) : 0;
   if (p.norm && p.pair)
-    launch_pdl(gemv_kernel<T, M, true, true>, grid, block, smem, s, p, span, parts);
+    launch_gemv_k<T, M, true, true>(p, s, sms);
   else if (p.norm)
-    launch_pdl(gemv_kernel<T, M, true, false>, grid, block, smem, s, p, span, parts);
+    launch_gemv_k<T, M, true, false>(p, s, sms);
   else if (p.pair)
-    launch_pdl(gemv_kernel<T, M, false, true>, grid, block, smem, s, p, span, parts);
+    launch_gemv_k<T, M, false, true>(p, s, sms);
   else
-    launch_pdl(gemv_kernel<T, M, false, false>, grid, block, smem, s, p, span, parts);
+    launch_gemv_k<T, M, false, false>(p, s, sms);
 }
 
 template <typename T>
