@@ -62,9 +62,14 @@ class Gemma3Block : public Block {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
       // With in.queries, the rows after attention are the last ones only (of each sequence of
       // a packed batch).
-      // The post-norms and their residual adds as one primitive each (fast::rms_norm_add).
-      const Array h = post_attn_norm_->add_to(nn::query_rows(x, in),
-                                              attn_->normed(x, *input_norm_, in, nullptr));
+      // The post-norms and their residual adds as one primitive each (fast::rms_norm_add); on
+      // the GPU the attention's post-norm and add run in the gate/up GEMV's prologue
+      // (GatedMLP::add_normed).
+      const Array xq = nn::query_rows(x, in);
+      const Array a = attn_->normed(x, *input_norm_, in, nullptr);
+      if (auto hm = mlp_->add_normed(xq, a, *post_attn_norm_, *pre_ffn_norm_))
+        return post_ffn_norm_->add_to(hm->first, hm->second);
+      const Array h = post_attn_norm_->add_to(xq, a);
       return post_ffn_norm_->add_to(h, mlp_->normed(h, *pre_ffn_norm_, nullptr));
     }
     Array a = trace((*post_attn_norm_)(attend(*attn_, (*input_norm_)(x), in, attention_impl())),

@@ -462,6 +462,23 @@ Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residua
   return residual ? (*this)(norm(x), *residual) : (*this)(norm(x));
 }
 
+std::optional<std::pair<Array, Array>> GatedMLP::add_normed(const Array& residual, const Array& y,
+                                                            const RMSNorm& post,
+                                                            const RMSNorm& norm) const {
+  static const bool on = env::flag("INGOT_NORM_ADD_GLU", true) &&
+                         env::flag("INGOT_GLU_FUSED", true) && env::flag("INGOT_NORM_ADD", true);
+  if (!on || y.device().type != Device::Type::cuda || is_tracing()) return std::nullopt;
+  const std::optional<Array> gu = gate_up_.dense_stack();
+  if (!gu || gate_->param("weight").shape(0) != up_->param("weight").shape(0)) return std::nullopt;
+  const auto a = act_ == Activation::silu   ? fast::GatedActivation::silu
+                 : act_ == Activation::gelu ? fast::GatedActivation::gelu
+                                            : fast::GatedActivation::gelu_tanh;
+  std::vector<Array> hg =
+      fast::rms_norm_add_linear(residual, y, post.param("weight"), norm_options(post),
+                                norm.param("weight"), *gu, norm_options(norm), a);
+  return std::make_pair(hg[0], (*down_)(hg[1]));
+}
+
 Array GatedMLP::operator()(const Array& x, const Array& residual) const {
   if (auto gu = gate_up_(x)) return down_->add_to(residual, gated((*gu)[0], (*gu)[1], act_));
   return down_->add_to(residual, gated((*gate_)(x), (*up_)(x), act_));

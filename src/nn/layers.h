@@ -205,6 +205,13 @@ class GatedMLP : public Module {
   /// residual + (*this)(norm(x)) (no add without a residual), with the norm fused into the
   /// gate/up product where the stack allows (StackedLinear::normed_product).
   Array normed(const Array& x, const RMSNorm& norm, const Array* residual) const;
+  /// {h, (*this)(norm(h))} for h = post.add_to(residual, y) (Gemma3's sandwich norms), with
+  /// post's norm and add, norm, the gate/up product, act and the multiply as one primitive
+  /// (fast::rms_norm_add_linear: one GEMV for a few rows on the GPU), or nullopt where normed()
+  /// would not take the fused GLU (not on the GPU, autodiff, quantized or low-rank gate/up,
+  /// INGOT_GLU_FUSED=0, INGOT_NORM_ADD=0) or INGOT_NORM_ADD_GLU=0.
+  std::optional<std::pair<Array, Array>> add_normed(const Array& residual, const Array& y,
+                                                    const RMSNorm& post, const RMSNorm& norm) const;
   Linear& gate_proj() const { return *gate_; }
   Linear& up_proj() const { return *up_; }
   Linear& down_proj() const { return *down_; }

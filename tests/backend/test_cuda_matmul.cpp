@@ -318,6 +318,55 @@ TEST(CudaMatmul, GluGemvEqualsTheSeparateOps) {
       }
 }
 
+TEST(CudaMatmul, NormAddGemvEqualsTheSeparateOps) {
+  INGOT_REQUIRE_CUDA();
+  // fast::rms_norm_add_linear on a few rows runs one GEMV whose prologue computes h = residual +
+  // norm(y) (every block; block 0 writes it) and then the product's norm of h. Both outputs
+  // must equal rms_norm_add then rms_norm_linear / rms_norm_glu on the GPU bit for bit (rows up
+  // to 256 16-byte vectors, where the GEMV's norm sums are RmsNorm's); 9 rows take the separate
+  // primitives. h against the CPU: within an output rounding.
+  uint32_t seed = 1300;
+  for (Dtype t : {bfloat16, float16, float32})
+    for (int64_t E : {64, 1152, 2048})
+      for (int64_t M : {1, 2, 5, 8, 9})
+        for (bool glu : {false, true}) {
+          const int64_t N = M == 5 ? 1000 : 40;
+          const fast::RmsNormOptions po{
+              .eps = 1e-6f, .add_unit_offset = true, .weight_in_float32 = seed % 2 == 0};
+          const fast::RmsNormOptions o{.eps = 1e-5f, .weight_in_float32 = seed % 3 != 0};
+          const Pair res = both(host_normal({1, M, E}, t, seed++), identity);
+          const Pair y = both(host_normal({1, M, E}, t, seed++), identity);
+          const Pair w = both(host_normal({2 * N, E}, t, seed++), identity);
+          const Pair pw = both(host_normal({E}, t, seed++), identity);
+          const Pair nw = both(host_normal({E}, t, seed++), identity);
+          std::optional<fast::GatedActivation> act;
+          if (glu) act = fast::GatedActivation::gelu_tanh;
+          const std::string what = name(t, fmt::format("E{} M{} glu {}", E, M, glu));
+          const std::vector<Array> got =
+              fast::rms_norm_add_linear(res.gpu, y.gpu, pw.gpu, po, nw.gpu, w.gpu, o, act);
+          const Array h = fast::rms_norm_add(res.gpu, y.gpu, pw.gpu, po);
+          const Array p = glu ? fast::rms_norm_glu(h, nw.gpu, w.gpu, *act, o)
+                              : fast::rms_norm_linear(h, nw.gpu, w.gpu, o);
+          ASSERT_EQ(got[0].shape(), h.shape()) << what;
+          ASSERT_EQ(got[1].shape(), p.shape()) << what;
+          if (E * static_cast<int64_t>(size_of(t)) <= 256 * 16) {
+            const auto gh = got[0].to_vector<double>(), sh = h.to_vector<double>();
+            for (size_t i = 0; i < gh.size(); ++i) ASSERT_EQ(gh[i], sh[i]) << what << " h at " << i;
+            const auto gp = got[1].to_vector<double>(), sp = p.to_vector<double>();
+            for (size_t i = 0; i < gp.size(); ++i)
+              ASSERT_EQ(gp[i], sp[i]) << what << " product at " << i;
+          }
+          // The norm may round an ulp apart (its sums' order), then the add rounds once more.
+          const Array hc = fast::rms_norm_add(res.cpu, y.cpu, pw.cpu, po);
+          const auto nc = fast::rms_norm(y.cpu, pw.cpu, po).to_vector<double>();
+          const double r = dtype_rtol(t);
+          const auto gh = got[0].to_vector<double>(), ch = hc.to_vector<double>();
+          for (size_t i = 0; i < gh.size(); ++i)
+            ASSERT_NEAR(gh[i], ch[i], r * (std::fabs(ch[i]) + std::fabs(nc[i])) + 1e-30)
+                << what << " h vs CPU at " << i;
+        }
+}
+
 TEST(CudaMatmul, GluRowsOverEveryGateValue) {
   INGOT_REQUIRE_CUDA();
   // Many rows of fast::rms_norm_glu run the stacked product, then the gated-rows kernel; for

@@ -488,6 +488,56 @@ TEST(FastRmsNormGlu, EqualsTheSeparateOps) {
         }
 }
 
+TEST(FastRmsNormAddLinear, EqualsTheSeparateOps) {
+  // {h, product} equals rms_norm_add then rms_norm_linear / rms_norm_glu bit for bit (the CPU
+  // runs the separate kernels), every float dtype, both norms' weight modes, with and without
+  // the GLU, rows around the GPU's few-row limit; errors as the separate ops'.
+  uint32_t seed = 2100;
+  for (Dtype t : kDtypes)
+    for (int64_t rows : {1, 8, 9})
+      for (int mode = 0; mode < 3; ++mode)
+        for (bool glu : {false, true}) {
+          const int64_t E = 48, N = 20;
+          const fast::RmsNormOptions po{.eps = 1e-6f, .add_unit_offset = mode == 2};
+          const fast::RmsNormOptions o{
+              .eps = 1e-5f, .add_unit_offset = mode == 2, .weight_in_float32 = mode != 1};
+          const Array res(random_values(rows * E, float64, seed++), {1, rows, E}, t);
+          const Array y(random_values(rows * E, float64, seed++), {1, rows, E}, t);
+          const Array w(random_values(N * E, float64, seed++), {N, E}, t);
+          std::optional<Array> pw, nw;
+          if (mode > 0) {
+            pw = Array(random_values(E, float64, seed++), {E}, t);
+            nw = Array(random_values(E, float64, seed++), {E}, t);
+          }
+          const std::string what =
+              fmt::format("{} rows {} mode {} glu {}", dtype_name(t), rows, mode, glu);
+          std::optional<fast::GatedActivation> act;
+          if (glu) act = fast::GatedActivation::gelu_tanh;
+          const std::vector<Array> got = fast::rms_norm_add_linear(res, y, pw, po, nw, w, o, act);
+          ASSERT_EQ(got.size(), 2u) << what;
+          const Array h = fast::rms_norm_add(res, y, pw, po);
+          const Array p =
+              glu ? fast::rms_norm_glu(h, nw, w, *act, o) : fast::rms_norm_linear(h, nw, w, o);
+          ASSERT_EQ(got[0].shape(), h.shape()) << what;
+          ASSERT_EQ(got[1].shape(), p.shape()) << what;
+          EXPECT_EQ(got[1].dtype(), t) << what;
+          expect_close(values_of(got[0]), values_of(h), 0, 0, what + " h");
+          expect_close(values_of(got[1]), values_of(p), 0, 0, what + " product");
+        }
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_add_linear(zeros({2, 8}), zeros({2, 7}), std::nullopt, {}, std::nullopt,
+                                  zeros({4, 8}), {});
+      },
+      "[rms_norm_add]");
+  expect_error<InvalidArgument>(
+      [&] {
+        fast::rms_norm_add_linear(zeros({2, 8}), zeros({2, 8}), std::nullopt, {}, std::nullopt,
+                                  zeros({5, 8}), {}, fast::GatedActivation::silu);
+      },
+      "[rms_norm_glu] w must be stacked gate|up Linear weights [2I, E] with E = 8");
+}
+
 TEST(FastRmsNormGlu, ErrorsAndGradients) {
   const auto silu_act = fast::GatedActivation::silu;
   expect_error<InvalidArgument>(

@@ -224,6 +224,15 @@ void RmsNormGlu::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   Multiply(stream()).eval_cpu({a, u}, out);
 }
 
+// The two primitives' kernels one after the other (the separate ops' values exactly).
+void RmsNormAddProduct::eval_cpu(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const auto split = inputs.begin() + static_cast<long>(add_inputs());
+  add_->eval_cpu(std::vector<Array>(inputs.begin(), split), outputs[0]);
+  std::vector<Array> pin{outputs[0]};
+  pin.insert(pin.end(), split, inputs.end());
+  product_->eval_cpu(pin, outputs[1]);
+}
+
 void LayerNorm::eval_cpu(const std::vector<Array>& inputs, Array& out) {
   dispatch_float(out.dtype(), "layer_norm", [&](auto t, auto a) {
     layer_norm_impl<decltype(t), decltype(a)>(*this, inputs, out);

@@ -16,21 +16,22 @@ namespace ingot::cu {
 /// Warps (weight rows, or groups of rows) per block of the GEMV kernels.
 inline constexpr int kGemvWarps = 8;
 
-/// The norm prologue: the first `rows` (<= M) of x's rows normalised into xs (rows of p.K
-/// elements), as RmsNorm's register kernel computes them: each thread sums the squares of its
-/// 16-byte vectors, then the warps' sums are added as block_sum adds them, so rows up to 256
-/// vectors get that kernel's exact sums. All rows go through each step together (one
-/// block-wide reduction).
+/// One RmsNorm of rows into xs: the first `rows` (<= M) rows of x (rows xrow bytes apart, K
+/// elements) normalised with norm weight nw (null: none) and, with res (rows K apart), added to
+/// it, into xs (rows of K elements), as RmsNorm's register kernel computes them: each thread sums
+/// the squares of its 16-byte vectors, then the warps' sums are added as block_sum adds them, so
+/// rows up to 256 vectors get that kernel's exact sums. All rows go through each step together
+/// (one block-wide reduction).
 template <typename T, int M>
-__device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs, int rows = M) {
+__device__ __forceinline__ void gemv_rms_rows(const char* x, int64_t xrow, const T* res,
+                                              const void* nw_ptr, float eps, bool unit, bool f32,
+                                              int64_t K, T* xs, int rows) {
   __shared__ float part[M][32];
   __shared__ float inv[M];
   constexpr int V = 16 / sizeof(T);
-  const int64_t chunks = p.K / V;
+  const int64_t chunks = K / V;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-  const char* x = static_cast<const char*>(p.x);
-  const char* nw_ptr = static_cast<const char*>(p.norm_w);
-  const int64_t xrow = p.sx_m * int64_t(sizeof(T));
+  const char* nwc = static_cast<const char*>(nw_ptr);
   float ss[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) ss[m] = 0.0f;
@@ -59,27 +60,52 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs, int 
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float r = warp_sum(lane < nw ? part[m][lane] : 0.0f);
-      if (lane == 0) inv[m] = 1.0f / sqrtf(r / static_cast<float>(p.K) + p.eps);
+      if (lane == 0) inv[m] = 1.0f / sqrtf(r / static_cast<float>(K) + eps);
     }
   }
   __syncthreads();
   for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
     float w[V];
-    if (nw_ptr) unpack16<T>(load16(nw_ptr + c * 16), w);
+    if (nwc) unpack16<T>(load16(nwc + c * 16), w);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m >= rows) continue;
-      float f[V];
+      float f[V], rf[V];
       unpack16<T>(load16(x + m * xrow + c * 16), f);
+      if (res) unpack16<T>(load16(res + m * K + c * V), rf);
       alignas(16) T o[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j)
-        o[j] = rms_value<T>(f[j], inv[m], nw_ptr != nullptr, nw_ptr ? w[j] : 0.0f,
-                            p.add_unit_offset, p.weight_in_float32);
-      *reinterpret_cast<uint4*>(xs + m * p.K + c * V) = *reinterpret_cast<const uint4*>(o);
+      for (int j = 0; j < V; ++j) {
+        o[j] = rms_value<T>(f[j], inv[m], nwc != nullptr, nwc ? w[j] : 0.0f, unit, f32);
+        if (res) o[j] = cast<T>(add_rn(to_float(o[j]), rf[j]));  // fast::rms_norm_add's add
+      }
+      *reinterpret_cast<uint4*>(xs + m * K + c * V) = *reinterpret_cast<const uint4*>(o);
     }
   }
   __syncthreads();
+}
+
+/// The norm prologue: the first `rows` (<= M) of x's rows normalised into xs (rows of p.K
+/// elements; gemv_rms_rows). With p.pre_res: first h = pre_res + rms_norm(x, pre_norm_w) into
+/// xs + M * K (block 0 also writes it to pre_out), then h normalised into xs.
+template <typename T, int M>
+__device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs, int rows = M) {
+  const char* x = static_cast<const char*>(p.x);
+  int64_t xrow = p.sx_m * int64_t(sizeof(T));
+  if (p.pre_res) {
+    T* hs = xs + M * p.K;
+    gemv_rms_rows<T, M>(x, xrow, static_cast<const T*>(p.pre_res), p.pre_norm_w, p.pre_eps,
+                        p.pre_unit_offset, p.pre_weight_in_float32, p.K, hs, rows);
+    if (blockIdx.x == 0) {
+      constexpr int V = 16 / sizeof(T);
+      for (int64_t i = threadIdx.x; i < rows * (p.K / V); i += blockDim.x)
+        reinterpret_cast<uint4*>(p.pre_out)[i] = reinterpret_cast<const uint4*>(hs)[i];
+    }
+    x = reinterpret_cast<const char*>(hs);
+    xrow = p.K * int64_t(sizeof(T));
+  }
+  gemv_rms_rows<T, M>(x, xrow, nullptr, p.norm_w, p.eps, p.add_unit_offset, p.weight_in_float32,
+                      p.K, xs, rows);
 }
 
 /// act(g) as the activation's kernel computes it: its functor in float, the value rounded to T

@@ -631,8 +631,17 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
 /// rms_norm(x) @ wt on the GEMV with its norm prologue when x is a few contiguous rows, wt a
 /// transposed weight [K, N] and the norm weight (if any) a contiguous vector of x's dtype;
 /// false otherwise.
+/// The norm and residual add before the norm prologue (RmsNormAddProduct): h = residual +
+/// add(x, [post_weight]) into h.
+struct NormAddPrologue {
+  const RmsNorm& add;
+  const Array& residual;
+  const Array* post_weight;
+  Array& h;
+};
+
 bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array& out,
-                   const cu::GemvProblem* pair = nullptr) {
+                   const cu::GemvProblem* pair = nullptr, const NormAddPrologue* pre = nullptr) {
   const Array& x = in[0];
   const Array& wt = in.back();
   const Dtype t = out.dtype();
@@ -661,7 +670,23 @@ bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array&
     p.pair = pair->pair;
     p.gate = pair->gate;
   }
+  if (pre) {
+    const Array& r = pre->residual;
+    const Array* pw = pre->post_weight;
+    if (r.dtype() != t || r.shape() != x.shape() || !r.flags().row_contiguous ||
+        (pw && (pw->dtype() != t || pw->ndim() != 1 || (K > 1 && pw->strides()[0] != 1))))
+      return false;
+    p.pre_res = r.raw_ptr();
+    p.pre_norm_w = pw ? pw->raw_ptr() : nullptr;
+    p.pre_eps = pre->add.eps_;
+    p.pre_unit_offset = pre->add.add_unit_offset_;
+    p.pre_weight_in_float32 = pre->add.weight_in_float32_;
+  }
   if (!cu::gemv_supported(t, p)) return false;
+  if (pre) {
+    cu::alloc(pre->h);
+    p.pre_out = pre->h.raw_ptr();
+  }
   cu::alloc(out);
   p.out = out.raw_ptr();
   cu::launch_gemv(t, p, cu::stream(op.stream()), gemv_prefetch_sms(out.device()));
@@ -688,6 +713,27 @@ void RmsNormGlu::eval_cuda(const std::vector<Array>& inputs, Array& out) {
   cu::launch_gated_rows(out.dtype(), act_ + 1, y.raw_ptr(), 2 * n,
                         static_cast<const char*>(y.raw_ptr()) + n * out.itemsize(), 2 * n,
                         out.raw_ptr(), n == 0 ? 0 : out.size() / n, n, cu::stream(stream()));
+}
+
+// Few rows: one GEMV whose prologue computes h (the norm and residual add) and then the
+// product's norm of it; block 0 writes h. Otherwise the two primitives' own evaluations.
+void RmsNormAddProduct::eval_cuda(const std::vector<Array>& inputs, std::vector<Array>& outputs) {
+  const auto split = inputs.begin() + static_cast<long>(add_inputs());
+  const std::vector<Array> add_in(inputs.begin(), split);
+  std::vector<Array> pin{inputs[0]};  // the product's inputs with y in h's place (its shape)
+  pin.insert(pin.end(), split, inputs.end());
+  const NormAddPrologue pre{*add_, add_in.back(), add_->has_weight_ ? &add_in[1] : nullptr,
+                            outputs[0]};
+  const std::shared_ptr<RmsNormLinear> nl = norm_linear();
+  cu::GemvProblem pair;
+  if (const RmsNormGlu* g = glu()) {
+    pair.pair = outputs[1].shape().back();
+    pair.gate = g->act_ + 1;
+  }
+  if (try_norm_gemv(*nl, pin, outputs[1], glu() ? &pair : nullptr, &pre)) return;
+  add_->eval_cuda(add_in, outputs[0]);
+  pin[0] = outputs[0];
+  product_->eval_cuda(pin, outputs[1]);
 }
 
 // Few rows: the norm in the GEMV's prologue (one launch). Otherwise the norm into a temporary,

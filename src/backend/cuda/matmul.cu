@@ -332,7 +332,7 @@ void launch_gemv_k(const GemvProblem& p, cudaStream_t s, int sms) {
   const auto kernel = gemv_kernel<T, M, NORM, PAIR>;
   const int parts = gemv_parts(p, 24 * gemv_sms());
   const int64_t cols = kGemvWarps / parts;
-  const size_t smem = NORM ? size_t(M) * p.K * sizeof(T) : 0;
+  const size_t smem = NORM ? size_t(p.pre_res ? 2 : 1) * M * p.K * sizeof(T) : 0;
   int64_t blocks = (p.N + cols - 1) / cols;
   if (parts == 1 && gemv_loop()) {  // a split GEMV keeps one column a warp (one barrier)
     const int64_t resident = gemv_resident_blocks(reinterpret_cast<const void*>(kernel), smem);
@@ -400,8 +400,13 @@ bool gemv_supported(Dtype t, const GemvProblem& p) {
   if (p.M < 1 || p.M > kGemvMaxRows || p.N < 1 || p.K < 1) return false;
   const int64_t es = t == Dtype::float32 ? 4 : 2;
   const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  if (p.norm && ((p.M > 1 && p.sx_m != p.K) || p.M * p.K * es > kGemvNormSmem ||
-                 (p.norm_w && !aligned(p.norm_w))))
+  if (p.norm &&
+      ((p.M > 1 && p.sx_m != p.K) || (p.pre_res ? 2 : 1) * p.M * p.K * es > kGemvNormSmem ||
+       (p.norm_w && !aligned(p.norm_w))))
+    return false;
+  // (pre_out: a fresh allocation, set after this check)
+  if (p.pre_res &&
+      (!p.norm || p.bits != 0 || !aligned(p.pre_res) || (p.pre_norm_w && !aligned(p.pre_norm_w))))
     return false;
   if (p.pair && (p.pair < p.N || p.gate < 1 || p.gate > 3 || p.accumulate)) return false;
   if (p.bits != 0) {

@@ -53,6 +53,16 @@ struct GemvProblem {
   float eps = 0.0f;
   bool add_unit_offset = false;
   bool weight_in_float32 = true;
+  // A norm and residual add before the norm prologue (norm and pre_res set; float weights
+  // only): the rows the norm prologue normalises are h = pre_res + rms_norm(x, pre_norm_w)
+  // (rounded as fast::rms_norm_add rounds; pre_res rows contiguous, K apart), which block 0 also
+  // writes to pre_out (rows K apart). Shared memory holds h and the normalised rows.
+  const void* pre_res = nullptr;
+  const void* pre_norm_w = nullptr;
+  void* pre_out = nullptr;
+  float pre_eps = 0.0f;
+  bool pre_unit_offset = false;
+  bool pre_weight_in_float32 = true;
   // GLU pairs (pair > 0, pair >= N; no accumulate): output n is act(gate) * up for the
   // products with weight rows n (gate) and n + pair (up), each rounded to the dtype as the
   // product, act (gate: 1 silu, 2 gelu, 3 gelu_tanh) and multiply kernels round.

@@ -391,6 +391,25 @@ Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Arr
                std::move(inputs));
 }
 
+std::vector<Array> rms_norm_add_linear(const Array& residual, const Array& y,
+                                       const std::optional<Array>& post_weight,
+                                       RmsNormOptions post_opt, const std::optional<Array>& weight,
+                                       const Array& w, RmsNormOptions opt,
+                                       std::optional<GatedActivation> act, StreamOrDevice s) {
+  // The separate ops check the arguments and give the two primitives and their inputs.
+  const Stream st = resolve_stream(s, {&residual, &y, &w});
+  const Array h = rms_norm_add(residual, y, post_weight, post_opt, st);
+  const Array p =
+      act ? rms_norm_glu(h, weight, w, *act, opt, st) : rms_norm_linear(h, weight, w, opt, st);
+  std::vector<Array> inputs = h.inputs();
+  inputs.insert(inputs.end(), p.inputs().begin() + 1, p.inputs().end());
+  auto prim = std::make_shared<RmsNormAddProduct>(
+      st, std::static_pointer_cast<RmsNorm>(h.primitive_ptr()),
+      std::static_pointer_cast<UnaryPrimitive>(p.primitive_ptr()));
+  return Array::make_arrays({h.shape(), p.shape()}, {h.dtype(), p.dtype()}, std::move(prim),
+                            std::move(inputs));
+}
+
 namespace {
 
 /// Checks a quantized Linear weight against x (x [..., K] of float32/bfloat16/float16, w

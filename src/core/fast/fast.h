@@ -56,6 +56,19 @@ Array gated_activation(const Array& g, const Array& u, GatedActivation act, Stre
 Array rms_norm_glu(const Array& x, const std::optional<Array>& weight, const Array& w,
                    GatedActivation act, RmsNormOptions opt = {}, StreamOrDevice s = {});
 
+/// h = rms_norm_add(residual, y, post_weight, post_opt), then its product: returns {h,
+/// rms_norm_linear(h, weight, w, opt)}, or with act {h, rms_norm_glu(h, weight, w, *act, opt)},
+/// with exactly those ops' values (errors as theirs). One primitive (RmsNormAddProduct), so that
+/// a backend can compute the first norm inside the product's prologue (CUDA, a few rows: each
+/// GEMV block computes h, block 0 writes it; one launch instead of two). For Gemma3's sandwich
+/// norms in a decode step. Not differentiable (inference only).
+std::vector<Array> rms_norm_add_linear(const Array& residual, const Array& y,
+                                       const std::optional<Array>& post_weight,
+                                       RmsNormOptions post_opt, const std::optional<Array>& weight,
+                                       const Array& w, RmsNormOptions opt,
+                                       std::optional<GatedActivation> act = std::nullopt,
+                                       StreamOrDevice s = {});
+
 /// The packed weight of a quantized Linear (core/ops/quantized.h): w uint32 [N, K * bits / 32],
 /// scales and biases [N, K / group_size] of x's dtype.
 struct QuantizedLinearWeight {

@@ -223,6 +223,34 @@ void RmsNormGlu::print(std::ostream& os) const {
      << (weight_in_float32_ ? "" : ", weight after rounding") << ", " << names[act_] << ")";
 }
 
+bool RmsNormAddProduct::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const RmsNormAddProduct*>(&other);
+  return o && add_->is_equivalent(*o->add_) && product_->is_equivalent(*o->product_);
+}
+
+std::vector<Shape> RmsNormAddProduct::output_shapes(const std::vector<Array>& inputs) {
+  std::vector<Array> pin{inputs[0]};
+  pin.insert(pin.end(), inputs.begin() + static_cast<long>(add_inputs()), inputs.end());
+  return {inputs[0].shape(), product_->output_shapes(pin)[0]};
+}
+
+void RmsNormAddProduct::print(std::ostream& os) const {
+  os << "RmsNormAddProduct(";
+  add_->print(os);
+  os << ", ";
+  product_->print(os);
+  os << ")";
+}
+
+const RmsNormGlu* RmsNormAddProduct::glu() const {
+  return dynamic_cast<const RmsNormGlu*>(product_.get());
+}
+
+std::shared_ptr<RmsNormLinear> RmsNormAddProduct::norm_linear() const {
+  if (const RmsNormGlu* g = glu()) return g->norm_linear();
+  return std::static_pointer_cast<RmsNormLinear>(product_);
+}
+
 std::shared_ptr<UnaryPrimitive> RmsNormGlu::activation() const {
   if (act_ == 0) return std::make_shared<Silu>(stream());
   if (act_ == 1) return std::make_shared<Gelu>(stream());

@@ -1,9 +1,8 @@
 // Primitives of the fused "fast" ops: RmsNorm, RmsNormGrad, ActivationGrad, RmsNormLinear,
-// RmsNormGlu, LayerNorm, Rope, RopeKvUpdate, RopeKvAttention, ScaledDotProductAttention,
-// DecodeBlock,
-// PackedAttention, ScaledDotProductAttentionGrad, AdamStep, SumSquares. Kernels live in
-// backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are explicit gradient formulas
-// written with public ops, so higher-order gradients work.
+// RmsNormGlu, RmsNormAddProduct, LayerNorm, Rope, RopeKvUpdate, RopeKvAttention,
+// ScaledDotProductAttention, DecodeBlock, PackedAttention, ScaledDotProductAttentionGrad, AdamStep,
+// SumSquares. Kernels live in backend/cpu/fast_*.cpp; their VJPs (core/fast/fast_vjp.cpp) are
+// explicit gradient formulas written with public ops, so higher-order gradients work.
 #pragma once
 
 #include <memory>
@@ -154,6 +153,30 @@ class RmsNormGlu : public UnaryPrimitive {
   const bool weight_in_float32_;
   const bool has_weight_;
   const int act_;
+};
+
+/// fast::rms_norm_add_linear: inputs {y, [post_weight], residual} of add_ (an RmsNorm with
+/// has_residual), then product_'s inputs after its x: {[weight], wt}. Outputs {h, p}: h =
+/// add_(y, [post_weight], residual), p = product_(h, [weight], wt) with product_ an RmsNormLinear
+/// or an RmsNormGlu (see fast.h). No VJP (inference only: a backend fuses the first norm into the
+/// product's prologue).
+class RmsNormAddProduct : public Primitive {
+ public:
+  RmsNormAddProduct(Stream s, std::shared_ptr<RmsNorm> add, std::shared_ptr<UnaryPrimitive> product)
+      : Primitive(s), add_(std::move(add)), product_(std::move(product)) {}
+  INGOT_MULTI_PRIMITIVE(RmsNormAddProduct)
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<Array>& inputs) override;
+  void print(std::ostream& os) const override;
+  /// How many of the inputs are add_'s ({y, [post_weight], residual}).
+  size_t add_inputs() const { return add_->has_weight_ ? 3 : 2; }
+  /// product_ as an RmsNormGlu, or null when it is an RmsNormLinear.
+  const RmsNormGlu* glu() const;
+  /// product_'s norm and product (the RmsNormLinear of an RmsNormGlu, or product_ itself).
+  std::shared_ptr<RmsNormLinear> norm_linear() const;
+
+  const std::shared_ptr<RmsNorm> add_;
+  const std::shared_ptr<UnaryPrimitive> product_;
 };
 
 /// Layer normalisation over the last axis. Inputs {x[, weight][, bias]} (flags say which);
