@@ -16,13 +16,23 @@ namespace ingot::cu {
 /// Warps (weight rows, or groups of rows) per block of the GEMV kernels.
 inline constexpr int kGemvWarps = 8;
 
+/// 16 bytes of a row: a generic load (shared memory) or load16 (global memory).
+template <bool SHARED>
+__device__ __forceinline__ uint4 gemv_row_load(const char* p) {
+  if constexpr (SHARED)
+    return *reinterpret_cast<const uint4*>(p);
+  else
+    return load16(p);
+}
+
 /// One RmsNorm of rows into xs: the first `rows` (<= M) rows of x (rows xrow bytes apart, K
-/// elements) normalised with norm weight nw (null: none) and, with res (rows K apart), added to
-/// it, into xs (rows of K elements), as RmsNorm's register kernel computes them: each thread sums
-/// the squares of its 16-byte vectors, then the warps' sums are added as block_sum adds them, so
-/// rows up to 256 vectors get that kernel's exact sums. All rows go through each step together
-/// (one block-wide reduction).
-template <typename T, int M>
+/// elements; X_SHARED: x in shared memory, read with generic loads, not load16's global ones)
+/// normalised with norm weight nw (null: none) and, with res (rows K apart), added to it, into xs
+/// (rows of K elements), as RmsNorm's register kernel computes them: each thread sums the squares
+/// of its 16-byte vectors, then the warps' sums are added as block_sum adds them, so rows up to 256
+/// vectors get that kernel's exact sums. All rows go through each step together (one block-wide
+/// reduction).
+template <typename T, int M, bool X_SHARED = false>
 __device__ __forceinline__ void gemv_rms_rows(const char* x, int64_t xrow, const T* res,
                                               const void* nw_ptr, float eps, bool unit, bool f32,
                                               int64_t K, T* xs, int rows) {
@@ -39,7 +49,7 @@ __device__ __forceinline__ void gemv_rms_rows(const char* x, int64_t xrow, const
     uint4 v[M];
 #pragma unroll
     for (int m = 0; m < M; ++m)
-      if (m < rows) v[m] = load16(x + m * xrow + c * 16);
+      if (m < rows) v[m] = gemv_row_load<X_SHARED>(x + m * xrow + c * 16);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m < rows) {
@@ -71,7 +81,7 @@ __device__ __forceinline__ void gemv_rms_rows(const char* x, int64_t xrow, const
     for (int m = 0; m < M; ++m) {
       if (m >= rows) continue;
       float f[V], rf[V];
-      unpack16<T>(load16(x + m * xrow + c * 16), f);
+      unpack16<T>(gemv_row_load<X_SHARED>(x + m * xrow + c * 16), f);
       if (res) unpack16<T>(load16(res + m * K + c * V), rf);
       alignas(16) T o[V];
 #pragma unroll
@@ -101,8 +111,10 @@ __device__ __forceinline__ void gemv_norm_rows(const GemvProblem& p, T* xs, int 
       for (int64_t i = threadIdx.x; i < rows * (p.K / V); i += blockDim.x)
         reinterpret_cast<uint4*>(p.pre_out)[i] = reinterpret_cast<const uint4*>(hs)[i];
     }
-    x = reinterpret_cast<const char*>(hs);
-    xrow = p.K * int64_t(sizeof(T));
+    gemv_rms_rows<T, M, true>(reinterpret_cast<const char*>(hs), p.K * int64_t(sizeof(T)), nullptr,
+                              p.norm_w, p.eps, p.add_unit_offset, p.weight_in_float32, p.K, xs,
+                              rows);
+    return;
   }
   gemv_rms_rows<T, M>(x, xrow, nullptr, p.norm_w, p.eps, p.add_unit_offset, p.weight_in_float32,
                       p.K, xs, rows);
