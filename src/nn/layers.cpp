@@ -465,7 +465,9 @@ Array GatedMLP::normed(const Array& x, const RMSNorm& norm, const Array* residua
 std::optional<std::pair<Array, Array>> GatedMLP::add_normed(const Array& residual, const Array& y,
                                                             const RMSNorm& post,
                                                             const RMSNorm& norm) const {
-  static const bool on = env::flag("INGOT_NORM_ADD_GLU", true) &&
+  // Opt-in (INGOT_NORM_ADD_GLU=1): its first GPU run (session 36) found a fault in the
+  // prologue (fixed since, not yet re-run on a GPU).
+  static const bool on = env::flag("INGOT_NORM_ADD_GLU", false) &&
                          env::flag("INGOT_GLU_FUSED", true) && env::flag("INGOT_NORM_ADD", true);
   if (!on || y.device().type != Device::Type::cuda || is_tracing()) return std::nullopt;
   const std::optional<Array> gu = gate_up_.dense_stack();

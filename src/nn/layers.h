@@ -209,7 +209,7 @@ class GatedMLP : public Module {
   /// post's norm and add, norm, the gate/up product, act and the multiply as one primitive
   /// (fast::rms_norm_add_linear: one GEMV for a few rows on the GPU), or nullopt where normed()
   /// would not take the fused GLU (not on the GPU, autodiff, quantized or low-rank gate/up,
-  /// INGOT_GLU_FUSED=0, INGOT_NORM_ADD=0) or INGOT_NORM_ADD_GLU=0.
+  /// INGOT_GLU_FUSED=0, INGOT_NORM_ADD=0), and unless INGOT_NORM_ADD_GLU=1 (opt-in).
   std::optional<std::pair<Array, Array>> add_normed(const Array& residual, const Array& y,
                                                     const RMSNorm& post, const RMSNorm& norm) const;
   Linear& gate_proj() const { return *gate_; }
