@@ -58,19 +58,34 @@ class Gemma3Block : public Block {
   //   h = x + post_attention_layernorm(attn(input_layernorm(x)))
   //   y = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)))
   Array operator()(const Array& x, const nn::AttentionInputs& in) const override {
+    return forward(x, nullptr, in, nullptr);
+  }
+
+  Array forward(const Array& x_in, const NormAdd* prev, const nn::AttentionInputs& in,
+                NormAdd* next) const override {
+    const Array& x = x_in;
     if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
       // With in.queries, the rows after attention are the last ones only (of each sequence of
       // a packed batch).
-      // The post-norms and their residual adds as one primitive each (fast::rms_norm_add); on
-      // the GPU the attention's post-norm and add run in the gate/up GEMV's prologue
-      // (GatedMLP::add_normed).
-      const Array xq = nn::query_rows(x, in);
-      const Array a = attn_->normed(x, *input_norm_, in, nullptr);
-      if (auto hm = mlp_->add_normed(xq, a, *post_attn_norm_, *pre_ffn_norm_))
-        return post_ffn_norm_->add_to(hm->first, hm->second);
-      const Array h = post_attn_norm_->add_to(xq, a);
-      return post_ffn_norm_->add_to(h, mlp_->normed(h, *pre_ffn_norm_, nullptr));
+      // The post-norms and their residual adds as one primitive each (fast::rms_norm_add). On
+      // the GPU (opt-in) the previous block's last post-norm and add run in the q/k/v GEMV's
+      // prologue (Attention::add_normed), the attention's in the gate/up GEMV's
+      // (GatedMLP::add_normed); this block's last one is left in pieces in *next for the next.
+      std::optional<std::pair<Array, Array>> xa;
+      if (prev) xa = attn_->add_normed(prev->residual, prev->delta, *prev->norm, *input_norm_, in);
+      const Array xq = nn::query_rows(xa ? xa->first : x, in);
+      const Array a = xa ? xa->second : attn_->normed(x, *input_norm_, in, nullptr);
+      Array h, m;
+      if (auto hm = mlp_->add_normed(xq, a, *post_attn_norm_, *pre_ffn_norm_)) {
+        h = hm->first;
+        m = hm->second;
+      } else {
+        h = post_attn_norm_->add_to(xq, a);
+        m = mlp_->normed(h, *pre_ffn_norm_, nullptr);
+      }
+      if (next) *next = {h, m, post_ffn_norm_.get()};
+      return post_ffn_norm_->add_to(h, m);
     }
     Array a = trace((*post_attn_norm_)(attend(*attn_, (*input_norm_)(x), in, attention_impl())),
                     "attn_out", layer());

@@ -257,6 +257,9 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
   Array x = (*model_->embed)(here(ids));  // [B, L, E]
   if (opt_.embed_scale) x = x * Array(*opt_.embed_scale, dtype());
   trace(x, "embed");
+  // A block's output in pieces for the next block (Block::forward), two slots in turn.
+  Block::NormAdd pieces[2];
+  const Block::NormAdd* prev = nullptr;
   for (int i = 0; i < n; ++i) {
     const Block& block = (*model_->layers)[static_cast<size_t>(i)];
     nn::AttentionInputs in{.offset = opt.offset, .offsets = offsets, .mask = mask};
@@ -273,7 +276,10 @@ Array DecoderLM::hidden(const Array& ids, const ForwardOptions& opt) const {
     if (mask && spec.kind == AttentionKind::sliding)
       in.mask = with_window(*mask, ids.shape(1), static_cast<int>(spec.window), dev);
     if (i == n - 1) in.queries = opt.queries;
-    x = trace(block(x, in), "layer_out", i);
+    Block::NormAdd* next = &pieces[i % 2];
+    *next = {};
+    x = trace(block.forward(x, prev, in, next), "layer_out", i);
+    prev = next->norm ? next : nullptr;
   }
   // A block that computed every row (eager or traced attention) is cut to the wanted ones
   // (packed batches run neither: their blocks output the wanted rows).

@@ -32,6 +32,21 @@ class Block : public nn::Module {
  public:
   explicit Block(int layer) : layer_(layer) {}
   virtual Array operator()(const Array& x, const nn::AttentionInputs& in) const = 0;
+  /// A block output y = norm->add_to(residual, delta) kept in pieces (Gemma3's last post-norm
+  /// and residual add), so that the next block can compute y inside its first product.
+  struct NormAdd {
+    Array residual, delta;
+    const nn::RMSNorm* norm = nullptr;
+  };
+  /// operator()(x, in), where prev (when set) holds the pieces x was computed from: a block may
+  /// compute x again inside its first product from them (x then stays unevaluated) and sets
+  /// *next (when given) to its own output's pieces if it has them. Default: operator()(x, in).
+  virtual Array forward(const Array& x, const NormAdd* prev, const nn::AttentionInputs& in,
+                        NormAdd* next) const {
+    (void)prev;
+    (void)next;
+    return (*this)(x, in);
+  }
   int layer() const { return layer_; }
   /// The block's attention (nullptr if it has none).
   virtual const nn::Attention* attention() const { return nullptr; }

@@ -106,14 +106,37 @@ Array Attention::normed(const Array& x, const RMSNorm& norm, const AttentionInpu
   return run(x, in, residual, &norm);
 }
 
+std::optional<std::pair<Array, Array>> Attention::add_normed(const Array& residual,
+                                                             const Array& delta,
+                                                             const RMSNorm& post,
+                                                             const RMSNorm& norm,
+                                                             const AttentionInputs& in) const {
+  static const bool on = env::flag("INGOT_NORM_ADD_QKV", false);
+  if (!on || delta.device().type != Device::Type::cuda || is_tracing() || in.starts ||
+      delta.ndim() != 3 || delta.shape(2) != cfg_.dims)
+    return std::nullopt;
+  const std::optional<Array> stack = qkv_.dense_stack();
+  if (!stack) return std::nullopt;
+  const auto opt = [](const RMSNorm& n) {
+    return fast::RmsNormOptions{.eps = n.options().eps,
+                                .add_unit_offset = n.options().unit_offset,
+                                .weight_in_float32 = n.options().weight_in_float32};
+  };
+  const std::vector<Array> xq = fast::rms_norm_add_linear(
+      residual, delta, post.param("weight"), opt(post), norm.param("weight"), *stack, opt(norm));
+  return std::make_pair(xq[0], run(xq[0], in, nullptr, nullptr, &xq[1]));
+}
+
 Array Attention::run(const Array& x_in, const AttentionInputs& in, const Array* residual,
-                     const RMSNorm* norm) const {
+                     const RMSNorm* norm, const Array* qkv_in) const {
   if (x_in.ndim() != 3 || x_in.shape(2) != cfg_.dims)
     raise("[attention] expected x of shape [B, L, {}], got {}", cfg_.dims, shape_str(x_in.shape()));
   if (in.starts) return run_packed(x_in, in, residual, norm);
   // With a norm: fused into the stacked q/k/v product when it can be (no branch reads x then);
   // otherwise x is normalised first.
-  std::optional<Array> qkv = norm ? qkv_.normed_product(x_in, *norm) : std::nullopt;
+  std::optional<Array> qkv = qkv_in ? std::optional<Array>(*qkv_in)
+                             : norm ? qkv_.normed_product(x_in, *norm)
+                                    : std::nullopt;
   const Array x = norm && !qkv ? (*norm)(x_in) : x_in;
   if (!qkv) qkv = qkv_.product(x);
   const int64_t b = x.shape(0), l = x.shape(1);

@@ -136,6 +136,14 @@ class Attention : public Module {
   /// the q/k/v product where the stack allows (StackedLinear::normed_product).
   Array normed(const Array& x, const RMSNorm& norm, const AttentionInputs& in,
                const Array* residual) const;
+  /// {x, (*this)(norm(x), in)} for x = post.add_to(residual, delta) (the previous Gemma3
+  /// block's last post-norm and residual add), with that add, the norm and the q/k/v product as
+  /// one primitive (fast::rms_norm_add_linear: one GEMV for a few rows on the GPU), or nullopt
+  /// unless: INGOT_NORM_ADD_QKV=1 (opt-in), on a CUDA device outside gradient transforms, not a
+  /// packed batch, a dense q/k/v stack (no quantization, no branches).
+  std::optional<std::pair<Array, Array>> add_normed(const Array& residual, const Array& delta,
+                                                    const RMSNorm& post, const RMSNorm& norm,
+                                                    const AttentionInputs& in) const;
   /// A whole pre-norm decoder block of a decode step, h = x + attn(input_norm(x)), out = h +
   /// mlp(post_norm(h)), as one primitive (fast::decode_block: one persistent kernel on a GPU),
   /// writing the cache's fixed buffers. nullopt (run the block op by op) unless: on a CUDA
@@ -156,8 +164,9 @@ class Attention : public Module {
   bool packs() const;
 
  private:
-  Array run(const Array& x, const AttentionInputs& in, const Array* residual,
-            const RMSNorm* norm) const;
+  /// qkv: the stacked q/k/v product of x, computed by the caller (no norm then).
+  Array run(const Array& x, const AttentionInputs& in, const Array* residual, const RMSNorm* norm,
+            const Array* qkv = nullptr) const;
   /// run() of a packed batch (in.starts): the stacked product, then fast::packed_attention.
   Array run_packed(const Array& x, const AttentionInputs& in, const Array* residual,
                    const RMSNorm* norm) const;
