@@ -206,8 +206,9 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
       for (int r = 0; r < R; ++r) wv[r][u] = wn[r][u];
     }
     c0 = c1;
+    // Column n is summed once the next step is another column's: reduce, write, and go on with
+    // n1 (whose first chunks are in flight).
     if (n1 == n) continue;
-      // Column n is summed: reduce, write, and go on with n1 (whose first chunks are in flight).
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
