@@ -628,9 +628,6 @@ void eval_matmul(const Array& a, const Array& b, Array& out, const Array* c, flo
   for (const Call& call : calls) run_call(g, call);
 }
 
-/// rms_norm(x) @ wt on the GEMV with its norm prologue when x is a few contiguous rows, wt a
-/// transposed weight [K, N] and the norm weight (if any) a contiguous vector of x's dtype;
-/// false otherwise.
 /// The norm and residual add before the norm prologue (RmsNormAddProduct): h = residual +
 /// add(x, [post_weight]) into h.
 struct NormAddPrologue {
@@ -640,6 +637,10 @@ struct NormAddPrologue {
   Array& h;
 };
 
+/// rms_norm(x) @ wt on the GEMV with its norm prologue when x is a few contiguous rows, wt a
+/// transposed weight [K, N] and the norm weight (if any) a contiguous vector of x's dtype;
+/// false otherwise. With pre: x is first replaced by h = pre's residual + norm(x) (written to
+/// pre->h), as the residual and post weight allow (contiguous, of x's dtype).
 bool try_norm_gemv(const RmsNormLinear& op, const std::vector<Array>& in, Array& out,
                    const cu::GemvProblem* pair = nullptr, const NormAddPrologue* pre = nullptr) {
   const Array& x = in[0];
