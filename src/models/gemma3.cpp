@@ -61,9 +61,8 @@ class Gemma3Block : public Block {
     return forward(x, nullptr, in, nullptr);
   }
 
-  Array forward(const Array& x_in, const NormAdd* prev, const nn::AttentionInputs& in,
+  Array forward(const Array& x, const NormAdd* prev, const nn::AttentionInputs& in,
                 NormAdd* next) const override {
-    const Array& x = x_in;
     if (attention_impl() == AttentionImpl::fast && !trace_enabled()) {
       // The pre-norms fused into the q/k/v and gate/up products (same results).
       // With in.queries, the rows after attention are the last ones only (of each sequence of
