@@ -117,13 +117,9 @@ std::optional<std::pair<Array, Array>> Attention::add_normed(const Array& residu
     return std::nullopt;
   const std::optional<Array> stack = qkv_.dense_stack();
   if (!stack) return std::nullopt;
-  const auto opt = [](const RMSNorm& n) {
-    return fast::RmsNormOptions{.eps = n.options().eps,
-                                .add_unit_offset = n.options().unit_offset,
-                                .weight_in_float32 = n.options().weight_in_float32};
-  };
-  const std::vector<Array> xq = fast::rms_norm_add_linear(
-      residual, delta, post.param("weight"), opt(post), norm.param("weight"), *stack, opt(norm));
+  const std::vector<Array> xq =
+      fast::rms_norm_add_linear(residual, delta, post.param("weight"), fast_options(post.options()),
+                                norm.param("weight"), *stack, fast_options(norm.options()));
   return std::make_pair(xq[0], run(xq[0], in, nullptr, nullptr, &xq[1]));
 }
 
