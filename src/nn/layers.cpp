@@ -104,6 +104,13 @@ fast::RmsNormOptions norm_options(const RMSNorm& norm) {
           .add_unit_offset = norm.options().unit_offset,
           .weight_in_float32 = norm.options().weight_in_float32};
 }
+
+/// The fused ops' name of an activation.
+fast::GatedActivation fast_act(Activation act) {
+  return act == Activation::silu   ? fast::GatedActivation::silu
+         : act == Activation::gelu ? fast::GatedActivation::gelu
+                                   : fast::GatedActivation::gelu_tanh;
+}
 }  // namespace
 
 bool StackedLinear::fuse(const std::vector<Linear*>& layers) {
@@ -224,9 +231,7 @@ std::optional<Array> StackedLinear::normed_glu(const Array& x, const RMSNorm& no
   if (layers_.size() != 2 || parts_[0].shape(0) != parts_[1].shape(0) || !normed_product(x, norm))
     return std::nullopt;
   if (quant_) {
-    const auto a = act == Activation::silu   ? fast::GatedActivation::silu
-                   : act == Activation::gelu ? fast::GatedActivation::gelu
-                                             : fast::GatedActivation::gelu_tanh;
+    const auto a = fast_act(act);
     return fast::rms_norm_quantized_glu(x, norm.param("weight"),
                                         {stack_, scales_, biases_, *quant_}, a, norm_options(norm));
   }
@@ -320,9 +325,7 @@ Array RMSNorm::linear(const Array& x, const Array& w) const {
 }
 
 Array RMSNorm::glu(const Array& x, const Array& w, Activation act) const {
-  const auto a = act == Activation::silu   ? fast::GatedActivation::silu
-                 : act == Activation::gelu ? fast::GatedActivation::gelu
-                                           : fast::GatedActivation::gelu_tanh;
+  const auto a = fast_act(act);
   return fast::rms_norm_glu(x, param("weight"), w, a,
                             fast::RmsNormOptions{.eps = opt_.eps,
                                                  .add_unit_offset = opt_.unit_offset,
@@ -436,9 +439,7 @@ bool GatedMLP::dense_glu(Array* gate_up, Array* down, fast::GatedActivation* act
   if (!gu || !dw || gate_->param("weight").shape(0) != up_->param("weight").shape(0)) return false;
   *gate_up = *gu;
   *down = *dw;
-  *act = act_ == Activation::silu   ? fast::GatedActivation::silu
-         : act_ == Activation::gelu ? fast::GatedActivation::gelu
-                                    : fast::GatedActivation::gelu_tanh;
+  *act = fast_act(act_);
   return true;
 }
 
@@ -472,9 +473,7 @@ std::optional<std::pair<Array, Array>> GatedMLP::add_normed(const Array& residua
   if (!on || y.device().type != Device::Type::cuda || is_tracing()) return std::nullopt;
   const std::optional<Array> gu = gate_up_.dense_stack();
   if (!gu || gate_->param("weight").shape(0) != up_->param("weight").shape(0)) return std::nullopt;
-  const auto a = act_ == Activation::silu   ? fast::GatedActivation::silu
-                 : act_ == Activation::gelu ? fast::GatedActivation::gelu
-                                            : fast::GatedActivation::gelu_tanh;
+  const auto a = fast_act(act_);
   std::vector<Array> hg =
       fast::rms_norm_add_linear(residual, y, post.param("weight"), norm_options(post),
                                 norm.param("weight"), *gu, norm_options(norm), a);

@@ -726,12 +726,13 @@ void RmsNormAddProduct::eval_cuda(const std::vector<Array>& inputs, std::vector<
   const NormAddPrologue pre{*add_, add_in.back(), add_->has_weight_ ? &add_in[1] : nullptr,
                             outputs[0]};
   const std::shared_ptr<RmsNormLinear> nl = norm_linear();
+  const RmsNormGlu* g = glu();
   cu::GemvProblem pair;
-  if (const RmsNormGlu* g = glu()) {
+  if (g) {
     pair.pair = outputs[1].shape().back();
     pair.gate = g->act_ + 1;
   }
-  if (try_norm_gemv(*nl, pin, outputs[1], glu() ? &pair : nullptr, &pre)) return;
+  if (try_norm_gemv(*nl, pin, outputs[1], g ? &pair : nullptr, &pre)) return;
   add_->eval_cuda(add_in, outputs[0]);
   pin[0] = outputs[0];
   product_->eval_cuda(pin, outputs[1]);

@@ -256,26 +256,6 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   }
 }
 
-/// Warps per output column of the GEMV. One by default. INGOT_CUDA_GEMV_SPLIT=1: long rows (K
-/// of 2048 elements and more) are split over 2 or 4 warps, so that the few-column products of
-/// a decode step (o and down projections, 1,024-2,048 columns: one block of 8 columns an SM)
-/// keep more loads in flight; by K alone, so that products of one K (a GLU pair and its stacked
-/// product) sum alike. Measured on the H100 (session 35, decode b1): Qwen3-0.6B and Gemma3-1B
-/// level, Llama-3.2-1B 7% slower (its 2048-wide rows: every product of the step split, the LM
-/// head included), hence off. INGOT_CUDA_GEMV_SPLIT=2: split (2 or 4 warps, K >= 2048 per
-/// 2 parts) only while the weight rows read times the parts stay within `warps`, the resident
-/// warps of the card (24 an SM): by the rows read (N, or 2N for a GLU pair), so that a pair and
-/// its stacked product still decide alike.
-int gemv_parts(const GemvProblem& p, int64_t warps) {
-  static const long mode = env::get_int("INGOT_CUDA_GEMV_SPLIT", 0);
-  if (mode == 1) return p.K >= 4096 ? 4 : p.K >= 2048 ? 2 : 1;
-  if (mode != 2 || warps <= 0) return 1;
-  const int64_t rows = p.pair ? 2 * p.pair : p.N;
-  for (int parts : {4, 2})
-    if (p.K >= 1024 * parts && rows * parts <= warps) return parts;
-  return 1;
-}
-
 /// Multiprocessors of the current device (0 when unknown), cached per device.
 int64_t gemv_sms() {
   static std::atomic<int> cached[64] = {};
@@ -294,6 +274,27 @@ int64_t gemv_sms() {
   return n;
 }
 
+/// Warps per output column of the GEMV. One by default. INGOT_CUDA_GEMV_SPLIT=1: long rows (K
+/// of 2048 elements and more) are split over 2 or 4 warps, so that the few-column products of
+/// a decode step (o and down projections, 1,024-2,048 columns: one block of 8 columns an SM)
+/// keep more loads in flight; by K alone, so that products of one K (a GLU pair and its stacked
+/// product) sum alike. Measured on the H100 (session 35, decode b1): Qwen3-0.6B and Gemma3-1B
+/// level, Llama-3.2-1B 7% slower (its 2048-wide rows: every product of the step split, the LM
+/// head included), hence off. INGOT_CUDA_GEMV_SPLIT=2: split (2 or 4 warps, K >= 2048 per
+/// 2 parts) only while the weight rows read times the parts stay within the resident
+/// warps of the card (24 an SM): by the rows read (N, or 2N for a GLU pair), so that a pair and
+/// its stacked product still decide alike.
+int gemv_parts(const GemvProblem& p) {
+  static const long mode = env::get_int("INGOT_CUDA_GEMV_SPLIT", 0);
+  if (mode == 1) return p.K >= 4096 ? 4 : p.K >= 2048 ? 2 : 1;
+  if (mode != 2) return 1;
+  const int64_t warps = 24 * gemv_sms();
+  const int64_t rows = p.pair ? 2 * p.pair : p.N;
+  for (int parts : {4, 2})
+    if (p.K >= 1024 * parts && rows * parts <= warps) return parts;
+  return 1;
+}
+
 /// Blocks of `kernel` (256 threads, `smem` dynamic bytes) resident on the current device at
 /// once (the occupancy calculator's blocks per SM times the SMs), cached per (device, kernel,
 /// smem); 0 when unknown (the launch then covers every column with its own warp).
@@ -308,14 +309,14 @@ int64_t gemv_resident_blocks(const void* kernel, size_t smem) {
   const auto key = std::make_tuple(dev, kernel, smem);
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = seen.find(key); it != seen.end()) return it->second;
-  int sms = 0, per_sm = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kGemvWarps, smem) !=
-          cudaSuccess) {
+  const int64_t sms = gemv_sms();
+  int per_sm = 0;
+  if (sms <= 0 || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * kGemvWarps,
+                                                                smem) != cudaSuccess) {
     (void)cudaGetLastError();
     return 0;  // not cached: asked again next time
   }
-  const int64_t blocks = int64_t(std::max(sms, 0)) * std::max(per_sm, 0);
+  const int64_t blocks = sms * std::max(per_sm, 0);
   seen.emplace(key, blocks);
   return blocks;
 }
@@ -331,7 +332,7 @@ bool gemv_loop() {
 template <typename T, int M, bool NORM, bool PAIR>
 void launch_gemv_k(const GemvProblem& p, cudaStream_t s, int sms) {
   const auto kernel = gemv_kernel<T, M, NORM, PAIR>;
-  const int parts = gemv_parts(p, 24 * gemv_sms());
+  const int parts = gemv_parts(p);
   const int64_t cols = kGemvWarps / parts;
   const size_t smem = NORM ? size_t(p.pre_res ? 2 : 1) * M * p.K * sizeof(T) : 0;
   int64_t blocks = (p.N + cols - 1) / cols;
